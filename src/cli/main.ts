@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// l402d: the command line. Every command has --help; errors print one clear line and exit non-zero.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { ConfigError, resolveConfig } from './config-source.js';
+import { nginxSnippets } from './nginx-conf.js';
+import { startGate } from '../server/app.js';
+import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
+
+const program = new Command('l402d')
+  .description('Payment gate for nginx: charges Lightning (L402) payments before a route is served')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('start')
+  .description('run the gate (nginx auth_request endpoint, or a reverse proxy when `upstream` is set)')
+  .option('-c, --config <file>', 'YAML config file (default: $L402_CONFIG, else the embedded development defaults)')
+  .action(async (opts: { config?: string }) => {
+    const { config } = resolveConfig(opts.config);
+    const running = await startGate(config);
+    const stop = (signal: string) => {
+      running.gate.parts.log.info({ signal }, 'shutting down');
+      running.close().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
+program
+  .command('nginx-conf')
+  .description('print the nginx include snippets for this config (or write them to a directory)')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-o, --out <dir>', 'write upstream.conf, server.conf and protect.conf into this directory')
+  .action((opts: { config?: string; out?: string }) => {
+    const { config } = resolveConfig(opts.config);
+    const snippets = nginxSnippets(config);
+    if (opts.out) {
+      mkdirSync(opts.out, { recursive: true });
+      for (const [name, text] of Object.entries(snippets)) writeFileSync(join(opts.out, name), text);
+      process.stdout.write(`wrote ${Object.keys(snippets).join(', ')} to ${opts.out}\n`);
+      return;
+    }
+    for (const [name, text] of Object.entries(snippets)) process.stdout.write(`# ---- ${name} ----\n${text}\n`);
+  });
+
+const dev = program.command('dev').description('development wallet tools (regtest invoices, no real money)');
+dev
+  .command('pay')
+  .description('pay an invoice issued by the development wallet; prints the 64-hex preimage')
+  .argument('<bolt11>', 'the invoice from the 402 challenge')
+  .option('-c, --config <file>', 'YAML config file (to find the data dir)')
+  .action((bolt11: string, opts: { config?: string }) => {
+    const { config } = resolveConfig(opts.config);
+    if (config.lightning.type !== 'dev') throw new ConfigError(`lightning.type is ${config.lightning.type}: dev pay only works with the development wallet`);
+    const wallet = DevWallet.open(config.dataDir);
+    try {
+      process.stdout.write(wallet.pay(bolt11).toString('hex') + '\n');
+    } finally {
+      wallet.close();
+    }
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    if (e instanceof ConfigError) {
+      process.stderr.write(`l402d: config error:\n${e.message}\n`);
+      process.exit(2);
+    }
+    if (e instanceof DevWalletError) {
+      process.stderr.write(`l402d: cannot pay: ${e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`l402d: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,74 @@
+// The nginx side of the contract, generated from the config so the snippets always match l402d's address.
+// `nginx/l402/` holds the same text for the default address (a test keeps the two identical).
+import type { GateConfig } from '../policy/config.js';
+
+export interface NginxSnippets {
+  'upstream.conf': string;
+  'server.conf': string;
+  'protect.conf': string;
+}
+
+export function nginxServerAddress(listen: string): string {
+  return listen.startsWith('unix:') ? listen : listen;
+}
+
+const COMMON = `    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+    proxy_set_header X-Original-URI $request_uri;
+    proxy_set_header X-Original-Method $request_method;
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_connect_timeout 2s;
+    proxy_send_timeout 6s;
+    proxy_read_timeout 6s;`;
+
+export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
+  const retry = cfg.retryAfterSecs;
+  return {
+    'upstream.conf': `# l402-nginx: include once in the http {} block.
+upstream l402d {
+    server ${nginxServerAddress(cfg.listen)};
+    keepalive 64;
+}
+`,
+    'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
+# Internal endpoints only: clients cannot reach them.
+
+# The auth_request subrequest: l402d answers 200 (paid) or 401 with the outcome in headers.
+location = /_l402/auth {
+    internal;
+    proxy_pass http://l402d;
+${COMMON}
+    # Never let a client choose these.
+    proxy_set_header X-L402-Outcome "";
+    proxy_set_header X-L402-Reason "";
+}
+
+# Renders the real answer (402 challenge, 401, 403, 405, 503, or a gRPC status) for a refused request.
+location @l402_render {
+    rewrite ^ /_l402/render break;
+    proxy_pass http://l402d;
+${COMMON}
+    proxy_set_header X-L402-Outcome $l402_outcome;
+    proxy_set_header X-L402-Reason $l402_reason;
+}
+
+# l402d unreachable or too slow: fail closed with a bounded 503.
+location @l402_unavailable {
+    default_type application/problem+json;
+    add_header Retry-After ${retry} always;
+    add_header Cache-Control no-store always;
+    return 503 '{"type":"urn:l402:problem:gate-unavailable","title":"Payment gate unavailable","status":503,"reason":"gate_unavailable","retry_after":${retry}}\\n';
+}
+`,
+    'protect.conf': `# l402-nginx: include in each location that must be paid for.
+satisfy all;
+auth_request /_l402/auth;
+auth_request_set $l402_outcome $upstream_http_x_l402_outcome;
+auth_request_set $l402_reason $upstream_http_x_l402_reason;
+error_page 401 = @l402_render;
+error_page 500 = @l402_unavailable;
+`,
+  };
+}

@@ -1,0 +1,69 @@
+// Minting a challenge: one invoice from the backend, one macaroon committing to its payment hash.
+import { randomBytes } from 'node:crypto';
+import type { LightningBackend } from '../rails/lightning/backend.js';
+import { encodeIdentifier } from '../protocol/identifier.js';
+import { encodeMacaroonBase64, mintMacaroon } from '../protocol/macaroon.js';
+import { mintCaveats } from '../protocol/caveats.js';
+import { tokenRootKey } from '../protocol/root-key.js';
+import type { RouteConfig } from './config.js';
+import { withTimeout } from '../util/timeout.js';
+
+export interface Challenge {
+  macaroon: string;
+  invoice: string;
+  paymentHash: string;
+  amountMsat: number;
+  /** Unix seconds when the invoice expires. */
+  invoiceExpiresAt: number;
+  /** Unix seconds when the credential stops being valid, if it ever does. */
+  validUntil?: number;
+}
+
+export interface ChallengeDeps {
+  backend: LightningBackend;
+  rootKey: Buffer;
+  service: string;
+  location: string;
+  memo: string;
+  invoiceExpirySecs: number;
+  backendTimeoutMs: number;
+  now?: () => number;
+}
+
+export class BackendError extends Error {}
+
+export async function createChallenge(route: RouteConfig, req: { path: string; method: string }, deps: ChallengeDeps): Promise<Challenge> {
+  const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
+  const validUntil = route.macaroonTimeout > 0 ? now + route.macaroonTimeout : undefined;
+  // An invoice that outlives its credential would take money for nothing; one shorter than a minute cannot be paid.
+  const expirySecs = validUntil === undefined ? deps.invoiceExpirySecs : Math.max(60, Math.min(deps.invoiceExpirySecs, route.macaroonTimeout));
+  let invoice;
+  try {
+    invoice = await withTimeout(
+      deps.backend.createInvoice({ amountMsat: route.amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
+      deps.backendTimeoutMs,
+      'createInvoice',
+    );
+  } catch (e) {
+    throw new BackendError(`${deps.backend.kind} createInvoice failed: ${(e as Error).message}`);
+  }
+  const tokenId = randomBytes(32);
+  // A single-use credential pays for this one request; reusable ones cover the route.
+  const perRequest = route.access === 'per-request';
+  const caveats = mintCaveats({
+    service: deps.service,
+    routeId: route.id,
+    path: perRequest ? req.path : undefined,
+    methods: perRequest ? [req.method] : route.methods,
+    validUntil,
+  });
+  const mac = mintMacaroon(tokenRootKey(deps.rootKey, tokenId), encodeIdentifier(invoice.paymentHash, tokenId), deps.location, caveats);
+  return {
+    macaroon: encodeMacaroonBase64(mac),
+    invoice: invoice.bolt11,
+    paymentHash: invoice.paymentHash.toString('hex'),
+    amountMsat: route.amountMsat,
+    invoiceExpiresAt: invoice.expiresAt,
+    validUntil,
+  };
+}

@@ -1,0 +1,221 @@
+// YAML config + environment, validated with zod. Every error names the key, its line and what is allowed.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { LineCounter, parseDocument, isScalar, type Document } from 'yaml';
+import { z } from 'zod';
+import { parseRouteMatch } from './routes.js';
+
+export class ConfigError extends Error {}
+
+const intLike = (schema: z.ZodNumber) =>
+  z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v), schema);
+const boolLike = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const s = v.trim().toLowerCase();
+  if (['true', 'on', 'yes', '1'].includes(s)) return true;
+  if (['false', 'off', 'no', '0'].includes(s)) return false;
+  return v;
+}, z.boolean());
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'] as const;
+
+const routeSchema = z
+  .object({
+    match: z.string().min(1).superRefine((m, ctx) => {
+      try {
+        parseRouteMatch(m);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      }
+    }),
+    id: z.string().regex(/^[A-Za-z0-9_.\/:-]{1,128}$/, 'letters, digits and _ . / : - only').optional(),
+    methods: z.array(z.preprocess((m) => (typeof m === 'string' ? m.toUpperCase() : m), z.enum(HTTP_METHODS))).min(1).optional(),
+    amount_msat: intLike(z.number().int().positive().max(2_100_000_000_000_000)),
+    access: z.enum(['per-request', 'timed', 'indefinite']).optional(),
+    indefinite_access: boolLike.optional(),
+    macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.indefinite_access && r.access && r.access !== 'indefinite') {
+      ctx.addIssue({ code: 'custom', path: ['indefinite_access'], message: `conflicts with access: ${r.access}` });
+    }
+    const access = r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request');
+    if (access === 'timed' && r.macaroon_timeout === 0) {
+      ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
+    }
+  })
+  .transform((r) => ({
+    match: r.match,
+    id: r.id ?? r.match,
+    methods: r.methods,
+    amountMsat: r.amount_msat,
+    access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
+    macaroonTimeout: r.macaroon_timeout,
+  }));
+
+const storeSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('memory') }).strict(),
+  z.object({ type: z.literal('sqlite'), path: z.string().min(1).optional() }).strict(),
+  z.object({ type: z.literal('redis'), url: z.string().regex(/^(redis|rediss|unix):/, 'a redis://, rediss:// or unix: URL'), prefix: z.string().default('l402:') }).strict(),
+]);
+
+const lightningSchema = z.discriminatedUnion('type', [z.object({ type: z.literal('dev') }).strict()]);
+
+const listenSchema = z.string().regex(/^(unix:\/.+|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'host:port or unix:/path');
+
+const configSchema = z
+  .object({
+    listen: listenSchema.default('127.0.0.1:8402'),
+    data_dir: z.string().min(1).default('./data'),
+    root_key: z.string().optional(),
+    previous_root_keys: z.array(z.string()).default([]),
+    service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
+    store: storeSchema.default({ type: 'sqlite' }),
+    lightning: lightningSchema.default({ type: 'dev' }),
+    invoice: z
+      .object({
+        memo: z.string().max(639).default('L402 payment'),
+        expiry_secs: intLike(z.number().int().min(60).max(7 * 86400)).default(3600),
+      })
+      .strict()
+      .default({ memo: 'L402 payment', expiry_secs: 3600 }),
+    challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
+    upstream: z.url({ protocol: /^https?$/ }).optional(),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+    timeouts: z
+      .object({
+        backend_ms: intLike(z.number().int().min(100).max(4500)).default(4000),
+        store_ms: intLike(z.number().int().min(50).max(4500)).default(1000),
+      })
+      .strict()
+      .default({ backend_ms: 4000, store_ms: 1000 }),
+    retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
+    routes: z.array(routeSchema).min(1, 'at least one route'),
+  })
+  .strict();
+
+export type RouteConfig = z.output<typeof routeSchema>;
+type Parsed = z.output<typeof configSchema>;
+
+export interface GateConfig {
+  listen: Parsed['listen'];
+  dataDir: string;
+  /** Raw text; parsed and strength-checked by root-key.ts. Absent only for the dev wallet (generated). */
+  rootKey?: string;
+  previousRootKeys: string[];
+  service: string;
+  store: { type: 'memory' } | { type: 'sqlite'; path: string } | { type: 'redis'; url: string; prefix: string };
+  lightning: Parsed['lightning'];
+  invoice: { memo: string; expirySecs: number };
+  challenge: { lsat: boolean };
+  upstream?: string;
+  logLevel: Parsed['log']['level'];
+  timeouts: { backendMs: number; storeMs: number };
+  retryAfterSecs: number;
+  routes: RouteConfig[];
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** ngx_l402's environment names, so its operators can migrate without rewriting their secrets. */
+function applyLegacyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  if (raw.root_key === undefined && env.ROOT_KEY) raw.root_key = env.ROOT_KEY;
+  if (raw.lightning === undefined && env.LN_CLIENT_TYPE) raw.lightning = { type: env.LN_CLIENT_TYPE.trim().toLowerCase() };
+  if (raw.store === undefined && env.REDIS_URL) raw.store = { type: 'redis', url: env.REDIS_URL };
+}
+
+function lineOf(lc: LineCounter, doc: Document, path: readonly PropertyKey[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n) as unknown[], true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === 'object' && node.range) return lc.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+function keyName(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(top level)';
+}
+
+/** Parses and validates config text. `source` names the file in messages; relative paths resolve against `baseDir`. */
+export function parseConfig(text: string, opts: { source?: string; baseDir?: string; env?: NodeJS.ProcessEnv } = {}): GateConfig {
+  const env = opts.env ?? process.env;
+  const source = opts.source ?? 'config';
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0]?.line;
+    throw new ConfigError(`${source}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const problems: string[] = [];
+  // ${VAR} expansion on string scalars only, so a secret's characters can never change the YAML structure.
+  const expand = (value: string, path: readonly PropertyKey[]): string =>
+    value.replace(ENV_REF, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push(`${source}:${lineOf(lc, doc, path) ?? '?'}: ${keyName(path)}: environment variable ${name} is not set`);
+        return '';
+      }
+      return v;
+    });
+  const walk = (v: unknown, path: PropertyKey[]): unknown => {
+    if (typeof v === 'string') return expand(v, path);
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, [...path, i]));
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
+    return v;
+  };
+  const js = doc.toJS() ?? {};
+  if (typeof js !== 'object' || Array.isArray(js)) throw new ConfigError(`${source}: the config must be a YAML mapping`);
+  const raw = walk(js, []) as Record<string, unknown>;
+  if (problems.length) throw new ConfigError(problems.join('\n'));
+  applyLegacyEnv(raw, env);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => {
+      const line = lineOf(lc, doc, i.path);
+      return `${source}${line ? `:${line}` : ''}: ${keyName(i.path)}: ${i.message}`;
+    });
+    throw new ConfigError(lines.join('\n'));
+  }
+  const c = result.data;
+  const base = opts.baseDir ?? process.cwd();
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const dataDir = abs(c.data_dir);
+  const ids = new Set<string>();
+  for (const [i, r] of c.routes.entries()) {
+    if (ids.has(r.id)) throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: duplicate route id "${r.id}" (set a distinct id:)`);
+    ids.add(r.id);
+  }
+  return {
+    listen: c.listen,
+    dataDir,
+    rootKey: c.root_key,
+    previousRootKeys: c.previous_root_keys,
+    service: c.service,
+    store:
+      c.store.type === 'sqlite'
+        ? { type: 'sqlite', path: abs(c.store.path ?? resolve(dataDir, 'l402.db')) }
+        : c.store,
+    lightning: c.lightning,
+    invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
+    challenge: c.challenge,
+    upstream: c.upstream,
+    logLevel: c.log.level,
+    timeouts: { backendMs: c.timeouts.backend_ms, storeMs: c.timeouts.store_ms },
+    retryAfterSecs: c.retry_after_secs,
+    routes: c.routes,
+  };
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): GateConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseConfig(text, { source: path, baseDir: dirname(resolve(path)), env });
+}

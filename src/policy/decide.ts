@@ -1,0 +1,114 @@
+// The decision core: request facts in, outcome out. No HTTP, no backend; the store is the only I/O,
+// reached through the Store interface and bounded by a timeout (fail closed).
+import { decodeIdentifier } from '../protocol/identifier.js';
+import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
+import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
+import { parseCredential, type CredentialHeaders } from '../protocol/l402-header.js';
+import { tokenRootKey } from '../protocol/root-key.js';
+import type { Store } from '../store/store.js';
+import type { RouteConfig } from './config.js';
+import { RouteTable } from './routes.js';
+import { withTimeout } from '../util/timeout.js';
+
+export interface GateRequest {
+  /** Normalised path (see normalizePath); undefined when the path was unusable. */
+  path: string | undefined;
+  method: string;
+  clientAddr?: string;
+  credentials: CredentialHeaders;
+}
+
+export type InvalidReason =
+  | 'malformed_credential'
+  | 'malformed_macaroon'
+  | 'unknown_identifier'
+  | 'bad_signature'
+  | 'expired'
+  | 'wrong_route'
+  | 'wrong_path'
+  | 'wrong_method'
+  | 'wrong_service'
+  | 'wrong_preimage'
+  | 'unknown_caveat'
+  | 'malformed_caveat'
+  | 'missing_preimage'
+  | 'already_used';
+
+export type Decision =
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string }
+  | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' }
+  | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
+  | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' }
+  | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
+  | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' };
+
+export type Outcome = Decision['outcome'];
+
+export interface DecideDeps {
+  routes: RouteTable<RouteConfig>;
+  service: string;
+  /** Current master key first, then previous ones still accepted during a rotation. */
+  rootKeys: readonly Buffer[];
+  store: Store;
+  storeTimeoutMs: number;
+  /** Unix seconds; injectable for tests. */
+  now?: () => number;
+}
+
+export function claimKey(paymentHash: Buffer): string {
+  return `claim:l402:${paymentHash.toString('hex')}`;
+}
+
+/** Keep single-use claims at least as long as the credential could verify; forever when it never expires. */
+const CLAIM_GRACE_SECS = 300;
+
+export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+  if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
+  const route = deps.routes.lookup(req.path);
+  if (!route) return { outcome: 'forbidden', reason: 'no_route' };
+  if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
+
+  const parsed = parseCredential(req.credentials);
+  if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
+  if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
+  const cred = parsed.credential;
+
+  let mac;
+  try {
+    mac = decodeMacaroon(cred.macaroon);
+  } catch (e) {
+    if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
+    throw e;
+  }
+  const id = decodeIdentifier(mac.identifier);
+  if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
+  if (!deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return { outcome: 'invalid', route, reason: 'bad_signature' };
+
+  const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
+  const verdict = checkCaveats(caveatPredicates(mac), {
+    service: deps.service,
+    routeId: route.id,
+    path: req.path,
+    method: req.method,
+    now,
+    paymentHash: id.paymentHash,
+  });
+  if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  const preimage = cred.preimage ?? verdict.preimage;
+  if (!preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
+  if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
+  if (route.access === 'timed' && verdict.validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
+
+  if (route.access === 'per-request') {
+    const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
+    let first: boolean;
+    try {
+      first = await withTimeout(deps.store.claimOnce(claimKey(id.paymentHash), ttl), deps.storeTimeoutMs, 'store claim');
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
+  }
+  return { outcome: 'allow', route, reason: 'paid', tokenId: id.tokenId.toString('hex') };
+}

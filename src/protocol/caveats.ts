@@ -1,0 +1,85 @@
+// Caveats we mint and the fail-closed verifier for them. Every caveat present must be satisfied, so a
+// repeated caveat can only narrow (a client may attenuate, never widen). Unknown caveats fail.
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+export interface CaveatContext {
+  service: string;
+  routeId: string;
+  path: string;
+  method: string;
+  /** Unix seconds. */
+  now: number;
+  paymentHash: Buffer;
+}
+
+export interface MintOptions {
+  service: string;
+  routeId: string;
+  /** Bind to this exact path (single-use credentials are bought for one request). */
+  path?: string;
+  methods?: readonly string[];
+  /** Unix seconds. */
+  validUntil?: number;
+}
+
+export function mintCaveats(o: MintOptions): string[] {
+  const out = [`services=${o.service}:0`, `route=${o.routeId}`];
+  if (o.path !== undefined) out.push(`path=${o.path}`);
+  if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
+  if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
+  return out;
+}
+
+export type CaveatVerdict =
+  | { ok: true; preimage?: Buffer; validUntil?: number }
+  | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' };
+
+export function checkCaveats(predicates: readonly string[], ctx: CaveatContext): CaveatVerdict {
+  let preimage: Buffer | undefined;
+  let validUntil: number | undefined;
+  for (const p of predicates) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
+    const name = p.slice(0, eq).trim();
+    const value = p.slice(eq + 1).trim();
+    switch (name) {
+      case 'services': {
+        const names = value.split(',').map((s) => s.split(':')[0]?.trim());
+        if (!names.includes(ctx.service)) return { ok: false, reason: 'wrong_service' };
+        break;
+      }
+      case `${ctx.service}_valid_until`: {
+        if (!/^\d{1,12}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };
+        const t = Number(value);
+        if (!(ctx.now < t)) return { ok: false, reason: 'expired' };
+        validUntil = validUntil === undefined ? t : Math.min(validUntil, t);
+        break;
+      }
+      case 'route':
+        if (value !== ctx.routeId) return { ok: false, reason: 'wrong_route' };
+        break;
+      case 'path':
+        if (value !== ctx.path) return { ok: false, reason: 'wrong_path' };
+        break;
+      case 'method':
+        if (!value.split(',').map((m) => m.trim().toUpperCase()).includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
+        break;
+      case 'preimage': {
+        // Spec'd client attenuation (gRPC metadata carries the preimage this way).
+        if (!/^[0-9a-fA-F]{64}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };
+        const pre = Buffer.from(value, 'hex');
+        if (!preimageMatches(pre, ctx.paymentHash)) return { ok: false, reason: 'wrong_preimage' };
+        preimage = pre;
+        break;
+      }
+      default:
+        return { ok: false, reason: 'unknown_caveat' };
+    }
+  }
+  return { ok: true, preimage, validUntil };
+}
+
+export function preimageMatches(preimage: Buffer, paymentHash: Buffer): boolean {
+  if (preimage.length !== 32 || paymentHash.length !== 32) return false;
+  return timingSafeEqual(createHash('sha256').update(preimage).digest(), paymentHash);
+}

@@ -1,0 +1,263 @@
+// Development-only Lightning backend: issues real, signed regtest BOLT11 invoices from a local
+// node key and "pays" them by marking a SQLite row settled. NO real money moves, ever.
+//
+// State lives only on disk so that several processes (the gate and `l402d dev pay`) can share it:
+//   <dataDir>/dev-node.key   32-byte secp256k1 secret, hex, mode 0600
+//   <dataDir>/dev-wallet.db  SQLite (WAL) with one `invoices` table
+import { createECDH, createHash, randomBytes } from 'node:crypto';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { encode as bolt11Encode, sign as bolt11Sign } from '@atomiqlabs/bolt11';
+import lightBolt11 from 'light-bolt11-decoder';
+import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from './backend.js';
+
+/** Bitcoin regtest as @atomiqlabs/bolt11 spells it (identical to its built-in REGTESTNETWORK). */
+const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1], wif: 0xef };
+const HRP_PREFIX = 'lnbcrt';
+const KEY_FILE = 'dev-node.key';
+const DB_FILE = 'dev-wallet.db';
+const MIN_FINAL_CLTV_EXPIRY = 18;
+/** BOLT11 `d` field limit (10-bit data_length in 5-bit words). */
+const MAX_DESCRIPTION_BYTES = 639;
+/** secp256k1 group order; a secret key must be in [1, n-1]. */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+export type DevWalletErrorCode = 'unknown' | 'expired' | 'already_paid' | 'malformed';
+
+/** Why DevWallet.pay refused an invoice. */
+export class DevWalletError extends Error {
+  readonly code: DevWalletErrorCode;
+  constructor(code: DevWalletErrorCode, message: string) {
+    super(message);
+    this.name = 'DevWalletError';
+    this.code = code;
+  }
+}
+
+interface InvoiceRow {
+  payment_hash: string;
+  preimage: string;
+  bolt11: string;
+  amount_msat: number;
+  created_at: number;
+  expires_at: number;
+  paid_at: number | null;
+}
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+function nowSecs(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Trim, drop an optional `lightning:` URI scheme, lower-case (bech32 is case-insensitive). */
+function normalizeBolt11(input: string): string {
+  return input.trim().replace(/^lightning:/i, '').toLowerCase();
+}
+
+/** Reads the node key, creating it (0600, atomically) if missing. Returns the 32-byte secret. */
+function loadOrCreateNodeKey(dataDir: string): Buffer {
+  const keyPath = join(dataDir, KEY_FILE);
+  let text: string;
+  try {
+    text = readFileSync(keyPath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    // Write a private temp file, then hard-link it into place: another process either sees no key
+    // file or a complete one, and if two processes race, the loser's link fails with EEXIST.
+    const tmpPath = `${keyPath}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const fd = openSync(tmpPath, 'wx', 0o600);
+    try {
+      writeSync(fd, randomBytes(32).toString('hex') + '\n');
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmpPath, keyPath);
+    } catch (linkErr) {
+      if ((linkErr as NodeJS.ErrnoException).code !== 'EEXIST') throw linkErr;
+    } finally {
+      unlinkSync(tmpPath);
+    }
+    text = readFileSync(keyPath, 'utf8');
+  }
+  const hex = text.trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
+    throw new Error(`dev wallet key file ${keyPath} must contain exactly 64 hex characters (a 32-byte key); refusing to use it`);
+  }
+  const k = BigInt('0x' + hex);
+  if (k === 0n || k >= SECP256K1_N) {
+    throw new Error(`dev wallet key file ${keyPath} does not hold a valid secp256k1 secret key; refusing to use it`);
+  }
+  return Buffer.from(hex, 'hex');
+}
+
+/**
+ * Development wallet. Every method is synchronous underneath (better-sqlite3); the
+ * LightningBackend methods return promises only because the interface requires it.
+ * `pay` is synchronous and returns the preimage directly.
+ */
+export class DevWallet implements LightningBackend {
+  readonly kind = 'dev';
+
+  private readonly dataDir: string;
+  private readonly nodeKey: Buffer;
+  private readonly nodePubkeyHex: string;
+  private readonly db: Database.Database;
+  private readonly insertStmt: Database.Statement<[string, string, string, number, number, number]>;
+  private readonly selectStmt: Database.Statement<[string], InvoiceRow>;
+  private readonly markPaidStmt: Database.Statement<[number, string, string, number]>;
+
+  private constructor(dataDir: string, nodeKey: Buffer, db: Database.Database) {
+    this.dataDir = dataDir;
+    this.nodeKey = nodeKey;
+    const ecdh = createECDH('secp256k1');
+    ecdh.setPrivateKey(nodeKey);
+    this.nodePubkeyHex = ecdh.getPublicKey('hex', 'compressed');
+    this.db = db;
+    this.insertStmt = db.prepare(
+      'INSERT INTO invoices (payment_hash, preimage, bolt11, amount_msat, created_at, expires_at, paid_at) VALUES (?, ?, ?, ?, ?, ?, NULL)',
+    );
+    this.selectStmt = db.prepare('SELECT * FROM invoices WHERE payment_hash = ?');
+    // The single-statement compare-and-set is what makes concurrent payers safe: only one UPDATE
+    // can see paid_at IS NULL, the rest report changes === 0.
+    this.markPaidStmt = db.prepare(
+      'UPDATE invoices SET paid_at = ? WHERE payment_hash = ? AND bolt11 = ? AND paid_at IS NULL AND expires_at > ?',
+    );
+  }
+
+  /** Opens (creating if needed) the wallet in dataDir. Throws on an unusable key file. */
+  static open(dataDir: string): DevWallet {
+    const dir = resolve(dataDir);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const nodeKey = loadOrCreateNodeKey(dir);
+    const db = new Database(join(dir, DB_FILE));
+    try {
+      db.pragma('busy_timeout = 5000');
+      db.pragma('journal_mode = WAL');
+      db.exec(`CREATE TABLE IF NOT EXISTS invoices (
+        payment_hash TEXT PRIMARY KEY,
+        preimage     TEXT NOT NULL,
+        bolt11       TEXT NOT NULL,
+        amount_msat  INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        paid_at      INTEGER NULL
+      )`);
+      return new DevWallet(dir, nodeKey, db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice> {
+    signal?.throwIfAborted();
+    const { amountMsat, memo, expirySecs } = req;
+    if (!Number.isSafeInteger(amountMsat) || amountMsat <= 0) {
+      throw new Error(`dev wallet: amountMsat must be a positive integer, got ${amountMsat}`);
+    }
+    if (!Number.isSafeInteger(expirySecs) || expirySecs <= 0) {
+      throw new Error(`dev wallet: expirySecs must be a positive integer, got ${expirySecs}`);
+    }
+    if (Buffer.byteLength(memo, 'utf8') > MAX_DESCRIPTION_BYTES) {
+      throw new Error(`dev wallet: memo is longer than the BOLT11 limit of ${MAX_DESCRIPTION_BYTES} bytes`);
+    }
+
+    const preimage = randomBytes(32);
+    const paymentHash = sha256(preimage);
+    const paymentSecret = randomBytes(32);
+    const timestamp = nowSecs();
+    const expiresAt = timestamp + expirySecs;
+
+    const unsigned = bolt11Encode(
+      {
+        network: REGTEST,
+        millisatoshis: String(amountMsat),
+        timestamp,
+        tags: [
+          { tagName: 'payment_hash', data: paymentHash.toString('hex') },
+          { tagName: 'payment_secret', data: paymentSecret.toString('hex') },
+          { tagName: 'description', data: memo },
+          { tagName: 'expire_time', data: expirySecs },
+          { tagName: 'min_final_cltv_expiry', data: MIN_FINAL_CLTV_EXPIRY },
+          {
+            tagName: 'feature_bits',
+            data: {
+              word_length: 3, // bits 8 and 14 fit in 15 bits
+              var_onion_optin: { required: true, supported: false },
+              payment_secret: { required: true, supported: false },
+            },
+          },
+        ],
+      },
+      false,
+    );
+    const signed = bolt11Sign(unsigned, this.nodeKey);
+    const bolt11 = signed.paymentRequest;
+    if (!bolt11 || !bolt11.startsWith(HRP_PREFIX)) {
+      throw new Error('dev wallet: BOLT11 encoder produced no regtest payment request');
+    }
+
+    this.insertStmt.run(paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat, timestamp, expiresAt);
+    return { bolt11, paymentHash, expiresAt };
+  }
+
+  async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
+    signal?.throwIfAborted();
+    if (paymentHash.length !== 32) return { state: 'unknown' };
+    const row = this.selectStmt.get(paymentHash.toString('hex'));
+    if (!row) return { state: 'unknown' };
+    if (row.paid_at !== null) return { state: 'settled', preimage: Buffer.from(row.preimage, 'hex') };
+    if (Date.now() / 1000 >= row.expires_at) return { state: 'expired' };
+    return { state: 'open' };
+  }
+
+  /**
+   * Pays one of this wallet's invoices (synchronously) and returns its 32-byte preimage.
+   * Accepts the bolt11 string as issued, case-insensitively, with an optional `lightning:` prefix.
+   * Throws DevWalletError: 'malformed' (not a decodable BOLT11 invoice), 'unknown' (not issued by
+   * this wallet, or altered), 'expired', 'already_paid'. Safe against concurrent payers in any
+   * number of processes: exactly one succeeds.
+   */
+  pay(bolt11: string): Buffer {
+    if (typeof bolt11 !== 'string') throw new DevWalletError('malformed', 'invoice must be a string');
+    const invoice = normalizeBolt11(bolt11);
+    let hashHex: string | undefined;
+    try {
+      const decoded = lightBolt11.decode(invoice);
+      const section = decoded.sections.find((s) => s.name === 'payment_hash');
+      hashHex = section && 'value' in section ? String(section.value) : undefined;
+    } catch (err) {
+      throw new DevWalletError('malformed', `not a valid BOLT11 invoice: ${(err as Error).message}`);
+    }
+    if (!hashHex || !/^[0-9a-f]{64}$/.test(hashHex)) {
+      throw new DevWalletError('malformed', 'BOLT11 invoice has no valid payment hash');
+    }
+
+    const now = Date.now() / 1000;
+    const result = this.markPaidStmt.run(nowSecs(), hashHex, invoice, now);
+    const row = this.selectStmt.get(hashHex);
+    if (result.changes === 1 && row) return Buffer.from(row.preimage, 'hex');
+
+    // The update did nothing; work out why (the row cannot disappear or be un-paid).
+    if (!row || row.bolt11 !== invoice) {
+      throw new DevWalletError('unknown', `invoice ${hashHex} was not issued by this development wallet (${this.dataDir})`);
+    }
+    if (row.paid_at !== null) {
+      throw new DevWalletError('already_paid', `invoice ${hashHex} is already paid`);
+    }
+    throw new DevWalletError('expired', `invoice ${hashHex} expired at ${new Date(row.expires_at * 1000).toISOString()}`);
+  }
+
+  describe(): string {
+    return `development wallet (regtest, NOT real money, development only) at ${this.dataDir}, node ${this.nodePubkeyHex}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,85 @@
+// Starting and stopping one l402d: keys, store, backend, HTTP server.
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import type { Server } from 'node:http';
+import { ConfigError, type GateConfig } from '../policy/config.js';
+import { loadOrCreateDevRootKey, parseRootKey, WeakKeyError } from '../protocol/root-key.js';
+import { openBackend } from '../rails/lightning/open-backend.js';
+import { openStore } from '../store/open-store.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { Gate } from './gate.js';
+import { createGateServer } from './http-server.js';
+
+export interface RunningGate {
+  gate: Gate;
+  server: Server;
+  /** "host:port" or the unix socket path. */
+  address: string;
+  close(): Promise<void>;
+}
+
+export function loadRootKeys(cfg: GateConfig, log: Logger): Buffer[] {
+  try {
+    const keys: Buffer[] = [];
+    if (cfg.rootKey !== undefined) keys.push(parseRootKey(cfg.rootKey, 'root_key'));
+    else if (cfg.lightning.type === 'dev') {
+      const path = resolve(cfg.dataDir, 'root.key');
+      keys.push(loadOrCreateDevRootKey(path));
+      log.warn({ path }, 'no root_key configured: using a generated development key from the data dir');
+    } else throw new ConfigError('root_key: required (set it in the config or the ROOT_KEY environment variable)');
+    cfg.previousRootKeys.forEach((k, i) => keys.push(parseRootKey(k, `previous_root_keys[${i}]`)));
+    return keys;
+  } catch (e) {
+    if (e instanceof WeakKeyError) throw new ConfigError(e.message);
+    throw e;
+  }
+}
+
+function listenOn(server: Server, listen: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    server.once('error', fail);
+    const done = () => {
+      server.off('error', fail);
+      const a = server.address();
+      ok(typeof a === 'string' ? a : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`);
+    };
+    if (listen.startsWith('unix:')) server.listen(listen.slice(5), done);
+    else {
+      const i = listen.lastIndexOf(':');
+      server.listen(Number(listen.slice(i + 1)), listen.slice(0, i).replace(/^\[|\]$/g, ''), done);
+    }
+  });
+}
+
+export async function startGate(cfg: GateConfig, opts: { log?: Logger } = {}): Promise<RunningGate> {
+  const log = opts.log ?? createLogger(cfg.logLevel);
+  const rootKeys = loadRootKeys(cfg, log);
+  const store = openStore(cfg);
+  const backend = openBackend(cfg);
+  if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
+  const gate = new Gate({ config: cfg, store, backend, rootKeys, log });
+  const server = createGateServer(gate);
+  let address: string;
+  try {
+    address = await listenOn(server, cfg.listen);
+  } catch (e) {
+    await Promise.allSettled([store.close(), backend.close()]);
+    throw e;
+  }
+  const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
+  log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
+  return {
+    gate,
+    server,
+    address,
+    async close() {
+      if (sweeper) clearInterval(sweeper);
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await Promise.allSettled([store.close(), backend.close()]);
+    },
+  };
+}

@@ -1,0 +1,109 @@
+// The gate: wires config, store, backend and keys into the decision core and the renderer.
+// Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { GateConfig, RouteConfig } from '../policy/config.js';
+import { decide, type Decision, type GateRequest } from '../policy/decide.js';
+import { RouteTable } from '../policy/routes.js';
+import { BackendError, createChallenge } from '../policy/challenge.js';
+import type { LightningBackend } from '../rails/lightning/backend.js';
+import type { Store } from '../store/store.js';
+import type { Logger } from '../util/log.js';
+import { isGrpc, prefersHtml } from './negotiate.js';
+import { render, type RenderOutcome, type Rendered } from './render.js';
+
+export interface GateParts {
+  config: GateConfig;
+  store: Store;
+  backend: LightningBackend;
+  rootKeys: Buffer[];
+  log: Logger;
+}
+
+const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed']);
+
+function header(h: IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export class Gate {
+  readonly routes: RouteTable<RouteConfig>;
+  constructor(readonly parts: GateParts) {
+    this.routes = new RouteTable(parts.config.routes);
+  }
+
+  /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
+  requestFrom(path: string | undefined, method: string, clientAddr: string | undefined, h: IncomingHttpHeaders): GateRequest {
+    const grpc = isGrpc(header(h, 'content-type'));
+    return {
+      path,
+      method,
+      clientAddr,
+      credentials: {
+        authorization: header(h, 'authorization'),
+        token: grpc ? header(h, 'token') : undefined,
+        macaroon: grpc ? header(h, 'macaroon') : undefined,
+      },
+    };
+  }
+
+  async decide(req: GateRequest): Promise<Decision> {
+    const started = process.hrtime.bigint();
+    let d: Decision;
+    try {
+      d = await decide(req, {
+        routes: this.routes,
+        service: this.parts.config.service,
+        rootKeys: this.parts.rootKeys,
+        store: this.parts.store,
+        storeTimeoutMs: this.parts.config.timeouts.storeMs,
+      });
+    } catch (e) {
+      // Fail closed: an unexpected error never lets a request through.
+      this.parts.log.error({ err: (e as Error).message, path: req.path }, 'decision failed');
+      d = { outcome: 'unavailable', reason: 'store_unavailable' };
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const route = 'route' in d ? d.route?.id : undefined;
+    this.parts.log.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
+    return d;
+  }
+
+  /**
+   * Renders the answer for a non-allow outcome. Stateless: any l402d process can render any decision,
+   * because it only needs the outcome, the reason and the request itself.
+   */
+  async render(outcome: string | undefined, reason: string | undefined, req: GateRequest, h: IncomingHttpHeaders, detail?: string): Promise<Rendered> {
+    const cfg = this.parts.config;
+    const grpc = isGrpc(header(h, 'content-type'));
+    const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs: cfg.retryAfterSecs };
+    // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
+    let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
+    let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
+      o = 'forbidden';
+      why = req.path === undefined ? 'bad_path' : 'no_route';
+    }
+    let challenge;
+    if ((o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
+      try {
+        challenge = await createChallenge(route, { path: req.path, method: req.method }, {
+          backend: this.parts.backend,
+          rootKey: this.parts.rootKeys[0]!,
+          service: cfg.service,
+          location: cfg.service,
+          memo: cfg.invoice.memo,
+          invoiceExpirySecs: cfg.invoice.expirySecs,
+          backendTimeoutMs: cfg.timeouts.backendMs,
+        });
+      } catch (e) {
+        const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: msg }, 'challenge failed');
+        o = 'unavailable';
+        why = 'backend_unavailable';
+      }
+    }
+    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge });
+  }
+}

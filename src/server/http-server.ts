@@ -1,0 +1,122 @@
+// HTTP front of l402d: the nginx auth_request endpoint, the error_page render endpoint, a health check,
+// and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { normalizePath } from '../policy/routes.js';
+import type { Gate } from './gate.js';
+import type { Rendered } from './render.js';
+
+const METHOD = /^[A-Z]{1,16}$/;
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function send(res: ServerResponse, r: Rendered): void {
+  for (const [k, v] of r.headers) {
+    const prev = res.getHeader(k);
+    res.setHeader(k, prev === undefined ? v : ([] as string[]).concat(prev as string | string[], v));
+  }
+  res.setHeader('Content-Length', Buffer.byteLength(r.body));
+  res.statusCode = r.status;
+  res.end(r.body);
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded by a proxy.
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
+
+function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, onError: (e: Error) => void): void {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
+  headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+  headers.host = upstream.host;
+  const base = upstream.pathname.replace(/\/$/, '');
+  const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest;
+  const up = send(
+    { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: base + (req.url ?? '/'), headers },
+    (ur) => {
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      res.writeHead(ur.statusCode ?? 502, out);
+      ur.pipe(res);
+    },
+  );
+  up.on('error', onError);
+  req.pipe(up);
+}
+
+export function createGateServer(gate: Gate): Server {
+  const { log, config } = gate.parts;
+  const upstream = config.upstream ? new URL(config.upstream) : undefined;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = req.url ?? '/';
+    if (url === '/_l402/health') {
+      res.setHeader('Content-Type', 'application/json');
+      res.end('{"status":"ok"}\n');
+      return;
+    }
+    if (url === '/_l402/auth' || url === '/_l402/render') {
+      // Called by nginx: the original request is described by the headers nginx sets.
+      const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
+      const rawUri = one(req.headers['x-original-uri']);
+      const path = rawUri === undefined ? undefined : normalizePath(rawUri);
+      const gr = gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers);
+      if (url === '/_l402/auth') {
+        const d = await gate.decide(gr);
+        res.setHeader('Cache-Control', 'no-store');
+        if (d.outcome === 'allow') {
+          res.statusCode = 200;
+          res.end();
+          return;
+        }
+        // nginx turns this 401 into `error_page 401 = @l402`, which calls /_l402/render with these values.
+        res.statusCode = 401;
+        res.setHeader('X-L402-Outcome', d.outcome);
+        res.setHeader('X-L402-Reason', d.reason);
+        res.end();
+        return;
+      }
+      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers));
+      return;
+    }
+    if (!upstream) {
+      res.statusCode = 404;
+      res.setHeader('Content-Type', 'application/json');
+      res.end('{"error":"not found: l402d serves nginx auth_request here (no upstream configured)"}\n');
+      return;
+    }
+    // Standalone reverse-proxy mode.
+    const gr = gate.requestFrom(normalizePath(url), (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers);
+    const d = await gate.decide(gr);
+    if (d.outcome === 'allow') {
+      proxy(upstream, req, res, (e) => {
+        log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
+        if (!res.headersSent) {
+          res.statusCode = 502;
+          res.end();
+        } else res.destroy();
+      });
+      return;
+    }
+    req.resume();
+    send(res, await gate.render(d.outcome, d.reason, gr, req.headers, 'detail' in d ? d.detail : undefined));
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: Error) => {
+      log.error({ err: e.message }, 'request handler failed');
+      if (!res.headersSent) {
+        res.statusCode = 503;
+        res.setHeader('Retry-After', String(config.retryAfterSecs));
+        res.end();
+      } else res.destroy();
+    });
+  });
+  // Longer than nginx's upstream keepalive_timeout (60 s) so nginx never reuses a connection we just closed.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.maxHeadersCount = 200;
+  return server;
+}

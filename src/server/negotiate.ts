@@ -1,0 +1,33 @@
+// Which body a client gets: JSON problem details unless it clearly prefers HTML (a browser).
+function q(accept: string, type: string): number {
+  let best = -1;
+  let bestSpecificity = -1;
+  const [major] = type.split('/');
+  for (const part of accept.split(',')) {
+    const [rangeRaw, ...params] = part.trim().split(';');
+    const range = (rangeRaw ?? '').trim().toLowerCase();
+    const specificity = range === type ? 2 : range === `${major}/*` ? 1 : range === '*/*' ? 0 : -1;
+    if (specificity < 0 || specificity < bestSpecificity) continue;
+    let qv = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p);
+      if (m) qv = Math.min(1, Math.max(0, Number(m[1])));
+    }
+    if (specificity > bestSpecificity || qv > best) {
+      best = qv;
+      bestSpecificity = specificity;
+    }
+  }
+  return best;
+}
+
+export function prefersHtml(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const html = q(accept, 'text/html');
+  const json = Math.max(q(accept, 'application/json'), q(accept, 'application/problem+json'));
+  return html > 0 && html > json;
+}
+
+export function isGrpc(contentType: string | undefined): boolean {
+  return !!contentType && /^application\/grpc(\+|;|$)/i.test(contentType.trim());
+}

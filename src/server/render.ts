@@ -1,0 +1,129 @@
+// Turns an outcome into the client's response: status, headers and body. Pure: the challenge (if any)
+// has been minted by the caller.
+import type { Challenge } from '../policy/challenge.js';
+import type { RouteConfig } from '../policy/config.js';
+import { formatChallenges } from '../protocol/l402-header.js';
+
+export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed';
+
+export interface RenderInput {
+  outcome: RenderOutcome;
+  reason: string;
+  detail?: string;
+  route?: RouteConfig;
+  challenge?: Challenge;
+  method: string;
+  html: boolean;
+  grpc: boolean;
+  lsat: boolean;
+  retryAfterSecs: number;
+}
+
+export interface Rendered {
+  status: number;
+  headers: Array<[string, string]>;
+  body: string;
+}
+
+const STATUS: Record<RenderOutcome, number> = { challenge: 402, invalid: 401, unavailable: 503, forbidden: 403, method_not_allowed: 405 };
+const TITLE: Record<RenderOutcome, string> = {
+  challenge: 'Payment Required',
+  invalid: 'Invalid payment credential',
+  unavailable: 'Payment service temporarily unavailable',
+  forbidden: 'Forbidden',
+  method_not_allowed: 'Method Not Allowed',
+};
+// gRPC status codes (grpc/status.proto): the L402 spec answers an unpaid call with 13 "payment required".
+const GRPC: Record<RenderOutcome, [number, string]> = {
+  challenge: [13, 'payment required'],
+  invalid: [16, 'invalid payment credential'],
+  unavailable: [14, 'payment service unavailable'],
+  forbidden: [7, 'forbidden'],
+  method_not_allowed: [12, 'method not allowed'],
+};
+const DETAIL: Record<string, string> = {
+  no_credential: 'Pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.',
+  malformed_credential: 'The Authorization header is not a valid L402 credential.',
+  malformed_macaroon: 'The macaroon could not be decoded.',
+  unknown_identifier: 'The macaroon was not issued by this service.',
+  bad_signature: 'The macaroon signature does not verify.',
+  expired: 'The credential has expired.',
+  wrong_route: 'The credential was bought for another route.',
+  wrong_path: 'The credential was bought for another path.',
+  wrong_method: 'The credential was bought for another HTTP method.',
+  wrong_service: 'The credential was issued for another service.',
+  wrong_preimage: 'The preimage does not match the invoice.',
+  unknown_caveat: 'The macaroon carries a caveat this service does not understand.',
+  malformed_caveat: 'The macaroon carries a malformed caveat.',
+  missing_preimage: 'The credential has no preimage.',
+  already_used: 'This single-use credential has already been used.',
+  store_unavailable: 'The credential store is unavailable; retry shortly.',
+  backend_unavailable: 'The Lightning backend is unavailable; retry shortly.',
+  no_route: 'No paid route is configured for this path.',
+  bad_path: 'The request path is not valid.',
+  method_not_sold: 'This route does not sell access for this method.',
+};
+
+export function describeReason(reason: string): string {
+  return DETAIL[reason] ?? reason;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+function html(i: RenderInput, status: number): string {
+  const c = i.challenge;
+  const pay = c
+    ? `<p>Price: <strong>${escapeHtml(String(Math.ceil(c.amountMsat / 1000)))} sats</strong> (${escapeHtml(String(c.amountMsat))} msat)</p>
+<p>Lightning invoice:</p><textarea readonly rows="5" cols="70">${escapeHtml(c.invoice)}</textarea>
+<p>Macaroon:</p><textarea readonly rows="4" cols="70">${escapeHtml(c.macaroon)}</textarea>
+<p>After paying, repeat the request with <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>.</p>`
+    : '';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${status} ${escapeHtml(TITLE[i.outcome])}</title></head>
+<body><h1>${status} ${escapeHtml(TITLE[i.outcome])}</h1><p>${escapeHtml(describeReason(i.reason))}</p>${pay}</body></html>\n`;
+}
+
+export function render(i: RenderInput): Rendered {
+  const headers: Array<[string, string]> = [['Cache-Control', 'no-store']];
+  const c = i.challenge;
+  if (c) {
+    for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
+    headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate']);
+  }
+  if (i.outcome === 'unavailable') headers.push(['Retry-After', String(i.retryAfterSecs)]);
+  if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
+
+  if (i.grpc) {
+    const [code, msg] = GRPC[i.outcome];
+    headers.push(['Content-Type', 'application/grpc'], ['grpc-status', String(code)], ['grpc-message', encodeURIComponent(msg)]);
+    return { status: 200, headers, body: '' };
+  }
+  const status = STATUS[i.outcome];
+  if (i.method === 'HEAD') return { status, headers, body: '' };
+  if (i.html) {
+    headers.push(['Content-Type', 'text/html; charset=utf-8']);
+    return { status, headers, body: html(i, status) };
+  }
+  const problem: Record<string, unknown> = {
+    type: `urn:l402:problem:${i.outcome === 'challenge' ? 'payment-required' : i.reason.replace(/_/g, '-')}`,
+    title: TITLE[i.outcome],
+    status,
+    reason: i.reason,
+    detail: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+  };
+  if (c) {
+    Object.assign(problem, {
+      amount_msat: c.amountMsat,
+      invoice: c.invoice,
+      macaroon: c.macaroon,
+      payment_hash: c.paymentHash,
+      expires_at: new Date(c.invoiceExpiresAt * 1000).toISOString(),
+      ...(c.validUntil !== undefined ? { valid_until: new Date(c.validUntil * 1000).toISOString() } : {}),
+      methods: ['L402'],
+    });
+  }
+  if (i.outcome === 'unavailable') problem.retry_after = i.retryAfterSecs;
+  headers.push(['Content-Type', 'application/problem+json']);
+  return { status, headers, body: JSON.stringify(problem) + '\n' };
+}

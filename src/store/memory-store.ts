@@ -1,0 +1,51 @@
+import type { Store, WindowCount } from './store.js';
+
+interface Entry {
+  value: string;
+  expiresAt?: number;
+}
+
+/** One process only: single-use claims do not survive a restart. Meant for tests and throwaway setups. */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  private readonly map = new Map<string, Entry>();
+
+  private live(key: string, now = Date.now()): Entry | undefined {
+    const e = this.map.get(key);
+    if (e && e.expiresAt !== undefined && e.expiresAt <= now) {
+      this.map.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
+    if (this.live(key)) return false;
+    this.map.set(key, { value: '1', expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    return true;
+  }
+  async get(key: string): Promise<string | undefined> {
+    return this.live(key)?.value;
+  }
+  async set(key: string, value: string, ttlSecs?: number): Promise<void> {
+    this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+  }
+  async del(key: string): Promise<void> {
+    this.map.delete(key);
+  }
+  async incrWindow(key: string, windowSecs: number): Promise<WindowCount> {
+    const now = Date.now();
+    const e = this.live(key, now);
+    if (!e) {
+      const expiresAt = now + windowSecs * 1000;
+      this.map.set(key, { value: '1', expiresAt });
+      return { count: 1, resetInSecs: windowSecs };
+    }
+    e.value = String(Number(e.value) + 1);
+    return { count: Number(e.value), resetInSecs: Math.max(1, Math.ceil(((e.expiresAt ?? now) - now) / 1000)) };
+  }
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {
+    this.map.clear();
+  }
+}

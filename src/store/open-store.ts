@@ -1,0 +1,12 @@
+import type { GateConfig } from '../policy/config.js';
+import { MemoryStore } from './memory-store.js';
+import { RedisStore } from './redis-store.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
+
+export function openStore(cfg: GateConfig): Store {
+  const s = cfg.store;
+  if (s.type === 'memory') return new MemoryStore();
+  if (s.type === 'sqlite') return new SqliteStore(s.path);
+  return new RedisStore(s.url, s.prefix, cfg.timeouts.storeMs);
+}

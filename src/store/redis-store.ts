@@ -1,0 +1,60 @@
+import { Redis } from 'ioredis';
+import type { Store, WindowCount } from './store.js';
+
+const INCR_WINDOW = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}`;
+
+/**
+ * Shared state for several l402d processes or hosts. Commands fail fast while disconnected (no offline
+ * queue) so callers can answer 503 instead of hanging; ioredis reconnects by itself.
+ */
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  private readonly redis: Redis;
+
+  constructor(url: string, private readonly prefix: string, commandTimeoutMs: number) {
+    this.redis = new Redis(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: commandTimeoutMs,
+      connectTimeout: Math.max(commandTimeoutMs, 1000),
+      retryStrategy: (times) => Math.min(times * 100, 1000),
+      lazyConnect: false,
+    });
+    // Errors surface on each command; the connection-level event would otherwise be an unhandled 'error'.
+    this.redis.on('error', () => {});
+  }
+
+  private k(key: string): string {
+    return this.prefix + key;
+  }
+
+  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
+    const r = ttlSecs === undefined ? await this.redis.set(this.k(key), '1', 'NX') : await this.redis.set(this.k(key), '1', 'EX', Math.max(1, Math.ceil(ttlSecs)), 'NX');
+    return r === 'OK';
+  }
+  async get(key: string): Promise<string | undefined> {
+    return (await this.redis.get(this.k(key))) ?? undefined;
+  }
+  async set(key: string, value: string, ttlSecs?: number): Promise<void> {
+    if (ttlSecs === undefined) await this.redis.set(this.k(key), value);
+    else await this.redis.set(this.k(key), value, 'EX', Math.max(1, Math.ceil(ttlSecs)));
+  }
+  async del(key: string): Promise<void> {
+    await this.redis.del(this.k(key));
+  }
+  async incrWindow(key: string, windowSecs: number): Promise<WindowCount> {
+    const [n, ttl] = (await this.redis.eval(INCR_WINDOW, 1, this.k(key), String(windowSecs * 1000))) as [number, number];
+    return { count: Number(n), resetInSecs: Math.max(1, Math.ceil(Number(ttl) / 1000)) };
+  }
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}

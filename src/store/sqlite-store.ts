@@ -1,0 +1,66 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Store, WindowCount } from './store.js';
+
+/**
+ * The embedded default. better-sqlite3 is synchronous, but every statement here is a single indexed write
+ * on a WAL database (tens of microseconds), and several l402d processes may share the file safely.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 2000');
+    this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER) WITHOUT ROWID');
+    this.stmts = {
+      // An expired row is replaced; a live one makes the claim fail. One statement, so it is atomic.
+      claim: this.db.prepare(
+        'INSERT INTO kv (key, value, expires_at) VALUES (?, \'1\', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?',
+      ),
+      get: this.db.prepare('SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
+      set: this.db.prepare('INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at'),
+      del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
+      incr: this.db.prepare(
+        "INSERT INTO kv (key, value, expires_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE SET value = CASE WHEN kv.expires_at <= ? THEN '1' ELSE CAST(kv.value AS INTEGER) + 1 END, expires_at = CASE WHEN kv.expires_at <= ? THEN excluded.expires_at ELSE kv.expires_at END RETURNING value, expires_at",
+      ),
+      sweep: this.db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?'),
+    };
+  }
+
+  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
+    const now = Date.now();
+    return this.stmts.claim.run(key, ttlSecs === undefined ? null : now + ttlSecs * 1000, now).changes === 1;
+  }
+  async get(key: string): Promise<string | undefined> {
+    const row = this.stmts.get.get(key, Date.now()) as { value: string } | undefined;
+    return row?.value;
+  }
+  async set(key: string, value: string, ttlSecs?: number): Promise<void> {
+    this.stmts.set.run(key, value, ttlSecs === undefined ? null : Date.now() + ttlSecs * 1000);
+  }
+  async del(key: string): Promise<void> {
+    this.stmts.del.run(key);
+  }
+  async incrWindow(key: string, windowSecs: number): Promise<WindowCount> {
+    const now = Date.now();
+    const row = this.stmts.incr.get(key, now + windowSecs * 1000, now, now) as { value: string; expires_at: number };
+    return { count: Number(row.value), resetInSecs: Math.max(1, Math.ceil((row.expires_at - now) / 1000)) };
+  }
+  /** Drops expired rows; called on a timer by the server. */
+  sweep(): number {
+    return this.stmts.sweep.run(Date.now()).changes;
+  }
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

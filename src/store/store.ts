@@ -1,0 +1,21 @@
+// Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
+export interface WindowCount {
+  count: number;
+  /** Seconds until the window resets (>= 1). */
+  resetInSecs: number;
+}
+
+export interface Store {
+  readonly kind: 'memory' | 'sqlite' | 'redis';
+  /** Atomically records `key`. True only for the first caller; `ttlSecs` undefined keeps it forever. */
+  claimOnce(key: string, ttlSecs?: number): Promise<boolean>;
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string, ttlSecs?: number): Promise<void>;
+  del(key: string): Promise<void>;
+  /** Fixed-window counter: increments and returns the count in the current window. */
+  incrWindow(key: string, windowSecs: number): Promise<WindowCount>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class StoreUnavailableError extends Error {}
