@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/policy/config.js';
+
+const KEY = 'b5d1a0c3e8f7a6d9c2b4e1f0a3d6c9b8e7f2a1d4c5b6e9f8a7d0c3b2e5f4a1d6';
+
+function err(text: string, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseConfig(text, { source: 'test.yaml', env });
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${(e as Error).name}`);
+    return e.message;
+  }
+  assert.fail('expected a config error');
+}
+
+test('minimal config gets the documented defaults', () => {
+  const c = parseConfig(`root_key: ${KEY}\nroutes:\n  - match: /premium\n    amount_msat: 10000\n`, { env: {}, baseDir: '/srv' });
+  assert.equal(c.listen, '127.0.0.1:8402');
+  assert.deepEqual(c.store, { type: 'sqlite', path: '/srv/data/l402.db' });
+  assert.equal(c.lightning.type, 'dev');
+  assert.equal(c.routes[0]!.access, 'per-request');
+  assert.equal(c.routes[0]!.macaroonTimeout, 0);
+  assert.equal(c.routes[0]!.id, '/premium');
+});
+
+test('errors name the key, its line and what is allowed', () => {
+  const m = err(`routes:\n  - match: /premium\n    amount_msat: lots\n`);
+  assert.match(m, /test\.yaml:3: routes\[0\]\.amount_msat: /);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    acess: timed\n`), /test\.yaml:2: routes\[0\]: .*acess/i);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    access: timed\n`), /routes\[0\]\.macaroon_timeout: access: timed needs macaroon_timeout > 0/);
+  assert.match(err(`store: { type: postgres }\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: store\.type/);
+  assert.match(err(`routes: []\n`), /routes: at least one route/);
+  assert.match(err(`routes:\n  - match: "~ ("\n    amount_msat: 1\n`), /routes\[0\]\.match: invalid regular expression/);
+  assert.match(err(`routes:\n  - match: premium\n    amount_msat: 1\n`), /must start with "\/"/);
+  assert.match(err(`routes: [ { match: /p, amount_msat: 1 }, { match: /p, amount_msat: 2 } ]\n`), /duplicate route id/);
+  assert.match(err(`listen: nowhere\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: listen: host:port or unix:\/path/);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n  bad indent: [\n`), /test\.yaml:\d+: invalid YAML/);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 0\n`), /amount_msat/);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    methods: [FETCH]\n`), /routes\[0\]\.methods\[0\]/);
+});
+
+test('${VAR} expansion works on strings only and names a missing variable', () => {
+  const c = parseConfig(`root_key: \${MY_KEY}\nroutes:\n  - match: /p\n    amount_msat: \${PRICE}\n`, { env: { MY_KEY: KEY, PRICE: '2500' } });
+  assert.equal(c.rootKey, KEY);
+  assert.equal(c.routes[0]!.amountMsat, 2500);
+  assert.match(err(`root_key: \${NOPE}\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: root_key: environment variable NOPE is not set/);
+  // A secret containing YAML syntax cannot change the document's structure.
+  const tricky = parseConfig(`root_key: "\${K}"\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { K: 'x: [1, 2]\nroutes: []' } });
+  assert.equal(tricky.routes.length, 1);
+});
+
+test('ngx_l402 environment names are accepted', () => {
+  const c = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, { env: { ROOT_KEY: KEY, REDIS_URL: 'redis://127.0.0.1:6379', LN_CLIENT_TYPE: 'DEV' } });
+  assert.equal(c.rootKey, KEY);
+  assert.deepEqual(c.store, { type: 'redis', url: 'redis://127.0.0.1:6379', prefix: 'l402:' });
+  assert.equal(c.lightning.type, 'dev');
+  assert.match(err(`routes: [{ match: /p, amount_msat: 1 }]\n`, { LN_CLIENT_TYPE: 'CARRIER_PIGEON' }), /lightning\.type/);
+  // The file wins over the environment.
+  const f = parseConfig(`store: { type: memory }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { REDIS_URL: 'redis://x:1' } });
+  assert.equal(f.store.type, 'memory');
+});
+
+test('ngx_l402 directive names map onto routes', () => {
+  const c = parseConfig(`routes:\n  - match: /i\n    amount_msat: "1000"\n    indefinite_access: on\n    macaroon_timeout: 60\n`, { env: {} });
+  assert.equal(c.routes[0]!.access, 'indefinite');
+  assert.equal(c.routes[0]!.macaroonTimeout, 60);
+  assert.match(err(`routes:\n  - match: /i\n    amount_msat: 1\n    access: per-request\n    indefinite_access: true\n`), /indefinite_access: conflicts/);
+});
