@@ -1,0 +1,171 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
+import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
+import { createChallenge, type Challenge } from '../../src/policy/challenge.js';
+import { RouteTable } from '../../src/policy/routes.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import type { Store } from '../../src/store/store.js';
+
+const cfg = parseConfig(
+  `routes:
+  - { match: /premium, amount_msat: 10000 }
+  - { match: /other, amount_msat: 10000 }
+  - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }
+  - { match: /forever, amount_msat: 5000, access: indefinite }
+  - { match: /getonly, amount_msat: 5000, methods: [GET] }
+`,
+  { env: {} },
+);
+const MASTER = randomBytes(32);
+const OLD_MASTER = randomBytes(32);
+let dir: string;
+let wallet: DevWallet;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'l402-decide-'));
+  wallet = DevWallet.open(dir);
+});
+after(() => {
+  wallet.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function deps(over: Partial<DecideDeps> = {}): DecideDeps {
+  return { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: [MASTER], store: new MemoryStore(), storeTimeoutMs: 500, ...over };
+}
+function route(match: string): RouteConfig {
+  return cfg.routes.find((r) => r.match === match)!;
+}
+async function buy(match: string, path: string, method = 'GET', key = MASTER, now?: () => number): Promise<{ c: Challenge; preimage: string }> {
+  const c = await createChallenge(route(match), { path, method }, {
+    backend: wallet, rootKey: key, service: 'l402', location: 'l402', memo: 'test', invoiceExpirySecs: 600, backendTimeoutMs: 2000, now,
+  });
+  return { c, preimage: wallet.pay(c.invoice).toString('hex') };
+}
+function req(path: string, authorization?: string, method = 'GET'): GateRequest {
+  return { path, method, credentials: { authorization } };
+}
+
+test('unpaid, paid, replayed', async () => {
+  const d = deps();
+  assert.equal((await decide(req('/premium'), d)).outcome, 'challenge');
+  const { c, preimage } = await buy('/premium', '/premium');
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  assert.equal((await decide(req('/premium', auth), d)).outcome, 'allow');
+  const again = await decide(req('/premium', auth), d);
+  assert.deepEqual([again.outcome, again.reason], ['invalid', 'already_used']);
+});
+
+test('single-use claims are atomic under concurrency', async () => {
+  const d = deps();
+  const { c, preimage } = await buy('/premium', '/premium');
+  const results = await Promise.all(Array.from({ length: 20 }, () => decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), d)));
+  assert.equal(results.filter((r) => r.outcome === 'allow').length, 1);
+});
+
+test('every way a credential can be wrong is a 401 with its reason', async () => {
+  const d = deps();
+  const { c, preimage } = await buy('/premium', '/premium');
+  const cases: Array<[GateRequest, string]> = [
+    [req('/premium', `L402 ${c.macaroon}:${'00'.repeat(32)}`), 'wrong_preimage'],
+    [req('/premium', `L402 ${c.macaroon}`), 'missing_preimage'],
+    [req('/premium', `L402 ${c.macaroon}:${preimage}`, 'POST'), 'wrong_method'],
+    [req('/premium/x', `L402 ${c.macaroon}:${preimage}`), 'wrong_path'],
+    [req('/other', `L402 ${c.macaroon}:${preimage}`), 'wrong_route'],
+    [req('/premium', `L402 garbage!!:${preimage}`), 'malformed_credential'],
+    [req('/premium', `L402 ${c.macaroon}:xyz`), 'malformed_credential'],
+    [req('/premium', `L402 ${c.macaroon}:${preimage}:${preimage}`), 'malformed_credential'],
+    [req('/premium', `L402 AAAA:${preimage}`), 'malformed_macaroon'],
+    [req('/premium', 'L402'), 'malformed_credential'],
+    [req('/premium', '\u0000\u0001'), 'malformed_credential'],
+  ];
+  for (const [r, reason] of cases) {
+    const out = await decide(r, d);
+    assert.deepEqual([out.outcome, out.reason], ['invalid', reason], r.credentials.authorization);
+  }
+  // Forged: signed with another master key.
+  const forged = await buy('/premium', '/premium', 'GET', randomBytes(32));
+  assert.equal((await decide(req('/premium', `L402 ${forged.c.macaroon}:${forged.preimage}`), d)).reason, 'bad_signature');
+  // Tampered: a caveat removed without re-signing.
+  const m = decodeMacaroonBase64(c.macaroon);
+  const stripped = encodeMacaroon({ ...m, caveats: m.caveats.filter((cv) => !cv.id.toString().startsWith('path=')) }).toString('base64');
+  assert.equal((await decide(req('/premium/x', `L402 ${stripped}:${preimage}`), d)).reason, 'bad_signature');
+  // Attenuated: a client may only narrow; an unknown caveat fails closed.
+  const narrowed = encodeMacaroonBase64(attenuate(m, 'method=POST'));
+  assert.equal((await decide(req('/premium', `L402 ${narrowed}:${preimage}`), d)).reason, 'wrong_method');
+  const unknown = encodeMacaroonBase64(attenuate(m, 'tier=gold'));
+  assert.equal((await decide(req('/premium', `L402 ${unknown}:${preimage}`), d)).reason, 'unknown_caveat');
+  // Still unused after all that: the real credential passes once.
+  assert.equal((await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), d)).outcome, 'allow');
+});
+
+test('LSAT scheme, case-insensitive scheme, URL-safe unpadded base64, uppercase preimage', async () => {
+  const d = deps();
+  for (const fmt of [
+    (mac: string, p: string) => `LSAT ${mac}:${p}`,
+    (mac: string, p: string) => `l402 ${mac}:${p}`,
+    (mac: string, p: string) => `L402 ${mac.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}:${p.toUpperCase()}`,
+  ]) {
+    const { c, preimage } = await buy('/premium', '/premium');
+    assert.equal((await decide(req('/premium', fmt(c.macaroon, preimage)), d)).outcome, 'allow');
+  }
+});
+
+test('other schemes are unpaid requests, not errors', async () => {
+  assert.equal((await decide(req('/premium', 'Basic dXNlcjpwYXNz'), deps())).outcome, 'challenge');
+  assert.equal((await decide(req('/premium', 'Bearer abc'), deps())).outcome, 'challenge');
+});
+
+test('timed credentials are reusable until expiry; indefinite ones forever', async () => {
+  let now = Math.floor(Date.now() / 1000);
+  const clock = () => now;
+  const d = deps({ now: clock });
+  const t = await buy('/timed/', '/timed/a', 'GET', MASTER, clock);
+  const auth = `L402 ${t.c.macaroon}:${t.preimage}`;
+  assert.equal((await decide(req('/timed/a', auth), d)).outcome, 'allow');
+  assert.equal((await decide(req('/timed/b', auth), d)).outcome, 'allow', 'covers the whole route');
+  assert.equal((await decide(req('/timed/b', auth, 'POST'), d)).outcome, 'allow');
+  now += 61;
+  assert.equal((await decide(req('/timed/a', auth), d)).reason, 'expired');
+  const f = await buy('/forever', '/forever');
+  for (let i = 0; i < 3; i++) assert.equal((await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), d)).outcome, 'allow');
+});
+
+test('key rotation: credentials from a previous master key still verify', async () => {
+  const old = await buy('/premium', '/premium', 'GET', OLD_MASTER);
+  const auth = `L402 ${old.c.macaroon}:${old.preimage}`;
+  assert.equal((await decide(req('/premium', auth), deps())).reason, 'bad_signature');
+  assert.equal((await decide(req('/premium', auth), deps({ rootKeys: [MASTER, OLD_MASTER] }))).outcome, 'allow');
+});
+
+test('gRPC metadata: hex macaroon carrying a preimage caveat', async () => {
+  const { c, preimage } = await buy('/premium', '/premium', 'POST');
+  const m = attenuate(decodeMacaroonBase64(c.macaroon), `preimage=${preimage}`);
+  const r: GateRequest = { path: '/premium', method: 'POST', credentials: { token: encodeMacaroon(m).toString('hex') } };
+  assert.equal((await decide(r, deps())).outcome, 'allow');
+  const bad = attenuate(decodeMacaroonBase64(c.macaroon), `preimage=${'11'.repeat(32)}`);
+  assert.equal((await decide({ ...r, credentials: { macaroon: encodeMacaroon(bad).toString('hex') } }, deps())).reason, 'wrong_preimage');
+});
+
+test('no route, bad path and unsold methods are refused', async () => {
+  assert.equal((await decide(req('/free'), deps())).outcome, 'forbidden');
+  assert.equal((await decide({ ...req('/x'), path: undefined }, deps())).reason, 'bad_path');
+  assert.equal((await decide(req('/getonly', undefined, 'DELETE'), deps())).outcome, 'method_not_allowed');
+});
+
+test('a failing or hanging store fails closed with unavailable', async () => {
+  const broken: Store = Object.assign(new MemoryStore(), { claimOnce: () => Promise.reject(new Error('down')) });
+  const hanging: Store = Object.assign(new MemoryStore(), { claimOnce: () => new Promise<boolean>(() => {}) });
+  for (const store of [broken, hanging]) {
+    const { c, preimage } = await buy('/premium', '/premium');
+    const out = await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), deps({ store, storeTimeoutMs: 100 }));
+    assert.deepEqual([out.outcome, out.reason], ['unavailable', 'store_unavailable']);
+  }
+});
