@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError, resolveConfig } from './config-source.js';
 import { nginxSnippets } from './nginx-conf.js';
 import { startGate } from '../server/app.js';
+import { quickstart } from './quickstart.js';
 import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
 
 const program = new Command('l402d')
@@ -43,6 +44,13 @@ program
       return;
     }
     for (const [name, text] of Object.entries(snippets)) process.stdout.write(`# ---- ${name} ----\n${text}\n`);
+  });
+
+program
+  .command('quickstart')
+  .description('run a demo on embedded defaults: example upstream, l402d, and nginx in front if installed (npm start)')
+  .action(async () => {
+    await quickstart();
   });
 
 const dev = program.command('dev').description('development wallet tools (regtest invoices, no real money)');

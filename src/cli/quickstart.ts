@@ -1,0 +1,97 @@
+// `npm start`: the whole thing on one machine with embedded defaults. A tiny example upstream, l402d,
+// and nginx in front when it is installed (else l402d's own reverse-proxy mode).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseConfig } from '../policy/config.js';
+import { startGate, type RunningGate } from '../server/app.js';
+import { DEFAULT_CONFIG_YAML } from './defaults.js';
+import { nginxSnippets } from './nginx-conf.js';
+
+function findNginx(): string | undefined {
+  for (const p of ['nginx', '/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) {
+    if (spawnSync(p, ['-v'], { stdio: 'ignore' }).status === 0) return p;
+  }
+  return undefined;
+}
+
+function exampleUpstream(port: number): Promise<Server> {
+  const s = createServer((req, res) => {
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({ message: 'paid content from the example upstream', path: req.url, at: new Date().toISOString() }) + '\n');
+  });
+  return new Promise((ok, fail) => s.once('error', fail).listen(port, '127.0.0.1', () => ok(s)));
+}
+
+function nginxConf(dir: string, port: number, upstreamPort: number): string {
+  return `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events {}
+http {
+    access_log off;
+    client_body_temp_path ${dir}/tmp_body;
+    proxy_temp_path ${dir}/tmp_proxy;
+    fastcgi_temp_path ${dir}/tmp_fastcgi;
+    uwsgi_temp_path ${dir}/tmp_uwsgi;
+    scgi_temp_path ${dir}/tmp_scgi;
+    include ${dir}/l402/upstream.conf;
+    server {
+        listen 127.0.0.1:${port};
+        include ${dir}/l402/server.conf;
+        location / { proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /premium { include ${dir}/l402/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /api/ { include ${dir}/l402/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+    }
+}
+`;
+}
+
+export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const port = Number(env.PORT ?? 8080);
+  const upstreamPort = Number(env.UPSTREAM_PORT ?? 8081);
+  const nginx = env.L402_NO_NGINX ? undefined : findNginx();
+  const upstream = await exampleUpstream(upstreamPort);
+  let yaml = DEFAULT_CONFIG_YAML;
+  if (!nginx) yaml = yaml.replace('listen: 127.0.0.1:8402', `listen: 127.0.0.1:${port}\nupstream: http://127.0.0.1:${upstreamPort}`);
+  const config = parseConfig(yaml, { source: '(embedded defaults)', env });
+  let gate: RunningGate;
+  let child: ChildProcess | undefined;
+  try {
+    gate = await startGate(config);
+  } catch (e) {
+    upstream.close();
+    throw e;
+  }
+  if (nginx) {
+    const dir = resolve(config.dataDir, 'nginx');
+    mkdirSync(resolve(dir, 'l402'), { recursive: true });
+    for (const [name, text] of Object.entries(nginxSnippets(config))) writeFileSync(resolve(dir, 'l402', name), text);
+    writeFileSync(resolve(dir, 'nginx.conf'), nginxConf(dir, port, upstreamPort));
+    child = spawn(nginx, ['-p', dir, '-c', resolve(dir, 'nginx.conf'), '-e', resolve(dir, 'error.log')], { stdio: 'inherit' });
+    child.on('exit', (code) => {
+      if (code) process.stderr.write(`nginx exited with code ${code}; see ${dir}/error.log\n`);
+    });
+  }
+  const url = `http://127.0.0.1:${port}`;
+  process.stderr.write(`
+l402-nginx quick start (${nginx ? 'nginx → l402d' : 'l402d reverse proxy: nginx not installed'}; development wallet, no real money)
+
+  1. Ask for paid content:   curl -i ${url}/premium
+  2. Pay the invoice:        node bin/l402d.js dev pay <invoice from the 402>
+  3. Retry with the proof:   curl -i -H 'Authorization: L402 <macaroon>:<preimage>' ${url}/premium
+
+  /premium costs 10 sats per request; /api/ sells one hour of access for 50 sats. Free: ${url}/
+  Ctrl-C stops everything.
+`);
+  const stop = () => {
+    child?.kill('SIGQUIT');
+    upstream.close();
+    gate.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
