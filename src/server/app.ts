@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { ConfigError, type GateConfig } from '../policy/config.js';
 import { loadOrCreateDevRootKey, parseRootKey, WeakKeyError } from '../protocol/root-key.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
+import type { LightningBackend } from '../rails/lightning/backend.js';
 import { openStore } from '../store/open-store.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -52,11 +53,12 @@ function listenOn(server: Server, listen: string): Promise<string> {
   });
 }
 
-export async function startGate(cfg: GateConfig, opts: { log?: Logger } = {}): Promise<RunningGate> {
+/** `backend` replaces the configured one (library use, and fault tests with a failing backend). */
+export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?: LightningBackend } = {}): Promise<RunningGate> {
   const log = opts.log ?? createLogger(cfg.logLevel);
   const rootKeys = loadRootKeys(cfg, log);
   const store = openStore(cfg);
-  const backend = openBackend(cfg);
+  const backend = opts.backend ?? openBackend(cfg);
   if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
   const gate = new Gate({ config: cfg, store, backend, rootKeys, log });
   const server = createGateServer(gate);

@@ -1,0 +1,67 @@
+// Fail closed, bounded: a dead l402d, a hanging or failing Lightning backend → 503 + Retry-After in < 5 s.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx } from './harness.js';
+import { startStack, writeSnippets } from './gate-fixture.js';
+import type { LightningBackend } from '../../src/rails/lightning/backend.js';
+import { parseConfig } from '../../src/policy/config.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+function failingBackend(mode: 'hang' | 'throw'): LightningBackend {
+  return {
+    kind: 'broken',
+    createInvoice: () => (mode === 'hang' ? new Promise(() => {}) : Promise.reject(new Error('node unreachable: secret-macaroon-0123'))),
+    describe: () => 'broken test backend',
+    close: async () => {},
+  };
+}
+
+test('l402d unreachable: nginx answers 503 with Retry-After, never passes', { skip }, async () => {
+  const up = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const dead = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'l402-dead-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${dead}\nroutes: [{ match: /premium, amount_msat: 1 }]\n`, { env: {} }), dir);
+  cleanup.use(
+    await startNginx({
+      http: `include ${dir}/upstream.conf;
+      server { listen 127.0.0.1:${port}; include ${dir}/server.conf;
+        location /premium { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
+    }),
+  );
+  const t0 = Date.now();
+  const r = await http1(`http://127.0.0.1:${port}/premium`, { headers: { authorization: 'L402 AAAA:' + '00'.repeat(32) } });
+  assert.ok(Date.now() - t0 < 5000);
+  assert.equal(r.status, 503);
+  assert.equal(r.headers['retry-after'], '5');
+  assert.equal(JSON.parse(r.body).reason, 'gate_unavailable');
+  assert.equal(up.hits, 0);
+});
+
+for (const mode of ['hang', 'throw'] as const) {
+  test(`Lightning backend that ${mode}s: 503 + Retry-After within 5 s, no secret in the body`, { skip }, async () => {
+    const local = new Cleanup();
+    try {
+      const s = await startStack(local, { backend: failingBackend(mode), extraYaml: 'timeouts: { backend_ms: 1500 }\n' });
+      const t0 = Date.now();
+      const r = await http1(s.origin + '/premium', { headers: { accept: 'application/json' } });
+      assert.ok(Date.now() - t0 < 5000, 'bounded');
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['retry-after'], '5');
+      assert.equal(JSON.parse(r.body).reason, 'backend_unavailable');
+      assert.ok(!r.body.includes('secret-macaroon'));
+      assert.equal(s.upstream.hits, 0);
+      assert.ok(s.logs.some((l) => l.includes('challenge_failed')));
+    } finally {
+      await local.run();
+    }
+  });
+}

@@ -1,0 +1,204 @@
+// The paid path through a real nginx: HTTP/1.1, HTTP/2 and gRPC; unpaid requests never reach the upstream.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { Cleanup, grpcClient, http1, http2, requireTool } from './harness.js';
+import { startStack, TEST_ROOT_KEY, type Stack } from './gate-fixture.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { verifySignature } from '../../src/protocol/macaroon.js';
+import { parseRootKey, tokenRootKey } from '../../src/protocol/root-key.js';
+
+const nginxBin = requireTool('nginx');
+const cleanup = new Cleanup();
+let s: Stack;
+
+before(async () => {
+  if (nginxBin) s = await startStack(cleanup);
+});
+after(() => cleanup.run());
+
+const skip = nginxBin ? false : 'nginx not installed';
+
+function firstChallenge(h: Record<string, string | string[] | undefined>): string {
+  const v = h['www-authenticate'];
+  const all = Array.isArray(v) ? v : v ? [v] : [];
+  assert.ok(all.length >= 1, 'WWW-Authenticate present');
+  return all[0]!;
+}
+
+test('unpaid GET gets a 402 L402 challenge and never reaches the upstream', { skip }, async () => {
+  s.upstream.reset();
+  const r = await http1(s.origin + '/premium', { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402);
+  const ch = firstChallenge(r.headers);
+  const m = /^L402 macaroon="([^"]+)", invoice="([^"]+)", version="0", token="([^"]+)"$/.exec(ch);
+  assert.ok(m, `challenge shape: ${ch}`);
+  assert.equal(m[1], m[3], 'token= repeats the macaroon');
+  assert.equal(r.headers['cache-control'], 'no-store');
+  assert.match(String(r.headers['content-type']), /application\/problem\+json/);
+  const body = JSON.parse(r.body);
+  assert.equal(body.status, 402);
+  assert.equal(body.amount_msat, 10000);
+  assert.equal(body.invoice, m[2]);
+  assert.equal(body.macaroon, m[1]);
+  assert.match(body.payment_hash, /^[0-9a-f]{64}$/);
+  assert.ok(Date.parse(body.expires_at) > Date.now());
+  // The macaroon commits to the invoice's payment hash and verifies under the per-token key.
+  const mac = decodeMacaroonBase64(m[1]!);
+  const id = decodeIdentifier(mac.identifier)!;
+  assert.equal(id.paymentHash.toString('hex'), body.payment_hash);
+  assert.ok(verifySignature(mac, tokenRootKey(parseRootKey(TEST_ROOT_KEY), id.tokenId)));
+  assert.equal(s.upstream.hits, 0);
+});
+
+test('HEAD gets headers only; browsers get HTML; POST bodies never reach the upstream', { skip }, async () => {
+  s.upstream.reset();
+  const head = await http1(s.origin + '/premium', { method: 'HEAD' });
+  assert.equal(head.status, 402);
+  assert.equal(head.body, '');
+  assert.ok(firstChallenge(head.headers).startsWith('L402 '));
+  const html = await http1(s.origin + '/premium', { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+  assert.equal(html.status, 402);
+  assert.match(String(html.headers['content-type']), /text\/html/);
+  assert.match(html.body, /<title>402 Payment Required<\/title>/);
+  assert.match(html.body, /lnbcrt/);
+  const post = await http1(s.origin + '/premium', { method: 'POST', body: 'secret=payload', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  assert.equal(post.status, 402);
+  assert.equal(s.upstream.hits, 0);
+});
+
+test('paid request passes exactly once (per-request), then 401 with a fresh challenge', { skip }, async () => {
+  s.upstream.reset();
+  const { auth } = await s.buy('/premium');
+  const ok = await http1(s.origin + '/premium', { headers: { authorization: auth } });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(JSON.parse(ok.body), { ok: true, path: '/premium' });
+  assert.equal(s.upstream.hits, 1);
+  const replay = await http1(s.origin + '/premium', { headers: { authorization: auth, accept: 'application/json' } });
+  assert.equal(replay.status, 401);
+  assert.equal(JSON.parse(replay.body).reason, 'already_used');
+  assert.ok(firstChallenge(replay.headers).startsWith('L402 macaroon="'));
+  assert.equal(s.upstream.hits, 1);
+});
+
+test('every bad credential is a 401 with a reason and a challenge, never a 5xx or a pass', { skip }, async () => {
+  s.upstream.reset();
+  const { macaroon, preimage } = await s.buy('/premium');
+  const forgedKey = parseRootKey(randomBytes(32).toString('hex'));
+  const mac = decodeMacaroonBase64(macaroon);
+  const id = decodeIdentifier(mac.identifier)!;
+  const forged = encodeMacaroonBase64({ ...mac, signature: attenuate({ ...mac, signature: tokenRootKey(forgedKey, id.tokenId) }, 'x=y').signature });
+  const cases: Array<[string, Record<string, string>, string, string?]> = [
+    ['/premium', { authorization: `L402 ${macaroon}:${'ab'.repeat(32)}` }, 'wrong_preimage'],
+    ['/premium', { authorization: `L402 ${forged}:${preimage}` }, 'bad_signature'],
+    ['/premium/other', { authorization: `L402 ${macaroon}:${preimage}` }, 'wrong_path'],
+    ['/premium', { authorization: `L402 ${encodeMacaroonBase64(attenuate(mac, 'method=PUT'))}:${preimage}` }, 'wrong_method'],
+    ['/premium', { authorization: `L402 ${macaroon}:${preimage}` }, 'wrong_method', 'DELETE'],
+    ['/premium', { authorization: 'L402 %%%garbage%%%' }, 'malformed_credential'],
+    ['/premium', { authorization: `L402 ${macaroon}` }, 'missing_preimage'],
+    ['/premium', { authorization: `LSAT ${'A'.repeat(5000)}:${preimage}` }, 'malformed_macaroon'],
+    ['/timed/x', { authorization: `L402 ${macaroon}:${preimage}` }, 'wrong_route'],
+  ];
+  for (const [path, headers, reason, method] of cases) {
+    const r = await http1(s.origin + path, { method: method ?? 'GET', headers: { ...headers, accept: 'application/json' } });
+    assert.equal(r.status, 401, `${reason}: ${r.status} ${r.body}`);
+    assert.equal(JSON.parse(r.body).reason, reason);
+    assert.ok(firstChallenge(r.headers).startsWith('L402 '), reason);
+  }
+  assert.equal(s.upstream.hits, 0);
+  // The genuine credential was never consumed by those failures.
+  const ok = await http1(s.origin + '/premium', { headers: { authorization: `L402 ${macaroon}:${preimage}` } });
+  assert.equal(ok.status, 200);
+});
+
+test('timed credentials are reusable across the route; indefinite ones too', { skip }, async () => {
+  s.upstream.reset();
+  const timed = await s.buy('/timed/a');
+  for (const p of ['/timed/a', '/timed/b', '/timed/a']) assert.equal((await http1(s.origin + p, { headers: { authorization: timed.auth } })).status, 200);
+  const forever = await s.buy('/forever');
+  for (let i = 0; i < 3; i++) assert.equal((await http1(s.origin + '/forever', { headers: { authorization: forever.auth } })).status, 200);
+  assert.equal(s.upstream.hits, 6);
+});
+
+test('methods not sold get 405; a protected location without a route gets 403', { skip }, async () => {
+  s.upstream.reset();
+  const r = await http1(s.origin + '/getonly', { method: 'DELETE', headers: { accept: 'application/json' } });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.allow, 'GET, HEAD');
+  const n = await http1(s.origin + '/unpriced', { headers: { accept: 'application/json' } });
+  assert.equal(n.status, 403);
+  assert.equal(JSON.parse(n.body).reason, 'no_route');
+  assert.equal(s.upstream.hits, 0);
+});
+
+test('client-supplied gate headers cannot change the outcome', { skip }, async () => {
+  s.upstream.reset();
+  const r = await http1(s.origin + '/premium', {
+    headers: { 'x-l402-outcome': 'allow', 'x-original-uri': '/free', 'x-original-method': 'GET', accept: 'application/json' },
+  });
+  assert.equal(r.status, 402);
+  assert.equal(s.upstream.hits, 0);
+});
+
+test('HTTP/2 (h2c): unpaid 402, paid 200', { skip }, async () => {
+  s.upstream.reset();
+  const origin = `http://127.0.0.1:${s.h2Port}`;
+  const unpaid = await http2(origin, '/premium', { headers: { accept: 'application/json' } });
+  assert.equal(unpaid.status, 402);
+  const body = JSON.parse(unpaid.body);
+  const preimage = s.wallet.pay(body.invoice).toString('hex');
+  const paid = await http2(origin, '/premium', { headers: { authorization: `L402 ${body.macaroon}:${preimage}` } });
+  assert.equal(paid.status, 200);
+  assert.equal(s.upstream.hits, 1);
+});
+
+test('gRPC: unpaid call gets status 13 with the challenge; paid call reaches the server once', { skip }, async () => {
+  s.grpcUp.reset();
+  const client = grpcClient(s.h2Port);
+  try {
+    const err = (await client.getContent({ id: 'a' }).then(
+      () => assert.fail('unpaid call passed'),
+      (e: grpc.ServiceError) => e,
+    )) as grpc.ServiceError;
+    assert.equal(err.code, 13);
+    assert.equal(err.details, 'payment required');
+    const ch = String(err.metadata.get('www-authenticate')[0]);
+    const m = /^L402 macaroon="([^"]+)", invoice="([^"]+)"/.exec(ch);
+    assert.ok(m, ch);
+    assert.equal(s.grpcUp.calls, 0);
+    const preimage = s.wallet.pay(m[2]!).toString('hex');
+    const auth = `L402 ${m[1]}:${preimage}`;
+    const res = await client.getContent({ id: 'a' }, { authorization: auth });
+    assert.deepEqual({ id: res.id, body: res.body }, { id: 'a', body: 'content for a' });
+    assert.equal(s.grpcUp.calls, 1);
+    assert.equal(s.grpcUp.authorizations[0], auth);
+    const replay = (await client.getContent({ id: 'a' }, { authorization: auth }).then(
+      () => assert.fail('replayed call passed'),
+      (e: grpc.ServiceError) => e,
+    )) as grpc.ServiceError;
+    assert.equal(replay.code, 16);
+    assert.equal(s.grpcUp.calls, 1);
+    // Spec gRPC form: hex macaroon in `token` metadata with the preimage as a caveat.
+    const e2 = (await client.getContent({ id: 'b' }).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    const m2 = /macaroon="([^"]+)", invoice="([^"]+)"/.exec(String(e2.metadata.get('www-authenticate')[0]))!;
+    const pre2 = s.wallet.pay(m2[2]!).toString('hex');
+    const hexMac = encodeMacaroon(attenuate(decodeMacaroonBase64(m2[1]!), `preimage=${pre2}`)).toString('hex');
+    const res2 = await client.getContent({ id: 'b' }, { token: hexMac });
+    assert.equal(res2.id, 'b');
+    assert.equal(s.grpcUp.calls, 2);
+  } finally {
+    client.close();
+  }
+});
+
+test('secrets never appear in the logs; one decision line per request', { skip }, async () => {
+  const before = s.logs.length;
+  const { auth, preimage, macaroon } = await s.buy('/premium');
+  await http1(s.origin + '/premium', { headers: { authorization: auth } });
+  const text = s.logs.join('\n');
+  for (const secret of [preimage, macaroon, TEST_ROOT_KEY]) assert.ok(!text.includes(secret), 'secret leaked into logs');
+  const decisions = s.logs.slice(before).map((l) => JSON.parse(l)).filter((l) => l.event === 'decision');
+  assert.deepEqual(decisions.map((d) => [d.route, d.outcome, d.reason]), [['/premium', 'challenge', 'no_credential'], ['/premium', 'allow', 'paid']]);
+});
