@@ -1,0 +1,107 @@
+// Single-use claims hold across two l402d processes sharing Redis, survive an l402d restart with SQLite,
+// and fail closed (503) while Redis is down, recovering without a restart.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, waitFor } from './harness.js';
+import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { startGateProcess } from './gate-process.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { parseConfig } from '../../src/policy/config.js';
+
+const nginxBin = requireTool('nginx');
+const redisBin = requireTool('redis-server');
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'l402-shared-'));
+  cleanup.add(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function pay(origin: string, wallet: DevWallet, path = '/premium'): Promise<string> {
+  const r = await http1(origin + path, { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402, r.body);
+  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+}
+
+test('two l402d processes sharing Redis behind one nginx: a credential passes exactly once', { skip: !nginxBin || !redisBin ? 'nginx or redis-server not installed' : false }, async () => {
+  const redis = cleanup.use(await startRedis());
+  const dir = tmp();
+  const up = cleanup.use(await startCountingUpstream());
+  const ports = [await freePort(), await freePort()];
+  const gates = [];
+  for (const port of ports) {
+    const file = join(dir, `l402-${port}.yaml`);
+    // Both processes share the dev wallet dir (the "Lightning node") and Redis (the claim store).
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: \${ROOT_KEY}\nstore: { type: redis, url: ${redis.url} }\nlog: { level: warn }\n${ROUTES_YAML}`);
+    gates.push(cleanup.use(await startGateProcess(file, port, { ROOT_KEY: TEST_ROOT_KEY })));
+  }
+  const snippets = join(dir, 'snippets');
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  const ngPort = await freePort();
+  cleanup.use(
+    await startNginx({
+      workers: 2,
+      http: `upstream l402d { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
+      server { listen 127.0.0.1:${ngPort}; include ${snippets}/server.conf;
+        location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; }
+        location /forever { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
+    }),
+  );
+  const origin = `http://127.0.0.1:${ngPort}`;
+  const wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+
+  for (let round = 0; round < 3; round++) {
+    up.reset();
+    const auth = await pay(origin, wallet);
+    const results = await Promise.all(Array.from({ length: 40 }, () => http1(origin + '/premium', { headers: { authorization: auth } })));
+    const codes = results.map((r) => r.status);
+    assert.equal(codes.filter((c) => c === 200).length, 1, `exactly one pass: ${codes.join(',')}`);
+    assert.equal(codes.filter((c) => c === 401).length, 39);
+    assert.equal(up.hits, 1);
+  }
+
+  // Redis down: single-use answers 503 (fail closed) quickly; reusable credentials still verify.
+  const forever = await pay(origin, wallet, '/forever');
+  const single = await pay(origin, wallet);
+  await redis.kill();
+  up.reset();
+  const t0 = Date.now();
+  const down = await http1(origin + '/premium', { headers: { authorization: single, accept: 'application/json' } });
+  assert.ok(Date.now() - t0 < 5000);
+  assert.equal(down.status, 503);
+  assert.equal(down.headers['retry-after'], '5');
+  assert.equal(JSON.parse(down.body).reason, 'store_unavailable');
+  assert.equal((await http1(origin + '/forever', { headers: { authorization: forever } })).status, 200);
+  assert.equal(up.hits, 1);
+  // Redis back: no l402d restart needed, and the credential that met the outage was not consumed.
+  await redis.restart();
+  await waitFor('l402d reconnects to redis', async () => (await http1(origin + '/premium', { headers: { authorization: single } })).status === 200, { timeoutMs: 10_000, intervalMs: 200 });
+  assert.equal((await http1(origin + '/premium', { headers: { authorization: single } })).status, 401);
+});
+
+test('SQLite: a used credential stays used across an l402d restart', async () => {
+  const dir = tmp();
+  const up = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const file = join(dir, 'l402.yaml');
+  writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\n${ROUTES_YAML}`);
+  const origin = `http://127.0.0.1:${port}`;
+  const wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  let g = await startGateProcess(file, port);
+  const auth = await pay(origin, wallet);
+  assert.equal((await http1(origin + '/premium', { headers: { authorization: auth } })).status, 200);
+  await g.kill();
+  g = cleanup.use(await startGateProcess(file, port));
+  const replay = await http1(origin + '/premium', { headers: { authorization: auth, accept: 'application/json' } });
+  assert.equal(replay.status, 401);
+  assert.equal(JSON.parse(replay.body).reason, 'already_used');
+  assert.equal(up.hits, 1);
+});
