@@ -1,4 +1,6 @@
 // The one interface every Lightning backend implements. The decision core only sees this.
+import type { Logger } from '../../util/log.js';
+
 export interface InvoiceRequest {
   amountMsat: number;
   memo: string;
@@ -21,9 +23,31 @@ export interface LightningBackend {
   /** Short name for logs and metrics, e.g. "dev", "lnd". */
   readonly kind: string;
   createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice>;
-  /** Optional: settlement lookup by payment hash (auto-detect). */
+  /** Optional: settlement lookup by payment hash (auto-detect). Absent = auto-detect unsupported. */
   lookupInvoice?(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState>;
+  /**
+   * For `l402d doctor`: checks reachability and credentials with one cheap call. Resolves to a short
+   * description (e.g. node alias and network); rejects with a message an operator can act on.
+   */
+  check?(signal?: AbortSignal): Promise<string>;
   /** One line an operator can read, without secrets. */
   describe(): string;
   close(): Promise<void>;
+}
+
+/** What a backend factory gets besides its own config section. */
+export interface BackendContext {
+  /** Directory of the config file: relative paths in backend config resolve against it. */
+  configDir: string;
+  dataDir: string;
+  log: Logger;
+  /** Bound for one backend call, in ms. */
+  timeoutMs: number;
+}
+
+/** Thrown for a failed backend call; the message never contains credentials. */
+export class BackendCallError extends Error {
+  constructor(message: string, readonly retryable = true) {
+    super(message);
+  }
 }
