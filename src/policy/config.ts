@@ -34,6 +34,7 @@ const routeSchema = z
     access: z.enum(['per-request', 'timed', 'indefinite']).optional(),
     indefinite_access: boolLike.optional(),
     macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
+    auto_detect_payment: boolLike.default(false),
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -52,6 +53,7 @@ const routeSchema = z
     amountMsat: r.amount_msat,
     access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
     macaroonTimeout: r.macaroon_timeout,
+    autoDetect: r.auto_detect_payment,
   }));
 
 const storeSchema = z.discriminatedUnion('type', [

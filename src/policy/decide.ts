@@ -32,13 +32,14 @@ export type InvalidReason =
   | 'unknown_caveat'
   | 'malformed_caveat'
   | 'missing_preimage'
-  | 'already_used';
+  | 'already_used'
+  | 'auto_detect_off';
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string }
-  | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' }
+  | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
-  | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' }
+  | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
   | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' };
 
@@ -51,6 +52,11 @@ export interface DecideDeps {
   rootKeys: readonly Buffer[];
   store: Store;
   storeTimeoutMs: number;
+  /**
+   * Auto-detect: has the invoice with this payment hash been paid? Bounded and cached by the caller;
+   * rejects when the backend cannot answer.
+   */
+  isSettled?: (paymentHash: Buffer) => Promise<boolean>;
   /** Unix seconds; injectable for tests. */
   now?: () => number;
 }
@@ -95,8 +101,21 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
   });
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   const preimage = cred.preimage ?? verdict.preimage;
-  if (!preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
-  if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  if (preimage) {
+    if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  } else {
+    // Macaroon only: the HMAC chain and caveats are already verified, so a forged macaroon never costs a
+    // backend round trip; only then ask the backend whether this invoice was paid.
+    if (!route.autoDetect) return { outcome: 'invalid', route, reason: 'missing_preimage' };
+    if (!deps.isSettled) return { outcome: 'invalid', route, reason: 'auto_detect_off' };
+    let settled: boolean;
+    try {
+      settled = await deps.isSettled(id.paymentHash);
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'backend_unavailable' };
+    }
+    if (!settled) return { outcome: 'challenge', route, reason: 'payment_pending' };
+  }
   // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
   if (route.access === 'timed' && verdict.validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
 

@@ -58,15 +58,18 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const log = opts.log ?? createLogger(cfg.logLevel);
   const rootKeys = loadRootKeys(cfg, log);
   const store = openStore(cfg);
-  const backend = opts.backend ?? openBackend(cfg);
-  if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
-  const gate = new Gate({ config: cfg, store, backend, rootKeys, log });
-  const server = createGateServer(gate);
+  let backend: LightningBackend | undefined;
+  let gate: Gate;
+  let server: Server;
   let address: string;
   try {
+    backend = opts.backend ?? openBackend(cfg);
+    if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
+    gate = new Gate({ config: cfg, store, backend, rootKeys, log });
+    server = createGateServer(gate);
     address = await listenOn(server, cfg.listen);
   } catch (e) {
-    await Promise.allSettled([store.close(), backend.close()]);
+    await Promise.allSettled([store.close(), backend?.close()]);
     throw e;
   }
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
@@ -81,7 +84,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         server.close(() => r());
         server.closeAllConnections();
       });
-      await Promise.allSettled([store.close(), backend.close()]);
+      await Promise.allSettled([store.close(), backend!.close()]);
     },
   };
 }

@@ -1,13 +1,20 @@
 // The gate: wires config, store, backend and keys into the decision core and the renderer.
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { GateConfig, RouteConfig } from '../policy/config.js';
+import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config.js';
+import { createSettlementCheck } from '../rails/lightning/settlement.js';
+import { decodeIdentifier } from '../protocol/identifier.js';
+import { decodeMacaroon, encodeMacaroonBase64, verifySignature } from '../protocol/macaroon.js';
+import { parseCredential } from '../protocol/l402-header.js';
+import { tokenRootKey } from '../protocol/root-key.js';
+import type { Challenge } from '../policy/challenge.js';
 import { decide, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
+import { withTimeout } from '../util/timeout.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
@@ -26,10 +33,21 @@ function header(h: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
+const SETTLED_CACHE_SECS = 86_400;
+
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
+  private readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
+
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
+    const { backend, store, config } = parts;
+    this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
+    const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
+    if (auto.length > 0 && !this.isSettled) {
+      throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
+    }
   }
 
   /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
@@ -57,6 +75,7 @@ export class Gate {
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
+        isSettled: this.isSettled,
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -85,8 +104,9 @@ export class Gate {
       o = 'forbidden';
       why = req.path === undefined ? 'bad_path' : 'no_route';
     }
-    let challenge;
-    if ((o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
+    let challenge: Challenge | undefined;
+    if (o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
+    if (!challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
         challenge = await createChallenge(route, { path: req.path, method: req.method }, {
           backend: this.parts.backend,
@@ -97,6 +117,7 @@ export class Gate {
           invoiceExpirySecs: cfg.invoice.expirySecs,
           backendTimeoutMs: cfg.timeouts.backendMs,
         });
+        if (route.autoDetect) await this.rememberInvoice(challenge);
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: msg }, 'challenge failed');
@@ -105,5 +126,38 @@ export class Gate {
       }
     }
     return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge });
+  }
+
+  private pendingKey(paymentHash: string): string {
+    return `invoice:${paymentHash}`;
+  }
+
+  /** Auto-detect routes: remember the invoice so polling with the macaroon repeats it, not a new one. */
+  private async rememberInvoice(c: Challenge): Promise<void> {
+    const ttl = c.invoiceExpiresAt - Math.floor(Date.now() / 1000);
+    if (ttl <= 0) return;
+    const value = JSON.stringify({ invoice: c.invoice, amountMsat: c.amountMsat, expiresAt: c.invoiceExpiresAt, validUntil: c.validUntil });
+    await withTimeout(this.parts.store.set(this.pendingKey(c.paymentHash), value, ttl), this.parts.config.timeouts.storeMs, 'store set').catch((e: Error) =>
+      this.parts.log.warn({ err: e.message }, 'could not remember invoice for auto-detect'),
+    );
+  }
+
+  /** The same challenge again while its invoice can still be paid; undefined means "mint a new one". */
+  private async pendingChallenge(req: GateRequest, route: RouteConfig): Promise<Challenge | undefined> {
+    const parsed = parseCredential(req.credentials);
+    if (parsed.kind !== 'l402') return undefined;
+    try {
+      const mac = decodeMacaroon(parsed.credential.macaroon);
+      const id = decodeIdentifier(mac.identifier);
+      if (!id || !this.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return undefined;
+      const hash = id.paymentHash.toString('hex');
+      const raw = await withTimeout(this.parts.store.get(this.pendingKey(hash)), this.parts.config.timeouts.storeMs, 'store get');
+      if (!raw) return undefined;
+      const v = JSON.parse(raw) as { invoice: string; amountMsat: number; expiresAt: number; validUntil?: number };
+      if (v.expiresAt <= Math.floor(Date.now() / 1000)) return undefined;
+      return { macaroon: encodeMacaroonBase64(mac), invoice: v.invoice, paymentHash: hash, amountMsat: v.amountMsat, invoiceExpiresAt: v.expiresAt, validUntil: v.validUntil };
+    } catch {
+      return undefined;
+    }
   }
 }

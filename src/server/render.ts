@@ -43,6 +43,8 @@ const GRPC: Record<RenderOutcome, [number, string]> = {
 };
 const DETAIL: Record<string, string> = {
   no_credential: 'Pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.',
+  payment_pending: 'The invoice has not been paid yet. Pay it, then retry (with the macaroon alone, or macaroon:preimage).',
+  auto_detect_off: 'This route needs the preimage: Authorization: L402 <macaroon>:<preimage>.',
   malformed_credential: 'The Authorization header is not a valid L402 credential.',
   malformed_macaroon: 'The macaroon could not be decoded.',
   unknown_identifier: 'The macaroon was not issued by this service.',

@@ -22,6 +22,7 @@ export const ROUTES_YAML = `routes:
   - { match: /forever, amount_msat: 2000, access: indefinite }
   - { match: /getonly, amount_msat: 1000, methods: [GET, HEAD] }
   - { match: /content.ContentService/, amount_msat: 3000 }
+  - { match: /auto, amount_msat: 4000, auto_detect_payment: true }
 `;
 
 export interface Stack {
@@ -52,6 +53,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         location /timed/ { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /forever { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /getonly { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /auto { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /unpriced { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
     }
     server {

@@ -189,11 +189,14 @@ test('nginx: HTTP/1.1, h2c and gRPC through nginx to real upstreams', async (t) 
 
 test('nginx: invalid config fails fast with nginx -t output', async (t) => {
   if (!requireTool('nginx')) return t.skip('nginx not installed');
+  const cleanup = new Cleanup();
+  t.after(() => cleanup.run());
   const port = await freePort();
-  await assert.rejects(
-    startNginx({ http: `server { listen 127.0.0.1:${port}; bogus_directive 1; }` }),
-    /nginx -t rejected[\s\S]*unknown directive "bogus_directive"/,
+  const err = await startNginx({ http: `server { listen 127.0.0.1:${port}; bogus_directive 1; }` }).then(
+    (n) => (cleanup.use(n), assert.fail('nginx started with an invalid config')),
+    (e: Error) => e,
   );
+  assert.match(err.message, /nginx -t rejected[\s\S]*unknown directive "bogus_directive"/);
   assert.equal(await canConnect(port), false);
 });
 
@@ -202,8 +205,10 @@ test('nginx: port already taken makes startup fail with the error log tail', asy
   const cleanup = new Cleanup();
   t.after(() => cleanup.run());
   const busy = cleanup.use(await startCountingUpstream());
-  await assert.rejects(
-    startNginx({ http: `server { listen 127.0.0.1:${busy.port}; return 204; }` }),
-    /nginx exited early[\s\S]*Address already in use/,
+  // nginx retries a busy port 5 x 500 ms before giving up, so this takes ~2.5 s.
+  const err = await startNginx({ http: `server { listen 127.0.0.1:${busy.port}; return 204; }` }).then(
+    (n) => (cleanup.use(n), assert.fail('nginx "started" on a port owned by another process')),
+    (e: Error) => e,
   );
+  assert.match(err.message, /nginx exited early[\s\S]*Address already in use/);
 });

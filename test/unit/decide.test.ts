@@ -169,3 +169,32 @@ test('a failing or hanging store fails closed with unavailable', async () => {
     assert.deepEqual([out.outcome, out.reason], ['unavailable', 'store_unavailable']);
   }
 });
+
+test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled is a pending challenge', async () => {
+  const autoCfg = parseConfig(`routes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
+  const r = autoCfg.routes[0]!;
+  const lookups: string[] = [];
+  let settled = false;
+  const d = deps({ routes: new RouteTable(autoCfg.routes), isSettled: async (h) => (lookups.push(h.toString('hex')), settled) });
+  const c = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  const forged = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: randomBytes(32), service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  assert.equal((await decide(req('/auto', `L402 ${forged.macaroon}`), d)).reason, 'bad_signature');
+  assert.equal(lookups.length, 0, 'no backend round trip for a forged macaroon');
+  const pending = await decide(req('/auto', `L402 ${c.macaroon}`), d);
+  assert.deepEqual([pending.outcome, pending.reason], ['challenge', 'payment_pending']);
+  settled = true;
+  assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).outcome, 'allow');
+  assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).reason, 'already_used');
+  const failing = deps({ routes: new RouteTable(autoCfg.routes), isSettled: () => Promise.reject(new Error('node down')) });
+  const c2 = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  assert.deepEqual(Object.values(await decide(req('/auto', `L402 ${c2.macaroon}`), failing)).slice(0, 1), ['unavailable']);
+});
+
+test('auto-detect on a backend that cannot look up invoices is a config error at start', async () => {
+  const { startGate } = await import('../../src/server/app.js');
+  const { ConfigError } = await import('../../src/policy/config.js');
+  const { createLogger } = await import('../../src/util/log.js');
+  const c = parseConfig(`listen: 127.0.0.1:0\nstore: { type: memory }\nroot_key: ${MASTER.toString('hex')}\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
+  const noLookup = { kind: 'lnurl', createInvoice: wallet.createInvoice.bind(wallet), describe: () => 'x', close: async () => {} };
+  await assert.rejects(startGate(c, { backend: noLookup, log: createLogger('silent') }), (e: Error) => e instanceof ConfigError && /auto_detect_payment needs a backend/.test(e.message));
+});

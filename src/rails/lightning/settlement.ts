@@ -1,0 +1,25 @@
+// Auto-detect settlement: "has this invoice been paid?", answered by the backend, bounded in time and
+// cached in the store. Only a settled marker is cached, never the preimage (whoever reads the store
+// must not be able to build credentials from it).
+import type { Store } from '../../store/store.js';
+import { withTimeout } from '../../util/timeout.js';
+import type { LightningBackend } from './backend.js';
+import { preimageMatches } from '../../protocol/caveats.js';
+
+export function settledKey(paymentHash: Buffer): string {
+  return `settled:${paymentHash.toString('hex')}`;
+}
+
+export function createSettlementCheck(backend: LightningBackend, store: Store, opts: { timeoutMs: number; storeTimeoutMs: number; cacheSecs: number }) {
+  const lookup = backend.lookupInvoice?.bind(backend);
+  if (!lookup) return undefined;
+  return async (paymentHash: Buffer): Promise<boolean> => {
+    const key = settledKey(paymentHash);
+    if ((await withTimeout(store.get(key), opts.storeTimeoutMs, 'store get')) === '1') return true;
+    const state = await withTimeout(lookup(paymentHash, AbortSignal.timeout(opts.timeoutMs)), opts.timeoutMs, 'lookupInvoice');
+    // A backend that claims settlement must prove it with the preimage.
+    if (state.state !== 'settled' || !preimageMatches(state.preimage, paymentHash)) return false;
+    await withTimeout(store.set(key, '1', opts.cacheSecs), opts.storeTimeoutMs, 'store set');
+    return true;
+  };
+}
