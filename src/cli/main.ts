@@ -7,6 +7,7 @@ import { ConfigError, resolveConfig } from './config-source.js';
 import { nginxSnippets } from './nginx-conf.js';
 import { startGate } from '../server/app.js';
 import { quickstart } from './quickstart.js';
+import { doctor } from './doctor.js';
 import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
 
 const program = new Command('l402d')
@@ -44,6 +45,17 @@ program
       return;
     }
     for (const [name, text] of Object.entries(snippets)) process.stdout.write(`# ---- ${name} ----\n${text}\n`);
+  });
+
+program
+  .command('doctor')
+  .description('check the config, root key, data dir, store and Lightning backend, and say what to fix')
+  .option('-c, --config <file>', 'YAML config file')
+  .action(async (opts: { config?: string }) => {
+    const { config, source } = resolveConfig(opts.config);
+    const checks = await doctor(config, source);
+    for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.what}: ${c.detail}\n`);
+    if (checks.some((c) => !c.ok)) process.exitCode = 1;
   });
 
 program

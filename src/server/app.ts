@@ -72,6 +72,8 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     await Promise.allSettled([store.close(), backend?.close()]);
     throw e;
   }
+  // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
+  await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
   return {

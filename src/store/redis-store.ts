@@ -26,7 +26,27 @@ export class RedisStore implements Store {
       lazyConnect: false,
     });
     // Errors surface on each command; the connection-level event would otherwise be an unhandled 'error'.
-    this.redis.on('error', () => {});
+    this.redis.on('error', (e: Error) => {
+      this.lastError = e.message;
+    });
+  }
+
+  private lastError = '';
+
+  /** Waits (bounded) for the connection, so a check right after start does not fail spuriously. */
+  private async connected(timeoutMs: number): Promise<void> {
+    if (this.redis.status === 'ready') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.redis.off('ready', onReady);
+        reject(new Error(`cannot connect to redis${this.lastError ? `: ${this.lastError}` : ''}`));
+      }, timeoutMs);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.redis.once('ready', onReady);
+    });
   }
 
   private k(key: string): string {
@@ -52,6 +72,7 @@ export class RedisStore implements Store {
     return { count: Number(n), resetInSecs: Math.max(1, Math.ceil(Number(ttl) / 1000)) };
   }
   async ping(): Promise<void> {
+    await this.connected(2000);
     await this.redis.ping();
   }
   async close(): Promise<void> {

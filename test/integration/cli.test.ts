@@ -94,3 +94,16 @@ test('dev pay prints the preimage alone, and refuses unknown, paid and malformed
     assert.match(r.stderr, msg);
   }
 });
+
+test('doctor reports each check and exits non-zero with an actionable message', () => {
+  const d = tmp();
+  writeFileSync(join(d, 'ok.yaml'), `listen: 127.0.0.1:1\ndata_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  const ok = l402d(['doctor', '--config', join(d, 'ok.yaml')]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  for (const what of ['config', 'root key', 'data dir', 'store', 'lightning', 'l402d']) assert.match(ok.stdout, new RegExp(`^ok +${what}: `, 'm'));
+  assert.ok(!ok.stdout.includes(TEST_ROOT_KEY));
+  writeFileSync(join(d, 'bad.yaml'), `data_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "redis://127.0.0.1:1" }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  const bad = l402d(['doctor', '--config', join(d, 'bad.yaml')]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout, /^FAIL store: redis: cannot connect to redis: .*ECONNREFUSED.*is redis-server running/m);
+});

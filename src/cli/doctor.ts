@@ -1,0 +1,78 @@
+// `l402d doctor`: checks what an operator would otherwise find out from a failing request, and says
+// what to do about each problem. Never prints secrets.
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { request } from 'node:http';
+import type { GateConfig } from '../policy/config.js';
+import { loadRootKeys } from '../server/app.js';
+import { openBackend } from '../rails/lightning/open-backend.js';
+import { openStore } from '../store/open-store.js';
+import { createLogger } from '../util/log.js';
+import { withTimeout } from '../util/timeout.js';
+
+export interface Check {
+  ok: boolean;
+  what: string;
+  detail: string;
+}
+
+function running(listen: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const opts = listen.startsWith('unix:')
+      ? { socketPath: listen.slice(5), path: '/_l402/health' }
+      : { host: listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(listen.slice(listen.lastIndexOf(':') + 1)), path: '/_l402/health' };
+    const req = request({ ...opts, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> {
+  const checks: Check[] = [{ ok: true, what: 'config', detail: `${source}: valid, ${cfg.routes.length} route(s)` }];
+  const log = createLogger('silent');
+  try {
+    const keys = loadRootKeys(cfg, log);
+    checks.push({ ok: true, what: 'root key', detail: `${keys.length} key(s) accepted${cfg.rootKey === undefined ? ' (generated development key)' : ''}` });
+  } catch (e) {
+    checks.push({ ok: false, what: 'root key', detail: (e as Error).message });
+  }
+  try {
+    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+    accessSync(cfg.dataDir, constants.W_OK);
+    checks.push({ ok: true, what: 'data dir', detail: `${cfg.dataDir} is writable` });
+  } catch (e) {
+    checks.push({ ok: false, what: 'data dir', detail: `${cfg.dataDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; create it or fix its permissions` });
+  }
+  try {
+    const store = openStore(cfg);
+    try {
+      await withTimeout(store.ping(), 3000, `${store.kind} ping`);
+      checks.push({ ok: true, what: 'store', detail: `${store.kind} reachable` });
+    } finally {
+      await store.close();
+    }
+  } catch (e) {
+    const hint = cfg.store.type === 'redis' ? ': is redis-server running and the URL (host, port, password) right?' : '';
+    checks.push({ ok: false, what: 'store', detail: `${cfg.store.type}: ${(e as Error).message}${hint}` });
+  }
+  try {
+    const backend = openBackend(cfg);
+    try {
+      const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs + 500, 'backend check') : backend.describe();
+      checks.push({ ok: true, what: 'lightning', detail: `${backend.kind}: ${detail}` });
+      const auto = cfg.routes.filter((r) => r.autoDetect);
+      if (auto.length > 0 && !backend.lookupInvoice) {
+        checks.push({ ok: false, what: 'auto-detect', detail: `${backend.kind} cannot look up invoices; remove auto_detect_payment from ${auto.map((r) => r.id).join(', ')}` });
+      }
+    } finally {
+      await backend.close();
+    }
+  } catch (e) {
+    checks.push({ ok: false, what: 'lightning', detail: `${cfg.lightning.type}: ${(e as Error).message}` });
+  }
+  checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
+  return checks;
+}
