@@ -43,15 +43,17 @@ ${COMMON}
     # Never let a client choose these.
     proxy_set_header X-L402-Outcome "";
     proxy_set_header X-L402-Reason "";
+    proxy_set_header X-L402-Retry-After "";
 }
 
-# Renders the real answer (402 challenge, 401, 403, 405, 503, or a gRPC status) for a refused request.
+# Renders the real answer (402 challenge, 401, 403, 405, 429, 503, or a gRPC status) for a refused request.
 location @l402_render {
     rewrite ^ /_l402/render break;
     proxy_pass http://l402d;
 ${COMMON}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
+    proxy_set_header X-L402-Retry-After $l402_retry_after;
 }
 
 # l402d unreachable or too slow: fail closed with a bounded 503.
@@ -67,6 +69,7 @@ satisfy all;
 auth_request /_l402/auth;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;
 auth_request_set $l402_reason $upstream_http_x_l402_reason;
+auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;
 error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
 `,

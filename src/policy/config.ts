@@ -4,6 +4,7 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import { LineCounter, parseDocument, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
 import { parseRouteMatch } from './routes.js';
+import { AddressSet, parseRateLimit } from './rate-limit.js';
 
 export class ConfigError extends Error {}
 
@@ -35,6 +36,16 @@ const routeSchema = z
     indefinite_access: boolLike.optional(),
     macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
     auto_detect_payment: boolLike.default(false),
+    invoice_rate_limit: z
+      .string()
+      .superRefine((v, ctx) => {
+        try {
+          parseRateLimit(v);
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        }
+      })
+      .optional(),
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -54,6 +65,7 @@ const routeSchema = z
     access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
     macaroonTimeout: r.macaroon_timeout,
     autoDetect: r.auto_detect_payment,
+    rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 
 const storeSchema = z.discriminatedUnion('type', [
@@ -92,6 +104,22 @@ const configSchema = z
       })
       .strict()
       .default({ backend_ms: 4000, store_ms: 1000 }),
+    rate_limit: z
+      .object({
+        trusted_proxies: z
+          .array(z.string())
+          .default([])
+          .superRefine((v, ctx) => {
+            try {
+              new AddressSet(v);
+            } catch (e) {
+              ctx.addIssue({ code: 'custom', message: (e as Error).message });
+            }
+          }),
+        on_store_error: z.enum(['closed', 'open']).default('closed'),
+      })
+      .strict()
+      .default({ trusted_proxies: [], on_store_error: 'closed' }),
     retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
     routes: z.array(routeSchema).min(1, 'at least one route'),
   })
@@ -115,6 +143,7 @@ export interface GateConfig {
   logLevel: Parsed['log']['level'];
   timeouts: { backendMs: number; storeMs: number };
   retryAfterSecs: number;
+  rateLimit: { trustedProxies: string[]; onStoreError: 'closed' | 'open' };
   routes: RouteConfig[];
 }
 
@@ -208,6 +237,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     logLevel: c.log.level,
     timeouts: { backendMs: c.timeouts.backend_ms, storeMs: c.timeouts.store_ms },
     retryAfterSecs: c.retry_after_secs,
+    rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     routes: c.routes,
   };
 }

@@ -41,7 +41,8 @@ export type Decision =
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
-  | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' };
+  | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' }
+  | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number };
 
 export type Outcome = Decision['outcome'];
 
@@ -57,6 +58,8 @@ export interface DecideDeps {
    * rejects when the backend cannot answer.
    */
   isSettled?: (paymentHash: Buffer) => Promise<boolean>;
+  /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
+  rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
   now?: () => number;
 }
@@ -68,7 +71,24 @@ export function claimKey(paymentHash: Buffer): string {
 /** Keep single-use claims at least as long as the credential could verify; forever when it never expires. */
 const CLAIM_GRACE_SECS = 300;
 
+/** Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). */
+function mintsInvoice(d: Decision): boolean {
+  return (d.outcome === 'challenge' && d.reason === 'no_credential') || d.outcome === 'invalid';
+}
+
 export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+  const d = await verify(req, deps);
+  if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
+  const { max, windowSecs } = d.route.rateLimit;
+  try {
+    const w = await withTimeout(deps.store.incrWindow(`rl:${d.route.id}:${req.clientAddr ?? 'unknown'}`, windowSecs), deps.storeTimeoutMs, 'rate limit');
+    return w.count > max ? { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs } : d;
+  } catch {
+    return deps.rateLimitOnStoreError === 'open' ? d : { outcome: 'unavailable', route: d.route, reason: 'store_unavailable' };
+  }
+}
+
+async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
   const route = deps.routes.lookup(req.path);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };

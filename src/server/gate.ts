@@ -15,6 +15,7 @@ import type { LightningBackend } from '../rails/lightning/backend.js';
 import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
+import { AddressSet, clientAddress } from '../policy/rate-limit.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
@@ -26,7 +27,7 @@ export interface GateParts {
   log: Logger;
 }
 
-const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed']);
+const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited']);
 
 function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
@@ -38,10 +39,12 @@ const SETTLED_CACHE_SECS = 86_400;
 
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
+  private readonly trustedProxies: AddressSet;
   private readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
+    this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
     const { backend, store, config } = parts;
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
@@ -56,7 +59,7 @@ export class Gate {
     return {
       path,
       method,
-      clientAddr,
+      clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
       credentials: {
         authorization: header(h, 'authorization'),
         token: grpc ? header(h, 'token') : undefined,
@@ -76,6 +79,7 @@ export class Gate {
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         isSettled: this.isSettled,
+        rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -92,10 +96,18 @@ export class Gate {
    * Renders the answer for a non-allow outcome. Stateless: any l402d process can render any decision,
    * because it only needs the outcome, the reason and the request itself.
    */
-  async render(outcome: string | undefined, reason: string | undefined, req: GateRequest, h: IncomingHttpHeaders, detail?: string): Promise<Rendered> {
+  async render(
+    outcome: string | undefined,
+    reason: string | undefined,
+    req: GateRequest,
+    h: IncomingHttpHeaders,
+    extra: { detail?: string; retryAfterSecs?: number } = {},
+  ): Promise<Rendered> {
     const cfg = this.parts.config;
+    const detail = extra.detail;
     const grpc = isGrpc(header(h, 'content-type'));
-    const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs: cfg.retryAfterSecs };
+    const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
+    const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';

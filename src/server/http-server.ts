@@ -74,10 +74,12 @@ export function createGateServer(gate: Gate): Server {
         res.statusCode = 401;
         res.setHeader('X-L402-Outcome', d.outcome);
         res.setHeader('X-L402-Reason', d.reason);
+        if (d.outcome === 'rate_limited') res.setHeader('X-L402-Retry-After', String(d.retryAfterSecs));
         res.end();
         return;
       }
-      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers));
+      const retry = Number(one(req.headers['x-l402-retry-after']));
+      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined }));
       return;
     }
     if (!upstream) {
@@ -100,7 +102,7 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     req.resume();
-    send(res, await gate.render(d.outcome, d.reason, gr, req.headers, 'detail' in d ? d.detail : undefined));
+    send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
   };
 
   const server = createServer((req, res) => {

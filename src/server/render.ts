@@ -4,7 +4,7 @@ import type { Challenge } from '../policy/challenge.js';
 import type { RouteConfig } from '../policy/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
 
-export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed';
+export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited';
 
 export interface RenderInput {
   outcome: RenderOutcome;
@@ -25,13 +25,14 @@ export interface Rendered {
   body: string;
 }
 
-const STATUS: Record<RenderOutcome, number> = { challenge: 402, invalid: 401, unavailable: 503, forbidden: 403, method_not_allowed: 405 };
+const STATUS: Record<RenderOutcome, number> = { challenge: 402, invalid: 401, unavailable: 503, forbidden: 403, method_not_allowed: 405, rate_limited: 429 };
 const TITLE: Record<RenderOutcome, string> = {
   challenge: 'Payment Required',
   invalid: 'Invalid payment credential',
   unavailable: 'Payment service temporarily unavailable',
   forbidden: 'Forbidden',
   method_not_allowed: 'Method Not Allowed',
+  rate_limited: 'Too Many Requests',
 };
 // gRPC status codes (grpc/status.proto): the L402 spec answers an unpaid call with 13 "payment required".
 const GRPC: Record<RenderOutcome, [number, string]> = {
@@ -40,6 +41,7 @@ const GRPC: Record<RenderOutcome, [number, string]> = {
   unavailable: [14, 'payment service unavailable'],
   forbidden: [7, 'forbidden'],
   method_not_allowed: [12, 'method not allowed'],
+  rate_limited: [8, 'too many invoices requested'],
 };
 const DETAIL: Record<string, string> = {
   no_credential: 'Pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.',
@@ -64,6 +66,7 @@ const DETAIL: Record<string, string> = {
   no_route: 'No paid route is configured for this path.',
   bad_path: 'The request path is not valid.',
   method_not_sold: 'This route does not sell access for this method.',
+  invoice_rate_limited: 'Too many invoices requested from this address; retry after the given time.',
 };
 
 export function describeReason(reason: string): string {
@@ -93,7 +96,7 @@ export function render(i: RenderInput): Rendered {
     for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
     headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate']);
   }
-  if (i.outcome === 'unavailable') headers.push(['Retry-After', String(i.retryAfterSecs)]);
+  if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') headers.push(['Retry-After', String(i.retryAfterSecs)]);
   if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
 
   if (i.grpc) {
@@ -125,7 +128,7 @@ export function render(i: RenderInput): Rendered {
       methods: ['L402'],
     });
   }
-  if (i.outcome === 'unavailable') problem.retry_after = i.retryAfterSecs;
+  if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') problem.retry_after = i.retryAfterSecs;
   headers.push(['Content-Type', 'application/problem+json']);
   return { status, headers, body: JSON.stringify(problem) + '\n' };
 }

@@ -23,6 +23,8 @@ export const ROUTES_YAML = `routes:
   - { match: /getonly, amount_msat: 1000, methods: [GET, HEAD] }
   - { match: /content.ContentService/, amount_msat: 3000 }
   - { match: /auto, amount_msat: 4000, auto_detect_payment: true }
+  - { match: /limited, amount_msat: 1000, invoice_rate_limit: 2r/m }
+  - { match: /fastlimit, amount_msat: 1000, invoice_rate_limit: 1r/s }
 `;
 
 export interface Stack {
@@ -54,6 +56,8 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         location /forever { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /getonly { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /auto { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /limited { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /fastlimit { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /unpriced { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
     }
     server {

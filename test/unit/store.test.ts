@@ -1,0 +1,65 @@
+// One behaviour for every Store: memory, SQLite and a real redis-server.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { RedisStore } from '../../src/store/redis-store.js';
+import type { Store } from '../../src/store/store.js';
+import { Cleanup, requireTool, startRedis } from '../integration/harness.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const makers: Array<[string, () => Promise<Store>, string | false]> = [
+  ['memory', async () => new MemoryStore(), false],
+  [
+    'sqlite',
+    async () => {
+      const d = mkdtempSync(join(tmpdir(), 'l402-store-'));
+      cleanup.add(() => rmSync(d, { recursive: true, force: true }));
+      return new SqliteStore(join(d, 's.db'));
+    },
+    false,
+  ],
+  [
+    'redis',
+    async () => {
+      const r = cleanup.use(await startRedis());
+      const s = new RedisStore(r.url, 'test:', 1000);
+      await s.ping();
+      return s;
+    },
+    requireTool('redis-server') ? false : 'redis-server not installed',
+  ],
+];
+
+for (const [name, make, skip] of makers) {
+  test(`${name} store: claimOnce, TTLs, get/set/del, fixed windows`, { skip }, async () => {
+    const s = await make();
+    cleanup.add(() => s.close());
+    assert.equal(await s.claimOnce('a'), true);
+    assert.equal(await s.claimOnce('a'), false);
+    const racers = await Promise.all(Array.from({ length: 25 }, () => s.claimOnce('race')));
+    assert.equal(racers.filter(Boolean).length, 1);
+    assert.equal(await s.claimOnce('ttl', 1), true);
+    assert.equal(await s.claimOnce('ttl', 1), false);
+    await s.set('k', 'v');
+    assert.equal(await s.get('k'), 'v');
+    await s.del('k');
+    assert.equal(await s.get('k'), undefined);
+    await s.set('short', 'x', 1);
+    const w1 = await s.incrWindow('w', 1);
+    const w2 = await s.incrWindow('w', 1);
+    assert.deepEqual([w1.count, w2.count], [1, 2]);
+    assert.ok(w2.resetInSecs >= 1 && w2.resetInSecs <= 1);
+    await sleep(1100);
+    assert.equal(await s.claimOnce('ttl', 1), true, 'claim reopens only after its TTL');
+    assert.equal(await s.get('short'), undefined);
+    assert.equal((await s.incrWindow('w', 1)).count, 1, 'window resets');
+    await s.ping();
+  });
+}
