@@ -6,6 +6,7 @@ export interface NginxSnippets {
   'upstream.conf': string;
   'server.conf': string;
   'protect.conf': string;
+  'dry-run.conf': string;
 }
 
 export function nginxServerAddress(listen: string): string {
@@ -72,6 +73,19 @@ auth_request_set $l402_reason $upstream_http_x_l402_reason;
 auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;
 error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
+`,
+    'dry-run.conf': `# l402-nginx: include after protect.conf in locations whose route has dry_run: true, to show the client
+# what it would have been charged. (add_header here stops server-level add_header from applying.)
+auth_request_set $l402_dry_run $upstream_http_x_l402_dry_run;
+auth_request_set $l402_dry_run_price $upstream_http_x_l402_dry_run_price_msat;
+auth_request_set $l402_dry_run_challenge $upstream_http_x_l402_dry_run_challenge;
+auth_request_set $l402_dry_run_limited $upstream_http_x_l402_dry_run_rate_limited;
+auth_request_set $l402_dry_run_retry $upstream_http_x_l402_dry_run_retry_after;
+add_header X-L402-Dry-Run $l402_dry_run always;
+add_header X-L402-Dry-Run-Price-Msat $l402_dry_run_price always;
+add_header X-L402-Dry-Run-Challenge $l402_dry_run_challenge always;
+add_header X-L402-Dry-Run-Rate-Limited $l402_dry_run_limited always;
+add_header X-L402-Dry-Run-Retry-After $l402_dry_run_retry always;
 `,
   };
 }

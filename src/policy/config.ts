@@ -36,6 +36,7 @@ const routeSchema = z
     indefinite_access: boolLike.optional(),
     macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
     auto_detect_payment: boolLike.default(false),
+    dry_run: boolLike.default(false),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -65,6 +66,7 @@ const routeSchema = z
     access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
     macaroonTimeout: r.macaroon_timeout,
     autoDetect: r.auto_detect_payment,
+    dryRun: r.dry_run,
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 
@@ -120,6 +122,10 @@ const configSchema = z
       })
       .strict()
       .default({ trusted_proxies: [], on_store_error: 'closed' }),
+    dry_run: z
+      .object({ invoice_sample_rate: z.number().min(0).max(1).default(0) })
+      .strict()
+      .default({ invoice_sample_rate: 0 }),
     retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
     routes: z.array(routeSchema).min(1, 'at least one route'),
   })
@@ -144,6 +150,8 @@ export interface GateConfig {
   timeouts: { backendMs: number; storeMs: number };
   retryAfterSecs: number;
   rateLimit: { trustedProxies: string[]; onStoreError: 'closed' | 'open' };
+  /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
+  dryRunInvoiceSampleRate: number;
   routes: RouteConfig[];
 }
 
@@ -238,6 +246,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     timeouts: { backendMs: c.timeouts.backend_ms, storeMs: c.timeouts.store_ms },
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
+    dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
     routes: c.routes,
   };
 }

@@ -37,6 +37,7 @@ export type InvalidReason =
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' }
@@ -45,6 +46,23 @@ export type Decision =
   | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number };
 
 export type Outcome = Decision['outcome'];
+
+/** What a dry-run route would have answered; the request passes regardless. */
+export interface DryRunReport {
+  wouldReturn: 200 | 401 | 402 | 403 | 405 | 429 | 503;
+  reason: string;
+  authState: 'missing' | 'valid' | 'invalid';
+  retryAfterSecs?: number;
+}
+
+const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn']> = {
+  challenge: 402,
+  invalid: 401,
+  unavailable: 503,
+  forbidden: 403,
+  method_not_allowed: 405,
+  rate_limited: 429,
+};
 
 export interface DecideDeps {
   routes: RouteTable<RouteConfig>;
@@ -77,7 +95,18 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
-  const d = await verify(req, deps);
+  const d = await limit(req, deps, await verify(req, deps));
+  if (!('route' in d) || !d.route?.dryRun || d.outcome === 'allow') return d;
+  const authState = d.outcome === 'challenge' && d.reason === 'no_credential' ? 'missing' : 'invalid';
+  return {
+    outcome: 'allow',
+    route: d.route,
+    reason: 'dry_run',
+    dryRun: { wouldReturn: WOULD_RETURN[d.outcome], reason: d.reason, authState, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined },
+  };
+}
+
+async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<Decision> {
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;
   try {
@@ -139,6 +168,17 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
   // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
   if (route.access === 'timed' && verdict.validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
 
+  if (route.access === 'per-request' && route.dryRun) {
+    // Shadow mode has no side effects: look, but never consume the credential.
+    let used: string | undefined;
+    try {
+      used = await withTimeout(deps.store.get(claimKey(id.paymentHash)), deps.storeTimeoutMs, 'store get');
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
+    return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
+  }
   if (route.access === 'per-request') {
     const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
     let first: boolean;
@@ -149,5 +189,6 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
     }
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
+  if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   return { outcome: 'allow', route, reason: 'paid', tokenId: id.tokenId.toString('hex') };
 }

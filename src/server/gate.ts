@@ -5,7 +5,7 @@ import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, encodeMacaroonBase64, verifySignature } from '../protocol/macaroon.js';
-import { parseCredential } from '../protocol/l402-header.js';
+import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { decide, type Decision, type GateRequest } from '../policy/decide.js';
@@ -120,15 +120,7 @@ export class Gate {
     if (o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (!challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
-        challenge = await createChallenge(route, { path: req.path, method: req.method }, {
-          backend: this.parts.backend,
-          rootKey: this.parts.rootKeys[0]!,
-          service: cfg.service,
-          location: cfg.service,
-          memo: cfg.invoice.memo,
-          invoiceExpirySecs: cfg.invoice.expirySecs,
-          backendTimeoutMs: cfg.timeouts.backendMs,
-        });
+        challenge = await this.mintChallenge(route, req.path, req.method);
         if (route.autoDetect) await this.rememberInvoice(challenge);
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
@@ -138,6 +130,46 @@ export class Gate {
       }
     }
     return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge });
+  }
+
+  /**
+   * Response headers for a dry-run pass, and its JSON log line. A real challenge is minted only for the
+   * configured sample of would-be challenges, so a busy shadow route does not flood the node with invoices.
+   */
+  async dryRunHeaders(d: Extract<Decision, { reason: 'dry_run' }>, req: GateRequest): Promise<Array<[string, string]>> {
+    const { route, dryRun } = d;
+    const out: Array<[string, string]> = [['X-L402-Dry-Run', '1']];
+    const wouldCharge = dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401 || dryRun.wouldReturn === 429;
+    if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(route.amountMsat)]);
+    if (dryRun.wouldReturn === 429) out.push(['X-L402-Dry-Run-Rate-Limited', '1'], ['X-L402-Dry-Run-Retry-After', String(dryRun.retryAfterSecs ?? 1)]);
+    let challengeMinted = false;
+    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
+      try {
+        const c = await this.mintChallenge(route, req.path, req.method);
+        out.push(['X-L402-Dry-Run-Challenge', formatChallenges(c.macaroon, c.invoice, { lsat: false })[0]!]);
+        challengeMinted = true;
+      } catch (e) {
+        this.parts.log.warn({ event: 'dry_run_challenge_failed', route: route.id, err: (e as Error).message }, 'dry-run challenge failed');
+      }
+    }
+    this.parts.log.info(
+      { event: 'dry_run', route: route.id, price_msat: route.amountMsat, auth_state: dryRun.authState, would_return: dryRun.wouldReturn, reason: dryRun.reason, rate_limited: dryRun.wouldReturn === 429, challenge_minted: challengeMinted },
+      'dry run',
+    );
+    return out;
+  }
+
+  private mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
+    const cfg = this.parts.config;
+    return createChallenge(route, { path, method }, {
+      backend: this.parts.backend,
+      rootKey: this.parts.rootKeys[0]!,
+      service: cfg.service,
+      location: cfg.service,
+      memo: cfg.invoice.memo,
+      invoiceExpirySecs: cfg.invoice.expirySecs,
+      backendTimeoutMs: cfg.timeouts.backendMs,
+    });
   }
 
   private pendingKey(paymentHash: string): string {

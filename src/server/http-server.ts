@@ -25,7 +25,7 @@ function send(res: ServerResponse, r: Rendered): void {
 // Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded by a proxy.
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
-function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, onError: (e: Error) => void): void {
+function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, extra: Array<[string, string]>, onError: (e: Error) => void): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
@@ -37,6 +37,7 @@ function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, onError
     (ur) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      for (const [k, v] of extra) out[k.toLowerCase()] = v;
       res.writeHead(ur.statusCode ?? 502, out);
       ur.pipe(res);
     },
@@ -66,6 +67,7 @@ export function createGateServer(gate: Gate): Server {
         const d = await gate.decide(gr);
         res.setHeader('Cache-Control', 'no-store');
         if (d.outcome === 'allow') {
+          if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           res.statusCode = 200;
           res.end();
           return;
@@ -92,7 +94,8 @@ export function createGateServer(gate: Gate): Server {
     const gr = gate.requestFrom(normalizePath(url), (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers);
     const d = await gate.decide(gr);
     if (d.outcome === 'allow') {
-      proxy(upstream, req, res, (e) => {
+      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
+      proxy(upstream, req, res, extra, (e) => {
         log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
         if (!res.headersSent) {
           res.statusCode = 502;

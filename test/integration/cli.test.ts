@@ -57,7 +57,7 @@ test('weak root keys are refused at start, without echoing the key', () => {
 test('nginx-conf prints the snippets; the committed nginx/l402 files match the defaults', () => {
   const r = l402d(['nginx-conf']);
   assert.equal(r.code, 0, r.stderr);
-  for (const name of ['upstream.conf', 'server.conf', 'protect.conf']) {
+  for (const name of ['upstream.conf', 'server.conf', 'protect.conf', 'dry-run.conf']) {
     assert.ok(r.stdout.includes(readFileSync(join(REPO, 'nginx/l402', name), 'utf8')), `nginx/l402/${name} is out of date: regenerate with l402d nginx-conf --out nginx/l402`);
   }
   const d = tmp();

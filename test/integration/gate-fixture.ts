@@ -25,6 +25,7 @@ export const ROUTES_YAML = `routes:
   - { match: /auto, amount_msat: 4000, auto_detect_payment: true }
   - { match: /limited, amount_msat: 1000, invoice_rate_limit: 2r/m }
   - { match: /fastlimit, amount_msat: 1000, invoice_rate_limit: 1r/s }
+  - { match: /shadow, amount_msat: 7000, dry_run: true, invoice_rate_limit: 3r/m }
 `;
 
 export interface Stack {
@@ -58,6 +59,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         location /auto { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /limited { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /fastlimit { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /shadow { include ${snippetDir}/protect.conf; include ${snippetDir}/dry-run.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /unpriced { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
     }
     server {

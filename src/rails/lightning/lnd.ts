@@ -1,0 +1,483 @@
+// LND backend: invoices from an lnd node over its gRPC API (default) or its REST API, authenticated by
+// the node's own TLS certificate and a macaroon. Every answer is checked against what was asked before
+// the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
+import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import lightBolt11 from 'light-bolt11-decoder';
+import { z } from 'zod';
+import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
+import {
+  GrpcCode, LndRestTransport, LndRpcError,
+  type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
+} from './lnd-rest.js';
+import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from './socks-tunnel.js';
+
+export const LND_DEFAULTS = {
+  address: 'localhost:10009',
+  tls_cert_path: 'tls.cert',
+  macaroon_path: 'admin.macaroon',
+  transport: 'grpc',
+  rest_address: 'localhost:8080',
+} as const;
+
+const hostPortSchema = z.string().refine((s) => {
+  try {
+    parseHostPort(s, 'address');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be host:port, e.g. localhost:10009 or [::1]:10009');
+
+const socksSchema = z
+  .string()
+  .trim()
+  .refine((s) => !s.includes('@'), 'SOCKS5 username/password is not supported; give host:port')
+  .transform((s) => s.replace(/^socks5h?:\/\//i, ''))
+  .pipe(hostPortSchema);
+
+export const lndConfigSchema = z
+  .object({
+    type: z.literal('lnd'),
+    /** lnd's gRPC listener (rpclisten). */
+    address: hostPortSchema.default(LND_DEFAULTS.address),
+    tls_cert_path: z.string().min(1).default(LND_DEFAULTS.tls_cert_path),
+    macaroon_path: z.string().min(1).default(LND_DEFAULTS.macaroon_path),
+    transport: z.enum(['grpc', 'rest']).default(LND_DEFAULTS.transport),
+    /** lnd's REST listener (restlisten); used only with transport: rest. */
+    rest_address: hostPortSchema.default(LND_DEFAULTS.rest_address),
+    /** host:port of a SOCKS5 proxy (Tor: 127.0.0.1:9050) that every connection to the node goes through. */
+    socks5_proxy: socksSchema.optional(),
+  })
+  .strict();
+
+export type LndConfig = z.output<typeof lndConfigSchema>;
+
+/** ngx_l402's variables for LN_CLIENT_TYPE=LND, as a raw (unvalidated) `lightning:` section. */
+export function lndFromLegacyEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const raw: Record<string, unknown> = { type: 'lnd' };
+  const set = (key: string, value: string | undefined): void => {
+    if (value !== undefined && value.trim() !== '') raw[key] = value.trim();
+  };
+  set('address', env.LND_ADDRESS);
+  set('tls_cert_path', env.CERT_FILE_PATH);
+  set('macaroon_path', env.MACAROON_FILE_PATH);
+  set('socks5_proxy', env.SOCKS5_PROXY);
+  return raw;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials
+// ---------------------------------------------------------------------------------------------
+
+function readCredentialFile(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? `permission denied for uid ${process.getuid?.() ?? '?'}` : code === 'EISDIR' ? 'is a directory' : (code ?? 'unreadable');
+    throw new Error(`lightning.${key}: cannot read ${path}: ${why}`);
+  }
+}
+
+function loadCert(path: string): { pem: Buffer; notAfter: Date } {
+  const pem = readCredentialFile('tls_cert_path', path);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new Error(`lightning.tls_cert_path: ${path} is not a PEM certificate (expected lnd's tls.cert)`);
+  }
+  try {
+    return { pem, notAfter: new Date(new X509Certificate(pem).validTo) };
+  } catch {
+    throw new Error(`lightning.tls_cert_path: ${path} does not contain a parsable X.509 certificate`);
+  }
+}
+
+/** lnd writes macaroons as binary; some setups store them hex-encoded. Either way we send hex. */
+function loadMacaroonHex(path: string): string {
+  const raw = readCredentialFile('macaroon_path', path);
+  const text = raw.toString('latin1').trim();
+  const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(text) ? Buffer.from(text, 'hex') : raw;
+  if (bytes.length === 0) throw new Error(`lightning.macaroon_path: ${path} is empty`);
+  if (bytes.length > 64 * 1024) throw new Error(`lightning.macaroon_path: ${path} is too large to be a macaroon`);
+  return bytes.toString('hex');
+}
+
+/** Replaces every occurrence of a secret (case-insensitively) so node messages can be quoted safely. */
+function scrubberFor(secretHex: string): (text: string) => string {
+  const needle = secretHex.toLowerCase();
+  return (text) => {
+    let out = text;
+    for (let i = out.toLowerCase().indexOf(needle); i >= 0; i = out.toLowerCase().indexOf(needle)) {
+      out = out.slice(0, i) + '[redacted]' + out.slice(i + needle.length);
+    }
+    return out;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC transport
+// ---------------------------------------------------------------------------------------------
+
+/** lnd's lightning.proto from the installed @lightningpolar/lnd-api package (never vendored). */
+export function lndProtoDir(): string {
+  const pkgJson = createRequire(import.meta.url).resolve('@lightningpolar/lnd-api/package.json');
+  return join(dirname(pkgJson), 'protos');
+}
+
+type UnaryCallback = (err: grpc.ServiceError | null, res?: Record<string, unknown>) => void;
+type UnaryMethod = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: UnaryCallback) => grpc.ClientUnaryCall;
+type LightningClient = grpc.Client & Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo', UnaryMethod>;
+type LightningCtor = new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => LightningClient;
+
+let lightningCtor: LightningCtor | undefined;
+function loadLightningService(): LightningCtor {
+  if (!lightningCtor) {
+    const dir = lndProtoDir();
+    const def = protoLoader.loadSync(join(dir, 'lightning.proto'), {
+      keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [dir],
+    });
+    const lnrpc = (grpc.loadPackageDefinition(def) as { lnrpc?: { Lightning?: LightningCtor } }).lnrpc;
+    if (!lnrpc?.Lightning) throw new Error(`lnd protos at ${dir} define no lnrpc.Lightning service`);
+    lightningCtor = lnrpc.Lightning;
+  }
+  return lightningCtor;
+}
+
+function asBuffer(v: unknown): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
+}
+function asInt(v: unknown): number {
+  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : NaN;
+  return Number.isSafeInteger(n) ? n : 0;
+}
+function asString(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+class LndGrpcTransport implements LndTransport {
+  readonly name = 'gRPC';
+  readonly address: string;
+  private readonly opts: LndTransportOptions;
+  private readonly ready: Promise<LightningClient>;
+  private tunnel: SocksTunnel | undefined;
+  private client: LightningClient | undefined;
+  private closed = false;
+
+  constructor(opts: LndTransportOptions) {
+    this.opts = opts;
+    this.address = formatHostPort(opts.address);
+    const Lightning = loadLightningService();
+    const macaroonHex = opts.macaroonHex;
+    // Call credentials put the macaroon on every call, including ones grpc-js retries internally.
+    const creds = grpc.credentials.combineChannelCredentials(
+      grpc.credentials.createSsl(opts.cert),
+      grpc.credentials.createFromMetadataGenerator((_params, cb) => {
+        const md = new grpc.Metadata();
+        md.set('macaroon', macaroonHex);
+        cb(null, md);
+      }),
+    );
+    const channelOptions: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      // lnd accepts client pings no more often than every 5 s (ClientPingMinWait); a minute is polite
+      // and still notices a dead connection (e.g. a dropped Tor circuit) while calls are in flight.
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+    };
+    const make = (target: string, extra: grpc.ChannelOptions = {}): LightningClient => {
+      this.client = new Lightning(target, creds, { ...channelOptions, ...extra });
+      return this.client;
+    };
+    if (opts.socksProxy) {
+      this.ready = openSocksTunnel({ proxy: opts.socksProxy, target: opts.address, connectTimeoutMs: opts.connectTimeoutMs }).then((t) => {
+        this.tunnel = t;
+        if (this.closed) {
+          void t.close();
+          throw new Error('backend is closed');
+        }
+        // The channel dials the loopback tunnel; TLS (SNI, certificate name) and :authority stay the node's.
+        return make(`127.0.0.1:${t.port}`, {
+          'grpc.ssl_target_name_override': opts.address.host,
+          'grpc.default_authority': this.address,
+        });
+      });
+      this.ready.catch(() => {});
+    } else {
+      this.ready = Promise.resolve(make(this.address));
+    }
+  }
+
+  async addInvoice(req: { valueMsat: number; memo: string; expiry: number }, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndAddedInvoice> {
+    const res = await this.unary('AddInvoice', { value_msat: String(req.valueMsat), memo: req.memo, expiry: String(req.expiry) }, signal, timeoutMs);
+    return { rHash: asBuffer(res.r_hash), paymentRequest: asString(res.payment_request) };
+  }
+
+  async lookupInvoice(rHash: Buffer, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInvoice | undefined> {
+    let res: Record<string, unknown>;
+    try {
+      res = await this.unary('LookupInvoice', { r_hash: rHash }, signal, timeoutMs);
+    } catch (err) {
+      if (err instanceof LndRpcError && !err.transportFailure && isNotFound(err)) return undefined;
+      throw err;
+    }
+    return {
+      rHash: asBuffer(res.r_hash),
+      rPreimage: asBuffer(res.r_preimage),
+      state: asString(res.state),
+      creationDate: asInt(res.creation_date),
+      expiry: asInt(res.expiry),
+    };
+  }
+
+  async getInfo(signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInfo> {
+    const res = await this.unary('GetInfo', {}, signal, timeoutMs);
+    const chains = Array.isArray(res.chains) ? (res.chains as Array<{ network?: unknown }>) : [];
+    return {
+      alias: asString(res.alias),
+      identityPubkey: asString(res.identity_pubkey),
+      version: asString(res.version),
+      networks: chains.map((c) => asString(c?.network)).filter(Boolean),
+      syncedToChain: res.synced_to_chain === true,
+      blockHeight: asInt(res.block_height),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.client?.close();
+    await this.tunnel?.close();
+  }
+
+  private async unary(method: 'AddInvoice' | 'LookupInvoice' | 'GetInfo', req: object, signal: AbortSignal | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+    if (this.closed) throw new LndRpcError(method, GrpcCode.UNAVAILABLE, 'backend is closed', true);
+    if (signal?.aborted) throw new LndRpcError(method, GrpcCode.CANCELLED, 'aborted by the caller', true);
+    const deadline = Date.now() + timeoutMs;
+    let client: LightningClient;
+    try {
+      client = await this.ready;
+    } catch (err) {
+      throw new LndRpcError(method, GrpcCode.UNAVAILABLE, `cannot open the local SOCKS5 tunnel: ${(err as Error).message}`, true);
+    }
+    return new Promise((resolvePromise, reject) => {
+      const onAbort = (): void => call.cancel();
+      const call = client[method](req, new grpc.Metadata(), { deadline }, (err, res) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(this.rpcError(method, err, timeoutMs));
+        else if (!res || typeof res !== 'object') reject(new LndRpcError(method, GrpcCode.INTERNAL, 'empty reply'));
+        else resolvePromise(res);
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private rpcError(method: string, err: grpc.ServiceError, timeoutMs: number): LndRpcError {
+    let detail = this.opts.scrub(err.details || err.message || 'no details').slice(0, 300);
+    switch (err.code) {
+      case grpc.status.DEADLINE_EXCEEDED:
+        return new LndRpcError(method, err.code, `no answer within ${timeoutMs} ms`, true);
+      case grpc.status.CANCELLED:
+        return new LndRpcError(method, err.code, 'aborted by the caller', true);
+      case grpc.status.UNAVAILABLE:
+        if (this.tunnel?.lastError) detail += ` (${this.tunnel.lastError})`;
+        return new LndRpcError(method, err.code, detail, true);
+      default:
+        return new LndRpcError(method, err.code, detail);
+    }
+  }
+}
+
+/** lnd ≥ 0.15 answers NOT_FOUND; older releases UNKNOWN with the same text. */
+function isNotFound(err: LndRpcError): boolean {
+  return err.code === GrpcCode.NOT_FOUND || (err.code === GrpcCode.UNKNOWN && /unable to locate invoice|no invoices/i.test(err.detail));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend: transport-independent checks and error wording
+// ---------------------------------------------------------------------------------------------
+
+const HASH_HEX = /^[0-9a-f]{64}$/;
+
+interface DecodedInvoice {
+  paymentHashHex?: string;
+  amountMsat?: string;
+  timestamp?: number;
+  expiry: number;
+}
+
+function decodePaymentRequest(pr: string): DecodedInvoice | undefined {
+  try {
+    const d = lightBolt11.decode(pr);
+    const out: DecodedInvoice = { expiry: 3600 };
+    for (const s of d.sections) {
+      if (s.name === 'payment_hash') out.paymentHashHex = String(s.value).toLowerCase();
+      else if (s.name === 'amount') out.amountMsat = String(s.value);
+      else if (s.name === 'timestamp') out.timestamp = s.value;
+      else if (s.name === 'expiry') out.expiry = s.value;
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+class LndBackend implements LightningBackend {
+  readonly kind = 'lnd';
+
+  constructor(
+    private readonly transport: LndTransport,
+    private readonly ctx: BackendContext,
+    private readonly paths: { cert: string; macaroon: string; socks?: string },
+  ) {}
+
+  async createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice> {
+    if (!Number.isSafeInteger(req.amountMsat) || req.amountMsat <= 0) {
+      throw new BackendCallError(`lnd: amountMsat must be a positive integer, got ${req.amountMsat}`, false);
+    }
+    if (!Number.isSafeInteger(req.expirySecs) || req.expirySecs <= 0) {
+      throw new BackendCallError(`lnd: expirySecs must be a positive integer, got ${req.expirySecs}`, false);
+    }
+    const added = await this.call(() => this.transport.addInvoice({ valueMsat: req.amountMsat, memo: req.memo, expiry: req.expirySecs }, signal, this.ctx.timeoutMs));
+    const bad = (why: string): BackendCallError => new BackendCallError(`lnd ${this.transport.name} AddInvoice returned an unusable invoice: ${why}; refusing it`, false);
+    if (added.rHash.length !== 32) throw bad(`r_hash is ${added.rHash.length} bytes, expected 32`);
+    const pr = added.paymentRequest.trim();
+    const decoded = pr ? decodePaymentRequest(pr) : undefined;
+    if (!decoded) throw bad('payment_request is not a decodable BOLT11 invoice');
+    if (!decoded.paymentHashHex || !HASH_HEX.test(decoded.paymentHashHex) || decoded.paymentHashHex !== added.rHash.toString('hex')) {
+      throw bad("payment_request's payment hash does not match r_hash");
+    }
+    if (decoded.amountMsat !== String(req.amountMsat)) {
+      throw bad(`payment_request is for ${decoded.amountMsat ?? 'any amount'} msat, but ${req.amountMsat} msat was requested`);
+    }
+    const timestamp = decoded.timestamp ?? Math.floor(Date.now() / 1000);
+    return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: timestamp + decoded.expiry };
+  }
+
+  async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
+    if (paymentHash.length !== 32) return { state: 'unknown' };
+    const inv = await this.call(() => this.transport.lookupInvoice(paymentHash, signal, this.ctx.timeoutMs));
+    if (!inv) return { state: 'unknown' };
+    const bad = (why: string): BackendCallError => new BackendCallError(`lnd ${this.transport.name} LookupInvoice returned an inconsistent invoice: ${why}`, false);
+    if (inv.rHash.length > 0 && !safeEqual(inv.rHash, paymentHash)) throw bad('r_hash differs from the hash asked for');
+    switch (inv.state) {
+      case 'SETTLED': {
+        // Only a preimage that hashes to the payment hash proves payment; never trust the state alone.
+        if (inv.rPreimage.length !== 32 || !safeEqual(createHash('sha256').update(inv.rPreimage).digest(), paymentHash)) {
+          throw bad('state SETTLED without a preimage that hashes to the payment hash');
+        }
+        return { state: 'settled', preimage: Buffer.from(inv.rPreimage) };
+      }
+      case 'OPEN':
+        // lnd cancels expired invoices itself, but only when its expiry watcher gets to them.
+        if (inv.creationDate > 0 && inv.expiry > 0 && Date.now() / 1000 >= inv.creationDate + inv.expiry) return { state: 'expired' };
+        return { state: 'open' };
+      case 'ACCEPTED':
+        // HTLCs held but not settled (hold invoices): not paid yet.
+        return { state: 'open' };
+      case 'CANCELED':
+        return { state: 'canceled' };
+      default:
+        throw bad(`unknown invoice state ${JSON.stringify(inv.state.slice(0, 40))}`);
+    }
+  }
+
+  async check(signal?: AbortSignal): Promise<string> {
+    const info = await this.call(() => this.transport.getInfo(signal, this.ctx.timeoutMs));
+    const networks = info.networks.length ? info.networks.join('/') : 'unknown network';
+    const pubkey = /^[0-9a-f]{66}$/.test(info.identityPubkey) ? `${info.identityPubkey.slice(0, 12)}…` : 'no pubkey';
+    const sync = info.syncedToChain ? 'synced to chain' : 'NOT synced to chain (invoices may not be payable until it is)';
+    return `lnd ${JSON.stringify(info.alias)} (${pubkey}) on ${networks}, version ${info.version || 'unknown'}, block ${info.blockHeight}, ${sync}, via ${this.transport.name} ${this.transport.address}`;
+  }
+
+  describe(): string {
+    const via = this.paths.socks ? ` through SOCKS5 proxy ${this.paths.socks}` : '';
+    return `lnd ${this.transport.name} at ${this.transport.address}${via}, tls cert ${this.paths.cert}, macaroon ${this.paths.macaroon}`;
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  /** Runs one transport call and turns its failure into a BackendCallError an operator can act on. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof BackendCallError) throw err;
+      if (!(err instanceof LndRpcError)) throw new BackendCallError(`lnd ${this.transport.name}: ${(err as Error).message}`);
+      throw this.describeError(err);
+    }
+  }
+
+  private describeError(err: LndRpcError): BackendCallError {
+    const where = `lnd ${this.transport.name} ${this.transport.address}`;
+    const d = err.detail;
+    if (
+      err.code === GrpcCode.UNAUTHENTICATED || err.code === GrpcCode.PERMISSION_DENIED ||
+      // lnd's macaroon checks return plain errors, which gRPC reports as UNKNOWN.
+      (err.code === GrpcCode.UNKNOWN && /macaroon|verification failed|permission denied|invalid auth/i.test(d))
+    ) {
+      return new BackendCallError(
+        `${where} rejected the macaroon from macaroon_path (${this.paths.macaroon}) on ${err.method}: ${d}. ` +
+          'Use a macaroon of this node with invoices:read, invoices:write and info:read (admin.macaroon, or lncli bakemacaroon invoices:read invoices:write info:read).',
+        false,
+      );
+    }
+    if (err.transportFailure) {
+      if (err.code === GrpcCode.DEADLINE_EXCEEDED) return new BackendCallError(`${where} ${err.method} timed out: ${d}`);
+      if (err.code === GrpcCode.CANCELLED) return new BackendCallError(`${where} ${err.method} ${d}`);
+      const tlsHint = /certificate|self[- ]signed|ssl|tls|handshake|altnames|verify/i.test(d)
+        ? `; TLS failed: check that tls_cert_path (${this.paths.cert}) is this node's current tls.cert and that it names host ${this.transport.address.replace(/:\d+$/, '')}`
+        : '';
+      return new BackendCallError(`${where} is unreachable on ${err.method}: ${d}${tlsHint}`);
+    }
+    const retryable = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED || err.code === GrpcCode.INTERNAL || err.code === GrpcCode.UNKNOWN;
+    return new BackendCallError(`${where} ${err.method} failed (${codeName(err.code)}): ${d}`, retryable);
+  }
+}
+
+function safeEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function codeName(code: number): string {
+  return (grpc.status as unknown as Record<number, string>)[code] ?? `code ${code}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Factory
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Builds the backend. Reads the certificate and macaroon now, so a wrong path fails at start with the
+ * key and path named (never the contents). Connects lazily: the first call opens the one channel (gRPC)
+ * or keep-alive pool (REST) that every later call reuses.
+ */
+export function createLndBackend(cfg: LndConfig, ctx: BackendContext): LightningBackend {
+  const certPath = resolve(ctx.configDir, cfg.tls_cert_path);
+  const macaroonPath = resolve(ctx.configDir, cfg.macaroon_path);
+  const useRest = cfg.transport === 'rest';
+  const address = parseHostPort(useRest ? cfg.rest_address : cfg.address, useRest ? 'lightning.rest_address' : 'lightning.address');
+  const socksProxy = cfg.socks5_proxy ? parseHostPort(cfg.socks5_proxy, 'lightning.socks5_proxy') : undefined;
+  if (address.host.toLowerCase().endsWith('.onion') && !socksProxy) {
+    throw new Error(`lightning.${useRest ? 'rest_address' : 'address'}: ${address.host} is a Tor onion address; set lightning.socks5_proxy (e.g. 127.0.0.1:9050) to reach it`);
+  }
+  const cert = loadCert(certPath);
+  if (cert.notAfter.getTime() < Date.now()) {
+    ctx.log.warn({ tls_cert_path: certPath, notAfter: cert.notAfter.toISOString() }, 'lnd tls.cert has expired; lnd renews it on restart, so this file may be stale');
+  }
+  const macaroonHex = loadMacaroonHex(macaroonPath);
+  const opts: LndTransportOptions = {
+    address,
+    cert: cert.pem,
+    macaroonHex,
+    socksProxy,
+    scrub: scrubberFor(macaroonHex),
+    connectTimeoutMs: Math.max(ctx.timeoutMs, 1000),
+  };
+  const transport = useRest ? new LndRestTransport(opts) : new LndGrpcTransport(opts);
+  return new LndBackend(transport, ctx, { cert: certPath, macaroon: macaroonPath, socks: socksProxy ? formatHostPort(socksProxy) : undefined });
+}
