@@ -18,6 +18,7 @@ function failingBackend(mode: 'hang' | 'throw'): LightningBackend {
   return {
     kind: 'broken',
     createInvoice: () => (mode === 'hang' ? new Promise(() => {}) : Promise.reject(new Error('node unreachable: secret-macaroon-0123'))),
+    lookupInvoice: () => (mode === 'hang' ? new Promise(() => {}) : Promise.reject(new Error('node unreachable'))),
     describe: () => 'broken test backend',
     close: async () => {},
   };
