@@ -8,6 +8,14 @@ import { nginxSnippets } from './nginx-conf.js';
 import { startGate } from '../server/app.js';
 import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import type { GateConfig } from '../policy/config.js';
+import { parsePrice, priceKeys } from '../policy/pricing.js';
+import { withTimeout } from '../util/timeout.js';
+
+/** A mistake in the command line: one line on stderr, exit 2. */
+class UsageError extends Error {}
 import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
 
 const program = new Command('l402d')
@@ -58,6 +66,49 @@ program
     if (checks.some((c) => !c.ok)) process.exitCode = 1;
   });
 
+const price = program.command('price').description('dynamic prices in the store (msat), per route id or per exact path');
+function priceKey(opts: { route?: string; path?: string }): string {
+  if (!!opts.route === !!opts.path) throw new UsageError('give exactly one of --route ID or --path PATH');
+  return opts.route ? priceKeys.route(opts.route) : priceKeys.path(opts.path!);
+}
+async function withStore<T>(file: string | undefined, fn: (store: Store, config: GateConfig) => Promise<T>): Promise<T> {
+  const { config } = resolveConfig(file);
+  const store = openStore(config);
+  try {
+    await withTimeout(store.ping(), 3000, 'store');
+    return await fn(store, config);
+  } finally {
+    await store.close();
+  }
+}
+for (const [name, desc] of [['set', 'set a price'], ['get', 'show a price'], ['del', 'remove a price (back to the static one)']] as const) {
+  const cmd = price
+    .command(name)
+    .description(desc)
+    .option('-c, --config <file>', 'YAML config file')
+    .option('--route <id>', 'route id (its `id`, or its `match` when no id is set)')
+    .option('--path <path>', 'exact request path (wins over the route price)');
+  if (name === 'set') cmd.argument('<msat>', 'price in millisatoshis');
+  cmd.action(async (...args: unknown[]) => {
+    const opts = args[name === 'set' ? 1 : 0] as { config?: string; route?: string; path?: string };
+    const key = priceKey(opts);
+    await withStore(opts.config, async (store, config) => {
+      if (opts.route && !config.routes.some((r) => r.id === opts.route)) throw new UsageError(`no route with id ${opts.route} in the config (ids: ${config.routes.map((r) => r.id).join(', ')})`);
+      if (name === 'set') {
+        const msat = parsePrice(String(args[0]));
+        if (msat === undefined) throw new UsageError('msat must be a positive integer');
+        await store.set(key, String(msat));
+        process.stdout.write(`${key} = ${msat}\n`);
+      } else if (name === 'get') {
+        process.stdout.write(`${key} = ${(await store.get(key)) ?? '(not set: static price applies)'}\n`);
+      } else {
+        await store.del(key);
+        process.stdout.write(`${key} removed\n`);
+      }
+    });
+  });
+}
+
 program
   .command('quickstart')
   .description('run a demo on embedded defaults: example upstream, l402d, and nginx in front if installed (npm start)')
@@ -89,6 +140,10 @@ async function main(): Promise<void> {
     if (e instanceof CommanderError) process.exit(e.exitCode);
     if (e instanceof ConfigError) {
       process.stderr.write(`l402d: config error:\n${e.message}\n`);
+      process.exit(2);
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`l402d: ${e.message}\n`);
       process.exit(2);
     }
     if (e instanceof DevWalletError) {

@@ -32,7 +32,7 @@ export interface ChallengeDeps {
 
 export class BackendError extends Error {}
 
-export async function createChallenge(route: RouteConfig, req: { path: string; method: string }, deps: ChallengeDeps): Promise<Challenge> {
+export async function createChallenge(route: RouteConfig, req: { path: string; method: string; amountMsat: number }, deps: ChallengeDeps): Promise<Challenge> {
   const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
   const validUntil = route.macaroonTimeout > 0 ? now + route.macaroonTimeout : undefined;
   // An invoice that outlives its credential would take money for nothing; one shorter than a minute cannot be paid.
@@ -40,7 +40,7 @@ export async function createChallenge(route: RouteConfig, req: { path: string; m
   let invoice;
   try {
     invoice = await withTimeout(
-      deps.backend.createInvoice({ amountMsat: route.amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
+      deps.backend.createInvoice({ amountMsat: req.amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
       deps.backendTimeoutMs,
       'createInvoice',
     );
@@ -62,7 +62,7 @@ export async function createChallenge(route: RouteConfig, req: { path: string; m
     macaroon: encodeMacaroonBase64(mac),
     invoice: invoice.bolt11,
     paymentHash: invoice.paymentHash.toString('hex'),
-    amountMsat: route.amountMsat,
+    amountMsat: req.amountMsat,
     invoiceExpiresAt: invoice.expiresAt,
     validUntil,
   };

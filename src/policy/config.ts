@@ -122,6 +122,14 @@ const configSchema = z
       })
       .strict()
       .default({ trusted_proxies: [], on_store_error: 'closed' }),
+    pricing: z
+      .object({
+        dynamic: boolLike.default(true),
+        cache_ms: intLike(z.number().int().min(0).max(600_000)).default(2000),
+        legacy_keys: boolLike.default(false),
+      })
+      .strict()
+      .default({ dynamic: true, cache_ms: 2000, legacy_keys: false }),
     dry_run: z
       .object({ invoice_sample_rate: z.number().min(0).max(1).default(0) })
       .strict()
@@ -152,6 +160,7 @@ export interface GateConfig {
   rateLimit: { trustedProxies: string[]; onStoreError: 'closed' | 'open' };
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
   dryRunInvoiceSampleRate: number;
+  pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
   routes: RouteConfig[];
 }
 
@@ -220,6 +229,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     throw new ConfigError(lines.join('\n'));
   }
   const c = result.data;
+  if (c.pricing.legacy_keys && c.store.type !== 'redis') {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['pricing', 'legacy_keys']) ?? '?'}: pricing.legacy_keys: needs store.type redis (the keys are ngx_l402's Redis keys)`);
+  }
   const base = opts.baseDir ?? process.cwd();
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const dataDir = abs(c.data_dir);
@@ -247,6 +259,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
+    pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },
     routes: c.routes,
   };
 }

@@ -16,6 +16,8 @@ import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
+import { createPriceResolver, type Price } from '../policy/pricing.js';
+import { RedisStore } from '../store/redis-store.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
@@ -41,10 +43,22 @@ export class Gate {
   readonly routes: RouteTable<RouteConfig>;
   private readonly trustedProxies: AddressSet;
   private readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
+  readonly price: (route: RouteConfig, path: string) => Promise<Price>;
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
+    const p = parts.config.pricing;
+    const legacy = p.legacyKeys && parts.store instanceof RedisStore ? parts.store : undefined;
+    this.price = p.dynamic
+      ? createPriceResolver({
+          store: parts.store,
+          storeTimeoutMs: parts.config.timeouts.storeMs,
+          cacheMs: p.cacheMs,
+          legacyGet: legacy ? (k) => legacy.getUnprefixed(k) : undefined,
+          onBadValue: (key) => parts.log.warn({ event: 'bad_price', key }, 'ignoring a dynamic price that is not a positive integer (msat)'),
+        })
+      : async (route) => ({ amountMsat: route.amountMsat, source: 'static' });
     const { backend, store, config } = parts;
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
@@ -140,7 +154,8 @@ export class Gate {
     const { route, dryRun } = d;
     const out: Array<[string, string]> = [['X-L402-Dry-Run', '1']];
     const wouldCharge = dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401 || dryRun.wouldReturn === 429;
-    if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(route.amountMsat)]);
+    const price = req.path === undefined ? { amountMsat: route.amountMsat, source: 'static' } : await this.price(route, req.path);
+    if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(price.amountMsat)]);
     if (dryRun.wouldReturn === 429) out.push(['X-L402-Dry-Run-Rate-Limited', '1'], ['X-L402-Dry-Run-Retry-After', String(dryRun.retryAfterSecs ?? 1)]);
     let challengeMinted = false;
     if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
@@ -153,15 +168,16 @@ export class Gate {
       }
     }
     this.parts.log.info(
-      { event: 'dry_run', route: route.id, price_msat: route.amountMsat, auth_state: dryRun.authState, would_return: dryRun.wouldReturn, reason: dryRun.reason, rate_limited: dryRun.wouldReturn === 429, challenge_minted: challengeMinted },
+      { event: 'dry_run', route: route.id, price_msat: price.amountMsat, price_source: price.source, auth_state: dryRun.authState, would_return: dryRun.wouldReturn, reason: dryRun.reason, rate_limited: dryRun.wouldReturn === 429, challenge_minted: challengeMinted },
       'dry run',
     );
     return out;
   }
 
-  private mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
+  private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
     const cfg = this.parts.config;
-    return createChallenge(route, { path, method }, {
+    const { amountMsat } = await this.price(route, path);
+    return createChallenge(route, { path, method, amountMsat }, {
       backend: this.parts.backend,
       rootKey: this.parts.rootKeys[0]!,
       service: cfg.service,

@@ -60,6 +60,10 @@ export class RedisStore implements Store {
   async get(key: string): Promise<string | undefined> {
     return (await this.redis.get(this.k(key))) ?? undefined;
   }
+  /** Reads a key outside our prefix: ngx_l402's bare-URI price keys. */
+  async getUnprefixed(key: string): Promise<string | undefined> {
+    return (await this.redis.get(key)) ?? undefined;
+  }
   async set(key: string, value: string, ttlSecs?: number): Promise<void> {
     if (ttlSecs === undefined) await this.redis.set(this.k(key), value);
     else await this.redis.set(this.k(key), value, 'EX', Math.max(1, Math.ceil(ttlSecs)));

@@ -44,7 +44,7 @@ function route(match: string): RouteConfig {
   return cfg.routes.find((r) => r.match === match)!;
 }
 async function buy(match: string, path: string, method = 'GET', key = MASTER, now?: () => number): Promise<{ c: Challenge; preimage: string }> {
-  const c = await createChallenge(route(match), { path, method }, {
+  const c = await createChallenge(route(match), { path, method, amountMsat: route(match).amountMsat }, {
     backend: wallet, rootKey: key, service: 'l402', location: 'l402', memo: 'test', invoiceExpirySecs: 600, backendTimeoutMs: 2000, now,
   });
   return { c, preimage: wallet.pay(c.invoice).toString('hex') };
@@ -176,8 +176,8 @@ test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled
   const lookups: string[] = [];
   let settled = false;
   const d = deps({ routes: new RouteTable(autoCfg.routes), isSettled: async (h) => (lookups.push(h.toString('hex')), settled) });
-  const c = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
-  const forged = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: randomBytes(32), service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  const c = await createChallenge(r, { path: '/auto', method: 'GET', amountMsat: 1000 }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  const forged = await createChallenge(r, { path: '/auto', method: 'GET', amountMsat: 1000 }, { backend: wallet, rootKey: randomBytes(32), service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
   assert.equal((await decide(req('/auto', `L402 ${forged.macaroon}`), d)).reason, 'bad_signature');
   assert.equal(lookups.length, 0, 'no backend round trip for a forged macaroon');
   const pending = await decide(req('/auto', `L402 ${c.macaroon}`), d);
@@ -186,7 +186,7 @@ test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled
   assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).outcome, 'allow');
   assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).reason, 'already_used');
   const failing = deps({ routes: new RouteTable(autoCfg.routes), isSettled: () => Promise.reject(new Error('node down')) });
-  const c2 = await createChallenge(r, { path: '/auto', method: 'GET' }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
+  const c2 = await createChallenge(r, { path: '/auto', method: 'GET', amountMsat: 1000 }, { backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
   assert.deepEqual(Object.values(await decide(req('/auto', `L402 ${c2.macaroon}`), failing)).slice(0, 1), ['unavailable']);
 });
 

@@ -1,0 +1,70 @@
+// Dynamic prices from the shared store, with a short in-process cache. A bad or missing value falls back
+// to the route's static price (logged), never an error for the client.
+import type { Store } from '../store/store.js';
+import { withTimeout } from '../util/timeout.js';
+import type { RouteConfig } from './config.js';
+
+export interface Price {
+  amountMsat: number;
+  source: 'static' | 'dynamic';
+}
+
+/** The documented key scheme (inside the store's own prefix, `l402:` on Redis). */
+export const priceKeys = {
+  route: (routeId: string) => `price:route:${routeId}`,
+  path: (path: string) => `price:path:${path}`,
+};
+
+export const MAX_PRICE_MSAT = 2_100_000_000_000_000;
+
+export function parsePrice(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,16}$/.test(v.trim())) return undefined;
+  const n = Number(v.trim());
+  return n > 0 && n <= MAX_PRICE_MSAT ? n : undefined;
+}
+
+export interface PriceResolverOptions {
+  store: Store;
+  storeTimeoutMs: number;
+  cacheMs: number;
+  /** ngx_l402 compatibility: the bare request path as a key, outside any prefix. */
+  legacyGet?: (key: string) => Promise<string | undefined>;
+  onBadValue: (key: string) => void;
+}
+
+export function createPriceResolver(o: PriceResolverOptions) {
+  const cache = new Map<string, { value: string | undefined; at: number }>();
+  const read = async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
+    const hit = cache.get(key);
+    const now = Date.now();
+    if (hit && now - hit.at < o.cacheMs) return hit.value;
+    let value: string | undefined;
+    try {
+      value = await withTimeout(get(key), o.storeTimeoutMs, 'price lookup');
+    } catch {
+      // Store trouble: keep serving the last known value (or static) rather than failing the challenge.
+      return hit?.value;
+    }
+    if (cache.size > 10_000) cache.clear();
+    cache.set(key, { value, at: now });
+    return value;
+  };
+  const pick = (key: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    const n = parsePrice(raw);
+    if (n === undefined) o.onBadValue(key);
+    return n;
+  };
+  return async (route: RouteConfig, path: string): Promise<Price> => {
+    const get = (k: string) => o.store.get(k);
+    const byPath = pick(priceKeys.path(path), await read(priceKeys.path(path), get));
+    if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic' };
+    const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
+    if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic' };
+    if (o.legacyGet) {
+      const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
+      if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic' };
+    }
+    return { amountMsat: route.amountMsat, source: 'static' };
+  };
+}
