@@ -57,6 +57,14 @@ ${COMMON}
     proxy_set_header X-L402-Retry-After $l402_retry_after;
 }
 
+# The public capability manifest (never behind the paywall: an exact match wins over any prefix).
+location = /.well-known/l402-services {
+    proxy_pass http://l402d;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+}
+
 # l402d unreachable or too slow: fail closed with a bounded 503.
 location @l402_unavailable {
     default_type application/problem+json;

@@ -37,6 +37,7 @@ const routeSchema = z
     macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
     auto_detect_payment: boolLike.default(false),
     dry_run: boolLike.default(false),
+    manifest_hide: boolLike.default(false),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -67,6 +68,7 @@ const routeSchema = z
     macaroonTimeout: r.macaroon_timeout,
     autoDetect: r.auto_detect_payment,
     dryRun: r.dry_run,
+    manifestHide: r.manifest_hide,
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 
@@ -122,6 +124,16 @@ const configSchema = z
       })
       .strict()
       .default({ trusted_proxies: [], on_store_error: 'closed' }),
+    manifest: z
+      .object({
+        enabled: boolLike.default(true),
+        name: z.string().max(200).optional(),
+        description: z.string().max(2000).optional(),
+        operator: z.string().max(200).optional(),
+        contact: z.string().max(200).optional(),
+      })
+      .strict()
+      .default({ enabled: true }),
     pricing: z
       .object({
         dynamic: boolLike.default(true),
@@ -161,6 +173,7 @@ export interface GateConfig {
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
   dryRunInvoiceSampleRate: number;
   pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
+  manifest: { enabled: boolean; name?: string; description?: string; operator?: string; contact?: string };
   routes: RouteConfig[];
 }
 
@@ -171,6 +184,11 @@ function applyLegacyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): v
   if (raw.root_key === undefined && env.ROOT_KEY) raw.root_key = env.ROOT_KEY;
   if (raw.lightning === undefined && env.LN_CLIENT_TYPE) raw.lightning = { type: env.LN_CLIENT_TYPE.trim().toLowerCase() };
   if (raw.store === undefined && env.REDIS_URL) raw.store = { type: 'redis', url: env.REDIS_URL };
+  const m = (raw.manifest ?? {}) as Record<string, unknown>;
+  for (const [key, name] of [['name', 'L402_SERVICE_NAME'], ['description', 'L402_SERVICE_DESCRIPTION'], ['operator', 'L402_SERVICE_OPERATOR'], ['contact', 'L402_SERVICE_CONTACT']] as const) {
+    if (m[key] === undefined && env[name]) m[key] = env[name];
+  }
+  if (Object.keys(m).length > 0) raw.manifest = m;
 }
 
 function lineOf(lc: LineCounter, doc: Document, path: readonly PropertyKey[]): number | undefined {
@@ -259,6 +277,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
+    manifest: c.manifest,
     pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },
     routes: c.routes,
   };

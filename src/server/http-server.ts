@@ -5,8 +5,10 @@ import { request as httpsRequest } from 'node:https';
 import { normalizePath } from '../policy/routes.js';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
+import { buildManifest } from './manifest.js';
 
 const METHOD = /^[A-Z]{1,16}$/;
+const MANIFEST_PATH = '/.well-known/l402-services';
 
 function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
@@ -55,6 +57,21 @@ export function createGateServer(gate: Gate): Server {
     if (url === '/_l402/health') {
       res.setHeader('Content-Type', 'application/json');
       res.end('{"status":"ok"}\n');
+      return;
+    }
+    if (url === MANIFEST_PATH && config.manifest.enabled) {
+      res.setHeader('Access-Control-Allow-Origin', '*');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.statusCode = 405;
+        res.setHeader('Allow', 'GET, HEAD');
+        res.end();
+        return;
+      }
+      const body = await buildManifest(config, gate.parts.backend.kind, gate.price);
+      res.setHeader('Content-Type', 'application/json; charset=utf-8');
+      res.setHeader('Cache-Control', 'public, max-age=60');
+      res.setHeader('Content-Length', Buffer.byteLength(body));
+      res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
     if (url === '/_l402/auth' || url === '/_l402/render') {

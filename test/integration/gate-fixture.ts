@@ -26,6 +26,7 @@ export const ROUTES_YAML = `routes:
   - { match: /limited, amount_msat: 1000, invoice_rate_limit: 2r/m }
   - { match: /fastlimit, amount_msat: 1000, invoice_rate_limit: 1r/s }
   - { match: /shadow, amount_msat: 7000, dry_run: true, invoice_rate_limit: 3r/m }
+  - { match: /hidden, amount_msat: 100, manifest_hide: true }
 `;
 
 export interface Stack {

@@ -205,6 +205,8 @@ export class LnurlMetadataCache {
       p = fetch().then(
         (params) => { this.set(key, params, ttlMs); return params; },
       ).finally(() => this.inflight.delete(key));
+      // Every caller may have given up already; a failure nobody awaits must not become an unhandled rejection.
+      p.catch(() => {});
       this.inflight.set(key, p);
     }
     return p;

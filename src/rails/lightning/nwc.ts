@@ -122,6 +122,7 @@ function errText(e: unknown): string {
 class CallTimeout extends Error {}
 class CallAborted extends Error {}
 class BackendClosed extends Error {}
+class CallDone extends Error {}
 
 /** Picks the scheme per NIP-47 "Encryption": NIP-44 v2 whenever offered; no tag means NIP-04 only. */
 export function negotiateEncryption(infoEvent: Pick<Event, 'tags'>): { encryption: NwcEncryption | undefined; advertised: string[] } {
@@ -226,15 +227,18 @@ export class NwcClient {
       return await fn(ctl.signal);
     } catch (e) {
       if (e instanceof BackendCallError) throw e;
-      const reason: unknown = ctl.signal.aborted ? ctl.signal.reason : e;
-      if (reason instanceof CallTimeout) throw new BackendCallError(`NWC ${what} timed out after ${timeoutMs} ms${e instanceof Error && !(e instanceof CallTimeout) && e.message ? ` (${errText(e)})` : ''}`);
-      if (reason instanceof CallAborted) throw new BackendCallError(`NWC ${what} aborted by the caller`);
+      const reason: unknown = ctl.signal.aborted ? ctl.signal.reason : undefined;
+      const detail = e instanceof Error && e !== reason && e.message ? ` (${errText(e)})` : '';
+      if (reason instanceof CallTimeout) throw new BackendCallError(`NWC ${what} timed out after ${timeoutMs} ms${detail}`);
+      if (reason instanceof CallAborted) throw new BackendCallError(`NWC ${what} aborted by the caller${detail}`);
       if (reason instanceof BackendClosed) throw new BackendCallError(`NWC ${what} aborted: backend closed`, false);
       throw new BackendCallError(`NWC ${what} failed: ${errText(e)}`);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onCallerAbort);
       this.inflight.delete(ctl);
+      // Releases what is still waiting on this call (a slow relay's OK, a dial): nothing outlives the call.
+      ctl.abort(new CallDone());
     }
   }
 
@@ -244,7 +248,7 @@ export class NwcClient {
     const relays = this.usableRelays();
     return new Promise<Event>((resolvePromise, reject) => {
       const subs: Array<{ close(): void }> = [];
-      const failures: string[] = [];
+      const status = new Map<RelayConnection, string>(relays.map((r) => [r, 'no answer']));
       let best: Event | undefined;
       let remaining = relays.length;
       let done = false;
@@ -255,21 +259,24 @@ export class NwcClient {
         for (const s of subs) s.close();
         fn();
       };
-      const onAbort = () => finish(() => reject(sig.reason instanceof Error ? new Error(best ? 'aborted' : this.noInfoMessage(failures, true)) : new Error('aborted')));
+      const noInfo = () =>
+        new Error(
+          `no info event (kind 13194) of wallet service ${this.walletLabel} found; is it running and connected to these relays? (${[...status]
+            .map(([r, st]) => `${r.host}: ${st}`)
+            .join('; ')})`,
+        );
+      const onAbort = () => finish(() => (best ? resolvePromise(best) : reject(noInfo())));
       sig.addEventListener('abort', onAbort, { once: true });
-      const relayDone = (failure?: string) => {
-        if (failure) failures.push(failure);
-        remaining--;
-        // The wallet publishes the same replaceable event everywhere: the first relay that has it is enough.
-        if (best) finish(() => resolvePromise(best!));
-        else if (remaining === 0) finish(() => reject(new Error(this.noInfoMessage(failures, false))));
-      };
       for (const relay of relays) {
         let ended = false;
-        const end = (failure?: string) => {
-          if (ended) return;
+        const end = (st: string) => {
+          if (ended || done) return;
           ended = true;
-          relayDone(failure);
+          status.set(relay, st);
+          remaining--;
+          // The wallet publishes the same replaceable event everywhere: the first relay that has it is enough.
+          if (best) finish(() => resolvePromise(best!));
+          else if (remaining === 0) finish(() => reject(noInfo()));
         };
         relay
           .connect(sig)
@@ -280,21 +287,16 @@ export class NwcClient {
                 onEvent: (ev) => {
                   if (ev.kind === KIND_INFO && ev.pubkey === this.walletPubkey && (!best || ev.created_at > best.created_at)) best = ev;
                 },
-                onEose: () => end(),
-                onClosed: (reason) => end(`${relay.host}: ${reason}`),
+                onEose: () => end('no info event'),
+                onClosed: (reason) => end(reason),
               }),
             );
           })
-          .catch((e: unknown) => end(`${relay.host}: ${errText(e)}`));
+          .catch((e: unknown) => {
+            if (!sig.aborted) end(errText(e));
+          });
       }
     });
-  }
-
-  private noInfoMessage(failures: string[], timedOut: boolean): string {
-    const reached = this.relays.length - failures.length;
-    const why = failures.length ? `; unreachable: ${failures.join('; ')}` : '';
-    if (timedOut && reached <= 0) return `no relay answered${why}`;
-    return `wallet service ${this.walletLabel} has no info event (kind 13194) on ${reached > 0 ? 'the reachable relays' : 'any relay'}${why}; is the wallet service running and connected to these relays?`;
   }
 
   private encrypt(plaintext: string, enc: NwcEncryption): string {
@@ -373,12 +375,12 @@ export class NwcClient {
         fn();
       };
       const onAbort = () => {
-        // A connected relay that never confirmed our event may be half-open: dial it afresh next time.
-        for (const r of relays) if (r.isOpen && !acked.has(r)) r.reset('no OK for a request within the call bound');
+        if (sig.reason instanceof CallTimeout) {
+          // A connected relay that never confirmed our event within the bound may be half-open: redial it next time.
+          for (const r of relays) if (r.isOpen && !acked.has(r)) r.reset('no OK for a request within the call bound');
+        }
         const reached = acked.size > 0 ? `request accepted by ${[...acked].map((r) => r.host).join(', ')}, no reply` : 'no relay accepted the request';
-        const detail = failures.length ? `${reached}; ${failures.join('; ')}` : reached;
-        const reason: unknown = sig.reason;
-        finish(() => reject(reason instanceof CallTimeout || reason instanceof CallAborted || reason instanceof BackendClosed ? Object.assign(reason, { message: detail }) : new Error(detail)));
+        finish(() => reject(new Error(failures.length ? `${reached}; ${failures.join('; ')}` : reached)));
       };
       sig.addEventListener('abort', onAbort, { once: true });
 
@@ -571,8 +573,13 @@ async function discover(client: NwcClient, signal?: AbortSignal): Promise<NwcWal
   client.setEncryption(encryption);
   let methods = infoMethods(ev);
   if (methods.includes('get_info')) {
-    const r = await client.call('get_info', {}, signal);
-    if (Array.isArray(r.methods)) methods = r.methods.filter((m): m is string => typeof m === 'string');
+    try {
+      const r = await client.call('get_info', {}, signal);
+      if (Array.isArray(r.methods)) methods = r.methods.filter((m): m is string => typeof m === 'string');
+    } catch (e) {
+      // A wallet that advertises get_info but does not implement it still told us its methods in the info event.
+      if (!(e instanceof NwcWalletError && e.code === 'NOT_IMPLEMENTED')) throw e;
+    }
   }
   if (!methods.includes('make_invoice')) {
     throw new BackendCallError(`NWC wallet ${client.walletLabel}: this connection may not call make_invoice (methods: ${methods.map((m) => peerText(m, 40)).join(' ') || 'none'}); grant it in the wallet service`, false);

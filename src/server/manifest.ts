@@ -1,0 +1,53 @@
+// The capability manifest at /.well-known/l402-services, in ngx_l402's schema (keys sorted, as its serde
+// output is), so agents written for it read ours. Public by design: it describes prices, not secrets.
+import type { GateConfig, RouteConfig } from '../policy/config.js';
+import type { Price } from '../policy/pricing.js';
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json | undefined };
+
+/** Stable output: object keys sorted at every level, undefined members dropped. */
+export function sortedJson(v: Json, indent = 2): string {
+  const norm = (x: Json): Json => {
+    if (Array.isArray(x)) return x.map(norm);
+    if (x && typeof x === 'object') {
+      const out: { [k: string]: Json } = {};
+      for (const k of Object.keys(x).sort()) if (x[k] !== undefined) out[k] = norm(x[k]!);
+      return out;
+    }
+    return x;
+  };
+  return JSON.stringify(norm(v), null, indent) + '\n';
+}
+
+function caveats(r: RouteConfig, service: string): string[] {
+  const out = [`services=${service}:0`, `route=${r.id}`];
+  if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>');
+  else if (r.methods) out.push(`method=${r.methods.join(',')}`);
+  if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<issued + ${r.macaroonTimeout}s>`);
+  return out;
+}
+
+export async function buildManifest(cfg: GateConfig, backendKind: string, price: (r: RouteConfig, path: string) => Promise<Price>): Promise<string> {
+  const routes: Json[] = [];
+  for (const r of cfg.routes) {
+    if (r.manifestHide || r.dryRun) continue;
+    const p = await price(r, r.match.replace(/^(=|\^~)\s*/, ''));
+    routes.push({
+      path: r.match,
+      price: { type: p.source, amount_msat: p.amountMsat },
+      caveats_required: caveats(r, cfg.service),
+      access: r.access,
+      methods: r.methods,
+      macaroon_timeout_secs: r.macaroonTimeout > 0 ? r.macaroonTimeout : undefined,
+      rate_limit: r.rateLimit ? { max_requests: r.rateLimit.max, window_secs: r.rateLimit.windowSecs } : undefined,
+      auto_detect_payment: r.autoDetect ? true : undefined,
+    });
+  }
+  const m = cfg.manifest;
+  return sortedJson({
+    payment_methods: [{ type: 'lightning', backend: backendKind.toUpperCase(), challenge_header: 'WWW-Authenticate', schemes: cfg.challenge.lsat ? ['L402', 'LSAT'] : ['L402'] }],
+    routes,
+    service: { name: m.name, description: m.description, operator: m.operator, contact: m.contact },
+    version: '1',
+  });
+}
