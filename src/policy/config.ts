@@ -124,6 +124,13 @@ const configSchema = z
       })
       .strict()
       .default({ trusted_proxies: [], on_store_error: 'closed' }),
+    metrics: z
+      .object({
+        listen: listenSchema,
+        token: z.string().min(16, 'at least 16 characters').optional(),
+      })
+      .strict()
+      .optional(),
     manifest: z
       .object({
         enabled: boolLike.default(true),
@@ -173,6 +180,8 @@ export interface GateConfig {
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
   dryRunInvoiceSampleRate: number;
   pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
+  /** Absent: no metrics endpoint. It never shares the gate's listen address. */
+  metrics?: { listen: string; token?: string };
   manifest: { enabled: boolean; name?: string; description?: string; operator?: string; contact?: string };
   routes: RouteConfig[];
 }
@@ -247,6 +256,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     throw new ConfigError(lines.join('\n'));
   }
   const c = result.data;
+  if (c.metrics && c.metrics.listen === c.listen) {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['metrics', 'listen']) ?? '?'}: metrics.listen: must differ from listen (keep metrics off the gate's address)`);
+  }
   if (c.pricing.legacy_keys && c.store.type !== 'redis') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['pricing', 'legacy_keys']) ?? '?'}: pricing.legacy_keys: needs store.type redis (the keys are ngx_l402's Redis keys)`);
   }
@@ -277,6 +289,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
+    metrics: c.metrics,
     manifest: c.manifest,
     pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },
     routes: c.routes,

@@ -11,12 +11,15 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Gate } from './gate.js';
 import { createGateServer } from './http-server.js';
+import { Metrics } from './metrics.js';
+import { createMetricsServer } from './metrics-server.js';
 
 export interface RunningGate {
   gate: Gate;
   server: Server;
   /** "host:port" or the unix socket path. */
   address: string;
+  metricsAddress?: string;
   close(): Promise<void>;
 }
 
@@ -37,13 +40,17 @@ export function loadRootKeys(cfg: GateConfig, log: Logger): Buffer[] {
   }
 }
 
+function addressOf(server: Server): string {
+  const a = server.address();
+  return typeof a === 'string' ? a : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`;
+}
+
 function listenOn(server: Server, listen: string): Promise<string> {
   return new Promise((ok, fail) => {
     server.once('error', fail);
     const done = () => {
       server.off('error', fail);
-      const a = server.address();
-      ok(typeof a === 'string' ? a : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`);
+      ok(addressOf(server));
     };
     if (listen.startsWith('unix:')) server.listen(listen.slice(5), done);
     else {
@@ -60,15 +67,23 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const store = openStore(cfg);
   let backend: LightningBackend | undefined;
   let gate: Gate;
-  let server: Server;
+  let server: Server | undefined;
   let address: string;
+  const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
+  let metricsServer: Server | undefined;
   try {
     backend = opts.backend ?? openBackend(cfg);
     if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
-    gate = new Gate({ config: cfg, store, backend, rootKeys, log });
+    gate = new Gate({ config: cfg, store, backend, rootKeys, log, metrics });
     server = createGateServer(gate);
     address = await listenOn(server, cfg.listen);
+    if (metrics && cfg.metrics) {
+      metricsServer = createMetricsServer(metrics, cfg.metrics.token, log);
+      await listenOn(metricsServer, cfg.metrics.listen);
+      metrics.start();
+    }
   } catch (e) {
+    server?.close();
     await Promise.allSettled([store.close(), backend?.close()]);
     throw e;
   }
@@ -80,8 +95,11 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     gate,
     server,
     address,
+    metricsAddress: metricsServer ? addressOf(metricsServer) : undefined,
     async close() {
       if (sweeper) clearInterval(sweeper);
+      metricsServer?.close();
+      await metrics?.stop().catch(() => {});
       await new Promise<void>((r) => {
         server.close(() => r());
         server.closeAllConnections();

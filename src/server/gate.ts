@@ -18,10 +18,12 @@ import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
 import { createPriceResolver, type Price } from '../policy/pricing.js';
 import { RedisStore } from '../store/redis-store.js';
+import type { Metrics } from './metrics.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
 export interface GateParts {
+  metrics?: Metrics;
   config: GateConfig;
   store: Store;
   backend: LightningBackend;
@@ -102,8 +104,43 @@ export class Gate {
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const route = 'route' in d ? d.route?.id : undefined;
+    this.count(d, ms / 1000);
     this.parts.log.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
+  }
+
+  private count(d: Decision, seconds: number): void {
+    const m = this.parts.metrics;
+    if (!m) return;
+    const route = 'route' in d && d.route ? d.route.id : 'none';
+    m.observe('l402_decision_duration_seconds', { outcome: d.outcome }, seconds);
+    m.inc('l402_requests_total', { route });
+    if (d.outcome === 'allow' && d.reason === 'dry_run') {
+      const r = d.dryRun;
+      m.inc('l402_dry_run_requests_total', { route });
+      m.inc(r.wouldReturn === 200 ? 'l402_dry_run_would_allow_total' : 'l402_dry_run_would_block_total', { route });
+      if (r.wouldReturn === 429) m.inc('l402_dry_run_rate_limited_total', { route });
+      m.inc('l402_dry_run_price_msat_sum', { route }, d.route.amountMsat);
+      return;
+    }
+    switch (d.outcome) {
+      case 'allow':
+        m.inc('l402_payments_valid_total', { route, rail: 'lightning' });
+        m.inc('l402_payments_lightning_total', { route });
+        break;
+      case 'challenge':
+        m.inc('l402_payments_missing_total', { route });
+        break;
+      case 'invalid':
+        m.inc('l402_payments_invalid_total', { route, reason: d.reason });
+        break;
+      case 'rate_limited':
+        m.inc('l402_rate_limited_total', { route });
+        break;
+      case 'unavailable':
+        m.inc('l402_unavailable_total', { route, reason: d.reason });
+        break;
+    }
   }
 
   /**
@@ -143,6 +180,8 @@ export class Gate {
         why = 'backend_unavailable';
       }
     }
+    if (challenge) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
+    if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge });
   }
 
@@ -164,6 +203,7 @@ export class Gate {
         out.push(['X-L402-Dry-Run-Challenge', formatChallenges(c.macaroon, c.invoice, { lsat: false })[0]!]);
         challengeMinted = true;
       } catch (e) {
+        this.parts.metrics?.inc('l402_dry_run_challenge_errors_total', { route: route.id });
         this.parts.log.warn({ event: 'dry_run_challenge_failed', route: route.id, err: (e as Error).message }, 'dry-run challenge failed');
       }
     }
@@ -177,6 +217,13 @@ export class Gate {
   private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
     const cfg = this.parts.config;
     const { amountMsat } = await this.price(route, path);
+    const m = this.parts.metrics;
+    const backend = this.parts.backend.kind;
+    const started = process.hrtime.bigint();
+    const done = (ok: boolean) => {
+      m?.observe('l402_backend_duration_seconds', { backend, op: 'create_invoice' }, Number(process.hrtime.bigint() - started) / 1e9);
+      m?.inc(ok ? 'l402_invoices_generated_total' : 'l402_invoices_generation_errors_total', { backend, route: route.id });
+    };
     return createChallenge(route, { path, method, amountMsat }, {
       backend: this.parts.backend,
       rootKey: this.parts.rootKeys[0]!,
@@ -185,7 +232,13 @@ export class Gate {
       memo: cfg.invoice.memo,
       invoiceExpirySecs: cfg.invoice.expirySecs,
       backendTimeoutMs: cfg.timeouts.backendMs,
-    });
+    }).then(
+      (c) => (done(true), c),
+      (e: unknown) => {
+        done(false);
+        throw e;
+      },
+    );
   }
 
   private pendingKey(paymentHash: string): string {

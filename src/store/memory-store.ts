@@ -44,6 +44,13 @@ export class MemoryStore implements Store {
     e.value = String(Number(e.value) + 1);
     return { count: Number(e.value), resetInSecs: Math.max(1, Math.ceil(((e.expiresAt ?? now) - now) / 1000)) };
   }
+  private readonly counters = new Map<string, number>();
+  async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
+    for (const [k, n] of deltas) this.counters.set(k, (this.counters.get(k) ?? 0) + n);
+  }
+  async readCounters(): Promise<Array<[string, number]>> {
+    return [...this.counters];
+  }
   async ping(): Promise<void> {}
   async close(): Promise<void> {
     this.map.clear();

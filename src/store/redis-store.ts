@@ -75,6 +75,17 @@ export class RedisStore implements Store {
     const [n, ttl] = (await this.redis.eval(INCR_WINDOW, 1, this.k(key), String(windowSecs * 1000))) as [number, number];
     return { count: Number(n), resetInSecs: Math.max(1, Math.ceil(Number(ttl) / 1000)) };
   }
+  async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
+    if (deltas.length === 0) return;
+    const p = this.redis.pipeline();
+    for (const [k, n] of deltas) p.hincrbyfloat(this.k('metrics'), k, n);
+    const results = await p.exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+  async readCounters(): Promise<Array<[string, number]>> {
+    return Object.entries(await this.redis.hgetall(this.k('metrics'))).map(([k, v]) => [k, Number(v)]);
+  }
   async ping(): Promise<void> {
     await this.connected(2000);
     await this.redis.ping();

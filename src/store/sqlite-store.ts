@@ -19,6 +19,7 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 2000');
     this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER) WITHOUT ROWID');
+    this.db.exec('CREATE TABLE IF NOT EXISTS counters (series TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID');
     this.stmts = {
       // An expired row is replaced; a live one makes the claim fail. One statement, so it is atomic.
       claim: this.db.prepare(
@@ -30,6 +31,8 @@ export class SqliteStore implements Store {
       incr: this.db.prepare(
         "INSERT INTO kv (key, value, expires_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE SET value = CASE WHEN kv.expires_at <= ? THEN '1' ELSE CAST(kv.value AS INTEGER) + 1 END, expires_at = CASE WHEN kv.expires_at <= ? THEN excluded.expires_at ELSE kv.expires_at END RETURNING value, expires_at",
       ),
+      addCounter: this.db.prepare('INSERT INTO counters (series, value) VALUES (?, ?) ON CONFLICT(series) DO UPDATE SET value = value + excluded.value'),
+      readCounters: this.db.prepare('SELECT series, value FROM counters'),
       sweep: this.db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     };
   }
@@ -52,6 +55,14 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row = this.stmts.incr.get(key, now + windowSecs * 1000, now, now) as { value: string; expires_at: number };
     return { count: Number(row.value), resetInSecs: Math.max(1, Math.ceil((row.expires_at - now) / 1000)) };
+  }
+  async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
+    this.db.transaction(() => {
+      for (const [k, n] of deltas) this.stmts.addCounter.run(k, n);
+    })();
+  }
+  async readCounters(): Promise<Array<[string, number]>> {
+    return (this.stmts.readCounters.all() as Array<{ series: string; value: number }>).map((r) => [r.series, r.value]);
   }
   /** Drops expired rows; called on a timer by the server. */
   sweep(): number {

@@ -14,6 +14,9 @@ export interface Store {
   del(key: string): Promise<void>;
   /** Fixed-window counter: increments and returns the count in the current window. */
   incrWindow(key: string, windowSecs: number): Promise<WindowCount>;
+  /** Adds to shared counters (metrics from every process using this store). */
+  addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void>;
+  readCounters(): Promise<Array<[string, number]>>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

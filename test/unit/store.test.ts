@@ -60,6 +60,9 @@ for (const [name, make, skip] of makers) {
     assert.equal(await s.claimOnce('ttl', 1), true, 'claim reopens only after its TTL');
     assert.equal(await s.get('short'), undefined);
     assert.equal((await s.incrWindow('w', 1)).count, 1, 'window resets');
+    await s.addCounters([['a{x="1"}', 2], ['b', 0.5]]);
+    await s.addCounters([['a{x="1"}', 3]]);
+    assert.deepEqual(new Map(await s.readCounters()), new Map([['a{x="1"}', 5], ['b', 0.5]]));
     await s.ping();
   });
 }

@@ -275,7 +275,8 @@ class LndGrpcTransport implements LndTransport {
   }
 
   private rpcError(method: string, err: grpc.ServiceError, timeoutMs: number): LndRpcError {
-    let detail = this.opts.scrub(err.details || err.message || 'no details').slice(0, 300);
+    // grpc-js appends an empty "Resolution note:" to connection failures; it only adds noise.
+    let detail = this.opts.scrub(err.details || err.message || 'no details').replace(/\.?\s*Resolution note:\s*$/, '').slice(0, 300);
     switch (err.code) {
       case grpc.status.DEADLINE_EXCEEDED:
         return new LndRpcError(method, err.code, `no answer within ${timeoutMs} ms`, true);
@@ -426,13 +427,15 @@ class LndBackend implements LightningBackend {
         false,
       );
     }
-    if (err.transportFailure) {
-      if (err.code === GrpcCode.DEADLINE_EXCEEDED) return new BackendCallError(`${where} ${err.method} timed out: ${d}`);
-      if (err.code === GrpcCode.CANCELLED) return new BackendCallError(`${where} ${err.method} ${d}`);
+    if (err.transportFailure && err.code === GrpcCode.DEADLINE_EXCEEDED) return new BackendCallError(`${where} ${err.method} timed out: ${d}`);
+    if (err.transportFailure && err.code === GrpcCode.CANCELLED) return new BackendCallError(`${where} ${err.method} ${d}`);
+    // grpc-js reports a refused connection, a failed TLS handshake and a node answering UNAVAILABLE
+    // all as UNAVAILABLE; the wording fits each, and the detail tells them apart.
+    if (err.transportFailure || err.code === GrpcCode.UNAVAILABLE) {
       const tlsHint = /certificate|self[- ]signed|ssl|tls|handshake|altnames|verify/i.test(d)
         ? `; TLS failed: check that tls_cert_path (${this.paths.cert}) is this node's current tls.cert and that it names host ${this.transport.address.replace(/:\d+$/, '')}`
         : '';
-      return new BackendCallError(`${where} is unreachable on ${err.method}: ${d}${tlsHint}`);
+      return new BackendCallError(`${where} is unavailable (${err.method}): ${d}${tlsHint}`);
     }
     const retryable = err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED || err.code === GrpcCode.INTERNAL || err.code === GrpcCode.UNKNOWN;
     return new BackendCallError(`${where} ${err.method} failed (${codeName(err.code)}): ${d}`, retryable);

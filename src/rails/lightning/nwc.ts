@@ -115,7 +115,7 @@ function sha256(b: Buffer): Buffer {
 const HEX32 = /^[0-9a-f]{64}$/i;
 
 function errText(e: unknown): string {
-  return peerText(e instanceof Error ? e.message : String(e));
+  return peerText(e instanceof Error ? e.message : String(e), 600);
 }
 
 /** Reasons a call ends early; kept apart from relay errors so the message says which bound was hit. */
@@ -259,12 +259,15 @@ export class NwcClient {
         for (const s of subs) s.close();
         fn();
       };
-      const noInfo = () =>
-        new Error(
-          `no info event (kind 13194) of wallet service ${this.walletLabel} found; is it running and connected to these relays? (${[...status]
-            .map(([r, st]) => `${r.host}: ${st}`)
-            .join('; ')})`,
+      const noInfo = () => {
+        const reached = relays.filter((r) => status.get(r) === 'no info event').map((r) => r.host);
+        const others = [...status].filter(([, st]) => st !== 'no info event').map(([r, st]) => `${r.host}: ${st}`);
+        if (reached.length === 0) return new Error(`could not reach any relay (${others.join('; ')})`);
+        return new Error(
+          `wallet service ${this.walletLabel} has no info event (kind 13194) on ${reached.join(', ')}; is it running and connected to these relays?` +
+            (others.length ? ` (${others.join('; ')})` : ''),
         );
+      };
       const onAbort = () => finish(() => (best ? resolvePromise(best) : reject(noInfo())));
       sig.addEventListener('abort', onAbort, { once: true });
       for (const relay of relays) {
@@ -565,7 +568,7 @@ export async function createNwcBackend(cfg: NwcConfig, ctx: BackendContext, sign
 }
 
 async function discover(client: NwcClient, signal?: AbortSignal): Promise<NwcWalletInfo> {
-  const ev = await client.bounded('info event', signal, (sig) => client.fetchInfoEvent(sig));
+  const ev = await client.bounded('wallet discovery', signal, (sig) => client.fetchInfoEvent(sig));
   const { encryption, advertised } = negotiateEncryption(ev);
   if (!encryption) {
     throw new BackendCallError(`NWC wallet ${client.walletLabel} supports no encryption we speak (it advertises: ${advertised.map((a) => peerText(a, 20)).join(' ') || 'nothing'}; we speak nip44_v2 and nip04)`, false);
