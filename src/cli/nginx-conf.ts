@@ -65,6 +65,15 @@ location = /.well-known/l402-services {
     proxy_set_header X-L402-Outcome "";
 }
 
+# The payment page's helpers (settlement status polling; the dev wallet's pay button in dev mode).
+location /_l402/page/ {
+    proxy_pass http://l402d;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    client_max_body_size 16k;
+}
+
 # l402d unreachable or too slow: fail closed with a bounded 503.
 location @l402_unavailable {
     default_type application/problem+json;

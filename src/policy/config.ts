@@ -38,6 +38,7 @@ const routeSchema = z
     auto_detect_payment: boolLike.default(false),
     dry_run: boolLike.default(false),
     manifest_hide: boolLike.default(false),
+    payment_page: boolLike.default(true),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -69,6 +70,7 @@ const routeSchema = z
     autoDetect: r.auto_detect_payment,
     dryRun: r.dry_run,
     manifestHide: r.manifest_hide,
+    paymentPage: r.payment_page,
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 

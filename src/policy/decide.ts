@@ -13,6 +13,8 @@ import { withTimeout } from '../util/timeout.js';
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
   path: string | undefined;
+  /** The raw request URI (path and query) as the client sent it, when known. */
+  uri?: string;
   method: string;
   clientAddr?: string;
   credentials: CredentialHeaders;

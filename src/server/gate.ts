@@ -159,6 +159,7 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
+    const page = { originalUri: req.uri ?? req.path ?? '/', devWallet: this.parts.backend.kind === 'dev', autoDetect: false };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
@@ -182,7 +183,7 @@ export class Gate {
     }
     if (challenge) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge });
+    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, page: { ...page, autoDetect: !!route?.autoDetect } });
   }
 
   /**

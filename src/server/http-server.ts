@@ -6,6 +6,7 @@ import { normalizePath } from '../policy/routes.js';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
+import { handlePageEndpoint } from './page-endpoints.js';
 
 const METHOD = /^[A-Z]{1,16}$/;
 const MANIFEST_PATH = '/.well-known/l402-services';
@@ -74,12 +75,13 @@ export function createGateServer(gate: Gate): Server {
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
+    if (await handlePageEndpoint(gate, req, res)) return;
     if (url === '/_l402/auth' || url === '/_l402/render') {
       // Called by nginx: the original request is described by the headers nginx sets.
       const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
       const rawUri = one(req.headers['x-original-uri']);
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
-      const gr = gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers);
+      const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
       if (url === '/_l402/auth') {
         const d = await gate.decide(gr);
         res.setHeader('Cache-Control', 'no-store');
@@ -108,7 +110,7 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     // Standalone reverse-proxy mode.
-    const gr = gate.requestFrom(normalizePath(url), (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers);
+    const gr = { ...gate.requestFrom(normalizePath(url), (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
     const d = await gate.decide(gr);
     if (d.outcome === 'allow') {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];

@@ -3,6 +3,7 @@
 import type { Challenge } from '../policy/challenge.js';
 import type { RouteConfig } from '../policy/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
+import { paymentPage, type PageOptions } from './payment-page.js';
 
 export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited';
 
@@ -17,6 +18,8 @@ export interface RenderInput {
   grpc: boolean;
   lsat: boolean;
   retryAfterSecs: number;
+  /** What the HTML payment page may offer (dev wallet button, auto-detect polling, original URL). */
+  page?: PageOptions;
 }
 
 export interface Rendered {
@@ -73,22 +76,6 @@ export function describeReason(reason: string): string {
   return DETAIL[reason] ?? reason;
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
-
-function html(i: RenderInput, status: number): string {
-  const c = i.challenge;
-  const pay = c
-    ? `<p>Price: <strong>${escapeHtml(String(Math.ceil(c.amountMsat / 1000)))} sats</strong> (${escapeHtml(String(c.amountMsat))} msat)</p>
-<p>Lightning invoice:</p><textarea readonly rows="5" cols="70">${escapeHtml(c.invoice)}</textarea>
-<p>Macaroon:</p><textarea readonly rows="4" cols="70">${escapeHtml(c.macaroon)}</textarea>
-<p>After paying, repeat the request with <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>.</p>`
-    : '';
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${status} ${escapeHtml(TITLE[i.outcome])}</title></head>
-<body><h1>${status} ${escapeHtml(TITLE[i.outcome])}</h1><p>${escapeHtml(describeReason(i.reason))}</p>${pay}</body></html>\n`;
-}
-
 export function render(i: RenderInput): Rendered {
   const headers: Array<[string, string]> = [['Cache-Control', 'no-store']];
   const c = i.challenge;
@@ -106,9 +93,13 @@ export function render(i: RenderInput): Rendered {
   }
   const status = STATUS[i.outcome];
   if (i.method === 'HEAD') return { status, headers, body: '' };
-  if (i.html) {
+  if (i.html && i.route?.paymentPage !== false) {
     headers.push(['Content-Type', 'text/html; charset=utf-8']);
-    return { status, headers, body: html(i, status) };
+    return {
+      status,
+      headers,
+      body: paymentPage({ status, title: TITLE[i.outcome], message: describeReason(i.reason), outcome: i.outcome, challenge: c, route: i.route, page: i.page }),
+    };
   }
   const problem: Record<string, unknown> = {
     type: `urn:l402:problem:${i.outcome === 'challenge' ? 'payment-required' : i.reason.replace(/_/g, '-')}`,

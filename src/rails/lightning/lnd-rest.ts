@@ -71,6 +71,15 @@ export interface LndTransportOptions {
   connectTimeoutMs: number;
 }
 
+/**
+ * lnd's "no such invoice": NOT_FOUND from lnd ≥ 0.15 (HTTP 404 over REST), UNKNOWN with the same text
+ * from older releases.
+ */
+export function isInvoiceNotFound(err: LndRpcError): boolean {
+  if (err.transportFailure) return false;
+  return err.code === GrpcCode.NOT_FOUND || (err.code === GrpcCode.UNKNOWN && /unable to locate invoice|there are no existing invoices/i.test(err.detail));
+}
+
 // google.golang.org/grpc/codes numbering.
 export const GrpcCode = {
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, PERMISSION_DENIED: 7,
@@ -153,10 +162,10 @@ export class LndRestTransport implements LndTransport {
     try {
       raw = await this.request(method, 'GET', path, undefined, signal, timeoutMs);
     } catch (err) {
-      if (err instanceof LndRpcError && err.code === GrpcCode.NOT_FOUND && !err.transportFailure) {
+      if (err instanceof LndRpcError && isInvoiceNotFound(err)) {
         // grpc-gateway answers an unrouted path with code 5 "Not Found" as well; that is a node built
         // without invoicesrpc, not an unknown invoice, and must not read as "unpaid".
-        if (/^not found$/i.test(err.detail.trim())) {
+        if (err.code === GrpcCode.NOT_FOUND && /^not found$/i.test(err.detail.trim())) {
           throw new LndRpcError(method, GrpcCode.UNIMPLEMENTED, 'this lnd has no REST route /v2/invoices/lookup (built without the invoicesrpc sub-server?); use transport: grpc');
         }
         return undefined;

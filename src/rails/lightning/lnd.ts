@@ -11,7 +11,7 @@ import lightBolt11 from 'light-bolt11-decoder';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
 import {
-  GrpcCode, LndRestTransport, LndRpcError,
+  GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from './socks-tunnel.js';
@@ -221,7 +221,7 @@ class LndGrpcTransport implements LndTransport {
     try {
       res = await this.unary('LookupInvoice', { r_hash: rHash }, signal, timeoutMs);
     } catch (err) {
-      if (err instanceof LndRpcError && !err.transportFailure && isNotFound(err)) return undefined;
+      if (err instanceof LndRpcError && isInvoiceNotFound(err)) return undefined;
       throw err;
     }
     return {
@@ -289,11 +289,6 @@ class LndGrpcTransport implements LndTransport {
         return new LndRpcError(method, err.code, detail);
     }
   }
-}
-
-/** lnd ≥ 0.15 answers NOT_FOUND; older releases UNKNOWN with the same text. */
-function isNotFound(err: LndRpcError): boolean {
-  return err.code === GrpcCode.NOT_FOUND || (err.code === GrpcCode.UNKNOWN && /unable to locate invoice|no invoices/i.test(err.detail));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +474,9 @@ export function createLndBackend(cfg: LndConfig, ctx: BackendContext): Lightning
     macaroonHex,
     socksProxy,
     scrub: scrubberFor(macaroonHex),
-    connectTimeoutMs: Math.max(ctx.timeoutMs, 1000),
+    // A Tor circuit can take longer than one call's budget; letting the proxied connect finish in the
+    // background means the next call finds the connection ready instead of starting over.
+    connectTimeoutMs: Math.max(ctx.timeoutMs, 20_000),
   };
   const transport = useRest ? new LndRestTransport(opts) : new LndGrpcTransport(opts);
   return new LndBackend(transport, ctx, { cert: certPath, macaroon: macaroonPath, socks: socksProxy ? formatHostPort(socksProxy) : undefined });

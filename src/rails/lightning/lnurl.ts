@@ -387,10 +387,11 @@ class LnurlBackend implements LightningBackend {
   async createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice> {
     const msat = req.amountMsat;
     if (!Number.isSafeInteger(msat) || msat <= 0) throw new BackendCallError('lnurl: amountMsat must be a positive integer', false);
+    // One budget for the whole challenge: metadata (when not cached) plus callback.
     const deadline = Date.now() + this.ctx.timeoutMs;
     const timeout = AbortSignal.timeout(this.ctx.timeoutMs);
     const bound = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const abortErr = (): Error => new BackendCallError(timeout.aborted ? `lnurl: timed out after ${this.ctx.timeoutMs} ms` : 'lnurl: aborted');
+    const abortErr = (): Error => (timeout.aborted ? this.timeoutError('metadata') : new BackendCallError(`lnurl: ${this.who()} metadata: aborted`));
 
     const cached = this.cache.getOrFetch(this.cacheKey, this.opts.metadata_ttl_secs * 1000, () => this.fetchParams());
     const params = 'params' in cached ? cached.params : await raceSignal(cached, bound, abortErr);
@@ -405,7 +406,7 @@ class LnurlBackend implements LightningBackend {
 
     let reply: unknown;
     try {
-      const res = await this.get(cbUrl, bound, Math.max(1, deadline - Date.now()), 'callback');
+      const res = await this.get(cbUrl, signal, Math.max(1, deadline - Date.now()), 'callback');
       reply = this.parseJson(res, 'callback');
       if (reply && typeof reply === 'object' && (reply as { status?: unknown }).status === 'ERROR') {
         throw new BackendCallError(`lnurl: ${this.who()} refused the invoice request: ${excerpt((reply as { reason?: unknown }).reason ?? 'no reason given')}`);
@@ -440,7 +441,7 @@ class LnurlBackend implements LightningBackend {
   async check(signal?: AbortSignal): Promise<string> {
     const timeout = AbortSignal.timeout(this.ctx.timeoutMs);
     const bound = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const params = await raceSignal(this.fetchParams(), bound, () => new BackendCallError(`lnurl: timed out after ${this.ctx.timeoutMs} ms`));
+    const params = await raceSignal(this.fetchParams(), bound, () => (timeout.aborted ? this.timeoutError('metadata') : new BackendCallError(`lnurl: ${this.who()} metadata: aborted`)));
     this.cache.set(this.cacheKey, params, this.opts.metadata_ttl_secs * 1000);
     const comments = params.commentAllowed > 0 ? `, comments up to ${params.commentAllowed} chars` : '';
     return `LNURL-pay ${this.who()}: accepts ${params.minSendable}–${params.maxSendable} msat${comments}, callback ${redactUrl(new URL(params.callback))}`;
@@ -448,6 +449,10 @@ class LnurlBackend implements LightningBackend {
 
   async close(): Promise<void> {
     this.http.close();
+  }
+
+  private timeoutError(what: string): BackendCallError {
+    return new BackendCallError(`lnurl: ${this.who()} ${what}: no answer within the ${this.ctx.timeoutMs} ms limit`);
   }
 
   private who(): string {
@@ -472,6 +477,7 @@ class LnurlBackend implements LightningBackend {
       return await this.http.request({ url, method: 'GET', signal, timeoutMs });
     } catch (e) {
       if (e instanceof HttpFetchError) {
+        if (e.kind === 'timeout') throw this.timeoutError(what);
         const retryable = e.kind !== 'blocked' && e.kind !== 'scheme';
         throw new BackendCallError(`lnurl: ${this.who()} ${what}: ${e.message}`, retryable);
       }
