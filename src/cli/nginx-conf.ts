@@ -32,6 +32,11 @@ upstream l402d {
     server ${nginxServerAddress(cfg.listen)};
     keepalive 64;
 }
+
+# Short-lived cache of "paid" answers for reusable (timed/indefinite) credentials. l402d decides what may be
+# kept and for how long (X-Accel-Expires, never past the credential's expiry); single-use credentials and
+# refusals are never cached. The path is relative to nginx's prefix unless absolute.
+proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
 `,
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
@@ -41,6 +46,10 @@ location = /_l402/auth {
     internal;
     proxy_pass http://l402d;
 ${COMMON}
+    proxy_cache l402_auth;
+    proxy_cache_key "$request_method $scheme://$host$request_uri|$http_authorization|$http_token|$http_macaroon|$content_type";
+    proxy_cache_methods GET HEAD POST;
+    proxy_cache_lock off;
     # Never let a client choose these.
     proxy_set_header X-L402-Outcome "";
     proxy_set_header X-L402-Reason "";

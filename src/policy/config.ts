@@ -133,6 +133,10 @@ const configSchema = z
       })
       .strict()
       .optional(),
+    nginx_cache: z
+      .object({ max_secs: intLike(z.number().int().min(0).max(300)).default(5) })
+      .strict()
+      .default({ max_secs: 5 }),
     manifest: z
       .object({
         enabled: boolLike.default(true),
@@ -182,6 +186,8 @@ export interface GateConfig {
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
   dryRunInvoiceSampleRate: number;
   pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
+  /** How long nginx may reuse a "paid" answer for a reusable credential (0 = never). */
+  nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
   metrics?: { listen: string; token?: string };
   manifest: { enabled: boolean; name?: string; description?: string; operator?: string; contact?: string };
@@ -291,6 +297,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
+    nginxCacheMaxSecs: c.nginx_cache.max_secs,
     metrics: c.metrics,
     manifest: c.manifest,
     pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },

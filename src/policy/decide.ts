@@ -38,7 +38,7 @@ export type InvalidReason =
   | 'auto_detect_off';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
@@ -192,5 +192,5 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', tokenId: id.tokenId.toString('hex') };
+  return { outcome: 'allow', route, reason: 'paid', tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil };
 }

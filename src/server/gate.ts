@@ -109,6 +109,17 @@ export class Gate {
     return d;
   }
 
+  /**
+   * Seconds nginx may cache this "paid" answer (0 = not at all). Only reusable credentials qualify, never
+   * single-use ones, dry runs or refusals, and never past the credential's own expiry.
+   */
+  cacheSecondsFor(d: Decision): number {
+    if (d.outcome !== 'allow' || d.reason !== 'paid' || d.route.access === 'per-request') return 0;
+    const max = this.parts.config.nginxCacheMaxSecs;
+    if (d.validUntil === undefined) return max;
+    return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));
+  }
+
   private count(d: Decision, seconds: number): void {
     const m = this.parts.metrics;
     if (!m) return;

@@ -84,7 +84,10 @@ export function createGateServer(gate: Gate): Server {
       const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
       if (url === '/_l402/auth') {
         const d = await gate.decide(gr);
-        res.setHeader('Cache-Control', 'no-store');
+        const cacheSecs = gate.cacheSecondsFor(d);
+        // nginx's auth cache (server.conf) keeps only answers that carry X-Accel-Expires.
+        if (cacheSecs > 0) res.setHeader('X-Accel-Expires', String(cacheSecs));
+        else res.setHeader('Cache-Control', 'no-store');
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           res.statusCode = 200;

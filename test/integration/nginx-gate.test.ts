@@ -202,3 +202,20 @@ test('secrets never appear in the logs; one decision line per request', { skip }
   const decisions = s.logs.slice(before).map((l) => JSON.parse(l)).filter((l) => l.event === 'decision');
   assert.deepEqual(decisions.map((d) => [d.route, d.outcome, d.reason]), [['/premium', 'challenge', 'no_credential'], ['/premium', 'allow', 'paid']]);
 });
+
+test('nginx caches "paid" answers for reusable credentials only, briefly, keyed by credential', { skip }, async () => {
+  s.upstream.reset();
+  const timed = await s.buy('/timed/cache');
+  const decisionsFor = (from: number) => s.logs.slice(from).map((l) => JSON.parse(l)).filter((l) => l.event === 'decision' && l.path === '/timed/cache');
+  const mark = s.logs.length;
+  for (let i = 0; i < 5; i++) assert.equal((await http1(s.origin + '/timed/cache', { headers: { authorization: timed.auth } })).status, 200);
+  assert.equal(decisionsFor(mark).length, 1, 'repeat requests answered from nginx cache');
+  assert.equal(s.upstream.hits, 5);
+  // Another credential (here: a wrong preimage) is not served from that cache entry.
+  const wrong = timed.auth.replace(/:[0-9a-f]{64}$/, ':' + '00'.repeat(32));
+  assert.equal((await http1(s.origin + '/timed/cache', { headers: { authorization: wrong } })).status, 401);
+  // Single-use credentials are never cached: the replay is refused by l402d.
+  const once = await s.buy('/premium');
+  assert.equal((await http1(s.origin + '/premium', { headers: { authorization: once.auth } })).status, 200);
+  assert.equal((await http1(s.origin + '/premium', { headers: { authorization: once.auth } })).status, 401);
+});

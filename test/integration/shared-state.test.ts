@@ -48,6 +48,7 @@ test('two l402d processes sharing Redis behind one nginx: a credential passes ex
     await startNginx({
       workers: 2,
       http: `upstream l402d { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
+      proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
       server { listen 127.0.0.1:${ngPort}; include ${snippets}/server.conf;
         location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; }
         location /forever { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,

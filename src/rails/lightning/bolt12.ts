@@ -14,7 +14,7 @@
 // Decoding: boltz-bolt12 (LDK compiled to WASM) is the authority for structure and the invoice's
 // BIP-340 signature; a small TLV reader here supplies what it does not expose (creation time, expiry,
 // chains, requested amount, the copied offer fields) and enforces the spec's offer reader rules.
-import { ECDH } from 'node:crypto';
+import { ECDH, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { bech32 } from '@scure/base';
@@ -226,7 +226,7 @@ export const BOLT12_NETWORKS: readonly Bolt12Network[] = ['bitcoin', 'testnet', 
 export const CHAIN_HASHES: Readonly<Record<Bolt12Network, string>> = {
   bitcoin: '6fe28c0ab6f1b372c1a6a246ae63f74f931e8365e15a089c68d6190000000000',
   testnet: '43497fd7f826957108f4a30fd9cec3aeba79972084e90ead01ea330900000000',
-  testnet4: '43f08bdab050e35b567c864b91f47f50ae725ae2de53bcfbbad2f284da000000',
+  testnet4: '43f08bdab050e35b567c864b91f47f50ae725ae2de53bcfbbaf284da00000000',
   signet: 'f61eee3b63a380a477a063af32b2bbc97c9ff9f01f2c4225e973988108000000',
   regtest: '06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f',
 };
@@ -252,7 +252,10 @@ function inOfferRange(t: bigint): boolean {
 export interface DecodedOffer {
   /** Canonical string (lowercase, no `+` joins): what we send to fetchinvoice. */
   offer: string;
-  /** offer_id: the Merkle root of the offer (CLN `listoffers offer_id`). */
+  /**
+   * CLN's offer_id (`listoffers`, `listinvoices.local_offer_id`): SHA256 of the offer's TLV bytes
+   * (ranges 1-79 then 1e9-1999999999; common/bolt12.c calc_offer). Not LDK's "LDK Offer ID" hash.
+   */
   id: Buffer;
   /** offer_chains, or bitcoin when absent. Unknown chains are left out. */
   chains: Bolt12Network[];
@@ -335,7 +338,9 @@ export function decodeOffer(input: string): DecodedOffer {
     out.chains = chains;
   }
 
-  // Second opinion from LDK: it must parse the same string, agree on the chains, and gives us the id.
+  out.id = createHash('sha256').update(Buffer.concat(records.map((r) => r.raw))).digest();
+
+  // Second opinion from LDK: it must parse the same string and agree on chains and amount.
   const boltz = loadBoltz();
   let o: BoltzModule.Offer;
   try {
@@ -344,7 +349,6 @@ export function decodeOffer(input: string): DecodedOffer {
     throw new Bolt12Error(`rejected by the BOLT12 decoder: ${peerText(e, [], 120)}`);
   }
   try {
-    out.id = Buffer.from(o.id);
     const ldkChains = (o.chains as number[]).map((n) => BOLTZ_NETWORKS[n]).filter((n): n is Bolt12Network => n !== undefined);
     if (ldkChains.join() !== out.chains.join()) throw new Bolt12Error('decoders disagree about offer_chains');
     const amount = o.amount;

@@ -110,7 +110,6 @@ function readCa(path: string | undefined, configDir: string, who: string): strin
 
 /** Short, printable excerpt of a peer's error text (peers are not trusted to send clean strings). */
 function excerpt(text: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
@@ -204,7 +203,7 @@ class EclairBackend implements LightningBackend {
         return { state: 'settled', preimage };
       }
       default:
-        throw new BackendCallError(`eclair getreceivedinfo: unknown status ${JSON.stringify(typeof type === 'string' ? excerpt(type, 40) : type ?? null)}`);
+        throw new BackendCallError(`eclair getreceivedinfo: unknown status ${this.scrub(JSON.stringify(typeof type === 'string' ? excerpt(type, 40) : typeof type))}`);
     }
   }
 

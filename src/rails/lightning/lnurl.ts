@@ -223,7 +223,6 @@ function sha256Hex(data: Buffer | string): string {
 }
 
 function excerpt(text: unknown, max = 200): string {
-  // eslint-disable-next-line no-control-regex
   const clean = String(text).replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
@@ -389,12 +388,15 @@ class LnurlBackend implements LightningBackend {
     if (!Number.isSafeInteger(msat) || msat <= 0) throw new BackendCallError('lnurl: amountMsat must be a positive integer', false);
     // One budget for the whole challenge: metadata (when not cached) plus callback.
     const deadline = Date.now() + this.ctx.timeoutMs;
-    const timeout = AbortSignal.timeout(this.ctx.timeoutMs);
-    const bound = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const abortErr = (): Error => (timeout.aborted ? this.timeoutError('metadata') : new BackendCallError(`lnurl: ${this.who()} metadata: aborted`));
-
     const cached = this.cache.getOrFetch(this.cacheKey, this.opts.metadata_ttl_secs * 1000, () => this.fetchParams());
-    const params = 'params' in cached ? cached.params : await raceSignal(cached, bound, abortErr);
+    let params: PayParams;
+    if ('params' in cached) {
+      params = cached.params;
+    } else {
+      const timeout = AbortSignal.timeout(this.ctx.timeoutMs);
+      const bound = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      params = await raceSignal(cached, bound, () => (timeout.aborted ? this.timeoutError('metadata') : new BackendCallError(`lnurl: ${this.who()} metadata: aborted`)));
+    }
 
     if (msat < params.minSendable || msat > params.maxSendable) {
       throw new BackendCallError(`lnurl: ${msat} msat is outside what ${this.who()} accepts (${params.minSendable}–${params.maxSendable} msat)`, false);
@@ -412,8 +414,9 @@ class LnurlBackend implements LightningBackend {
         throw new BackendCallError(`lnurl: ${this.who()} refused the invoice request: ${excerpt((reply as { reason?: unknown }).reason ?? 'no reason given')}`);
       }
     } catch (e) {
-      // The callback may have moved or expired with the metadata: fetch it afresh next time.
-      this.cache.delete(this.cacheKey);
+      // The callback may have moved or expired with the metadata: fetch it afresh next time
+      // (unless our own caller gave up, which says nothing about the service).
+      if (!signal?.aborted) this.cache.delete(this.cacheKey);
       throw e;
     }
 

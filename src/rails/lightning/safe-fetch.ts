@@ -231,7 +231,7 @@ export class BoundedHttpClient {
 
     return new Promise<FetchResponse>((resolve, reject) => {
       const isHttps = url.protocol === 'https:';
-      const outHeaders: http.OutgoingHttpHeaders = { accept: 'application/json', ...headers };
+      const outHeaders: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'l402-nginx', ...headers };
       if (body !== undefined) outHeaders['content-length'] = Buffer.byteLength(body);
       let settled = false;
       let res: http.IncomingMessage | undefined;

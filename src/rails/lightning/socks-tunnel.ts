@@ -58,11 +58,16 @@ export function openSocksTunnel(opts: SocksTunnelOptions): Promise<SocksTunnel> 
     inbound.on('close', () => sockets.delete(inbound));
     // The target host goes to the proxy as a name (ATYP domain), never resolved here: .onion names only
     // resolve inside Tor, and resolving locally would leak the lookup outside the proxy.
+    // We dial the proxy ourselves so close() can destroy a handshake still in progress.
+    const proxySocket = net.connect({ host: opts.proxy.host, port: opts.proxy.port });
+    sockets.add(proxySocket);
+    proxySocket.on('close', () => sockets.delete(proxySocket));
     SocksClient.createConnection({
       proxy: { host: opts.proxy.host, port: opts.proxy.port, type: 5 },
       command: 'connect',
       destination: { host: opts.target.host, port: opts.target.port },
       timeout: opts.connectTimeoutMs,
+      existing_socket: proxySocket,
     }).then(
       ({ socket: outbound }) => {
         if (inbound.destroyed) {
@@ -87,6 +92,7 @@ export function openSocksTunnel(opts: SocksTunnelOptions): Promise<SocksTunnel> 
         inbound.resume();
       },
       (err: Error) => {
+        proxySocket.destroy();
         lastError = `SOCKS5 proxy ${formatHostPort(opts.proxy)} could not connect to ${formatHostPort(opts.target)}: ${err.message}`;
         inbound.destroy();
       },
