@@ -5,6 +5,7 @@ import { LineCounter, parseDocument, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
 import { parseRouteMatch } from './routes.js';
 import { AddressSet, parseRateLimit } from './rate-limit.js';
+import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 
 export class ConfigError extends Error {}
 
@@ -80,7 +81,6 @@ const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('redis'), url: z.string().regex(/^(redis|rediss|unix):/, 'a redis://, rediss:// or unix: URL'), prefix: z.string().default('l402:') }).strict(),
 ]);
 
-const lightningSchema = z.discriminatedUnion('type', [z.object({ type: z.literal('dev') }).strict()]);
 
 const listenSchema = z.string().regex(/^(unix:\/.+|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'host:port or unix:/path');
 
@@ -92,7 +92,7 @@ const configSchema = z
     previous_root_keys: z.array(z.string()).default([]),
     service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
     store: storeSchema.default({ type: 'sqlite' }),
-    lightning: lightningSchema.default({ type: 'dev' }),
+    lightning: lightningConfigSchema.default({ type: 'dev' }),
     invoice: z
       .object({
         memo: z.string().max(639).default('L402 payment'),
@@ -176,6 +176,8 @@ export interface GateConfig {
   service: string;
   store: { type: 'memory' } | { type: 'sqlite'; path: string } | { type: 'redis'; url: string; prefix: string };
   lightning: Parsed['lightning'];
+  /** Directory of the config file: relative paths in backend sections resolve against it. */
+  configDir: string;
   invoice: { memo: string; expirySecs: number };
   challenge: { lsat: boolean };
   upstream?: string;
@@ -199,7 +201,7 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 /** ngx_l402's environment names, so its operators can migrate without rewriting their secrets. */
 function applyLegacyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   if (raw.root_key === undefined && env.ROOT_KEY) raw.root_key = env.ROOT_KEY;
-  if (raw.lightning === undefined && env.LN_CLIENT_TYPE) raw.lightning = { type: env.LN_CLIENT_TYPE.trim().toLowerCase() };
+  if (raw.lightning === undefined) raw.lightning = lightningFromLegacyEnv(env);
   if (raw.store === undefined && env.REDIS_URL) raw.store = { type: 'redis', url: env.REDIS_URL };
   const m = (raw.manifest ?? {}) as Record<string, unknown>;
   for (const [key, name] of [['name', 'L402_SERVICE_NAME'], ['description', 'L402_SERVICE_DESCRIPTION'], ['operator', 'L402_SERVICE_OPERATOR'], ['contact', 'L402_SERVICE_CONTACT']] as const) {
@@ -289,6 +291,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
         ? { type: 'sqlite', path: abs(c.store.path ?? resolve(dataDir, 'l402.db')) }
         : c.store,
     lightning: c.lightning,
+    configDir: base,
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
     challenge: c.challenge,
     upstream: c.upstream,

@@ -67,3 +67,27 @@ test('ngx_l402 directive names map onto routes', () => {
   assert.equal(c.routes[0]!.macaroonTimeout, 60);
   assert.match(err(`routes:\n  - match: /i\n    amount_msat: 1\n    access: per-request\n    indefinite_access: true\n`), /indefinite_access: conflicts/);
 });
+
+test('lightning backends are selected by type, validated with their own keys, and by ngx_l402 env names', async () => {
+  const { openBackend } = await import('../../src/rails/lightning/open-backend.js');
+  const c = parseConfig(`lightning: { type: eclair, url: "http://127.0.0.1:1", password: secret-pass }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} });
+  assert.equal(c.lightning.type, 'eclair');
+  const b = openBackend(c);
+  assert.equal(b.kind, 'eclair');
+  assert.ok(!b.describe().includes('secret-pass'));
+  await b.close();
+  assert.match(err(`lightning: { type: eclair }\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: lightning/);
+  const legacy = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, { env: { LN_CLIENT_TYPE: 'LNURL', LNURL_ADDRESS: 'pay@example.com' } });
+  assert.equal(legacy.lightning.type, 'lnurl');
+  const e = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, { env: { LN_CLIENT_TYPE: 'ECLAIR', ECLAIR_ADDRESS: '127.0.0.1:8080', ECLAIR_PASSWORD: 'pw' } });
+  assert.equal(e.lightning.type, 'eclair');
+});
+
+test('ngx_l402 LND and LNC environment selection', () => {
+  const lnd = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, { env: { LN_CLIENT_TYPE: 'LND', LND_ADDRESS: 'node:10009', CERT_FILE_PATH: '/c/tls.cert', MACAROON_FILE_PATH: '/c/admin.macaroon' } });
+  assert.equal(lnd.lightning.type, 'lnd');
+  const lnc = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, {
+    env: { LN_CLIENT_TYPE: 'LND', LNC_PAIRING_PHRASE: 'one two three four five six seven eight nine ten' },
+  });
+  assert.equal(lnc.lightning.type, 'lnc');
+});

@@ -1,10 +1,9 @@
 import type { GateConfig } from '../../policy/config.js';
+import type { Logger } from '../../util/log.js';
+import { createLogger } from '../../util/log.js';
 import type { LightningBackend } from './backend.js';
-import { DevWallet } from './dev-wallet.js';
+import { createBackend } from './registry.js';
 
-export function openBackend(cfg: GateConfig): LightningBackend {
-  switch (cfg.lightning.type) {
-    case 'dev':
-      return DevWallet.open(cfg.dataDir);
-  }
+export function openBackend(cfg: GateConfig, log: Logger = createLogger('silent')): LightningBackend {
+  return createBackend(cfg.lightning, { configDir: cfg.configDir, dataDir: cfg.dataDir, log, timeoutMs: cfg.timeouts.backendMs });
 }

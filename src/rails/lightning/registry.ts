@@ -1,0 +1,45 @@
+// Every Lightning backend by its `lightning.type`: config schema, ngx_l402 environment names, factory.
+import { z } from 'zod';
+import type { BackendContext, LightningBackend } from './backend.js';
+import { DevWallet } from './dev-wallet.js';
+import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv } from './eclair.js';
+import { createLnurlBackend, lnurlConfigSchema, lnurlFromLegacyEnv } from './lnurl.js';
+import { createLndBackend, lndConfigSchema, lndFromLegacyEnv } from './lnd.js';
+import { createLncBackend, lncConfigSchema, lncFromLegacyEnv, wantsLncFromLegacyEnv } from './lnc.js';
+
+const devConfigSchema = z.object({ type: z.literal('dev') }).strict();
+
+export const lightningConfigSchema = z.discriminatedUnion('type', [devConfigSchema, eclairConfigSchema, lnurlConfigSchema, lndConfigSchema, lncConfigSchema]);
+export type LightningConfig = z.output<typeof lightningConfigSchema>;
+
+type Env = Record<string, string | undefined>;
+const LEGACY: Record<string, (env: Env) => Record<string, unknown>> = {
+  dev: () => ({ type: 'dev' }),
+  eclair: eclairFromLegacyEnv,
+  lnurl: lnurlFromLegacyEnv,
+  // ngx_l402 selects LNC as LND plus a pairing phrase.
+  lnd: (env) => (wantsLncFromLegacyEnv(env) ? lncFromLegacyEnv(env) : lndFromLegacyEnv(env as NodeJS.ProcessEnv)),
+  lnc: lncFromLegacyEnv,
+};
+
+/** ngx_l402's LN_CLIENT_TYPE and its variables, as a raw `lightning:` section (validated like the file). */
+export function lightningFromLegacyEnv(env: Env): Record<string, unknown> | undefined {
+  const type = env.LN_CLIENT_TYPE?.trim().toLowerCase();
+  if (!type) return undefined;
+  return LEGACY[type]?.(env) ?? { type };
+}
+
+export function createBackend(cfg: LightningConfig, ctx: BackendContext): LightningBackend {
+  switch (cfg.type) {
+    case 'dev':
+      return DevWallet.open(ctx.dataDir);
+    case 'eclair':
+      return createEclairBackend(cfg, ctx);
+    case 'lnurl':
+      return createLnurlBackend(cfg, ctx);
+    case 'lnd':
+      return createLndBackend(cfg, ctx);
+    case 'lnc':
+      return createLncBackend(cfg, ctx);
+  }
+}
