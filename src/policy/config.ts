@@ -40,6 +40,7 @@ const routeSchema = z
     dry_run: boolLike.default(false),
     manifest_hide: boolLike.default(false),
     payment_page: boolLike.default(true),
+    lnurl_addr: z.string().trim().min(3).max(320).optional(),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -57,6 +58,9 @@ const routeSchema = z
       ctx.addIssue({ code: 'custom', path: ['indefinite_access'], message: `conflicts with access: ${r.access}` });
     }
     const access = r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request');
+    if (r.lnurl_addr && r.auto_detect_payment) {
+      ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with lnurl_addr (a Lightning Address gives no settlement lookups we can rely on)' });
+    }
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
@@ -72,6 +76,7 @@ const routeSchema = z
     dryRun: r.dry_run,
     manifestHide: r.manifest_hide,
     paymentPage: r.payment_page,
+    lnurlAddr: r.lnurl_addr,
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 
@@ -133,6 +138,8 @@ const configSchema = z
       })
       .strict()
       .optional(),
+    /** Options for per-route Lightning addresses (lnurl_addr and store overrides): the lnurl backend's keys. */
+    lnurl_options: z.record(z.string(), z.unknown()).default({}),
     nginx_cache: z
       .object({ max_secs: intLike(z.number().int().min(0).max(300)).default(5) })
       .strict()
@@ -188,6 +195,7 @@ export interface GateConfig {
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
   dryRunInvoiceSampleRate: number;
   pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
+  lnurlOptions: Record<string, unknown>;
   /** How long nginx may reuse a "paid" answer for a reusable credential (0 = never). */
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
@@ -301,6 +309,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
     nginxCacheMaxSecs: c.nginx_cache.max_secs,
+    lnurlOptions: c.lnurl_options,
     metrics: c.metrics,
     manifest: c.manifest,
     pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },

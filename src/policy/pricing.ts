@@ -32,23 +32,30 @@ export interface PriceResolverOptions {
   onBadValue: (key: string) => void;
 }
 
-export function createPriceResolver(o: PriceResolverOptions) {
+/**
+ * Store reads for the control plane (prices, payee overrides), cached for `cacheMs`. On store trouble the
+ * last known value is kept rather than failing the challenge.
+ */
+export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
   const cache = new Map<string, { value: string | undefined; at: number }>();
-  const read = async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
+  return async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
     const hit = cache.get(key);
     const now = Date.now();
-    if (hit && now - hit.at < o.cacheMs) return hit.value;
+    if (hit && now - hit.at < cacheMs) return hit.value;
     let value: string | undefined;
     try {
-      value = await withTimeout(get(key), o.storeTimeoutMs, 'price lookup');
+      value = await withTimeout(get(key), storeTimeoutMs, 'store lookup');
     } catch {
-      // Store trouble: keep serving the last known value (or static) rather than failing the challenge.
       return hit?.value;
     }
     if (cache.size > 10_000) cache.clear();
     cache.set(key, { value, at: now });
     return value;
   };
+}
+
+export function createPriceResolver(o: PriceResolverOptions) {
+  const read = createCachedReader(o.cacheMs, o.storeTimeoutMs);
   const pick = (key: string, raw: string | undefined): number | undefined => {
     if (raw === undefined) return undefined;
     const n = parsePrice(raw);

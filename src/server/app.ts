@@ -104,7 +104,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         server.close(() => r());
         server.closeAllConnections();
       });
-      await Promise.allSettled([store.close(), backend!.close()]);
+      await Promise.allSettled([store.close(), backend!.close(), gate.close()]);
     },
   };
 }

@@ -16,9 +16,11 @@ import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
-import { createPriceResolver, type Price } from '../policy/pricing.js';
+import { createCachedReader, createPriceResolver, type Price } from '../policy/pricing.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
+import { TenantBackends } from '../rails/lightning/tenant-backends.js';
+import type { LnurlOptionsInput } from '../rails/lightning/lnurl.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
@@ -46,10 +48,17 @@ export class Gate {
   private readonly trustedProxies: AddressSet;
   private readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
   readonly price: (route: RouteConfig, path: string) => Promise<Price>;
+  private readonly tenants: TenantBackends;
+  private readonly readControl: ReturnType<typeof createCachedReader>;
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
+    this.readControl = createCachedReader(parts.config.pricing.cacheMs, parts.config.timeouts.storeMs);
+    this.tenants = new TenantBackends(
+      { configDir: parts.config.configDir, dataDir: parts.config.dataDir, log: parts.log, timeoutMs: parts.config.timeouts.backendMs },
+      parts.config.lnurlOptions as LnurlOptionsInput,
+    );
     const p = parts.config.pricing;
     const legacy = p.legacyKeys && parts.store instanceof RedisStore ? parts.store : undefined;
     this.price = p.dynamic
@@ -226,18 +235,33 @@ export class Gate {
     return out;
   }
 
+  /** Which address gets paid: a store override, then the route's lnurl_addr, else the configured backend. */
+  private async backendFor(route: RouteConfig, path: string): Promise<LightningBackend> {
+    const store = this.parts.store;
+    let address: string | undefined;
+    if (this.parts.config.pricing.dynamic) {
+      const get = (k: string) => store.get(k);
+      address = (await this.readControl(`lnurl:path:${path}`, get)) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
+      const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
+      if (!address && legacy) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
+    }
+    address ??= route.lnurlAddr;
+    return address ? this.tenants.forAddress(address) : this.parts.backend;
+  }
+
   private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
     const cfg = this.parts.config;
     const { amountMsat } = await this.price(route, path);
     const m = this.parts.metrics;
-    const backend = this.parts.backend.kind;
+    const payee = await this.backendFor(route, path);
+    const backend = payee.kind;
     const started = process.hrtime.bigint();
     const done = (ok: boolean) => {
       m?.observe('l402_backend_duration_seconds', { backend, op: 'create_invoice' }, Number(process.hrtime.bigint() - started) / 1e9);
       m?.inc(ok ? 'l402_invoices_generated_total' : 'l402_invoices_generation_errors_total', { backend, route: route.id });
     };
     return createChallenge(route, { path, method, amountMsat }, {
-      backend: this.parts.backend,
+      backend: payee,
       rootKey: this.parts.rootKeys[0]!,
       service: cfg.service,
       location: cfg.service,
@@ -251,6 +275,10 @@ export class Gate {
         throw e;
       },
     );
+  }
+
+  close(): Promise<void> {
+    return this.tenants.close();
   }
 
   private pendingKey(paymentHash: string): string {

@@ -61,6 +61,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         location /limited { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /fastlimit { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /shadow { include ${snippetDir}/protect.conf; include ${snippetDir}/dry-run.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /tenant/ { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /unpriced { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
     }
     server {
@@ -76,12 +77,12 @@ export function writeSnippets(cfg: GateConfig, dir: string): void {
   for (const [name, text] of Object.entries(nginxSnippets(cfg))) writeFileSync(join(dir, name), text);
 }
 
-export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; backend?: LightningBackend } = {}): Promise<Stack> {
+export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'l402-stack-'));
   cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
   const gatePort = await freePort();
   const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${opts.extraYaml ?? ''}${ROUTES_YAML}`,
+    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${opts.extraYaml ?? ''}${ROUTES_YAML}${opts.extraRoutes ?? ''}`,
     { env: {} },
   );
   const logs: string[] = [];

@@ -1,0 +1,36 @@
+// Per-route (tenant) Lightning addresses: ngx_l402's l402_lnurl_addr, and overrides in the store. One LNURL
+// backend per address, kept in a bounded map (the least recently used one is closed when it overflows).
+import type { BackendContext, LightningBackend } from './backend.js';
+import { createLnurlBackendForAddress, type LnurlOptionsInput } from './lnurl.js';
+
+const MAX_ADDRESSES = 256;
+
+export class TenantBackends {
+  private readonly byAddress = new Map<string, LightningBackend>();
+
+  constructor(private readonly ctx: BackendContext, private readonly options: LnurlOptionsInput) {}
+
+  /** Throws for an unusable address (the caller answers 503 and logs it). */
+  forAddress(address: string): LightningBackend {
+    const key = address.trim().toLowerCase();
+    let b = this.byAddress.get(key);
+    if (b) {
+      this.byAddress.delete(key);
+      this.byAddress.set(key, b);
+      return b;
+    }
+    b = createLnurlBackendForAddress(address.trim(), this.ctx, this.options);
+    this.byAddress.set(key, b);
+    if (this.byAddress.size > MAX_ADDRESSES) {
+      const [oldest, backend] = this.byAddress.entries().next().value as [string, LightningBackend];
+      this.byAddress.delete(oldest);
+      void backend.close();
+    }
+    return b;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.byAddress.values()].map((b) => b.close()));
+    this.byAddress.clear();
+  }
+}
