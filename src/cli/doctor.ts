@@ -59,7 +59,7 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
     checks.push({ ok: false, what: 'store', detail: `${cfg.store.type}: ${(e as Error).message}${hint}` });
   }
   try {
-    const backend = openBackend(cfg);
+    const backend = await openBackend(cfg);
     try {
       const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs + 500, 'backend check') : backend.describe();
       checks.push({ ok: true, what: 'lightning', detail: `${backend.kind}: ${detail}` });

@@ -72,7 +72,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
   let metricsServer: Server | undefined;
   try {
-    backend = opts.backend ?? openBackend(cfg, log);
+    backend = opts.backend ?? (await openBackend(cfg, log));
     if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
     gate = new Gate({ config: cfg, store, backend, rootKeys, log, metrics });
     server = createGateServer(gate);

@@ -72,7 +72,7 @@ test('lightning backends are selected by type, validated with their own keys, an
   const { openBackend } = await import('../../src/rails/lightning/open-backend.js');
   const c = parseConfig(`lightning: { type: eclair, url: "http://127.0.0.1:1", password: secret-pass }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} });
   assert.equal(c.lightning.type, 'eclair');
-  const b = openBackend(c);
+  const b = await openBackend(c);
   assert.equal(b.kind, 'eclair');
   assert.ok(!b.describe().includes('secret-pass'));
   await b.close();

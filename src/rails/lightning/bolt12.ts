@@ -373,6 +373,11 @@ export function validateOffer(input: string, opts: OfferCheck = {}): DecodedOffe
     throw new Bolt12Error(`offer expired at ${new Date(offer.absoluteExpiry * 1000).toISOString()}`);
   }
   if (offer.chains.length === 0) throw new Bolt12Error('offer is only valid on chains we do not know');
+  // The gate names the msat amount of every invoice; a fiat-priced offer would leave the conversion
+  // to the issuer (and LDK's decoder refuses such invoices: UnsupportedCurrency).
+  if (offer.currency !== undefined) {
+    throw new Bolt12Error(`offer is priced in ${peerText(offer.currency, [], 8)}; use an offer without an amount (route prices set the msat amount)`);
+  }
   if (opts.network && !offer.chains.includes(opts.network)) {
     throw new Bolt12Error(`offer is for ${offer.chains.join(', ')}, not ${opts.network}`);
   }
@@ -559,6 +564,8 @@ class Bolt12Backend implements LightningBackend {
       timeout: Math.max(1, Math.floor(this.ctx.timeoutMs / 1000)),
     };
     if (this.offer.quantityMax !== undefined) params.quantity = 1;
+    // The invoice description is the offer's; the gate's memo travels as invreq_payer_note, which
+    // the offer owner sees in listinvoices.
     const note = clip(req.memo, MAX_PAYER_NOTE_BYTES);
     if (note) params.payer_note = note;
     const result = asObject(await this.rpc.call('fetchinvoice', params, signal), 'CLN fetchinvoice');
@@ -575,7 +582,13 @@ class Bolt12Backend implements LightningBackend {
   async check(signal?: AbortSignal): Promise<string> {
     const info = describeGetinfo(await this.rpc.call('getinfo', {}, signal));
     this.assertChain(info.network);
-    const own = await this.ownOffer(signal);
+    let own: 'active' | 'inactive' | 'foreign';
+    try {
+      own = await this.ownOffer(signal);
+    } catch (e) {
+      // A rune may forbid listoffers; that only costs us the ownership hint.
+      return `${info.text}; could not tell whether the offer is this node's (listoffers: ${(e as Error).message})`;
+    }
     if (own === 'inactive') throw new BackendCallError(`bolt12: offer ${this.shortId()} exists on this node but is disabled (enable it with enableoffer)`, false);
     const lookups =
       own === 'active'

@@ -1,10 +1,11 @@
 // One WebSocket connection to one Nostr relay (NIP-01), reduced to what a NIP-47 client needs: publish an
 // event and wait for the relay's OK, and hold short-lived subscriptions for the wallet's replies.
 //
-// Why not nostr-tools' SimplePool: it overwrites `signal.onabort` (so one signal shared by several relays
-// aborts only the last), and its subscription, publish and ping timers outlive close() by up to 20 s, which
-// keeps a process that has closed everything alive. Here the caller's AbortSignal bounds every wait, and
-// once close() has run nothing of this module holds a timer or a socket.
+// Why not nostr-tools' SimplePool: it assigns `signal.onabort` (so one signal shared by several relays aborts
+// only the last one's wait), its subscription and publish timers (4.4 s) and ping timer (20 s) are not
+// cleared by close(), which keeps a process that has closed everything alive, and it logs to the console.
+// Here the caller's AbortSignal bounds every wait, and once close() has run nothing of this module holds a
+// timer or a socket.
 //
 // A dropped connection is noticed through the socket's close event; the next call dials again.
 import WebSocket from 'ws';
@@ -44,7 +45,6 @@ interface PendingPublish {
 /** Printable, bounded text from a peer (relay notices, rejection reasons). */
 export function peerText(value: unknown, max = 200): string {
   const s = typeof value === 'string' ? value : String(value);
-  // eslint-disable-next-line no-control-regex
   const clean = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return clean.length > max ? clean.slice(0, max) + '…' : clean;
 }

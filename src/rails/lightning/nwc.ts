@@ -217,11 +217,11 @@ export class NwcClient {
    */
   async bounded<T>(what: string, signal: AbortSignal | undefined, fn: (sig: AbortSignal) => Promise<T>, timeoutMs = this.ctx.timeoutMs): Promise<T> {
     if (this.closed) throw new BackendCallError('NWC backend is closed', false);
+    if (signal?.aborted) throw new BackendCallError(`NWC ${what} aborted by the caller`);
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(new CallTimeout()), timeoutMs);
     const onCallerAbort = () => ctl.abort(new CallAborted());
-    if (signal?.aborted) onCallerAbort();
-    else signal?.addEventListener('abort', onCallerAbort, { once: true });
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
     this.inflight.add(ctl);
     try {
       return await fn(ctl.signal);
@@ -269,6 +269,8 @@ export class NwcClient {
         );
       };
       const onAbort = () => finish(() => (best ? resolvePromise(best) : reject(noInfo())));
+      // A listener added to an already aborted signal would never run.
+      if (sig.aborted) return onAbort();
       sig.addEventListener('abort', onAbort, { once: true });
       for (const relay of relays) {
         let ended = false;
@@ -385,6 +387,7 @@ export class NwcClient {
         const reached = acked.size > 0 ? `request accepted by ${[...acked].map((r) => r.host).join(', ')}, no reply` : 'no relay accepted the request';
         finish(() => reject(new Error(failures.length ? `${reached}; ${failures.join('; ')}` : reached)));
       };
+      if (sig.aborted) return onAbort();
       sig.addEventListener('abort', onAbort, { once: true });
 
       for (const relay of relays) {

@@ -4,6 +4,6 @@ import { createLogger } from '../../util/log.js';
 import type { LightningBackend } from './backend.js';
 import { createBackend } from './registry.js';
 
-export function openBackend(cfg: GateConfig, log: Logger = createLogger('silent')): LightningBackend {
+export function openBackend(cfg: GateConfig, log: Logger = createLogger('silent')): Promise<LightningBackend> {
   return createBackend(cfg.lightning, { configDir: cfg.configDir, dataDir: cfg.dataDir, log, timeoutMs: cfg.timeouts.backendMs });
 }

@@ -6,10 +6,13 @@ import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv } from './
 import { createLnurlBackend, lnurlConfigSchema, lnurlFromLegacyEnv } from './lnurl.js';
 import { createLndBackend, lndConfigSchema, lndFromLegacyEnv } from './lnd.js';
 import { createLncBackend, lncConfigSchema, lncFromLegacyEnv, wantsLncFromLegacyEnv } from './lnc.js';
+import { createNwcBackend, nwcConfigSchema, nwcFromLegacyEnv } from './nwc.js';
+import { clnConfigSchema, clnFromLegacyEnv, createClnBackend } from './cln.js';
+import { bolt12ConfigSchema, bolt12FromLegacyEnv, createBolt12Backend } from './bolt12.js';
 
 const devConfigSchema = z.object({ type: z.literal('dev') }).strict();
 
-export const lightningConfigSchema = z.discriminatedUnion('type', [devConfigSchema, eclairConfigSchema, lnurlConfigSchema, lndConfigSchema, lncConfigSchema]);
+export const lightningConfigSchema = z.discriminatedUnion('type', [devConfigSchema, eclairConfigSchema, lnurlConfigSchema, lndConfigSchema, lncConfigSchema, nwcConfigSchema, clnConfigSchema, bolt12ConfigSchema]);
 export type LightningConfig = z.output<typeof lightningConfigSchema>;
 
 type Env = Record<string, string | undefined>;
@@ -20,6 +23,9 @@ const LEGACY: Record<string, (env: Env) => Record<string, unknown>> = {
   // ngx_l402 selects LNC as LND plus a pairing phrase.
   lnd: (env) => (wantsLncFromLegacyEnv(env) ? lncFromLegacyEnv(env) : lndFromLegacyEnv(env as NodeJS.ProcessEnv)),
   lnc: lncFromLegacyEnv,
+  nwc: nwcFromLegacyEnv,
+  cln: clnFromLegacyEnv,
+  bolt12: bolt12FromLegacyEnv,
 };
 
 /** ngx_l402's LN_CLIENT_TYPE and its variables, as a raw `lightning:` section (validated like the file). */
@@ -29,7 +35,8 @@ export function lightningFromLegacyEnv(env: Env): Record<string, unknown> | unde
   return LEGACY[type]?.(env) ?? { type };
 }
 
-export function createBackend(cfg: LightningConfig, ctx: BackendContext): LightningBackend {
+/** Async because some backends learn what they support from the peer first (NWC reads its info event). */
+export async function createBackend(cfg: LightningConfig, ctx: BackendContext): Promise<LightningBackend> {
   switch (cfg.type) {
     case 'dev':
       return DevWallet.open(ctx.dataDir);
@@ -41,5 +48,11 @@ export function createBackend(cfg: LightningConfig, ctx: BackendContext): Lightn
       return createLndBackend(cfg, ctx);
     case 'lnc':
       return createLncBackend(cfg, ctx);
+    case 'cln':
+      return createClnBackend(cfg, ctx);
+    case 'bolt12':
+      return createBolt12Backend(cfg, ctx);
+    case 'nwc':
+      return createNwcBackend(cfg, ctx, AbortSignal.timeout(ctx.timeoutMs * 2));
   }
 }
