@@ -66,3 +66,43 @@ for (const mode of ['hang', 'throw'] as const) {
     }
   });
 }
+
+test('a slow backend call does not hold up other requests', { skip }, async () => {
+  const local = new Cleanup();
+  try {
+    const { mkdtempSync: mk } = await import('node:fs');
+    const { DevWallet } = await import('../../src/rails/lightning/dev-wallet.js');
+    // Decisions for paid requests never wait on an invoice being minted elsewhere.
+    let slow = false;
+    const dir = mk(join(tmpdir(), 'l402-slow-'));
+    local.add(() => rmSync(dir, { recursive: true, force: true }));
+    const inner = DevWallet.open(dir);
+    const backend: LightningBackend = {
+      kind: 'slow-dev',
+      createInvoice: async (req, signal) => {
+        if (slow) await new Promise((r) => setTimeout(r, 2500));
+        return inner.createInvoice(req, signal);
+      },
+      lookupInvoice: (h, signal) => inner.lookupInvoice(h, signal),
+      describe: () => 'slow dev wallet',
+      close: async () => inner.close(),
+    };
+    const s = await startStack(local, { backend });
+    const creds: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await http1(s.origin + '/premium', { headers: { accept: 'application/json' } });
+      const b = JSON.parse(r.body);
+      creds.push(`L402 ${b.macaroon}:${inner.pay(b.invoice).toString('hex')}`);
+    }
+    slow = true;
+    const order: string[] = [];
+    const challenge = http1(s.origin + '/premium', { headers: { accept: 'application/json' } }).then((r) => (order.push('challenge'), r));
+    await new Promise((r) => setTimeout(r, 100));
+    const paid = await Promise.all(creds.map((auth) => http1(s.origin + '/premium', { headers: { authorization: auth } }).then((r) => (order.push('paid'), r))));
+    assert.deepEqual(paid.map((r) => r.status), [200, 200, 200]);
+    assert.equal((await challenge).status, 402);
+    assert.deepEqual(order, ['paid', 'paid', 'paid', 'challenge'], 'paid requests finished while the invoice was still being minted');
+  } finally {
+    await local.run();
+  }
+});

@@ -510,3 +510,30 @@ test('end to end through nginx: 402 with the peer\'s invoice, settle at the peer
     await stackCleanup.run();
   }
 });
+
+test('auto-detect through nginx against the lnd peer: same invoice while unpaid, then the macaroon alone passes once', { skip: nginxBin ? false : 'nginx not installed' }, async () => {
+  resetKnobs();
+  const stackCleanup = new Cleanup();
+  try {
+    const b = createLndBackend(cfgFor('grpc'), ctx(3000));
+    const s = await startStack(stackCleanup, { backend: b });
+    const get = async (auth?: string) => {
+      const r = await http1(s.origin + '/auto', { headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) } });
+      return { status: r.status, body: JSON.parse(r.body || '{}') as { invoice: string; macaroon: string; reason: string } };
+    };
+    const first = await get();
+    assert.equal(first.status, 402);
+    const lookupsBefore = peer.calls.filter((c) => c.method === 'LookupInvoice').length;
+    const pending = await get(`L402 ${first.body.macaroon}`);
+    assert.equal(pending.status, 402);
+    assert.equal(pending.body.reason, 'payment_pending');
+    assert.equal(pending.body.invoice, first.body.invoice);
+    assert.equal(peer.calls.filter((c) => c.method === 'LookupInvoice').length, lookupsBefore + 1);
+    peer.settle(first.body.invoice);
+    assert.equal((await get(`L402 ${first.body.macaroon}`)).status, 200);
+    assert.equal((await get(`L402 ${first.body.macaroon}`)).body.reason, 'already_used');
+    assert.equal(s.upstream.hits, 1);
+  } finally {
+    await stackCleanup.run();
+  }
+});
