@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { parseRouteMatch } from './routes.js';
 import { AddressSet, parseRateLimit } from './rate-limit.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
+import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 
 export class ConfigError extends Error {}
 
@@ -83,7 +84,22 @@ const routeSchema = z
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('memory') }).strict(),
   z.object({ type: z.literal('sqlite'), path: z.string().min(1).optional() }).strict(),
-  z.object({ type: z.literal('redis'), url: z.string().regex(/^(redis|rediss|unix):/, 'a redis://, rediss:// or unix: URL'), prefix: z.string().default('l402:') }).strict(),
+  z
+    .object({
+      type: z.literal('redis'),
+      url: z
+        .string()
+        .regex(REDIS_URL_PATTERN, 'a redis://, rediss://, unix:, redis+sentinel:// or redis+cluster:// URL')
+        .superRefine((u, ctx) => {
+          try {
+            parseRedisTarget(u);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          }
+        }),
+      prefix: z.string().default('l402:'),
+    })
+    .strict(),
 ]);
 
 

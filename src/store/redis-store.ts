@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { parseRedisTarget } from './redis-url.js';
 import type { Store, WindowCount } from './store.js';
 
 const INCR_WINDOW = `
@@ -14,17 +15,28 @@ return {n, ttl}`;
  */
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
-  private readonly redis: Redis;
+  private readonly redis: Redis | Cluster;
 
   constructor(url: string, private readonly prefix: string, commandTimeoutMs: number) {
-    this.redis = new Redis(url, {
+    const common: RedisOptions = {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: commandTimeoutMs,
       connectTimeout: Math.max(commandTimeoutMs, 1000),
       retryStrategy: (times) => Math.min(times * 100, 1000),
       lazyConnect: false,
-    });
+    };
+    const t = parseRedisTarget(url);
+    if (t.kind === 'single') this.redis = new Redis(url, common);
+    else if (t.kind === 'sentinel') {
+      this.redis = new Redis({ ...common, sentinels: t.sentinels, name: t.name, password: t.password, sentinelPassword: t.password, tls: t.tls ? {} : undefined, sentinelRetryStrategy: (times) => Math.min(times * 100, 1000) });
+    } else {
+      this.redis = new Cluster(t.nodes, {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
+        redisOptions: { ...common, password: t.password, tls: t.tls ? {} : undefined },
+      });
+    }
     // Errors surface on each command; the connection-level event would otherwise be an unhandled 'error'.
     this.redis.on('error', (e: Error) => {
       this.lastError = e.message;
