@@ -46,7 +46,8 @@ const SETTLED_CACHE_SECS = 86_400;
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
   private readonly trustedProxies: AddressSet;
-  private readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
+  /** Settlement check (bounded, cached); also used by the payment page's status endpoint. */
+  readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
   readonly price: (route: RouteConfig, path: string) => Promise<Price>;
   private readonly tenants: TenantBackends;
   private readonly readControl: ReturnType<typeof createCachedReader>;
@@ -179,7 +180,7 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', devWallet: this.parts.backend.kind === 'dev', autoDetect: false };
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: this.parts.backend.kind === 'dev', autoDetect: false };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';

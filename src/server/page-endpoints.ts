@@ -1,11 +1,159 @@
-// Browser-facing helpers of the payment page, under /_l402/page/ (proxied by nginx's server.conf).
+// Browser-facing helpers of the payment page, under /_l402/page/ (proxied by nginx's server.conf):
+//   GET  /_l402/page/status   Authorization: L402 <macaroon>  ->  {"settled": bool}   (never mints an invoice)
+//   POST /_l402/page/dev-pay  {"invoice": "<bolt11>"}         ->  {"preimage": "<hex>"} (dev wallet only)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
+import { parseAuthorization } from '../protocol/l402-header.js';
+import { caveatPredicates, decodeMacaroon, verifySignature } from '../protocol/macaroon.js';
+import { decodeIdentifier } from '../protocol/identifier.js';
+import { tokenRootKey } from '../protocol/root-key.js';
+import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev-wallet.js';
+import { PAGE_ENDPOINTS } from './payment-page.js';
+
+const MAX_BODY_BYTES = 16 * 1024;
+const BODY_TIMEOUT_MS = 5_000;
+const MAX_INVOICE_CHARS = 4096;
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body) + '\n';
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(res.req?.method === 'HEAD' ? undefined : text);
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
 
 /** Returns true when it handled the request. */
-export async function handlePageEndpoint(_gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-  if (!(req.url ?? '').startsWith('/_l402/page/')) return false;
-  res.statusCode = 404;
-  res.end();
+export async function handlePageEndpoint(gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const url = req.url ?? '';
+  if (!url.startsWith('/_l402/page/')) return false;
+  const path = url.split('?')[0];
+  if (path === PAGE_ENDPOINTS.status) await status(gate, req, res);
+  else if (path === PAGE_ENDPOINTS.devPay) await devPay(gate, req, res);
+  else {
+    req.resume();
+    json(res, 404, { error: 'not_found' });
+  }
   return true;
+}
+
+async function status(gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  req.resume();
+  if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' }, { Allow: 'GET, HEAD' });
+  const auth = one(req.headers.authorization);
+  if (!auth) return json(res, 400, { error: 'missing_credential', message: 'send Authorization: L402 <macaroon>' });
+  const parsed = parseAuthorization(auth);
+  if (parsed.kind !== 'l402') return json(res, 400, { error: 'malformed_credential', message: 'send Authorization: L402 <macaroon>' });
+  let mac;
+  try {
+    mac = decodeMacaroon(parsed.credential.macaroon);
+  } catch {
+    return json(res, 400, { error: 'malformed_macaroon' });
+  }
+  const id = decodeIdentifier(mac.identifier);
+  if (!id) return json(res, 400, { error: 'unknown_identifier' });
+  // The HMAC chain first: a forged macaroon never costs a backend round trip.
+  if (!gate.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return json(res, 401, { error: 'bad_signature' });
+
+  // Caveats only narrow, so every route caveat must name the same route for the token to be usable.
+  const routeIds = new Set(caveatPredicates(mac).filter((p) => p.startsWith('route=')).map((p) => p.slice(6).trim()));
+  const routeId = routeIds.size === 1 ? [...routeIds][0] : undefined;
+  const route = routeId === undefined ? undefined : gate.parts.config.routes.find((r) => r.id === routeId);
+  const isSettled = gate.isSettled;
+  if (!route?.autoDetect || !isSettled) return json(res, 404, { error: 'auto_detect_off', message: 'this credential needs the preimage' });
+
+  let settled: boolean;
+  try {
+    settled = await isSettled(id.paymentHash);
+  } catch (e) {
+    gate.parts.log.warn({ event: 'page_status_failed', route: route.id, backend: gate.parts.backend.kind, err: (e as Error).message }, 'settlement lookup failed');
+    return json(res, 503, { error: 'backend_unavailable' }, { 'Retry-After': String(gate.parts.config.retryAfterSecs) });
+  }
+  json(res, 200, { settled });
+}
+
+const DEV_PAY_MESSAGES: Record<DevWalletErrorCode, string> = {
+  unknown: 'the invoice was not issued by this development wallet',
+  expired: 'the invoice has expired; reload the page for a new one',
+  already_paid: 'the invoice is already paid',
+  malformed: 'not a valid BOLT11 invoice',
+};
+
+class BodyError extends Error {
+  constructor(readonly status: number, readonly code: string) {
+    super(code);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new BodyError(408, 'body_timeout'));
+    }, BODY_TIMEOUT_MS);
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        clearTimeout(timer);
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new BodyError(413, 'body_too_large'));
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+async function devPay(gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const backend = gate.parts.backend;
+  if (backend.kind !== 'dev' || !(backend instanceof DevWallet)) {
+    req.resume();
+    return json(res, 404, { error: 'not_found' });
+  }
+  if (req.method !== 'POST') {
+    req.resume();
+    return json(res, 405, { error: 'method_not_allowed' }, { Allow: 'POST' });
+  }
+  // JSON only: a cross-site page cannot send it without a CORS preflight, which we never grant.
+  if (!/^application\/json\s*(;|$)/i.test(one(req.headers['content-type']) ?? '')) {
+    req.resume();
+    return json(res, 415, { error: 'unsupported_media_type', message: 'send Content-Type: application/json' });
+  }
+  let invoice: unknown;
+  try {
+    invoice = (JSON.parse(await readBody(req)) as { invoice?: unknown } | null)?.invoice;
+  } catch (e) {
+    if (e instanceof BodyError) return json(res, e.status, { error: e.code });
+    return json(res, 400, { error: 'malformed', message: 'send {"invoice": "<bolt11>"}' });
+  }
+  if (typeof invoice !== 'string' || invoice.length === 0 || invoice.length > MAX_INVOICE_CHARS) {
+    return json(res, 400, { error: 'malformed', message: 'send {"invoice": "<bolt11>"}' });
+  }
+  try {
+    const preimage = backend.pay(invoice).toString('hex');
+    gate.parts.log.info({ event: 'dev_pay', ok: true }, 'development wallet paid an invoice from the payment page');
+    json(res, 200, { preimage });
+  } catch (e) {
+    if (e instanceof DevWalletError) {
+      gate.parts.log.info({ event: 'dev_pay', ok: false, code: e.code }, 'development wallet refused an invoice');
+      return json(res, 400, { error: e.code, message: DEV_PAY_MESSAGES[e.code] });
+    }
+    gate.parts.log.error({ event: 'dev_pay', ok: false, err: (e as Error).message }, 'development wallet failed');
+    json(res, 503, { error: 'dev_wallet_failed' });
+  }
 }

@@ -3,7 +3,7 @@
 import type { Challenge } from '../policy/challenge.js';
 import type { RouteConfig } from '../policy/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
-import { paymentPage, type PageOptions } from './payment-page.js';
+import { PAYMENT_PAGE_HEADERS, paymentPage, type PageOptions } from './payment-page.js';
 
 export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited';
 
@@ -94,7 +94,7 @@ export function render(i: RenderInput): Rendered {
   const status = STATUS[i.outcome];
   if (i.method === 'HEAD') return { status, headers, body: '' };
   if (i.html && i.route?.paymentPage !== false) {
-    headers.push(['Content-Type', 'text/html; charset=utf-8']);
+    headers.push(['Content-Type', 'text/html; charset=utf-8'], ...PAYMENT_PAGE_HEADERS.map(([k, v]): [string, string] => [k, v]));
     return {
       status,
       headers,

@@ -27,6 +27,7 @@ export const ROUTES_YAML = `routes:
   - { match: /fastlimit, amount_msat: 1000, invoice_rate_limit: 1r/s }
   - { match: /shadow, amount_msat: 7000, dry_run: true, invoice_rate_limit: 3r/m }
   - { match: /hidden, amount_msat: 100, manifest_hide: true }
+  - { match: /nopage, amount_msat: 1000, payment_page: false }
 `;
 
 export interface Stack {
@@ -63,6 +64,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         location /shadow { include ${snippetDir}/protect.conf; include ${snippetDir}/dry-run.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /tenant/ { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /unpriced { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
+        location /nopage { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
     }
     server {
         listen 127.0.0.1:${h2Port} http2;
