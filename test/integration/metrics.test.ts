@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, http1, startCountingUpstream, waitFor } from './harness.js';
-import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, waitFor } from './harness.js';
+import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { parseConfig } from '../../src/policy/config.js';
 import { startGateProcess } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 
@@ -18,18 +19,36 @@ function value(text: string, series: string): number {
   return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
-test('counters are totals over every process sharing the store', async () => {
+const skip = requireTool('nginx') && requireTool('redis-server') ? false : 'nginx or redis-server not installed';
+
+test('counters are totals over every l402d process sharing Redis, behind nginx', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-metrics-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const up = cleanup.use(await startCountingUpstream());
-  const gates: Array<{ origin: string; metrics: string }> = [];
+  const redis = cleanup.use(await startRedis());
+  const gates: Array<{ origin: string; metrics: string; port: number }> = [];
   for (let i = 0; i < 2; i++) {
     const port = await freePort();
     const mport = await freePort();
     const file = join(dir, `g${i}.yaml`);
-    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nmetrics: { listen: 127.0.0.1:${mport}, token: ${TOKEN} }\n${ROUTES_YAML}`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: ${redis.url} }\nlog: { level: warn }\nnginx_cache: { max_secs: 0 }\nmetrics: { listen: 127.0.0.1:${mport}, token: ${TOKEN} }\n${ROUTES_YAML}`);
     cleanup.use(await startGateProcess(file, port));
-    gates.push({ origin: `http://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${mport}/metrics` });
+    gates.push({ origin: '', metrics: `http://127.0.0.1:${mport}/metrics`, port });
+  }
+  const snippets = join(dir, 'snippets');
+  writeSnippets(parseConfig(`routes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  // One nginx per l402d process, so each process is known to have served its share.
+  for (const g of gates) {
+    const ng = await freePort();
+    cleanup.use(
+      await startNginx({
+        http: `upstream l402d { server 127.0.0.1:${g.port}; keepalive 4; }
+        proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
+        server { listen 127.0.0.1:${ng}; include ${snippets}/server.conf;
+          location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
+      }),
+    );
+    g.origin = `http://127.0.0.1:${ng}`;
   }
   const wallet = DevWallet.open(dir);
   cleanup.add(() => wallet.close());
@@ -63,7 +82,7 @@ test('counters are totals over every process sharing the store', async () => {
   // Access control: token required, metrics never on the gate's own address.
   assert.equal((await http1(gates[0]!.metrics)).status, 401);
   assert.equal((await http1(gates[0]!.metrics, { headers: { authorization: 'Bearer wrong-token-000000000' } })).status, 401);
-  const onGate = await http1(gates[0]!.origin + '/metrics');
-  assert.equal(onGate.status, 403, 'the gate address does not serve metrics (no route matches /metrics)');
+  const onGate = await http1(`http://127.0.0.1:${gates[0]!.port}/metrics`);
+  assert.equal(onGate.status, 404, "the gate's own address does not serve metrics");
   assert.ok(!onGate.body.includes('l402_requests_total'));
 });
