@@ -6,11 +6,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import lightBolt11 from 'light-bolt11-decoder';
 import { z } from 'zod';
 import {
   BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend,
 } from './backend.js';
+import { checkReturnedInvoice } from './bolt11.js';
 import { ClnSocketRpc, peerText, type ClnCaller } from './cln-rpc.js';
 import { ClnRestRpc, clnRestUrlProblem } from './clnrest.js';
 
@@ -179,7 +179,7 @@ export function invoiceStateFromList(result: unknown, paymentHash: Buffer, what 
   throw new BackendCallError(`${what}: unknown invoice status ${peerText(status, [], 40)}`);
 }
 
-/** Checks CLN's `invoice` reply against the request: decodable BOLT11, same hash, same amount. */
+/** Checks CLN's `invoice` reply against the request: decodable BOLT11, same hash, same amount, not expired. */
 export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs = Math.floor(Date.now() / 1000)): CreatedInvoice {
   const r = asObject(result, 'CLN invoice');
   const bolt11 = r.bolt11;
@@ -187,22 +187,21 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
   const paymentHash = hex32(r.payment_hash, 'CLN invoice: payment_hash');
   const expiresAt = r.expires_at;
   if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt)) throw new BackendCallError('CLN invoice: expires_at is not an integer');
-  let decoded: ReturnType<typeof lightBolt11.decode>;
-  try {
-    decoded = lightBolt11.decode(bolt11);
-  } catch (e) {
-    throw new BackendCallError(`CLN invoice: bolt11 does not decode (${peerText((e as Error).message, [], 80)})`);
-  }
-  const section = <N extends string>(name: N) => decoded.sections.find((s) => s.name === name) as { value?: unknown } | undefined;
-  const hashInInvoice = section('payment_hash')?.value;
-  if (typeof hashInInvoice !== 'string' || hashInInvoice.toLowerCase() !== paymentHash.toString('hex')) {
-    throw new BackendCallError('CLN invoice: bolt11 payment hash differs from payment_hash', false);
-  }
-  const amount = section('amount')?.value;
-  if (typeof amount !== 'string' || !/^\d+$/.test(amount) || BigInt(amount) !== BigInt(req.amountMsat)) {
-    throw new BackendCallError(`CLN invoice: bolt11 amount ${peerText(amount, [], 30) || 'missing'} msat differs from the requested ${req.amountMsat} msat`, false);
-  }
-  if (expiresAt <= nowSecs) throw new BackendCallError('CLN invoice: the new invoice is already expired (check the node clock)');
+  // CLN's own expires_at is the expiry we report; a mismatch is a node fault (not retryable), an expired one maybe its clock.
+  checkReturnedInvoice(bolt11, {
+    backend: 'CLN invoice',
+    amountMsat: req.amountMsat,
+    paymentHash,
+    paymentHashField: 'payment_hash',
+    expiresAt,
+    now: nowSecs,
+    retryable: { payment_hash: false, amount: false },
+    wording: (p) => {
+      if (p.kind === 'payment_hash') return 'bolt11 payment hash differs from payment_hash; refusing it';
+      if (p.kind === 'amount') return `bolt11 amount ${p.invoiceMsat ?? 'missing'} msat differs from the requested ${p.requestedMsat} msat; refusing it`;
+      return undefined;
+    },
+  });
   return { bolt11, paymentHash, expiresAt };
 }
 

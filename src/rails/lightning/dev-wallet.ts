@@ -9,8 +9,8 @@ import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, wri
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { encode as bolt11Encode, sign as bolt11Sign } from '@atomiqlabs/bolt11';
-import lightBolt11 from 'light-bolt11-decoder';
 import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from './backend.js';
+import { decodeBolt11 } from './bolt11.js';
 
 /** Bitcoin regtest as @atomiqlabs/bolt11 spells it (identical to its built-in REGTESTNETWORK). */
 const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1], wif: 0xef };
@@ -226,16 +226,11 @@ export class DevWallet implements LightningBackend {
   pay(bolt11: string): Buffer {
     if (typeof bolt11 !== 'string') throw new DevWalletError('malformed', 'invoice must be a string');
     const invoice = normalizeBolt11(bolt11);
-    let hashHex: string | undefined;
+    let hashHex: string;
     try {
-      const decoded = lightBolt11.decode(invoice);
-      const section = decoded.sections.find((s) => s.name === 'payment_hash');
-      hashHex = section && 'value' in section ? String(section.value) : undefined;
+      hashHex = decodeBolt11(invoice).paymentHash.toString('hex');
     } catch (err) {
-      throw new DevWalletError('malformed', `not a valid BOLT11 invoice: ${(err as Error).message}`);
-    }
-    if (!hashHex || !/^[0-9a-f]{64}$/.test(hashHex)) {
-      throw new DevWalletError('malformed', 'BOLT11 invoice has no valid payment hash');
+      throw new DevWalletError('malformed', (err as Error).message);
     }
 
     const now = Date.now() / 1000;

@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import lightBolt11 from 'light-bolt11-decoder';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
+import { checkReturnedInvoice } from './bolt11.js';
 import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse } from './safe-fetch.js';
 
 const DEFAULT_URL = 'http://localhost:8080';
@@ -57,32 +57,6 @@ function sha256(b: Buffer): Buffer {
 }
 
 const HEX32 = /^[0-9a-f]{64}$/i;
-
-interface DecodedBolt11 {
-  paymentHash: string;
-  amountMsat?: string;
-  description?: string;
-  descriptionHash?: string;
-  timestamp: number;
-  expiry: number;
-}
-
-/** Decodes the fields the backends check; throws a plain Error on anything malformed. */
-export function decodeBolt11(bolt11: string): DecodedBolt11 {
-  const d = lightBolt11.decode(bolt11);
-  const out: Partial<DecodedBolt11> = { expiry: d.expiry };
-  for (const s of d.sections as Array<{ name: string; value?: unknown }>) {
-    if (s.name === 'payment_hash') out.paymentHash = String(s.value);
-    else if (s.name === 'amount') out.amountMsat = String(s.value);
-    else if (s.name === 'description') out.description = String(s.value);
-    else if (s.name === 'description_hash') out.descriptionHash = String(s.value);
-    else if (s.name === 'timestamp') out.timestamp = Number(s.value);
-  }
-  if (!out.paymentHash || !HEX32.test(out.paymentHash)) throw new Error('invoice has no valid payment hash');
-  if (!Number.isSafeInteger(out.timestamp)) throw new Error('invoice has no valid timestamp');
-  if (!Number.isSafeInteger(out.expiry) || (out.expiry as number) < 0) out.expiry = 3600;
-  return out as DecodedBolt11;
-}
 
 function readPassword(cfg: EclairConfig, configDir: string): string {
   if (cfg.password !== undefined) return cfg.password;
@@ -148,23 +122,19 @@ class EclairBackend implements LightningBackend {
     const o = body as Record<string, unknown> | null;
     const bolt11 = o && typeof o === 'object' ? o.serialized : undefined;
     if (typeof bolt11 !== 'string' || !bolt11) throw new BackendCallError('eclair createinvoice: reply has no `serialized` invoice');
-    let inv: DecodedBolt11;
-    try {
-      inv = decodeBolt11(bolt11);
-    } catch (e) {
-      throw new BackendCallError(`eclair createinvoice: returned an invoice that does not decode: ${(e as Error).message}`);
-    }
-    const claimed = o!.paymentHash;
-    if (typeof claimed !== 'string' || claimed.toLowerCase() !== inv.paymentHash) {
-      throw new BackendCallError('eclair createinvoice: `paymentHash` does not match the invoice');
-    }
-    if (inv.amountMsat !== String(req.amountMsat)) {
-      throw new BackendCallError(`eclair createinvoice: invoice is for ${inv.amountMsat ?? 'any'} msat, asked for ${req.amountMsat}`);
-    }
-    if (inv.description !== undefined && inv.description !== req.memo) {
-      throw new BackendCallError('eclair createinvoice: invoice description differs from the one requested');
-    }
-    return { bolt11, paymentHash: Buffer.from(inv.paymentHash, 'hex'), expiresAt: inv.timestamp + inv.expiry };
+    const inv = checkReturnedInvoice(bolt11, {
+      backend: 'eclair createinvoice',
+      amountMsat: req.amountMsat,
+      // Eclair always names the hash: a missing one is a mismatch (null is compared, undefined would not be).
+      paymentHash: o!.paymentHash ?? null,
+      description: req.memo,
+      wording: (p) => {
+        if (p.kind === 'payment_hash') return '`paymentHash` does not match the invoice; refusing it';
+        if (p.kind === 'amount') return `invoice is for ${p.invoiceMsat ?? 'any'} msat, asked for ${p.requestedMsat}; refusing it`;
+        return undefined;
+      },
+    });
+    return { bolt11, paymentHash: inv.paymentHash, expiresAt: inv.expiresAt };
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {

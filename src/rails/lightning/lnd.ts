@@ -7,9 +7,9 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import lightBolt11 from 'light-bolt11-decoder';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
+import { checkReturnedInvoice } from './bolt11.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
@@ -295,31 +295,6 @@ class LndGrpcTransport implements LndTransport {
 // The backend: transport-independent checks and error wording
 // ---------------------------------------------------------------------------------------------
 
-const HASH_HEX = /^[0-9a-f]{64}$/;
-
-interface DecodedInvoice {
-  paymentHashHex?: string;
-  amountMsat?: string;
-  timestamp?: number;
-  expiry: number;
-}
-
-function decodePaymentRequest(pr: string): DecodedInvoice | undefined {
-  try {
-    const d = lightBolt11.decode(pr);
-    const out: DecodedInvoice = { expiry: 3600 };
-    for (const s of d.sections) {
-      if (s.name === 'payment_hash') out.paymentHashHex = String(s.value).toLowerCase();
-      else if (s.name === 'amount') out.amountMsat = String(s.value);
-      else if (s.name === 'timestamp') out.timestamp = s.value;
-      else if (s.name === 'expiry') out.expiry = s.value;
-    }
-    return out;
-  } catch {
-    return undefined;
-  }
-}
-
 class LndBackend implements LightningBackend {
   readonly kind = 'lnd';
 
@@ -337,19 +312,22 @@ class LndBackend implements LightningBackend {
       throw new BackendCallError(`lnd: expirySecs must be a positive integer, got ${req.expirySecs}`, false);
     }
     const added = await this.call(() => this.transport.addInvoice({ valueMsat: req.amountMsat, memo: req.memo, expiry: req.expirySecs }, signal, this.ctx.timeoutMs));
-    const bad = (why: string): BackendCallError => new BackendCallError(`lnd ${this.transport.name} AddInvoice returned an unusable invoice: ${why}; refusing it`, false);
-    if (added.rHash.length !== 32) throw bad(`r_hash is ${added.rHash.length} bytes, expected 32`);
+    const backend = `lnd ${this.transport.name} AddInvoice returned an unusable invoice`;
+    if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
     const pr = added.paymentRequest.trim();
-    const decoded = pr ? decodePaymentRequest(pr) : undefined;
-    if (!decoded) throw bad('payment_request is not a decodable BOLT11 invoice');
-    if (!decoded.paymentHashHex || !HASH_HEX.test(decoded.paymentHashHex) || decoded.paymentHashHex !== added.rHash.toString('hex')) {
-      throw bad("payment_request's payment hash does not match r_hash");
-    }
-    if (decoded.amountMsat !== String(req.amountMsat)) {
-      throw bad(`payment_request is for ${decoded.amountMsat ?? 'any amount'} msat, but ${req.amountMsat} msat was requested`);
-    }
-    const timestamp = decoded.timestamp ?? Math.floor(Date.now() / 1000);
-    return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: timestamp + decoded.expiry };
+    const inv = checkReturnedInvoice(pr, {
+      backend,
+      amountMsat: req.amountMsat,
+      paymentHash: added.rHash,
+      paymentHashField: 'r_hash',
+      retryable: false,
+      wording: (p) => {
+        if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
+        if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
+        return undefined;
+      },
+    });
+    return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: inv.expiresAt };
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {

@@ -18,9 +18,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { bech32 } from '@scure/base';
-import lightBolt11 from 'light-bolt11-decoder';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
+import { checkReturnedInvoice } from './bolt11.js';
 import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse, type HttpClientOptions, type LookupAllFn } from './safe-fetch.js';
 
 const DEFAULT_TTL_SECS = 600;
@@ -240,29 +240,6 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => Error)
   });
 }
 
-interface InvoiceFields {
-  paymentHash: string;
-  amountMsat?: string;
-  descriptionHash?: string;
-  timestamp: number;
-  expiry: number;
-}
-
-function decodeInvoice(pr: string): InvoiceFields {
-  const d = lightBolt11.decode(pr);
-  const out: Partial<InvoiceFields> = { expiry: d.expiry };
-  for (const s of d.sections as Array<{ name: string; value?: unknown }>) {
-    if (s.name === 'payment_hash') out.paymentHash = String(s.value);
-    else if (s.name === 'amount') out.amountMsat = String(s.value);
-    else if (s.name === 'description_hash') out.descriptionHash = String(s.value);
-    else if (s.name === 'timestamp') out.timestamp = Number(s.value);
-  }
-  if (!out.paymentHash || !/^[0-9a-f]{64}$/.test(out.paymentHash)) throw new Error('no valid payment hash');
-  if (!Number.isSafeInteger(out.timestamp)) throw new Error('no valid timestamp');
-  if (!Number.isSafeInteger(out.expiry) || (out.expiry as number) < 0) out.expiry = 3600;
-  return out as InvoiceFields;
-}
-
 /** Validates a LUD-06 first response; throws an Error naming the bad field. */
 export function parsePayParams(body: unknown, allowHttp: boolean): PayParams {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new Error('reply is not a JSON object');
@@ -423,22 +400,15 @@ class LnurlBackend implements LightningBackend {
     const o = reply as { pr?: unknown; verify?: unknown } | null;
     if (!o || typeof o !== 'object' || typeof o.pr !== 'string' || !o.pr) throw new BackendCallError(`lnurl: ${this.who()} callback reply has no invoice (pr)`);
     const bolt11 = o.pr.trim();
-    let inv: InvoiceFields;
-    try {
-      inv = decodeInvoice(bolt11);
-    } catch (e) {
-      throw new BackendCallError(`lnurl: ${this.who()} returned an invoice that does not decode: ${(e as Error).message}`);
-    }
-    if (inv.amountMsat !== String(msat)) {
-      throw new BackendCallError(`lnurl: ${this.who()} returned an invoice for ${inv.amountMsat ?? 'an unspecified amount of'} msat, requested ${msat} msat; refusing it`);
-    }
-    if (inv.descriptionHash !== params.metadataHash) {
-      throw new BackendCallError(`lnurl: ${this.who()} returned an invoice whose description_hash is not sha256(metadata) (LUD-06); refusing it`);
-    }
-    const expiresAt = inv.timestamp + inv.expiry;
-    if (expiresAt <= Math.floor(Date.now() / 1000)) throw new BackendCallError(`lnurl: ${this.who()} returned an expired invoice`);
-    if (this.lookupInvoice && typeof o.verify === 'string') this.rememberVerify(inv.paymentHash, o.verify, bolt11, expiresAt);
-    return { bolt11, paymentHash: Buffer.from(inv.paymentHash, 'hex'), expiresAt };
+    // LUD-06: the amount is exactly the one asked for and description_hash is sha256(metadata).
+    const inv = checkReturnedInvoice(bolt11, {
+      backend: `lnurl: ${this.who()}`,
+      amountMsat: msat,
+      descriptionHash: { hex: params.metadataHash, of: 'metadata' },
+      wording: (p) => (p.kind === 'amount' ? `got an invoice for ${p.invoiceMsat ?? 'an unspecified amount of'} msat, requested ${msat} msat; refusing it` : undefined),
+    });
+    if (this.lookupInvoice && typeof o.verify === 'string') this.rememberVerify(inv.paymentHash.toString('hex'), o.verify, bolt11, inv.expiresAt);
+    return { bolt11, paymentHash: inv.paymentHash, expiresAt: inv.expiresAt };
   }
 
   async check(signal?: AbortSignal): Promise<string> {

@@ -14,12 +14,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import lightBolt11 from 'light-bolt11-decoder';
 import { finalizeEvent, type Event } from 'nostr-tools/pure';
 import * as nip44 from 'nostr-tools/nip44';
 import * as nip04 from 'nostr-tools/nip04';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
+import { checkReturnedInvoice } from './bolt11.js';
 import { NwcUriError, parseNwcUri, relayHost, type NwcConnection } from './nwc-uri.js';
 import { RelayConnection, peerText } from './nwc-relay.js';
 
@@ -137,28 +137,6 @@ export function negotiateEncryption(infoEvent: Pick<Event, 'tags'>): { encryptio
 /** Capabilities from the info event's content; space-separated per NIP-47, commas tolerated (older Alby). */
 export function infoMethods(infoEvent: Pick<Event, 'content'>): string[] {
   return infoEvent.content.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
-}
-
-interface DecodedInvoice {
-  paymentHash: string;
-  amountMsat?: bigint;
-  timestamp: number;
-  expiry: number;
-}
-
-function decodeInvoice(bolt11: string): DecodedInvoice {
-  const d = lightBolt11.decode(bolt11);
-  let paymentHash: string | undefined;
-  let amountMsat: bigint | undefined;
-  let timestamp: number | undefined;
-  for (const s of d.sections as Array<{ name: string; value?: unknown }>) {
-    if (s.name === 'payment_hash') paymentHash = String(s.value).toLowerCase();
-    else if (s.name === 'amount') amountMsat = BigInt(String(s.value));
-    else if (s.name === 'timestamp') timestamp = Number(s.value);
-  }
-  if (!paymentHash || !HEX32.test(paymentHash)) throw new Error('no payment hash');
-  if (timestamp === undefined || !Number.isFinite(timestamp)) throw new Error('no timestamp');
-  return { paymentHash, amountMsat, timestamp, expiry: Number(d.expiry) };
 }
 
 /**
@@ -480,21 +458,15 @@ class NwcBackend implements LightningBackend {
     const result = await this.client.call('make_invoice', { amount: req.amountMsat, description: req.memo, expiry: req.expirySecs }, signal);
     const bolt11 = typeof result.invoice === 'string' ? result.invoice.trim() : '';
     if (!bolt11) throw new BackendCallError('NWC make_invoice: the wallet service returned no invoice', false);
-    let decoded: DecodedInvoice;
-    try {
-      decoded = decodeInvoice(bolt11);
-    } catch (e) {
-      throw new BackendCallError(`NWC make_invoice: the wallet service returned an invoice that does not decode (${errText(e)})`, false);
-    }
-    if (decoded.amountMsat !== BigInt(req.amountMsat)) {
-      throw new BackendCallError(`NWC make_invoice: the invoice is for ${decoded.amountMsat === undefined ? 'no fixed amount' : `${decoded.amountMsat} msat`}, not the ${req.amountMsat} msat asked for; refusing it`, false);
-    }
-    if (result.payment_hash !== undefined && result.payment_hash !== null && String(result.payment_hash).toLowerCase() !== decoded.paymentHash) {
-      throw new BackendCallError('NWC make_invoice: the payment hash the wallet service names is not the one in its invoice; refusing it', false);
-    }
-    const expiresAt = decoded.timestamp + (Number.isFinite(decoded.expiry) && decoded.expiry > 0 ? decoded.expiry : 3600);
-    if (expiresAt <= Math.floor(Date.now() / 1000)) throw new BackendCallError('NWC make_invoice: the wallet service returned an invoice that has already expired', false);
-    return { bolt11, paymentHash: Buffer.from(decoded.paymentHash, 'hex'), expiresAt };
+    const inv = checkReturnedInvoice(bolt11, {
+      backend: 'NWC make_invoice',
+      amountMsat: req.amountMsat,
+      // NIP-47 makes payment_hash optional; when named, it must be the invoice's (a non-string never is).
+      paymentHash: result.payment_hash ?? undefined,
+      retryable: false,
+      wording: (p) => (p.kind === 'payment_hash' ? 'the payment hash the wallet service names is not the one in its invoice; refusing it' : undefined),
+    });
+    return { bolt11, paymentHash: inv.paymentHash, expiresAt: inv.expiresAt };
   }
 
   private async lookup(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
