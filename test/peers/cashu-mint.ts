@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
   Amount,
+  Wallet,
   createBlindSignature,
   createDLEQProof,
   createNewMintKeys,
@@ -120,6 +121,8 @@ export class CashuMintPeer {
   readonly knobs = {
     /** Delay before a swap is processed (the swap still happens after the delay). */
     swapDelayMs: 0,
+    /** Delay before a melt is processed (the payment still happens after the delay). */
+    meltDelayMs: 0,
     /** Answer every request with HTTP 500. */
     broken: false,
     /** Count of requests per path. */
@@ -189,6 +192,16 @@ export class CashuMintPeer {
     this.node.pay(q.request);
   }
 
+  /** A real cashu-ts wallet holding `amount` freshly minted here (the test pays the mint quote's invoice). */
+  async fundedWallet(amount: number): Promise<{ wallet: Wallet; proofs: Proof[] }> {
+    const wallet = new Wallet(this.url, { unit: this.unit });
+    await wallet.loadMint();
+    const quote = await wallet.createMintQuoteBolt11(amount);
+    this.payMintQuote(quote.quote);
+    const proofs = await wallet.mintProofsBolt11(amount, quote.quote);
+    return { wallet, proofs };
+  }
+
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
@@ -247,7 +260,10 @@ export class CashuMintPeer {
         if (!q) throw new MintError(20003, 'quote not found');
         return send(200, q);
       }
-      if (route === 'POST /v1/melt/bolt11') return send(200, this.melt(body));
+      if (route === 'POST /v1/melt/bolt11') {
+        if (this.knobs.meltDelayMs > 0) await new Promise((r) => setTimeout(r, this.knobs.meltDelayMs));
+        return send(200, this.melt(body));
+      }
       return send(404, { detail: 'not found' });
     } catch (err) {
       if (err instanceof MintError) return send(400, { code: err.code, detail: err.detail });

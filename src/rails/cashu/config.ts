@@ -71,6 +71,8 @@ export const cashuConfigSchema = z
     unit: z.enum(['sat', 'msat']).default('sat'),
     /** Accepted mints. Empty = any mint (standard mode only). */
     mints: z.array(mintUrl).default([]),
+    /** With an empty mint list: also accept mints on loopback/private addresses (tests, private setups). */
+    allow_private_mints: boolLike.default(false),
     db_path: z.string().min(1).optional(),
     mnemonic: mnemonic.optional(),
     mnemonic_file: z.string().min(1).optional(),
@@ -107,6 +109,7 @@ export const cashuConfigSchema = z
     mode: c.mode,
     unit: c.unit,
     mints: c.mints,
+    allowPrivateMints: c.allow_private_mints,
     dbPath: c.db_path,
     mnemonic: c.mnemonic,
     mnemonicFile: c.mnemonic_file,

@@ -1,12 +1,29 @@
 // HTTP to Cashu mints with a bound on every call, and a per-mint cache of verified keysets (persisted, so
 // P2PK verification keeps working while a mint is unreachable). Also the RequestFn that cashu-ts's Wallet
 // uses, so swaps and melts get the same timeouts and error mapping.
-import { HttpResponseError, Keyset, MintOperationError, NetworkError, type GetInfoResponse, type MintKeys, type RequestFn } from '@cashu/cashu-ts';
+import { HttpResponseError, JSONInt, Keyset, MintOperationError, NetworkError, type GetInfoResponse, type MintKeys, type RequestFn } from '@cashu/cashu-ts';
 import { FixedBase, parsePoint } from './secp256k1.js';
 import type { StoredKeyset, WalletDb } from './wallet-db.js';
 
-/** The mint could not be reached or answered nonsense: the payer is not at fault (503). */
-export class MintUnavailableError extends Error {}
+/**
+ * The mint could not be reached or answered nonsense: the payer is not at fault (503). `notProcessed`:
+ * the mint certainly did nothing (connection refused, unknown host, an HTTP error status); otherwise the
+ * outcome is unknown (timeout, connection lost, unreadable success answer).
+ */
+export class MintUnavailableError extends Error {
+  constructor(message: string, readonly notProcessed = false) {
+    super(message);
+  }
+}
+/** cashu-ts-facing form of a MintUnavailableError whose request certainly changed nothing at the mint. */
+export class MintNotReachedError extends NetworkError {
+  constructor(message: string) {
+    super(message);
+    // cashu-ts's error constructors pin their own prototype, which would hide this subclass.
+    Object.setPrototypeOf(this, new.target.prototype);
+    this.name = 'MintNotReachedError';
+  }
+}
 /** The mint refused the operation with a NUT error (code, detail). */
 export class MintRejectedError extends Error {
   constructor(readonly code: number, readonly detail: string) {
@@ -18,7 +35,8 @@ export class MintRejectedError extends Error {
 export const NUT_CODE = { tokenAlreadySpent: 11001, tokenPending: 11002, outputsAlreadySigned: 10002 } as const;
 
 const MAX_BODY = 4 * 1024 * 1024;
-const KEYSET_REFRESH_MS = 30_000;
+/** Spacing of keyset reloads triggered by unknown keyset ids (made-up ids cannot make us hammer a mint). */
+const KEYSET_REFRESH_MS = 1_000;
 
 function detailOf(text: string): { code?: number; detail?: string } {
   try {
@@ -50,14 +68,17 @@ export async function mintFetch<T>(
     res = await fetch(url, {
       method: opts.method ?? 'GET',
       headers: opts.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v)),
+      // cashu-ts's JSON writes Amount objects and bigints as plain JSON integers, as mints expect.
+      body: opts.body === undefined ? undefined : JSONInt.stringify(opts.body),
       signal,
       redirect: 'error',
     });
   } catch (err) {
-    const e = err as Error;
+    const e = err as Error & { cause?: { code?: string } };
+    const code = e.cause?.code;
+    const notProcessed = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
     const why = e.name === 'TimeoutError' ? `no answer within ${opts.timeoutMs} ms` : e.name === 'AbortError' ? 'request aborted' : 'unreachable';
-    throw new MintUnavailableError(`mint ${new URL(url).origin} ${why}`);
+    throw new MintUnavailableError(`mint ${new URL(url).origin} ${why}`, notProcessed);
   }
   let text: string;
   try {
@@ -72,9 +93,9 @@ export async function mintFetch<T>(
     const d = detailOf(text);
     throw new MintRejectedError(d.code ?? 0, sanitize(d.detail ?? 'bad request'));
   }
-  if (!res.ok) throw new MintUnavailableError(`mint ${new URL(url).origin} answered HTTP ${res.status}`);
+  if (!res.ok) throw new MintUnavailableError(`mint ${new URL(url).origin} answered HTTP ${res.status}`, true);
   try {
-    return JSON.parse(text) as T;
+    return JSONInt.parse(text) as T;
   } catch {
     throw new MintUnavailableError(`mint ${new URL(url).origin} sent invalid JSON`);
   }
@@ -92,7 +113,7 @@ export function cashuRequestFn(timeoutMs: number): RequestFn {
       });
     } catch (err) {
       if (err instanceof MintRejectedError) throw new MintOperationError(err.code, err.detail);
-      if (err instanceof MintUnavailableError) throw new NetworkError(err.message);
+      if (err instanceof MintUnavailableError) throw err.notProcessed ? new MintNotReachedError(err.message) : new NetworkError(err.message);
       throw new HttpResponseError((err as Error).message, 500);
     }
   }) as RequestFn;
@@ -108,7 +129,7 @@ export interface KnownKeyset {
   keys: Record<string, string>;
 }
 
-/** Fixed-base tables for mint keys, least recently used dropped first (each is ~0.3 MB). */
+/** Fixed-base tables for mint keys, least recently used dropped first (each is ~0.5 MB). */
 class KeyTables {
   private readonly map = new Map<string, FixedBase>();
   constructor(private readonly cap: number) {}
@@ -121,7 +142,7 @@ class KeyTables {
     }
     const p = parsePoint(hex);
     if (!p) return undefined;
-    t = new FixedBase(p, 7);
+    t = new FixedBase(p, 8);
     this.map.set(hex, t);
     if (this.map.size > this.cap) this.map.delete(this.map.keys().next().value!);
     return t;
@@ -142,7 +163,7 @@ interface MintState {
  */
 export class MintDirectory {
   private readonly mints = new Map<string, MintState>();
-  readonly tables = new KeyTables(64);
+  readonly tables = new KeyTables(48);
 
   constructor(
     private readonly db: WalletDb,
@@ -173,7 +194,7 @@ export class MintDirectory {
 
   /**
    * Loads keysets from the mint: on first use, or when `unknownId` is not known and the last load is older
-   * than 30 s (so made-up keyset ids cannot make us hammer a mint). Concurrent callers share one load.
+   * than a second (a rotated keyset is picked up on its first token). Concurrent callers share one load.
    */
   async ensure(mint: string, opts: { unknownId?: string; signal?: AbortSignal; force?: boolean } = {}): Promise<Map<string, KnownKeyset>> {
     const s = this.state(mint);

@@ -360,7 +360,7 @@ export function mulG(k: bigint): Jac {
 }
 
 export const jacToAffine = (p: Jac): Affine => toAffineBatch([p])[0]!;
-export { madd, jadd, toAffineBatch, fmul as _fmul, INF as _INF };
+
 export type { Jac };
 
 // ---- NUT-12 ----------------------------------------------------------------------------------------------

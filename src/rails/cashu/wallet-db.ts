@@ -7,7 +7,8 @@ import { dirname } from 'node:path';
 
 const SCHEMA = 'l402-nginx-cashu-wallet/1';
 
-export type ProofState = 'unspent' | 'pending' | 'spent';
+/** `invalid`: the mint does not recognise the proof (only possible with require_dleq off); kept for the record. */
+export type ProofState = 'unspent' | 'pending' | 'spent' | 'invalid';
 
 export interface StoredProof {
   y: string;
@@ -128,6 +129,7 @@ export class WalletDb {
       getMeta: d.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       // First writer wins; a later process reads what the first one wrote.
       initMeta: d.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING'),
+      setMeta: d.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       insertProof: d.prepare(
         `INSERT INTO proofs (y, mint, unit, keyset_id, amount, secret, c, dleq, tenant, route_id, p2pk, locktime, state, melt_id, created_at, updated_at)
          VALUES (@y, @mint, @unit, @keyset_id, @amount, @secret, @c, @dleq, @tenant, @route_id, @p2pk, @locktime, 'unspent', NULL, @now, @now)`,
@@ -208,6 +210,9 @@ export class WalletDb {
   metaInit(key: string, value: string): string {
     this.st.initMeta.run(key, value);
     return this.st.getMeta.get(key)!.value;
+  }
+  metaSet(key: string, value: string): void {
+    this.st.setMeta.run(key, value);
   }
   meta(key: string): string | undefined {
     return this.st.getMeta.get(key)?.value;

@@ -1,0 +1,489 @@
+// The Cashu rail: NUT-18 challenge, NUT-24 acceptance in standard (swap at the mint) or P2PK (verify
+// locally, store) mode, single use of every proof through the shared Store, and scheduled redemption.
+import { dirname, isAbsolute, resolve } from 'node:path';
+import {
+  CTSError,
+  getDecodedToken,
+  getPubKeyFromPrivKey,
+  getTokenMetadata,
+  MintOperationError,
+  NetworkError,
+  type Proof,
+  type Token,
+} from '@cashu/cashu-ts';
+import type { LightningBackend } from '../lightning/backend.js';
+import type { Store } from '../../store/store.js';
+import type { Logger } from '../../util/log.js';
+import { normalizeMint, resolveDbPath, type CashuConfig } from './config.js';
+import { MintDirectory, MintNotReachedError, MintRejectedError, MintUnavailableError, NUT_CODE, mintFetch, sanitize, type KnownKeyset } from './mint-client.js';
+import { encodePaymentRequest, MSAT_PER_UNIT, priceInUnit, type CashuUnit } from './payment-request.js';
+import { Redeemer, type PayoutInvoice } from './redeem.js';
+import { proofSetId, ReplayGuard } from './replay.js';
+import { hashToCurve, mulG } from './secp256k1.js';
+import { loadWalletSeed } from './seed.js';
+import { checkTokenProofs, prepareP2pk, Rejection, verifyDleqChunked, type CheckedToken } from './verify.js';
+import { WalletDb, type BalanceRow, type MeltRecord, type StoredProof } from './wallet-db.js';
+import { WalletPool } from './wallets.js';
+
+export interface CashuAcceptContext {
+  /** Route id, stored with the proofs. */
+  routeId: string;
+  /** The route's own Lightning address: its ecash is redeemed to it, never mixed with others'. */
+  tenant?: string;
+}
+
+export type CashuAcceptResult =
+  | { ok: true; amountMsat: number; mint: string; proofs: number }
+  /** The payer's fault (NUT-24): answer 400 with `reason` and a fresh X-Cashu challenge. */
+  | { ok: false; status: 400; reason: string }
+  /** Ours or the mint's: answer 503 with Retry-After. */
+  | { ok: false; status: 503; reason: string };
+
+export interface CashuRail {
+  readonly mode: 'standard' | 'p2pk';
+  readonly unit: CashuUnit;
+  /**
+   * Value of the X-Cashu challenge header (NUT-18 creqA) for a price, rounded up to the unit. The request
+   * is the same for every route at a price (`routeId` is accepted for call-site symmetry and ignored).
+   */
+  paymentRequest(priceMsat: number, routeId?: string): string;
+  /** Verifies and accepts a token (NUT-24) for a price. Never throws. */
+  accept(token: string, priceMsat: number, ctx: CashuAcceptContext, signal?: AbortSignal): Promise<CashuAcceptResult>;
+  /** Runs one redemption cycle now (also what the timer runs). */
+  redeemNow(signal?: AbortSignal): Promise<MeltRecord[]>;
+  balances(): BalanceRow[];
+  melts(limit?: number): MeltRecord[];
+  /** For `l402d doctor`: every accepted mint answers /v1/info and its keysets verify. */
+  check(signal?: AbortSignal): Promise<string>;
+  /** One line for operators; no secrets. */
+  describe(): string;
+  close(): Promise<void>;
+}
+
+export interface CashuRailDeps {
+  store: Store;
+  dataDir: string;
+  /** Relative paths in the section resolve against it (default: dataDir). */
+  configDir?: string;
+  log: Logger;
+  /** Redeemed ecash of routes without their own Lightning address is paid to invoices from this backend. */
+  lightning?: Pick<LightningBackend, 'createInvoice'>;
+  /** BOLT11 invoice for a tenant's Lightning address (LNURL-pay); needed for per-tenant redemption. */
+  tenantInvoice?: (address: string, amountMsat: number, memo: string, signal: AbortSignal) => Promise<string>;
+}
+
+const bad = (reason: string): CashuAcceptResult => ({ ok: false, status: 400, reason });
+const unavailable = (reason: string): CashuAcceptResult => ({ ok: false, status: 503, reason });
+const nowSecs = () => Math.floor(Date.now() / 1000);
+const errText = (err: unknown) => sanitize(err instanceof Error ? err.message : String(err), 200);
+
+/**
+ * With no mint list, the token chooses which URL we fetch: refuse loopback, private and link-local
+ * literals and localhost names (a DNS name can still point inside; list your mints to be sure).
+ */
+export function isPrivateHost(mintUrl: string): boolean {
+  const host = new URL(mintUrl).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.local') || host.endsWith('.internal')) return true;
+  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host);
+  if (v4) {
+    const [a, b] = [Number(v4[1]), Number(v4[2])];
+    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || a >= 224;
+  }
+  if (host.includes(':')) return host === '::' || host === '::1' || /^f[cd]/.test(host) || /^fe[89ab]/.test(host) || host.startsWith('::ffff:');
+  return false;
+}
+
+/** Resolves `p` unless `ms` pass or `signal` aborts first; the losing promise keeps running. */
+function race<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<{ done: true; value: T } | { done: false }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish({ done: false }), ms);
+    const onAbort = () => finish({ done: false });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    function finish(v: { done: true; value: T } | { done: false }) {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(v);
+    }
+    if (signal?.aborted) return finish({ done: false });
+    p.then(
+      (value) => finish({ done: true, value }),
+      (err) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+export async function createCashuRail(cfg: CashuConfig, deps: CashuRailDeps): Promise<CashuRail> {
+  const log = deps.log.child({ rail: 'cashu' });
+  const configDir = deps.configDir ?? deps.dataDir;
+  const dbPath = resolveDbPath(cfg, deps.dataDir, configDir);
+  const db = new WalletDb(dbPath);
+  try {
+    return await build(cfg, deps, log, db, dbPath, configDir);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: WalletDb, dbPath: string, configDir: string): Promise<CashuRail> {
+  const unit = cfg.unit as CashuUnit;
+  const mnemonicFile = cfg.mnemonicFile
+    ? isAbsolute(cfg.mnemonicFile)
+      ? cfg.mnemonicFile
+      : resolve(configDir, cfg.mnemonicFile)
+    : resolve(dirname(dbPath), 'wallet.mnemonic');
+  const seed = loadWalletSeed({ mnemonic: cfg.mnemonic, mnemonicFile, fingerprintFile: resolve(dirname(dbPath), 'wallet.fingerprint'), db });
+  if (seed.source === 'generated') log.warn({ file: mnemonicFile }, 'cashu: generated a new wallet mnemonic; back it up (it restores the wallet)');
+
+  const ourPubkey = cfg.p2pk.privateKey ? Buffer.from(getPubKeyFromPrivKey(Buffer.from(cfg.p2pk.privateKey, 'hex'))).toString('hex') : undefined;
+  const whitelist = new Set(cfg.mints);
+  const directory = new MintDirectory(db, cfg.mintTimeoutMs, Math.max(cfg.mints.length, 32));
+  const replay = new ReplayGuard(deps.store);
+  // The swap's own transport bound is longer than swap_timeout_ms: the request answers 503 at the shorter
+  // bound while the swap may still finish (and be credited) in the background.
+  const wallets = new WalletPool(db, directory, seed.seed, unit, Math.min(Math.max(cfg.swapTimeoutMs * 4, 10_000), 60_000));
+  const background = new Set<Promise<unknown>>();
+  const requestCache = new Map<number, string>();
+  const nutsCache = new Map<string, Record<string, boolean>>();
+  let closed = false;
+
+  if (cfg.mode === 'standard' && cfg.mints.length === 0) {
+    log.warn('cashu: no accepted mints configured: tokens from ANY mint are swapped, so clients choose which URLs this gate fetches');
+  }
+  // Warm keysets and mint info; a mint that is down now is retried on first use.
+  await Promise.allSettled(
+    cfg.mints.map(async (m) => {
+      try {
+        await directory.ensure(m);
+        const info = await directory.loadInfo(m);
+        persistInfo(m, info);
+      } catch (err) {
+        log.warn({ mint: m, err: errText(err) }, 'cashu: mint not reachable at startup; will retry on first use');
+      }
+    }),
+  );
+  if (cfg.mode === 'p2pk' && cfg.p2pk.requireDleq) mulG(1n); // builds the generator table now, not on the first payment
+
+  function persistInfo(mint: string, info: unknown) {
+    const nuts = (info as { nuts?: Record<string, { supported?: boolean }> })?.nuts ?? {};
+    db.metaSet(`mint_nuts:${mint}`, JSON.stringify({ 7: !!nuts['7']?.supported, 11: !!nuts['11']?.supported, 12: !!nuts['12']?.supported }));
+    nutsCache.delete(mint);
+  }
+
+  /** NUT-06 support flags, from memory, disk (so a restart works while the mint is down), or the mint. */
+  async function mintNuts(mint: string, signal?: AbortSignal): Promise<Record<string, boolean>> {
+    let nuts = nutsCache.get(mint);
+    if (nuts) return nuts;
+    let stored = db.meta(`mint_nuts:${mint}`);
+    if (!stored) {
+      persistInfo(mint, await directory.loadInfo(mint, signal));
+      stored = db.meta(`mint_nuts:${mint}`)!;
+    }
+    nuts = JSON.parse(stored) as Record<string, boolean>;
+    nutsCache.set(mint, nuts);
+    return nuts;
+  }
+
+  async function keysetsFor(mint: string, signal?: AbortSignal, unknownId?: string): Promise<Map<string, KnownKeyset>> {
+    try {
+      return await directory.ensure(mint, { signal, unknownId });
+    } catch (err) {
+      // P2PK verification is local: keys persisted earlier keep it working while the mint is down.
+      if (err instanceof MintUnavailableError && directory.known(mint).size > 0) return directory.known(mint);
+      throw err;
+    }
+  }
+
+  function decode(token: string, keysets: Map<string, KnownKeyset>): Token {
+    return getDecodedToken(token, [...keysets.keys()]);
+  }
+
+  function toStored(t: CheckedToken, mint: string, ctx: CashuAcceptContext, p2pk: boolean): StoredProof[] {
+    return t.proofs.map((c) => ({
+      y: c.y,
+      mint,
+      unit,
+      keysetId: c.proof.id,
+      amount: c.amount,
+      secret: c.proof.secret,
+      C: c.proof.C,
+      dleq: c.proof.dleq,
+      tenant: ctx.tenant,
+      routeId: ctx.routeId,
+      p2pk,
+      locktime: c.locktime,
+    }));
+  }
+
+  async function acceptP2pk(t: CheckedToken, mint: string, priceMsat: number, ctx: CashuAcceptContext, signal?: AbortSignal): Promise<CashuAcceptResult> {
+    const nuts = await mintNuts(mint, signal);
+    // NUT-11: a mint that does not enforce P2PK treats locked proofs as anyone-can-spend.
+    if (!nuts['11']) return bad(`mint ${mint} does not enforce P2PK (NUT-11); its proofs cannot be locked to this gate`);
+    const dleq = prepareP2pk(t, directory, { ourPubkey: ourPubkey!, requireDleq: cfg.p2pk.requireDleq, nowSecs: nowSecs(), minLocktimeSecs: cfg.p2pk.minLocktimeSecs });
+    await verifyDleqChunked(dleq);
+    signal?.throwIfAborted();
+    if (cfg.p2pk.checkState) {
+      const res = await mintFetch<{ states?: Array<{ Y?: string; state?: string }> }>(`${mint}/v1/checkstate`, {
+        method: 'POST',
+        body: { Ys: t.ys },
+        timeoutMs: cfg.mintTimeoutMs,
+        signal,
+      });
+      const byY = new Map((res.states ?? []).map((s) => [String(s.Y).toLowerCase(), s.state]));
+      for (const y of t.ys) {
+        const st = byY.get(y);
+        if (st === 'SPENT') return bad('token already spent (mint reports it spent)');
+        if (st === 'PENDING') return bad('token is pending at the mint');
+        if (st !== 'UNSPENT') throw new MintUnavailableError(`mint ${mint} sent no state for a proof`);
+      }
+    }
+    if ((await replay.claimAll(t.ys)) === 'replay') {
+      replay.remember(t.ys);
+      return bad('token already spent');
+    }
+    let stored: boolean;
+    try {
+      stored = db.insertProofs(toStored(t, mint, ctx, true));
+    } catch (err) {
+      await replay.release(t.ys);
+      throw err;
+    }
+    replay.remember(t.ys);
+    if (!stored) return bad('token already spent');
+    const amountMsat = (t.total - t.fee) * MSAT_PER_UNIT[unit];
+    log.info({ mint, route: ctx.routeId, amountMsat, proofs: t.proofs.length, priceMsat }, 'cashu: P2PK token accepted');
+    return { ok: true, amountMsat, mint, proofs: t.proofs.length };
+  }
+
+  function storeSwapped(received: Proof[], mint: string, ctx: CashuAcceptContext): void {
+    db.insertProofs(
+      received.map((p) => ({
+        y: hashToCurve(p.secret).hex,
+        mint,
+        unit,
+        keysetId: p.id,
+        amount: p.amount.toNumber(),
+        secret: p.secret,
+        C: p.C,
+        dleq: p.dleq,
+        tenant: ctx.tenant,
+        routeId: ctx.routeId,
+        p2pk: false,
+      })),
+    );
+  }
+
+  async function acceptStandard(
+    t: CheckedToken,
+    mint: string,
+    priceMsat: number,
+    ctx: CashuAcceptContext,
+    signal?: AbortSignal,
+  ): Promise<CashuAcceptResult> {
+    const amountMsat = (t.total - t.fee) * MSAT_PER_UNIT[unit];
+    const setId = proofSetId(t.ys);
+    if ((await replay.claimAll(t.ys, cfg.replayTtlSecs)) === 'replay') {
+      if (await replay.useLateCredit(setId, cfg.replayTtlSecs)) {
+        replay.remember(t.ys);
+        log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: token accepted (its swap finished after an earlier timeout)');
+        return { ok: true, amountMsat, mint, proofs: t.proofs.length };
+      }
+      return bad('token already spent');
+    }
+    let wallet;
+    try {
+      wallet = await wallets.get(mint, signal);
+    } catch (err) {
+      await replay.release(t.ys);
+      throw err;
+    }
+    // The swap itself proves the signatures; cashu-ts would otherwise re-verify DLEQs slowly.
+    const proofs = t.proofs.map((c) => ({ id: c.proof.id, amount: c.proof.amount, secret: c.proof.secret, C: c.proof.C, ...(c.proof.witness ? { witness: c.proof.witness } : {}) }));
+    // Proofs locked to our key (if one is configured) are signed for the swap.
+    const swap = wallet.receive({ mint, unit, proofs }, cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : undefined);
+    let outcome;
+    try {
+      outcome = await race(swap, cfg.swapTimeoutMs, signal);
+    } catch (err) {
+      return swapFailed(err, t, mint);
+    }
+    if (outcome.done) {
+      storeSwapped(outcome.value, mint, ctx);
+      replay.remember(t.ys);
+      log.info({ mint, route: ctx.routeId, amountMsat, proofs: t.proofs.length, priceMsat }, 'cashu: token swapped and accepted');
+      return { ok: true, amountMsat, mint, proofs: t.proofs.length };
+    }
+    // Too slow (or the request went away): keep the claims; if the swap completes, the value is kept and
+    // the payer's retry with the same token is accepted once.
+    const late = swap.then(
+      async (received) => {
+        storeSwapped(received, mint, ctx);
+        // Not remembered as spent in-process: the payer's retry must reach the late credit below.
+        await replay.creditLate(setId, cfg.replayTtlSecs);
+        log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: late swap completed; a retry with the same token will be accepted');
+      },
+      async (err) => {
+        await swapFailed(err, t, mint);
+      },
+    );
+    background.add(late);
+    void late.finally(() => background.delete(late));
+    return unavailable(signal?.aborted ? 'request aborted during the swap' : `mint did not complete the swap within ${cfg.swapTimeoutMs} ms`);
+  }
+
+  async function swapFailed(err: unknown, t: CheckedToken, mint: string): Promise<CashuAcceptResult> {
+    if (err instanceof MintOperationError) {
+      if (err.code === NUT_CODE.tokenAlreadySpent) {
+        replay.remember(t.ys);
+        return bad('token already spent');
+      }
+      // The mint refused without spending anything: let the payer retry.
+      await replay.release(t.ys);
+      return bad(`mint refused the token: ${sanitize(err.message)}`);
+    }
+    if (err instanceof MintNotReachedError) {
+      // Refused connection, unknown host or an HTTP error status: the mint spent nothing.
+      await replay.release(t.ys);
+      return unavailable(sanitize(err.message));
+    }
+    if (err instanceof NetworkError) {
+      // Timeout or a connection lost mid-request: the outcome is unknown, so the claims stay (safe side).
+      log.warn({ mint, err: errText(err) }, 'cashu: swap outcome unknown (transport); proofs stay claimed');
+      return unavailable(sanitize(err.message));
+    }
+    if (err instanceof CTSError) {
+      await replay.release(t.ys);
+      return bad(`token cannot be swapped: ${sanitize(err.message)}`);
+    }
+    log.error({ mint, err: errText(err) }, 'cashu: swap failed');
+    return unavailable('swap failed');
+  }
+
+  async function accept(token: string, priceMsat: number, ctx: CashuAcceptContext, signal?: AbortSignal): Promise<CashuAcceptResult> {
+    if (closed) return unavailable('cashu rail is shutting down');
+    if (typeof token !== 'string' || token.length > cfg.maxTokenBytes) return bad(`token is larger than ${cfg.maxTokenBytes} bytes`);
+    let priceUnits: number;
+    try {
+      priceUnits = priceInUnit(priceMsat, unit);
+    } catch (err) {
+      log.error({ err: errText(err) }, 'cashu: invalid price');
+      return unavailable('invalid price');
+    }
+    try {
+      let meta;
+      try {
+        meta = getTokenMetadata(token);
+      } catch {
+        return bad('token cannot be decoded');
+      }
+      let mint: string;
+      try {
+        mint = normalizeMint(meta.mint);
+      } catch {
+        return bad('token names an invalid mint URL');
+      }
+      if (whitelist.size > 0 && !whitelist.has(mint)) return bad(`mint ${sanitize(mint, 100)} is not accepted here`);
+      if (whitelist.size === 0 && !cfg.allowPrivateMints && isPrivateHost(mint)) return bad(`mint ${sanitize(mint, 100)} is on a private address`);
+      if ((meta.unit || 'sat') !== unit) return bad(`token unit is ${sanitize(meta.unit, 16)}; this gate takes ${unit}`);
+      const n = meta.incompleteProofs.length;
+      if (n === 0) return bad('token has no proofs');
+      if (n > cfg.maxProofs) return bad(`token has ${n} proofs; at most ${cfg.maxProofs} are accepted`);
+      if (meta.amount.toBigInt() < BigInt(priceUnits)) return bad(`token is worth ${meta.amount.toString()} ${unit}; the price is ${priceUnits} ${unit}`);
+
+      let keysets = await keysetsFor(mint, signal);
+      let decoded: Token;
+      try {
+        decoded = decode(token, keysets);
+      } catch {
+        // Perhaps a keyset we have not seen yet (its short id cannot be mapped): refresh once, rate-limited.
+        keysets = await keysetsFor(mint, signal, '\u0000unknown');
+        try {
+          decoded = decode(token, keysets);
+        } catch {
+          return bad('token cannot be decoded (unknown keyset or malformed)');
+        }
+      }
+      const unknown = decoded.proofs.find((p) => !keysets.has(p.id));
+      if (unknown) keysets = await keysetsFor(mint, signal, unknown.id);
+
+      const checked = checkTokenProofs(decoded.proofs, keysets, { unit, priceUnits, maxProofs: cfg.maxProofs, nowSecs: nowSecs() });
+      if (replay.knownSpent(checked.ys)) return bad('token already spent');
+      return cfg.mode === 'p2pk' ? await acceptP2pk(checked, mint, priceMsat, ctx, signal) : await acceptStandard(checked, mint, priceMsat, ctx, signal);
+    } catch (err) {
+      if (err instanceof Rejection) return bad(err.message);
+      if (err instanceof MintRejectedError) return bad(`mint refused: ${err.detail}`);
+      if (err instanceof MintUnavailableError) return unavailable(err.message);
+      if (signal?.aborted) return unavailable('request aborted');
+      log.error({ err: errText(err) }, 'cashu: accept failed');
+      return unavailable('cashu verification failed');
+    }
+  }
+
+  const payout: PayoutInvoice | undefined =
+    deps.lightning || deps.tenantInvoice
+      ? async (tenant, amountMsat, memo, signal) => {
+          if (tenant) {
+            if (!deps.tenantInvoice) throw new Error(`no Lightning address resolver for tenant ${tenant}`);
+            return deps.tenantInvoice(tenant, amountMsat, memo, signal);
+          }
+          if (!deps.lightning) throw new Error('no Lightning backend to create the payout invoice');
+          const inv = await deps.lightning.createInvoice({ amountMsat, memo, expirySecs: cfg.redeem.invoiceExpirySecs }, signal);
+          return inv.bolt11;
+        }
+      : undefined;
+  const redeemer = new Redeemer(cfg, db, directory, wallets, payout, cfg.p2pk.privateKey, log);
+  if (cfg.redeem.enabled) {
+    if (!payout) log.warn('cashu: redemption is on but no Lightning backend was given; melts will fail');
+    redeemer.start();
+  }
+
+  return {
+    mode: cfg.mode,
+    unit,
+    paymentRequest(priceMsat: number): string {
+      let v = requestCache.get(priceMsat);
+      if (!v) {
+        v = encodePaymentRequest({ amount: priceInUnit(priceMsat, unit), unit, mints: cfg.mints, p2pkPubkey: cfg.mode === 'p2pk' ? ourPubkey : undefined });
+        if (requestCache.size >= 1024) requestCache.delete(requestCache.keys().next().value!);
+        requestCache.set(priceMsat, v);
+      }
+      return v;
+    },
+    accept,
+    redeemNow: async (signal) => (closed ? [] : redeemer.runOnce(signal)),
+    balances: () => db.balances(),
+    melts: (limit) => db.melts(limit),
+    async check(signal) {
+      if (cfg.mints.length === 0) return 'cashu: any mint accepted (standard mode); nothing to check';
+      const lines: string[] = [];
+      for (const m of cfg.mints) {
+        const info = await directory.loadInfo(m, signal);
+        const ks = await directory.ensure(m, { signal, force: true });
+        const ours = [...ks.values()].filter((k) => k.unit === unit);
+        if (ours.length === 0) throw new Error(`mint ${m} has no verified keyset in unit ${unit}`);
+        if (cfg.mode === 'p2pk' && !info.nuts?.['11']?.supported) throw new Error(`mint ${m} does not advertise NUT-11 (P2PK)`);
+        persistInfo(m, info);
+        lines.push(`${m} (${sanitize(String(info.name ?? 'unnamed'), 40)}, ${ours.length} ${unit} keysets)`);
+      }
+      return `cashu ${cfg.mode}: ${lines.join('; ')}`;
+    },
+    describe() {
+      const mints = cfg.mints.length ? cfg.mints.join(', ') : 'any mint';
+      return `cashu ${cfg.mode} mode, unit ${unit}, mints: ${mints}, wallet ${dbPath} (seed ${seed.fingerprint})${cfg.redeem.enabled ? `, redeem every ${cfg.redeem.intervalSecs} s` : ''}`;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await redeemer.stop();
+      const pending = [...background];
+      if (pending.length) {
+        await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, Math.min(cfg.swapTimeoutMs * 4, 60_000)).unref())]);
+      }
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,83 @@
+// A proof pays once. Each proof's Y (hash_to_curve(secret), the mint's own spent-set key) is claimed
+// atomically in the shared Store, so the rule holds across processes, hosts (Redis) and restarts (SQLite).
+// Per-proof keys, not one key per token: re-encoding a token, or splitting/merging its proofs into a new
+// token, must not make the same proof pay twice.
+import { createHash } from 'node:crypto';
+import type { Store } from '../../store/store.js';
+
+export const yKey = (y: string) => `cashu:y:${y}`;
+
+/** A stable id for a set of proofs (order-independent). */
+export function proofSetId(ys: string[]): string {
+  return createHash('sha256').update([...ys].sort().join(',')).digest('hex');
+}
+
+export type ClaimResult = 'claimed' | 'replay';
+
+export class ReplayGuard {
+  /** Ys this process has seen paid: replays are refused before any curve arithmetic or store round trip. */
+  private readonly spent = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly cacheSize = 200_000,
+  ) {}
+
+  knownSpent(ys: string[]): boolean {
+    for (const y of ys) if (this.spent.has(y)) return true;
+    return false;
+  }
+
+  remember(ys: string[]): void {
+    for (const y of ys) {
+      this.spent.delete(y);
+      this.spent.add(y);
+    }
+    while (this.spent.size > this.cacheSize) this.spent.delete(this.spent.values().next().value!);
+  }
+
+  /**
+   * Claims every Y or none. Claims go in sorted order, so two requests carrying the same proofs contend
+   * on the same first key and exactly one wins. Store failures propagate (the caller answers 503).
+   */
+  async claimAll(ys: string[], ttlSecs?: number): Promise<ClaimResult> {
+    const sorted = [...new Set(ys)].sort();
+    const got: string[] = [];
+    for (const y of sorted) {
+      let ok: boolean;
+      try {
+        ok = await this.store.claimOnce(yKey(y), ttlSecs);
+      } catch (err) {
+        await this.release(got);
+        throw err;
+      }
+      if (!ok) {
+        await this.release(got);
+        return 'replay';
+      }
+      got.push(y);
+    }
+    return 'claimed';
+  }
+
+  /** Best effort: a claim that cannot be released only costs the payer a retry with other proofs. */
+  async release(ys: string[]): Promise<void> {
+    for (const y of ys) {
+      try {
+        await this.store.del(yKey(y));
+      } catch {
+        // The store is failing; the claim stays and the proofs stay refused, which is the safe side.
+      }
+    }
+  }
+
+  // A swap that outlived the request (timeout) but succeeded later: the payer's retry with the same token
+  // must not be refused as a replay, once.
+  async creditLate(setId: string, ttlSecs: number): Promise<void> {
+    await this.store.set(`cashu:late:${setId}`, '1', ttlSecs);
+  }
+  async useLateCredit(setId: string, ttlSecs: number): Promise<boolean> {
+    if ((await this.store.get(`cashu:late:${setId}`)) === undefined) return false;
+    return this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs);
+  }
+}

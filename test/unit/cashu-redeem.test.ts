@@ -1,0 +1,205 @@
+// Redemption to Lightning (NUT-05 melt): the mint pays real DevWallet invoices by settling them. P2PK
+// proofs melted with our signature, per-tenant payout with no mixing, fee reserve / minimum balance /
+// proof cap, a refused melt returning proofs, a lost melt outcome settled on the next cycle, locktime
+// ordering, and one redeemer at a time across processes sharing the wallet.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import lightBolt11 from 'light-bolt11-decoder';
+import { createP2PKsecret, createRandomSecretKey, getEncodedToken, getPubKeyFromPrivKey, type P2PKOptions } from '@cashu/cashu-ts';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
+import { cashuConfigSchema, createCashuRail, type CashuRail, type CashuRailDeps } from '../../src/rails/cashu/index.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
+import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { createLogger } from '../../src/util/log.js';
+
+type T = { after: (fn: () => unknown) => void };
+const log = createLogger('silent');
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function env(t: T) {
+  const dir = mkdtempSync(join(tmpdir(), 'cashu-redeem-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const operator = DevWallet.open(join(dir, 'ln-operator'));
+  const alice = DevWallet.open(join(dir, 'ln-alice'));
+  const bob = DevWallet.open(join(dir, 'ln-bob'));
+  t.after(() => Promise.all([operator.close(), alice.close(), bob.close()]));
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint'), payees: [operator, alice, bob], feeReserve: () => 2, feePaid: 1 });
+  t.after(() => mint.close());
+  const priv = hex(createRandomSecretKey());
+  const pub = hex(getPubKeyFromPrivKey(Buffer.from(priv, 'hex')));
+  // A tenant's Lightning address resolves to an invoice from that tenant's node (as LNURL-pay would).
+  const tenants: Record<string, DevWallet> = { 'alice@example.com': alice, 'bob@example.com': bob };
+  const tenantInvoice: CashuRailDeps['tenantInvoice'] = async (address, amountMsat, memo) => {
+    const w = tenants[address];
+    if (!w) throw new Error(`unknown tenant ${address}`);
+    return (await w.createInvoice({ amountMsat, memo, expirySecs: 600 })).bolt11;
+  };
+  return { dir, mint, operator, alice, bob, priv, pub, tenantInvoice };
+}
+type Env = Awaited<ReturnType<typeof env>>;
+
+async function rail(t: T, e: Env, raw: Record<string, unknown>, sub = 'gate'): Promise<CashuRail> {
+  const cfg = cashuConfigSchema.parse({ mints: [e.mint.url], ...raw, redeem: { min_balance_sat: 1, min_fee_reserve_sat: 0, fee_reserve_percent: 0, melt_timeout_ms: 1000, ...(raw.redeem as object) } });
+  const r = await createCashuRail(cfg, { store: new MemoryStore(), dataDir: join(e.dir, sub), log, lightning: e.operator, tenantInvoice: e.tenantInvoice });
+  t.after(() => r.close());
+  return r;
+}
+
+async function token(e: Env, amount: number, p2pk?: Partial<P2PKOptions> & { pubkey: string }) {
+  const { wallet, proofs } = await e.mint.fundedWallet(amount + 16);
+  const b = wallet.ops.send(amount, proofs);
+  if (p2pk) b.asP2PK(p2pk);
+  const { send } = await b.run();
+  return { token: getEncodedToken({ mint: e.mint.url, unit: 'sat', proofs: send }), send };
+}
+
+/** msat of every settled invoice of a DevWallet, read from its database. */
+async function received(w: DevWallet, bolt11s: string[]): Promise<number> {
+  let sum = 0;
+  for (const b of bolt11s) {
+    const d = lightBolt11.decode(b);
+    const hash = d.sections.find((s) => s.name === 'payment_hash');
+    const st = await w.lookupInvoice(Buffer.from(String(hash && 'value' in hash ? hash.value : ''), 'hex'));
+    if (st.state === 'settled') sum += Number(d.sections.find((s) => s.name === 'amount')!.value);
+  }
+  return sum;
+}
+
+test('P2PK proofs melt to the operator: signed for the mint, invoice paid, change kept, log written', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });
+  const a = await token(e, 20, { pubkey: e.pub });
+  const b = await token(e, 12, { pubkey: e.pub });
+  assert.equal((await r.accept(a.token, 20_000, { routeId: 'x' })).ok, true);
+  assert.equal((await r.accept(b.token, 12_000, { routeId: 'x' })).ok, true);
+  const melts = await r.redeemNow();
+  assert.equal(melts.length, 1);
+  const m = melts[0]!;
+  assert.equal(m.state, 'paid', JSON.stringify(m));
+  assert.equal(m.proofsTotal, 32);
+  assert.equal(m.feeReserve, 2);
+  assert.equal(m.amount, 30, 'mint reserve 2 is taken from the 32 sat (our reserve rule gives 0 here)');
+  assert.equal(m.change, 1, 'reserve 2 - fee paid 1');
+  assert.match(m.preimage ?? '', /^[0-9a-f]{64}$/);
+  assert.equal(await received(e.operator, [m.invoice!]), 30_000);
+  assert.ok(e.mint.checkState({ Ys: [...a.send, ...b.send].map((p) => hashToCurve(p.secret).hex) }).states.every((s) => s.state === 'SPENT'));
+  const bal = r.balances();
+  assert.deepEqual(bal.map((x) => [x.state, x.amount]).sort(), [['spent', 32], ['unspent', 1]]);
+  assert.deepEqual(r.melts().map((x) => x.id), [m.id]);
+  assert.deepEqual(await r.redeemNow(), [], "the 1 sat of change cannot cover the mint's 2 sat fee reserve");
+});
+
+test('per-tenant payout: each Lightning address receives exactly its own routes’ ecash, standard mode included', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'standard', redeem: { fee_reserve_percent: 10, min_fee_reserve_sat: 3 } });
+  const pay = async (amount: number, tenant?: string) =>
+    assert.equal((await r.accept((await token(e, amount)).token, amount * 1000, { routeId: tenant ?? 'op', tenant })).ok, true);
+  await pay(40, 'alice@example.com');
+  await pay(20, 'alice@example.com');
+  await pay(50, 'bob@example.com');
+  await pay(30);
+  const melts = await r.redeemNow();
+  assert.equal(melts.length, 3);
+  const by = (tenant?: string) => melts.find((m) => m.tenant === tenant)!;
+  // reserve = max(floor(total × 10%), 3); the invoice is total − reserve (no input fees at this mint).
+  assert.deepEqual([by('alice@example.com').proofsTotal, by('alice@example.com').amount], [60, 54]);
+  assert.deepEqual([by('bob@example.com').proofsTotal, by('bob@example.com').amount], [50, 45]);
+  assert.deepEqual([by(undefined).proofsTotal, by(undefined).amount], [30, 27]);
+  for (const m of melts) assert.equal(m.state, 'paid', JSON.stringify(m));
+  assert.equal(await received(e.alice, [by('alice@example.com').invoice!]), 54_000);
+  assert.equal(await received(e.bob, [by('bob@example.com').invoice!]), 45_000);
+  assert.equal(await received(e.operator, [by(undefined).invoice!]), 27_000);
+  // Change (inputs − invoice − the 1 sat fee actually paid) goes back to the tenant whose proofs paid.
+  const unspent = r.balances().filter((b) => b.state === 'unspent');
+  assert.deepEqual(unspent.map((b) => [b.tenant ?? 'operator', b.amount]).sort(), [['alice@example.com', 5], ['bob@example.com', 4], ['operator', 2]]);
+  for (const m of melts) assert.equal(m.change, m.proofsTotal - m.amount! - 1);
+});
+
+test('minimum balance, proof cap with soonest locktime first, and a refused melt that returns the proofs', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv }, redeem: { min_balance_sat: 50 } });
+  const plain = await token(e, 16, { pubkey: e.pub });
+  const timed = await token(e, 24, { pubkey: e.pub, locktime: Math.floor(Date.now() / 1000) + 5 * 86400, refundKeys: [e.pub] });
+  assert.equal((await r.accept(plain.token, 16_000, { routeId: 'x' })).ok, true);
+  assert.equal((await r.accept(timed.token, 24_000, { routeId: 'x' })).ok, true);
+  assert.deepEqual(await r.redeemNow(), [], '40 sat is below the 50 sat minimum');
+  await r.close();
+
+  const capped = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv }, redeem: { max_proofs_per_melt: timed.send.length } });
+  const [m] = await capped.redeemNow();
+  assert.equal(m?.state, 'paid', JSON.stringify(m));
+  assert.equal(m!.proofCount, timed.send.length);
+  assert.equal(m!.proofsTotal, 24, 'the proofs the sender could reclaim after their locktime go first');
+  const st = e.mint.checkState({ Ys: plain.send.map((p) => hashToCurve(p.secret).hex) });
+  assert.ok(st.states.every((s) => s.state === 'UNSPENT'), 'the uncapped rest stays for the next cycle');
+
+  // A melt the mint refuses (it cannot route to this payee) leaves the proofs unspent for later.
+  const stranger = DevWallet.open(join(e.dir, 'ln-stranger'));
+  t.after(() => stranger.close());
+  const refused = await createCashuRail(
+    cashuConfigSchema.parse({ mode: 'p2pk', mints: [e.mint.url], p2pk: { private_key: e.priv }, redeem: { min_balance_sat: 1, melt_timeout_ms: 1000 } }),
+    { store: new MemoryStore(), dataDir: join(e.dir, 'gate'), log, lightning: stranger },
+  );
+  t.after(() => refused.close());
+  const [f] = await refused.redeemNow();
+  assert.equal(f?.state, 'failed');
+  assert.match(f!.error ?? '', /lightning payment failed/);
+  assert.equal(f!.proofsTotal, 17, 'the 16 sat left plus the 1 sat change of the capped melt');
+  assert.equal(refused.balances().find((b) => b.state === 'unspent')?.amount, 17);
+  assert.equal(refused.balances().find((b) => b.state === 'pending'), undefined);
+});
+
+test('a melt whose answer is lost stays pending and is settled from the mint’s quote state on the next cycle', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });
+  assert.equal((await r.accept((await token(e, 20, { pubkey: e.pub })).token, 20_000, { routeId: 'x' })).ok, true);
+  e.mint.knobs.meltDelayMs = 1600; // longer than melt_timeout_ms (1000)
+  const [m] = await r.redeemNow();
+  assert.equal(m?.state, 'pending');
+  assert.equal(r.balances().find((b) => b.state === 'pending')?.amount, 20);
+  e.mint.knobs.meltDelayMs = 0;
+  await sleep(900); // the mint finishes the payment meanwhile
+  const [settled] = await r.redeemNow();
+  assert.equal(settled?.id, m!.id);
+  assert.equal(settled?.state, 'paid');
+  assert.equal(await received(e.operator, [m!.invoice!]), m!.amount! * 1000);
+  assert.equal(r.balances().find((b) => b.state === 'pending'), undefined);
+});
+
+test('two gate processes sharing one wallet: only one redeems at a time and nothing is melted twice', async (t) => {
+  const e = await env(t);
+  const r1 = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } }, 'shared');
+  const r2 = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } }, 'shared');
+  for (let i = 0; i < 3; i++) assert.equal((await r1.accept((await token(e, 10, { pubkey: e.pub })).token, 10_000, { routeId: 'x' })).ok, true);
+  const [a, b] = await Promise.all([r1.redeemNow(), r2.redeemNow()]);
+  const all = [...a, ...b];
+  assert.equal(all.length, 1, JSON.stringify(all));
+  assert.equal(all[0]!.state, 'paid');
+  assert.equal(all[0]!.proofsTotal, 30);
+  const db = new WalletDb(join(e.dir, 'shared', 'cashu', 'wallet.db'));
+  t.after(() => db.close());
+  assert.equal(db.melts().length, 1);
+});
+
+test('require_dleq off: a forged proof that slipped in is set aside at melt time and stops blocking the genuine ones', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv, require_dleq: false } });
+  const genuine = await token(e, 16, { pubkey: e.pub });
+  assert.equal((await r.accept(genuine.token, 16_000, { routeId: 'x' })).ok, true);
+  // Same shape, made-up signature, no DLEQ: nothing local can tell it apart.
+  const fake = genuine.send.map((p) => ({ ...p, secret: createP2PKsecret(e.pub), C: hashToCurve('fake' + p.secret).hex, dleq: undefined }));
+  assert.equal((await r.accept(getEncodedToken({ mint: e.mint.url, unit: 'sat', proofs: fake }), 16_000, { routeId: 'x' })).ok, true);
+  const [first] = await r.redeemNow();
+  assert.equal(first?.state, 'failed');
+  assert.match(first!.error ?? '', /refused \d+ proof\(s\) as not genuine/);
+  assert.equal(r.balances().find((b) => b.state === 'invalid')?.amount, 16);
+  const [second] = await r.redeemNow();
+  assert.equal(second?.state, 'paid', JSON.stringify(second));
+  assert.equal(second!.proofsTotal, 16);
+});

@@ -1,0 +1,174 @@
+// The Cashu rail in standard mode: every token is swapped at the mint (NUT-03) before the request passes,
+// within a timeout. Replays, tokens spent elsewhere, forged or foreign-locked proofs, a slow mint (503,
+// then the late swap is honoured once), a failing mint (503 without burning the token), keyset rotation,
+// the whitelist versus "any mint", concurrent double spends, and the tenant kept through the swap.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRandomSecretKey, getEncodedToken, getPubKeyFromPrivKey, type Proof } from '@cashu/cashu-ts';
+import { CashuMintPeer, type MintPeerOptions } from '../peers/cashu-mint.js';
+import { cashuConfigSchema, createCashuRail, type CashuRail } from '../../src/rails/cashu/index.js';
+import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import type { Store } from '../../src/store/store.js';
+import { createLogger } from '../../src/util/log.js';
+
+type T = { after: (fn: () => unknown) => void };
+const log = createLogger('silent');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function env(t: T, mintOpts: Partial<MintPeerOptions> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'cashu-std-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint'), ...mintOpts });
+  t.after(() => mint.close());
+  return { dir, mint };
+}
+
+async function rail(t: T, dir: string, raw: Record<string, unknown>, store: Store = new MemoryStore(), sub = 'gate'): Promise<CashuRail> {
+  const r = await createCashuRail(cashuConfigSchema.parse(raw), { store, dataDir: join(dir, sub), log });
+  t.after(() => r.close());
+  return r;
+}
+
+async function plainToken(mint: CashuMintPeer, amount: number): Promise<{ token: string; send: Proof[] }> {
+  const { wallet, proofs } = await mint.fundedWallet(amount + 16);
+  const { send } = await wallet.ops.send(amount, proofs).run();
+  return { token: getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send }), send };
+}
+
+const ys = (ps: Proof[]) => ps.map((p) => hashToCurve(p.secret).hex);
+const swaps = (m: CashuMintPeer) => m.knobs.requests.get('/v1/swap') ?? 0;
+const is = (r: Awaited<ReturnType<CashuRail['accept']>>, status: 400 | 503, re: RegExp) => {
+  assert.equal(r.ok, false, `expected ${status} ${re}, got ${JSON.stringify(r)}`);
+  assert.equal((r as { status: number }).status, status, JSON.stringify(r));
+  assert.match((r as { reason: string }).reason, re);
+};
+
+test('a token is swapped at the mint and accepted; the tenant stays with the new proofs; replays never reach the mint', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  assert.equal(r.mode, 'standard');
+  assert.equal(r.paymentRequest(2500), r.paymentRequest(2500));
+  const { token, send } = await plainToken(mint, 13);
+  const before = swaps(mint);
+  const ok = await r.accept(token, 13_000, { routeId: '/tenant1', tenant: 'hello@tenant.example' });
+  assert.deepEqual(ok, { ok: true, amountMsat: 13_000, mint: mint.url, proofs: send.length });
+  assert.equal(swaps(mint), before + 1);
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'), 'the payer proofs are spent at the mint');
+  const bal = r.balances();
+  assert.equal(bal.length, 1);
+  assert.deepEqual({ ...bal[0], count: 0 }, { mint: mint.url, unit: 'sat', tenant: 'hello@tenant.example', state: 'unspent', amount: 13, count: 0 });
+  is(await r.accept(token, 13_000, { routeId: '/tenant1' }), 400, /already spent/);
+  assert.equal(swaps(mint), before + 1, 'the replay was refused locally');
+});
+
+test('a token the payer already spent elsewhere, forged proofs, and proofs locked to someone else are refused by the mint', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  // Spent first at the mint by the payer (e.g. paid to someone else).
+  const { wallet, proofs } = await mint.fundedWallet(32);
+  const { send } = await wallet.ops.send(8, proofs).run();
+  const token = getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+  await wallet.receive(token);
+  is(await r.accept(token, 8000, { routeId: 'x' }), 400, /already spent/);
+  // A forged signature.
+  const { send: s2 } = await plainToken(mint, 8);
+  const forged = s2.map((p, i) => (i === 0 ? { ...p, C: hashToCurve('forged' + p.secret).hex } : p));
+  is(await r.accept(getEncodedToken({ mint: mint.url, unit: 'sat', proofs: forged }), 8000, { routeId: 'x' }), 400, /mint refused the token: token could not be verified/);
+  // Locked to another key: the gate cannot sign for it, so the mint refuses the swap.
+  const other = Buffer.from(getPubKeyFromPrivKey(createRandomSecretKey())).toString('hex');
+  const { wallet: w3, proofs: p3 } = await mint.fundedWallet(24);
+  const { send: s3 } = await w3.ops.send(8, p3).asP2PK({ pubkey: other }).run();
+  is(await r.accept(getEncodedToken({ mint: mint.url, unit: 'sat', proofs: s3 }), 8000, { routeId: 'x' }), 400, /spending conditions not met/);
+  // The refusal of the forged token released its claims: the genuine proofs in it still pay.
+  assert.equal((await r.accept(getEncodedToken({ mint: mint.url, unit: 'sat', proofs: s2 }), 8000, { routeId: 'x' })).ok, true);
+  // Underpayment is refused before any swap.
+  const before = swaps(mint);
+  is(await r.accept((await plainToken(mint, 5)).token, 8000, { routeId: 'x' }), 400, /worth 5 sat; the price is 8 sat/);
+  assert.equal(swaps(mint), before);
+});
+
+test('a slow mint: 503 within swap_timeout_ms; the late swap is kept and the retry with the same token passes once', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url], swap_timeout_ms: 300 });
+  const { token, send } = await plainToken(mint, 9);
+  mint.knobs.swapDelayMs = 1000;
+  const started = Date.now();
+  is(await r.accept(token, 9000, { routeId: 'x' }), 503, /did not complete the swap within 300 ms/);
+  assert.ok(Date.now() - started < 1000, 'answered at the timeout, not when the mint finished');
+  mint.knobs.swapDelayMs = 0;
+  // Until the swap lands the token stays claimed (its outcome is unknown).
+  is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+  for (let i = 0; i < 100 && r.balances().length === 0; i++) await sleep(50);
+  assert.equal(r.balances()[0]?.amount, 9, 'the late swap stored the value');
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
+  { const again = await r.accept(token, 9000, { routeId: 'x' }); assert.equal(again.ok, true, 'the retry is honoured: ' + JSON.stringify(again)); }
+  is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+});
+
+test('a failing mint is a 503 that does not burn the token; an unreachable mint too', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  const { token } = await plainToken(mint, 6);
+  const warm = await plainToken(mint, 1);
+  assert.equal((await r.accept(warm.token, 1000, { routeId: 'x' })).ok, true);
+  mint.knobs.broken = true;
+  is(await r.accept(token, 6000, { routeId: 'x' }), 503, /HTTP 500/);
+  mint.knobs.broken = false;
+  const again = await r.accept(token, 6000, { routeId: 'x' });
+  assert.equal(again.ok, true, JSON.stringify(again));
+  const { token: t2 } = await plainToken(mint, 6);
+  await mint.close();
+  is(await r.accept(t2, 6000, { routeId: 'x' }), 503, /unavailable|unreachable/);
+});
+
+test('keyset rotation at the mint is picked up; whitelist versus any mint', async (t) => {
+  const { dir, mint } = await env(t);
+  const other = await CashuMintPeer.start({ dataDir: join(dir, 'other') });
+  t.after(() => other.close());
+  const listed = await rail(t, dir, { mints: [mint.url] }, new MemoryStore(), 'listed');
+  const open = await rail(t, dir, { allow_private_mints: true }, new MemoryStore(), 'open');
+  const guarded = await rail(t, dir, {}, new MemoryStore(), 'guarded');
+  assert.equal((await listed.accept((await plainToken(mint, 3)).token, 3000, { routeId: 'x' })).ok, true);
+  mint.addKeyset(0); // new active keyset; proofs minted from now on carry an id the gate has not seen
+  await sleep(1100); // unknown ids trigger at most one keyset reload per second
+  const fresh = await plainToken(mint, 3);
+  assert.notEqual(fresh.send[0]!.id, [...mint.keysets.keys()][0]);
+  assert.equal((await listed.accept(fresh.token, 3000, { routeId: 'x' })).ok, true);
+
+  const foreign = await plainToken(other, 4);
+  const seen = other.knobs.requests.get('/v1/keysets') ?? 0;
+  is(await listed.accept(foreign.token, 4000, { routeId: 'x' }), 400, /is not accepted here/);
+  assert.equal(other.knobs.requests.get('/v1/keysets') ?? 0, seen, 'an unlisted mint is never contacted');
+  is(await guarded.accept(foreign.token, 4000, { routeId: 'x' }), 400, /private address/);
+  assert.equal((await open.accept(foreign.token, 4000, { routeId: 'x' })).ok, true, 'with no list, any mint is swapped');
+  assert.equal(open.paymentRequest(4000).startsWith('creqA'), true);
+});
+
+test('two concurrent verifications of one token: exactly one passes and the mint sees one swap', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  await r.accept((await plainToken(mint, 1)).token, 1000, { routeId: 'warm' });
+  for (let i = 0; i < 3; i++) {
+    const { token } = await plainToken(mint, 4);
+    const before = swaps(mint);
+    const res = await Promise.all([r.accept(token, 4000, { routeId: 'x' }), r.accept(token, 4000, { routeId: 'x' })]);
+    assert.equal(res.filter((x) => x.ok).length, 1, JSON.stringify(res));
+    assert.equal(swaps(mint), before + 1);
+  }
+});
+
+test('standard mode with a key configured also swaps proofs locked to that key', async (t) => {
+  const { dir, mint } = await env(t);
+  const priv = Buffer.from(createRandomSecretKey()).toString('hex');
+  const pub = Buffer.from(getPubKeyFromPrivKey(Buffer.from(priv, 'hex'))).toString('hex');
+  const r = await rail(t, dir, { mints: [mint.url], p2pk: { private_key: priv } });
+  const { wallet, proofs } = await mint.fundedWallet(24);
+  const { send } = await wallet.ops.send(8, proofs).asP2PK({ pubkey: pub }).run();
+  const res = await r.accept(getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send }), 8000, { routeId: 'x' });
+  assert.equal(res.ok, true, JSON.stringify(res));
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
+});
