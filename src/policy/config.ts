@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { LineCounter, parseDocument, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
+import { boolLike, intLike } from '../util/zod-coerce.js';
 import { parseRouteMatch } from './routes.js';
 import { AddressSet, parseRateLimit } from './rate-limit.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
@@ -10,15 +11,6 @@ import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 
 export class ConfigError extends Error {}
 
-const intLike = (schema: z.ZodNumber) =>
-  z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v), schema);
-const boolLike = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const s = v.trim().toLowerCase();
-  if (['true', 'on', 'yes', '1'].includes(s)) return true;
-  if (['false', 'off', 'no', '0'].includes(s)) return false;
-  return v;
-}, z.boolean());
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'] as const;
 

@@ -2,20 +2,10 @@
 import { isAbsolute, resolve } from 'node:path';
 import { normalizeMintUrl } from '@cashu/cashu-ts';
 import { z } from 'zod';
+import { boolLike, intLike, numLike } from '../../util/zod-coerce.js';
 import { mnemonicProblem } from './bip39.js';
 import { N } from './secp256k1.js';
 
-const intLike = (schema: z.ZodNumber) =>
-  z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v), schema);
-const numLike = (schema: z.ZodNumber) =>
-  z.preprocess((v) => (typeof v === 'string' && /^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v.trim()) : v), schema);
-const boolLike = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const s = v.trim().toLowerCase();
-  if (['true', 'on', 'yes', '1'].includes(s)) return true;
-  if (['false', 'off', 'no', '0'].includes(s)) return false;
-  return v;
-}, z.boolean());
 
 /** A mint URL in the form tokens carry it (scheme and host lower case, no trailing slash). */
 export function normalizeMint(url: string): string {
