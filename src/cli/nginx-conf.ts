@@ -54,9 +54,10 @@ ${COMMON}
     proxy_set_header X-L402-Outcome "";
     proxy_set_header X-L402-Reason "";
     proxy_set_header X-L402-Retry-After "";
+    proxy_set_header X-L402-Detail "";
 }
 
-# Renders the real answer (402 challenge, 401, 403, 405, 429, 503, or a gRPC status) for a refused request.
+# Renders the real answer (402 challenge, 400 Cashu rejection, 401, 403, 405, 429, 503, or a gRPC status).
 location @l402_render {
     rewrite ^ /_l402/render break;
     proxy_pass http://l402d;
@@ -64,6 +65,7 @@ ${COMMON}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;
+    proxy_set_header X-L402-Detail $l402_detail;
 }
 
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).
@@ -97,6 +99,7 @@ auth_request /_l402/auth;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;
 auth_request_set $l402_reason $upstream_http_x_l402_reason;
 auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;
+auth_request_set $l402_detail $upstream_http_x_l402_detail;
 error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
 `,

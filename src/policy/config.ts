@@ -8,6 +8,7 @@ import { parseRouteMatch } from './routes.js';
 import { AddressSet, parseRateLimit } from './rate-limit.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
+import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
 
 export class ConfigError extends Error {}
 
@@ -34,6 +35,7 @@ const routeSchema = z
     manifest_hide: boolLike.default(false),
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
+    rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -70,6 +72,8 @@ const routeSchema = z
     manifestHide: r.manifest_hide,
     paymentPage: r.payment_page,
     lnurlAddr: r.lnurl_addr,
+    /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
+    rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 
@@ -148,6 +152,7 @@ const configSchema = z
       .optional(),
     /** Options for per-route Lightning addresses (lnurl_addr and store overrides): the lnurl backend's keys. */
     lnurl_options: z.record(z.string(), z.unknown()).default({}),
+    cashu: cashuConfigSchema.optional(),
     nginx_cache: z
       .object({ max_secs: intLike(z.number().int().min(0).max(300)).default(5) })
       .strict()
@@ -204,6 +209,8 @@ export interface GateConfig {
   dryRunInvoiceSampleRate: number;
   pricing: { dynamic: boolean; cacheMs: number; legacyKeys: boolean };
   lnurlOptions: Record<string, unknown>;
+  /** Absent: no Cashu rail. */
+  cashu?: CashuConfig;
   /** How long nginx may reuse a "paid" answer for a reusable credential (0 = never). */
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
@@ -218,6 +225,7 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 function applyLegacyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   if (raw.root_key === undefined && env.ROOT_KEY) raw.root_key = env.ROOT_KEY;
   if (raw.lightning === undefined) raw.lightning = lightningFromLegacyEnv(env);
+  if (raw.cashu === undefined) raw.cashu = cashuFromLegacyEnv(env);
   if (raw.store === undefined && env.REDIS_URL) raw.store = { type: 'redis', url: env.REDIS_URL };
   const m = (raw.manifest ?? {}) as Record<string, unknown>;
   for (const [key, name] of [['name', 'L402_SERVICE_NAME'], ['description', 'L402_SERVICE_DESCRIPTION'], ['operator', 'L402_SERVICE_OPERATOR'], ['contact', 'L402_SERVICE_CONTACT']] as const) {
@@ -318,6 +326,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
     nginxCacheMaxSecs: c.nginx_cache.max_secs,
     lnurlOptions: c.lnurl_options,
+    cashu: c.cashu,
     metrics: c.metrics,
     manifest: c.manifest,
     pricing: { dynamic: c.pricing.dynamic, cacheMs: c.pricing.cache_ms, legacyKeys: c.pricing.legacy_keys },

@@ -4,6 +4,7 @@ import { decodeIdentifier } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders } from '../protocol/l402-header.js';
+import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
@@ -17,7 +18,7 @@ export interface GateRequest {
   uri?: string;
   method: string;
   clientAddr?: string;
-  credentials: CredentialHeaders;
+  credentials: CredentialHeaders & { xCashu?: string };
 }
 
 export type InvalidReason =
@@ -37,12 +38,19 @@ export type InvalidReason =
   | 'already_used'
   | 'auto_detect_off';
 
+/** The Cashu rail as the core sees it (see rails/cashu). */
+export interface CashuAcceptor {
+  accept(token: string, priceMsat: number, ctx: { routeId: string; tenant?: string }): Promise<{ ok: true; amountMsat: number } | { ok: false; status: 400 | 503; reason: string }>;
+}
+
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
+  | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
-  | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' }
+  | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
   | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' }
   | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number };
@@ -51,7 +59,7 @@ export type Outcome = Decision['outcome'];
 
 /** What a dry-run route would have answered; the request passes regardless. */
 export interface DryRunReport {
-  wouldReturn: 200 | 401 | 402 | 403 | 405 | 429 | 503;
+  wouldReturn: 200 | 400 | 401 | 402 | 403 | 405 | 429 | 503;
   reason: string;
   authState: 'missing' | 'valid' | 'invalid';
   retryAfterSecs?: number;
@@ -64,6 +72,7 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
   forbidden: 403,
   method_not_allowed: 405,
   rate_limited: 429,
+  cashu_rejected: 400,
 };
 
 export interface DecideDeps {
@@ -78,6 +87,9 @@ export interface DecideDeps {
    * rejects when the backend cannot answer.
    */
   isSettled?: (paymentHash: Buffer) => Promise<boolean>;
+  /** The Cashu rail, when configured, and the price a route charges now (for Cashu tokens). */
+  cashu?: CashuAcceptor;
+  priceFor?: (route: RouteConfig, path: string) => Promise<number>;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
@@ -125,6 +137,19 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
 
+  if (deps.cashu && route.rails.includes('cashu')) {
+    const cashu = parseCashuCredential({ 'x-cashu': req.credentials.xCashu, authorization: req.credentials.authorization });
+    if (cashu.kind === 'malformed') return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: cashu.reason };
+    if (cashu.kind === 'token') {
+      // Verifying ecash spends it, so shadow routes do not look at it.
+      if (route.dryRun) return { outcome: 'challenge', route, reason: 'no_credential' };
+      const price = deps.priceFor ? await deps.priceFor(route, req.path) : route.amountMsat;
+      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant: route.lnurlAddr });
+      if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
+      if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
+      return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
+    }
+  }
   const parsed = parseCredential(req.credentials);
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
@@ -192,5 +217,5 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil };
 }

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { Gate } from './gate.js';
 import { createGateServer } from './http-server.js';
 import { Metrics } from './metrics.js';
+import { createCashuRail, type CashuRail } from '../rails/cashu/index.js';
 import { createMetricsServer } from './metrics-server.js';
 
 export interface RunningGate {
@@ -70,11 +71,25 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   let server: Server | undefined;
   let address: string;
   const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
+  let cashu: CashuRail | undefined;
   let metricsServer: Server | undefined;
   try {
     backend = opts.backend ?? (await openBackend(cfg, log));
     if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
-    gate = new Gate({ config: cfg, store, backend, rootKeys, log, metrics });
+    let gateRef: Gate | undefined;
+    cashu = cfg.cashu
+      ? await createCashuRail(cfg.cashu, {
+          store,
+          dataDir: cfg.dataDir,
+          configDir: cfg.configDir,
+          log,
+          lightning: backend,
+          // Ecash paid on a route with its own Lightning address is redeemed to that address.
+          tenantInvoice: (address, amountMsat, memo, signal) => gateRef!.tenantInvoice(address, amountMsat, memo, signal),
+        })
+      : undefined;
+    gate = new Gate({ config: cfg, store, backend, rootKeys, log, metrics, cashu });
+    gateRef = gate;
     server = createGateServer(gate);
     address = await listenOn(server, cfg.listen);
     if (metrics && cfg.metrics) {
@@ -84,7 +99,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     }
   } catch (e) {
     server?.close();
-    await Promise.allSettled([store.close(), backend?.close()]);
+    await Promise.allSettled([cashu?.close(), store.close(), backend?.close()]);
     throw e;
   }
   // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
@@ -104,7 +119,8 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         server.close(() => r());
         server.closeAllConnections();
       });
-      await Promise.allSettled([store.close(), backend!.close(), gate.close()]);
+      await Promise.allSettled([cashu?.close(), gate.close()]);
+      await Promise.allSettled([store.close(), backend!.close()]);
     },
   };
 }

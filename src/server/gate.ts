@@ -19,6 +19,7 @@ import { AddressSet, clientAddress } from '../policy/rate-limit.js';
 import { createCachedReader, createPriceResolver, type Price } from '../policy/pricing.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
+import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from '../rails/lightning/tenant-backends.js';
 import type { LnurlOptionsInput } from '../rails/lightning/lnurl.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
@@ -26,6 +27,7 @@ import { render, type RenderOutcome, type Rendered } from './render.js';
 
 export interface GateParts {
   metrics?: Metrics;
+  cashu?: CashuRail;
   config: GateConfig;
   store: Store;
   backend: LightningBackend;
@@ -33,7 +35,7 @@ export interface GateParts {
   log: Logger;
 }
 
-const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited']);
+const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited', 'cashu_rejected']);
 
 function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
@@ -73,6 +75,8 @@ export class Gate {
       : async (route) => ({ amountMsat: route.amountMsat, source: 'static' });
     const { backend, store, config } = parts;
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
+    const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
+    if (cashuOnly.length > 0) throw new ConfigError(`routes ${cashuOnly.join(', ')}: rails [cashu] needs a cashu: section`);
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -90,6 +94,7 @@ export class Gate {
         authorization: header(h, 'authorization'),
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
+        xCashu: header(h, 'x-cashu'),
       },
     };
   }
@@ -105,6 +110,8 @@ export class Gate {
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         isSettled: this.isSettled,
+        cashu: this.parts.cashu,
+        priceFor: async (route, path) => (await this.price(route, path)).amountMsat,
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
       });
     } catch (e) {
@@ -124,7 +131,8 @@ export class Gate {
    * single-use ones, dry runs or refusals, and never past the credential's own expiry.
    */
   cacheSecondsFor(d: Decision): number {
-    if (d.outcome !== 'allow' || d.reason !== 'paid' || d.route.access === 'per-request') return 0;
+    // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
+    if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.route.access === 'per-request') return 0;
     const max = this.parts.config.nginxCacheMaxSecs;
     if (d.validUntil === undefined) return max;
     return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));
@@ -146,8 +154,11 @@ export class Gate {
     }
     switch (d.outcome) {
       case 'allow':
-        m.inc('l402_payments_valid_total', { route, rail: 'lightning' });
-        m.inc('l402_payments_lightning_total', { route });
+        m.inc('l402_payments_valid_total', { route, rail: d.rail });
+        m.inc(d.rail === 'cashu' ? 'l402_payments_cashu_total' : 'l402_payments_lightning_total', { route });
+        break;
+      case 'cashu_rejected':
+        m.inc('l402_payments_invalid_total', { route, reason: 'cashu_rejected' });
         break;
       case 'challenge':
         m.inc('l402_payments_missing_total', { route });
@@ -176,7 +187,8 @@ export class Gate {
     extra: { detail?: string; retryAfterSecs?: number } = {},
   ): Promise<Rendered> {
     const cfg = this.parts.config;
-    const detail = extra.detail;
+    // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
+    const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
     const grpc = isGrpc(header(h, 'content-type'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
@@ -190,21 +202,30 @@ export class Gate {
       why = req.path === undefined ? 'bad_path' : 'no_route';
     }
     let challenge: Challenge | undefined;
-    if (o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
-    if (!challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
+    let cashuRequest: string | undefined;
+    const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
+    if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
+      cashuRequest = this.parts.cashu.paymentRequest((await this.price(route, req.path)).amountMsat, route.id);
+    }
+    const lightning = route?.rails.includes('lightning') ?? true;
+    if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
+    if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
         challenge = await this.mintChallenge(route, req.path, req.method);
         if (route.autoDetect) await this.rememberInvoice(challenge);
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: msg }, 'challenge failed');
-        o = 'unavailable';
-        why = 'backend_unavailable';
+        // Still sellable over Cashu: answer the challenge with X-Cashu alone.
+        if (!cashuRequest) {
+          o = 'unavailable';
+          why = 'backend_unavailable';
+        }
       }
     }
     if (challenge) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, page: { ...page, autoDetect: !!route?.autoDetect } });
+    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
   }
 
   /**
@@ -276,6 +297,12 @@ export class Gate {
         throw e;
       },
     );
+  }
+
+  /** A payout invoice from a tenant's Lightning address (Cashu redemption). */
+  async tenantInvoice(address: string, amountMsat: number, memo: string, signal?: AbortSignal): Promise<string> {
+    const inv = await this.tenants.forAddress(address).createInvoice({ amountMsat, memo, expirySecs: 600 }, signal);
+    return inv.bolt11;
   }
 
   close(): Promise<void> {

@@ -99,11 +99,13 @@ export function createGateServer(gate: Gate): Server {
         res.setHeader('X-L402-Outcome', d.outcome);
         res.setHeader('X-L402-Reason', d.reason);
         if (d.outcome === 'rate_limited') res.setHeader('X-L402-Retry-After', String(d.retryAfterSecs));
+        if (d.outcome === 'cashu_rejected') res.setHeader('X-L402-Detail', d.detail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300));
         res.end();
         return;
       }
       const retry = Number(one(req.headers['x-l402-retry-after']));
-      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined }));
+      const detail = one(req.headers['x-l402-detail']);
+      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
       return;
     }
     if (!upstream) {

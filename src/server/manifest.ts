@@ -28,6 +28,7 @@ function caveats(r: RouteConfig, service: string): string[] {
 }
 
 export async function buildManifest(cfg: GateConfig, backendKind: string, price: (r: RouteConfig, path: string) => Promise<Price>): Promise<string> {
+  const cashu = cfg.cashu;
   const routes: Json[] = [];
   for (const r of cfg.routes) {
     if (r.manifestHide || r.dryRun) continue;
@@ -41,11 +42,17 @@ export async function buildManifest(cfg: GateConfig, backendKind: string, price:
       macaroon_timeout_secs: r.macaroonTimeout > 0 ? r.macaroonTimeout : undefined,
       rate_limit: r.rateLimit ? { max_requests: r.rateLimit.max, window_secs: r.rateLimit.windowSecs } : undefined,
       auto_detect_payment: r.autoDetect ? true : undefined,
+      rails: cashu ? r.rails : ['lightning'],
     });
   }
   const m = cfg.manifest;
   return sortedJson({
-    payment_methods: [{ type: 'lightning', backend: backendKind.toUpperCase(), challenge_header: 'WWW-Authenticate', schemes: cfg.challenge.lsat ? ['L402', 'LSAT'] : ['L402'] }],
+    payment_methods: [
+      { type: 'lightning', backend: backendKind.toUpperCase(), challenge_header: 'WWW-Authenticate', schemes: cfg.challenge.lsat ? ['L402', 'LSAT'] : ['L402'] },
+      ...(cashu
+        ? [{ type: 'cashu', mints: cashu.mints.length > 0 ? cashu.mints : undefined, unit: cashu.unit, p2pk_supported: cashu.mode === 'p2pk' ? true : undefined, challenge_header: 'X-Cashu', credential_headers: ['X-Cashu', 'Authorization: Cashu'] }]
+        : []),
+    ],
     routes,
     service: { name: m.name, description: m.description, operator: m.operator, contact: m.contact },
     version: '1',

@@ -5,7 +5,7 @@ import type { RouteConfig } from '../policy/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
 import { PAYMENT_PAGE_HEADERS, paymentPage, type PageOptions } from './payment-page.js';
 
-export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited';
+export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited' | 'cashu_rejected';
 
 export interface RenderInput {
   outcome: RenderOutcome;
@@ -13,6 +13,8 @@ export interface RenderInput {
   detail?: string;
   route?: RouteConfig;
   challenge?: Challenge;
+  /** NUT-18 payment request for X-Cashu, when the route accepts Cashu. */
+  cashuRequest?: string;
   method: string;
   html: boolean;
   grpc: boolean;
@@ -28,7 +30,7 @@ export interface Rendered {
   body: string;
 }
 
-const STATUS: Record<RenderOutcome, number> = { challenge: 402, invalid: 401, unavailable: 503, forbidden: 403, method_not_allowed: 405, rate_limited: 429 };
+const STATUS: Record<RenderOutcome, number> = { challenge: 402, invalid: 401, unavailable: 503, forbidden: 403, method_not_allowed: 405, rate_limited: 429, cashu_rejected: 400 };
 const TITLE: Record<RenderOutcome, string> = {
   challenge: 'Payment Required',
   invalid: 'Invalid payment credential',
@@ -36,6 +38,7 @@ const TITLE: Record<RenderOutcome, string> = {
   forbidden: 'Forbidden',
   method_not_allowed: 'Method Not Allowed',
   rate_limited: 'Too Many Requests',
+  cashu_rejected: 'Cashu payment rejected',
 };
 // gRPC status codes (grpc/status.proto): the L402 spec answers an unpaid call with 13 "payment required".
 const GRPC: Record<RenderOutcome, [number, string]> = {
@@ -45,6 +48,7 @@ const GRPC: Record<RenderOutcome, [number, string]> = {
   forbidden: [7, 'forbidden'],
   method_not_allowed: [12, 'method not allowed'],
   rate_limited: [8, 'too many invoices requested'],
+  cashu_rejected: [3, 'cashu payment rejected'],
 };
 const DETAIL: Record<string, string> = {
   no_credential: 'Pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.',
@@ -69,6 +73,8 @@ const DETAIL: Record<string, string> = {
   no_route: 'No paid route is configured for this path.',
   bad_path: 'The request path is not valid.',
   method_not_sold: 'This route does not sell access for this method.',
+  cashu_rejected: 'The Cashu token was not accepted; pay the X-Cashu request with a new token.',
+  cashu_unavailable: 'The Cashu mint or store is unavailable; retry shortly.',
   invoice_rate_limited: 'Too many invoices requested from this address; retry after the given time.',
 };
 
@@ -79,10 +85,9 @@ export function describeReason(reason: string): string {
 export function render(i: RenderInput): Rendered {
   const headers: Array<[string, string]> = [['Cache-Control', 'no-store']];
   const c = i.challenge;
-  if (c) {
-    for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
-    headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate']);
-  }
+  if (c) for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
+  if (i.cashuRequest) headers.push(['X-Cashu', i.cashuRequest]);
+  if (c || i.cashuRequest) headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu']);
   if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') headers.push(['Retry-After', String(i.retryAfterSecs)]);
   if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
 
@@ -98,7 +103,16 @@ export function render(i: RenderInput): Rendered {
     return {
       status,
       headers,
-      body: paymentPage({ status, title: TITLE[i.outcome], message: describeReason(i.reason), outcome: i.outcome, challenge: c, route: i.route, page: i.page }),
+      body: paymentPage({
+        status,
+        title: TITLE[i.outcome],
+        message: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+        outcome: i.outcome,
+        challenge: c,
+        route: i.route,
+        page: i.page,
+        cashu: i.cashuRequest ? { request: i.cashuRequest } : undefined,
+      }),
     };
   }
   const problem: Record<string, unknown> = {
@@ -118,6 +132,10 @@ export function render(i: RenderInput): Rendered {
       ...(c.validUntil !== undefined ? { valid_until: new Date(c.validUntil * 1000).toISOString() } : {}),
       methods: ['L402'],
     });
+  }
+  if (i.cashuRequest) {
+    problem.cashu_request = i.cashuRequest;
+    problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'Cashu'];
   }
   if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') problem.retry_after = i.retryAfterSecs;
   headers.push(['Content-Type', 'application/problem+json']);
