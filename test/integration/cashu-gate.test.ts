@@ -91,3 +91,28 @@ test('the manifest lists the Cashu rail', { skip }, async () => {
   assert.equal(c.challenge_header, 'X-Cashu');
   assert.ok(getPubKeyFromPrivKey(Buffer.from(gateKey, 'hex')));
 });
+
+test('P2PK mode through nginx: the request locks to our key; only tokens locked to it pass', { skip }, async () => {
+  const local = new Cleanup();
+  try {
+    const p2 = await startStack(local, { extraYaml: `cashu: { mode: p2pk, mints: ["${mint.url}"], p2pk: { private_key: ${gateKey} } }\n` });
+    const pub = hex(getPubKeyFromPrivKey(Buffer.from(gateKey, 'hex')));
+    const r = await http1(p2.origin + '/premium', { headers: { accept: 'application/json' } });
+    const pr = decodePaymentRequest(String(r.headers['x-cashu']));
+    assert.equal(pr.nut10?.kind, 'P2PK');
+    assert.equal(pr.nut10?.data, pub);
+    const lockedTo = async (pubkey: string) => {
+      const { wallet, proofs } = await mint.fundedWallet(18);
+      const { send } = await wallet.ops.send(10, proofs).asP2PK({ pubkey, locktime: Math.floor(Date.now() / 1000) + 7 * 86400, refundKeys: [] }).run();
+      return getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+    };
+    const other = hex(getPubKeyFromPrivKey(createRandomSecretKey()));
+    const wrong = await http1(p2.origin + '/premium', { headers: { accept: 'application/json', 'x-cashu': await lockedTo(other) } });
+    assert.equal(wrong.status, 400);
+    const ok = await http1(p2.origin + '/premium', { headers: { 'x-cashu': await lockedTo(pub) } });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(p2.upstream.hits, 1);
+  } finally {
+    await local.run();
+  }
+});
