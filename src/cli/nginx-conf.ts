@@ -47,7 +47,8 @@ location = /_l402/auth {
     proxy_pass http://l402d;
 ${COMMON}
     proxy_cache l402_auth;
-    proxy_cache_key "$request_method $scheme://$host$request_uri|$http_authorization|$http_token|$http_macaroon|$content_type";
+    # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type";
     proxy_cache_methods GET HEAD POST;
     proxy_cache_lock off;
     # Never let a client choose these.

@@ -1,7 +1,7 @@
 // YAML config + environment, validated with zod. Every error names the key, its line and what is allowed.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve, dirname } from 'node:path';
-import { LineCounter, parseDocument, isScalar, type Document } from 'yaml';
+import { LineCounter, parseDocument, isScalar, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
 import { parseRouteMatch } from './routes.js';
@@ -99,7 +99,10 @@ const storeSchema = z.discriminatedUnion('type', [
 ]);
 
 
-const listenSchema = z.string().regex(/^(unix:\/.+|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'host:port or unix:/path');
+const listenSchema = z
+  .string()
+  .regex(/^(unix:\/.+|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'host:port or unix:/path')
+  .refine((l) => l.startsWith('unix:') || Number(l.slice(l.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
 
 const configSchema = z
   .object({
@@ -271,12 +274,28 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
       return v;
     });
   const walk = (v: unknown, path: PropertyKey[]): unknown => {
+    // Aliases can make a document refer to itself; no config is anywhere near this deep.
+    if (path.length > 32) throw new ConfigError(`${source}:${lineOf(lc, doc, path.slice(0, 1)) ?? '?'}: ${keyName(path.slice(0, 1))}: nested too deeply (a YAML alias that refers to itself?)`);
     if (typeof v === 'string') return expand(v, path);
     if (Array.isArray(v)) return v.map((x, i) => walk(x, [...path, i]));
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
     return v;
   };
-  const js = doc.toJS() ?? {};
+  // Keys must be plain scalars (a mapping as a key would be silently stringified by toJS).
+  let badKey: number | undefined;
+  visit(doc, {
+    Pair(_, pair) {
+      if (badKey === undefined && pair.key !== null && !isScalar(pair.key)) badKey = lineOf(lc, doc, []) ?? 1;
+    },
+  });
+  if (badKey !== undefined) throw new ConfigError(`${source}: invalid YAML: mapping keys must be plain strings`);
+  let js: unknown;
+  try {
+    // A small alias budget refuses "billion laughs" documents; an undefined alias throws here too.
+    js = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    throw new ConfigError(`${source}: invalid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
   if (typeof js !== 'object' || Array.isArray(js)) throw new ConfigError(`${source}: the config must be a YAML mapping`);
   const raw = walk(js, []) as Record<string, unknown>;
   if (problems.length) throw new ConfigError(problems.join('\n'));

@@ -55,12 +55,14 @@ export function createGateServer(gate: Gate): Server {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
-    if (url === '/_l402/health') {
+    // nginx's rewrite keeps the original query string; our endpoints ignore it.
+    const endpoint = url.split('?')[0];
+    if (endpoint === '/_l402/health') {
       res.setHeader('Content-Type', 'application/json');
       res.end('{"status":"ok"}\n');
       return;
     }
-    if (url === MANIFEST_PATH && config.manifest.enabled) {
+    if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.statusCode = 405;
@@ -76,13 +78,13 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     if (await handlePageEndpoint(gate, req, res)) return;
-    if (url === '/_l402/auth' || url === '/_l402/render') {
+    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render') {
       // Called by nginx: the original request is described by the headers nginx sets.
       const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
       const rawUri = one(req.headers['x-original-uri']);
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
       const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
-      if (url === '/_l402/auth') {
+      if (endpoint === '/_l402/auth') {
         const d = await gate.decide(gr);
         const cacheSecs = gate.cacheSecondsFor(d);
         // nginx's auth cache (server.conf) keeps only answers that carry X-Accel-Expires.
@@ -132,16 +134,26 @@ export function createGateServer(gate: Gate): Server {
     send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((e: Error) => {
-      log.error({ err: e.message }, 'request handler failed');
-      if (!res.headersSent) {
-        res.statusCode = 503;
-        res.setHeader('Retry-After', String(config.retryAfterSecs));
-        res.end();
-      } else res.destroy();
-    });
-  });
+  const server = createServer(
+    {
+      // nginx accepts up to 4 x 8 KiB of request headers by default; l402d must read whatever nginx lets through.
+      maxHeaderSize: 64 * 1024,
+      // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
+      // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
+      // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
+      insecureHTTPParser: !upstream,
+    },
+    (req, res) => {
+      handle(req, res).catch((e: Error) => {
+        log.error({ err: e.message }, 'request handler failed');
+        if (!res.headersSent) {
+          res.statusCode = 503;
+          res.setHeader('Retry-After', String(config.retryAfterSecs));
+          res.end();
+        } else res.destroy();
+      });
+    },
+  );
   // Longer than nginx's upstream keepalive_timeout (60 s) so nginx never reuses a connection we just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;
