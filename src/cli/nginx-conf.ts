@@ -22,7 +22,10 @@ const COMMON = `    proxy_pass_request_body off;
     proxy_set_header Connection "";
     proxy_connect_timeout 2s;
     proxy_send_timeout 6s;
-    proxy_read_timeout 6s;`;
+    proxy_read_timeout 6s;
+    # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
+    proxy_buffer_size 16k;
+    proxy_buffers 8 16k;`;
 
 export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
   const retry = cfg.retryAfterSecs;
@@ -62,6 +65,8 @@ ${COMMON}
 location @l402_render {
     rewrite ^ /_l402/render break;
     proxy_pass http://l402d;
+    # l402d gone between the auth answer and this render: still a clean 503, never a raw 502.
+    error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
@@ -103,6 +108,8 @@ auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;
 auth_request_set $l402_detail $upstream_http_x_l402_detail;
 error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
+# Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
+recursive_error_pages on;
 `,
     'dry-run.conf': `# l402-nginx: include after protect.conf in locations whose route has dry_run: true, to show the client
 # what it would have been charged. (add_header here stops server-level add_header from applying.)

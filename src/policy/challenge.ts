@@ -47,6 +47,17 @@ export async function createChallenge(route: RouteConfig, req: { path: string; m
   } catch (e) {
     throw new BackendError(`${deps.backend.kind} createInvoice failed: ${(e as Error).message}`);
   }
+  // Whatever a backend returns goes into a response header: refuse anything malformed (a 503, not a bad 402).
+  if (
+    typeof invoice?.bolt11 !== 'string' ||
+    !/^ln[a-z0-9]{10,7000}$/i.test(invoice.bolt11) ||
+    !Buffer.isBuffer(invoice.paymentHash) ||
+    invoice.paymentHash.length !== 32 ||
+    !Number.isFinite(invoice.expiresAt) ||
+    invoice.expiresAt <= now
+  ) {
+    throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
+  }
   const tokenId = randomBytes(32);
   // A single-use credential pays for this one request; reusable ones cover the route.
   const perRequest = route.access === 'per-request';

@@ -22,9 +22,16 @@ export interface MintOptions {
   validUntil?: number;
 }
 
+/** Longer paths are bound by their hash, so a credential for a long URL still fits in a request header. */
+const MAX_LITERAL_PATH = 256;
+
+function sha256Hex(s: string): string {
+  return createHash('sha256').update(s, 'utf8').digest('hex');
+}
+
 export function mintCaveats(o: MintOptions): string[] {
   const out = [`services=${o.service}:0`, `route=${o.routeId}`];
-  if (o.path !== undefined) out.push(`path=${o.path}`);
+  if (o.path !== undefined) out.push(o.path.length <= MAX_LITERAL_PATH ? `path=${o.path}` : `path_sha256=${sha256Hex(o.path)}`);
   if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
   return out;
@@ -60,6 +67,9 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         break;
       case 'path':
         if (value !== ctx.path) return { ok: false, reason: 'wrong_path' };
+        break;
+      case 'path_sha256':
+        if (value !== sha256Hex(ctx.path)) return { ok: false, reason: 'wrong_path' };
         break;
       case 'method':
         if (!value.split(',').map((m) => m.trim().toUpperCase()).includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
