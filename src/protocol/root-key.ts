@@ -1,8 +1,7 @@
 // Master secret handling. Each token gets its own macaroon root key derived from the master and its token id,
 // so verification is stateless and a compromised token key reveals nothing about others.
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readOrCreatePrivateFile } from '../util/private-file.js';
 
 export class WeakKeyError extends Error {}
 
@@ -36,11 +35,7 @@ export function parseRootKey(text: string, name = 'root_key'): Buffer {
 
 /** Dev-only convenience: a generated key kept in the data dir with 0600 permissions. */
 export function loadOrCreateDevRootKey(path: string): Buffer {
-  if (existsSync(path)) return parseRootKey(readFileSync(path, 'utf8'), path);
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const hex = randomBytes(32).toString('hex');
-  writeFileSync(path, hex + '\n', { mode: 0o600, flag: 'wx' });
-  return Buffer.from(hex, 'hex');
+  return parseRootKey(readOrCreatePrivateFile(path, () => randomBytes(32).toString('hex') + '\n'), path);
 }
 
 const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v1\0', 'utf8');

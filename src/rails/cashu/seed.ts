@@ -1,9 +1,8 @@
 // The wallet's NUT-13 seed: a BIP-39 mnemonic from config/env, else from the mnemonic file, else generated
 // and saved (0600) on first start. A fingerprint beside the database and inside it refuses a database that
 // belongs to another seed (its proofs' change and restores would be unrecoverable).
-import { randomBytes } from 'node:crypto';
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createPrivateFile } from '../../util/private-file.js';
+import { readFileSync, statSync } from 'node:fs';
 import { generateMnemonic, mnemonicProblem, mnemonicToSeed, normalizeMnemonic, seedFingerprint } from './bip39.js';
 import type { WalletDb } from './wallet-db.js';
 
@@ -13,25 +12,6 @@ export interface WalletSeed {
   seed: Uint8Array;
   fingerprint: string;
   source: 'config' | 'file' | 'generated';
-}
-
-/** Creates `path` with `content` (0600) unless it exists; concurrent creators agree on one file. */
-function createPrivateFile(path: string, content: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, content);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    linkSync(tmp, path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    unlinkSync(tmp);
-  }
 }
 
 function readPrivateFile(path: string, what: string): string | undefined {

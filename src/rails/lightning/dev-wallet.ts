@@ -5,9 +5,10 @@
 //   <dataDir>/dev-node.key   32-byte secp256k1 secret, hex, mode 0600
 //   <dataDir>/dev-wallet.db  SQLite (WAL) with one `invoices` table
 import { createECDH, createHash, randomBytes } from 'node:crypto';
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { readOrCreatePrivateFile } from '../../util/private-file.js';
 import { encode as bolt11Encode, sign as bolt11Sign } from '@atomiqlabs/bolt11';
 import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from './backend.js';
 import { decodeBolt11 } from './bolt11.js';
@@ -61,29 +62,8 @@ function normalizeBolt11(input: string): string {
 /** Reads the node key, creating it (0600, atomically) if missing. Returns the 32-byte secret. */
 function loadOrCreateNodeKey(dataDir: string): Buffer {
   const keyPath = join(dataDir, KEY_FILE);
-  let text: string;
-  try {
-    text = readFileSync(keyPath, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    // Write a private temp file, then hard-link it into place: another process either sees no key
-    // file or a complete one, and if two processes race, the loser's link fails with EEXIST.
-    const tmpPath = `${keyPath}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = openSync(tmpPath, 'wx', 0o600);
-    try {
-      writeSync(fd, randomBytes(32).toString('hex') + '\n');
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      linkSync(tmpPath, keyPath);
-    } catch (linkErr) {
-      if ((linkErr as NodeJS.ErrnoException).code !== 'EEXIST') throw linkErr;
-    } finally {
-      unlinkSync(tmpPath);
-    }
-    text = readFileSync(keyPath, 'utf8');
-  }
+  // Several processes (the gate, `l402d dev pay`) may create it at once; all end up with the same key.
+  const text = readOrCreatePrivateFile(keyPath, () => randomBytes(32).toString('hex') + '\n');
   const hex = text.trim();
   if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
     throw new Error(`dev wallet key file ${keyPath} must contain exactly 64 hex characters (a 32-byte key); refusing to use it`);
