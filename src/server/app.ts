@@ -15,6 +15,8 @@ import { Metrics } from './metrics.js';
 import { createCashuRail, type CashuRail } from '../rails/cashu/index.js';
 import { createMetricsServer } from './metrics-server.js';
 
+const SHUTDOWN_GRACE_MS = 5000;
+
 export interface RunningGate {
   gate: Gate;
   server: Server;
@@ -115,9 +117,15 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       if (sweeper) clearInterval(sweeper);
       metricsServer?.close();
       await metrics?.stop().catch(() => {});
+      // Graceful: stop accepting, drop idle keep-alive connections, let requests in flight finish (bounded),
+      // so nginx does not see resets and mark this server failed while it shuts down.
       await new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
+        const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+        server.close(() => {
+          clearTimeout(force);
+          r();
+        });
+        server.closeIdleConnections();
       });
       await Promise.allSettled([cashu?.close(), gate.close()]);
       await Promise.allSettled([store.close(), backend!.close()]);

@@ -1,0 +1,34 @@
+// l402d for benchmarks: what `l402d start --config FILE` runs, plus an optional artificial Lightning
+// latency (the dev wallet behind a fixed delay) to show that only the backend limits concurrency.
+// Usage: node --import tsx bench/gate-main.ts <config.yaml> [--slow-backend-ms N]
+import { loadConfigFile } from '../src/policy/config.js';
+import { startGate } from '../src/server/app.js';
+import { DevWallet } from '../src/rails/lightning/dev-wallet.js';
+import type { LightningBackend } from '../src/rails/lightning/backend.js';
+
+const [file, flag, value] = process.argv.slice(2);
+const cfg = loadConfigFile(file!);
+let backend: LightningBackend | undefined;
+if (flag === '--slow-backend-ms') {
+  const ms = Number(value);
+  const wallet = DevWallet.open(cfg.dataDir);
+  backend = {
+    kind: 'dev',
+    async createInvoice(req, signal) {
+      await new Promise((r) => setTimeout(r, ms));
+      return wallet.createInvoice(req, signal);
+    },
+    lookupInvoice: (hash, signal) => wallet.lookupInvoice(hash, signal),
+    describe: () => `dev wallet behind a ${ms} ms delay`,
+    close: () => wallet.close(),
+  };
+}
+const running = await startGate(cfg, { backend });
+// The memory bench asks for a collected heap figure (node --expose-gc) to tell garbage from growth.
+process.on('SIGUSR2', () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  process.stderr.write(`MEM ${JSON.stringify(process.memoryUsage())}\n`);
+});
+const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
