@@ -4,32 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { FUZZ_SEED, Rng } from './rng.js';
 
-const SEED = Number(process.env.L402_FUZZ_SEED ?? 0x1402f022);
+const SEED = FUZZ_SEED;
 const ROOT_KEY = '4f9c2d7e1a8b3c6d5e0f9a2b7c4d1e8f3a6b5c0d9e2f7a4b1c8d3e6f5a0b9c2d';
 const ENV = { ROOT_KEY, REDIS_PASSWORD: 'hunter2-redis-secret' };
 
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-}
 
 const FULL = `# a full config
 listen: 127.0.0.1:8402

@@ -20,8 +20,9 @@ import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { attenuate, decodeMacaroon, encodeMacaroon } from '../../src/protocol/macaroon.js';
+import { FUZZ_SEED, Rng } from './rng.js';
 
-const SEED = Number(process.env.L402_FUZZ_SEED ?? 0x1402f022);
+const SEED = FUZZ_SEED;
 const REQUESTS = Number(process.env.L402_FUZZ_NGINX_REQUESTS ?? 3000);
 const CONCURRENCY = 8;
 const SERVICE = 'l402';
@@ -29,32 +30,6 @@ const SERVICE = 'l402';
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
 
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
 
 // A cheap catch-all next to exact and regex routes: the layout where a confused cache key would matter.
 const ROUTES = `routes:

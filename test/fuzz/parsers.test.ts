@@ -24,36 +24,10 @@ import { checkCaveats } from '../../src/protocol/caveats.js';
 import { decodeBase64Loose } from '../../src/protocol/base64.js';
 import { tokenRootKey } from '../../src/protocol/root-key.js';
 import { parseCashuCredential } from '../../src/rails/cashu/credential.js';
+import { FUZZ_SEED, Rng } from './rng.js';
 
-const SEED = Number(process.env.L402_FUZZ_SEED ?? 0x1402f022);
+const SEED = FUZZ_SEED;
 
-/** mulberry32: small, fast, good enough to drive mutations reproducibly. */
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The gate under test and a set of really paid credentials
