@@ -73,6 +73,10 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   } catch (e) {
     checks.push({ ok: false, what: 'lightning', detail: `${cfg.lightning.type}: ${(e as Error).message}` });
   }
+  // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
+  const host = cfg.listen.startsWith('unix:') ? 'unix' : cfg.listen.slice(0, cfg.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const local = host === 'unix' || host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (!cfg.upstream && !local) checks.push({ ok: false, what: 'listen', detail: `${cfg.listen} is not a loopback address or unix socket; only nginx should reach l402d (use 127.0.0.1 or unix:)` });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
 }
