@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, resolveConfig } from './config-source.js';
 import { nginxSnippets } from './nginx-conf.js';
-import { startGate } from '../server/app.js';
+import { runGate } from './workers.js';
 import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
 import { openStore } from '../store/open-store.js';
@@ -29,13 +29,7 @@ program
   .option('-c, --config <file>', 'YAML config file (default: $L402_CONFIG, else the embedded development defaults)')
   .action(async (opts: { config?: string }) => {
     const { config } = resolveConfig(opts.config);
-    const running = await startGate(config);
-    const stop = (signal: string) => {
-      running.gate.parts.log.info({ signal }, 'shutting down');
-      running.close().then(() => process.exit(0), () => process.exit(1));
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    await runGate(config);
   });
 
 program

@@ -1,5 +1,6 @@
 // YAML config + environment, validated with zod. Every error names the key, its line and what is allowed.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { LineCounter, parseDocument, isScalar, visit, type Document } from 'yaml';
 import { z } from 'zod';
@@ -107,6 +108,7 @@ const listenSchema = z
 const configSchema = z
   .object({
     listen: listenSchema.default('127.0.0.1:8402'),
+    workers: z.union([z.literal('auto'), intLike(z.number().int().min(1).max(64))]).default(1),
     data_dir: z.string().min(1).default('./data'),
     root_key: z.string().optional(),
     previous_root_keys: z.array(z.string()).default([]),
@@ -192,6 +194,8 @@ type Parsed = z.output<typeof configSchema>;
 
 export interface GateConfig {
   listen: Parsed['listen'];
+  /** l402d processes sharing the listen address (node:cluster). */
+  workers: number;
   dataDir: string;
   /** Raw text; parsed and strength-checked by root-key.ts. Absent only for the dev wallet (generated). */
   rootKey?: string;
@@ -309,6 +313,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     throw new ConfigError(lines.join('\n'));
   }
   const c = result.data;
+  if (c.workers !== 1 && c.store.type === 'memory') {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: several processes need a shared store (sqlite or redis), not memory`);
+  }
   if (c.metrics && c.metrics.listen === c.listen) {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['metrics', 'listen']) ?? '?'}: metrics.listen: must differ from listen (keep metrics off the gate's address)`);
   }
@@ -325,6 +332,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   }
   return {
     listen: c.listen,
+    workers: c.workers === 'auto' ? availableParallelism() : c.workers,
     dataDir,
     rootKey: c.root_key,
     previousRootKeys: c.previous_root_keys,

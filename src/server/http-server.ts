@@ -59,7 +59,7 @@ export function createGateServer(gate: Gate): Server {
     const endpoint = url.split('?')[0];
     if (endpoint === '/_l402/health') {
       res.setHeader('Content-Type', 'application/json');
-      res.end('{"status":"ok"}\n');
+      res.end(`{"status":"ok","pid":${process.pid}}\n`);
       return;
     }
     if (endpoint === MANIFEST_PATH && config.manifest.enabled) {

@@ -1,0 +1,41 @@
+// `workers: N`: N l402d processes sharing one listen address (node:cluster), so verification and invoice
+// signing use every core. All state they share lives in the store (SQLite file or Redis), never in memory.
+import cluster from 'node:cluster';
+import type { GateConfig } from '../policy/config.js';
+import { startGate } from '../server/app.js';
+import { createLogger } from '../util/log.js';
+
+export async function runGate(config: GateConfig): Promise<void> {
+  if (config.workers > 1 && cluster.isPrimary) return supervise(config);
+  const running = await startGate(config);
+  const stop = (signal: string) => {
+    running.gate.parts.log.info({ signal }, 'shutting down');
+    running.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+function supervise(config: GateConfig): void {
+  const log = createLogger(config.logLevel);
+  let stopping = false;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < config.workers; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    // A worker that dies is replaced, after a pause so a crash loop cannot spin.
+    log.error({ pid: worker.process.pid, code, signal }, 'l402d worker exited; starting another');
+    setTimeout(fork, 1000).unref();
+  });
+  const stop = (sig: NodeJS.Signals) => {
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(sig);
+    setTimeout(() => process.exit(0), 8000).unref();
+  };
+  process.once('SIGINT', () => stop('SIGTERM'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  log.info({ workers: config.workers, listen: config.listen }, 'l402d supervisor started');
+}
