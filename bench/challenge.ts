@@ -25,6 +25,7 @@ export async function runChallenge(): Promise<string[]> {
     const app = await startUpstream(cleanup);
     const gate = await startGateProc(cleanup, `log: { level: info }\n${ROUTES}`, { name: 'l402d dev wallet' });
     const slow = await startGateProc(cleanup, `log: { level: info }\n${ROUTES}`, { name: 'l402d slow backend', slowBackendMs: SLOW_MS });
+    const two = await startGateProc(cleanup, `workers: 2\nlog: { level: info }\n${ROUTES}`, { name: 'l402d workers: 2' });
 
     // In-process ceiling: one core signing invoices (dev wallet) and minting macaroons, no HTTP.
     const route = gate.cfg.routes[0]!;
@@ -40,23 +41,28 @@ export async function runChallenge(): Promise<string[]> {
 
     const sn = writeSuffixedSnippets(gate.cfg, join(dir, 'sn'), '');
     const snSlow = writeSuffixedSnippets(slow.cfg, join(dir, 'sn-slow'), '_slow');
+    const snTwo = writeSuffixedSnippets(two.cfg, join(dir, 'sn-two'), '_two');
     const port = await freePort();
     const portSlow = await freePort();
+    const portTwo = await freePort();
     await startBenchNginx(
       cleanup,
       1,
       `${appUpstream(app.port)}
       include ${sn}/upstream.conf;
       include ${snSlow}/upstream.conf;
+      include ${snTwo}/upstream.conf;
+      server { listen 127.0.0.1:${portTwo}; access_log off; include ${snTwo}/server.conf; ${protectedLocation('/single', snTwo)} }
       server { listen 127.0.0.1:${port}; access_log off; include ${sn}/server.conf; ${protectedLocation('/single', sn)} }
       server { listen 127.0.0.1:${portSlow}; access_log off; include ${snSlow}/server.conf; ${protectedLocation('/single', snSlow)} }`,
     );
     const busy = await machineBusy();
     const rows: Array<Record<string, string | number>> = [];
-    for (const conns of [32]) {
-      const r = await measure(`http://127.0.0.1:${port}/single`, { connections: conns, countStatus: true });
+    for (const [label, p] of [['dev wallet, 1 process', port], ['dev wallet, workers: 2', portTwo]] as const) {
+      const conns = 32;
+      const r = await measure(`http://127.0.0.1:${p}/single`, { connections: conns, countStatus: true });
       const ok = r.statuses['402'] ?? 0;
-      rows.push({ 'challenges (402) through nginx x1': `dev wallet, wrk -c${conns}`, '402/s': ok / SECS, 'p50 ms': r.p50, 'p99 ms': r.p99, 'other statuses': r.requests - ok, 'vs goal 2000/s': `${(ok / SECS / 2000).toFixed(2)}x` });
+      rows.push({ 'challenges (402) through nginx x1': `${label}, wrk -c${conns}`, '402/s': ok / SECS, 'p50 ms': r.p50, 'p99 ms': r.p99, 'other statuses': r.requests - ok, 'vs goal 2000/s': `${(ok / SECS / 2000).toFixed(2)}x` });
     }
     out.push(`machine busy before the run ${(busy * 100).toFixed(0)}% (shared machine)`);
     out.push(table(`Challenge path (${SECS}s after ${WARMUP_SECS}s warm-up)`, rows));

@@ -23,6 +23,12 @@ if (flag === '--slow-backend-ms') {
     close: () => wallet.close(),
   };
 }
+// `workers: N` runs as `l402d start` does: a supervisor and N processes on one address.
+if (!backend && cfg.workers > 1) {
+  const { runGate } = await import('../src/cli/workers.js');
+  await runGate(cfg);
+  await new Promise(() => {});
+}
 const running = await startGate(cfg, { backend });
 // The memory bench asks for a collected heap figure (node --expose-gc) to tell garbage from growth.
 process.on('SIGUSR2', () => {

@@ -144,6 +144,8 @@ export function createGateServer(gate: Gate): Server {
       insecureHTTPParser: !upstream,
     },
     (req, res) => {
+      // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
+      if (!server.listening) res.shouldKeepAlive = false;
       handle(req, res).catch((e: Error) => {
         log.error({ err: e.message }, 'request handler failed');
         if (!res.headersSent) {
