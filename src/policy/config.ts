@@ -80,7 +80,7 @@ const routeSchema = z
 
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('memory') }).strict(),
-  z.object({ type: z.literal('sqlite'), path: z.string().min(1).optional() }).strict(),
+  z.object({ type: z.literal('sqlite'), path: z.string().min(1).optional(), durability: z.enum(['normal', 'full']).default('normal') }).strict(),
   z
     .object({
       type: z.literal('redis'),
@@ -113,7 +113,7 @@ const configSchema = z
     root_key: z.string().optional(),
     previous_root_keys: z.array(z.string()).default([]),
     service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
-    store: storeSchema.default({ type: 'sqlite' }),
+    store: storeSchema.default({ type: 'sqlite', durability: 'normal' }),
     lightning: lightningConfigSchema.default({ type: 'dev' }),
     invoice: z
       .object({
@@ -201,7 +201,7 @@ export interface GateConfig {
   rootKey?: string;
   previousRootKeys: string[];
   service: string;
-  store: { type: 'memory' } | { type: 'sqlite'; path: string } | { type: 'redis'; url: string; prefix: string };
+  store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string };
   lightning: Parsed['lightning'];
   /** Directory of the config file: relative paths in backend sections resolve against it. */
   configDir: string;
@@ -339,7 +339,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     service: c.service,
     store:
       c.store.type === 'sqlite'
-        ? { type: 'sqlite', path: abs(c.store.path ?? resolve(dataDir, 'l402.db')) }
+        ? { type: 'sqlite', path: abs(c.store.path ?? resolve(dataDir, 'l402.db')), durability: c.store.durability }
         : c.store,
     lightning: c.lightning,
     configDir: base,

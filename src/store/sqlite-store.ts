@@ -12,11 +12,15 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
 
-  constructor(path: string) {
+  /**
+   * `durability: 'normal'` (default) survives process crashes; a power failure may lose the last commits
+   * (and so let those single-use credentials pass once more). `'full'` syncs every claim to disk.
+   */
+  constructor(path: string, durability: 'normal' | 'full' = 'normal') {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma(durability === 'full' ? 'synchronous = FULL' : 'synchronous = NORMAL');
     this.db.pragma('busy_timeout = 2000');
     this.db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER) WITHOUT ROWID');
     this.db.exec('CREATE TABLE IF NOT EXISTS counters (series TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID');

@@ -17,7 +17,7 @@ function err(text: string, env: NodeJS.ProcessEnv = {}): string {
 test('minimal config gets the documented defaults', () => {
   const c = parseConfig(`root_key: ${KEY}\nroutes:\n  - match: /premium\n    amount_msat: 10000\n`, { env: {}, baseDir: '/srv' });
   assert.equal(c.listen, '127.0.0.1:8402');
-  assert.deepEqual(c.store, { type: 'sqlite', path: '/srv/data/l402.db' });
+  assert.deepEqual(c.store, { type: 'sqlite', path: '/srv/data/l402.db', durability: 'normal' });
   assert.equal(c.lightning.type, 'dev');
   assert.equal(c.routes[0]!.access, 'per-request');
   assert.equal(c.routes[0]!.macaroonTimeout, 0);

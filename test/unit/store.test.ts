@@ -21,7 +21,7 @@ const makers: Array<[string, () => Promise<Store>, string | false]> = [
     async () => {
       const d = mkdtempSync(join(tmpdir(), 'l402-store-'));
       cleanup.add(() => rmSync(d, { recursive: true, force: true }));
-      return new SqliteStore(join(d, 's.db'));
+      return new SqliteStore(join(d, 's.db'), 'full');
     },
     false,
   ],
