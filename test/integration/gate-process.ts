@@ -46,3 +46,39 @@ export async function startGateProcess(configPath: string, port: number, env: No
     },
   };
 }
+
+/**
+ * Two l402d processes (each from its own YAML, `yamlFor(i, port)`) behind one nginx with two workers that
+ * spreads over both: the shape of a multi-process deployment sharing a store.
+ */
+export async function twoGatesBehindNginx(
+  cleanup: import('./harness.js').Cleanup,
+  o: { dir: string; yamlFor: (i: number, port: number) => string; paths: string[]; upstreamPort: number; env?: NodeJS.ProcessEnv },
+): Promise<{ origin: string; gates: GateProcess[] }> {
+  const { freePort, startNginx } = await import('./harness.js');
+  const { writeSnippets } = await import('./gate-fixture.js');
+  const { parseConfig } = await import('../../src/policy/config.js');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const ports = [await freePort(), await freePort()];
+  const gates: GateProcess[] = [];
+  for (const [i, port] of ports.entries()) {
+    const file = join(o.dir, `gate-${i}.yaml`);
+    writeFileSync(file, o.yamlFor(i, port));
+    gates.push(cleanup.use(await startGateProcess(file, port, o.env)));
+  }
+  const snippets = join(o.dir, 'snippets');
+  writeSnippets(parseConfig(`routes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  const ng = await freePort();
+  const locations = o.paths.map((p) => `location ${p} { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${o.upstreamPort}; }`).join('\n');
+  cleanup.use(
+    await startNginx({
+      workers: 2,
+      http: `upstream l402d { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
+      proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
+      server { listen 127.0.0.1:${ng}; include ${snippets}/server.conf;
+        ${locations} }`,
+    }),
+  );
+  return { origin: `http://127.0.0.1:${ng}`, gates };
+}

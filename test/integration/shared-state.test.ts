@@ -5,11 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, waitFor } from './harness.js';
-import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
-import { startGateProcess } from './gate-process.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startRedis, waitFor } from './harness.js';
+import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
+import { startGateProcess, twoGatesBehindNginx } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
-import { parseConfig } from '../../src/policy/config.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -33,28 +32,14 @@ test('two l402d processes sharing Redis behind one nginx: a credential passes ex
   const redis = cleanup.use(await startRedis());
   const dir = tmp();
   const up = cleanup.use(await startCountingUpstream());
-  const ports = [await freePort(), await freePort()];
-  const gates = [];
-  for (const port of ports) {
-    const file = join(dir, `l402-${port}.yaml`);
-    // Both processes share the dev wallet dir (the "Lightning node") and Redis (the claim store).
-    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: \${ROOT_KEY}\nstore: { type: redis, url: ${redis.url} }\nlog: { level: warn }\n${ROUTES_YAML}`);
-    gates.push(cleanup.use(await startGateProcess(file, port, { ROOT_KEY: TEST_ROOT_KEY })));
-  }
-  const snippets = join(dir, 'snippets');
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
-  const ngPort = await freePort();
-  cleanup.use(
-    await startNginx({
-      workers: 2,
-      http: `upstream l402d { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
-      proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
-      server { listen 127.0.0.1:${ngPort}; include ${snippets}/server.conf;
-        location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; }
-        location /forever { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
-    }),
-  );
-  const origin = `http://127.0.0.1:${ngPort}`;
+  // Both processes share the dev wallet dir (the "Lightning node") and Redis (the claim store).
+  const { origin } = await twoGatesBehindNginx(cleanup, {
+    dir,
+    yamlFor: (_i, port) => `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: \${ROOT_KEY}\nstore: { type: redis, url: ${redis.url} }\nlog: { level: warn }\n${ROUTES_YAML}`,
+    paths: ['/premium', '/forever'],
+    upstreamPort: up.port,
+    env: { ROOT_KEY: TEST_ROOT_KEY },
+  });
   const wallet = DevWallet.open(dir);
   cleanup.add(() => wallet.close());
 
