@@ -121,7 +121,7 @@ export class Gate {
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const route = 'route' in d ? d.route?.id : undefined;
-    this.count(d, ms / 1000);
+    this.parts.metrics?.countDecision(d, ms / 1000);
     this.parts.log.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
   }
@@ -136,43 +136,6 @@ export class Gate {
     const max = this.parts.config.nginxCacheMaxSecs;
     if (d.validUntil === undefined) return max;
     return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));
-  }
-
-  private count(d: Decision, seconds: number): void {
-    const m = this.parts.metrics;
-    if (!m) return;
-    const route = 'route' in d && d.route ? d.route.id : 'none';
-    m.observe('l402_decision_duration_seconds', { outcome: d.outcome }, seconds);
-    m.inc('l402_requests_total', { route });
-    if (d.outcome === 'allow' && d.reason === 'dry_run') {
-      const r = d.dryRun;
-      m.inc('l402_dry_run_requests_total', { route });
-      m.inc(r.wouldReturn === 200 ? 'l402_dry_run_would_allow_total' : 'l402_dry_run_would_block_total', { route });
-      if (r.wouldReturn === 429) m.inc('l402_dry_run_rate_limited_total', { route });
-      m.inc('l402_dry_run_price_msat_sum', { route }, d.route.amountMsat);
-      return;
-    }
-    switch (d.outcome) {
-      case 'allow':
-        m.inc('l402_payments_valid_total', { route, rail: d.rail });
-        m.inc(d.rail === 'cashu' ? 'l402_payments_cashu_total' : 'l402_payments_lightning_total', { route });
-        break;
-      case 'cashu_rejected':
-        m.inc('l402_payments_invalid_total', { route, reason: 'cashu_rejected' });
-        break;
-      case 'challenge':
-        m.inc('l402_payments_missing_total', { route });
-        break;
-      case 'invalid':
-        m.inc('l402_payments_invalid_total', { route, reason: d.reason });
-        break;
-      case 'rate_limited':
-        m.inc('l402_rate_limited_total', { route });
-        break;
-      case 'unavailable':
-        m.inc('l402_unavailable_total', { route, reason: d.reason });
-        break;
-    }
   }
 
   /**

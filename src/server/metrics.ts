@@ -4,6 +4,7 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
+import type { Decision } from '../policy/decide.js';
 
 type Labels = Record<string, string>;
 
@@ -76,6 +77,42 @@ export class Metrics {
     this.inc(name as never, { ...labels, le: '+Inf' }, 1);
     this.pending.set(series(`${name}_sum`, labels), (this.pending.get(series(`${name}_sum`, labels)) ?? 0) + seconds);
     this.pending.set(series(`${name}_count`, labels), (this.pending.get(series(`${name}_count`, labels)) ?? 0) + 1);
+  }
+
+  /** The counters and latency of one decision. */
+  countDecision(d: Decision, seconds: number): void {
+    const route = 'route' in d && d.route ? d.route.id : 'none';
+    this.observe('l402_decision_duration_seconds', { outcome: d.outcome }, seconds);
+    this.inc('l402_requests_total', { route });
+    if (d.outcome === 'allow' && d.reason === 'dry_run') {
+      const r = d.dryRun;
+      this.inc('l402_dry_run_requests_total', { route });
+      this.inc(r.wouldReturn === 200 ? 'l402_dry_run_would_allow_total' : 'l402_dry_run_would_block_total', { route });
+      if (r.wouldReturn === 429) this.inc('l402_dry_run_rate_limited_total', { route });
+      this.inc('l402_dry_run_price_msat_sum', { route }, d.route.amountMsat);
+      return;
+    }
+    switch (d.outcome) {
+      case 'allow':
+        this.inc('l402_payments_valid_total', { route, rail: d.rail });
+        this.inc(d.rail === 'cashu' ? 'l402_payments_cashu_total' : 'l402_payments_lightning_total', { route });
+        break;
+      case 'cashu_rejected':
+        this.inc('l402_payments_invalid_total', { route, reason: 'cashu_rejected' });
+        break;
+      case 'challenge':
+        this.inc('l402_payments_missing_total', { route });
+        break;
+      case 'invalid':
+        this.inc('l402_payments_invalid_total', { route, reason: d.reason });
+        break;
+      case 'rate_limited':
+        this.inc('l402_rate_limited_total', { route });
+        break;
+      case 'unavailable':
+        this.inc('l402_unavailable_total', { route, reason: d.reason });
+        break;
+    }
   }
 
   /** Moves local deltas to the store; on failure they are kept (bounded) for the next try. */
