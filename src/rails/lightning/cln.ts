@@ -3,9 +3,7 @@
 // Every reply is checked before it reaches the gate: the invoice must decode and match the hash and
 // amount we asked for; a "paid" preimage must hash to the payment hash.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { readConfigFile, resolveConfigPath } from './config-file.js';
 import { z } from 'zod';
 import {
   BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend,
@@ -13,6 +11,8 @@ import {
 import { checkReturnedInvoice } from './bolt11.js';
 import { ClnSocketRpc, peerText, type ClnCaller } from './cln-rpc.js';
 import { ClnRestRpc, clnRestUrlProblem } from './clnrest.js';
+
+export { resolveConfigPath };
 
 /**
  * lightningd's own default (lightningd-rpc(7)) for mainnet. ngx_l402's payment detector defaults to
@@ -93,32 +93,17 @@ export function clnFromLegacyEnv(env: Record<string, string | undefined>): Recor
 }
 
 /** `~/x` → home, relative → against the config file's directory. */
-export function resolveConfigPath(p: string, configDir: string): string {
-  if (p === '~') return homedir();
-  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
-  return isAbsolute(p) ? p : resolve(configDir, p);
-}
-
-function readConfigFile(key: string, p: string, configDir: string): Buffer {
-  const full = resolveConfigPath(p, configDir);
-  try {
-    return readFileSync(full);
-  } catch (e) {
-    throw new ClnConfigError(`lightning.${key}: cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
 /** Opens the configured transport. Reads rune_file and ca_cert_path now, so a bad path fails at start. */
 export function openClnCaller(cfg: ClnTransportConfig, ctx: BackendContext): ClnCaller {
   if (cfg.transport === 'rest') {
     if (!cfg.rest_url) throw new ClnConfigError('lightning.rest_url: required when transport is rest');
     const problem = clnRestUrlProblem(cfg.rest_url);
     if (problem) throw new ClnConfigError(`lightning.rest_url: ${problem}`);
-    const rune = cfg.rune ?? (cfg.rune_file ? readConfigFile('rune_file', cfg.rune_file, ctx.configDir).toString('utf8').trim() : '');
+    const rune = cfg.rune ?? (cfg.rune_file ? readConfigFile('rune_file', cfg.rune_file, ctx.configDir, (m) => new ClnConfigError(m)).toString('utf8').trim() : '');
     if (!/^[A-Za-z0-9_\-+/=]{8,4096}$/.test(rune)) {
       throw new ClnConfigError(`lightning.${cfg.rune_file ? 'rune_file' : 'rune'}: must hold a CLN rune (base64url text)`);
     }
-    const ca = cfg.ca_cert_path ? readConfigFile('ca_cert_path', cfg.ca_cert_path, ctx.configDir) : undefined;
+    const ca = cfg.ca_cert_path ? readConfigFile('ca_cert_path', cfg.ca_cert_path, ctx.configDir, (m) => new ClnConfigError(m)) : undefined;
     return new ClnRestRpc({ url: cfg.rest_url, rune, ca, timeoutMs: ctx.timeoutMs });
   }
   return new ClnSocketRpc({ path: resolveConfigPath(cfg.rpc_path, ctx.configDir), timeoutMs: ctx.timeoutMs, log: ctx.log });

@@ -4,8 +4,7 @@
 // must hash to the payment hash. Eclair returns `paymentPreimage` for pending invoices too, so only
 // `status.type == "received"` counts as paid.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readConfigFile, resolveConfigPath } from './config-file.js';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
 import { checkReturnedInvoice } from './bolt11.js';
@@ -60,26 +59,10 @@ const HEX32 = /^[0-9a-f]{64}$/i;
 
 function readPassword(cfg: EclairConfig, configDir: string): string {
   if (cfg.password !== undefined) return cfg.password;
-  const path = resolve(configDir, cfg.password_file!);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`eclair: cannot read password_file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const text = readConfigFile('password_file', cfg.password_file!, configDir).toString('utf8');
   const pw = text.split(/\r?\n/)[0] ?? '';
-  if (!pw) throw new Error(`eclair: password_file ${path} is empty`);
+  if (!pw) throw new Error(`eclair: password_file ${resolveConfigPath(cfg.password_file!, configDir)} is empty`);
   return pw;
-}
-
-function readCa(path: string | undefined, configDir: string, who: string): string | undefined {
-  if (path === undefined) return undefined;
-  const full = resolve(configDir, path);
-  try {
-    return readFileSync(full, 'utf8');
-  } catch (e) {
-    throw new Error(`${who}: cannot read ca_cert_path ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
 }
 
 /** Short, printable excerpt of a peer's error text (peers are not trusted to send clean strings). */
@@ -102,7 +85,7 @@ class EclairBackend implements LightningBackend {
     this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);
     // The operator names the node; it is usually on loopback or a private network, and a node API has no business redirecting.
     this.http = new BoundedHttpClient({
-      ca: readCa(cfg.ca_cert_path, ctx.configDir, 'eclair'),
+      ca: cfg.ca_cert_path === undefined ? undefined : readConfigFile('ca_cert_path', cfg.ca_cert_path, ctx.configDir).toString('utf8'),
       allowHttp: true,
       allowPrivate: true,
       maxRedirects: 0,

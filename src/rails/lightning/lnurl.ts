@@ -15,8 +15,7 @@
 //   verify URL we do not hold (other process, restart, no LUD-21) are `unknown`. `verify: false`
 //   removes lookupInvoice altogether (auto-detect then refuses to start).
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readConfigFile } from './config-file.js';
 import { bech32 } from '@scure/base';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
@@ -331,15 +330,7 @@ class LnurlBackend implements LightningBackend {
     private readonly ctx: BackendContext,
     deps: LnurlDeps,
   ) {
-    let ca: string | undefined;
-    if (opts.ca_cert_path !== undefined) {
-      const full = resolve(ctx.configDir, opts.ca_cert_path);
-      try {
-        ca = readFileSync(full, 'utf8');
-      } catch (e) {
-        throw new Error(`lnurl: cannot read ca_cert_path ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-    }
+    const ca = opts.ca_cert_path === undefined ? undefined : readConfigFile('ca_cert_path', opts.ca_cert_path, ctx.configDir).toString('utf8');
     this.http = new BoundedHttpClient({
       ca,
       allowHttp: opts.allow_http,

@@ -12,8 +12,7 @@
 // `lookupInvoice` exists, which decides if auto_detect_payment may be configured) and which encryption it
 // speaks are only known after reading its info event (kind 13194) and, where offered, `get_info`.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readConfigFile, resolveConfigPath } from './config-file.js';
 import { finalizeEvent, type Event } from 'nostr-tools/pure';
 import * as nip44 from 'nostr-tools/nip44';
 import * as nip04 from 'nostr-tools/nip04';
@@ -423,13 +422,8 @@ export class NwcClient {
 /** Reads the connection URI from the config (inline or from a file beside it). */
 function loadUri(cfg: NwcConfig, configDir: string): NwcConnection {
   if (cfg.uri !== undefined) return parseNwcUri(cfg.uri);
-  const path = resolve(configDir, cfg.uri_file!);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new NwcUriError(`lightning.uri_file: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
+  const path = resolveConfigPath(cfg.uri_file!, configDir);
+  const text = readConfigFile('uri_file', cfg.uri_file!, configDir, (m) => new NwcUriError(m)).toString('utf8');
   const first = text.split(/\r?\n/).find((l) => l.trim() !== '') ?? '';
   try {
     return parseNwcUri(first);

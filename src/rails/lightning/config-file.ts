@@ -1,0 +1,21 @@
+// Files a backend's config points at (CA certificates, password, rune and URI files): resolved against
+// the config file's directory (`~` is the home directory), read at start, errors naming the key and path.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+
+export function resolveConfigPath(p: string, configDir: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
+  return isAbsolute(p) ? p : resolve(configDir, p);
+}
+
+/** Never includes the file's contents in an error (they may be secrets). */
+export function readConfigFile(key: string, p: string, configDir: string, makeError: (message: string) => Error = (m) => new Error(m)): Buffer {
+  const full = resolveConfigPath(p, configDir);
+  try {
+    return readFileSync(full);
+  } catch (e) {
+    throw makeError(`lightning.${key}: cannot read ${key} ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
