@@ -22,41 +22,65 @@ import {
   G,
   N,
   hashToCurve,
-  jacToAffine,
+  P,
   mulAddVar,
   mulG,
   parsePoint,
   scalarFromHex,
+  toCompressedHex,
   toUncompressedHex,
   verifyDleqBatch,
-  type Affine,
+  type Point,
 } from '../../src/rails/cashu/secp256k1.js';
 
 type NoblePoint = ReturnType<typeof pointFromHex>;
 const GHEX = '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';
 const NG = pointFromHex(GHEX);
+const isNoblePoint = (h: string) => {
+  try {
+    pointFromHex(h);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const randScalar = () => (BigInt('0x' + randomBytes(32).toString('hex')) % (N - 1n)) + 1n;
-const affineOf = (p: NoblePoint): Affine => {
-  const a = p.toAffine();
-  return { x: a.x, y: a.y };
+const affineOf = (p: NoblePoint): Point => Buffer.from(p.toHex(false).slice(2), 'hex');
+const same = (ours: Point | undefined, theirs: NoblePoint, msg?: string) => {
+  assert.ok(ours, msg);
+  assert.equal(toUncompressedHex(ours), theirs.toHex(false), msg);
+  assert.equal(toCompressedHex(ours), theirs.toHex(true), msg);
 };
-const same = (ours: Affine, theirs: NoblePoint, msg?: string) => assert.equal(toUncompressedHex(ours), theirs.toHex(false), msg);
 
 // Scalars that exercise window carries, GLV signs and the ends of the range.
 const EDGE = [1n, 2n, 3n, N - 1n, N - 2n, (N - 1n) / 2n, 1n << 128n, (1n << 128n) - 1n, (1n << 255n) + 12345n, (1n << 256n) - 1n - (1n << 256n) + N - 7n];
 
 test('k·G through the 12-bit table equals noble for random and edge scalars', () => {
-  for (const k of [...EDGE, ...Array.from({ length: 40 }, randScalar)]) same(jacToAffine(mulG(k)), NG.multiply(k), `k=${k.toString(16)}`);
-  assert.equal(mulG(0n).Z, 0n, '0·G is the point at infinity');
+  for (const k of [...EDGE, ...Array.from({ length: 40 }, randScalar)]) same(mulG(k), NG.multiply(k), `k=${k.toString(16)}`);
+  assert.equal(mulG(0n), undefined, '0·G is the point at infinity');
 });
 
 test('fixed-base tables (windows 7, 8, 10) equal noble', () => {
   const A = NG.multiply(randScalar());
   for (const w of [7, 8, 10]) {
     const t = new FixedBase(affineOf(A), w);
-    for (const k of [...EDGE, ...Array.from({ length: 15 }, randScalar)]) same(jacToAffine(t.mul(k)), A.multiply(k), `w=${w} k=${k.toString(16)}`);
+    for (const k of [...EDGE, ...Array.from({ length: 15 }, randScalar)]) same(t.mul(k), A.multiply(k), `w=${w} k=${k.toString(16)}`);
+    t.dispose();
+    assert.throws(() => t.mul(1n), /after dispose/);
   }
+});
+
+test('tables whose memory was given back and reused stay independent', () => {
+  // The mint-key cache drops and rebuilds tables; a reused block must hold only the new table.
+  const bases = Array.from({ length: 6 }, () => NG.multiply(randScalar()));
+  const live = bases.slice(0, 3).map((b) => new FixedBase(affineOf(b), 8));
+  live[1]!.dispose();
+  const reused = new FixedBase(affineOf(bases[3]!), 8);
+  const k = randScalar();
+  same(reused.mul(k), bases[3]!.multiply(k));
+  same(live[0]!.mul(k), bases[0]!.multiply(k));
+  same(live[2]!.mul(k), bases[2]!.multiply(k));
 });
 
 test('Strauss–Shamir with GLV equals noble, including doubling and cancelling inputs', () => {
@@ -65,17 +89,16 @@ test('Strauss–Shamir with GLV equals noble, including doubling and cancelling 
     const Q = NG.multiply(randScalar());
     const a = i < EDGE.length ? EDGE[i]! : randScalar();
     const b = randScalar();
-    same(jacToAffine(mulAddVar([{ p: affineOf(P), k: a }, { p: affineOf(Q), k: b }])), P.multiply(a).add(Q.multiply(b)));
-    same(jacToAffine(mulAddVar([{ p: affineOf(P), k: a }])), P.multiply(a));
+    same(mulAddVar([{ p: affineOf(P), k: a }, { p: affineOf(Q), k: b }]), P.multiply(a).add(Q.multiply(b)));
+    same(mulAddVar([{ p: affineOf(P), k: a }]), P.multiply(a));
   }
   const P = NG.multiply(randScalar());
   const k = randScalar();
   // P + P goes through the doubling branch of the mixed addition.
-  same(jacToAffine(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P), k }])), P.multiply(k).double());
-  // k·P + k·(−P) is infinity, which must come back as Z = 0, not a bogus point.
-  assert.equal(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P.negate()), k }]).Z, 0n);
-  assert.throws(() => jacToAffine(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P.negate()), k }])), /infinity/);
-  same(jacToAffine(mulAddVar([{ p: affineOf(P), k: 0n }, { p: affineOf(NG), k: 5n }])), NG.multiply(5n));
+  same(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P), k }]), P.multiply(k).double());
+  // k·P + k·(−P) is infinity, which must come back as such, not a bogus point.
+  assert.equal(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P.negate()), k }]), undefined);
+  same(mulAddVar([{ p: affineOf(P), k: 0n }, { p: affineOf(NG), k: 5n }]), NG.multiply(5n));
 });
 
 test('hash_to_curve matches cashu-ts (NUT-00) for ASCII, JSON and Unicode secrets', () => {
@@ -104,13 +127,29 @@ test('point and scalar parsing reject what is not on the curve or not in [1, n-1
   assert.equal(parsePoint('zz' + GHEX.slice(2)), undefined);
   const badY = '04' + GHEX.slice(2) + '00'.repeat(32);
   assert.equal(parsePoint(badY), undefined);
+  // Coordinates at or above p are not canonical encodings even when they reduce to a curve point.
+  const enc = (v: bigint) => v.toString(16).padStart(64, '0');
+  let small = 1n; // the smallest x of a curve point: x + p still fits in 32 bytes
+  while (!isNoblePoint('02' + enc(small))) small++;
+  const S = pointFromHex('02' + enc(small));
+  assert.ok(parsePoint('02' + enc(small)));
+  assert.equal(parsePoint('02' + enc(small + P)), undefined);
+  assert.equal(parsePoint('04' + enc(small + P) + enc(S.toAffine().y)), undefined);
+  assert.equal(parsePoint('02' + enc(P)), undefined);
+  assert.equal(parsePoint('02' + enc(P + 1n)), undefined);
+  // Both parities of a valid x, and an x with no point (x³ + 7 not a square).
+  const Q = NG.multiply(randScalar());
+  same(parsePoint(Q.toHex(true)), Q);
+  same(parsePoint((Q.toHex(true).startsWith('02') ? '03' : '02') + Q.toHex(true).slice(2)), Q.negate());
+  assert.equal(isNoblePoint('02' + enc(5n)), false);
+  assert.equal(parsePoint('02' + enc(5n)), undefined);
   assert.equal(scalarFromHex('00'), undefined);
   assert.equal(scalarFromHex(N.toString(16)), undefined);
   assert.equal(scalarFromHex((N + 1n).toString(16)), undefined);
   assert.equal(scalarFromHex('xyz'), undefined);
   assert.equal(scalarFromHex('01'.repeat(33)), undefined);
   assert.equal(scalarFromHex((N - 1n).toString(16)), N - 1n);
-  assert.deepEqual(G, affineOf(NG));
+  assert.deepEqual(Buffer.from(G), affineOf(NG));
 });
 
 function makeProofs(n: number) {

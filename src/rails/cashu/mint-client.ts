@@ -129,7 +129,7 @@ export interface KnownKeyset {
   keys: Record<string, string>;
 }
 
-/** Fixed-base tables for mint keys, least recently used dropped first (each is ~0.5 MB). */
+/** Fixed-base tables for mint keys, least recently used dropped first (each is ~0.27 MB of WebAssembly memory). */
 class KeyTables {
   private readonly map = new Map<string, FixedBase>();
   constructor(private readonly cap: number) {}
@@ -144,7 +144,11 @@ class KeyTables {
     if (!p) return undefined;
     t = new FixedBase(p, 8);
     this.map.set(hex, t);
-    if (this.map.size > this.cap) this.map.delete(this.map.keys().next().value!);
+    if (this.map.size > this.cap) {
+      const [oldest, table] = this.map.entries().next().value!;
+      this.map.delete(oldest);
+      table.dispose(); // its memory goes to the next table built
+    }
     return t;
   }
 }

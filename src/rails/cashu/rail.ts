@@ -19,7 +19,7 @@ import { MintDirectory, MintNotReachedError, MintRejectedError, MintUnavailableE
 import { encodePaymentRequest, MSAT_PER_UNIT, priceInUnit, type CashuUnit } from './payment-request.js';
 import { Redeemer, type PayoutInvoice } from './redeem.js';
 import { proofSetId, ReplayGuard } from './replay.js';
-import { hashToCurve, mulG } from './secp256k1.js';
+import { hashToCurve, warmGenerator } from './secp256k1.js';
 import { loadWalletSeed } from './seed.js';
 import { checkTokenProofs, prepareP2pk, Rejection, verifyDleqChunked, type CheckedToken } from './verify.js';
 import { WalletDb, type BalanceRow, type MeltRecord, type StoredProof } from './wallet-db.js';
@@ -166,7 +166,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       }
     }),
   );
-  if (cfg.mode === 'p2pk' && cfg.p2pk.requireDleq) mulG(1n); // builds the generator table now, not on the first payment
+  if (cfg.mode === 'p2pk' && cfg.p2pk.requireDleq) warmGenerator(); // builds the generator table now, not on the first payment
 
   function persistInfo(mint: string, info: unknown) {
     const nuts = (info as { nuts?: Record<string, { supported?: boolean }> })?.nuts ?? {};

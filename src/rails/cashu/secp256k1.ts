@@ -1,217 +1,184 @@
 // Variable-time secp256k1 arithmetic for VERIFYING public data (NUT-12 DLEQ proofs) only.
 //
 // Why this exists: the generic library path (cashu-ts `hasValidDleq`, noble projective points with
-// complete formulas and constant-time ladders) verifies ~130 proofs/s here; a DLEQ check is the hot path
-// of P2PK acceptance. This module uses Jacobian coordinates with a = 0 formulas, a reduction specialised
-// to p = 2^256 - 2^32 - 977, the GLV endomorphism with interleaved wNAF for the two per-proof variable
-// bases, and large affine tables for fixed bases (G and each mint key). Nothing here touches a secret:
-// never use it for signing. Every result is checked against @noble/curves in test/unit/cashu-secp.test.ts.
-import { ECDH, createHash } from 'node:crypto';
+// complete formulas over BigInt) verifies ~140 proofs/s here, and a DLEQ check is the hot path of P2PK
+// acceptance. The field and group arithmetic runs in WebAssembly (wasm/secp256k1.ts, 64-bit limbs, no
+// allocation per operation); this module keeps the algorithms' bookkeeping: the GLV split and wNAF
+// recoding of scalars (BigInt, a few per proof), fixed-base tables for G and each mint key, Strauss–Shamir
+// for the two per-proof variable bases, and the NUT-12 hash. Nothing here touches a secret: never use it
+// for signing. Every result is checked against @noble/curves and cashu-ts in test/unit/cashu-secp.test.ts.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export const P = 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn;
 export const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const M256 = (1n << 256n) - 1n;
-const FOLD = 0x1000003d1n; // 2^256 mod p
-const GX = 0x79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798n;
-const GY = 0x483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8n;
-// GLV endomorphism: phi(x, y) = (BETA * x, y) = LAMBDA * (x, y). Decomposition basis from the curve's
-// published parameters (SEC 2 / libsecp256k1).
-const BETA = 0x7ae96a2b657c07106e64479eac3434e99cf0497512f58995c1396c28719501een;
+// GLV: k ≡ k1 + k2·λ (mod n) with the lattice basis from the curve's published parameters (SEC 2).
 const A1 = 0x3086d221a7d46bcde86c90e49284eb15n;
 const B1 = -0xe4437ed6010e88286f547fa90abfe4c3n;
 const A2 = 0x114ca50f7a8e2f3f657c1108d9d44cfd8n;
 const B2 = A1;
 
-// ---- field ----------------------------------------------------------------------------------------------
-
-function red(x: bigint): bigint {
-  x = (x & M256) + (x >> 256n) * FOLD;
-  const h = x >> 256n;
-  if (h !== 0n) x = (x & M256) + h * FOLD;
-  return x >= P ? x - P : x;
-}
-const fmul = (a: bigint, b: bigint): bigint => red(a * b);
-const fsqr = (a: bigint): bigint => red(a * a);
-function fadd(a: bigint, b: bigint): bigint {
-  const s = a + b;
-  return s >= P ? s - P : s;
-}
-function fsub(a: bigint, b: bigint): bigint {
-  const d = a - b;
-  return d < 0n ? d + P : d;
-}
-function sqrN(a: bigint, n: number): bigint {
-  for (let i = 0; i < n; i++) a = fsqr(a);
-  return a;
-}
-/** a^(p-2) through the standard addition chain for this p (255 squarings, 15 multiplications). */
-function finv(a: bigint): bigint {
-  if (a === 0n) throw new RangeError('inverse of zero');
-  const x2 = fmul(fsqr(a), a);
-  const x3 = fmul(fsqr(x2), a);
-  const x6 = fmul(sqrN(x3, 3), x3);
-  const x9 = fmul(sqrN(x6, 3), x3);
-  const x11 = fmul(sqrN(x9, 2), x2);
-  const x22 = fmul(sqrN(x11, 11), x11);
-  const x44 = fmul(sqrN(x22, 22), x22);
-  const x88 = fmul(sqrN(x44, 44), x44);
-  const x176 = fmul(sqrN(x88, 88), x88);
-  const x220 = fmul(sqrN(x176, 44), x44);
-  const x223 = fmul(sqrN(x220, 3), x3);
-  let t = fmul(sqrN(x223, 23), x22);
-  t = fmul(sqrN(t, 5), a);
-  t = fmul(sqrN(t, 3), x2);
-  return fmul(sqrN(t, 2), a);
+interface Exports {
+  memory: WebAssembly.Memory;
+  heap_base(): number;
+  aff_decompress(r: number, xBe: number, odd: number): number;
+  aff_on_curve(a: number): number;
+  aff_from_be(r: number, src: number): void;
+  aff_to_be(dst: number, a: number): void;
+  aff_beta(out: number, a: number, n: number): void;
+  jac_from_aff(r: number, a: number): void;
+  jac_is_inf(p: number): number;
+  jac_madd(r: number, p: number, q: number, negate: number): void;
+  jac_add(r: number, p: number, q: number): void;
+  jac_neg(r: number, p: number): void;
+  batch_to_aff(out: number, jac: number, n: number, scratch: number): number;
+  odd_multiples(out: number, p: number, count: number): void;
+  strauss(r: number, lanes: number, nLanes: number, len: number): void;
+  fixed_build(table: number, b: number, w: number, rows: number, jac: number, scratch: number): number;
+  fixed_mul(r: number, table: number, w: number, rows: number, k: number): void;
 }
 
-/** Montgomery's trick: one inversion for many elements (none may be zero). */
-function finvBatch(xs: bigint[]): bigint[] {
-  const n = xs.length;
-  const acc = new Array<bigint>(n);
-  let a = 1n;
-  for (let i = 0; i < n; i++) {
-    acc[i] = a;
-    a = fmul(a, xs[i]!);
+// The module sits beside the package's src/ and dist/ trees alike (both are three levels above this file).
+const wasm = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(new URL('../../../wasm/secp256k1.wasm', import.meta.url))))
+  .exports as unknown as Exports;
+
+const JAC = 96;
+const AFF = 64;
+const FE = 32;
+/** A scalar as 8 little-endian u32 limbs plus zero padding (fixed_mul reads 8 bytes past a window). */
+const SCALAR = 48;
+
+/** Linear memory above the module's own data: tables live here for good, scratch is reused per call. */
+class Heap {
+  private top: number;
+  private readonly free = new Map<number, number[]>();
+  private scratchPtr = 0;
+  private scratchSize = 0;
+  private view = new Uint8Array(0);
+
+  constructor() {
+    this.top = align(wasm.heap_base());
   }
-  let inv = finv(a);
-  const out = new Array<bigint>(n);
-  for (let i = n - 1; i >= 0; i--) {
-    out[i] = fmul(inv, acc[i]!);
-    inv = fmul(inv, xs[i]!);
+
+  alloc(size: number): number {
+    size = align(size);
+    const reuse = this.free.get(size)?.pop();
+    if (reuse !== undefined) return reuse;
+    const ptr = this.top;
+    this.top += size;
+    const need = this.top - wasm.memory.buffer.byteLength;
+    if (need > 0) wasm.memory.grow(Math.ceil(need / 65536));
+    return ptr;
   }
-  return out;
-}
 
-// ---- points -----------------------------------------------------------------------------------------------
+  release(ptr: number, size: number): void {
+    size = align(size);
+    const list = this.free.get(size);
+    if (list) list.push(ptr);
+    else this.free.set(size, [ptr]);
+  }
 
-/** Affine point; the point at infinity is never represented as Affine. */
-export interface Affine {
-  x: bigint;
-  y: bigint;
-}
-/** Jacobian (X/Z^2, Y/Z^3); Z = 0 is infinity. */
-interface Jac {
-  X: bigint;
-  Y: bigint;
-  Z: bigint;
-}
-const INF: Jac = { X: 1n, Y: 1n, Z: 0n };
-export const G: Affine = { x: GX, y: GY };
+  /** One reusable block of at least `size` bytes; valid until the next call. */
+  scratch(size: number): number {
+    if (size > this.scratchSize) {
+      if (this.scratchSize) this.release(this.scratchPtr, this.scratchSize);
+      this.scratchSize = align(Math.max(size, 2 * this.scratchSize));
+      this.scratchPtr = this.alloc(this.scratchSize);
+    }
+    return this.scratchPtr;
+  }
 
-function isOnCurve(p: Affine): boolean {
-  return p.x < P && p.y < P && fsqr(p.y) === fadd(fmul(fsqr(p.x), p.x), 7n);
+  /** A byte view of linear memory (a new one after the memory grew). */
+  get u8(): Uint8Array {
+    if (this.view.buffer !== wasm.memory.buffer) this.view = new Uint8Array(wasm.memory.buffer);
+    return this.view;
+  }
 }
-
-function dbl(p: Jac): Jac {
-  if (p.Z === 0n || p.Y === 0n) return INF;
-  const A = fsqr(p.X);
-  const B = fsqr(p.Y);
-  const C = fsqr(B);
-  const t = fsqr(fadd(p.X, B));
-  let D = fsub(fsub(t, A), C);
-  D = fadd(D, D);
-  const E = fadd(fadd(A, A), A);
-  const F = fsqr(E);
-  const X3 = fsub(F, fadd(D, D));
-  let C8 = fadd(C, C);
-  C8 = fadd(C8, C8);
-  C8 = fadd(C8, C8);
-  const Y3 = fsub(fmul(E, fsub(D, X3)), C8);
-  const yz = fmul(p.Y, p.Z);
-  return { X: X3, Y: Y3, Z: fadd(yz, yz) };
-}
-
-/** p + q with q affine (mixed addition); handles doubling and opposite points. */
-function madd(p: Jac, q: Affine): Jac {
-  if (p.Z === 0n) return { X: q.x, Y: q.y, Z: 1n };
-  const Z1Z1 = fsqr(p.Z);
-  const U2 = fmul(q.x, Z1Z1);
-  const S2 = fmul(q.y, fmul(p.Z, Z1Z1));
-  const H = fsub(U2, p.X);
-  const R = fsub(S2, p.Y);
-  if (H === 0n) return R === 0n ? dbl(p) : INF;
-  const HH = fsqr(H);
-  const HHH = fmul(H, HH);
-  const V = fmul(p.X, HH);
-  const X3 = fsub(fsub(fsqr(R), HHH), fadd(V, V));
-  const Y3 = fsub(fmul(R, fsub(V, X3)), fmul(p.Y, HHH));
-  return { X: X3, Y: Y3, Z: fmul(p.Z, H) };
-}
-
-/** Full Jacobian addition (only used while building tables). */
-function jadd(p: Jac, q: Jac): Jac {
-  if (p.Z === 0n) return q;
-  if (q.Z === 0n) return p;
-  const Z1Z1 = fsqr(p.Z);
-  const Z2Z2 = fsqr(q.Z);
-  const U1 = fmul(p.X, Z2Z2);
-  const U2 = fmul(q.X, Z1Z1);
-  const S1 = fmul(p.Y, fmul(q.Z, Z2Z2));
-  const S2 = fmul(q.Y, fmul(p.Z, Z1Z1));
-  const H = fsub(U2, U1);
-  const R = fsub(S2, S1);
-  if (H === 0n) return R === 0n ? dbl(p) : INF;
-  const HH = fsqr(H);
-  const HHH = fmul(H, HH);
-  const V = fmul(U1, HH);
-  const X3 = fsub(fsub(fsqr(R), HHH), fadd(V, V));
-  const Y3 = fsub(fmul(R, fsub(V, X3)), fmul(S1, HHH));
-  return { X: X3, Y: Y3, Z: fmul(fmul(p.Z, q.Z), H) };
-}
-
-const neg = (p: Affine): Affine => ({ x: p.x, y: p.y === 0n ? 0n : P - p.y });
-
-/** Converts many Jacobian points to affine with one inversion. Throws on infinity. */
-function toAffineBatch(ps: Jac[]): Affine[] {
-  for (const p of ps) if (p.Z === 0n) throw new RangeError('point at infinity');
-  const zi = finvBatch(ps.map((p) => p.Z));
-  return ps.map((p, i) => {
-    const z = zi[i]!;
-    const z2 = fsqr(z);
-    return { x: fmul(p.X, z2), y: fmul(p.Y, fmul(z2, z)) };
-  });
-}
+const align = (n: number) => (n + 63) & ~63;
+const heap = new Heap();
 
 // ---- encoding --------------------------------------------------------------------------------------------
 
-const hex64 = (v: bigint): string => v.toString(16).padStart(64, '0');
+/** An affine curve point as x‖y, 64 big-endian bytes. The point at infinity is never a Point. */
+export type Point = Uint8Array;
 
-/** Uncompressed SEC1 hex (04 || x || y), as NUT-12's hash_e expects. */
-export const toUncompressedHex = (p: Affine): string => '04' + hex64(p.x) + hex64(p.y);
+const hexOf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+/** Uncompressed SEC1 hex (04 ‖ x ‖ y), as NUT-12's hash_e expects. */
+export const toUncompressedHex = (p: Point): string => '04' + hexOf(p);
+
+/** Compressed SEC1 hex (02/03 ‖ x). */
+export const toCompressedHex = (p: Point): string => ((p[63]! & 1) === 1 ? '03' : '02') + hexOf(p.subarray(0, 32));
+
+/** 64 bytes where points pass between big-endian bytes and field limbs. */
+const IO = heap.alloc(AFF);
+
+function readPoint(ptr: number): Point {
+  wasm.aff_to_be(IO, ptr);
+  return heap.u8.slice(IO, IO + AFF);
+}
+
+/** Writes a Point into linear memory as an affine point (field limbs). */
+function writePoint(ptr: number, p: Point): void {
+  heap.u8.set(p, IO);
+  wasm.aff_from_be(ptr, IO);
+}
+
+function writeScalar(ptr: number, k: bigint): void {
+  const be = Buffer.from(k.toString(16).padStart(64, '0'), 'hex');
+  const u8 = heap.u8;
+  for (let i = 0; i < 32; i++) u8[ptr + i] = be[31 - i]!;
+  u8.fill(0, ptr + 32, ptr + SCALAR);
+}
+
+const HEX_POINT = /^(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/;
 
 /** Parses a 33-byte compressed (or 65-byte uncompressed) SEC1 point; undefined if invalid. */
-export function parsePoint(hex: string): Affine | undefined {
-  if (!/^(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/.test(hex)) return undefined;
-  let full: string;
-  try {
-    // OpenSSL decompresses (a modular square root) about 8x faster than BigInt exponentiation here.
-    full = hex.length === 130 ? hex : (ECDH.convertKey(hex, 'secp256k1', 'hex', 'hex', 'uncompressed') as string);
-  } catch {
-    return undefined;
+export function parsePoint(hex: string): Point | undefined {
+  if (!HEX_POINT.test(hex)) return undefined;
+  return parsePointBytes(Buffer.from(hex, 'hex'));
+}
+
+function parsePointBytes(bytes: Uint8Array): Point | undefined {
+  const buf = heap.scratch(AFF);
+  if (bytes[0] === 4) {
+    writePoint(buf, bytes.subarray(1, 65));
+    // Coordinates at or above p stay unreduced, and aff_on_curve refuses them.
+    return wasm.aff_on_curve(buf) ? bytes.slice(1, 65) : undefined;
   }
-  const p = { x: BigInt('0x' + full.slice(2, 66)), y: BigInt('0x' + full.slice(66, 130)) };
-  return isOnCurve(p) ? p : undefined;
+  heap.u8.set(bytes.subarray(1, 33), IO);
+  if (!wasm.aff_decompress(buf, IO, bytes[0] === 3 ? 1 : 0)) return undefined;
+  return readPoint(buf);
 }
 
 const DST = Buffer.from('Secp256k1_HashToCurve_Cashu_', 'utf8');
 
 /** NUT-00 hash_to_curve(secret) → Y, returned affine together with its compressed hex (the NUT-07 "Y"). */
-export function hashToCurve(secret: string | Uint8Array): { point: Affine; hex: string } {
+export function hashToCurve(secret: string | Uint8Array): { point: Point; hex: string } {
   const msgHash = createHash('sha256').update(DST).update(typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret).digest();
   const ctr = Buffer.alloc(4);
+  const candidate = Buffer.alloc(33, 2);
   for (let i = 0; i < 65536; i++) {
     ctr.writeUInt32LE(i);
-    const candidate = '02' + createHash('sha256').update(msgHash).update(ctr).digest('hex');
-    const p = parsePoint(candidate);
-    if (p) return { point: p, hex: candidate };
+    createHash('sha256').update(msgHash).update(ctr).digest().copy(candidate, 1);
+    const p = parsePointBytes(candidate);
+    if (p) return { point: p, hex: candidate.toString('hex') };
   }
   throw new Error('hash_to_curve found no point');
 }
 
 // ---- scalar multiplication -------------------------------------------------------------------------------
 
+/** A scalar in [1, n-1] from hex, or undefined. */
+export function scalarFromHex(hex: string | undefined): bigint | undefined {
+  if (typeof hex !== 'string' || !/^[0-9a-fA-F]{1,64}$/.test(hex)) return undefined;
+  const v = BigInt('0x' + hex);
+  return v > 0n && v < N ? v : undefined;
+}
+
 /** Signed window-w NAF digits, least significant first (k >= 0); bit twiddling on small ints, not BigInt. */
 function wnaf(k: bigint, w: number): Int8Array {
+  if (k === 0n) return new Int8Array(0);
   const str = k.toString(2);
   const L = str.length;
   const bits = new Uint8Array(L + w + 2);
@@ -236,7 +203,7 @@ function wnaf(k: bigint, w: number): Int8Array {
     out[i] = v;
     i += w;
   }
-  return k === 0n ? new Int8Array(0) : out;
+  return out;
 }
 
 function divRound(a: bigint, b: bigint): bigint {
@@ -248,135 +215,142 @@ function divRound(a: bigint, b: bigint): bigint {
 function glvSplit(k: bigint): [bigint, bigint] {
   const c1 = divRound(B2 * k, N);
   const c2 = divRound(-B1 * k, N);
-  const k1 = k - c1 * A1 - c2 * A2;
-  const k2 = -c1 * B1 - c2 * B2;
-  return [k1, k2];
+  return [k - c1 * A1 - c2 * A2, -c1 * B1 - c2 * B2];
 }
 
 const WVAR = 5;
+/** Odd multiples P, 3P, ..., (2^(WVAR-1)-1)P per variable base. */
+const ODD = 1 << (WVAR - 2);
+/** wNAF digits of a GLV half never exceed this many (129 bits + carry). */
+const MAX_DIGITS = 136;
 
-/** Odd multiples P, 3P, ..., (2^(w-1)-1)P of a base, Jacobian (converted in the caller's batch). */
-function oddMultiplesJac(b: Jac, into: Jac[]): void {
-  const count = 1 << (WVAR - 2);
-  const twice = dbl(b);
-  let cur = b;
-  into.push(cur);
-  for (let i = 1; i < count; i++) {
-    cur = jadd(cur, twice);
-    into.push(cur);
-  }
-}
-
-/** Σ k_i·P_i given each base's affine odd-multiples table (Strauss–Shamir, GLV, wNAF); k_i in [0, n). */
-function strauss(pairs: Array<{ table: Affine[]; k: bigint }>): Jac {
-  const lanes: Array<{ digits: Int8Array; table: Affine[]; negate: boolean }> = [];
-  for (const pair of pairs) {
-    const [k1, k2] = glvSplit(pair.k);
-    lanes.push({ digits: wnaf(k1 < 0n ? -k1 : k1, WVAR), table: pair.table, negate: k1 < 0n });
-    lanes.push({ digits: wnaf(k2 < 0n ? -k2 : k2, WVAR), table: pair.table.map((q) => ({ x: fmul(q.x, BETA), y: q.y })), negate: k2 < 0n });
-  }
+/**
+ * Writes the Strauss lane descriptors and digits for Σ k_i·T_i where each T_i is an affine odd-multiples
+ * table at tables[i] with its β image at betas[i]; returns the digit count.
+ */
+function writeLanes(lanes: number, digits: number, pairs: Array<{ table: number; beta: number; k: bigint }>): number {
+  const u8 = heap.u8;
+  const dv = new DataView(u8.buffer);
   let len = 0;
-  for (const l of lanes) len = Math.max(len, l.digits.length);
-  let acc: Jac = INF;
-  for (let bit = len - 1; bit >= 0; bit--) {
-    acc = dbl(acc);
-    for (const l of lanes) {
-      const d = bit < l.digits.length ? l.digits[bit]! : 0;
-      if (d === 0) continue;
-      let q = l.table[(d < 0 ? -d : d) >> 1]!;
-      if (d < 0 !== l.negate) q = neg(q);
-      acc = madd(acc, q);
-    }
-  }
-  return acc;
+  pairs.forEach((pair, i) => {
+    const [k1, k2] = glvSplit(pair.k);
+    const halves: Array<[number, bigint]> = [
+      [pair.table, k1],
+      [pair.beta, k2],
+    ];
+    halves.forEach(([table, k], h) => {
+      const lane = 2 * i + h;
+      const d = wnaf(k < 0n ? -k : k, WVAR);
+      const at = digits + lane * MAX_DIGITS;
+      u8.fill(0, at, at + MAX_DIGITS);
+      u8.set(new Uint8Array(d.buffer, d.byteOffset, d.length), at);
+      len = Math.max(len, d.length);
+      dv.setUint32(lanes + lane * 12, table, true);
+      dv.setUint32(lanes + lane * 12 + 4, k < 0n ? 1 : 0, true);
+      dv.setUint32(lanes + lane * 12 + 8, at, true);
+    });
+  });
+  return len;
 }
 
-/** Σ k_i·P_i for variable affine bases; k_i in [0, n). */
-export function mulAddVar(pairs: Array<{ p: Affine; k: bigint }>): Jac {
-  const jac: Jac[] = [];
-  for (const { p } of pairs) oddMultiplesJac({ X: p.x, Y: p.y, Z: 1n }, jac);
-  const aff = toAffineBatch(jac);
-  const count = 1 << (WVAR - 2);
-  return strauss(pairs.map((x, i) => ({ table: aff.slice(i * count, (i + 1) * count), k: x.k })));
+/** Σ k_i·P_i for variable bases; k_i in [0, n). Undefined for the point at infinity. */
+export function mulAddVar(pairs: Array<{ p: Point; k: bigint }>): Point | undefined {
+  const m = pairs.length;
+  const jac = JAC * ODD * m;
+  const size = JAC + jac + 2 * AFF * ODD * m + FE * ODD * m + 2 * m * (12 + MAX_DIGITS) + AFF + FE;
+  const base = heap.scratch(size);
+  const acc = base;
+  const jacs = acc + JAC;
+  const affs = jacs + jac;
+  const betas = affs + AFF * ODD * m;
+  const inv = betas + AFF * ODD * m;
+  const lanes = inv + FE * ODD * m;
+  const digits = lanes + 2 * m * 12;
+  const tmp = digits + 2 * m * MAX_DIGITS;
+  pairs.forEach(({ p }, i) => {
+    writePoint(tmp, p);
+    wasm.jac_from_aff(acc, tmp);
+    wasm.odd_multiples(jacs + i * JAC * ODD, acc, ODD);
+  });
+  if (!wasm.batch_to_aff(affs, jacs, ODD * m, inv)) throw new RangeError('odd multiple at infinity');
+  wasm.aff_beta(betas, affs, ODD * m);
+  const len = writeLanes(lanes, digits, pairs.map(({ k }, i) => ({ table: affs + i * AFF * ODD, beta: betas + i * AFF * ODD, k })));
+  wasm.strauss(acc, lanes, 2 * m, len);
+  return toAffine(acc, tmp);
+}
+
+/** `tmp` has room for an affine point and a field element. */
+function toAffine(jac: number, tmp: number): Point | undefined {
+  if (wasm.jac_is_inf(jac)) return undefined;
+  wasm.batch_to_aff(tmp, jac, 1, tmp + AFF);
+  return readPoint(tmp);
 }
 
 /**
- * Fixed-base table: T[j][i] = (i+1)·2^(w·j)·B, signed digits in (-2^(w-1), 2^(w-1)], so a multiplication
- * is about 256/w mixed additions and no doublings.
+ * Fixed-base table in linear memory: row j holds (i+1)·2^(w·j)·B, signed digits in (-2^(w-1), 2^(w-1)],
+ * so a multiplication is about 256/w mixed additions and no doublings.
  */
 export class FixedBase {
-  private readonly rows: Affine[][];
-  constructor(readonly base: Affine, private readonly w: number) {
-    const windows = Math.ceil(257 / w);
-    const half = 1 << (w - 1);
-    const jac: Jac[] = [];
-    let rowBase: Jac = { X: base.x, Y: base.y, Z: 1n };
-    for (let j = 0; j < windows; j++) {
-      const rb = toAffineBatch([rowBase])[0]!;
-      let cur: Jac = { X: rb.x, Y: rb.y, Z: 1n };
-      jac.push(cur);
-      for (let i = 1; i < half; i++) {
-        cur = madd(cur, rb);
-        jac.push(cur);
-      }
-      // Next row base = 2^w · rowBase.
-      for (let s = 0; s < w; s++) rowBase = dbl(rowBase);
+  readonly rows: number;
+  /** Uncompressed hex of the base, for NUT-12's hash. */
+  readonly baseHex: string;
+  private table: number;
+  private readonly size: number;
+
+  constructor(readonly base: Point, readonly w: number) {
+    this.rows = Math.ceil(257 / w);
+    const count = this.rows << (w - 1);
+    this.size = count * AFF;
+    this.baseHex = toUncompressedHex(base);
+    this.table = heap.alloc(this.size);
+    const work = heap.scratch(AFF + count * (JAC + FE));
+    writePoint(work, base);
+    if (!wasm.fixed_build(this.table, work, w, this.rows, work + AFF, work + AFF + count * JAC)) {
+      throw new RangeError('fixed-base table hit infinity');
     }
-    const aff = toAffineBatch(jac);
-    this.rows = [];
-    for (let j = 0; j < windows; j++) this.rows.push(aff.slice(j * half, (j + 1) * half));
   }
 
-  /** k·B for k in [0, n). */
-  mul(k: bigint): Jac {
-    const w = this.w;
-    const full = 1 << w;
-    const half = full >> 1;
-    const mask = BigInt(full - 1);
-    let acc: Jac = INF;
-    let carry = 0;
-    for (let j = 0; j < this.rows.length; j++) {
-      let d = Number(k & mask) + carry;
-      k >>= BigInt(w);
-      if (d > half) {
-        d -= full;
-        carry = 1;
-      } else {
-        carry = 0;
-      }
-      if (d === 0) continue;
-      const q = this.rows[j]![Math.abs(d) - 1]!;
-      acc = madd(acc, d < 0 ? neg(q) : q);
-    }
-    return acc;
+  /** Writes k·B (Jacobian) at `out`; `k` is a scalar already written at `kPtr`. */
+  mulInto(out: number, kPtr: number): void {
+    if (!this.table) throw new Error('fixed-base table used after dispose');
+    wasm.fixed_mul(out, this.table, this.w, this.rows, kPtr);
+  }
+
+  /** k·B for k in [0, n); undefined for the point at infinity. */
+  mul(k: bigint): Point | undefined {
+    const buf = heap.scratch(JAC + SCALAR + AFF + FE);
+    writeScalar(buf + JAC, k);
+    this.mulInto(buf, buf + JAC);
+    return toAffine(buf, buf + JAC + SCALAR);
+  }
+
+  /** Returns the table's memory for reuse; the object must not be used afterwards. */
+  dispose(): void {
+    if (this.table) heap.release(this.table, this.size);
+    this.table = 0;
   }
 }
+
+export const G: Point = parsePoint('0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798')!;
 
 let gTable: FixedBase | undefined;
-/** k·G through a lazily built 12-bit table (~45k points, built once per process). */
-export function mulG(k: bigint): Jac {
-  gTable ??= new FixedBase(G, 12);
-  return gTable.mul(k);
+/** The generator's 12-bit table (~2.9 MB, built once per process, ~0.1 s). */
+function generator(): FixedBase {
+  return (gTable ??= new FixedBase(G, 12));
 }
+/** Builds the generator table now rather than on the first payment. */
+export const warmGenerator = (): void => void generator();
 
-export const jacToAffine = (p: Jac): Affine => toAffineBatch([p])[0]!;
-
-export type { Jac };
+/** k·G; undefined for the point at infinity. */
+export const mulG = (k: bigint): Point | undefined => generator().mul(k);
 
 // ---- NUT-12 ----------------------------------------------------------------------------------------------
 
-/** A scalar in [1, n-1] from hex, or undefined. */
-export function scalarFromHex(hex: string | undefined): bigint | undefined {
-  if (typeof hex !== 'string' || !/^[0-9a-fA-F]{1,64}$/.test(hex)) return undefined;
-  const v = BigInt('0x' + hex);
-  return v > 0n && v < N ? v : undefined;
-}
-
 export interface DleqInput {
   /** hash_to_curve(secret). */
-  Y: Affine;
+  Y: Point;
   /** The proof's unblinded signature. */
-  C: Affine;
+  C: Point;
   /** The mint's key for the proof's amount, with its fixed-base table. */
   key: FixedBase;
   e: bigint;
@@ -384,63 +358,113 @@ export interface DleqInput {
   r: bigint;
 }
 
+/** Per-item layout in scratch: inputs, Jacobian work points, then 2·ODD + 1 points to convert. */
+const ITEM_POINTS = 2 * ODD + 1;
+
 /**
  * NUT-12 "Carol" verification of many proofs' DLEQ {e, s, r}, each against its mint key A:
  *   C' = C + r·A, B' = Y + r·G, R1 = s·G − e·A, R2 = s·B' − e·C', check e == SHA256(hex(R1)‖hex(R2)‖hex(A)‖hex(C'))
- * with uncompressed hex. Two field inversions for the whole batch. Returns one verdict per input; anything
- * degenerate (a point at infinity, which only a forged proof produces) is false.
+ * with uncompressed hex. Three field inversions for the whole batch. Returns one verdict per input;
+ * anything degenerate (a point at infinity, which only a forged proof produces) is false.
  */
 export function verifyDleqBatch(items: DleqInput[]): boolean[] {
   const verdict = new Array<boolean>(items.length).fill(false);
+  const m = items.length;
+  if (m === 0) return verdict;
+  const g = generator();
+  const perItem = 2 * AFF + 4 * JAC + 3 * SCALAR;
+  const size =
+    perItem * m + // inputs and work points
+    ITEM_POINTS * m * (JAC + AFF + FE) + // tables and R1, converted together
+    2 * ODD * m * AFF + // β images
+    m * (JAC + AFF + FE) + // R2, converted together
+    4 * (12 + MAX_DIGITS); // one item's lanes at a time
+  const base = heap.scratch(size);
+  const itemAt = (n: number) => base + n * perItem;
+  const jacs = base + perItem * m;
+  const affs = jacs + ITEM_POINTS * m * JAC;
+  const invs = affs + ITEM_POINTS * m * AFF;
+  const betas = invs + ITEM_POINTS * m * FE;
+  const r2j = betas + 2 * ODD * m * AFF;
+  const r2a = r2j + m * JAC;
+  const r2inv = r2a + m * AFF;
+  const lanes = r2inv + m * FE;
+  const digits = lanes + 4 * 12;
+
+  // Pass 1: B', C', R1 per item (fixed-base tables), and the odd multiples of B' and C'.
   const live: number[] = [];
-  const jac: Jac[] = [];
-  const r1s: Jac[] = [];
-  for (let i = 0; i < items.length; i++) {
+  for (let i = 0; i < m; i++) {
     const it = items[i]!;
-    const Bp = madd(mulG(it.r), it.Y);
-    const Cp = madd(it.key.mul(it.r), it.C);
-    const eA = it.key.mul(it.e);
-    const R1 = jadd(mulG(it.s), { X: eA.X, Y: eA.Y === 0n ? 0n : P - eA.Y, Z: eA.Z });
-    if (Bp.Z === 0n || Cp.Z === 0n || R1.Z === 0n) continue;
+    const at = itemAt(live.length);
+    const Y = at;
+    const C = at + AFF;
+    const Bp = at + 2 * AFF;
+    const Cp = Bp + JAC;
+    const R1 = Cp + JAC;
+    const t = R1 + JAC;
+    const kr = t + JAC;
+    const ks = kr + SCALAR;
+    const ke = ks + SCALAR;
+    writePoint(Y, it.Y);
+    writePoint(C, it.C);
+    writeScalar(kr, it.r);
+    writeScalar(ks, it.s);
+    writeScalar(ke, it.e);
+    g.mulInto(Bp, kr);
+    wasm.jac_madd(Bp, Bp, Y, 0);
+    it.key.mulInto(Cp, kr);
+    wasm.jac_madd(Cp, Cp, C, 0);
+    it.key.mulInto(t, ke);
+    wasm.jac_neg(t, t);
+    g.mulInto(R1, ks);
+    wasm.jac_add(R1, R1, t);
+    if (wasm.jac_is_inf(Bp) || wasm.jac_is_inf(Cp) || wasm.jac_is_inf(R1)) continue;
+    const n = live.length;
     live.push(i);
-    oddMultiplesJac(Bp, jac);
-    oddMultiplesJac(Cp, jac);
-    r1s.push(R1);
+    const tb = jacs + n * ITEM_POINTS * JAC;
+    wasm.odd_multiples(tb, Bp, ODD);
+    wasm.odd_multiples(tb + ODD * JAC, Cp, ODD);
+    heap.u8.copyWithin(tb + 2 * ODD * JAC, R1, R1 + JAC);
   }
-  if (live.length === 0) return verdict;
-  const count = 1 << (WVAR - 2);
-  let aff: Affine[];
-  try {
-    aff = toAffineBatch([...jac, ...r1s]);
-  } catch {
-    // A table entry at infinity (e.g. 3·B' = O) cannot happen for prime-order points; fall back per item.
-    return items.length === 1 ? verdict : items.map((it) => verifyDleqBatch([it])[0]!);
+  const k = live.length;
+  if (k === 0) return verdict;
+  if (!wasm.batch_to_aff(affs, jacs, ITEM_POINTS * k, invs)) {
+    // A table entry at infinity cannot happen for prime-order points; decide such a batch item by item.
+    return m === 1 ? verdict : items.map((it) => verifyDleqBatch([it])[0]!);
   }
-  const r2j: Jac[] = [];
-  live.forEach((i, n) => {
-    const it = items[i]!;
-    const tb = aff.slice(2 * n * count, (2 * n + 1) * count);
-    const tc = aff.slice((2 * n + 1) * count, (2 * n + 2) * count);
-    r2j.push(strauss([{ table: tb, k: it.s }, { table: tc, k: N - it.e }]));
-  });
+
+  // Pass 2: R2 = s·B' − e·C' by Strauss–Shamir over the GLV halves of both.
+  for (let n = 0; n < k; n++) {
+    const it = items[live[n]!]!;
+    const ta = affs + n * ITEM_POINTS * AFF;
+    const tbeta = betas + n * 2 * ODD * AFF;
+    wasm.aff_beta(tbeta, ta, 2 * ODD);
+    const len = writeLanes(lanes, digits, [
+      { table: ta, beta: tbeta, k: it.s },
+      { table: ta + ODD * AFF, beta: tbeta + ODD * AFF, k: N - it.e },
+    ]);
+    wasm.strauss(r2j + n * JAC, lanes, 4, len);
+  }
   const okIdx: number[] = [];
-  const okJac: Jac[] = [];
-  r2j.forEach((p, n) => {
-    if (p.Z !== 0n) {
-      okIdx.push(n);
-      okJac.push(p);
-    }
-  });
-  const r2 = okJac.length ? toAffineBatch(okJac) : [];
-  okIdx.forEach((n, m) => {
+  for (let n = 0; n < k; n++) {
+    if (wasm.jac_is_inf(r2j + n * JAC)) continue;
+    if (okIdx.length !== n) heap.u8.copyWithin(r2j + okIdx.length * JAC, r2j + n * JAC, r2j + (n + 1) * JAC);
+    okIdx.push(n);
+  }
+  wasm.batch_to_aff(r2a, r2j, okIdx.length, r2inv);
+
+  // Pass 3: the challenge hash.
+  okIdx.forEach((n, j) => {
     const i = live[n]!;
     const it = items[i]!;
-    const R1 = aff[jac.length + n]!;
-    const Cp = aff[(2 * n + 1) * count]!;
+    const ta = affs + n * ITEM_POINTS * AFF;
+    const R1 = toUncompressedHex(readPoint(ta + 2 * ODD * AFF));
+    const R2 = toUncompressedHex(readPoint(r2a + j * AFF));
+    const Cp = toUncompressedHex(readPoint(ta + ODD * AFF));
     const h = createHash('sha256')
-      .update(toUncompressedHex(R1) + toUncompressedHex(r2[m]!) + toUncompressedHex(it.key.base) + toUncompressedHex(Cp), 'utf8')
-      .digest();
-    verdict[i] = BigInt('0x' + h.toString('hex')) === it.e;
+      .update(R1 + R2 + it.key.baseHex + Cp, 'utf8')
+      .digest('hex');
+    verdict[i] = BigInt('0x' + h) === it.e;
   });
   return verdict;
 }

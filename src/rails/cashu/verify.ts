@@ -3,7 +3,7 @@
 import type { Proof } from '@cashu/cashu-ts';
 import { inputFee, type KnownKeyset, type MintDirectory } from './mint-client.js';
 import { checkP2pkLock } from './p2pk-lock.js';
-import { hashToCurve, parsePoint, scalarFromHex, verifyDleqBatch, type Affine, type DleqInput } from './secp256k1.js';
+import { hashToCurve, parsePoint, scalarFromHex, verifyDleqBatch, type DleqInput, type Point } from './secp256k1.js';
 
 /** A payer-side problem: answered with HTTP 400 and this reason (NUT-24). */
 export class Rejection extends Error {}
@@ -14,7 +14,7 @@ export interface CheckedProof {
   keyset: KnownKeyset;
   /** hash_to_curve(secret), compressed hex: the replay and NUT-07 key. */
   y: string;
-  Y: Affine;
+  Y: Point;
   locktime?: number;
 }
 
