@@ -32,6 +32,7 @@ import {
   verifyDleqBatch,
   type Point,
 } from '../../src/rails/cashu/secp256k1.js';
+import { verifyDleqChunked } from '../../src/rails/cashu/verify.js';
 
 type NoblePoint = ReturnType<typeof pointFromHex>;
 const GHEX = '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';
@@ -220,4 +221,17 @@ test('a DLEQ made with another key (a forged mint signature) fails against the r
     assert.equal(verifyDleqBatch([inp])[0], false);
     assert.equal(hasValidDleq(p, { id: forged.keyset.id, keys: real.keys }), false);
   }
+});
+
+test('a chunked verification keeps its mint-key tables while the cache drops and replaces them', async () => {
+  const { keyset, proofs } = makeProofs(24);
+  const tables = new Map<string, FixedBase>();
+  const items = proofs.map((p) => inputOf(p, keyset.keys, tables)!);
+  const pending = verifyDleqChunked(items, 4); // the first chunk runs now, the rest after turns of the loop
+  for (const t of tables.values()) t.dispose();
+  const others = Array.from({ length: 8 }, () => new FixedBase(affineOf(NG.multiply(randScalar())), 8));
+  await pending; // throws if a table was freed under it, or if a reused block corrupted it
+  const k = randScalar();
+  same(others[0]!.mul(k), pointFromHex(toCompressedHex(others[0]!.base)).multiply(k));
+  for (const t of tables.values()) assert.throws(() => t.mul(1n), /after dispose/, 'freed once the verification ended');
 });

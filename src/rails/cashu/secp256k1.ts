@@ -324,8 +324,28 @@ export class FixedBase {
     return toAffine(buf, buf + JAC + SCALAR);
   }
 
-  /** Returns the table's memory for reuse; the object must not be used afterwards. */
+  /**
+   * Returns the table's memory for reuse once no verification has it pinned; the object must not be used
+   * for new work afterwards.
+   */
   dispose(): void {
+    this.disposed = true;
+    if (this.pins === 0) this.free();
+  }
+
+  /** Keeps the table alive across the awaits of a chunked verification, even if its cache drops it. */
+  pin(): void {
+    if (this.disposed && this.pins === 0) throw new Error('fixed-base table pinned after dispose');
+    this.pins++;
+  }
+
+  unpin(): void {
+    if (--this.pins === 0 && this.disposed) this.free();
+  }
+
+  private pins = 0;
+  private disposed = false;
+  private free(): void {
     if (this.table) heap.release(this.table, this.size);
     this.table = 0;
   }

@@ -120,8 +120,15 @@ export function verifyP2pkProofs(token: CheckedToken, directory: Pick<MintDirect
  * them, so a large token (about a millisecond of curve arithmetic per proof) does not stall other requests.
  */
 export async function verifyDleqChunked(items: DleqInput[], chunk = 8): Promise<void> {
-  for (let i = 0; i < items.length; i += chunk) {
-    if (i > 0) await new Promise<void>((r) => setImmediate(r));
-    if (!verifyDleqBatch(items.slice(i, i + chunk)).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
+  // Other requests run between chunks and may push these mint keys out of the table cache meanwhile.
+  const keys = [...new Set(items.map((it) => it.key))];
+  for (const k of keys) k.pin();
+  try {
+    for (let i = 0; i < items.length; i += chunk) {
+      if (i > 0) await new Promise<void>((r) => setImmediate(r));
+      if (!verifyDleqBatch(items.slice(i, i + chunk)).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
+    }
+  } finally {
+    for (const k of keys) k.unpin();
   }
 }
