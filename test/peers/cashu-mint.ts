@@ -123,6 +123,11 @@ export class CashuMintPeer {
     swapDelayMs: 0,
     /** Delay before a melt is processed (the payment still happens after the delay). */
     meltDelayMs: 0,
+    /**
+     * Cut the connection of the next swap instead of answering: 'before' processing it (nothing happens)
+     * or 'after' (the swap is done and signed, but the wallet never sees the answer). Resets itself.
+     */
+    loseSwapAnswer: undefined as 'before' | 'after' | undefined,
     /** Answer every request with HTTP 500. */
     broken: false,
     /** Count of requests per path. */
@@ -247,6 +252,10 @@ export class CashuMintPeer {
       }
       if (route === 'POST /v1/swap') {
         if (this.knobs.swapDelayMs > 0) await new Promise((r) => setTimeout(r, this.knobs.swapDelayMs));
+        const lose = this.knobs.loseSwapAnswer;
+        this.knobs.loseSwapAnswer = undefined;
+        if (lose === 'after') this.swap(body);
+        if (lose) return void req.socket.destroy();
         return send(200, this.swap(body));
       }
       if (route === 'POST /v1/checkstate') return send(200, this.checkState(body));

@@ -1,6 +1,7 @@
 // The Cashu rail in standard mode: every token is swapped at the mint (NUT-03) before the request passes,
 // within a timeout. Replays, tokens spent elsewhere, forged or foreign-locked proofs, a slow mint (503,
-// then the late swap is honoured once), a failing mint (503 without burning the token), keyset rotation,
+// then the late swap is honoured once), a lost swap answer (recovered from the seed, or the token freed),
+// a failing mint (503 without burning the token), keyset rotation,
 // the whitelist versus "any mint", concurrent double spends, and the tenant kept through the swap.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -107,6 +108,52 @@ test('a slow mint: 503 within swap_timeout_ms; the late swap is kept and the ret
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
   { const again = await r.accept(token, 9000, { routeId: 'x' }); assert.equal(again.ok, true, 'the retry is honoured: ' + JSON.stringify(again)); }
   is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+});
+
+test('a swap whose answer is lost after the mint signed: 503, then recovery restores the outputs from the seed (NUT-09), after a restart too, and the retry passes once', async (t) => {
+  const { dir, mint } = await env(t);
+  const store = new MemoryStore();
+  const r1 = await rail(t, dir, { mints: [mint.url] }, store);
+  const { token, send } = await plainToken(mint, 11);
+  mint.knobs.loseSwapAnswer = 'after';
+  is(await r1.accept(token, 11_000, { routeId: '/t', tenant: 'owner@tenant.example' }), 503, /mint/);
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'), 'the mint did the swap');
+  assert.deepEqual(r1.balances(), [], 'the answer never arrived');
+  is(await r1.accept(token, 11_000, { routeId: '/t' }), 400, /already spent/);
+  assert.equal(await r1.recoverNow(), 0, 'nothing is settled while the swap could still be in flight');
+  // The process goes away; the journal is in the wallet database and the claims in the shared store.
+  await r1.close();
+  const r2 = await rail(t, dir, { mints: [mint.url] }, store);
+  const restores = mint.knobs.requests.get('/v1/restore') ?? 0;
+  assert.equal(await r2.recoverNow(undefined, 0), 1);
+  assert.equal(mint.knobs.requests.get('/v1/restore'), restores + 1);
+  const bal = r2.balances();
+  assert.equal(bal.length, 1, JSON.stringify(bal));
+  assert.equal(bal[0]!.amount, 11, 'the signed outputs were restored and stored');
+  assert.equal(bal[0]!.tenant, 'owner@tenant.example', 'with the tenant of the route that was paid');
+  assert.equal(await r2.recoverNow(undefined, 0), 0, 'settled once');
+  const again = await r2.accept(token, 11_000, { routeId: '/t' });
+  assert.equal(again.ok, true, 'the payer\'s retry is honoured: ' + JSON.stringify(again));
+  is(await r2.accept(token, 11_000, { routeId: '/t' }), 400, /already spent/);
+});
+
+test('a swap lost before the mint processed it: recovery (once the mint answers) finds the proofs unspent and frees them for the retry', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  const { token, send } = await plainToken(mint, 7);
+  mint.knobs.loseSwapAnswer = 'before';
+  is(await r.accept(token, 7000, { routeId: 'x' }), 503, /mint/);
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'UNSPENT'), 'the mint did nothing');
+  is(await r.accept(token, 7000, { routeId: 'x' }), 400, /already spent/, );
+  mint.knobs.broken = true;
+  assert.equal(await r.recoverNow(undefined, 0), 0, 'a mint that cannot answer leaves the swap for later');
+  mint.knobs.broken = false;
+  assert.equal(await r.recoverNow(undefined, 0), 1);
+  assert.deepEqual(r.balances(), []);
+  const retry = await r.accept(token, 7000, { routeId: 'x' });
+  assert.equal(retry.ok, true, JSON.stringify(retry));
+  assert.equal(r.balances()[0]?.amount, 7);
+  assert.equal(await r.recoverNow(undefined, 0), 0, 'a completed swap leaves nothing to recover');
 });
 
 test('a failing mint is a 503 that does not burn the token; an unreachable mint too', async (t) => {

@@ -1,5 +1,6 @@
 // The Cashu rail: NUT-18 challenge, NUT-24 acceptance in standard (swap at the mint) or P2PK (verify
 // locally, store) mode, single use of every proof through the shared Store, and scheduled redemption.
+import { randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import {
   CTSError,
@@ -51,6 +52,13 @@ export interface CashuRail {
   accept(token: string, priceMsat: number, ctx: CashuAcceptContext, signal?: AbortSignal): Promise<CashuAcceptResult>;
   /** Runs one redemption cycle now (also what the timer runs). */
   redeemNow(signal?: AbortSignal): Promise<MeltRecord[]>;
+  /**
+   * Settles swaps whose answer was lost (also what the timer runs): restores their outputs from the seed
+   * (NUT-09) or, when the mint never spent the inputs, releases them for the payer's retry. Only swaps
+   * started at least `minAgeSecs` ago (default: past the swap's transport bound, so none is still in
+   * flight). Returns how many were settled.
+   */
+  recoverNow(signal?: AbortSignal, minAgeSecs?: number): Promise<number>;
   balances(): BalanceRow[];
   melts(limit?: number): MeltRecord[];
   /** For `l402d doctor`: every accepted mint answers /v1/info and its keysets verify. */
@@ -75,6 +83,7 @@ export interface CashuRailDeps {
 const bad = (reason: string): CashuAcceptResult => ({ ok: false, status: 400, reason });
 const unavailable = (reason: string): CashuAcceptResult => ({ ok: false, status: 503, reason });
 const nowSecs = () => Math.floor(Date.now() / 1000);
+const RECOVER_EVERY_MS = 30_000;
 const errText = (err: unknown) => sanitize(err instanceof Error ? err.message : String(err), 200);
 
 /**
@@ -145,7 +154,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
   const replay = new ReplayGuard(deps.store);
   // The swap's own transport bound is longer than swap_timeout_ms: the request answers 503 at the shorter
   // bound while the swap may still finish (and be credited) in the background.
-  const wallets = new WalletPool(db, directory, seed.seed, unit, Math.min(Math.max(cfg.swapTimeoutMs * 4, 10_000), 60_000));
+  const swapTransportMs = Math.min(Math.max(cfg.swapTimeoutMs * 4, 10_000), 60_000);
+  const wallets = new WalletPool(db, directory, seed.seed, unit, swapTransportMs);
+  const holder = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const background = new Set<Promise<unknown>>();
   const requestCache = new Map<number, string>();
   const nutsCache = new Map<string, Record<string, boolean>>();
@@ -303,16 +314,27 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     }
     // The swap itself proves the signatures; cashu-ts would otherwise re-verify DLEQs slowly.
     const proofs = t.proofs.map((c) => ({ id: c.proof.id, amount: c.proof.amount, secret: c.proof.secret, C: c.proof.C, ...(c.proof.witness ? { witness: c.proof.witness } : {}) }));
+    // Journalled before the request leaves (cashu-ts reports the reserved output counters first): if the
+    // answer is lost, recoverNow() restores the outputs from the seed or releases the payer's proofs.
+    const swapId = `${setId.slice(0, 32)}-${randomBytes(4).toString('hex')}`;
+    const onCountersReserved = (c: { keysetId: string; start: number; count: number }) => {
+      try {
+        db.startSwap({ id: swapId, mint, keysetId: c.keysetId, start: c.start, count: c.count, ys: t.ys, tenant: ctx.tenant, routeId: ctx.routeId, startedAt: nowSecs() });
+      } catch (err) {
+        log.error({ mint, err: errText(err) }, 'cashu: could not journal a swap; if its answer is lost, restore the wallet from the seed');
+      }
+    };
     // Proofs locked to our key (if one is configured) are signed for the swap.
-    const swap = wallet.receive({ mint, unit, proofs }, cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : undefined);
+    const swap = wallet.receive({ mint, unit, proofs }, { onCountersReserved, ...(cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : {}) });
     let outcome;
     try {
       outcome = await race(swap, cfg.swapTimeoutMs, signal);
     } catch (err) {
-      return swapFailed(err, t, mint);
+      return swapFailed(err, t, mint, swapId);
     }
     if (outcome.done) {
       storeSwapped(outcome.value, mint, ctx);
+      db.endSwap(swapId);
       replay.remember(t.ys);
       log.info({ mint, route: ctx.routeId, amountMsat, proofs: t.proofs.length, priceMsat }, 'cashu: token swapped and accepted');
       return { ok: true, amountMsat, mint, proofs: t.proofs.length };
@@ -322,12 +344,13 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     const late = swap.then(
       async (received) => {
         storeSwapped(received, mint, ctx);
+        db.endSwap(swapId);
         // Not remembered as spent in-process: the payer's retry must reach the late credit below.
         await replay.creditLate(setId, cfg.replayTtlSecs);
         log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: late swap completed; a retry with the same token will be accepted');
       },
       async (err) => {
-        await swapFailed(err, t, mint);
+        await swapFailed(err, t, mint, swapId);
       },
     );
     background.add(late);
@@ -335,8 +358,10 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     return unavailable(signal?.aborted ? 'request aborted during the swap' : `mint did not complete the swap within ${cfg.swapTimeoutMs} ms`);
   }
 
-  async function swapFailed(err: unknown, t: CheckedToken, mint: string): Promise<CashuAcceptResult> {
+  /** A swap that threw: settles its journal entry when the mint certainly signed nothing. */
+  async function swapFailed(err: unknown, t: CheckedToken, mint: string, swapId: string): Promise<CashuAcceptResult> {
     if (err instanceof MintOperationError) {
+      db.endSwap(swapId);
       if (err.code === NUT_CODE.tokenAlreadySpent) {
         replay.remember(t.ys);
         return bad('token already spent');
@@ -347,20 +372,73 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     }
     if (err instanceof MintNotReachedError) {
       // Refused connection, unknown host or an HTTP error status: the mint spent nothing.
+      db.endSwap(swapId);
       await replay.release(t.ys);
       return unavailable(sanitize(err.message));
     }
+    // After MintNotReachedError, which is a NetworkError too.
     if (err instanceof NetworkError) {
-      // Timeout or a connection lost mid-request: the outcome is unknown, so the claims stay (safe side).
-      log.warn({ mint, err: errText(err) }, 'cashu: swap outcome unknown (transport); proofs stay claimed');
+      // Timeout or a connection lost mid-request: the outcome is unknown, so the claims and the journal
+      // entry stay (safe side) until recoverNow() asks the mint what happened.
+      log.warn({ mint, err: errText(err) }, 'cashu: swap outcome unknown (transport); proofs stay claimed until recovery');
       return unavailable(sanitize(err.message));
     }
     if (err instanceof CTSError) {
+      db.endSwap(swapId);
       await replay.release(t.ys);
       return bad(`token cannot be swapped: ${sanitize(err.message)}`);
     }
     log.error({ mint, err: errText(err) }, 'cashu: swap failed');
     return unavailable('swap failed');
+  }
+
+  /** See CashuRail.recoverNow. */
+  async function recoverSwaps(signal?: AbortSignal, minAgeSecs = Math.ceil(swapTransportMs / 1000) + 10): Promise<number> {
+    let settled = 0;
+    for (const rec of db.swapsStartedBefore(nowSecs() - minAgeSecs)) {
+      if (closed || signal?.aborted) break;
+      // Several processes share the wallet: one of them settles each swap.
+      if (!db.takeLease(`swap:${rec.id}`, holder, 120)) continue;
+      try {
+        const wallet = await wallets.get(rec.mint, signal);
+        const { proofs } = await wallet.restore(rec.start, rec.count, { keysetId: rec.keysetId });
+        if (proofs.length > 0) {
+          storeSwapped(proofs, rec.mint, { routeId: rec.routeId ?? '', tenant: rec.tenant });
+          db.endSwap(rec.id);
+          await replay.creditLate(proofSetId(rec.ys), cfg.replayTtlSecs);
+          const amount = proofs.reduce((a, p) => a + p.amount.toNumber(), 0);
+          log.info({ mint: rec.mint, route: rec.routeId, amount, unit }, 'cashu: restored the outputs of a swap whose answer was lost (NUT-09); a retry with the same token will be accepted');
+          settled++;
+          continue;
+        }
+        // Nothing was signed for our outputs: did the mint spend the inputs?
+        const res = await mintFetch<{ states?: Array<{ Y?: string; state?: string }> }>(`${rec.mint}/v1/checkstate`, {
+          method: 'POST',
+          body: { Ys: rec.ys },
+          timeoutMs: cfg.mintTimeoutMs,
+          signal,
+        });
+        const states = new Map((res.states ?? []).map((x) => [String(x.Y).toLowerCase(), x.state]));
+        const all = rec.ys.map((y) => states.get(y));
+        if (all.every((st) => st === 'UNSPENT')) {
+          await replay.release(rec.ys);
+          db.endSwap(rec.id);
+          log.info({ mint: rec.mint, route: rec.routeId }, 'cashu: a swap whose answer was lost never happened; the token is free for the payer to retry');
+          settled++;
+        } else if (all.every((st) => st === 'SPENT' || st === 'UNSPENT')) {
+          // Spent without signing our outputs: the payer spent them elsewhere at the same time.
+          db.endSwap(rec.id);
+          log.warn({ mint: rec.mint, route: rec.routeId }, 'cashu: a swap whose answer was lost did not happen and its proofs were spent elsewhere');
+          settled++;
+        }
+        // PENDING (or no answer for some): ask again next time.
+      } catch (err) {
+        log.warn({ mint: rec.mint, err: errText(err) }, 'cashu: could not settle a swap whose answer was lost; will retry');
+      } finally {
+        db.dropLease(`swap:${rec.id}`, holder);
+      }
+    }
+    return settled;
   }
 
   async function accept(token: string, priceMsat: number, ctx: CashuAcceptContext, signal?: AbortSignal): Promise<CashuAcceptResult> {
@@ -435,6 +513,17 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
           return inv.bolt11;
         }
       : undefined;
+  // Swaps whose answer was lost (this process's, or a crashed one's from the journal) are settled in the
+  // background; one run at a time.
+  let recovering: Promise<unknown> | undefined;
+  const recoverTimer =
+    cfg.mode === 'standard'
+      ? setInterval(() => {
+          recovering ??= recoverSwaps()
+            .catch((err: unknown) => log.warn({ err: errText(err) }, 'cashu: swap recovery failed'))
+            .finally(() => (recovering = undefined));
+        }, RECOVER_EVERY_MS).unref()
+      : undefined;
   const redeemer = new Redeemer(cfg, db, directory, wallets, payout, cfg.p2pk.privateKey, log);
   if (cfg.redeem.enabled) {
     if (!payout) log.warn('cashu: redemption is on but no Lightning backend was given; melts will fail');
@@ -455,6 +544,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     },
     accept,
     redeemNow: async (signal) => (closed ? [] : redeemer.runOnce(signal)),
+    recoverNow: async (signal, minAgeSecs) => (closed ? 0 : recoverSwaps(signal, minAgeSecs)),
     balances: () => db.balances(),
     melts: (limit) => db.melts(limit),
     async check(signal) {
@@ -478,7 +568,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(recoverTimer);
       await redeemer.stop();
+      await recovering;
       const pending = [...background];
       if (pending.length) {
         await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, Math.min(cfg.swapTimeoutMs * 4, 60_000)).unref())]);

@@ -1,5 +1,6 @@
 // The gate's Cashu wallet on disk (SQLite, WAL): received proofs with their tenant, verified mint keysets,
-// NUT-13 counters, the melt log and a lease so one process at a time redeems. Several l402d processes may
+// NUT-13 counters, swaps whose outcome is not known yet, the melt log and leases so one process at a time
+// redeems or recovers. Several l402d processes may
 // open the same file; every state change is a single statement or a transaction.
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
@@ -51,6 +52,22 @@ export interface StoredKeyset {
   finalExpiry?: number;
   active: boolean;
   keys: Record<string, string>;
+}
+
+/** A swap sent to a mint whose answer has not been seen yet: enough to restore its outputs (NUT-09). */
+export interface SwapRecord {
+  id: string;
+  mint: string;
+  keysetId: string;
+  /** NUT-13 counters of the outputs: start .. start + count - 1. */
+  start: number;
+  count: number;
+  /** The payer's proofs (Y values) swapped as inputs. */
+  ys: string[];
+  tenant?: string;
+  routeId?: string;
+  /** Seconds. */
+  startedAt: number;
 }
 
 export interface MeltRecord {
@@ -168,6 +185,14 @@ export class WalletDb {
       finishMelt: d.prepare('UPDATE melts SET state = ?, preimage = ?, change = ?, error = ?, finished_at = ? WHERE id = ?'),
       getMelt: d.prepare<[string], Record<string, unknown>>('SELECT * FROM melts WHERE id = ?'),
       listMelts: d.prepare<[number], Record<string, unknown>>('SELECT * FROM melts ORDER BY started_at DESC, rowid DESC LIMIT ?'),
+      insertSwap: d.prepare(
+        `INSERT INTO swaps (id, mint, keyset_id, start, count, ys, tenant, route_id, started_at)
+         VALUES (@id, @mint, @keyset_id, @start, @count, @ys, @tenant, @route_id, @started_at)`,
+      ),
+      deleteSwap: d.prepare('DELETE FROM swaps WHERE id = ?'),
+      swapsBefore: d.prepare<[number], { id: string; mint: string; keyset_id: string; start: number; count: number; ys: string; tenant: string | null; route_id: string | null; started_at: number }>(
+        'SELECT * FROM swaps WHERE started_at <= ? ORDER BY started_at LIMIT 100',
+      ),
       takeLease: d.prepare(
         `INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE leases.until < ? OR leases.holder = excluded.holder`,
@@ -199,6 +224,9 @@ export class WalletDb {
         id TEXT PRIMARY KEY, mint TEXT NOT NULL, unit TEXT NOT NULL, tenant TEXT, quote TEXT, invoice TEXT, amount INTEGER,
         fee_reserve INTEGER, input_fee INTEGER, proofs_total INTEGER NOT NULL, proof_count INTEGER NOT NULL, state TEXT NOT NULL,
         preimage TEXT, change INTEGER, error TEXT, started_at INTEGER NOT NULL, finished_at INTEGER);
+      CREATE TABLE IF NOT EXISTS swaps (
+        id TEXT PRIMARY KEY, mint TEXT NOT NULL, keyset_id TEXT NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
+        ys TEXT NOT NULL, tenant TEXT, route_id TEXT, started_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
     `);
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING').run('schema', SCHEMA);
@@ -349,6 +377,39 @@ export class WalletDb {
   }
   melts(limit = 100): MeltRecord[] {
     return this.st.listMelts.all(limit).map(rowToMelt);
+  }
+
+  /** Written before a swap's request leaves (its output counters are reserved by then). */
+  startSwap(r: SwapRecord): void {
+    this.st.insertSwap.run({
+      id: r.id,
+      mint: r.mint,
+      keyset_id: r.keysetId,
+      start: r.start,
+      count: r.count,
+      ys: JSON.stringify(r.ys),
+      tenant: r.tenant ?? null,
+      route_id: r.routeId ?? null,
+      started_at: r.startedAt,
+    });
+  }
+  /** The swap's outcome is known (its proofs are stored, or nothing was signed). */
+  endSwap(id: string): void {
+    this.st.deleteSwap.run(id);
+  }
+  /** Swaps with an unknown outcome started at or before `secs`, oldest first. */
+  swapsStartedBefore(secs: number): SwapRecord[] {
+    return this.st.swapsBefore.all(secs).map((r) => ({
+      id: r.id,
+      mint: r.mint,
+      keysetId: r.keyset_id,
+      start: r.start,
+      count: r.count,
+      ys: JSON.parse(r.ys) as string[],
+      tenant: r.tenant ?? undefined,
+      routeId: r.route_id ?? undefined,
+      startedAt: r.started_at,
+    }));
   }
 
   /** Takes (or renews) a named lease for `secs`; false while another holder's lease is live. */
