@@ -155,7 +155,7 @@ test('minimum balance, proof cap with soonest locktime first, and a refused melt
   assert.equal(refused.balances().find((b) => b.state === 'pending'), undefined);
 });
 
-test('a melt whose answer is lost stays pending and is settled from the mint’s quote state on the next cycle', async (t) => {
+test('a melt whose answer is lost stays pending, is settled from the mint’s quote state on the next cycle, and its change is restored', async (t) => {
   const e = await env(t);
   const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });
   assert.equal((await r.accept((await token(e, 20, { pubkey: e.pub })).token, 20_000, { routeId: 'x' })).ok, true);
@@ -170,6 +170,11 @@ test('a melt whose answer is lost stays pending and is settled from the mint’s
   assert.equal(settled?.state, 'paid');
   assert.equal(await received(e.operator, [m!.invoice!]), m!.amount! * 1000);
   assert.equal(r.balances().find((b) => b.state === 'pending'), undefined);
+  // The lost answer carried the change (NUT-08); it is restored from the seed (NUT-09), not forfeited.
+  const expected = m!.proofsTotal - m!.amount! - (m!.inputFee ?? 0) - 1; // the peer charges a fee of 1
+  assert.ok(expected > 0, 'this melt has change');
+  assert.equal(settled?.change, expected);
+  assert.equal(r.balances().find((b) => b.state === 'unspent')?.amount, expected);
 });
 
 test('two gate processes sharing one wallet: only one redeems at a time and nothing is melted twice', async (t) => {

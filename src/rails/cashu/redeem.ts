@@ -177,7 +177,11 @@ export class Redeemer {
     const needsKey = group.some((p) => p.p2pk);
     try {
       const res = await withTimeout(
-        wallet.meltProofsBolt11(quote, proofs, needsKey && this.p2pkKey ? { privkey: this.p2pkKey } : undefined),
+        wallet.meltProofsBolt11(quote, proofs, {
+          // Reported before the request leaves: if its answer is lost, resolvePending restores the change.
+          onCountersReserved: (c) => this.db.setMeltOutputs(id, c),
+          ...(needsKey && this.p2pkKey ? { privkey: this.p2pkKey } : {}),
+        }),
         r.meltTimeoutMs,
         'melt',
       );
@@ -286,10 +290,13 @@ export class Redeemer {
     const wallet = await this.wallets.get(mint, signal);
     const q = await wallet.checkMeltQuoteBolt11(melt.quote);
     if (q.state === 'PAID') {
+      // The answer with the change was lost: the mint signed our blank outputs, so restore them (NUT-09).
+      const outs = this.db.meltOutputs(id);
+      const restored = outs ? (await wallet.restore(outs.start, outs.count, { keysetId: outs.keysetId })).proofs : [];
+      const change = this.storeChange(mint, melt.tenant, restored);
       this.db.settleMelt(id);
-      // Change outputs of a lost response are not recovered here (they would need NUT-09 restore).
-      this.db.finishMelt(id, 'paid', { preimage: q.payment_preimage ?? undefined });
-      this.log.info({ melt: id, mint }, 'cashu redemption: earlier melt was paid');
+      this.db.finishMelt(id, 'paid', { preimage: q.payment_preimage ?? undefined, change });
+      this.log.info({ melt: id, mint, change }, 'cashu redemption: earlier melt was paid; its change was restored from the seed');
     } else if (q.state === 'UNPAID') {
       await this.settleFromStates(id, mint, proofs, 'the mint did not pay the invoice', signal);
     }

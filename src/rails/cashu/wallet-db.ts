@@ -190,6 +190,8 @@ export class WalletDb {
          VALUES (@id, @mint, @keyset_id, @start, @count, @ys, @tenant, @route_id, @started_at)`,
       ),
       deleteSwap: d.prepare('DELETE FROM swaps WHERE id = ?'),
+      putMeltOutputs: d.prepare('INSERT OR REPLACE INTO melt_outputs (melt_id, keyset_id, start, count) VALUES (?, ?, ?, ?)'),
+      getMeltOutputs: d.prepare<[string], { keyset_id: string; start: number; count: number }>('SELECT * FROM melt_outputs WHERE melt_id = ?'),
       swapsBefore: d.prepare<[number], { id: string; mint: string; keyset_id: string; start: number; count: number; ys: string; tenant: string | null; route_id: string | null; started_at: number }>(
         'SELECT * FROM swaps WHERE started_at <= ? ORDER BY started_at LIMIT 100',
       ),
@@ -227,6 +229,7 @@ export class WalletDb {
       CREATE TABLE IF NOT EXISTS swaps (
         id TEXT PRIMARY KEY, mint TEXT NOT NULL, keyset_id TEXT NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
         ys TEXT NOT NULL, tenant TEXT, route_id TEXT, started_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS melt_outputs (melt_id TEXT PRIMARY KEY, keyset_id TEXT NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
     `);
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING').run('schema', SCHEMA);
@@ -370,6 +373,14 @@ export class WalletDb {
   }
   finishMelt(id: string, state: 'paid' | 'failed', info: { preimage?: string; change?: number; error?: string }): void {
     this.st.finishMelt.run(state, info.preimage ?? null, info.change ?? null, info.error ?? null, now(), id);
+  }
+  /** NUT-13 counters of a melt's blank change outputs (NUT-08), so change of a lost answer can be restored. */
+  setMeltOutputs(id: string, c: { keysetId: string; start: number; count: number }): void {
+    this.st.putMeltOutputs.run(id, c.keysetId, c.start, c.count);
+  }
+  meltOutputs(id: string): { keysetId: string; start: number; count: number } | undefined {
+    const r = this.st.getMeltOutputs.get(id);
+    return r ? { keysetId: r.keyset_id, start: r.start, count: r.count } : undefined;
   }
   melt(id: string): MeltRecord | undefined {
     const r = this.st.getMelt.get(id);
