@@ -97,6 +97,9 @@ const TMP = memory.data(32 * 64);
   store<u32>(r, <u32>r7, 28);
 }
 
+// Schoolbook products, unrolled on purpose: every limb and column stays in a local (a register), where a
+// loop would go through memory. Column k collects the low halves of a_i·b_j with i + j = k and the high
+// halves with i + j = k − 1: at most 16 terms below 2^32 each, so no column overflows 64 bits.
 export function fe_mul(r: usize, a: usize, b: usize): void {
   const a0: u64 = <u64>load<u32>(a, 0);
   const a1: u64 = <u64>load<u32>(a, 4);
@@ -183,6 +186,7 @@ export function fe_mul(r: usize, a: usize, b: usize): void {
   reduce512(r, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15);
 }
 
+/** As fe_mul with b = a: each cross product once, doubled (halves below 2^33, at most 8 per column). */
 export function fe_sqr(r: usize, a: usize): void {
   const a0: u64 = <u64>load<u32>(a, 0);
   const a1: u64 = <u64>load<u32>(a, 4);
@@ -378,7 +382,7 @@ function fe_sqrt(r: usize, a: usize): bool {
 }
 
 /** Reads 32 big-endian bytes; returns false when the value is not below p. */
-export function fe_from_be(r: usize, src: usize): bool {
+function fe_from_be(r: usize, src: usize): bool {
   for (let i = 0; i < 8; i++) store<u32>(r + (<usize>i << 2), bswap<u32>(load<u32>(src + 28 - (<usize>i << 2))));
   for (let i = 7; i >= 0; i--) {
     const x = load<u32>(r + (<usize>i << 2));
@@ -389,7 +393,7 @@ export function fe_from_be(r: usize, src: usize): bool {
 }
 
 /** Writes the canonical value as 32 big-endian bytes. */
-export function fe_to_be(dst: usize, a: usize): void {
+function fe_to_be(dst: usize, a: usize): void {
   const t = tmp(2);
   copy(t, a);
   fe_normalize(t);
@@ -402,7 +406,7 @@ export function fe_to_be(dst: usize, a: usize): void {
 @inline function Y(p: usize): usize { return p + 32; }
 @inline function Z(p: usize): usize { return p + 64; }
 
-export function jac_set_inf(r: usize): void {
+function jac_set_inf(r: usize): void {
   setSmall(X(r), 1);
   setSmall(Y(r), 1);
   setSmall(Z(r), 0);
@@ -471,7 +475,7 @@ export function aff_from_be(r: usize, src: usize): void {
 }
 
 /** r = 2p (a = 0 curve). r may alias p. */
-export function jac_dbl(r: usize, p: usize): void {
+function jac_dbl(r: usize, p: usize): void {
   if (fe_is_zero(Z(p)) || fe_is_zero(Y(p))) {
     jac_set_inf(r);
     return;
