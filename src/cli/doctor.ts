@@ -1,9 +1,13 @@
 // `l402d doctor`: checks what an operator would otherwise find out from a failing request, and says
 // what to do about each problem. Never prints secrets.
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../policy/config.js';
-import { loadRootKeys } from '../server/app.js';
+import { loadRootKeys, openCashuRail } from '../server/app.js';
+import { resolveDbPath } from '../rails/cashu/config.js';
+import { MemoryStore } from '../store/memory-store.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { openStore } from '../store/open-store.js';
 import { createLogger } from '../util/log.js';
@@ -73,10 +77,44 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   } catch (e) {
     checks.push({ ok: false, what: 'lightning', detail: `${cfg.lightning.type}: ${(e as Error).message}` });
   }
+  if (cfg.cashu) checks.push(...(await checkCashu(cfg)));
   // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
   const host = cfg.listen.startsWith('unix:') ? 'unix' : cfg.listen.slice(0, cfg.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
   const local = host === 'unix' || host === 'localhost' || host === '::1' || /^127\./.test(host);
   if (!cfg.upstream && !local) checks.push({ ok: false, what: 'listen', detail: `${cfg.listen} is not a loopback address or unix socket; only nginx should reach l402d (use 127.0.0.1 or unix:)` });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
+}
+
+/**
+ * The wallet (seed, fingerprint, database) as l402d start opens it, and every accepted mint (reachable,
+ * keysets that verify, NUT-11 in P2PK mode). A wallet that does not exist yet is not created here: the
+ * mints are checked from a throwaway one, so a mnemonic set later is not refused as "another seed".
+ */
+async function checkCashu(cfg: GateConfig): Promise<Check[]> {
+  const c = cfg.cashu!;
+  const out: Check[] = [];
+  const exists = existsSync(resolveDbPath(c, cfg.dataDir, cfg.configDir));
+  const scratch = exists ? undefined : mkdtempSync(join(tmpdir(), 'l402-doctor-'));
+  const probe: GateConfig = scratch ? { ...cfg, cashu: { ...c, dbPath: join(scratch, 'wallet.db'), mnemonicFile: undefined } } : cfg;
+  const store = new MemoryStore();
+  try {
+    const rail = await openCashuRail(probe, { store, log: createLogger('silent'), background: false });
+    try {
+      out.push({ ok: true, what: 'cashu wallet', detail: exists ? rail.describe() : `not created yet at ${resolveDbPath(c, cfg.dataDir, cfg.configDir)} (l402d start creates it${c.mnemonic ? '' : '; set cashu.mnemonic first to restore an existing seed'})` });
+      try {
+        out.push({ ok: true, what: 'cashu mints', detail: await rail.check(AbortSignal.timeout(c.mintTimeoutMs * 4)) });
+      } catch (e) {
+        out.push({ ok: false, what: 'cashu mints', detail: `${(e as Error).message}; P2PK tokens verify from cached keys, standard mode answers 503 while a mint is unreachable` });
+      }
+    } finally {
+      await rail.close();
+    }
+  } catch (e) {
+    out.push({ ok: false, what: 'cashu wallet', detail: (e as Error).message });
+  } finally {
+    await store.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  }
+  return out;
 }

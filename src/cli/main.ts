@@ -13,13 +13,15 @@ import type { Store } from '../store/store.js';
 import type { GateConfig } from '../policy/config.js';
 import { parsePrice, priceKeys } from '../policy/pricing.js';
 import { withTimeout } from '../util/timeout.js';
+import { createLogger } from '../util/log.js';
+import { cashuRedeem, cashuStatus, formatCashuStatus, formatMelt } from './cashu.js';
 
 /** A mistake in the command line: one line on stderr, exit 2. */
 class UsageError extends Error {}
 import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
 
 const program = new Command('l402d')
-  .description('Payment gate for nginx: charges Lightning (L402) payments before a route is served')
+  .description('Payment gate for nginx: charges Lightning (L402) or Cashu payments before a route is served')
   .showHelpAfterError()
   .exitOverride();
 
@@ -125,6 +127,40 @@ dev
     } finally {
       wallet.close();
     }
+  });
+
+const cashu = program.command('cashu').description('the Cashu wallet: balances, melts, redemption to Lightning');
+cashu
+  .command('status')
+  .description('balances by mint and payout address, swaps awaiting recovery, and the latest melts')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('--melts <n>', 'how many melts to list', '10')
+  .option('--json', 'print JSON')
+  .action((opts: { config?: string; melts: string; json?: boolean }) => {
+    const n = Number(opts.melts);
+    if (!Number.isSafeInteger(n) || n < 0 || n > 10_000) throw new UsageError('--melts must be a whole number from 0 to 10000');
+    const { config } = resolveConfig(opts.config);
+    const status = cashuStatus(config, n);
+    if (!status) {
+      const msg = 'no Cashu wallet yet: l402d start creates it on first start';
+      process.stdout.write(opts.json ? JSON.stringify({ wallet: null, message: msg }) + '\n' : msg + '\n');
+      return;
+    }
+    process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatCashuStatus(status));
+  });
+cashu
+  .command('redeem')
+  .description('melt received ecash to Lightning now (one redemption cycle; safe while l402d runs)')
+  .option('-c, --config <file>', 'YAML config file')
+  .action(async (opts: { config?: string }) => {
+    const { config } = resolveConfig(opts.config);
+    const melts = await cashuRedeem(config, createLogger('warn', process.stderr));
+    if (melts.length === 0) {
+      process.stdout.write('no melt: every balance is below redeem.min_balance_sat after the fee reserve, or another l402d process is redeeming right now\n');
+      return;
+    }
+    for (const m of melts) process.stdout.write(formatMelt(m) + '\n');
+    if (melts.some((m) => m.state === 'failed')) process.exitCode = 1;
   });
 
 async function main(): Promise<void> {

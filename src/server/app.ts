@@ -12,7 +12,8 @@ import { createLogger, type Logger } from '../util/log.js';
 import { Gate } from './gate.js';
 import { createGateServer } from './http-server.js';
 import { Metrics } from './metrics.js';
-import { createCashuRail, type CashuRail } from '../rails/cashu/index.js';
+import { createCashuRail, type CashuRail, type CashuRailDeps } from '../rails/cashu/index.js';
+import type { Store } from '../store/store.js';
 import { createMetricsServer } from './metrics-server.js';
 
 const SHUTDOWN_GRACE_MS = 5000;
@@ -41,6 +42,23 @@ export function loadRootKeys(cfg: GateConfig, log: Logger): Buffer[] {
     if (e instanceof WeakKeyError) throw new ConfigError(e.message);
     throw e;
   }
+}
+
+/** The Cashu rail of a config with a `cashu:` section, wired as l402d runs it (also for the CLI and doctor). */
+export function openCashuRail(
+  cfg: GateConfig,
+  parts: { store: Store; log: Logger; backend?: LightningBackend; tenantInvoice?: CashuRailDeps['tenantInvoice']; background?: boolean },
+): Promise<CashuRail> {
+  if (!cfg.cashu) throw new ConfigError('cashu: this config has no cashu: section');
+  return createCashuRail(cfg.cashu, {
+    store: parts.store,
+    dataDir: cfg.dataDir,
+    configDir: cfg.configDir,
+    log: parts.log,
+    lightning: parts.backend,
+    tenantInvoice: parts.tenantInvoice,
+    background: parts.background,
+  });
 }
 
 function addressOf(server: Server): string {
@@ -80,12 +98,10 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
     let gateRef: Gate | undefined;
     cashu = cfg.cashu
-      ? await createCashuRail(cfg.cashu, {
+      ? await openCashuRail(cfg, {
           store,
-          dataDir: cfg.dataDir,
-          configDir: cfg.configDir,
           log,
-          lightning: backend,
+          backend,
           // Ecash paid on a route with its own Lightning address is redeemed to that address.
           tenantInvoice: (address, amountMsat, memo, signal) => gateRef!.tenantInvoice(address, amountMsat, memo, signal),
         })

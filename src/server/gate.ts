@@ -263,9 +263,8 @@ export class Gate {
   }
 
   /** A payout invoice from a tenant's Lightning address (Cashu redemption). */
-  async tenantInvoice(address: string, amountMsat: number, memo: string, signal?: AbortSignal): Promise<string> {
-    const inv = await this.tenants.forAddress(address).createInvoice({ amountMsat, memo, expirySecs: 600 }, signal);
-    return inv.bolt11;
+  tenantInvoice(address: string, amountMsat: number, memo: string, signal?: AbortSignal): Promise<string> {
+    return this.tenants.invoice(address, amountMsat, memo, signal);
   }
 
   close(): Promise<void> {

@@ -78,6 +78,11 @@ export interface CashuRailDeps {
   lightning?: Pick<LightningBackend, 'createInvoice'>;
   /** BOLT11 invoice for a tenant's Lightning address (LNURL-pay); needed for per-tenant redemption. */
   tenantInvoice?: (address: string, amountMsat: number, memo: string, signal: AbortSignal) => Promise<string>;
+  /**
+   * Scheduled work: redemption every interval (when enabled) and recovery of lost swaps (default true).
+   * One-shot users (`l402d cashu redeem`, doctor) turn it off and call redeemNow/recoverNow themselves.
+   */
+  background?: boolean;
 }
 
 const bad = (reason: string): CashuAcceptResult => ({ ok: false, status: 400, reason });
@@ -516,8 +521,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
   // Swaps whose answer was lost (this process's, or a crashed one's from the journal) are settled in the
   // background; one run at a time.
   let recovering: Promise<unknown> | undefined;
+  const scheduled = deps.background ?? true;
   const recoverTimer =
-    cfg.mode === 'standard'
+    scheduled && cfg.mode === 'standard'
       ? setInterval(() => {
           recovering ??= recoverSwaps()
             .catch((err: unknown) => log.warn({ err: errText(err) }, 'cashu: swap recovery failed'))
@@ -525,7 +531,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         }, RECOVER_EVERY_MS).unref()
       : undefined;
   const redeemer = new Redeemer(cfg, db, directory, wallets, payout, cfg.p2pk.privateKey, log);
-  if (cfg.redeem.enabled) {
+  if (cfg.redeem.enabled && scheduled) {
     if (!payout) log.warn('cashu: redemption is on but no Lightning backend was given; melts will fail');
     redeemer.start();
   }

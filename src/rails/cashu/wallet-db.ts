@@ -200,6 +200,7 @@ export class WalletDb {
          ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE leases.until < ? OR leases.holder = excluded.holder`,
       ),
       dropLease: d.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
+      countSwaps: d.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM swaps'),
     };
   }
 
@@ -409,6 +410,10 @@ export class WalletDb {
     this.st.deleteSwap.run(id);
   }
   /** Swaps with an unknown outcome started at or before `secs`, oldest first. */
+  /** Swaps journalled and not yet ended (answered, or settled by recovery). */
+  swapCount(): number {
+    return this.st.countSwaps.get()!.n;
+  }
   swapsStartedBefore(secs: number): SwapRecord[] {
     return this.st.swapsBefore.all(secs).map((r) => ({
       id: r.id,

@@ -29,6 +29,11 @@ export class TenantBackends {
     return b;
   }
 
+  /** A BOLT11 invoice from the tenant's Lightning address (per-tenant Cashu payouts). */
+  async invoice(address: string, amountMsat: number, memo: string, signal?: AbortSignal): Promise<string> {
+    return (await this.forAddress(address).createInvoice({ amountMsat, memo, expirySecs: 600 }, signal)).bolt11;
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([...this.byAddress.values()].map((b) => b.close()));
     this.byAddress.clear();
