@@ -2,6 +2,12 @@
 // We only store P2PK proofs (never swap them on the request path), so any other spending path (extra
 // signers, a refund path, an expired or soon-expiring locktime, SIG_ALL which we cannot satisfy alone at
 // melt time, tags we do not understand) would let someone else take the money after we served the request.
+// The secret is read with a strict parser: the mint (cdk, serde_json) refuses duplicate keys and lone
+// surrogates and would then treat the proof as an unlocked secret, so JSON.parse's reading is not the mint's.
+// Refund conditions cdk cannot parse make the proof unspendable for us too, so they are refused as well.
+
+import { parsePoint } from './secp256k1.js';
+import { parseStrictJson } from './strict-json.js';
 
 export type LockCheck = { ok: true; locktime?: number } | { ok: false; reason: string };
 
@@ -9,6 +15,7 @@ const MAX_SECRET_CHARS = 2048;
 const KNOWN_TAGS = new Set(['sigflag', 'pubkeys', 'n_sigs', 'locktime', 'refund', 'n_sigs_refund']);
 
 const fail = (reason: string): LockCheck => ({ ok: false, reason });
+const isCompressedPubkey = (k: string) => /^0[23][0-9a-fA-F]{64}$/.test(k) && parsePoint(k) !== undefined;
 
 /**
  * Checks that `secret` is a NUT-10 P2PK secret locked to exactly `ourPubkey` (compressed hex) with
@@ -20,9 +27,9 @@ export function checkP2pkLock(secret: string, ourPubkey: string, opts: { nowSecs
   if (secret[0] !== '[') return fail('proof is not locked to this gate (P2PK required)');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(secret);
+    parsed = parseStrictJson(secret);
   } catch {
-    return fail('proof secret is not valid NUT-10 JSON');
+    return fail('proof secret is not strict NUT-10 JSON (malformed, duplicate key or lone surrogate)');
   }
   if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string') return fail('proof secret is not a NUT-10 secret');
   if (parsed[0] !== 'P2PK') return fail(`proof is locked with ${String(parsed[0]).slice(0, 16)}, not P2PK to this gate`);
@@ -50,6 +57,12 @@ export function checkP2pkLock(secret: string, ourPubkey: string, opts: { nowSecs
   if (nSigs && (nSigs.length !== 1 || nSigs[0] !== '1')) return fail('proof requires more than one signature');
   if (seen.has('refund') && !seen.has('locktime')) return fail('proof has refund keys without a locktime');
   if (seen.has('n_sigs_refund') && !seen.has('refund')) return fail('proof has n_sigs_refund without refund keys');
+  const refund = seen.get('refund');
+  if (refund && (refund.length === 0 || !refund.every(isCompressedPubkey))) return fail('proof has malformed refund keys');
+  const nSigsRefund = seen.get('n_sigs_refund');
+  if (nSigsRefund && (nSigsRefund.length !== 1 || !/^[1-9]\d{0,2}$/.test(nSigsRefund[0]!) || Number(nSigsRefund[0]) > refund!.length)) {
+    return fail('proof has malformed refund keys (n_sigs_refund must be 1..number of refund keys)');
+  }
 
   const lt = seen.get('locktime');
   if (!lt) return { ok: true };
