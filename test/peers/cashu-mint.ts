@@ -128,6 +128,11 @@ export class CashuMintPeer {
      * or 'after' (the swap is done and signed, but the wallet never sees the answer). Resets itself.
      */
     loseSwapAnswer: undefined as 'before' | 'after' | undefined,
+    /**
+     * Do the next swap, then answer it with this instead of the signatures (a proxy's 502 after the mint
+     * committed, or a body the wallet cannot use). Resets itself.
+     */
+    replaceSwapAnswer: undefined as { status: number; body: unknown } | undefined,
     /** Answer every request with HTTP 500. */
     broken: false,
     /** Count of requests per path. */
@@ -256,6 +261,12 @@ export class CashuMintPeer {
         this.knobs.loseSwapAnswer = undefined;
         if (lose === 'after') this.swap(body);
         if (lose) return void req.socket.destroy();
+        const replaced = this.knobs.replaceSwapAnswer;
+        this.knobs.replaceSwapAnswer = undefined;
+        if (replaced) {
+          this.swap(body);
+          return send(replaced.status, replaced.body);
+        }
         return send(200, this.swap(body));
       }
       if (route === 'POST /v1/checkstate') return send(200, this.checkState(body));

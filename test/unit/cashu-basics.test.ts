@@ -16,10 +16,10 @@ const KEY = '1'.repeat(64);
 const PUB = '02' + 'ab'.repeat(32);
 
 test('config defaults, camelCase output, and fail-closed rules', () => {
-  const c = cashuConfigSchema.parse({});
+  const c = cashuConfigSchema.parse({ mints: ['https://m.example'] });
   assert.equal(c.mode, 'standard');
   assert.equal(c.unit, 'sat');
-  assert.deepEqual(c.mints, []);
+  assert.deepEqual(c.mints, ['https://m.example']);
   assert.equal(c.p2pk.requireDleq, true);
   assert.equal(c.p2pk.checkState, false);
   assert.equal(c.p2pk.minLocktimeSecs, 86400);
@@ -42,18 +42,20 @@ test('config defaults, camelCase output, and fail-closed rules', () => {
     assert.equal(r.success, false, JSON.stringify(raw));
     return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n');
   };
-  assert.match(issues({ mode: 'p2pk', p2pk: { private_key: KEY } }), /^mints: P2PK mode needs/m);
+  // Any mint would let a payer pay with ecash from a mint of their own: the list is required in both modes.
+  assert.match(issues({}), /^mints: list the mints you accept/m);
+  assert.match(issues({ mode: 'p2pk', p2pk: { private_key: KEY } }), /^mints: list the mints you accept/m);
   assert.match(issues({ mode: 'p2pk', mints: ['https://m.example'] }), /p2pk\.private_key: P2PK mode needs/);
-  assert.match(issues({ redeem: { enabled: true } }), /mints: redemption to Lightning needs/);
   assert.match(issues({ mints: ['ftp://m.example'] }), /not a usable mint URL/);
   assert.match(issues({ mints: ['https://u:p@m.example'] }), /not a usable mint URL/);
   assert.match(issues({ mints: ['https://m.example', 'https://M.example/'] }), /listed twice/);
-  assert.match(issues({ unit: 'usd' }), /unit/);
-  assert.match(issues({ surprise: 1 }), /surprise|Unrecognized/i);
+  assert.match(issues({ mints: ['https://m.example'], unit: 'usd' }), /unit/);
+  assert.match(issues({ mints: ['https://m.example'], surprise: 1 }), /surprise|Unrecognized/i);
+  assert.match(issues({ mints: ['https://m.example'], allow_private_mints: true }), /allow_private_mints|Unrecognized/i);
   const badKey = issues({ mode: 'p2pk', mints: ['https://m.example'], p2pk: { private_key: 'f'.repeat(64) } });
   assert.match(badKey, /secp256k1 private key/);
   assert.ok(!badKey.includes('f'.repeat(64)), 'the key value is never echoed');
-  const badMnemonic = issues({ mnemonic: 'abandon '.repeat(11) + 'zoo' });
+  const badMnemonic = issues({ mints: ['https://m.example'], mnemonic: 'abandon '.repeat(11) + 'zoo' });
   assert.match(badMnemonic, /checksum/);
   assert.ok(!badMnemonic.includes('abandon'), 'mnemonic words are never echoed');
 });
@@ -188,22 +190,22 @@ test('P2PK lock policy: only proofs that nobody but this gate can spend, for lon
   ok(createP2PKsecret(PUB));
   ok(sec(undefined, PUB.toUpperCase()));
   assert.deepEqual(checkP2pkLock(sec([['locktime', String(now + 7200)]]), PUB, opts), { ok: true, locktime: now + 7200 });
-  assert.deepEqual(checkP2pkLock(sec([['locktime', String(now + 7200)], ['refund', '03' + 'cd'.repeat(32)]]), PUB, opts), { ok: true, locktime: now + 7200 });
+  assert.deepEqual(checkP2pkLock(sec([['locktime', String(now + 7200)], ['refund', '03' + 'ce'.repeat(32)]]), PUB, opts), { ok: true, locktime: now + 7200 });
 
   no('deadbeef', /not locked/);
   no(JSON.stringify(['HTLC', { nonce: 'n', data: 'aa' }]), /HTLC, not P2PK/);
   no(sec(undefined, '02' + 'cd'.repeat(32)), /another key/);
   no(sec(undefined, '03' + PUB.slice(2)), /another key/);
-  no(sec([['pubkeys', '03' + 'cd'.repeat(32)]]), /additional signers/);
+  no(sec([['pubkeys', '03' + 'ce'.repeat(32)]]), /additional signers/);
   no(sec([['pubkeys', PUB]]), /additional signers/);
   no(sec([['n_sigs', '2']]), /more than one signature/);
   no(sec([['sigflag', 'SIG_ALL']]), /SIG_INPUTS/);
-  no(sec([['locktime', String(now - 1)], ['refund', '03' + 'cd'.repeat(32)]]), /refund keys can spend/);
+  no(sec([['locktime', String(now - 1)], ['refund', '03' + 'ce'.repeat(32)]]), /refund keys can spend/);
   no(sec([['locktime', String(now - 1)]]), /anyone can spend/);
   no(sec([['locktime', String(now)]]), /anyone can spend/);
   no(sec([['locktime', String(now + 60)]]), /too soon/);
   no(sec([['locktime', 'soon']]), /malformed/);
-  no(sec([['refund', '03' + 'cd'.repeat(32)]]), /refund keys without a locktime/);
+  no(sec([['refund', '03' + 'ce'.repeat(32)]]), /refund keys without a locktime/);
   no(sec([['n_sigs_refund', '1']]), /n_sigs_refund without refund/);
   no(sec([['locktime', String(now + 7200)], ['locktime', String(now + 9000)]]), /twice/);
   no(sec([['future_tag', 'x']]), /not understood/);

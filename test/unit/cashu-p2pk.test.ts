@@ -140,6 +140,11 @@ test('underpayment, wrong unit, wrong mint and proofs from another mint are 400s
   // The other mint's proofs relabelled as ours: its keyset id is not one of our mint's keysets.
   is400(await r.accept(cashuA(e.mint.url, foreign.send), 8000, { routeId: 'x' }), /not a keyset of this mint|cannot be decoded/);
   is400(await r.accept('cashuBgarbage', 1000, { routeId: 'x' }), /cannot be decoded/);
+  // A cashuA token's JSON can carry any type as its unit: still the payer's mistake, a 400.
+  for (const u of [5, { x: 1 }, ['sat']]) {
+    const odd = 'cashuA' + Buffer.from(JSON.stringify({ token: [{ mint: e.mint.url, proofs: [{ id: '00ad268c4d1f5826', amount: 8, secret: 's', C: '02' + 'ab'.repeat(32) }] }], unit: u })).toString('base64url');
+    is400(await r.accept(odd, 8000, { routeId: 'x' }), /token unit is malformed/);
+  }
   // None of these consumed anything: the genuine proofs still pay.
   assert.equal((await r.accept(getEncodedToken({ mint: e.mint.url, unit: 'sat', proofs: send }), 8000, { routeId: 'x' })).ok, true);
 });
@@ -170,7 +175,7 @@ test('forged proofs fail the DLEQ check: tampered C, and signatures by a key tha
   assert.equal((await r.accept(getEncodedToken({ mint: e.mint.url, unit: 'sat', proofs: send }), 8000, { routeId: 'x' })).ok, true);
 });
 
-test('DLEQ is required by default; require_dleq: false accepts genuine proofs without one', async (t) => {
+test('DLEQ is required by default; with require_dleq: false a token without one is swapped at the mint, so forgeries still fail', async (t) => {
   const e = await env(t);
   const strict = await rail(t, e);
   const { send } = await locked(e.mint, 5, e.gate.pub);
@@ -178,6 +183,13 @@ test('DLEQ is required by default; require_dleq: false accepts genuine proofs wi
   is400(await strict.accept(bare, 5000, { routeId: 'x' }), /no DLEQ proof/);
   const lax = await rail(t, e, { p2pk: { require_dleq: false } }, { dataDir: join(e.dir, 'lax') });
   assert.equal((await lax.accept(bare, 5000, { routeId: 'x' })).ok, true);
+  // Swapped (signed with our key for the mint), not stored as received: the payer's proofs are spent.
+  assert.ok(e.mint.checkState({ Ys: send.map((p) => hashToCurve(p.secret).hex) }).states.every((st) => st.state === 'SPENT'));
+  assert.equal(lax.balances().reduce((a, b) => a + b.amount, 0), 5);
+  // Made-up signatures without a DLEQ look as good as real ones locally: the mint refuses them.
+  const fake = send.map((p) => ({ ...p, secret: createP2PKsecret(e.gate.pub), C: hashToCurve('fake' + p.secret).hex, dleq: undefined }));
+  is400(await lax.accept(getEncodedToken({ mint: e.mint.url, unit: 'sat', proofs: fake }), 5000, { routeId: 'x' }), /mint refused/);
+  assert.equal(lax.balances().reduce((a, b) => a + b.amount, 0), 5);
   // A present DLEQ is still verified (NUT-12), even when not required.
   const { send: s2 } = await locked(e.mint, 5, e.gate.pub);
   const broken = s2.map((p) => ({ ...p, dleq: { ...p.dleq!, s: p.dleq!.e } }));

@@ -32,7 +32,8 @@ import {
   verifyDleqBatch,
   type Point,
 } from '../../src/rails/cashu/secp256k1.js';
-import { verifyDleqChunked } from '../../src/rails/cashu/verify.js';
+import { KeyTables, type KnownKeyset } from '../../src/rails/cashu/mint-client.js';
+import { MAX_TOKEN_KEYS, prepareP2pk, Rejection, verifyDleqChunked, verifyP2pkProofs, type CheckedProof, type CheckedToken } from '../../src/rails/cashu/verify.js';
 
 type NoblePoint = ReturnType<typeof pointFromHex>;
 const GHEX = '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';
@@ -234,4 +235,143 @@ test('a chunked verification keeps its mint-key tables while the cache drops and
   const k = randScalar();
   same(others[0]!.mul(k), pointFromHex(toCompressedHex(others[0]!.base)).multiply(k));
   for (const t of tables.values()) assert.throws(() => t.mul(1n), /after dispose/, 'freed once the verification ended');
+});
+
+// ---- mint-key tables held by P2PK verifications ----------------------------------------------------------
+
+const OURS = NG.multiply(randScalar()).toHex(true);
+const P2PK_OPTS = { ourPubkey: OURS, requireDleq: true, nowSecs: 0, minLocktimeSecs: 0 };
+
+/** A keyset whose amounts 1, 2, 4, … 2^(h-1) each have their own key, with the private keys to sign. */
+function mintKeyset(h: number) {
+  const ks = createNewMintKeys(h as Parameters<typeof createNewMintKeys>[0]);
+  const keys = Object.fromEntries(Object.entries(ks.pubKeys).map(([a, k]) => [a, hex(k)]));
+  const keyset: KnownKeyset = { id: ks.keysetId, unit: 'sat', active: true, inputFeePpk: 0, keys };
+  return { keyset, priv: ks.privKeys };
+}
+
+/** A token of proofs locked to OURS with valid DLEQs, one per [keyset, amount]; `forge` signs one with a wrong key. */
+function p2pkToken(parts: Array<[ReturnType<typeof mintKeyset>, number]>, forge?: number): CheckedToken {
+  const proofs: CheckedProof[] = parts.map(([{ keyset, priv }, amount], i) => {
+    const secret = createP2PKsecret(OURS);
+    const bm = blindMessage(new TextEncoder().encode(secret));
+    const k = priv[i === forge ? (amount === 1 ? 2 : 1) : amount]!;
+    const sig = createBlindSignature(bm.B_, k, keyset.id);
+    const dleq = createDLEQProof(bm.B_, k);
+    const C = unblindSignature(sig.C_, bm.r, pointFromHex(keyset.keys[String(amount)]!));
+    const proof: Proof = { id: keyset.id, amount: Amount.from(amount), secret, C: C.toHex(true), dleq: { e: hex(dleq.e), s: hex(dleq.s), r: bm.r.toString(16).padStart(64, '0') } };
+    const { point, hex: y } = hashToCurve(secret);
+    return { proof, amount, keyset, y, Y: point };
+  });
+  return { proofs, total: proofs.reduce((n, p) => n + p.amount, 0), fee: 0, ys: proofs.map((p) => p.y) };
+}
+
+test('a P2PK token using more mint keys than the table cache holds verifies; the cache shrinks back after', async () => {
+  const ks = mintKeyset(8);
+  const tables = new KeyTables(4);
+  // 8 distinct keys (twice the cache) and repeats: building the later tables must not free the earlier ones.
+  const token = p2pkToken([1, 2, 4, 8, 16, 32, 64, 128, 1, 128].map((a) => [ks, a]));
+  const checks = prepareP2pk(token, { tables }, P2PK_OPTS);
+  assert.equal(tables.size, 8, 'held tables are never dropped, even past the cap');
+  const held = [...new Set(checks.items.map((it) => it.key))];
+  assert.equal(held.length, 8);
+  assert.ok(held.every((t) => t.pinned));
+  const pending = verifyDleqChunked(checks, 3);
+  // Another request warms other keys meanwhile: it may only drop tables nobody holds.
+  for (const key of Object.values(mintKeyset(4).keyset.keys)) tables.get(key);
+  assert.ok(tables.size >= 8);
+  await pending;
+  assert.equal(tables.size, 4, 'back to the cap once released');
+  assert.ok(held.every((t) => !t.pinned));
+  const k = randScalar();
+  const dropped = held.filter((t) => {
+    try {
+      same(t.mul(k), pointFromHex(toCompressedHex(t.base)).multiply(k));
+      return false;
+    } catch (err) {
+      assert.match((err as Error).message, /after dispose/);
+      return true;
+    }
+  });
+  assert.ok(dropped.length >= 4, 'the dropped tables were freed');
+  // The same token passes again through the all-at-once path, which releases too.
+  verifyP2pkProofs(token, { tables }, P2PK_OPTS);
+  assert.equal(tables.size, 4);
+});
+
+test('interleaved chunked verifications of tokens sharing and not sharing keys keep their tables', async () => {
+  const one = mintKeyset(6);
+  const two = mintKeyset(6);
+  const tables = new KeyTables(3);
+  const a = p2pkToken([1, 2, 4, 8, 16, 1, 2].map((x) => [one, x]));
+  const b = p2pkToken([[one, 8], [one, 16], [two, 1], [two, 2], [two, 4], [one, 8]]);
+  const forged = p2pkToken([[two, 4], [two, 8], [two, 16], [one, 32], [two, 32]], 4); // fails in its second chunk
+  const ca = prepareP2pk(a, { tables }, P2PK_OPTS);
+  const va = verifyDleqChunked(ca, 2); // first chunk now, the rest between the others
+  const cb = prepareP2pk(b, { tables }, P2PK_OPTS);
+  const vb = verifyDleqChunked(cb, 2);
+  const cf = prepareP2pk(forged, { tables }, P2PK_OPTS);
+  const vf = verifyDleqChunked(cf, 3);
+  const shared = ca.items.find((it) => cb.items.some((jt) => jt.key === it.key));
+  assert.ok(shared, 'a key both tokens use has one table');
+  assert.equal(tables.size, 5 + 3 + 4, 'every held key is cached once');
+  await assert.rejects(vf, (err) => err instanceof Rejection && /DLEQ proof does not verify/.test(err.message));
+  await Promise.all([va, vb]);
+  for (const c of [ca, cb, cf]) assert.ok(c.items.every((it) => !it.key.pinned), 'all released, the rejected one too');
+  assert.equal(tables.size, 3);
+  ca.release(); // releasing twice changes nothing
+  assert.equal(tables.size, 3);
+});
+
+test('a Rejection halfway through prepareP2pk holds no table', () => {
+  const ks = mintKeyset(4);
+  const tables = new KeyTables(2);
+  const token = p2pkToken([1, 2, 4, 8].map((a) => [ks, a]));
+  // The last proof's key is not a curve point: found only after the other four tables were built and held.
+  const bad: KnownKeyset = { ...ks.keyset, keys: { ...ks.keyset.keys, '8': '02' + '00'.repeat(32) } };
+  token.proofs[3] = { ...token.proofs[3]!, keyset: bad };
+  assert.throws(() => prepareP2pk(token, { tables }, P2PK_OPTS), (err) => err instanceof Rejection && /not a curve point/.test(err.message));
+  assert.equal(tables.size, 2, 'nothing stays held: the cache is back at its cap');
+  const t = tables.acquire(ks.keyset.keys['1']!)!;
+  const k = randScalar();
+  same(t.mul(k), pointFromHex(ks.keyset.keys['1']!).multiply(k));
+  tables.release([t]);
+});
+
+test(`a token whose proofs use more than ${MAX_TOKEN_KEYS} distinct mint keys is refused before any table is built`, () => {
+  const ks = mintKeyset(MAX_TOKEN_KEYS + 1);
+  const tables = new KeyTables(8);
+  const amounts = Array.from({ length: MAX_TOKEN_KEYS + 1 }, (_, i) => 2 ** i);
+  const over = p2pkToken(amounts.map((a) => [ks, a]));
+  assert.throws(
+    () => prepareP2pk(over, { tables }, P2PK_OPTS),
+    (err) => err instanceof Rejection && err.message.includes(`${MAX_TOKEN_KEYS + 1} distinct mint keys`) && err.message.includes(`at most ${MAX_TOKEN_KEYS}`),
+  );
+  assert.equal(tables.size, 0, 'no table was built');
+  // At the limit (plus a repeat, which is no new key) the token verifies, and its tables are released.
+  verifyP2pkProofs(p2pkToken([...amounts.slice(0, MAX_TOKEN_KEYS), 1].map((a) => [ks, a])), { tables }, P2PK_OPTS);
+  assert.equal(tables.size, 8);
+});
+
+test('the key-table cache never drops a held table, counts holders, and shrinks to its cap when released', () => {
+  const keys = Array.from({ length: 5 }, () => NG.multiply(randScalar()).toHex(true));
+  const tables = new KeyTables(2);
+  const [a, b, c] = keys.slice(0, 3).map((h) => tables.acquire(h)!);
+  assert.equal(tables.size, 3);
+  const a2 = tables.acquire(keys[0]!)!;
+  assert.equal(a2, a, 'one table per key, held twice');
+  const d = tables.get(keys[3]!)!; // unheld: the only table that may make room for the next one
+  tables.get(keys[4]!);
+  assert.equal(tables.size, 4);
+  assert.throws(() => d.mul(1n), /after dispose/);
+  tables.release([a!]);
+  assert.ok(a!.pinned, 'still held by its second holder');
+  const k = randScalar();
+  for (const [t, h] of [[a, keys[0]], [b, keys[1]], [c, keys[2]]] as const) same(t!.mul(k), pointFromHex(h!).multiply(k));
+  assert.equal(tables.size, 3);
+  tables.release([a2, b!, c!]);
+  assert.equal(tables.size, 2);
+  assert.throws(() => b!.mul(k), /after dispose/, 'the least recently used was dropped and freed');
+  same(a!.mul(k), pointFromHex(keys[0]!).multiply(k));
+  assert.equal(tables.acquire('02' + '00'.repeat(32)), undefined);
 });

@@ -2,7 +2,7 @@
 // within a timeout. Replays, tokens spent elsewhere, forged or foreign-locked proofs, a slow mint (503,
 // then the late swap is honoured once), a lost swap answer (recovered from the seed, or the token freed),
 // a failing mint (503 without burning the token), keyset rotation,
-// the whitelist versus "any mint", concurrent double spends, and the tenant kept through the swap.
+// the mint list, concurrent double spends, and the tenant kept through the swap.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -101,13 +101,39 @@ test('a slow mint: 503 within swap_timeout_ms; the late swap is kept and the ret
   is(await r.accept(token, 9000, { routeId: 'x' }), 503, /did not complete the swap within 300 ms/);
   assert.ok(Date.now() - started < 1000, 'answered at the timeout, not when the mint finished');
   mint.knobs.swapDelayMs = 0;
-  // Until the swap lands the token stays claimed (its outcome is unknown).
-  is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+  // Until the swap lands the token stays claimed (its outcome is unknown): the payer is told to wait.
+  is(await r.accept(token, 9000, { routeId: 'x' }), 503, /not been settled yet/);
   for (let i = 0; i < 100 && r.balances().length === 0; i++) await sleep(50);
   assert.equal(r.balances()[0]?.amount, 9, 'the late swap stored the value');
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
   { const again = await r.accept(token, 9000, { routeId: 'x' }); assert.equal(again.ok, true, 'the retry is honoured: ' + JSON.stringify(again)); }
   is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+});
+
+test('a late swap whose credit cannot be written does not crash l402d; recovery credits the payer once the store is back', async (t) => {
+  const { dir, mint } = await env(t);
+  class FlakyStore extends MemoryStore {
+    down = false;
+    override async set(key: string, value: string, ttl?: number): Promise<void> {
+      if (this.down && key.startsWith('cashu:late:')) throw new Error('store connection lost');
+      return super.set(key, value, ttl);
+    }
+  }
+  const store = new FlakyStore();
+  const r = await rail(t, dir, { mints: [mint.url], swap_timeout_ms: 200 }, store);
+  await r.accept((await plainToken(mint, 1)).token, 1000, { routeId: 'warm' });
+  const { token } = await plainToken(mint, 6);
+  mint.knobs.swapDelayMs = 600;
+  store.down = true;
+  is(await r.accept(token, 6000, { routeId: 'x' }), 503, /did not complete the swap/);
+  for (let i = 0; i < 100 && r.balances().reduce((a, b) => a + b.amount, 0) < 7; i++) await sleep(50);
+  await sleep(100); // the failed credit is handled (logged), not an unhandled rejection that ends the process
+  mint.knobs.swapDelayMs = 0;
+  store.down = false;
+  is(await r.accept(token, 6000, { routeId: 'x' }), 503, /not been settled yet/);
+  assert.equal(await r.recoverNow(undefined, 0), 1, 'the journal entry was kept for recovery');
+  assert.equal((await r.accept(token, 6000, { routeId: 'x' })).ok, true);
+  assert.equal(r.balances().reduce((a, b) => a + b.amount, 0), 7, 'restored outputs were not stored twice');
 });
 
 test('a swap whose answer is lost after the mint signed: 503, then recovery restores the outputs from the seed (NUT-09), after a restart too, and the retry passes once', async (t) => {
@@ -119,7 +145,7 @@ test('a swap whose answer is lost after the mint signed: 503, then recovery rest
   is(await r1.accept(token, 11_000, { routeId: '/t', tenant: 'owner@tenant.example' }), 503, /mint/);
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'), 'the mint did the swap');
   assert.deepEqual(r1.balances(), [], 'the answer never arrived');
-  is(await r1.accept(token, 11_000, { routeId: '/t' }), 400, /already spent/);
+  is(await r1.accept(token, 11_000, { routeId: '/t' }), 503, /not been settled yet/);
   assert.equal(await r1.recoverNow(), 0, 'nothing is settled while the swap could still be in flight');
   // The process goes away; the journal is in the wallet database and the claims in the shared store.
   await r1.close();
@@ -144,7 +170,7 @@ test('a swap lost before the mint processed it: recovery (once the mint answers)
   mint.knobs.loseSwapAnswer = 'before';
   is(await r.accept(token, 7000, { routeId: 'x' }), 503, /mint/);
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'UNSPENT'), 'the mint did nothing');
-  is(await r.accept(token, 7000, { routeId: 'x' }), 400, /already spent/, );
+  is(await r.accept(token, 7000, { routeId: 'x' }), 503, /not been settled yet/);
   mint.knobs.broken = true;
   assert.equal(await r.recoverNow(undefined, 0), 0, 'a mint that cannot answer leaves the swap for later');
   mint.knobs.broken = false;
@@ -156,7 +182,7 @@ test('a swap lost before the mint processed it: recovery (once the mint answers)
   assert.equal(await r.recoverNow(undefined, 0), 0, 'a completed swap leaves nothing to recover');
 });
 
-test('a failing mint is a 503 that does not burn the token; an unreachable mint too', async (t) => {
+test('a failing mint is a 503 that does not burn the token (recovery frees it); an unreachable mint too', async (t) => {
   const { dir, mint } = await env(t);
   const r = await rail(t, dir, { mints: [mint.url] });
   const { token } = await plainToken(mint, 6);
@@ -165,6 +191,9 @@ test('a failing mint is a 503 that does not burn the token; an unreachable mint 
   mint.knobs.broken = true;
   is(await r.accept(token, 6000, { routeId: 'x' }), 503, /HTTP 500/);
   mint.knobs.broken = false;
+  // An HTTP error may come from a proxy after the mint acted: the token waits for recovery to ask the mint.
+  is(await r.accept(token, 6000, { routeId: 'x' }), 503, /not been settled yet/);
+  assert.equal(await r.recoverNow(undefined, 0), 1);
   const again = await r.accept(token, 6000, { routeId: 'x' });
   assert.equal(again.ok, true, JSON.stringify(again));
   const { token: t2 } = await plainToken(mint, 6);
@@ -172,13 +201,30 @@ test('a failing mint is a 503 that does not burn the token; an unreachable mint 
   is(await r.accept(t2, 6000, { routeId: 'x' }), 503, /unavailable|unreachable/);
 });
 
-test('keyset rotation at the mint is picked up; whitelist versus any mint', async (t) => {
+test('the mint swapped but its answer was a 502 or unusable: nothing is released; recovery credits the payer once', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  await r.accept((await plainToken(mint, 1)).token, 1000, { routeId: 'warm' });
+  for (const answer of [{ status: 502, body: { detail: 'bad gateway' } }, { status: 200, body: { signatures: [] } }]) {
+    const { token, send } = await plainToken(mint, 5);
+    mint.knobs.replaceSwapAnswer = answer;
+    const first = await r.accept(token, 5000, { routeId: 'x' });
+    assert.deepEqual([first.ok, (first as { status: number }).status], [false, 503], JSON.stringify(first));
+    assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'), 'the mint did the swap');
+    is(await r.accept(token, 5000, { routeId: 'x' }), 503, /not been settled yet/);
+    assert.equal(await r.recoverNow(undefined, 0), 1, JSON.stringify(answer));
+    const retry = await r.accept(token, 5000, { routeId: 'x' });
+    assert.equal(retry.ok, true, `${JSON.stringify(answer)}: ${JSON.stringify(retry)}`);
+    is(await r.accept(token, 5000, { routeId: 'x' }), 400, /already spent/);
+  }
+  assert.equal(r.balances().reduce((a, b) => a + b.amount, 0), 11, 'both swaps were restored from the seed');
+});
+
+test('keyset rotation at the mint is picked up; a mint that is not listed is never contacted', async (t) => {
   const { dir, mint } = await env(t);
   const other = await CashuMintPeer.start({ dataDir: join(dir, 'other') });
   t.after(() => other.close());
   const listed = await rail(t, dir, { mints: [mint.url] }, new MemoryStore(), 'listed');
-  const open = await rail(t, dir, { allow_private_mints: true }, new MemoryStore(), 'open');
-  const guarded = await rail(t, dir, {}, new MemoryStore(), 'guarded');
   assert.equal((await listed.accept((await plainToken(mint, 3)).token, 3000, { routeId: 'x' })).ok, true);
   mint.addKeyset(0); // new active keyset; proofs minted from now on carry an id the gate has not seen
   await sleep(1100); // unknown ids trigger at most one keyset reload per second
@@ -190,9 +236,8 @@ test('keyset rotation at the mint is picked up; whitelist versus any mint', asyn
   const seen = other.knobs.requests.get('/v1/keysets') ?? 0;
   is(await listed.accept(foreign.token, 4000, { routeId: 'x' }), 400, /is not accepted here/);
   assert.equal(other.knobs.requests.get('/v1/keysets') ?? 0, seen, 'an unlisted mint is never contacted');
-  is(await guarded.accept(foreign.token, 4000, { routeId: 'x' }), 400, /private address/);
-  assert.equal((await open.accept(foreign.token, 4000, { routeId: 'x' })).ok, true, 'with no list, any mint is swapped');
-  assert.equal(open.paymentRequest(4000).startsWith('creqA'), true);
+  // The foreign mint would have signed its own worthless ecash: a rail without a list cannot be built.
+  assert.throws(() => cashuConfigSchema.parse({}), /list the mints you accept/);
 });
 
 test('two concurrent verifications of one token: exactly one passes and the mint sees one swap', async (t) => {

@@ -25,7 +25,9 @@ function tmp(t: T): string {
   return dir;
 }
 
-const open = (dataDir: string, raw: Record<string, unknown> = {}) => createCashuRail(cashuConfigSchema.parse(raw), { store: new MemoryStore(), dataDir, log });
+// No mint runs here: a closed loopback port refuses at once (the rail warns and carries on).
+const open = (dataDir: string, raw: Record<string, unknown> = {}) =>
+  createCashuRail(cashuConfigSchema.parse({ mints: ['http://127.0.0.1:9'], ...raw }), { store: new MemoryStore(), dataDir, log });
 
 test('first start generates a 12-word mnemonic (0600) and a fingerprint; later starts reuse them', async (t) => {
   const dir = tmp(t);

@@ -59,10 +59,11 @@ export const cashuConfigSchema = z
   .object({
     mode: z.enum(['standard', 'p2pk']).default('standard'),
     unit: z.enum(['sat', 'msat']).default('sat'),
-    /** Accepted mints. Empty = any mint (standard mode only). */
+    /**
+     * Accepted mints, required: with "any mint", anyone running a mint of their own could pay with ecash
+     * they minted for nothing (the gate would swap it there, and that mint happily signs).
+     */
     mints: z.array(mintUrl).default([]),
-    /** With an empty mint list: also accept mints on loopback/private addresses (tests, private setups). */
-    allow_private_mints: boolLike.default(false),
     db_path: z.string().min(1).optional(),
     mnemonic: mnemonic.optional(),
     mnemonic_file: z.string().min(1).optional(),
@@ -86,12 +87,15 @@ export const cashuConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.mode === 'p2pk') {
-      if (c.mints.length === 0) ctx.addIssue({ code: 'custom', path: ['mints'], message: 'P2PK mode needs the list of accepted mints' });
-      if (!c.p2pk.private_key) ctx.addIssue({ code: 'custom', path: ['p2pk', 'private_key'], message: 'P2PK mode needs the private key the proofs are locked to' });
+    if (c.mints.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mints'],
+        message: 'list the mints you accept (with any mint, a payer could pay with ecash from a mint of their own that is worth nothing)',
+      });
     }
-    if (c.redeem.enabled && c.mints.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['mints'], message: 'redemption to Lightning needs the list of accepted mints' });
+    if (c.mode === 'p2pk' && !c.p2pk.private_key) {
+      ctx.addIssue({ code: 'custom', path: ['p2pk', 'private_key'], message: 'P2PK mode needs the private key the proofs are locked to' });
     }
     if (new Set(c.mints).size !== c.mints.length) ctx.addIssue({ code: 'custom', path: ['mints'], message: 'a mint is listed twice' });
   })
@@ -99,7 +103,6 @@ export const cashuConfigSchema = z
     mode: c.mode,
     unit: c.unit,
     mints: c.mints,
-    allowPrivateMints: c.allow_private_mints,
     dbPath: c.db_path,
     mnemonic: c.mnemonic,
     mnemonicFile: c.mnemonic_file,

@@ -7,8 +7,8 @@ import type { StoredKeyset, WalletDb } from './wallet-db.js';
 
 /**
  * The mint could not be reached or answered nonsense: the payer is not at fault (503). `notProcessed`:
- * the mint certainly did nothing (connection refused, unknown host, an HTTP error status); otherwise the
- * outcome is unknown (timeout, connection lost, unreadable success answer).
+ * the mint certainly did nothing (connection refused, unknown host); otherwise the outcome is unknown
+ * (timeout, connection lost, an HTTP error status, an unreadable answer).
  */
 export class MintUnavailableError extends Error {
   constructor(message: string, readonly notProcessed = false) {
@@ -93,7 +93,8 @@ export async function mintFetch<T>(
     const d = detailOf(text);
     throw new MintRejectedError(d.code ?? 0, sanitize(d.detail ?? 'bad request'));
   }
-  if (!res.ok) throw new MintUnavailableError(`mint ${new URL(url).origin} answered HTTP ${res.status}`, true);
+  // Not "nothing happened": a proxy in front of the mint can answer 502/504 after the mint acted.
+  if (!res.ok) throw new MintUnavailableError(`mint ${new URL(url).origin} answered HTTP ${res.status}`);
   try {
     return JSONInt.parse(text) as T;
   } catch {
@@ -129,11 +130,46 @@ export interface KnownKeyset {
   keys: Record<string, string>;
 }
 
-/** Fixed-base tables for mint keys, least recently used dropped first (each is ~0.27 MB of WebAssembly memory). */
-class KeyTables {
+/**
+ * Fixed-base tables for mint keys (each is ~0.27 MB of WebAssembly memory), least recently used dropped
+ * first. A table a verification holds (`acquire` … `release`) is never dropped: while tables are held the
+ * cache may exceed `cap`, and it shrinks back to `cap` as they are released. A dropped table's memory goes
+ * to the next table built.
+ */
+export class KeyTables {
   private readonly map = new Map<string, FixedBase>();
-  constructor(private readonly cap: number) {}
+  constructor(readonly cap: number) {}
+
+  /** Tables in the cache, held or not. */
+  get size(): number {
+    return this.map.size;
+  }
+
+  /**
+   * The table for a mint key (compressed hex), pinned until the caller passes it to `release`; undefined if
+   * the key is not a curve point.
+   */
+  acquire(hex: string): FixedBase | undefined {
+    const t = this.lookup(hex);
+    t?.pin();
+    return t;
+  }
+
+  /** Gives back tables from `acquire` (each once per acquire), then drops what exceeds the cap. */
+  release(tables: Iterable<FixedBase>): void {
+    for (const t of tables) t.unpin();
+    this.trim(this.cap);
+  }
+
+  /**
+   * Builds (warms) a key's table without holding it: the result is only safe to use until the next table is
+   * built, so verifications use `acquire`.
+   */
   get(hex: string): FixedBase | undefined {
+    return this.lookup(hex);
+  }
+
+  private lookup(hex: string): FixedBase | undefined {
     let t = this.map.get(hex);
     if (t) {
       this.map.delete(hex);
@@ -142,14 +178,20 @@ class KeyTables {
     }
     const p = parsePoint(hex);
     if (!p) return undefined;
+    this.trim(this.cap - 1); // room first, so the freed memory is reused by this table
     t = new FixedBase(p, 8);
     this.map.set(hex, t);
-    if (this.map.size > this.cap) {
-      const [oldest, table] = this.map.entries().next().value!;
-      this.map.delete(oldest);
-      table.dispose(); // its memory goes to the next table built
-    }
     return t;
+  }
+
+  /** Drops unheld tables, least recently used first, until at most `max` remain (or only held ones). */
+  private trim(max: number): void {
+    for (const [hex, t] of this.map) {
+      if (this.map.size <= max) return;
+      if (t.pinned) continue;
+      this.map.delete(hex);
+      t.dispose();
+    }
   }
 }
 
@@ -172,7 +214,7 @@ export class MintDirectory {
   constructor(
     private readonly db: WalletDb,
     private readonly timeoutMs: number,
-    /** Bound on distinct mints remembered when any mint is accepted (standard mode without a list). */
+    /** Bound on distinct mints remembered (the accepted list). */
     private readonly maxMints = 32,
   ) {}
 

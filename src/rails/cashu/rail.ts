@@ -24,7 +24,7 @@ import { hashToCurve, warmGenerator } from './secp256k1.js';
 import { loadWalletSeed } from './seed.js';
 import { checkTokenProofs, prepareP2pk, Rejection, verifyDleqChunked, type CheckedToken } from './verify.js';
 import { WalletDb, type BalanceRow, type MeltRecord, type StoredProof } from './wallet-db.js';
-import { WalletPool } from './wallets.js';
+import { trackSends, WalletPool } from './wallets.js';
 
 export interface CashuAcceptContext {
   /** Route id, stored with the proofs. */
@@ -91,22 +91,6 @@ const nowSecs = () => Math.floor(Date.now() / 1000);
 const RECOVER_EVERY_MS = 30_000;
 const errText = (err: unknown) => sanitize(err instanceof Error ? err.message : String(err), 200);
 
-/**
- * With no mint list, the token chooses which URL we fetch: refuse loopback, private and link-local
- * literals and localhost names (a DNS name can still point inside; list your mints to be sure).
- */
-export function isPrivateHost(mintUrl: string): boolean {
-  const host = new URL(mintUrl).hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.local') || host.endsWith('.internal')) return true;
-  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host);
-  if (v4) {
-    const [a, b] = [Number(v4[1]), Number(v4[2])];
-    return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || a >= 224;
-  }
-  if (host.includes(':')) return host === '::' || host === '::1' || /^f[cd]/.test(host) || /^fe[89ab]/.test(host) || host.startsWith('::ffff:');
-  return false;
-}
-
 /** Resolves `p` unless `ms` pass or `signal` aborts first; the losing promise keeps running. */
 function race<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<{ done: true; value: T } | { done: false }> {
   return new Promise((resolve, reject) => {
@@ -167,9 +151,6 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
   const nutsCache = new Map<string, Record<string, boolean>>();
   let closed = false;
 
-  if (cfg.mode === 'standard' && cfg.mints.length === 0) {
-    log.warn('cashu: no accepted mints configured: tokens from ANY mint are swapped, so clients choose which URLs this gate fetches');
-  }
   // Warm keysets and mint info; a mint that is down now is retried on first use.
   await Promise.allSettled(
     cfg.mints.map(async (m) => {
@@ -240,6 +221,12 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     // NUT-11: a mint that does not enforce P2PK treats locked proofs as anyone-can-spend.
     if (!nuts['11']) return bad(`mint ${mint} does not enforce P2PK (NUT-11); its proofs cannot be locked to this gate`);
     const dleq = prepareP2pk(t, directory, { ourPubkey: ourPubkey!, requireDleq: cfg.p2pk.requireDleq, nowSecs: nowSecs(), minLocktimeSecs: cfg.p2pk.minLocktimeSecs });
+    if (t.proofs.some((c) => !c.proof.dleq)) {
+      // Only with require_dleq off. Nothing local proves the mint signed a proof without a DLEQ (a made-up
+      // C on the curve looks the same), so the mint must: the token is swapped, as in standard mode.
+      dleq.release();
+      return acceptStandard(t, mint, priceMsat, ctx, signal);
+    }
     await verifyDleqChunked(dleq);
     signal?.throwIfAborted();
     if (cfg.p2pk.checkState) {
@@ -308,6 +295,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: token accepted (its swap finished after an earlier timeout)');
         return { ok: true, amountMsat, mint, proofs: t.proofs.length };
       }
+      if (await replay.isUnsettled(setId)) return unavailable('an earlier swap of this token has not been settled yet; retry in a minute');
       return bad('token already spent');
     }
     let wallet;
@@ -330,12 +318,13 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       }
     };
     // Proofs locked to our key (if one is configured) are signed for the swap.
-    const swap = wallet.receive({ mint, unit, proofs }, { onCountersReserved, ...(cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : {}) });
+    const op = trackSends(() => wallet.receive({ mint, unit, proofs }, { onCountersReserved, ...(cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : {}) }));
+    const swap = op.result;
     let outcome;
     try {
       outcome = await race(swap, cfg.swapTimeoutMs, signal);
     } catch (err) {
-      return swapFailed(err, t, mint, swapId);
+      return swapFailed(err, op.sent(), t, mint, swapId);
     }
     if (outcome.done) {
       storeSwapped(outcome.value, mint, ctx);
@@ -345,17 +334,25 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       return { ok: true, amountMsat, mint, proofs: t.proofs.length };
     }
     // Too slow (or the request went away): keep the claims; if the swap completes, the value is kept and
-    // the payer's retry with the same token is accepted once.
+    // the payer's retry with the same token is accepted once. Until then a retry is told to wait.
+    await replay.markUnsettled(setId, cfg.replayTtlSecs).catch(() => undefined);
+    // Never rejects: a store or disk failure here is logged, and the journal entry left for recovery.
     const late = swap.then(
       async (received) => {
-        storeSwapped(received, mint, ctx);
-        db.endSwap(swapId);
-        // Not remembered as spent in-process: the payer's retry must reach the late credit below.
-        await replay.creditLate(setId, cfg.replayTtlSecs);
-        log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: late swap completed; a retry with the same token will be accepted');
+        try {
+          storeSwapped(received, mint, ctx);
+          // Not remembered as spent in-process: the payer's retry must reach the late credit below. The
+          // journal entry goes last: if the credit cannot be written, recovery restores and credits later.
+          await replay.creditLate(setId, cfg.replayTtlSecs);
+          await replay.settled(setId);
+          db.endSwap(swapId);
+          log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: late swap completed; a retry with the same token will be accepted');
+        } catch (err) {
+          log.error({ mint, err: errText(err) }, 'cashu: could not record a late swap; recovery will restore its outputs from the seed');
+        }
       },
       async (err) => {
-        await swapFailed(err, t, mint, swapId);
+        await swapFailed(err, op.sent(), t, mint, swapId).catch((e: unknown) => log.error({ mint, err: errText(e) }, 'cashu: could not settle a failed late swap'));
       },
     );
     background.add(late);
@@ -363,10 +360,18 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     return unavailable(signal?.aborted ? 'request aborted during the swap' : `mint did not complete the swap within ${cfg.swapTimeoutMs} ms`);
   }
 
-  /** A swap that threw: settles its journal entry when the mint certainly signed nothing. */
-  async function swapFailed(err: unknown, t: CheckedToken, mint: string, swapId: string): Promise<CashuAcceptResult> {
+  /**
+   * A swap that threw. Settled now only when the mint certainly signed nothing: it refused with a NUT
+   * error, the request never left, or the connection was refused. Any other failure after the request left
+   * (timeout, a cut connection, an HTTP error from the mint or a proxy in front of it, an answer cashu-ts
+   * rejects) may follow a swap the mint did: the claims and the journal entry stay until recoverNow() asks
+   * the mint (NUT-09 restore, NUT-07 state), and the payer's retry is told to wait.
+   */
+  async function swapFailed(err: unknown, sent: boolean, t: CheckedToken, mint: string, swapId: string): Promise<CashuAcceptResult> {
+    const setId = proofSetId(t.ys);
     if (err instanceof MintOperationError) {
       db.endSwap(swapId);
+      await replay.settled(setId);
       if (err.code === NUT_CODE.tokenAlreadySpent) {
         replay.remember(t.ys);
         return bad('token already spent');
@@ -375,26 +380,19 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       await replay.release(t.ys);
       return bad(`mint refused the token: ${sanitize(err.message)}`);
     }
-    if (err instanceof MintNotReachedError) {
-      // Refused connection, unknown host or an HTTP error status: the mint spent nothing.
+    if (!sent || err instanceof MintNotReachedError) {
       db.endSwap(swapId);
+      await replay.settled(setId);
       await replay.release(t.ys);
-      return unavailable(sanitize(err.message));
+      if (err instanceof MintNotReachedError) return unavailable(sanitize(err.message));
+      // Refused by cashu-ts before anything was sent: the token itself is unusable.
+      if (err instanceof CTSError && !(err instanceof NetworkError)) return bad(`token cannot be swapped: ${sanitize(err.message)}`);
+      log.error({ mint, err: errText(err) }, 'cashu: swap failed before reaching the mint');
+      return unavailable('swap failed');
     }
-    // After MintNotReachedError, which is a NetworkError too.
-    if (err instanceof NetworkError) {
-      // Timeout or a connection lost mid-request: the outcome is unknown, so the claims and the journal
-      // entry stay (safe side) until recoverNow() asks the mint what happened.
-      log.warn({ mint, err: errText(err) }, 'cashu: swap outcome unknown (transport); proofs stay claimed until recovery');
-      return unavailable(sanitize(err.message));
-    }
-    if (err instanceof CTSError) {
-      db.endSwap(swapId);
-      await replay.release(t.ys);
-      return bad(`token cannot be swapped: ${sanitize(err.message)}`);
-    }
-    log.error({ mint, err: errText(err) }, 'cashu: swap failed');
-    return unavailable('swap failed');
+    await replay.markUnsettled(setId, cfg.replayTtlSecs);
+    log.warn({ mint, err: errText(err) }, 'cashu: swap outcome unknown; proofs stay claimed until recovery asks the mint');
+    return unavailable(err instanceof CTSError ? sanitize(err.message) : 'swap outcome unknown');
   }
 
   /** See CashuRail.recoverNow. */
@@ -408,9 +406,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         const wallet = await wallets.get(rec.mint, signal);
         const { proofs } = await wallet.restore(rec.start, rec.count, { keysetId: rec.keysetId });
         if (proofs.length > 0) {
+          // Already stored (a late answer got that far) is fine: insertProofs then changes nothing.
           storeSwapped(proofs, rec.mint, { routeId: rec.routeId ?? '', tenant: rec.tenant });
-          db.endSwap(rec.id);
           await replay.creditLate(proofSetId(rec.ys), cfg.replayTtlSecs);
+          await replay.settled(proofSetId(rec.ys));
+          db.endSwap(rec.id);
           const amount = proofs.reduce((a, p) => a + p.amount.toNumber(), 0);
           log.info({ mint: rec.mint, route: rec.routeId, amount, unit }, 'cashu: restored the outputs of a swap whose answer was lost (NUT-09); a retry with the same token will be accepted');
           settled++;
@@ -427,11 +427,13 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         const all = rec.ys.map((y) => states.get(y));
         if (all.every((st) => st === 'UNSPENT')) {
           await replay.release(rec.ys);
+          await replay.settled(proofSetId(rec.ys));
           db.endSwap(rec.id);
           log.info({ mint: rec.mint, route: rec.routeId }, 'cashu: a swap whose answer was lost never happened; the token is free for the payer to retry');
           settled++;
         } else if (all.every((st) => st === 'SPENT' || st === 'UNSPENT')) {
           // Spent without signing our outputs: the payer spent them elsewhere at the same time.
+          await replay.settled(proofSetId(rec.ys));
           db.endSwap(rec.id);
           log.warn({ mint: rec.mint, route: rec.routeId }, 'cashu: a swap whose answer was lost did not happen and its proofs were spent elsewhere');
           settled++;
@@ -469,9 +471,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       } catch {
         return bad('token names an invalid mint URL');
       }
-      if (whitelist.size > 0 && !whitelist.has(mint)) return bad(`mint ${sanitize(mint, 100)} is not accepted here`);
-      if (whitelist.size === 0 && !cfg.allowPrivateMints && isPrivateHost(mint)) return bad(`mint ${sanitize(mint, 100)} is on a private address`);
-      if ((meta.unit || 'sat') !== unit) return bad(`token unit is ${sanitize(meta.unit, 16)}; this gate takes ${unit}`);
+      if (!whitelist.has(mint)) return bad(`mint ${sanitize(mint, 100)} is not accepted here`);
+      // A cashuA token's JSON can put anything in "unit".
+      const tokenUnit: unknown = meta.unit ?? 'sat';
+      if (typeof tokenUnit !== 'string') return bad('token unit is malformed');
+      if (tokenUnit !== unit) return bad(`token unit is ${sanitize(tokenUnit, 16)}; this gate takes ${unit}`);
       const n = meta.incompleteProofs.length;
       if (n === 0) return bad('token has no proofs');
       if (n > cfg.maxProofs) return bad(`token has ${n} proofs; at most ${cfg.maxProofs} are accepted`);
@@ -554,7 +558,6 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     balances: () => db.balances(),
     melts: (limit) => db.melts(limit),
     async check(signal) {
-      if (cfg.mints.length === 0) return 'cashu: any mint accepted (standard mode); nothing to check';
       const lines: string[] = [];
       for (const m of cfg.mints) {
         const info = await directory.loadInfo(m, signal);
@@ -568,8 +571,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       return `cashu ${cfg.mode}: ${lines.join('; ')}`;
     },
     describe() {
-      const mints = cfg.mints.length ? cfg.mints.join(', ') : 'any mint';
-      return `cashu ${cfg.mode} mode, unit ${unit}, mints: ${mints}, wallet ${dbPath} (seed ${seed.fingerprint})${cfg.redeem.enabled ? `, redeem every ${cfg.redeem.intervalSecs} s` : ''}`;
+      return `cashu ${cfg.mode} mode, unit ${unit}, mints: ${cfg.mints.join(', ')}, wallet ${dbPath} (seed ${seed.fingerprint})${cfg.redeem.enabled ? `, redeem every ${cfg.redeem.intervalSecs} s` : ''}`;
     },
     async close() {
       if (closed) return;

@@ -80,4 +80,16 @@ export class ReplayGuard {
     if ((await this.store.get(`cashu:late:${setId}`)) === undefined) return false;
     return this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs);
   }
+
+  // A swap whose outcome is unknown (its answer was lost) keeps the proofs claimed until recovery settles it;
+  // meanwhile the payer's retry is told to wait (503), not that the token is spent.
+  async markUnsettled(setId: string, ttlSecs: number): Promise<void> {
+    await this.store.set(`cashu:unsettled:${setId}`, '1', ttlSecs);
+  }
+  async isUnsettled(setId: string): Promise<boolean> {
+    return (await this.store.get(`cashu:unsettled:${setId}`)) !== undefined;
+  }
+  async settled(setId: string): Promise<void> {
+    await this.store.del(`cashu:unsettled:${setId}`);
+  }
 }

@@ -346,6 +346,11 @@ export class FixedBase {
     if (--this.pins === 0 && this.disposed) this.free();
   }
 
+  /** Some verification holds the table: a cache must not drop it now. */
+  get pinned(): boolean {
+    return this.pins > 0;
+  }
+
   private pins = 0;
   private disposed = false;
   private free(): void {

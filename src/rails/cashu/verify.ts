@@ -3,7 +3,7 @@
 import type { Proof } from '@cashu/cashu-ts';
 import { inputFee, type KnownKeyset, type MintDirectory } from './mint-client.js';
 import { checkP2pkLock } from './p2pk-lock.js';
-import { hashToCurve, parsePoint, scalarFromHex, verifyDleqBatch, type DleqInput, type Point } from './secp256k1.js';
+import { hashToCurve, parsePoint, scalarFromHex, verifyDleqBatch, type DleqInput, type FixedBase, type Point } from './secp256k1.js';
 
 /** A payer-side problem: answered with HTTP 400 and this reason (NUT-24). */
 export class Rejection extends Error {}
@@ -71,22 +71,46 @@ export function checkTokenProofs(
 }
 
 /**
+ * Most distinct mint keys (keyset × amount) one P2PK token may use: each needs a fixed-base table
+ * (~0.27 MB, ~5 ms to build), so this bounds the table work a token can cause, and keeps a
+ * token well inside the table cache (48), so verifying it never pushes out keys it is itself using.
+ */
+export const MAX_TOKEN_KEYS = 32;
+
+/**
+ * A token's DLEQ checks. Their mint-key tables are held (pinned in the cache) until `release()`, so
+ * nothing can free them while they are verified; verifyDleqChunked and verifyP2pkProofs release them.
+ * `release` may be called more than once.
+ */
+export interface DleqChecks {
+  readonly items: DleqInput[];
+  release(): void;
+}
+
+/**
  * P2PK mode, first half: every proof locked to `ourPubkey` alone (see p2pk-lock.ts); sets `locktime`.
  * Returns the DLEQ checks to run (present ones always, NUT-12; a missing one only passes when not
- * required). Throws Rejection.
+ * required), holding their tables: pass them to verifyDleqChunked (or call `release`). Throws Rejection,
+ * holding nothing then.
  */
 export function prepareP2pk(
   token: CheckedToken,
   directory: Pick<MintDirectory, 'tables'>,
   opts: { ourPubkey: string; requireDleq: boolean; nowSecs: number; minLocktimeSecs: number },
-): DleqInput[] {
-  const items: DleqInput[] = [];
+): DleqChecks {
   for (const c of token.proofs) {
     if (c.proof.p2pk_e !== undefined) throw new Rejection('P2BK (blinded key) proofs are not accepted');
     const lock = checkP2pkLock(c.proof.secret, opts.ourPubkey, { nowSecs: opts.nowSecs, minLocktimeSecs: opts.minLocktimeSecs });
     if (!lock.ok) throw new Rejection(lock.reason);
     c.locktime = lock.locktime;
   }
+  const keyOf = (c: CheckedProof) => c.keyset.keys[String(c.amount)]!;
+  const distinct = new Set(token.proofs.map(keyOf)).size;
+  if (distinct > MAX_TOKEN_KEYS) {
+    throw new Rejection(`token uses ${distinct} distinct mint keys (keysets × amounts); at most ${MAX_TOKEN_KEYS} are accepted (swap to fewer denominations or one keyset)`);
+  }
+  // Everything that can be refused without a table, before any table is built or held.
+  const checks: Array<Omit<DleqInput, 'key'> & { keyHex: string }> = [];
   for (const c of token.proofs) {
     const d = c.proof.dleq;
     if (!d) {
@@ -100,35 +124,65 @@ export function prepareP2pk(
     if (e === undefined || s === undefined || r === undefined || !/^[0-9a-fA-F]{64}$/.test(d.e)) throw new Rejection('DLEQ proof is malformed');
     const C = parsePoint(c.proof.C);
     if (!C) throw new Rejection('proof signature C is not a curve point');
-    const key = directory.tables.get(c.keyset.keys[String(c.amount)]!);
-    if (!key) throw new Rejection('mint key for this amount is not a curve point');
-    items.push({ Y: c.Y, C, key, e, s, r });
+    checks.push({ Y: c.Y, C, e, s, r, keyHex: keyOf(c) });
   }
-  return items;
+  const held = new Map<string, FixedBase>();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    directory.tables.release(held.values());
+  };
+  try {
+    const items = checks.map(({ keyHex, ...rest }): DleqInput => {
+      let key = held.get(keyHex);
+      if (!key) {
+        key = directory.tables.acquire(keyHex);
+        if (!key) throw new Rejection('mint key for this amount is not a curve point');
+        held.set(keyHex, key);
+      }
+      return { ...rest, key };
+    });
+    return { items, release };
+  } catch (err) {
+    release();
+    throw err;
+  }
 }
 
 const DLEQ_REJECTION = 'DLEQ proof does not verify: a proof was not signed by the mint';
 
 /** Second half, all at once (benchmarks, small tokens). */
 export function verifyP2pkProofs(token: CheckedToken, directory: Pick<MintDirectory, 'tables'>, opts: Parameters<typeof prepareP2pk>[2]): void {
-  const items = prepareP2pk(token, directory, opts);
-  if (items.length && !verifyDleqBatch(items).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
+  const checks = prepareP2pk(token, directory, opts);
+  try {
+    if (checks.items.length && !verifyDleqBatch(checks.items).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
+  } finally {
+    checks.release();
+  }
 }
 
 /**
  * Second half for the request path: batches of `chunk` proofs with a turn of the event loop between
  * them, so a large token (about a millisecond of curve arithmetic per proof) does not stall other requests.
+ * Releases `checks` when done, however it ends. Plain DleqInput[] (tables the caller built and owns) are
+ * pinned for the duration instead.
  */
-export async function verifyDleqChunked(items: DleqInput[], chunk = 8): Promise<void> {
-  // Other requests run between chunks and may push these mint keys out of the table cache meanwhile.
-  const keys = [...new Set(items.map((it) => it.key))];
-  for (const k of keys) k.pin();
+export async function verifyDleqChunked(checks: DleqChecks | DleqInput[], chunk = 8): Promise<void> {
+  const items = Array.isArray(checks) ? checks : checks.items;
+  // Other requests run between chunks and may drop these tables from their cache meanwhile.
+  const pinned: FixedBase[] = [];
   try {
+    for (const k of new Set(items.map((it) => it.key))) {
+      k.pin();
+      pinned.push(k);
+    }
     for (let i = 0; i < items.length; i += chunk) {
       if (i > 0) await new Promise<void>((r) => setImmediate(r));
       if (!verifyDleqBatch(items.slice(i, i + chunk)).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
     }
   } finally {
-    for (const k of keys) k.unpin();
+    for (const k of pinned) k.unpin();
+    if (!Array.isArray(checks)) checks.release();
   }
 }

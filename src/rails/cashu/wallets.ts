@@ -1,9 +1,22 @@
 // cashu-ts Wallet objects (swap, melt) per mint, fed from our verified keyset cache, with NUT-13
 // deterministic outputs whose counters live in the wallet database (so change and swap outputs are
 // restorable from the seed, and several processes never reuse a counter).
-import { Mint, Wallet, type CounterSource, type KeyChainCache, type MintKeyset } from '@cashu/cashu-ts';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Mint, Wallet, type CounterSource, type KeyChainCache, type MintKeyset, type RequestFn } from '@cashu/cashu-ts';
 import { cashuRequestFn, type MintDirectory } from './mint-client.js';
 import type { WalletDb } from './wallet-db.js';
+
+const sends = new AsyncLocalStorage<{ sent: boolean }>();
+
+/**
+ * Runs a wallet operation and tells afterwards whether any request of it left for the mint. When one did
+ * and its answer is missing or unusable, the mint may have acted on it (a timeout, a cut connection, a
+ * proxy's 502 after the mint committed, an answer cashu-ts refuses): only then is the outcome unknown.
+ */
+export function trackSends<T>(op: () => Promise<T>): { result: Promise<T>; sent(): boolean } {
+  const flag = { sent: false };
+  return { result: sends.run(flag, op), sent: () => flag.sent };
+}
 
 export class WalletPool {
   private readonly wallets = new Map<string, { wallet: Wallet; version: string }>();
@@ -15,7 +28,7 @@ export class WalletPool {
     private readonly seed: Uint8Array,
     private readonly unit: string,
     private readonly timeoutMs: number,
-    /** Bound on cached wallets (any-mint standard mode meets many mints). */
+    /** Bound on cached wallets (one per accepted mint). */
     private readonly maxWallets = 32,
   ) {
     this.counters = {
@@ -32,7 +45,13 @@ export class WalletPool {
     const version = [...keysets.values()].map((k) => `${k.id}:${k.active ? 1 : 0}`).join(',');
     const cached = this.wallets.get(mint);
     if (cached && cached.version === version) return cached.wallet;
-    const wallet = new Wallet(new Mint(mint, { customRequest: cashuRequestFn(this.timeoutMs) }), {
+    const transport = cashuRequestFn(this.timeoutMs);
+    const tracked = ((args: Parameters<RequestFn>[0]) => {
+      const flag = sends.getStore();
+      if (flag) flag.sent = true;
+      return transport(args);
+    }) as RequestFn;
+    const wallet = new Wallet(new Mint(mint, { customRequest: tracked }), {
       unit: this.unit,
       bip39seed: this.seed,
       counterSource: this.counters,
