@@ -40,8 +40,20 @@ export type InvalidReason =
 
 /** The Cashu rail as the core sees it (see rails/cashu). */
 export interface CashuAcceptor {
-  accept(token: string, priceMsat: number, ctx: { routeId: string; tenant?: string }): Promise<{ ok: true; amountMsat: number } | { ok: false; status: 400 | 503; reason: string }>;
+  accept(
+    token: string,
+    priceMsat: number,
+    ctx: { routeId: string; tenant?: string },
+    signal?: AbortSignal,
+  ): Promise<{ ok: true; amountMsat: number } | { ok: false; status: 400 | 503; reason: string }>;
 }
+
+/**
+ * How long a Cashu verification may take: under the 6 s proxy_read_timeout of the nginx snippets. Past it
+ * nginx has answered 503 already, so the rail must not claim the token (P2PK), and a swap still running is
+ * credited to the payer's retry (standard), rather than finishing a payment nobody hears about.
+ */
+export const CASHU_DEADLINE_MS = 5000;
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
@@ -90,6 +102,10 @@ export interface DecideDeps {
   /** The Cashu rail, when configured, and the price a route charges now (for Cashu tokens). */
   cashu?: CashuAcceptor;
   priceFor?: (route: RouteConfig, path: string) => Promise<number>;
+  /** The Lightning address a request's payment goes to (store overrides, then lnurl_addr); default lnurl_addr. */
+  payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
+  /** Default CASHU_DEADLINE_MS; injectable for tests. */
+  cashuDeadlineMs?: number;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
@@ -144,7 +160,9 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
       // Verifying ecash spends it, so shadow routes do not look at it.
       if (route.dryRun) return { outcome: 'challenge', route, reason: 'no_credential' };
       const price = deps.priceFor ? await deps.priceFor(route, req.path) : route.amountMsat;
-      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant: route.lnurlAddr });
+      // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
+      const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
+      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, AbortSignal.timeout(deps.cashuDeadlineMs ?? CASHU_DEADLINE_MS));
       if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };

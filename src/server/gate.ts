@@ -112,6 +112,7 @@ export class Gate {
         isSettled: this.isSettled,
         cashu: this.parts.cashu,
         priceFor: async (route, path) => (await this.price(route, path)).amountMsat,
+        payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
       });
     } catch (e) {
@@ -220,8 +221,14 @@ export class Gate {
     return out;
   }
 
-  /** Which address gets paid: a store override, then the route's lnurl_addr, else the configured backend. */
+  /** Which backend gets paid: the payee's Lightning address, else the configured backend. */
   private async backendFor(route: RouteConfig, path: string): Promise<LightningBackend> {
+    const address = await this.payeeFor(route, path);
+    return address ? this.tenants.forAddress(address) : this.parts.backend;
+  }
+
+  /** The Lightning address paid for a request (a store override, then the route's lnurl_addr), if any. Both rails use it. */
+  async payeeFor(route: RouteConfig, path: string): Promise<string | undefined> {
     const store = this.parts.store;
     let address: string | undefined;
     if (this.parts.config.pricing.dynamic) {
@@ -230,8 +237,7 @@ export class Gate {
       const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
       if (!address && legacy) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
     }
-    address ??= route.lnurlAddr;
-    return address ? this.tenants.forAddress(address) : this.parts.backend;
+    return address ?? route.lnurlAddr;
   }
 
   private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {

@@ -24,7 +24,11 @@ test('workers share the address and the claims; a memory store is refused', asyn
   const g = cleanup.use(await startGateProcess(file, port));
   const origin = `http://127.0.0.1:${port}`;
   const pids = new Set<number>();
-  for (let i = 0; i < 40 && pids.size < 2; i++) pids.add(JSON.parse((await http1(origin + '/_l402/health')).body).pid);
+  // The second worker may still be starting when the first answers (slow on a loaded machine): ask for up to 15 s.
+  for (const until = Date.now() + 15_000; pids.size < 2 && Date.now() < until; ) {
+    pids.add(JSON.parse((await http1(origin + '/_l402/health')).body).pid);
+    if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
+  }
   assert.equal(pids.size, 2, 'two worker processes answer');
   const wallet = DevWallet.open(dir);
   cleanup.add(() => wallet.close());

@@ -198,3 +198,38 @@ test('auto-detect on a backend that cannot look up invoices is a config error at
   const noLookup = { kind: 'lnurl', createInvoice: wallet.createInvoice.bind(wallet), describe: () => 'x', close: async () => {} };
   await assert.rejects(startGate(c, { backend: noLookup, log: createLogger('silent') }), (e: Error) => e instanceof ConfigError && /auto_detect_payment needs a backend/.test(e.message));
 });
+
+test('a Cashu verification gets a deadline under nginx proxy_read_timeout; the rail answer decides', async () => {
+  let seen: AbortSignal | undefined;
+  const cashu = {
+    accept: (_t: string, _p: number, _c: unknown, signal?: AbortSignal) => {
+      seen = signal;
+      // A rail stuck on a slow mint: it gives up when the deadline fires, as the real one does.
+      return new Promise<{ ok: false; status: 503; reason: string }>((resolve) => signal?.addEventListener('abort', () => resolve({ ok: false, status: 503, reason: 'deadline' })));
+    },
+  };
+  const started = Date.now();
+  const alive = setTimeout(() => {}, 5000); // AbortSignal.timeout does not keep a bare test process running
+  const d = await decide({ path: '/premium', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, cashuDeadlineMs: 50 }));
+  clearTimeout(alive);
+  assert.equal(d.outcome, 'unavailable');
+  assert.ok(seen, 'the rail was given a signal');
+  assert.ok(seen!.aborted);
+  assert.ok(Date.now() - started < 2000);
+  const { CASHU_DEADLINE_MS } = await import('../../src/policy/decide.js');
+  assert.ok(CASHU_DEADLINE_MS < 6000, 'below the snippets\u2019 proxy_read_timeout of 6 s');
+});
+
+test('ecash is credited to the payee a Lightning invoice for the same request would pay (store overrides included)', async () => {
+  const tenants: Array<string | undefined> = [];
+  const cashu = {
+    accept: async (_t: string, _p: number, ctx: { routeId: string; tenant?: string }) => {
+      tenants.push(ctx.tenant);
+      return { ok: true as const, amountMsat: 10000 };
+    },
+  };
+  const payeeFor = async (_r: RouteConfig, path: string) => (path === '/premium' ? 'bob@override.example' : undefined);
+  assert.equal((await decide({ path: '/premium', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, payeeFor }))).outcome, 'allow');
+  assert.equal((await decide({ path: '/other', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, payeeFor }))).outcome, 'allow');
+  assert.deepEqual(tenants, ['bob@override.example', undefined]);
+});

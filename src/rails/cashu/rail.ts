@@ -244,6 +244,8 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         if (st !== 'UNSPENT') throw new MintUnavailableError(`mint ${mint} sent no state for a proof`);
       }
     }
+    // Past the deadline nginx has answered already: claiming now would spend a token whose payer saw a 503.
+    signal?.throwIfAborted();
     if ((await replay.claimAll(t.ys)) === 'replay') {
       replay.remember(t.ys);
       return bad('token already spent');
