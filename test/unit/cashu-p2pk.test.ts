@@ -209,9 +209,18 @@ test('locks: another key, plain proofs, extra signers, SIG_ALL, locktime and ref
   is400(await r.accept((await locked(e.mint, 4, e.gate.pub, { sigFlag: 'SIG_ALL' })).token, 4000, { routeId: 'x' }), /SIG_INPUTS/);
   // Locktime soon (< min_locktime_secs = 1 day) with a refund key: the sender could take it back.
   is400(await r.accept((await locked(e.mint, 4, e.gate.pub, { locktime: nowSecs() + 600, refundKeys: [sender.pub] })).token, 4000, { routeId: 'x' }), /too soon/);
-  // Far enough: accepted, and the locktime is kept so redemption melts these first.
+  // Far enough: accepted, and swapped at the mint at once, so the sender's refund path is gone for good.
   const far = await locked(e.mint, 4, e.gate.pub, { locktime: nowSecs() + 3 * 86400, refundKeys: [sender.pub] });
+  const swapsBefore = e.mint.knobs.requests.get('/v1/swap') ?? 0;
   assert.equal((await r.accept(far.token, 4000, { routeId: 'x' })).ok, true);
+  assert.equal(e.mint.knobs.requests.get('/v1/swap'), swapsBefore + 1);
+  assert.ok(e.mint.checkState({ Ys: far.send.map((p) => hashToCurve(p.secret).hex) }).states.every((st) => st.state === 'SPENT'));
+  await assert.rejects(far.wallet.ops.receive(far.token).privkey(sender.priv).run(), /spent/i, 'the sender cannot take it back');
+  // Plain locks (no locktime) are still stored as received: no mint call.
+  const plain = await locked(e.mint, 4, e.gate.pub);
+  const swapsNow = e.mint.knobs.requests.get('/v1/swap');
+  assert.equal((await r.accept(plain.token, 4000, { routeId: 'x' })).ok, true);
+  assert.equal(e.mint.knobs.requests.get('/v1/swap'), swapsNow);
 
   // Expired locktime with a refund key: refused, and rightly so, since the sender can spend it at the mint.
   const expired = await locked(e.mint, 4, e.gate.pub, { locktime: nowSecs() - 10, refundKeys: [sender.pub] });

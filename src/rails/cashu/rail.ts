@@ -212,7 +212,6 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       tenant: ctx.tenant,
       routeId: ctx.routeId,
       p2pk,
-      locktime: c.locktime,
     }));
   }
 
@@ -221,9 +220,12 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     // NUT-11: a mint that does not enforce P2PK treats locked proofs as anyone-can-spend.
     if (!nuts['11']) return bad(`mint ${mint} does not enforce P2PK (NUT-11); its proofs cannot be locked to this gate`);
     const dleq = prepareP2pk(t, directory, { ourPubkey: ourPubkey!, requireDleq: cfg.p2pk.requireDleq, nowSecs: nowSecs(), minLocktimeSecs: cfg.p2pk.minLocktimeSecs });
-    if (t.proofs.some((c) => !c.proof.dleq)) {
-      // Only with require_dleq off. Nothing local proves the mint signed a proof without a DLEQ (a made-up
-      // C on the curve looks the same), so the mint must: the token is swapped, as in standard mode.
+    if (t.proofs.some((c) => !c.proof.dleq || c.locktime !== undefined)) {
+      // Swapped at the mint now, as in standard mode, rather than stored as received:
+      // - a proof without a DLEQ (only with require_dleq off): nothing local proves the mint signed it (a
+      //   made-up C on the curve looks the same), so the mint must;
+      // - a proof with a locktime: once it passes, the sender (refund keys) or anyone (none) could spend it,
+      //   and nothing guarantees a melt before then (redemption off, a balance below its minimum).
       dleq.release();
       return acceptStandard(t, mint, priceMsat, ctx, signal);
     }
@@ -528,8 +530,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
   // background; one run at a time.
   let recovering: Promise<unknown> | undefined;
   const scheduled = deps.background ?? true;
+  // Both modes swap (P2PK mode: tokens with a locktime or without a DLEQ).
   const recoverTimer =
-    scheduled && cfg.mode === 'standard'
+    scheduled
       ? setInterval(() => {
           recovering ??= recoverSwaps()
             .catch((err: unknown) => log.warn({ err: errText(err) }, 'cashu: swap recovery failed'))

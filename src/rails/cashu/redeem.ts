@@ -124,7 +124,7 @@ export class Redeemer {
   private async meltGroup(mint: string, tenant: string | undefined, all: StoredProof[], outer?: AbortSignal): Promise<string | undefined> {
     const r = this.cfg.redeem;
     const cap = r.maxProofsPerMelt > 0 ? r.maxProofsPerMelt : all.length;
-    const group = all.slice(0, cap); // soonest locktime first (wallet-db order), so locked proofs leave before their senders can reclaim
+    const group = all.slice(0, cap); // largest first (wallet-db order): fewest inputs, so the smallest input fee
     const total = group.reduce((s, p) => s + p.amount, 0);
     if (total < r.minBalanceSat * this.unitSat) {
       this.log.debug({ mint, tenant, total }, 'cashu redemption: balance below minimum');

@@ -24,7 +24,6 @@ export interface StoredProof {
   routeId?: string;
   /** Locked to our P2PK key: must be signed when melted. */
   p2pk: boolean;
-  locktime?: number;
 }
 
 interface ProofRow {
@@ -39,7 +38,6 @@ interface ProofRow {
   tenant: string | null;
   route_id: string | null;
   p2pk: number;
-  locktime: number | null;
   state: ProofState;
   melt_id: string | null;
 }
@@ -114,7 +112,6 @@ function toProof(r: ProofRow): StoredProof & { state: ProofState; meltId?: strin
     tenant: r.tenant ?? undefined,
     routeId: r.route_id ?? undefined,
     p2pk: r.p2pk === 1,
-    locktime: r.locktime ?? undefined,
     state: r.state,
     meltId: r.melt_id ?? undefined,
   };
@@ -148,12 +145,12 @@ export class WalletDb {
       initMeta: d.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING'),
       setMeta: d.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       insertProof: d.prepare(
-        `INSERT INTO proofs (y, mint, unit, keyset_id, amount, secret, c, dleq, tenant, route_id, p2pk, locktime, state, melt_id, created_at, updated_at)
-         VALUES (@y, @mint, @unit, @keyset_id, @amount, @secret, @c, @dleq, @tenant, @route_id, @p2pk, @locktime, 'unspent', NULL, @now, @now)`,
+        `INSERT INTO proofs (y, mint, unit, keyset_id, amount, secret, c, dleq, tenant, route_id, p2pk, state, melt_id, created_at, updated_at)
+         VALUES (@y, @mint, @unit, @keyset_id, @amount, @secret, @c, @dleq, @tenant, @route_id, @p2pk, 'unspent', NULL, @now, @now)`,
       ),
       hasY: d.prepare<[string], { y: string }>('SELECT y FROM proofs WHERE y = ?'),
       unspentFor: d.prepare<[string, string], ProofRow>(
-        "SELECT * FROM proofs WHERE state = 'unspent' AND mint = ? AND unit = ? ORDER BY (locktime IS NULL), locktime, amount DESC, created_at",
+        "SELECT * FROM proofs WHERE state = 'unspent' AND mint = ? AND unit = ? ORDER BY amount DESC, created_at",
       ),
       pendingMelts: d.prepare<[], { melt_id: string }>("SELECT DISTINCT melt_id FROM proofs WHERE state = 'pending' AND melt_id IS NOT NULL"),
       proofsOfMelt: d.prepare<[string], ProofRow>('SELECT * FROM proofs WHERE melt_id = ?'),
@@ -216,7 +213,7 @@ export class WalletDb {
       CREATE TABLE IF NOT EXISTS proofs (
         y TEXT PRIMARY KEY, mint TEXT NOT NULL, unit TEXT NOT NULL, keyset_id TEXT NOT NULL, amount INTEGER NOT NULL,
         secret TEXT NOT NULL, c TEXT NOT NULL, dleq TEXT, tenant TEXT, route_id TEXT, p2pk INTEGER NOT NULL,
-        locktime INTEGER, state TEXT NOT NULL, melt_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+        locktime INTEGER /* unused: proofs with a locktime are swapped on arrival */, state TEXT NOT NULL, melt_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS proofs_state ON proofs (state, mint, unit);
       CREATE INDEX IF NOT EXISTS proofs_melt ON proofs (melt_id);
       CREATE TABLE IF NOT EXISTS keysets (
@@ -270,7 +267,6 @@ export class WalletDb {
           tenant: p.tenant ?? null,
           route_id: p.routeId ?? null,
           p2pk: p.p2pk ? 1 : 0,
-          locktime: p.locktime ?? null,
           now: t,
         });
       }
