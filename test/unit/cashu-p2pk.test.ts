@@ -403,3 +403,18 @@ test('restart: claims, proofs and the wallet seed persist; keys cached on disk k
   const res = await r.accept(later.token, 7000, { routeId: 'x' });
   assert.equal(res.ok, true, `offline P2PK acceptance: ${JSON.stringify(res)}`);
 });
+
+test('P2PK mode keeps proofs to melt later: a keyset expiring within min_locktime_secs is refused', async () => {
+  const { checkTokenProofs } = await import('../../src/rails/cashu/verify.js');
+  const key = hex(getPubKeyFromPrivKey(createRandomSecretKey()));
+  const now = nowSecs();
+  const keysets = (finalExpiry?: number) => new Map([['00aa', { id: '00aa', unit: 'sat', active: true, inputFeePpk: 0, finalExpiry, keys: { '8': key } }]]);
+  const proofs = [{ id: '00aa', amount: Amount.from(8), secret: 'one', C: key }] as Proof[];
+  const opts = { unit: 'sat', priceUnits: 8, maxProofs: 8, nowSecs: now, keysetMarginSecs: 3600 };
+  assert.equal(checkTokenProofs(proofs, keysets(undefined), opts).total, 8);
+  assert.equal(checkTokenProofs(proofs, keysets(now + 7200), opts).total, 8);
+  assert.throws(() => checkTokenProofs(proofs, keysets(now + 600), opts), /expires too soon/);
+  assert.throws(() => checkTokenProofs(proofs, keysets(now - 1), opts), /has expired/);
+  // Standard mode swaps at once: no margin.
+  assert.equal(checkTokenProofs(proofs, keysets(now + 600), { ...opts, keysetMarginSecs: 0 }).total, 8);
+});

@@ -264,3 +264,20 @@ test('standard mode with a key configured also swaps proofs locked to that key',
   assert.equal(res.ok, true, JSON.stringify(res));
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
 });
+
+test('a wallet database older than the seed’s use (the mint already signed our outputs) is a 503, and the retry passes', async (t) => {
+  const { dir, mint } = await env(t);
+  const r1 = await rail(t, dir, { mints: [mint.url] });
+  assert.equal((await r1.accept((await plainToken(mint, 5)).token, 5000, { routeId: 'x' })).ok, true);
+  await r1.close();
+  // As if the wallet database were restored from a backup taken before that swap: counters back to 0.
+  const { default: Database } = await import('better-sqlite3');
+  const raw = new Database(join(dir, 'gate', 'cashu', 'wallet.db'));
+  raw.prepare('UPDATE counters SET next = 0').run();
+  raw.close();
+  const r2 = await rail(t, dir, { mints: [mint.url] });
+  const { token } = await plainToken(mint, 5);
+  is(await r2.accept(token, 5000, { routeId: 'x' }), 503, /reused a wallet output/);
+  const retry = await r2.accept(token, 5000, { routeId: 'x' });
+  assert.equal(retry.ok, true, JSON.stringify(retry));
+});

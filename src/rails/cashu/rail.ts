@@ -89,6 +89,9 @@ const bad = (reason: string): CashuAcceptResult => ({ ok: false, status: 400, re
 const unavailable = (reason: string): CashuAcceptResult => ({ ok: false, status: 503, reason });
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const RECOVER_EVERY_MS = 30_000;
+/** How far the output counter jumps when the mint says our outputs were signed before. */
+const COUNTER_SKIP = 1000;
+type Counters = { keysetId: string; start: number; count: number };
 const errText = (err: unknown) => sanitize(err instanceof Error ? err.message : String(err), 200);
 
 /** Resolves `p` unless `ms` pass or `signal` aborts first; the losing promise keeps running. */
@@ -314,7 +317,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     // Journalled before the request leaves (cashu-ts reports the reserved output counters first): if the
     // answer is lost, recoverNow() restores the outputs from the seed or releases the payer's proofs.
     const swapId = `${setId.slice(0, 32)}-${randomBytes(4).toString('hex')}`;
-    const onCountersReserved = (c: { keysetId: string; start: number; count: number }) => {
+    let reserved: Counters | undefined;
+    const onCountersReserved = (c: Counters) => {
+      reserved = c;
       try {
         db.startSwap({ id: swapId, mint, keysetId: c.keysetId, start: c.start, count: c.count, ys: t.ys, tenant: ctx.tenant, routeId: ctx.routeId, startedAt: nowSecs() });
       } catch (err) {
@@ -328,7 +333,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     try {
       outcome = await race(swap, cfg.swapTimeoutMs, signal);
     } catch (err) {
-      return swapFailed(err, op.sent(), t, mint, swapId);
+      return swapFailed(err, { id: swapId, sent: op.sent(), reserved }, t, mint);
     }
     if (outcome.done) {
       storeSwapped(outcome.value, mint, ctx);
@@ -356,7 +361,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         }
       },
       async (err) => {
-        await swapFailed(err, op.sent(), t, mint, swapId).catch((e: unknown) => log.error({ mint, err: errText(e) }, 'cashu: could not settle a failed late swap'));
+        await swapFailed(err, { id: swapId, sent: op.sent(), reserved }, t, mint).catch((e: unknown) => log.error({ mint, err: errText(e) }, 'cashu: could not settle a failed late swap'));
       },
     );
     background.add(late);
@@ -371,14 +376,24 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
    * rejects) may follow a swap the mint did: the claims and the journal entry stay until recoverNow() asks
    * the mint (NUT-09 restore, NUT-07 state), and the payer's retry is told to wait.
    */
-  async function swapFailed(err: unknown, sent: boolean, t: CheckedToken, mint: string, swapId: string): Promise<CashuAcceptResult> {
+  async function swapFailed(err: unknown, swap: { id: string; sent: boolean; reserved?: Counters }, t: CheckedToken, mint: string): Promise<CashuAcceptResult> {
     const setId = proofSetId(t.ys);
+    const swapId = swap.id;
+    const sent = swap.sent;
     if (err instanceof MintOperationError) {
       db.endSwap(swapId);
       await replay.settled(setId);
       if (err.code === NUT_CODE.tokenAlreadySpent) {
         replay.remember(t.ys);
         return bad('token already spent');
+      }
+      if (err.code === NUT_CODE.outputsAlreadySigned) {
+        // Our NUT-13 counters were used before (a wallet database restored from an older copy): our fault,
+        // not the payer's. Skip well past them so the retry gets fresh outputs.
+        if (swap.reserved) db.counterAtLeast(swap.reserved.keysetId, swap.reserved.start + swap.reserved.count + COUNTER_SKIP);
+        await replay.release(t.ys);
+        log.error({ mint }, 'cashu: the mint has already signed our swap outputs (wallet database older than the seed\'s use?); skipped ahead');
+        return unavailable('the gate reused a wallet output; retry');
       }
       // The mint refused without spending anything: let the payer retry.
       await replay.release(t.ys);
@@ -501,7 +516,13 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       const unknown = decoded.proofs.find((p) => !keysets.has(p.id));
       if (unknown) keysets = await keysetsFor(mint, signal, unknown.id);
 
-      const checked = checkTokenProofs(decoded.proofs, keysets, { unit, priceUnits, maxProofs: cfg.maxProofs, nowSecs: nowSecs() });
+      const checked = checkTokenProofs(decoded.proofs, keysets, {
+        unit,
+        priceUnits,
+        maxProofs: cfg.maxProofs,
+        nowSecs: nowSecs(),
+        keysetMarginSecs: cfg.mode === 'p2pk' ? cfg.p2pk.minLocktimeSecs : 0,
+      });
       if (replay.knownSpent(checked.ys)) return bad('token already spent');
       return cfg.mode === 'p2pk' ? await acceptP2pk(checked, mint, priceMsat, ctx, signal) : await acceptStandard(checked, mint, priceMsat, ctx, signal);
     } catch (err) {

@@ -34,7 +34,14 @@ export interface CheckedToken {
 export function checkTokenProofs(
   proofs: Proof[],
   keysets: Map<string, KnownKeyset>,
-  opts: { unit: string; priceUnits: number; maxProofs: number; nowSecs: number },
+  opts: {
+    unit: string;
+    priceUnits: number;
+    maxProofs: number;
+    nowSecs: number;
+    /** A keyset must stay valid at least this long (P2PK mode keeps proofs to melt later). */
+    keysetMarginSecs?: number;
+  },
 ): CheckedToken {
   if (proofs.length === 0) throw new Rejection('token has no proofs');
   if (proofs.length > opts.maxProofs) throw new Rejection(`token has ${proofs.length} proofs; at most ${opts.maxProofs} are accepted (swap to larger denominations)`);
@@ -46,6 +53,9 @@ export function checkTokenProofs(
     if (!ks) throw new Rejection(`proof keyset ${String(p.id).slice(0, 20)} is not a keyset of this mint`);
     if (ks.unit !== opts.unit) throw new Rejection(`proof keyset is in unit ${ks.unit}, not ${opts.unit}`);
     if (ks.finalExpiry !== undefined && ks.finalExpiry <= opts.nowSecs) throw new Rejection('proof keyset has expired');
+    if (ks.finalExpiry !== undefined && ks.finalExpiry < opts.nowSecs + (opts.keysetMarginSecs ?? 0)) {
+      throw new Rejection('proof keyset expires too soon for this gate to redeem it; swap to the active keyset');
+    }
     const big = p.amount.toBigInt();
     if (big <= 0n || big > BigInt(Number.MAX_SAFE_INTEGER)) throw new Rejection('proof amount is out of range');
     const amount = Number(big);
