@@ -462,7 +462,7 @@ describe('config', () => {
         await backend.close();
       }
       const missing = clnConfigSchema.parse({ type: 'cln', transport: 'rest', rest_url: peer.restUrl, rune_file: 'nope' });
-      assert.throws(() => createClnBackend(missing, ctx({ configDir: dir })), (e: Error) => e instanceof ClnConfigError && /lightning\.rune_file: cannot read .*nope: ENOENT/.test(e.message));
+      assert.throws(() => createClnBackend(missing, ctx({ configDir: dir })), (e: Error) => e instanceof ClnConfigError && /lightning\.rune_file: cannot read .*nope: no such file \(ENOENT\)/.test(e.message));
       writeFileSync(join(dir, 'bad-rune'), 'not a rune\n');
       const bad = clnConfigSchema.parse({ type: 'cln', transport: 'rest', rest_url: peer.restUrl, rune_file: 'bad-rune' });
       assert.throws(() => createClnBackend(bad, ctx({ configDir: dir })), /lightning\.rune_file: must hold a CLN rune/);

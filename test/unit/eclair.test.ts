@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode } from '@atomiqlabs/bolt11';
-import { BackendCallError, type BackendContext } from '../../src/rails/lightning/backend.js';
+import type { BackendContext } from '../../src/rails/lightning/backend.js';
 import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv, type EclairConfig } from '../../src/rails/lightning/eclair.js';
 import { createLogger } from '../../src/util/log.js';
 import { requireTool } from '../integration/harness.js';
+import { rejectsWith } from './assert-helpers.js';
 import { startEclairPeer, type EclairPeer } from '../peers/eclair-peer.js';
 
 const PASSWORD = 'correct horse battery staple';
@@ -31,16 +32,6 @@ function backend(over: Partial<Record<string, unknown>> = {}, timeoutMs = 2000) 
   const b = createEclairBackend(cfg, ctx(timeoutMs));
   closers.push(() => b.close());
   return b;
-}
-
-/** Asserts a BackendCallError whose message matches `re` and never contains the password. */
-async function rejectsWith(p: Promise<unknown>, re: RegExp): Promise<BackendCallError> {
-  let caught: unknown;
-  await p.then(() => assert.fail('expected a rejection'), (e: unknown) => { caught = e; });
-  assert.ok(caught instanceof BackendCallError, `expected BackendCallError, got ${String(caught)}`);
-  assert.match(caught.message, re);
-  assert.ok(!caught.message.includes(PASSWORD), 'password leaked into an error');
-  return caught;
 }
 
 before(async () => {
@@ -136,10 +127,10 @@ describe('calls against the Eclair peer', () => {
   test('wrong password: clear, non-retryable error without the password; bounded', async () => {
     const b = backend({ password: 'wrong password 123' });
     const t0 = Date.now();
-    const e = await rejectsWith(b.createInvoice({ amountMsat: 1000, memo: 'L402', expirySecs: 60 }), /rejected the API password \(HTTP 401\)/);
+    const e = await rejectsWith(b.createInvoice({ amountMsat: 1000, memo: 'L402', expirySecs: 60 }), /rejected the API password \(HTTP 401\)/, PASSWORD);
     assert.equal(e.retryable, false);
     assert.ok(!e.message.includes('wrong password 123'));
-    await rejectsWith(b.check!(), /HTTP 401/);
+    await rejectsWith(b.check!(), /HTTP 401/, PASSWORD);
     assert.ok(Date.now() - t0 < 5000);
     assert.ok(peer.unauthorized >= 2);
   });
@@ -148,19 +139,19 @@ describe('calls against the Eclair peer', () => {
 describe('faults: malformed or hostile replies become BackendCallError', () => {
   test('invoice for another amount is refused', async () => {
     peer.faults.wrongAmount = true;
-    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /invoice is for 4000 msat, asked for 3000/);
+    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /invoice is for 4000 msat, asked for 3000/, PASSWORD);
   });
 
   test('paymentHash that is not the invoice\'s is refused', async () => {
     peer.faults.wrongHash = true;
-    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /paymentHash. does not match/);
+    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /paymentHash. does not match/, PASSWORD);
   });
 
   test('garbage JSON', async () => {
     peer.faults.garbage = true;
     const b = backend();
-    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /not JSON/);
-    await rejectsWith(b.lookupInvoice!(randomBytes(32)), /not JSON/);
+    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /not JSON/, PASSWORD);
+    await rejectsWith(b.lookupInvoice!(randomBytes(32)), /not JSON/, PASSWORD);
   });
 
   test('"received" with a preimage that does not hash to the payment hash', async () => {
@@ -168,31 +159,31 @@ describe('faults: malformed or hostile replies become BackendCallError', () => {
     const inv = await b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 });
     peer.settle(inv.bolt11);
     peer.faults.badPreimage = true;
-    await rejectsWith(b.lookupInvoice!(inv.paymentHash), /preimage does not hash/);
+    await rejectsWith(b.lookupInvoice!(inv.paymentHash), /preimage does not hash/, PASSWORD);
   });
 
   test('HTTP 500 with an error body', async () => {
     peer.faults.httpStatus = 500;
-    const e = await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /HTTP 500: injected failure/);
+    const e = await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /HTTP 500: injected failure/, PASSWORD);
     assert.equal(e.retryable, true);
   });
 
   test('peer down (connection closed without an answer)', async () => {
     peer.faults.down = true;
-    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /socket hang up|ECONNRESET/);
+    await rejectsWith(backend().createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /socket hang up|ECONNRESET/, PASSWORD);
   });
 
   test('connection refused', async () => {
     const b = backend({ url: 'http://127.0.0.1:1' });
-    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /ECONNREFUSED/);
+    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /ECONNREFUSED/, PASSWORD);
   });
 
   test('slow peer: bounded by ctx.timeoutMs', async () => {
     peer.faults.delayMs = 3000;
     const b = backend({}, 300);
     const t0 = Date.now();
-    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /timed out after 300 ms/);
-    await rejectsWith(b.lookupInvoice!(randomBytes(32)), /timed out after 300 ms/);
+    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }), /timed out after 300 ms/, PASSWORD);
+    await rejectsWith(b.lookupInvoice!(randomBytes(32)), /timed out after 300 ms/, PASSWORD);
     assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
   });
 
@@ -200,7 +191,7 @@ describe('faults: malformed or hostile replies become BackendCallError', () => {
     peer.faults.delayMs = 3000;
     const b = backend({}, 4000);
     const t0 = Date.now();
-    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }, AbortSignal.timeout(150)), /aborted/);
+    await rejectsWith(b.createInvoice({ amountMsat: 3000, memo: 'L402', expirySecs: 60 }, AbortSignal.timeout(150)), /aborted/, PASSWORD);
     assert.ok(Date.now() - t0 < 2000);
   });
 });
@@ -216,6 +207,6 @@ describe('https', () => {
     assert.equal(section(inv.bolt11, 'amount'), '2000');
     const bad = createEclairBackend(eclairConfigSchema.parse({ type: 'eclair', url: tlsPeer.url, password: PASSWORD }), ctx());
     t.after(() => bad.close());
-    await rejectsWith(bad.createInvoice({ amountMsat: 2000, memo: 'L402', expirySecs: 60 }), /certificate/i);
+    await rejectsWith(bad.createInvoice({ amountMsat: 2000, memo: 'L402', expirySecs: 60 }), /certificate/i, PASSWORD);
   });
 });

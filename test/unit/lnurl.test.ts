@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode } from '@atomiqlabs/bolt11';
 import { decodeInvoice as albyDecodeInvoice, parseLnUrlPayResponse, validatePreimage } from '@getalby/lightning-tools';
-import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
+import type { BackendContext, LightningBackend } from '../../src/rails/lightning/backend.js';
 import {
   LnurlMetadataCache, buildCallbackUrl, createLnurlBackend, createLnurlBackendForAddress, lnurlConfigSchema, lnurlFromLegacyEnv,
   parseLnurlAddress, parsePayParams, type LnurlDeps,
@@ -19,6 +19,7 @@ import {
 import { isPublicAddress } from '../../src/rails/lightning/safe-fetch.js';
 import { createLogger } from '../../src/util/log.js';
 import { requireTool } from '../integration/harness.js';
+import { rejectsWith } from './assert-helpers.js';
 import { startLnurlPeer, type LnurlPeer } from '../peers/lnurl-peer.js';
 
 const sha256hex = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
@@ -39,14 +40,6 @@ function backend(over: Record<string, unknown> = {}, opts: { timeoutMs?: number;
   const b = createLnurlBackend(cfg, ctx(opts.timeoutMs), { cache: new LnurlMetadataCache(), ...opts.deps });
   closers.push(() => b.close());
   return b;
-}
-
-async function rejectsWith(p: Promise<unknown>, re: RegExp): Promise<BackendCallError> {
-  let caught: unknown;
-  await p.then(() => assert.fail('expected a rejection'), (e: unknown) => { caught = e; });
-  assert.ok(caught instanceof BackendCallError, `expected BackendCallError, got ${String(caught)}`);
-  assert.match(caught.message, re);
-  return caught;
 }
 
 const REQ = { amountMsat: 10_000, memo: 'L402 payment', expirySecs: 600 };

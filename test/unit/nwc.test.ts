@@ -112,7 +112,7 @@ test('start-up: unreadable uri_file and unreachable relays fail fast with an act
     sink.on('data', (b: Buffer) => logs.push(b.toString()));
     const ctx = { configDir: dir, dataDir: dir, log: createLogger('debug', sink), timeoutMs: 2000 };
 
-    await assert.rejects(createNwcBackend(nwcConfigSchema.parse({ type: 'nwc', uri_file: 'missing.uri' }), ctx), /uri_file: cannot read .*missing\.uri: ENOENT/);
+    await assert.rejects(createNwcBackend(nwcConfigSchema.parse({ type: 'nwc', uri_file: 'missing.uri' }), ctx), /uri_file: cannot read .*missing\.uri: no such file \(ENOENT\)/);
 
     const dead1 = await freePort();
     const dead2 = await freePort();

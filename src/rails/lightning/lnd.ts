@@ -2,14 +2,14 @@
 // the node's own TLS certificate and a macaroon. Every answer is checked against what was asked before
 // the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
 import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
 import { checkReturnedInvoice } from './bolt11.js';
+import { readConfigFile, resolveConfigPath } from './config-file.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
@@ -74,18 +74,9 @@ export function lndFromLegacyEnv(env: NodeJS.ProcessEnv): Record<string, unknown
 // Credentials
 // ---------------------------------------------------------------------------------------------
 
-function readCredentialFile(key: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? `permission denied for uid ${process.getuid?.() ?? '?'}` : code === 'EISDIR' ? 'is a directory' : (code ?? 'unreadable');
-    throw new Error(`lightning.${key}: cannot read ${path}: ${why}`);
-  }
-}
-
-function loadCert(path: string): { pem: Buffer; notAfter: Date } {
-  const pem = readCredentialFile('tls_cert_path', path);
+function loadCert(p: string, configDir: string): { pem: Buffer; notAfter: Date } {
+  const path = resolveConfigPath(p, configDir);
+  const pem = readConfigFile('tls_cert_path', p, configDir);
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
     throw new Error(`lightning.tls_cert_path: ${path} is not a PEM certificate (expected lnd's tls.cert)`);
   }
@@ -97,8 +88,9 @@ function loadCert(path: string): { pem: Buffer; notAfter: Date } {
 }
 
 /** lnd writes macaroons as binary; some setups store them hex-encoded. Either way we send hex. */
-function loadMacaroonHex(path: string): string {
-  const raw = readCredentialFile('macaroon_path', path);
+function loadMacaroonHex(p: string, configDir: string): string {
+  const path = resolveConfigPath(p, configDir);
+  const raw = readConfigFile('macaroon_path', p, configDir);
   const text = raw.toString('latin1').trim();
   const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(text) ? Buffer.from(text, 'hex') : raw;
   if (bytes.length === 0) throw new Error(`lightning.macaroon_path: ${path} is empty`);
@@ -433,19 +425,19 @@ function codeName(code: number): string {
  * or keep-alive pool (REST) that every later call reuses.
  */
 export function createLndBackend(cfg: LndConfig, ctx: BackendContext): LightningBackend {
-  const certPath = resolve(ctx.configDir, cfg.tls_cert_path);
-  const macaroonPath = resolve(ctx.configDir, cfg.macaroon_path);
+  const certPath = resolveConfigPath(cfg.tls_cert_path, ctx.configDir);
+  const macaroonPath = resolveConfigPath(cfg.macaroon_path, ctx.configDir);
   const useRest = cfg.transport === 'rest';
   const address = parseHostPort(useRest ? cfg.rest_address : cfg.address, useRest ? 'lightning.rest_address' : 'lightning.address');
   const socksProxy = cfg.socks5_proxy ? parseHostPort(cfg.socks5_proxy, 'lightning.socks5_proxy') : undefined;
   if (address.host.toLowerCase().endsWith('.onion') && !socksProxy) {
     throw new Error(`lightning.${useRest ? 'rest_address' : 'address'}: ${address.host} is a Tor onion address; set lightning.socks5_proxy (e.g. 127.0.0.1:9050) to reach it`);
   }
-  const cert = loadCert(certPath);
+  const cert = loadCert(cfg.tls_cert_path, ctx.configDir);
   if (cert.notAfter.getTime() < Date.now()) {
     ctx.log.warn({ tls_cert_path: certPath, notAfter: cert.notAfter.toISOString() }, 'lnd tls.cert has expired; lnd renews it on restart, so this file may be stale');
   }
-  const macaroonHex = loadMacaroonHex(macaroonPath);
+  const macaroonHex = loadMacaroonHex(cfg.macaroon_path, ctx.configDir);
   const opts: LndTransportOptions = {
     address,
     cert: cert.pem,

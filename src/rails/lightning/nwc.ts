@@ -138,6 +138,49 @@ export function infoMethods(infoEvent: Pick<Event, 'content'>): string[] {
   return infoEvent.content.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
 }
 
+/** One round of relay subscriptions that settles once: by its relays' answers, or by `sig` ending it. */
+interface RelayRound<T> {
+  /** True once the round has settled; relay callbacks that come later do nothing. */
+  readonly done: boolean;
+  /** Keeps a subscription to close when the round settles. */
+  track(sub: { close(): void }): void;
+  /** First call only: removes the abort listener, closes every subscription, then settles with `outcome()` (its value, or what it throws). */
+  settle(outcome: () => T): void;
+}
+
+/**
+ * Runs `start` (which connects and subscribes) and settles on its first outcome. `onAbort` runs when `sig`
+ * ends the round first (the caller's abort, the call's timeout, close()), and must settle it.
+ */
+function relayRound<T>(sig: AbortSignal, onAbort: (round: RelayRound<T>) => void, start: (round: RelayRound<T>) => void): Promise<T> {
+  return new Promise<T>((resolvePromise, reject) => {
+    const subs: Array<{ close(): void }> = [];
+    let done = false;
+    const round: RelayRound<T> = {
+      get done() {
+        return done;
+      },
+      track: (sub) => void subs.push(sub),
+      settle: (outcome) => {
+        if (done) return;
+        done = true;
+        sig.removeEventListener('abort', abort);
+        for (const s of subs) s.close();
+        try {
+          resolvePromise(outcome());
+        } catch (e) {
+          reject(e);
+        }
+      },
+    };
+    const abort = () => onAbort(round);
+    // A listener added to an already aborted signal would never run.
+    if (sig.aborted) return abort();
+    sig.addEventListener('abort', abort, { once: true });
+    start(round);
+  });
+}
+
 /**
  * The NIP-47 client: one request event out through every usable relay, the first authentic reply wins.
  * Exported for tests and for `l402d doctor`; the gate uses the LightningBackend made by createNwcBackend.
@@ -223,62 +266,56 @@ export class NwcClient {
   fetchInfoEvent(sig: AbortSignal): Promise<Event> {
     const filter = { kinds: [KIND_INFO], authors: [this.walletPubkey], limit: 1 };
     const relays = this.usableRelays();
-    return new Promise<Event>((resolvePromise, reject) => {
-      const subs: Array<{ close(): void }> = [];
-      const status = new Map<RelayConnection, string>(relays.map((r) => [r, 'no answer']));
-      let best: Event | undefined;
-      let remaining = relays.length;
-      let done = false;
-      const finish = (fn: () => void) => {
-        if (done) return;
-        done = true;
-        sig.removeEventListener('abort', onAbort);
-        for (const s of subs) s.close();
-        fn();
-      };
-      const noInfo = () => {
-        const reached = relays.filter((r) => status.get(r) === 'no info event').map((r) => r.host);
-        const others = [...status].filter(([, st]) => st !== 'no info event').map(([r, st]) => `${r.host}: ${st}`);
-        if (reached.length === 0) return new Error(`could not reach any relay (${others.join('; ')})`);
-        return new Error(
-          `wallet service ${this.walletLabel} has no info event (kind 13194) on ${reached.join(', ')}; is it running and connected to these relays?` +
-            (others.length ? ` (${others.join('; ')})` : ''),
-        );
-      };
-      const onAbort = () => finish(() => (best ? resolvePromise(best) : reject(noInfo())));
-      // A listener added to an already aborted signal would never run.
-      if (sig.aborted) return onAbort();
-      sig.addEventListener('abort', onAbort, { once: true });
-      for (const relay of relays) {
-        let ended = false;
-        const end = (st: string) => {
-          if (ended || done) return;
-          ended = true;
-          status.set(relay, st);
-          remaining--;
-          // The wallet publishes the same replaceable event everywhere: the first relay that has it is enough.
-          if (best) finish(() => resolvePromise(best!));
-          else if (remaining === 0) finish(() => reject(noInfo()));
-        };
-        relay
-          .connect(sig)
-          .then(() => {
-            if (done) return;
-            subs.push(
-              relay.subscribe(filter, {
-                onEvent: (ev) => {
-                  if (ev.kind === KIND_INFO && ev.pubkey === this.walletPubkey && (!best || ev.created_at > best.created_at)) best = ev;
-                },
-                onEose: () => end('no info event'),
-                onClosed: (reason) => end(reason),
-              }),
-            );
-          })
-          .catch((e: unknown) => {
-            if (!sig.aborted) end(errText(e));
-          });
-      }
-    });
+    const status = new Map<RelayConnection, string>(relays.map((r) => [r, 'no answer']));
+    let best: Event | undefined;
+    let remaining = relays.length;
+    const noInfo = () => {
+      const reached = relays.filter((r) => status.get(r) === 'no info event').map((r) => r.host);
+      const others = [...status].filter(([, st]) => st !== 'no info event').map(([r, st]) => `${r.host}: ${st}`);
+      if (reached.length === 0) return new Error(`could not reach any relay (${others.join('; ')})`);
+      return new Error(
+        `wallet service ${this.walletLabel} has no info event (kind 13194) on ${reached.join(', ')}; is it running and connected to these relays?` +
+          (others.length ? ` (${others.join('; ')})` : ''),
+      );
+    };
+    const outcome = (): Event => {
+      if (best) return best;
+      throw noInfo();
+    };
+    return relayRound<Event>(
+      sig,
+      (round) => round.settle(outcome),
+      (round) => {
+        for (const relay of relays) {
+          let ended = false;
+          const end = (st: string) => {
+            if (ended || round.done) return;
+            ended = true;
+            status.set(relay, st);
+            remaining--;
+            // The wallet publishes the same replaceable event everywhere: the first relay that has it is enough.
+            if (best || remaining === 0) round.settle(outcome);
+          };
+          relay
+            .connect(sig)
+            .then(() => {
+              if (round.done) return;
+              round.track(
+                relay.subscribe(filter, {
+                  onEvent: (ev) => {
+                    if (ev.kind === KIND_INFO && ev.pubkey === this.walletPubkey && (!best || ev.created_at > best.created_at)) best = ev;
+                  },
+                  onEose: () => end('no info event'),
+                  onClosed: (reason) => end(reason),
+                }),
+              );
+            })
+            .catch((e: unknown) => {
+              if (!sig.aborted) end(errText(e));
+            });
+        }
+      },
+    );
   }
 
   private encrypt(plaintext: string, enc: NwcEncryption): string {
@@ -343,56 +380,42 @@ export class NwcClient {
     const filter = { kinds: [KIND_RESPONSE], authors: [this.walletPubkey], '#e': [event.id] };
     const relays = this.usableRelays();
 
-    return new Promise<Json>((resolvePromise, reject) => {
-      const subs: Array<{ close(): void }> = [];
-      const failures: string[] = [];
-      const acked = new Set<RelayConnection>();
-      let failed = 0;
-      let done = false;
-      const finish = (fn: () => void) => {
-        if (done) return;
-        done = true;
-        sig.removeEventListener('abort', onAbort);
-        for (const s of subs) s.close();
-        fn();
-      };
-      const onAbort = () => {
-        if (sig.reason instanceof CallTimeout) {
-          // A connected relay that never confirmed our event within the bound may be half-open: redial it next time.
-          for (const r of relays) if (r.isOpen && !acked.has(r)) r.reset('no OK for a request within the call bound');
-        }
-        const reached = acked.size > 0 ? `request accepted by ${[...acked].map((r) => r.host).join(', ')}, no reply` : 'no relay accepted the request';
-        finish(() => reject(new Error(failures.length ? `${reached}; ${failures.join('; ')}` : reached)));
-      };
-      if (sig.aborted) return onAbort();
-      sig.addEventListener('abort', onAbort, { once: true });
-
+    const failures: string[] = [];
+    const acked = new Set<RelayConnection>();
+    let failed = 0;
+    const onAbort = (round: RelayRound<Json>) => {
+      if (sig.reason instanceof CallTimeout) {
+        // A connected relay that never confirmed our event within the bound may be half-open: redial it next time.
+        for (const r of relays) if (r.isOpen && !acked.has(r)) r.reset('no OK for a request within the call bound');
+      }
+      const reached = acked.size > 0 ? `request accepted by ${[...acked].map((r) => r.host).join(', ')}, no reply` : 'no relay accepted the request';
+      round.settle(() => {
+        throw new Error(failures.length ? `${reached}; ${failures.join('; ')}` : reached);
+      });
+    };
+    return relayRound<Json>(sig, onAbort, (round) => {
       for (const relay of relays) {
         let relayFailed = false;
         const fail = (why: string) => {
-          if (relayFailed || done) return;
+          if (relayFailed || round.done) return;
           relayFailed = true;
           failures.push(`${relay.host}: ${why}`);
           if (++failed === relays.length) {
-            finish(() => reject(new BackendCallError(`NWC ${method}: could not reach the wallet service through any relay (${failures.join('; ')})`)));
+            round.settle(() => {
+              throw new BackendCallError(`NWC ${method}: could not reach the wallet service through any relay (${failures.join('; ')})`);
+            });
           }
         };
         void (async () => {
           await relay.connect(sig);
-          if (done) return;
+          if (round.done) return;
           // REQ before EVENT on the same socket: the reply cannot arrive before we listen for it.
-          subs.push(
+          round.track(
             relay.subscribe(filter, {
               onEvent: (reply) => {
                 if (reply.kind !== KIND_RESPONSE || reply.pubkey !== this.walletPubkey) return;
                 if (!reply.tags.some((t) => t[0] === 'e' && t[1] === event.id)) return;
-                finish(() => {
-                  try {
-                    resolvePromise(this.decodeReply(reply, method, enc));
-                  } catch (e) {
-                    reject(e);
-                  }
-                });
+                round.settle(() => this.decodeReply(reply, method, enc));
               },
               onClosed: (reason) => fail(reason),
             }),
