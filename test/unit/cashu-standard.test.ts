@@ -106,6 +106,8 @@ test('a slow mint: 503 within swap_timeout_ms; the late swap is kept and the ret
   for (let i = 0; i < 100 && r.balances().length === 0; i++) await sleep(50);
   assert.equal(r.balances()[0]?.amount, 9, 'the late swap stored the value');
   assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'SPENT'));
+  // The credit is for the route the token was sent to (its price, its payee), not another one.
+  is(await r.accept(token, 9000, { routeId: 'other' }), 400, /paid for a request to another route/);
   { const again = await r.accept(token, 9000, { routeId: 'x' }); assert.equal(again.ok, true, 'the retry is honoured: ' + JSON.stringify(again)); }
   is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
 });

@@ -297,7 +297,9 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     const amountMsat = (t.total - t.fee) * MSAT_PER_UNIT[unit];
     const setId = proofSetId(t.ys);
     if ((await replay.claimAll(t.ys, cfg.replayTtlSecs)) === 'replay') {
-      if (await replay.useLateCredit(setId, cfg.replayTtlSecs)) {
+      const credit = await replay.useLateCredit(setId, cfg.replayTtlSecs, ctx.routeId);
+      if (credit === 'other_route') return bad('this token paid for a request to another route; retry that request');
+      if (credit === 'used') {
         replay.remember(t.ys);
         log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: token accepted (its swap finished after an earlier timeout)');
         return { ok: true, amountMsat, mint, proofs: t.proofs.length };
@@ -352,7 +354,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
           storeSwapped(received, mint, ctx);
           // Not remembered as spent in-process: the payer's retry must reach the late credit below. The
           // journal entry goes last: if the credit cannot be written, recovery restores and credits later.
-          await replay.creditLate(setId, cfg.replayTtlSecs);
+          await replay.creditLate(setId, cfg.replayTtlSecs, ctx.routeId);
           await replay.settled(setId);
           db.endSwap(swapId);
           log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: late swap completed; a retry with the same token will be accepted');
@@ -427,7 +429,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
         if (proofs.length > 0) {
           // Already stored (a late answer got that far) is fine: insertProofs then changes nothing.
           storeSwapped(proofs, rec.mint, { routeId: rec.routeId ?? '', tenant: rec.tenant });
-          await replay.creditLate(proofSetId(rec.ys), cfg.replayTtlSecs);
+          await replay.creditLate(proofSetId(rec.ys), cfg.replayTtlSecs, rec.routeId ?? '');
           await replay.settled(proofSetId(rec.ys));
           db.endSwap(rec.id);
           const amount = proofs.reduce((a, p) => a + p.amount.toNumber(), 0);

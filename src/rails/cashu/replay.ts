@@ -73,12 +73,16 @@ export class ReplayGuard {
 
   // A swap that outlived the request (timeout) but succeeded later: the payer's retry with the same token
   // must not be refused as a replay, once.
-  async creditLate(setId: string, ttlSecs: number): Promise<void> {
-    await this.store.set(`cashu:late:${setId}`, '1', ttlSecs);
+  // The credit pays for the route the token was sent to (its price and payee), not another one.
+  async creditLate(setId: string, ttlSecs: number, routeId: string): Promise<void> {
+    await this.store.set(`cashu:late:${setId}`, `route:${routeId}`, ttlSecs);
   }
-  async useLateCredit(setId: string, ttlSecs: number): Promise<boolean> {
-    if ((await this.store.get(`cashu:late:${setId}`)) === undefined) return false;
-    return this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs);
+  /** 'used': the retry passes; 'other_route': credited to another route; 'none': no credit. */
+  async useLateCredit(setId: string, ttlSecs: number, routeId: string): Promise<'used' | 'other_route' | 'none'> {
+    const v = await this.store.get(`cashu:late:${setId}`);
+    if (v === undefined) return 'none';
+    if (v !== `route:${routeId}`) return 'other_route';
+    return (await this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs)) ? 'used' : 'none';
   }
 
   // A swap whose outcome is unknown (its answer was lost) keeps the proofs claimed until recovery settles it;
