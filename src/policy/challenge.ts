@@ -32,7 +32,11 @@ export interface ChallengeDeps {
 
 export class BackendError extends Error {}
 
-export async function createChallenge(route: RouteConfig, req: { path: string; method: string; amountMsat: number }, deps: ChallengeDeps): Promise<Challenge> {
+export async function createChallenge(
+  route: RouteConfig,
+  req: { path: string; method: string; amountMsat: number; /** The path has its own price: bind a reusable credential to it. */ pathPriced?: boolean },
+  deps: ChallengeDeps,
+): Promise<Challenge> {
   const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
   const validUntil = route.macaroonTimeout > 0 ? now + route.macaroonTimeout : undefined;
   // An invoice that outlives its credential would take money for nothing; one shorter than a minute cannot be paid.
@@ -59,12 +63,13 @@ export async function createChallenge(route: RouteConfig, req: { path: string; m
     throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
   }
   const tokenId = randomBytes(32);
-  // A single-use credential pays for this one request; reusable ones cover the route.
+  // A single-use credential pays for this one request; reusable ones cover the route, or only the path
+  // when that path is priced on its own.
   const perRequest = route.access === 'per-request';
   const caveats = mintCaveats({
     service: deps.service,
     routeId: route.id,
-    path: perRequest ? req.path : undefined,
+    path: perRequest || req.pathPriced ? req.path : undefined,
     methods: perRequest ? [req.method] : route.methods,
     validUntil,
   });

@@ -104,6 +104,8 @@ export interface DecideDeps {
   priceFor?: (route: RouteConfig, path: string) => Promise<number>;
   /** The Lightning address a request's payment goes to (store overrides, then lnurl_addr); default lnurl_addr. */
   payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
+  /** Dynamic pricing: is this path priced on its own (then only credentials bound to it open it)? */
+  pathPriced?: (route: RouteConfig, path: string) => Promise<boolean>;
   /** Default CASHU_DEADLINE_MS; injectable for tests. */
   cashuDeadlineMs?: number;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
@@ -111,6 +113,8 @@ export interface DecideDeps {
   /** Unix seconds; injectable for tests. */
   now?: () => number;
 }
+
+const isPathCaveat = (p: string) => /^\s*path(_sha256)?\s*=/.test(p);
 
 export function claimKey(paymentHash: Buffer): string {
   return `claim:l402:${paymentHash.toString('hex')}`;
@@ -194,6 +198,11 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
     paymentHash: id.paymentHash,
   });
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  // A path priced on its own is sold separately: a reusable credential for the (cheaper) route does not
+  // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
+  if (route.access !== 'per-request' && deps.pathPriced && !caveatPredicates(mac).some(isPathCaveat) && (await deps.pathPriced(route, req.path))) {
+    return { outcome: 'invalid', route, reason: 'wrong_path' };
+  }
   const preimage = cred.preimage ?? verdict.preimage;
   if (preimage) {
     if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };

@@ -7,6 +7,12 @@ import type { RouteConfig } from './config.js';
 export interface Price {
   amountMsat: number;
   source: 'static' | 'dynamic';
+  /**
+   * The price is set for this exact path (`price:path:…`, or ngx_l402's bare-path key), not the route:
+   * the path is sold separately, so a reusable credential for the route does not open it, and one bought
+   * for it opens only it.
+   */
+  pathPriced: boolean;
 }
 
 /** The documented key scheme (inside the store's own prefix, `l402:` on Redis). */
@@ -65,13 +71,13 @@ export function createPriceResolver(o: PriceResolverOptions) {
   return async (route: RouteConfig, path: string): Promise<Price> => {
     const get = (k: string) => o.store.get(k);
     const byPath = pick(priceKeys.path(path), await read(priceKeys.path(path), get));
-    if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic' };
+    if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic', pathPriced: true };
     const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
-    if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic' };
+    if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false };
     if (o.legacyGet) {
       const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
-      if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic' };
+      if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic', pathPriced: true };
     }
-    return { amountMsat: route.amountMsat, source: 'static' };
+    return { amountMsat: route.amountMsat, source: 'static', pathPriced: false };
   };
 }

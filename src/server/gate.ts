@@ -72,7 +72,7 @@ export class Gate {
           legacyGet: legacy ? (k) => legacy.getUnprefixed(k) : undefined,
           onBadValue: (key) => parts.log.warn({ event: 'bad_price', key }, 'ignoring a dynamic price that is not a positive integer (msat)'),
         })
-      : async (route) => ({ amountMsat: route.amountMsat, source: 'static' });
+      : async (route) => ({ amountMsat: route.amountMsat, source: 'static', pathPriced: false });
     const { backend, store, config } = parts;
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
@@ -112,6 +112,7 @@ export class Gate {
         isSettled: this.isSettled,
         cashu: this.parts.cashu,
         priceFor: async (route, path) => (await this.price(route, path)).amountMsat,
+        pathPriced: this.parts.config.pricing.dynamic ? async (route, path) => (await this.price(route, path)).pathPriced : undefined,
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
       });
@@ -242,7 +243,7 @@ export class Gate {
 
   private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
     const cfg = this.parts.config;
-    const { amountMsat } = await this.price(route, path);
+    const { amountMsat, pathPriced } = await this.price(route, path);
     const m = this.parts.metrics;
     const payee = await this.backendFor(route, path);
     const backend = payee.kind;
@@ -251,7 +252,7 @@ export class Gate {
       m?.observe('l402_backend_duration_seconds', { backend, op: 'create_invoice' }, Number(process.hrtime.bigint() - started) / 1e9);
       m?.inc(ok ? 'l402_invoices_generated_total' : 'l402_invoices_generation_errors_total', { backend, route: route.id });
     };
-    return createChallenge(route, { path, method, amountMsat }, {
+    return createChallenge(route, { path, method, amountMsat, pathPriced }, {
       backend: payee,
       rootKey: this.parts.rootKeys[0]!,
       service: cfg.service,

@@ -47,3 +47,22 @@ test('route and path prices from Redis, bad values ignored, ngx_l402 bare-URI ke
   const bought = await s.buy('/timed/b');
   assert.equal((await http1(s.origin + '/timed/b', { headers: { authorization: bought.auth } })).status, 200);
 });
+
+test('a path priced on its own is sold separately on a reusable route: the cheap route credential does not open it', { skip }, async () => {
+  const s = await startStack(cleanup, { extraYaml: `pricing: { cache_ms: 0 }\n` });
+  s.upstream.reset();
+  await s.gate.gate.parts.store.set('price:path:/timed/gold', '900000');
+  const cheap = await s.buy('/timed/cheap');
+  const get = (path: string, auth: string) => http1(s.origin + path, { headers: { authorization: auth, accept: 'application/json' } });
+  assert.equal((await get('/timed/cheap', cheap.auth)).status, 200);
+  assert.equal((await get('/timed/other', cheap.auth)).status, 200, 'the route-wide credential covers the route');
+  const gold = await get('/timed/gold', cheap.auth);
+  assert.equal(gold.status, 401, gold.body);
+  assert.equal(s.upstream.hits, 2);
+  // Bought at its own price, the path's credential opens that path only.
+  const bought = await s.buy('/timed/gold');
+  assert.equal((await get('/timed/gold', bought.auth)).status, 200);
+  assert.equal((await get('/timed/gold', bought.auth)).status, 200, 'reusable');
+  assert.equal((await get('/timed/cheap', bought.auth)).status, 401, 'bound to its path');
+  assert.equal(s.upstream.hits, 4);
+});
