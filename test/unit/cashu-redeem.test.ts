@@ -1,9 +1,11 @@
 // Redemption to Lightning (NUT-05 melt): the mint pays real DevWallet invoices by settling them. P2PK
 // proofs melted with our signature, per-tenant payout with no mixing, fee reserve / minimum balance /
 // proof cap, a refused melt returning proofs, a lost melt outcome settled on the next cycle, locktime
-// ordering, and one redeemer at a time across processes sharing the wallet.
+// ordering, one redeemer at a time across processes sharing the wallet (the lease renewed for every step,
+// the cycle stopping once another process took it over), and proofs the mint reports PENDING kept pending.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +15,10 @@ import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { cashuConfigSchema, createCashuRail, type CashuRail, type CashuRailDeps } from '../../src/rails/cashu/index.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
-import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
+import { WalletDb, type MeltRecord } from '../../src/rails/cashu/wallet-db.js';
+import { MintDirectory } from '../../src/rails/cashu/mint-client.js';
+import { WalletPool } from '../../src/rails/cashu/wallets.js';
+import { Redeemer } from '../../src/rails/cashu/redeem.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { createLogger } from '../../src/util/log.js';
 
@@ -216,4 +221,140 @@ test('proofs the mint refuses as not genuine at melt time are set aside and stop
   const [second] = await r.redeemNow();
   assert.equal(second?.state, 'paid', JSON.stringify(second));
   assert.equal(second!.proofsTotal, 16);
+});
+
+test('proofs the mint reports PENDING (held by a melt in flight there) stay pending under the refused melt until the mint lets go', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });
+  const a = await token(e, 20, { pubkey: e.pub });
+  const b = await token(e, 12, { pubkey: e.pub });
+  assert.equal((await r.accept(a.token, 20_000, { routeId: 'x' })).ok, true);
+  assert.equal((await r.accept(b.token, 12_000, { routeId: 'x' })).ok, true);
+  const held = [...a.send, ...b.send].find((p) => p.amount.toNumber() === 16)!;
+  const heldY = hashToCurve(held.secret).hex;
+  e.mint.pending.add(heldY); // as if another melt at the mint had it locked: the mint refuses ours
+  const [m1] = await r.redeemNow();
+  assert.equal(m1?.state, 'pending', JSON.stringify(m1));
+  const bal = (state: string) => r.balances().find((x) => x.state === state)?.amount;
+  assert.equal(bal('pending'), 16, 'the PENDING proof is not given back to the wallet');
+  assert.equal(bal('unspent'), 16, 'the UNSPENT ones are');
+
+  // Still held at the mint: the melt stays pending, the rest is melted on its own.
+  const second = await r.redeemNow();
+  assert.equal(second.find((m) => m.id === m1!.id)?.state, 'pending');
+  const m2 = second.find((m) => m.id !== m1!.id);
+  assert.equal(m2?.state, 'paid', JSON.stringify(second));
+  assert.equal(m2!.proofsTotal, 16, 'without the held proof');
+  assert.equal(bal('pending'), 16);
+
+  // The mint lets go (its melt failed): the proof comes back and is melted.
+  e.mint.pending.delete(heldY);
+  const third = await r.redeemNow();
+  assert.equal(third.find((m) => m.id === m1!.id)?.state, 'failed');
+  const m3 = third.find((m) => m.id !== m1!.id);
+  assert.equal(m3?.state, 'paid', JSON.stringify(third));
+  assert.equal(m3!.proofsTotal, 16 + m2!.change!, 'the released proof and the change of the second melt');
+  assert.equal(bal('pending'), undefined);
+  assert.equal(e.mint.checkState({ Ys: [heldY] }).states[0]!.state, 'SPENT');
+});
+
+/** A Redeemer of its own on the gate's wallet file (another process, as far as the lease goes). */
+function standalone(t: T, e: Env, dbPath: string, leaseSecs: number, meltTimeoutMs: number, db = new WalletDb(dbPath)): Redeemer {
+  const cfg = cashuConfigSchema.parse({
+    mode: 'p2pk',
+    mints: [e.mint.url],
+    p2pk: { private_key: e.priv },
+    redeem: { min_balance_sat: 1, min_fee_reserve_sat: 0, fee_reserve_percent: 0, melt_timeout_ms: meltTimeoutMs },
+  });
+  t.after(() => db.close());
+  const directory = new MintDirectory(db, 4000);
+  const wallets = new WalletPool(db, directory, randomBytes(64), 'sat', 10_000);
+  const payout = async (_tenant: string | undefined, amountMsat: number, memo: string) => (await e.operator.createInvoice({ amountMsat, memo, expirySecs: 600 })).bolt11;
+  return new Redeemer(cfg, db, directory, wallets, payout, e.priv, log, { leaseSecs });
+}
+
+async function threeGroups(t: T, e: Env): Promise<string> {
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } }, 'shared');
+  for (const tenant of ['t1', 't2', 't3']) {
+    assert.equal((await r.accept((await token(e, 10, { pubkey: e.pub })).token, 10_000, { routeId: tenant, tenant })).ok, true);
+  }
+  return join(e.dir, 'shared', 'cashu', 'wallet.db');
+}
+
+test('a cycle longer than the lease renews it before every melt: another process never resolves a melt still in flight', async (t) => {
+  const e = await env(t);
+  const dbPath = await threeGroups(t, e);
+  const r1 = standalone(t, e, dbPath, 2, 4000);
+  const r2 = standalone(t, e, dbPath, 2, 4000);
+  const watch = new WalletDb(dbPath);
+  t.after(() => watch.close());
+  e.mint.knobs.meltDelayMs = 1500; // three melts, one after the other: about 4.5 s, over twice the lease
+  const t0 = Date.now();
+  let done = false;
+  const first = r1.runOnce().finally(() => (done = true));
+  let second: MeltRecord[] | undefined;
+  while (!done) {
+    await sleep(20);
+    // A lease taken once at t0 for 2 s has surely run out by t0 + 3 s; try while a melt of r1 is in flight.
+    if (Date.now() - t0 >= 3100 && watch.pendingMeltIds().length > 0) {
+      second = await r2.runOnce();
+      break;
+    }
+  }
+  const melts = await first;
+  assert.ok(second, 'r2 tried while r1 had a melt in flight, past its first lease');
+  assert.deepEqual(second, [], 'r2 found the lease held and touched nothing');
+  assert.equal(melts.length, 3);
+  for (const m of melts) assert.equal(m.state, 'paid', JSON.stringify(m));
+  assert.equal(watch.melts().length, 3);
+  assert.equal(watch.pendingMeltIds().length, 0);
+});
+
+test('a cycle whose lease another process took over stops before its next melt', async (t) => {
+  const e = await env(t);
+  const dbPath = await threeGroups(t, e);
+  const r1 = standalone(t, e, dbPath, 1, 4000);
+  const other = new WalletDb(dbPath);
+  t.after(() => other.close());
+  e.mint.knobs.meltDelayMs = 2500; // one melt outlives the 1 s lease (misconfigured): another process takes over
+  let done = false;
+  const first = r1.runOnce().finally(() => (done = true));
+  let tookOver = false;
+  while (!done && !tookOver) {
+    await sleep(50);
+    tookOver = other.takeLease('redeem', 'other-process', 60);
+  }
+  const melts = await first;
+  assert.ok(tookOver, 'the lease ran out during the first melt');
+  assert.equal(melts.length, 1, 'the first melt finished; no other was started');
+  assert.equal(melts[0]!.state, 'paid');
+  assert.equal(other.melts().length, 1);
+  assert.equal(other.balances().filter((b) => b.state === 'unspent' && b.tenant !== melts[0]!.tenant).reduce((s, b) => s + b.amount, 0), 20);
+  assert.equal(other.takeLease('redeem', 'a-third-process', 60), false, "the other process's lease was left alone");
+});
+
+test('a paid melt whose record cannot be written keeps its proofs pending and is recorded on the next cycle, change once', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } }, 'shared');
+  assert.equal((await r.accept((await token(e, 20, { pubkey: e.pub })).token, 20_000, { routeId: 'x' })).ok, true);
+  const db = new WalletDb(join(e.dir, 'shared', 'cashu', 'wallet.db'));
+  const finish = db.finishMelt.bind(db);
+  let fail = true;
+  db.finishMelt = (...args) => {
+    if (fail) {
+      fail = false;
+      throw new Error('disk I/O error');
+    }
+    finish(...args);
+  };
+  const redeemer = standalone(t, e, db.path, 60, 2000, db);
+  const [first] = await redeemer.runOnce();
+  assert.equal(first?.state, 'pending', 'the record write failed');
+  assert.equal(db.balances().find((b) => b.state === 'pending')?.amount, 20, 'so the proofs stay pending: the next cycle looks again');
+  const [again] = await redeemer.runOnce();
+  assert.equal(again?.id, first!.id);
+  assert.equal(again?.state, 'paid', JSON.stringify(again));
+  assert.equal(again?.change, 1);
+  assert.equal(db.balances().find((b) => b.state === 'pending'), undefined);
+  assert.equal(db.balances().find((b) => b.state === 'unspent')?.amount, 1, 'the change restored from the seed is not stored twice');
 });

@@ -39,6 +39,10 @@ export class Redeemer {
   private running?: Promise<MeltRecord[]>;
   private readonly holder = `${process.pid}-${randomBytes(4).toString('hex')}`;
   private readonly unitSat: number;
+  /** Seconds the redemption lease runs from each renewal: enough for one step (a melt or a pending melt's resolution). */
+  private readonly leaseSecs: number;
+  /** Set once this cycle's lease renewal failed (another process holds it): the cycle stops. */
+  private leaseLost = false;
 
   constructor(
     private readonly cfg: CashuConfig,
@@ -48,8 +52,10 @@ export class Redeemer {
     private readonly payout: PayoutInvoice | undefined,
     private readonly p2pkKey: string | undefined,
     private readonly log: Logger,
+    opts: { leaseSecs?: number } = {},
   ) {
     this.unitSat = 1000 / MSAT_PER_UNIT[cfg.unit as CashuUnit];
+    this.leaseSecs = opts.leaseSecs ?? Math.ceil((cfg.redeem.meltTimeoutMs * 4) / 1000) + 60;
   }
 
   start(): void {
@@ -74,20 +80,35 @@ export class Redeemer {
     return this.running;
   }
 
+  /**
+   * Extends the redemption lease by leaseSecs from now. Called before every step of a cycle, so a long cycle
+   * (many groups, a slow mint) never outlives it; false once another process has taken it over (ours ran
+   * out), and the cycle then stops: that process now resolves pending melts, ours must not touch them.
+   */
+  private renewLease(): boolean {
+    if (this.leaseLost) return false;
+    if (this.db.takeLease(LEASE, this.holder, this.leaseSecs)) return true;
+    this.leaseLost = true;
+    this.log.warn('cashu redemption: another process took over the lease; this cycle stops');
+    return false;
+  }
+
   private async cycle(signal?: AbortSignal): Promise<MeltRecord[]> {
-    const leaseSecs = Math.ceil((this.cfg.redeem.meltTimeoutMs * 4) / 1000) + 60;
-    if (!this.db.takeLease(LEASE, this.holder, leaseSecs)) {
+    if (!this.db.takeLease(LEASE, this.holder, this.leaseSecs)) {
       this.log.debug('cashu redemption: another process holds the lease');
       return [];
     }
+    this.leaseLost = false;
     const touched: string[] = [];
     try {
       for (const id of this.db.pendingMeltIds()) {
         signal?.throwIfAborted();
+        if (!this.renewLease()) break;
         await this.resolvePending(id, signal).catch((err) => this.log.warn({ melt: id, err: errText(err) }, 'cashu redemption: pending melt still unresolved'));
         touched.push(id);
       }
       for (const mint of this.cfg.mints) {
+        if (this.leaseLost) break;
         signal?.throwIfAborted();
         const proofs = this.db.unspent(mint, this.cfg.unit);
         const groups = new Map<string | undefined, StoredProof[]>();
@@ -97,6 +118,7 @@ export class Redeemer {
           else groups.set(p.tenant, [p]);
         }
         for (const [tenant, group] of groups) {
+          if (!this.renewLease()) break;
           const id = await this.meltGroup(mint, tenant, group, signal).catch((err) => {
             this.log.error({ mint, tenant, err: errText(err) }, 'cashu redemption: melt failed');
             return undefined;
@@ -157,6 +179,8 @@ export class Redeemer {
       if (need > total) return undefined;
     }
     const id = `melt-${Date.now()}-${randomBytes(6).toString('hex')}`;
+    // Invoices and quotes may have taken a while: the melt itself must run under a live lease.
+    if (!this.renewLease()) return undefined;
     if (!this.db.reserveForMelt(id, group.map((p) => p.y))) return undefined; // another process took some of them
     this.db.startMelt({
       id,
@@ -187,13 +211,15 @@ export class Redeemer {
       );
       const state = res.quote.state;
       if (state === 'PAID') {
+        // Outcome first, proofs last: if a write fails in between, the proofs stay pending and the next
+        // cycle settles the melt again from the mint (change restored from the seed is stored only once).
         const change = this.storeChange(mint, tenant, res.change);
-        this.db.settleMelt(id);
         this.db.finishMelt(id, 'paid', { preimage: res.quote.payment_preimage ?? undefined, change });
+        this.db.settleMelt(id);
         this.log.info({ melt: id, mint, tenant, amount: quote.amount.toNumber(), proofs: group.length, change }, 'cashu redemption: melted to Lightning');
       } else if (state === 'UNPAID') {
-        this.db.releaseMelt(id);
         this.db.finishMelt(id, 'failed', { error: 'the mint did not pay the invoice' });
+        this.db.releaseMelt(id);
         this.log.warn({ melt: id, mint, tenant }, 'cashu redemption: the mint did not pay the invoice');
       } else {
         this.log.info({ melt: id, mint, tenant }, 'cashu redemption: payment in flight; settled on a later cycle');
@@ -254,26 +280,36 @@ export class Redeemer {
         }
       }
     }
-    this.db.releaseMelt(id);
     this.db.finishMelt(id, 'failed', { error: `the mint refused ${invalid} proof(s) as not genuine; they were set aside` });
+    this.db.releaseMelt(id);
     this.log.error({ melt: id, mint, invalid }, 'cashu redemption: proofs the mint does not recognise were set aside');
   }
 
-  /** After a refused melt: proofs the mint reports spent stay spent, the rest go back to unspent. */
+  /**
+   * After a refused melt, or a pending one whose quote the mint reports UNPAID: proofs the mint reports
+   * SPENT become spent, UNSPENT ones go back to the wallet. PENDING ones (locked in a melt in flight at the
+   * mint, maybe another one) stay pending under this melt, which stays pending and is looked at again on
+   * the next cycle: released now, they would be melted again while the mint may still spend them.
+   */
   private async settleFromStates(id: string, mint: string, group: StoredProof[], why: string, signal?: AbortSignal): Promise<void> {
     const wallet = await this.wallets.get(mint, signal);
     const states = await wallet.checkProofsStates(group.map((p) => ({ secret: p.secret, id: p.keysetId })));
-    const spent = states.filter((s) => s.state === 'SPENT').length;
-    if (spent === group.length) {
-      this.db.settleMelt(id);
+    const spent = group.filter((_, i) => states[i]?.state === 'SPENT');
+    const unspent = group.filter((_, i) => states[i]?.state === 'UNSPENT');
+    const held = group.length - spent.length - unspent.length; // PENDING (or a state we do not know)
+    if (spent.length === group.length) {
       this.db.finishMelt(id, 'paid', { error: `${why} (proofs are spent at the mint)` });
+      this.db.settleMelt(id);
       return;
     }
-    for (const [i, s] of states.entries()) {
-      if (s.state === 'SPENT') this.db.setProofState(group[i]!.y, 'spent');
+    for (const p of spent) this.db.setProofState(p.y, 'spent');
+    if (held > 0) {
+      this.db.releaseProofs(id, unspent.map((p) => p.y));
+      this.log.warn({ melt: id, mint, pending: held, err: why }, 'cashu redemption: proofs are pending at the mint; the melt is looked at again next cycle');
+      return;
     }
-    this.db.releaseMelt(id);
     this.db.finishMelt(id, 'failed', { error: why });
+    this.db.releaseMelt(id);
     this.log.warn({ melt: id, mint, err: why }, 'cashu redemption: melt refused');
   }
 
@@ -283,6 +319,8 @@ export class Redeemer {
     if (!proofs.length) return;
     const mint = proofs[0]!.mint;
     if (!melt?.quote) {
+      // Proofs are reserved just before the melt record (with its quote) is written, and the request
+      // leaves only after both: no record means a crash or write failure in between, nothing was sent.
       this.db.releaseMelt(id);
       return;
     }
@@ -293,9 +331,9 @@ export class Redeemer {
       // The answer with the change was lost: the mint signed our blank outputs, so restore them (NUT-09).
       const outs = this.db.meltOutputs(id);
       const restored = outs ? (await wallet.restore(outs.start, outs.count, { keysetId: outs.keysetId })).proofs : [];
-      const change = this.storeChange(mint, melt.tenant, restored);
-      this.db.settleMelt(id);
+      const change = this.storeChange(mint, melt.tenant, restored); // stored once: an earlier try's copy is not added again
       this.db.finishMelt(id, 'paid', { preimage: q.payment_preimage ?? undefined, change });
+      this.db.settleMelt(id);
       this.log.info({ melt: id, mint, change }, 'cashu redemption: earlier melt was paid; its change was restored from the seed');
     } else if (q.state === 'UNPAID') {
       await this.settleFromStates(id, mint, proofs, 'the mint did not pay the invoice', signal);

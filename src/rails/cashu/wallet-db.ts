@@ -157,6 +157,7 @@ export class WalletDb {
       markPending: d.prepare("UPDATE proofs SET state = 'pending', melt_id = ?, updated_at = ? WHERE y = ? AND state = 'unspent'"),
       setStateOfMelt: d.prepare('UPDATE proofs SET state = ?, updated_at = ? WHERE melt_id = ? AND state = \'pending\''),
       releaseMelt: d.prepare("UPDATE proofs SET state = 'unspent', melt_id = NULL, updated_at = ? WHERE melt_id = ? AND state = 'pending'"),
+      releaseProof: d.prepare("UPDATE proofs SET state = 'unspent', melt_id = NULL, updated_at = ? WHERE melt_id = ? AND y = ? AND state = 'pending'"),
       setStateByY: d.prepare('UPDATE proofs SET state = ?, updated_at = ? WHERE y = ?'),
       balances: d.prepare<[], { mint: string; unit: string; tenant: string | null; state: ProofState; amount: number; count: number }>(
         'SELECT mint, unit, tenant, state, SUM(amount) AS amount, COUNT(*) AS count FROM proofs GROUP BY mint, unit, tenant, state ORDER BY mint, unit, tenant, state',
@@ -316,6 +317,13 @@ export class WalletDb {
   }
   releaseMelt(meltId: string): void {
     this.st.releaseMelt.run(now(), meltId);
+  }
+  /** Moves these pending proofs of `meltId` back to unspent (the melt's other proofs stay as they are). */
+  releaseProofs(meltId: string, ys: string[]): void {
+    const t = now();
+    this.db.transaction(() => {
+      for (const y of ys) this.st.releaseProof.run(t, meltId, y);
+    })();
   }
   setProofState(y: string, state: ProofState): void {
     this.st.setStateByY.run(state, now(), y);
