@@ -1,10 +1,12 @@
 // The decision core: request facts in, outcome out. No HTTP, no backend; the store is the only I/O,
 // reached through the Store interface and bounded by a timeout (fail closed).
+import { randomBytes } from 'node:crypto';
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders } from '../protocol/l402-header.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
+import { abandonClaim } from '../store/abandon-claim.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
@@ -235,10 +237,15 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
   }
   if (route.access === 'per-request') {
     const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
+    const key = claimKey(id.paymentHash);
+    // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
+    const mine = `claim:${randomBytes(12).toString('base64url')}`;
     let first: boolean;
     try {
-      first = await withTimeout(deps.store.claimOnce(claimKey(id.paymentHash), ttl), deps.storeTimeoutMs, 'store claim');
+      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), deps.storeTimeoutMs, 'store claim');
     } catch {
+      // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
+      void abandonClaim(deps.store, key, mine).catch(() => undefined);
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };

@@ -19,9 +19,14 @@ export class MemoryStore implements Store {
     return e;
   }
 
-  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
+  async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
     if (this.live(key)) return false;
-    this.map.set(key, { value: '1', expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    return true;
+  }
+  async delIfValue(key: string, value: string): Promise<boolean> {
+    if (this.live(key)?.value !== value) return false;
+    this.map.delete(key);
     return true;
   }
   async get(key: string): Promise<string | undefined> {

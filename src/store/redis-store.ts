@@ -9,6 +9,8 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}`;
 
+const DEL_IF_VALUE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
 /**
  * Shared state for several l402d processes or hosts. Commands fail fast while disconnected (no offline
  * queue) so callers can answer 503 instead of hanging; ioredis reconnects by itself.
@@ -65,9 +67,12 @@ export class RedisStore implements Store {
     return this.prefix + key;
   }
 
-  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
-    const r = ttlSecs === undefined ? await this.redis.set(this.k(key), '1', 'NX') : await this.redis.set(this.k(key), '1', 'EX', Math.max(1, Math.ceil(ttlSecs)), 'NX');
+  async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
+    const r = ttlSecs === undefined ? await this.redis.set(this.k(key), value, 'NX') : await this.redis.set(this.k(key), value, 'EX', Math.max(1, Math.ceil(ttlSecs)), 'NX');
     return r === 'OK';
+  }
+  async delIfValue(key: string, value: string): Promise<boolean> {
+    return Number(await this.redis.eval(DEL_IF_VALUE, 1, this.k(key), value)) === 1;
   }
   async get(key: string): Promise<string | undefined> {
     return (await this.redis.get(this.k(key))) ?? undefined;

@@ -27,11 +27,12 @@ export class SqliteStore implements Store {
     this.stmts = {
       // An expired row is replaced; a live one makes the claim fail. One statement, so it is atomic.
       claim: this.db.prepare(
-        'INSERT INTO kv (key, value, expires_at) VALUES (?, \'1\', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?',
+        'INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?',
       ),
       get: this.db.prepare('SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
       set: this.db.prepare('INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at'),
       del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
+      delIfValue: this.db.prepare('DELETE FROM kv WHERE key = ? AND value = ?'),
       incr: this.db.prepare(
         "INSERT INTO kv (key, value, expires_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE SET value = CASE WHEN kv.expires_at <= ? THEN '1' ELSE CAST(kv.value AS INTEGER) + 1 END, expires_at = CASE WHEN kv.expires_at <= ? THEN excluded.expires_at ELSE kv.expires_at END RETURNING value, expires_at",
       ),
@@ -41,9 +42,12 @@ export class SqliteStore implements Store {
     };
   }
 
-  async claimOnce(key: string, ttlSecs?: number): Promise<boolean> {
+  async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
     const now = Date.now();
-    return this.stmts.claim.run(key, ttlSecs === undefined ? null : now + ttlSecs * 1000, now).changes === 1;
+    return this.stmts.claim.run(key, value, ttlSecs === undefined ? null : now + ttlSecs * 1000, now).changes === 1;
+  }
+  async delIfValue(key: string, value: string): Promise<boolean> {
+    return this.stmts.delIfValue.run(key, value).changes === 1;
   }
   async get(key: string): Promise<string | undefined> {
     const row = this.stmts.get.get(key, Date.now()) as { value: string } | undefined;

@@ -7,8 +7,13 @@ export interface WindowCount {
 
 export interface Store {
   readonly kind: 'memory' | 'sqlite' | 'redis';
-  /** Atomically records `key`. True only for the first caller; `ttlSecs` undefined keeps it forever. */
-  claimOnce(key: string, ttlSecs?: number): Promise<boolean>;
+  /**
+   * Atomically records `key` (with `value`, default "1"). True only for the first caller; `ttlSecs`
+   * undefined keeps it forever.
+   */
+  claimOnce(key: string, ttlSecs?: number, value?: string): Promise<boolean>;
+  /** Deletes `key` only while it holds `value` (a claim of ours); true if it did. */
+  delIfValue(key: string, value: string): Promise<boolean>;
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string, ttlSecs?: number): Promise<void>;
   del(key: string): Promise<void>;

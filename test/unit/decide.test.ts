@@ -233,3 +233,34 @@ test('ecash is credited to the payee a Lightning invoice for the same request wo
   assert.equal((await decide({ path: '/other', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, payeeFor }))).outcome, 'allow');
   assert.deepEqual(tenants, ['bob@override.example', undefined]);
 });
+
+test('a single-use claim that lands after its timeout is given back: the 503 is followed by a passing retry', async () => {
+  // A store slow to answer, executing its commands in the order sent (as one Redis connection does).
+  class SlowFifoStore extends MemoryStore {
+    latencyMs = 120;
+    private tail: Promise<unknown> = Promise.resolve();
+    private later<T>(op: () => Promise<T>): Promise<T> {
+      const run = this.tail.then(() => new Promise((r) => setTimeout(r, this.latencyMs))).then(op);
+      this.tail = run.catch(() => undefined);
+      return run;
+    }
+    override claimOnce(k: string, ttl?: number, v?: string) {
+      return this.later(() => super.claimOnce(k, ttl, v));
+    }
+    override delIfValue(k: string, v: string) {
+      return this.later(() => super.delIfValue(k, v));
+    }
+  }
+  const store = new SlowFifoStore();
+  const { c, preimage } = await buy('/premium', '/premium');
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  const d = deps({ store, storeTimeoutMs: 50 });
+  const first = await decide(req('/premium', auth), d);
+  assert.deepEqual([first.outcome, first.reason], ['unavailable', 'store_unavailable']);
+  await new Promise((r) => setTimeout(r, 400)); // the claim lands, then its owner's delete
+  store.latencyMs = 0;
+  const retry = await decide(req('/premium', auth), deps({ store }));
+  assert.equal(retry.outcome, 'allow', JSON.stringify(retry));
+  const replay = await decide(req('/premium', auth), deps({ store }));
+  assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+});

@@ -65,4 +65,17 @@ for (const [name, make, skip] of makers) {
     assert.deepEqual(new Map(await s.readCounters()), new Map([['a{x="1"}', 5], ['b', 0.5]]));
     await s.ping();
   });
+
+  test(`${name} store: a claim written with a value is deleted only by its owner`, { skip }, async () => {
+    const s = await make();
+    cleanup.add(() => s.close());
+    assert.equal(await s.claimOnce('c', 60, 'claim:mine'), true);
+    assert.equal(await s.get('c'), 'claim:mine');
+    assert.equal(await s.delIfValue('c', 'claim:theirs'), false);
+    assert.equal(await s.claimOnce('c', 60, 'claim:theirs'), false, 'still claimed');
+    assert.equal(await s.delIfValue('c', 'claim:mine'), true);
+    assert.equal(await s.delIfValue('c', 'claim:mine'), false, 'once');
+    assert.equal(await s.claimOnce('c', 60, 'claim:next'), true);
+    assert.equal(await s.delIfValue('never', 'x'), false);
+  });
 }

@@ -1,0 +1,20 @@
+// A claim whose answer we stopped waiting for may still land in a slow store. The request was answered 503
+// (not served), so the credential must stay usable: once the store answers, delete the claim if it is ours.
+// Ours is told by the unique value it was written with. Redis runs one connection's commands in order and
+// SQLite is synchronous, so the delete never overtakes the claim it undoes.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { withTimeout } from '../util/timeout.js';
+import type { Store } from './store.js';
+
+export async function abandonClaim(store: Store, key: string, value: string, o: { everyMs?: number; forMs?: number } = {}): Promise<boolean> {
+  const everyMs = o.everyMs ?? 500;
+  const until = Date.now() + (o.forMs ?? 30_000);
+  for (;;) {
+    try {
+      return await withTimeout(store.delIfValue(key, value), everyMs * 2, 'release claim');
+    } catch {
+      if (Date.now() > until) return false;
+      await sleep(everyMs, undefined, { ref: false });
+    }
+  }
+}
