@@ -51,11 +51,11 @@ export interface CashuAcceptor {
 }
 
 /**
- * How long a Cashu verification may take: under the 6 s proxy_read_timeout of the nginx snippets. Past it
- * nginx has answered 503 already, so the rail must not claim the token (P2PK), and a swap still running is
- * credited to the payer's retry (standard), rather than finishing a payment nobody hears about.
+ * How long a decision may take before it spends anything: under the 6 s proxy_read_timeout of the nginx
+ * snippets. Past it nginx has answered 503 already, so no single-use claim is made (L402, P2PK), and a
+ * Cashu swap still running is credited to the payer's retry, rather than spending a payment nobody hears of.
  */
-export const CASHU_DEADLINE_MS = 5000;
+export const DECISION_DEADLINE_MS = 5000;
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
@@ -108,8 +108,8 @@ export interface DecideDeps {
   payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
   /** Dynamic pricing: is this path priced on its own (then only credentials bound to it open it)? */
   pathPriced?: (route: RouteConfig, path: string) => Promise<boolean>;
-  /** Default CASHU_DEADLINE_MS; injectable for tests. */
-  cashuDeadlineMs?: number;
+  /** Default DECISION_DEADLINE_MS; injectable for tests. */
+  deadlineMs?: number;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
@@ -131,7 +131,8 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
-  const d = await limit(req, deps, await verify(req, deps));
+  const deadline = AbortSignal.timeout(deps.deadlineMs ?? DECISION_DEADLINE_MS);
+  const d = await limit(req, deps, await verify(req, deps, deadline));
   if (!('route' in d) || !d.route?.dryRun || d.outcome === 'allow') return d;
   const authState = d.outcome === 'challenge' && d.reason === 'no_credential' ? 'missing' : 'invalid';
   return {
@@ -153,7 +154,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
   }
 }
 
-async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+async function verify(req: GateRequest, deps: DecideDeps, deadline: AbortSignal): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
   const route = deps.routes.lookup(req.path);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
@@ -168,7 +169,7 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
       const price = deps.priceFor ? await deps.priceFor(route, req.path) : route.amountMsat;
       // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
-      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, AbortSignal.timeout(deps.cashuDeadlineMs ?? CASHU_DEADLINE_MS));
+      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, deadline);
       if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
@@ -236,6 +237,9 @@ async function verify(req: GateRequest, deps: DecideDeps): Promise<Decision> {
     return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   }
   if (route.access === 'per-request') {
+    // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
+    // credential must not be spent now.
+    if (deadline.aborted) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
     const key = claimKey(id.paymentHash);
     // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).

@@ -20,6 +20,7 @@ const cfg = parseConfig(
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }
   - { match: /forever, amount_msat: 5000, access: indefinite }
   - { match: /getonly, amount_msat: 5000, methods: [GET] }
+  - { match: /auto, amount_msat: 4000, auto_detect_payment: true }
 `,
   { env: {} },
 );
@@ -210,14 +211,14 @@ test('a Cashu verification gets a deadline under nginx proxy_read_timeout; the r
   };
   const started = Date.now();
   const alive = setTimeout(() => {}, 5000); // AbortSignal.timeout does not keep a bare test process running
-  const d = await decide({ path: '/premium', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, cashuDeadlineMs: 50 }));
+  const d = await decide({ path: '/premium', method: 'GET', credentials: { xCashu: 'cashuBabc' } }, deps({ cashu, deadlineMs: 50 }));
   clearTimeout(alive);
   assert.equal(d.outcome, 'unavailable');
   assert.ok(seen, 'the rail was given a signal');
   assert.ok(seen!.aborted);
   assert.ok(Date.now() - started < 2000);
-  const { CASHU_DEADLINE_MS } = await import('../../src/policy/decide.js');
-  assert.ok(CASHU_DEADLINE_MS < 6000, 'below the snippets\u2019 proxy_read_timeout of 6 s');
+  const { DECISION_DEADLINE_MS } = await import('../../src/policy/decide.js');
+  assert.ok(DECISION_DEADLINE_MS < 6000, 'below the snippets\u2019 proxy_read_timeout of 6 s');
 });
 
 test('ecash is credited to the payee a Lightning invoice for the same request would pay (store overrides included)', async () => {
@@ -263,4 +264,15 @@ test('a single-use claim that lands after its timeout is given back: the 503 is 
   assert.equal(retry.outcome, 'allow', JSON.stringify(retry));
   const replay = await decide(req('/premium', auth), deps({ store }));
   assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+});
+
+test('a decision that ran past its deadline (a slow auto-detect lookup) does not spend the single-use credential', async () => {
+  const { c } = await buy('/auto', '/auto');
+  const store = new MemoryStore();
+  const auth = `L402 ${c.macaroon}`; // macaroon only: the backend is asked whether the invoice was paid
+  const slow = async () => (await new Promise((r) => setTimeout(r, 80)), true);
+  const late = await decide(req('/auto', auth), deps({ store, isSettled: slow, deadlineMs: 30 }));
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
+  assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });
