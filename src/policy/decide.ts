@@ -118,6 +118,11 @@ export interface DecideDeps {
 
 const isPathCaveat = (p: string) => /^\s*path(_sha256)?\s*=/.test(p);
 
+/** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
+export function pendingInvoiceKey(paymentHash: Buffer | string): string {
+  return `invoice:${typeof paymentHash === 'string' ? paymentHash : paymentHash.toString('hex')}`;
+}
+
 export function claimKey(paymentHash: Buffer): string {
   return `claim:l402:${paymentHash.toString('hex')}`;
 }
@@ -220,7 +225,18 @@ async function verify(req: GateRequest, deps: DecideDeps, deadline: AbortSignal)
     } catch {
       return { outcome: 'unavailable', route, reason: 'backend_unavailable' };
     }
-    if (!settled) return { outcome: 'challenge', route, reason: 'payment_pending' };
+    if (!settled) {
+      // Polling repeats the invoice remembered for this macaroon. Once it is gone (expired), answering would
+      // mint a new one: that is a new challenge, subject to the invoice rate limit like any other.
+      let pending: string | undefined;
+      try {
+        pending = await withTimeout(deps.store.get(pendingInvoiceKey(id.paymentHash)), deps.storeTimeoutMs, 'store get');
+      } catch {
+        return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+      }
+      if (pending === undefined) return { outcome: 'invalid', route, reason: 'expired' };
+      return { outcome: 'challenge', route, reason: 'payment_pending' };
+    }
   }
   // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
   if (route.access === 'timed' && verdict.validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };

@@ -8,7 +8,7 @@ import { decodeMacaroon, encodeMacaroonBase64, verifySignature } from '../protoc
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { decide, type Decision, type GateRequest } from '../policy/decide.js';
+import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
@@ -278,16 +278,12 @@ export class Gate {
     return this.tenants.close();
   }
 
-  private pendingKey(paymentHash: string): string {
-    return `invoice:${paymentHash}`;
-  }
-
   /** Auto-detect routes: remember the invoice so polling with the macaroon repeats it, not a new one. */
   private async rememberInvoice(c: Challenge): Promise<void> {
     const ttl = c.invoiceExpiresAt - Math.floor(Date.now() / 1000);
     if (ttl <= 0) return;
     const value = JSON.stringify({ invoice: c.invoice, amountMsat: c.amountMsat, expiresAt: c.invoiceExpiresAt, validUntil: c.validUntil });
-    await withTimeout(this.parts.store.set(this.pendingKey(c.paymentHash), value, ttl), this.parts.config.timeouts.storeMs, 'store set').catch((e: Error) =>
+    await withTimeout(this.parts.store.set(pendingInvoiceKey(c.paymentHash), value, ttl), this.parts.config.timeouts.storeMs, 'store set').catch((e: Error) =>
       this.parts.log.warn({ err: e.message }, 'could not remember invoice for auto-detect'),
     );
   }
@@ -301,7 +297,7 @@ export class Gate {
       const id = decodeIdentifier(mac.identifier);
       if (!id || !this.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return undefined;
       const hash = id.paymentHash.toString('hex');
-      const raw = await withTimeout(this.parts.store.get(this.pendingKey(hash)), this.parts.config.timeouts.storeMs, 'store get');
+      const raw = await withTimeout(this.parts.store.get(pendingInvoiceKey(hash)), this.parts.config.timeouts.storeMs, 'store get');
       if (!raw) return undefined;
       const v = JSON.parse(raw) as { invoice: string; amountMsat: number; expiresAt: number; validUntil?: number };
       if (v.expiresAt <= Math.floor(Date.now() / 1000)) return undefined;

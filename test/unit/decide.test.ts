@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
-import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
+import { decide, pendingInvoiceKey, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge, type Challenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -181,8 +181,15 @@ test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled
   const forged = await createChallenge(r, { path: '/auto', method: 'GET', amountMsat: 1000 }, { backend: wallet, rootKey: randomBytes(32), service: 'l402', location: 'l402', memo: 't', invoiceExpirySecs: 600, backendTimeoutMs: 2000 });
   assert.equal((await decide(req('/auto', `L402 ${forged.macaroon}`), d)).reason, 'bad_signature');
   assert.equal(lookups.length, 0, 'no backend round trip for a forged macaroon');
+  // The gate remembers the invoice it issued with the macaroon; polling repeats it while it can be paid.
+  await d.store.set(pendingInvoiceKey(c.paymentHash), JSON.stringify({ invoice: c.invoice }), 600);
   const pending = await decide(req('/auto', `L402 ${c.macaroon}`), d);
   assert.deepEqual([pending.outcome, pending.reason], ['challenge', 'payment_pending']);
+  // Once that invoice is gone (expired), a poll would mint a new one: it is treated as a new challenge
+  // (401 expired, which the invoice rate limit counts), not a pending one that skips the limit.
+  await d.store.del(pendingInvoiceKey(c.paymentHash));
+  const gone = await decide(req('/auto', `L402 ${c.macaroon}`), d);
+  assert.deepEqual([gone.outcome, gone.reason], ['invalid', 'expired']);
   settled = true;
   assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).outcome, 'allow');
   assert.equal((await decide(req('/auto', `L402 ${c.macaroon}`), d)).reason, 'already_used');
