@@ -136,8 +136,9 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
-  const deadline = AbortSignal.timeout(deps.deadlineMs ?? DECISION_DEADLINE_MS);
-  const d = await limit(req, deps, await verify(req, deps, deadline));
+  // A timestamp, not a timer: most decisions never need one (the Cashu rail gets a signal from it).
+  const deadlineAt = Date.now() + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
+  const d = await limit(req, deps, await verify(req, deps, deadlineAt));
   if (!('route' in d) || !d.route?.dryRun || d.outcome === 'allow') return d;
   const authState = d.outcome === 'challenge' && d.reason === 'no_credential' ? 'missing' : 'invalid';
   return {
@@ -159,7 +160,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
   }
 }
 
-async function verify(req: GateRequest, deps: DecideDeps, deadline: AbortSignal): Promise<Decision> {
+async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
   const route = deps.routes.lookup(req.path);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
@@ -174,7 +175,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadline: AbortSignal)
       const price = deps.priceFor ? await deps.priceFor(route, req.path) : route.amountMsat;
       // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
-      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, deadline);
+      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, AbortSignal.timeout(Math.max(0, deadlineAt - Date.now())));
       if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
@@ -255,7 +256,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadline: AbortSignal)
   if (route.access === 'per-request') {
     // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
     // credential must not be spent now.
-    if (deadline.aborted) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
     const key = claimKey(id.paymentHash);
     // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
