@@ -61,10 +61,30 @@ function v6(a: string): bigint {
 }
 
 /**
- * The address to count: nginx's $remote_addr, unless it is a trusted proxy, in which case the rightmost
- * X-Forwarded-For entry that is not itself a trusted proxy (entries left of it are client-controlled).
+ * The rate-limit bucket for a client address. One IPv6 subscriber is handed a whole /64 (and picks new
+ * addresses in it at will, RFC 8981), so IPv6 counts per /64 ("2001:db8:1:2::/64"); IPv4, and IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d) as IPv4, count per address. Anything that is not an IP address is kept as it is.
+ */
+export function rateLimitBucket(addr: string): string {
+  const a = addr.replace(/%[^%]*$/, ''); // a zone index (fe80::1%eth0) is local to this host
+  const kind = isIP(a);
+  if (kind === 4) return a;
+  if (kind !== 6) return addr;
+  const n = v6(a);
+  if (n >> 32n === 0xffffn) return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 0xffn)).join('.');
+  const groups = [112n, 96n, 80n, 64n].map((s) => ((n >> s) & 0xffffn).toString(16));
+  return `${groups.join(':')}::/64`;
+}
+
+/**
+ * The client to count (see rateLimitBucket): nginx's $remote_addr, unless it is a trusted proxy, in which case
+ * the rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries left of it are client-controlled).
  */
 export function clientAddress(remote: string | undefined, forwardedFor: string | undefined, trusted: AddressSet): string {
+  return rateLimitBucket(forwardedClient(remote, forwardedFor, trusted));
+}
+
+function forwardedClient(remote: string | undefined, forwardedFor: string | undefined, trusted: AddressSet): string {
   let addr = (remote ?? '').trim() || 'unknown';
   if (!forwardedFor || !trusted.has(addr)) return addr;
   const hops = forwardedFor.split(',').map((h) => h.trim()).filter(Boolean);

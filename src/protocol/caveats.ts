@@ -48,7 +48,11 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
     const eq = p.indexOf('=');
     if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
     const name = p.slice(0, eq).trim();
-    const value = p.slice(eq + 1).trim();
+    // Values we compare for identity (path, route) are taken byte for byte: a path may legitimately start
+    // or end with whitespace ("/premium%20"), and trimming it would refuse the credential bought for it.
+    // Only values with a closed syntax (numbers, hex, method and service lists) tolerate surrounding space.
+    const exact = p.slice(eq + 1);
+    const value = exact.trim();
     switch (name) {
       case 'services': {
         const names = value.split(',').map((s) => s.split(':')[0]?.trim());
@@ -63,10 +67,10 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         break;
       }
       case 'route':
-        if (value !== ctx.routeId) return { ok: false, reason: 'wrong_route' };
+        if (exact !== ctx.routeId) return { ok: false, reason: 'wrong_route' };
         break;
       case 'path':
-        if (value !== ctx.path) return { ok: false, reason: 'wrong_path' };
+        if (exact !== ctx.path) return { ok: false, reason: 'wrong_path' };
         break;
       case 'path_sha256':
         if (value !== sha256Hex(ctx.path)) return { ok: false, reason: 'wrong_path' };

@@ -29,10 +29,17 @@ export interface CredentialHeaders {
 
 const SCHEME = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:[ \t]+(.*))?$/s;
 const HEX64 = /^[0-9a-fA-F]{64}$/;
+const CASHU_SCHEME = /^\s*cashu(\s|$)/i;
 
 export function parseCredential(h: CredentialHeaders): CredentialParse {
   const auth = h.authorization;
-  if (auth !== undefined && auth.trim() !== '') return parseAuthorization(auth);
+  if (auth !== undefined && auth.trim() !== '') {
+    const parsed = parseAuthorization(auth);
+    // Another scheme in Authorization (a gRPC app's own `Bearer …`) is not ours: the L402 credential may
+    // still be in the spec's metadata keys. A Cashu token there is the payment the client chose (another
+    // module reads it), so it is not overridden by metadata.
+    if (parsed.kind !== 'none' || CASHU_SCHEME.test(auth)) return parsed;
+  }
   const meta = h.token ?? h.macaroon;
   if (meta !== undefined && meta.trim() !== '') {
     const hex = meta.trim();

@@ -28,7 +28,24 @@ function send(res: ServerResponse, r: Rendered): void {
 // Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded by a proxy.
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
-function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, extra: Array<[string, string]>, onError: (e: Error) => void): void {
+// RFC 3986 pchar minus percent-encoded octets: these mean the same encoded or not, so they stay as they are.
+const PCHAR_KEPT = /%(?:24|26|2B|2C|3A|3B|3D|40)/g;
+
+/**
+ * The request-target to forward: the path the decision was made on (normalised, see normalizePath) encoded
+ * so an upstream decodes it to that same path, plus the client's query string unchanged. Forwarding the raw
+ * URL instead would let "/expensive/a%2F..%2F..%2Fcheap/x" be priced as /cheap/x yet served as /expensive/….
+ */
+export function forwardTarget(decidedPath: string, rawUrl: string): string {
+  const path = decidedPath
+    .split('/')
+    .map((seg) => encodeURIComponent(seg).replace(PCHAR_KEPT, (m) => decodeURIComponent(m)))
+    .join('/');
+  const q = rawUrl.search(/[?#]/);
+  return q >= 0 && rawUrl[q] === '?' ? path + rawUrl.slice(q).split('#')[0] : path;
+}
+
+function proxy(upstream: URL, target: string, req: IncomingMessage, res: ServerResponse, extra: Array<[string, string]>, onError: (e: Error) => void): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
@@ -36,7 +53,7 @@ function proxy(upstream: URL, req: IncomingMessage, res: ServerResponse, extra: 
   const base = upstream.pathname.replace(/\/$/, '');
   const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest;
   const up = send(
-    { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: base + (req.url ?? '/'), headers },
+    { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: base + target, headers },
     (ur) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
@@ -117,11 +134,13 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     // Standalone reverse-proxy mode.
-    const gr = { ...gate.requestFrom(normalizePath(url), (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
+    const path = normalizePath(url);
+    const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
     const d = await gate.decide(gr);
-    if (d.outcome === 'allow') {
+    // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
+    if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
-      proxy(upstream, req, res, extra, (e) => {
+      proxy(upstream, forwardTarget(path, url), req, res, extra, (e) => {
         log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
         if (!res.headersSent) {
           res.statusCode = 502;

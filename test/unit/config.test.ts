@@ -91,3 +91,25 @@ test('ngx_l402 LND and LNC environment selection', () => {
   });
   assert.equal(lnc.lightning.type, 'lnc');
 });
+
+test('route regexes with PCRE-only syntax are refused at load, naming the route key', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['\\A/premium', /\\A \(start of subject\) is PCRE-only; use \^/],
+    ['/premium\\z', /\\z .*use \$/],
+    ['/premium\\Z', /\\Z .*use \$/],
+    ['(?i)/premium', /inline options such as \(\?i\)/],
+    ['/premium/\\d++', /possessive/],
+    ['(?>/premium)', /atomic groups/],
+    ['\\Q/premium\\E', /\\Q…\\E quoting/],
+    ['/premium\\h', /\\h \(horizontal whitespace\)/],
+    ['/premium\\K/x', /\\K/],
+  ];
+  for (const [re, why] of cases) {
+    const m = err(`routes:\n  - { match: /free, amount_msat: 1 }\n  - match: '~ ${re}'\n    amount_msat: 1\n`);
+    assert.match(m, /^test\.yaml:3: routes\[1\]\.match: unsupported in a route regex: /, re);
+    assert.match(m, why, re);
+  }
+  // What nginx configs commonly carry still loads.
+  const ok = parseConfig(`routes:\n  - { match: '~ ^/api/v[0-9]+/', amount_msat: 1 }\n  - { match: '~* \\.(jpg|png)$', amount_msat: 1 }\n  - { match: '~ ^/(?<name>\\w+)/x$', amount_msat: 1 }\n`, { env: {} });
+  assert.equal(ok.routes.length, 3);
+});

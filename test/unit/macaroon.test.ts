@@ -14,8 +14,10 @@ import {
   mintMacaroon,
   signatureFor,
   verifySignature,
+  caveatPredicates,
   type Macaroon,
 } from '../../src/protocol/macaroon.js';
+import { checkCaveats, mintCaveats, type CaveatContext } from '../../src/protocol/caveats.js';
 
 const KEY = Buffer.alloc(32, 7);
 const SIG = Buffer.alloc(32, 0xab);
@@ -164,5 +166,47 @@ describe('third-party caveats', () => {
   it('fail verification even with the right root key and a correct chain', () => {
     assert.equal(verifySignature(decodeMacaroon(encodeMacaroon(m)), KEY), false);
     assert.throws(() => signatureFor(KEY, m.identifier, m.caveats), MacaroonFormatError);
+  });
+});
+
+describe('caveats round trip through a macaroon', () => {
+  const hash = Buffer.alloc(32, 1);
+  /** Mint for (routeId, path), carry the macaroon through its wire format, verify against the same request. */
+  const roundTrip = (routeId: string, path: string, ctx: Partial<CaveatContext> = {}) => {
+    const m = mintMacaroon(KEY, Buffer.from('id'), 'l402', mintCaveats({ service: 'l402', routeId, path, methods: ['GET'] }));
+    const back = decodeMacaroonBase64(encodeMacaroonBase64(m));
+    assert.ok(verifySignature(back, KEY));
+    return checkCaveats(caveatPredicates(back), { service: 'l402', routeId, path, method: 'GET', now: 1, paymentHash: hash, ...ctx });
+  };
+
+  it('a path with leading or trailing whitespace verifies for exactly the path it was bought for', () => {
+    // Decoded paths nginx accepts: "/premium%20", "%09", "%0B", "%0C", "%C2%A0", "%E3%80%80", "%EF%BB%BF", "%E2%80%A8" ...
+    for (const ws of [' ', '  ', '\t', '\v', '\f', '\u00a0', '\u3000', '\ufeff', '\u2028', '\u1680']) {
+      const path = `/premium${ws}`;
+      assert.deepEqual(roundTrip('/premium', path), { ok: true, preimage: undefined, validUntil: undefined }, JSON.stringify(path));
+      assert.deepEqual(roundTrip('/premium', `/${ws}x${ws}/`), { ok: true, preimage: undefined, validUntil: undefined }, JSON.stringify(path));
+      // ... and for no other path: not the trimmed one, not one with other whitespace.
+      assert.deepEqual(roundTrip('/premium', path, { path: '/premium' }), { ok: false, reason: 'wrong_path' });
+      assert.deepEqual(roundTrip('/premium', '/premium', { path }), { ok: false, reason: 'wrong_path' });
+      assert.deepEqual(roundTrip('/premium', path, { path: `/premium${ws}${ws}` }), { ok: false, reason: 'wrong_path' });
+    }
+    // Long paths are bound by hash; the hash is of the untrimmed path too.
+    const long = `/premium/${'x'.repeat(300)} `;
+    assert.equal(roundTrip('/premium', long).ok, true);
+    assert.deepEqual(roundTrip('/premium', long, { path: long.trimEnd() }), { ok: false, reason: 'wrong_path' });
+  });
+
+  it('route ids compare exactly as minted too', () => {
+    // A route's id defaults to its match text, which YAML can quote with surrounding spaces.
+    assert.equal(roundTrip(' /premium ', '/premium').ok, true);
+    assert.equal(roundTrip('~ \\.mp4$ ', '/a.mp4').ok, true);
+    assert.deepEqual(roundTrip(' /premium ', '/premium', { routeId: '/premium' }), { ok: false, reason: 'wrong_route' });
+  });
+
+  it('a client attenuation padded with spaces only narrows', () => {
+    const ctx: CaveatContext = { service: 'l402', routeId: '/premium', path: '/premium', method: 'GET', now: 1, paymentHash: hash };
+    assert.equal(checkCaveats(['path=/premium', 'method= GET ', 'services= l402:0 ', 'l402_valid_until= 99 '], ctx).ok, true);
+    assert.deepEqual(checkCaveats(['path= /premium'], ctx), { ok: false, reason: 'wrong_path' });
+    assert.deepEqual(checkCaveats(['route=/premium '], ctx), { ok: false, reason: 'wrong_route' });
   });
 });

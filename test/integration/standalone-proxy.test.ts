@@ -1,0 +1,116 @@
+// Standalone reverse-proxy mode (`upstream:` set, no nginx): the upstream is sent exactly the path the
+// payment decision was made on, so an encoded "/../" cannot make l402d price one route and serve another.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { parseConfig } from '../../src/policy/config.js';
+import { normalizePath } from '../../src/policy/routes.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+
+const cleanup = new Cleanup();
+let port: number;
+let upstream: CountingUpstream;
+let wallet: DevWallet;
+
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-standalone-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  upstream = cleanup.use(await startCountingUpstream());
+  port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: warn }
+routes:
+  - { match: /cheap/, amount_msat: 1000, access: indefinite }
+  - { match: /expensive/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('warn') });
+  cleanup.add(() => gate.close());
+  wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+});
+after(() => cleanup.run());
+
+/** One request with the request-target sent exactly as given (no client-side URL normalisation). */
+function raw(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function buy(path: string): Promise<string> {
+  const r = await raw(path);
+  assert.equal(r.status, 402, r.body);
+  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+}
+
+test('a cheap credential cannot reach an expensive route through an encoded "/../"', async () => {
+  const cheap = await buy('/cheap/x');
+  upstream.reset();
+  for (const attack of ['/expensive/a%2F..%2F..%2Fcheap/x', '/expensive/a%2f%2e%2e%2f%2e%2e%2fcheap/x', '/expensive/%2E%2E/cheap/x', '/expensive/..%2Fcheap/x?q=1']) {
+    upstream.reset();
+    const r = await raw(attack, { authorization: cheap });
+    // Priced as /cheap/x (nginx's reading of the path), so it is served as /cheap/x, never as /expensive/….
+    assert.equal(r.status, 200, `${attack}: ${r.body}`);
+    assert.equal(upstream.hits, 1);
+    const got = upstream.requests[0]!.url;
+    assert.equal(got.split('?')[0], '/cheap/x', `${attack} was paid as /cheap/x but forwarded as ${got}`);
+  }
+  for (const r of upstream.requests) assert.ok(!r.url.startsWith('/expensive'), `upstream served ${r.url} on a /cheap/ credential`);
+  // The expensive route itself still needs its own payment.
+  assert.equal((await raw('/expensive/a', { authorization: cheap })).status, 401);
+});
+
+test('the upstream decodes the forwarded path to exactly the path that was paid for; the query is kept as sent', async () => {
+  const cheap = await buy('/cheap/x');
+  const cases = [
+    '/cheap/x',
+    '/cheap/a%20b',
+    '/cheap/%3F%23x',
+    '/cheap/100%25',
+    '/cheap//x/./y/../z/',
+    '/cheap/caf%C3%A9',
+    '/cheap/a%5Cb',
+    "/cheap/%7e;a=b,c@d:e$f&g+h!i*j'k(l)",
+    '/cheap/x?y=%2F..&z=%zz&w',
+    '/cheap/%2e%2e%2fcheap/q?',
+    '/cheap/x#frag',
+  ];
+  for (const target of cases) {
+    upstream.reset();
+    const r = await raw(target, { authorization: cheap });
+    assert.equal(r.status, 200, `${target}: ${r.body}`);
+    const got = upstream.requests[0]!.url;
+    assert.equal(normalizePath(got), normalizePath(target), `${target} forwarded as ${got}`);
+    // Already normalised: nothing left for the upstream to resolve differently.
+    const gotPath = got.split('?')[0]!;
+    assert.ok(!/%2f|%2e|\/\.\.?(\/|$)|\/\//i.test(gotPath), `${target} forwarded as ${got}`);
+    const q = target.split('#')[0]!.indexOf('?');
+    assert.equal(got.slice(gotPath.length), q >= 0 ? target.split('#')[0]!.slice(q) : '', `${target}: query string`);
+  }
+});
+
+test('a per-request credential bought for an encoded path is forwarded to that path', async () => {
+  const target = '/expensive/a%20b%3Fc%25d?page=2';
+  const auth = await buy(target);
+  upstream.reset();
+  const r = await raw(target, { authorization: auth });
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(upstream.requests.map((x) => x.url), ['/expensive/a%20b%3Fc%25d?page=2']);
+  assert.equal((await raw(target, { authorization: auth })).status, 401, 'single use');
+});
