@@ -17,6 +17,7 @@ const COMMON = `    proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header X-Original-URI $request_uri;
     proxy_set_header X-Original-Method $request_method;
+    proxy_set_header X-Original-Protocol $server_protocol;
     proxy_set_header X-L402-Client-Addr $remote_addr;
     proxy_http_version 1.1;
     proxy_set_header Connection "";

@@ -85,7 +85,7 @@ export class Gate {
 
   /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
   requestFrom(path: string | undefined, method: string, clientAddr: string | undefined, h: IncomingHttpHeaders): GateRequest {
-    const grpc = isGrpc(header(h, 'content-type'));
+    const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     return {
       path,
       method,
@@ -154,7 +154,7 @@ export class Gate {
     const cfg = this.parts.config;
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
     const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
-    const grpc = isGrpc(header(h, 'content-type'));
+    const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
     const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: this.parts.backend.kind === 'dev', autoDetect: false };

@@ -133,7 +133,8 @@ export function createGateServer(gate: Gate): Server {
       res.end('{"error":"not found: l402d serves nginx auth_request here (no upstream configured)"}\n');
       return;
     }
-    // Standalone reverse-proxy mode.
+    // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
+    req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     const path = normalizePath(url);
     const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
     const d = await gate.decide(gr);

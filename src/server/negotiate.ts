@@ -28,6 +28,12 @@ export function prefersHtml(accept: string | undefined): boolean {
   return html > 0 && html > json;
 }
 
-export function isGrpc(contentType: string | undefined): boolean {
+/**
+ * A gRPC call: a gRPC content type over HTTP/2. `protocol` is nginx's $server_protocol (X-Original-Protocol);
+ * over HTTP/1.1 the header alone must not turn a 402 into gRPC's HTTP 200 + grpc-status. Snippets from
+ * before that header existed send none: then the content type decides, as it did.
+ */
+export function isGrpc(contentType: string | undefined, protocol?: string): boolean {
+  if (protocol !== undefined && !/^HTTP\/2(\.0)?$/i.test(protocol.trim())) return false;
   return !!contentType && /^application\/grpc(\+|;|$)/i.test(contentType.trim());
 }

@@ -193,6 +193,15 @@ test('gRPC: unpaid call gets status 13 with the challenge; paid call reaches the
   }
 });
 
+test('a gRPC content type over HTTP/1.1 is not a gRPC call: a plain 402, never an HTTP 200', { skip }, async () => {
+  const r = await http1(s.origin + '/premium', { method: 'POST', headers: { 'content-type': 'application/grpc', accept: 'application/json' }, body: '' });
+  assert.equal(r.status, 402);
+  assert.equal(r.headers['grpc-status'], undefined);
+  // The same over h2c stays gRPC's answer (HTTP 200 + grpc-status 13), as the gRPC test above shows.
+  const h2 = await http2(`http://127.0.0.1:${s.h2Port}`, '/premium', { method: 'POST', headers: { 'content-type': 'application/grpc' }, body: '' });
+  assert.deepEqual([h2.status, h2.headers['grpc-status']], [200, '13']);
+});
+
 test('secrets never appear in the logs; one decision line per request', { skip }, async () => {
   const before = s.logs.length;
   const { auth, preimage, macaroon } = await s.buy('/premium');
