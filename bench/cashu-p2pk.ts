@@ -126,7 +126,7 @@ async function measure(): Promise<void> {
           bestCpu = cpu.user + cpu.system;
         }
       }
-      report(`local check, ${perToken} proof(s)/token${requireDleq ? ', DLEQ' : ', proofs without DLEQ, require_dleq: false'}`, proofs.length, best, bestCpu);
+      report(`local check, ${perToken} proof(s)/token${requireDleq ? ', DLEQ' : ', no DLEQ: lock checks only (the rail then swaps)'}`, proofs.length, best, bestCpu);
     };
     console.log(`local checks: best of ${ROUNDS} rounds over ${N} proofs`);
     for (const k of [1, 4, 8]) local(k, true);

@@ -228,7 +228,10 @@ test('a chunked verification keeps its mint-key tables while the cache drops and
   const { keyset, proofs } = makeProofs(24);
   const tables = new Map<string, FixedBase>();
   const items = proofs.map((p) => inputOf(p, keyset.keys, tables)!);
-  const pending = verifyDleqChunked(items, 4); // the first chunk runs now, the rest after turns of the loop
+  // Held as prepareP2pk holds them (KeyTables.acquire pins), given back by the verification's release.
+  for (const t of tables.values()) t.pin();
+  const checks = { items, swap: false, release: () => tables.forEach((t) => t.unpin()) };
+  const pending = verifyDleqChunked(checks, 4); // the first chunk runs now, the rest after turns of the loop
   for (const t of tables.values()) t.dispose();
   const others = Array.from({ length: 8 }, () => new FixedBase(affineOf(NG.multiply(randScalar())), 8));
   await pending; // throws if a table was freed under it, or if a reused block corrupted it
@@ -374,4 +377,17 @@ test('the key-table cache never drops a held table, counts holders, and shrinks 
   assert.throws(() => b!.mul(k), /after dispose/, 'the least recently used was dropped and freed');
   same(a!.mul(k), pointFromHex(keys[0]!).multiply(k));
   assert.equal(tables.acquire('02' + '00'.repeat(32)), undefined);
+});
+
+test('a P2PK token that will be swapped (no DLEQ with require_dleq off, or a locktime) builds and holds no table', () => {
+  const ks = mintKeyset(4);
+  const tables = new KeyTables(8);
+  const bare = p2pkToken([[ks, 1], [ks, 2]]);
+  for (const c of bare.proofs) delete c.proof.dleq;
+  const noDleq = prepareP2pk(bare, { tables }, { ...P2PK_OPTS, requireDleq: false });
+  assert.deepEqual([noDleq.swap, noDleq.items.length, tables.size], [true, 0, 0]);
+  assert.throws(() => prepareP2pk(bare, { tables }, P2PK_OPTS), /no DLEQ proof/);
+  const plain = prepareP2pk(p2pkToken([[ks, 4]]), { tables }, P2PK_OPTS);
+  assert.deepEqual([plain.swap, plain.items.length, tables.size], [false, 1, 1], 'a stored token is verified here');
+  plain.release();
 });

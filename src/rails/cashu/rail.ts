@@ -223,13 +223,12 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     // NUT-11: a mint that does not enforce P2PK treats locked proofs as anyone-can-spend.
     if (!nuts['11']) return bad(`mint ${mint} does not enforce P2PK (NUT-11); its proofs cannot be locked to this gate`);
     const dleq = prepareP2pk(t, directory, { ourPubkey: ourPubkey!, requireDleq: cfg.p2pk.requireDleq, nowSecs: nowSecs(), minLocktimeSecs: cfg.p2pk.minLocktimeSecs });
-    if (t.proofs.some((c) => !c.proof.dleq || c.locktime !== undefined)) {
+    if (dleq.swap) {
       // Swapped at the mint now, as in standard mode, rather than stored as received:
       // - a proof without a DLEQ (only with require_dleq off): nothing local proves the mint signed it (a
       //   made-up C on the curve looks the same), so the mint must;
       // - a proof with a locktime: once it passes, the sender (refund keys) or anyone (none) could spend it,
       //   and nothing guarantees a melt before then (redemption off, a balance below its minimum).
-      dleq.release();
       return acceptStandard(t, mint, priceMsat, ctx, signal);
     }
     await verifyDleqChunked(dleq);

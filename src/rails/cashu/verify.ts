@@ -90,17 +90,20 @@ export const MAX_TOKEN_KEYS = 32;
 /**
  * A token's DLEQ checks. Their mint-key tables are held (pinned in the cache) until `release()`, so
  * nothing can free them while they are verified; verifyDleqChunked and verifyP2pkProofs release them.
- * `release` may be called more than once.
+ * `release` may be called more than once. `swap`: the token must be swapped at the mint rather than stored
+ * (a proof without a DLEQ, allowed only with require_dleq off, or with a locktime); no table is held then.
  */
 export interface DleqChecks {
   readonly items: DleqInput[];
+  readonly swap: boolean;
   release(): void;
 }
 
 /**
  * P2PK mode, first half: every proof locked to `ourPubkey` alone (see p2pk-lock.ts); sets `locktime`.
  * Returns the DLEQ checks to run (present ones always, NUT-12; a missing one only passes when not
- * required), holding their tables: pass them to verifyDleqChunked (or call `release`). Throws Rejection,
+ * required), holding their tables: pass them to verifyDleqChunked (or call `release`). A token to be
+ * swapped (see DleqChecks.swap) gets no checks and builds no tables: the swap proves it. Throws Rejection,
  * holding nothing then.
  */
 export function prepareP2pk(
@@ -121,10 +124,13 @@ export function prepareP2pk(
   }
   // Everything that can be refused without a table, before any table is built or held.
   const checks: Array<Omit<DleqInput, 'key'> & { keyHex: string }> = [];
+  let swap = false;
   for (const c of token.proofs) {
+    if (c.locktime !== undefined) swap = true;
     const d = c.proof.dleq;
     if (!d) {
       if (opts.requireDleq) throw new Rejection('proof has no DLEQ proof (NUT-12); this gate requires one');
+      swap = true;
       continue;
     }
     if (d.r === undefined) throw new Rejection('DLEQ proof lacks the blinding factor r');
@@ -135,6 +141,10 @@ export function prepareP2pk(
     const C = parsePoint(c.proof.C);
     if (!C) throw new Rejection('proof signature C is not a curve point');
     checks.push({ Y: c.Y, C, e, s, r, keyHex: keyOf(c) });
+  }
+  if (swap) {
+    for (const k of new Set(token.proofs.map(keyOf))) if (!parsePoint(k)) throw new Rejection('mint key for this amount is not a curve point');
+    return { items: [], swap, release: () => undefined };
   }
   const held = new Map<string, FixedBase>();
   let released = false;
@@ -153,7 +163,7 @@ export function prepareP2pk(
       }
       return { ...rest, key };
     });
-    return { items, release };
+    return { items, swap, release };
   } catch (err) {
     release();
     throw err;
@@ -175,24 +185,17 @@ export function verifyP2pkProofs(token: CheckedToken, directory: Pick<MintDirect
 /**
  * Second half for the request path: batches of `chunk` proofs with a turn of the event loop between
  * them, so a large token (about a millisecond of curve arithmetic per proof) does not stall other requests.
- * Releases `checks` when done, however it ends. Plain DleqInput[] (tables the caller built and owns) are
- * pinned for the duration instead.
+ * Other requests run between batches; the tables stay held (prepareP2pk acquired them) until the release
+ * here, however it ends.
  */
-export async function verifyDleqChunked(checks: DleqChecks | DleqInput[], chunk = 8): Promise<void> {
-  const items = Array.isArray(checks) ? checks : checks.items;
-  // Other requests run between chunks and may drop these tables from their cache meanwhile.
-  const pinned: FixedBase[] = [];
+export async function verifyDleqChunked(checks: DleqChecks, chunk = 8): Promise<void> {
+  const items = checks.items;
   try {
-    for (const k of new Set(items.map((it) => it.key))) {
-      k.pin();
-      pinned.push(k);
-    }
     for (let i = 0; i < items.length; i += chunk) {
       if (i > 0) await new Promise<void>((r) => setImmediate(r));
       if (!verifyDleqBatch(items.slice(i, i + chunk)).every(Boolean)) throw new Rejection(DLEQ_REJECTION);
     }
   } finally {
-    for (const k of pinned) k.unpin();
-    if (!Array.isArray(checks)) checks.release();
+    checks.release();
   }
 }
