@@ -8,7 +8,6 @@ import { resolveDbPath } from '../rails/cashu/config.js';
 import { WalletDb, type BalanceRow, type MeltRecord } from '../rails/cashu/wallet-db.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { TenantBackends } from '../rails/lightning/tenant-backends.js';
-import type { LnurlOptionsInput } from '../rails/lightning/lnurl.js';
 import { openStore } from '../store/open-store.js';
 import type { Logger } from '../util/log.js';
 
@@ -92,11 +91,10 @@ export function formatCashuStatus(s: CashuStatus): string {
  * process redeem at a time.
  */
 export async function cashuRedeem(cfg: GateConfig, log: Logger): Promise<MeltSummary[]> {
-  const c = cashuSection(cfg);
-  if (c.mints.length === 0) throw new ConfigError('cashu.mints: redemption needs the list of accepted mints');
+  cashuSection(cfg);
   const store = openStore(cfg);
   const backend = await openBackend(cfg, log);
-  const tenants = new TenantBackends({ configDir: cfg.configDir, dataDir: cfg.dataDir, log, timeoutMs: cfg.timeouts.backendMs }, cfg.lnurlOptions as LnurlOptionsInput);
+  const tenants = TenantBackends.forConfig(cfg, log);
   try {
     const rail = await openCashuRail(cfg, { store, log, backend, tenantInvoice: (a, msat, memo, signal) => tenants.invoice(a, msat, memo, signal), background: false });
     try {

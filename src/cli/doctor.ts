@@ -94,14 +94,15 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
 async function checkCashu(cfg: GateConfig): Promise<Check[]> {
   const c = cfg.cashu!;
   const out: Check[] = [];
-  const exists = existsSync(resolveDbPath(c, cfg.dataDir, cfg.configDir));
+  const dbPath = resolveDbPath(c, cfg.dataDir, cfg.configDir);
+  const exists = existsSync(dbPath);
   const scratch = exists ? undefined : mkdtempSync(join(tmpdir(), 'l402-doctor-'));
   const probe: GateConfig = scratch ? { ...cfg, cashu: { ...c, dbPath: join(scratch, 'wallet.db'), mnemonicFile: undefined } } : cfg;
   const store = new MemoryStore();
   try {
     const rail = await openCashuRail(probe, { store, log: createLogger('silent'), background: false });
     try {
-      out.push({ ok: true, what: 'cashu wallet', detail: exists ? rail.describe() : `not created yet at ${resolveDbPath(c, cfg.dataDir, cfg.configDir)} (l402d start creates it${c.mnemonic ? '' : '; set cashu.mnemonic first to restore an existing seed'})` });
+      out.push({ ok: true, what: 'cashu wallet', detail: exists ? rail.describe() : `not created yet at ${dbPath} (l402d start creates it${c.mnemonic ? '' : '; set cashu.mnemonic first to restore an existing seed'})` });
       try {
         out.push({ ok: true, what: 'cashu mints', detail: await rail.check(AbortSignal.timeout(c.mintTimeoutMs * 4)) });
       } catch (e) {

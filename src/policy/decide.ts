@@ -1,15 +1,15 @@
 // The decision core: request facts in, outcome out. No HTTP, no backend; the store is the only I/O,
 // reached through the Store interface and bounded by a timeout (fail closed).
-import { randomBytes } from 'node:crypto';
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders } from '../protocol/l402-header.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
-import { abandonClaim } from '../store/abandon-claim.js';
+import { abandonClaim, claimToken } from '../store/abandon-claim.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
+import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';
 
@@ -101,13 +101,12 @@ export interface DecideDeps {
    * rejects when the backend cannot answer.
    */
   isSettled?: (paymentHash: Buffer) => Promise<boolean>;
-  /** The Cashu rail, when configured, and the price a route charges now (for Cashu tokens). */
+  /** The Cashu rail, when configured. */
   cashu?: CashuAcceptor;
-  priceFor?: (route: RouteConfig, path: string) => Promise<number>;
+  /** The price a route charges now for a path (static or dynamic); default the route's amount_msat. */
+  price?: (route: RouteConfig, path: string) => Promise<Price>;
   /** The Lightning address a request's payment goes to (store overrides, then lnurl_addr); default lnurl_addr. */
   payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
-  /** Dynamic pricing: is this path priced on its own (then only credentials bound to it open it)? */
-  pathPriced?: (route: RouteConfig, path: string) => Promise<boolean>;
   /** Default DECISION_DEADLINE_MS; injectable for tests. */
   deadlineMs?: number;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
@@ -115,8 +114,6 @@ export interface DecideDeps {
   /** Unix seconds; injectable for tests. */
   now?: () => number;
 }
-
-const isPathCaveat = (p: string) => /^\s*path(_sha256)?\s*=/.test(p);
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
 export function pendingInvoiceKey(paymentHash: Buffer | string): string {
@@ -172,7 +169,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     if (cashu.kind === 'token') {
       // Verifying ecash spends it, so shadow routes do not look at it.
       if (route.dryRun) return { outcome: 'challenge', route, reason: 'no_credential' };
-      const price = deps.priceFor ? await deps.priceFor(route, req.path) : route.amountMsat;
+      const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
       // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, AbortSignal.timeout(Math.max(0, deadlineAt - Date.now())));
@@ -209,7 +206,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   // A path priced on its own is sold separately: a reusable credential for the (cheaper) route does not
   // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
-  if (route.access !== 'per-request' && deps.pathPriced && !caveatPredicates(mac).some(isPathCaveat) && (await deps.pathPriced(route, req.path))) {
+  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, req.path)).pathPriced) {
     return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
@@ -260,13 +257,13 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
     const key = claimKey(id.paymentHash);
     // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
-    const mine = `claim:${randomBytes(12).toString('base64url')}`;
+    const mine = claimToken();
     let first: boolean;
     try {
       first = await withTimeout(deps.store.claimOnce(key, ttl, mine), deps.storeTimeoutMs, 'store claim');
     } catch {
       // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
-      void abandonClaim(deps.store, key, mine).catch(() => undefined);
+      void abandonClaim(deps.store, key, mine);
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };

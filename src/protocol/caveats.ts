@@ -38,12 +38,13 @@ export function mintCaveats(o: MintOptions): string[] {
 }
 
 export type CaveatVerdict =
-  | { ok: true; preimage?: Buffer; validUntil?: number }
+  | { ok: true; preimage?: Buffer; validUntil?: number; /** A path caveat matched: bound to this path. */ pathBound: boolean }
   | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' };
 
 export function checkCaveats(predicates: readonly string[], ctx: CaveatContext): CaveatVerdict {
   let preimage: Buffer | undefined;
   let validUntil: number | undefined;
+  let pathBound = false;
   for (const p of predicates) {
     const eq = p.indexOf('=');
     if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
@@ -71,9 +72,11 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         break;
       case 'path':
         if (exact !== ctx.path) return { ok: false, reason: 'wrong_path' };
+        pathBound = true;
         break;
       case 'path_sha256':
         if (value !== sha256Hex(ctx.path)) return { ok: false, reason: 'wrong_path' };
+        pathBound = true;
         break;
       case 'method':
         if (!value.split(',').map((m) => m.trim().toUpperCase()).includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
@@ -90,7 +93,7 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         return { ok: false, reason: 'unknown_caveat' };
     }
   }
-  return { ok: true, preimage, validUntil };
+  return { ok: true, preimage, validUntil, pathBound };
 }
 
 export function preimageMatches(preimage: Buffer, paymentHash: Buffer): boolean {

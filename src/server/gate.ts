@@ -21,7 +21,6 @@ import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from '../rails/lightning/tenant-backends.js';
-import type { LnurlOptionsInput } from '../rails/lightning/lnurl.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 
@@ -58,10 +57,7 @@ export class Gate {
     this.routes = new RouteTable(parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
     this.readControl = createCachedReader(parts.config.pricing.cacheMs, parts.config.timeouts.storeMs);
-    this.tenants = new TenantBackends(
-      { configDir: parts.config.configDir, dataDir: parts.config.dataDir, log: parts.log, timeoutMs: parts.config.timeouts.backendMs },
-      parts.config.lnurlOptions as LnurlOptionsInput,
-    );
+    this.tenants = TenantBackends.forConfig(parts.config, parts.log);
     const p = parts.config.pricing;
     const legacy = p.legacyKeys && parts.store instanceof RedisStore ? parts.store : undefined;
     this.price = p.dynamic
@@ -111,8 +107,7 @@ export class Gate {
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         isSettled: this.isSettled,
         cashu: this.parts.cashu,
-        priceFor: async (route, path) => (await this.price(route, path)).amountMsat,
-        pathPriced: this.parts.config.pricing.dynamic ? async (route, path) => (await this.price(route, path)).pathPriced : undefined,
+        price: this.price,
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
       });

@@ -50,7 +50,7 @@ export async function buildManifest(cfg: GateConfig, backendKind: string, price:
     payment_methods: [
       { type: 'lightning', backend: backendKind.toUpperCase(), challenge_header: 'WWW-Authenticate', schemes: cfg.challenge.lsat ? ['L402', 'LSAT'] : ['L402'] },
       ...(cashu
-        ? [{ type: 'cashu', mints: cashu.mints.length > 0 ? cashu.mints : undefined, unit: cashu.unit, p2pk_supported: cashu.mode === 'p2pk' ? true : undefined, challenge_header: 'X-Cashu', credential_headers: ['X-Cashu', 'Authorization: Cashu'] }]
+        ? [{ type: 'cashu', mints: cashu.mints, unit: cashu.unit, p2pk_supported: cashu.mode === 'p2pk' ? true : undefined, challenge_header: 'X-Cashu', credential_headers: ['X-Cashu', 'Authorization: Cashu'] }]
         : []),
     ],
     routes,

@@ -2,10 +2,17 @@
 // (not served), so the credential must stay usable: once the store answers, delete the claim if it is ours.
 // Ours is told by the unique value it was written with. Redis runs one connection's commands in order and
 // SQLite is synchronous, so the delete never overtakes the claim it undoes.
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withTimeout } from '../util/timeout.js';
 import type { Store } from './store.js';
 
+/** A claim value no other request writes: what tells our claim from a rival's. */
+export function claimToken(): string {
+  return `claim:${randomBytes(12).toString('base64url')}`;
+}
+
+/** Never rejects: gives up (false) after `forMs` without an answer. */
 export async function abandonClaim(store: Store, key: string, value: string, o: { everyMs?: number; forMs?: number } = {}): Promise<boolean> {
   const everyMs = o.everyMs ?? 500;
   const until = Date.now() + (o.forMs ?? 30_000);

@@ -268,7 +268,7 @@ function standalone(t: T, e: Env, dbPath: string, leaseSecs: number, meltTimeout
   });
   t.after(() => db.close());
   const directory = new MintDirectory(db, 4000);
-  const wallets = new WalletPool(db, directory, randomBytes(64), 'sat', 10_000);
+  const wallets = new WalletPool(db, directory, randomBytes(64), 'sat', 10_000, 1);
   const payout = async (_tenant: string | undefined, amountMsat: number, memo: string) => (await e.operator.createInvoice({ amountMsat, memo, expirySecs: 600 })).bolt11;
   return new Redeemer(cfg, db, directory, wallets, payout, e.priv, log, { leaseSecs });
 }

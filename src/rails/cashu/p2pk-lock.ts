@@ -1,7 +1,8 @@
 // NUT-10/NUT-11: is a received proof spendable by us and by nobody else, for long enough to redeem it?
-// We only store P2PK proofs (never swap them on the request path), so any other spending path (extra
-// signers, a refund path, an expired or soon-expiring locktime, SIG_ALL which we cannot satisfy alone at
-// melt time, tags we do not understand) would let someone else take the money after we served the request.
+// Proofs stored as received (P2PK mode without a swap) must have no other spending path: extra signers, a
+// refund path, an expired or soon-expiring locktime, SIG_ALL (which we cannot satisfy alone at melt time)
+// or tags we do not understand would let someone else take the money after we served the request. (Tokens
+// with a locktime are swapped on arrival all the same; the checks here still refuse what is unsafe.)
 // The secret is read with a strict parser: the mint (cdk, serde_json) refuses duplicate keys and lone
 // surrogates and would then treat the proof as an unlocked secret, so JSON.parse's reading is not the mint's.
 // Refund conditions cdk cannot parse make the proof unspendable for us too, so they are refused as well.

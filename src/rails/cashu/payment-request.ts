@@ -54,7 +54,7 @@ function encode(v: Cbor, out: number[]): void {
 export interface PaymentRequestFields {
   amount: number;
   unit: CashuUnit;
-  /** Accepted mints; omitted when empty (any mint). */
+  /** Accepted mints (the gate always has some; NUT-18 leaves the field out when a list is empty). */
   mints: string[];
   /** Compressed pubkey hex the proofs must be locked to (NUT-10 P2PK), if any. */
   p2pkPubkey?: string;

@@ -142,12 +142,13 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
 
   const ourPubkey = cfg.p2pk.privateKey ? Buffer.from(getPubKeyFromPrivKey(Buffer.from(cfg.p2pk.privateKey, 'hex'))).toString('hex') : undefined;
   const whitelist = new Set(cfg.mints);
-  const directory = new MintDirectory(db, cfg.mintTimeoutMs, Math.max(cfg.mints.length, 32));
+  // Only listed mints are ever looked up (accept() checks the list first): one entry each.
+  const directory = new MintDirectory(db, cfg.mintTimeoutMs, cfg.mints.length);
   const replay = new ReplayGuard(deps.store);
   // The swap's own transport bound is longer than swap_timeout_ms: the request answers 503 at the shorter
   // bound while the swap may still finish (and be credited) in the background.
   const swapTransportMs = Math.min(Math.max(cfg.swapTimeoutMs * 4, 10_000), 60_000);
-  const wallets = new WalletPool(db, directory, seed.seed, unit, swapTransportMs);
+  const wallets = new WalletPool(db, directory, seed.seed, unit, swapTransportMs, cfg.mints.length);
   const holder = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const background = new Set<Promise<unknown>>();
   const requestCache = new Map<number, string>();

@@ -2,8 +2,8 @@
 // atomically in the shared Store, so the rule holds across processes, hosts (Redis) and restarts (SQLite).
 // Per-proof keys, not one key per token: re-encoding a token, or splitting/merging its proofs into a new
 // token, must not make the same proof pay twice.
-import { createHash, randomBytes } from 'node:crypto';
-import { abandonClaim } from '../../store/abandon-claim.js';
+import { createHash } from 'node:crypto';
+import { abandonClaim, claimToken } from '../../store/abandon-claim.js';
 import type { Store } from '../../store/store.js';
 
 export const yKey = (y: string) => `cashu:y:${y}`;
@@ -45,13 +45,13 @@ export class ReplayGuard {
     const sorted = [...new Set(ys)].sort();
     const got: string[] = [];
     // Unique, so a claim whose answer is lost can be undone if it landed (abandonClaim), never a rival's.
-    const mine = `claim:${randomBytes(12).toString('base64url')}`;
+    const mine = claimToken();
     for (const y of sorted) {
       let ok: boolean;
       try {
         ok = await this.store.claimOnce(yKey(y), ttlSecs, mine);
       } catch (err) {
-        void abandonClaim(this.store, yKey(y), mine).catch(() => undefined);
+        void abandonClaim(this.store, yKey(y), mine);
         await this.release(got);
         throw err;
       }

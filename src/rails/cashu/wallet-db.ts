@@ -413,11 +413,11 @@ export class WalletDb {
   endSwap(id: string): void {
     this.st.deleteSwap.run(id);
   }
-  /** Swaps with an unknown outcome started at or before `secs`, oldest first. */
   /** Swaps journalled and not yet ended (answered, or settled by recovery). */
   swapCount(): number {
     return this.st.countSwaps.get()!.n;
   }
+  /** Swaps with an unknown outcome started at or before `secs`, oldest first. */
   swapsStartedBefore(secs: number): SwapRecord[] {
     return this.st.swapsBefore.all(secs).map((r) => ({
       id: r.id,

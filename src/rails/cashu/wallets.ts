@@ -28,8 +28,8 @@ export class WalletPool {
     private readonly seed: Uint8Array,
     private readonly unit: string,
     private readonly timeoutMs: number,
-    /** Bound on cached wallets (one per accepted mint). */
-    private readonly maxWallets = 32,
+    /** Bound on cached wallets: one per accepted mint. */
+    private readonly maxWallets: number,
   ) {
     this.counters = {
       reserve: async (keysetId: string, n: number) => ({ start: db.reserveCounters(keysetId, n), count: n }),

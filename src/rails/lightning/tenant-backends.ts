@@ -2,6 +2,8 @@
 // backend per address, kept in a bounded map (the least recently used one is closed when it overflows).
 import type { BackendContext, LightningBackend } from './backend.js';
 import { createLnurlBackendForAddress, type LnurlOptionsInput } from './lnurl.js';
+import type { GateConfig } from '../../policy/config.js';
+import type { Logger } from '../../util/log.js';
 
 const MAX_ADDRESSES = 256;
 
@@ -9,6 +11,11 @@ export class TenantBackends {
   private readonly byAddress = new Map<string, LightningBackend>();
 
   constructor(private readonly ctx: BackendContext, private readonly options: LnurlOptionsInput) {}
+
+  /** As l402d runs them: the config's directories, backend timeout and lnurl_options. */
+  static forConfig(cfg: Pick<GateConfig, 'configDir' | 'dataDir' | 'timeouts' | 'lnurlOptions'>, log: Logger): TenantBackends {
+    return new TenantBackends({ configDir: cfg.configDir, dataDir: cfg.dataDir, log, timeoutMs: cfg.timeouts.backendMs }, cfg.lnurlOptions as LnurlOptionsInput);
+  }
 
   /** Throws for an unusable address (the caller answers 503 and logs it). */
   forAddress(address: string): LightningBackend {
