@@ -358,3 +358,17 @@ test('a paid melt whose record cannot be written keeps its proofs pending and is
   assert.equal(db.balances().find((b) => b.state === 'pending'), undefined);
   assert.equal(db.balances().find((b) => b.state === 'unspent')?.amount, 1, 'the change restored from the seed is not stored twice');
 });
+
+test('a melt refused because its proofs were spent elsewhere is recorded as failed, not paid, and the proofs leave the balance', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });
+  const a = await token(e, 20, { pubkey: e.pub });
+  assert.equal((await r.accept(a.token, 20_000, { routeId: 'x' })).ok, true);
+  for (const p of a.send) e.mint.spent.add(hashToCurve(p.secret).hex); // spent by someone else at the mint
+  const [m] = await r.redeemNow();
+  assert.equal(m?.state, 'failed', JSON.stringify(m));
+  assert.match(m!.error ?? '', /already spent elsewhere/);
+  assert.equal(r.balances().find((b) => b.state === 'unspent'), undefined);
+  assert.equal(r.balances().find((b) => b.state === 'spent')?.amount, 20);
+  assert.deepEqual(await r.redeemNow(), [], 'nothing left to melt');
+});

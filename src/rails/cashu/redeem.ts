@@ -298,8 +298,11 @@ export class Redeemer {
     const unspent = group.filter((_, i) => states[i]?.state === 'UNSPENT');
     const held = group.length - spent.length - unspent.length; // PENDING (or a state we do not know)
     if (spent.length === group.length) {
-      this.db.finishMelt(id, 'paid', { error: `${why} (proofs are spent at the mint)` });
+      // This melt did not pay (refused, or its quote is unpaid), yet every proof is spent: something else
+      // spent them. The value is gone; say so rather than record a payout that never happened.
+      this.db.finishMelt(id, 'failed', { error: `${why}; its proofs were already spent elsewhere` });
       this.db.settleMelt(id);
+      this.log.error({ melt: id, mint, proofs: group.length }, 'cashu redemption: proofs were spent elsewhere; their value is lost');
       return;
     }
     for (const p of spent) this.db.setProofState(p.y, 'spent');
