@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../policy/config.js';
 import { loadRootKeys, openCashuRail } from '../server/app.js';
-import { resolveDbPath } from '../rails/cashu/config.js';
+import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { openStore } from '../store/open-store.js';
@@ -96,6 +96,11 @@ async function checkCashu(cfg: GateConfig): Promise<Check[]> {
   const out: Check[] = [];
   const dbPath = resolveDbPath(c, cfg.dataDir, cfg.configDir);
   const exists = existsSync(dbPath);
+  const mnemonicFile = resolveMnemonicFile(c, dbPath, cfg.configDir);
+  if (exists && !c.mnemonic && !existsSync(mnemonicFile)) {
+    // Opening the wallet now would generate a new seed beside a database that belongs to another one.
+    return [{ ok: false, what: 'cashu wallet', detail: `${dbPath} exists but its mnemonic file ${mnemonicFile} is missing: restore it (or set cashu.mnemonic)` }];
+  }
   const scratch = exists ? undefined : mkdtempSync(join(tmpdir(), 'l402-doctor-'));
   const probe: GateConfig = scratch ? { ...cfg, cashu: { ...c, dbPath: join(scratch, 'wallet.db'), mnemonicFile: undefined } } : cfg;
   const store = new MemoryStore();

@@ -206,8 +206,11 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   // A path priced on its own is sold separately: a reusable credential for the (cheaper) route does not
   // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
-  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, req.path)).pathPriced) {
-    return { outcome: 'invalid', route, reason: 'wrong_path' };
+  if (route.access !== 'per-request' && !verdict.pathBound && deps.price) {
+    const p = await deps.price(route, req.path);
+    if (p.pathPriced) return { outcome: 'invalid', route, reason: 'wrong_path' };
+    // The store could not say whether this path is sold separately: fail closed.
+    if (p.pathUnknown) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
   if (preimage) {
@@ -260,7 +263,10 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     const mine = claimToken();
     let first: boolean;
     try {
-      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), deps.storeTimeoutMs, 'store claim');
+      // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
+      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
+      // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
+      if (!first) first = (await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get')) === mine;
     } catch {
       // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
       void abandonClaim(deps.store, key, mine);

@@ -28,8 +28,9 @@ function send(res: ServerResponse, r: Rendered): void {
 // Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded by a proxy.
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
-// RFC 3986 pchar minus percent-encoded octets: these mean the same encoded or not, so they stay as they are.
-const PCHAR_KEPT = /%(?:24|26|2B|2C|3A|3B|3D|40)/g;
+// Sub-delimiters left readable in forwarded paths. Not ";": Java servlet containers (Tomcat, Jetty) strip
+// ";params" from segments before resolving "..", so "/cheap/..;x=1/expensive" would be served as /expensive.
+const PCHAR_KEPT = /%(?:24|26|2B|2C|3A|3D|40)/g;
 
 /**
  * The request-target to forward: the path the decision was made on (normalised, see normalizePath) encoded

@@ -18,6 +18,7 @@ import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { loadConfigFile } from '../../src/policy/config.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
+import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
 
 const skip = requireTool('nginx') ? false : 'nginx not installed';
 const cleanup = new Cleanup();
@@ -266,6 +267,15 @@ test('doctor on a config whose wallet does not exist yet checks the mint without
   const status = await l402d('cashu', 'status', '--config', cfg);
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /no Cashu wallet yet/);
+  // A wallet database without its mnemonic: doctor says so and does not generate a new seed beside it.
+  const orphanDir = join(e.dir, 'orphan');
+  const orphanCfg = join(e.dir, 'orphan.yaml');
+  new WalletDb(join(orphanDir, 'cashu', 'wallet.db')).close();
+  writeFileSync(orphanCfg, readFileSync(cfg, 'utf8').replace(`data_dir: ${dataDir}`, `data_dir: ${orphanDir}`));
+  const orphan = await l402d('doctor', '--config', orphanCfg);
+  assert.equal(orphan.code, 1);
+  assert.match(orphan.stdout, /FAIL cashu wallet: .*wallet\.db exists but its mnemonic file .*wallet\.mnemonic is missing/);
+  assert.throws(() => readFileSync(join(orphanDir, 'cashu', 'wallet.mnemonic')), /ENOENT/);
   // A mint that is down is a FAIL line that says what still works.
   const down = join(e.dir, 'down.yaml');
   writeFileSync(down, readFileSync(cfg, 'utf8').replace(e.mint.url, `http://127.0.0.1:${await freePort()}`));

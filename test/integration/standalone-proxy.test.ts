@@ -114,3 +114,11 @@ test('a per-request credential bought for an encoded path is forwarded to that p
   assert.deepEqual(upstream.requests.map((x) => x.url), ['/expensive/a%20b%3Fc%25d?page=2']);
   assert.equal((await raw(target, { authorization: auth })).status, 401, 'single use');
 });
+
+test('";" is forwarded encoded, so a servlet container cannot strip "..;params" into a traversal', async () => {
+  const { forwardTarget } = await import('../../src/server/http-server.js');
+  // What l402d decided on for "/cheap/%2e%2e%3bjsessionid=1/expensive": the segment "..;jsessionid=1".
+  const target = forwardTarget('/cheap/..;jsessionid=1/expensive', '/cheap/%2e%2e%3bjsessionid=1/expensive?a=1');
+  assert.equal(target, '/cheap/..%3Bjsessionid=1/expensive?a=1');
+  assert.equal(decodeURIComponent(target.split('?')[0]!), '/cheap/..;jsessionid=1/expensive', 'the same path once decoded');
+});

@@ -283,3 +283,28 @@ test('a decision that ran past its deadline (a slow auto-detect lookup) does not
   assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
   assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });
+
+test('a reusable credential on a path whose own price the store cannot report right now is a 503, not a pass', async () => {
+  const { c, preimage } = await buy('/timed/', '/timed/a');
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  const price = async (r: RouteConfig) => ({ amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false, pathUnknown: true });
+  const d = await decide(req('/timed/b', auth), deps({ price }));
+  assert.deepEqual([d.outcome, d.reason], ['unavailable', 'store_unavailable']);
+  const known = async (r: RouteConfig) => ({ amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false });
+  assert.equal((await decide(req('/timed/b', auth), deps({ price: known }))).outcome, 'allow');
+});
+
+test('a claim that finds its own earlier write (a command resent after a reconnect) is ours, not a replay', async () => {
+  class ResentStore extends MemoryStore {
+    override async claimOnce(k: string, ttl?: number, v?: string) {
+      await super.claimOnce(k, ttl, v); // the first send landed, its answer was lost...
+      return super.claimOnce(k, ttl, v); // ...and the resend finds the key taken
+    }
+  }
+  const store = new ResentStore();
+  const { c, preimage } = await buy('/premium', '/premium');
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  assert.equal((await decide(req('/premium', auth), deps({ store }))).outcome, 'allow');
+  const replay = await decide(req('/premium', auth), deps({ store }));
+  assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+});

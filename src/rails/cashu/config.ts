@@ -1,5 +1,5 @@
 // The `cashu:` config section, and the same settings from ngx_l402's CASHU_* environment names.
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { normalizeMintUrl } from '@cashu/cashu-ts';
 import { z } from 'zod';
 import { boolLike, intLike, numLike } from '../../util/zod-coerce.js';
@@ -172,6 +172,12 @@ export function cashuFromLegacyEnv(env: NodeJS.ProcessEnv): Record<string, unkno
   set('max_proofs_per_melt', 'CASHU_MAX_PROOFS_PER_MELT', redeem);
   if (Object.keys(redeem).length) raw.redeem = redeem;
   return raw;
+}
+
+/** The mnemonic file: `mnemonic_file` (relative to configDir), else `wallet.mnemonic` beside the database. */
+export function resolveMnemonicFile(cfg: CashuConfig, dbPath: string, configDir: string): string {
+  if (!cfg.mnemonicFile) return resolve(dirname(dbPath), 'wallet.mnemonic');
+  return isAbsolute(cfg.mnemonicFile) ? cfg.mnemonicFile : resolve(configDir, cfg.mnemonicFile);
 }
 
 /** Default wallet database: <dataDir>/cashu/wallet.db; a configured relative path resolves against configDir. */

@@ -1,7 +1,7 @@
 // The Cashu rail: NUT-18 challenge, NUT-24 acceptance in standard (swap at the mint) or P2PK (verify
 // locally, store) mode, single use of every proof through the shared Store, and scheduled redemption.
 import { randomBytes } from 'node:crypto';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import {
   CTSError,
   getDecodedToken,
@@ -15,7 +15,7 @@ import {
 import type { LightningBackend } from '../lightning/backend.js';
 import type { Store } from '../../store/store.js';
 import type { Logger } from '../../util/log.js';
-import { normalizeMint, resolveDbPath, type CashuConfig } from './config.js';
+import { normalizeMint, resolveDbPath, resolveMnemonicFile, type CashuConfig } from './config.js';
 import { MintDirectory, MintNotReachedError, MintRejectedError, MintUnavailableError, NUT_CODE, mintFetch, sanitize, type KnownKeyset } from './mint-client.js';
 import { encodePaymentRequest, MSAT_PER_UNIT, priceInUnit, type CashuUnit } from './payment-request.js';
 import { Redeemer, type PayoutInvoice } from './redeem.js';
@@ -132,11 +132,7 @@ export async function createCashuRail(cfg: CashuConfig, deps: CashuRailDeps): Pr
 
 async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: WalletDb, dbPath: string, configDir: string): Promise<CashuRail> {
   const unit = cfg.unit as CashuUnit;
-  const mnemonicFile = cfg.mnemonicFile
-    ? isAbsolute(cfg.mnemonicFile)
-      ? cfg.mnemonicFile
-      : resolve(configDir, cfg.mnemonicFile)
-    : resolve(dirname(dbPath), 'wallet.mnemonic');
+  const mnemonicFile = resolveMnemonicFile(cfg, dbPath, configDir);
   const seed = loadWalletSeed({ mnemonic: cfg.mnemonic, mnemonicFile, fingerprintFile: resolve(dirname(dbPath), 'wallet.fingerprint'), db });
   if (seed.source === 'generated') log.warn({ file: mnemonicFile }, 'cashu: generated a new wallet mnemonic; back it up (it restores the wallet)');
 
@@ -251,7 +247,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     }
     // Past the deadline nginx has answered already: claiming now would spend a token whose payer saw a 503.
     signal?.throwIfAborted();
-    if ((await replay.claimAll(t.ys)) === 'replay') {
+    if ((await replay.claimAll(t.ys, undefined, signal)) === 'replay') {
       replay.remember(t.ys);
       return bad('token already spent');
     }
@@ -296,7 +292,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
   ): Promise<CashuAcceptResult> {
     const amountMsat = (t.total - t.fee) * MSAT_PER_UNIT[unit];
     const setId = proofSetId(t.ys);
-    if ((await replay.claimAll(t.ys, cfg.replayTtlSecs)) === 'replay') {
+    if ((await replay.claimAll(t.ys, cfg.replayTtlSecs, signal)) === 'replay') {
       const credit = await replay.useLateCredit(setId, cfg.replayTtlSecs, ctx.routeId);
       if (credit === 'other_route') return bad('this token paid for a request to another route; retry that request');
       if (credit === 'used') {

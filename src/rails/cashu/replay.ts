@@ -41,7 +41,7 @@ export class ReplayGuard {
    * Claims every Y or none. Claims go in sorted order, so two requests carrying the same proofs contend
    * on the same first key and exactly one wins. Store failures propagate (the caller answers 503).
    */
-  async claimAll(ys: string[], ttlSecs?: number): Promise<ClaimResult> {
+  async claimAll(ys: string[], ttlSecs?: number, signal?: AbortSignal): Promise<ClaimResult> {
     const sorted = [...new Set(ys)].sort();
     const got: string[] = [];
     // Unique, so a claim whose answer is lost can be undone if it landed (abandonClaim), never a rival's.
@@ -49,7 +49,11 @@ export class ReplayGuard {
     for (const y of sorted) {
       let ok: boolean;
       try {
+        // Past the request's deadline the payer has had a 503: stop, and give back what this call took.
+        signal?.throwIfAborted();
         ok = await this.store.claimOnce(yKey(y), ttlSecs, mine);
+        // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
+        if (!ok) ok = (await this.store.get(yKey(y))) === mine;
       } catch (err) {
         void abandonClaim(this.store, yKey(y), mine);
         await this.release(got);
