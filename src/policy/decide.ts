@@ -206,11 +206,10 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   // A path priced on its own is sold separately: a reusable credential for the (cheaper) route does not
   // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
-  if (route.access !== 'per-request' && !verdict.pathBound && deps.price) {
-    const p = await deps.price(route, req.path);
-    if (p.pathPriced) return { outcome: 'invalid', route, reason: 'wrong_path' };
-    // The store could not say whether this path is sold separately: fail closed.
-    if (p.pathUnknown) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+  // On store trouble the last known price applies (as for challenges): reusable credentials keep working
+  // through a store outage, so a path this process never priced counts as the route's meanwhile.
+  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, req.path)).pathPriced) {
+    return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
   if (preimage) {

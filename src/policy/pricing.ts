@@ -13,8 +13,6 @@ export interface Price {
    * for it opens only it.
    */
   pathPriced: boolean;
-  /** The store did not answer for the path's own price and nothing was cached: whether it is path-priced is unknown. */
-  pathUnknown?: boolean;
 }
 
 /** The documented key scheme (inside the store's own prefix, `l402:` on Redis). */
@@ -40,18 +38,15 @@ export interface PriceResolverOptions {
   onBadValue: (key: string) => void;
 }
 
-/** What a control-plane read returns when the store did not answer and nothing was cached. */
-export const UNKNOWN = Symbol('store did not answer');
-
 /**
  * Store reads for the control plane (prices, payee overrides), cached for `cacheMs`. On store trouble the
- * last known value is kept; with none, UNKNOWN (callers decide what that means: a challenge uses the static
- * price, a credential check fails closed). At most 10,000 keys, the oldest dropped first (clients choose
- * paths: clearing everything at once would let them empty the cache at will).
+ * last known value is kept rather than failing (with none, the static price and configured payee apply).
+ * At most 10,000 keys, the oldest dropped first: clients choose paths, and clearing everything at once
+ * would let them empty the cache, and so the last known values, at will.
  */
 export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
   const cache = new Map<string, { value: string | undefined; at: number }>();
-  return async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined | typeof UNKNOWN> => {
+  return async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
     const hit = cache.get(key);
     const now = Date.now();
     if (hit && now - hit.at < cacheMs) return hit.value;
@@ -59,7 +54,7 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
     try {
       value = await withTimeout(get(key), storeTimeoutMs, 'store lookup');
     } catch {
-      return hit ? hit.value : UNKNOWN;
+      return hit?.value;
     }
     cache.delete(key);
     cache.set(key, { value, at: now });
@@ -70,26 +65,22 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
 
 export function createPriceResolver(o: PriceResolverOptions) {
   const read = createCachedReader(o.cacheMs, o.storeTimeoutMs);
-  const pick = (key: string, raw: string | undefined | typeof UNKNOWN): number | undefined => {
-    if (raw === undefined || raw === UNKNOWN) return undefined;
+  const pick = (key: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
     const n = parsePrice(raw);
     if (n === undefined) o.onBadValue(key);
     return n;
   };
   return async (route: RouteConfig, path: string): Promise<Price> => {
     const get = (k: string) => o.store.get(k);
-    const rawPath = await read(priceKeys.path(path), get);
-    const byPath = pick(priceKeys.path(path), rawPath);
+    const byPath = pick(priceKeys.path(path), await read(priceKeys.path(path), get));
     if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic', pathPriced: true };
-    let pathUnknown = rawPath === UNKNOWN;
     const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
-    if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false, pathUnknown };
+    if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false };
     if (o.legacyGet) {
-      const rawLegacy = await read(`legacy:${path}`, () => o.legacyGet!(path));
-      const legacy = pick(path, rawLegacy);
+      const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
       if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic', pathPriced: true };
-      pathUnknown ||= rawLegacy === UNKNOWN;
     }
-    return { amountMsat: route.amountMsat, source: 'static', pathPriced: false, pathUnknown };
+    return { amountMsat: route.amountMsat, source: 'static', pathPriced: false };
   };
 }

@@ -16,7 +16,7 @@ import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
-import { createCachedReader, createPriceResolver, UNKNOWN, type Price } from '../policy/pricing.js';
+import { createCachedReader, createPriceResolver, type Price } from '../policy/pricing.js';
 import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
@@ -229,14 +229,9 @@ export class Gate {
     let address: string | undefined;
     if (this.parts.config.pricing.dynamic) {
       const get = (k: string) => store.get(k);
-      // A store that does not answer (UNKNOWN) leaves the configured payee, as before.
-      const read = async (k: string, g: (k: string) => Promise<string | undefined>) => {
-        const v = await this.readControl(k, g);
-        return v === UNKNOWN ? undefined : v;
-      };
-      address = (await read(`lnurl:path:${path}`, get)) ?? (await read(`lnurl:route:${route.id}`, get));
+      address = (await this.readControl(`lnurl:path:${path}`, get)) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
       const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
-      if (!address && legacy) address = await read(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
+      if (!address && legacy) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
     }
     return address ?? route.lnurlAddr;
   }

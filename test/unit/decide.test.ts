@@ -284,16 +284,6 @@ test('a decision that ran past its deadline (a slow auto-detect lookup) does not
   assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });
 
-test('a reusable credential on a path whose own price the store cannot report right now is a 503, not a pass', async () => {
-  const { c, preimage } = await buy('/timed/', '/timed/a');
-  const auth = `L402 ${c.macaroon}:${preimage}`;
-  const price = async (r: RouteConfig) => ({ amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false, pathUnknown: true });
-  const d = await decide(req('/timed/b', auth), deps({ price }));
-  assert.deepEqual([d.outcome, d.reason], ['unavailable', 'store_unavailable']);
-  const known = async (r: RouteConfig) => ({ amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false });
-  assert.equal((await decide(req('/timed/b', auth), deps({ price: known }))).outcome, 'allow');
-});
-
 test('a claim that finds its own earlier write (a command resent after a reconnect) is ours, not a replay', async () => {
   class ResentStore extends MemoryStore {
     override async claimOnce(k: string, ttl?: number, v?: string) {
