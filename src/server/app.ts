@@ -133,15 +133,15 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       if (sweeper) clearInterval(sweeper);
       metricsServer?.close();
       await metrics?.stop().catch(() => {});
-      // Graceful: stop accepting, drop idle keep-alive connections, let requests in flight finish (bounded),
-      // so nginx does not see resets and mark this server failed while it shuts down.
+      // Graceful: stop accepting, drop idle keep-alive connections (server.close does that since Node 19), let
+      // requests in flight finish (bounded): a request already deciding, perhaps holding a single-use claim,
+      // gets its answer rather than a reset that nginx would replay on another process.
       await new Promise<void>((r) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         server.close(() => {
           clearTimeout(force);
           r();
         });
-        server.closeIdleConnections();
       });
       await Promise.allSettled([cashu?.close(), gate.close()]);
       await Promise.allSettled([store.close(), backend!.close()]);

@@ -432,9 +432,11 @@ test('l402d killed and restarted under load (each process in turn, then both): b
   mark('kill A');
   await cluster.restart(0, 'kill');
   mark('A back');
-  // nginx keeps a failed server aside for fail_timeout (1 s here) even once it is back: let A count as up
-  // before B stops, so the next phase measures B's graceful stop, not two servers marked down.
-  await sleep(1_500);
+  // nginx keeps a failed server aside while `now - checked <= fail_timeout`, counted in whole seconds, and
+  // clears the failure only on a later success. A was last refused no later than now, so with fail_timeout=1s
+  // nginx tries it again from the second after next. Wait for that (and for traffic to reach A) before B
+  // stops, so the next phase measures B's graceful stop, not two servers set aside at once.
+  await sleep((Math.floor(Date.now() / 1000) + 2) * 1000 + 700 - Date.now());
   mark('stop B');
   await cluster.restart(1, 'stop');
   mark('B back');
@@ -460,16 +462,16 @@ test('l402d killed and restarted under load (each process in turn, then both): b
   // One process down at a time: nginx retries the other, so single restarts cost (almost) nothing.
   const at = (name: string) => Number(marks.find((m) => m.startsWith(name))!.split('@')[1]);
   const bothDownAt = at('both down');
+  // A request belongs to the phase in which it was answered: one sent just before both stop is their 503.
   const phase = (from: number, to: number) => {
-    const inPhase = samples.filter((s) => s.t >= from && s.t < to);
+    const inPhase = samples.filter((s) => s.t + s.ms >= from && s.t + s.ms < to);
     return { n503: inPhase.filter((s) => s.status === 503).length, n: inPhase.length };
   };
   const killA = phase(at('kill A'), at('stop B'));
   const stopB = phase(at('stop B'), bothDownAt);
   t.diagnostic(`503s while one process was still up: SIGKILL of A ${killA.n503} of ${killA.n}, SIGTERM of B ${stopB.n503} of ${stopB.n}`);
-  // SIGKILL: nginx retries the in-flight requests on the other process. SIGTERM must do at least as well:
-  // a graceful stop drains in-flight requests instead of resetting them (a reset marks the server failed in
-  // nginx, and with both marked inside fail_timeout nginx has "no live upstreams").
+  // SIGKILL: nginx retries the in-flight requests on the other process. SIGTERM must do at least as well
+  // (what only a graceful stop gives is tested on its own below).
   assert.ok(killA.n503 <= 0.01 * killA.n, `at most 1% 503s while A is killed and B serves; ${summary}`);
   assert.ok(stopB.n503 <= 0.01 * stopB.n, `at most 1% 503s while B stops gracefully and A serves (${stopB.n503} of ${stopB.n}); ${summary}`);
 });
@@ -645,6 +647,39 @@ test('l402d failing between the auth answer and the render: the client gets the 
   assert.equal(r.status, 503, r.body.slice(0, 200));
   assert.equal(r.headers['retry-after'], '5');
   assert.equal(up.hits, 0);
+});
+
+// The restart test cannot tell a graceful stop from an abrupt one: nginx retries a reset GET on the other
+// process either way. What only a graceful stop gives: a request l402d is already deciding (perhaps having
+// claimed a single-use credential) gets its answer instead of a reset that nginx would replay elsewhere.
+test('close(): a request in flight gets its answer, an idle keep-alive connection is closed, new connections are refused', async (t) => {
+  const local = new Cleanup();
+  t.after(() => local.run());
+  const dir = mkdtempSync(join(tmpdir(), 'l402-graceful-'));
+  local.add(() => rmSync(dir, { recursive: true, force: true }));
+  const wallet = DevWallet.open(dir);
+  local.add(() => wallet.close());
+  const port = await freePort();
+  const cfg = parseConfig(`listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: memory }\n${ROUTES_YAML}`, { env: {} });
+  const gate = await startGate(cfg, { log: createLogger('error', new PassThrough()), backend: faultyBackend(wallet, { mode: 'slow' }) });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  local.add(() => agent.destroy());
+  const original = { 'x-original-uri': '/premium', 'x-original-method': 'GET', accept: 'application/json' };
+  const auth = (a: http.Agent) => request(`http://127.0.0.1:${port}/_l402/auth`, original, a);
+  // One connection left idle in the pool, then a render in flight (its invoice takes 300 ms).
+  assert.equal((await auth(agent)).status, 401);
+  const idle = [...Object.values(agent.freeSockets).flat()][0]!;
+  assert.ok(idle, 'a kept-alive connection is idle');
+  const idleClosed = new Promise<void>((r) => idle.once('close', () => r()));
+  const inFlight = request(`http://127.0.0.1:${port}/_l402/render`, { ...original, 'x-l402-outcome': 'challenge', 'x-l402-reason': 'no_credential' }, new http.Agent({ keepAlive: false }));
+  await sleep(100);
+  const closed = gate.close();
+  const answer = await inFlight;
+  assert.equal(answer.status, 402, 'the in-flight request was answered, not reset');
+  assert.match(JSON.parse(answer.body).invoice, /^lnbcrt/);
+  await idleClosed;
+  await assert.rejects(auth(new http.Agent({ keepAlive: false })), /ECONNREFUSED/);
+  await closed;
 });
 
 // ---------------------------------------------------------------------------------------------
