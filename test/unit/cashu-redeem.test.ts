@@ -359,6 +359,29 @@ test('a paid melt whose record cannot be written keeps its proofs pending and is
   assert.equal(db.balances().find((b) => b.state === 'unspent')?.amount, 1, 'the change restored from the seed is not stored twice');
 });
 
+test('a melt whose change outputs cannot be recorded is never sent; the next cycle finds its quote unpaid, frees the proofs and melts them', async (t) => {
+  const e = await env(t);
+  const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } }, 'shared');
+  assert.equal((await r.accept((await token(e, 20, { pubkey: e.pub })).token, 20_000, { routeId: 'x' })).ok, true);
+  const db = new WalletDb(join(e.dir, 'shared', 'cashu', 'wallet.db'));
+  const setOutputs = db.setMeltOutputs.bind(db);
+  db.setMeltOutputs = () => {
+    throw new Error('disk I/O error');
+  };
+  const melts = () => e.mint.knobs.requests.get('/v1/melt/bolt11') ?? 0;
+  const redeemer = standalone(t, e, db.path, 60, 2000, db);
+  const [first] = await redeemer.runOnce();
+  assert.equal(first?.state, 'pending', JSON.stringify(first));
+  assert.equal(melts(), 0, 'without a record of its change outputs the melt was not sent');
+  db.setMeltOutputs = setOutputs;
+  const [settled, next] = await redeemer.runOnce();
+  assert.equal(settled?.id, first!.id);
+  assert.equal(settled?.state, 'failed', 'its quote was never paid');
+  assert.equal(next?.state, 'paid', JSON.stringify(next));
+  assert.equal(melts(), 1);
+  assert.equal(next?.change, 1, 'the change of the melt that was sent is kept');
+});
+
 test('a melt refused because its proofs were spent elsewhere is recorded as failed, not paid, and the proofs leave the balance', async (t) => {
   const e = await env(t);
   const r = await rail(t, e, { mode: 'p2pk', p2pk: { private_key: e.priv } });

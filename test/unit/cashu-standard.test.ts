@@ -12,6 +12,7 @@ import { createRandomSecretKey, getEncodedToken, getPubKeyFromPrivKey, type Proo
 import { CashuMintPeer, type MintPeerOptions } from '../peers/cashu-mint.js';
 import { cashuConfigSchema, createCashuRail, type CashuRail } from '../../src/rails/cashu/index.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
+import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { Store } from '../../src/store/store.js';
 import { createLogger } from '../../src/util/log.js';
@@ -136,6 +137,26 @@ test('a late swap whose credit cannot be written does not crash l402d; recovery 
   assert.equal(await r.recoverNow(undefined, 0), 1, 'the journal entry was kept for recovery');
   assert.equal((await r.accept(token, 6000, { routeId: 'x' })).ok, true);
   assert.equal(r.balances().reduce((a, b) => a + b.amount, 0), 7, 'restored outputs were not stored twice');
+});
+
+test('a swap whose journal entry cannot be written is never sent: 503, the token stays the payer\'s, and the retry passes', async (t) => {
+  const { dir, mint } = await env(t);
+  const r = await rail(t, dir, { mints: [mint.url] });
+  const { token, send } = await plainToken(mint, 9);
+  // The wallet database fails (disk full, I/O error) just as the swap is about to leave.
+  const startSwap = WalletDb.prototype.startSwap;
+  t.after(() => (WalletDb.prototype.startSwap = startSwap));
+  WalletDb.prototype.startSwap = () => {
+    throw new Error('disk I/O error');
+  };
+  const before = swaps(mint);
+  is(await r.accept(token, 9000, { routeId: 'x' }), 503, /cannot record the swap/);
+  assert.equal(swaps(mint), before, 'a swap that could not be journalled was not sent: a lost answer could not be recovered');
+  assert.ok(mint.checkState({ Ys: ys(send) }).states.every((s) => s.state === 'UNSPENT'));
+  WalletDb.prototype.startSwap = startSwap;
+  const retry = await r.accept(token, 9000, { routeId: 'x' });
+  assert.equal(retry.ok, true, 'the claims were released: ' + JSON.stringify(retry));
+  assert.equal(r.balances().reduce((a, b) => a + b.amount, 0), 9);
 });
 
 test('a swap whose answer is lost after the mint signed: 503, then recovery restores the outputs from the seed (NUT-09), after a restart too, and the retry passes once', async (t) => {

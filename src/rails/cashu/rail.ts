@@ -87,6 +87,9 @@ export interface CashuRailDeps {
 
 const bad = (reason: string): CashuAcceptResult => ({ ok: false, status: 400, reason });
 const unavailable = (reason: string): CashuAcceptResult => ({ ok: false, status: 503, reason });
+
+/** The wallet database refused the journal entry of a swap about to be sent (so it was not sent). */
+class JournalError extends Error {}
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const RECOVER_EVERY_MS = 30_000;
 /** How far the output counter jumps when the mint says our outputs were signed before. */
@@ -312,20 +315,22 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     }
     // The swap itself proves the signatures; cashu-ts would otherwise re-verify DLEQs slowly.
     const proofs = t.proofs.map((c) => ({ id: c.proof.id, amount: c.proof.amount, secret: c.proof.secret, C: c.proof.C, ...(c.proof.witness ? { witness: c.proof.witness } : {}) }));
-    // Journalled before the request leaves (cashu-ts reports the reserved output counters first): if the
-    // answer is lost, recoverNow() restores the outputs from the seed or releases the payer's proofs.
+    // Journalled before the request leaves: if the answer is lost, recoverNow() restores the outputs from the
+    // seed or releases the payer's proofs. Prepared and sent in two steps because cashu-ts swallows errors
+    // thrown by onCountersReserved: a swap whose journal entry could not be written is never sent.
     const swapId = `${setId.slice(0, 32)}-${randomBytes(4).toString('hex')}`;
     let reserved: Counters | undefined;
-    const onCountersReserved = (c: Counters) => {
-      reserved = c;
+    const op = trackSends(async () => {
+      const preview = await wallet.prepareSwapToReceive({ mint, unit, proofs }, { onCountersReserved: (c: Counters) => (reserved = c) });
+      if (!reserved) throw new Error('cashu-ts reported no output counters for the swap');
       try {
-        db.startSwap({ id: swapId, mint, keysetId: c.keysetId, start: c.start, count: c.count, ys: t.ys, tenant: ctx.tenant, routeId: ctx.routeId, startedAt: nowSecs() });
+        db.startSwap({ id: swapId, mint, keysetId: reserved.keysetId, start: reserved.start, count: reserved.count, ys: t.ys, tenant: ctx.tenant, routeId: ctx.routeId, startedAt: nowSecs() });
       } catch (err) {
-        log.error({ mint, err: errText(err) }, 'cashu: could not journal a swap; if its answer is lost, restore the wallet from the seed');
+        throw new JournalError(errText(err));
       }
-    };
-    // Proofs locked to our key (if one is configured) are signed for the swap.
-    const op = trackSends(() => wallet.receive({ mint, unit, proofs }, { onCountersReserved, ...(cfg.p2pk.privateKey ? { privkey: cfg.p2pk.privateKey } : {}) }));
+      // Proofs locked to our key (if one is configured) are signed for the swap.
+      return (await wallet.completeSwap(preview, cfg.p2pk.privateKey)).keep;
+    });
     const swap = op.result;
     let outcome;
     try {
@@ -398,9 +403,18 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       return bad(`mint refused the token: ${sanitize(err.message)}`);
     }
     if (!sent || err instanceof MintNotReachedError) {
-      db.endSwap(swapId);
+      // Nothing was swapped: the payer's proofs are released even if the wallet database is failing.
+      try {
+        db.endSwap(swapId);
+      } catch (e) {
+        log.error({ mint, err: errText(e) }, 'cashu: could not end a swap journal entry; recovery will release it');
+      }
       await replay.settled(setId);
       await replay.release(t.ys);
+      if (err instanceof JournalError) {
+        log.error({ mint, err: err.message }, 'cashu: could not journal a swap; not sent');
+        return unavailable('the gate cannot record the swap right now');
+      }
       if (err instanceof MintNotReachedError) return unavailable(sanitize(err.message));
       // Refused by cashu-ts before anything was sent: the token itself is unusable.
       if (err instanceof CTSError && !(err instanceof NetworkError)) return bad(`token cannot be swapped: ${sanitize(err.message)}`);

@@ -200,15 +200,13 @@ export class Redeemer {
     const proofs = group.map(toProof);
     const needsKey = group.some((p) => p.p2pk);
     try {
-      const res = await withTimeout(
-        wallet.meltProofsBolt11(quote, proofs, {
-          // Reported before the request leaves: if its answer is lost, resolvePending restores the change.
-          onCountersReserved: (c) => this.db.setMeltOutputs(id, c),
-          ...(needsKey && this.p2pkKey ? { privkey: this.p2pkKey } : {}),
-        }),
-        r.meltTimeoutMs,
-        'melt',
-      );
+      // The change outputs are recorded before the request leaves, so resolvePending can restore the change
+      // if the answer is lost. Prepared and sent in two steps because cashu-ts swallows errors thrown by
+      // onCountersReserved: if the record fails, nothing is sent and a later cycle finds the quote unpaid.
+      let reserved: { keysetId: string; start: number; count: number } | undefined;
+      const preview = await wallet.prepareMelt('bolt11', quote, proofs, { onCountersReserved: (c) => (reserved = c) });
+      if (reserved) this.db.setMeltOutputs(id, reserved);
+      const res = await withTimeout(wallet.completeMelt(preview, needsKey ? this.p2pkKey : undefined), r.meltTimeoutMs, 'melt');
       const state = res.quote.state;
       if (state === 'PAID') {
         // Outcome first, proofs last: if a write fails in between, the proofs stay pending and the next
