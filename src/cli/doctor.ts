@@ -39,7 +39,8 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   const log = createLogger('silent');
   try {
     const keys = loadRootKeys(cfg, log);
-    checks.push({ ok: true, what: 'root key', detail: `${keys.length} key(s) accepted${cfg.rootKey === undefined ? ' (generated development key)' : ''}` });
+    const ngx = cfg.ngxL402RootKey ? "; ngx_l402's credentials honoured too (remove ngx_l402_root_key once they have expired)" : '';
+    checks.push({ ok: true, what: 'root key', detail: `${keys.length} key(s) accepted${cfg.rootKey === undefined ? ' (generated development key)' : ''}${ngx}` });
   } catch (e) {
     checks.push({ ok: false, what: 'root key', detail: (e as Error).message });
   }

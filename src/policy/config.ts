@@ -112,6 +112,8 @@ const configSchema = z
     data_dir: z.string().min(1).default('./data'),
     root_key: z.string().optional(),
     previous_root_keys: z.array(z.string()).default([]),
+    // Raw bytes, as ngx_l402 used its ROOT_KEY (no hex decoding); its own minimum length.
+    ngx_l402_root_key: z.string().min(32, 'at least 32 characters (ngx_l402 refused shorter keys)').optional(),
     service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
     store: storeSchema.default({ type: 'sqlite', durability: 'normal' }),
     lightning: lightningConfigSchema.default({ type: 'dev' }),
@@ -200,6 +202,8 @@ export interface GateConfig {
   /** Raw text; parsed and strength-checked by root-key.ts. Absent only for the dev wallet (generated). */
   rootKey?: string;
   previousRootKeys: string[];
+  /** ngx_l402's ROOT_KEY bytes: credentials it sold are honoured while clients move over. */
+  ngxL402RootKey?: Buffer;
   service: string;
   store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string };
   lightning: Parsed['lightning'];
@@ -336,6 +340,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     dataDir,
     rootKey: c.root_key,
     previousRootKeys: c.previous_root_keys,
+    ngxL402RootKey: c.ngx_l402_root_key === undefined ? undefined : Buffer.from(c.ngx_l402_root_key, 'utf8'),
     service: c.service,
     store:
       c.store.type === 'sqlite'

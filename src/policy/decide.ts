@@ -3,7 +3,8 @@
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
-import { parseCredential, type CredentialHeaders } from '../protocol/l402-header.js';
+import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
+import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { abandonClaim, claimToken } from '../store/abandon-claim.js';
 import { tokenRootKey } from '../protocol/root-key.js';
@@ -113,6 +114,8 @@ export interface DecideDeps {
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
   now?: () => number;
+  /** ngx_l402's ROOT_KEY (raw bytes): its credentials are honoured during a migration. */
+  ngxL402RootKey?: Buffer;
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -181,8 +184,64 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   const parsed = parseCredential(req.credentials);
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
-  const cred = parsed.credential;
+  const ngxKey = deps.ngxL402RootKey;
+  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps);
+  if ('outcome' in auth) return auth;
+  const { validUntil } = auth;
+  // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
+  if (route.access === 'timed' && validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
 
+  if (route.access === 'per-request' && route.dryRun) {
+    // Shadow mode has no side effects: look, but never consume the credential.
+    let used: string | undefined;
+    try {
+      used = await withTimeout(deps.store.get(auth.claimKey), deps.storeTimeoutMs, 'store get');
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
+    return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
+  }
+  if (route.access === 'per-request') {
+    // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
+    // credential must not be spent now.
+    if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    const ttl = validUntil === undefined ? undefined : validUntil - auth.now + CLAIM_GRACE_SECS;
+    const key = auth.claimKey;
+    // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
+    const mine = claimToken();
+    let first: boolean;
+    try {
+      // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
+      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
+      // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
+      if (!first) first = (await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get')) === mine;
+    } catch {
+      // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
+      void abandonClaim(deps.store, key, mine);
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
+  }
+  if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil };
+}
+
+/** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
+interface Authenticated {
+  tokenId: string;
+  /** Unix seconds, if the credential expires. */
+  validUntil?: number;
+  /** Where its single use is recorded. */
+  claimKey: string;
+  /** Unix seconds at verification. */
+  now: number;
+}
+
+const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
+
+/** Our own credentials: V2 macaroon, per-token key, our caveats; preimage, or (auto-detect) a paid invoice. */
+async function authenticate(cred: L402Credential, path: string, method: string, route: RouteConfig, deps: DecideDeps): Promise<Authenticated | Decision> {
   let mac;
   try {
     mac = decodeMacaroon(cred.macaroon);
@@ -194,12 +253,12 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
   if (!deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return { outcome: 'invalid', route, reason: 'bad_signature' };
 
-  const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
+  const now = nowSecs(deps);
   const verdict = checkCaveats(caveatPredicates(mac), {
     service: deps.service,
     routeId: route.id,
-    path: req.path,
-    method: req.method,
+    path,
+    method,
     now,
     paymentHash: id.paymentHash,
   });
@@ -208,7 +267,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
   // On store trouble the last known price applies (as for challenges): reusable credentials keep working
   // through a store outage, so a path this process never priced counts as the route's meanwhile.
-  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, req.path)).pathPriced) {
+  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
     return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
@@ -238,41 +297,27 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
       return { outcome: 'challenge', route, reason: 'payment_pending' };
     }
   }
-  // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
-  if (route.access === 'timed' && verdict.validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
+  return { tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil, claimKey: claimKey(id.paymentHash), now };
+}
 
-  if (route.access === 'per-request' && route.dryRun) {
-    // Shadow mode has no side effects: look, but never consume the credential.
-    let used: string | undefined;
-    try {
-      used = await withTimeout(deps.store.get(claimKey(id.paymentHash)), deps.storeTimeoutMs, 'store get');
-    } catch {
-      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
-    }
-    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
-    return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
+/**
+ * A credential ngx_l402 sold (migration): its V1 macaroon signed with ngx_l402's raw ROOT_KEY, its identifier
+ * the payment hash, bound to one path and method, with the preimage. Always bound to its path, so a
+ * separately priced path needs no check; ngx_l402's macaroon-only auto-detect is not carried over.
+ */
+function authenticateNgxL402(cred: L402Credential, path: string, method: string, route: RouteConfig, rootKey: Buffer, now: number): Authenticated | Decision {
+  let mac;
+  try {
+    mac = decodeMacaroonV1(cred.macaroon);
+  } catch (e) {
+    if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
+    throw e;
   }
-  if (route.access === 'per-request') {
-    // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
-    // credential must not be spent now.
-    if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
-    const ttl = verdict.validUntil === undefined ? undefined : verdict.validUntil - now + CLAIM_GRACE_SECS;
-    const key = claimKey(id.paymentHash);
-    // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
-    const mine = claimToken();
-    let first: boolean;
-    try {
-      // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
-      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
-      // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
-      if (!first) first = (await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get')) === mine;
-    } catch {
-      // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
-      void abandonClaim(deps.store, key, mine);
-      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
-    }
-    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
-  }
-  if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil };
+  if (mac.identifier.length !== 32) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
+  if (!verifySignature(mac, rootKey)) return { outcome: 'invalid', route, reason: 'bad_signature' };
+  const verdict = checkNgxL402Caveats(caveatPredicates(mac), { path, method, now });
+  if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
+  if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  return { tokenId: `ngx_l402:${mac.identifier.toString('hex')}`, validUntil: verdict.validUntil, claimKey: ngxL402ClaimKey(mac.identifier), now };
 }

@@ -110,6 +110,7 @@ export class Gate {
         price: this.price,
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
+        ngxL402RootKey: this.parts.config.ngxL402RootKey,
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.

@@ -14,7 +14,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       redact: {
         paths: [
           'root_key', 'rootKey', 'preimage', 'macaroon', 'authorization', 'headers.authorization', 'headers.cookie',
-          'req.headers.authorization', 'config.rootKey', 'config.previousRootKeys', '*.rootKey', '*.preimage', '*.macaroon',
+          'req.headers.authorization', 'config.rootKey', 'config.previousRootKeys', 'config.ngxL402RootKey', '*.rootKey', '*.ngxL402RootKey', '*.preimage', '*.macaroon',
         ],
         censor: '[redacted]',
       },

@@ -1,5 +1,6 @@
 // Deterministic fuzzing of the credential parsers and the decision core, in-process: 100k+ generated inputs
-// (mutations of real paid credentials, garbage, gRPC metadata, raw macaroon bytes, X-Cashu values, paths).
+// (mutations of real paid credentials, ngx_l402's V1 credentials, garbage, gRPC metadata, raw macaroon bytes,
+// X-Cashu values, paths).
 // Oracles: no exception other than the documented ones; every `allow` is confirmed by an independent
 // verifier (js `macaroon` library HMAC chain + own caveat checks + SHA-256 preimage), and a single-use
 // payment hash is allowed at most once whatever encoding carries it.
@@ -17,7 +18,9 @@ import { createChallenge } from '../../src/policy/challenge.js';
 import { normalizePath, RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
-import { attenuate, decodeMacaroon, encodeMacaroon, MacaroonFormatError, mintMacaroon, type Macaroon } from '../../src/protocol/macaroon.js';
+import { attenuate, caveatPredicates, decodeMacaroon, encodeMacaroon, MacaroonFormatError, mintMacaroon, verifySignature, type Macaroon } from '../../src/protocol/macaroon.js';
+import { checkNgxL402Caveats, decodeMacaroonV1 } from '../../src/protocol/ngx-l402.js';
+import { ngxL402Credential } from '../peers/ngx-l402-credentials.js';
 import { encodeIdentifier, decodeIdentifier } from '../../src/protocol/identifier.js';
 import { parseCredential, MAX_AUTHORIZATION_LENGTH } from '../../src/protocol/l402-header.js';
 import { checkCaveats } from '../../src/protocol/caveats.js';
@@ -61,6 +64,9 @@ interface Paid {
 let dir: string;
 let wallet: DevWallet;
 const paid: Paid[] = [];
+/** Credentials ngx_l402 sold (libmacaroons V1), honoured through `ngx_l402_root_key`. */
+const ngxPaid: Paid[] = [];
+const NGX_KEY = 'the ROOT_KEY ngx_l402 ran with, fuzz 0000';
 /** Every preimage we know, by payment hash: only these invoices were paid. */
 const preimageOf = new Map<string, Buffer>();
 
@@ -89,6 +95,22 @@ before(async () => {
   for (let i = 0; i < 3; i++) paid.push(await buy('~ \\.mp4$', '/v/clip.mp4', 'GET', MASTER));
   // Minted with a key the gate does not hold: paid, but never ours.
   paid.push(await buy('/forever', '/forever', 'GET', STRANGER));
+  // Sold by ngx_l402 before the move (paid: their preimages are known), and one under a key we do not hold.
+  const sellNgx = (key: string, path: string, method: string, opts: { expiresAt?: number; extraCaveats?: string[] } = {}) => {
+    const c = ngxL402Credential(key, path, method, opts);
+    preimageOf.set(c.paymentHash.toString('hex'), c.preimage);
+    ngxPaid.push({ route: oracleRoute(path)!, path, method, macaroon: c.macaroon, preimage: c.preimage, hash: c.paymentHash.toString('hex') });
+  };
+  const later = Math.floor(Date.now() / 1000) + 3600;
+  for (let i = 0; i < 6; i++) sellNgx(NGX_KEY, '/premium', i % 3 === 0 ? 'POST' : 'GET');
+  sellNgx(NGX_KEY, '/forever', 'GET');
+  sellNgx(NGX_KEY, '/timed/a', 'GET', { expiresAt: later });
+  sellNgx(NGX_KEY, '/timed/a', 'GET');
+  sellNgx(NGX_KEY, '/v/clip.mp4', 'GET', { expiresAt: later });
+  sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['Tier = gold'] });
+  sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['ExpiresAt = soon'] });
+  sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['RequestPath = /forever'] });
+  sellNgx('a key that is not ngx_l402_root_key 000', '/premium', 'GET');
 });
 after(() => {
   wallet.close();
@@ -150,6 +172,7 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   if (r.methods && !r.methods.includes(req.method as never)) return 'method not sold';
   const cred = oracleCredential(req.credentials);
   if (!cred) return 'no readable credential';
+  if (/^[0-9a-f]{4}$/i.test(cred.mac.toString('latin1', 0, 4))) return oracleNgxRefusal({ ...req, path: req.path }, r, cred, spent, now);
   let m: JsMacaroon;
   try {
     m = jsMacaroon.importMacaroon(cred.mac.toString('base64'));
@@ -199,6 +222,64 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   if (r.access === 'per-request') {
     if (spent.has(hash)) return 'single-use credential already spent';
     spent.add(hash);
+  }
+  return undefined;
+}
+
+/** The fields of a libmacaroons V1 macaroon (location, identifier, cid…, signature), or undefined. */
+function oracleV1Fields(b: Buffer): { id: Buffer; cids: Buffer[]; sig: Buffer } | undefined {
+  const fields: Array<[string, Buffer]> = [];
+  for (let i = 0; i < b.length; ) {
+    const head = b.toString('latin1', i, i + 4);
+    const n = parseInt(head, 16);
+    if (!/^[0-9a-f]{4}$/i.test(head) || n < 6 || i + n > b.length || b[i + n - 1] !== 0x0a) return undefined;
+    const body = b.subarray(i + 4, i + n - 1);
+    const sp = body.indexOf(0x20);
+    if (sp < 0) return undefined;
+    fields.push([body.toString('latin1', 0, sp), body.subarray(sp + 1)]);
+    i += n;
+  }
+  if (!/^location,identifier,(cid,)*signature$/.test(fields.map((f) => f[0]).join(','))) return undefined;
+  return { id: fields[1]![1], cids: fields.slice(2, -1).map((f) => f[1]), sig: fields[fields.length - 1]![1] };
+}
+
+/** ngx_l402's credential as the migration promises to honour it: its chain checked by js-macaroon. */
+function oracleNgxRefusal(req: GateRequest & { path: string }, r: RouteConfig, cred: { mac: Buffer; pre?: Buffer }, spent: Set<string>, now: number): string | undefined {
+  const f = oracleV1Fields(cred.mac);
+  if (!f || f.id.length !== 32 || f.sig.length !== 32) return 'not an ngx_l402 macaroon';
+  let m: JsMacaroon;
+  try {
+    m = jsMacaroon.importMacaroon({ v: 2, i64: f.id.toString('base64'), c: f.cids.map((c) => ({ i64: c.toString('base64') })), s64: f.sig.toString('base64') } as never);
+  } catch {
+    return 'js-macaroon cannot import it';
+  }
+  let validUntil: number | undefined;
+  let pathBound = false;
+  const check = (cond: string): string | null => {
+    const c = /^(RequestPath|RequestMethod|ExpiresAt) = (.*)$/s.exec(cond);
+    if (!c) return 'unknown caveat';
+    if (c[1] === 'RequestPath') {
+      pathBound = true;
+      return c[2] === req.path ? null : 'path';
+    }
+    if (c[1] === 'RequestMethod') return c[2] === req.method ? null : 'method';
+    if (!/^\d{1,12}$/.test(c[2]!) || now > Number(c[2])) return 'expiry';
+    validUntil = Math.min(validUntil ?? Infinity, Number(c[2]));
+    return null;
+  };
+  try {
+    m.verify(new Uint8Array(Buffer.from(NGX_KEY)), check);
+  } catch {
+    return 'signature or caveats do not verify';
+  }
+  const hash = f.id.toString('hex');
+  if (!pathBound) return 'no path caveat';
+  if (!cred.pre || sha256hex(cred.pre) !== hash) return 'no matching preimage';
+  if (!preimageOf.has(hash)) return 'invoice never paid';
+  if (r.access === 'timed' && validUntil === undefined) return 'timed route without expiry';
+  if (r.access === 'per-request') {
+    if (spent.has(`ngx:${hash}`)) return 'single-use credential already spent';
+    spent.add(`ngx:${hash}`);
   }
   return undefined;
 }
@@ -443,6 +524,32 @@ function authCase(rng: Rng): Case {
   return { kind: `authorization/${kind}`, req: request(rng, p, { authorization: auth }) };
 }
 
+function ngxCase(rng: Rng): Case {
+  const p = rng.pick(ngxPaid);
+  const pre = p.preimage.toString('hex');
+  let auth: string;
+  switch (rng.int(6)) {
+    case 0: // As ngx_l402 handed it out (URL-safe, padded).
+      auth = `L402 ${p.macaroon.toString('base64url')}${'='.repeat((3 - (p.macaroon.length % 3)) % 3)}:${pre}`;
+      break;
+    case 1:
+      auth = `${rng.pick(SCHEMES)}${rng.pick(SEPARATORS)}${b64Variant(rng, p.macaroon)}:${rng.chance(0.5) ? pre : pre.toUpperCase()}`;
+      break;
+    case 2:
+      auth = `L402 ${b64Variant(rng, mutateBytes(rng, p.macaroon))}:${pre}`;
+      break;
+    case 3:
+      auth = mutateString(rng, `L402 ${p.macaroon.toString('base64')}:${pre}`);
+      break;
+    case 4: // Someone else's preimage, or none (ngx_l402's auto-detect is not carried over).
+      auth = `L402 ${p.macaroon.toString('base64')}${rng.chance(0.5) ? '' : ':' + rng.pick(ngxPaid).preimage.toString('hex')}`;
+      break;
+    default: // The macaroon of one sale with the preimage of another, both ngx_l402's.
+      auth = `L402 ${rng.pick(ngxPaid).macaroon.toString('base64')}:${pre}`;
+  }
+  return { kind: 'ngx_l402', req: request(rng, p, { authorization: auth }) };
+}
+
 function grpcCase(rng: Rng): Case {
   const p = rng.pick(paid);
   const withPre = encodeMacaroon(attenuate(decodeMacaroon(p.macaroon), `preimage=${rng.chance(0.8) ? p.preimage.toString('hex') : '11'.repeat(32)}`));
@@ -461,13 +568,14 @@ const DECIDE_CASES = 70_000;
 
 test(`decide(): ${DECIDE_CASES} mutated credentials, no exception, no unpaid or repeated pass (seed ${SEED})`, async () => {
   const rng = new Rng(SEED);
-  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: SERVICE, rootKeys: [MASTER, OLD_MASTER], store: new MemoryStore(), storeTimeoutMs: 1000 };
+  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: SERVICE, rootKeys: [MASTER, OLD_MASTER], store: new MemoryStore(), storeTimeoutMs: 1000, ngxL402RootKey: Buffer.from(NGX_KEY) };
+  let ngxPasses = 0;
   const spent = new Set<string>();
   const outcomes = new Map<string, number>();
   const violations: string[] = [];
   const started = Date.now();
   for (let i = 0; i < DECIDE_CASES; i++) {
-    const c = rng.chance(0.9) ? authCase(rng) : grpcCase(rng);
+    const c = rng.chance(0.1) ? ngxCase(rng) : rng.chance(0.9) ? authCase(rng) : grpcCase(rng);
     let outcome: string;
     try {
       parseCredential(c.req.credentials); // must not throw on its own either
@@ -477,6 +585,7 @@ test(`decide(): ${DECIDE_CASES} mutated credentials, no exception, no unpaid or 
       if (d.outcome === 'allow') {
         const why = oracleRefusal(c.req, spent, now);
         if (why) violations.push(`#${i} ${c.kind}: allowed but ${why}: ${JSON.stringify(c.req).slice(0, 400)}`);
+        if (c.kind === 'ngx_l402') ngxPasses++;
       }
     } catch (e) {
       outcome = 'THREW';
@@ -490,6 +599,7 @@ test(`decide(): ${DECIDE_CASES} mutated credentials, no exception, no unpaid or 
   // The generator must reach both sides of the gate, or the oracle proves nothing.
   assert.ok((outcomes.get('allow/paid') ?? 0) >= 100, `too few legitimate passes generated: ${summary}`);
   assert.ok((outcomes.get('invalid/already_used') ?? 0) >= 20, `no single-use replays generated: ${summary}`);
+  assert.ok(ngxPasses >= 20, `too few ngx_l402 credentials passed (${ngxPasses}): ${summary}`);
   for (const reason of ['bad_signature', 'malformed_credential', 'malformed_macaroon', 'wrong_preimage', 'unknown_caveat', 'wrong_path']) {
     assert.ok((outcomes.get(`invalid/${reason}`) ?? 0) > 0, `never reached invalid/${reason}: ${summary}`);
   }
@@ -514,6 +624,30 @@ test(`decodeMacaroon(): 20000 mutated and random byte strings throw only Macaroo
     // And the caveat checker and identifier decoder never throw on what the codec lets through.
     decodeIdentifier(m.identifier);
     checkCaveats(m.caveats.map((c) => c.id.toString('utf8')), { service: SERVICE, routeId: '/premium', path: '/premium', method: 'GET', now: 1, paymentHash: rng.bytes(32) });
+  }
+  assert.ok(decoded > 100, `the mutations never produced a decodable macaroon (${decoded})`);
+});
+
+test(`decodeMacaroonV1() (ngx_l402's credentials): 20000 mutated byte strings throw only MacaroonFormatError; only what ngx_l402 signed verifies (seed ${SEED})`, () => {
+  const rng = new Rng(SEED ^ 0x0ec1);
+  const key = 'ngx_l402 ROOT_KEY for the fuzzer 00000';
+  const sold = Array.from({ length: 8 }, (_, i) => ngxL402Credential(key, i % 2 ? '/premium' : '/forever', 'GET', i % 3 ? {} : { expiresAt: 2_000_000_000 }).macaroon);
+  // The location is a hint no macaroon signs (nor do we read it): what verifies must be what was signed.
+  const signed = new Set(sold.map((b) => { const m = decodeMacaroonV1(b); return [m.identifier.toString('hex'), ...caveatPredicates(m)].join('\n'); }));
+  let decoded = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const original = rng.pick(sold);
+    const input = rng.chance(0.9) ? mutateBytes(rng, original) : rng.bytes(rng.int(300));
+    let m: Macaroon;
+    try {
+      m = decodeMacaroonV1(input);
+    } catch (e) {
+      assert.ok(e instanceof MacaroonFormatError, `#${i}: ${(e as Error).name}: ${(e as Error).message} for ${input.toString('hex')}`);
+      continue;
+    }
+    decoded++;
+    if (verifySignature(m, Buffer.from(key))) assert.ok(signed.has([m.identifier.toString('hex'), ...caveatPredicates(m)].join('\n')), `#${i}: a changed macaroon verified: ${input.toString('hex')}`);
+    checkNgxL402Caveats(caveatPredicates(m), { path: '/premium', method: 'GET', now: 1 });
   }
   assert.ok(decoded > 100, `the mutations never produced a decodable macaroon (${decoded})`);
 });

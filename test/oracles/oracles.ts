@@ -22,6 +22,8 @@ export interface MintRequest {
   idHex: string;
   location: string;
   caveats: string[];
+  /** Go only: libmacaroons V1 in URL-safe base64 with padding (ngx_l402's form); default V2. */
+  format?: 'v1';
 }
 
 export interface VerifyResult {

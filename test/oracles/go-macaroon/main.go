@@ -19,6 +19,8 @@ type request struct {
 	Location   string   `json:"location"`
 	Caveats    []string `json:"caveats"`
 	B64        string   `json:"b64"`
+	// "v1": libmacaroons V1 packets in URL-safe base64 with padding, as ngx_l402 hands them out.
+	Format string `json:"format"`
 }
 
 type verifyResult struct {
@@ -54,10 +56,19 @@ func mint(req request) interface{} {
 	must(err)
 	id, err := hex.DecodeString(req.IDHex)
 	must(err)
-	m, err := macaroon.New(key, id, req.Location, macaroon.V2)
+	version := macaroon.V2
+	if req.Format == "v1" {
+		version = macaroon.V1
+	}
+	m, err := macaroon.New(key, id, req.Location, version)
 	must(err)
 	for _, c := range req.Caveats {
 		must(m.AddFirstPartyCaveat([]byte(c)))
+	}
+	if req.Format == "v1" {
+		b, err := m.MarshalBinary()
+		must(err)
+		return map[string]string{"b64": base64.URLEncoding.EncodeToString(b)}
 	}
 	return map[string]string{"b64": marshal(m)}
 }
