@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../policy/config.js';
 import { loadRootKeys, openCashuRail } from '../server/app.js';
+import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
@@ -39,7 +40,8 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   const log = createLogger('silent');
   try {
     const keys = loadRootKeys(cfg, log);
-    const ngx = cfg.ngxL402RootKey ? "; ngx_l402's credentials honoured too (remove ngx_l402_root_key once they have expired)" : '';
+    const unseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
+    const ngx = cfg.ngxL402RootKey ? `; ngx_l402's credentials honoured too (remove ngx_l402_root_key once they have expired)${unseen ? `; warning: ${unseen}` : ''}` : '';
     checks.push({ ok: true, what: 'root key', detail: `${keys.length} key(s) accepted${cfg.rootKey === undefined ? ' (generated development key)' : ''}${ngx}` });
   } catch (e) {
     checks.push({ ok: false, what: 'root key', detail: (e as Error).message });

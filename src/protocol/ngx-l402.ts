@@ -48,10 +48,14 @@ export type NgxL402CaveatVerdict =
 
 const CAVEAT = /^(RequestPath|RequestMethod|ExpiresAt) = (.*)$/s;
 
-/** ngx_l402's caveats, checked strictly against this request. A macaroon without a path caveat is refused. */
+/**
+ * ngx_l402's caveats, checked strictly against this request. ngx_l402 always wrote a path and a method
+ * caveat, so a macaroon without either is not one it sold.
+ */
 export function checkNgxL402Caveats(predicates: readonly string[], req: { path: string; method: string; now: number }): NgxL402CaveatVerdict {
   let validUntil: number | undefined;
   let pathBound = false;
+  let methodBound = false;
   for (const p of predicates) {
     const m = CAVEAT.exec(p);
     if (!m) return { ok: false, reason: 'unknown_caveat' };
@@ -61,6 +65,7 @@ export function checkNgxL402Caveats(predicates: readonly string[], req: { path: 
       pathBound = true;
     } else if (m[1] === 'RequestMethod') {
       if (value !== req.method) return { ok: false, reason: 'wrong_method' };
+      methodBound = true;
     } else {
       if (!/^\d{1,12}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };
       const at = Number(value);
@@ -68,15 +73,21 @@ export function checkNgxL402Caveats(predicates: readonly string[], req: { path: 
       validUntil = Math.min(validUntil ?? at, at);
     }
   }
-  if (!pathBound) return { ok: false, reason: 'malformed_caveat' };
+  if (!pathBound || !methodBound) return { ok: false, reason: 'malformed_caveat' };
   return { ok: true, validUntil };
 }
 
 /**
  * ngx_l402's replay key for a preimage, `l402:preimage:<hex sha256(preimage)>`, written as `preimage:<hash>`
- * inside the store's prefix (`l402:` by default): credentials ngx_l402 already spent in a shared Redis stay
- * spent, and both gates can run side by side during the move.
+ * inside the store's prefix (`l402:` by default): in ngx_l402's Redis, what it spent within its key TTL
+ * (`L402_PREIMAGE_TTL_SECONDS`) is seen as spent, and what l402d spends (no TTL) ngx_l402 sees too.
  */
 export function ngxL402ClaimKey(paymentHash: Buffer): string {
   return `preimage:${paymentHash.toString('hex')}`;
+}
+
+/** Why ngx_l402's replay keys are out of sight for this store, if they are (its Redis, prefix `l402:`). */
+export function ngxL402ClaimsUnseen(store: { type: string; prefix?: string }): string | undefined {
+  if (store.type === 'redis' && store.prefix === 'l402:') return undefined;
+  return `store is ${store.type === 'redis' ? `redis with prefix "${store.prefix}"` : store.type}, not ngx_l402's Redis with prefix "l402:": credentials ngx_l402 already accepted are not seen as spent, so each single-use one can pass once more`;
 }

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { ConfigError, type GateConfig } from '../policy/config.js';
 import { loadOrCreateDevRootKey, parseRootKey, WeakKeyError } from '../protocol/root-key.js';
+import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import { openStore } from '../store/open-store.js';
@@ -124,6 +125,8 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
+  const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
+  if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);
   return {
     gate,
     server,

@@ -20,7 +20,7 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { attenuate, caveatPredicates, decodeMacaroon, encodeMacaroon, MacaroonFormatError, mintMacaroon, verifySignature, type Macaroon } from '../../src/protocol/macaroon.js';
 import { checkNgxL402Caveats, decodeMacaroonV1 } from '../../src/protocol/ngx-l402.js';
-import { ngxL402Credential } from '../peers/ngx-l402-credentials.js';
+import { ngxL402Credential, ngxL402MacaroonV1 } from '../peers/ngx-l402-credentials.js';
 import { encodeIdentifier, decodeIdentifier } from '../../src/protocol/identifier.js';
 import { parseCredential, MAX_AUTHORIZATION_LENGTH } from '../../src/protocol/l402-header.js';
 import { checkCaveats } from '../../src/protocol/caveats.js';
@@ -110,6 +110,12 @@ before(async () => {
   sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['Tier = gold'] });
   sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['ExpiresAt = soon'] });
   sellNgx(NGX_KEY, '/premium', 'GET', { extraCaveats: ['RequestPath = /forever'] });
+  { // Only a path caveat: ngx_l402 never sold that, and it would open every method.
+    const preimage = randomBytes(32);
+    const hash = createHash('sha256').update(preimage).digest();
+    preimageOf.set(hash.toString('hex'), preimage);
+    ngxPaid.push({ route: oracleRoute('/forever')!, path: '/forever', method: 'DELETE', macaroon: ngxL402MacaroonV1(Buffer.from(NGX_KEY), hash, ['RequestPath = /forever']), preimage, hash: hash.toString('hex') });
+  }
   sellNgx('a key that is not ngx_l402_root_key 000', '/premium', 'GET');
 });
 after(() => {
@@ -255,6 +261,7 @@ function oracleNgxRefusal(req: GateRequest & { path: string }, r: RouteConfig, c
   }
   let validUntil: number | undefined;
   let pathBound = false;
+  let methodBound = false;
   const check = (cond: string): string | null => {
     const c = /^(RequestPath|RequestMethod|ExpiresAt) = (.*)$/s.exec(cond);
     if (!c) return 'unknown caveat';
@@ -262,7 +269,10 @@ function oracleNgxRefusal(req: GateRequest & { path: string }, r: RouteConfig, c
       pathBound = true;
       return c[2] === req.path ? null : 'path';
     }
-    if (c[1] === 'RequestMethod') return c[2] === req.method ? null : 'method';
+    if (c[1] === 'RequestMethod') {
+      methodBound = true;
+      return c[2] === req.method ? null : 'method';
+    }
     if (!/^\d{1,12}$/.test(c[2]!) || now > Number(c[2])) return 'expiry';
     validUntil = Math.min(validUntil ?? Infinity, Number(c[2]));
     return null;
@@ -273,7 +283,7 @@ function oracleNgxRefusal(req: GateRequest & { path: string }, r: RouteConfig, c
     return 'signature or caveats do not verify';
   }
   const hash = f.id.toString('hex');
-  if (!pathBound) return 'no path caveat';
+  if (!pathBound || !methodBound) return 'no path or no method caveat';
   if (!cred.pre || sha256hex(cred.pre) !== hash) return 'no matching preimage';
   if (!preimageOf.has(hash)) return 'invoice never paid';
   if (r.access === 'timed' && validUntil === undefined) return 'timed route without expiry';

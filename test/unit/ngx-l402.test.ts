@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../src/policy/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { RouteTable } from '../../src/policy/routes.js';
-import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../../src/protocol/ngx-l402.js';
+import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey, ngxL402ClaimsUnseen } from '../../src/protocol/ngx-l402.js';
 import { caveatPredicates, MacaroonFormatError, verifySignature } from '../../src/protocol/macaroon.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { goMint, oracleSkip, pyVerify } from '../oracles/oracles.js';
@@ -76,11 +76,11 @@ test('V1 decoding: ngx_l402\'s macaroon read back exactly; malformed packets ref
   assert.ok(!looksLikeV1(Buffer.from('{"v":2}')));
 });
 
-test('ngx_l402 caveats are checked strictly: exact path and method, numeric expiry, nothing unknown, a path caveat required', () => {
+test('ngx_l402 caveats are checked strictly: exact path and method, numeric expiry, nothing unknown, path and method caveats required', () => {
   const at = { path: '/premium', method: 'GET', now: 1000 };
   const ok = (p: string[]) => checkNgxL402Caveats(p, at);
   assert.deepEqual(ok(['RequestPath = /premium', 'RequestMethod = GET']), { ok: true, validUntil: undefined });
-  assert.deepEqual(ok(['RequestPath = /premium', 'ExpiresAt = 1000', 'ExpiresAt = 5000']), { ok: true, validUntil: 1000 });
+  assert.deepEqual(ok(['RequestPath = /premium', 'RequestMethod = GET', 'ExpiresAt = 1000', 'ExpiresAt = 5000']), { ok: true, validUntil: 1000 });
   const no = (p: string[]) => (checkNgxL402Caveats(p, at) as { reason: string }).reason;
   assert.equal(no(['RequestPath = /premium/']), 'wrong_path');
   assert.equal(no(['RequestPath = /Premium']), 'wrong_path');
@@ -91,6 +91,7 @@ test('ngx_l402 caveats are checked strictly: exact path and method, numeric expi
   assert.equal(no(['RequestPath = /premium', 'Tier = gold']), 'unknown_caveat');
   assert.equal(no(['RequestPath=/premium']), 'unknown_caveat');
   assert.equal(no(['RequestMethod = GET']), 'malformed_caveat');
+  assert.equal(no(['RequestPath = /premium']), 'malformed_caveat', 'without a method caveat it would open every method');
   assert.equal(no([]), 'malformed_caveat');
 });
 
@@ -128,6 +129,7 @@ test('every way an ngx_l402 credential can be wrong is a 401 with its reason, an
     [req('/premium', ngxL402Credential(NGX_KEY, '/premium', 'GET', { extraCaveats: ['Tier = gold'] }).authorization), 'unknown_caveat'],
     [req('/premium', `L402 ${ngxL402MacaroonV1(Buffer.from(NGX_KEY), Buffer.alloc(31), ['RequestPath = /premium']).toString('base64')}:${hex}`), 'unknown_identifier'],
     [req('/premium', `L402 ${Buffer.from('0006a\n').toString('base64')}:${hex}`), 'malformed_macaroon'],
+    [req('/premium', `L402 ${ngxL402MacaroonV1(Buffer.from(NGX_KEY), c.paymentHash, ['RequestPath = /premium']).toString('base64')}:${hex}`), 'malformed_caveat'],
   ];
   for (const [r, reason] of cases) assert.equal(await reasonOf(r, d), reason, `${r.method} ${r.path} ${r.credentials.authorization?.slice(0, 30)}`);
   // Without ngx_l402_root_key, its credentials are not ours at all.
@@ -156,4 +158,11 @@ test('ngx_l402_root_key: raw bytes as ngx_l402 used them; shorter than 32 charac
     () => parseConfig('ngx_l402_root_key: short-key-123\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }),
     (e: Error) => e instanceof ConfigError && /ngx_l402_root_key/.test(e.message) && !e.message.includes('short-key-123'),
   );
+});
+
+test("ngx_l402's spent credentials are only visible in its Redis under its prefix: anything else is named at start and by doctor", () => {
+  assert.equal(ngxL402ClaimsUnseen({ type: 'redis', prefix: 'l402:' }), undefined);
+  assert.match(ngxL402ClaimsUnseen({ type: 'redis', prefix: 'gate:' })!, /prefix "gate:".*can pass once more/);
+  assert.match(ngxL402ClaimsUnseen({ type: 'sqlite' })!, /store is sqlite/);
+  assert.match(ngxL402ClaimsUnseen({ type: 'memory' })!, /store is memory/);
 });

@@ -205,7 +205,12 @@ export class Redeemer {
       // onCountersReserved: if the record fails, nothing is sent and a later cycle finds the quote unpaid.
       let reserved: { keysetId: string; start: number; count: number } | undefined;
       const preview = await wallet.prepareMelt('bolt11', quote, proofs, { onCountersReserved: (c) => (reserved = c) });
-      if (reserved) this.db.setMeltOutputs(id, reserved);
+      try {
+        if (reserved) this.db.setMeltOutputs(id, reserved);
+      } catch (err) {
+        this.log.error({ melt: id, mint, tenant, err: errText(err) }, 'cashu redemption: could not record the melt\'s change outputs; not sent, settled on a later cycle');
+        return id;
+      }
       const res = await withTimeout(wallet.completeMelt(preview, needsKey ? this.p2pkKey : undefined), r.meltTimeoutMs, 'melt');
       const state = res.quote.state;
       if (state === 'PAID') {
