@@ -32,7 +32,10 @@ function cli(port: number, ...args: string[]): string {
 }
 
 async function exercise(store: RedisStore): Promise<void> {
-  await store.ping();
+  // A cluster just created may still be settling its slot map, a sentinel still finding its master: the
+  // client retries until it is ready, which on a loaded machine can take longer than ping()'s 2 s start-up
+  // bound (l402d keeps retrying too).
+  await waitFor('the store to connect', () => store.ping().then(() => true, () => false), { timeoutMs: 20_000, intervalMs: 200 });
   for (let i = 0; i < 20; i++) {
     // Keys spread over cluster slots.
     assert.equal(await store.claimOnce(`claim:${i}`), true);
