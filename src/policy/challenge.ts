@@ -72,6 +72,7 @@ export async function createChallenge(
     path: perRequest || req.pathPriced ? req.path : undefined,
     methods: perRequest ? [req.method] : route.methods,
     validUntil,
+    singleUse: perRequest,
   });
   const mac = mintMacaroon(tokenRootKey(deps.rootKey, tokenId), encodeIdentifier(invoice.paymentHash, tokenId), deps.location, caveats);
   return {

@@ -59,7 +59,7 @@ export interface CashuAcceptor {
 export const DECISION_DEADLINE_MS = 5000;
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -188,10 +188,14 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps);
   if ('outcome' in auth) return auth;
   const { validUntil } = auth;
-  // A timed route only honours credentials that carry an expiry (e.g. not ones minted before a config change).
-  if (route.access === 'timed' && validUntil === undefined) return { outcome: 'invalid', route, reason: 'expired' };
+  // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
+  // stays so when its route is made reusable later (its holder could add an expiry of their choosing).
+  const singleUse = route.access === 'per-request' || auth.singleUse;
+  // A timed route only honours reusable credentials that carry an expiry (e.g. not ones minted before a
+  // config change).
+  if (route.access === 'timed' && validUntil === undefined && !singleUse) return { outcome: 'invalid', route, reason: 'expired' };
 
-  if (route.access === 'per-request' && route.dryRun) {
+  if (singleUse && route.dryRun) {
     // Shadow mode has no side effects: look, but never consume the credential.
     let used: string | undefined;
     try {
@@ -202,7 +206,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
     return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   }
-  if (route.access === 'per-request') {
+  if (singleUse) {
     // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
     // credential must not be spent now.
     if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
@@ -224,7 +228,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
@@ -234,6 +238,8 @@ interface Authenticated {
   validUntil?: number;
   /** Where its single use is recorded. */
   claimKey: string;
+  /** Sold for one request, whatever the route's access is now. */
+  singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
 }
@@ -297,7 +303,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       return { outcome: 'challenge', route, reason: 'payment_pending' };
     }
   }
-  return { tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil, claimKey: claimKey(id.paymentHash), now };
+  return { tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil, claimKey: claimKey(id.paymentHash), singleUse: verdict.singleUse, now };
 }
 
 /**
@@ -319,5 +325,6 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
   if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
-  return { tokenId: `ngx_l402:${mac.identifier.toString('hex')}`, validUntil: verdict.validUntil, claimKey: ngxL402ClaimKey(mac.identifier), now };
+  // ngx_l402's macaroons do not say how they were sold: the route's access decides (see the migration guide).
+  return { tokenId: `ngx_l402:${mac.identifier.toString('hex')}`, validUntil: verdict.validUntil, claimKey: ngxL402ClaimKey(mac.identifier), singleUse: false, now };
 }

@@ -20,6 +20,8 @@ export interface MintOptions {
   methods?: readonly string[];
   /** Unix seconds. */
   validUntil?: number;
+  /** Sold for one request (`uses=1`): spent once even if its route is later made reusable. */
+  singleUse?: boolean;
 }
 
 /** Longer paths are bound by their hash, so a credential for a long URL still fits in a request header. */
@@ -33,18 +35,20 @@ export function mintCaveats(o: MintOptions): string[] {
   const out = [`services=${o.service}:0`, `route=${o.routeId}`];
   if (o.path !== undefined) out.push(o.path.length <= MAX_LITERAL_PATH ? `path=${o.path}` : `path_sha256=${sha256Hex(o.path)}`);
   if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
+  if (o.singleUse) out.push('uses=1');
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
   return out;
 }
 
 export type CaveatVerdict =
-  | { ok: true; preimage?: Buffer; validUntil?: number; /** A path caveat matched: bound to this path. */ pathBound: boolean }
+  | { ok: true; preimage?: Buffer; validUntil?: number; /** A path caveat matched: bound to this path. */ pathBound: boolean; /** Sold for one request. */ singleUse: boolean }
   | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' };
 
 export function checkCaveats(predicates: readonly string[], ctx: CaveatContext): CaveatVerdict {
   let preimage: Buffer | undefined;
   let validUntil: number | undefined;
   let pathBound = false;
+  let singleUse = false;
   for (const p of predicates) {
     const eq = p.indexOf('=');
     if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
@@ -78,6 +82,10 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         if (value !== sha256Hex(ctx.path)) return { ok: false, reason: 'wrong_path' };
         pathBound = true;
         break;
+      case 'uses':
+        if (value !== '1') return { ok: false, reason: 'malformed_caveat' };
+        singleUse = true;
+        break;
       case 'method':
         if (!value.split(',').map((m) => m.trim().toUpperCase()).includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
         break;
@@ -93,7 +101,7 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         return { ok: false, reason: 'unknown_caveat' };
     }
   }
-  return { ok: true, preimage, validUntil, pathBound };
+  return { ok: true, preimage, validUntil, pathBound, singleUse };
 }
 
 export function preimageMatches(preimage: Buffer, paymentHash: Buffer): boolean {

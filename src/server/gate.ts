@@ -130,7 +130,7 @@ export class Gate {
    */
   cacheSecondsFor(d: Decision): number {
     // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
-    if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.route.access === 'per-request') return 0;
+    if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.singleUse) return 0;
     const max = this.parts.config.nginxCacheMaxSecs;
     if (d.validUntil === undefined) return max;
     return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));

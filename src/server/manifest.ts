@@ -21,7 +21,7 @@ export function sortedJson(v: Json, indent = 2): string {
 
 function caveats(r: RouteConfig, service: string): string[] {
   const out = [`services=${service}:0`, `route=${r.id}`];
-  if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>');
+  if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>', 'uses=1');
   else if (r.methods) out.push(`method=${r.methods.join(',')}`);
   if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<issued + ${r.macaroonTimeout}s>`);
   return out;

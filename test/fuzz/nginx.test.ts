@@ -193,6 +193,7 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
   if (id.length !== 66 || id.readUInt16BE(0) !== 0) return 'not a v0 identifier';
   const hash = id.subarray(2, 34).toString('hex');
   let validUntil: number | undefined;
+  let singleUse = false;
   const now = Math.floor(Date.now() / 1000);
   const check = (cond: string): string | null => {
     const eq = cond.indexOf('=');
@@ -208,6 +209,11 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
     if (k === 'route') return v === route.id ? null : 'route';
     if (k === 'path') return v === path ? null : 'path';
     if (k === 'method') return v.split(',').map((x) => x.trim().toUpperCase()).includes(s.method) ? null : 'method';
+    if (k === 'uses') {
+      if (v !== '1') return 'uses';
+      singleUse = true;
+      return null;
+    }
     if (k === 'preimage') {
       if (!/^[0-9a-f]{64}$/i.test(v) || sha256hex(Buffer.from(v, 'hex')) !== hash) return 'preimage';
       pre ??= Buffer.from(v, 'hex');
@@ -222,8 +228,10 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
     return `does not verify (${String((e as Error).message).slice(0, 60)})`;
   }
   if (!pre || sha256hex(pre) !== hash || !preimages.has(hash)) return 'unpaid';
-  if (route.access === 'timed' && validUntil === undefined) return 'timed without expiry';
-  if (route.access === 'per-request') {
+  // Sold for one request (uses=1) or on a per-request route: once, whatever the route's access is now.
+  const once = route.access === 'per-request' || singleUse;
+  if (route.access === 'timed' && validUntil === undefined && !once) return 'timed without expiry';
+  if (once) {
     if (spent.has(hash)) return 'single-use credential passed twice';
     spent.add(hash);
   }

@@ -191,6 +191,7 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   const tokenId = id.subarray(34);
   let preimage = cred.pre;
   let validUntil: number | undefined;
+  let singleUse = false;
   const check = (cond: string): string | null => {
     const eq = cond.indexOf('=');
     if (eq <= 0) return 'malformed';
@@ -205,6 +206,11 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
     if (k === 'route') return v === r.id ? null : 'route';
     if (k === 'path') return v === req.path ? null : 'path';
     if (k === 'method') return v.split(',').map((x) => x.trim().toUpperCase()).includes(req.method) ? null : 'method';
+    if (k === 'uses') {
+      if (v !== '1') return 'uses';
+      singleUse = true;
+      return null;
+    }
     if (k === 'preimage') {
       if (!/^[0-9a-f]{64}$/i.test(v) || sha256hex(Buffer.from(v, 'hex')) !== hash) return 'preimage caveat';
       preimage ??= Buffer.from(v, 'hex');
@@ -224,8 +230,10 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   if (!verified) return 'signature or caveats do not verify';
   if (!preimage || sha256hex(preimage) !== hash) return 'no matching preimage';
   if (!preimageOf.has(hash)) return 'invoice never paid';
-  if (r.access === 'timed' && validUntil === undefined) return 'timed route without expiry';
-  if (r.access === 'per-request') {
+  // Sold for one request (uses=1) or on a per-request route: once, whatever the route's access is now.
+  const once = r.access === 'per-request' || singleUse;
+  if (r.access === 'timed' && validUntil === undefined && !once) return 'timed route without expiry';
+  if (once) {
     if (spent.has(hash)) return 'single-use credential already spent';
     spent.add(hash);
   }

@@ -12,6 +12,8 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import type { Store } from '../../src/store/store.js';
+import { Gate } from '../../src/server/gate.js';
+import { createLogger } from '../../src/util/log.js';
 
 const cfg = parseConfig(
   `routes:
@@ -105,6 +107,30 @@ test('every way a credential can be wrong is a 401 with its reason', async () =>
   assert.equal((await decide(req('/premium', `L402 ${unknown}:${preimage}`), d)).reason, 'unknown_caveat');
   // Still unused after all that: the real credential passes once.
   assert.equal((await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), d)).outcome, 'allow');
+});
+
+test('a credential sold for one request stays single-use when its route is made reusable, even with an expiry its holder added; nginx never caches its answer', async () => {
+  const { c, preimage } = await buy('/premium', '/premium');
+  const m = decodeMacaroonBase64(c.macaroon);
+  // The operator later sells /premium by the hour (same route id), or for good.
+  for (const access of ['timed', 'indefinite'] as const) {
+    const reusable = parseConfig(`routes:\n  - { match: /premium, amount_msat: 10000, access: ${access}, macaroon_timeout: ${access === 'timed' ? 60 : 0} }\n`, { env: {} });
+    const d = deps({ routes: new RouteTable(reusable.routes) });
+    const stretched = encodeMacaroonBase64(attenuate(m, `l402_valid_until=${Math.floor(Date.now() / 1000) + 10 * 365 * 86_400}`));
+    const first = await decide(req('/premium', `L402 ${stretched}:${preimage}`), d);
+    assert.deepEqual([first.outcome, (first as { singleUse?: boolean }).singleUse], ['allow', true], access);
+    const gate = new Gate({ config: reusable, store: new MemoryStore(), backend: wallet, rootKeys: [MASTER], log: createLogger('silent') });
+    assert.equal(gate.cacheSecondsFor(first), 0, 'a single-use answer is never kept in nginx\'s auth cache');
+    for (const auth of [`L402 ${stretched}:${preimage}`, `L402 ${c.macaroon}:${preimage}`]) {
+      const again = await decide(req('/premium', auth), d);
+      assert.deepEqual([again.outcome, again.reason], ['invalid', 'already_used'], access);
+    }
+  }
+  // A reusable credential is cached as before.
+  const f = await buy('/forever', '/forever');
+  const ok = await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), deps());
+  assert.equal((ok as { singleUse?: boolean }).singleUse, false);
+  assert.ok(new Gate({ config: cfg, store: new MemoryStore(), backend: wallet, rootKeys: [MASTER], log: createLogger('silent') }).cacheSecondsFor(ok) > 0);
 });
 
 test('LSAT scheme, case-insensitive scheme, URL-safe unpadded base64, uppercase preimage', async () => {

@@ -179,12 +179,21 @@ describe('caveats round trip through a macaroon', () => {
     return checkCaveats(caveatPredicates(back), { service: 'l402', routeId, path, method: 'GET', now: 1, paymentHash: hash, ...ctx });
   };
 
+  it('a single-use credential says so (uses=1), and no other count is accepted', () => {
+    const pred = mintCaveats({ service: 'l402', routeId: '/premium', path: '/premium', methods: ['GET'], singleUse: true });
+    assert.deepEqual(pred, ['services=l402:0', 'route=/premium', 'path=/premium', 'method=GET', 'uses=1']);
+    const ctx = { service: 'l402', routeId: '/premium', path: '/premium', method: 'GET', now: 1, paymentHash: hash };
+    assert.equal((checkCaveats(pred, ctx) as { singleUse: boolean }).singleUse, true);
+    assert.deepEqual(checkCaveats([...pred.slice(0, 4), 'uses=2'], ctx), { ok: false, reason: 'malformed_caveat' });
+    assert.deepEqual(checkCaveats([...pred.slice(0, 4), 'uses=unlimited'], ctx), { ok: false, reason: 'malformed_caveat' });
+  });
+
   it('a path with leading or trailing whitespace verifies for exactly the path it was bought for', () => {
     // Decoded paths nginx accepts: "/premium%20", "%09", "%0B", "%0C", "%C2%A0", "%E3%80%80", "%EF%BB%BF", "%E2%80%A8" ...
     for (const ws of [' ', '  ', '\t', '\v', '\f', '\u00a0', '\u3000', '\ufeff', '\u2028', '\u1680']) {
       const path = `/premium${ws}`;
-      assert.deepEqual(roundTrip('/premium', path), { ok: true, preimage: undefined, validUntil: undefined, pathBound: true }, JSON.stringify(path));
-      assert.deepEqual(roundTrip('/premium', `/${ws}x${ws}/`), { ok: true, preimage: undefined, validUntil: undefined, pathBound: true }, JSON.stringify(path));
+      assert.deepEqual(roundTrip('/premium', path), { ok: true, preimage: undefined, validUntil: undefined, pathBound: true, singleUse: false }, JSON.stringify(path));
+      assert.deepEqual(roundTrip('/premium', `/${ws}x${ws}/`), { ok: true, preimage: undefined, validUntil: undefined, pathBound: true, singleUse: false }, JSON.stringify(path));
       // ... and for no other path: not the trimmed one, not one with other whitespace.
       assert.deepEqual(roundTrip('/premium', path, { path: '/premium' }), { ok: false, reason: 'wrong_path' });
       assert.deepEqual(roundTrip('/premium', '/premium', { path }), { ok: false, reason: 'wrong_path' });
