@@ -1,7 +1,6 @@
 // Minting a challenge: one invoice from the backend, one macaroon committing to its payment hash.
-import { randomBytes } from 'node:crypto';
 import type { LightningBackend } from '../rails/lightning/backend.js';
-import { encodeIdentifier } from '../protocol/identifier.js';
+import { encodeIdentifier, newTokenId } from '../protocol/identifier.js';
 import { encodeMacaroonBase64, mintMacaroon } from '../protocol/macaroon.js';
 import { mintCaveats } from '../protocol/caveats.js';
 import { tokenRootKey } from '../protocol/root-key.js';
@@ -62,7 +61,6 @@ export async function createChallenge(
   ) {
     throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
   }
-  const tokenId = randomBytes(32);
   // A single-use credential pays for this one request; reusable ones cover the route, or only the path
   // when that path is priced on its own.
   const perRequest = route.access === 'per-request';
@@ -74,6 +72,8 @@ export async function createChallenge(
     validUntil,
     singleUse: perRequest,
   });
+  // The token id records how many caveats were minted: what was sold is read from those alone.
+  const tokenId = newTokenId(caveats.length);
   const mac = mintMacaroon(tokenRootKey(deps.rootKey, tokenId), encodeIdentifier(invoice.paymentHash, tokenId), deps.location, caveats);
   return {
     macaroon: encodeMacaroonBase64(mac),

@@ -1,6 +1,6 @@
 // The decision core: request facts in, outcome out. No HTTP, no backend; the store is the only I/O,
 // reached through the Store interface and bounded by a timeout (fail closed).
-import { decodeIdentifier } from '../protocol/identifier.js';
+import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
@@ -190,10 +190,12 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
   // stays so when its route is made reusable later (its holder could add an expiry of their choosing).
-  const singleUse = route.access === 'per-request' || auth.singleUse;
-  // A timed route only honours reusable credentials that carry an expiry (e.g. not ones minted before a
-  // config change).
-  if (route.access === 'timed' && validUntil === undefined && !singleUse) return { outcome: 'invalid', route, reason: 'expired' };
+  const soldOnce = route.access === 'per-request' || auth.soldSingleUse;
+  // A timed route only honours reusable credentials minted with an expiry (e.g. not ones minted before a
+  // config change): an expiry the holder appended proves nothing about what was sold.
+  if (route.access === 'timed' && auth.mintedValidUntil === undefined && !soldOnce) return { outcome: 'invalid', route, reason: 'expired' };
+  // A holder may narrow a reusable credential to one use (an appended uses=1): spent once as well.
+  const singleUse = soldOnce || auth.singleUse;
 
   if (singleUse && route.dryRun) {
     // Shadow mode has no side effects: look, but never consume the credential.
@@ -210,7 +212,9 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
     // credential must not be spent now.
     if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
-    const ttl = validUntil === undefined ? undefined : validUntil - auth.now + CLAIM_GRACE_SECS;
+    // The spent mark lives as long as the credential could still verify: its minted expiry (plus grace), or
+    // for ever. Never an expiry the holder appended: the original credential, without it, verifies longer.
+    const ttl = auth.mintedValidUntil === undefined ? undefined : auth.mintedValidUntil - auth.now + CLAIM_GRACE_SECS;
     const key = auth.claimKey;
     // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
     const mine = claimToken();
@@ -234,11 +238,15 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
 interface Authenticated {
   tokenId: string;
-  /** Unix seconds, if the credential expires. */
+  /** Unix seconds, if the credential expires: the earliest of all its expiry caveats (minted or appended). */
   validUntil?: number;
+  /** Unix seconds: the expiry l402d minted, if any (never one a holder appended). */
+  mintedValidUntil?: number;
   /** Where its single use is recorded. */
   claimKey: string;
-  /** Sold for one request, whatever the route's access is now. */
+  /** Sold for one request (minted), whatever the route's access is now. */
+  soldSingleUse: boolean;
+  /** Some caveat (minted or appended by the holder) limits it to one use. */
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
@@ -260,20 +268,26 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   if (!deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return { outcome: 'invalid', route, reason: 'bad_signature' };
 
   const now = nowSecs(deps);
-  const verdict = checkCaveats(caveatPredicates(mac), {
-    service: deps.service,
-    routeId: route.id,
-    path,
-    method,
-    now,
-    paymentHash: id.paymentHash,
-  });
+  // Every caveat must hold; what was sold comes from the ones l402d minted (their count is in the token id).
+  const verdict = checkCaveats(
+    caveatPredicates(mac),
+    {
+      service: deps.service,
+      routeId: route.id,
+      path,
+      method,
+      now,
+      paymentHash: id.paymentHash,
+    },
+    mintedCaveatCount(id.tokenId),
+  );
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
-  // A path priced on its own is sold separately: a reusable credential for the (cheaper) route does not
-  // open it. Per-request credentials are always bound to their path, so this only concerns reusable ones.
+  // A path priced on its own is sold separately: a credential for the (cheaper) route does not open it unless
+  // it was minted bound to that path (a path caveat its holder appended binds nothing that was paid for).
+  // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.
   // On store trouble the last known price applies (as for challenges): reusable credentials keep working
   // through a store outage, so a path this process never priced counts as the route's meanwhile.
-  if (route.access !== 'per-request' && !verdict.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
+  if (!verdict.sold.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
     return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
@@ -303,7 +317,15 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       return { outcome: 'challenge', route, reason: 'payment_pending' };
     }
   }
-  return { tokenId: id.tokenId.toString('hex'), validUntil: verdict.validUntil, claimKey: claimKey(id.paymentHash), singleUse: verdict.singleUse, now };
+  return {
+    tokenId: id.tokenId.toString('hex'),
+    validUntil: verdict.validUntil,
+    mintedValidUntil: verdict.sold.validUntil,
+    claimKey: claimKey(id.paymentHash),
+    soldSingleUse: verdict.sold.singleUse,
+    singleUse: verdict.singleUse,
+    now,
+  };
 }
 
 /**
@@ -325,6 +347,17 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
   if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
-  // ngx_l402's macaroons do not say how they were sold: the route's access decides (see the migration guide).
-  return { tokenId: `ngx_l402:${mac.identifier.toString('hex')}`, validUntil: verdict.validUntil, claimKey: ngxL402ClaimKey(mac.identifier), singleUse: false, now };
+  // ngx_l402's macaroons do not say how they were sold, nor which caveats it minted and which a holder
+  // appended: the route's access decides (see the migration guide), and no expiry is taken as minted. So the
+  // spent mark never expires, and a timed route (which needs a minted expiry) spends them once: an ExpiresAt
+  // only narrows. ngx_l402 sold reusable credentials only with l402_indefinite_access (an indefinite route).
+  return {
+    tokenId: `ngx_l402:${mac.identifier.toString('hex')}`,
+    validUntil: verdict.validUntil,
+    mintedValidUntil: undefined,
+    claimKey: ngxL402ClaimKey(mac.identifier),
+    soldSingleUse: route.access !== 'indefinite',
+    singleUse: false,
+    now,
+  };
 }

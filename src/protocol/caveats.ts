@@ -1,5 +1,7 @@
 // Caveats we mint and the fail-closed verifier for them. Every caveat present must be satisfied, so a
-// repeated caveat can only narrow (a client may attenuate, never widen). Unknown caveats fail.
+// repeated caveat can only narrow (a client may attenuate, never widen). Unknown caveats fail. What was sold
+// (route, path binding, methods, uses, expiry) is read from the caveats l402d minted only, never from ones a
+// holder appended: their number is recorded in the token id (identifier.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export interface CaveatContext {
@@ -40,16 +42,50 @@ export function mintCaveats(o: MintOptions): string[] {
   return out;
 }
 
+/**
+ * What was sold, read from the caveats l402d minted (the first `minted` ones) and nothing else: a holder can
+ * append caveats (the HMAC chain allows it) but never remove or change these.
+ */
+export interface SoldFacts {
+  routeId: string;
+  /** Bound to one path (a path or path_sha256 caveat was minted). */
+  pathBound: boolean;
+  /** Methods minted, if any. */
+  methods?: string[];
+  /** Sold for one request (`uses=1` minted). */
+  singleUse: boolean;
+  /** Unix seconds: the expiry minted, if any. */
+  validUntil?: number;
+}
+
 export type CaveatVerdict =
-  | { ok: true; preimage?: Buffer; validUntil?: number; /** A path caveat matched: bound to this path. */ pathBound: boolean; /** Sold for one request. */ singleUse: boolean }
+  | {
+      ok: true;
+      preimage?: Buffer;
+      /** What was sold (minted caveats only): the only source for anything that could widen access. */
+      sold: SoldFacts;
+      /** Unix seconds: the earliest expiry of all caveats, minted or appended (they only narrow). */
+      validUntil?: number;
+      /** Some caveat, minted or appended, says `uses=1`: spend it once. */
+      singleUse: boolean;
+    }
   | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' };
 
-export function checkCaveats(predicates: readonly string[], ctx: CaveatContext): CaveatVerdict {
+/**
+ * Every caveat, minted or appended, must be satisfied (so appended ones only narrow). `minted` is how many of
+ * the leading caveats l402d minted (from the token id); the sold facts come from those alone, and a credential
+ * whose minted prefix lacks its service or route caveat, or claims more caveats than it has, is refused.
+ */
+export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, minted: number): CaveatVerdict {
+  if (!Number.isInteger(minted) || minted < 2 || minted > predicates.length) return { ok: false, reason: 'malformed_caveat' };
   let preimage: Buffer | undefined;
   let validUntil: number | undefined;
-  let pathBound = false;
   let singleUse = false;
-  for (const p of predicates) {
+  const sold: Omit<SoldFacts, 'routeId'> = { pathBound: false, singleUse: false };
+  let soldRoute: string | undefined;
+  let soldService = false;
+  for (const [i, p] of predicates.entries()) {
+    const isMinted = i < minted;
     const eq = p.indexOf('=');
     if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
     const name = p.slice(0, eq).trim();
@@ -62,6 +98,7 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
       case 'services': {
         const names = value.split(',').map((s) => s.split(':')[0]?.trim());
         if (!names.includes(ctx.service)) return { ok: false, reason: 'wrong_service' };
+        if (isMinted) soldService = true;
         break;
       }
       case `${ctx.service}_valid_until`: {
@@ -69,26 +106,32 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         const t = Number(value);
         if (!(ctx.now < t)) return { ok: false, reason: 'expired' };
         validUntil = validUntil === undefined ? t : Math.min(validUntil, t);
+        if (isMinted) sold.validUntil = sold.validUntil === undefined ? t : Math.min(sold.validUntil, t);
         break;
       }
       case 'route':
         if (exact !== ctx.routeId) return { ok: false, reason: 'wrong_route' };
+        if (isMinted) soldRoute = exact;
         break;
       case 'path':
         if (exact !== ctx.path) return { ok: false, reason: 'wrong_path' };
-        pathBound = true;
+        if (isMinted) sold.pathBound = true;
         break;
       case 'path_sha256':
         if (value !== sha256Hex(ctx.path)) return { ok: false, reason: 'wrong_path' };
-        pathBound = true;
+        if (isMinted) sold.pathBound = true;
         break;
       case 'uses':
         if (value !== '1') return { ok: false, reason: 'malformed_caveat' };
         singleUse = true;
+        if (isMinted) sold.singleUse = true;
         break;
-      case 'method':
-        if (!value.split(',').map((m) => m.trim().toUpperCase()).includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
+      case 'method': {
+        const methods = value.split(',').map((m) => m.trim().toUpperCase());
+        if (!methods.includes(ctx.method)) return { ok: false, reason: 'wrong_method' };
+        if (isMinted) sold.methods = sold.methods ? sold.methods.filter((m) => methods.includes(m)) : methods;
         break;
+      }
       case 'preimage': {
         // Spec'd client attenuation (gRPC metadata carries the preimage this way).
         if (!/^[0-9a-fA-F]{64}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };
@@ -101,7 +144,10 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext):
         return { ok: false, reason: 'unknown_caveat' };
     }
   }
-  return { ok: true, preimage, validUntil, pathBound, singleUse };
+  // l402d always mints its service and route: a minted prefix without them is not one it minted.
+  if (!soldService) return { ok: false, reason: 'wrong_service' };
+  if (soldRoute === undefined) return { ok: false, reason: 'wrong_route' };
+  return { ok: true, preimage, sold: { ...sold, routeId: soldRoute }, validUntil, singleUse };
 }
 
 export function preimageMatches(preimage: Buffer, paymentHash: Buffer): boolean {

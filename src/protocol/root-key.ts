@@ -38,7 +38,9 @@ export function loadOrCreateDevRootKey(path: string): Buffer {
   return parseRootKey(readOrCreatePrivateFile(path, () => randomBytes(32).toString('hex') + '\n'), path);
 }
 
-const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v1\0', 'utf8');
+// v2: the token id's first byte counts the caveats l402d minted (identifier.ts). A v1 token id was all random,
+// so its first byte proves nothing: v1 credentials fail the signature and their holders get a fresh challenge.
+const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v2\0', 'utf8');
 
 export function tokenRootKey(master: Buffer, tokenId: Buffer): Buffer {
   return createHmac('sha256', master).update(TOKEN_KEY_LABEL).update(tokenId).digest();

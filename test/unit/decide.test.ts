@@ -1,16 +1,19 @@
-import { test, before, after } from 'node:test';
+import { test, before, after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
 import { decide, pendingInvoiceKey, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge, type Challenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
-import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { attenuate, caveatPredicates, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64, mintMacaroon, type Macaroon } from '../../src/protocol/macaroon.js';
+import { checkCaveats, mintCaveats } from '../../src/protocol/caveats.js';
+import { decodeIdentifier, mintedCaveatCount } from '../../src/protocol/identifier.js';
+import type { Price } from '../../src/policy/pricing.js';
 import type { Store } from '../../src/store/store.js';
 import { Gate } from '../../src/server/gate.js';
 import { createLogger } from '../../src/util/log.js';
@@ -323,4 +326,148 @@ test('a claim that finds its own earlier write (a command resent after a reconne
   assert.equal((await decide(req('/premium', auth), deps({ store }))).outcome, 'allow');
   const replay = await decide(req('/premium', auth), deps({ store }));
   assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+});
+
+// What was sold (route, path binding, price, access, uses, expiry) comes only from the caveats l402d minted;
+// caveats a holder appends (the HMAC chain lets anyone append) only narrow.
+describe('appended caveats never widen what was sold', () => {
+  const soldCfg = parseConfig(
+    `routes:
+  - { match: /api/, amount_msat: 1000, access: indefinite }
+  - { match: /once/, amount_msat: 1000 }
+  - { match: /hourly/, amount_msat: 1000, macaroon_timeout: 3600 }
+`,
+    { env: {} },
+  );
+  const soldRoute = (match: string) => soldCfg.routes.find((r) => r.match === match)!;
+  const pricedPath = '/api/report';
+  const price = async (r: RouteConfig, path: string): Promise<Price> =>
+    path === pricedPath ? { amountMsat: 50_000, source: 'dynamic', pathPriced: true } : { amountMsat: r.amountMsat, source: 'static', pathPriced: false };
+  class TtlStore extends MemoryStore {
+    readonly ttls = new Map<string, number | undefined>();
+    override claimOnce(k: string, ttl?: number, v?: string) {
+      this.ttls.set(k, ttl);
+      return super.claimOnce(k, ttl, v);
+    }
+  }
+  const sdeps = (over: Partial<DecideDeps> = {}) => deps({ routes: new RouteTable(soldCfg.routes), price, ...over });
+  async function sell(match: string, path: string, opts: { pathPriced?: boolean; now?: () => number } = {}) {
+    const r = soldRoute(match);
+    const c = await createChallenge(r, { path, method: 'GET', amountMsat: r.amountMsat, pathPriced: opts.pathPriced }, {
+      backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 'test', invoiceExpirySecs: 600, backendTimeoutMs: 2000, now: opts.now,
+    });
+    return { c, preimage: wallet.pay(c.invoice).toString('hex'), mac: decodeMacaroonBase64(c.macaroon) };
+  }
+  const withCaveats = (m: Macaroon, ...preds: string[]) => encodeMacaroonBase64(preds.reduce((acc, p) => attenuate(acc, p), m));
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  const outcome = async (path: string, auth: string, d: DecideDeps, method = 'GET') => {
+    const o = await decide(req(path, auth, method), d);
+    return o.outcome === 'allow' ? 'allow' : o.reason;
+  };
+
+  it('finding 1: a path caveat the holder appends does not buy a separately priced path at the route price', async () => {
+    const d = sdeps();
+    const { mac, preimage } = await sell('/api/', '/api/other');
+    assert.equal(await outcome('/api/other', `L402 ${encodeMacaroonBase64(mac)}:${preimage}`, d), 'allow');
+    assert.equal(await outcome(pricedPath, `L402 ${encodeMacaroonBase64(mac)}:${preimage}`, d), 'wrong_path');
+    for (const appended of [`path=${pricedPath}`, `path_sha256=${sha(pricedPath)}`]) {
+      for (let i = 0; i < 2; i++) assert.equal(await outcome(pricedPath, `L402 ${withCaveats(mac, appended)}:${preimage}`, d), 'wrong_path', appended);
+    }
+    // Bought for the priced path itself (minted bound to it): opens it, reusably, and nothing else.
+    const own = await sell('/api/', pricedPath, { pathPriced: true });
+    for (let i = 0; i < 2; i++) assert.equal(await outcome(pricedPath, `L402 ${own.c.macaroon}:${own.preimage}`, d), 'allow');
+    assert.equal(await outcome('/api/other', `L402 ${own.c.macaroon}:${own.preimage}`, d), 'wrong_path');
+    // The route later sells one request each: a credential minted unbound still does not open the priced path.
+    const perRequest = parseConfig(`routes:\n  - { match: /api/, amount_msat: 1000 }\n`, { env: {} });
+    assert.equal(await outcome(pricedPath, `L402 ${withCaveats(mac, `path=${pricedPath}`)}:${preimage}`, sdeps({ routes: new RouteTable(perRequest.routes) })), 'wrong_path');
+  });
+
+  it('finding 2: an expiry the holder appends never shortens the spent mark; the original stays spent', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (const [match, mintedTtl] of [['/once/', undefined], ['/hourly/', 3600 + 300]] as const) {
+      const store = new TtlStore();
+      const d = sdeps({ store });
+      const path = `${match}x`;
+      const { c, mac, preimage } = await sell(match, path, { now: () => now });
+      const short = withCaveats(mac, `l402_valid_until=${now + 2}`);
+      const first = await decide(req(path, `L402 ${short}:${preimage}`), d);
+      assert.deepEqual([first.outcome, (first as { validUntil?: number }).validUntil], ['allow', now + 2], 'an appended expiry narrows the answer itself');
+      const ttl = store.ttls.get(`claim:l402:${c.paymentHash}`);
+      if (mintedTtl === undefined) assert.equal(ttl, undefined, 'no minted expiry: the mark never expires');
+      else assert.ok(ttl !== undefined && ttl >= mintedTtl - 2, `mark lives as long as the minted expiry: ${ttl}`);
+      assert.equal(await outcome(path, `L402 ${c.macaroon}:${preimage}`, d), 'already_used');
+    }
+  });
+
+  it('finding 3: a route made timed does not honour an old credential with an expiry its holder appended', async () => {
+    const { mac, c, preimage } = await sell('/api/', '/api/x');
+    const timed = parseConfig(`routes:\n  - { match: /api/, amount_msat: 1000, access: timed, macaroon_timeout: 60 }\n`, { env: {} });
+    const d = sdeps({ routes: new RouteTable(timed.routes) });
+    assert.equal(await outcome('/api/x', `L402 ${c.macaroon}:${preimage}`, d), 'expired');
+    const far = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
+    assert.equal(await outcome('/api/x', `L402 ${withCaveats(mac, `l402_valid_until=${far}`)}:${preimage}`, d), 'expired');
+    // Nor does an appended uses=1 (a narrowing) turn it into a single-use credential a timed route takes.
+    assert.equal(await outcome('/api/x', `L402 ${withCaveats(mac, 'uses=1', `l402_valid_until=${far}`)}:${preimage}`, d), 'expired');
+    // A credential minted on the timed route, with its own expiry, passes.
+    const t = await createChallenge(timed.routes[0]!, { path: '/api/x', method: 'GET', amountMsat: 1000 }, {
+      backend: wallet, rootKey: MASTER, service: 'l402', location: 'l402', memo: 'test', invoiceExpirySecs: 600, backendTimeoutMs: 2000,
+    });
+    assert.equal(await outcome('/api/x', `L402 ${t.macaroon}:${wallet.pay(t.invoice).toString('hex')}`, d), 'allow');
+  });
+
+  it('appended caveats still narrow: wrong path, method, route, service, expired, uses=1', async () => {
+    const store = new TtlStore();
+    const d = sdeps({ store });
+    const { mac, c, preimage } = await sell('/api/', '/api/a');
+    const now = Math.floor(Date.now() / 1000);
+    const cases: Array<[string, string, string]> = [
+      ['path=/api/b', '/api/a', 'wrong_path'],
+      [`path_sha256=${sha('/api/b')}`, '/api/a', 'wrong_path'],
+      ['method=POST', '/api/a', 'wrong_method'],
+      ['route=/once/', '/api/a', 'wrong_route'],
+      ['services=other:0', '/api/a', 'wrong_service'],
+      [`l402_valid_until=${now - 1}`, '/api/a', 'expired'],
+    ];
+    for (const [pred, path, reason] of cases) assert.equal(await outcome(path, `L402 ${withCaveats(mac, pred)}:${preimage}`, d), reason, pred);
+    // An appended path that matches narrows an unbound credential to that path (an unpriced one).
+    assert.equal(await outcome('/api/b', `L402 ${withCaveats(mac, 'path=/api/a')}:${preimage}`, d), 'wrong_path');
+    // uses=1 appended: that copy is spent once (with no TTL: none was minted); the original stays reusable.
+    const once = withCaveats(mac, 'uses=1');
+    const first = await decide(req('/api/a', `L402 ${once}:${preimage}`), d);
+    assert.deepEqual([first.outcome, (first as { singleUse?: boolean }).singleUse], ['allow', true]);
+    assert.equal(store.ttls.get(`claim:l402:${c.paymentHash}`), undefined);
+    assert.equal(await outcome('/api/a', `L402 ${once}:${preimage}`, d), 'already_used');
+    // Appended caveats cannot reach across routes: the route sold is the one minted.
+    assert.equal(await outcome('/once/x', `L402 ${withCaveats(mac, 'route=/once/')}:${preimage}`, d), 'wrong_route');
+  });
+
+  it('checkCaveats: every sold fact comes from the minted prefix, every caveat must hold', () => {
+    const ctx = { service: 'l402', routeId: '/api/', path: '/api/report', method: 'GET', now: 1000, paymentHash: Buffer.alloc(32) };
+    const minted = mintCaveats({ service: 'l402', routeId: '/api/', methods: ['GET', 'POST'] });
+    const appended = [`path=/api/report`, 'path_sha256=' + sha('/api/report'), 'method=GET', 'uses=1', 'l402_valid_until=2000', 'route=/api/'];
+    const v = checkCaveats([...minted, ...appended], ctx, minted.length);
+    assert.ok(v.ok);
+    assert.deepEqual(v.sold, { routeId: '/api/', pathBound: false, singleUse: false, methods: ['GET', 'POST'] });
+    assert.deepEqual([v.validUntil, v.singleUse], [2000, true], 'appended caveats narrow the effective answer');
+    // Counted as minted, the same caveats are sold facts.
+    const all = checkCaveats([...minted, ...appended], ctx, minted.length + appended.length);
+    assert.ok(all.ok);
+    assert.deepEqual(all.sold, { routeId: '/api/', pathBound: true, singleUse: true, methods: ['GET'], validUntil: 2000 });
+    // A minted count that does not fit the macaroon, or a prefix without service and route, is refused.
+    assert.deepEqual(checkCaveats(minted, ctx, minted.length + 1), { ok: false, reason: 'malformed_caveat' });
+    assert.deepEqual(checkCaveats(minted, ctx, 1), { ok: false, reason: 'malformed_caveat' });
+    assert.deepEqual(checkCaveats(minted, ctx, 0), { ok: false, reason: 'malformed_caveat' });
+    assert.deepEqual(checkCaveats(['services=l402:0', 'method=GET', 'route=/api/'], ctx, 2), { ok: false, reason: 'wrong_route' });
+    assert.deepEqual(checkCaveats(['route=/api/', 'method=GET', 'services=l402:0'], ctx, 2), { ok: false, reason: 'wrong_service' });
+  });
+
+  it('credentials minted before the minted-count format (v1 token keys) fail the signature and get a fresh challenge', async () => {
+    const { c, preimage } = await sell('/api/', '/api/a');
+    const m = decodeMacaroonBase64(c.macaroon);
+    const id = decodeIdentifier(m.identifier)!;
+    const v1Key = createHmac('sha256', MASTER).update(Buffer.from('l402-nginx/token-root-key/v1\0')).update(id.tokenId).digest();
+    const old = encodeMacaroonBase64(mintMacaroon(v1Key, m.identifier, m.location, caveatPredicates(m)));
+    assert.equal(await outcome('/api/a', `L402 ${old}:${preimage}`, sdeps()), 'bad_signature');
+    assert.equal(mintedCaveatCount(id.tokenId), m.caveats.length, 'the token id records the minted caveats');
+  });
 });

@@ -137,18 +137,34 @@ test('every way an ngx_l402 credential can be wrong is a 401 with its reason, an
   assert.equal(await reasonOf(req('/premium', c.authorization), d), 'allow', 'still unspent after all that');
 });
 
-test('ngx_l402 credentials on reusable routes: indefinite ones reusable; timed routes need its ExpiresAt', async () => {
+test('ngx_l402 credentials on reusable routes: indefinite ones reusable; on timed routes spent once (an ExpiresAt may be appended, so it only narrows)', async () => {
   let now = 1_800_000_000;
-  const d = deps({ now: () => now });
+  const ttls = new Map<string, number | undefined>();
+  const store = new (class extends MemoryStore {
+    override claimOnce(k: string, ttl?: number, v?: string) {
+      ttls.set(k, ttl);
+      return super.claimOnce(k, ttl, v);
+    }
+  })();
+  const d = deps({ now: () => now, store });
   const f = ngxL402Credential(NGX_KEY, '/forever');
   for (let i = 0; i < 3; i++) assert.equal(await reasonOf(req('/forever', f.authorization), d), 'allow');
-  assert.equal(await reasonOf(req('/timed/a', ngxL402Credential(NGX_KEY, '/timed/a').authorization), d), 'expired');
+  // A timed route needs a minted expiry, and a V1 macaroon cannot show which ExpiresAt ngx_l402 minted: with
+  // or without one, a credential ngx_l402 sold passes once (as ngx_l402 itself sold them without
+  // l402_indefinite_access), and its spent mark never expires.
+  const plain = ngxL402Credential(NGX_KEY, '/timed/a');
+  assert.equal(await reasonOf(req('/timed/a', plain.authorization), d), 'allow');
+  assert.equal(await reasonOf(req('/timed/a', plain.authorization), d), 'already_used');
   const t = ngxL402Credential(NGX_KEY, '/timed/a', 'GET', { expiresAt: now + 30 });
-  const ok = await decide(req('/timed/a', t.authorization), d);
-  assert.deepEqual([ok.outcome, (ok as { validUntil?: number }).validUntil], ['allow', now + 30]);
   assert.equal(await reasonOf(req('/timed/b', t.authorization), d), 'wrong_path', 'bound to its path, as ngx_l402 sold it');
+  const ok = await decide(req('/timed/a', t.authorization), d);
+  assert.deepEqual([ok.outcome, (ok as { validUntil?: number }).validUntil, (ok as { singleUse?: boolean }).singleUse], ['allow', now + 30, true]);
+  assert.equal(await reasonOf(req('/timed/a', t.authorization), d), 'already_used');
+  assert.equal(ttls.size, 2);
+  assert.deepEqual([...ttls.values()], [undefined, undefined], 'no TTL taken from a caveat');
+  const late = ngxL402Credential(NGX_KEY, '/timed/a', 'GET', { expiresAt: now + 30 });
   now += 31;
-  assert.equal(await reasonOf(req('/timed/a', t.authorization), d), 'expired');
+  assert.equal(await reasonOf(req('/timed/a', late.authorization), d), 'expired', 'an ExpiresAt still narrows');
 });
 
 test('ngx_l402_root_key: raw bytes as ngx_l402 used them; shorter than 32 characters is a config error naming the key', () => {
