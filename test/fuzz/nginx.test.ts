@@ -136,7 +136,7 @@ interface JsMacaroon {
 }
 const jsMacaroon = createRequire(import.meta.url)('macaroon') as { importMacaroon(b64: string): JsMacaroon };
 const MASTER = Buffer.from(TEST_ROOT_KEY, 'hex');
-const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v1\0', 'utf8');
+const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v2\0', 'utf8');
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 interface Sent {
@@ -192,10 +192,16 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
   const id = Buffer.from(m.identifier);
   if (id.length !== 66 || id.readUInt16BE(0) !== 0) return 'not a v0 identifier';
   const hash = id.subarray(2, 34).toString('hex');
-  let validUntil: number | undefined;
+  // What was sold comes from the caveats the gate minted (the token id's first byte counts them); the ones
+  // a holder appended only narrow.
+  const minted = id[34]!;
+  let index = 0;
+  let soldValidUntil: number | undefined;
+  let soldOnce = false;
   let singleUse = false;
   const now = Math.floor(Date.now() / 1000);
   const check = (cond: string): string | null => {
+    const isMinted = index++ < minted;
     const eq = cond.indexOf('=');
     if (eq <= 0) return 'malformed';
     const k = cond.slice(0, eq).trim();
@@ -203,7 +209,7 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
     if (k === 'services') return v.split(',').some((x) => x.split(':')[0]!.trim() === SERVICE) ? null : 'service';
     if (k === `${SERVICE}_valid_until`) {
       if (!/^\d{1,12}$/.test(v) || !(now < Number(v) + 2)) return 'expired';
-      validUntil = Math.min(validUntil ?? Infinity, Number(v));
+      if (isMinted) soldValidUntil = Math.min(soldValidUntil ?? Infinity, Number(v));
       return null;
     }
     if (k === 'route') return v === route.id ? null : 'route';
@@ -212,6 +218,7 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
     if (k === 'uses') {
       if (v !== '1') return 'uses';
       singleUse = true;
+      if (isMinted) soldOnce = true;
       return null;
     }
     if (k === 'preimage') {
@@ -227,11 +234,12 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
   } catch (e) {
     return `does not verify (${String((e as Error).message).slice(0, 60)})`;
   }
+  if (index < minted) return 'claims more minted caveats than it has';
   if (!pre || sha256hex(pre) !== hash || !preimages.has(hash)) return 'unpaid';
-  // Sold for one request (uses=1) or on a per-request route: once, whatever the route's access is now.
-  const once = route.access === 'per-request' || singleUse;
-  if (route.access === 'timed' && validUntil === undefined && !once) return 'timed without expiry';
-  if (once) {
+  // Sold for one request (minted uses=1) or on a per-request route: once, whatever the route's access is now.
+  const once = route.access === 'per-request' || soldOnce;
+  if (route.access === 'timed' && soldValidUntil === undefined && !once) return 'timed without a minted expiry';
+  if (once || singleUse) {
     if (spent.has(hash)) return 'single-use credential passed twice';
     spent.add(hash);
   }
@@ -307,7 +315,7 @@ function credentialHeader(rng: Rng, b: Bought, all: Bought[]): { kind: string; v
       return { kind: 'caveat-rewrite', value: `L402 ${encodeMacaroon({ ...m, caveats }).toString('base64')}:${pre}` };
     }
     case 5: {
-      const narrowed = attenuate(decodeMacaroon(mac), rng.pick(['path=/premium', 'method=GET', 'route=/gold', `${SERVICE}_valid_until=${Math.floor(Date.now() / 1000) + 300}`, 'foo=bar']));
+      const narrowed = attenuate(decodeMacaroon(mac), rng.pick(['path=/premium', 'method=GET', 'route=/gold', `${SERVICE}_valid_until=${Math.floor(Date.now() / 1000) + 300}`, 'foo=bar', 'uses=1', `${SERVICE}_valid_until=99999999999`]));
       return { kind: 'attenuated', value: `L402 ${encodeMacaroon(narrowed).toString('base64')}:${pre}` };
     }
     case 6:

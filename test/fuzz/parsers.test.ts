@@ -74,9 +74,15 @@ function route(match: string): RouteConfig {
   return cfg.routes.find((r) => r.match === match)!;
 }
 
-async function buy(match: string, path: string, method: string, key: Buffer): Promise<Paid> {
-  const r = route(match);
-  const c = await createChallenge(r, { path, method, amountMsat: r.amountMsat }, {
+/** The config as it was when some credentials were sold: /timed/ was indefinite then (no expiry minted). */
+const soldBefore = parseConfig(`routes:\n  - { match: /timed/, amount_msat: 5000, access: indefinite }\n`, { env: {} });
+/** A path priced on its own (dynamic price): only credentials minted bound to it open it. */
+const PRICED_PATH = '/forever/report';
+const price = async (r: RouteConfig, path: string) =>
+  path === PRICED_PATH ? { amountMsat: 50_000, source: 'dynamic' as const, pathPriced: true } : { amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false };
+
+async function buy(match: string, path: string, method: string, key: Buffer, r = route(match), pathPriced = false): Promise<Paid> {
+  const c = await createChallenge(r, { path, method, amountMsat: r.amountMsat, pathPriced }, {
     backend: wallet, rootKey: key, service: SERVICE, location: SERVICE, memo: 'fuzz', invoiceExpirySecs: 3600, backendTimeoutMs: 5000,
   });
   const preimage = wallet.pay(c.invoice);
@@ -91,6 +97,9 @@ before(async () => {
   for (let i = 0; i < 4; i++) paid.push(await buy('/timed/', '/timed/a', 'GET', MASTER));
   for (let i = 0; i < 3; i++) paid.push(await buy('/forever', '/forever', 'GET', MASTER));
   paid.push(await buy('/getonly', '/getonly', 'GET', MASTER));
+  // Sold while /timed/ was indefinite (no expiry minted), and one bought for the separately priced path.
+  for (let i = 0; i < 2; i++) paid.push(await buy('/timed/', '/timed/a', 'GET', MASTER, soldBefore.routes[0]!));
+  paid.push(await buy('/forever', PRICED_PATH, 'GET', MASTER, undefined, true));
   paid.push(await buy('= /exact', '/exact', 'GET', MASTER));
   for (let i = 0; i < 3; i++) paid.push(await buy('~ \\.mp4$', '/v/clip.mp4', 'GET', MASTER));
   // Minted with a key the gate does not hold: paid, but never ours.
@@ -133,7 +142,7 @@ interface JsMacaroon {
 }
 const jsMacaroon = createRequire(import.meta.url)('macaroon') as { importMacaroon(b64: string): JsMacaroon };
 
-const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v1\0', 'utf8');
+const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v2\0', 'utf8');
 
 /** The route nginx would pick for this config (exact, then regex, then longest prefix). */
 function oracleRoute(path: string): RouteConfig | undefined {
@@ -189,26 +198,47 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   if (id.length !== 66 || id.readUInt16BE(0) !== 0) return 'not a v0 identifier';
   const hash = id.subarray(2, 34).toString('hex');
   const tokenId = id.subarray(34);
+  // What was sold is read from the caveats the gate minted (their count is the token id's first byte); the
+  // rest were appended by a holder and may only narrow.
+  const minted = tokenId[0]!;
   let preimage = cred.pre;
+  let index = 0;
   let validUntil: number | undefined;
   let singleUse = false;
+  let sold = { validUntil: undefined as number | undefined, once: false, pathBound: false, service: false, route: false };
   const check = (cond: string): string | null => {
+    const isMinted = index++ < minted;
     const eq = cond.indexOf('=');
     if (eq <= 0) return 'malformed';
     const k = cond.slice(0, eq).trim();
     const v = cond.slice(eq + 1).trim();
-    if (k === 'services') return v.split(',').some((s) => s.split(':')[0]!.trim() === SERVICE) ? null : 'service';
+    if (k === 'services') {
+      if (isMinted) sold.service = true;
+      return v.split(',').some((s) => s.split(':')[0]!.trim() === SERVICE) ? null : 'service';
+    }
     if (k === `${SERVICE}_valid_until`) {
       if (!/^\d{1,12}$/.test(v) || !(now < Number(v))) return 'expired';
       validUntil = Math.min(validUntil ?? Infinity, Number(v));
+      if (isMinted) sold.validUntil = Math.min(sold.validUntil ?? Infinity, Number(v));
       return null;
     }
-    if (k === 'route') return v === r.id ? null : 'route';
-    if (k === 'path') return v === req.path ? null : 'path';
+    if (k === 'route') {
+      if (isMinted) sold.route = true;
+      return v === r.id ? null : 'route';
+    }
+    if (k === 'path') {
+      if (isMinted) sold.pathBound = true;
+      return v === req.path ? null : 'path';
+    }
+    if (k === 'path_sha256') {
+      if (isMinted) sold.pathBound = true;
+      return v === sha256hex(Buffer.from(req.path!)) ? null : 'path';
+    }
     if (k === 'method') return v.split(',').map((x) => x.trim().toUpperCase()).includes(req.method) ? null : 'method';
     if (k === 'uses') {
       if (v !== '1') return 'uses';
       singleUse = true;
+      if (isMinted) sold.once = true;
       return null;
     }
     if (k === 'preimage') {
@@ -220,6 +250,10 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   };
   const verified = [MASTER, OLD_MASTER].some((master) => {
     const key = createHmac('sha256', master).update(TOKEN_KEY_LABEL).update(tokenId).digest();
+    index = 0;
+    validUntil = undefined;
+    singleUse = false;
+    sold = { validUntil: undefined, once: false, pathBound: false, service: false, route: false };
     try {
       m.verify(new Uint8Array(key), check);
       return true;
@@ -228,17 +262,26 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
     }
   });
   if (!verified) return 'signature or caveats do not verify';
+  if (index < minted || !sold.service || !sold.route) return 'minted prefix is not one the gate mints';
   if (!preimage || sha256hex(preimage) !== hash) return 'no matching preimage';
   if (!preimageOf.has(hash)) return 'invoice never paid';
-  // Sold for one request (uses=1) or on a per-request route: once, whatever the route's access is now.
-  const once = r.access === 'per-request' || singleUse;
-  if (r.access === 'timed' && validUntil === undefined && !once) return 'timed route without expiry';
-  if (once) {
+  // A separately priced path is opened only by a credential minted bound to it.
+  if (req.path === PRICED_PATH && !sold.pathBound) return 'priced path without a minted path binding';
+  // Sold for one request (minted uses=1) or on a per-request route: once, whatever the route's access is now.
+  const once = r.access === 'per-request' || sold.once;
+  if (r.access === 'timed' && sold.validUntil === undefined && !once) return 'timed route without a minted expiry';
+  if (once || singleUse) {
     if (spent.has(hash)) return 'single-use credential already spent';
     spent.add(hash);
+    // The spent mark must outlive the credential: no TTL without a minted expiry, else at least until it.
+    const ttl = claimTtls.get(`claim:l402:${hash}`);
+    if (sold.validUntil === undefined ? ttl !== undefined : ttl === undefined || ttl < sold.validUntil - now) return `spent mark TTL ${ttl} shorter than the minted expiry ${sold.validUntil}`;
   }
   return undefined;
 }
+
+/** The TTL each single-use claim was written with (the store under test reports them). */
+const claimTtls = new Map<string, number | undefined>();
 
 /** The fields of a libmacaroons V1 macaroon (location, identifier, cid…, signature), or undefined. */
 function oracleV1Fields(b: Buffer): { id: Buffer; cids: Buffer[]; sig: Buffer } | undefined {
@@ -294,10 +337,12 @@ function oracleNgxRefusal(req: GateRequest & { path: string }, r: RouteConfig, c
   if (!pathBound || !methodBound) return 'no path or no method caveat';
   if (!cred.pre || sha256hex(cred.pre) !== hash) return 'no matching preimage';
   if (!preimageOf.has(hash)) return 'invoice never paid';
-  if (r.access === 'timed' && validUntil === undefined) return 'timed route without expiry';
-  if (r.access === 'per-request') {
+  // A V1 macaroon cannot show which ExpiresAt ngx_l402 minted: a timed route (which needs a minted expiry)
+  // spends it once, and its spent mark never expires.
+  if (r.access !== 'indefinite') {
     if (spent.has(`ngx:${hash}`)) return 'single-use credential already spent';
     spent.add(`ngx:${hash}`);
+    if (claimTtls.get(`preimage:${hash}`) !== undefined) return 'ngx_l402 spent mark with a TTL';
   }
   return undefined;
 }
@@ -486,7 +531,7 @@ function authCase(rng: Rng): Case {
   const p = rng.pick(paid);
   const pre = p.preimage.toString('hex');
   const mac = p.macaroon;
-  const kind = rng.int(13);
+  const kind = rng.int(14);
   let auth: string;
   switch (kind) {
     case 0: // The credential as issued.
@@ -536,8 +581,16 @@ function authCase(rng: Rng): Case {
     case 11: // Other schemes that look related.
       auth = rng.pick([`Cashu cashuB${mac.toString('base64url')}`, `Bearer ${mac.toString('base64')}`, `Basic ${mac.toString('base64')}`, `L402`, `L402 `, `L402 :${pre}`, `LSAT ${mac.toString('hex')}:${pre}`]);
       break;
-    default: // Preimage as a client caveat, in the Authorization header.
+    case 12: // Preimage as a client caveat, in the Authorization header.
       auth = `L402 ${encodeMacaroon(attenuate(decodeMacaroon(mac), `preimage=${pre}`)).toString('base64')}`;
+      break;
+    default: { // Appended caveats that would widen what was sold if they were believed.
+      const now = Math.floor(Date.now() / 1000);
+      const widen = rng.pick([`${SERVICE}_valid_until=99999999999`, `${SERVICE}_valid_until=${now + 2}`, `path=${PRICED_PATH}`, `path_sha256=${sha256hex(Buffer.from(PRICED_PATH))}`, 'uses=1']);
+      const target = rng.pick([[p.path, p.method], [PRICED_PATH, 'GET'], ['/timed/a', 'GET']] as const);
+      const m = attenuate(decodeMacaroon(mac), widen);
+      return { kind: `authorization/${kind}`, req: { path: normalizePath(target[0]), uri: target[0], method: target[1], credentials: { authorization: `L402 ${encodeMacaroon(m).toString('base64')}:${pre}` } } };
+    }
   }
   return { kind: `authorization/${kind}`, req: request(rng, p, { authorization: auth }) };
 }
@@ -586,7 +639,13 @@ const DECIDE_CASES = 70_000;
 
 test(`decide(): ${DECIDE_CASES} mutated credentials, no exception, no unpaid or repeated pass (seed ${SEED})`, async () => {
   const rng = new Rng(SEED);
-  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: SERVICE, rootKeys: [MASTER, OLD_MASTER], store: new MemoryStore(), storeTimeoutMs: 1000, ngxL402RootKey: Buffer.from(NGX_KEY) };
+  const store = new (class extends MemoryStore {
+    override claimOnce(k: string, ttl?: number, v?: string) {
+      if (!claimTtls.has(k)) claimTtls.set(k, ttl);
+      return super.claimOnce(k, ttl, v);
+    }
+  })();
+  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: SERVICE, rootKeys: [MASTER, OLD_MASTER], store, storeTimeoutMs: 1000, ngxL402RootKey: Buffer.from(NGX_KEY), price };
   let ngxPasses = 0;
   const spent = new Set<string>();
   const outcomes = new Map<string, number>();
