@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
 import { caveatPredicates, decodeMacaroon, verifySignature } from '../protocol/macaroon.js';
-import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
+import { decodeIdentifier } from '../protocol/identifier.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev-wallet.js';
 import { PAGE_ENDPOINTS } from './payment-page.js';
@@ -61,9 +61,8 @@ async function status(gate: Gate, req: IncomingMessage, res: ServerResponse): Pr
   // The HMAC chain first: a forged macaroon never costs a backend round trip.
   if (!gate.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return json(res, 401, { error: 'bad_signature' });
 
-  // The route it was sold for: from the caveats l402d minted, never from ones a holder appended.
-  const minted = caveatPredicates(mac).slice(0, mintedCaveatCount(id.tokenId));
-  const routeIds = new Set(minted.filter((p) => p.startsWith('route=')).map((p) => p.slice(6)));
+  // Caveats only narrow, so every route caveat must name the same route for the token to be usable.
+  const routeIds = new Set(caveatPredicates(mac).filter((p) => p.startsWith('route=')).map((p) => p.slice(6).trim()));
   const routeId = routeIds.size === 1 ? [...routeIds][0] : undefined;
   const route = routeId === undefined ? undefined : gate.parts.config.routes.find((r) => r.id === routeId);
   const isSettled = gate.isSettled;
