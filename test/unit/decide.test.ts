@@ -441,6 +441,14 @@ describe('appended caveats never widen what was sold', () => {
     assert.equal(await outcome('/once/x', `L402 ${withCaveats(mac, 'route=/once/')}:${preimage}`, d), 'wrong_route');
   });
 
+  it('methods and route: an appended caveat naming more methods or another route opens nothing more', async () => {
+    const d = sdeps();
+    const { mac, preimage } = await sell('/once/', '/once/x');
+    for (const pred of ['method=GET,POST,DELETE', 'method=POST']) assert.equal(await outcome('/once/x', `L402 ${withCaveats(mac, pred)}:${preimage}`, d, 'POST'), 'wrong_method', pred);
+    for (const pred of ['route=/api/', 'path=/api/x']) assert.equal(await outcome('/api/x', `L402 ${withCaveats(mac, pred)}:${preimage}`, d), 'wrong_route', pred);
+    assert.equal(await outcome('/once/x', `L402 ${withCaveats(mac, 'method=GET,POST')}:${preimage}`, d), 'allow', 'GET, as sold, once');
+  });
+
   it('checkCaveats: every sold fact comes from the minted prefix, every caveat must hold', () => {
     const ctx = { service: 'l402', routeId: '/api/', path: '/api/report', method: 'GET', now: 1000, paymentHash: Buffer.alloc(32) };
     const minted = mintCaveats({ service: 'l402', routeId: '/api/', methods: ['GET', 'POST'] });
