@@ -8,6 +8,7 @@ import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
+import { isGrpc } from './negotiate.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -29,7 +30,10 @@ function one(v: string | string[] | undefined): string | undefined {
  * the first Authorization and drops the rest), so it refuses instead. Identical repeats are one credential.
  */
 function ambiguousCredential(req: IncomingMessage): string | undefined {
+  // token/macaroon are credentials only on gRPC calls (Gate.requestFrom); elsewhere they are the app's.
+  const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
   for (const name of CREDENTIAL_HEADERS) {
+    if (!grpc && (name === 'token' || name === 'macaroon')) continue;
     const all = req.headersDistinct[name];
     if (all && new Set(all.map((v) => v.trim())).size > 1) return name;
   }
@@ -120,6 +124,8 @@ export function createGateServer(gate: Gate): Server {
     const url = req.url ?? '/';
     // nginx's rewrite keeps the original query string; our endpoints ignore it.
     const endpoint = url.split('?')[0];
+    // Nothing l402d answers itself is for nginx to keep, unless the auth answer says how long (below).
+    if (endpoint?.startsWith('/_l402/')) res.setHeader('X-Accel-Expires', '0');
     if (endpoint === '/_l402/health') {
       res.setHeader('Content-Type', 'application/json');
       res.end(`{"status":"ok","pid":${process.pid}}\n`);
@@ -150,8 +156,6 @@ export function createGateServer(gate: Gate): Server {
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
       const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
       const ambiguous = ambiguousCredential(req);
-      // Never cached by nginx unless l402d says how long (belt and braces with the snippets' pins).
-      res.setHeader('X-Accel-Expires', '0');
       if (endpoint === '/_l402/auth') {
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }

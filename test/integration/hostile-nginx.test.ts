@@ -147,6 +147,32 @@ test('methods nginx accepts but no route names: decided as themselves, never as 
   }
 });
 
+test('a method l402d cannot represent, or none at all, is refused (405 bad_method), never decided as GET', { skip }, async () => {
+  plain.upstream.reset();
+  const { auth } = await plain.buy('/premium');
+  const long = 'A'.repeat(70);
+  for (const path of ['/premium', '/getonly']) {
+    const r = await http1(plain.origin + path, { method: long, headers: { authorization: auth, accept: 'application/json' } });
+    assert.equal(r.status, 405, r.body);
+    assert.equal(JSON.parse(r.body).reason, 'bad_method');
+  }
+  // Straight to l402d (as a misconfigured nginx would call it): no X-Original-Method, or one nginx never sends.
+  const gate = `http://${plain.cfg.listen}`;
+  for (const method of [undefined, 'get', 'G ET', 'GET, GET', long]) {
+    const headers: Record<string, string> = { 'x-original-uri': '/premium', authorization: auth };
+    if (method !== undefined) headers['x-original-method'] = method;
+    const a = await http1(gate + '/_l402/auth', { headers });
+    assert.equal(a.status, 401, `${method}`);
+    assert.deepEqual([a.headers['x-l402-outcome'], a.headers['x-l402-reason'], a.headers['x-accel-expires']], ['method_not_allowed', 'bad_method', '0']);
+    const r = await http1(gate + '/_l402/render', { headers: { ...headers, 'x-l402-outcome': 'challenge', 'x-l402-reason': 'no_credential', accept: 'application/json' } });
+    assert.equal(r.status, 405, `${method}`);
+    assert.equal(r.headers['x-accel-expires'], '0');
+  }
+  // The credential was not spent by any of it.
+  assert.equal(plain.upstream.hits, 0);
+  assert.equal((await http1(plain.origin + '/premium', { headers: { authorization: auth } })).status, 200);
+});
+
 test('220 small headers before Authorization: the paid request passes', { skip }, async () => {
   for (const st of [plain, s]) {
     st.upstream.reset();
