@@ -182,10 +182,13 @@ grpc_set_header X-L402-Route $l402_route;
 ${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
 # Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
+# (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
 proxy_set_header Authorization $l402_upstream_authorization;
 proxy_set_header X-Cashu "";
+proxy_set_header X_Cashu "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
+grpc_set_header X_Cashu "";
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to

@@ -41,6 +41,7 @@ const HOSTILE_HTTP = (dir: string) => `
     large_client_header_buffers 8 32k;
 `;
 const HOSTILE_SERVER = `
+    underscores_in_headers on;
     error_page 400 401 402 403 404 405 429 500 502 503 504 =200 /_hostile_ok;
     location = /_hostile_ok { return 200 'hostile ok'; }
 `;
@@ -193,11 +194,12 @@ test('the upstream gets identity, never the payment credential (HTTP/1.1, HTTP/2
     // Unpaid with forged identity: refused, and the forged headers never travel anywhere.
     assert.equal((await http1(st.origin + '/premium', { headers: { ...forged, accept: 'application/json' } })).status, 402);
     const { auth, macaroon } = await st.buy('/premium');
-    const ok = await http1(st.origin + '/premium' + u(), { headers: { ...forged, authorization: auth, 'x-cashu': 'cashuBforged' } });
+    const ok = await http1(st.origin + '/premium' + u(), { headers: { ...forged, authorization: auth, 'x-cashu': 'cashuBforged', x_cashu: 'cashuBforged2' } });
     assert.equal(ok.status, 200);
     const h = st.upstream.requests.at(-1)!.headers;
     assert.equal(h.authorization, undefined);
     assert.equal(h['x-cashu'], undefined);
+    assert.equal(h.x_cashu, undefined);
     assert.equal(h['x-l402-rail'], 'lightning');
     assert.equal(h['x-l402-route'], '/premium');
     assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
