@@ -13,7 +13,30 @@ export function nginxServerAddress(listen: string): string {
   return listen.startsWith('unix:') ? listen : listen;
 }
 
-const COMMON = `    proxy_pass_request_body off;
+// Pinned in every location that talks to l402d, whatever the surrounding server/http blocks say (a micro-cache,
+// stale use, intercepted errors, another method, extra headers): each of these is inherited otherwise, and each
+// could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
+const PINNED = `    proxy_intercept_errors off;
+    proxy_next_upstream error timeout;
+    proxy_buffering on;
+    proxy_store off;
+    proxy_hide_header X-Powered-By;
+    proxy_pass_header X-L402-None;
+    auth_request off;`;
+
+// The auth and render subrequests carry only what l402d reads (the real method travels in X-Original-Method):
+// no client can crowd out Authorization with hundreds of headers, and no operator header reaches l402d.
+const COMMON = `    proxy_method GET;
+    proxy_pass_request_headers off;
+    proxy_set_header Authorization $http_authorization;
+    proxy_set_header X-Cashu $http_x_cashu;
+    proxy_set_header Token $http_token;
+    proxy_set_header Macaroon $http_macaroon;
+    proxy_set_header Content-Type $content_type;
+    proxy_set_header Accept $http_accept;
+    proxy_set_header X-Forwarded-For $http_x_forwarded_for;
+${PINNED}
+    proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header X-Original-URI $request_uri;
     proxy_set_header X-Original-Method $request_method;
@@ -28,8 +51,9 @@ const COMMON = `    proxy_pass_request_body off;
     proxy_buffer_size 16k;
     proxy_buffers 8 16k;`;
 
-export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
+export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>>): NginxSnippets {
   const retry = cfg.retryAfterSecs;
+  const forward = cfg.forwardPaymentCredentials === true;
   return {
     'upstream.conf': `# l402-nginx: include once in the http {} block.
 upstream l402d {
@@ -41,6 +65,13 @@ upstream l402d {
 # kept and for how long (X-Accel-Expires, never past the credential's expiry); single-use credentials and
 # refusals are never cached. The path is relative to nginx's prefix unless absolute.
 proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
+
+# protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
+# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own.
+map $http_authorization $l402_upstream_authorization {
+    "~*^\\s*(l402|lsat|cashu)(\\s|$)" "";
+    default $http_authorization;
+}
 `,
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
@@ -50,10 +81,24 @@ location = /_l402/auth {
     internal;
     proxy_pass http://l402d;
 ${COMMON}
+    # nginx's own failure here (l402d down) must never meet a server-level error_page that answers 200: the
+    # location's list replaces the inherited one, and auth_request turns the 503 into protect.conf's 500.
+    error_page 500 502 503 504 = @l402_unavailable;
     proxy_cache l402_auth;
+    # Only l402d decides what is kept and for how long (X-Accel-Expires on a reusable "paid" answer;
+    # X-Accel-Expires: 0 and Cache-Control: no-store on everything else): no default validity, no stale
+    # answer while l402d is down or slow, no conditional revalidation, no background refresh.
+    proxy_cache_valid any 0;
+    proxy_ignore_headers X-Accel-Redirect X-Accel-Limit-Rate X-Accel-Buffering X-Accel-Charset;
+    proxy_cache_use_stale off;
+    proxy_cache_background_update off;
+    proxy_cache_revalidate off;
+    proxy_cache_min_uses 1;
+    proxy_cache_bypass 0;
+    proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
     proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type";
-    proxy_cache_methods GET HEAD POST;
+    proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
     proxy_set_header X-L402-Outcome "";
@@ -69,6 +114,7 @@ location @l402_render {
     # l402d gone between the auth answer and this render: still a clean 503, never a raw 502.
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
+    proxy_cache off;
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;
@@ -78,18 +124,26 @@ ${COMMON}
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).
 location = /.well-known/l402-services {
     proxy_pass http://l402d;
+    proxy_method $request_method;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
 }
 
 # The payment page's helpers (settlement status polling; the dev wallet's pay button in dev mode).
 location /_l402/page/ {
     proxy_pass http://l402d;
+    proxy_method $request_method;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header X-L402-Client-Addr $remote_addr;
     client_max_body_size 16k;
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
 }
 
 # l402d unreachable or too slow: fail closed with a bounded 503.
@@ -111,6 +165,34 @@ error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
 # Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
 recursive_error_pages on;
+# What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
+# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
+auth_request_set $l402_token_id $upstream_http_x_l402_token_id;
+auth_request_set $l402_rail $upstream_http_x_l402_rail;
+auth_request_set $l402_amount_msat $upstream_http_x_l402_amount_msat;
+auth_request_set $l402_route $upstream_http_x_l402_route;
+proxy_set_header X-L402-Token-Id $l402_token_id;
+proxy_set_header X-L402-Rail $l402_rail;
+proxy_set_header X-L402-Amount-Msat $l402_amount_msat;
+proxy_set_header X-L402-Route $l402_route;
+grpc_set_header X-L402-Token-Id $l402_token_id;
+grpc_set_header X-L402-Rail $l402_rail;
+grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
+grpc_set_header X-L402-Route $l402_route;
+${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
+` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
+# Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
+# (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
+proxy_set_header Authorization $l402_upstream_authorization;
+proxy_set_header X-Cashu "";
+proxy_set_header X_Cashu "";
+grpc_set_header Authorization $l402_upstream_authorization;
+grpc_set_header X-Cashu "";
+grpc_set_header X_Cashu "";
+grpc_set_header Token "";
+grpc_set_header Macaroon "";
+`}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to
+# this location. Repeat the ones the upstream needs (Host, X-Forwarded-For, X-Forwarded-Proto...) after the include.
 `,
     'dry-run.conf': `# l402-nginx: include after protect.conf in locations whose route has dry_run: true, to show the client
 # what it would have been charged. (add_header here stops server-level add_header from applying.)

@@ -160,6 +160,8 @@ const configSchema = z
     /** Options for per-route Lightning addresses (lnurl_addr and store overrides): the lnurl backend's keys. */
     lnurl_options: z.record(z.string(), z.unknown()).default({}),
     cashu: cashuConfigSchema.optional(),
+    /** Pass the payment credential (Authorization L402/LSAT/Cashu, X-Cashu, gRPC token/macaroon) on to the upstream. */
+    forward_payment_credentials: boolLike.default(false),
     nginx_cache: z
       .object({ max_secs: intLike(z.number().int().min(0).max(300)).default(5) })
       .strict()
@@ -222,6 +224,11 @@ export interface GateConfig {
   lnurlOptions: Record<string, unknown>;
   /** Absent: no Cashu rail. */
   cashu?: CashuConfig;
+  /**
+   * Pass the payment credential the gate consumed on to the upstream (off: stripped in protect.conf and in
+   * standalone mode; the upstream gets the X-L402-* identity headers instead).
+   */
+  forwardPaymentCredentials: boolean;
   /** How long nginx may reuse a "paid" answer for a reusable credential (0 = never). */
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
@@ -357,6 +364,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
     nginxCacheMaxSecs: c.nginx_cache.max_secs,
+    forwardPaymentCredentials: c.forward_payment_credentials,
     lnurlOptions: c.lnurl_options,
     cashu: c.cashu,
     metrics: c.metrics,

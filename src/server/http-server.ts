@@ -7,12 +7,46 @@ import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
 import { handlePageEndpoint } from './page-endpoints.js';
+import type { Decision } from '../policy/decide.js';
+import { isGrpc } from './negotiate.js';
 
-const METHOD = /^[A-Z]{1,16}$/;
+// A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
+// exactly as received, never mapped to another. Longer than any method a route can name is refused.
+const METHOD = /^[A-Z_-]{1,64}$/;
+/** The request headers that carry a payment credential (gRPC metadata keys included). */
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
+/** An Authorization value carrying a payment credential the gate consumes (anything else is the app's own). */
+const PAYMENT_SCHEME = /^\s*(l402|lsat|cashu)(\s|$)/i;
+/** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
+const IDENTITY_PREFIX = 'x-l402-';
 const MANIFEST_PATH = '/.well-known/l402-services';
 
 function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A credential header sent more than once with different values: the gate would have to pick one (Node keeps
+ * the first Authorization and drops the rest), so it refuses instead. Identical repeats are one credential.
+ */
+function ambiguousCredential(req: IncomingMessage): string | undefined {
+  // token/macaroon are credentials only on gRPC calls (Gate.requestFrom); elsewhere they are the app's.
+  const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
+  for (const name of CREDENTIAL_HEADERS) {
+    if (!grpc && (name === 'token' || name === 'macaroon')) continue;
+    const all = req.headersDistinct[name];
+    if (all && new Set(all.map((v) => v.trim())).size > 1) return name;
+  }
+  return undefined;
+}
+
+/** What the upstream of a paid request may know: never the credential, only who paid how. */
+function identityHeaders(d: Decision): Array<[string, string]> {
+  if (d.outcome !== 'allow' || d.reason !== 'paid') return [];
+  const out: Array<[string, string]> = [['X-L402-Route', d.route.id], ['X-L402-Rail', d.rail]];
+  if (d.rail === 'lightning') out.push(['X-L402-Token-Id', d.tokenId]);
+  else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+  return out;
 }
 
 function send(res: ServerResponse, r: Rendered): void {
@@ -46,9 +80,24 @@ export function forwardTarget(decidedPath: string, rawUrl: string): string {
   return q >= 0 && rawUrl[q] === '?' ? path + rawUrl.slice(q).split('#')[0] : path;
 }
 
-function proxy(upstream: URL, target: string, req: IncomingMessage, res: ServerResponse, extra: Array<[string, string]>, onError: (e: Error) => void): void {
+function proxy(
+  upstream: URL,
+  target: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  extra: Array<[string, string]>,
+  identity: { headers: Array<[string, string]>; forwardCredentials: boolean },
+  onError: (e: Error) => void,
+): void {
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.startsWith(IDENTITY_PREFIX)) headers[k] = v;
+  // Forward identity, not secrets: the credential the gate consumed stays here unless the operator opts in.
+  // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
+  if (!identity.forwardCredentials) {
+    delete headers['x-cashu'];
+    if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
+  }
+  for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   headers.host = upstream.host;
   const base = upstream.pathname.replace(/\/$/, '');
@@ -75,6 +124,8 @@ export function createGateServer(gate: Gate): Server {
     const url = req.url ?? '/';
     // nginx's rewrite keeps the original query string; our endpoints ignore it.
     const endpoint = url.split('?')[0];
+    // Nothing l402d answers itself is for nginx to keep, unless the auth answer says how long (below).
+    if (endpoint?.startsWith('/_l402/')) res.setHeader('X-Accel-Expires', '0');
     if (endpoint === '/_l402/health') {
       res.setHeader('Content-Type', 'application/json');
       res.end(`{"status":"ok","pid":${process.pid}}\n`);
@@ -97,19 +148,29 @@ export function createGateServer(gate: Gate): Server {
     }
     if (await handlePageEndpoint(gate, req, res)) return;
     if (endpoint === '/_l402/auth' || endpoint === '/_l402/render') {
-      // Called by nginx: the original request is described by the headers nginx sets.
-      const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
+      // Called by nginx: the original request is described by the headers nginx sets. The method is the
+      // exact one nginx received; a missing or unrepresentable one is refused, never decided as another.
+      const method = req.headers['x-original-method'];
+      const methodOk = typeof method === 'string' && METHOD.test(method);
       const rawUri = one(req.headers['x-original-uri']);
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
-      const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
+      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
+      const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/auth') {
-        const d = await gate.decide(gr);
-        const cacheSecs = gate.cacheSecondsFor(d);
-        // nginx's auth cache (server.conf) keeps only answers that carry X-Accel-Expires.
+        const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
+          ? { outcome: 'method_not_allowed', reason: 'bad_method' }
+          : ambiguous
+            ? { outcome: 'invalid', reason: 'malformed_credential' }
+            : await gate.decide(gr);
+        if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
+        if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
+        const cacheSecs = 'route' in d ? gate.cacheSecondsFor(d) : 0;
+        // nginx's auth cache (server.conf) keeps only answers that carry a positive X-Accel-Expires.
         if (cacheSecs > 0) res.setHeader('X-Accel-Expires', String(cacheSecs));
         else res.setHeader('Cache-Control', 'no-store');
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
+          for (const [k, v] of identityHeaders(d)) res.setHeader(k, v);
           res.statusCode = 200;
           res.end();
           return;
@@ -118,14 +179,16 @@ export function createGateServer(gate: Gate): Server {
         res.statusCode = 401;
         res.setHeader('X-L402-Outcome', d.outcome);
         res.setHeader('X-L402-Reason', d.reason);
-        if (d.outcome === 'rate_limited') res.setHeader('X-L402-Retry-After', String(d.retryAfterSecs));
-        if (d.outcome === 'cashu_rejected') res.setHeader('X-L402-Detail', d.detail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300));
+        if (d.outcome === 'rate_limited' && 'retryAfterSecs' in d) res.setHeader('X-L402-Retry-After', String(d.retryAfterSecs));
+        if (d.outcome === 'cashu_rejected' && 'detail' in d) res.setHeader('X-L402-Detail', d.detail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300));
         res.end();
         return;
       }
       const retry = Number(one(req.headers['x-l402-retry-after']));
       const detail = one(req.headers['x-l402-detail']);
-      send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
+      // The render never sells what the auth answer could not decide on.
+      if (!methodOk) send(res, await gate.render('method_not_allowed', 'bad_method', gr, req.headers));
+      else send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
       return;
     }
     if (!upstream) {
@@ -137,12 +200,19 @@ export function createGateServer(gate: Gate): Server {
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     const path = normalizePath(url);
-    const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
+    // Node's parser accepts only the methods it knows (see clientError below); decided on exactly.
+    const methodOk = req.method !== undefined && METHOD.test(req.method);
+    const gr = { ...gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers), uri: url };
+    if (!methodOk || ambiguousCredential(req)) {
+      req.resume();
+      send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
+      return;
+    }
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
-      proxy(upstream, forwardTarget(path, url), req, res, extra, (e) => {
+      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, (e) => {
         log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
         if (!res.headersSent) {
           res.statusCode = 502;
@@ -181,6 +251,29 @@ export function createGateServer(gate: Gate): Server {
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  server.maxHeadersCount = 200;
+  // Node drops headers past maxHeadersCount without a word, and Authorization could be one of them: no count
+  // limit (maxHeaderSize bounds the bytes). Behind nginx the subrequests carry only the headers l402d reads.
+  server.maxHeadersCount = 0;
+  // Node's parser refuses what it cannot read (an unknown method, oversized headers) before any handler runs:
+  // answer that with a problem document and close, rather than Node's bare 400.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code as string | undefined) === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const code = err.code ?? '';
+    const [status, title, reason] =
+      code === 'HPE_INVALID_METHOD'
+        ? [400, 'Bad Request', 'bad_method']
+        : code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', 'headers_too_large']
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'Request Timeout', 'request_timeout']
+            : [400, 'Bad Request', 'bad_request'];
+    const body = `${JSON.stringify({ type: `urn:l402:problem:${reason.replace(/_/g, '-')}`, title, status, reason })}\n`;
+    socket.end(
+      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   return server;
 }

@@ -73,6 +73,7 @@ const DETAIL: Record<string, string> = {
   no_route: 'No paid route is configured for this path.',
   bad_path: 'The request path is not valid.',
   method_not_sold: 'This route does not sell access for this method.',
+  bad_method: 'This request method cannot be sold by this gate.',
   cashu_rejected: 'The Cashu token was not accepted; pay the X-Cashu request with a new token.',
   cashu_unavailable: 'The Cashu mint or store is unavailable; retry shortly.',
   invoice_rate_limited: 'Too many invoices requested from this address; retry after the given time.',

@@ -47,11 +47,19 @@ export interface Stack {
   buy(path: string, method?: string): Promise<{ macaroon: string; invoice: string; preimage: string; auth: string }>;
 }
 
-export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string): string {
+/** Operator config around the snippets: `http` goes at http level, `server` into each server block. */
+export interface Surround {
+  http?: string;
+  server?: string;
+}
+
+export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string, surround: Surround = {}): string {
   return `
+    ${surround.http ?? ''}
     include ${snippetDir}/upstream.conf;
     server {
         listen 127.0.0.1:${port};
+        ${surround.server ?? ''}
         include ${snippetDir}/server.conf;
         location / { proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /premium { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
@@ -68,6 +76,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
     }
     server {
         listen 127.0.0.1:${h2Port} http2;
+        ${surround.server ?? ''}
         include ${snippetDir}/server.conf;
         location /premium { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /content.ContentService/ { include ${snippetDir}/protect.conf; grpc_pass grpc://127.0.0.1:${grpcPort}; }
@@ -79,7 +88,7 @@ export function writeSnippets(cfg: GateConfig, dir: string): void {
   for (const [name, text] of Object.entries(nginxSnippets(cfg))) writeFileSync(join(dir, name), text);
 }
 
-export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend } = {}): Promise<Stack> {
+export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'l402-stack-'));
   cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
   const gatePort = await freePort();
@@ -100,7 +109,7 @@ export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; e
   writeSnippets(cfg, snippetDir);
   const port = await freePort();
   const h2Port = await freePort();
-  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir) }), 'nginx');
+  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround) }), 'nginx');
   const origin = `http://127.0.0.1:${port}`;
   return {
     cfg, gate, nginx, upstream, grpcUp, origin, h2Port, wallet, logs, dataDir,

@@ -1,5 +1,7 @@
 // l402d as a real separate process (for restart, multi-process and CLI tests), run from source via tsx.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { http1, waitFor } from './harness.js';
 
@@ -74,11 +76,15 @@ export async function twoGatesBehindNginx(
   cleanup.use(
     await startNginx({
       workers: 2,
-      http: `upstream l402d { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
-      proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
+      http: `${withUpstream(snippets, `server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16;`)}
       server { listen 127.0.0.1:${ng}; include ${snippets}/server.conf;
         ${locations} }`,
     }),
   );
   return { origin: `http://127.0.0.1:${ng}`, gates };
+}
+
+/** upstream.conf with its own `upstream l402d` servers (the auth cache zone and the credential map stay). */
+export function withUpstream(snippets: string, servers: string): string {
+  return readFileSync(join(snippets, 'upstream.conf'), 'utf8').replace(/upstream l402d \{[^}]*\}/, `upstream l402d { ${servers} }`);
 }

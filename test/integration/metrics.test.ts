@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, waitFor } from './harness.js';
 import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/policy/config.js';
-import { startGateProcess } from './gate-process.js';
+import { startGateProcess, withUpstream } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 
 const cleanup = new Cleanup();
@@ -42,8 +42,7 @@ test('counters are totals over every l402d process sharing Redis, behind nginx',
     const ng = await freePort();
     cleanup.use(
       await startNginx({
-        http: `upstream l402d { server 127.0.0.1:${g.port}; keepalive 4; }
-        proxy_cache_path l402_auth_cache keys_zone=l402_auth:1m;
+        http: `${withUpstream(snippets, `server 127.0.0.1:${g.port}; keepalive 4;`)}
         server { listen 127.0.0.1:${ng}; include ${snippets}/server.conf;
           location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
       }),

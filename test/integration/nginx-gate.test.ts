@@ -173,7 +173,9 @@ test('gRPC: unpaid call gets status 13 with the challenge; paid call reaches the
     const res = await client.getContent({ id: 'a' }, { authorization: auth });
     assert.deepEqual({ id: res.id, body: res.body }, { id: 'a', body: 'content for a' });
     assert.equal(s.grpcUp.calls, 1);
-    assert.equal(s.grpcUp.authorizations[0], auth);
+    // The payment credential stays at the gate (forward_payment_credentials: false): identity travels instead.
+    assert.equal(s.grpcUp.authorizations[0], undefined);
+    assert.equal(s.grpcUp.metadata[0]!['x-l402-rail'], 'lightning');
     const replay = (await client.getContent({ id: 'a' }, { authorization: auth }).then(
       () => assert.fail('replayed call passed'),
       (e: grpc.ServiceError) => e,

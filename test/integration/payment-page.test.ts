@@ -48,7 +48,7 @@ interface Opened {
   page: Page;
   status: number;
   /** Every response the page received (main document and fetches), in order. */
-  responses: Array<{ url: string; status: number }>;
+  responses: Array<{ url: string; status: number; authorization?: string }>;
   dialogs: string[];
   /** Console errors and uncaught exceptions (CSP violations land here). */
   errors: string[];
@@ -58,7 +58,7 @@ interface Opened {
 async function open(url: string): Promise<Opened> {
   const page = await browser.newPage();
   const o: Opened = { page, status: 0, responses: [], dialogs: [], errors: [], navigations: [] };
-  page.on('response', (r) => o.responses.push({ url: r.url(), status: r.status() }));
+  page.on('response', (r) => o.responses.push({ url: r.url(), status: r.status(), authorization: r.request().headers().authorization }));
   page.on('dialog', (d) => {
     o.dialogs.push(d.message());
     void d.dismiss().catch(() => {});
@@ -123,8 +123,11 @@ test('402 page in Chromium: QR and price; the dev wallet button pays and shows t
     assert.deepEqual(await contentJson(page), { ok: true, path: '/premium' });
     await shot(page, 'payment-page-dev-paid.png');
     assert.equal(s.upstream.hits, 1);
-    assert.ok(s.upstream.requests[0]!.headers.authorization?.startsWith('L402 '), 'the upstream saw the credential');
+    // The credential stays at the gate; the upstream learns who paid (forward_payment_credentials: false).
+    assert.equal(s.upstream.requests[0]!.headers.authorization, undefined);
+    assert.equal(s.upstream.requests[0]!.headers['x-l402-rail'], 'lightning');
     const after = o.responses.slice(mark);
+    assert.ok(after.find((r) => new URL(r.url).pathname === '/premium')?.authorization?.startsWith('L402 '), 'the page sent the credential');
     assert.deepEqual(after.map((r) => [new URL(r.url).pathname, r.status]), [['/_l402/page/dev-pay', 200], ['/premium', 200]]);
     assert.ok(!after.some((r) => r.status === 402), 'no further 402 fetched');
     assert.equal(await page.locator('#pay').isHidden(), true);
@@ -150,7 +153,9 @@ test('auto-detect: paid out of band, the page notices by polling the status endp
     await shot(page, 'payment-page-auto-detected.png');
     assert.equal(invoiceCount(), minted, 'polling minted no invoice');
     assert.equal(s.upstream.hits, 1);
-    assert.equal(s.upstream.requests[0]!.headers.authorization?.includes(':'), false, 'unlocked with the macaroon alone');
+    assert.equal(s.upstream.requests[0]!.headers.authorization, undefined, 'the credential stays at the gate');
+    const unlock = o.responses.filter((r) => new URL(r.url).pathname === '/auto').at(-1);
+    assert.equal(unlock?.authorization?.includes(':'), false, 'unlocked with the macaroon alone');
     assert.equal(o.responses.filter((r) => r.status === 402).length, 1, 'only the first page load was a 402');
     assert.equal(o.responses.filter((r) => new URL(r.url).pathname === '/auto').length, 2, 'page load + one unlock');
     const pollsAtEnd = polls();

@@ -25,7 +25,8 @@ import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import type { CreatedInvoice, LightningBackend } from '../../src/rails/lightning/backend.js';
-import { mintMacaroon, verifySignature } from '../../src/protocol/macaroon.js';
+import { decodeMacaroonBase64, mintMacaroon, verifySignature } from '../../src/protocol/macaroon.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { preimageMatches } from '../../src/protocol/caveats.js';
 import { createMetricsServer } from '../../src/server/metrics-server.js';
 
@@ -232,14 +233,12 @@ async function mint(n: number, match = '/premium', path = '/premium'): Promise<C
 
 /** Upstream passes per payment hash (the upstream sees the Authorization header it was sent). */
 function passesByHash(up: CountingUpstream, creds: Cred[]): Map<string, number> {
-  const byAuthMac = new Map(creds.map((c) => [Buffer.from(c.macaroon, 'base64').toString('hex'), c.hash]));
+  // The upstream never sees the credential (it stays at the gate): it sees the token id l402d vouched for.
+  const byTokenId = new Map(creds.map((c) => [decodeIdentifier(decodeMacaroonBase64(c.macaroon).identifier)!.tokenId.toString('hex'), c.hash]));
   const out = new Map<string, number>();
   for (const r of up.requests) {
-    const a = r.headers.authorization;
-    if (typeof a !== 'string') continue;
-    const m = /^\s*\S+\s+([^:,]+)/.exec(a);
-    const raw = m ? Buffer.from(m[1]!.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('hex') : '';
-    const hash = byAuthMac.get(raw);
+    const id = r.headers['x-l402-token-id'];
+    const hash = typeof id === 'string' ? byTokenId.get(id) : undefined;
     if (hash) out.set(hash, (out.get(hash) ?? 0) + 1);
   }
   return out;

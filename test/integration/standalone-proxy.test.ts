@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,4 +122,103 @@ test('";" is forwarded encoded, so a servlet container cannot strip "..;params" 
   const target = forwardTarget('/cheap/..;jsessionid=1/expensive', '/cheap/%2e%2e%3bjsessionid=1/expensive?a=1');
   assert.equal(target, '/cheap/..%3Bjsessionid=1/expensive?a=1');
   assert.equal(decodeURIComponent(target.split('?')[0]!), '/cheap/..;jsessionid=1/expensive', 'the same path once decoded');
+});
+
+/** One request with any method and repeated headers (arrays), to a given l402d port. */
+function send(method: string, path: string, headers: Record<string, string | string[]>, to = port): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: to, path, method, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const FORGED = { 'x-l402-token-id': 'forged', 'x-l402-rail': 'forged', 'x-l402-route': 'forged', 'x-l402-amount-msat': '1' };
+
+test('standalone: the upstream gets identity headers, never the payment credential; forged identity is dropped', async () => {
+  upstream.reset();
+  assert.equal((await send('GET', '/expensive/id', FORGED)).status, 402);
+  assert.equal(upstream.hits, 0);
+  const auth = await buy('/expensive/id');
+  const r = await send('GET', '/expensive/id', { ...FORGED, authorization: auth, 'x-cashu': 'cashuBforged' });
+  assert.equal(r.status, 200, r.body);
+  const h = upstream.requests.at(-1)!.headers;
+  assert.equal(h.authorization, undefined);
+  assert.equal(h['x-cashu'], undefined);
+  assert.equal(h['x-l402-rail'], 'lightning');
+  assert.equal(h['x-l402-route'], '/expensive/');
+  assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
+  assert.equal(h['x-l402-amount-msat'], undefined);
+});
+
+test('standalone: two different credentials are refused, not one of them picked; 220 headers lose nothing', async () => {
+  const a = await buy('/expensive/dup');
+  const b = await buy('/expensive/dup');
+  upstream.reset();
+  for (const both of [[a, b], [b, a]]) {
+    const r = await send('GET', '/expensive/dup', { authorization: both });
+    assert.equal(r.status, 401, r.body);
+    assert.equal(JSON.parse(r.body).reason, 'malformed_credential');
+  }
+  assert.equal(upstream.hits, 0);
+  // Neither was spent; the same credential twice is one credential.
+  assert.equal((await send('GET', '/expensive/dup', { authorization: [a, a] })).status, 200);
+  const many: Record<string, string> = {};
+  for (let i = 0; i < 220; i++) many[`x-h${i}`] = String(i);
+  assert.equal((await send('GET', '/expensive/dup', { ...many, authorization: b })).status, 200);
+  assert.equal(upstream.hits, 2);
+});
+
+test('standalone: a method Node cannot parse gets a problem document; one it can is decided as itself', async () => {
+  upstream.reset();
+  const reply = await new Promise<string>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write('FOO_BAR /expensive/m HTTP/1.1\r\nHost: x\r\n\r\n'));
+    let out = '';
+    sock.on('data', (c: Buffer) => (out += c.toString()));
+    sock.on('end', () => resolve(out));
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+  });
+  assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(reply, /Content-Type: application\/problem\+json/);
+  assert.equal(JSON.parse(reply.split('\r\n\r\n')[1]!).reason, 'bad_method');
+  const get = await buy('/expensive/m');
+  const ms = await send('M-SEARCH', '/expensive/m', { authorization: get });
+  assert.equal(ms.status, 401);
+  assert.equal(JSON.parse(ms.body).reason, 'wrong_method');
+  assert.equal((await send('M-SEARCH', '/expensive/m', {})).status, 402);
+  assert.equal(upstream.hits, 0);
+  assert.equal((await send('GET', '/expensive/m', { authorization: get })).status, 200);
+});
+
+test('standalone: forward_payment_credentials: true passes the credential on, identity still replaces forged headers', async (t) => {
+  const local = new Cleanup();
+  t.after(() => local.run());
+  const dir = mkdtempSync(join(tmpdir(), 'l402-standalone-fwd-'));
+  local.add(() => rmSync(dir, { recursive: true, force: true }));
+  const up = local.use(await startCountingUpstream());
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nforward_payment_credentials: true
+routes:
+  - { match: /expensive/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('warn') });
+  local.add(() => gate.close());
+  const w = DevWallet.open(dir);
+  local.add(() => w.close());
+  const c = JSON.parse((await send('GET', '/expensive/f', {}, p)).body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${c.macaroon}:${w.pay(c.invoice).toString('hex')}`;
+  assert.equal((await send('GET', '/expensive/f', { ...FORGED, authorization: auth, 'x-cashu': 'cashuBx' }, p)).status, 200);
+  const h = up.requests.at(-1)!.headers;
+  assert.equal(h.authorization, auth);
+  assert.equal(h['x-cashu'], 'cashuBx');
+  assert.equal(h['x-l402-rail'], 'lightning');
+  assert.notEqual(h['x-l402-token-id'], 'forged');
 });
