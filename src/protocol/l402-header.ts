@@ -1,6 +1,7 @@
 // L402/LSAT challenge formatting and credential parsing (Authorization header and gRPC metadata).
 import { decodeBase64Loose } from './base64.js';
 import { MAX_MACAROON_BYTES } from './macaroon.js';
+import { trimOws } from './ows.js';
 
 /** Bigger than any credential we issue; nginx's default large_client_header_buffers is 8k. */
 export const MAX_AUTHORIZATION_LENGTH = 8192;
@@ -33,7 +34,7 @@ const CASHU_SCHEME = /^\s*cashu(\s|$)/i;
 
 export function parseCredential(h: CredentialHeaders): CredentialParse {
   const auth = h.authorization;
-  if (auth !== undefined && auth.trim() !== '') {
+  if (auth !== undefined && trimOws(auth) !== '') {
     const parsed = parseAuthorization(auth);
     // Another scheme in Authorization (a gRPC app's own `Bearer …`) is not ours: the L402 credential may
     // still be in the spec's metadata keys. A Cashu token there is the payment the client chose (another
@@ -51,7 +52,7 @@ export function parseCredential(h: CredentialHeaders): CredentialParse {
 
 export function parseAuthorization(value: string): CredentialParse {
   if (value.length > MAX_AUTHORIZATION_LENGTH) return { kind: 'malformed', reason: 'authorization header too long' };
-  const m = SCHEME.exec(value.trim());
+  const m = SCHEME.exec(trimOws(value));
   if (!m) return { kind: 'malformed', reason: 'authorization header is not "<scheme> <credentials>"' };
   const scheme = m[1]!.toUpperCase();
   // Other schemes (Basic, Bearer, ...) are not ours: the request is simply unpaid.

@@ -41,3 +41,12 @@ test('Authorization that is ours (L402/LSAT, Cashu) or malformed still wins over
     assert.deepEqual(parseCredential({ authorization, token: hex }), { kind: 'none' }, authorization);
   }
 });
+
+test('only SP and HTAB surround a credential: a scheme behind NBSP, VT or FF is not read (nginx would not strip it as a payment credential)', async () => {
+  const { parseCashuCredential } = await import('../../src/rails/cashu/credential.js');
+  assert.equal(parseCredential({ authorization: ` \tL402 ${MAC.toString('base64')}:${PRE}\t ` }).kind, 'l402');
+  for (const lead of ['\u00a0', '\v', '\f', '\u2003']) {
+    assert.notEqual(parseCredential({ authorization: `${lead}L402 ${MAC.toString('base64')}:${PRE}` }).kind, 'l402', JSON.stringify(lead));
+    assert.notEqual(parseCashuCredential({ authorization: `${lead}Cashu cashuBo2FteCJodHRwOi8vbG9jYWxob3N0` }).kind, 'token', JSON.stringify(lead));
+  }
+});

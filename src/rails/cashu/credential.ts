@@ -12,6 +12,8 @@ export interface CashuCredentialHeaders {
   authorization?: string | string[];
 }
 
+import { trimOws } from '../../protocol/ows.js';
+
 // cashuB is base64url; cashuA (V3, deprecated) is often standard base64 with padding.
 const TOKEN_RE = /^cashu[AB][A-Za-z0-9_\-+/]+={0,2}$/;
 const AUTH_RE = /^cashu[ \t]+(\S+)\s*$/i;
@@ -19,7 +21,7 @@ const AUTH_RE = /^cashu[ \t]+(\S+)\s*$/i;
 export const DEFAULT_MAX_TOKEN_BYTES = 32_768;
 
 function check(value: string, via: 'x-cashu' | 'authorization', maxBytes: number): CashuCredential {
-  let v = value.trim();
+  let v = trimOws(value);
   // Wallets copy tokens as URIs; NUT-00 allows the `cashu:` scheme.
   if (/^cashu:/i.test(v) && !/^cashu[AB]/.test(v)) v = v.slice(6).replace(/^\/\//, '');
   if (v.length > maxBytes) return { kind: 'malformed', via, reason: `token is larger than ${maxBytes} bytes` };
@@ -38,14 +40,14 @@ export function parseCashuCredential(headers: CashuCredentialHeaders, maxBytes =
     if (Array.isArray(x)) {
       if (x.length > 1) return { kind: 'malformed', via: 'x-cashu', reason: 'more than one X-Cashu header' };
       if (x.length === 1) return check(x[0]!, 'x-cashu', maxBytes);
-    } else if (x.trim() !== '') {
+    } else if (trimOws(x) !== '') {
       return check(x, 'x-cashu', maxBytes);
     }
   }
   const a = headers.authorization;
   const auth = Array.isArray(a) ? (a.length === 1 ? a[0] : undefined) : a;
   if (auth === undefined) return { kind: 'none' };
-  const trimmed = auth.trim();
+  const trimmed = trimOws(auth);
   if (!/^cashu(\s|$)/i.test(trimmed)) return { kind: 'none' };
   const m = AUTH_RE.exec(trimmed);
   if (!m) return { kind: 'malformed', via: 'authorization', reason: 'Authorization: Cashu needs exactly one token' };
