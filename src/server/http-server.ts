@@ -3,6 +3,8 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { normalizePath } from '../policy/routes.js';
+import { REQUEST_ID } from '../store/abandon-claim.js';
+import { randomBytes } from 'node:crypto';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
@@ -96,12 +98,23 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     if (await handlePageEndpoint(gate, req, res)) return;
-    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render') {
+    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render' || (endpoint === '/_l402/release' && !upstream)) {
       // Called by nginx: the original request is described by the headers nginx sets.
       const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
       const rawUri = one(req.headers['x-original-uri']);
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
-      const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
+      // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
+      // replaced). In standalone mode clients talk to us directly: their header is never believed.
+      const requestId = upstream ? undefined : one(req.headers['x-l402-request-id']);
+      const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
+      if (endpoint === '/_l402/release') {
+        // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
+        // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
+        const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
+        req.resume();
+        send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502));
+        return;
+      }
       if (endpoint === '/_l402/auth') {
         const d = await gate.decide(gr);
         const cacheSecs = gate.cacheSecondsFor(d);
@@ -137,17 +150,24 @@ export function createGateServer(gate: Gate): Server {
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     const path = normalizePath(url);
-    const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
+    // This request's own identity (never a client's header): a single-use claim made for it can be given
+    // back if the upstream fails before answering.
+    const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url, requestId: randomBytes(16).toString('hex') };
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
       proxy(upstream, forwardTarget(path, url), req, res, extra, (e) => {
         log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
-        if (!res.headersSent) {
-          res.statusCode = 502;
-          res.end();
-        } else res.destroy();
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
+        gate.releaseAfterUpstreamFailure(gr, 502).then(
+          (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
+          () => res.destroy(),
+        );
       });
       return;
     }
