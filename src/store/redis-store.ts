@@ -132,6 +132,8 @@ async function configGet(r: Redis, name: string): Promise<string | undefined> {
 /** CONFIG GET first; where CONFIG is disabled or renamed (managed services), what INFO says. */
 async function readSettings(r: Redis): Promise<RedisNodeSettings> {
   const node = `${r.options.host ?? '?'}:${r.options.port ?? '?'}`;
+  // Cluster nodes connect lazily; commands fail fast (no offline queue) until they have.
+  if (r.status === 'wait') await r.connect().catch(() => undefined);
   try {
     const [appendonly, save, maxmemoryPolicy] = await Promise.all([configGet(r, 'appendonly'), configGet(r, 'save'), configGet(r, 'maxmemory-policy')]);
     if (appendonly !== undefined && save !== undefined && maxmemoryPolicy !== undefined) return { node, appendonly: appendonly === 'yes', save, maxmemoryPolicy };
