@@ -159,10 +159,25 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
 }
 
 /**
+ * store.require_persistence with several workers: checked once by the supervisor before any worker starts,
+ * so a refusal stops l402d instead of workers failing (and being replaced) in a loop.
+ */
+export async function refuseUnlessRedisDurable(cfg: GateConfig, log: Logger): Promise<void> {
+  if (cfg.store.type !== 'redis' || !cfg.store.requirePersistence) return;
+  const store = new RedisStore(cfg.store.url, cfg.store.prefix, cfg.timeouts.storeMs);
+  try {
+    const refuse = await checkRedisDurability(store, true, log);
+    if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
  * Says loudly (error log lines naming the setting and the fix) when Redis could forget or evict spent marks.
  * Returns why l402d must not start, when `required` and Redis is not seen to keep them.
  */
-async function checkRedisDurability(store: RedisStore, required: boolean, log: Logger): Promise<string | undefined> {
+export async function checkRedisDurability(store: RedisStore, required: boolean, log: Logger): Promise<string | undefined> {
   let report: DurabilityReport;
   try {
     report = await store.durability();

@@ -101,6 +101,16 @@ test('a Redis without persistence: the start log and doctor say so (setting and 
   const r = spawnSync(process.execPath, l402dArgs('doctor', '--config', join(dir, 'l402.yaml')), { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stdout + r.stderr, /redis durability.*does not persist/);
+  // `l402d start` refuses (exit 2, the reason on stderr), also with several workers: the supervisor checks
+  // before forking, so no worker is started and replaced in a loop.
+  for (const workers of [1, 2]) {
+    const file = join(dir, `strict-${workers}.yaml`);
+    writeFileSync(file, `workers: ${workers}
+${config(redis.url, ', require_persistence: true').yaml}`);
+    const s = spawnSync(process.execPath, l402dArgs('start', '--config', file), { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(s.status, 2, `workers ${workers}: ${s.stdout}${s.stderr}`);
+    assert.match(s.stderr, /store\.require_persistence: refusing to start: .*does not persist/);
+  }
 });
 
 test('a Redis that evicts (maxmemory-policy allkeys-lru): warned at start and by doctor; refused with require_persistence', { skip }, async () => {
