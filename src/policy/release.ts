@@ -9,7 +9,7 @@ import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
-import { REQUEST_ID, requestClaimToken } from '../store/abandon-claim.js';
+import { claimOwnedBy, REQUEST_ID } from '../store/abandon-claim.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './config.js';
@@ -36,10 +36,9 @@ export interface ReleaseDeps {
  */
 export type ReleaseResult = 'released' | 'not_claimed' | 'not_owned' | 'cashu' | 'none' | 'store_unavailable';
 
-/** Gives back the claim decide() wrote for this request (requestClaimToken of req.requestId), if any. */
+/** Gives back the claim decide() wrote for this request (any attempt at it: claimOwnedBy), if any. */
 export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise<ReleaseResult> {
   if (req.requestId === undefined || !REQUEST_ID.test(req.requestId) || req.path === undefined) return 'none';
-  const owner = requestClaimToken(req.requestId);
   const route = deps.routes.lookup(req.path);
   if (!route) return 'none';
   if (deps.cashu && route.rails.includes('cashu')) {
@@ -52,8 +51,15 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
   const key = claimKeyOf(parsed.credential.macaroon, deps);
   if (key === undefined) return 'none';
   try {
-    if (await withTimeout(deps.store.delIfValue(key, owner), deps.storeTimeoutMs, 'release claim')) return 'released';
-    return (await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get')) === undefined ? 'not_claimed' : 'not_owned';
+    // Compare-and-delete on the exact value read: if another attempt at this same request took the claim
+    // over in between, read again (bounded); a claim that is not this request's is never touched.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const held = await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get');
+      if (held === undefined) return 'not_claimed';
+      if (!claimOwnedBy(held, req.requestId)) return 'not_owned';
+      if (await withTimeout(deps.store.delIfValue(key, held), deps.storeTimeoutMs, 'release claim')) return 'released';
+    }
+    return 'not_owned';
   } catch {
     return 'store_unavailable';
   }

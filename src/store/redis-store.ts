@@ -12,6 +12,12 @@ return {n, ttl}`;
 
 const DEL_IF_VALUE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
+// KEEPTTL needs Redis 6: the remaining lifetime is carried over by hand.
+const REPLACE_IF_VALUE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('PTTL', KEYS[1])
+if t > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', t) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1`;
+
 /**
  * Shared state for several l402d processes or hosts. Commands fail fast while disconnected (no offline
  * queue) so callers can answer 503 instead of hanging; ioredis reconnects by itself.
@@ -74,6 +80,9 @@ export class RedisStore implements Store {
   }
   async delIfValue(key: string, value: string): Promise<boolean> {
     return Number(await this.redis.eval(DEL_IF_VALUE, 1, this.k(key), value)) === 1;
+  }
+  async replaceIfValue(key: string, expected: string, next: string): Promise<boolean> {
+    return Number(await this.redis.eval(REPLACE_IF_VALUE, 1, this.k(key), expected, next)) === 1;
   }
   async get(key: string): Promise<string | undefined> {
     return (await this.redis.get(this.k(key))) ?? undefined;

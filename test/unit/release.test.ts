@@ -13,7 +13,7 @@ import { createChallenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { requestClaimToken } from '../../src/store/abandon-claim.js';
+import { abandonClaim, claimOwnedBy, requestClaimToken } from '../../src/store/abandon-claim.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import type { Store } from '../../src/store/store.js';
@@ -45,7 +45,13 @@ const req = (path: string, authorization: string, requestId?: string): GateReque
 
 test('only strict nginx request ids name an owner; anything else is a random one', () => {
   const a = 'ab'.repeat(16);
-  assert.equal(requestClaimToken(a), `claim:req:${a}`);
+  assert.match(requestClaimToken(a), new RegExp(`^claim:req:${a}:[A-Za-z0-9_-]+$`));
+  assert.notEqual(requestClaimToken(a), requestClaimToken(a), 'unique per attempt');
+  assert.ok(claimOwnedBy(requestClaimToken(a), a));
+  assert.ok(!claimOwnedBy(requestClaimToken(a), 'cd'.repeat(16)));
+  assert.ok(!claimOwnedBy(requestClaimToken(undefined), a));
+  assert.ok(!claimOwnedBy(`claim:req:${a}`, a));
+  assert.ok(!claimOwnedBy(requestClaimToken(a), undefined));
   for (const bad of [undefined, '', a.toUpperCase(), `${a}0`, a.slice(1), `${a.slice(0, 31)}g`, ` ${a.slice(1)}`, `${a},${a}`]) {
     const t = requestClaimToken(bad);
     assert.ok(!t.startsWith('claim:req:'), String(bad));
@@ -88,6 +94,24 @@ for (const [name, open] of [['memory', () => new MemoryStore()], ['sqlite', () =
     await d.store.close();
   });
 }
+
+test("an earlier attempt that gave up cannot undo a claim nginx's retry of the same request let through", async () => {
+  const store = new MemoryStore();
+  const d = both(store);
+  const auth = await buy('/premium');
+  const mine = id();
+  assert.equal((await decide(req('/premium', auth, mine), { ...d, cashu: undefined })).outcome, 'allow');
+  const key = [...(store as unknown as { map: Map<string, unknown> }).map.keys()].find((k) => k.startsWith('claim:l402:'))!;
+  const firstAttempt = (await store.get(key))!;
+  // The retry on another l402d (same request id) takes the claim over...
+  assert.equal((await decide(req('/premium', auth, mine), { ...d, cashu: undefined })).outcome, 'allow');
+  // ...so the first attempt, giving up late (its store answer had timed out), deletes nothing.
+  assert.equal(await abandonClaim(store, key, firstAttempt, { forMs: 0 }), false);
+  const replay = await decide(req('/premium', auth, id()), { ...d, cashu: undefined });
+  assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+  // The request that owns it can still give it back after an upstream failure.
+  assert.equal(await releaseClaim(req('/premium', auth, mine), d), 'released');
+});
 
 test('a reusable credential holds no claim: nothing to release, and it keeps working', async () => {
   const d = both(new MemoryStore());
