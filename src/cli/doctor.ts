@@ -11,6 +11,7 @@ import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { openStore } from '../store/open-store.js';
+import { RedisStore } from '../store/redis-store.js';
 import { createLogger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 
@@ -58,6 +59,7 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
     try {
       await withTimeout(store.ping(), 3000, `${store.kind} ping`);
       checks.push({ ok: true, what: 'store', detail: `${store.kind} reachable` });
+      if (store instanceof RedisStore && cfg.store.type === 'redis') checks.push(...(await redisDurabilityChecks(store, cfg.store.requirePersistence)));
     } finally {
       await store.close();
     }
@@ -125,5 +127,21 @@ async function checkCashu(cfg: GateConfig): Promise<Check[]> {
     await store.close();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
+  return out;
+}
+
+/** Spent marks must survive a Redis restart and memory pressure: persistence on, maxmemory-policy noeviction. */
+async function redisDurabilityChecks(store: RedisStore, required: boolean): Promise<Check[]> {
+  const what = 'redis durability';
+  let report;
+  try {
+    report = await withTimeout(store.durability(), 3000, 'redis durability');
+  } catch (e) {
+    return [{ ok: !required, what, detail: `could not be checked: ${(e as Error).message}` }];
+  }
+  const out: Check[] = report.problems.map((p) => ({ ok: false, what, detail: p }));
+  // Managed services often disable CONFIG: said, not failed, unless store.require_persistence asks for proof.
+  out.push(...report.unchecked.map((u) => ({ ok: !required, what, detail: `${u}${required ? ' (store.require_persistence: l402d will refuse to start)' : ''}` })));
+  if (out.length === 0) out.push({ ok: true, what, detail: 'persistence on and maxmemory-policy noeviction: spent credentials survive a restart' });
   return out;
 }

@@ -42,6 +42,8 @@ ${PINNED}
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
     proxy_set_header X-L402-Client-Addr $remote_addr;
+    # This client request's identity (also on nginx's retries of it): a single-use claim belongs to it.
+    proxy_set_header X-L402-Request-Id $request_id;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_connect_timeout 2s;
@@ -121,6 +123,19 @@ ${COMMON}
     proxy_set_header X-L402-Detail $l402_detail;
 }
 
+# The protected upstream failed before answering (nginx's own 502/504: refused, reset, timed out; see
+# protect.conf). l402d gives back the single-use claim THIS request made (told by $request_id, so nobody else's)
+# and answers 502/504 saying the payment was not consumed and can be retried.
+location @l402_release {
+    rewrite ^ /_l402/release break;
+    proxy_pass http://l402d;
+    error_page 502 503 504 = @l402_unavailable;
+${COMMON}
+    proxy_set_header X-L402-Upstream-Status $upstream_status;
+    # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
+    proxy_cache off;
+}
+
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).
 location = /.well-known/l402-services {
     proxy_pass http://l402d;
@@ -163,6 +178,8 @@ auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;
 auth_request_set $l402_detail $upstream_http_x_l402_detail;
 error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
+# The upstream failed before answering (nginx's own 502/504): not served, so the payment is given back.
+error_page 502 504 = @l402_release;
 # Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
 recursive_error_pages on;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is

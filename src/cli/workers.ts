@@ -2,11 +2,14 @@
 // signing use every core. All state they share lives in the store (SQLite file or Redis), never in memory.
 import cluster from 'node:cluster';
 import type { GateConfig } from '../policy/config.js';
-import { startGate } from '../server/app.js';
+import { refuseUnlessRedisDurable, startGate } from '../server/app.js';
 import { createLogger } from '../util/log.js';
 
 export async function runGate(config: GateConfig): Promise<void> {
-  if (config.workers > 1 && cluster.isPrimary) return supervise(config);
+  if (config.workers > 1 && cluster.isPrimary) {
+    await refuseUnlessRedisDurable(config, createLogger(config.logLevel));
+    return supervise(config);
+  }
   const running = await startGate(config);
   const stop = (signal: string) => {
     running.gate.parts.log.info({ signal }, 'shutting down');

@@ -95,6 +95,8 @@ const storeSchema = z.discriminatedUnion('type', [
           }
         }),
       prefix: z.string().default('l402:'),
+      // Refuse to start unless Redis is seen to keep spent marks (persistence on, maxmemory-policy noeviction).
+      require_persistence: z.boolean().default(false),
     })
     .strict(),
 ]);
@@ -207,7 +209,7 @@ export interface GateConfig {
   /** ngx_l402's ROOT_KEY bytes: credentials it sold are honoured while clients move over. */
   ngxL402RootKey?: Buffer;
   service: string;
-  store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string };
+  store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string; requirePersistence: boolean };
   lightning: Parsed['lightning'];
   /** Directory of the config file: relative paths in backend sections resolve against it. */
   configDir: string;
@@ -352,7 +354,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     store:
       c.store.type === 'sqlite'
         ? { type: 'sqlite', path: abs(c.store.path ?? resolve(dataDir, 'l402.db')), durability: c.store.durability }
-        : c.store,
+        : c.store.type === 'redis'
+          ? { type: 'redis', url: c.store.url, prefix: c.store.prefix, requirePersistence: c.store.require_persistence }
+          : c.store,
     lightning: c.lightning,
     configDir: base,
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },

@@ -6,7 +6,7 @@ import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
-import { abandonClaim, claimToken } from '../store/abandon-claim.js';
+import { abandonClaim, claimOwnedBy, requestClaimToken } from '../store/abandon-claim.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
@@ -21,6 +21,12 @@ export interface GateRequest {
   uri?: string;
   method: string;
   clientAddr?: string;
+  /**
+   * This client request's identity (nginx's $request_id, 32 lowercase hex), shared by nginx's retries of the
+   * same auth subrequest: a single-use claim made under it is this request's, not a replay's. Set only from
+   * nginx's own header (nginx mode) or by the standalone proxy; anything else means a random owner.
+   */
+  requestId?: string;
   credentials: CredentialHeaders & { xCashu?: string };
 }
 
@@ -216,14 +222,26 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     // for ever. Never an expiry the holder appended: the original credential, without it, verifies longer.
     const ttl = auth.mintedValidUntil === undefined ? undefined : auth.mintedValidUntil - auth.now + CLAIM_GRACE_SECS;
     const key = auth.claimKey;
-    // Unique, so a claim we stop waiting for can be told apart from a replay's and undone (abandonClaim).
-    const mine = claimToken();
-    let first: boolean;
+    // Unique to this client request, so a claim we stop waiting for can be told apart from a replay's and
+    // undone (abandonClaim), nginx's retry of this same request on another l402d finds it is its own, and an
+    // upstream failure can give back exactly this request's claim (release.ts).
+    const mine = requestClaimToken(req.requestId);
+    let first = false;
     try {
-      // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
-      first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
-      // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
-      if (!first) first = (await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get')) === mine;
+      for (let attempt = 0; attempt < 2 && !first; attempt++) {
+        // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
+        first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
+        if (first) break;
+        const held = await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get');
+        // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
+        if (held === mine) first = true;
+        // nginx's retry of this same request (after an l402d that claimed died or went silent) finds that
+        // attempt's claim: it takes it over atomically, so the earlier attempt, if it gives up later
+        // (abandonClaim), cannot delete a claim this attempt is about to let through.
+        else if (claimOwnedBy(held, req.requestId)) first = await withTimeout(deps.store.replaceIfValue(key, held!, mine), deps.storeTimeoutMs, 'store claim');
+        // Anything else is another request's claim (a replay); gone meanwhile (given back): claim again.
+        else if (held !== undefined) break;
+      }
     } catch {
       // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
       void abandonClaim(deps.store, key, mine);

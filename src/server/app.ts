@@ -9,6 +9,8 @@ import { openBackend } from '../rails/lightning/open-backend.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import { openStore } from '../store/open-store.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { RedisStore } from '../store/redis-store.js';
+import type { DurabilityReport } from '../store/redis-durability.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Gate } from './gate.js';
 import { createGateServer } from './http-server.js';
@@ -94,7 +96,11 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
   let cashu: CashuRail | undefined;
   let metricsServer: Server | undefined;
+  // Before anything else opens or listens: a refusal comes before any request.
+  const durability = store instanceof RedisStore && cfg.store.type === 'redis' ? checkRedisDurability(store, cfg.store.requirePersistence, log) : undefined;
   try {
+    const refuse = await durability;
+    if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
     backend = opts.backend ?? (await openBackend(cfg, log));
     if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
     let gateRef: Gate | undefined;
@@ -150,4 +156,39 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       await Promise.allSettled([store.close(), backend!.close()]);
     },
   };
+}
+
+/**
+ * store.require_persistence with several workers: checked once by the supervisor before any worker starts,
+ * so a refusal stops l402d instead of workers failing (and being replaced) in a loop.
+ */
+export async function refuseUnlessRedisDurable(cfg: GateConfig, log: Logger): Promise<void> {
+  if (cfg.store.type !== 'redis' || !cfg.store.requirePersistence) return;
+  const store = new RedisStore(cfg.store.url, cfg.store.prefix, cfg.timeouts.storeMs);
+  try {
+    const refuse = await checkRedisDurability(store, true, log);
+    if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Says loudly (error log lines naming the setting and the fix) when Redis could forget or evict spent marks.
+ * Returns why l402d must not start, when `required` and Redis is not seen to keep them.
+ */
+export async function checkRedisDurability(store: RedisStore, required: boolean, log: Logger): Promise<string | undefined> {
+  let report: DurabilityReport;
+  try {
+    report = await store.durability();
+  } catch (e) {
+    const msg = `redis persistence and maxmemory-policy could not be checked: ${(e as Error).message}`;
+    log.warn({ event: 'redis_durability', store: 'redis' }, msg);
+    return required ? msg : undefined;
+  }
+  for (const p of report.problems) log.error({ event: 'redis_durability', store: 'redis' }, `SPENT CREDENTIALS AT RISK: ${p}`);
+  for (const u of report.unchecked) log.warn({ event: 'redis_durability', store: 'redis' }, u);
+  if (!required) return undefined;
+  const all = [...report.problems, ...report.unchecked];
+  return all.length > 0 ? all.join('; ') : undefined;
 }

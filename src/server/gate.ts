@@ -10,6 +10,7 @@ import { tokenRootKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
+import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import type { Store } from '../store/store.js';
@@ -284,6 +285,31 @@ export class Gate {
     );
   }
 
+  /**
+   * The protected upstream failed before answering this request (502/504): gives back the single-use claim
+   * this request owns (see policy/release.ts) and renders the gateway answer, saying whether the payment
+   * still pays. Never throws.
+   */
+  async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504): Promise<Rendered> {
+    let result: ReleaseResult;
+    try {
+      result = await releaseClaim(req, {
+        routes: this.routes,
+        rootKeys: this.parts.rootKeys,
+        store: this.parts.store,
+        storeTimeoutMs: this.parts.config.timeouts.storeMs,
+        cashu: this.parts.cashu !== undefined,
+        ngxL402RootKey: this.parts.config.ngxL402RootKey,
+      });
+    } catch (e) {
+      this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');
+      result = 'store_unavailable';
+    }
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path)?.id;
+    this.parts.log.warn({ event: 'upstream_failure', route, method: req.method, path: req.path, status, release: result }, 'upstream failed before answering a paid request');
+    return upstreamFailure(status, result, this.parts.config.retryAfterSecs, req.method);
+  }
+
   /** The same challenge again while its invoice can still be paid; undefined means "mint a new one". */
   private async pendingChallenge(req: GateRequest, route: RouteConfig): Promise<Challenge | undefined> {
     const parsed = parseCredential(req.credentials);
@@ -302,4 +328,36 @@ export class Gate {
       return undefined;
     }
   }
+}
+
+const PAYMENT_STATE: Record<ReleaseResult, { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
+  released: { payment: 'not_consumed', detail: 'The service failed before answering. Your payment was not consumed: retry the same request with the same credential.' },
+  not_claimed: { payment: 'not_consumed', detail: 'The service failed before answering. Your credential was not consumed by this request: retry it.' },
+  none: { payment: 'unknown', detail: 'The service failed before answering. Retry the request.' },
+  not_owned: { payment: 'consumed', detail: 'The service failed before answering, and this credential has been used already.' },
+  cashu: { payment: 'consumed', detail: 'The service failed before answering. Your Cashu payment was accepted (the ecash was swapped or claimed by the gate) and is not refunded: pay again with new proofs.' },
+  store_unavailable: { payment: 'unknown', detail: 'The service failed before answering, and the gate could not give your single-use payment back right now: it may count as used.' },
+};
+
+/** The answer to a client whose paid request the protected upstream failed to serve. */
+export function upstreamFailure(status: 502 | 504, result: ReleaseResult, retryAfterSecs: number, method: string): Rendered {
+  const s = PAYMENT_STATE[result];
+  const body = `${JSON.stringify({
+    type: 'urn:l402:problem:upstream-unavailable',
+    title: status === 504 ? 'Upstream timed out' : 'Upstream unavailable',
+    status,
+    reason: 'upstream_unavailable',
+    payment: s.payment,
+    detail: s.detail,
+    retry_after: retryAfterSecs,
+  })}\n`;
+  return {
+    status,
+    headers: [
+      ['Content-Type', 'application/problem+json'],
+      ['Cache-Control', 'no-store'],
+      ['Retry-After', String(retryAfterSecs)],
+    ],
+    body: method === 'HEAD' ? '' : body,
+  };
 }

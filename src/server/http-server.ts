@@ -3,6 +3,8 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { normalizePath } from '../policy/routes.js';
+import { REQUEST_ID } from '../store/abandon-claim.js';
+import { randomBytes } from 'node:crypto';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
@@ -147,15 +149,26 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     if (await handlePageEndpoint(gate, req, res)) return;
-    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render') {
+    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render' || (endpoint === '/_l402/release' && !upstream)) {
       // Called by nginx: the original request is described by the headers nginx sets. The method is the
       // exact one nginx received; a missing or unrepresentable one is refused, never decided as another.
       const method = req.headers['x-original-method'];
       const methodOk = typeof method === 'string' && METHOD.test(method);
       const rawUri = one(req.headers['x-original-uri']);
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
-      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
+      // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
+      // replaced). In standalone mode clients talk to us directly: their header is never believed.
+      const requestId = upstream ? undefined : one(req.headers['x-l402-request-id']);
+      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
       const ambiguous = ambiguousCredential(req);
+      if (endpoint === '/_l402/release') {
+        // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
+        // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
+        const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
+        req.resume();
+        send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502));
+        return;
+      }
       if (endpoint === '/_l402/auth') {
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
@@ -200,9 +213,11 @@ export function createGateServer(gate: Gate): Server {
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     const path = normalizePath(url);
-    // Node's parser accepts only the methods it knows (see clientError below); decided on exactly.
+    // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
+    // request's own identity (never a client's header): a single-use claim made for it can be given back if
+    // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
-    const gr = { ...gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers), uri: url };
+    const gr = { ...gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers), uri: url, requestId: randomBytes(16).toString('hex') };
     if (!methodOk || ambiguousCredential(req)) {
       req.resume();
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
@@ -214,10 +229,15 @@ export function createGateServer(gate: Gate): Server {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
       proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, (e) => {
         log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
-        if (!res.headersSent) {
-          res.statusCode = 502;
-          res.end();
-        } else res.destroy();
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
+        gate.releaseAfterUpstreamFailure(gr, 502).then(
+          (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
+          () => res.destroy(),
+        );
       });
       return;
     }

@@ -12,6 +12,25 @@ export function claimToken(): string {
   return `claim:${randomBytes(12).toString('base64url')}`;
 }
 
+/** nginx's $request_id: 32 lowercase hex digits (16 random bytes), the same for a request, its auth subrequest and nginx's retries of it. */
+export const REQUEST_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * The claim value of one attempt at deciding one client request: `claim:req:<request id>:<random>`. nginx's
+ * retry of the same auth subrequest on another l402d finds a claim of its own request (claimOwnedBy: not a
+ * replay), and only this request can give the claim back after an upstream failure. Unique per attempt, so an
+ * attempt that gave up can undo its own write (abandonClaim) but never one a later attempt took over.
+ * Without a valid id (standalone mode, a missing or malformed header) a random value, as claimToken().
+ */
+export function requestClaimToken(requestId: string | undefined): string {
+  return requestId !== undefined && REQUEST_ID.test(requestId) ? `claim:req:${requestId}:${randomBytes(8).toString('base64url')}` : claimToken();
+}
+
+/** A claim value written for this client request (by any attempt at it); false without a valid id. */
+export function claimOwnedBy(value: string | undefined, requestId: string | undefined): boolean {
+  return value !== undefined && requestId !== undefined && REQUEST_ID.test(requestId) && value.startsWith(`claim:req:${requestId}:`);
+}
+
 /** Never rejects: gives up (false) after `forMs` without an answer. */
 export async function abandonClaim(store: Store, key: string, value: string, o: { everyMs?: number; forMs?: number } = {}): Promise<boolean> {
   const everyMs = o.everyMs ?? 500;

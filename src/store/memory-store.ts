@@ -29,6 +29,12 @@ export class MemoryStore implements Store {
     this.map.delete(key);
     return true;
   }
+  async replaceIfValue(key: string, expected: string, next: string): Promise<boolean> {
+    const e = this.live(key);
+    if (e?.value !== expected) return false;
+    e.value = next;
+    return true;
+  }
   async get(key: string): Promise<string | undefined> {
     return this.live(key)?.value;
   }

@@ -1,5 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { parseRedisTarget } from './redis-url.js';
+import { assessRedis, infoField, type DurabilityReport, type RedisNodeSettings } from './redis-durability.js';
 import type { Store, WindowCount } from './store.js';
 
 const INCR_WINDOW = `
@@ -10,6 +11,12 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {n, ttl}`;
 
 const DEL_IF_VALUE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+// KEEPTTL needs Redis 6: the remaining lifetime is carried over by hand.
+const REPLACE_IF_VALUE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('PTTL', KEYS[1])
+if t > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', t) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1`;
 
 /**
  * Shared state for several l402d processes or hosts. Commands fail fast while disconnected (no offline
@@ -74,6 +81,9 @@ export class RedisStore implements Store {
   async delIfValue(key: string, value: string): Promise<boolean> {
     return Number(await this.redis.eval(DEL_IF_VALUE, 1, this.k(key), value)) === 1;
   }
+  async replaceIfValue(key: string, expected: string, next: string): Promise<boolean> {
+    return Number(await this.redis.eval(REPLACE_IF_VALUE, 1, this.k(key), expected, next)) === 1;
+  }
   async get(key: string): Promise<string | undefined> {
     return (await this.redis.get(this.k(key))) ?? undefined;
   }
@@ -107,7 +117,41 @@ export class RedisStore implements Store {
     await this.connected(2000);
     await this.redis.ping();
   }
+  /**
+   * Whether Redis keeps spent marks: persistence (AOF or RDB) and maxmemory-policy noeviction, on the server
+   * we talk to (single, or Sentinel's current master) or on every Cluster master. Rejects when Redis cannot
+   * be reached.
+   */
+  async durability(): Promise<DurabilityReport> {
+    await this.connected(2000);
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    if (nodes.length === 0) throw new Error('no redis cluster master reachable');
+    return assessRedis(await Promise.all(nodes.map((n) => readSettings(n))));
+  }
   async close(): Promise<void> {
     this.redis.disconnect();
+  }
+}
+
+async function configGet(r: Redis, name: string): Promise<string | undefined> {
+  const v = (await r.config('GET', name)) as unknown;
+  return Array.isArray(v) && v.length >= 2 ? String(v[1]) : undefined;
+}
+
+/** CONFIG GET first; where CONFIG is disabled or renamed (managed services), what INFO says. */
+async function readSettings(r: Redis): Promise<RedisNodeSettings> {
+  const node = `${r.options.host ?? '?'}:${r.options.port ?? '?'}`;
+  // Cluster nodes connect lazily; commands fail fast (no offline queue) until they have.
+  if (r.status === 'wait') await r.connect().catch(() => undefined);
+  try {
+    const [appendonly, save, maxmemoryPolicy] = await Promise.all([configGet(r, 'appendonly'), configGet(r, 'save'), configGet(r, 'maxmemory-policy')]);
+    if (appendonly !== undefined && save !== undefined && maxmemoryPolicy !== undefined) return { node, appendonly: appendonly === 'yes', save, maxmemoryPolicy };
+    throw new Error('CONFIG GET answered nothing');
+  } catch (e) {
+    const configError = ((e as Error).message || 'refused').split('\n')[0]!.slice(0, 120);
+    const info = await r.info('persistence').catch(() => '');
+    const mem = await r.info('memory').catch(() => '');
+    const aof = infoField(info, 'aof_enabled');
+    return { node, configError, appendonly: aof === undefined ? undefined : aof === '1', maxmemoryPolicy: infoField(mem, 'maxmemory_policy') };
   }
 }

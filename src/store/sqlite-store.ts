@@ -33,6 +33,7 @@ export class SqliteStore implements Store {
       set: this.db.prepare('INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at'),
       del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
       delIfValue: this.db.prepare('DELETE FROM kv WHERE key = ? AND value = ?'),
+      replaceIfValue: this.db.prepare('UPDATE kv SET value = ? WHERE key = ? AND value = ? AND (expires_at IS NULL OR expires_at > ?)'),
       incr: this.db.prepare(
         "INSERT INTO kv (key, value, expires_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE SET value = CASE WHEN kv.expires_at <= ? THEN '1' ELSE CAST(kv.value AS INTEGER) + 1 END, expires_at = CASE WHEN kv.expires_at <= ? THEN excluded.expires_at ELSE kv.expires_at END RETURNING value, expires_at",
       ),
@@ -48,6 +49,9 @@ export class SqliteStore implements Store {
   }
   async delIfValue(key: string, value: string): Promise<boolean> {
     return this.stmts.delIfValue.run(key, value).changes === 1;
+  }
+  async replaceIfValue(key: string, expected: string, next: string): Promise<boolean> {
+    return this.stmts.replaceIfValue.run(next, key, expected, Date.now()).changes === 1;
   }
   async get(key: string): Promise<string | undefined> {
     const row = this.stmts.get.get(key, Date.now()) as { value: string } | undefined;

@@ -14,6 +14,8 @@ export interface Store {
   claimOnce(key: string, ttlSecs?: number, value?: string): Promise<boolean>;
   /** Deletes `key` only while it holds `value` (a claim of ours); true if it did. */
   delIfValue(key: string, value: string): Promise<boolean>;
+  /** Sets `key` to `next` only while it holds `expected` (its expiry unchanged); true if it did. Atomic. */
+  replaceIfValue(key: string, expected: string, next: string): Promise<boolean>;
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string, ttlSecs?: number): Promise<void>;
   del(key: string): Promise<void>;

@@ -70,6 +70,10 @@ test('Sentinel: the store finds the master through the sentinel', { skip }, asyn
   const store = new RedisStore(`redis+sentinel://127.0.0.1:${sport}/mymaster`, 'l402:', 1000);
   cleanup.add(() => store.close());
   await exercise(store);
+  // The master it found does not persist (--save '' --appendonly no): said, with the fix.
+  const d = await store.durability();
+  assert.equal(d.problems.length, 1, JSON.stringify(d));
+  assert.match(d.problems[0]!, /does not persist.*appendonly yes/);
 });
 
 test('Cluster: every store operation works across slots', { skip }, async () => {
@@ -85,4 +89,9 @@ test('Cluster: every store operation works across slots', { skip }, async () => 
   const store = new RedisStore(`redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`, 'l402:', 1000);
   cleanup.add(() => store.close());
   await exercise(store);
+  // Every master is checked (none persists here), each named.
+  const d = await store.durability();
+  assert.equal(d.problems.length, 3, JSON.stringify(d));
+  for (const p of ports) assert.ok(d.problems.some((m) => m.includes(`127.0.0.1:${p}`) && /does not persist/.test(m)), `${p}: ${JSON.stringify(d)}`);
+  assert.deepEqual(d.unchecked, []);
 });

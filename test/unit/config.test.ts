@@ -53,7 +53,7 @@ test('${VAR} expansion works on strings only and names a missing variable', () =
 test('ngx_l402 environment names are accepted', () => {
   const c = parseConfig(`routes: [{ match: /p, amount_msat: 1 }]\n`, { env: { ROOT_KEY: KEY, REDIS_URL: 'redis://127.0.0.1:6379', LN_CLIENT_TYPE: 'DEV' } });
   assert.equal(c.rootKey, KEY);
-  assert.deepEqual(c.store, { type: 'redis', url: 'redis://127.0.0.1:6379', prefix: 'l402:' });
+  assert.deepEqual(c.store, { type: 'redis', url: 'redis://127.0.0.1:6379', prefix: 'l402:', requirePersistence: false });
   assert.equal(c.lightning.type, 'dev');
   assert.match(err(`routes: [{ match: /p, amount_msat: 1 }]\n`, { LN_CLIENT_TYPE: 'CARRIER_PIGEON' }), /lightning\.type/);
   // The file wins over the environment.

@@ -78,4 +78,23 @@ for (const [name, make, skip] of makers) {
     assert.equal(await s.claimOnce('c', 60, 'claim:next'), true);
     assert.equal(await s.delIfValue('never', 'x'), false);
   });
+
+  test(`${name} store: a claim is taken over only from the value it holds, keeping its expiry`, { skip }, async () => {
+    const s = await make();
+    cleanup.add(() => s.close());
+    assert.equal(await s.claimOnce('t', 1, 'claim:a'), true);
+    assert.equal(await s.replaceIfValue('t', 'claim:x', 'claim:b'), false);
+    assert.equal(await s.get('t'), 'claim:a');
+    assert.equal(await s.replaceIfValue('t', 'claim:a', 'claim:b'), true);
+    assert.equal(await s.get('t'), 'claim:b');
+    assert.equal(await s.delIfValue('t', 'claim:a'), false, 'the old owner cannot delete it now');
+    assert.equal(await s.replaceIfValue('never', 'claim:a', 'claim:b'), false);
+    assert.equal(await s.get('never'), undefined, 'nothing created');
+    await sleep(1_100);
+    assert.equal(await s.get('t'), undefined, 'the expiry was kept');
+    assert.equal(await s.replaceIfValue('t', 'claim:b', 'claim:c'), false, 'an expired claim is not revived');
+    assert.equal(await s.claimOnce('u', undefined, 'claim:a'), true);
+    assert.equal(await s.replaceIfValue('u', 'claim:a', 'claim:b'), true);
+    assert.equal(await s.get('u'), 'claim:b', 'no expiry stays none');
+  });
 }

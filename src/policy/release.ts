@@ -1,0 +1,84 @@
+// A paid request is either served or still paid for. When the protected upstream fails before answering
+// (nginx's own 502/504: refused, reset, timed out; or the standalone proxy's connection error), the
+// single-use claim THIS request made is given back, so the payer's retry of the same request passes once.
+// Only a claim whose stored owner is this request's identity is deleted (compare-and-delete in the store):
+// a replay, another request, or anyone who merely holds the credential can never release it.
+import { decodeIdentifier } from '../protocol/identifier.js';
+import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
+import { parseCredential } from '../protocol/l402-header.js';
+import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
+import { tokenRootKey } from '../protocol/root-key.js';
+import { parseCashuCredential } from '../rails/cashu/credential.js';
+import { claimOwnedBy, REQUEST_ID } from '../store/abandon-claim.js';
+import type { Store } from '../store/store.js';
+import { withTimeout } from '../util/timeout.js';
+import type { RouteConfig } from './config.js';
+import { claimKey, type GateRequest } from './decide.js';
+import type { RouteTable } from './routes.js';
+
+export interface ReleaseDeps {
+  routes: RouteTable<RouteConfig>;
+  rootKeys: readonly Buffer[];
+  store: Store;
+  storeTimeoutMs: number;
+  /** The Cashu rail is configured. */
+  cashu: boolean;
+  ngxL402RootKey?: Buffer;
+}
+
+/**
+ * released: this request's single-use claim was deleted (the credential pays again, once).
+ * not_claimed: nothing of this request's was held (a reusable credential, or no single-use claim at all).
+ * not_owned: a claim exists but is not this request's (kept: a replay, or a request that was served).
+ * cashu: paid with ecash, which was swapped (or claimed for redemption) already; not given back.
+ * none: no verifiable credential or no identity to release with.
+ * store_unavailable: the store did not answer; the claim stays (fail closed).
+ */
+export type ReleaseResult = 'released' | 'not_claimed' | 'not_owned' | 'cashu' | 'none' | 'store_unavailable';
+
+/** Gives back the claim decide() wrote for this request (any attempt at it: claimOwnedBy), if any. */
+export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise<ReleaseResult> {
+  if (req.requestId === undefined || !REQUEST_ID.test(req.requestId) || req.path === undefined) return 'none';
+  const route = deps.routes.lookup(req.path);
+  if (!route) return 'none';
+  if (deps.cashu && route.rails.includes('cashu')) {
+    const cashu = parseCashuCredential({ 'x-cashu': req.credentials.xCashu, authorization: req.credentials.authorization });
+    if (cashu.kind === 'token') return 'cashu';
+    if (cashu.kind === 'malformed') return 'none';
+  }
+  const parsed = parseCredential(req.credentials);
+  if (parsed.kind !== 'l402') return 'none';
+  const key = claimKeyOf(parsed.credential.macaroon, deps);
+  if (key === undefined) return 'none';
+  try {
+    // Compare-and-delete on the exact value read: if another attempt at this same request took the claim
+    // over in between, read again (bounded); a claim that is not this request's is never touched.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const held = await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get');
+      if (held === undefined) return 'not_claimed';
+      if (!claimOwnedBy(held, req.requestId)) return 'not_owned';
+      if (await withTimeout(deps.store.delIfValue(key, held), deps.storeTimeoutMs, 'release claim')) return 'released';
+    }
+    return 'not_owned';
+  } catch {
+    return 'store_unavailable';
+  }
+}
+
+/** The claim key of a credential whose signature verifies (ours, or ngx_l402's during a migration). */
+function claimKeyOf(macaroon: Buffer, deps: ReleaseDeps): string | undefined {
+  try {
+    if (deps.ngxL402RootKey && looksLikeV1(macaroon)) {
+      const mac = decodeMacaroonV1(macaroon);
+      if (mac.identifier.length !== 32 || !verifySignature(mac, deps.ngxL402RootKey)) return undefined;
+      return ngxL402ClaimKey(mac.identifier);
+    }
+    const mac = decodeMacaroon(macaroon);
+    const id = decodeIdentifier(mac.identifier);
+    if (!id || !deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return undefined;
+    return claimKey(id.paymentHash);
+  } catch (e) {
+    if (e instanceof MacaroonFormatError) return undefined;
+    throw e;
+  }
+}
