@@ -129,4 +129,8 @@ test('the systemd unit passes systemd-analyze verify and keeps its hardening', (
   // verify exits 0 on an unknown key or a bad value ("ignoring"): any message is a failure.
   const messages = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() && !/Failed to (connect to|initialize) .*bus|No such file or directory.*\/run\/systemd/i.test(l));
   assert.deepEqual(messages, []);
+  // systemd's own exposure score (0 = locked down, 10 = unprotected) stays "OK" (below 2.5; 1.7 when written).
+  const sec = run(analyze, ['security', '--offline=true', '--threshold=25', '--no-pager', path], { cwd: d, timeoutMs: 60_000 });
+  assert.equal(sec.code, 0, `${sec.stdout}\n${sec.stderr}`);
+  assert.match(sec.stdout, /Overall exposure level for l402d\.service: (0|1|2\.[0-4])\.?\d* /);
 });
