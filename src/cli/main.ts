@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // l402d: the command line. Every command has --help; errors print one clear line and exit non-zero.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, resolveConfig } from './config-source.js';
@@ -20,8 +20,12 @@ import { cashuRedeem, cashuStatus, formatCashuStatus, formatMelt } from './cashu
 class UsageError extends Error {}
 import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
 
+/** The installed package's version (dist/cli/main.js and src/cli/main.ts both sit two levels below package.json). */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command('l402d')
   .description('Payment gate for nginx: charges Lightning (L402) or Cashu payments before a route is served')
+  .version(VERSION, '-V, --version', 'print the l402d version')
   .showHelpAfterError()
   .exitOverride();
 
