@@ -16,6 +16,8 @@ export function nginxServerAddress(listen: string): string {
 const COMMON = `    proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header X-Original-URI $request_uri;
+    # The path nginx matched and forwards (protect.conf sets it; control characters refused there).
+    proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
     proxy_set_header X-L402-Client-Addr $remote_addr;
@@ -27,6 +29,18 @@ const COMMON = `    proxy_pass_request_body off;
     # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
     proxy_buffer_size 16k;
     proxy_buffers 8 16k;`;
+
+/**
+ * The development wallet's pay button (POST /_l402/page/dev-pay) for a local demo only: the quick start adds
+ * it to its own nginx config. Never part of the generic snippets.
+ */
+export const DEV_PAY_LOCATION = `location = /_l402/page/dev-pay {
+    proxy_pass http://l402d;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    client_max_body_size 16k;
+}`;
 
 export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
   const retry = cfg.retryAfterSecs;
@@ -52,7 +66,7 @@ location = /_l402/auth {
 ${COMMON}
     proxy_cache l402_auth;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
     proxy_cache_methods GET HEAD POST;
     proxy_cache_lock off;
     # Never let a client choose these.
@@ -83,8 +97,9 @@ location = /.well-known/l402-services {
     proxy_set_header X-L402-Outcome "";
 }
 
-# The payment page's helpers (settlement status polling; the dev wallet's pay button in dev mode).
-location /_l402/page/ {
+# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
+# anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
+location = /_l402/page/status {
     proxy_pass http://l402d;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -101,6 +116,12 @@ location @l402_unavailable {
 }
 `,
     'protect.conf': `# l402-nginx: include in each location that must be paid for.
+# l402d prices the path nginx matched and forwards ($uri, after any rewrite), sent to it as X-L402-URI.
+# $uri is decoded: a control character (an encoded CR/LF) must never reach a header, so it is refused here.
+set $l402_uri $uri;
+if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
+    return 400;
+}
 satisfy all;
 auth_request /_l402/auth;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;

@@ -23,6 +23,7 @@ import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from '../rails/lightning/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
+import { devPayEnabled } from './page-endpoints.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -77,6 +78,12 @@ export class Gate {
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
     }
+  }
+
+  /** Bytes held by the in-process caches keyed by request data (prices, payees), by their own accounting. */
+  cacheBytes(): number {
+    const p = this.price as { cacheBytes?: () => number };
+    return this.readControl.bytes() + (p.cacheBytes?.() ?? 0);
   }
 
   /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
@@ -153,7 +160,7 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: this.parts.backend.kind === 'dev', autoDetect: false };
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';

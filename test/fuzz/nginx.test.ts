@@ -32,7 +32,7 @@ const skip = nginxBin ? false : 'nginx not installed';
 
 
 // A cheap catch-all next to exact and regex routes: the layout where a confused cache key would matter.
-const ROUTES = `routes:
+const ROUTES = `lightning: { type: dev }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 600 }
   - { match: /forever, amount_msat: 2000, access: indefinite }

@@ -14,7 +14,7 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 test('workers share the address and the claims; a memory store is refused', async () => {
-  assert.throws(() => parseConfig(`workers: 2\nstore: { type: memory }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} }), ConfigError);
+  assert.throws(() => parseConfig(`workers: 2\nstore: { type: memory }\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} }), ConfigError);
   const dir = mkdtempSync(join(tmpdir(), 'l402-workers-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const up = cleanup.use(await startCountingUpstream());
