@@ -2,13 +2,15 @@
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { normalizePath } from '../policy/routes.js';
+import { randomBytes } from 'node:crypto';
+import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 
 const METHOD = /^[A-Z]{1,16}$/;
+const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -46,6 +48,56 @@ export function forwardTarget(decidedPath: string, rawUrl: string): string {
   return q >= 0 && rawUrl[q] === '?' ? path + rawUrl.slice(q).split('#')[0] : path;
 }
 
+/**
+ * The path to decide on behind nginx: the one nginx matched and will forward. `matched` is nginx's $uri
+ * (decoded bytes, sent by protect.conf as X-L402-URI; it differs from the raw target after a rewrite),
+ * `rawUri` its $request_uri. An ambiguous raw target (see pathAmbiguity) is refused, because nginx forwards
+ * it as it came when proxy_pass has no URI part; so is an ambiguous matched path.
+ */
+export function nginxTarget(rawUri: string | undefined, matched: string | undefined): { path?: string; ambiguous?: string } {
+  if (rawUri === undefined) return {};
+  const q = rawUri.search(/[?]/);
+  const rawPath = q >= 0 ? rawUri.slice(0, q) : rawUri;
+  const ambiguous = pathAmbiguity(rawPath);
+  if (ambiguous) return { ambiguous };
+  const bytes = matched ? Buffer.from(matched, 'latin1') : percentDecodeBytes(rawPath);
+  const also = decodedPathAmbiguity(bytes);
+  if (also) return { ambiguous: also };
+  return { path: pathFromBytes(bytes) };
+}
+
+function ambiguousPath(method: string, why: string): Rendered {
+  const body = JSON.stringify({ type: 'urn:l402:problem:ambiguous-path', title: 'Ambiguous request path', status: 400, reason: 'ambiguous_path', detail: `refused: ${why}; send the path without it` }) + '\n';
+  return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
+/** A CORS preflight: answered by the gate (never the upstream, never an invoice) so the browser sends the paid request. */
+function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
+  return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
+}
+
+const CORS_HEADERS = 'Authorization, X-Cashu, Content-Type, Accept';
+
+function preflight(routeMethods: readonly string[] | undefined, h: IncomingMessage['headers']): Rendered {
+  const asked = (one(h['access-control-request-headers']) ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(x))
+    .slice(0, 32);
+  const allowHeaders = [...new Set([...CORS_HEADERS.split(', '), ...asked].map((x) => x.toLowerCase()))].join(', ');
+  return {
+    status: 204,
+    headers: [
+      ['Access-Control-Allow-Origin', '*'],
+      ['Access-Control-Allow-Methods', (routeMethods ?? ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']).join(', ')],
+      ['Access-Control-Allow-Headers', allowHeaders],
+      ['Access-Control-Max-Age', '600'],
+      ['Cache-Control', 'no-store'],
+    ],
+    body: '',
+  };
+}
+
 function proxy(upstream: URL, target: string, req: IncomingMessage, res: ServerResponse, extra: Array<[string, string]>, onError: (e: Error) => void): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
@@ -76,8 +128,11 @@ export function createGateServer(gate: Gate): Server {
     // nginx's rewrite keeps the original query string; our endpoints ignore it.
     const endpoint = url.split('?')[0];
     if (endpoint === '/_l402/health') {
+      // Nothing about the process (no pid): in standalone mode clients can reach this. A random id per process
+      // lets operators (and the tests) tell workers apart.
       res.setHeader('Content-Type', 'application/json');
-      res.end(`{"status":"ok","pid":${process.pid}}\n`);
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
       return;
     }
     if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
@@ -96,12 +151,30 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     if (await handlePageEndpoint(gate, req, res)) return;
-    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render') {
+    // nginx's endpoints exist only in nginx mode. With an upstream, l402d faces clients, which must never
+    // describe "the original request" (path, client address, outcome) themselves: these are ordinary paths.
+    if (!upstream && (endpoint === '/_l402/auth' || endpoint === '/_l402/render')) {
       // Called by nginx: the original request is described by the headers nginx sets.
       const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
       const rawUri = one(req.headers['x-original-uri']);
-      const path = rawUri === undefined ? undefined : normalizePath(rawUri);
+      const target = nginxTarget(rawUri, one(req.headers['x-l402-uri']));
+      const path = target.path;
       const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
+      // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
+      const early = target.ambiguous
+        ? ambiguousPath(method, target.ambiguous)
+        : path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
+          ? preflight(gate.routes.lookup(path)!.methods, req.headers)
+          : undefined;
+      if (early) {
+        if (endpoint === '/_l402/render') return send(res, early);
+        res.statusCode = 401;
+        res.setHeader('Cache-Control', 'no-store');
+        res.setHeader('X-L402-Outcome', early.status === 400 ? 'bad_request' : 'preflight');
+        res.setHeader('X-L402-Reason', early.status === 400 ? 'ambiguous_path' : 'cors_preflight');
+        res.end();
+        return;
+      }
       if (endpoint === '/_l402/auth') {
         const d = await gate.decide(gr);
         const cacheSecs = gate.cacheSecondsFor(d);
@@ -137,7 +210,13 @@ export function createGateServer(gate: Gate): Server {
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     const path = normalizePath(url);
-    const gr = { ...gate.requestFrom(path, (req.method ?? 'GET').toUpperCase(), req.socket.remoteAddress, req.headers), uri: url };
+    const method = (req.method ?? 'GET').toUpperCase();
+    const route = path === undefined ? undefined : gate.routes.lookup(path);
+    if (route && isPreflight(method, req.headers)) {
+      req.resume();
+      return send(res, preflight(route.methods, req.headers));
+    }
+    const gr = { ...gate.requestFrom(path, method, req.socket.remoteAddress, req.headers), uri: url };
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
