@@ -9,6 +9,23 @@ interface Entry {
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly map = new Map<string, Entry>();
+  private writes = 0;
+
+  /**
+   * Expired entries (rate-limit windows, pending invoices, settled markers) are dropped as they are read, and
+   * every 1,000 writes in a sweep, so keys nobody reads again (one per client address, path or token) do not
+   * pile up. Live entries are never dropped: a single-use claim forgotten early would be a replay.
+   */
+  private wrote(now: number): void {
+    if (++this.writes < 1000) return;
+    this.writes = 0;
+    for (const [k, e] of this.map) if (e.expiresAt !== undefined && e.expiresAt <= now) this.map.delete(k);
+  }
+
+  /** Entries held (expired ones not yet swept included). */
+  get size(): number {
+    return this.map.size;
+  }
 
   private live(key: string, now = Date.now()): Entry | undefined {
     const e = this.map.get(key);
@@ -22,6 +39,7 @@ export class MemoryStore implements Store {
   async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
     if (this.live(key)) return false;
     this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    this.wrote(Date.now());
     return true;
   }
   async delIfValue(key: string, value: string): Promise<boolean> {
@@ -34,6 +52,7 @@ export class MemoryStore implements Store {
   }
   async set(key: string, value: string, ttlSecs?: number): Promise<void> {
     this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    this.wrote(Date.now());
   }
   async del(key: string): Promise<void> {
     this.map.delete(key);
@@ -44,6 +63,7 @@ export class MemoryStore implements Store {
     if (!e) {
       const expiresAt = now + windowSecs * 1000;
       this.map.set(key, { value: '1', expiresAt });
+      this.wrote(now);
       return { count: 1, resetInSecs: windowSecs };
     }
     e.value = String(Number(e.value) + 1);
