@@ -175,6 +175,16 @@ test('a server-level rewrite is priced as the path nginx matched and forwards, n
   assert.deepEqual(upstream.requests.map((x) => x.url), ['/premium/secret']);
 });
 
+test('a client cannot choose the path l402d prices: its own X-L402-URI / X-Original-URI headers are replaced', { skip }, async () => {
+  const cheap = await buy('/cheap/c');
+  upstream.reset();
+  const r = await raw('/premium/x', { headers: { authorization: cheap, 'x-l402-uri': '/cheap/c', 'x-original-uri': '/cheap/c' } });
+  assert.notEqual(r.status, 200, r.body);
+  const unpaid = await raw('/premium/x', { headers: { 'x-l402-uri': '/cheap/c' } });
+  assert.equal((JSON.parse(unpaid.body) as { amount_msat: number }).amount_msat, 900000);
+  assert.equal(upstream.hits, 0);
+});
+
 test('a CORS preflight on a paid route is answered by the gate: 204, no upstream, no invoice', { skip }, async () => {
   upstream.reset();
   const before = invoicesMinted();
