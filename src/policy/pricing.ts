@@ -1,5 +1,6 @@
 // Dynamic prices from the shared store, with a short in-process cache. A bad or missing value falls back
 // to the route's static price (logged), never an error for the client.
+import { hasRawBytes } from '../protocol/path-bytes.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './config.js';
@@ -92,11 +93,12 @@ export function createPriceResolver(o: PriceResolverOptions) {
   };
   const resolve = async (route: RouteConfig, path: string): Promise<Price> => {
     const get = (k: string) => o.store.get(k);
-    const byPath = pick(priceKeys.path(path), await read(priceKeys.path(path), get));
+    // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
+    const byPath = hasRawBytes(path) ? undefined : pick(priceKeys.path(path), await read(priceKeys.path(path), get));
     if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic', pathPriced: true };
     const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
     if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false };
-    if (o.legacyGet) {
+    if (o.legacyGet && !hasRawBytes(path)) {
       const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
       if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic', pathPriced: true };
     }

@@ -1,6 +1,9 @@
 // Route lookup with nginx location semantics, so the route l402d prices is the location nginx protected:
 // "= /x" exact wins; otherwise the longest prefix, unless a regex ("~", "~*") matches first in config order;
 // a "^~ /x" longest prefix skips the regexes.
+import { pathBytes, pathFromBytes } from '../protocol/path-bytes.js';
+
+export { pathBytes, pathFromBytes };
 export type RouteMatch =
   | { kind: 'exact'; path: string }
   | { kind: 'prefix'; path: string; noRegex: boolean }
@@ -57,19 +60,19 @@ export class RouteTable<R extends { match: string }> {
 /**
  * The path nginx matches locations against ($uri): query dropped, percent-decoded, slashes merged,
  * "." and ".." resolved. We receive $request_uri (raw) because $uri can carry decoded CR/LF into headers.
- * Returns undefined for a path nginx itself would refuse.
+ * Bytes, as in nginx: the raw target's characters are its bytes (Node reads request lines and headers as
+ * latin1), and bytes that are not UTF-8 stay distinct (see pathFromBytes). Returns undefined for a path
+ * nginx itself would refuse.
  */
 export function normalizePath(requestUri: string): string | undefined {
   if (!requestUri.startsWith('/')) return undefined;
   let raw = requestUri;
   const q = raw.search(/[?#]/);
   if (q >= 0) raw = raw.slice(0, q);
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    return undefined;
-  }
+  if (/%(?![0-9A-Fa-f]{2})/.test(raw)) return undefined;
+  // A caller holding Unicode text (not bytes from the wire) gets its UTF-8 bytes.
+  const wire = /^[\x00-\xff]*$/.test(raw) ? raw : Buffer.from(raw, 'utf8').toString('latin1');
+  const decoded = pathFromBytes(percentDecodeBytes(wire));
   if (/[\0\r\n]/.test(decoded)) return undefined;
   const out: string[] = [];
   const parts = decoded.split('/');
@@ -137,15 +140,6 @@ export function percentDecodeBytes(raw: string): Buffer {
   return out.subarray(0, n);
 }
 
-/** A decoded path's bytes as l402d's path string (UTF-8), or undefined when they are not valid UTF-8. */
-export function pathFromBytes(path: Buffer): string | undefined {
-  try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(path);
-  } catch {
-    return undefined;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // nginx's "~" / "~*" locations are PCRE patterns, compiled without UTF mode (they match the bytes of $uri),
 // caseless for "~*". l402d runs them as JavaScript RegExps, so each pattern is translated to a JavaScript
@@ -162,7 +156,7 @@ export function pathFromBytes(path: Buffer): string | undefined {
 export function pcreSubject(path: string): string {
   if (/^[\x00-\x7f]*$/.test(path)) return path;
   let out = '';
-  for (const b of Buffer.from(path, 'utf8')) out += String.fromCharCode(b < 0x80 ? b : 0xe000 + b);
+  for (const b of pathBytes(path)) out += String.fromCharCode(b < 0x80 ? b : 0xe000 + b);
   return out;
 }
 

@@ -24,6 +24,7 @@ import { TenantBackends } from '../rails/lightning/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
+import { hasRawBytes } from '../protocol/path-bytes.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -237,9 +238,11 @@ export class Gate {
     let address: string | undefined;
     if (this.parts.config.pricing.dynamic) {
       const get = (k: string) => store.get(k);
-      address = (await this.readControl(`lnurl:path:${path}`, get)) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
+      // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
+      const byPath = !hasRawBytes(path);
+      address = (byPath ? await this.readControl(`lnurl:path:${path}`, get) : undefined) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
       const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
-      if (!address && legacy) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
+      if (!address && legacy && byPath) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
     }
     return address ?? route.lnurlAddr;
   }

@@ -3,7 +3,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
+import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
@@ -34,15 +34,23 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-e
 // ";params" from segments before resolving "..", so "/cheap/..;x=1/expensive" would be served as /expensive.
 const PCHAR_KEPT = /%(?:24|26|2B|2C|3A|3D|40)/g;
 
+/** encodeURIComponent over bytes: unreserved characters kept, every other byte as %XX. */
+function escapeBytes(b: Buffer): string {
+  let out = '';
+  for (const c of b) out += /[A-Za-z0-9\-_.!~*'()]/.test(String.fromCharCode(c)) ? String.fromCharCode(c) : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
 /**
  * The request-target to forward: the path the decision was made on (normalised, see normalizePath) encoded
  * so an upstream decodes it to that same path, plus the client's query string unchanged. Forwarding the raw
  * URL instead would let "/expensive/a%2F..%2F..%2Fcheap/x" be priced as /cheap/x yet served as /expensive/….
  */
 export function forwardTarget(decidedPath: string, rawUrl: string): string {
+  // Byte-wise, so a path that is not UTF-8 (nginx serves "/caf%E9") is forwarded as the same bytes.
   const path = decidedPath
     .split('/')
-    .map((seg) => encodeURIComponent(seg).replace(PCHAR_KEPT, (m) => decodeURIComponent(m)))
+    .map((seg) => escapeBytes(pathBytes(seg)).replace(PCHAR_KEPT, (m) => decodeURIComponent(m)))
     .join('/');
   const q = rawUrl.search(/[?#]/);
   return q >= 0 && rawUrl[q] === '?' ? path + rawUrl.slice(q).split('#')[0] : path;

@@ -185,6 +185,16 @@ test('a client cannot choose the path l402d prices: its own X-L402-URI / X-Origi
   assert.equal(upstream.hits, 0);
 });
 
+test('a path that is not UTF-8 (nginx serves /premium/caf%E9) can be bought, and its credential opens no other path', { skip }, async () => {
+  const auth = await buy('/premium/caf%E9');
+  upstream.reset();
+  // Bound to its own bytes: not the U+FFFD path a lossy decoding would confuse it with.
+  assert.notEqual((await raw('/premium/caf%EF%BF%BD', { headers: { authorization: auth } })).status, 200);
+  const ok = await raw('/premium/caf%E9', { headers: { authorization: auth } });
+  assert.equal(ok.status, 200, ok.body);
+  assert.deepEqual(upstream.requests.map((x) => x.url), ['/premium/caf%E9']);
+});
+
 test('a CORS preflight on a paid route is answered by the gate: 204, no upstream, no invoice', { skip }, async () => {
   upstream.reset();
   const before = invoicesMinted();

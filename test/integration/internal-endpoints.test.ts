@@ -123,3 +123,24 @@ test('the dev wallet pay button: 404 unless lightning.pay_endpoint is on; then i
   const far = await req(demo.port, '/_l402/page/dev-pay', { method: 'POST', headers: { 'content-type': 'application/json', 'x-l402-client-addr': '203.0.113.7' }, body: JSON.stringify({ invoice }) });
   assert.equal(far.status, 404, far.body);
 });
+
+test('standalone: a path that is not UTF-8 is priced, bought and forwarded as the same bytes', async () => {
+  const c = await req(plain.port, '/premium/caf%E9');
+  assert.equal(c.status, 402, c.body);
+  const { macaroon, invoice } = JSON.parse(c.body) as { macaroon: string; invoice: string };
+  const pay = await req(demo.port, '/_l402/page/dev-pay', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ invoice }) });
+  // Another gate's wallet cannot pay it; use the CLI-equivalent wallet of this gate instead.
+  assert.equal(pay.status, 400);
+  const { DevWallet } = await import('../../src/rails/lightning/dev-wallet.js');
+  const wallet = DevWallet.open(plain.gate.gate.parts.config.dataDir);
+  try {
+    const auth = `L402 ${macaroon}:${wallet.pay(invoice).toString('hex')}`;
+    upstream.reset();
+    assert.notEqual((await req(plain.port, '/premium/caf%EF%BF%BD', { headers: { authorization: auth } })).status, 200);
+    const ok = await req(plain.port, '/premium/caf%E9', { headers: { authorization: auth } });
+    assert.equal(ok.status, 200, ok.body);
+    assert.deepEqual(upstream.requests.map((x) => x.url), ['/premium/caf%E9']);
+  } finally {
+    wallet.close();
+  }
+});
