@@ -13,11 +13,12 @@ export class MemoryStore implements Store {
 
   /**
    * Expired entries (rate-limit windows, pending invoices, settled markers) are dropped as they are read, and
-   * every 1,000 writes in a sweep, so keys nobody reads again (one per client address, path or token) do not
+   * in a sweep every max(1,000, entries) writes, so keys nobody reads again (one per client address, path or token) do not
    * pile up. Live entries are never dropped: a single-use claim forgotten early would be a replay.
    */
   private wrote(now: number): void {
-    if (++this.writes < 1000) return;
+    // Every max(1000, size) writes: amortised O(1) per write however many entries are held.
+    if (++this.writes < Math.max(1000, this.map.size)) return;
     this.writes = 0;
     for (const [k, e] of this.map) if (e.expiresAt !== undefined && e.expiresAt <= now) this.map.delete(k);
   }
