@@ -77,7 +77,11 @@ test('/_l402/render is an ordinary path in standalone mode: a client cannot mint
   // /limited's invoice rate limit (1 a minute) was not burnt by those: the first real request still gets its invoice.
   const first = await req(plain.port, '/limited');
   assert.equal(first.status, 402, first.body);
-  assert.equal((await req(plain.port, '/limited')).status, 429);
+  const limited = await req(plain.port, '/limited', { headers: { origin: 'https://app.example' } });
+  assert.equal(limited.status, 429);
+  // A browser client can read the refusal and when to retry.
+  assert.equal(limited.headers['access-control-allow-origin'], '*');
+  assert.match(String(limited.headers['access-control-expose-headers']), /Retry-After/);
 });
 
 test('/_l402/health answers without process details', async () => {
