@@ -85,7 +85,7 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   }
   if (cfg.cashu) checks.push(...(await checkCashu(cfg)));
   // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
-  if (!cfg.upstream && !isLocalListen(cfg.listen)) checks.push({ ok: false, what: 'listen', detail: nonLoopbackWarning(cfg.listen) });
+  if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) checks.push({ ok: false, what: 'listen', detail: nonLoopbackWarning(cfg.listen) });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
 }

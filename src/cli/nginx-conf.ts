@@ -42,8 +42,10 @@ export const DEV_PAY_LOCATION = `location = /_l402/page/dev-pay {
     client_max_body_size 16k;
 }`;
 
-export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
+export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'> & { nginxSecret?: string }): NginxSnippets {
   const retry = cfg.retryAfterSecs;
+  // nginx_secret: proves to l402d that a call to its endpoints comes from this nginx (keep server.conf private).
+  const secret = cfg.nginxSecret ? `\n    proxy_set_header X-L402-Nginx-Secret "${cfg.nginxSecret}";` : '';
   return {
     'upstream.conf': `# l402-nginx: include once in the http {} block.
 upstream l402d {
@@ -73,7 +75,7 @@ ${COMMON}
     proxy_set_header X-L402-Outcome "";
     proxy_set_header X-L402-Reason "";
     proxy_set_header X-L402-Retry-After "";
-    proxy_set_header X-L402-Detail "";
+    proxy_set_header X-L402-Detail "";${secret}
 }
 
 # Renders the real answer (402 challenge, 400 Cashu rejection, 401, 403, 405, 429, 503, or a gRPC status).
@@ -86,7 +88,7 @@ ${COMMON}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;
-    proxy_set_header X-L402-Detail $l402_detail;
+    proxy_set_header X-L402-Detail $l402_detail;${secret}
 }
 
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).

@@ -114,6 +114,9 @@ const configSchema = z
     previous_root_keys: z.array(z.string()).default([]),
     // Raw bytes, as ngx_l402 used its ROOT_KEY (no hex decoding); its own minimum length.
     ngx_l402_root_key: z.string().min(32, 'at least 32 characters (ngx_l402 refused shorter keys)').optional(),
+    // Sent by nginx on every call to /_l402/auth and /_l402/render (nginx-conf writes it into server.conf):
+    // l402d refuses those calls without it, for an l402d that something other than nginx can reach.
+    nginx_secret: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, '32-128 characters A-Z a-z 0-9 _ - (openssl rand -hex 32)').optional(),
     service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
     store: storeSchema.default({ type: 'sqlite', durability: 'normal' }),
     // Required: the development wallet (not real money) is an explicit choice, never what a missing section means.
@@ -205,6 +208,8 @@ export interface GateConfig {
   previousRootKeys: string[];
   /** ngx_l402's ROOT_KEY bytes: credentials it sold are honoured while clients move over. */
   ngxL402RootKey?: Buffer;
+  /** Shared by nginx and l402d (nginx_secret): required on the nginx endpoints when set. */
+  nginxSecret?: string;
   service: string;
   store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string };
   lightning: Parsed['lightning'];
@@ -346,6 +351,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     dataDir,
     rootKey: c.root_key,
     previousRootKeys: c.previous_root_keys,
+    nginxSecret: c.nginx_secret,
     ngxL402RootKey: c.ngx_l402_root_key === undefined ? undefined : Buffer.from(c.ngx_l402_root_key, 'utf8'),
     service: c.service,
     store:

@@ -30,7 +30,7 @@ export interface RunningGate {
 
 /** Behind nginx, l402d trusts the request description nginx sends (path, client address): only nginx may reach it. */
 export function nonLoopbackWarning(listen: string): string {
-  return `${listen} is not a loopback address or unix socket: anyone who reaches l402d there can ask /_l402/auth for decisions in another client's name and burn its rate limit; only nginx should reach l402d (use 127.0.0.1 or unix:, or firewall the port to nginx's hosts)`;
+  return `${listen} is not a loopback address or unix socket: anyone who reaches l402d there can ask /_l402/auth for decisions in another client's name and burn its rate limit; only nginx should reach l402d (use 127.0.0.1 or unix:, or set nginx_secret and regenerate the snippets with l402d nginx-conf, and firewall the port to nginx's hosts)`;
 }
 
 /** True for a unix socket or a loopback host. */
@@ -140,7 +140,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
-  if (!cfg.upstream && !isLocalListen(cfg.listen)) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
+  if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
   const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
   if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);

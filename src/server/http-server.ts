@@ -2,7 +2,7 @@
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
@@ -72,6 +72,12 @@ export function nginxTarget(rawUri: string | undefined, matched: string | undefi
   const also = decodedPathAmbiguity(bytes);
   if (also) return { ambiguous: also };
   return { path: pathFromBytes(bytes) };
+}
+
+function sameSecret(got: string | undefined, want: string): boolean {
+  const a = createHash('sha256').update(got ?? '').digest();
+  const b = createHash('sha256').update(want).digest();
+  return got !== undefined && timingSafeEqual(a, b);
 }
 
 function ambiguousPath(method: string, why: string): Rendered {
@@ -162,6 +168,13 @@ export function createGateServer(gate: Gate): Server {
     // nginx's endpoints exist only in nginx mode. With an upstream, l402d faces clients, which must never
     // describe "the original request" (path, client address, outcome) themselves: these are ordinary paths.
     if (!upstream && (endpoint === '/_l402/auth' || endpoint === '/_l402/render')) {
+      if (config.nginxSecret && !sameSecret(one(req.headers['x-l402-nginx-secret']), config.nginxSecret)) {
+        // Not nginx: no decision, no invoice, nothing about the request. (nginx turns an auth 403 into a 403.)
+        res.statusCode = 403;
+        res.setHeader('Cache-Control', 'no-store');
+        res.end();
+        return;
+      }
       // Called by nginx: the original request is described by the headers nginx sets.
       const method = (one(req.headers['x-original-method']) ?? 'GET').toUpperCase();
       const rawUri = one(req.headers['x-original-uri']);

@@ -234,3 +234,42 @@ test('the generic server.conf never proxies the dev wallet\'s pay button, even w
   assert.equal(st.status, 400);
   assert.match(st.body, /missing_credential/);
 });
+
+test('with nginx_secret, l402d answers its nginx endpoints only to the nginx that sends it', { skip }, async () => {
+  const local = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-secret-'));
+    local.add(() => rmSync(dir, { recursive: true, force: true }));
+    const gatePort = await freePort();
+    const secret = 'a'.repeat(20) + '0123456789abcdef0123';
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nnginx_secret: ${secret}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 1000 }\n`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('silent') });
+    local.add(() => gate.close());
+    const snippets = join(dir, 'snippets');
+    writeSnippets(cfg, snippets);
+    const p = await freePort();
+    local.use(await startNginx({ http: `include ${snippets}/upstream.conf;\nserver { listen 127.0.0.1:${p}; include ${snippets}/server.conf; location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; } }` }));
+    const viaNginx = await new Promise<number>((resolve, reject) => {
+      const sock = net.connect(p, '127.0.0.1');
+      sock.setTimeout(10_000, () => sock.destroy(new Error('timeout')));
+      sock.on('error', reject).on('close', () => reject(new Error('closed without an answer')));
+      sock.once('data', (b: Buffer) => (resolve(Number(b.toString('latin1').split(' ')[1])), sock.destroy()));
+      sock.write('GET /premium/x HTTP/1.1\r\nhost: x\r\naccept: application/json\r\nconnection: close\r\n\r\n');
+    });
+    assert.equal(viaNginx, 402);
+    // Anyone else reaching l402d directly gets no decision and no invoice.
+    for (const headers of [{}, { 'x-l402-nginx-secret': 'wrong' }, { 'x-l402-nginx-secret': secret.slice(1) }] as Array<Record<string, string>>) {
+      for (const ep of ['/_l402/auth', '/_l402/render']) {
+        const r = await fetch(`http://127.0.0.1:${gatePort}${ep}`, { headers: { 'x-original-uri': '/premium/x', 'x-l402-client-addr': '10.0.0.1', accept: 'application/json', ...headers } });
+        assert.equal(r.status, 403, ep);
+        assert.equal(r.headers.get('x-l402-outcome'), null);
+        assert.equal(r.headers.get('www-authenticate'), null);
+      }
+    }
+  } finally {
+    await local.run();
+  }
+});
