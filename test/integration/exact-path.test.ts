@@ -141,6 +141,13 @@ test('ambiguous raw targets on protected locations get a 400 problem: no upstrea
     assert.equal(upstream.hits, 0, `${target} reached the upstream`);
     assert.equal(invoicesMinted(), before, `${target} minted an invoice`);
   }
+  // A decoded control character is refused by nginx itself (protect.conf), before $uri could be put in a
+  // header of the auth subrequest (where CR/LF would split or smuggle requests to l402d).
+  for (const target of ['/cheap/a%0d%0aX-Injected:%201', '/cheap/a%01', '/cheap/a%0a%0d%0a%0d%0aGET%20/_l402/auth%20HTTP/1.1']) {
+    const r = await raw(target);
+    assert.equal(r.status, 400, target);
+    assert.ok(!r.body.includes('ambiguous_path'), `${target} reached l402d: ${r.body}`);
+  }
   // The l402d refusals are a problem document naming the rule.
   const r = await raw('/premium/%2e%2e/cheap/a');
   assert.equal(r.headers['content-type'], 'application/problem+json');
