@@ -11,7 +11,8 @@ import {
   startGateProc, startUpstream, table, tmp, writeSuffixedSnippets, ROOT_KEY, SECS, WARMUP_SECS,
 } from './lib.js';
 
-const ROUTES = `routes:
+const ROUTES = `lightning: { type: dev }
+routes:
   - { match: /single, amount_msat: 1000 }
 `;
 const SLOW_MS = Number(process.env.BENCH_SLOW_BACKEND_MS ?? 100);

@@ -13,7 +13,8 @@ import {
   type WrkResult,
 } from './lib.js';
 
-const ROUTES = `routes:
+const ROUTES = `lightning: { type: dev }
+routes:
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 3600 }
   - { match: /single, amount_msat: 1000 }
 `;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../policy/config.js';
-import { loadRootKeys, openCashuRail } from '../server/app.js';
+import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
 import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -71,7 +71,10 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
     const backend = await openBackend(cfg);
     try {
       const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs + 500, 'backend check') : backend.describe();
-      checks.push({ ok: true, what: 'lightning', detail: `${backend.kind}: ${detail}` });
+      if (backend.kind === 'dev') {
+        // Loud on purpose: a gate on the development wallet sells nothing for real money.
+        checks.push({ ok: false, what: 'lightning', detail: `dev: DEVELOPMENT WALLET, NOT REAL MONEY: its invoices are paid by anyone with \`l402d dev pay\`${cfg.lightning.type === 'dev' && cfg.lightning.pay_endpoint ? ' or the payment page (pay_endpoint: true)' : ''}; set lightning.type to a real backend for production` });
+      } else checks.push({ ok: true, what: 'lightning', detail: `${backend.kind}: ${detail}` });
       const auto = cfg.routes.filter((r) => r.autoDetect);
       if (auto.length > 0 && !backend.lookupInvoice) {
         checks.push({ ok: false, what: 'auto-detect', detail: `${backend.kind} cannot look up invoices; remove auto_detect_payment from ${auto.map((r) => r.id).join(', ')}` });
@@ -84,9 +87,7 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   }
   if (cfg.cashu) checks.push(...(await checkCashu(cfg)));
   // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
-  const host = cfg.listen.startsWith('unix:') ? 'unix' : cfg.listen.slice(0, cfg.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  const local = host === 'unix' || host === 'localhost' || host === '::1' || /^127\./.test(host);
-  if (!cfg.upstream && !local) checks.push({ ok: false, what: 'listen', detail: `${cfg.listen} is not a loopback address or unix socket; only nginx should reach l402d (use 127.0.0.1 or unix:)` });
+  if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) checks.push({ ok: false, what: 'listen', detail: nonLoopbackWarning(cfg.listen) });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
 }

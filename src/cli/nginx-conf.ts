@@ -34,11 +34,16 @@ const COMMON = `    proxy_method GET;
     proxy_set_header Macaroon $http_macaroon;
     proxy_set_header Content-Type $content_type;
     proxy_set_header Accept $http_accept;
+    proxy_set_header Origin $http_origin;
+    proxy_set_header Access-Control-Request-Method $http_access_control_request_method;
+    proxy_set_header Access-Control-Request-Headers $http_access_control_request_headers;
     proxy_set_header X-Forwarded-For $http_x_forwarded_for;
 ${PINNED}
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
     proxy_set_header X-Original-URI $request_uri;
+    # The path nginx matched and forwards (protect.conf sets it; control characters refused there).
+    proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
     proxy_set_header X-L402-Client-Addr $remote_addr;
@@ -53,9 +58,23 @@ ${PINNED}
     proxy_buffer_size 16k;
     proxy_buffers 8 16k;`;
 
-export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>>): NginxSnippets {
+/**
+ * The development wallet's pay button (POST /_l402/page/dev-pay) for a local demo only: the quick start adds
+ * it to its own nginx config. Never part of the generic snippets.
+ */
+export const DEV_PAY_LOCATION = `location = /_l402/page/dev-pay {
+    proxy_pass http://l402d;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    client_max_body_size 16k;
+}`;
+
+export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string }): NginxSnippets {
   const retry = cfg.retryAfterSecs;
   const forward = cfg.forwardPaymentCredentials === true;
+  // nginx_secret: proves to l402d that a call to its endpoints comes from this nginx (keep server.conf private).
+  const secret = cfg.nginxSecret ? `\n    proxy_set_header X-L402-Nginx-Secret "${cfg.nginxSecret}";` : '';
   return {
     'upstream.conf': `# l402-nginx: include once in the http {} block.
 upstream l402d {
@@ -99,14 +118,14 @@ ${COMMON}
     proxy_cache_bypass 0;
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
     proxy_set_header X-L402-Outcome "";
     proxy_set_header X-L402-Reason "";
     proxy_set_header X-L402-Retry-After "";
-    proxy_set_header X-L402-Detail "";
+    proxy_set_header X-L402-Detail "";${secret}
 }
 
 # Renders the real answer (402 challenge, 400 Cashu rejection, 401, 403, 405, 429, 503, or a gRPC status).
@@ -120,7 +139,7 @@ ${COMMON}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;
-    proxy_set_header X-L402-Detail $l402_detail;
+    proxy_set_header X-L402-Detail $l402_detail;${secret}
 }
 
 # The protected upstream failed before answering (nginx's own 502/504: refused, reset, timed out; see
@@ -131,7 +150,7 @@ location @l402_release {
     proxy_pass http://l402d;
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
-    proxy_set_header X-L402-Upstream-Status $upstream_status;
+    proxy_set_header X-L402-Upstream-Status $upstream_status;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
     proxy_cache off;
 }
@@ -148,8 +167,9 @@ ${PINNED}
     error_page 502 503 504 = @l402_unavailable;
 }
 
-# The payment page's helpers (settlement status polling; the dev wallet's pay button in dev mode).
-location /_l402/page/ {
+# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
+# anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
+location = /_l402/page/status {
     proxy_pass http://l402d;
     proxy_method $request_method;
     proxy_http_version 1.1;
@@ -170,6 +190,12 @@ location @l402_unavailable {
 }
 `,
     'protect.conf': `# l402-nginx: include in each location that must be paid for.
+# l402d prices the path nginx matched and forwards ($uri, after any rewrite), sent to it as X-L402-URI.
+# $uri is decoded: a control character (an encoded CR/LF) must never reach a header, so it is refused here.
+set $l402_uri $uri;
+if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
+    return 400;
+}
 satisfy all;
 auth_request /_l402/auth;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;

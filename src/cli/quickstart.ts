@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { parseConfig } from '../policy/config.js';
 import { startGate, type RunningGate } from '../server/app.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
-import { nginxSnippets } from './nginx-conf.js';
+import { DEV_PAY_LOCATION, nginxSnippets } from './nginx-conf.js';
 
 function findNginx(): string | undefined {
   for (const p of ['nginx', '/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) {
@@ -42,6 +42,8 @@ http {
     server {
         listen 127.0.0.1:${port};
         include ${dir}/l402/server.conf;
+        # Local demo only: the payment page's "pay with the dev wallet" button.
+        ${DEV_PAY_LOCATION.replace(/\n/g, '\n        ')}
         location / { proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /premium { include ${dir}/l402/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /api/ { include ${dir}/l402/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
@@ -55,7 +57,8 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<
   const upstreamPort = Number(env.UPSTREAM_PORT ?? 8081);
   const nginx = env.L402_NO_NGINX ? undefined : findNginx();
   const upstream = await exampleUpstream(upstreamPort);
-  let yaml = DEFAULT_CONFIG_YAML;
+  // A local demo: the development wallet, with the payment page's pay button (loopback clients only).
+  let yaml = DEFAULT_CONFIG_YAML.replace('lightning: { type: dev }', 'lightning: { type: dev, pay_endpoint: true }');
   if (!nginx) yaml = yaml.replace('listen: 127.0.0.1:8402', `listen: 127.0.0.1:${port}\nupstream: http://127.0.0.1:${upstreamPort}`);
   const config = parseConfig(yaml, { source: '(embedded defaults)', env });
   let gate: RunningGate;

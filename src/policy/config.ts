@@ -116,9 +116,13 @@ const configSchema = z
     previous_root_keys: z.array(z.string()).default([]),
     // Raw bytes, as ngx_l402 used its ROOT_KEY (no hex decoding); its own minimum length.
     ngx_l402_root_key: z.string().min(32, 'at least 32 characters (ngx_l402 refused shorter keys)').optional(),
+    // Sent by nginx on every call to /_l402/auth and /_l402/render (nginx-conf writes it into server.conf):
+    // l402d refuses those calls without it, for an l402d that something other than nginx can reach.
+    nginx_secret: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, '32-128 characters A-Z a-z 0-9 _ - (openssl rand -hex 32)').optional(),
     service: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, _ and -').default('l402'),
     store: storeSchema.default({ type: 'sqlite', durability: 'normal' }),
-    lightning: lightningConfigSchema.default({ type: 'dev' }),
+    // Required: the development wallet (not real money) is an explicit choice, never what a missing section means.
+    lightning: lightningConfigSchema,
     invoice: z
       .object({
         memo: z.string().max(639).default('L402 payment'),
@@ -208,6 +212,8 @@ export interface GateConfig {
   previousRootKeys: string[];
   /** ngx_l402's ROOT_KEY bytes: credentials it sold are honoured while clients move over. */
   ngxL402RootKey?: Buffer;
+  /** Shared by nginx and l402d (nginx_secret): required on the nginx endpoints when set. */
+  nginxSecret?: string;
   service: string;
   store: { type: 'memory' } | { type: 'sqlite'; path: string; durability: 'normal' | 'full' } | { type: 'redis'; url: string; prefix: string; requirePersistence: boolean };
   lightning: Parsed['lightning'];
@@ -317,14 +323,18 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   const raw = walk(js, []) as Record<string, unknown>;
   if (problems.length) throw new ConfigError(problems.join('\n'));
   applyLegacyEnv(raw, env);
+  // The development wallet (not real money) is an explicit choice, never what a missing section means.
+  const noLightning = raw.lightning === undefined;
+  if (noLightning) raw.lightning = { type: 'dev' }; // only so the rest is still checked and reported at once
   const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => {
-      const line = lineOf(lc, doc, i.path);
-      return `${source}${line ? `:${line}` : ''}: ${keyName(i.path)}: ${i.message}`;
-    });
-    throw new ConfigError(lines.join('\n'));
-  }
+  const lines = result.success
+    ? []
+    : result.error.issues.map((i) => {
+        const line = lineOf(lc, doc, i.path);
+        return `${source}${line ? `:${line}` : ''}: ${keyName(i.path)}: ${i.message}`;
+      });
+  const missingLightning = `${source}: lightning: required: name the Lightning backend (lightning.type lnd, cln, nwc, eclair, lnurl, bolt12, lnc), or \`lightning: { type: dev }\` for the development wallet, whose invoices are not real money`;
+  if (!result.success) throw new ConfigError([...lines, ...(noLightning ? [missingLightning] : [])].join('\n'));
   const c = result.data;
   if (c.workers !== 1 && c.store.type === 'memory') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: several processes need a shared store (sqlite or redis), not memory`);
@@ -343,12 +353,14 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     if (ids.has(r.id)) throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: duplicate route id "${r.id}" (set a distinct id:)`);
     ids.add(r.id);
   }
+  if (noLightning) throw new ConfigError(missingLightning);
   return {
     listen: c.listen,
     workers: c.workers === 'auto' ? availableParallelism() : c.workers,
     dataDir,
     rootKey: c.root_key,
     previousRootKeys: c.previous_root_keys,
+    nginxSecret: c.nginx_secret,
     ngxL402RootKey: c.ngx_l402_root_key === undefined ? undefined : Buffer.from(c.ngx_l402_root_key, 'utf8'),
     service: c.service,
     store:

@@ -1,5 +1,6 @@
 // Dynamic prices from the shared store, with a short in-process cache. A bad or missing value falls back
 // to the route's static price (logged), never an error for the client.
+import { hasRawBytes } from '../protocol/path-bytes.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './config.js';
@@ -38,15 +39,30 @@ export interface PriceResolverOptions {
   onBadValue: (key: string) => void;
 }
 
+/** What one cached entry costs, roughly (UTF-16 key and value, plus the Map entry and its record). */
+function entryBytes(key: string, value: string | undefined): number {
+  return 2 * (key.length + (value?.length ?? 0)) + 96;
+}
+
 /**
  * Store reads for the control plane (prices, payee overrides), cached for `cacheMs`. On store trouble the
  * last known value is kept rather than failing (with none, the static price and configured payee apply).
- * At most 10,000 keys, the oldest dropped first: clients choose paths, and clearing everything at once
- * would let them empty the cache, and so the last known values, at will.
+ * Bounded by entries and by bytes (clients choose paths, and a path can be kilobytes long), the oldest
+ * dropped first: clearing everything at once would let clients empty the cache, and so the last known
+ * values, at will. `bytes()` and `size()` report the cache's own accounting.
  */
-export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
-  const cache = new Map<string, { value: string | undefined; at: number }>();
-  return async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
+export function createCachedReader(cacheMs: number, storeTimeoutMs: number, limits: { maxEntries?: number; maxBytes?: number } = {}) {
+  const maxEntries = limits.maxEntries ?? 10_000;
+  const maxBytes = limits.maxBytes ?? 4 * 1024 * 1024;
+  const cache = new Map<string, { value: string | undefined; at: number; bytes: number }>();
+  let total = 0;
+  const drop = (key: string) => {
+    const e = cache.get(key);
+    if (!e) return;
+    total -= e.bytes;
+    cache.delete(key);
+  };
+  const read = async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
     const hit = cache.get(key);
     const now = Date.now();
     if (hit && now - hit.at < cacheMs) return hit.value;
@@ -56,11 +72,15 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
     } catch {
       return hit?.value;
     }
-    cache.delete(key);
-    cache.set(key, { value, at: now });
-    if (cache.size > 10_000) cache.delete(cache.keys().next().value!);
+    drop(key);
+    const bytes = entryBytes(key, value);
+    if (bytes > maxBytes) return value;
+    cache.set(key, { value, at: now, bytes });
+    total += bytes;
+    while (cache.size > maxEntries || total > maxBytes) drop(cache.keys().next().value!);
     return value;
   };
+  return Object.assign(read, { bytes: () => total, size: () => cache.size });
 }
 
 export function createPriceResolver(o: PriceResolverOptions) {
@@ -71,16 +91,18 @@ export function createPriceResolver(o: PriceResolverOptions) {
     if (n === undefined) o.onBadValue(key);
     return n;
   };
-  return async (route: RouteConfig, path: string): Promise<Price> => {
+  const resolve = async (route: RouteConfig, path: string): Promise<Price> => {
     const get = (k: string) => o.store.get(k);
-    const byPath = pick(priceKeys.path(path), await read(priceKeys.path(path), get));
+    // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
+    const byPath = hasRawBytes(path) ? undefined : pick(priceKeys.path(path), await read(priceKeys.path(path), get));
     if (byPath !== undefined) return { amountMsat: byPath, source: 'dynamic', pathPriced: true };
     const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
     if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false };
-    if (o.legacyGet) {
+    if (o.legacyGet && !hasRawBytes(path)) {
       const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
       if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic', pathPriced: true };
     }
     return { amountMsat: route.amountMsat, source: 'static', pathPriced: false };
   };
+  return Object.assign(resolve, { cacheBytes: () => read.bytes() });
 }

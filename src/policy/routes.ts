@@ -1,6 +1,9 @@
 // Route lookup with nginx location semantics, so the route l402d prices is the location nginx protected:
 // "= /x" exact wins; otherwise the longest prefix, unless a regex ("~", "~*") matches first in config order;
 // a "^~ /x" longest prefix skips the regexes.
+import { pathBytes, pathFromBytes } from '../protocol/path-bytes.js';
+
+export { pathBytes, pathFromBytes };
 export type RouteMatch =
   | { kind: 'exact'; path: string }
   | { kind: 'prefix'; path: string; noRegex: boolean }
@@ -57,19 +60,19 @@ export class RouteTable<R extends { match: string }> {
 /**
  * The path nginx matches locations against ($uri): query dropped, percent-decoded, slashes merged,
  * "." and ".." resolved. We receive $request_uri (raw) because $uri can carry decoded CR/LF into headers.
- * Returns undefined for a path nginx itself would refuse.
+ * Bytes, as in nginx: the raw target's characters are its bytes (Node reads request lines and headers as
+ * latin1), and bytes that are not UTF-8 stay distinct (see pathFromBytes). Returns undefined for a path
+ * nginx itself would refuse.
  */
 export function normalizePath(requestUri: string): string | undefined {
   if (!requestUri.startsWith('/')) return undefined;
   let raw = requestUri;
   const q = raw.search(/[?#]/);
   if (q >= 0) raw = raw.slice(0, q);
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    return undefined;
-  }
+  if (/%(?![0-9A-Fa-f]{2})/.test(raw)) return undefined;
+  // A caller holding Unicode text (not bytes from the wire) gets its UTF-8 bytes.
+  const wire = /^[\x00-\xff]*$/.test(raw) ? raw : Buffer.from(raw, 'utf8').toString('latin1');
+  const decoded = pathFromBytes(percentDecodeBytes(wire));
   if (/[\0\r\n]/.test(decoded)) return undefined;
   const out: string[] = [];
   const parts = decoded.split('/');
@@ -89,6 +92,54 @@ export function normalizePath(requestUri: string): string | undefined {
   return '/' + out.join('/');
 }
 
+/**
+ * Why a raw request path (nginx's $request_uri, query excluded) is ambiguous, or undefined when it is not.
+ * nginx prices and matches a normalised, decoded path, but with `proxy_pass http://app;` (no URI part) it
+ * forwards the raw target, which an upstream may decode and resolve differently ("/premium/%2e%2e/cheap" is
+ * matched as /cheap but could be served as /premium/..). A path is unambiguous when percent-decoding it gives
+ * exactly the path that is priced: no "." or ".." segment (also with ";params" cut, as servlet containers
+ * read "..;x"), no encoded "/" or "\" (%2F, %5C), no literal "\", no empty segment ("//"), no control
+ * character (raw or encoded, NUL included), no "#", and only well-formed "%hh" escapes.
+ */
+export function pathAmbiguity(rawPath: string): string | undefined {
+  if (!rawPath.startsWith('/')) return 'the path must start with /';
+  if (rawPath.includes('#')) return 'a "#" in the request target';
+  if (/%(?![0-9A-Fa-f]{2})/.test(rawPath)) return 'a malformed percent escape';
+  if (/%(?:2f|5c)/i.test(rawPath)) return 'an encoded "/" or "\\" (%2F, %5C)';
+  return decodedPathAmbiguity(percentDecodeBytes(rawPath));
+}
+
+/** Why a decoded path (nginx's $uri, bytes) is ambiguous (see pathAmbiguity), or undefined. */
+export function decodedPathAmbiguity(path: Buffer): string | undefined {
+  if (path[0] !== 0x2f) return 'the path must start with /';
+  for (const b of path) {
+    if (b < 0x20 || b === 0x7f) return 'a control character in the path';
+    if (b === 0x5c) return 'a "\\" in the path';
+  }
+  const segs = path.toString('latin1').split('/').slice(1);
+  for (const [i, seg] of segs.entries()) {
+    if (seg === '' && i < segs.length - 1) return 'an empty path segment ("//")';
+    const name = seg.split(';')[0];
+    if (name === '.' || name === '..') return 'a "." or ".." path segment';
+  }
+  return undefined;
+}
+
+/** Percent-decodes to bytes ("%hh" only; anything else is kept as its own bytes, as nginx reads it). */
+export function percentDecodeBytes(raw: string): Buffer {
+  const src = Buffer.from(raw, 'latin1');
+  const out = Buffer.alloc(src.length);
+  let n = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i]!;
+    if (c === 0x25 && i + 2 < src.length && /^[0-9A-Fa-f]{2}$/.test(src.toString('latin1', i + 1, i + 3))) {
+      out[n++] = parseInt(src.toString('latin1', i + 1, i + 3), 16);
+      i += 2;
+    } else out[n++] = c;
+  }
+  return out.subarray(0, n);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // nginx's "~" / "~*" locations are PCRE patterns, compiled without UTF mode (they match the bytes of $uri),
 // caseless for "~*". l402d runs them as JavaScript RegExps, so each pattern is translated to a JavaScript
@@ -105,7 +156,7 @@ export function normalizePath(requestUri: string): string | undefined {
 export function pcreSubject(path: string): string {
   if (/^[\x00-\x7f]*$/.test(path)) return path;
   let out = '';
-  for (const b of Buffer.from(path, 'utf8')) out += String.fromCharCode(b < 0x80 ? b : 0xe000 + b);
+  for (const b of pathBytes(path)) out += String.fromCharCode(b < 0x80 ? b : 0xe000 + b);
   return out;
 }
 

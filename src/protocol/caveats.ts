@@ -3,6 +3,7 @@
 // (route, path binding, methods, uses, expiry) is read from the caveats l402d minted only, never from ones a
 // holder appended: their number is recorded in the token id (identifier.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { hasRawBytes, pathBytes } from './path-bytes.js';
 
 export interface CaveatContext {
   service: string;
@@ -29,13 +30,16 @@ export interface MintOptions {
 /** Longer paths are bound by their hash, so a credential for a long URL still fits in a request header. */
 const MAX_LITERAL_PATH = 256;
 
-function sha256Hex(s: string): string {
-  return createHash('sha256').update(s, 'utf8').digest('hex');
+/** Over the path's bytes (its UTF-8 for a UTF-8 path), so two different byte paths never share a binding. */
+function sha256Hex(path: string): string {
+  return createHash('sha256').update(pathBytes(path)).digest('hex');
 }
 
 export function mintCaveats(o: MintOptions): string[] {
   const out = [`services=${o.service}:0`, `route=${o.routeId}`];
-  if (o.path !== undefined) out.push(o.path.length <= MAX_LITERAL_PATH ? `path=${o.path}` : `path_sha256=${sha256Hex(o.path)}`);
+  // A path with bytes that are not UTF-8 cannot be a caveat's text (it would turn into U+FFFD and name
+  // another path): it is bound by the hash of its bytes.
+  if (o.path !== undefined) out.push(o.path.length <= MAX_LITERAL_PATH && !hasRawBytes(o.path) ? `path=${o.path}` : `path_sha256=${sha256Hex(o.path)}`);
   if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
   if (o.singleUse) out.push('uses=1');
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);

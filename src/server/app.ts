@@ -30,6 +30,17 @@ export interface RunningGate {
   close(): Promise<void>;
 }
 
+/** Behind nginx, l402d trusts the request description nginx sends (path, client address): only nginx may reach it. */
+export function nonLoopbackWarning(listen: string): string {
+  return `${listen} is not a loopback address or unix socket: anyone who reaches l402d there can ask /_l402/auth for decisions in another client's name and burn its rate limit; only nginx should reach l402d (use 127.0.0.1 or unix:, or set nginx_secret and regenerate the snippets with l402d nginx-conf, and firewall the port to nginx's hosts)`;
+}
+
+/** True for a unix socket or a loopback host. */
+export function isLocalListen(listen: string): boolean {
+  const host = listen.startsWith('unix:') ? 'unix' : listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === 'unix' || host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 export function loadRootKeys(cfg: GateConfig, log: Logger): Buffer[] {
   try {
     const keys: Buffer[] = [];
@@ -102,7 +113,12 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     const refuse = await durability;
     if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
     backend = opts.backend ?? (await openBackend(cfg, log));
-    if (backend.kind === 'dev') log.warn({ backend: backend.describe() }, 'DEVELOPMENT WALLET: invoices are not real money; never use lightning.type dev in production');
+    if (backend.kind === 'dev') {
+      log.error(
+        { backend: backend.describe(), pay_endpoint: cfg.lightning.type === 'dev' && cfg.lightning.pay_endpoint },
+        'DEVELOPMENT WALLET, NOT REAL MONEY: anyone can pay its invoices (l402d dev pay); never use lightning.type dev in production',
+      );
+    }
     let gateRef: Gate | undefined;
     cashu = cfg.cashu
       ? await openCashuRail(cfg, {
@@ -130,6 +146,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
+  if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
   const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
   if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);

@@ -24,6 +24,8 @@ import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from '../rails/lightning/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
+import { devPayEnabled } from './page-endpoints.js';
+import { hasRawBytes } from '../protocol/path-bytes.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -78,6 +80,12 @@ export class Gate {
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
     }
+  }
+
+  /** Bytes held by the in-process caches keyed by request data (prices, payees), by their own accounting. */
+  cacheBytes(): number {
+    const p = this.price as { cacheBytes?: () => number };
+    return this.readControl.bytes() + (p.cacheBytes?.() ?? 0);
   }
 
   /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
@@ -154,7 +162,7 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: this.parts.backend.kind === 'dev', autoDetect: false };
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
@@ -231,9 +239,11 @@ export class Gate {
     let address: string | undefined;
     if (this.parts.config.pricing.dynamic) {
       const get = (k: string) => store.get(k);
-      address = (await this.readControl(`lnurl:path:${path}`, get)) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
+      // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
+      const byPath = !hasRawBytes(path);
+      address = (byPath ? await this.readControl(`lnurl:path:${path}`, get) : undefined) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
       const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
-      if (!address && legacy) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
+      if (!address && legacy && byPath) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
     }
     return address ?? route.lnurlAddr;
   }

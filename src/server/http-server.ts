@@ -2,9 +2,9 @@
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { normalizePath } from '../policy/routes.js';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../store/abandon-claim.js';
-import { randomBytes } from 'node:crypto';
 import type { Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
@@ -21,6 +21,7 @@ const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as 
 const PAYMENT_SCHEME = /^\s*(l402|lsat|cashu)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
+const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -68,18 +69,82 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-e
 // ";params" from segments before resolving "..", so "/cheap/..;x=1/expensive" would be served as /expensive.
 const PCHAR_KEPT = /%(?:24|26|2B|2C|3A|3D|40)/g;
 
+/** encodeURIComponent over bytes: unreserved characters kept, every other byte as %XX. */
+function escapeBytes(b: Buffer): string {
+  let out = '';
+  for (const c of b) out += /[A-Za-z0-9\-_.!~*'()]/.test(String.fromCharCode(c)) ? String.fromCharCode(c) : `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
 /**
  * The request-target to forward: the path the decision was made on (normalised, see normalizePath) encoded
  * so an upstream decodes it to that same path, plus the client's query string unchanged. Forwarding the raw
  * URL instead would let "/expensive/a%2F..%2F..%2Fcheap/x" be priced as /cheap/x yet served as /expensive/….
  */
 export function forwardTarget(decidedPath: string, rawUrl: string): string {
+  // Byte-wise, so a path that is not UTF-8 (nginx serves "/caf%E9") is forwarded as the same bytes.
   const path = decidedPath
     .split('/')
-    .map((seg) => encodeURIComponent(seg).replace(PCHAR_KEPT, (m) => decodeURIComponent(m)))
+    .map((seg) => escapeBytes(pathBytes(seg)).replace(PCHAR_KEPT, (m) => decodeURIComponent(m)))
     .join('/');
   const q = rawUrl.search(/[?#]/);
   return q >= 0 && rawUrl[q] === '?' ? path + rawUrl.slice(q).split('#')[0] : path;
+}
+
+/**
+ * The path to decide on behind nginx: the one nginx matched and will forward. `matched` is nginx's $uri
+ * (decoded bytes, sent by protect.conf as X-L402-URI; it differs from the raw target after a rewrite),
+ * `rawUri` its $request_uri. An ambiguous raw target (see pathAmbiguity) is refused, because nginx forwards
+ * it as it came when proxy_pass has no URI part; so is an ambiguous matched path.
+ */
+export function nginxTarget(rawUri: string | undefined, matched: string | undefined): { path?: string; ambiguous?: string } {
+  if (rawUri === undefined) return {};
+  const q = rawUri.search(/[?]/);
+  const rawPath = q >= 0 ? rawUri.slice(0, q) : rawUri;
+  const ambiguous = pathAmbiguity(rawPath);
+  if (ambiguous) return { ambiguous };
+  const bytes = matched ? Buffer.from(matched, 'latin1') : percentDecodeBytes(rawPath);
+  const also = decodedPathAmbiguity(bytes);
+  if (also) return { ambiguous: also };
+  return { path: pathFromBytes(bytes) };
+}
+
+function sameSecret(got: string | undefined, want: string): boolean {
+  const a = createHash('sha256').update(got ?? '').digest();
+  const b = createHash('sha256').update(want).digest();
+  return got !== undefined && timingSafeEqual(a, b);
+}
+
+function ambiguousPath(method: string, why: string): Rendered {
+  const body = JSON.stringify({ type: 'urn:l402:problem:ambiguous-path', title: 'Ambiguous request path', status: 400, reason: 'ambiguous_path', detail: `refused: ${why}; send the path without it` }) + '\n';
+  return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
+/** A CORS preflight: answered by the gate (never the upstream, never an invoice) so the browser sends the paid request. */
+function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
+  return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
+}
+
+const CORS_HEADERS = 'Authorization, X-Cashu, Content-Type, Accept';
+
+function preflight(routeMethods: readonly string[] | undefined, h: IncomingMessage['headers']): Rendered {
+  const asked = (one(h['access-control-request-headers']) ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(x))
+    .slice(0, 32);
+  const allowHeaders = [...new Set([...CORS_HEADERS.split(', '), ...asked].map((x) => x.toLowerCase()))].join(', ');
+  return {
+    status: 204,
+    headers: [
+      ['Access-Control-Allow-Origin', '*'],
+      ['Access-Control-Allow-Methods', (routeMethods ?? ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']).join(', ')],
+      ['Access-Control-Allow-Headers', allowHeaders],
+      ['Access-Control-Max-Age', '600'],
+      ['Cache-Control', 'no-store'],
+    ],
+    body: '',
+  };
 }
 
 function proxy(
@@ -129,8 +194,11 @@ export function createGateServer(gate: Gate): Server {
     // Nothing l402d answers itself is for nginx to keep, unless the auth answer says how long (below).
     if (endpoint?.startsWith('/_l402/')) res.setHeader('X-Accel-Expires', '0');
     if (endpoint === '/_l402/health') {
+      // Nothing about the process (no pid): in standalone mode clients can reach this. A random id per process
+      // lets operators (and the tests) tell workers apart.
       res.setHeader('Content-Type', 'application/json');
-      res.end(`{"status":"ok","pid":${process.pid}}\n`);
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
       return;
     }
     if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
@@ -149,16 +217,26 @@ export function createGateServer(gate: Gate): Server {
       return;
     }
     if (await handlePageEndpoint(gate, req, res)) return;
-    if (endpoint === '/_l402/auth' || endpoint === '/_l402/render' || (endpoint === '/_l402/release' && !upstream)) {
+    // nginx's endpoints exist only in nginx mode. With an upstream, l402d faces clients, which must never
+    // describe "the original request" (path, client address, outcome, identity) themselves: ordinary paths.
+    if (!upstream && (endpoint === '/_l402/auth' || endpoint === '/_l402/render' || endpoint === '/_l402/release')) {
+      if (config.nginxSecret && !sameSecret(one(req.headers['x-l402-nginx-secret']), config.nginxSecret)) {
+        // Not nginx: no decision, no invoice, nothing about the request. (nginx turns an auth 403 into a 403.)
+        res.statusCode = 403;
+        res.setHeader('Cache-Control', 'no-store');
+        res.end();
+        return;
+      }
       // Called by nginx: the original request is described by the headers nginx sets. The method is the
       // exact one nginx received; a missing or unrepresentable one is refused, never decided as another.
       const method = req.headers['x-original-method'];
       const methodOk = typeof method === 'string' && METHOD.test(method);
       const rawUri = one(req.headers['x-original-uri']);
-      const path = rawUri === undefined ? undefined : normalizePath(rawUri);
+      const target = nginxTarget(rawUri, one(req.headers['x-l402-uri']));
+      const path = target.path;
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
-      // replaced). In standalone mode clients talk to us directly: their header is never believed.
-      const requestId = upstream ? undefined : one(req.headers['x-l402-request-id']);
+      // replaced).
+      const requestId = one(req.headers['x-l402-request-id']);
       const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
@@ -167,6 +245,21 @@ export function createGateServer(gate: Gate): Server {
         const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
         req.resume();
         send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502));
+        return;
+      }
+      // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
+      const early = target.ambiguous
+        ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous)
+        : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
+          ? preflight(gate.routes.lookup(path)!.methods, req.headers)
+          : undefined;
+      if (early) {
+        if (endpoint === '/_l402/render') return send(res, early);
+        res.statusCode = 401;
+        res.setHeader('Cache-Control', 'no-store');
+        res.setHeader('X-L402-Outcome', early.status === 400 ? 'bad_request' : 'preflight');
+        res.setHeader('X-L402-Reason', early.status === 400 ? 'ambiguous_path' : 'cors_preflight');
+        res.end();
         return;
       }
       if (endpoint === '/_l402/auth') {
@@ -217,6 +310,11 @@ export function createGateServer(gate: Gate): Server {
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    const route = path === undefined ? undefined : gate.routes.lookup(path);
+    if (methodOk && route && isPreflight(req.method!, req.headers)) {
+      req.resume();
+      return send(res, preflight(route.methods, req.headers));
+    }
     const gr = { ...gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers), uri: url, requestId: randomBytes(16).toString('hex') };
     if (!methodOk || ambiguousCredential(req)) {
       req.resume();

@@ -1,6 +1,7 @@
 // Browser-facing helpers of the payment page, under /_l402/page/ (proxied by nginx's server.conf):
 //   GET  /_l402/page/status   Authorization: L402 <macaroon>  ->  {"settled": bool}   (never mints an invoice)
-//   POST /_l402/page/dev-pay  {"invoice": "<bolt11>"}         ->  {"preimage": "<hex>"} (dev wallet only)
+//   POST /_l402/page/dev-pay  {"invoice": "<bolt11>"}         ->  {"preimage": "<hex>"} (local demo only: the dev
+//        wallet with `lightning.pay_endpoint: true`, from a loopback client; nginx's server.conf never proxies it)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
@@ -119,9 +120,21 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3})$/;
+
+/** The dev wallet's pay button is served: explicitly enabled for a local demo (see devPay). */
+export function devPayEnabled(gate: Gate): boolean {
+  const ln = gate.parts.config.lightning;
+  return ln.type === 'dev' && ln.pay_endpoint === true && gate.parts.backend instanceof DevWallet;
+}
+
 async function devPay(gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const backend = gate.parts.backend;
-  if (backend.kind !== 'dev' || !(backend instanceof DevWallet)) {
+  // Anyone who can call this unlocks any route for free: it exists only when the config asks for it, and
+  // answers only a client on this machine (the socket's peer, and nginx's client address when it sends one).
+  const peer = req.socket.remoteAddress ?? '';
+  const via = one(req.headers['x-l402-client-addr']);
+  if (!devPayEnabled(gate) || !(backend instanceof DevWallet) || !LOOPBACK.test(peer) || (via !== undefined && !LOOPBACK.test(via))) {
     req.resume();
     return json(res, 404, { error: 'not_found' });
   }

@@ -88,7 +88,9 @@ export function render(i: RenderInput): Rendered {
   const c = i.challenge;
   if (c) for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
   if (i.cashuRequest) headers.push(['X-Cashu', i.cashuRequest]);
-  if (c || i.cashuRequest) headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu']);
+  // Every answer of the gate is readable by browser clients (a 429's Retry-After, a 503, a 401's challenge):
+  // a refusal the page cannot read is a paying client lost. Nothing here is secret to the requester.
+  headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu, Retry-After']);
   if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') headers.push(['Retry-After', String(i.retryAfterSecs)]);
   if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
 

@@ -9,6 +9,24 @@ interface Entry {
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly map = new Map<string, Entry>();
+  private writes = 0;
+
+  /**
+   * Expired entries (rate-limit windows, pending invoices, settled markers) are dropped as they are read, and
+   * in a sweep every max(1,000, entries) writes, so keys nobody reads again (one per client address, path or token) do not
+   * pile up. Live entries are never dropped: a single-use claim forgotten early would be a replay.
+   */
+  private wrote(now: number): void {
+    // Every max(1000, size) writes: amortised O(1) per write however many entries are held.
+    if (++this.writes < Math.max(1000, this.map.size)) return;
+    this.writes = 0;
+    for (const [k, e] of this.map) if (e.expiresAt !== undefined && e.expiresAt <= now) this.map.delete(k);
+  }
+
+  /** Entries held (expired ones not yet swept included). */
+  get size(): number {
+    return this.map.size;
+  }
 
   private live(key: string, now = Date.now()): Entry | undefined {
     const e = this.map.get(key);
@@ -22,6 +40,7 @@ export class MemoryStore implements Store {
   async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
     if (this.live(key)) return false;
     this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    this.wrote(Date.now());
     return true;
   }
   async delIfValue(key: string, value: string): Promise<boolean> {
@@ -40,6 +59,7 @@ export class MemoryStore implements Store {
   }
   async set(key: string, value: string, ttlSecs?: number): Promise<void> {
     this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+    this.wrote(Date.now());
   }
   async del(key: string): Promise<void> {
     this.map.delete(key);
@@ -50,6 +70,7 @@ export class MemoryStore implements Store {
     if (!e) {
       const expiresAt = now + windowSecs * 1000;
       this.map.set(key, { value: '1', expiresAt });
+      this.wrote(now);
       return { count: 1, resetInSecs: windowSecs };
     }
     e.value = String(Number(e.value) + 1);

@@ -66,9 +66,10 @@ routes:
   - { match: /a, amount_msat: 1 }
 `;
 
-const MINIMAL = `routes: [{ match: /x, amount_msat: 1 }]\n`;
+const MINIMAL = `lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`;
 
 const ANCHORS = `previous_root_keys: &keys []
+lightning: { type: dev }
 routes:
   - { match: &p /a, amount_msat: &amt 1000, access: timed, macaroon_timeout: &t 60 }
   - { match: /b, amount_msat: *amt, access: timed, macaroon_timeout: *t }

@@ -15,7 +15,7 @@ import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from '../integration/harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from '../integration/gate-fixture.js';
 import { parseConfig, type GateConfig, type RouteConfig } from '../../src/policy/config.js';
-import { normalizePath, RouteTable } from '../../src/policy/routes.js';
+import { normalizePath, pathAmbiguity, RouteTable } from '../../src/policy/routes.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
@@ -32,7 +32,7 @@ const skip = nginxBin ? false : 'nginx not installed';
 
 
 // A cheap catch-all next to exact and regex routes: the layout where a confused cache key would matter.
-const ROUTES = `routes:
+const ROUTES = `lightning: { type: dev }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 600 }
   - { match: /forever, amount_msat: 2000, access: indefinite }
@@ -162,6 +162,8 @@ function b64(text: string): Buffer | undefined {
 function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string, Buffer>, spent: Set<string>): string | undefined {
   const path = normalizePath(s.uri);
   if (path === undefined) return 'unusable path';
+  // Behind nginx, a raw path that does not decode to exactly the priced path is refused (docs/nginx.md).
+  if (pathAmbiguity(s.uri.split('?')[0]!)) return 'ambiguous path';
   const route = routes.lookup(path);
   if (!route) return 'no route';
   if (route.methods && !route.methods.includes(s.method as never)) return 'method not sold';

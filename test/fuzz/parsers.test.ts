@@ -38,7 +38,7 @@ const SEED = FUZZ_SEED;
 
 const SERVICE = 'l402';
 const cfg = parseConfig(
-  `routes:
+  `lightning: { type: dev }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 3600 }
   - { match: /forever, amount_msat: 2000, access: indefinite }

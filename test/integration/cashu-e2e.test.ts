@@ -71,6 +71,7 @@ cashu:
     private_key: \${GATE_P2PK_KEY}
     min_locktime_secs: 3600
   redeem: { min_balance_sat: 1, fee_reserve_percent: 0, min_fee_reserve_sat: 2 }
+lightning: { type: dev }
 routes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /ecash-only, amount_msat: 2500, rails: [cashu] }

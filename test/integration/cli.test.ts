@@ -46,7 +46,7 @@ test('config errors exit non-zero and name the key and line', () => {
 test('weak root keys are refused at start, without echoing the key', () => {
   const d = tmp();
   for (const key of ['short-key', 'a'.repeat(64), '0123456789abcdef'.repeat(4)]) {
-    writeFileSync(join(d, 'weak.yaml'), `listen: 127.0.0.1:0\ndata_dir: ${d}\nroot_key: \${ROOT_KEY}\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+    writeFileSync(join(d, 'weak.yaml'), `listen: 127.0.0.1:0\ndata_dir: ${d}\nroot_key: \${ROOT_KEY}\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
     const r = l402d(['start', '--config', join(d, 'weak.yaml')], { env: { ROOT_KEY: key } });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /root_key: too (short|little entropy)/);
@@ -61,7 +61,7 @@ test('nginx-conf prints the snippets; the committed nginx/l402 files match the d
     assert.ok(r.stdout.includes(readFileSync(join(REPO, 'nginx/l402', name), 'utf8')), `nginx/l402/${name} is out of date: regenerate with l402d nginx-conf --out nginx/l402`);
   }
   const d = tmp();
-  writeFileSync(join(d, 'c.yaml'), `listen: unix:/run/l402.sock\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  writeFileSync(join(d, 'c.yaml'), `listen: unix:/run/l402.sock\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
   const out = l402d(['nginx-conf', '--config', join(d, 'c.yaml'), '--out', join(d, 'snip')]);
   assert.equal(out.code, 0, out.stderr);
   assert.match(readFileSync(join(d, 'snip', 'upstream.conf'), 'utf8'), /server unix:\/run\/l402\.sock;/);
@@ -76,7 +76,7 @@ test('the example nginx.conf is accepted by nginx -t', { skip: requireTool('ngin
 
 test('dev pay prints the preimage alone, and refuses unknown, paid and malformed invoices', async () => {
   const d = tmp();
-  writeFileSync(join(d, 'c.yaml'), `data_dir: ${d}\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  writeFileSync(join(d, 'c.yaml'), `data_dir: ${d}\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
   const w = DevWallet.open(d);
   const inv = await w.createInvoice({ amountMsat: 1000, memo: 'cli', expirySecs: 600 });
   const other = DevWallet.open(tmp());
@@ -97,12 +97,14 @@ test('dev pay prints the preimage alone, and refuses unknown, paid and malformed
 
 test('doctor reports each check and exits non-zero with an actionable message', () => {
   const d = tmp();
-  writeFileSync(join(d, 'ok.yaml'), `listen: 127.0.0.1:1\ndata_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  writeFileSync(join(d, 'ok.yaml'), `listen: 127.0.0.1:1\ndata_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
   const ok = l402d(['doctor', '--config', join(d, 'ok.yaml')]);
-  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-  for (const what of ['config', 'root key', 'data dir', 'store', 'lightning', 'l402d']) assert.match(ok.stdout, new RegExp(`^ok +${what}: `, 'm'));
+  // The development wallet is loud: not real money, so doctor does not call it ok (exit 1).
+  assert.equal(ok.code, 1, ok.stdout + ok.stderr);
+  for (const what of ['config', 'root key', 'data dir', 'store', 'l402d']) assert.match(ok.stdout, new RegExp(`^ok +${what}: `, 'm'));
+  assert.match(ok.stdout, /^FAIL lightning: dev: DEVELOPMENT WALLET, NOT REAL MONEY/m);
   assert.ok(!ok.stdout.includes(TEST_ROOT_KEY));
-  writeFileSync(join(d, 'bad.yaml'), `data_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "redis://127.0.0.1:1" }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
+  writeFileSync(join(d, 'bad.yaml'), `data_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "redis://127.0.0.1:1" }\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`);
   const bad = l402d(['doctor', '--config', join(d, 'bad.yaml')]);
   assert.equal(bad.code, 1);
   assert.match(bad.stdout, /^FAIL store: redis: cannot connect to redis: .*ECONNREFUSED.*is redis-server running/m);

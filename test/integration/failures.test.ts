@@ -30,7 +30,7 @@ test('l402d unreachable: nginx answers 503 with Retry-After, never passes', { sk
   const dead = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'l402-dead-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${dead}\nroutes: [{ match: /premium, amount_msat: 1 }]\n`, { env: {} }), dir);
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${dead}\nlightning: { type: dev }\nroutes: [{ match: /premium, amount_msat: 1 }]\n`, { env: {} }), dir);
   cleanup.use(
     await startNginx({
       http: `include ${dir}/upstream.conf;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseConfig, type GateConfig } from '../../src/policy/config.js';
 import { startGate, type RunningGate } from '../../src/server/app.js';
-import { nginxSnippets } from '../../src/cli/nginx-conf.js';
+import { DEV_PAY_LOCATION, nginxSnippets } from '../../src/cli/nginx-conf.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import type { LightningBackend } from '../../src/rails/lightning/backend.js';
@@ -16,7 +16,7 @@ import {
 
 export const TEST_ROOT_KEY = '4f9c2d7e1a8b3c6d5e0f9a2b7c4d1e8f3a6b5c0d9e2f7a4b1c8d3e6f5a0b9c2d';
 
-export const ROUTES_YAML = `routes:
+export const ROUTES_YAML = `lightning: { type: dev }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 120 }
   - { match: /forever, amount_msat: 2000, access: indefinite }
@@ -53,7 +53,7 @@ export interface Surround {
   server?: string;
 }
 
-export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string, surround: Surround = {}): string {
+export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string, surround: Surround = {}, extra = ''): string {
   return `
     ${surround.http ?? ''}
     include ${snippetDir}/upstream.conf;
@@ -61,6 +61,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         listen 127.0.0.1:${port};
         ${surround.server ?? ''}
         include ${snippetDir}/server.conf;
+        ${extra}
         location / { proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /premium { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /timed/ { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
@@ -88,12 +89,12 @@ export function writeSnippets(cfg: GateConfig, dir: string): void {
   for (const [name, text] of Object.entries(nginxSnippets(cfg))) writeFileSync(join(dir, name), text);
 }
 
-export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround } = {}): Promise<Stack> {
+export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround; devPay?: boolean } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'l402-stack-'));
   cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
   const gatePort = await freePort();
   const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${opts.extraYaml ?? ''}${ROUTES_YAML}${opts.extraRoutes ?? ''}`,
+    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${opts.extraYaml ?? ''}${opts.devPay ? ROUTES_YAML.replace('lightning: { type: dev }', 'lightning: { type: dev, pay_endpoint: true }') : ROUTES_YAML}${opts.extraRoutes ?? ''}`,
     { env: {} },
   );
   const logs: string[] = [];
@@ -109,7 +110,7 @@ export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; e
   writeSnippets(cfg, snippetDir);
   const port = await freePort();
   const h2Port = await freePort();
-  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround) }), 'nginx');
+  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround, opts.devPay ? DEV_PAY_LOCATION : '') }), 'nginx');
   const origin = `http://127.0.0.1:${port}`;
   return {
     cfg, gate, nginx, upstream, grpcUp, origin, h2Port, wallet, logs, dataDir,

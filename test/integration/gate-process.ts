@@ -70,7 +70,7 @@ export async function twoGatesBehindNginx(
     gates.push(cleanup.use(await startGateProcess(file, port, o.env)));
   }
   const snippets = join(o.dir, 'snippets');
-  writeSnippets(parseConfig(`routes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  writeSnippets(parseConfig(`lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
   const ng = await freePort();
   const locations = o.paths.map((p) => `location ${p} { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${o.upstreamPort}; }`).join('\n');
   cleanup.use(

@@ -36,7 +36,7 @@ test('counters are totals over every l402d process sharing Redis, behind nginx',
     gates.push({ origin: '', metrics: `http://127.0.0.1:${mport}/metrics`, port });
   }
   const snippets = join(dir, 'snippets');
-  writeSnippets(parseConfig(`routes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  writeSnippets(parseConfig(`lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
   // One nginx per l402d process, so each process is known to have served its share.
   for (const g of gates) {
     const ng = await freePort();

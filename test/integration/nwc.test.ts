@@ -115,7 +115,7 @@ test('wallet without lookup_invoice: lookupInvoice is absent and the gate refuse
 
   const port = await freePort();
   const cfg = parseConfig(
-    `listen: 127.0.0.1:${port}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: memory }\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`,
+    `listen: 127.0.0.1:${port}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: memory }\nlightning: { type: dev }\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`,
     { env: {} },
   );
   await assert.rejects(startGate(cfg, { backend: b, log: context().log }), (e: Error) => e instanceof ConfigError && /auto_detect_payment needs a backend that can look up invoices; lightning.type nwc cannot/.test(e.message));

@@ -29,7 +29,8 @@ let browser: BrowserContext;
 before(async () => {
   if (skip) return;
   mkdirSync(ARTIFACTS, { recursive: true });
-  s = await startStack(cleanup);
+  // The local demo's dev wallet pay button: enabled explicitly (lightning.pay_endpoint) and proxied on its own.
+  s = await startStack(cleanup, { devPay: true });
   const profile = mkdtempSync(join(tmpdir(), 'l402-chromium-'));
   cleanup.add(() => rmSync(profile, { recursive: true, force: true }), 'rm chromium profile');
   browser = await chromium.launchPersistentContext(profile, {

@@ -154,7 +154,7 @@ async function startCluster(): Promise<Cluster> {
     for (const g of gates) await g.stop().catch(() => {});
   }, 'l402d processes');
   const snippets = join(dir, 'snippets');
-  const cfg = parseConfig(`listen: 127.0.0.1:${ports[0]}\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} });
+  const cfg = parseConfig(`listen: 127.0.0.1:${ports[0]}\nlightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} });
   writeSnippets(cfg, snippets);
   // Same snippets, two servers in the upstream block (whatever else upstream.conf declares stays). With
   // several servers nginx sets a failed one aside for fail_timeout (default 10 s, even once it is back);
@@ -642,7 +642,7 @@ test('l402d failing between the auth answer and the render: the client gets the 
   local.add(() => new Promise<void>((r) => { fake.closeAllConnections(); fake.close(() => r()); }));
   const dir = mkdtempSync(join(tmpdir(), 'l402-render-fail-'));
   local.add(() => rmSync(dir, { recursive: true, force: true }));
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${(fake.address() as net.AddressInfo).port}\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), dir);
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${(fake.address() as net.AddressInfo).port}\nlightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), dir);
   const up = local.use(await startCountingUpstream());
   const port = await freePort();
   local.use(await startNginx({ http: `include ${dir}/upstream.conf; server { listen 127.0.0.1:${port}; include ${dir}/server.conf; location /premium { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${up.port}; } }` }));

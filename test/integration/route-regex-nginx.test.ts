@@ -111,7 +111,7 @@ test('route regexes match the paths nginx matches, byte for byte', { skip: nginx
       assert.equal(p, undefined, `nginx refused ${path} (${r.status}) but l402d reads it as ${JSON.stringify(p)}`);
       continue;
     }
-    // Not UTF-8 (%e9 alone): l402d refuses the path (403 bad_path) instead of guessing; that fails closed.
+    // Paths that are not UTF-8 (%e9 alone) are bytes here as in nginx: compared like any other.
     if (p === undefined) continue;
     const ours = compiled.map((re) => (re.test(pcreSubject(p!)) ? '1' : '0')).join('');
     for (let i = 0; i < PATTERNS.length; i++) {

@@ -27,6 +27,7 @@ before(async () => {
   port = await freePort();
   const cfg = parseConfig(
     `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: warn }
+lightning: { type: dev }
 routes:
   - { match: /cheap/, amount_msat: 1000, access: indefinite }
   - { match: /expensive/, amount_msat: 900000 }

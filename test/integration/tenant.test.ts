@@ -48,7 +48,7 @@ test('a payee override in the store redirects a route to another address, and ba
 
 test('lnurl_addr with auto_detect_payment is refused at start', () => {
   assert.throws(
-    () => parseConfig(`routes: [{ match: /t, amount_msat: 1, lnurl_addr: a@b.c, auto_detect_payment: true }]\n`, { env: {} }),
+    () => parseConfig(`lightning: { type: dev }\nroutes: [{ match: /t, amount_msat: 1, lnurl_addr: a@b.c, auto_detect_payment: true }]\n`, { env: {} }),
     (e: Error) => e instanceof ConfigError && /auto_detect_payment: cannot be combined with lnurl_addr/.test(e.message),
   );
 });

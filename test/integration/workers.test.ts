@@ -14,7 +14,7 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 test('workers share the address and the claims; a memory store is refused', async () => {
-  assert.throws(() => parseConfig(`workers: 2\nstore: { type: memory }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} }), ConfigError);
+  assert.throws(() => parseConfig(`workers: 2\nstore: { type: memory }\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} }), ConfigError);
   const dir = mkdtempSync(join(tmpdir(), 'l402-workers-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const up = cleanup.use(await startCountingUpstream());
@@ -23,10 +23,10 @@ test('workers share the address and the claims; a memory store is refused', asyn
   writeFileSync(file, `listen: 127.0.0.1:${port}\nworkers: 2\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\n${ROUTES_YAML}`);
   const g = cleanup.use(await startGateProcess(file, port));
   const origin = `http://127.0.0.1:${port}`;
-  const pids = new Set<number>();
+  const pids = new Set<string>();
   // The second worker may still be starting when the first answers (slow on a loaded machine): ask for up to 15 s.
   for (const until = Date.now() + 15_000; pids.size < 2 && Date.now() < until; ) {
-    pids.add(JSON.parse((await http1(origin + '/_l402/health')).body).pid);
+    pids.add(JSON.parse((await http1(origin + '/_l402/health')).body).instance);
     if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(pids.size, 2, 'two worker processes answer');

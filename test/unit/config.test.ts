@@ -15,7 +15,7 @@ function err(text: string, env: NodeJS.ProcessEnv = {}): string {
 }
 
 test('minimal config gets the documented defaults', () => {
-  const c = parseConfig(`root_key: ${KEY}\nroutes:\n  - match: /premium\n    amount_msat: 10000\n`, { env: {}, baseDir: '/srv' });
+  const c = parseConfig(`lightning: { type: dev }\nroot_key: ${KEY}\nroutes:\n  - match: /premium\n    amount_msat: 10000\n`, { env: {}, baseDir: '/srv' });
   assert.equal(c.listen, '127.0.0.1:8402');
   assert.deepEqual(c.store, { type: 'sqlite', path: '/srv/data/l402.db', durability: 'normal' });
   assert.equal(c.lightning.type, 'dev');
@@ -41,12 +41,12 @@ test('errors name the key, its line and what is allowed', () => {
 });
 
 test('${VAR} expansion works on strings only and names a missing variable', () => {
-  const c = parseConfig(`root_key: \${MY_KEY}\nroutes:\n  - match: /p\n    amount_msat: \${PRICE}\n`, { env: { MY_KEY: KEY, PRICE: '2500' } });
+  const c = parseConfig(`lightning: { type: dev }\nroot_key: \${MY_KEY}\nroutes:\n  - match: /p\n    amount_msat: \${PRICE}\n`, { env: { MY_KEY: KEY, PRICE: '2500' } });
   assert.equal(c.rootKey, KEY);
   assert.equal(c.routes[0]!.amountMsat, 2500);
   assert.match(err(`root_key: \${NOPE}\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: root_key: environment variable NOPE is not set/);
   // A secret containing YAML syntax cannot change the document's structure.
-  const tricky = parseConfig(`root_key: "\${K}"\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { K: 'x: [1, 2]\nroutes: []' } });
+  const tricky = parseConfig(`lightning: { type: dev }\nroot_key: "\${K}"\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { K: 'x: [1, 2]\nroutes: []' } });
   assert.equal(tricky.routes.length, 1);
 });
 
@@ -57,12 +57,12 @@ test('ngx_l402 environment names are accepted', () => {
   assert.equal(c.lightning.type, 'dev');
   assert.match(err(`routes: [{ match: /p, amount_msat: 1 }]\n`, { LN_CLIENT_TYPE: 'CARRIER_PIGEON' }), /lightning\.type/);
   // The file wins over the environment.
-  const f = parseConfig(`store: { type: memory }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { REDIS_URL: 'redis://x:1' } });
+  const f = parseConfig(`lightning: { type: dev }\nstore: { type: memory }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: { REDIS_URL: 'redis://x:1' } });
   assert.equal(f.store.type, 'memory');
 });
 
 test('ngx_l402 directive names map onto routes', () => {
-  const c = parseConfig(`routes:\n  - match: /i\n    amount_msat: "1000"\n    indefinite_access: on\n    macaroon_timeout: 60\n`, { env: {} });
+  const c = parseConfig(`lightning: { type: dev }\nroutes:\n  - match: /i\n    amount_msat: "1000"\n    indefinite_access: on\n    macaroon_timeout: 60\n`, { env: {} });
   assert.equal(c.routes[0]!.access, 'indefinite');
   assert.equal(c.routes[0]!.macaroonTimeout, 60);
   assert.match(err(`routes:\n  - match: /i\n    amount_msat: 1\n    access: per-request\n    indefinite_access: true\n`), /indefinite_access: conflicts/);
@@ -110,6 +110,6 @@ test('route regexes with PCRE-only syntax are refused at load, naming the route 
     assert.match(m, why, re);
   }
   // What nginx configs commonly carry still loads.
-  const ok = parseConfig(`routes:\n  - { match: '~ ^/api/v[0-9]+/', amount_msat: 1 }\n  - { match: '~* \\.(jpg|png)$', amount_msat: 1 }\n  - { match: '~ ^/(?<name>\\w+)/x$', amount_msat: 1 }\n`, { env: {} });
+  const ok = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: '~ ^/api/v[0-9]+/', amount_msat: 1 }\n  - { match: '~* \\.(jpg|png)$', amount_msat: 1 }\n  - { match: '~ ^/(?<name>\\w+)/x$', amount_msat: 1 }\n`, { env: {} });
   assert.equal(ok.routes.length, 3);
 });

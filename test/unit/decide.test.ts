@@ -19,7 +19,7 @@ import { Gate } from '../../src/server/gate.js';
 import { createLogger } from '../../src/util/log.js';
 
 const cfg = parseConfig(
-  `routes:
+  `lightning: { type: dev }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /other, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }
@@ -117,7 +117,7 @@ test('a credential sold for one request stays single-use when its route is made 
   const m = decodeMacaroonBase64(c.macaroon);
   // The operator later sells /premium by the hour (same route id), or for good.
   for (const access of ['timed', 'indefinite'] as const) {
-    const reusable = parseConfig(`routes:\n  - { match: /premium, amount_msat: 10000, access: ${access}, macaroon_timeout: ${access === 'timed' ? 60 : 0} }\n`, { env: {} });
+    const reusable = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 10000, access: ${access}, macaroon_timeout: ${access === 'timed' ? 60 : 0} }\n`, { env: {} });
     const d = deps({ routes: new RouteTable(reusable.routes) });
     const stretched = encodeMacaroonBase64(attenuate(m, `l402_valid_until=${Math.floor(Date.now() / 1000) + 10 * 365 * 86_400}`));
     const first = await decide(req('/premium', `L402 ${stretched}:${preimage}`), d);
@@ -201,7 +201,7 @@ test('a failing or hanging store fails closed with unavailable', async () => {
 });
 
 test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled is a pending challenge', async () => {
-  const autoCfg = parseConfig(`routes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
+  const autoCfg = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
   const r = autoCfg.routes[0]!;
   const lookups: string[] = [];
   let settled = false;
@@ -231,7 +231,7 @@ test('auto-detect on a backend that cannot look up invoices is a config error at
   const { startGate } = await import('../../src/server/app.js');
   const { ConfigError } = await import('../../src/policy/config.js');
   const { createLogger } = await import('../../src/util/log.js');
-  const c = parseConfig(`listen: 127.0.0.1:0\nstore: { type: memory }\nroot_key: ${MASTER.toString('hex')}\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
+  const c = parseConfig(`listen: 127.0.0.1:0\nstore: { type: memory }\nroot_key: ${MASTER.toString('hex')}\nlightning: { type: dev }\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
   const noLookup = { kind: 'lnurl', createInvoice: wallet.createInvoice.bind(wallet), describe: () => 'x', close: async () => {} };
   await assert.rejects(startGate(c, { backend: noLookup, log: createLogger('silent') }), (e: Error) => e instanceof ConfigError && /auto_detect_payment needs a backend/.test(e.message));
 });

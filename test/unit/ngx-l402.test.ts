@@ -17,6 +17,7 @@ import { ngxL402Credential, ngxL402MacaroonV1 } from '../peers/ngx-l402-credenti
 const NGX_KEY = 'ngx-l402-root-key-of-the-old-gate-7Hq2';
 const cfg = parseConfig(
   `ngx_l402_root_key: ${NGX_KEY}
+lightning: { type: dev }
 routes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }
@@ -169,9 +170,9 @@ test('ngx_l402 credentials on reusable routes: indefinite ones reusable; on time
 
 test('ngx_l402_root_key: raw bytes as ngx_l402 used them; shorter than 32 characters is a config error naming the key', () => {
   const hexKey = 'ab'.repeat(32);
-  assert.deepEqual(parseConfig(`ngx_l402_root_key: "${hexKey}"\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }).ngxL402RootKey, Buffer.from(hexKey, 'utf8'));
+  assert.deepEqual(parseConfig(`ngx_l402_root_key: "${hexKey}"\nlightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }).ngxL402RootKey, Buffer.from(hexKey, 'utf8'));
   assert.throws(
-    () => parseConfig('ngx_l402_root_key: short-key-123\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }),
+    () => parseConfig('ngx_l402_root_key: short-key-123\nlightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }),
     (e: Error) => e instanceof ConfigError && /ngx_l402_root_key/.test(e.message) && !e.message.includes('short-key-123'),
   );
 });

@@ -219,7 +219,7 @@ test('pages without a challenge have no script, and a retry link only for same-o
 // Endpoints
 // ---------------------------------------------------------------------------------------------
 
-const CONFIG_YAML = `routes:
+const CONFIG_YAML = `lightning: { type: dev, pay_endpoint: true }\nroutes:
   - { match: /premium, amount_msat: 10000 }
   - { match: /auto, amount_msat: 4000, auto_detect_payment: true }
 `;
@@ -440,7 +440,7 @@ test('render: HTML page for browsers through the gate, with the original URI and
   assert.equal(d.devWallet, true);
   assert.equal(d.method, 'GET');
   const off = new Gate({
-    config: parseConfig('routes:\n  - { match: /nopage, amount_msat: 1000, payment_page: false }\n', { env: {} }),
+    config: parseConfig('lightning: { type: dev }\nroutes:\n  - { match: /nopage, amount_msat: 1000, payment_page: false }\n', { env: {} }),
     store: new MemoryStore(), backend: wallet, rootKeys: [rootKey], log: createLogger('silent'),
   });
   const j = await off.render('challenge', 'no_credential', { path: '/nopage', method: 'GET', credentials: {} }, h);

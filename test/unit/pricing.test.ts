@@ -7,7 +7,7 @@ import { createCachedReader, createPriceResolver } from '../../src/policy/pricin
 import { parseConfig } from '../../src/policy/config.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 
-const route = parseConfig(`routes: [{ match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }]\n`, { env: {} }).routes[0]!;
+const route = parseConfig(`lightning: { type: dev }\nroutes: [{ match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }]\n`, { env: {} }).routes[0]!;
 
 test('a failed read returns the last known value, or nothing when there is none', async () => {
   const read = createCachedReader(0, 50);

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import type { BackendContext, LightningBackend } from './backend.js';
 import { DevWallet } from './dev-wallet.js';
+import { boolLike } from '../../util/zod-coerce.js';
 import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv } from './eclair.js';
 import { createLnurlBackend, lnurlConfigSchema, lnurlFromLegacyEnv } from './lnurl.js';
 import { createLndBackend, lndConfigSchema, lndFromLegacyEnv } from './lnd.js';
@@ -10,7 +11,11 @@ import { createNwcBackend, nwcConfigSchema, nwcFromLegacyEnv } from './nwc.js';
 import { clnConfigSchema, clnFromLegacyEnv, createClnBackend } from './cln.js';
 import { bolt12ConfigSchema, bolt12FromLegacyEnv, createBolt12Backend } from './bolt12.js';
 
-const devConfigSchema = z.object({ type: z.literal('dev') }).strict();
+// The development wallet is never a default: a config names it. `pay_endpoint` turns on the payment page's
+// "pay with the dev wallet" helper (POST /_l402/page/dev-pay), for a local demo only (the quick start).
+const devConfigSchema = z
+  .object({ type: z.literal('dev'), pay_endpoint: boolLike.default(false) })
+  .strict();
 
 export const lightningConfigSchema = z.discriminatedUnion('type', [devConfigSchema, eclairConfigSchema, lnurlConfigSchema, lndConfigSchema, lncConfigSchema, nwcConfigSchema, clnConfigSchema, bolt12ConfigSchema]);
 export type LightningConfig = z.output<typeof lightningConfigSchema>;
