@@ -1,6 +1,7 @@
 // The nginx side of the contract, generated from the config so the snippets always match l402d's address.
 // `nginx/l402/` holds the same text for the default address (a test keeps the two identical).
 import type { GateConfig } from '../policy/config.js';
+import { nginxMs, nginxTimeouts } from '../policy/budget.js';
 
 export interface NginxSnippets {
   'upstream.conf': string;
@@ -21,15 +22,26 @@ const COMMON = `    proxy_pass_request_body off;
     proxy_set_header X-L402-Client-Addr $remote_addr;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    proxy_connect_timeout 2s;
-    proxy_send_timeout 6s;
-    proxy_read_timeout 6s;
     # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
     proxy_buffer_size 16k;
     proxy_buffers 8 16k;`;
 
-export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'>): NginxSnippets {
+/**
+ * How long nginx waits for l402d: its deadline for the step plus a margin (policy/budget.ts). Another l402d
+ * is tried only after a quick failure (refused, reset), never after a timeout, so the answer stays bounded.
+ */
+function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): string {
+  return `    proxy_connect_timeout ${nginxMs(t.connectMs)};
+    proxy_send_timeout ${nginxMs(readMs)};
+    proxy_read_timeout ${nginxMs(readMs)};
+    proxy_next_upstream error timeout;
+    proxy_next_upstream_tries ${t.nextUpstreamTries};
+    proxy_next_upstream_timeout ${nginxMs(t.nextUpstreamMs)};`;
+}
+
+export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'>): NginxSnippets {
   const retry = cfg.retryAfterSecs;
+  const t = nginxTimeouts(cfg.timeouts);
   return {
     'upstream.conf': `# l402-nginx: include once in the http {} block.
 upstream l402d {
@@ -50,6 +62,11 @@ location = /_l402/auth {
     internal;
     proxy_pass http://l402d;
 ${COMMON}
+${timeoutLines(t.authReadMs, t)}
+    # When nginx sent the subrequest (its first attempt) and the deadline these timeouts were made for:
+    # l402d answers by then, so it never spends a single-use credential after nginx gave up.
+    proxy_set_header X-L402-Sent-At $msec;
+    proxy_set_header X-L402-Deadline-Ms ${cfg.timeouts.decisionMs};
     proxy_cache l402_auth;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
     proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type";
@@ -69,6 +86,7 @@ location @l402_render {
     # l402d gone between the auth answer and this render: still a clean 503, never a raw 502.
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
+${timeoutLines(t.renderReadMs, t)}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;

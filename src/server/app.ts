@@ -1,5 +1,6 @@
 // Starting and stopping one l402d: keys, store, backend, HTTP server.
 import type { AddressInfo } from 'node:net';
+import { ANSWER_BOUND_MS, worstAnswerMs } from '../policy/budget.js';
 import { resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { ConfigError, type GateConfig } from '../policy/config.js';
@@ -125,6 +126,8 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
+  const worst = worstAnswerMs(cfg.timeouts);
+  if (worst > ANSWER_BOUND_MS) log.warn({ worst_ms: worst, decision_ms: cfg.timeouts.decisionMs, render_ms: cfg.timeouts.renderMs }, `timeouts: a client may wait up to ${worst} ms for an answer (over ${ANSWER_BOUND_MS} ms); regenerate the nginx snippets (l402d nginx-conf) so nginx waits for these deadlines`);
   const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
   if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);
   return {

@@ -41,6 +41,11 @@ function header(h: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** What a render still working at its deadline waits for (the 503's reason). */
+interface RenderProgress {
+  waitingOn: 'store_unavailable' | 'backend_unavailable';
+}
+
 /** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
 const SETTLED_CACHE_SECS = 86_400;
 
@@ -52,6 +57,7 @@ export class Gate {
   readonly price: (route: RouteConfig, path: string) => Promise<Price>;
   private readonly tenants: TenantBackends;
   private readonly readControl: ReturnType<typeof createCachedReader>;
+  private lateWarnedAt = 0;
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
@@ -95,8 +101,18 @@ export class Gate {
     };
   }
 
-  async decide(req: GateRequest): Promise<Decision> {
+  /**
+   * `o.sentAt`: when nginx sent the request (its `$msec`); `o.deadlineMs`: the deadline nginx's snippets were
+   * generated for (the shorter of it and ours applies, so snippets older than the config stay safe);
+   * `o.signal`: aborts when nginx has gone away.
+   */
+  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Decision> {
     const started = process.hrtime.bigint();
+    const age = o.sentAt === undefined ? 0 : Date.now() - o.sentAt;
+    if (age > this.parts.config.timeouts.decisionMs && Date.now() - this.lateWarnedAt > 60_000) {
+      this.lateWarnedAt = Date.now();
+      this.parts.log.warn({ event: 'late_request', age_ms: age }, 'read a request after its deadline (l402d stalled or overloaded, or its clock is ahead of nginx\'s): answering 503 to single-use credentials');
+    }
     let d: Decision;
     try {
       d = await decide(req, {
@@ -111,6 +127,9 @@ export class Gate {
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
+        sentAt: o.sentAt,
+        signal: o.signal,
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -147,6 +166,32 @@ export class Gate {
     h: IncomingHttpHeaders,
     extra: { detail?: string; retryAfterSecs?: number } = {},
   ): Promise<Rendered> {
+    // Bounded by the render deadline (timeouts.render_ms): a store or backend that stalls yields a 503 before
+    // nginx gives up on this request (a challenge minted late is never shown, and costs nothing).
+    const progress: RenderProgress = { waitingOn: 'store_unavailable' };
+    const work = this.renderNow(outcome, reason, req, h, extra, progress);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.parts.config.timeouts.renderMs)));
+    try {
+      const r = await Promise.race([work, late]);
+      if (r !== 'late') return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    work.catch(() => undefined);
+    this.parts.log.warn({ event: 'render_deadline', reason: progress.waitingOn, ms: this.parts.config.timeouts.renderMs }, 'render deadline passed: answering 503');
+    this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
+    return this.renderNow('unavailable', progress.waitingOn, req, h, {}, progress);
+  }
+
+  private async renderNow(
+    outcome: string | undefined,
+    reason: string | undefined,
+    req: GateRequest,
+    h: IncomingHttpHeaders,
+    extra: { detail?: string; retryAfterSecs?: number },
+    progress: RenderProgress,
+  ): Promise<Rendered> {
     const cfg = this.parts.config;
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
     const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
@@ -172,7 +217,9 @@ export class Gate {
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
+        progress.waitingOn = 'backend_unavailable';
         challenge = await this.mintChallenge(route, req.path, req.method);
+        progress.waitingOn = 'store_unavailable';
         if (route.autoDetect) await this.rememberInvoice(challenge);
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;

@@ -67,6 +67,17 @@ function proxy(upstream: URL, target: string, req: IncomingMessage, res: ServerR
   req.pipe(up);
 }
 
+/** nginx's `$msec` ("1733541234.567", seconds) as ms since the epoch; undefined unless well-formed. */
+export function sentAtMs(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,12}(\.\d{1,3})?$/.test(v)) return undefined;
+  return Math.round(Number(v) * 1000);
+}
+
+/** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
+function deadlineMs(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
 export function createGateServer(gate: Gate): Server {
   const { log, config } = gate.parts;
   const upstream = config.upstream ? new URL(config.upstream) : undefined;
@@ -103,7 +114,11 @@ export function createGateServer(gate: Gate): Server {
       const path = rawUri === undefined ? undefined : normalizePath(rawUri);
       const gr = { ...gate.requestFrom(path, METHOD.test(method) ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri };
       if (endpoint === '/_l402/auth') {
-        const d = await gate.decide(gr);
+        // nginx's give-up point counts from when it sent the subrequest (`$msec`, see server.conf), and a
+        // closed connection means nobody will read the answer: the decision's deadline follows both.
+        const gone = new AbortController();
+        res.once('close', () => gone.abort());
+        const d = await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone.signal });
         const cacheSecs = gate.cacheSecondsFor(d);
         // nginx's auth cache (server.conf) keeps only answers that carry X-Accel-Expires.
         if (cacheSecs > 0) res.setHeader('X-Accel-Expires', String(cacheSecs));

@@ -251,7 +251,9 @@ test('a Cashu verification gets a deadline under nginx proxy_read_timeout; the r
   assert.ok(seen!.aborted);
   assert.ok(Date.now() - started < 2000);
   const { DECISION_DEADLINE_MS } = await import('../../src/policy/decide.js');
-  assert.ok(DECISION_DEADLINE_MS < 6000, 'below the snippets\u2019 proxy_read_timeout of 6 s');
+  const { nginxTimeouts, NGINX_MARGIN_MS } = await import('../../src/policy/budget.js');
+  const n = nginxTimeouts({ decisionMs: DECISION_DEADLINE_MS, renderMs: 2000 });
+  assert.ok(DECISION_DEADLINE_MS + NGINX_MARGIN_MS <= n.authReadMs, 'below the snippets\u2019 proxy_read_timeout, with margin');
 });
 
 test('ecash is credited to the payee a Lightning invoice for the same request would pay (store overrides included)', async () => {
@@ -305,7 +307,9 @@ test('a decision that ran past its deadline (a slow auto-detect lookup) does not
   const auth = `L402 ${c.macaroon}`; // macaroon only: the backend is asked whether the invoice was paid
   const slow = async () => (await new Promise((r) => setTimeout(r, 80)), true);
   const late = await decide(req('/auto', auth), deps({ store, isSettled: slow, deadlineMs: 30 }));
-  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  // The decision answers at its deadline, naming what it was waiting for (the backend's lookup).
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'backend_unavailable']);
+  await new Promise((r) => setTimeout(r, 100)); // the lookup lands late: still nothing claimed
   assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
   assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });
@@ -323,4 +327,23 @@ test('a claim that finds its own earlier write (a command resent after a reconne
   assert.equal((await decide(req('/premium', auth), deps({ store }))).outcome, 'allow');
   const replay = await decide(req('/premium', auth), deps({ store }));
   assert.deepEqual([replay.outcome, replay.reason], ['invalid', 'already_used']);
+});
+
+test('the deadline counts from when nginx sent the request: a request read late (a stalled l402d) never spends a single-use credential', async () => {
+  const { c, preimage } = await buy('/premium', '/premium');
+  const store = new MemoryStore();
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  // Sent 3 s ago, read now: nginx (which waits the deadline plus a margin) has answered 503 already.
+  const late = await decide(req('/premium', auth), deps({ store, sentAt: Date.now() - 3000, deadlineMs: 2000 }));
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
+  // nginx gone (connection closed): the same.
+  const gone = new AbortController();
+  gone.abort();
+  const closed = await decide(req('/premium', auth), deps({ store, signal: gone.signal }));
+  assert.equal(closed.outcome, 'unavailable');
+  assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
+  // Unpaid requests are still answered (a challenge needs no store), and a clock ahead of ours counts as now.
+  assert.equal((await decide(req('/premium'), deps({ store, sentAt: Date.now() - 3000 }))).outcome, 'challenge');
+  assert.equal((await decide(req('/premium', auth), deps({ store, sentAt: Date.now() + 60_000 }))).outcome, 'allow');
 });

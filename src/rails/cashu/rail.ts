@@ -254,6 +254,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       replay.remember(t.ys);
       return bad('token already spent');
     }
+    // The claims landed after the deadline: the payer has had a 503, so they go back.
+    if (signal?.aborted) {
+      await replay.release(t.ys);
+      return unavailable('request aborted');
+    }
     let stored: boolean;
     try {
       stored = db.insertProofs(toStored(t, mint, ctx, true));
@@ -305,6 +310,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       }
       if (await replay.isUnsettled(setId)) return unavailable('an earlier swap of this token has not been settled yet; retry in a minute');
       return bad('token already spent');
+    }
+    // The claims landed after the deadline: the payer has had a 503 and nothing was sent, so they go back.
+    if (signal?.aborted) {
+      await replay.release(t.ys);
+      return unavailable('request aborted');
     }
     let wallet;
     try {
