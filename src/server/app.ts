@@ -68,6 +68,8 @@ function addressOf(server: Server): string {
   return typeof a === 'string' ? a : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`;
 }
 
+const LISTEN_BACKLOG = 4096;
+
 function listenOn(server: Server, listen: string): Promise<string> {
   return new Promise((ok, fail) => {
     server.once('error', fail);
@@ -75,10 +77,13 @@ function listenOn(server: Server, listen: string): Promise<string> {
       server.off('error', fail);
       ok(addressOf(server));
     };
-    if (listen.startsWith('unix:')) server.listen(listen.slice(5), done);
+    // nginx opens a connection per request in flight beyond its keepalive pool: a burst can outrun Node's
+    // default accept queue (511), and a dropped SYN is retried after 1 s, most of a decision's deadline.
+    // The kernel caps this at net.core.somaxconn.
+    if (listen.startsWith('unix:')) server.listen({ path: listen.slice(5), backlog: LISTEN_BACKLOG }, done);
     else {
       const i = listen.lastIndexOf(':');
-      server.listen(Number(listen.slice(i + 1)), listen.slice(0, i).replace(/^\[|\]$/g, ''), done);
+      server.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i).replace(/^\[|\]$/g, ''), backlog: LISTEN_BACKLOG }, done);
     }
   });
 }

@@ -1,5 +1,6 @@
 // The gate: wires config, store, backend and keys into the decision core and the renderer.
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
@@ -46,6 +47,40 @@ interface RenderProgress {
   waitingOn: 'store_unavailable' | 'backend_unavailable';
 }
 
+/**
+ * Fresh challenges answered to refused credentials, by credential, route, method and path, for a few seconds
+ * (in flight included, so concurrent copies share one mint). Bounded; a failed mint is forgotten at once.
+ */
+class RecentChallenges {
+  private readonly byKey = new Map<string, { at: number; challenge: Promise<Challenge> }>();
+  constructor(
+    private readonly ttlMs = 10_000,
+    private readonly max = 1024,
+  ) {}
+
+  key(routeId: string, req: GateRequest): string | undefined {
+    const c = req.credentials;
+    if (!c.authorization && !c.token && !c.macaroon) return undefined;
+    return createHash('sha256').update(JSON.stringify([routeId, req.method, req.path, c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+  }
+
+  get(key: string): Promise<Challenge> | undefined {
+    const e = this.byKey.get(key);
+    if (!e) return undefined;
+    if (Date.now() - e.at < this.ttlMs) return e.challenge;
+    this.byKey.delete(key);
+    return undefined;
+  }
+
+  set(key: string, challenge: Promise<Challenge>): void {
+    if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
+    this.byKey.set(key, { at: Date.now(), challenge });
+    challenge.catch(() => {
+      if (this.byKey.get(key)?.challenge === challenge) this.byKey.delete(key);
+    });
+  }
+}
+
 /** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
 const SETTLED_CACHE_SECS = 86_400;
 
@@ -58,6 +93,7 @@ export class Gate {
   private readonly tenants: TenantBackends;
   private readonly readControl: ReturnType<typeof createCachedReader>;
   private lateWarnedAt = 0;
+  private readonly recentChallenges = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
@@ -208,6 +244,7 @@ export class Gate {
       why = req.path === undefined ? 'bad_path' : 'no_route';
     }
     let challenge: Challenge | undefined;
+    let shared = false;
     let cashuRequest: string | undefined;
     const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
@@ -218,9 +255,17 @@ export class Gate {
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
         progress.waitingOn = 'backend_unavailable';
-        challenge = await this.mintChallenge(route, req.path, req.method);
+        // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
+        // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
+        const again = o === 'invalid' ? this.recentChallenges.key(route.id, req) : undefined;
+        let minted = again === undefined ? undefined : this.recentChallenges.get(again);
+        const fresh = !minted;
+        minted ??= this.mintChallenge(route, req.path, req.method);
+        if (again !== undefined && fresh) this.recentChallenges.set(again, minted);
+        challenge = await minted;
         progress.waitingOn = 'store_unavailable';
-        if (route.autoDetect) await this.rememberInvoice(challenge);
+        if (route.autoDetect && fresh) await this.rememberInvoice(challenge);
+        if (!fresh) shared = true;
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: msg }, 'challenge failed');
@@ -231,7 +276,7 @@ export class Gate {
         }
       }
     }
-    if (challenge) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
+    if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
   }
