@@ -268,3 +268,45 @@ test('Lightning backend that accepts connections and never answers: 503 + Retry-
   assert.equal(s.upstream.hits, 0);
   assert.ok(!s.gates[0]!.output().includes('stall-pw-5c1d'), 'the backend password is never logged');
 });
+
+test('Cashu mint that stops answering a swap: 503 + Retry-After within 5 s, the token is not lost (the retry passes once the swap lands)', { skip: nginxBin ? false : 'nginx not installed', timeout: 60_000 }, async () => {
+  const { CashuMintPeer } = await import('../peers/cashu-mint.js');
+  const { startStack } = await import('./gate-fixture.js');
+  const { getEncodedToken } = await import('@cashu/cashu-ts');
+  const dir = mkdtempSync(join(tmpdir(), 'l402-stalls-cashu-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
+  cleanup.add(() => mint.close());
+  const s = await startStack(cleanup, { extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"] }\n` });
+  const { wallet, proofs } = await mint.fundedWallet(18);
+  const { send } = await wallet.ops.send(10, proofs).run();
+  const token = getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+  const get = async (what: string): Promise<Answer> => {
+    const started = Date.now();
+    const r = await http1(`${s.origin}/premium`, { headers: { accept: 'application/json', 'x-cashu': token }, timeoutMs: 10_000 });
+    const ra = r.headers['retry-after'];
+    return { what, ms: Date.now() - started, status: r.status, retryAfter: Array.isArray(ra) ? ra[0] : ra, body: r.body };
+  };
+  s.upstream.reset();
+  // The mint holds the swap far past the decision deadline (as a stalled mint does), then completes it.
+  mint.knobs.swapDelayMs = 7_000;
+  const swapAt = Date.now();
+  const first = await get('first try');
+  const retryWhileStalled = await get('retry while the swap is pending');
+  assertBounded([first, retryWhileStalled]);
+  assert.equal(first.status, 503, show([first]));
+  assert.equal(retryWhileStalled.status, 503, show([retryWhileStalled]));
+  assert.equal(s.upstream.hits, 0);
+  mint.knobs.swapDelayMs = 0;
+  // Once the mint has answered the held swap, the payer's retry with the same token passes, once.
+  await sleep(Math.max(0, swapAt + 7_000 + 1_000 - Date.now()));
+  const after = await waitFor('the late swap to be credited', async () => {
+    const a = await get('retry after the swap');
+    return a.status === 200 ? a : a.status === 503 ? undefined : Promise.reject(new Error(show([a])));
+  });
+  assert.equal(after.status, 200);
+  assert.equal(s.upstream.hits, 1);
+  const again = await get('replay');
+  assert.equal(again.status, 400, show([again]));
+  assert.equal(s.upstream.hits, 1);
+});
