@@ -303,6 +303,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     if ((await replay.claimAll(t.ys, cfg.replayTtlSecs, signal)) === 'replay') {
       const credit = await replay.useLateCredit(setId, cfg.replayTtlSecs, ctx.routeId);
       if (credit === 'other_route') return bad('this token paid for a request to another route; retry that request');
+      if (credit === 'used' && signal?.aborted) {
+        // Used after the deadline: the payer has had a 503, so the credit goes back for the next retry.
+        await replay.unuseLateCredit(setId);
+        return unavailable('request aborted');
+      }
       if (credit === 'used') {
         replay.remember(t.ys);
         log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: token accepted (its swap finished after an earlier timeout)');
