@@ -54,6 +54,10 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number) {
     try {
       value = await withTimeout(get(key), storeTimeoutMs, 'store lookup');
     } catch {
+      // The last known value stands for another cacheMs: a stalled store costs one wait per key and
+      // cacheMs, not one per request (several lookups in a row would otherwise outlast the deadlines).
+      cache.delete(key);
+      cache.set(key, { value: hit?.value, at: Date.now() });
       return hit?.value;
     }
     cache.delete(key);

@@ -47,7 +47,7 @@ interface Stalls {
  * `n` l402d processes sharing Redis and the dev wallet, behind one nginx (2 workers) whose snippets are
  * generated for a default config: only the upstream block lists every process (as an operator does).
  */
-async function startStalls(n: number, extraYaml = ''): Promise<Stalls> {
+async function startStalls(n: number, extraYaml = '', routes = ROUTES): Promise<Stalls> {
   const dir = mkdtempSync(join(tmpdir(), 'l402-stalls-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const redis = cleanup.use(await startRedis());
@@ -58,7 +58,7 @@ async function startStalls(n: number, extraYaml = ''): Promise<Stalls> {
     const port = await freePort();
     ports.push(port);
     const file = join(dir, `l402-${i}.yaml`);
-    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${extraYaml}${ROUTES}`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${extraYaml}${routes}`);
     gates.push(cleanup.use(await startGateProcess(file, port)));
   }
   const snippets = join(dir, 'snippets');
@@ -215,8 +215,11 @@ test('one of two l402d stalled (SIGSTOP): every answer within 5 s, no unpaid pas
 });
 
 test('Redis stalled (SIGSTOP): bounded 503 for a paid request, 402 or 503 unpaid, never a pass; the late claim is given back so the retry passes once', { skip, timeout: 60_000 }, async () => {
-  const s = await startStalls(2);
+  // Many routes with dynamic prices (read from the store): the manifest prices every one of them.
+  const many = Array.from({ length: 16 }, (_, i) => `  - { match: /extra${i}, amount_msat: ${1000 + i} }\n`).join('');
+  const s = await startStalls(2, '', ROUTES + many);
   const creds = [await buy(s), await buy(s)];
+  const reusable = await buy(s, '/forever');
   s.upstream.reset();
   s.redis.signal('SIGSTOP');
   let answers: Answer[];
@@ -227,8 +230,10 @@ test('Redis stalled (SIGSTOP): bounded 503 for a paid request, 402 or 503 unpaid
       timed(s, 'unpaid h1', '/premium', undefined),
       timed(s, 'unpaid h2', '/premium', undefined, true),
     ]);
-    // Still stalled: later requests are bounded the same way.
+    // Still stalled: later requests are bounded the same way, and so are the manifest and reusable
+    // credentials (which only read prices).
     answers.push(await timed(s, 'paid again', '/premium', creds[0]!.auth));
+    answers.push(...(await Promise.all([timed(s, 'manifest', '/.well-known/l402-services', undefined), timed(s, 'reusable', '/forever', reusable.auth)])));
   } finally {
     s.redis.signal('SIGCONT');
   }
@@ -236,7 +241,8 @@ test('Redis stalled (SIGSTOP): bounded 503 for a paid request, 402 or 503 unpaid
   const summary = show(answers);
   assert.ok(answers.filter((a) => a.what.startsWith('paid')).every((a) => a.status === 503), summary);
   assert.ok(answers.filter((a) => a.what.startsWith('unpaid')).every((a) => a.status === 402 || a.status === 503), summary);
-  assert.equal(s.upstream.hits, 0, 'nothing passed while the store was stalled');
+  assert.ok(answers.filter((a) => a.what === 'manifest' || a.what === 'reusable').every((a) => a.status === 200 || a.status === 503), summary);
+  assert.equal(s.upstream.requests.filter((r) => r.url.startsWith('/premium')).length, 0, 'no single-use pass while the store was stalled');
   // The claims sent before the stall ended land now, and are deleted by their owners (abandonClaim).
   await sleep(2_500);
   for (const c of creds) await passesOnceNow(s, c, 0);
