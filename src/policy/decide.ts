@@ -163,7 +163,7 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
   // that got its last answer before them completes in microtasks: so either the decision's own answer is
   // the one given, or every step that lands later sees `signal.aborted` and undoes what it took (claims).
   const late = new Promise<Decision>((resolve) => {
-    gone.signal.addEventListener('abort', () => resolve({ outcome: 'unavailable', reason: clock.waitingOn }), { once: true });
+    gone.signal.addEventListener('abort', () => resolve(lateAnswer(req, deps, clock.waitingOn)), { once: true });
   });
   const timer = setTimeout(() => gone.abort(), Math.max(0, deadlineAt - now));
   const onGone = () => gone.abort();
@@ -175,6 +175,15 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
     clearTimeout(timer);
     deps.signal?.removeEventListener('abort', onGone);
   }
+}
+
+/** A decision still waiting at its deadline: 503, except on a shadow (dry-run) route, which never blocks. */
+function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn']): Decision {
+  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
+  if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
+  const c = req.credentials;
+  const authState = c.authorization || c.token || c.macaroon || c.xCashu ? 'invalid' : 'missing';
+  return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 503, reason, authState } };
 }
 
 async function decideNow(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {

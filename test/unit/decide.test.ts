@@ -347,3 +347,17 @@ test('the deadline counts from when nginx sent the request: a request read late 
   assert.equal((await decide(req('/premium'), deps({ store, sentAt: Date.now() - 3000 }))).outcome, 'challenge');
   assert.equal((await decide(req('/premium', auth), deps({ store, sentAt: Date.now() + 60_000 }))).outcome, 'allow');
 });
+
+test('a decision still waiting at its deadline answers 503, but a shadow (dry-run) route still passes', async () => {
+  const stalled = { ...new MemoryStore(), get: () => new Promise<undefined>(() => {}), claimOnce: () => new Promise<boolean>(() => {}) } as unknown as Store;
+  const { c, preimage } = await buy('/premium', '/premium');
+  const paid = await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), deps({ store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50 }));
+  assert.deepEqual([paid.outcome, paid.reason], ['unavailable', 'store_unavailable']);
+  // The same route in shadow mode, and a price lookup that never answers.
+  const shadowRoutes = new RouteTable(parseConfig('routes: [{ match: /forever, amount_msat: 5000, access: indefinite, dry_run: true }]\n', { env: {} }).routes);
+  const f = await buy('/forever', '/forever');
+  const slowPrice = async () => new Promise<never>(() => {});
+  const shadow = await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), deps({ routes: shadowRoutes, store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50, price: slowPrice }));
+  assert.equal(shadow.outcome, 'allow', JSON.stringify(shadow));
+  assert.equal(shadow.reason, 'dry_run');
+});
