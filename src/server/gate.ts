@@ -75,9 +75,11 @@ class RecentChallenges {
   set(key: string, challenge: Promise<Challenge>): void {
     if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
     this.byKey.set(key, { at: Date.now(), challenge });
-    challenge.catch(() => {
+    const forget = () => {
       if (this.byKey.get(key)?.challenge === challenge) this.byKey.delete(key);
-    });
+    };
+    // A credential that expires soon (a short macaroon_timeout) is shared only while in flight.
+    challenge.then((c) => (c.validUntil !== undefined && c.validUntil * 1000 - Date.now() < 2 * this.ttlMs ? forget() : undefined), forget);
   }
 }
 
@@ -216,7 +218,8 @@ export class Gate {
     }
     work.catch(() => undefined);
     this.parts.log.warn({ event: 'render_deadline', reason: progress.waitingOn, ms: this.parts.config.timeouts.renderMs }, 'render deadline passed: answering 503');
-    this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
+    // (backend_unavailable is counted by renderNow itself.)
+    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
     return this.renderNow('unavailable', progress.waitingOn, req, h, {}, progress);
   }
 

@@ -361,3 +361,21 @@ test('a decision still waiting at its deadline answers 503, but a shadow (dry-ru
   assert.equal(shadow.outcome, 'allow', JSON.stringify(shadow));
   assert.equal(shadow.reason, 'dry_run');
 });
+
+test('copies of one refused credential share one fresh challenge for a few seconds; other credentials and other paths get their own', async () => {
+  let minted = 0;
+  const counting = { kind: 'counting', describe: () => 'counting', close: async () => {}, lookupInvoice: (h: Buffer, s?: AbortSignal) => wallet.lookupInvoice(h, s), createInvoice: async (r: Parameters<DevWallet['createInvoice']>[0], s?: AbortSignal) => (minted++, wallet.createInvoice(r, s)) };
+  const gate = new Gate({ config: cfg, store: new MemoryStore(), backend: counting, rootKeys: [MASTER], log: createLogger('silent') });
+  const render = (path: string, auth: string) => gate.render('invalid', 'already_used', req(path, auth), { accept: 'application/json' }).then((r) => JSON.parse(r.body) as { invoice: string; macaroon: string });
+  const spent = 'L402 AgEEbDQwMg:00';
+  const copies = await Promise.all(Array.from({ length: 20 }, () => render('/premium', spent)));
+  assert.equal(new Set(copies.map((c) => c.invoice)).size, 1, 'concurrent copies share one challenge');
+  assert.equal(minted, 1);
+  assert.equal((await render('/premium', spent)).invoice, copies[0]!.invoice, 'and later copies too, for a while');
+  assert.notEqual((await render('/premium', 'L402 AgEEbDQwMg:01')).invoice, copies[0]!.invoice, 'another credential: its own');
+  assert.notEqual((await render('/other', spent)).invoice, copies[0]!.invoice, 'another path: its own');
+  // Unpaid requests never share: each gets its own invoice.
+  const a = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
+  const b = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
+  assert.notEqual(JSON.parse(a.body).invoice, JSON.parse(b.body).invoice);
+});
