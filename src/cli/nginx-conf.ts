@@ -1,6 +1,7 @@
 // The nginx side of the contract, generated from the config so the snippets always match l402d's address.
 // `nginx/l402/` holds the same text for the default address (a test keeps the two identical).
 import type { GateConfig } from '../policy/config.js';
+import { nginxMs, nginxTimeouts } from '../policy/budget.js';
 
 export interface NginxSnippets {
   'upstream.conf': string;
@@ -17,7 +18,6 @@ export function nginxServerAddress(listen: string): string {
 // stale use, intercepted errors, another method, extra headers): each of these is inherited otherwise, and each
 // could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
 const PINNED = `    proxy_intercept_errors off;
-    proxy_next_upstream error timeout;
     proxy_buffering on;
     proxy_store off;
     proxy_hide_header X-Powered-By;
@@ -51,9 +51,6 @@ ${PINNED}
     proxy_set_header X-L402-Request-Id $request_id;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    proxy_connect_timeout 2s;
-    proxy_send_timeout 6s;
-    proxy_read_timeout 6s;
     # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
     proxy_buffer_size 16k;
     proxy_buffers 8 16k;`;
@@ -70,8 +67,24 @@ export const DEV_PAY_LOCATION = `location = /_l402/page/dev-pay {
     client_max_body_size 16k;
 }`;
 
-export function nginxSnippets(cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string }): NginxSnippets {
+/**
+ * How long nginx waits for l402d: its deadline for the step plus a margin (policy/budget.ts). Another l402d
+ * is tried only after a quick failure (refused, reset), never after a timeout, so the answer stays bounded.
+ */
+function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): string {
+  return `    proxy_connect_timeout ${nginxMs(t.connectMs)};
+    proxy_send_timeout ${nginxMs(readMs)};
+    proxy_read_timeout ${nginxMs(readMs)};
+    proxy_next_upstream error timeout;
+    proxy_next_upstream_tries ${t.nextUpstreamTries};
+    proxy_next_upstream_timeout ${nginxMs(t.nextUpstreamMs)};`;
+}
+
+export function nginxSnippets(
+  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
+): NginxSnippets {
   const retry = cfg.retryAfterSecs;
+  const t = nginxTimeouts(cfg.timeouts);
   const forward = cfg.forwardPaymentCredentials === true;
   // nginx_secret: proves to l402d that a call to its endpoints comes from this nginx (keep server.conf private).
   const secret = cfg.nginxSecret ? `\n    proxy_set_header X-L402-Nginx-Secret "${cfg.nginxSecret}";` : '';
@@ -105,6 +118,11 @@ ${COMMON}
     # nginx's own failure here (l402d down) must never meet a server-level error_page that answers 200: the
     # location's list replaces the inherited one, and auth_request turns the 503 into protect.conf's 500.
     error_page 500 502 503 504 = @l402_unavailable;
+${timeoutLines(t.authReadMs, t)}
+    # When nginx sent the subrequest (its first attempt) and the deadline these timeouts were made for:
+    # l402d answers by then, so it never spends a single-use credential after nginx gave up.
+    proxy_set_header X-L402-Sent-At $msec;
+    proxy_set_header X-L402-Deadline-Ms ${cfg.timeouts.decisionMs};
     proxy_cache l402_auth;
     # Only l402d decides what is kept and for how long (X-Accel-Expires on a reusable "paid" answer;
     # X-Accel-Expires: 0 and Cache-Control: no-store on everything else): no default validity, no stale
@@ -136,6 +154,7 @@ location @l402_render {
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
     proxy_cache off;
+${timeoutLines(t.renderReadMs, t)}
     proxy_set_header X-L402-Outcome $l402_outcome;
     proxy_set_header X-L402-Reason $l402_reason;
     proxy_set_header X-L402-Retry-After $l402_retry_after;
@@ -153,6 +172,7 @@ ${COMMON}
     proxy_set_header X-L402-Upstream-Status $upstream_status;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
     proxy_cache off;
+${timeoutLines(t.renderReadMs, t)}
 }
 
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).

@@ -9,6 +9,7 @@ import { parseRouteMatch } from './routes.js';
 import { AddressSet, parseRateLimit } from './rate-limit.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
+import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from './budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
 
 export class ConfigError extends Error {}
@@ -133,13 +134,27 @@ const configSchema = z
     challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+    // The answer's time budget (see policy/budget.ts and docs/configuration.md): each backend call ends inside
+    // the render deadline, each store call inside the decision deadline; the nginx snippets wait for each
+    // deadline plus a margin. Unset deadlines grow to fit longer call bounds (with a warning at start-up when
+    // the total passes 5 s); deadlines set explicitly must fit them.
     timeouts: z
       .object({
-        backend_ms: intLike(z.number().int().min(100).max(4500)).default(4000),
-        store_ms: intLike(z.number().int().min(50).max(4500)).default(1000),
+        backend_ms: intLike(z.number().int().min(100).max(30_000)).default(1500),
+        store_ms: intLike(z.number().int().min(50).max(30_000)).default(500),
+        decision_ms: intLike(z.number().int().min(200).max(60_000)).optional(),
+        render_ms: intLike(z.number().int().min(200).max(60_000)).optional(),
       })
       .strict()
-      .default({ backend_ms: 4000, store_ms: 1000 }),
+      .superRefine((t, ctx) => {
+        if (t.render_ms !== undefined && t.backend_ms >= t.render_ms) {
+          ctx.addIssue({ code: 'custom', path: ['backend_ms'], message: `must be below timeouts.render_ms (${t.render_ms}): a challenge waits for the backend within the render deadline` });
+        }
+        if (t.decision_ms !== undefined && t.store_ms * 2 > t.decision_ms) {
+          ctx.addIssue({ code: 'custom', path: ['store_ms'], message: `at most half of timeouts.decision_ms (${t.decision_ms}): a decision may need a lookup and a claim before its deadline` });
+        }
+      })
+      .default({ backend_ms: 1500, store_ms: 500 }),
     rate_limit: z
       .object({
         trusted_proxies: z
@@ -223,7 +238,8 @@ export interface GateConfig {
   challenge: { lsat: boolean };
   upstream?: string;
   logLevel: Parsed['log']['level'];
-  timeouts: { backendMs: number; storeMs: number };
+  /** Bounds on each backend and store call, and l402d's deadlines for a decision and a render (see policy/budget.ts). */
+  timeouts: Timeouts;
   retryAfterSecs: number;
   rateLimit: { trustedProxies: string[]; onStoreError: 'closed' | 'open' };
   /** Fraction of dry-run requests that would get a challenge for which a real invoice is minted (0 = none). */
@@ -375,7 +391,12 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     challenge: c.challenge,
     upstream: c.upstream,
     logLevel: c.log.level,
-    timeouts: { backendMs: c.timeouts.backend_ms, storeMs: c.timeouts.store_ms },
+    timeouts: {
+      backendMs: c.timeouts.backend_ms,
+      storeMs: c.timeouts.store_ms,
+      decisionMs: c.timeouts.decision_ms ?? Math.max(DECISION_DEADLINE_MS, 2 * c.timeouts.store_ms),
+      renderMs: c.timeouts.render_ms ?? Math.max(RENDER_DEADLINE_MS, c.timeouts.backend_ms + 500),
+    },
     retryAfterSecs: c.retry_after_secs,
     rateLimit: { trustedProxies: c.rate_limit.trusted_proxies, onStoreError: c.rate_limit.on_store_error },
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,

@@ -13,6 +13,7 @@ import type { RouteConfig } from './config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';
+import { DECISION_DEADLINE_MS } from './budget.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -58,11 +59,12 @@ export interface CashuAcceptor {
 }
 
 /**
- * How long a decision may take before it spends anything: under the 6 s proxy_read_timeout of the nginx
- * snippets. Past it nginx has answered 503 already, so no single-use claim is made (L402, P2PK), and a
+ * How long a decision may take (default; `timeouts.decision_ms`), counted from when nginx sent the auth
+ * subrequest: nginx waits for this plus a margin (policy/budget.ts), so past it nginx may have answered 503
+ * already. A decision still waiting then answers 503 itself, no single-use claim is kept (L402, P2PK), and a
  * Cashu swap still running is credited to the payer's retry, rather than spending a payment nobody hears of.
  */
-export const DECISION_DEADLINE_MS = 5000;
+export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
@@ -114,8 +116,15 @@ export interface DecideDeps {
   price?: (route: RouteConfig, path: string) => Promise<Price>;
   /** The Lightning address a request's payment goes to (store overrides, then lnurl_addr); default lnurl_addr. */
   payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
-  /** Default DECISION_DEADLINE_MS; injectable for tests. */
+  /** Default DECISION_DEADLINE_MS (config `timeouts.decision_ms`). */
   deadlineMs?: number;
+  /**
+   * When the request was sent, ms since the epoch (nginx's `$msec` at its first attempt): the deadline counts
+   * from it, not from when this process got to read the request (a stalled l402d reads it late). Default now.
+   */
+  sentAt?: number;
+  /** Aborts when the answer can no longer be delivered (nginx closed the connection): treated as the deadline. */
+  signal?: AbortSignal;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
@@ -141,10 +150,50 @@ function mintsInvoice(d: Decision): boolean {
   return (d.outcome === 'challenge' && d.reason === 'no_credential') || d.outcome === 'invalid';
 }
 
+/** The decision's deadline as the steps that wait on something see it. */
+interface Clock {
+  deadlineAt: number;
+  /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
+  signal: AbortSignal;
+  /** What a decision still waiting at the deadline is waiting for (the 503's reason). */
+  waitingOn: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable';
+}
+
 export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
-  // A timestamp, not a timer: most decisions never need one (the Cashu rail gets a signal from it).
-  const deadlineAt = Date.now() + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
-  const d = await limit(req, deps, await verify(req, deps, deadlineAt));
+  const now = Date.now();
+  // A sent time in the future (nginx's clock ahead of ours) counts as now: only ever shortens the deadline.
+  const deadlineAt = Math.min(now, deps.sentAt !== undefined && Number.isFinite(deps.sentAt) ? deps.sentAt : now) + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
+  const gone = new AbortController();
+  const clock: Clock = { deadlineAt, signal: gone.signal, waitingOn: 'store_unavailable' };
+  // The whole decision answers by the deadline. The timer and nginx's close are macrotasks, and a decision
+  // that got its last answer before them completes in microtasks: so either the decision's own answer is
+  // the one given, or every step that lands later sees `signal.aborted` and undoes what it took (claims).
+  const late = new Promise<Decision>((resolve) => {
+    gone.signal.addEventListener('abort', () => resolve(lateAnswer(req, deps, clock.waitingOn)), { once: true });
+  });
+  const timer = setTimeout(() => gone.abort(), Math.max(0, deadlineAt - now));
+  const onGone = () => gone.abort();
+  if (deps.signal?.aborted) gone.abort();
+  else deps.signal?.addEventListener('abort', onGone, { once: true });
+  try {
+    return await Promise.race([decideNow(req, deps, clock), late]);
+  } finally {
+    clearTimeout(timer);
+    deps.signal?.removeEventListener('abort', onGone);
+  }
+}
+
+/** A decision still waiting at its deadline: 503, except on a shadow (dry-run) route, which never blocks. */
+function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn']): Decision {
+  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
+  if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
+  const c = req.credentials;
+  const authState = c.authorization || c.token || c.macaroon || c.xCashu ? 'invalid' : 'missing';
+  return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 503, reason, authState } };
+}
+
+async function decideNow(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {
+  const d = await limit(req, deps, await verify(req, deps, clock));
   if (!('route' in d) || !d.route?.dryRun || d.outcome === 'allow') return d;
   const authState = d.outcome === 'challenge' && d.reason === 'no_credential' ? 'missing' : 'invalid';
   return {
@@ -166,7 +215,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
   }
 }
 
-async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): Promise<Decision> {
+async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
   const route = deps.routes.lookup(req.path);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
@@ -181,7 +230,8 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
       const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
       // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
-      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, AbortSignal.timeout(Math.max(0, deadlineAt - Date.now())));
+      clock.waitingOn = 'cashu_unavailable';
+      const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);
       if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
@@ -191,7 +241,7 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
   const ngxKey = deps.ngxL402RootKey;
-  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps);
+  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
   if ('outcome' in auth) return auth;
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
@@ -217,7 +267,8 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
   if (singleUse) {
     // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
     // credential must not be spent now.
-    if (Date.now() >= deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    clock.waitingOn = 'store_unavailable';
+    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     // The spent mark lives as long as the credential could still verify: its minted expiry (plus grace), or
     // for ever. Never an expiry the holder appended: the original credential, without it, verifies longer.
     const ttl = auth.mintedValidUntil === undefined ? undefined : auth.mintedValidUntil - auth.now + CLAIM_GRACE_SECS;
@@ -228,20 +279,23 @@ async function verify(req: GateRequest, deps: DecideDeps, deadlineAt: number): P
     const mine = requestClaimToken(req.requestId);
     let first = false;
     try {
+      const left = () => Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now());
       for (let attempt = 0; attempt < 2 && !first; attempt++) {
         // Bounded by the decision's deadline too: a claim that lands after nginx gave up is undone below.
-        first = await withTimeout(deps.store.claimOnce(key, ttl, mine), Math.min(deps.storeTimeoutMs, deadlineAt - Date.now()), 'store claim');
+        first = await withTimeout(deps.store.claimOnce(key, ttl, mine), left(), 'store claim');
         if (first) break;
-        const held = await withTimeout(deps.store.get(key), deps.storeTimeoutMs, 'store get');
+        const held = await withTimeout(deps.store.get(key), left(), 'store get');
         // A claim resent after a reconnect finds its own earlier write: still ours, not a replay.
         if (held === mine) first = true;
         // nginx's retry of this same request (after an l402d that claimed died or went silent) finds that
         // attempt's claim: it takes it over atomically, so the earlier attempt, if it gives up later
         // (abandonClaim), cannot delete a claim this attempt is about to let through.
-        else if (claimOwnedBy(held, req.requestId)) first = await withTimeout(deps.store.replaceIfValue(key, held!, mine), deps.storeTimeoutMs, 'store claim');
+        else if (claimOwnedBy(held, req.requestId)) first = await withTimeout(deps.store.replaceIfValue(key, held!, mine), left(), 'store claim');
         // Anything else is another request's claim (a replay); gone meanwhile (given back): claim again.
         else if (held !== undefined) break;
       }
+      // Landed after the deadline (or nginx went away): the answer is 503, so the claim goes back.
+      if (first && clock.signal.aborted) throw new Error('claim landed after the deadline');
     } catch {
       // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
       void abandonClaim(deps.store, key, mine);
@@ -273,7 +327,7 @@ interface Authenticated {
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
 
 /** Our own credentials: V2 macaroon, per-token key, our caveats; preimage, or (auto-detect) a paid invoice. */
-async function authenticate(cred: L402Credential, path: string, method: string, route: RouteConfig, deps: DecideDeps): Promise<Authenticated | Decision> {
+async function authenticate(cred: L402Credential, path: string, method: string, route: RouteConfig, deps: DecideDeps, clock: Clock): Promise<Authenticated | Decision> {
   let mac;
   try {
     mac = decodeMacaroon(cred.macaroon);
@@ -318,7 +372,9 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     if (!deps.isSettled) return { outcome: 'invalid', route, reason: 'auto_detect_off' };
     let settled: boolean;
     try {
+      clock.waitingOn = 'backend_unavailable';
       settled = await deps.isSettled(id.paymentHash);
+      clock.waitingOn = 'store_unavailable';
     } catch {
       return { outcome: 'unavailable', route, reason: 'backend_unavailable' };
     }

@@ -62,6 +62,14 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number, limi
     total -= e.bytes;
     cache.delete(key);
   };
+  const put = (key: string, value: string | undefined, at: number) => {
+    drop(key);
+    const bytes = entryBytes(key, value);
+    if (bytes > maxBytes) return;
+    cache.set(key, { value, at, bytes });
+    total += bytes;
+    while (cache.size > maxEntries || total > maxBytes) drop(cache.keys().next().value!);
+  };
   const read = async (key: string, get: (k: string) => Promise<string | undefined>): Promise<string | undefined> => {
     const hit = cache.get(key);
     const now = Date.now();
@@ -70,14 +78,12 @@ export function createCachedReader(cacheMs: number, storeTimeoutMs: number, limi
     try {
       value = await withTimeout(get(key), storeTimeoutMs, 'store lookup');
     } catch {
+      // The last known value stands for another cacheMs: a stalled store costs one wait per key and
+      // cacheMs, not one per request (several lookups in a row would otherwise outlast the deadlines).
+      put(key, hit?.value, Date.now());
       return hit?.value;
     }
-    drop(key);
-    const bytes = entryBytes(key, value);
-    if (bytes > maxBytes) return value;
-    cache.set(key, { value, at: now, bytes });
-    total += bytes;
-    while (cache.size > maxEntries || total > maxBytes) drop(cache.keys().next().value!);
+    put(key, value, now);
     return value;
   };
   return Object.assign(read, { bytes: () => total, size: () => cache.size });

@@ -1,5 +1,6 @@
 // Starting and stopping one l402d: keys, store, backend, HTTP server.
 import type { AddressInfo } from 'node:net';
+import { ANSWER_BOUND_MS, worstAnswerMs } from '../policy/budget.js';
 import { resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { ConfigError, type GateConfig } from '../policy/config.js';
@@ -80,6 +81,8 @@ function addressOf(server: Server): string {
   return typeof a === 'string' ? a : `${(a as AddressInfo).address}:${(a as AddressInfo).port}`;
 }
 
+const LISTEN_BACKLOG = 4096;
+
 function listenOn(server: Server, listen: string): Promise<string> {
   return new Promise((ok, fail) => {
     server.once('error', fail);
@@ -87,10 +90,13 @@ function listenOn(server: Server, listen: string): Promise<string> {
       server.off('error', fail);
       ok(addressOf(server));
     };
-    if (listen.startsWith('unix:')) server.listen(listen.slice(5), done);
+    // nginx opens a connection per request in flight beyond its keepalive pool: a burst can outrun Node's
+    // default accept queue (511), and a dropped SYN is retried after 1 s, most of a decision's deadline.
+    // The kernel caps this at net.core.somaxconn.
+    if (listen.startsWith('unix:')) server.listen({ path: listen.slice(5), backlog: LISTEN_BACKLOG }, done);
     else {
       const i = listen.lastIndexOf(':');
-      server.listen(Number(listen.slice(i + 1)), listen.slice(0, i).replace(/^\[|\]$/g, ''), done);
+      server.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i).replace(/^\[|\]$/g, ''), backlog: LISTEN_BACKLOG }, done);
     }
   });
 }
@@ -148,6 +154,8 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
+  const worst = worstAnswerMs(cfg.timeouts);
+  if (worst > ANSWER_BOUND_MS) log.warn({ worst_ms: worst, decision_ms: cfg.timeouts.decisionMs, render_ms: cfg.timeouts.renderMs }, `timeouts: a client may wait up to ${worst} ms for an answer (over ${ANSWER_BOUND_MS} ms); regenerate the nginx snippets (l402d nginx-conf) so nginx waits for these deadlines`);
   const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
   if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);
   return {

@@ -1,5 +1,6 @@
 // The gate: wires config, store, backend and keys into the decision core and the renderer.
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
@@ -44,6 +45,47 @@ function header(h: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** What a render still working at its deadline waits for (the 503's reason). */
+interface RenderProgress {
+  waitingOn: 'store_unavailable' | 'backend_unavailable';
+}
+
+/**
+ * Fresh challenges answered to refused credentials, by credential, route, method and path, for a few seconds
+ * (in flight included, so concurrent copies share one mint). Bounded; a failed mint is forgotten at once.
+ */
+class RecentChallenges {
+  private readonly byKey = new Map<string, { at: number; challenge: Promise<Challenge> }>();
+  constructor(
+    private readonly ttlMs = 10_000,
+    private readonly max = 1024,
+  ) {}
+
+  key(routeId: string, req: GateRequest): string | undefined {
+    const c = req.credentials;
+    if (!c.authorization && !c.token && !c.macaroon) return undefined;
+    return createHash('sha256').update(JSON.stringify([routeId, req.method, req.path, c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+  }
+
+  get(key: string): Promise<Challenge> | undefined {
+    const e = this.byKey.get(key);
+    if (!e) return undefined;
+    if (Date.now() - e.at < this.ttlMs) return e.challenge;
+    this.byKey.delete(key);
+    return undefined;
+  }
+
+  set(key: string, challenge: Promise<Challenge>): void {
+    if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
+    this.byKey.set(key, { at: Date.now(), challenge });
+    const forget = () => {
+      if (this.byKey.get(key)?.challenge === challenge) this.byKey.delete(key);
+    };
+    // A credential that expires soon (a short macaroon_timeout) is shared only while in flight.
+    challenge.then((c) => (c.validUntil !== undefined && c.validUntil * 1000 - Date.now() < 2 * this.ttlMs ? forget() : undefined), forget);
+  }
+}
+
 /** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
 const SETTLED_CACHE_SECS = 86_400;
 
@@ -55,6 +97,8 @@ export class Gate {
   readonly price: (route: RouteConfig, path: string) => Promise<Price>;
   private readonly tenants: TenantBackends;
   private readonly readControl: ReturnType<typeof createCachedReader>;
+  private lateWarnedAt = 0;
+  private readonly recentChallenges = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
@@ -104,8 +148,18 @@ export class Gate {
     };
   }
 
-  async decide(req: GateRequest): Promise<Decision> {
+  /**
+   * `o.sentAt`: when nginx sent the request (its `$msec`); `o.deadlineMs`: the deadline nginx's snippets were
+   * generated for (the shorter of it and ours applies, so snippets older than the config stay safe);
+   * `o.signal`: aborts when nginx has gone away.
+   */
+  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Decision> {
     const started = process.hrtime.bigint();
+    const age = o.sentAt === undefined ? 0 : Date.now() - o.sentAt;
+    if (age > this.parts.config.timeouts.decisionMs && Date.now() - this.lateWarnedAt > 60_000) {
+      this.lateWarnedAt = Date.now();
+      this.parts.log.warn({ event: 'late_request', age_ms: age }, 'read a request after its deadline (l402d stalled or overloaded, or its clock is ahead of nginx\'s): answering 503 to single-use credentials');
+    }
     let d: Decision;
     try {
       d = await decide(req, {
@@ -120,6 +174,9 @@ export class Gate {
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
+        sentAt: o.sentAt,
+        signal: o.signal,
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -156,6 +213,33 @@ export class Gate {
     h: IncomingHttpHeaders,
     extra: { detail?: string; retryAfterSecs?: number } = {},
   ): Promise<Rendered> {
+    // Bounded by the render deadline (timeouts.render_ms): a store or backend that stalls yields a 503 before
+    // nginx gives up on this request (a challenge minted late is never shown, and costs nothing).
+    const progress: RenderProgress = { waitingOn: 'store_unavailable' };
+    const work = this.renderNow(outcome, reason, req, h, extra, progress);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.parts.config.timeouts.renderMs)));
+    try {
+      const r = await Promise.race([work, late]);
+      if (r !== 'late') return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    work.catch(() => undefined);
+    this.parts.log.warn({ event: 'render_deadline', reason: progress.waitingOn, ms: this.parts.config.timeouts.renderMs }, 'render deadline passed: answering 503');
+    // (backend_unavailable is counted by renderNow itself.)
+    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
+    return this.renderNow('unavailable', progress.waitingOn, req, h, {}, progress);
+  }
+
+  private async renderNow(
+    outcome: string | undefined,
+    reason: string | undefined,
+    req: GateRequest,
+    h: IncomingHttpHeaders,
+    extra: { detail?: string; retryAfterSecs?: number },
+    progress: RenderProgress,
+  ): Promise<Rendered> {
     const cfg = this.parts.config;
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
     const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
@@ -172,6 +256,7 @@ export class Gate {
       why = req.path === undefined ? 'bad_path' : 'no_route';
     }
     let challenge: Challenge | undefined;
+    let shared = false;
     let cashuRequest: string | undefined;
     const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
@@ -181,8 +266,18 @@ export class Gate {
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
-        challenge = await this.mintChallenge(route, req.path, req.method);
-        if (route.autoDetect) await this.rememberInvoice(challenge);
+        progress.waitingOn = 'backend_unavailable';
+        // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
+        // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
+        const again = o === 'invalid' ? this.recentChallenges.key(route.id, req) : undefined;
+        let minted = again === undefined ? undefined : this.recentChallenges.get(again);
+        const fresh = !minted;
+        minted ??= this.mintChallenge(route, req.path, req.method);
+        if (again !== undefined && fresh) this.recentChallenges.set(again, minted);
+        challenge = await minted;
+        progress.waitingOn = 'store_unavailable';
+        if (route.autoDetect && fresh) await this.rememberInvoice(challenge);
+        if (!fresh) shared = true;
       } catch (e) {
         const msg = e instanceof BackendError ? e.message : `challenge failed: ${(e as Error).message}`;
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: msg }, 'challenge failed');
@@ -193,7 +288,7 @@ export class Gate {
         }
       }
     }
-    if (challenge) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
+    if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
   }

@@ -183,6 +183,17 @@ function proxy(
   req.pipe(up);
 }
 
+/** nginx's `$msec` ("1733541234.567", seconds) as ms since the epoch; undefined unless well-formed. */
+export function sentAtMs(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,12}(\.\d{1,3})?$/.test(v)) return undefined;
+  return Math.round(Number(v) * 1000);
+}
+
+/** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
+function deadlineMs(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
 export function createGateServer(gate: Gate): Server {
   const { log, config } = gate.parts;
   const upstream = config.upstream ? new URL(config.upstream) : undefined;
@@ -263,11 +274,15 @@ export function createGateServer(gate: Gate): Server {
         return;
       }
       if (endpoint === '/_l402/auth') {
+        // nginx's give-up point counts from when it sent the subrequest (`$msec`, see server.conf), and a
+        // closed connection means nobody will read the answer: the decision's deadline follows both.
+        const gone = new AbortController();
+        res.once('close', () => gone.abort());
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
             ? { outcome: 'invalid', reason: 'malformed_credential' }
-            : await gate.decide(gr);
+            : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone.signal });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
         const cacheSecs = 'route' in d ? gate.cacheSecondsFor(d) : 0;

@@ -30,9 +30,11 @@ function caveats(r: RouteConfig, service: string): string[] {
 export async function buildManifest(cfg: GateConfig, backendKind: string, price: (r: RouteConfig, path: string) => Promise<Price>): Promise<string> {
   const cashu = cfg.cashu;
   const routes: Json[] = [];
-  for (const r of cfg.routes) {
-    if (r.manifestHide || r.dryRun) continue;
-    const p = await price(r, r.match.replace(/^(=|\^~)\s*/, ''));
+  const listed = cfg.routes.filter((r) => !r.manifestHide && !r.dryRun);
+  // All at once: with a stalled store each lookup waits its store_ms, so one after another would add up.
+  const prices = await Promise.all(listed.map((r) => price(r, r.match.replace(/^(=|\^~)\s*/, ''))));
+  for (const [i, r] of listed.entries()) {
+    const p = prices[i]!;
     routes.push({
       path: r.match,
       price: { type: p.source, amount_msat: p.amountMsat },

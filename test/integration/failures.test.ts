@@ -80,7 +80,8 @@ test('a slow backend call does not hold up other requests', { skip }, async () =
     const backend: LightningBackend = {
       kind: 'slow-dev',
       createInvoice: async (req, signal) => {
-        if (slow) await new Promise((r) => setTimeout(r, 2500));
+        // Slow, yet within the default backend bound (timeouts.backend_ms, 1500 ms).
+        if (slow) await new Promise((r) => setTimeout(r, 1000));
         return inner.createInvoice(req, signal);
       },
       lookupInvoice: (h, signal) => inner.lookupInvoice(h, signal),

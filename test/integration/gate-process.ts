@@ -13,6 +13,8 @@ export function l402dArgs(...args: string[]): string[] {
 
 export interface GateProcess {
   port: number;
+  /** Sends a signal (e.g. SIGSTOP / SIGCONT: a stalled, not dead, l402d). */
+  signal(sig: NodeJS.Signals): void;
   output(): string;
   stop(): Promise<void>;
   kill(): Promise<void>;
@@ -38,11 +40,14 @@ export async function startGateProcess(configPath: string, port: number, env: No
   return {
     port,
     output: () => out,
+    signal: (sig) => child.kill(sig),
     async stop() {
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       await exited(child);
     },
     async kill() {
+      child.kill('SIGCONT');
       child.kill('SIGKILL');
       await exited(child);
     },

@@ -354,6 +354,8 @@ export interface RedisHandle {
   restart(): Promise<void>;
   /** Captured stdout/stderr of the current redis process. */
   log(): string;
+  /** Sends a signal to the current redis process (e.g. SIGSTOP / SIGCONT to stall it without closing sockets). */
+  signal(sig: NodeJS.Signals): void;
 }
 
 /** Sends one inline command over a raw socket; resolves the first reply line (e.g. "+PONG"). */
@@ -442,7 +444,12 @@ export async function startRedis(opts: { bin?: string; port?: number; timeoutMs?
     url: `redis://127.0.0.1:${port}`,
     port,
     log: () => output.toString(),
+    signal(sig) {
+      current?.child.kill(sig);
+    },
     async stop() {
+      // A stalled redis cannot answer SHUTDOWN.
+      current?.child.kill('SIGCONT');
       await stopProcess();
       if (current) tracked.delete(current.entry);
       if (!KEEP_TMP) rmSync(dir, { recursive: true, force: true });
@@ -469,6 +476,8 @@ export interface NginxOptions {
   http: string;
   /** worker_processes (default 1). */
   workers?: number;
+  /** worker_connections (default 1024): raise it for tests with more connections in flight. */
+  workerConnections?: number;
   /**
    * Main-context text placed before events{} (e.g. `load_module /usr/lib/nginx/modules/ngx_http_js_module.so;`).
    * Use ABSOLUTE module paths: relative paths resolve against our temp prefix, not /usr/share/nginx.
@@ -543,7 +552,7 @@ ${
 }
 ${opts.mainPrefix ?? ''}
 events {
-  worker_connections 1024;
+  worker_connections ${opts.workerConnections ?? 1024};
 }
 http {
   default_type application/octet-stream;

@@ -10,6 +10,7 @@ import { Cleanup, grpcClient, http1, http2, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { nginxSnippets } from '../../src/cli/nginx-conf.js';
+import { parseConfig } from '../../src/policy/config.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -268,8 +269,8 @@ test('gRPC: the upstream never sees the authorization or token metadata, and get
 });
 
 test('forward_payment_credentials: the snippets stop stripping, identity still replaces client headers', () => {
-  const off = nginxSnippets({ listen: '127.0.0.1:8402', retryAfterSecs: 5 })['protect.conf'];
-  const on = nginxSnippets({ listen: '127.0.0.1:8402', retryAfterSecs: 5, forwardPaymentCredentials: true })['protect.conf'];
+  const off = nginxSnippets({ ...parseConfig('lightning: { type: dev }\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5 })['protect.conf'];
+  const on = nginxSnippets({ ...parseConfig('lightning: { type: dev }\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5, forwardPaymentCredentials: true })['protect.conf'];
   assert.match(off, /proxy_set_header Authorization \$l402_upstream_authorization;/);
   assert.match(off, /grpc_set_header Token "";/);
   assert.doesNotMatch(on, /Authorization|X-Cashu ""|Token ""/);

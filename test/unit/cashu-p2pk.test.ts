@@ -418,3 +418,29 @@ test('P2PK mode keeps proofs to melt later: a keyset expiring within min_locktim
   // Standard mode swaps at once: no margin.
   assert.equal(checkTokenProofs(proofs, keysets(now + 600), { ...opts, keysetMarginSecs: 0 }).total, 8);
 });
+
+test('a claim that lands after the decision deadline is released: the payer had a 503, the token stays usable', async (t) => {
+  const e = await env(t);
+  // A store whose last claim of the token lands only after the request's deadline has passed.
+  const ctl = new AbortController();
+  let claimsLeft = Infinity;
+  class LateClaims extends MemoryStore {
+    override async claimOnce(k: string, ttl?: number, v?: string) {
+      const r = await super.claimOnce(k, ttl, v);
+      if (--claimsLeft === 0) ctl.abort();
+      return r;
+    }
+  }
+  const store = new LateClaims();
+  const r = await rail(t, e, {}, { store });
+  const { token, send } = await locked(e.mint, 21, e.gate.pub);
+  claimsLeft = send.length;
+  const late = await r.accept(token, 21_000, { routeId: 'api' }, ctl.signal);
+  assert.equal(late.ok, false, JSON.stringify(late));
+  assert.equal((late as { status: number }).status, 503);
+  assert.deepEqual(r.balances(), [], 'nothing kept');
+  // The released claims let the payer's retry through, once.
+  const retry = await r.accept(token, 21_000, { routeId: 'api' });
+  assert.equal(retry.ok, true, JSON.stringify(retry));
+  is400(await r.accept(token, 21_000, { routeId: 'api' }), /already spent/);
+});

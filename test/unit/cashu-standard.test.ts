@@ -304,3 +304,34 @@ test('a wallet database older than the seed’s use (the mint already signed our
   const retry = await r2.accept(token, 5000, { routeId: 'x' });
   assert.equal(retry.ok, true, JSON.stringify(retry));
 });
+
+test('a late credit used after the retry\'s own deadline goes back: the retry answered 503 does not consume it', async (t) => {
+  const { dir, mint } = await env(t);
+  const ctl = new AbortController();
+  // The credit's claim lands just as the retry's deadline passes.
+  class LateCreditUse extends MemoryStore {
+    override async claimOnce(k: string, ttl?: number, v?: string) {
+      const r = await super.claimOnce(k, ttl, v);
+      if (k.startsWith('cashu:late-used:')) ctl.abort();
+      return r;
+    }
+  }
+  const r = await rail(t, dir, { mints: [mint.url], swap_timeout_ms: 300 }, new LateCreditUse());
+  const { token } = await plainToken(mint, 9);
+  mint.knobs.swapDelayMs = 1000;
+  is(await r.accept(token, 9000, { routeId: 'x' }), 503, /did not complete the swap/);
+  mint.knobs.swapDelayMs = 0;
+  for (let i = 0; i < 100 && r.balances().length === 0; i++) await sleep(50);
+  for (let i = 0; i < 40; i++) {
+    const retry = await r.accept(token, 9000, { routeId: 'x' }, ctl.signal);
+    if (ctl.signal.aborted) {
+      is(retry, 503, /aborted/);
+      break;
+    }
+    await sleep(50);
+  }
+  assert.ok(ctl.signal.aborted, 'the late credit was reached');
+  // The payer's next retry (in time) is honoured, once.
+  { const again = await r.accept(token, 9000, { routeId: 'x' }); assert.equal(again.ok, true, 'the credit is still there: ' + JSON.stringify(again)); }
+  is(await r.accept(token, 9000, { routeId: 'x' }), 400, /already spent/);
+});

@@ -113,3 +113,36 @@ test('route regexes with PCRE-only syntax are refused at load, naming the route 
   const ok = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: '~ ^/api/v[0-9]+/', amount_msat: 1 }\n  - { match: '~* \\.(jpg|png)$', amount_msat: 1 }\n  - { match: '~ ^/(?<name>\\w+)/x$', amount_msat: 1 }\n`, { env: {} });
   assert.equal(ok.routes.length, 3);
 });
+
+test('timeouts: the defaults answer within 5 s with margin; the nginx snippets wait for l402d\'s deadlines plus a margin', async () => {
+  const { ANSWER_BOUND_MS, NGINX_MARGIN_MS, nginxTimeouts, worstAnswerMs } = await import('../../src/policy/budget.js');
+  const { nginxSnippets } = await import('../../src/cli/nginx-conf.js');
+  const c = parseConfig('routes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
+  assert.deepEqual(c.timeouts, { backendMs: 1500, storeMs: 500, decisionMs: 2000, renderMs: 2000 });
+  assert.ok(worstAnswerMs(c.timeouts) <= ANSWER_BOUND_MS - 500, `worst ${worstAnswerMs(c.timeouts)} ms`);
+  assert.ok(c.timeouts.backendMs < c.timeouts.renderMs && 2 * c.timeouts.storeMs <= c.timeouts.decisionMs);
+  const server = nginxSnippets(c)['server.conf'];
+  const auth = server.slice(server.indexOf('location = /_l402/auth'), server.indexOf('location @l402_render'));
+  const render = server.slice(server.indexOf('location @l402_render'), server.indexOf('location = /.well-known'));
+  const n = nginxTimeouts(c.timeouts);
+  assert.equal(n.authReadMs, c.timeouts.decisionMs + NGINX_MARGIN_MS);
+  assert.match(auth, new RegExp(`proxy_read_timeout ${n.authReadMs}ms;`));
+  assert.match(auth, /proxy_set_header X-L402-Sent-At \$msec;/);
+  assert.match(auth, new RegExp(`proxy_set_header X-L402-Deadline-Ms ${c.timeouts.decisionMs};`));
+  assert.match(render, new RegExp(`proxy_read_timeout ${c.timeouts.renderMs + NGINX_MARGIN_MS}ms;`));
+  for (const loc of [auth, render]) {
+    assert.match(loc, /proxy_next_upstream_timeout (\d+)ms;/);
+    assert.ok(Number(/proxy_next_upstream_timeout (\d+)ms;/.exec(loc)![1]) < Number(/proxy_read_timeout (\d+)ms;/.exec(loc)![1]), 'a timed-out attempt is not retried');
+    assert.match(loc, /proxy_next_upstream_tries 2;/);
+  }
+});
+
+test('timeouts: longer call bounds grow the unset deadlines (and the snippets); explicit deadlines must fit them', async () => {
+  const { ANSWER_BOUND_MS, worstAnswerMs } = await import('../../src/policy/budget.js');
+  const c = parseConfig('timeouts: { backend_ms: 4000, store_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
+  assert.ok(c.timeouts.renderMs > c.timeouts.backendMs);
+  assert.ok(c.timeouts.decisionMs >= 2 * c.timeouts.storeMs);
+  assert.ok(worstAnswerMs(c.timeouts) > ANSWER_BOUND_MS, 'past the promise: l402d warns at start');
+  assert.throws(() => parseConfig('timeouts: { backend_ms: 1500, render_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.backend_ms/.test(e.message) && /render_ms/.test(e.message));
+  assert.throws(() => parseConfig('timeouts: { store_ms: 1500, decision_ms: 2000 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.store_ms/.test(e.message));
+});

@@ -254,7 +254,9 @@ test('a Cashu verification gets a deadline under nginx proxy_read_timeout; the r
   assert.ok(seen!.aborted);
   assert.ok(Date.now() - started < 2000);
   const { DECISION_DEADLINE_MS } = await import('../../src/policy/decide.js');
-  assert.ok(DECISION_DEADLINE_MS < 6000, 'below the snippets\u2019 proxy_read_timeout of 6 s');
+  const { nginxTimeouts, NGINX_MARGIN_MS } = await import('../../src/policy/budget.js');
+  const n = nginxTimeouts({ decisionMs: DECISION_DEADLINE_MS, renderMs: 2000 });
+  assert.ok(DECISION_DEADLINE_MS + NGINX_MARGIN_MS <= n.authReadMs, 'below the snippets\u2019 proxy_read_timeout, with margin');
 });
 
 test('ecash is credited to the payee a Lightning invoice for the same request would pay (store overrides included)', async () => {
@@ -308,7 +310,9 @@ test('a decision that ran past its deadline (a slow auto-detect lookup) does not
   const auth = `L402 ${c.macaroon}`; // macaroon only: the backend is asked whether the invoice was paid
   const slow = async () => (await new Promise((r) => setTimeout(r, 80)), true);
   const late = await decide(req('/auto', auth), deps({ store, isSettled: slow, deadlineMs: 30 }));
-  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  // The decision answers at its deadline, naming what it was waiting for (the backend's lookup).
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'backend_unavailable']);
+  await new Promise((r) => setTimeout(r, 100)); // the lookup lands late: still nothing claimed
   assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
   assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });
@@ -478,4 +482,55 @@ describe('appended caveats never widen what was sold', () => {
     assert.equal(await outcome('/api/a', `L402 ${old}:${preimage}`, sdeps()), 'bad_signature');
     assert.equal(mintedCaveatCount(id.tokenId), m.caveats.length, 'the token id records the minted caveats');
   });
+});
+
+test('the deadline counts from when nginx sent the request: a request read late (a stalled l402d) never spends a single-use credential', async () => {
+  const { c, preimage } = await buy('/premium', '/premium');
+  const store = new MemoryStore();
+  const auth = `L402 ${c.macaroon}:${preimage}`;
+  // Sent 3 s ago, read now: nginx (which waits the deadline plus a margin) has answered 503 already.
+  const late = await decide(req('/premium', auth), deps({ store, sentAt: Date.now() - 3000, deadlineMs: 2000 }));
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
+  // nginx gone (connection closed): the same.
+  const gone = new AbortController();
+  gone.abort();
+  const closed = await decide(req('/premium', auth), deps({ store, signal: gone.signal }));
+  assert.equal(closed.outcome, 'unavailable');
+  assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
+  // Unpaid requests are still answered (a challenge needs no store), and a clock ahead of ours counts as now.
+  assert.equal((await decide(req('/premium'), deps({ store, sentAt: Date.now() - 3000 }))).outcome, 'challenge');
+  assert.equal((await decide(req('/premium', auth), deps({ store, sentAt: Date.now() + 60_000 }))).outcome, 'allow');
+});
+
+test('a decision still waiting at its deadline answers 503, but a shadow (dry-run) route still passes', async () => {
+  const stalled = { ...new MemoryStore(), get: () => new Promise<undefined>(() => {}), claimOnce: () => new Promise<boolean>(() => {}) } as unknown as Store;
+  const { c, preimage } = await buy('/premium', '/premium');
+  const paid = await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), deps({ store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50 }));
+  assert.deepEqual([paid.outcome, paid.reason], ['unavailable', 'store_unavailable']);
+  // The same route in shadow mode, and a price lookup that never answers.
+  const shadowRoutes = new RouteTable(parseConfig('routes: [{ match: /forever, amount_msat: 5000, access: indefinite, dry_run: true }]\n', { env: {} }).routes);
+  const f = await buy('/forever', '/forever');
+  const slowPrice = async () => new Promise<never>(() => {});
+  const shadow = await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), deps({ routes: shadowRoutes, store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50, price: slowPrice }));
+  assert.equal(shadow.outcome, 'allow', JSON.stringify(shadow));
+  assert.equal(shadow.reason, 'dry_run');
+});
+
+test('copies of one refused credential share one fresh challenge for a few seconds; other credentials and other paths get their own', async () => {
+  let minted = 0;
+  const counting = { kind: 'counting', describe: () => 'counting', close: async () => {}, lookupInvoice: (h: Buffer, s?: AbortSignal) => wallet.lookupInvoice(h, s), createInvoice: async (r: Parameters<DevWallet['createInvoice']>[0], s?: AbortSignal) => (minted++, wallet.createInvoice(r, s)) };
+  const gate = new Gate({ config: cfg, store: new MemoryStore(), backend: counting, rootKeys: [MASTER], log: createLogger('silent') });
+  const render = (path: string, auth: string) => gate.render('invalid', 'already_used', req(path, auth), { accept: 'application/json' }).then((r) => JSON.parse(r.body) as { invoice: string; macaroon: string });
+  const spent = 'L402 AgEEbDQwMg:00';
+  const copies = await Promise.all(Array.from({ length: 20 }, () => render('/premium', spent)));
+  assert.equal(new Set(copies.map((c) => c.invoice)).size, 1, 'concurrent copies share one challenge');
+  assert.equal(minted, 1);
+  assert.equal((await render('/premium', spent)).invoice, copies[0]!.invoice, 'and later copies too, for a while');
+  assert.notEqual((await render('/premium', 'L402 AgEEbDQwMg:01')).invoice, copies[0]!.invoice, 'another credential: its own');
+  assert.notEqual((await render('/other', spent)).invoice, copies[0]!.invoice, 'another path: its own');
+  // Unpaid requests never share: each gets its own invoice.
+  const a = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
+  const b = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
+  assert.notEqual(JSON.parse(a.body).invoice, JSON.parse(b.body).invoice);
 });

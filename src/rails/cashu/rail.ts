@@ -254,6 +254,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       replay.remember(t.ys);
       return bad('token already spent');
     }
+    // The claims landed after the deadline: the payer has had a 503, so they go back.
+    if (signal?.aborted) {
+      await replay.release(t.ys);
+      return unavailable('request aborted');
+    }
     let stored: boolean;
     try {
       stored = db.insertProofs(toStored(t, mint, ctx, true));
@@ -298,6 +303,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
     if ((await replay.claimAll(t.ys, cfg.replayTtlSecs, signal)) === 'replay') {
       const credit = await replay.useLateCredit(setId, cfg.replayTtlSecs, ctx.routeId);
       if (credit === 'other_route') return bad('this token paid for a request to another route; retry that request');
+      if (credit === 'used' && signal?.aborted) {
+        // Used after the deadline: the payer has had a 503, so the credit goes back for the next retry.
+        await replay.unuseLateCredit(setId);
+        return unavailable('request aborted');
+      }
       if (credit === 'used') {
         replay.remember(t.ys);
         log.info({ mint, route: ctx.routeId, amountMsat }, 'cashu: token accepted (its swap finished after an earlier timeout)');
@@ -305,6 +315,11 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       }
       if (await replay.isUnsettled(setId)) return unavailable('an earlier swap of this token has not been settled yet; retry in a minute');
       return bad('token already spent');
+    }
+    // The claims landed after the deadline: the payer has had a 503 and nothing was sent, so they go back.
+    if (signal?.aborted) {
+      await replay.release(t.ys);
+      return unavailable('request aborted');
     }
     let wallet;
     try {

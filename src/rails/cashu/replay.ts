@@ -93,6 +93,11 @@ export class ReplayGuard {
     return (await this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs)) ? 'used' : 'none';
   }
 
+  /** Gives back a late credit used by a request that was answered 503 after all (its deadline passed). */
+  async unuseLateCredit(setId: string): Promise<void> {
+    await this.store.del(`cashu:late-used:${setId}`);
+  }
+
   // A swap whose outcome is unknown (its answer was lost) keeps the proofs claimed until recovery settles it;
   // meanwhile the payer's retry is told to wait (503), not that the token is spent.
   async markUnsettled(setId: string, ttlSecs: number): Promise<void> {
