@@ -169,7 +169,7 @@ before(async () => {
   dropper.dropping = false;
   cleanup.add(() => dropper.stop(), 'dropper');
   const snippets = join(dir, 'snippets');
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[1]}\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[1]}\nlightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
   // The first l402d sits behind the dropper; max_fails=0 keeps nginx trying it (round robin), so about every
   // other request is decided there first and retried on the second.
   const conf = readFileSync(join(snippets, 'upstream.conf'), 'utf8').replace(/server [^;]+;/, `server 127.0.0.1:${dropper.port} max_fails=0;\n    server 127.0.0.1:${ports[1]} max_fails=0;`);

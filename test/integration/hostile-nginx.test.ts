@@ -269,8 +269,8 @@ test('gRPC: the upstream never sees the authorization or token metadata, and get
 });
 
 test('forward_payment_credentials: the snippets stop stripping, identity still replaces client headers', () => {
-  const off = nginxSnippets({ ...parseConfig('lightning: { type: dev }\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5 })['protect.conf'];
-  const on = nginxSnippets({ ...parseConfig('lightning: { type: dev }\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5, forwardPaymentCredentials: true })['protect.conf'];
+  const off = nginxSnippets({ ...parseConfig('lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5 })['protect.conf'];
+  const on = nginxSnippets({ ...parseConfig('lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5, forwardPaymentCredentials: true })['protect.conf'];
   assert.match(off, /proxy_set_header Authorization \$l402_upstream_authorization;/);
   assert.match(off, /grpc_set_header Token "";/);
   assert.doesNotMatch(on, /Authorization|X-Cashu ""|Token ""/);

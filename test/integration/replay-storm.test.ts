@@ -14,6 +14,8 @@ import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNgin
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/policy/config.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 
 const skip = requireTool('nginx') && requireTool('redis-server') ? false : 'nginx or redis-server not installed';
@@ -83,12 +85,12 @@ test(`replay storm: ${N} concurrent uses of one single-use credential over 2 ngi
   for (const [i, port] of ports.entries()) {
     const file = join(dir, `l402-${i}.yaml`);
     // Each process its own data dir (its own dev wallet): the claims meet in Redis only.
-    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${join(dir, `d${i}`)}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: warn }\n${ROUTES}`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${join(dir, `d${i}`)}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: warn }\nlightning: { type: dev }\n${ROUTES}`);
     gates.push(cleanup.use(await startGateProcess(file, port)));
   }
   // The default snippets, with both l402d in the upstream block.
   const snippets = join(dir, 'snippets');
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\n${ROUTES}`, { env: {} }), snippets);
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\nlightning: { type: dev }\n${ROUTES}`, { env: {} }), snippets);
   const up = readFileSync(join(snippets, 'upstream.conf'), 'utf8').replace(/server [^;]+;/, ports.map((p) => `server 127.0.0.1:${p};`).join('\n    '));
   writeFileSync(join(snippets, 'upstream.conf'), up);
   const origins: Array<{ h1: string; h2: string }> = [];
@@ -148,7 +150,8 @@ test(`replay storm: ${N} concurrent uses of one single-use credential over 2 ngi
   t.diagnostic(summary);
   assert.equal(answers.filter((a) => a.status === 200).length, 1, `exactly one pass: ${summary}`);
   assert.equal(upstream.hits, 1, `the upstream saw it once: ${summary}`);
-  assert.ok(upstream.requests[0]!.headers.authorization === auth);
+  assert.equal(upstream.requests[0]!.headers['x-l402-token-id'], decodeIdentifier(decodeMacaroonBase64(auth.slice(5).split(':')[0]!).identifier)!.tokenId.toString('hex'));
+  assert.equal(upstream.requests[0]!.headers.authorization, undefined, 'the credential stays at the gate');
   const refused = answers.filter((a) => a.status !== 200);
   assert.equal(refused.length, N - 1);
   assert.ok(refused.every((a) => a.status === 401 && a.reason === 'already_used'), `all others 401 already_used, none 5xx: ${summary}`);

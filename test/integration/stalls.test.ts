@@ -14,6 +14,8 @@ import { Cleanup, freePort, http1, http2Request, requireTool, startCountingUpstr
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/policy/config.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 
 const nginxBin = requireTool('nginx');
@@ -58,12 +60,12 @@ async function startStalls(n: number, extraYaml = '', routes = ROUTES): Promise<
     const port = await freePort();
     ports.push(port);
     const file = join(dir, `l402-${i}.yaml`);
-    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${extraYaml}${routes}`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${extraYaml.includes('lightning:') ? extraYaml : `lightning: { type: dev }\n${extraYaml}`}${routes}`);
     gates.push(cleanup.use(await startGateProcess(file, port)));
   }
   const snippets = join(dir, 'snippets');
   // Default timeouts: the snippets are generated from a config that sets none.
-  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\n${ROUTES}`, { env: {} }), snippets);
+  writeSnippets(parseConfig(`listen: 127.0.0.1:${ports[0]}\nlightning: { type: dev }\n${ROUTES}`, { env: {} }), snippets);
   const upstreamConf = readFileSync(join(snippets, 'upstream.conf'), 'utf8').replace(/server [^;]+;/, ports.map((p) => `server 127.0.0.1:${p};`).join('\n    '));
   writeFileSync(join(snippets, 'upstream.conf'), upstreamConf);
   const port = await freePort();
@@ -128,9 +130,10 @@ function assertBounded(as: Answer[]): void {
   assert.ok(as.every((a) => a.status < 500 || a.status === 503), `no 5xx but 503: ${summary}`);
 }
 
-/** Upstream requests that carried this credential. */
+/** Upstream requests l402d let through for this credential (the upstream sees its token id, never the credential). */
 function passes(up: CountingUpstream, c: Cred): number {
-  return up.requests.filter((r) => typeof r.headers.authorization === 'string' && r.headers.authorization.includes(c.macaroon.slice(0, 40))).length;
+  const id = decodeIdentifier(decodeMacaroonBase64(c.macaroon).identifier)!.tokenId.toString('hex');
+  return up.requests.filter((r) => r.headers['x-l402-token-id'] === id).length;
 }
 
 /** Health answered again: the process runs (and has read what queued up meanwhile). */
@@ -201,7 +204,7 @@ test('one of two l402d stalled (SIGSTOP): every answer within 5 s, no unpaid pas
   assert.ok(answers.filter((a) => a.what.startsWith('unpaid')).every((a) => a.status === 402 || a.status === 503), summary);
   assert.ok(answers.filter((a) => a.what.startsWith('paid')).every((a) => a.status === 200 || a.status === 503), summary);
   assert.ok(answers.some((a) => a.status === 503), `the stalled process was hit: ${summary}`);
-  const unpaidPasses = s.upstream.requests.filter((r) => typeof r.headers.authorization !== 'string').length;
+  const unpaidPasses = s.upstream.requests.filter((r) => typeof r.headers['x-l402-token-id'] !== 'string').length;
   assert.equal(unpaidPasses, 0, 'nothing reached the upstream unpaid');
   await resumed(g);
   for (const [i, c] of creds.entries()) {

@@ -204,7 +204,7 @@ test('standalone: forward_payment_credentials: true passes the credential on, id
   const up = local.use(await startCountingUpstream());
   const p = await freePort();
   const cfg = parseConfig(
-    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nforward_payment_credentials: true
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nlightning: { type: dev }\nforward_payment_credentials: true
 routes:
   - { match: /expensive/, amount_msat: 900000 }
 `,
