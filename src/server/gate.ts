@@ -269,7 +269,9 @@ export class Gate {
         progress.waitingOn = 'backend_unavailable';
         // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
         // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
-        const again = o === 'invalid' ? this.recentChallenges.key(route.id, req) : undefined;
+        // Not on auto-detect routes: there the macaroon alone opens the route once its invoice is paid, so
+        // whoever else sent the same refused string (a placeholder token, say) would ride on the payer's payment.
+        const again = o === 'invalid' && !route.autoDetect ? this.recentChallenges.key(route.id, req) : undefined;
         let minted = again === undefined ? undefined : this.recentChallenges.get(again);
         const fresh = !minted;
         minted ??= this.mintChallenge(route, req.path, req.method);

@@ -529,6 +529,10 @@ test('copies of one refused credential share one fresh challenge for a few secon
   assert.equal((await render('/premium', spent)).invoice, copies[0]!.invoice, 'and later copies too, for a while');
   assert.notEqual((await render('/premium', 'L402 AgEEbDQwMg:01')).invoice, copies[0]!.invoice, 'another credential: its own');
   assert.notEqual((await render('/other', spent)).invoice, copies[0]!.invoice, 'another path: its own');
+  // Auto-detect routes never share: the macaroon alone opens them once paid, so sharing it would hand the
+  // payer's access to whoever sent the same refused string.
+  const autoA = await render('/auto', spent);
+  assert.notEqual((await render('/auto', spent)).macaroon, autoA.macaroon, 'auto-detect: each gets its own macaroon');
   // Unpaid requests never share: each gets its own invoice.
   const a = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
   const b = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
