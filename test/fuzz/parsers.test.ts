@@ -75,7 +75,7 @@ function route(match: string): RouteConfig {
 }
 
 /** The config as it was when some credentials were sold: /timed/ was indefinite then (no expiry minted). */
-const soldBefore = parseConfig(`routes:\n  - { match: /timed/, amount_msat: 5000, access: indefinite }\n`, { env: {} });
+const soldBefore = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /timed/, amount_msat: 5000, access: indefinite }\n`, { env: {} });
 /** A path priced on its own (dynamic price): only credentials minted bound to it open it. */
 const PRICED_PATH = '/forever/report';
 const price = async (r: RouteConfig, path: string) =>

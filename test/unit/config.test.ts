@@ -117,7 +117,7 @@ test('route regexes with PCRE-only syntax are refused at load, naming the route 
 test('timeouts: the defaults answer within 5 s with margin; the nginx snippets wait for l402d\'s deadlines plus a margin', async () => {
   const { ANSWER_BOUND_MS, NGINX_MARGIN_MS, nginxTimeouts, worstAnswerMs } = await import('../../src/policy/budget.js');
   const { nginxSnippets } = await import('../../src/cli/nginx-conf.js');
-  const c = parseConfig('routes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
+  const c = parseConfig('lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
   assert.deepEqual(c.timeouts, { backendMs: 1500, storeMs: 500, decisionMs: 2000, renderMs: 2000 });
   assert.ok(worstAnswerMs(c.timeouts) <= ANSWER_BOUND_MS - 500, `worst ${worstAnswerMs(c.timeouts)} ms`);
   assert.ok(c.timeouts.backendMs < c.timeouts.renderMs && 2 * c.timeouts.storeMs <= c.timeouts.decisionMs);
@@ -139,10 +139,10 @@ test('timeouts: the defaults answer within 5 s with margin; the nginx snippets w
 
 test('timeouts: longer call bounds grow the unset deadlines (and the snippets); explicit deadlines must fit them', async () => {
   const { ANSWER_BOUND_MS, worstAnswerMs } = await import('../../src/policy/budget.js');
-  const c = parseConfig('timeouts: { backend_ms: 4000, store_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
+  const c = parseConfig('lightning: { type: dev }\ntimeouts: { backend_ms: 4000, store_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} });
   assert.ok(c.timeouts.renderMs > c.timeouts.backendMs);
   assert.ok(c.timeouts.decisionMs >= 2 * c.timeouts.storeMs);
   assert.ok(worstAnswerMs(c.timeouts) > ANSWER_BOUND_MS, 'past the promise: l402d warns at start');
-  assert.throws(() => parseConfig('timeouts: { backend_ms: 1500, render_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.backend_ms/.test(e.message) && /render_ms/.test(e.message));
-  assert.throws(() => parseConfig('timeouts: { store_ms: 1500, decision_ms: 2000 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.store_ms/.test(e.message));
+  assert.throws(() => parseConfig('lightning: { type: dev }\ntimeouts: { backend_ms: 1500, render_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.backend_ms/.test(e.message) && /render_ms/.test(e.message));
+  assert.throws(() => parseConfig('lightning: { type: dev }\ntimeouts: { store_ms: 1500, decision_ms: 2000 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.store_ms/.test(e.message));
 });

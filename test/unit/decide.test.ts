@@ -336,7 +336,7 @@ test('a claim that finds its own earlier write (a command resent after a reconne
 // caveats a holder appends (the HMAC chain lets anyone append) only narrow.
 describe('appended caveats never widen what was sold', () => {
   const soldCfg = parseConfig(
-    `routes:
+    `lightning: { type: dev }\nroutes:
   - { match: /api/, amount_msat: 1000, access: indefinite }
   - { match: /once/, amount_msat: 1000 }
   - { match: /hourly/, amount_msat: 1000, macaroon_timeout: 3600 }
@@ -382,7 +382,7 @@ describe('appended caveats never widen what was sold', () => {
     for (let i = 0; i < 2; i++) assert.equal(await outcome(pricedPath, `L402 ${own.c.macaroon}:${own.preimage}`, d), 'allow');
     assert.equal(await outcome('/api/other', `L402 ${own.c.macaroon}:${own.preimage}`, d), 'wrong_path');
     // The route later sells one request each: a credential minted unbound still does not open the priced path.
-    const perRequest = parseConfig(`routes:\n  - { match: /api/, amount_msat: 1000 }\n`, { env: {} });
+    const perRequest = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /api/, amount_msat: 1000 }\n`, { env: {} });
     assert.equal(await outcome(pricedPath, `L402 ${withCaveats(mac, `path=${pricedPath}`)}:${preimage}`, sdeps({ routes: new RouteTable(perRequest.routes) })), 'wrong_path');
   });
 
@@ -405,7 +405,7 @@ describe('appended caveats never widen what was sold', () => {
 
   it('finding 3: a route made timed does not honour an old credential with an expiry its holder appended', async () => {
     const { mac, c, preimage } = await sell('/api/', '/api/x');
-    const timed = parseConfig(`routes:\n  - { match: /api/, amount_msat: 1000, access: timed, macaroon_timeout: 60 }\n`, { env: {} });
+    const timed = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /api/, amount_msat: 1000, access: timed, macaroon_timeout: 60 }\n`, { env: {} });
     const d = sdeps({ routes: new RouteTable(timed.routes) });
     assert.equal(await outcome('/api/x', `L402 ${c.macaroon}:${preimage}`, d), 'expired');
     const far = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
@@ -509,7 +509,7 @@ test('a decision still waiting at its deadline answers 503, but a shadow (dry-ru
   const paid = await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), deps({ store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50 }));
   assert.deepEqual([paid.outcome, paid.reason], ['unavailable', 'store_unavailable']);
   // The same route in shadow mode, and a price lookup that never answers.
-  const shadowRoutes = new RouteTable(parseConfig('routes: [{ match: /forever, amount_msat: 5000, access: indefinite, dry_run: true }]\n', { env: {} }).routes);
+  const shadowRoutes = new RouteTable(parseConfig('lightning: { type: dev }\nroutes: [{ match: /forever, amount_msat: 5000, access: indefinite, dry_run: true }]\n', { env: {} }).routes);
   const f = await buy('/forever', '/forever');
   const slowPrice = async () => new Promise<never>(() => {});
   const shadow = await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), deps({ routes: shadowRoutes, store: stalled, storeTimeoutMs: 10_000, deadlineMs: 50, price: slowPrice }));

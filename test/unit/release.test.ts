@@ -18,7 +18,7 @@ import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import type { Store } from '../../src/store/store.js';
 
-const cfg = parseConfig(`routes:\n  - { match: /premium, amount_msat: 10000 }\n  - { match: /forever, amount_msat: 5000, access: indefinite }\n`, { env: {} });
+const cfg = parseConfig(`lightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 10000 }\n  - { match: /forever, amount_msat: 5000, access: indefinite }\n`, { env: {} });
 const MASTER = randomBytes(32);
 let dir: string;
 let wallet: DevWallet;
