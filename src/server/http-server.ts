@@ -165,6 +165,12 @@ function proxy(
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
+  // The body is framed explicitly, as the client framed it. Node's parser has decoded a chunked body; without
+  // the header Node's client sends a GET, HEAD, DELETE or OPTIONS body with neither Content-Length nor chunked
+  // framing, and the upstream would read that body as further requests that were never decided on (smuggling).
+  // Node's strict parser refuses Transfer-Encoding with Content-Length, and any coding not ending in chunked.
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) headers['transfer-encoding'] = te;
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   headers.host = upstream.host;
   const base = upstream.pathname.replace(/\/$/, '');

@@ -1,0 +1,117 @@
+// Red team, standalone mode (l402d with `upstream:` facing clients): what reaches the upstream is exactly the
+// request that was decided on. A request body is never read by the upstream as further requests (smuggling),
+// and no client header can pass for the identity the gate vouches for.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { parseConfig } from '../../src/policy/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+
+const cleanup = new Cleanup();
+let port: number;
+let upstream: CountingUpstream;
+let wallet: DevWallet;
+
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-standalone-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  upstream = cleanup.use(await startCountingUpstream());
+  port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: error }
+lightning: { type: dev }
+routes:
+  - { match: /cheap/, amount_msat: 1000, access: indefinite }
+  - { match: /expensive/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('error') });
+  cleanup.add(() => gate.close());
+  wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+});
+after(() => cleanup.run());
+
+function send(method: string, path: string, headers: Record<string, string | string[]> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function buy(path: string): Promise<string> {
+  const r = await send('GET', path);
+  assert.equal(r.status, 402, r.body);
+  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+}
+
+/** Writes `bytes` on one connection and returns everything l402d sends back until it closes (bounded). */
+function rawExchange(bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(bytes, 'latin1'));
+    let out = '';
+    sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    sock.on('end', () => resolve(out));
+    sock.on('close', () => resolve(out));
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error(`no close within 5 s; got ${JSON.stringify(out)}`)));
+  });
+}
+
+async function settle(): Promise<void> {
+  // The upstream records a request when its body ends; give a smuggled one the same chance to arrive.
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+test('standalone: a chunked body on a paid GET/DELETE/OPTIONS is forwarded as that body, never as a request of its own', async () => {
+  const cheap = await buy('/cheap/x');
+  for (const method of ['GET', 'DELETE', 'OPTIONS', 'PUT']) {
+    for (const te of ['chunked', 'CHUNKED', 'gzip, chunked']) {
+      upstream.reset();
+      const smuggled = `GET /expensive/secret HTTP/1.1\r\nHost: x\r\n\r\n`;
+      const req =
+        `${method} /cheap/x HTTP/1.1\r\nHost: x\r\nAuthorization: ${cheap}\r\nTransfer-Encoding: ${te}\r\nConnection: close\r\n\r\n` +
+        `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+      const reply = await rawExchange(req);
+      await settle();
+      assert.match(reply, /^HTTP\/1\.1 200 /, `${method} ${te}: ${reply}`);
+      assert.deepEqual(
+        upstream.requests.map((r) => `${r.method} ${r.url}`),
+        [`${method} /cheap/x`],
+        `${method} (${te}): the upstream must see one request, the one paid for`,
+      );
+      assert.equal(upstream.requests[0]!.body, smuggled, `${method} (${te}): the body arrives as the body`);
+    }
+  }
+});
+
+test('standalone: an unpaid request cannot ride in the body of a paid one to a single-use route', async () => {
+  // A per-request credential: the smuggled request names another path that nobody paid for.
+  const auth = await buy('/expensive/a');
+  upstream.reset();
+  const smuggled = `POST /expensive/b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`;
+  const reply = await rawExchange(
+    `GET /expensive/a HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth}\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n` +
+      // The next request on the same connection is decided on its own (unpaid: 402).
+      `GET /expensive/c HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n`,
+  );
+  await settle();
+  assert.match(reply, /^HTTP\/1\.1 200 /, reply);
+  assert.match(reply, /HTTP\/1\.1 402 /, reply);
+  assert.deepEqual(upstream.requests.map((r) => `${r.method} ${r.url}`), ['GET /expensive/a']);
+});
