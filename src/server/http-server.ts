@@ -157,7 +157,8 @@ function proxy(
   onError: (e: Error) => void,
 ): void {
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.startsWith(IDENTITY_PREFIX)) headers[k] = v;
+  // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
   // Forward identity, not secrets: the credential the gate consumed stays here unless the operator opts in.
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {

@@ -115,3 +115,17 @@ test('standalone: an unpaid request cannot ride in the body of a paid one to a s
   assert.match(reply, /HTTP\/1\.1 402 /, reply);
   assert.deepEqual(upstream.requests.map((r) => `${r.method} ${r.url}`), ['GET /expensive/a']);
 });
+
+test('standalone: no spelling of an identity header (underscores, case) reaches the upstream from a client', async () => {
+  const auth = await buy('/expensive/id');
+  upstream.reset();
+  const forged = { X_L402_Token_Id: 'forged', x_l402_rail: 'forged', 'X-L402_Route': 'forged', X_L402_AMOUNT_MSAT: '1', 'x-l402-request-id': 'forged' };
+  const r = await send('GET', '/expensive/id', { ...forged, authorization: auth });
+  assert.equal(r.status, 200, r.body);
+  const h = upstream.requests.at(-1)!.headers;
+  for (const name of Object.keys(h)) {
+    // An upstream behind CGI/WSGI/Rack reads X_L402_Token_Id as X-L402-Token-Id (HTTP_X_L402_TOKEN_ID).
+    if (name.replace(/_/g, '-').startsWith('x-l402-')) assert.notEqual(h[name], 'forged', `${name} reached the upstream`);
+  }
+  assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
+});
