@@ -2,6 +2,7 @@
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../store/abandon-claim.js';
@@ -199,6 +200,12 @@ export function sentAtMs(v: string | undefined): number | undefined {
 /** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
 function deadlineMs(v: string | undefined): number | undefined {
   return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
+/** A whole HTTP/1.1 problem answer written on a raw socket (before or instead of Node's request handling). */
+function problemReply(status: number, title: string, reason: string): string {
+  const body = `${JSON.stringify({ type: `urn:l402:problem:${reason.replace(/_/g, '-')}`, title, status, reason })}\n`;
+  return `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 export function createGateServer(gate: Gate): Server {
@@ -410,10 +417,12 @@ export function createGateServer(gate: Gate): Server {
           : code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? [408, 'Request Timeout', 'request_timeout']
             : [400, 'Bad Request', 'bad_request'];
-    const body = `${JSON.stringify({ type: `urn:l402:problem:${reason.replace(/_/g, '-')}`, title, status, reason })}\n`;
-    socket.end(
-      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    socket.end(problemReply(status, title, reason));
+  });
+  // CONNECT asks for a tunnel, which l402d never opens (Node would drop the connection without a word).
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    if (!socket.writable) return void socket.destroy();
+    socket.end(problemReply(400, 'Bad Request', 'bad_method'));
   });
   return server;
 }

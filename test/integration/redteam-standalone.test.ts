@@ -129,3 +129,14 @@ test('standalone: no spelling of an identity header (underscores, case) reaches 
   }
   assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
 });
+
+test('standalone: CONNECT gets a problem document and the connection closes, never a tunnel or a silent drop', async () => {
+  upstream.reset();
+  for (const target of ['127.0.0.1:443', `127.0.0.1:${upstream.port}`, '/cheap/x']) {
+    const reply = await rawExchange(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\nGET /expensive/x HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, `${target}: ${JSON.stringify(reply)}`);
+    assert.equal(JSON.parse(reply.split('\r\n\r\n')[1]!).reason, 'bad_method');
+    assert.equal(reply.match(/HTTP\/1\.1 /g)!.length, 1, 'one answer, nothing after it');
+  }
+  assert.equal(upstream.hits, 0);
+});
