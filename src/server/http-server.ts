@@ -155,7 +155,8 @@ function proxy(
   res: ServerResponse,
   extra: Array<[string, string]>,
   identity: { headers: Array<[string, string]>; forwardCredentials: boolean },
-  onError: (e: Error) => void,
+  timeoutMs: number,
+  onError: (e: Error, timedOut: boolean) => void,
 ): void {
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
@@ -187,7 +188,14 @@ function proxy(
       ur.pipe(res);
     },
   );
-  up.on('error', onError);
+  // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
+  // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
+  let timedOut = false;
+  up.setTimeout(timeoutMs, () => {
+    timedOut = true;
+    up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
+  });
+  up.on('error', (e) => onError(e, timedOut));
   req.pipe(up);
 }
 
@@ -354,14 +362,14 @@ export function createGateServer(gate: Gate): Server {
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
-      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, (e) => {
-        log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
+      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
+        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {
           res.destroy();
           return;
         }
         // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate.releaseAfterUpstreamFailure(gr, 502).then(
+        gate.releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502).then(
           (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
           () => res.destroy(),
         );

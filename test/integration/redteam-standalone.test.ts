@@ -140,3 +140,62 @@ test('standalone: CONNECT gets a problem document and the connection closes, nev
   }
   assert.equal(upstream.hits, 0);
 });
+
+test('standalone: an upstream that never answers ends in a bounded 504 that gives the single-use payment back', async (t) => {
+  const local = new Cleanup();
+  t.after(() => local.run());
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-hang-'));
+  local.add(() => rmSync(dir, { recursive: true, force: true }));
+  // Reads requests and answers only when told to; until then it holds every connection open.
+  let answer = false;
+  const held = new Set<net.Socket>();
+  let hits = 0;
+  const app = http.createServer((req, res) => {
+    req.resume();
+    hits++;
+    if (answer) res.end('served\n');
+  });
+  app.on('connection', (s) => {
+    held.add(s);
+    s.on('close', () => held.delete(s));
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  local.add(async () => {
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => app.close(() => r()));
+  });
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${(app.address() as net.AddressInfo).port}\nupstream_timeout_ms: 1000\nlog: { level: silent }
+lightning: { type: dev }
+routes:
+  - { match: /expensive/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  local.add(() => gate.close());
+  const w = DevWallet.open(dir);
+  local.add(() => w.close());
+  const get = (headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: p, path: '/expensive/slow', headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.setTimeout(10_000, () => req.destroy(new Error('no answer within 10 s')));
+      req.end();
+    });
+  const c = JSON.parse((await get()).body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${c.macaroon}:${w.pay(c.invoice).toString('hex')}`;
+  const r = await get({ authorization: auth });
+  assert.equal(r.status, 504, r.body);
+  assert.equal(JSON.parse(r.body).payment, 'not_consumed', r.body);
+  assert.equal(hits, 1);
+  answer = true;
+  const again = await get({ authorization: auth });
+  assert.equal(again.status, 200, again.body);
+  assert.equal((await get({ authorization: auth })).status, 401, 'then spent');
+});
