@@ -133,6 +133,8 @@ const configSchema = z
       .default({ memo: 'L402 payment', expiry_secs: 3600 }),
     challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
+    // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
+    upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
     // The answer's time budget (see policy/budget.ts and docs/configuration.md): each backend call ends inside
     // the render deadline, each store call inside the decision deadline; the nginx snippets wait for each
@@ -237,6 +239,8 @@ export interface GateConfig {
   invoice: { memo: string; expirySecs: number };
   challenge: { lsat: boolean };
   upstream?: string;
+  /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
+  upstreamTimeoutMs: number;
   logLevel: Parsed['log']['level'];
   /** Bounds on each backend and store call, and l402d's deadlines for a decision and a render (see policy/budget.ts). */
   timeouts: Timeouts;
@@ -390,6 +394,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
     challenge: c.challenge,
     upstream: c.upstream,
+    upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,
     timeouts: {
       backendMs: c.timeouts.backend_ms,

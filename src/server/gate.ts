@@ -61,10 +61,16 @@ class RecentChallenges {
     private readonly max = 1024,
   ) {}
 
-  key(routeId: string, req: GateRequest): string | undefined {
+  /**
+   * Only the same client (address bucket) shares: a refused credential's text is not a secret (clients send
+   * the same stale or garbage value), and a challenge is a credential to whoever pays it. Never on auto-detect
+   * routes, where the macaroon alone opens the route once its invoice is paid: whoever else got it would
+   * spend the payer's payment.
+   */
+  key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (!c.authorization && !c.token && !c.macaroon) return undefined;
-    return createHash('sha256').update(JSON.stringify([routeId, req.method, req.path, c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -269,9 +275,7 @@ export class Gate {
         progress.waitingOn = 'backend_unavailable';
         // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
         // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
-        // Not on auto-detect routes: there the macaroon alone opens the route once its invoice is paid, so
-        // whoever else sent the same refused string (a placeholder token, say) would ride on the payer's payment.
-        const again = o === 'invalid' && !route.autoDetect ? this.recentChallenges.key(route.id, req) : undefined;
+        const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
         let minted = again === undefined ? undefined : this.recentChallenges.get(again);
         const fresh = !minted;
         minted ??= this.mintChallenge(route, req.path, req.method);

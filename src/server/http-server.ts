@@ -2,6 +2,7 @@
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../store/abandon-claim.js';
@@ -154,10 +155,12 @@ function proxy(
   res: ServerResponse,
   extra: Array<[string, string]>,
   identity: { headers: Array<[string, string]>; forwardCredentials: boolean },
-  onError: (e: Error) => void,
+  timeoutMs: number,
+  onError: (e: Error, timedOut: boolean) => void,
 ): void {
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.startsWith(IDENTITY_PREFIX)) headers[k] = v;
+  // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
   // Forward identity, not secrets: the credential the gate consumed stays here unless the operator opts in.
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
@@ -165,6 +168,12 @@ function proxy(
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
+  // The body is framed explicitly, as the client framed it. Node's parser has decoded a chunked body; without
+  // the header Node's client sends a GET, HEAD, DELETE or OPTIONS body with neither Content-Length nor chunked
+  // framing, and the upstream would read that body as further requests that were never decided on (smuggling).
+  // Node's strict parser refuses Transfer-Encoding with Content-Length, and any coding not ending in chunked.
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) headers['transfer-encoding'] = te;
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   headers.host = upstream.host;
   const base = upstream.pathname.replace(/\/$/, '');
@@ -179,7 +188,14 @@ function proxy(
       ur.pipe(res);
     },
   );
-  up.on('error', onError);
+  // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
+  // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
+  let timedOut = false;
+  up.setTimeout(timeoutMs, () => {
+    timedOut = true;
+    up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
+  });
+  up.on('error', (e) => onError(e, timedOut));
   req.pipe(up);
 }
 
@@ -192,6 +208,12 @@ export function sentAtMs(v: string | undefined): number | undefined {
 /** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
 function deadlineMs(v: string | undefined): number | undefined {
   return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
+/** A whole HTTP/1.1 problem answer written on a raw socket (before or instead of Node's request handling). */
+function problemReply(status: number, title: string, reason: string): string {
+  const body = `${JSON.stringify({ type: `urn:l402:problem:${reason.replace(/_/g, '-')}`, title, status, reason })}\n`;
+  return `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 export function createGateServer(gate: Gate): Server {
@@ -340,14 +362,14 @@ export function createGateServer(gate: Gate): Server {
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
-      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, (e) => {
-        log.warn({ event: 'upstream_error', err: e.message }, 'upstream error');
+      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
+        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {
           res.destroy();
           return;
         }
         // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate.releaseAfterUpstreamFailure(gr, 502).then(
+        gate.releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502).then(
           (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
           () => res.destroy(),
         );
@@ -403,10 +425,12 @@ export function createGateServer(gate: Gate): Server {
           : code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? [408, 'Request Timeout', 'request_timeout']
             : [400, 'Bad Request', 'bad_request'];
-    const body = `${JSON.stringify({ type: `urn:l402:problem:${reason.replace(/_/g, '-')}`, title, status, reason })}\n`;
-    socket.end(
-      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    socket.end(problemReply(status, title, reason));
+  });
+  // CONNECT asks for a tunnel, which l402d never opens (Node would drop the connection without a word).
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    if (!socket.writable) return void socket.destroy();
+    socket.end(problemReply(400, 'Bad Request', 'bad_method'));
   });
   return server;
 }

@@ -538,3 +538,16 @@ test('copies of one refused credential share one fresh challenge for a few secon
   const b = await gate.render('challenge', 'no_credential', req('/premium'), { accept: 'application/json' });
   assert.notEqual(JSON.parse(a.body).invoice, JSON.parse(b.body).invoice);
 });
+
+test('a shared challenge is never handed to another client, nor shared at all on an auto-detect route (the macaroon alone opens it once paid)', async () => {
+  const gate = new Gate({ config: cfg, store: new MemoryStore(), backend: wallet, rootKeys: [MASTER], log: createLogger('silent') });
+  const render = (path: string, auth: string, clientAddr?: string) =>
+    gate.render('invalid', 'already_used', { ...req(path, auth), clientAddr }, { accept: 'application/json' }).then((r) => JSON.parse(r.body) as { invoice: string; macaroon: string });
+  // A stale or garbage credential many clients send alike: its text proves nothing about who sends it.
+  const common = 'L402 AgEEbDQwMg:00';
+  const mine = await render('/premium', common, '192.0.2.1');
+  assert.equal((await render('/premium', common, '192.0.2.1')).invoice, mine.invoice, 'the same client still shares');
+  assert.notEqual((await render('/premium', common, '198.51.100.7')).invoice, mine.invoice, 'another client gets its own');
+  const auto = await Promise.all([render('/auto', common, '192.0.2.1'), render('/auto', common, '192.0.2.1')]);
+  assert.notEqual(auto[0].macaroon, auto[1].macaroon, 'auto-detect: each answer its own macaroon');
+});
