@@ -80,6 +80,21 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
     proxy_next_upstream_timeout ${nginxMs(t.nextUpstreamMs)};`;
 }
 
+/** The identity headers the gate sets for the upstream (protect.conf). */
+const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route'];
+
+/** Every other spelling of the identity headers with "_" for some "-" (nginx's $http_ variables read them as one). */
+function identitySpellings(): string[] {
+  const out: string[] = [];
+  for (const name of IDENTITY_HEADERS) {
+    const parts = name.split('-');
+    for (let mask = 1; mask < 1 << (parts.length - 1); mask++) {
+      out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
+    }
+  }
+  return out;
+}
+
 export function nginxSnippets(
   cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
 ): NginxSnippets {
@@ -105,6 +120,18 @@ proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m
 map $http_authorization $l402_upstream_authorization {
     "~*^\\s*(l402|lsat|cashu)(\\s|$)" "";
     default $http_authorization;
+}
+
+# On a gRPC call the L402 spec's \`token\`/\`macaroon\` metadata carry the credential (l402d reads them then):
+# protect.conf drops them on proxy_pass too, whenever the content type is gRPC's (grpc_pass drops them always).
+# On any other request they are the app's own and pass.
+map $content_type $l402_upstream_token {
+    "~*application/grpc" "";
+    default $http_token;
+}
+map $content_type $l402_upstream_macaroon {
+    "~*application/grpc" "";
+    default $http_macaroon;
 }
 `,
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
@@ -242,7 +269,9 @@ grpc_set_header X-L402-Token-Id $l402_token_id;
 grpc_set_header X-L402-Rail $l402_rail;
 grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
 grpc_set_header X-L402-Route $l402_route;
-${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
+# With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
+# nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
+${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
 # Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
 # (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
@@ -252,6 +281,8 @@ proxy_set_header X_Cashu "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
 grpc_set_header X_Cashu "";
+proxy_set_header Token $l402_upstream_token;
+proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to

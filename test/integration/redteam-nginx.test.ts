@@ -1,0 +1,76 @@
+// Red team, nginx mode: attacks on what reaches the upstream and on the release location, through real nginx
+// under a hostile surrounding config (underscores_in_headers on, proxy_intercept_errors on).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Cleanup, http1, http2, requireTool } from './harness.js';
+import { startStack, type Stack } from './gate-fixture.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let s: Stack;
+/** The protected app answering its own 502/504 (a gateway of its own), counting what it served. */
+let failing: { port: number; hits: number; status: number };
+let n = 0;
+const u = () => `?r=${++n}`;
+
+before(async () => {
+  if (!nginxBin) return;
+  failing = { port: 0, hits: 0, status: 502 };
+  const app = http.createServer((req, res) => {
+    req.resume();
+    failing.hits++;
+    res.writeHead(failing.status, { 'content-type': 'text/plain' });
+    res.end('the app answered, with its own gateway error\n');
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  failing.port = (app.address() as { port: number }).port;
+  cleanup.add(() => new Promise<void>((r) => { app.closeAllConnections(); app.close(() => r()); }), 'failing app');
+  s = await startStack(cleanup, {
+    surround: { server: 'underscores_in_headers on; proxy_intercept_errors on;' },
+    extra: (dir) => `
+        location /premium-app { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${failing.port}; }
+        location /premium-down { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:1; }`,
+  });
+});
+after(() => cleanup.run());
+
+test('gRPC token/macaroon metadata on an HTTP/2 proxy_pass location never reach the upstream', { skip }, async () => {
+  const h2origin = `http://127.0.0.1:${s.h2Port}`;
+  for (const [header, contentType] of [['token', 'application/grpc'], ['macaroon', 'application/grpc+proto'], ['token', 'Application/GRPC; charset=x']] as const) {
+    s.upstream.reset();
+    const c = JSON.parse((await http2(h2origin, '/premium', { headers: { accept: 'application/json' } })).body) as { macaroon: string; invoice: string };
+    const pre = s.wallet.pay(c.invoice).toString('hex');
+    const hexMac = encodeMacaroon(attenuate(decodeMacaroonBase64(c.macaroon), `preimage=${pre}`)).toString('hex');
+    const r = await http2(h2origin, '/premium' + u(), { headers: { 'content-type': contentType, [header]: hexMac } });
+    assert.equal(r.status, 200, `${header} ${contentType}: ${r.body}`);
+    assert.equal(s.upstream.hits, 1);
+    const h = s.upstream.requests.at(-1)!.headers;
+    assert.equal(h.token, undefined, contentType);
+    assert.equal(h.macaroon, undefined, contentType);
+    assert.ok(!JSON.stringify(h).includes(hexMac.slice(0, 40)));
+    assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
+  }
+  // Not a gRPC call: a Token header is the app's own (l402d does not read it) and passes.
+  s.upstream.reset();
+  const { auth } = await s.buy('/premium');
+  assert.equal((await http1(s.origin + '/premium' + u(), { headers: { authorization: auth, token: 'app-token' } })).status, 200);
+  assert.equal(s.upstream.requests.at(-1)!.headers.token, 'app-token');
+});
+
+test('identity headers spelt with underscores (underscores_in_headers on) never reach the upstream', { skip }, async () => {
+  s.upstream.reset();
+  const forged = { x_l402_token_id: 'forged', 'X-L402_Amount-Msat': '99999999', 'x-l402-amount_msat': '5', x_l402_route: '/forged', 'X_L402-Rail': 'cashu' };
+  const { auth } = await s.buy('/premium');
+  assert.equal((await http1(s.origin + '/premium' + u(), { headers: { ...forged, authorization: auth } })).status, 200);
+  // A dry-run route passes unpaid: nothing may claim a payment there either.
+  assert.equal((await http1(s.origin + '/shadow' + u(), { headers: forged })).status, 200);
+  assert.equal(s.upstream.hits, 2);
+  const [paid, shadow] = s.upstream.requests.map((r) => r.headers);
+  const l402 = (h: typeof paid) => Object.entries(h!).filter(([k]) => /^x.l402.(token.id|rail|amount.msat|route)$/i.test(k));
+  assert.deepEqual(l402(paid!).map(([k]) => k).sort(), ['x-l402-rail', 'x-l402-route', 'x-l402-token-id']);
+  assert.ok(!JSON.stringify(paid).includes('forged') && !JSON.stringify(paid).includes('99999999'));
+  assert.deepEqual(l402(shadow!), []);
+});
