@@ -74,3 +74,26 @@ test('identity headers spelt with underscores (underscores_in_headers on) never 
   assert.ok(!JSON.stringify(paid).includes('forged') && !JSON.stringify(paid).includes('99999999'));
   assert.deepEqual(l402(shadow!), []);
 });
+
+test('an app that answers its own 502/504 (intercepted) handled the request: the single-use payment is spent once', { skip }, async () => {
+  for (const status of [502, 504]) {
+    failing.hits = 0;
+    failing.status = status;
+    const { auth } = await s.buy('/premium-app');
+    const r = await http1(s.origin + '/premium-app' + u(), { headers: { authorization: auth, accept: 'application/json' } });
+    assert.equal(r.status, status, r.body);
+    assert.equal(JSON.parse(r.body).payment, 'consumed');
+    for (let i = 0; i < 2; i++) {
+      const again = await http1(s.origin + '/premium-app' + u(), { headers: { authorization: auth, accept: 'application/json' } });
+      assert.equal(again.status, 401, again.body);
+      assert.equal(JSON.parse(again.body).reason, 'already_used');
+    }
+    assert.equal(failing.hits, 1);
+  }
+  // nginx's own 502 (nothing listens) still gives the payment back, exactly once per failure.
+  failing.status = 200;
+  const { auth } = await s.buy('/premium-down');
+  const down = await http1(s.origin + '/premium-down' + u(), { headers: { authorization: auth, accept: 'application/json' } });
+  assert.equal(down.status, 502, down.body);
+  assert.equal(JSON.parse(down.body).payment, 'not_consumed');
+});
