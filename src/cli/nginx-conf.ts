@@ -137,6 +137,23 @@ map $content_type $l402_upstream_macaroon {
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
 
+# Every request of this server, protected location or not: a raw target nginx resolves to another path than
+# an upstream may read (a dot segment, raw or encoded, also as "..;x" or between backslashes; "//" kept by
+# merge_slashes off) is refused. nginx matches its location on the resolved path but proxy_pass without a URI
+# part forwards the raw one, so "/premium/../free" would be matched as the free /free and read as /premium/...
+if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}(;[^/?#\\x5c]*)?(/|\\x5c|%2f|%5c|[?#]|$)") {
+    rewrite ^ /_l402/ambiguous-path last;
+}
+if ($uri ~ "//") {
+    rewrite ^ /_l402/ambiguous-path last;
+}
+location = /_l402/ambiguous-path {
+    internal;
+    default_type application/problem+json;
+    add_header Cache-Control no-store always;
+    return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment or an empty segment in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
+}
+
 # The auth_request subrequest: l402d answers 200 (paid) or 401 with the outcome in headers.
 location = /_l402/auth {
     internal;
