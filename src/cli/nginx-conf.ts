@@ -276,6 +276,11 @@ error_page 500 = @l402_unavailable;
 error_page 502 504 = @l402_release;
 # Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
 recursive_error_pages on;
+# These error pages are for the gate's answers and nginx's own failures only: the upstream's own 401, 500, 502
+# or 504 to a request the gate let through is its answer, passed on as it is (an inherited "intercept errors"
+# would render it as a fresh 402 challenge, outside the invoice rate limit, or give a served payment back).
+proxy_intercept_errors off;
+grpc_intercept_errors off;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
 # replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
 auth_request_set $l402_token_id $upstream_http_x_l402_token_id;

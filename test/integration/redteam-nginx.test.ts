@@ -33,6 +33,8 @@ before(async () => {
     surround: { server: 'underscores_in_headers on; proxy_intercept_errors on; merge_slashes off;' },
     extra: (dir) => `
         location /premium-app { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${failing.port}; }
+        location /shadow-app { include ${dir}/protect.conf; include ${dir}/dry-run.conf; proxy_pass http://127.0.0.1:${failing.port}; }
+        location /timed/app { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${failing.port}; }
         location /premium-down { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:1; }`,
   });
 });
@@ -76,14 +78,14 @@ test('identity headers spelt with underscores (underscores_in_headers on) never 
   assert.deepEqual(l402(shadow!), []);
 });
 
-test('an app that answers its own 502/504 (intercepted) handled the request: the single-use payment is spent once', { skip }, async () => {
+test('an app that answers its own 502/504 under an intercepting config handled the request: its answer passes, the single-use payment is spent once', { skip }, async () => {
   for (const status of [502, 504]) {
     failing.hits = 0;
     failing.status = status;
     const { auth } = await s.buy('/premium-app');
     const r = await http1(s.origin + '/premium-app' + u(), { headers: { authorization: auth, accept: 'application/json' } });
     assert.equal(r.status, status, r.body);
-    assert.equal(JSON.parse(r.body).payment, 'consumed');
+    assert.match(r.body, /the app answered/);
     for (let i = 0; i < 2; i++) {
       const again = await http1(s.origin + '/premium-app' + u(), { headers: { authorization: auth, accept: 'application/json' } });
       assert.equal(again.status, 401, again.body);
@@ -133,4 +135,24 @@ test('a raw target nginx resolves into an unprotected location is refused when a
     assert.equal(r.status, 200, `${target}: ${r.status} ${r.body}`);
     assert.deepEqual(s.upstream.requests.map((x) => x.url), [target]);
   }
+});
+
+test('an app that answers its own 401 (intercepting config) is answered as it is: no new challenge, no invoice', { skip }, async () => {
+  failing.status = 401;
+  failing.hits = 0;
+  // A dry-run route passes unpaid requests; its invoice rate limit (3 a minute) must still hold.
+  for (let i = 0; i < 5; i++) {
+    const r = await http1(s.origin + '/shadow-app' + u(), { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 401, r.body);
+    assert.equal(r.headers['www-authenticate'], undefined);
+    assert.match(r.body, /the app answered/);
+  }
+  // A valid reusable credential is not told to pay again when the app refuses the request.
+  const t = await s.buy('/timed/app');
+  for (let i = 0; i < 2; i++) {
+    const r = await http1(s.origin + '/timed/app' + u(), { headers: { accept: 'application/json', authorization: t.auth } });
+    assert.equal(r.status, 401, r.body);
+    assert.equal(r.headers['www-authenticate'], undefined);
+  }
+  assert.equal(failing.hits, 7);
 });
