@@ -207,17 +207,17 @@ ${timeoutLines(t.renderReadMs, t)}
 
 # The protected upstream failed before answering (nginx's own 502/504: refused, reset, timed out; see
 # protect.conf). l402d gives back the single-use claim THIS request made (told by $request_id, so nobody else's)
-# and answers 502/504 saying the payment was not consumed and can be retried. An upstream that answered a
-# 502/504 itself (intercepted) has handled the request: nothing is given back.
+# and answers 502/504 saying the payment was not consumed and can be retried. An upstream that sent any byte
+# of an answer has handled the request: nothing is given back.
 location @l402_release {
     rewrite ^ /_l402/release break;
     proxy_pass http://l402d;
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
     proxy_set_header X-L402-Upstream-Status $upstream_status;
-    # A time for a try means the upstream sent a response header (its own 502/504, intercepted by a
-    # proxy_intercept_errors on around the snippets): it answered, so the payment is not given back.
-    proxy_set_header X-L402-Upstream-Header-Time $upstream_header_time;${secret}
+    # Bytes of a response from a try (an answer too big or malformed for nginx, or a 502/504 of its own that an
+    # intercepting config sent here): the upstream answered, so the payment is not given back.
+    proxy_set_header X-L402-Upstream-Bytes $upstream_bytes_received;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}

@@ -398,7 +398,7 @@ export class Gate {
   async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504, o: { answered?: boolean } = {}): Promise<Rendered> {
     let result: ReleaseResult | 'answered';
     try {
-      // The upstream sent its own 502/504: it received and handled the request, so nothing is given back.
+      // The upstream sent (part of) an answer: it received and handled the request, so nothing is given back.
       result = o.answered ? 'answered' : await releaseClaim(req, {
         routes: this.routes,
         rootKeys: this.parts.rootKeys,
@@ -437,7 +437,7 @@ export class Gate {
 }
 
 const PAYMENT_STATE: Record<ReleaseResult | 'answered', { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
-  answered: { payment: 'consumed', detail: 'The service received this request and answered it with a gateway error. A single-use payment counts as used.' },
+  answered: { payment: 'consumed', detail: 'The service received this request and started answering it, but its answer could not be delivered. A single-use payment counts as used.' },
   released: { payment: 'not_consumed', detail: 'The service failed before answering. Your payment was not consumed: retry the same request with the same credential.' },
   not_claimed: { payment: 'not_consumed', detail: 'The service failed before answering. Your credential was not consumed by this request: retry it.' },
   none: { payment: 'unknown', detail: 'The service failed before answering. Retry the request.' },

@@ -254,10 +254,11 @@ export function createGateServer(gate: Gate): Server {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
         // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
         const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
-        // $upstream_header_time: "-" for a try that got no response header; a time for one that did. An
-        // upstream that sent its own 502/504 (reaching here only through an intercepting config) answered:
-        // it handled the request, so the payment is not given back, on any try.
-        const answered = /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '');
+        // $upstream_bytes_received, per try: an upstream that sent any byte of an answer (too big or malformed
+        // for nginx, or a 502/504 of its own sent here by an intercepting config) has handled the request, and
+        // a client could provoke that on purpose: the payment is not given back. As in standalone mode, only
+        // a failure before any response byte releases.
+        const answered = /[1-9]/.test(one(req.headers['x-l402-upstream-bytes']) ?? '');
         req.resume();
         send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502, { answered }));
         return;

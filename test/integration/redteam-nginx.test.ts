@@ -23,7 +23,8 @@ before(async () => {
   const app = http.createServer((req, res) => {
     req.resume();
     failing.hits++;
-    res.writeHead(failing.status, { 'content-type': 'text/plain' });
+    // Reflects the query in a header, as redirects and cookies do: a long query makes it too big for nginx.
+    res.writeHead(failing.status, { 'content-type': 'text/plain', 'x-echo': (req.url ?? '').split('?')[1] ?? '' });
     res.end('the app answered, with its own gateway error\n');
   });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
@@ -155,4 +156,20 @@ test('an app that answers its own 401 (intercepting config) is answered as it is
     assert.equal(r.headers['www-authenticate'], undefined);
   }
   assert.equal(failing.hits, 7);
+});
+
+test('an answer nginx cannot take (a header the client made too big) was still handled: the single-use payment is not given back', { skip }, async () => {
+  failing.status = 200;
+  failing.hits = 0;
+  const { auth } = await s.buy('/premium-app');
+  const big = `?q=${'x'.repeat(7_000)}`;
+  const r = await http1(s.origin + '/premium-app' + big, { headers: { authorization: auth, accept: 'application/json' } });
+  assert.equal(r.status, 502, r.body);
+  assert.equal(JSON.parse(r.body).payment, 'consumed');
+  for (const q of [big, u()]) {
+    const again = await http1(s.origin + '/premium-app' + q, { headers: { authorization: auth, accept: 'application/json' } });
+    assert.equal(again.status, 401, again.body);
+    assert.equal(JSON.parse(again.body).reason, 'already_used');
+  }
+  assert.equal(failing.hits, 1);
 });
