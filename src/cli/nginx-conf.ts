@@ -126,11 +126,11 @@ map $http_authorization $l402_upstream_authorization {
 # protect.conf drops them on proxy_pass too, whenever the content type is gRPC's (grpc_pass drops them always).
 # On any other request they are the app's own and pass.
 map $content_type $l402_upstream_token {
-    "~*application/grpc" "";
+    "~*application/grpc([+;\\s]|$)" "";
     default $http_token;
 }
 map $content_type $l402_upstream_macaroon {
-    "~*application/grpc" "";
+    "~*application/grpc([+;\\s]|$)" "";
     default $http_macaroon;
 }
 `,

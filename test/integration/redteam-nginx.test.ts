@@ -57,7 +57,20 @@ test('gRPC token/macaroon metadata on an HTTP/2 proxy_pass location never reach 
     assert.ok(!JSON.stringify(h).includes(hexMac.slice(0, 40)));
     assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
   }
-  // Not a gRPC call: a Token header is the app's own (l402d does not read it) and passes.
+  // Content types l402d reads as gRPC only after trimming more than HTTP whitespace are not gRPC calls: refused.
+  for (const contentType of ['application/grpc\xa0', '\x0bapplication/grpc']) {
+    s.upstream.reset();
+    const c = JSON.parse((await http2(h2origin, '/premium', { headers: { accept: 'application/json' } })).body) as { macaroon: string; invoice: string };
+    const hexMac = encodeMacaroon(attenuate(decodeMacaroonBase64(c.macaroon), `preimage=${s.wallet.pay(c.invoice).toString('hex')}`)).toString('hex');
+    const r = await http2(h2origin, '/premium' + u(), { headers: { 'content-type': contentType, token: hexMac, accept: 'application/json' } });
+    assert.notEqual(r.status, 200, JSON.stringify(contentType));
+    assert.equal(s.upstream.hits, 0);
+  }
+  // Not a gRPC call: a Token header is the app's own (l402d does not read it) and passes, also with gRPC-Web.
+  s.upstream.reset();
+  const web = await s.buy('/premium');
+  assert.equal((await http2(h2origin, '/premium' + u(), { headers: { authorization: web.auth, 'content-type': 'application/grpc-web+proto', token: 'app-token' } })).status, 200);
+  assert.equal(s.upstream.requests.at(-1)!.headers.token, 'app-token');
   s.upstream.reset();
   const { auth } = await s.buy('/premium');
   assert.equal((await http1(s.origin + '/premium' + u(), { headers: { authorization: auth, token: 'app-token' } })).status, 200);
