@@ -365,8 +365,10 @@ export function createGateServer(gate: Gate): Server {
 
   const server = createServer(
     {
-      // nginx accepts up to 4 x 8 KiB of request headers by default; l402d must read whatever nginx lets through.
-      maxHeaderSize: 64 * 1024,
+      // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
+      // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
+      // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
+      maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
       // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
       // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
       // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
@@ -404,7 +406,9 @@ export function createGateServer(gate: Gate): Server {
       code === 'HPE_INVALID_METHOD'
         ? [400, 'Bad Request', 'bad_method']
         : code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'headers_too_large']
+          ? // Behind nginx, auth_request turns any status but 2xx/401/403 into a 500 (a 503 "gate unavailable"
+            // for the client's own oversized request): 403, which nginx passes on as a 4xx.
+            [upstream ? 431 : 403, upstream ? 'Request Header Fields Too Large' : 'Forbidden', 'headers_too_large']
           : code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? [408, 'Request Timeout', 'request_timeout']
             : [400, 'Bad Request', 'bad_request'];
