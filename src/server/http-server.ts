@@ -120,6 +120,12 @@ function ambiguousPath(method: string, why: string): Rendered {
   return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
+/** A 401 that nginx renders but the gate did not decide (another access check refused first). */
+function notDecided(method: string): Rendered {
+  const body = JSON.stringify({ type: 'urn:l402:problem:unauthorized', title: 'Unauthorized', status: 401, reason: 'access_denied', detail: 'refused by another access check before payment was considered' }) + '\n';
+  return { status: 401, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
 /** A CORS preflight: answered by the gate (never the upstream, never an invoice) so the browser sends the paid request. */
 function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
   return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
@@ -310,11 +316,16 @@ export function createGateServer(gate: Gate): Server {
         res.end();
         return;
       }
+      const outcome = one(req.headers['x-l402-outcome']);
+      // No outcome: the 401 nginx is rendering is not the gate's decision (auth_basic before auth_request in
+      // the same location, an intercepted upstream 401). Nothing was decided, so nothing is sold here: no
+      // invoice outside the decision and its rate limit, and nginx's own WWW-Authenticate stays the challenge.
+      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method));
       const retry = Number(one(req.headers['x-l402-retry-after']));
       const detail = one(req.headers['x-l402-detail']);
       // The render never sells what the auth answer could not decide on.
       if (!methodOk) send(res, await gate.render('method_not_allowed', 'bad_method', gr, req.headers));
-      else send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
+      else send(res, await gate.render(outcome, one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
       return;
     }
     if (!upstream) {
