@@ -216,8 +216,10 @@ location @l402_release {
 ${COMMON}
     proxy_set_header X-L402-Upstream-Status $upstream_status;
     # Bytes of a response from a try (an answer too big or malformed for nginx, or a 502/504 of its own that an
-    # intercepting config sent here): the upstream answered, so the payment is not given back.
-    proxy_set_header X-L402-Upstream-Bytes $upstream_bytes_received;${secret}
+    # intercepting config sent here): the upstream answered, so the payment is not given back. (gRPC upstreams
+    # send HTTP/2 settings before any answer: for them the response header's time counts.)
+    proxy_set_header X-L402-Upstream-Bytes $upstream_bytes_received;
+    proxy_set_header X-L402-Upstream-Header-Time $upstream_header_time;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}

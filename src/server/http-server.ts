@@ -264,7 +264,12 @@ export function createGateServer(gate: Gate): Server {
         // for nginx, or a 502/504 of its own sent here by an intercepting config) has handled the request, and
         // a client could provoke that on purpose: the payment is not given back. As in standalone mode, only
         // a failure before any response byte releases.
-        const answered = /[1-9]/.test(one(req.headers['x-l402-upstream-bytes']) ?? '');
+        // A gRPC upstream (grpc_pass) sends HTTP/2 settings on connecting, before any answer: for a gRPC call a
+        // response header ($upstream_header_time: a time, not "-") is what counts.
+        const grpcCall = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
+        const answered = grpcCall
+          ? /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '')
+          : /[1-9]/.test(one(req.headers['x-l402-upstream-bytes']) ?? '');
         req.resume();
         send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502, { answered }));
         return;

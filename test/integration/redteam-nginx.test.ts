@@ -6,7 +6,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cleanup, http1, http2, requireTool } from './harness.js';
+import http2c from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { Cleanup, freePort, grpcClient, http1, http2, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
 
@@ -16,6 +18,10 @@ const cleanup = new Cleanup();
 let s: Stack;
 /** The protected app answering its own 502/504 (a gateway of its own), counting what it served. */
 let failing: { port: number; hits: number; status: number };
+/** An HTTP/2 (gRPC) upstream that resets every stream it receives, before any response header. */
+let resetting: { port: number; streams: number };
+/** nginx's h2c port whose gRPC location proxies to `resetting`. */
+let grpcFailPort = 0;
 let n = 0;
 const u = () => `?r=${++n}`;
 
@@ -32,6 +38,17 @@ before(async () => {
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
   failing.port = (app.address() as { port: number }).port;
   cleanup.add(() => new Promise<void>((r) => { app.closeAllConnections(); app.close(() => r()); }), 'failing app');
+  resetting = { port: 0, streams: 0 };
+  const h2 = http2c.createServer();
+  h2.on('stream', (stream) => {
+    resetting.streams++;
+    stream.on('error', () => {});
+    stream.close(http2c.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  await new Promise<void>((r) => h2.listen(0, '127.0.0.1', () => r()));
+  resetting.port = (h2.address() as { port: number }).port;
+  cleanup.add(() => new Promise<void>((r) => h2.close(() => r())), 'resetting h2');
+  grpcFailPort = await freePort();
   s = await startStack(cleanup, {
     // (extra runs once the data dir exists; the htpasswd file is written there before nginx starts.)
     surround: { server: 'underscores_in_headers on; proxy_intercept_errors on; merge_slashes off; large_client_header_buffers 8 32k;' },
@@ -40,7 +57,9 @@ before(async () => {
         location /shadow-app { include ${dir}/protect.conf; include ${dir}/dry-run.conf; proxy_pass http://127.0.0.1:${failing.port}; }
         location /timed/app { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${failing.port}; }
         location /limited-basic { auth_basic "members"; auth_basic_user_file ${dir}/../htpasswd; include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${failing.port}; }
-        location /premium-down { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:1; }`),
+        location /premium-down { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:1; }
+        listen 127.0.0.1:${grpcFailPort} http2;
+        location /content.ContentService/ { include ${dir}/protect.conf; grpc_pass grpc://127.0.0.1:${resetting.port}; }`),
   });
 });
 after(() => cleanup.run());
@@ -226,4 +245,23 @@ test('a 401 from another access check in the location (auth_basic) is not the ga
   const c = await http1(s.origin + '/limited-basic', { headers: { accept: 'application/json', authorization: basic } });
   assert.equal(c.status, 402, c.body);
   assert.equal(failing.hits, 0);
+});
+
+test('gRPC: an upstream that resets the call before any response header gives the payment back (its HTTP/2 settings are no answer)', { skip }, async () => {
+  const client = grpcClient(grpcFailPort);
+  try {
+    const e = (await client.getContent({ id: 'a' }).catch((err: grpc.ServiceError) => err)) as grpc.ServiceError;
+    const m = /macaroon="([^"]+)", invoice="([^"]+)"/.exec(String(e.metadata.get('www-authenticate')[0]))!;
+    const auth = `L402 ${m[1]}:${s.wallet.pay(m[2]!).toString('hex')}`;
+    for (let i = 0; i < 2; i++) {
+      const before = s.logs.length;
+      await client.getContent({ id: 'a' }, { authorization: auth }).then(() => assert.fail('served'), () => undefined);
+      const line = s.logs.slice(before).find((l) => l.includes('"event":"upstream_failure"'));
+      assert.ok(line, 'no release was asked for');
+      assert.match(line!, /"release":"released"/, line);
+    }
+    assert.equal(resetting.streams, 2);
+  } finally {
+    client.close();
+  }
 });
