@@ -141,7 +141,7 @@ map $content_type $l402_upstream_macaroon {
 # an upstream may read (a dot segment, raw or encoded, also as "..;x" or between backslashes; "//" kept by
 # merge_slashes off) is refused. nginx matches its location on the resolved path but proxy_pass without a URI
 # part forwards the raw one, so "/premium/../free" would be matched as the free /free and read as /premium/...
-if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}(;[^/?#\\x5c]*)?(/|\\x5c|%2f|%5c|[?#]|$)") {
+if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}((;|%3b)[^/?#\\x5c]*)?(/|\\x5c|%2f|%5c|[?#]|$)") {
     rewrite ^ /_l402/ambiguous-path last;
 }
 if ($uri ~ "//") {

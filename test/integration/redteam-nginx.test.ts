@@ -156,7 +156,7 @@ test('a raw target nginx resolves into an unprotected location is refused when a
   const attacks = [
     '/premium/../free', '/premium/./../free', '/premium/.%2e/free', '/premium/%2E%2E/free', '/premium%2f..%2ffree',
     '/free/..;/premium', '/free/..;jsessionid=1/premium', '/free\\..\\premium', '/free%5c..%5cpremium', '/premium/..',
-    '//premium', '/x//premium', '/premium/.', '/./premium', '/premium/..?q=1', '/free/%2e;/premium',
+    '//premium', '/x//premium', '/premium/.', '/./premium', '/premium/..?q=1', '/free/%2e;/premium', '/free/..%3Bx/premium',
   ];
   for (const target of attacks) {
     s.upstream.reset();
