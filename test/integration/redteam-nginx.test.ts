@@ -1,5 +1,6 @@
-// Red team, nginx mode: attacks on what reaches the upstream and on the release location, through real nginx
-// under a hostile surrounding config (underscores_in_headers on, proxy_intercept_errors on).
+// Red team, nginx mode: attacks on what reaches the upstream, on paths nginx resolves into free locations, on
+// the release and render locations, and on header sizes, through real nginx under a hostile surrounding server
+// config (underscores_in_headers on, proxy_intercept_errors on, merge_slashes off, large header buffers).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
