@@ -116,9 +116,11 @@ upstream l402d {
 proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
 
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
-# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own.
+# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own. A
+# payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a dry-run
+# route such a request still passes, and the credential in it must not.
 map $http_authorization $l402_upstream_authorization {
-    "~*^\\s*(l402|lsat|cashu)(\\s|$)" "";
+    "~*(^|[\\s,])(l402|lsat|cashu)(\\s|$)" "";
     default $http_authorization;
 }
 

@@ -17,8 +17,8 @@ import { isGrpc } from './negotiate.js';
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
 const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
-/** An Authorization value carrying a payment credential the gate consumes (anything else is the app's own). */
-const PAYMENT_SCHEME = /^\s*(l402|lsat|cashu)(\s|$)/i;
+/** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
+const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
 const INSTANCE = randomBytes(6).toString('hex');

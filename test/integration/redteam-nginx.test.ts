@@ -266,3 +266,15 @@ test('gRPC: an upstream that resets the call before any response header gives th
     client.close();
   }
 });
+
+test('a payment credential anywhere in Authorization never reaches the upstream, also where the request passes unpaid (dry run)', { skip }, async () => {
+  s.upstream.reset();
+  const { macaroon, preimage } = await s.buy('/premium');
+  for (const authorization of [`Bearer app, L402 ${macaroon}:${preimage}`, `,L402 ${macaroon}:${preimage}`, `Bearer app,LSAT ${macaroon}:${preimage}`]) {
+    assert.equal((await http1(s.origin + '/shadow' + u(), { headers: { authorization } })).status, 200);
+    assert.equal(s.upstream.requests.at(-1)!.headers.authorization, undefined, authorization.slice(0, 20));
+  }
+  // The app's own scheme still passes.
+  assert.equal((await http1(s.origin + '/shadow' + u(), { headers: { authorization: 'Bearer l402app' } })).status, 200);
+  assert.equal(s.upstream.requests.at(-1)!.headers.authorization, 'Bearer l402app');
+});
