@@ -80,6 +80,21 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
     proxy_next_upstream_timeout ${nginxMs(t.nextUpstreamMs)};`;
 }
 
+/** The identity headers the gate sets for the upstream (protect.conf). */
+const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route'];
+
+/** Every other spelling of the identity headers with "_" for some "-" (nginx's $http_ variables read them as one). */
+function identitySpellings(): string[] {
+  const out: string[] = [];
+  for (const name of IDENTITY_HEADERS) {
+    const parts = name.split('-');
+    for (let mask = 1; mask < 1 << (parts.length - 1); mask++) {
+      out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
+    }
+  }
+  return out;
+}
+
 export function nginxSnippets(
   cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
 ): NginxSnippets {
@@ -101,14 +116,45 @@ upstream l402d {
 proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
 
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
-# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own.
+# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own. A
+# payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a dry-run
+# route such a request still passes, and the credential in it must not.
 map $http_authorization $l402_upstream_authorization {
-    "~*^\\s*(l402|lsat|cashu)(\\s|$)" "";
+    "~*(^|[\\s,])(l402|lsat|cashu)(\\s|$)" "";
     default $http_authorization;
+}
+
+# On a gRPC call the L402 spec's \`token\`/\`macaroon\` metadata carry the credential (l402d reads them then):
+# protect.conf drops them on proxy_pass too, whenever the content type is gRPC's (grpc_pass drops them always).
+# On any other request they are the app's own and pass.
+map $content_type $l402_upstream_token {
+    "~*application/grpc([+;\\s]|$)" "";
+    default $http_token;
+}
+map $content_type $l402_upstream_macaroon {
+    "~*application/grpc([+;\\s]|$)" "";
+    default $http_macaroon;
 }
 `,
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
+
+# Every request of this server, protected location or not: a raw target nginx resolves to another path than
+# an upstream may read (a dot segment, raw or encoded, also as "..;x" or between backslashes; "//" kept by
+# merge_slashes off) is refused. nginx matches its location on the resolved path but proxy_pass without a URI
+# part forwards the raw one, so "/premium/../free" would be matched as the free /free and read as /premium/...
+if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}((;|%3b)[^/?#\\x5c]*)?(/|\\x5c|%2f|%5c|[?#]|$)") {
+    rewrite ^ /_l402/ambiguous-path last;
+}
+if ($uri ~ "//") {
+    rewrite ^ /_l402/ambiguous-path last;
+}
+location = /_l402/ambiguous-path {
+    internal;
+    default_type application/problem+json;
+    add_header Cache-Control no-store always;
+    return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment or an empty segment in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
+}
 
 # The auth_request subrequest: l402d answers 200 (paid) or 401 with the outcome in headers.
 location = /_l402/auth {
@@ -163,13 +209,19 @@ ${timeoutLines(t.renderReadMs, t)}
 
 # The protected upstream failed before answering (nginx's own 502/504: refused, reset, timed out; see
 # protect.conf). l402d gives back the single-use claim THIS request made (told by $request_id, so nobody else's)
-# and answers 502/504 saying the payment was not consumed and can be retried.
+# and answers 502/504 saying the payment was not consumed and can be retried. An upstream that sent any byte
+# of an answer has handled the request: nothing is given back.
 location @l402_release {
     rewrite ^ /_l402/release break;
     proxy_pass http://l402d;
     error_page 502 503 504 = @l402_unavailable;
 ${COMMON}
-    proxy_set_header X-L402-Upstream-Status $upstream_status;${secret}
+    proxy_set_header X-L402-Upstream-Status $upstream_status;
+    # Bytes of a response from a try (an answer too big or malformed for nginx, or a 502/504 of its own that an
+    # intercepting config sent here): the upstream answered, so the payment is not given back. (gRPC upstreams
+    # send HTTP/2 settings before any answer: for them the response header's time counts.)
+    proxy_set_header X-L402-Upstream-Bytes $upstream_bytes_received;
+    proxy_set_header X-L402-Upstream-Header-Time $upstream_header_time;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}
@@ -228,6 +280,11 @@ error_page 500 = @l402_unavailable;
 error_page 502 504 = @l402_release;
 # Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
 recursive_error_pages on;
+# These error pages are for the gate's answers and nginx's own failures only: the upstream's own 401, 500, 502
+# or 504 to a request the gate let through is its answer, passed on as it is (an inherited "intercept errors"
+# would render it as a fresh 402 challenge, outside the invoice rate limit, or give a served payment back).
+proxy_intercept_errors off;
+grpc_intercept_errors off;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
 # replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
 auth_request_set $l402_token_id $upstream_http_x_l402_token_id;
@@ -242,7 +299,9 @@ grpc_set_header X-L402-Token-Id $l402_token_id;
 grpc_set_header X-L402-Rail $l402_rail;
 grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
 grpc_set_header X-L402-Route $l402_route;
-${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
+# With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
+# nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
+${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
 # Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
 # (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
@@ -252,6 +311,8 @@ proxy_set_header X_Cashu "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
 grpc_set_header X_Cashu "";
+proxy_set_header Token $l402_upstream_token;
+proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to

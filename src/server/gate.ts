@@ -401,10 +401,11 @@ export class Gate {
    * this request owns (see policy/release.ts) and renders the gateway answer, saying whether the payment
    * still pays. Never throws.
    */
-  async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504): Promise<Rendered> {
-    let result: ReleaseResult;
+  async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504, o: { answered?: boolean } = {}): Promise<Rendered> {
+    let result: ReleaseResult | 'answered';
     try {
-      result = await releaseClaim(req, {
+      // The upstream sent (part of) an answer: it received and handled the request, so nothing is given back.
+      result = o.answered ? 'answered' : await releaseClaim(req, {
         routes: this.routes,
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
@@ -441,7 +442,8 @@ export class Gate {
   }
 }
 
-const PAYMENT_STATE: Record<ReleaseResult, { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
+const PAYMENT_STATE: Record<ReleaseResult | 'answered', { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
+  answered: { payment: 'consumed', detail: 'The service received this request and started answering it, but its answer could not be delivered. A single-use payment counts as used.' },
   released: { payment: 'not_consumed', detail: 'The service failed before answering. Your payment was not consumed: retry the same request with the same credential.' },
   not_claimed: { payment: 'not_consumed', detail: 'The service failed before answering. Your credential was not consumed by this request: retry it.' },
   none: { payment: 'unknown', detail: 'The service failed before answering. Retry the request.' },
@@ -451,7 +453,7 @@ const PAYMENT_STATE: Record<ReleaseResult, { payment: 'not_consumed' | 'consumed
 };
 
 /** The answer to a client whose paid request the protected upstream failed to serve. */
-export function upstreamFailure(status: 502 | 504, result: ReleaseResult, retryAfterSecs: number, method: string): Rendered {
+export function upstreamFailure(status: 502 | 504, result: ReleaseResult | 'answered', retryAfterSecs: number, method: string): Rendered {
   const s = PAYMENT_STATE[result];
   const body = `${JSON.stringify({
     type: 'urn:l402:problem:upstream-unavailable',

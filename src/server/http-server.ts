@@ -18,8 +18,8 @@ import { isGrpc } from './negotiate.js';
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
 const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
-/** An Authorization value carrying a payment credential the gate consumes (anything else is the app's own). */
-const PAYMENT_SCHEME = /^\s*(l402|lsat|cashu)(\s|$)/i;
+/** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
+const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
 const INSTANCE = randomBytes(6).toString('hex');
@@ -119,6 +119,12 @@ function sameSecret(got: string | undefined, want: string): boolean {
 function ambiguousPath(method: string, why: string): Rendered {
   const body = JSON.stringify({ type: 'urn:l402:problem:ambiguous-path', title: 'Ambiguous request path', status: 400, reason: 'ambiguous_path', detail: `refused: ${why}; send the path without it` }) + '\n';
   return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
+/** A 401 that nginx renders but the gate did not decide (another access check refused first). */
+function notDecided(method: string): Rendered {
+  const body = JSON.stringify({ type: 'urn:l402:problem:unauthorized', title: 'Unauthorized', status: 401, reason: 'access_denied', detail: 'refused by another access check before payment was considered' }) + '\n';
+  return { status: 401, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
 /** A CORS preflight: answered by the gate (never the upstream, never an invoice) so the browser sends the paid request. */
@@ -276,8 +282,18 @@ export function createGateServer(gate: Gate): Server {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
         // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
         const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
+        // $upstream_bytes_received, per try: an upstream that sent any byte of an answer (too big or malformed
+        // for nginx, or a 502/504 of its own sent here by an intercepting config) has handled the request, and
+        // a client could provoke that on purpose: the payment is not given back. As in standalone mode, only
+        // a failure before any response byte releases.
+        // A gRPC upstream (grpc_pass) sends HTTP/2 settings on connecting, before any answer: for a gRPC call a
+        // response header ($upstream_header_time: a time, not "-") is what counts.
+        const grpcCall = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
+        const answered = grpcCall
+          ? /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '')
+          : /[1-9]/.test(one(req.headers['x-l402-upstream-bytes']) ?? '');
         req.resume();
-        send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502));
+        send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502, { answered }));
         return;
       }
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
@@ -327,11 +343,16 @@ export function createGateServer(gate: Gate): Server {
         res.end();
         return;
       }
+      const outcome = one(req.headers['x-l402-outcome']);
+      // No outcome: the 401 nginx is rendering is not the gate's decision (auth_basic before auth_request in
+      // the same location, an intercepted upstream 401). Nothing was decided, so nothing is sold here: no
+      // invoice outside the decision and its rate limit, and nginx's own WWW-Authenticate stays the challenge.
+      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method));
       const retry = Number(one(req.headers['x-l402-retry-after']));
       const detail = one(req.headers['x-l402-detail']);
       // The render never sells what the auth answer could not decide on.
       if (!methodOk) send(res, await gate.render('method_not_allowed', 'bad_method', gr, req.headers));
-      else send(res, await gate.render(one(req.headers['x-l402-outcome']), one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
+      else send(res, await gate.render(outcome, one(req.headers['x-l402-reason']), gr, req.headers, { retryAfterSecs: Number.isInteger(retry) ? retry : undefined, detail }));
       return;
     }
     if (!upstream) {
@@ -382,8 +403,10 @@ export function createGateServer(gate: Gate): Server {
 
   const server = createServer(
     {
-      // nginx accepts up to 4 x 8 KiB of request headers by default; l402d must read whatever nginx lets through.
-      maxHeaderSize: 64 * 1024,
+      // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
+      // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
+      // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
+      maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
       // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
       // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
       // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
@@ -421,7 +444,9 @@ export function createGateServer(gate: Gate): Server {
       code === 'HPE_INVALID_METHOD'
         ? [400, 'Bad Request', 'bad_method']
         : code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'headers_too_large']
+          ? // Behind nginx, auth_request turns any status but 2xx/401/403 into a 500 (a 503 "gate unavailable"
+            // for the client's own oversized request): 403, which nginx passes on as a 4xx.
+            [upstream ? 431 : 403, upstream ? 'Request Header Fields Too Large' : 'Forbidden', 'headers_too_large']
           : code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? [408, 'Request Timeout', 'request_timeout']
             : [400, 'Bad Request', 'bad_request'];

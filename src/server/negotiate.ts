@@ -1,4 +1,6 @@
 // Which body a client gets: JSON problem details unless it clearly prefers HTML (a browser).
+import { trimOws } from '../protocol/ows.js';
+
 function q(accept: string, type: string): number {
   let best = -1;
   let bestSpecificity = -1;
@@ -35,5 +37,6 @@ export function prefersHtml(accept: string | undefined): boolean {
  */
 export function isGrpc(contentType: string | undefined, protocol?: string): boolean {
   if (protocol !== undefined && !/^HTTP\/2(\.0)?$/i.test(protocol.trim())) return false;
-  return !!contentType && /^application\/grpc(\+|;|$)/i.test(contentType.trim());
+  // HTTP whitespace only (SP, HTAB): what upstream.conf's map recognises as gRPC when it strips the metadata.
+  return !!contentType && /^application\/grpc(\+|;|$)/i.test(trimOws(contentType));
 }

@@ -89,7 +89,7 @@ export function writeSnippets(cfg: GateConfig, dir: string): void {
   for (const [name, text] of Object.entries(nginxSnippets(cfg))) writeFileSync(join(dir, name), text);
 }
 
-export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround; devPay?: boolean } = {}): Promise<Stack> {
+export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround; devPay?: boolean; /** Extra locations in the HTTP/1.1 server, given the snippet directory. */ extra?: (snippetDir: string) => string } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'l402-stack-'));
   cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
   const gatePort = await freePort();
@@ -110,7 +110,7 @@ export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; e
   writeSnippets(cfg, snippetDir);
   const port = await freePort();
   const h2Port = await freePort();
-  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround, opts.devPay ? DEV_PAY_LOCATION : '') }), 'nginx');
+  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround, (opts.devPay ? DEV_PAY_LOCATION : '') + (opts.extra?.(snippetDir) ?? '')) }), 'nginx');
   const origin = `http://127.0.0.1:${port}`;
   return {
     cfg, gate, nginx, upstream, grpcUp, origin, h2Port, wallet, logs, dataDir,
