@@ -149,6 +149,12 @@ if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}((;|%3b)[^/?#\\x5c]*)
 if ($uri ~ "//") {
     rewrite ^ /_l402/ambiguous-path last;
 }
+# A raw "#" in the path: nginx ends the path there (as a fragment) and matches "/free" for "/free#/../premium",
+# while proxy_pass forwards the whole raw target and an upstream that reads it as a path (Go's ParseRequestURI,
+# then path.Clean in http.FileServer) resolves it to /premium. No client sends a fragment in a request target.
+if ($request_uri ~ "^[^?]*#") {
+    rewrite ^ /_l402/ambiguous-path last;
+}
 location = /_l402/ambiguous-path {
     internal;
     default_type application/problem+json;

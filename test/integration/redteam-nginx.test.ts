@@ -175,6 +175,37 @@ test('a raw target nginx resolves into an unprotected location is refused when a
   }
 });
 
+test('a raw "#" in the path (nginx ends the path there, an upstream may read on and resolve it) is refused, over HTTP/1.1 and HTTP/2', { skip }, async () => {
+  // nginx matches "/free#/../premium" as the free "/free" and proxy_pass forwards the raw target, which Go's
+  // ParseRequestURI keeps whole and http.FileServer's path.Clean resolves to /premium.
+  for (const target of ['/free#/../premium', '/free#/%2e%2e/premium', '/free/a#/../../premium/x', '/free#x', '/#/premium', '/free#?q=/../premium']) {
+    s.upstream.reset();
+    const r = await raw(target);
+    assert.equal(r.status, 400, `${target}: ${r.status} ${r.body}`);
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'ambiguous_path', target);
+    assert.equal(s.upstream.hits, 0, `${target} reached the upstream unpaid: ${JSON.stringify(s.upstream.requests.map((x) => x.url))}`);
+    const h2 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const c = http2c.connect(`http://127.0.0.1:${s.h2Port}`);
+      c.on('error', reject);
+      const st = c.request({ ':path': target, accept: 'application/json' });
+      let status = 0;
+      let body = '';
+      st.on('response', (h) => (status = Number(h[':status'])));
+      st.on('data', (d: Buffer) => (body += d.toString()));
+      st.on('end', () => (c.close(), resolve({ status, body })));
+      st.on('error', reject);
+      st.end();
+    });
+    assert.equal(h2.status, 400, `HTTP/2 ${target}: ${h2.status} ${h2.body}`);
+    assert.equal(s.upstream.hits, 0, `HTTP/2 ${target} reached the upstream`);
+  }
+  // A "#" in the query is the query's: the path is unambiguous.
+  s.upstream.reset();
+  const q = await raw('/free?x=#/../premium');
+  assert.equal(q.status, 200, q.body);
+  assert.deepEqual(s.upstream.requests.map((x) => x.url), ['/free?x=#/../premium']);
+});
+
 test('an app that answers its own 401 (intercepting config) is answered as it is: no new challenge, no invoice', { skip }, async () => {
   failing.status = 401;
   failing.hits = 0;
