@@ -135,6 +135,13 @@ map $content_type $l402_upstream_macaroon {
     "~*application/grpc([+;\\s]|$)" "";
     default $http_macaroon;
 }
+
+# A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
+# answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
+map "$server_protocol|$content_type" $l402_grpc_refusal {
+    "~*^HTTP/2\\.0\\|application/grpc([+;]|$)" "-grpc";
+    default "";
+}
 `,
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
@@ -144,22 +151,30 @@ map $content_type $l402_upstream_macaroon {
 # merge_slashes off) is refused. nginx matches its location on the resolved path but proxy_pass without a URI
 # part forwards the raw one, so "/premium/../free" would be matched as the free /free and read as /premium/...
 if ($request_uri ~* "^[^?#]*(/|\\x5c|%2f|%5c)([.]|%2e){1,2}((;|%3b)[^/?#\\x5c]*)?(/|\\x5c|%2f|%5c|[?#]|$)") {
-    rewrite ^ /_l402/ambiguous-path last;
+    rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
 if ($uri ~ "//") {
-    rewrite ^ /_l402/ambiguous-path last;
+    rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
 # A raw "#" in the path: nginx ends the path there (as a fragment) and matches "/free" for "/free#/../premium",
 # while proxy_pass forwards the whole raw target and an upstream that reads it as a path (Go's ParseRequestURI,
 # then path.Clean in http.FileServer) resolves it to /premium. No client sends a fragment in a request target.
 if ($request_uri ~ "^[^?]*#") {
-    rewrite ^ /_l402/ambiguous-path last;
+    rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
 location = /_l402/ambiguous-path {
     internal;
     default_type application/problem+json;
     add_header Cache-Control no-store always;
     return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment or an empty segment in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
+}
+location = /_l402/ambiguous-path-grpc {
+    internal;
+    default_type application/grpc;
+    add_header Cache-Control no-store always;
+    add_header grpc-status 3 always;
+    add_header grpc-message "ambiguous request path" always;
+    return 200 "";
 }
 
 # The auth_request subrequest: l402d answers 200 (paid) or 401 with the outcome in headers.

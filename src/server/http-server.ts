@@ -116,15 +116,22 @@ function sameSecret(got: string | undefined, want: string): boolean {
   return got !== undefined && timingSafeEqual(a, b);
 }
 
-function ambiguousPath(method: string, why: string): Rendered {
+function ambiguousPath(method: string, why: string, grpc = false): Rendered {
+  if (grpc) return grpcRefusal(3, 'ambiguous request path');
   const body = JSON.stringify({ type: 'urn:l402:problem:ambiguous-path', title: 'Ambiguous request path', status: 400, reason: 'ambiguous_path', detail: `refused: ${why}; send the path without it` }) + '\n';
   return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
 /** A 401 that nginx renders but the gate did not decide (another access check refused first). */
-function notDecided(method: string): Rendered {
+function notDecided(method: string, grpc = false): Rendered {
+  if (grpc) return grpcRefusal(16, 'access denied');
   const body = JSON.stringify({ type: 'urn:l402:problem:unauthorized', title: 'Unauthorized', status: 401, reason: 'access_denied', detail: 'refused by another access check before payment was considered' }) + '\n';
   return { status: 401, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
+/** A gRPC call's refusal: a gRPC status (Trailers-Only), never a problem document its client reports as INTERNAL. */
+function grpcRefusal(code: number, message: string): Rendered {
+  return { status: 200, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/grpc'], ['grpc-status', String(code)], ['grpc-message', encodeURIComponent(message)]], body: '' };
 }
 
 /** A CORS preflight: answered by the gate (never the upstream, never an invoice) so the browser sends the paid request. */
@@ -298,7 +305,7 @@ export function createGateServer(gate: Gate): Server {
       }
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
       const early = target.ambiguous
-        ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous)
+        ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
         : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
           ? preflight(gate.routes.lookup(path)!.methods, req.headers)
           : undefined;
@@ -347,7 +354,7 @@ export function createGateServer(gate: Gate): Server {
       // No outcome: the 401 nginx is rendering is not the gate's decision (auth_basic before auth_request in
       // the same location, an intercepted upstream 401). Nothing was decided, so nothing is sold here: no
       // invoice outside the decision and its rate limit, and nginx's own WWW-Authenticate stays the challenge.
-      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method));
+      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))));
       const retry = Number(one(req.headers['x-l402-retry-after']));
       const detail = one(req.headers['x-l402-detail']);
       // The render never sells what the auth answer could not decide on.
