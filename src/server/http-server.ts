@@ -212,6 +212,12 @@ function proxy(
   req.pipe(up);
 }
 
+/**
+ * On a gRPC call, bytes an upstream may send before any answer (HTTP/2 connection frames); past it, the
+ * upstream answered. (A proxy_pass answer too big for nginx is at least proxy_buffer_size, 1 KiB or more.)
+ */
+const GRPC_PREAMBLE_BYTES = 512;
+
 /** nginx's `$msec` ("1733541234.567", seconds) as ms since the epoch; undefined unless well-formed. */
 export function sentAtMs(v: string | undefined): number | undefined {
   if (v === undefined || !/^\d{1,12}(\.\d{1,3})?$/.test(v)) return undefined;
@@ -298,9 +304,14 @@ export function createGateServer(gate: Gate): Server {
         // A gRPC upstream (grpc_pass) sends HTTP/2 settings on connecting, before any answer: for a gRPC call a
         // response header ($upstream_header_time: a time, not "-") is what counts.
         const grpcCall = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
+        // The content type is the client's, though: on a proxy_pass location a client calling itself gRPC must
+        // not turn the bytes rule off, so for a gRPC call more bytes than an HTTP/2 upstream sends before any
+        // answer (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM: well under GRPC_PREAMBLE_BYTES) count too; an answer
+        // too big for nginx is at least proxy_buffer_size (4 KiB by default).
+        const bytes = one(req.headers['x-l402-upstream-bytes']) ?? '';
         const answered = grpcCall
-          ? /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '')
-          : /[1-9]/.test(one(req.headers['x-l402-upstream-bytes']) ?? '');
+          ? /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '') || (bytes.match(/\d+/g) ?? []).some((n) => Number(n) >= GRPC_PREAMBLE_BYTES)
+          : /[1-9]/.test(bytes);
         req.resume();
         send(res, await gate.releaseAfterUpstreamFailure(gr, last === '504' ? 504 : 502, { answered }));
         return;

@@ -242,6 +242,23 @@ test('an answer nginx cannot take (a header the client made too big) was still h
   assert.equal(failing.hits, 1);
 });
 
+test('a gRPC content type on a proxy_pass location does not turn an answer nginx cannot take into a refund', { skip }, async () => {
+  // The response-header rule is for grpc_pass upstreams (their HTTP/2 settings are bytes before any answer);
+  // a client choosing "application/grpc" over HTTP/2 for an HTTP/1.1 upstream must not get the bytes rule off.
+  failing.status = 200;
+  failing.hits = 0;
+  const { auth } = await s.buy('/premium-app');
+  const big = `?q=${'x'.repeat(7_000)}`;
+  const h2origin = `http://127.0.0.1:${grpcFailPort}`;
+  for (const contentType of ['application/grpc', 'application/grpc+proto']) {
+    const r = await http2(h2origin, '/premium-app' + big, { headers: { authorization: auth, 'content-type': contentType, accept: 'application/json' } });
+    // Refused either way (a 502 that keeps the payment, then already_used as a gRPC status), never given back.
+    assert.ok(r.status !== 200 || (r.headers['grpc-status'] !== undefined && r.headers['grpc-status'] !== '0'), `${contentType}: ${r.status} ${r.body}`);
+    assert.doesNotMatch(r.body, /not_consumed/, `${contentType}: ${r.status} ${r.body}`);
+  }
+  assert.equal(failing.hits, 1, 'the app handled the request once; the payment was not given back for another go');
+});
+
 test('headers as large as the surrounding config lets nginx accept are a client matter: never a 503 from the gate', { skip }, async () => {
   s.upstream.reset();
   const big = (n: number) => Array.from({ length: n }, (_, i) => `t${i}/x`).join(',');
