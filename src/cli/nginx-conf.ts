@@ -44,8 +44,6 @@ ${PINNED}
     proxy_set_header X-Original-URI $request_uri;
     # The path nginx matched and forwards (protect.conf sets it; control characters refused there).
     proxy_set_header X-L402-URI $l402_uri;
-    # The same path read before the access phase (upstream.conf): for locations where protect.conf's set did not run.
-    proxy_set_header X-L402-Forwarded-URI $l402_forwarded_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
     proxy_set_header X-L402-Client-Addr $remote_addr;
@@ -138,21 +136,6 @@ map $content_type $l402_upstream_macaroon {
     default $http_macaroon;
 }
 
-# The path nginx forwards, read in the protected request itself just before its access phase (server.conf's
-# limit_conn key, which is always empty and counts nothing): after every rewrite of the location, including a
-# "rewrite ... break" that stops protect.conf's own "set $l402_uri $uri" from running, and in nested locations,
-# which do not inherit it. l402d prices it when $l402_uri is unset. A control character never reaches a header
-# ("/\\" is what l402d refuses as ambiguous); l402d's own locations read "" (their $uri is not the client's).
-map $uri $l402_forwarded_uri {
-    "~^/_l402/" "";
-    "~[\\x00-\\x1f\\x7f]" "/\\\\";
-    default $uri;
-}
-map $l402_forwarded_uri $l402_forwarded_uri_read {
-    default "";
-}
-limit_conn_zone $l402_forwarded_uri_read zone=l402_forwarded_uri:64k;
-
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -179,9 +162,6 @@ if ($uri ~ "//") {
 if ($request_uri ~ "^[^?]*#") {
     rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
-# Reads $l402_forwarded_uri before the access phase of every location of this server (upstream.conf); counts
-# nothing. A location with limit_conn of its own replaces this one: there l402d prices protect.conf's $l402_uri.
-limit_conn l402_forwarded_uri 1;
 location = /_l402/ambiguous-path {
     internal;
     default_type application/problem+json;

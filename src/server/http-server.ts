@@ -284,9 +284,7 @@ export function createGateServer(gate: Gate): Server {
       const method = req.headers['x-original-method'];
       const methodOk = typeof method === 'string' && METHOD.test(method);
       const rawUri = one(req.headers['x-original-uri']);
-      // The path nginx matched and forwards: protect.conf's $l402_uri, else (a `rewrite … break` before the
-      // include, a nested location: its `set` did not run) the same path read before the access phase.
-      const target = nginxTarget(rawUri, one(req.headers['x-l402-uri']) || one(req.headers['x-l402-forwarded-uri']));
+      const target = nginxTarget(rawUri, one(req.headers['x-l402-uri']));
       const path = target.path;
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
       // replaced).
