@@ -8,7 +8,8 @@ import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, type CountingUpstream } from './harness.js';
+import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { parseConfig } from '../../src/policy/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -18,47 +19,16 @@ import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 const cleanup = new Cleanup();
 let port: number;
 let upstream: CountingUpstream;
-let wallet: DevWallet;
+let stack: Standalone;
 
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-standalone-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  upstream = cleanup.use(await startCountingUpstream());
-  port = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: error }
-lightning: { type: dev }
-routes:
-  - { match: /cheap/, amount_msat: 1000, access: indefinite }
-  - { match: /expensive/, amount_msat: 900000 }
-`,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('error') });
-  cleanup.add(() => gate.close());
-  wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
+  stack = await startStandalone(cleanup, 'redteam-standalone', 'error');
+  ({ port, upstream } = stack);
 });
 after(() => cleanup.run());
 
-function send(method: string, path: string, headers: Record<string, string | string[]> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function buy(path: string): Promise<string> {
-  const r = await send('GET', path);
-  assert.equal(r.status, 402, r.body);
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
-}
+const send = (method: string, path: string, headers: Record<string, string | string[]> = {}) => sendTo(port, method, path, headers);
+const buy = (path: string) => buyStandalone(stack, path);
 
 /** Writes `bytes` on one connection and returns everything l402d sends back until it closes (bounded). */
 function rawExchange(bytes: string): Promise<string> {

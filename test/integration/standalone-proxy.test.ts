@@ -2,12 +2,12 @@
 // payment decision was made on, so an encoded "/../" cannot make l402d price one route and serve another.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { parseConfig } from '../../src/policy/config.js';
 import { normalizePath } from '../../src/policy/routes.js';
@@ -18,48 +18,17 @@ import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 const cleanup = new Cleanup();
 let port: number;
 let upstream: CountingUpstream;
-let wallet: DevWallet;
+let stack: Standalone;
 
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-standalone-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  upstream = cleanup.use(await startCountingUpstream());
-  port = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: warn }
-lightning: { type: dev }
-routes:
-  - { match: /cheap/, amount_msat: 1000, access: indefinite }
-  - { match: /expensive/, amount_msat: 900000 }
-`,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('warn') });
-  cleanup.add(() => gate.close());
-  wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
+  stack = await startStandalone(cleanup, 'standalone');
+  ({ port, upstream } = stack);
 });
 after(() => cleanup.run());
 
 /** One request with the request-target sent exactly as given (no client-side URL normalisation). */
-function raw(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function buy(path: string): Promise<string> {
-  const r = await raw(path);
-  assert.equal(r.status, 402, r.body);
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
-}
+const raw = (path: string, headers: Record<string, string> = {}) => sendTo(port, 'GET', path, headers);
+const buy = (path: string) => buyStandalone(stack, path);
 
 test('a cheap credential cannot reach an expensive route through an encoded "/../"', async () => {
   const cheap = await buy('/cheap/x');
@@ -126,17 +95,7 @@ test('";" is forwarded encoded, so a servlet container cannot strip "..;params" 
 });
 
 /** One request with any method and repeated headers (arrays), to a given l402d port. */
-function send(method: string, path: string, headers: Record<string, string | string[]>, to = port): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: to, path, method, headers: { connection: 'close', accept: 'application/json', ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const send = (method: string, path: string, headers: Record<string, string | string[]>, to = port) => sendTo(to, method, path, headers);
 
 const FORGED = { 'x-l402-token-id': 'forged', 'x-l402-rail': 'forged', 'x-l402-route': 'forged', 'x-l402-amount-msat': '1' };
 
