@@ -83,9 +83,10 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<
   process.stderr.write(`
 l402-nginx quick start (${nginx ? 'nginx → l402d' : 'l402d reverse proxy: nginx not installed'}; development wallet, no real money)
 
-  1. Ask for paid content:   curl -i ${url}/premium
-  2. Pay the invoice:        node bin/l402d.js dev pay <invoice from the 402>
-  3. Retry with the proof:   curl -i -H 'Authorization: L402 <macaroon>:<preimage>' ${url}/premium
+  1. Ask for paid content:   curl -s ${url}/premium -o challenge.json
+  2. Pay its invoice:        PREIMAGE=$(node bin/l402d.js dev pay "$(jq -r .invoice challenge.json)")
+  3. Retry with the proof:   curl -i -H "Authorization: L402 $(jq -r .macaroon challenge.json):$PREIMAGE" ${url}/premium
+  (the macaroon and the invoice must come from the same 402; needs curl and jq)
 
   /premium costs 10 sats per request; /api/ sells one hour of access for 50 sats. Free: ${url}/
   Ctrl-C stops everything.

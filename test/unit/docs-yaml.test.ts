@@ -78,3 +78,31 @@ test('every complete yaml example (a block with routes:) loads through the confi
   assert.deepEqual(bad, []);
   assert.ok(loaded >= 3, `only ${loaded} complete examples loaded`);
 });
+
+test('one truth about the LND macaroon: the docs ask for the permissions the backend error asks for', () => {
+  const src = readFileSync(join(ROOT, 'src/rails/lightning/lnd.ts'), 'utf8');
+  const perms = /lncli bakemacaroon ([a-z:]+(?: [a-z:]+)*)/.exec(src)?.[1];
+  assert.ok(perms, 'lnd.ts names the permissions it needs');
+  for (const file of ['README.md', 'docs/backends.md']) {
+    const text = readFileSync(join(ROOT, file), 'utf8');
+    assert.ok(text.includes(`bakemacaroon ${perms}`), `${file} does not ask for ${perms}`);
+  }
+  for (const file of ['README.md', ...readdirSync(join(ROOT, 'docs')).map((f) => `docs/${f}`)]) {
+    const text = readFileSync(join(ROOT, file), 'utf8');
+    assert.doesNotMatch(text, /invoice\.macaroon is enough/, file);
+    assert.doesNotMatch(text, /macaroon_path:[^\n]*\binvoice\.macaroon/, `${file} configures invoice.macaroon, which lacks info:read`);
+  }
+});
+
+test("README's curl flow takes the macaroon and the invoice from the same 402 and lists jq", () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const flow = /```sh\n(curl[^`]*?dev pay[^`]*?)```/.exec(readme)?.[1];
+  assert.ok(flow, 'README has the curl flow');
+  // Exactly one request without a credential (each 402 mints a new macaroon/invoice pair).
+  const unpaid = flow.split('\n').filter((l) => /^\s*curl /.test(l) && !/Authorization/.test(l));
+  assert.equal(unpaid.length, 1, flow);
+  const saved = /-o (\S+)/.exec(unpaid[0]!)?.[1];
+  assert.ok(saved, 'the 402 is saved to a file');
+  assert.ok(flow.includes(`jq -r .invoice ${saved}`) && flow.includes(`jq -r .macaroon ${saved}`), 'both come from the saved 402');
+  assert.match(readme, /needs `curl` and `jq`/);
+});
