@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // l402d: the command line. Every command has --help; errors print one clear line and exit non-zero.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, describeStore, embeddedDefaultsNote, resolveConfig, resolveConfigAllowingUnsetVars } from './config-source.js';
@@ -170,8 +170,12 @@ dev
   .argument('<bolt11>', 'the invoice from the 402 challenge')
   .option('-c, --config <file>', 'YAML config file (to find the data dir)')
   .action((bolt11: string, opts: { config?: string }) => {
-    const { config } = resolveConfig(opts.config);
+    const { config, explicit } = resolveConfig(opts.config);
     if (config.lightning.type !== 'dev') throw new ConfigError(`lightning.type is ${config.lightning.type}: dev pay only works with the development wallet`);
+    // Only the wallet that issued the invoice can pay it: never create an empty one here (in the current directory).
+    if (!existsSync(join(config.dataDir, 'dev-wallet.db')) || !existsSync(join(config.dataDir, 'dev-node.key'))) {
+      throw new UsageError(`no development wallet in ${config.dataDir}${explicit ? '' : ` (${embeddedDefaultsNote(config)})`}: run this where l402d runs, or give its --config`);
+    }
     const wallet = DevWallet.open(config.dataDir);
     try {
       process.stdout.write(wallet.pay(bolt11).toString('hex') + '\n');

@@ -201,3 +201,11 @@ test('nginx-conf into a pipe closed early (l402d nginx-conf | head) exits quietl
   assert.doesNotMatch(err, /EPIPE|Unhandled/, err);
   assert.equal(code, 0, err);
 });
+
+test('dev pay without a wallet in the data dir (no --config, another directory) refuses and creates none', () => {
+  const cwd = tmp();
+  const r = l402d(['dev', 'pay', 'lnbcrt10n1anything'], { cwd });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /no development wallet in .*\/data \(no --config and no \$L402_CONFIG: the embedded development defaults/);
+  assert.deepEqual(readdirSync(cwd), []);
+});
