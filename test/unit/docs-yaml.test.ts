@@ -106,3 +106,20 @@ test("README's curl flow takes the macaroon and the invoice from the same 402 an
   assert.ok(flow.includes(`jq -r .invoice ${saved}`) && flow.includes(`jq -r .macaroon ${saved}`), 'both come from the saved 402');
   assert.match(readme, /needs `curl` and `jq`/);
 });
+
+test('every partial yaml example (a section without routes:) uses only keys the config loader knows', () => {
+  const bad: string[] = [];
+  for (const b of blocks) {
+    if (/^routes:/m.test(b.text)) continue;
+    let text = `${b.text}routes: [{ match: /p, amount_msat: 1 }]\n`;
+    if (!/^lightning:/m.test(b.text)) text += 'lightning: { type: dev }\n';
+    try {
+      parseConfig(text, { source: `${b.file} (block at line ${b.line}), line`, baseDir: '/srv/l402', env: envFor(b.text) });
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      // Values such as `offer: lno1...` are placeholders; a key the loader does not know is a mistake.
+      bad.push(...e.message.split('\n').filter((l) => /unknown key|invalid YAML|must be a YAML mapping/.test(l)));
+    }
+  }
+  assert.deepEqual(bad, []);
+});
