@@ -159,8 +159,10 @@ for (const [name, desc] of [['set', 'set a price'], ['get', 'show a price'], ['d
 program
   .command('quickstart')
   .description('run a demo on embedded defaults: example upstream, l402d, and nginx in front if installed (npm start)')
-  .action(async () => {
-    await quickstart();
+  .option('-p, --port <port>', 'port the demo answers on (default: $PORT, else 8080)')
+  .option('--upstream-port <port>', 'port of the example upstream (default: $UPSTREAM_PORT, else 8081)')
+  .action(async (opts: { port?: string; upstreamPort?: string }) => {
+    await quickstart(process.env, opts);
   });
 
 const dev = program.command('dev').description('development wallet tools (regtest invoices, no real money)');

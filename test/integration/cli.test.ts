@@ -6,6 +6,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
 import { l402dArgs } from './gate-process.js';
 import { requireTool } from './harness.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
@@ -208,4 +209,21 @@ test('dev pay without a wallet in the data dir (no --config, another directory) 
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no development wallet in .*\/data \(no --config and no \$L402_CONFIG: the embedded development defaults/);
   assert.deepEqual(readdirSync(cwd), []);
+});
+
+test('quickstart has --port and refuses a port already in use instead of running behind a dead nginx', async () => {
+  const cwd = tmp();
+  const busy = createServer();
+  await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', () => ok()));
+  const port = (busy.address() as { port: number }).port;
+  try {
+    const help = l402d(['quickstart', '--help']);
+    assert.match(help.stdout, /--port <port>/);
+    const r = l402d(['quickstart', '--port', String(port)], { cwd });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`port ${port} \\((nginx|l402d)\\) is already in use`));
+    assert.match(l402d(['quickstart', '--port', 'http'], { cwd }).stderr, /--port: "http" is not a port/);
+  } finally {
+    busy.close();
+  }
 });
