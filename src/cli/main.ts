@@ -13,6 +13,7 @@ import type { Store } from '../store/store.js';
 import { parseConfig, type GateConfig } from '../policy/config.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 import { normalizePath, RouteTable } from '../policy/routes.js';
+import { hasRawBytes } from '../protocol/path-bytes.js';
 import { parsePrice, priceKeys } from '../policy/pricing.js';
 import { withTimeout } from '../util/timeout.js';
 import { createLogger } from '../util/log.js';
@@ -83,8 +84,9 @@ function priceKey(opts: { route?: string; path?: string }): string {
     // spelling would never be read.
     const p = opts.path;
     if (!p.startsWith('/') || /[?#]/.test(p)) throw new UsageError(`--path ${JSON.stringify(p)}: give the request path alone, starting with / (no query, no #)`);
-    const n = normalizePath(p);
-    if (n === undefined) throw new UsageError(`--path ${JSON.stringify(p)}: not a path nginx serves`);
+    // The command line holds text: its UTF-8 bytes are what a client's request carries.
+    const n = normalizePath(Buffer.from(p, 'utf8').toString('latin1'));
+    if (n === undefined || hasRawBytes(n)) throw new UsageError(`--path ${JSON.stringify(p)}: not a path nginx serves that the gate can price`);
     if (n !== p) throw new UsageError(`--path ${JSON.stringify(p)}: the gate prices the normalised path ${JSON.stringify(n)} (decoded, no "//", "." or ".."): give that`);
   }
   return opts.route ? priceKeys.route(opts.route) : priceKeys.path(opts.path!);

@@ -151,6 +151,10 @@ test('price: refused without a config, names its store, refuses a path no route 
     assert.equal(r.code, 2, path);
     assert.match(r.stderr, /--path .*(normalised path "\/timed\/a"|starting with \/)/, path);
   }
+  // Non-ASCII: the gate prices the decoded UTF-8 path, so that is the spelling to give.
+  assert.equal(price('set', '900', '--path', '/timed/café').code, 0);
+  assert.match(price('set', '900', '--path', '/timed/caf%C3%A9').stderr, /normalised path "\/timed\/café"/);
+  assert.equal(price('set', '900', '--path', '/timed/%FF').code, 2);
   const set = price('set', '700', '--path', '/timed/a');
   assert.equal(set.code, 0, set.stderr);
   assert.match(set.stderr, new RegExp(`^store: sqlite ${d}/l402\\.db$`, 'm'));
