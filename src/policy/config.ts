@@ -405,10 +405,13 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   let badKey: number | undefined;
   visit(doc, {
     Pair(_, pair) {
-      if (badKey === undefined && pair.key !== null && !isScalar(pair.key)) badKey = lineOf(lc, doc, []) ?? 1;
+      if (badKey === undefined && pair.key !== null && !isScalar(pair.key)) {
+        const range = (pair.key as { range?: [number, number, number] }).range;
+        badKey = range ? lc.linePos(range[0]).line : 0;
+      }
     },
   });
-  if (badKey !== undefined) throw new ConfigError(`${source}: invalid YAML: mapping keys must be plain strings`);
+  if (badKey !== undefined) throw new ConfigError(`${source}${badKey ? `:${badKey}` : ''}: invalid YAML: mapping keys must be plain strings`);
   let js: unknown;
   try {
     // A small alias budget refuses "billion laughs" documents; an undefined alias throws here too.

@@ -167,3 +167,7 @@ test('a YAML syntax error from an unquoted ${VAR} in a flow map says to quote it
   assert.match(err(`metrics: [\${X}]\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: invalid YAML: .*quote/);
   assert.match(err(`lightning: { type: dev }\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:2: invalid YAML: .*unique.*only once/);
 });
+
+test('a mapping used as a key is reported on its own line', () => {
+  assert.match(err(`lightning: { type: dev }\nroutes:\n  - match: /a\n    amount_msat: 1\n    ? [a, b]\n    : x\n`), /^test\.yaml:5: invalid YAML: mapping keys must be plain strings/);
+});
