@@ -346,6 +346,7 @@ function editDistance(a: string, b: string): number {
 
 /** The closest known key to a misspelt one, when it is close enough to be a likely typo. */
 function closestKey(key: string, known: string[]): string | undefined {
+  if (key.length > 64) return undefined;
   let best: string | undefined;
   let bestD = Infinity;
   const k = key.toLowerCase().replace(/-/g, '_');
