@@ -1,8 +1,8 @@
 // `l402d doctor`: checks what an operator would otherwise find out from a failing request, and says
 // what to do about each problem. Never prints secrets.
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../policy/config.js';
 import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
@@ -13,6 +13,7 @@ import { openBackend } from '../rails/lightning/open-backend.js';
 import { openStore } from '../store/open-store.js';
 import { RedisStore } from '../store/redis-store.js';
 import { createLogger } from '../util/log.js';
+import { describeStore } from './config-source.js';
 import { withTimeout } from '../util/timeout.js';
 
 export interface Check {
@@ -36,10 +37,34 @@ function running(listen: string): Promise<boolean> {
   });
 }
 
+/** The nearest directory of `p` (itself or an ancestor) that exists. */
+function existingAncestor(p: string): string {
+  let d = resolve(p);
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  return d;
+}
+
+/**
+ * Doctor only looks: it creates nothing (no data dir, development root key, SQLite file or development
+ * wallet), wherever it runs. What does not exist yet is checked on a throwaway copy in a temporary
+ * directory and reported as "l402d start creates it".
+ */
 export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> {
+  const scratch = mkdtempSync(join(tmpdir(), 'l402-doctor-'));
+  try {
+    return await checkAll(cfg, source, scratch);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function checkAll(cfg: GateConfig, source: string, scratch: string): Promise<Check[]> {
   const checks: Check[] = [{ ok: true, what: 'config', detail: `${source}: valid, ${cfg.routes.length} route(s)` }];
   const log = createLogger('silent');
-  try {
+  const devKeyPath = resolve(cfg.dataDir, 'root.key');
+  if (cfg.rootKey === undefined && cfg.lightning.type === 'dev' && !existsSync(devKeyPath)) {
+    checks.push({ ok: true, what: 'root key', detail: `no root_key: l402d start generates a development key at ${devKeyPath} (not created by doctor)` });
+  } else try {
     const keys = loadRootKeys(cfg, log);
     const unseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
     const ngx = cfg.ngxL402RootKey ? `; ngx_l402's credentials honoured too (remove ngx_l402_root_key once they have expired)${unseen ? `; warning: ${unseen}` : ''}` : '';
@@ -47,28 +72,38 @@ export async function doctor(cfg: GateConfig, source: string): Promise<Check[]> 
   } catch (e) {
     checks.push({ ok: false, what: 'root key', detail: (e as Error).message });
   }
+  const dataDirExists = existsSync(cfg.dataDir);
   try {
-    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-    accessSync(cfg.dataDir, constants.W_OK);
-    checks.push({ ok: true, what: 'data dir', detail: `${cfg.dataDir} is writable` });
+    if (dataDirExists) {
+      accessSync(cfg.dataDir, constants.W_OK);
+      checks.push({ ok: true, what: 'data dir', detail: `${cfg.dataDir} is writable` });
+    } else {
+      const parent = existingAncestor(cfg.dataDir);
+      accessSync(parent, constants.W_OK);
+      checks.push({ ok: true, what: 'data dir', detail: `${cfg.dataDir} does not exist yet: l402d start creates it (${parent} is writable; not created by doctor)` });
+    }
   } catch (e) {
     checks.push({ ok: false, what: 'data dir', detail: `${cfg.dataDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; create it or fix its permissions` });
   }
   try {
-    const store = openStore(cfg);
+    // A SQLite file that does not exist yet is tried in the scratch directory, not created where it belongs.
+    const fresh = cfg.store.type === 'sqlite' && !existsSync(cfg.store.path);
+    const store = openStore(fresh && cfg.store.type === 'sqlite' ? { ...cfg, store: { ...cfg.store, path: join(scratch, 'l402.db') } } : cfg);
     try {
       await withTimeout(store.ping(), 3000, `${store.kind} ping`);
-      checks.push({ ok: true, what: 'store', detail: `${store.kind} reachable` });
+      checks.push({ ok: true, what: 'store', detail: fresh ? `${describeStore(cfg)} does not exist yet: l402d start creates it (not created by doctor)` : `${describeStore(cfg)} reachable` });
       if (store instanceof RedisStore && cfg.store.type === 'redis') checks.push(...(await redisDurabilityChecks(store, cfg.store.requirePersistence)));
     } finally {
       await store.close();
     }
   } catch (e) {
     const hint = cfg.store.type === 'redis' ? ': is redis-server running and the URL (host, port, password) right?' : '';
-    checks.push({ ok: false, what: 'store', detail: `${cfg.store.type}: ${(e as Error).message}${hint}` });
+    checks.push({ ok: false, what: 'store', detail: `${cfg.store.type}: ${(e as Error).message}${hint} (${describeStore(cfg)})` });
   }
   try {
-    const backend = await openBackend(cfg);
+    // The development wallet's key and database are created on first use: not by doctor.
+    const devFresh = cfg.lightning.type === 'dev' && !(existsSync(join(cfg.dataDir, 'dev-node.key')) && existsSync(join(cfg.dataDir, 'dev-wallet.db')));
+    const backend = await openBackend(devFresh ? { ...cfg, dataDir: join(scratch, 'data') } : cfg);
     try {
       const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs + 500, 'backend check') : backend.describe();
       if (backend.kind === 'dev') {

@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 // l402d: the command line. Every command has --help; errors print one clear line and exit non-zero.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { ConfigError, resolveConfig } from './config-source.js';
+import { ConfigError, describeStore, embeddedDefaultsNote, resolveConfig, resolveConfigAllowingUnsetVars } from './config-source.js';
 import { nginxSnippets } from './nginx-conf.js';
 import { runGate } from './workers.js';
 import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import type { GateConfig } from '../policy/config.js';
+import { parseConfig, type GateConfig } from '../policy/config.js';
+import { DEFAULT_CONFIG_YAML } from './defaults.js';
+import { normalizePath, RouteTable } from '../policy/routes.js';
+import { hasRawBytes } from '../protocol/path-bytes.js';
 import { parsePrice, priceKeys } from '../policy/pricing.js';
 import { withTimeout } from '../util/timeout.js';
 import { createLogger } from '../util/log.js';
@@ -38,14 +41,21 @@ program
     await runGate(config);
   });
 
+// The files nginx-conf writes, named in its --help from the snippets themselves (so the count stays true).
+const SNIPPET_FILES = Object.keys(nginxSnippets(parseConfig(DEFAULT_CONFIG_YAML, { env: {} })));
+const countWords = ['no', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+
 program
   .command('nginx-conf')
   .description('print the nginx include snippets for this config (or write them to a directory)')
-  .option('-c, --config <file>', 'YAML config file')
-  .option('-o, --out <dir>', 'write upstream.conf, server.conf and protect.conf into this directory')
+  .option('-c, --config <file>', 'YAML config file (a ${VAR} the snippets do not use need not be set)')
+  .option('-o, --out <dir>', `write the ${countWords[SNIPPET_FILES.length] ?? SNIPPET_FILES.length} files ${SNIPPET_FILES.join(', ')} into this directory`)
   .action((opts: { config?: string; out?: string }) => {
-    const { config } = resolveConfig(opts.config);
+    const { config, source, placeholders } = resolveConfigAllowingUnsetVars(opts.config);
     const snippets = nginxSnippets(config);
+    // A variable whose value the snippets carry (nginx_secret) must be set: its placeholder never reaches a file.
+    const needed = [...placeholders].filter(([p]) => Object.values(snippets).some((t) => t.includes(p))).map(([, n]) => n);
+    if (needed.length) throw new ConfigError(`${source}: environment variable ${needed.join(', ')} is not set, and the nginx snippets carry its value`);
     if (opts.out) {
       mkdirSync(opts.out, { recursive: true });
       for (const [name, text] of Object.entries(snippets)) writeFileSync(join(opts.out, name), text);
@@ -60,8 +70,8 @@ program
   .description('check the config, root key, data dir, store and Lightning backend, and say what to fix')
   .option('-c, --config <file>', 'YAML config file')
   .action(async (opts: { config?: string }) => {
-    const { config, source } = resolveConfig(opts.config);
-    const checks = await doctor(config, source);
+    const { config, source, explicit } = resolveConfig(opts.config);
+    const checks = await doctor(config, explicit ? source : `${source}: ${embeddedDefaultsNote(config)}`);
     for (const c of checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.what}: ${c.detail}\n`);
     if (checks.some((c) => !c.ok)) process.exitCode = 1;
   });
@@ -69,10 +79,27 @@ program
 const price = program.command('price').description('dynamic prices in the store (msat), per route id or per exact path');
 function priceKey(opts: { route?: string; path?: string }): string {
   if (!!opts.route === !!opts.path) throw new UsageError('give exactly one of --route ID or --path PATH');
+  if (opts.path !== undefined) {
+    // The gate looks prices up by the path nginx matches ($uri: decoded, normalised); a key for any other
+    // spelling would never be read.
+    const p = opts.path;
+    if (!p.startsWith('/') || /[?#]/.test(p)) throw new UsageError(`--path ${JSON.stringify(p)}: give the request path alone, starting with / (no query, no #)`);
+    // The command line holds text: its UTF-8 bytes are what a client's request carries.
+    const n = normalizePath(Buffer.from(p, 'utf8').toString('latin1'));
+    if (n === undefined || hasRawBytes(n)) throw new UsageError(`--path ${JSON.stringify(p)}: not a path nginx serves that the gate can price`);
+    if (n !== p) throw new UsageError(`--path ${JSON.stringify(p)}: the gate prices the normalised path ${JSON.stringify(n)} (decoded, no "//", "." or ".."): give that`);
+  }
   return opts.route ? priceKeys.route(opts.route) : priceKeys.path(opts.path!);
 }
-async function withStore<T>(file: string | undefined, fn: (store: Store, config: GateConfig) => Promise<T>): Promise<T> {
-  const { config } = resolveConfig(file);
+/** The running gate's config, or a refusal: without one, `price` would use ./data of the current directory. */
+function priceConfig(file: string | undefined): GateConfig {
+  const { config, explicit } = resolveConfig(file);
+  if (!explicit) throw new UsageError(`price: give the running gate's config (--config FILE or $L402_CONFIG): ${embeddedDefaultsNote(config)} is probably not the store the gate reads`);
+  if (config.store.type === 'memory') throw new UsageError('price: store.type is memory, which lives inside the running l402d: a price set from here would be lost; use sqlite or redis for dynamic prices');
+  return config;
+}
+async function withStore<T>(config: GateConfig, fn: (store: Store, config: GateConfig) => Promise<T>): Promise<T> {
+  process.stderr.write(`store: ${describeStore(config)}\n`);
   const store = openStore(config);
   try {
     await withTimeout(store.ping(), 3000, 'store');
@@ -92,15 +119,37 @@ for (const [name, desc] of [['set', 'set a price'], ['get', 'show a price'], ['d
   cmd.action(async (...args: unknown[]) => {
     const opts = args[name === 'set' ? 1 : 0] as { config?: string; route?: string; path?: string };
     const key = priceKey(opts);
-    await withStore(opts.config, async (store, config) => {
-      if (opts.route && !config.routes.some((r) => r.id === opts.route)) throw new UsageError(`no route with id ${opts.route} in the config (ids: ${config.routes.map((r) => r.id).join(', ')})`);
+    const config = priceConfig(opts.config);
+    if (opts.route && !config.routes.some((r) => r.id === opts.route)) throw new UsageError(`no route with id ${opts.route} in the config (ids: ${config.routes.map((r) => r.id).join(', ')})`);
+    const route = opts.route ? config.routes.find((r) => r.id === opts.route)! : new RouteTable(config.routes).lookup(opts.path!);
+    if (name === 'set' && !route) throw new UsageError(`--path ${opts.path}: no route in the config covers this path, so nothing would charge this price (routes: ${config.routes.map((r) => r.match).join(', ')})`);
+    const msat = name === 'set' ? parsePrice(String(args[0])) : undefined;
+    if (name === 'set' && msat === undefined) throw new UsageError('msat must be a positive integer');
+    await withStore(config, async (store) => {
       if (name === 'set') {
-        const msat = parsePrice(String(args[0]));
-        if (msat === undefined) throw new UsageError('msat must be a positive integer');
         await store.set(key, String(msat));
         process.stdout.write(`${key} = ${msat}\n`);
+        if (!config.pricing.dynamic) process.stderr.write('warning: pricing.dynamic is false: the gate ignores prices in the store and charges amount_msat\n');
       } else if (name === 'get') {
-        process.stdout.write(`${key} = ${(await store.get(key)) ?? '(not set: static price applies)'}\n`);
+        const value = await store.get(key);
+        process.stdout.write(`${key} = ${value ?? '(not set)'}${value !== undefined && parsePrice(value) === undefined ? ' (ignored: not a positive integer)' : ''}\n`);
+        if (!route) {
+          process.stdout.write(`no route in the config covers ${opts.path}: it is not sold\n`);
+          return;
+        }
+        const routeValue = opts.path ? await store.get(priceKeys.route(route.id)) : value;
+        if (opts.path) process.stdout.write(`${priceKeys.route(route.id)} = ${routeValue ?? '(not set)'}\n`);
+        process.stdout.write(`static: route ${route.id} amount_msat ${route.amountMsat}\n`);
+        const byPath = opts.path ? parsePrice(value) : undefined;
+        const byRoute = parsePrice(routeValue);
+        const charged = !config.pricing.dynamic
+          ? `${route.amountMsat} msat (static: pricing.dynamic is false)`
+          : byPath !== undefined
+            ? `${byPath} msat (this path's own price)`
+            : byRoute !== undefined
+              ? `${byRoute} msat (the route's dynamic price)`
+              : `${route.amountMsat} msat (static)`;
+        process.stdout.write(`charged: ${charged}${config.pricing.legacyKeys && opts.path ? ", unless ngx_l402's bare-path key (pricing.legacy_keys) is set" : ''}\n`);
       } else {
         await store.del(key);
         process.stdout.write(`${key} removed\n`);
@@ -112,8 +161,10 @@ for (const [name, desc] of [['set', 'set a price'], ['get', 'show a price'], ['d
 program
   .command('quickstart')
   .description('run a demo on embedded defaults: example upstream, l402d, and nginx in front if installed (npm start)')
-  .action(async () => {
-    await quickstart();
+  .option('-p, --port <port>', 'port the demo answers on (default: $PORT, else 8080)')
+  .option('--upstream-port <port>', 'port of the example upstream (default: $UPSTREAM_PORT, else 8081)')
+  .action(async (opts: { port?: string; upstreamPort?: string }) => {
+    await quickstart(process.env, opts);
   });
 
 const dev = program.command('dev').description('development wallet tools (regtest invoices, no real money)');
@@ -123,8 +174,12 @@ dev
   .argument('<bolt11>', 'the invoice from the 402 challenge')
   .option('-c, --config <file>', 'YAML config file (to find the data dir)')
   .action((bolt11: string, opts: { config?: string }) => {
-    const { config } = resolveConfig(opts.config);
+    const { config, explicit } = resolveConfig(opts.config);
     if (config.lightning.type !== 'dev') throw new ConfigError(`lightning.type is ${config.lightning.type}: dev pay only works with the development wallet`);
+    // Only the wallet that issued the invoice can pay it: never create an empty one here (in the current directory).
+    if (!existsSync(join(config.dataDir, 'dev-wallet.db')) || !existsSync(join(config.dataDir, 'dev-node.key'))) {
+      throw new UsageError(`no development wallet in ${config.dataDir}${explicit ? '' : ` (${embeddedDefaultsNote(config)})`}: run this where l402d runs, or give its --config`);
+    }
     const wallet = DevWallet.open(config.dataDir);
     try {
       process.stdout.write(wallet.pay(bolt11).toString('hex') + '\n');
@@ -168,6 +223,12 @@ cashu
   });
 
 async function main(): Promise<void> {
+  // `l402d nginx-conf | head`: a reader that stops early is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    process.stderr.write(`l402d: stdout: ${e.message}\n`);
+    process.exit(1);
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (e) {

@@ -52,10 +52,30 @@ http {
 `;
 }
 
-export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const port = Number(env.PORT ?? 8080);
-  const upstreamPort = Number(env.UPSTREAM_PORT ?? 8081);
+/** Fails with a clear message when something else already listens on the port (nginx would die on it). */
+function ensureFree(port: number, what: string): Promise<void> {
+  return new Promise((ok, fail) => {
+    const probe = createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new Error(e.code === 'EADDRINUSE' ? `port ${port} (${what}) is already in use on 127.0.0.1: pick another with --port / --upstream-port` : `port ${port} (${what}): ${e.message}`)),
+    );
+    probe.listen(port, '127.0.0.1', () => probe.close(() => ok()));
+  });
+}
+
+function portOf(v: string | number | undefined, fallback: number, what: string): number {
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${what}: ${JSON.stringify(String(v))} is not a port (1-65535)`);
+  return n;
+}
+
+export async function quickstart(env: NodeJS.ProcessEnv = process.env, opts: { port?: string; upstreamPort?: string } = {}): Promise<void> {
+  const port = portOf(opts.port ?? env.PORT, 8080, '--port');
+  const upstreamPort = portOf(opts.upstreamPort ?? env.UPSTREAM_PORT, 8081, '--upstream-port');
+  if (port === upstreamPort) throw new Error(`--port and --upstream-port are both ${port}`);
   const nginx = env.L402_NO_NGINX ? undefined : findNginx();
+  await ensureFree(port, nginx ? 'nginx' : 'l402d');
   const upstream = await exampleUpstream(upstreamPort);
   // A local demo: the development wallet, with the payment page's pay button (loopback clients only).
   let yaml = DEFAULT_CONFIG_YAML.replace('lightning: { type: dev }', 'lightning: { type: dev, pay_endpoint: true }');
@@ -63,6 +83,7 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<
   const config = parseConfig(yaml, { source: '(embedded defaults)', env });
   let gate: RunningGate;
   let child: ChildProcess | undefined;
+  let stopping = false;
   try {
     gate = await startGate(config);
   } catch (e) {
@@ -75,22 +96,30 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env): Promise<
     for (const [name, text] of Object.entries(nginxSnippets(config))) writeFileSync(resolve(dir, 'l402', name), text);
     writeFileSync(resolve(dir, 'nginx.conf'), nginxConf(dir, port, upstreamPort));
     child = spawn(nginx, ['-p', dir, '-c', resolve(dir, 'nginx.conf'), '-e', resolve(dir, 'error.log')], { stdio: 'inherit' });
-    child.on('exit', (code) => {
-      if (code) process.stderr.write(`nginx exited with code ${code}; see ${dir}/error.log\n`);
+    // nginx is the demo's front door: when it dies (its port taken meanwhile, a bad config), stop everything.
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(`nginx exited (${signal ?? `code ${code}`}); see ${dir}/error.log. Stopping the quick start.\n`);
+      stopping = true;
+      upstream.close();
+      gate.close().finally(() => process.exit(1));
     });
   }
   const url = `http://127.0.0.1:${port}`;
   process.stderr.write(`
 l402-nginx quick start (${nginx ? 'nginx → l402d' : 'l402d reverse proxy: nginx not installed'}; development wallet, no real money)
 
-  1. Ask for paid content:   curl -i ${url}/premium
-  2. Pay the invoice:        node bin/l402d.js dev pay <invoice from the 402>
-  3. Retry with the proof:   curl -i -H 'Authorization: L402 <macaroon>:<preimage>' ${url}/premium
+  1. Ask for paid content:   curl -s ${url}/premium -o challenge.json
+  2. Pay its invoice:        PREIMAGE=$(node bin/l402d.js dev pay "$(jq -r .invoice challenge.json)")
+  3. Retry with the proof:   curl -i -H "Authorization: L402 $(jq -r .macaroon challenge.json):$PREIMAGE" ${url}/premium
+  (the macaroon and the invoice must come from the same 402; needs curl and jq)
 
   /premium costs 10 sats per request; /api/ sells one hour of access for 50 sats. Free: ${url}/
   Ctrl-C stops everything.
 `);
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     child?.kill('SIGQUIT');
     upstream.close();
     gate.close().then(() => process.exit(0), () => process.exit(1));

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve, dirname } from 'node:path';
-import { LineCounter, parseDocument, isScalar, visit, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isScalar, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
 import { parseRouteMatch } from './routes.js';
@@ -288,10 +288,88 @@ function lineOf(lc: LineCounter, doc: Document, path: readonly PropertyKey[]): n
   return undefined;
 }
 
+/** The line of the key `key` itself in the mapping at `path` (an unknown key is reported on its own line). */
+function keyLineOf(lc: LineCounter, doc: Document, path: readonly PropertyKey[], key: string): number | undefined {
+  const map = doc.getIn(path as unknown[], true);
+  if (isMap(map)) {
+    for (const pair of map.items) {
+      if (isScalar(pair.key) && String(pair.key.value) === key && pair.key.range) return lc.linePos(pair.key.range[0]).line;
+    }
+  }
+  return lineOf(lc, doc, path);
+}
+
+/** The keys a zod object schema at `path` accepts (through defaults, optionals, pipes, arrays and unions on `type`). */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[], value: unknown): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let s: any = schema;
+  let v: unknown = value;
+  let i = 0;
+  for (let guard = 0; s && guard < 200; guard++) {
+    const def = s._zod?.def;
+    if (!def) return [];
+    if (def.type === 'default' || def.type === 'optional' || def.type === 'nullable' || def.type === 'prefault' || def.type === 'catch' || def.type === 'readonly') s = def.innerType;
+    else if (def.type === 'pipe') s = def.in?._zod?.def?.type === 'transform' ? def.out : def.in;
+    else if (def.type === 'union') {
+      const t = v && typeof v === 'object' ? (v as Record<string, unknown>).type : undefined;
+      const opts = def.options as Array<{ _zod: { def: { type: string; shape?: Record<string, { _zod: { def: { type: string; values?: unknown[] } } }> } } }>;
+      const hit = opts.find((o) => o._zod.def.type === 'object' && o._zod.def.shape?.type?._zod.def.values?.includes(t));
+      if (!hit) return [...new Set(opts.flatMap((o) => (o._zod.def.type === 'object' ? Object.keys(o._zod.def.shape ?? {}) : [])))];
+      s = hit;
+    } else if (i === path.length) return def.type === 'object' ? Object.keys(def.shape) : [];
+    else if (def.type === 'object') {
+      s = def.shape[String(path[i])];
+      v = v && typeof v === 'object' ? (v as Record<string, unknown>)[String(path[i])] : undefined;
+      i++;
+    } else if (def.type === 'array') {
+      s = def.element;
+      v = Array.isArray(v) ? v[path[i] as number] : undefined;
+      i++;
+    } else if (def.type === 'record') {
+      s = def.valueType;
+      v = v && typeof v === 'object' ? (v as Record<string, unknown>)[String(path[i])] : undefined;
+      i++;
+    } else return [];
+  }
+  return [];
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The closest known key to a misspelt one, when it is close enough to be a likely typo. */
+function closestKey(key: string, known: string[]): string | undefined {
+  if (key.length > 64) return undefined;
+  let best: string | undefined;
+  let bestD = Infinity;
+  const k = key.toLowerCase().replace(/-/g, '_');
+  for (const c of known) {
+    const d = editDistance(k, c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
 function keyName(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
   return out || '(top level)';
+}
+
+/** A hint for the usual cause of a YAML syntax error on `line`: an unquoted ${VAR} or other flow syntax inside { } or [ ]. */
+function yamlHint(text: string, line: number | undefined): string {
+  if (!line) return '';
+  const l = text.split(/\r?\n/)[line - 1] ?? '';
+  if (/\$\{/.test(l)) return ' (quote a value that holds ${VAR}, as in key: "${VAR}": inside { } or [ ] an unquoted { starts a new mapping)';
+  if (/[{[]/.test(l)) return ' (inside { } or [ ], quote a value that holds { } [ ] , # or ": ", as in key: "value")';
+  return '';
 }
 
 /** Parses and validates config text. `source` names the file in messages; relative paths resolve against `baseDir`. */
@@ -303,7 +381,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line;
-    throw new ConfigError(`${source}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+    throw new ConfigError(`${source}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}${e.code === 'DUPLICATE_KEY' ? ' (each key may appear only once in a mapping)' : yamlHint(text, line)}`);
   }
   const problems: string[] = [];
   // ${VAR} expansion on string scalars only, so a secret's characters can never change the YAML structure.
@@ -328,10 +406,13 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   let badKey: number | undefined;
   visit(doc, {
     Pair(_, pair) {
-      if (badKey === undefined && pair.key !== null && !isScalar(pair.key)) badKey = lineOf(lc, doc, []) ?? 1;
+      if (badKey === undefined && pair.key !== null && !isScalar(pair.key)) {
+        const range = (pair.key as { range?: [number, number, number] }).range;
+        badKey = range ? lc.linePos(range[0]).line : 0;
+      }
     },
   });
-  if (badKey !== undefined) throw new ConfigError(`${source}: invalid YAML: mapping keys must be plain strings`);
+  if (badKey !== undefined) throw new ConfigError(`${source}${badKey ? `:${badKey}` : ''}: invalid YAML: mapping keys must be plain strings`);
   let js: unknown;
   try {
     // A small alias budget refuses "billion laughs" documents; an undefined alias throws here too.
@@ -349,9 +430,18 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   const result = configSchema.safeParse(raw);
   const lines = result.success
     ? []
-    : result.error.issues.map((i) => {
+    : result.error.issues.flatMap((i) => {
+        if (i.code === 'unrecognized_keys') {
+          // Each unknown key on its own line, with the closest key this section knows.
+          const known = knownKeys(configSchema, i.path, raw);
+          return i.keys.map((k) => {
+            const line = keyLineOf(lc, doc, i.path, k);
+            const near = closestKey(k, known);
+            return `${source}${line ? `:${line}` : ''}: ${keyName([...i.path, k])}: unknown key${near ? ` (did you mean ${near}?)` : ''}`;
+          });
+        }
         const line = lineOf(lc, doc, i.path);
-        return `${source}${line ? `:${line}` : ''}: ${keyName(i.path)}: ${i.message}`;
+        return [`${source}${line ? `:${line}` : ''}: ${keyName(i.path)}: ${i.message}`];
       });
   const missingLightning = `${source}: lightning: required: name the Lightning backend (lightning.type lnd, cln, nwc, eclair, lnurl, bolt12, lnc), or \`lightning: { type: dev }\` for the development wallet, whose invoices are not real money`;
   if (!result.success) throw new ConfigError([...lines, ...(noLightning ? [missingLightning] : [])].join('\n'));

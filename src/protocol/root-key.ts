@@ -26,6 +26,10 @@ function shannonBits(s: string): number {
 export function parseRootKey(text: string, name = 'root_key'): Buffer {
   const t = text.trim();
   const bytes = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 && t.length >= 64 ? Buffer.from(t, 'hex') : Buffer.from(t, 'utf8');
+  // Hex shorter than 64 characters is a short hex key (e.g. `openssl rand -hex 16`), whatever its entropy as text.
+  if (/^[0-9a-fA-F]+$/.test(t) && t.length < 64 && bytes.length >= MIN_BYTES && (shannonBits(t) < MIN_ENTROPY_BITS || new Set(bytes).size < 12)) {
+    throw new WeakKeyError(`${name}: too short (${t.length} hex characters = ${Math.floor(t.length / 2)} bytes); use at least 32 random bytes, 64 hex characters, e.g. \`openssl rand -hex 32\``);
+  }
   if (bytes.length < MIN_BYTES) throw new WeakKeyError(`${name}: too short (${bytes.length} bytes); use at least 32 random bytes, e.g. \`openssl rand -hex 32\``);
   if (shannonBits(t) < MIN_ENTROPY_BITS || new Set(bytes).size < 12) {
     throw new WeakKeyError(`${name}: too little entropy (looks repetitive); use \`openssl rand -hex 32\``);

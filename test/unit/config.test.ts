@@ -27,7 +27,7 @@ test('minimal config gets the documented defaults', () => {
 test('errors name the key, its line and what is allowed', () => {
   const m = err(`routes:\n  - match: /premium\n    amount_msat: lots\n`);
   assert.match(m, /test\.yaml:3: routes\[0\]\.amount_msat: /);
-  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    acess: timed\n`), /test\.yaml:2: routes\[0\]: .*acess/i);
+  assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    acess: timed\n`), /test\.yaml:4: routes\[0\]\.acess: unknown key \(did you mean access\?\)/);
   assert.match(err(`routes:\n  - match: /p\n    amount_msat: 1\n    access: timed\n`), /routes\[0\]\.macaroon_timeout: access: timed needs macaroon_timeout > 0/);
   assert.match(err(`store: { type: postgres }\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: store\.type/);
   assert.match(err(`routes: []\n`), /routes: at least one route/);
@@ -145,4 +145,29 @@ test('timeouts: longer call bounds grow the unset deadlines (and the snippets); 
   assert.ok(worstAnswerMs(c.timeouts) > ANSWER_BOUND_MS, 'past the promise: l402d warns at start');
   assert.throws(() => parseConfig('lightning: { type: dev }\ntimeouts: { backend_ms: 1500, render_ms: 1500 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.backend_ms/.test(e.message) && /render_ms/.test(e.message));
   assert.throws(() => parseConfig('lightning: { type: dev }\ntimeouts: { store_ms: 1500, decision_ms: 2000 }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), (e: Error) => e instanceof ConfigError && /timeouts\.store_ms/.test(e.message));
+});
+
+test('an unknown key is reported on its own line, with the closest known key of its section', () => {
+  const m = err(`lightning:\n  type: lnd\n  address: 127.0.0.1:10009\n  macaroon_pth: m\n  tls_cert_path: t\ntimeouts:\n  backend_ms: 1000\n  stor_ms: 100\nmetrix: { listen: 127.0.0.1:9 }\nstore:\n  type: sqlite\n  pth: x\nroutes:\n  - match: /p\n    amount_msat: 1\n    macaroon_timout: 5\n    zzzzzzzz: 1\n`);
+  assert.match(m, /test\.yaml:4: lightning\.macaroon_pth: unknown key \(did you mean macaroon_path\?\)/);
+  assert.match(m, /test\.yaml:8: timeouts\.stor_ms: unknown key \(did you mean store_ms\?\)/);
+  assert.match(m, /test\.yaml:9: metrix: unknown key \(did you mean metrics\?\)/);
+  assert.match(m, /test\.yaml:12: store\.pth: unknown key \(did you mean path\?\)/);
+  assert.match(m, /test\.yaml:16: routes\[0\]\.macaroon_timout: unknown key \(did you mean macaroon_timeout\?\)/);
+  assert.match(m, /test\.yaml:17: routes\[0\]\.zzzzzzzz: unknown key$/m);
+  // In a flow map too, and in the Cashu section.
+  const f = err(`lightning: { type: dev }\ncashu:\n  mints: [https://mint.example]\n  p2pk: { privat_key: x }\nroutes: [{ match: /p, amount_msat: 1, acces: timed }]\n`);
+  assert.match(f, /test\.yaml:4: cashu\.p2pk\.privat_key: unknown key \(did you mean private_key\?\)/);
+  assert.match(f, /test\.yaml:5: routes\[0\]\.acces: unknown key \(did you mean access\?\)/);
+});
+
+test('a YAML syntax error from an unquoted ${VAR} in a flow map says to quote it; a duplicate key says so', () => {
+  const m = err(`lightning: { type: nwc, uri: \${NWC_URI} }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { NWC_URI: 'x' });
+  assert.match(m, /test\.yaml:1: invalid YAML: .*quote a value that holds \$\{VAR\}, as in key: "\$\{VAR\}"/);
+  assert.match(err(`metrics: [\${X}]\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:1: invalid YAML: .*quote/);
+  assert.match(err(`lightning: { type: dev }\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1 }]\n`), /test\.yaml:2: invalid YAML: .*unique.*only once/);
+});
+
+test('a mapping used as a key is reported on its own line', () => {
+  assert.match(err(`lightning: { type: dev }\nroutes:\n  - match: /a\n    amount_msat: 1\n    ? [a, b]\n    : x\n`), /^test\.yaml:5: invalid YAML: mapping keys must be plain strings/);
 });
