@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +49,7 @@ test('npm pack builds dist/ and ships only what runs; installed globally, l402d 
   assert.equal(list.code, 0, list.stderr);
   const files = list.stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
 
-  for (const need of ['package.json', 'README.md', 'LICENSE', 'bin/l402d.js', 'dist/cli/main.js', 'dist/server/http-server.js', 'wasm/secp256k1.wasm', 'packaging/l402d.service', 'nginx/nginx.conf', 'nginx/l402/protect.conf', 'docs/install.md']) {
+  for (const need of ['package.json', 'README.md', 'LICENSE', 'bin/l402d.js', 'dist/cli/main.js', 'dist/server/http-server.js', 'packaging/l402d.service', 'nginx/nginx.conf', 'nginx/l402/protect.conf', 'docs/install.md']) {
     assert.ok(files.includes(need), `the tarball lacks ${need}`);
   }
   const stray = files.filter((f) => /^(src|test|bench|scripts|\.ci|node_modules|data|test-artifacts)\//.test(f) || /\.(ts|map|log|db|key)$/.test(f) || /(^|\/)\.(git|env)/.test(f));
@@ -64,9 +64,13 @@ test('npm pack builds dist/ and ships only what runs; installed globally, l402d 
   const inst = run('npm', ['install', '--global', '--prefix', prefix, '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', tgz], { cwd: out, timeoutMs: 90_000 });
   assert.equal(inst.code, 0, `${inst.what}\n${inst.stdout}\n${inst.stderr}`);
   const installed = join(prefix, 'lib', 'node_modules', PKG.name);
-  const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
-  mkdirSync(dirname(join(installed, addon)), { recursive: true });
-  cpSync(join(REPO, addon), join(installed, addon));
+  // Likewise secp256k1's (libsecp256k1, which l402d loads with no JavaScript fallback) when the checkout
+  // built it; otherwise the package's own prebuilt addon for this platform serves, as in the checkout.
+  const secpAddon = 'node_modules/secp256k1/build/Release/addon.node';
+  for (const addon of ['node_modules/better-sqlite3/build/Release/better_sqlite3.node', ...(existsSync(join(REPO, secpAddon)) ? [secpAddon] : [])]) {
+    mkdirSync(dirname(join(installed, addon)), { recursive: true });
+    cpSync(join(REPO, addon), join(installed, addon));
+  }
   const l402d = join(prefix, 'bin', 'l402d');
 
   // From a directory that is neither the checkout nor the install.

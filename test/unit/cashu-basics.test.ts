@@ -9,7 +9,6 @@ import * as scure from '@scure/bip39';
 import { wordlist as scureEnglish } from '@scure/bip39/wordlists/english.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, encodePaymentRequest, feeReserve, parseCashuCredential, priceInUnit } from '../../src/rails/cashu/index.js';
 import { checkP2pkLock } from '../../src/rails/cashu/p2pk-lock.js';
-import { ENGLISH_WORDS } from '../../src/rails/cashu/bip39-english.js';
 import { entropyToMnemonic, generateMnemonic, mnemonicProblem, mnemonicToSeed, seedFingerprint } from '../../src/rails/cashu/bip39.js';
 
 const KEY = '1'.repeat(64);
@@ -216,9 +215,9 @@ test('P2PK lock policy: only proofs that nobody but this gate can spend, for lon
 });
 
 test('BIP-39: wordlist, reference vectors, agreement with @scure/bip39, fingerprint', () => {
-  assert.equal(ENGLISH_WORDS.length, 2048);
-  assert.deepEqual([...ENGLISH_WORDS], scureEnglish);
-  assert.equal(createHash('sha256').update(ENGLISH_WORDS.join('\n') + '\n').digest('hex'), '2f5eed53a4727b4bf8880d8f3f199efc90e58503646d9ff8eff3a2ed3b24dbda');
+  // The wordlist is @scure/bip39's: pinned to the published BIP-39 English list.
+  assert.equal(scureEnglish.length, 2048);
+  assert.equal(createHash('sha256').update(scureEnglish.join('\n') + '\n').digest('hex'), '2f5eed53a4727b4bf8880d8f3f199efc90e58503646d9ff8eff3a2ed3b24dbda');
   // BIP-39 reference vectors (passphrase "TREZOR").
   const vectors: Array<[string, string, string]> = [
     ['00000000000000000000000000000000', 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about', 'c55257c360c07c72029aebc1b53c05ed0362ada38ead3e3e9efa3708e53495531f09a6987599d18264c1e1c92f2cf141630c7a3c4ab7c81b2f001698e7463b04'],

@@ -1,9 +1,16 @@
-// The fast verification arithmetic (src/rails/cashu/secp256k1.ts) against @noble/curves (through
-// cashu-ts's points) and cashu-ts's own NUT-00/NUT-12 functions: same points, same hash_to_curve, same
-// DLEQ verdicts on valid and tampered proofs.
+// The verification arithmetic (src/rails/cashu/secp256k1.ts, libsecp256k1 through the `secp256k1` N-API
+// package) against @noble/curves (through cashu-ts's points) and cashu-ts's own NUT-00/NUT-12 functions:
+// same points, same hash_to_curve, same DLEQ verdicts on valid and tampered proofs. And libsecp256k1 is the
+// native addon, never the package's pure-JS `elliptic` fallback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   Amount,
   blindMessage,
@@ -33,6 +40,7 @@ import {
   type Point,
 } from '../../src/rails/cashu/secp256k1.js';
 import { KeyTables, type KnownKeyset } from '../../src/rails/cashu/mint-client.js';
+import { libsecp256k1 } from '../../src/util/libsecp256k1.js';
 import { MAX_TOKEN_KEYS, prepareP2pk, Rejection, verifyDleqChunked, verifyP2pkProofs, type CheckedProof, type CheckedToken } from '../../src/rails/cashu/verify.js';
 
 type NoblePoint = ReturnType<typeof pointFromHex>;
@@ -58,7 +66,32 @@ const same = (ours: Point | undefined, theirs: NoblePoint, msg?: string) => {
 // Scalars that exercise window carries, GLV signs and the ends of the range.
 const EDGE = [1n, 2n, 3n, N - 1n, N - 2n, (N - 1n) / 2n, 1n << 128n, (1n << 128n) - 1n, (1n << 255n) + 12345n, (1n << 256n) - 1n - (1n << 256n) + N - 7n];
 
-test('k·G through the 12-bit table equals noble for random and edge scalars', () => {
+test('libsecp256k1 is the secp256k1 package\'s native addon, never its elliptic fallback', () => {
+  const require = createRequire(import.meta.url);
+  const pkg = require.resolve('secp256k1/package.json').replace(/package\.json$/, '');
+  const loaded = Object.keys(require.cache);
+  assert.ok(loaded.some((k) => k.startsWith(pkg) && k.endsWith('.node')), 'the compiled addon is loaded');
+  assert.ok(!loaded.some((k) => k.startsWith(pkg) && /elliptic/.test(k.slice(pkg.length))), 'the elliptic fallback is not loaded');
+  assert.ok(!loaded.some((k) => /[\\/]node_modules[\\/]elliptic[\\/]/.test(k)), 'the elliptic package is not loaded');
+  assert.equal(hex(libsecp256k1.publicKeyCreate(Buffer.from('00'.repeat(31) + '02', 'hex'), true)), NG.multiply(2n).toHex(true));
+  // Without the addon, loading fails with a clear error rather than falling back: node-gyp-build (the
+  // addon loader) is made to fail in a child process.
+  const preload = 'const M=require("node:module");const l=M._load;M._load=function(r,...a){if(r==="node-gyp-build")throw new Error("no native build");return l.call(this,r,...a)};';
+  const dir = mkdtempSync(join(tmpdir(), 'l402-secp-'));
+  const preloadFile = join(dir, 'no-addon.cjs');
+  writeFileSync(preloadFile, preload);
+  const child = spawnSync(
+    process.execPath,
+    ['--require', preloadFile, '--import', 'tsx', '--input-type=module', '-e', "await import('./src/rails/cashu/secp256k1.ts'); console.log('loaded')"],
+    { cwd: fileURLToPath(new URL('../../', import.meta.url)), encoding: 'utf8', timeout: 60_000 },
+  );
+  rmSync(dir, { recursive: true, force: true });
+  assert.notEqual(child.status, 0, 'the module refuses to load without the native addon');
+  assert.doesNotMatch(child.stdout, /loaded/);
+  assert.match(child.stderr, /native libsecp256k1 addon .*did not load: no native build/);
+});
+
+test('k·G equals noble for random and edge scalars', () => {
   for (const k of [...EDGE, ...Array.from({ length: 40 }, randScalar)]) same(mulG(k), NG.multiply(k), `k=${k.toString(16)}`);
   assert.equal(mulG(0n), undefined, '0·G is the point at infinity');
 });
@@ -85,7 +118,7 @@ test('tables whose memory was given back and reused stay independent', () => {
   same(live[2]!.mul(k), bases[2]!.multiply(k));
 });
 
-test('Strauss–Shamir with GLV equals noble, including doubling and cancelling inputs', () => {
+test('Σ k·P (mulAddVar) equals noble, including doubling and cancelling inputs', () => {
   for (let i = 0; i < 30; i++) {
     const P = NG.multiply(randScalar());
     const Q = NG.multiply(randScalar());
@@ -96,7 +129,7 @@ test('Strauss–Shamir with GLV equals noble, including doubling and cancelling 
   }
   const P = NG.multiply(randScalar());
   const k = randScalar();
-  // P + P goes through the doubling branch of the mixed addition.
+  // P + P: the sum of equal points (a doubling).
   same(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P), k }]), P.multiply(k).double());
   // k·P + k·(−P) is infinity, which must come back as such, not a bogus point.
   assert.equal(mulAddVar([{ p: affineOf(P), k }, { p: affineOf(P.negate()), k }]), undefined);
@@ -125,6 +158,11 @@ test('point and scalar parsing reject what is not on the curve or not in [1, n-1
   assert.ok(parsePoint(NG.toHex(false)));
   assert.equal(parsePoint('02' + '00'.repeat(32)), undefined); // x = 0 is not on secp256k1
   assert.equal(parsePoint('05' + GHEX.slice(2)), undefined);
+  // SEC1 "hybrid" encodings (06/07 ‖ x ‖ y), which libsecp256k1's parser would take, are not points here.
+  assert.equal(parsePoint('06' + NG.toHex(false).slice(2)), undefined);
+  assert.equal(parsePoint('07' + NG.toHex(false).slice(2)), undefined);
+  // A 04 prefix with only an x is not a point either.
+  assert.equal(parsePoint('04' + GHEX.slice(2)), undefined);
   assert.equal(parsePoint(GHEX.slice(0, 64)), undefined);
   assert.equal(parsePoint('zz' + GHEX.slice(2)), undefined);
   const badY = '04' + GHEX.slice(2) + '00'.repeat(32);

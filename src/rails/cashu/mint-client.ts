@@ -131,10 +131,9 @@ export interface KnownKeyset {
 }
 
 /**
- * Fixed-base tables for mint keys (each is ~0.27 MB of WebAssembly memory), least recently used dropped
+ * Parsed mint keys ("tables": FixedBase, a key in the form libsecp256k1 takes), least recently used dropped
  * first. A table a verification holds (`acquire` … `release`) is never dropped: while tables are held the
- * cache may exceed `cap`, and it shrinks back to `cap` as they are released. A dropped table's memory goes
- * to the next table built.
+ * cache may exceed `cap`, and it shrinks back to `cap` as they are released.
  */
 export class KeyTables {
   private readonly map = new Map<string, FixedBase>();

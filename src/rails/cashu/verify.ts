@@ -81,8 +81,8 @@ export function checkTokenProofs(
 }
 
 /**
- * Most distinct mint keys (keyset × amount) one P2PK token may use: each needs a fixed-base table
- * (~0.27 MB, ~5 ms to build), so this bounds the table work a token can cause, and keeps a
+ * Most distinct mint keys (keyset × amount) one P2PK token may use: each is parsed and cached as a
+ * FixedBase, so this bounds the key work a token can cause, and keeps a
  * token well inside the table cache (48), so verifying it never pushes out keys it is itself using.
  */
 export const MAX_TOKEN_KEYS = 32;

@@ -10,8 +10,8 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { readOrCreatePrivateFile } from '../../util/private-file.js';
 import { encode as bolt11Encode } from '@atomiqlabs/bolt11';
-import { secp256k1 } from '@noble/curves/secp256k1';
 import { bech32 } from '@scure/base';
+import { libsecp256k1 } from '../../util/libsecp256k1.js';
 import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from './backend.js';
 import { decodeBolt11 } from './bolt11.js';
 
@@ -62,8 +62,9 @@ function signBolt11(prefix: string, wordsTemp: string, nodeKey: Buffer): string 
   const words = bech32.decode(wordsTemp as `${string}1${string}`, false).words;
   // Signed data: the human-readable part, then the data words as bytes, right-padded with zero bits.
   const hash = sha256(Buffer.concat([Buffer.from(prefix, 'utf8'), Buffer.from(wordsToBytesPadded(words))]));
-  const sig = secp256k1.sign(hash, nodeKey, { lowS: true });
-  const sigBytes = Buffer.concat([Buffer.from(sig.toCompactRawBytes()), Buffer.from([sig.recovery])]);
+  // libsecp256k1: RFC 6979 nonce, low-S, the recovery id BOLT11 appends.
+  const sig = libsecp256k1.ecdsaSign(hash, nodeKey);
+  const sigBytes = Buffer.concat([sig.signature, Buffer.from([sig.recid])]);
   return bech32.encode(prefix, [...words, ...bech32.toWords(sigBytes)], false);
 }
 
