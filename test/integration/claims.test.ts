@@ -5,21 +5,18 @@
 // and only to that request. The same in standalone mode. A client can never choose the request identity.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startNginx, startRedis } from './harness.js';
-import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { mintLocalCredential, ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/policy/config.js';
-import { createChallenge } from '../../src/policy/challenge.js';
-import { parseRootKey } from '../../src/protocol/root-key.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
-import type { LightningBackend } from '../../src/rails/lightning/backend.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -35,23 +32,12 @@ function tmp(prefix: string): string {
 }
 
 const GATE_CFG = parseConfig(`root_key: ${TEST_ROOT_KEY}\n${ROUTES_YAML}`, { env: {} });
-const MASTER = parseRootKey(TEST_ROOT_KEY);
 
-/** Single-use (/premium, per-request) credentials exactly as l402d mints them, with their preimage. */
+/** Single-use (/premium, per-request) credentials exactly as l402d mints them. */
 async function mint(n: number, path = '/premium'): Promise<string[]> {
   const route = GATE_CFG.routes.find((r) => r.match === '/premium')!;
   const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const preimage = randomBytes(32);
-    const backend: LightningBackend = {
-      kind: 'local',
-      createInvoice: async () => ({ bolt11: 'lnbcrt1local', paymentHash: createHash('sha256').update(preimage).digest(), expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
-      describe: () => 'local',
-      close: async () => {},
-    };
-    const c = await createChallenge(route, { path, method: 'GET', amountMsat: route.amountMsat }, { backend, rootKey: MASTER, service: 'l402', location: 'l402', memo: '', invoiceExpirySecs: 3600, backendTimeoutMs: 1000 });
-    out.push(`L402 ${c.macaroon}:${preimage.toString('hex')}`);
-  }
+  for (let i = 0; i < n; i++) out.push((await mintLocalCredential(route, path)).auth);
   return out;
 }
 

@@ -3,7 +3,10 @@ import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { parseConfig, type GateConfig } from '../../src/policy/config.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { parseConfig, type GateConfig, type RouteConfig } from '../../src/policy/config.js';
+import { createChallenge } from '../../src/policy/challenge.js';
+import { parseRootKey } from '../../src/protocol/root-key.js';
 import { startGate, type RunningGate } from '../../src/server/app.js';
 import { DEV_PAY_LOCATION, nginxSnippets } from '../../src/cli/nginx-conf.js';
 import { createLogger } from '../../src/util/log.js';
@@ -122,4 +125,30 @@ export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; e
       return { macaroon: body.macaroon, invoice: body.invoice, preimage, auth: `L402 ${body.macaroon}:${preimage}` };
     },
   };
+}
+
+/** A paid credential exactly as l402d mints it, and its parts. */
+export interface MintedCredential {
+  /** The Authorization header value. */
+  auth: string;
+  hash: string;
+  preimage: string;
+  macaroon: string;
+}
+
+/**
+ * A credential for `route` and `path` as l402d mints it with TEST_ROOT_KEY, without a round trip: the gate
+ * verifies a preimage-bearing credential without asking the Lightning backend, so a local "invoice" (a
+ * random preimage) is enough.
+ */
+export async function mintLocalCredential(route: RouteConfig, path: string): Promise<MintedCredential> {
+  const preimage = randomBytes(32);
+  const backend: LightningBackend = {
+    kind: 'local',
+    createInvoice: async () => ({ bolt11: 'lnbcrt1local', paymentHash: createHash('sha256').update(preimage).digest(), expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
+    describe: () => 'local',
+    close: async () => {},
+  };
+  const c = await createChallenge(route, { path, method: 'GET', amountMsat: route.amountMsat }, { backend, rootKey: parseRootKey(TEST_ROOT_KEY), service: 'l402', location: 'l402', memo: '', invoiceExpirySecs: 3600, backendTimeoutMs: 1000 });
+  return { auth: `L402 ${c.macaroon}:${preimage.toString('hex')}`, hash: c.paymentHash, preimage: preimage.toString('hex'), macaroon: c.macaroon };
 }

@@ -6,7 +6,7 @@
 // constant-time compares and header size limits.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto, { createHash, randomBytes } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -16,11 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, waitFor, type CountingUpstream, type NginxHandle } from './harness.js';
-import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { mintLocalCredential, ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/policy/config.js';
-import { createChallenge } from '../../src/policy/challenge.js';
-import { parseRootKey } from '../../src/protocol/root-key.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
@@ -208,26 +206,12 @@ async function buy(origin: string, wallet: DevWallet, path = '/premium'): Promis
 }
 
 const GATE_CFG = parseConfig(`root_key: ${TEST_ROOT_KEY}\n${ROUTES_YAML}`, { env: {} });
-const MASTER = parseRootKey(TEST_ROOT_KEY);
 
-/**
- * Credentials exactly as l402d mints them, without a round trip each: the gate verifies a preimage-bearing
- * credential without asking the Lightning backend, so a local "invoice" (random preimage) is enough.
- */
+/** Credentials exactly as l402d mints them, without a round trip each. */
 async function mint(n: number, match = '/premium', path = '/premium'): Promise<Cred[]> {
   const route = GATE_CFG.routes.find((r) => r.match === match)!;
   const out: Cred[] = [];
-  for (let i = 0; i < n; i++) {
-    const preimage = randomBytes(32);
-    const backend: LightningBackend = {
-      kind: 'local',
-      createInvoice: async () => ({ bolt11: 'lnbcrt1local', paymentHash: createHash('sha256').update(preimage).digest(), expiresAt: Math.floor(Date.now() / 1000) + 3600 }),
-      describe: () => 'local',
-      close: async () => {},
-    };
-    const c = await createChallenge(route, { path, method: 'GET', amountMsat: route.amountMsat }, { backend, rootKey: MASTER, service: 'l402', location: 'l402', memo: '', invoiceExpirySecs: 3600, backendTimeoutMs: 1000 });
-    out.push({ auth: `L402 ${c.macaroon}:${preimage.toString('hex')}`, hash: c.paymentHash, preimage: preimage.toString('hex'), macaroon: c.macaroon });
-  }
+  for (let i = 0; i < n; i++) out.push(await mintLocalCredential(route, path));
   return out;
 }
 
