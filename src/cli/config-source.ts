@@ -21,8 +21,11 @@ export function describeStore(config: GateConfig): string {
   const s = config.store;
   if (s.type === 'sqlite') return `sqlite ${resolve(s.path)}`;
   if (s.type === 'memory') return 'memory (inside the l402d process only)';
-  // userinfo and query (passwords) left out
-  const url = s.url.replace(/\/\/[^@/]*@/, '//').replace(/\?.*$/, '');
+  // userinfo and query (passwords) left out: everything up to the last '@', since a password written
+  // unencoded may itself hold '/', '@' or '?'
+  const noQuery = s.url.replace(/\?.*$/, '');
+  const at = s.url.lastIndexOf('@');
+  const url = at < 0 ? noQuery : `${/^[a-z+]+:(\/\/)?/i.exec(s.url)?.[0] ?? ''}${s.url.slice(at + 1).replace(/\?.*$/, '')}`;
   return `redis ${url} (prefix ${s.prefix})`;
 }
 

@@ -162,11 +162,17 @@ if ($uri ~ "//") {
 if ($request_uri ~ "^[^?]*#") {
     rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
+# A ";" in the path, raw or encoded: servlet containers (Tomcat, Jetty, Spring on them) cut ";params" from each
+# segment and merge the "//" left, so the free "location /" matches "/premium;x/a" and "/;/premium" while such
+# an upstream serves /premium/a and /premium.
+if ($request_uri ~* "^[^?#]*(;|%3b)") {
+    rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
+}
 location = /_l402/ambiguous-path {
     internal;
     default_type application/problem+json;
     add_header Cache-Control no-store always;
-    return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment or an empty segment in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
+    return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment, an empty segment or a semicolon in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
 }
 location = /_l402/ambiguous-path-grpc {
     internal;

@@ -115,6 +115,9 @@ export function decodedPathAmbiguity(path: Buffer): string | undefined {
   for (const b of path) {
     if (b < 0x20 || b === 0x7f) return 'a control character in the path';
     if (b === 0x5c) return 'a "\\" in the path';
+    // Servlet containers (Tomcat, Jetty, Spring on them) cut ";params" from each segment and merge the "//"
+    // left, so "/timed;x/a" and "/;/premium" are /timed/a and /premium to them, another path than was priced.
+    if (b === 0x3b) return 'a ";" in the path (servlet containers cut ";params" from its segments)';
   }
   const segs = path.toString('latin1').split('/').slice(1);
   for (const [i, seg] of segs.entries()) {

@@ -9,9 +9,11 @@ export type RedisTarget =
 export const REDIS_URL_PATTERN = /^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel|redis\+cluster|rediss\+cluster):/;
 
 function hosts(list: string): Array<{ host: string; port: number }> {
-  return list.split(',').map((hp) => {
+  const all = list.split(',');
+  return all.map((hp, i) => {
     const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(hp.trim());
-    if (!m) throw new Error(`"${hp}" is not host:port`);
+    // Never the text itself: a password holding '/' or '@' (unencoded) ends up here, cut at the wrong place.
+    if (!m) throw new Error(`host ${i + 1} of ${all.length} is not host:port (percent-encode a '/', '@' or ':' in the password)`);
     return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
   });
 }

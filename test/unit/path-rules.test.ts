@@ -14,8 +14,10 @@ const REFUSED = [
   '//premium', '/premium//x', '/premium/x//',
   '/a%00', '/a%0a', '/a%0D%0AX: y', '/a%09', '/a%7f', '/a\tb', '/a\x7fb',
   '/a#b', '/a%', '/a%zz', '/a%2', 'premium', '',
+  // servlet containers cut ";params" from segments: "/timed;x/a" is their /timed/a
+  '/a;b', '/a/;x', '/premium;x/a', '/premium/a%3Bb', '/;/premium',
 ];
-const ACCEPTED = ['/', '/premium', '/premium/', '/premium/x.y', '/premium/...', '/premium/..x', '/premium/.x', '/premium/a%20b', '/caf%C3%A9', '/a;b', '/a/;x', '/premium/%25', '/x%3F'];
+const ACCEPTED = ['/', '/premium', '/premium/', '/premium/x.y', '/premium/...', '/premium/..x', '/premium/.x', '/premium/a%20b', '/caf%C3%A9', '/premium/%25', '/x%3F', '/a,b=c:d@e$f'];
 
 test('pathAmbiguity refuses the whole ambiguous class and accepts plain paths', () => {
   for (const p of REFUSED) assert.ok(pathAmbiguity(p), `should refuse ${JSON.stringify(p)}`);
