@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError, describeStore, embeddedDefaultsNote, resolveConfig, resolveConfigAllowingUnsetVars } from './config-source.js';
 import { nginxSnippets } from './nginx-conf.js';
 import { runGate } from './workers.js';
+import { StartRefusedError } from '../server/app.js';
 import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
 import { openStore } from '../store/open-store.js';
@@ -36,9 +37,10 @@ program
   .command('start')
   .description('run the gate (nginx auth_request endpoint, or a reverse proxy when `upstream` is set)')
   .option('-c, --config <file>', 'YAML config file (default: $L402_CONFIG, else the embedded development defaults)')
-  .action(async (opts: { config?: string }) => {
+  .option('--require-backend', 'refuse to start (exit 2) when the Lightning backend does not answer its check (config: require_backend: true)')
+  .action(async (opts: { config?: string; requireBackend?: boolean }) => {
     const { config } = resolveConfig(opts.config);
-    await runGate(config);
+    await runGate(opts.requireBackend ? { ...config, requireBackend: true } : config);
   });
 
 // The files nginx-conf writes, named in its --help from the snippets themselves (so the count stays true).
@@ -233,6 +235,10 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (e) {
     if (e instanceof CommanderError) process.exit(e.exitCode);
+    if (e instanceof StartRefusedError) {
+      process.stderr.write(`l402d: ${e.message}\n`);
+      process.exit(2);
+    }
     if (e instanceof ConfigError) {
       process.stderr.write(`l402d: config error:\n${e.message}\n`);
       process.exit(2);

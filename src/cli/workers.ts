@@ -2,21 +2,35 @@
 // signing use every core. All state they share lives in the store (SQLite file or Redis), never in memory.
 import cluster from 'node:cluster';
 import type { GateConfig } from '../policy/config.js';
-import { refuseUnlessRedisDurable, startGate } from '../server/app.js';
+import { checkBackendAtStart, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
+import { openBackend } from '../rails/lightning/open-backend.js';
 import { createLogger } from '../util/log.js';
 
 export async function runGate(config: GateConfig): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
     await refuseUnlessRedisDurable(config, createLogger(config.logLevel));
+    if (config.requireBackend) await refuseUnlessBackendAnswers(config);
     return supervise(config);
   }
-  const running = await startGate(config);
+  // A worker only warns: its supervisor refused before forking, and a refusing worker would be replaced in a loop.
+  const running = await startGate(config, { refuseWithoutBackend: cluster.isWorker ? false : undefined });
   const stop = (signal: string) => {
     running.gate.parts.log.info({ signal }, 'shutting down');
     running.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** require_backend with several workers: checked once by the supervisor before any worker starts. */
+async function refuseUnlessBackendAnswers(config: GateConfig): Promise<void> {
+  const backend = await openBackend(config, createLogger(config.logLevel));
+  try {
+    const problem = await checkBackendAtStart(backend);
+    if (problem !== undefined) throw new StartRefusedError(`require_backend: refusing to start: lightning backend ${backend.kind} (${backend.describe()}) is not usable: ${problem}`);
+  } finally {
+    await backend.close();
+  }
 }
 
 function supervise(config: GateConfig): void {

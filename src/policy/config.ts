@@ -112,6 +112,8 @@ const configSchema = z
   .object({
     listen: listenSchema.default('127.0.0.1:8402'),
     workers: z.union([z.literal('auto'), intLike(z.number().int().min(1).max(64))]).default(1),
+    // l402d start checks the Lightning backend (bounded); true refuses to start when it is not usable.
+    require_backend: z.boolean().default(false),
     data_dir: z.string().min(1).default('./data'),
     root_key: z.string().optional(),
     previous_root_keys: z.array(z.string()).default([]),
@@ -223,6 +225,8 @@ export interface GateConfig {
   listen: Parsed['listen'];
   /** l402d processes sharing the listen address (node:cluster). */
   workers: number;
+  /** Refuse to start (exit 2) when the start-up backend check fails, instead of logging an error and serving 503s. */
+  requireBackend: boolean;
   dataDir: string;
   /** Raw text; parsed and strength-checked by root-key.ts. Absent only for the dev wallet (generated). */
   rootKey?: string;
@@ -467,6 +471,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   return {
     listen: c.listen,
     workers: c.workers === 'auto' ? availableParallelism() : c.workers,
+    requireBackend: c.require_backend,
     dataDir,
     rootKey: c.root_key,
     previousRootKeys: c.previous_root_keys,

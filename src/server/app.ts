@@ -19,8 +19,32 @@ import { Metrics } from './metrics.js';
 import { createCashuRail, type CashuRail, type CashuRailDeps } from '../rails/cashu/index.js';
 import type { Store } from '../store/store.js';
 import { createMetricsServer } from './metrics-server.js';
+import { withTimeout } from '../util/timeout.js';
 
 const SHUTDOWN_GRACE_MS = 5000;
+/** Bound on the start-up check of the Lightning backend (the call `doctor` makes). */
+export const BACKEND_START_CHECK_MS = 3000;
+
+/** l402d refuses to start (require_backend); the CLI exits 2 with this message. */
+export class StartRefusedError extends Error {}
+
+/**
+ * The Lightning backend's own check (what `doctor` runs), bounded. Resolves to undefined when the backend
+ * answered, else to why not (backend messages name paths and addresses, never credentials).
+ */
+export async function checkBackendAtStart(backend: LightningBackend): Promise<string | undefined> {
+  if (!backend.check) return undefined;
+  try {
+    await withTimeout(backend.check(AbortSignal.timeout(BACKEND_START_CHECK_MS)), BACKEND_START_CHECK_MS + 500, 'backend check');
+    return undefined;
+  } catch (e) {
+    return (e as Error).message || String(e);
+  }
+}
+
+function backendProblem(backend: LightningBackend, problem: string): string {
+  return `lightning backend ${backend.kind} (${backend.describe()}) is not usable: ${problem}`;
+}
 
 export interface RunningGate {
   gate: Gate;
@@ -101,8 +125,12 @@ function listenOn(server: Server, listen: string): Promise<string> {
   });
 }
 
-/** `backend` replaces the configured one (library use, and fault tests with a failing backend). */
-export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?: LightningBackend } = {}): Promise<RunningGate> {
+/**
+ * `backend` replaces the configured one (library use, and fault tests with a failing backend).
+ * `refuseWithoutBackend` (default: cfg.requireBackend) makes a failed start-up backend check fatal; a
+ * cluster worker gets false, its supervisor checked before forking.
+ */
+export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?: LightningBackend; refuseWithoutBackend?: boolean } = {}): Promise<RunningGate> {
   const log = opts.log ?? createLogger(cfg.logLevel);
   const rootKeys = loadRootKeys(cfg, log);
   const store = openStore(cfg);
@@ -123,6 +151,15 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       log.error(
         { backend: backend.describe(), pay_endpoint: cfg.lightning.type === 'dev' && cfg.lightning.pay_endpoint },
         'DEVELOPMENT WALLET, NOT REAL MONEY: anyone can pay its invoices (l402d dev pay); never use lightning.type dev in production',
+      );
+    }
+    // A wrong macaroon or a node that is down is said now, not discovered by the first paying client.
+    const problem = await checkBackendAtStart(backend);
+    if (problem !== undefined) {
+      if (opts.refuseWithoutBackend ?? cfg.requireBackend) throw new StartRefusedError(`require_backend: refusing to start: ${backendProblem(backend, problem)}`);
+      log.error(
+        { event: 'backend_check', backend: backend.kind },
+        `LIGHTNING BACKEND NOT USABLE AT START: ${backendProblem(backend, problem)}; l402d runs anyway and answers 503 where an invoice is needed until the backend answers (set require_backend: true or start --require-backend to refuse to start instead)`,
       );
     }
     let gateRef: Gate | undefined;

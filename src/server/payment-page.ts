@@ -71,8 +71,8 @@ export function qrSvg(text: string, label: string): string | undefined {
   return out.trim().replace(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" /, `<svg role="img" aria-label="${escapeHtml(label)}" `);
 }
 
-const CSS = `:root{color-scheme:light dark;--fg:#1d1d1f;--muted:#5f6368;--bg:#f5f5f7;--card:#fff;--line:#d2d2d7;--accent:#b35c00;--ok:#1b7f3b;--err:#b00020}
-@media (prefers-color-scheme:dark){:root{--fg:#f5f5f7;--muted:#a1a1a6;--bg:#111;--card:#1c1c1e;--line:#3a3a3c;--accent:#ffa64d;--ok:#5fd07f;--err:#ff6b81}}
+const CSS = `:root{color-scheme:light dark;--fg:#1d1d1f;--muted:#5f6368;--bg:#f5f5f7;--card:#fff;--line:#d2d2d7;--accent:#a85600;--on-accent:#fff;--ok:#1b7f3b;--err:#b00020}
+@media (prefers-color-scheme:dark){:root{--fg:#f5f5f7;--muted:#a1a1a6;--bg:#111;--card:#1c1c1e;--line:#3a3a3c;--accent:#ffa64d;--on-accent:#111;--ok:#5fd07f;--err:#ff6b81}}
 *{box-sizing:border-box}[hidden]{display:none!important}
 body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main{max-width:40rem;margin:2rem auto;padding:1.5rem;background:var(--card);border:1px solid var(--line);border-radius:12px}
@@ -83,7 +83,7 @@ code{overflow-wrap:anywhere}
 textarea,input{width:100%;padding:.5rem;border:1px solid var(--line);border-radius:6px;background:var(--bg);color:var(--fg)}
 textarea{resize:vertical;overflow-wrap:anywhere}
 button,.button{display:inline-block;margin:.5rem .5rem .5rem 0;padding:.5rem 1rem;border:1px solid var(--line);border-radius:6px;background:var(--card);color:var(--fg);font:inherit;cursor:pointer;text-decoration:none}
-button.primary{background:var(--accent);border-color:var(--accent);color:#fff}button:disabled{opacity:.6;cursor:default}
+button.primary{background:var(--accent);border-color:var(--accent);color:var(--on-accent)}button:disabled{opacity:.6;cursor:default}
 .qr{display:flex;justify-content:center;margin:1rem 0}.qr svg{width:100%;max-width:280px;height:auto;background:#fff;border-radius:6px}
 .tabs{display:flex;gap:.25rem;border-bottom:1px solid var(--line);margin:1rem 0}
 .tabs button{margin:0;border-radius:6px 6px 0 0;border-bottom:none}.tabs button[aria-selected=true]{background:var(--bg);font-weight:600}

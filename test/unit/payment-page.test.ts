@@ -447,3 +447,60 @@ test('render: HTML page for browsers through the gate, with the original URI and
   assert.equal(j.status, 402);
   assert.match(String(j.headers.find(([k]) => k === 'Content-Type')?.[1]), /application\/problem\+json/);
 });
+
+// ---- Colour contrast (WCAG 2 AA, >= 4.5:1 for text) in the light and the dark scheme ----
+
+/** sRGB relative luminance of #rgb / #rrggbb. */
+function luminance(hex: string): number {
+  let h = hex.replace(/^#/, '');
+  if (h.length === 3) h = [...h].map((c) => c + c).join('');
+  assert.match(h, /^[0-9a-f]{6}$/i, `colour ${hex}`);
+  const [r, g, b] = [0, 2, 4].map((i) => {
+    const c = parseInt(h.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
+}
+function contrast(a: string, b: string): number {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi! + 0.05) / (lo! + 0.05);
+}
+
+test('colour contrast: every text colour on its background is >= 4.5:1 in both schemes (the dev-pay button too)', () => {
+  const html = page({ page: { originalUri: '/premium', devWallet: true, autoDetect: false, method: 'GET' } });
+  assert.match(html, /class="primary"/, 'the page has a primary (dev-pay) button');
+  const css = /<style>([\s\S]*?)<\/style>/.exec(html)![1]!;
+  const varsOf = (block: string): Record<string, string> => Object.fromEntries([...block.matchAll(/(--[\w-]+):\s*(#[0-9a-fA-F]{3,6})\b/g)].map((m) => [m[1]!, m[2]!]));
+  const light = varsOf(/:root\{([^}]*)\}/.exec(css)![1]!);
+  const darkBlock = /@media \(prefers-color-scheme:dark\)\{:root\{([^}]*)\}\}/.exec(css);
+  assert.ok(darkBlock, 'a dark scheme');
+  const schemes = { light, dark: { ...light, ...varsOf(darkBlock[1]!) } };
+  const rules = [...css.replace(/@media[^{]*\{(:root\{[^}]*\})\}/g, '').matchAll(/([^{}]+)\{([^{}]*)\}/g)].map((m) => ({ sel: m[1]!.trim(), decls: m[2]! }));
+  const prop = (decls: string, name: string): string | undefined => new RegExp(`(?:^|;)${name}:([^;]+)`).exec(decls)?.[1]?.trim();
+  let checked = 0;
+  for (const [scheme, vars] of Object.entries(schemes)) {
+    const resolve = (v: string): string => {
+      const m = /^var\((--[\w-]+)\)$/.exec(v);
+      const out = m ? vars[m[1]!] : v;
+      assert.ok(out && /^#[0-9a-f]{3,6}$/i.test(out), `${scheme}: colour ${v} resolves to a hex value`);
+      return out;
+    };
+    for (const r of rules) {
+      if (r.sel.startsWith(':root')) continue;
+      const color = prop(r.decls, 'color');
+      if (!color || color === 'inherit') continue;
+      const bg = prop(r.decls, 'background') ?? prop(r.decls, 'background-color');
+      // A rule without its own background draws on the page's surfaces: the card and the page background.
+      const surfaces = bg ? [bg] : ['var(--card)', 'var(--bg)'];
+      for (const s of surfaces) {
+        const ratio = contrast(resolve(color), resolve(s));
+        assert.ok(ratio >= 4.5, `${scheme}: ${r.sel} ${color} on ${s}: ${ratio.toFixed(2)}:1 (< 4.5:1)`);
+        checked++;
+      }
+    }
+    // The primary button in particular (white on light orange in dark mode was the bug).
+    const primary = rules.find((r) => r.sel === 'button.primary')!;
+    assert.ok(contrast(resolve(prop(primary.decls, 'color')!), resolve(prop(primary.decls, 'background')!)) >= 4.5, `${scheme}: primary button`);
+  }
+  assert.ok(checked >= 10, `checked ${checked} pairs`);
+});

@@ -3,6 +3,7 @@
 // the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
 import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -150,6 +151,28 @@ function asString(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }
 
+type SecureConnectorFactory = (...args: unknown[]) => { connectionOptions?: { servername?: unknown } } | undefined;
+
+/**
+ * grpc-js passes the dialled host to tls.connect as the TLS ServerName (SNI) even when it is an IP address
+ * (`address: 192.0.2.7:10009`), which RFC 6066 forbids and Node answers with a non-JSON DEP0123 warning on
+ * stderr, in the middle of the JSON log. An IP address gets no SNI here, as in any TLS client. The certificate
+ * is still checked against that address (tls.connect checks `host` when there is no ServerName) or against
+ * grpc.ssl_target_name_override (grpc-js's own checkServerIdentity). Names are untouched.
+ */
+export function withoutIpServerName(creds: grpc.ChannelCredentials): grpc.ChannelCredentials {
+  const c = creds as unknown as { _createSecureConnector?: SecureConnectorFactory };
+  const make = c._createSecureConnector;
+  if (typeof make !== 'function') return creds;
+  c._createSecureConnector = function (this: unknown, ...args: unknown[]) {
+    const connector = make.apply(this, args);
+    const o = connector?.connectionOptions;
+    if (o && typeof o.servername === 'string' && isIP(o.servername) !== 0) delete o.servername;
+    return connector;
+  };
+  return creds;
+}
+
 class LndGrpcTransport implements LndTransport {
   readonly name = 'gRPC';
   readonly address: string;
@@ -165,14 +188,14 @@ class LndGrpcTransport implements LndTransport {
     const Lightning = loadLightningService();
     const macaroonHex = opts.macaroonHex;
     // Call credentials put the macaroon on every call, including ones grpc-js retries internally.
-    const creds = grpc.credentials.combineChannelCredentials(
+    const creds = withoutIpServerName(grpc.credentials.combineChannelCredentials(
       grpc.credentials.createSsl(opts.cert),
       grpc.credentials.createFromMetadataGenerator((_params, cb) => {
         const md = new grpc.Metadata();
         md.set('macaroon', macaroonHex);
         cb(null, md);
       }),
-    );
+    ));
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       // lnd accepts client pings no more often than every 5 s (ClientPingMinWait); a minute is polite
