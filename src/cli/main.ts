@@ -39,8 +39,9 @@ program
   .option('-c, --config <file>', 'YAML config file (default: $L402_CONFIG, else the embedded development defaults)')
   .option('--require-backend', 'refuse to start (exit 2) when the Lightning backend does not answer its check (config: require_backend: true)')
   .action(async (opts: { config?: string; requireBackend?: boolean }) => {
-    const { config } = resolveConfig(opts.config);
-    await runGate(opts.requireBackend ? { ...config, requireBackend: true } : config);
+    const { config, source } = resolveConfig(opts.config);
+    const withFlags = (c: GateConfig): GateConfig => (opts.requireBackend ? { ...c, requireBackend: true } : c);
+    await runGate(withFlags(config), { source, load: () => withFlags(resolveConfig(opts.config).config) });
   });
 
 // The files nginx-conf writes, named in its --help from the snippets themselves (so the count stays true).

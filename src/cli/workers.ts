@@ -1,25 +1,55 @@
 // `workers: N`: N l402d processes sharing one listen address (node:cluster), so verification and invoice
 // signing use every core. All state they share lives in the store (SQLite file or Redis), never in memory.
 import cluster from 'node:cluster';
-import type { GateConfig } from '../policy/config.js';
-import { checkBackendAtStart, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
+import { ConfigError, type GateConfig } from '../policy/config.js';
+import { checkBackendAtStart, checkReload, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { createLogger } from '../util/log.js';
 
-export async function runGate(config: GateConfig): Promise<void> {
+/** Re-reads the config as `start` read it (same file, same environment expansion), for SIGHUP. */
+export interface ConfigLoader {
+  source: string;
+  load(): GateConfig;
+}
+
+export async function runGate(config: GateConfig, loader?: ConfigLoader): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
     await refuseUnlessRedisDurable(config, createLogger(config.logLevel));
     if (config.requireBackend) await refuseUnlessBackendAnswers(config);
-    return supervise(config);
+    return supervise(config, loader);
   }
   // A worker only warns: its supervisor refused before forking, and a refusing worker would be replaced in a loop.
-  const running = await startGate(config, { refuseWithoutBackend: cluster.isWorker ? false : undefined });
+  // Registered before starting, so a SIGHUP during start-up (Node's default would end the process) is
+  // applied once the gate runs.
+  let running: Awaited<ReturnType<typeof startGate>> | undefined;
+  let hupWhileStarting = false;
+  const reload = () => {
+    if (!running) return void (hupWhileStarting = true);
+    const log = running.gate.parts.log;
+    if (!loader) return log.warn({ signal: 'SIGHUP' }, 'config reload: no config file to re-read; nothing reloaded');
+    try {
+      const summary = running.reload(loader.load(), loader.source);
+      log.info({ event: 'config_reloaded', source: loader.source, ...summary }, 'config reloaded');
+    } catch (e) {
+      log.error({ event: 'config_reload_failed', source: loader.source, err: reloadError(e) }, `config reload failed, the old config keeps running: ${reloadError(e)}`);
+    }
+  };
+  // SIGHUP (systemctl reload): routes and prices change for new requests; a bad file changes nothing.
+  process.on('SIGHUP', reload);
+  running = await startGate(config, { refuseWithoutBackend: cluster.isWorker ? false : undefined });
+  if (hupWhileStarting) reload();
+  const started = running;
   const stop = (signal: string) => {
-    running.gate.parts.log.info({ signal }, 'shutting down');
-    running.close().then(() => process.exit(0), () => process.exit(1));
+    started.gate.parts.log.info({ signal }, 'shutting down');
+    started.close().then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** A ConfigError's message names file, line and key (never a value); anything else only its kind. */
+function reloadError(e: unknown): string {
+  return e instanceof ConfigError ? e.message : `unexpected error (${(e as Error)?.name ?? typeof e})`;
 }
 
 /** require_backend with several workers: checked once by the supervisor before any worker starts. */
@@ -33,7 +63,7 @@ async function refuseUnlessBackendAnswers(config: GateConfig): Promise<void> {
   }
 }
 
-function supervise(config: GateConfig): void {
+function supervise(config: GateConfig, loader?: ConfigLoader): void {
   const log = createLogger(config.logLevel);
   let stopping = false;
   const fork = () => cluster.fork();
@@ -54,5 +84,19 @@ function supervise(config: GateConfig): void {
   };
   process.once('SIGINT', () => stop('SIGTERM'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP: checked once here (one clear error for a bad file, not one per worker), then forwarded: each
+  // worker re-reads the file and swaps its routes and prices between requests, dropping none.
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    if (loader) {
+      try {
+        checkReload(config, loader.load(), loader.source);
+      } catch (e) {
+        return log.error({ event: 'config_reload_failed', source: loader.source, err: reloadError(e) }, `config reload failed, the old config keeps running: ${reloadError(e)}`);
+      }
+    }
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+    log.info({ event: 'config_reload_forwarded', workers: Object.keys(cluster.workers ?? {}).length }, 'config reload: SIGHUP forwarded to the workers');
+  });
   log.info({ workers: config.workers, listen: config.listen }, 'l402d supervisor started');
 }

@@ -20,8 +20,11 @@ import { createCashuRail, type CashuRail, type CashuRailDeps } from '../rails/ca
 import type { Store } from '../store/store.js';
 import { createMetricsServer } from './metrics-server.js';
 import { withTimeout } from '../util/timeout.js';
+import { isDeepStrictEqual } from 'node:util';
 
 const SHUTDOWN_GRACE_MS = 5000;
+/** A gate replaced by a reload keeps its tenant backends this long, for requests still in flight on it. */
+const RETIRE_AFTER_MS = 120_000;
 /** Bound on the start-up check of the Lightning backend (the call `doctor` makes). */
 export const BACKEND_START_CHECK_MS = 3000;
 
@@ -52,7 +55,63 @@ export interface RunningGate {
   /** "host:port" or the unix socket path. */
   address: string;
   metricsAddress?: string;
+  /**
+   * SIGHUP: swaps in `next` for new requests (requests in flight finish on the old gate), or throws a
+   * ConfigError and keeps the old config whole. Returns the summary logged with `config reloaded`.
+   */
+  reload(next: GateConfig, source: string): ReloadSummary;
   close(): Promise<void>;
+}
+
+export interface ReloadSummary {
+  routes: number;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  settings: string[];
+}
+
+/**
+ * What a reload may change: read per request through the Gate. Everything else (listen, workers, store,
+ * lightning, root keys, cashu, data_dir, timeouts, log, metrics, upstream, nginx_secret, service, ...) is
+ * opened or bound at start and needs a restart.
+ */
+const RELOADABLE = new Set<keyof GateConfig>(['routes', 'pricing', 'dryRunInvoiceSampleRate', 'manifest', 'challenge', 'invoice', 'retryAfterSecs', 'rateLimit', 'nginxCacheMaxSecs']);
+
+/** The YAML key of a GateConfig field, for messages. */
+function yamlKey(k: string): string {
+  const named: Record<string, string> = { logLevel: 'log.level', dryRunInvoiceSampleRate: 'dry_run.invoice_sample_rate', nginxCacheMaxSecs: 'nginx_cache.max_secs', configDir: 'config file location' };
+  if (named[k]) return named[k];
+  return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** The settings of `next` that differ from `running` and need a restart (YAML key names, never values). */
+export function restartKeysChanged(running: GateConfig, next: GateConfig): string[] {
+  const keys = new Set([...Object.keys(running), ...Object.keys(next)] as (keyof GateConfig)[]);
+  return [...keys].filter((k) => !RELOADABLE.has(k) && !isDeepStrictEqual(running[k], next[k])).map(yamlKey);
+}
+
+/**
+ * The full check of a reloaded config against the running one: throws a ConfigError naming the file and
+ * the keys that need a restart. (parseConfig already checked the file itself.)
+ */
+export function checkReload(running: GateConfig, next: GateConfig, source: string): void {
+  const restart = restartKeysChanged(running, next);
+  if (restart.length > 0) {
+    throw new ConfigError(`${source}: ${restart.join(', ')}: changed, which needs a restart (systemctl restart l402d); nothing reloaded, the old config keeps running`);
+  }
+}
+
+function reloadSummary(running: GateConfig, next: GateConfig): ReloadSummary {
+  const before = new Map(running.routes.map((r) => [r.id, r]));
+  const after = new Map(next.routes.map((r) => [r.id, r]));
+  return {
+    routes: next.routes.length,
+    added: [...after.keys()].filter((id) => !before.has(id)),
+    removed: [...before.keys()].filter((id) => !after.has(id)),
+    changed: [...after.keys()].filter((id) => before.has(id) && !isDeepStrictEqual(before.get(id), after.get(id))),
+    settings: [...RELOADABLE].filter((k) => k !== 'routes' && !isDeepStrictEqual(running[k], next[k])).map(yamlKey),
+  };
 }
 
 /** Behind nginx, l402d trusts the request description nginx sends (path, client address): only nginx may reach it. */
@@ -136,6 +195,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const store = openStore(cfg);
   let backend: LightningBackend | undefined;
   let gate: Gate;
+  let gateRef: Gate | undefined;
   let server: Server | undefined;
   let address: string;
   const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
@@ -162,7 +222,6 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         `LIGHTNING BACKEND NOT USABLE AT START: ${backendProblem(backend, problem)}; l402d runs anyway and answers 503 where an invoice is needed until the backend answers (set require_backend: true or start --require-backend to refuse to start instead)`,
       );
     }
-    let gateRef: Gate | undefined;
     cashu = cfg.cashu
       ? await openCashuRail(cfg, {
           store,
@@ -174,7 +233,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       : undefined;
     gate = new Gate({ config: cfg, store, backend, rootKeys, log, metrics, cashu });
     gateRef = gate;
-    server = createGateServer(gate);
+    server = createGateServer(gate, () => gate);
     address = await listenOn(server, cfg.listen);
     if (metrics && cfg.metrics) {
       metricsServer = createMetricsServer(metrics, cfg.metrics.token, log);
@@ -195,12 +254,44 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   if (worst > ANSWER_BOUND_MS) log.warn({ worst_ms: worst, decision_ms: cfg.timeouts.decisionMs, render_ms: cfg.timeouts.renderMs }, `timeouts: a client may wait up to ${worst} ms for an answer (over ${ANSWER_BOUND_MS} ms); regenerate the nginx snippets (l402d nginx-conf) so nginx waits for these deadlines`);
   const ngxUnseen = cfg.ngxL402RootKey ? ngxL402ClaimsUnseen(cfg.store) : undefined;
   if (ngxUnseen) log.warn(`ngx_l402_root_key: ${ngxUnseen}`);
+  // Old gates replaced by a reload: closed (their tenant backends) once their requests have surely finished.
+  const retired = new Set<Gate>();
+  const retire = (old: Gate) => {
+    retired.add(old);
+    setTimeout(() => {
+      retired.delete(old);
+      old.close().catch(() => {});
+    }, RETIRE_AFTER_MS).unref();
+  };
   return {
-    gate,
+    get gate() {
+      return gate;
+    },
     server,
     address,
     metricsAddress: metricsServer ? addressOf(metricsServer) : undefined,
+    reload(next: GateConfig, source: string): ReloadSummary {
+      const running = gate.parts.config;
+      checkReload(running, next, source);
+      let fresh: Gate;
+      try {
+        // Same store, backend, keys, rails: only what the config says per request changes. The constructor
+        // runs startGate's route checks (cashu rails, auto-detect).
+        fresh = new Gate({ ...gate.parts, config: next });
+      } catch (e) {
+        if (e instanceof ConfigError) throw new ConfigError(`${source}: ${e.message}`);
+        throw e;
+      }
+      const summary = reloadSummary(running, next);
+      retire(gate);
+      // One assignment: every request that starts from now on sees the new gate, whole.
+      gate = fresh;
+      gateRef = fresh;
+      return summary;
+    },
     async close() {
+      for (const old of retired) await old.close().catch(() => {});
+      retired.clear();
       if (sweeper) clearInterval(sweeper);
       metricsServer?.close();
       await metrics?.stop().catch(() => {});

@@ -235,11 +235,16 @@ function problemReply(status: number, title: string, reason: string): string {
   return `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
-export function createGateServer(gate: Gate): Server {
+/** `current`: the gate a request starts on (a reload swaps it; a request in flight finishes on its own). */
+export function createGateServer(gate: Gate, current: () => Gate = () => gate): Server {
   const { log, config } = gate.parts;
   const upstream = config.upstream ? new URL(config.upstream) : undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    return handleOn(current(), req, res);
+  };
+  const handleOn = async (gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const { config } = gate.parts;
     const url = req.url ?? '/';
     // nginx's rewrite keeps the original query string; our endpoints ignore it.
     const endpoint = url.split('?')[0];
