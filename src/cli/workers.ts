@@ -14,9 +14,14 @@ export interface ConfigLoader {
 
 export async function runGate(config: GateConfig, loader?: ConfigLoader): Promise<void> {
   if (config.workers > 1 && cluster.isPrimary) {
+    // A SIGHUP before the workers exist changes nothing (they read the file when forked), and must not end l402d.
+    const early = () => {};
+    process.on('SIGHUP', early);
     await refuseUnlessRedisDurable(config, createLogger(config.logLevel));
     if (config.requireBackend) await refuseUnlessBackendAnswers(config);
-    return supervise(config, loader);
+    supervise(config, loader);
+    process.off('SIGHUP', early);
+    return;
   }
   // A worker only warns: its supervisor refused before forking, and a refusing worker would be replaced in a loop.
   // Registered before starting, so a SIGHUP during start-up (Node's default would end the process) is

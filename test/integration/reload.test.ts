@@ -121,3 +121,42 @@ test('SIGHUP with workers: 2: both workers pick up the change', async () => {
   assert.equal(s.g.output().slice(m).split('config reload failed').length - 1, 1, 'one error, from the supervisor');
   await s.g.stop();
 });
+
+test('reload behind nginx: requests in flight through nginx all answered; a route check that fails keeps the old config', async () => {
+  const { startStack, ROUTES_YAML } = await import('./gate-fixture.js');
+  const { parseConfig, ConfigError } = await import('../../src/policy/config.js');
+  const s = await startStack(cleanup);
+  const price = async () => {
+    const r = await http1(s.origin + '/premium', JSON_ACCEPT);
+    assert.equal(r.status, 402, r.body);
+    return JSON.parse(r.body).amount_msat as number;
+  };
+  assert.equal(await price(), 10000);
+  const yaml = (routes: string) => `listen: ${s.cfg.listen}\ndata_dir: ${s.dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${routes}`;
+  let stop = false;
+  const statuses: number[] = [];
+  const load = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 2000 && !stop; i++) statuses.push((await http1(s.origin + '/premium', JSON_ACCEPT)).status);
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 100));
+  const summary = s.gate.reload(parseConfig(yaml(ROUTES_YAML.replace('amount_msat: 10000', 'amount_msat: 12000')), { env: {} }), 'l402.yaml');
+  assert.deepEqual(summary.changed, ['/premium']);
+  await new Promise((r) => setTimeout(r, 100));
+  stop = true;
+  await load;
+  assert.deepEqual([...new Set(statuses)], [402], 'every request through nginx answered with a challenge');
+  assert.equal(await price(), 12000);
+  // Checks startGate makes on routes run on reload too: a cashu-only route without a cashu section.
+  assert.throws(
+    () => s.gate.reload(parseConfig(yaml(`${ROUTES_YAML.replace('amount_msat: 12000', 'amount_msat: 1')}  - { match: /ecash, amount_msat: 1, rails: [cashu] }\n`), { env: {} }), 'l402.yaml'),
+    (e: Error) => e instanceof ConfigError && /^l402\.yaml: routes .*rails \[cashu\] needs a cashu: section/.test(e.message),
+  );
+  // A restart-only key (service) refuses the whole file.
+  assert.throws(
+    () => s.gate.reload(parseConfig(`service: other\n${yaml(ROUTES_YAML.replace('amount_msat: 10000', 'amount_msat: 1'))}`, { env: {} }), 'l402.yaml'),
+    (e: Error) => e instanceof ConfigError && /^l402\.yaml: service: changed, which needs a restart/.test(e.message),
+  );
+  assert.equal(await price(), 12000, 'the last good config keeps running');
+});
