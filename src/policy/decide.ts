@@ -7,7 +7,7 @@ import { parseCredential, type CredentialHeaders, type L402Credential } from '..
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from '../store/abandon-claim.js';
-import { tokenRootKey } from '../protocol/root-key.js';
+import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
 import type { Price } from './pricing.js';
@@ -337,7 +337,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   }
   const id = decodeIdentifier(mac.identifier);
   if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
-  if (!deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return { outcome: 'invalid', route, reason: 'bad_signature' };
+  if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
 
   const now = nowSecs(deps);
   // Every caveat must hold; what was sold comes from the ones l402d minted (their count is in the token id).

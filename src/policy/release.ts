@@ -7,7 +7,7 @@ import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
-import { tokenRootKey } from '../protocol/root-key.js';
+import { signedByTokenKey } from '../protocol/root-key.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { claimOwnedBy, REQUEST_ID } from '../store/abandon-claim.js';
 import type { Store } from '../store/store.js';
@@ -75,7 +75,7 @@ function claimKeyOf(macaroon: Buffer, deps: ReleaseDeps): string | undefined {
     }
     const mac = decodeMacaroon(macaroon);
     const id = decodeIdentifier(mac.identifier);
-    if (!id || !deps.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return undefined;
+    if (!id || !signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return undefined;
     return claimKey(id.paymentHash);
   } catch (e) {
     if (e instanceof MacaroonFormatError) return undefined;

@@ -2,6 +2,7 @@
 // so verification is stateless and a compromised token key reveals nothing about others.
 import { createHmac, randomBytes } from 'node:crypto';
 import { readOrCreatePrivateFile } from '../util/private-file.js';
+import { verifySignature, type Macaroon } from './macaroon.js';
 
 export class WeakKeyError extends Error {}
 
@@ -48,4 +49,9 @@ const TOKEN_KEY_LABEL = Buffer.from('l402-nginx/token-root-key/v2\0', 'utf8');
 
 export function tokenRootKey(master: Buffer, tokenId: Buffer): Buffer {
   return createHmac('sha256', master).update(TOKEN_KEY_LABEL).update(tokenId).digest();
+}
+
+/** Whether one of the master keys (current first, then those kept for a rotation) signed this token's macaroon. */
+export function signedByTokenKey(mac: Macaroon, tokenId: Buffer, masters: readonly Buffer[]): boolean {
+  return masters.some((k) => verifySignature(mac, tokenRootKey(k, tokenId)));
 }

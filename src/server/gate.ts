@@ -5,9 +5,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
 import { decodeIdentifier } from '../protocol/identifier.js';
-import { decodeMacaroon, encodeMacaroonBase64, verifySignature } from '../protocol/macaroon.js';
+import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
-import { tokenRootKey } from '../protocol/root-key.js';
+import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
@@ -429,7 +429,7 @@ export class Gate {
     try {
       const mac = decodeMacaroon(parsed.credential.macaroon);
       const id = decodeIdentifier(mac.identifier);
-      if (!id || !this.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return undefined;
+      if (!id || !signedByTokenKey(mac, id.tokenId, this.parts.rootKeys)) return undefined;
       const hash = id.paymentHash.toString('hex');
       const raw = await withTimeout(this.parts.store.get(pendingInvoiceKey(hash)), this.parts.config.timeouts.storeMs, 'store get');
       if (!raw) return undefined;

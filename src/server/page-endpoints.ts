@@ -5,9 +5,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
-import { caveatPredicates, decodeMacaroon, verifySignature } from '../protocol/macaroon.js';
+import { caveatPredicates, decodeMacaroon } from '../protocol/macaroon.js';
 import { decodeIdentifier } from '../protocol/identifier.js';
-import { tokenRootKey } from '../protocol/root-key.js';
+import { signedByTokenKey } from '../protocol/root-key.js';
 import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev-wallet.js';
 import { PAGE_ENDPOINTS } from './payment-page.js';
 
@@ -60,7 +60,7 @@ async function status(gate: Gate, req: IncomingMessage, res: ServerResponse): Pr
   const id = decodeIdentifier(mac.identifier);
   if (!id) return json(res, 400, { error: 'unknown_identifier' });
   // The HMAC chain first: a forged macaroon never costs a backend round trip.
-  if (!gate.parts.rootKeys.some((k) => verifySignature(mac, tokenRootKey(k, id.tokenId)))) return json(res, 401, { error: 'bad_signature' });
+  if (!signedByTokenKey(mac, id.tokenId, gate.parts.rootKeys)) return json(res, 401, { error: 'bad_signature' });
 
   // Caveats only narrow, so every route caveat must name the same route for the token to be usable.
   const routeIds = new Set(caveatPredicates(mac).filter((p) => p.startsWith('route=')).map((p) => p.slice(6).trim()));
