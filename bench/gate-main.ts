@@ -1,7 +1,7 @@
 // l402d for benchmarks: what `l402d start --config FILE` runs, plus an optional artificial Lightning
 // latency (the dev wallet behind a fixed delay) to show that only the backend limits concurrency.
 // Usage: node --import tsx bench/gate-main.ts <config.yaml> [--slow-backend-ms N]
-import { loadConfigFile } from '../src/policy/config.js';
+import { loadConfigFile } from '../src/config/config.js';
 import { startGate } from '../src/server/app.js';
 import { DevWallet } from '../src/rails/lightning/dev-wallet.js';
 import type { LightningBackend } from '../src/rails/lightning/backend.js';

@@ -7,7 +7,7 @@ import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cleanup, freePort, http1, requireTool, startNginx, startRedis, waitFor, type NginxHandle, type RedisHandle } from '../test/integration/harness.js';
-import { parseConfig, type GateConfig } from '../src/policy/config.js';
+import { parseConfig, type GateConfig } from '../src/config/config.js';
 import { nginxSnippets } from '../src/cli/nginx-conf.js';
 import { createChallenge } from '../src/policy/challenge.js';
 import { parseRootKey } from '../src/protocol/root-key.js';

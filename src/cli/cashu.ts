@@ -1,8 +1,8 @@
 // `l402d cashu status|redeem`: what the Cashu wallet holds and what it has melted, and a redemption cycle
 // on demand. Never prints the mnemonic, proof secrets, the P2PK key, payout invoices or preimages.
 import { existsSync } from 'node:fs';
-import type { GateConfig } from '../policy/config.js';
-import { ConfigError } from '../policy/config.js';
+import type { GateConfig } from '../config/config.js';
+import { ConfigError } from '../config/config.js';
 import { openCashuRail } from '../server/app.js';
 import { resolveDbPath } from '../rails/cashu/config.js';
 import { WalletDb, type BalanceRow, type MeltRecord } from '../rails/cashu/wallet-db.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig, type GateConfig } from '../policy/config.js';
+import { ConfigError, loadConfigFile, parseConfig, type GateConfig } from '../config/config.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 
 /** --config FILE, else $L402_CONFIG, else the embedded development defaults (`explicit` false). */

@@ -4,7 +4,7 @@ import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
-import type { GateConfig } from '../policy/config.js';
+import type { GateConfig } from '../config/config.js';
 import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
 import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';

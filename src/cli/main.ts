@@ -11,7 +11,7 @@ import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import { parseConfig, type GateConfig } from '../policy/config.js';
+import { parseConfig, type GateConfig } from '../config/config.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 import { normalizePath, RouteTable } from '../policy/routes.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';

@@ -1,6 +1,6 @@
 // The nginx side of the contract, generated from the config so the snippets always match l402d's address.
 // `nginx/l402/` holds the same text for the default address (a test keeps the two identical).
-import type { GateConfig } from '../policy/config.js';
+import type { GateConfig } from '../config/config.js';
 import { nginxMs, nginxTimeouts } from '../policy/budget.js';
 
 export interface NginxSnippets {

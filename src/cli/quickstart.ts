@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseConfig } from '../policy/config.js';
+import { parseConfig } from '../config/config.js';
 import { startGate, type RunningGate } from '../server/app.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 import { DEV_PAY_LOCATION, nginxSnippets } from './nginx-conf.js';

@@ -1,7 +1,7 @@
 // `workers: N`: N l402d processes sharing one listen address (node:cluster), so verification and invoice
 // signing use every core. All state they share lives in the store (SQLite file or Redis), never in memory.
 import cluster from 'node:cluster';
-import { ConfigError, type GateConfig } from '../policy/config.js';
+import { ConfigError, type GateConfig } from '../config/config.js';
 import { checkBackendAtStart, checkReload, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
 import { openBackend } from '../rails/lightning/open-backend.js';
 import { createLogger } from '../util/log.js';

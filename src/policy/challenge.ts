@@ -4,7 +4,7 @@ import { encodeIdentifier, newTokenId } from '../protocol/identifier.js';
 import { encodeMacaroonBase64, mintMacaroon } from '../protocol/macaroon.js';
 import { mintCaveats } from '../protocol/caveats.js';
 import { tokenRootKey } from '../protocol/root-key.js';
-import type { RouteConfig } from './config.js';
+import type { RouteConfig } from '../config/config.js';
 import { withTimeout } from '../util/timeout.js';
 
 export interface Challenge {

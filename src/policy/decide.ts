@@ -9,7 +9,7 @@ import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from '../store/abandon-claim.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
-import type { RouteConfig } from './config.js';
+import type { RouteConfig } from '../config/config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';

@@ -3,7 +3,7 @@
 import { hasRawBytes } from '../protocol/path-bytes.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
-import type { RouteConfig } from './config.js';
+import type { RouteConfig } from '../config/config.js';
 
 export interface Price {
   amountMsat: number;

@@ -12,7 +12,7 @@ import { parseCashuCredential } from '../rails/cashu/credential.js';
 import { claimOwnedBy, REQUEST_ID } from '../store/abandon-claim.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
-import type { RouteConfig } from './config.js';
+import type { RouteConfig } from '../config/config.js';
 import { claimKey, type GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { ANSWER_BOUND_MS, worstAnswerMs } from '../policy/budget.js';
 import { resolve } from 'node:path';
 import type { Server } from 'node:http';
-import { ConfigError, type GateConfig } from '../policy/config.js';
+import { ConfigError, type GateConfig } from '../config/config.js';
 import { loadOrCreateDevRootKey, parseRootKey, WeakKeyError } from '../protocol/root-key.js';
 import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { openBackend } from '../rails/lightning/open-backend.js';

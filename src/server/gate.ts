@@ -2,7 +2,7 @@
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ConfigError, type GateConfig, type RouteConfig } from '../policy/config.js';
+import { ConfigError, type GateConfig, type RouteConfig } from '../config/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';

@@ -1,6 +1,6 @@
 // The capability manifest at /.well-known/l402-services, in ngx_l402's schema (keys sorted, as its serde
 // output is), so agents written for it read ours. Public by design: it describes prices, not secrets.
-import type { GateConfig, RouteConfig } from '../policy/config.js';
+import type { GateConfig, RouteConfig } from '../config/config.js';
 import type { Price } from '../policy/pricing.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json | undefined };

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import QRCode from 'qrcode';
 import type { Challenge } from '../policy/challenge.js';
-import type { RouteConfig } from '../policy/config.js';
+import type { RouteConfig } from '../config/config.js';
 
 export interface PageOptions {
   /** The request URI the page retries once paid (path and query, as the client sent it). */

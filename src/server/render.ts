@@ -1,7 +1,7 @@
 // Turns an outcome into the client's response: status, headers and body. Pure: the challenge (if any)
 // has been minted by the caller.
 import type { Challenge } from '../policy/challenge.js';
-import type { RouteConfig } from '../policy/config.js';
+import type { RouteConfig } from '../config/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
 import { PAYMENT_PAGE_HEADERS, paymentPage, type PageOptions } from './payment-page.js';
 

@@ -1,4 +1,4 @@
-import type { GateConfig } from '../policy/config.js';
+import type { GateConfig } from '../config/config.js';
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
 import { SqliteStore } from './sqlite-store.js';

@@ -3,7 +3,7 @@
 // Seed: L402_FUZZ_SEED (default below).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { FUZZ_SEED, Rng } from './rng.js';
 
 const SEED = FUZZ_SEED;

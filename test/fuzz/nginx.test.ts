@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from '../integration/harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from '../integration/gate-fixture.js';
-import { parseConfig, type GateConfig, type RouteConfig } from '../../src/policy/config.js';
+import { parseConfig, type GateConfig, type RouteConfig } from '../../src/config/config.js';
 import { normalizePath, pathAmbiguity, RouteTable } from '../../src/policy/routes.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';

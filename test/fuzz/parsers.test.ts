@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
+import { parseConfig, type RouteConfig } from '../../src/config/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge } from '../../src/policy/challenge.js';
 import { normalizePath, RouteTable } from '../../src/policy/routes.js';

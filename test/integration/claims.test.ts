@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startNginx, startRedis } from './harness.js';
 import { mintLocalCredential, ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx } from './harness.js';
 import { startStack, writeSnippets } from './gate-fixture.js';
 import type { LightningBackend } from '../../src/rails/lightning/backend.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
-import { parseConfig, type GateConfig, type RouteConfig } from '../../src/policy/config.js';
+import { parseConfig, type GateConfig, type RouteConfig } from '../../src/config/config.js';
 import { createChallenge } from '../../src/policy/challenge.js';
 import { parseRootKey } from '../../src/protocol/root-key.js';
 import { startGate, type RunningGate } from '../../src/server/app.js';

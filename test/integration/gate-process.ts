@@ -64,7 +64,7 @@ export async function twoGatesBehindNginx(
 ): Promise<{ origin: string; gates: GateProcess[] }> {
   const { freePort, startNginx } = await import('./harness.js');
   const { writeSnippets } = await import('./gate-fixture.js');
-  const { parseConfig } = await import('../../src/policy/config.js');
+  const { parseConfig } = await import('../../src/config/config.js');
   const { writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
   const ports = [await freePort(), await freePort()];

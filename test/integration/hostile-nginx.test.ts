@@ -10,7 +10,7 @@ import { Cleanup, grpcClient, http1, http2, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { nginxSnippets } from '../../src/cli/nginx-conf.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';

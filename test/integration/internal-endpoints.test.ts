@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { startGate, type RunningGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, waitFor } from './harness.js';
 import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 

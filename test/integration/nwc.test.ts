@@ -11,7 +11,7 @@ import { startNwcPeer, type NwcPeer, type NwcPeerOptions } from '../peers/nwc-pe
 import { createNwcBackend, nwcConfigSchema, NwcWalletError } from '../../src/rails/lightning/nwc.js';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
 import { createLogger } from '../../src/util/log.js';
-import { parseConfig, ConfigError } from '../../src/policy/config.js';
+import { parseConfig, ConfigError } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { Cleanup, freePort, http1, requireTool } from './harness.js';
 import { startStack, TEST_ROOT_KEY } from './gate-fixture.js';

@@ -14,7 +14,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { escapeHtml, paymentPage } from '../../src/server/payment-page.js';
-import type { RouteConfig } from '../../src/policy/config.js';
+import type { RouteConfig } from '../../src/config/config.js';
 
 const nginxBin = requireTool('nginx');
 const chromiumBin = requireTool('chromium');

@@ -13,7 +13,7 @@ import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, requireTool, startRedis, waitFor } from './harness.js';
 import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
 import { l402dArgs } from './gate-process.js';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { doctor } from '../../src/cli/doctor.js';
 import { createLogger } from '../../src/util/log.js';

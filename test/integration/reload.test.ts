@@ -124,7 +124,7 @@ test('SIGHUP with workers: 2: both workers pick up the change', async () => {
 
 test('reload behind nginx: requests in flight through nginx all answered; a route check that fails keeps the old config', async () => {
   const { startStack, ROUTES_YAML } = await import('./gate-fixture.js');
-  const { parseConfig, ConfigError } = await import('../../src/policy/config.js');
+  const { parseConfig, ConfigError } = await import('../../src/config/config.js');
   const s = await startStack(cleanup);
   const price = async () => {
     const r = await http1(s.origin + '/premium', JSON_ACCEPT);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';

@@ -18,7 +18,7 @@ import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, waitFor, type CountingUpstream, type NginxHandle } from './harness.js';
 import { mintLocalCredential, ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';

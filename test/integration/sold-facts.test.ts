@@ -15,7 +15,7 @@ import { ROUTES_YAML, TEST_ROOT_KEY, startStack } from './gate-fixture.js';
 import { l402dArgs } from './gate-process.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 

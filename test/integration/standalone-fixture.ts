@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startCountingUpstream, type Cleanup, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';

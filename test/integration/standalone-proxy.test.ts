@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, startCountingUpstream, type CountingUpstream } from './harness.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { normalizePath } from '../../src/policy/routes.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { Cleanup, http1, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { startLnurlPeer, type LnurlPeer } from '../peers/lnurl-peer.js';
-import { parseConfig } from '../../src/policy/config.js';
-import { ConfigError } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
+import { ConfigError } from '../../src/config/config.js';
 
 const skip = requireTool('nginx') ? false : 'nginx not installed';
 const cleanup = new Cleanup();

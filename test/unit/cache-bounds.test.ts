@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { createCachedReader } from '../../src/policy/pricing.js';
 import { Gate } from '../../src/server/gate.js';
 import { MemoryStore } from '../../src/store/memory-store.js';

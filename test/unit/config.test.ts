@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 
 const KEY = 'b5d1a0c3e8f7a6d9c2b4e1f0a3d6c9b8e7f2a1d4c5b6e9f8a7d0c3b2e5f4a1d6';
 

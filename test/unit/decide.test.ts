@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
+import { parseConfig, type RouteConfig } from '../../src/config/config.js';
 import { decide, pendingInvoiceKey, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge, type Challenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
@@ -229,7 +229,7 @@ test('auto-detect: HMAC and caveats first, then one settlement lookup; unsettled
 
 test('auto-detect on a backend that cannot look up invoices is a config error at start', async () => {
   const { startGate } = await import('../../src/server/app.js');
-  const { ConfigError } = await import('../../src/policy/config.js');
+  const { ConfigError } = await import('../../src/config/config.js');
   const { createLogger } = await import('../../src/util/log.js');
   const c = parseConfig(`listen: 127.0.0.1:0\nstore: { type: memory }\nroot_key: ${MASTER.toString('hex')}\nlightning: { type: dev }\nroutes:\n  - { match: /auto, amount_msat: 1000, auto_detect_payment: true }\n`, { env: {} });
   const noLookup = { kind: 'lnurl', createInvoice: wallet.createInvoice.bind(wallet), describe: () => 'x', close: async () => {} };

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 

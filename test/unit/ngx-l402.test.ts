@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, parseConfig } from '../../src/policy/config.js';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { RouteTable } from '../../src/policy/routes.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey, ngxL402ClaimsUnseen } from '../../src/protocol/ngx-l402.js';

@@ -13,7 +13,7 @@ import QRCode from 'qrcode';
 import {
   escapeHtml, formatSats, jsonForScript, paymentPage, qrSvg, PAYMENT_PAGE_CSP, PAYMENT_PAGE_HEADERS, type PageInput,
 } from '../../src/server/payment-page.js';
-import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
+import { parseConfig, type RouteConfig } from '../../src/config/config.js';
 import type { Challenge } from '../../src/policy/challenge.js';
 import { Gate } from '../../src/server/gate.js';
 import { createGateServer } from '../../src/server/http-server.js';

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCachedReader, createPriceResolver } from '../../src/policy/pricing.js';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 
 const route = parseConfig(`lightning: { type: dev }\nroutes: [{ match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 60 }]\n`, { env: {} }).routes[0]!;

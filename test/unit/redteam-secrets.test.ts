@@ -3,7 +3,7 @@
 // any part, however the URL splits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, ConfigError } from '../../src/policy/config.js';
+import { parseConfig, ConfigError } from '../../src/config/config.js';
 import { describeStore } from '../../src/cli/config-source.js';
 
 const PW_PARTS = ['S3cr', 'etPW', 'xY9q'];

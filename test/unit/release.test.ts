@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseConfig } from '../../src/policy/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { releaseClaim, type ReleaseDeps } from '../../src/policy/release.js';
 import { createChallenge } from '../../src/policy/challenge.js';

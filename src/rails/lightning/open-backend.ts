@@ -1,4 +1,4 @@
-import type { GateConfig } from '../../policy/config.js';
+import type { GateConfig } from '../../config/config.js';
 import type { Logger } from '../../util/log.js';
 import { createLogger } from '../../util/log.js';
 import type { LightningBackend } from './backend.js';

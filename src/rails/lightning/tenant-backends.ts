@@ -2,7 +2,7 @@
 // backend per address, kept in a bounded map (the least recently used one is closed when it overflows).
 import type { BackendContext, LightningBackend } from './backend.js';
 import { createLnurlBackendForAddress, type LnurlOptionsInput } from './lnurl.js';
-import type { GateConfig } from '../../policy/config.js';
+import type { GateConfig } from '../../config/config.js';
 import type { Logger } from '../../util/log.js';
 
 const MAX_ADDRESSES = 256;

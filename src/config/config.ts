@@ -5,11 +5,11 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import { LineCounter, parseDocument, isMap, isScalar, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
-import { parseRouteMatch } from './routes.js';
-import { AddressSet, parseRateLimit } from './rate-limit.js';
+import { parseRouteMatch } from '../policy/routes.js';
+import { AddressSet, parseRateLimit } from '../policy/rate-limit.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
-import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from './budget.js';
+import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from '../policy/budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
 
 export class ConfigError extends Error {}
