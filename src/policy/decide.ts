@@ -5,8 +5,8 @@ import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature 
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
-import { parseCashuCredential } from '../rails/cashu/credential.js';
-import { abandonClaim, claimOwnedBy, requestClaimToken } from '../store/abandon-claim.js';
+import { parseCashuCredential } from '../protocol/cashu-credential.js';
+import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Store } from '../store/store.js';
 import type { RouteConfig } from '../config/config.js';

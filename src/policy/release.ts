@@ -8,8 +8,8 @@ import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protoco
 import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
-import { parseCashuCredential } from '../rails/cashu/credential.js';
-import { claimOwnedBy, REQUEST_ID } from '../store/abandon-claim.js';
+import { parseCashuCredential } from '../protocol/cashu-credential.js';
+import { claimOwnedBy, REQUEST_ID } from './claims.js';
 import type { Store } from '../store/store.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from '../config/config.js';

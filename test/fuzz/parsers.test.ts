@@ -26,7 +26,7 @@ import { parseCredential, MAX_AUTHORIZATION_LENGTH } from '../../src/protocol/l4
 import { checkCaveats } from '../../src/protocol/caveats.js';
 import { decodeBase64Loose } from '../../src/protocol/base64.js';
 import { tokenRootKey } from '../../src/protocol/root-key.js';
-import { parseCashuCredential } from '../../src/rails/cashu/credential.js';
+import { parseCashuCredential } from '../../src/protocol/cashu-credential.js';
 import { FUZZ_SEED, Rng } from './rng.js';
 
 const SEED = FUZZ_SEED;

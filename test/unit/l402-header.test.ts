@@ -43,7 +43,7 @@ test('Authorization that is ours (L402/LSAT, Cashu) or malformed still wins over
 });
 
 test('only SP and HTAB surround a credential: a scheme behind NBSP, VT or FF is not read (nginx would not strip it as a payment credential)', async () => {
-  const { parseCashuCredential } = await import('../../src/rails/cashu/credential.js');
+  const { parseCashuCredential } = await import('../../src/protocol/cashu-credential.js');
   assert.equal(parseCredential({ authorization: ` \tL402 ${MAC.toString('base64')}:${PRE}\t ` }).kind, 'l402');
   for (const lead of ['\u00a0', '\v', '\f', '\u2003']) {
     assert.notEqual(parseCredential({ authorization: `${lead}L402 ${MAC.toString('base64')}:${PRE}` }).kind, 'l402', JSON.stringify(lead));

@@ -3,7 +3,7 @@
 // Per-proof keys, not one key per token: re-encoding a token, or splitting/merging its proofs into a new
 // token, must not make the same proof pay twice.
 import { createHash } from 'node:crypto';
-import { abandonClaim, claimToken } from '../../store/abandon-claim.js';
+import { abandonClaim, claimToken } from '../../policy/claims.js';
 import type { Store } from '../../store/store.js';
 
 export const yKey = (y: string) => `cashu:y:${y}`;

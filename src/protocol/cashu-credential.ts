@@ -12,7 +12,7 @@ export interface CashuCredentialHeaders {
   authorization?: string | string[];
 }
 
-import { trimOws } from '../../protocol/ows.js';
+import { trimOws } from './ows.js';
 
 // cashuB is base64url; cashuA (V3, deprecated) is often standard base64 with padding.
 const TOKEN_RE = /^cashu[AB][A-Za-z0-9_\-+/]+={0,2}$/;

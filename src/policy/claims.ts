@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withTimeout } from '../util/timeout.js';
-import type { Store } from './store.js';
+import type { Store } from '../store/store.js';
 
 /** A claim value no other request writes: what tells our claim from a rival's. */
 export function claimToken(): string {
