@@ -5,8 +5,8 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import { LineCounter, parseDocument, isMap, isScalar, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
-import { parseRouteMatch } from '../policy/routes.js';
-import { AddressSet, parseRateLimit } from '../policy/rate-limit.js';
+import { AddressSet } from '../policy/rate-limit.js';
+import { routeSchema, type RouteConfig } from '../policy/route-config.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from '../policy/budget.js';
@@ -14,70 +14,6 @@ import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rail
 
 export class ConfigError extends Error {}
 
-
-const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'] as const;
-
-const routeSchema = z
-  .object({
-    match: z.string().min(1).superRefine((m, ctx) => {
-      try {
-        parseRouteMatch(m);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: (e as Error).message });
-      }
-    }),
-    id: z.string().regex(/^[A-Za-z0-9_.\/:-]{1,128}$/, 'letters, digits and _ . / : - only').optional(),
-    methods: z.array(z.preprocess((m) => (typeof m === 'string' ? m.toUpperCase() : m), z.enum(HTTP_METHODS))).min(1).optional(),
-    amount_msat: intLike(z.number().int().positive().max(2_100_000_000_000_000)),
-    access: z.enum(['per-request', 'timed', 'indefinite']).optional(),
-    indefinite_access: boolLike.optional(),
-    macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
-    auto_detect_payment: boolLike.default(false),
-    dry_run: boolLike.default(false),
-    manifest_hide: boolLike.default(false),
-    payment_page: boolLike.default(true),
-    lnurl_addr: z.string().trim().min(3).max(320).optional(),
-    rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
-    invoice_rate_limit: z
-      .string()
-      .superRefine((v, ctx) => {
-        try {
-          parseRateLimit(v);
-        } catch (e) {
-          ctx.addIssue({ code: 'custom', message: (e as Error).message });
-        }
-      })
-      .optional(),
-  })
-  .strict()
-  .superRefine((r, ctx) => {
-    if (r.indefinite_access && r.access && r.access !== 'indefinite') {
-      ctx.addIssue({ code: 'custom', path: ['indefinite_access'], message: `conflicts with access: ${r.access}` });
-    }
-    const access = r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request');
-    if (r.lnurl_addr && r.auto_detect_payment) {
-      ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with lnurl_addr (a Lightning Address gives no settlement lookups we can rely on)' });
-    }
-    if (access === 'timed' && r.macaroon_timeout === 0) {
-      ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
-    }
-  })
-  .transform((r) => ({
-    match: r.match,
-    id: r.id ?? r.match,
-    methods: r.methods,
-    amountMsat: r.amount_msat,
-    access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
-    macaroonTimeout: r.macaroon_timeout,
-    autoDetect: r.auto_detect_payment,
-    dryRun: r.dry_run,
-    manifestHide: r.manifest_hide,
-    paymentPage: r.payment_page,
-    lnurlAddr: r.lnurl_addr,
-    /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
-    rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
-    rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
-  }));
 
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('memory') }).strict(),
@@ -218,7 +154,7 @@ const configSchema = z
   })
   .strict();
 
-export type RouteConfig = z.output<typeof routeSchema>;
+export type { RouteConfig };
 type Parsed = z.output<typeof configSchema>;
 
 export interface GateConfig {

@@ -1,10 +1,10 @@
 // Minting a challenge: one invoice from the backend, one macaroon committing to its payment hash.
-import type { LightningBackend } from '../rails/lightning/backend.js';
+import type { InvoiceMinter } from './ports.js';
 import { encodeIdentifier, newTokenId } from '../protocol/identifier.js';
 import { encodeMacaroonBase64, mintMacaroon } from '../protocol/macaroon.js';
 import { mintCaveats } from '../protocol/caveats.js';
 import { tokenRootKey } from '../protocol/root-key.js';
-import type { RouteConfig } from '../config/config.js';
+import type { RouteConfig } from './route-config.js';
 import { withTimeout } from '../util/timeout.js';
 
 export interface Challenge {
@@ -19,7 +19,7 @@ export interface Challenge {
 }
 
 export interface ChallengeDeps {
-  backend: LightningBackend;
+  backend: InvoiceMinter;
   rootKey: Buffer;
   service: string;
   location: string;

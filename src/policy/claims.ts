@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withTimeout } from '../util/timeout.js';
-import type { Store } from '../store/store.js';
+import type { ClaimStore } from './ports.js';
 
 /** A claim value no other request writes: what tells our claim from a rival's. */
 export function claimToken(): string {
@@ -32,7 +32,7 @@ export function claimOwnedBy(value: string | undefined, requestId: string | unde
 }
 
 /** Never rejects: gives up (false) after `forMs` without an answer. */
-export async function abandonClaim(store: Store, key: string, value: string, o: { everyMs?: number; forMs?: number } = {}): Promise<boolean> {
+export async function abandonClaim(store: Pick<ClaimStore, 'delIfValue'>, key: string, value: string, o: { everyMs?: number; forMs?: number } = {}): Promise<boolean> {
   const everyMs = o.everyMs ?? 500;
   const until = Date.now() + (o.forMs ?? 30_000);
   for (;;) {

@@ -1,5 +1,5 @@
 // The decision core: request facts in, outcome out. No HTTP, no backend; the store is the only I/O,
-// reached through the Store interface and bounded by a timeout (fail closed).
+// reached through the ClaimStore port and bounded by a timeout (fail closed).
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
@@ -8,8 +8,8 @@ import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } f
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
-import type { Store } from '../store/store.js';
-import type { RouteConfig } from '../config/config.js';
+import type { CashuAcceptor, ClaimStore } from './ports.js';
+import type { RouteConfig } from './route-config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';
@@ -48,15 +48,7 @@ export type InvalidReason =
   | 'already_used'
   | 'auto_detect_off';
 
-/** The Cashu rail as the core sees it (see rails/cashu). */
-export interface CashuAcceptor {
-  accept(
-    token: string,
-    priceMsat: number,
-    ctx: { routeId: string; tenant?: string },
-    signal?: AbortSignal,
-  ): Promise<{ ok: true; amountMsat: number } | { ok: false; status: 400 | 503; reason: string }>;
-}
+export type { CashuAcceptor } from './ports.js';
 
 /**
  * How long a decision may take (default; `timeouts.decision_ms`), counted from when nginx sent the auth
@@ -103,7 +95,7 @@ export interface DecideDeps {
   service: string;
   /** Current master key first, then previous ones still accepted during a rotation. */
   rootKeys: readonly Buffer[];
-  store: Store;
+  store: ClaimStore;
   storeTimeoutMs: number;
   /**
    * Auto-detect: has the invoice with this payment hash been paid? Bounded and cached by the caller;

@@ -1,9 +1,9 @@
 // Dynamic prices from the shared store, with a short in-process cache. A bad or missing value falls back
 // to the route's static price (logged), never an error for the client.
 import { hasRawBytes } from '../protocol/path-bytes.js';
-import type { Store } from '../store/store.js';
+import type { ClaimStore } from './ports.js';
 import { withTimeout } from '../util/timeout.js';
-import type { RouteConfig } from '../config/config.js';
+import type { RouteConfig } from './route-config.js';
 
 export interface Price {
   amountMsat: number;
@@ -31,7 +31,7 @@ export function parsePrice(v: string | undefined): number | undefined {
 }
 
 export interface PriceResolverOptions {
-  store: Store;
+  store: Pick<ClaimStore, 'get'>;
   storeTimeoutMs: number;
   cacheMs: number;
   /** ngx_l402 compatibility: the bare request path as a key, outside any prefix. */

@@ -10,16 +10,16 @@ import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { claimOwnedBy, REQUEST_ID } from './claims.js';
-import type { Store } from '../store/store.js';
+import type { ClaimStore } from './ports.js';
 import { withTimeout } from '../util/timeout.js';
-import type { RouteConfig } from '../config/config.js';
+import type { RouteConfig } from './route-config.js';
 import { claimKey, type GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
   rootKeys: readonly Buffer[];
-  store: Store;
+  store: ClaimStore;
   storeTimeoutMs: number;
   /** The Cashu rail is configured. */
   cashu: boolean;

@@ -1,7 +1,6 @@
 // Master secret handling. Each token gets its own macaroon root key derived from the master and its token id,
 // so verification is stateless and a compromised token key reveals nothing about others.
-import { createHmac, randomBytes } from 'node:crypto';
-import { readOrCreatePrivateFile } from '../util/private-file.js';
+import { createHmac } from 'node:crypto';
 import { verifySignature, type Macaroon } from './macaroon.js';
 
 export class WeakKeyError extends Error {}
@@ -36,11 +35,6 @@ export function parseRootKey(text: string, name = 'root_key'): Buffer {
     throw new WeakKeyError(`${name}: too little entropy (looks repetitive); use \`openssl rand -hex 32\``);
   }
   return bytes;
-}
-
-/** Dev-only convenience: a generated key kept in the data dir with 0600 permissions. */
-export function loadOrCreateDevRootKey(path: string): Buffer {
-  return parseRootKey(readOrCreatePrivateFile(path, () => randomBytes(32).toString('hex') + '\n'), path);
 }
 
 // v2: the token id's first byte counts the caveats l402d minted (identifier.ts). A v1 token id was all random,

@@ -1,11 +1,10 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
-export interface WindowCount {
-  count: number;
-  /** Seconds until the window resets (>= 1). */
-  resetInSecs: number;
-}
+import type { ClaimStore, WindowCount } from '../policy/ports.js';
 
-export interface Store {
+export type { WindowCount };
+
+/** Every adapter implements the core's ClaimStore port, plus what the edge needs (counters, health, close). */
+export interface Store extends ClaimStore {
   readonly kind: 'memory' | 'sqlite' | 'redis';
   /**
    * Atomically records `key` (with `value`, default "1"). True only for the first caller; `ttlSecs`

@@ -43,7 +43,7 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function deps(over: Partial<DecideDeps> = {}): DecideDeps {
+function deps(over: Partial<DecideDeps & { store: Store }> = {}): DecideDeps & { store: Store } {
   return { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: [MASTER], store: new MemoryStore(), storeTimeoutMs: 500, ...over };
 }
 function route(match: string): RouteConfig {
@@ -354,7 +354,7 @@ describe('appended caveats never widen what was sold', () => {
       return super.claimOnce(k, ttl, v);
     }
   }
-  const sdeps = (over: Partial<DecideDeps> = {}) => deps({ routes: new RouteTable(soldCfg.routes), price, ...over });
+  const sdeps = (over: Partial<DecideDeps & { store: Store }> = {}) => deps({ routes: new RouteTable(soldCfg.routes), price, ...over });
   async function sell(match: string, path: string, opts: { pathPriced?: boolean; now?: () => number } = {}) {
     const r = soldRoute(match);
     const c = await createChallenge(r, { path, method: 'GET', amountMsat: r.amountMsat, pathPriced: opts.pathPriced }, {

@@ -26,7 +26,7 @@ routes:
   { env: {} },
 );
 
-function deps(over: Partial<DecideDeps> = {}): DecideDeps {
+function deps(over: Partial<DecideDeps & { store: MemoryStore }> = {}): DecideDeps & { store: MemoryStore } {
   return { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: [randomBytes(32)], store: new MemoryStore(), storeTimeoutMs: 500, ngxL402RootKey: cfg.ngxL402RootKey, ...over };
 }
 const req = (path: string, authorization?: string, method = 'GET'): GateRequest => ({ path, method, credentials: { authorization } });

@@ -32,7 +32,7 @@ after(() => {
 });
 
 const id = () => randomBytes(16).toString('hex');
-type Both = Omit<DecideDeps, 'cashu'> & ReleaseDeps;
+type Both = Omit<DecideDeps, 'cashu'> & ReleaseDeps & { store: Store };
 function both(store: Store): Both {
   return { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: [MASTER], store, storeTimeoutMs: 500, cashu: false };
 }

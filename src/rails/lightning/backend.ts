@@ -1,25 +1,15 @@
 // The one interface every Lightning backend implements. The decision core only sees this.
 import type { Logger } from '../../util/log.js';
 
-export interface InvoiceRequest {
-  amountMsat: number;
-  memo: string;
-  expirySecs: number;
-}
-
-export interface CreatedInvoice {
-  bolt11: string;
-  /** 32 bytes; the macaroon identifier commits to it. */
-  paymentHash: Buffer;
-  /** Unix seconds. */
-  expiresAt: number;
-}
+// The invoice a challenge sells is the core's port (policy/ports.ts): every backend mints it.
+export type { CreatedInvoice, InvoiceRequest } from '../../policy/ports.js';
+import type { CreatedInvoice, InvoiceMinter, InvoiceRequest } from '../../policy/ports.js';
 
 export type InvoiceState =
   | { state: 'settled'; preimage: Buffer }
   | { state: 'open' | 'expired' | 'canceled' | 'unknown' };
 
-export interface LightningBackend {
+export interface LightningBackend extends InvoiceMinter {
   /** Short name for logs and metrics, e.g. "dev", "lnd". */
   readonly kind: string;
   createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice>;
