@@ -6,9 +6,9 @@ import { ConfigError } from '../config/config.js';
 import { openCashuRail } from '../server/app.js';
 import { resolveDbPath } from '../rails/cashu/config.js';
 import { WalletDb, type BalanceRow, type MeltRecord } from '../rails/cashu/wallet-db.js';
-import { openBackend } from '../rails/lightning/open-backend.js';
-import { TenantBackends } from '../rails/lightning/tenant-backends.js';
-import { openStore } from '../store/open-store.js';
+import { openBackend } from '../server/wiring/open-backend.js';
+import { TenantBackends } from '../server/wiring/tenant-backends.js';
+import { openStore } from '../server/wiring/open-store.js';
 import type { Logger } from '../util/log.js';
 
 /** A melt as operators see it: no invoice, quote or preimage. */

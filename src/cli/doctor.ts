@@ -9,8 +9,8 @@ import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '
 import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { openBackend } from '../rails/lightning/open-backend.js';
-import { openStore } from '../store/open-store.js';
+import { openBackend } from '../server/wiring/open-backend.js';
+import { openStore } from '../server/wiring/open-store.js';
 import { RedisStore } from '../store/redis-store.js';
 import { createLogger } from '../util/log.js';
 import { describeStore } from './config-source.js';

@@ -9,7 +9,7 @@ import { runGate } from './workers.js';
 import { StartRefusedError } from '../server/app.js';
 import { quickstart } from './quickstart.js';
 import { doctor } from './doctor.js';
-import { openStore } from '../store/open-store.js';
+import { openStore } from '../server/wiring/open-store.js';
 import type { Store } from '../store/store.js';
 import { parseConfig, type GateConfig } from '../config/config.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';

@@ -3,7 +3,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, type GateConfig } from '../config/config.js';
 import { checkBackendAtStart, checkReload, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
-import { openBackend } from '../rails/lightning/open-backend.js';
+import { openBackend } from '../server/wiring/open-backend.js';
 import { createLogger } from '../util/log.js';
 
 /** Re-reads the config as `start` read it (same file, same environment expansion), for SIGHUP. */

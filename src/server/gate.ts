@@ -22,7 +22,7 @@ import { createCachedReader, createPriceResolver, type Price } from '../policy/p
 import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
-import { TenantBackends } from '../rails/lightning/tenant-backends.js';
+import { TenantBackends } from './wiring/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';

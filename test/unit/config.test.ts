@@ -69,7 +69,7 @@ test('ngx_l402 directive names map onto routes', () => {
 });
 
 test('lightning backends are selected by type, validated with their own keys, and by ngx_l402 env names', async () => {
-  const { openBackend } = await import('../../src/rails/lightning/open-backend.js');
+  const { openBackend } = await import('../../src/server/wiring/open-backend.js');
   const c = parseConfig(`lightning: { type: eclair, url: "http://127.0.0.1:1", password: secret-pass }\nroutes: [{ match: /p, amount_msat: 1 }]\n`, { env: {} });
   assert.equal(c.lightning.type, 'eclair');
   const b = await openBackend(c);
