@@ -6,12 +6,12 @@ import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../config/config.js';
 import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
-import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
+import { ngxL402ClaimsUnseen } from '../policy/store-keys.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
+import type { Store } from '../store/store.js';
 import { openBackend } from '../server/wiring/open-backend.js';
 import { openStore } from '../server/wiring/open-store.js';
-import { RedisStore } from '../store/redis-store.js';
 import { createLogger } from '../util/log.js';
 import { describeStore } from './config-source.js';
 import { withTimeout } from '../util/timeout.js';
@@ -92,7 +92,7 @@ async function checkAll(cfg: GateConfig, source: string, scratch: string): Promi
     try {
       await withTimeout(store.ping(), 3000, `${store.kind} ping`);
       checks.push({ ok: true, what: 'store', detail: fresh ? `${describeStore(cfg)} does not exist yet: l402d start creates it (not created by doctor)` : `${describeStore(cfg)} reachable` });
-      if (store instanceof RedisStore && cfg.store.type === 'redis') checks.push(...(await redisDurabilityChecks(store, cfg.store.requirePersistence)));
+      if (store.durability) checks.push(...(await redisDurabilityChecks(store, cfg.store.type === 'redis' && cfg.store.requirePersistence)));
     } finally {
       await store.close();
     }
@@ -167,10 +167,11 @@ async function checkCashu(cfg: GateConfig): Promise<Check[]> {
 }
 
 /** Spent marks must survive a Redis restart and memory pressure: persistence on, maxmemory-policy noeviction. */
-async function redisDurabilityChecks(store: RedisStore, required: boolean): Promise<Check[]> {
+async function redisDurabilityChecks(store: Pick<Store, 'durability'>, required: boolean): Promise<Check[]> {
   const what = 'redis durability';
   let report;
   try {
+    if (!store.durability) throw new Error('this store cannot report it');
     report = await withTimeout(store.durability(), 3000, 'redis durability');
   } catch (e) {
     return [{ ok: !required, what, detail: `could not be checked: ${(e as Error).message}` }];

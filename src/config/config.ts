@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
 import { AddressSet } from '../policy/rate-limit.js';
 import { routeSchema, type RouteConfig } from '../policy/route-config.js';
+import { DEFAULT_STORE_PREFIX } from '../policy/store-keys.js';
 import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightning/registry.js';
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from '../policy/budget.js';
@@ -31,7 +32,7 @@ const storeSchema = z.discriminatedUnion('type', [
             ctx.addIssue({ code: 'custom', message: (e as Error).message });
           }
         }),
-      prefix: z.string().default('l402:'),
+      prefix: z.string().default(DEFAULT_STORE_PREFIX),
       // Refuse to start unless Redis is seen to keep spent marks (persistence on, maxmemory-policy noeviction).
       require_persistence: z.boolean().default(false),
     })

@@ -4,7 +4,8 @@ import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
-import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
+import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
+import { storeKeys } from './store-keys.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
@@ -126,13 +127,8 @@ export interface DecideDeps {
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
-export function pendingInvoiceKey(paymentHash: Buffer | string): string {
-  return `invoice:${typeof paymentHash === 'string' ? paymentHash : paymentHash.toString('hex')}`;
-}
-
-export function claimKey(paymentHash: Buffer): string {
-  return `claim:l402:${paymentHash.toString('hex')}`;
-}
+export const pendingInvoiceKey = storeKeys.pendingInvoice;
+export const claimKey = storeKeys.claim;
 
 /** Keep single-use claims at least as long as the credential could verify; forever when it never expires. */
 const CLAIM_GRACE_SECS = 300;
@@ -200,7 +196,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;
   try {
-    const w = await withTimeout(deps.store.incrWindow(`rl:${d.route.id}:${req.clientAddr ?? 'unknown'}`, windowSecs), deps.storeTimeoutMs, 'rate limit');
+    const w = await withTimeout(deps.store.incrWindow(storeKeys.rateLimit(d.route.id, req.clientAddr), windowSecs), deps.storeTimeoutMs, 'rate limit');
     return w.count > max ? { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs } : d;
   } catch {
     return deps.rateLimitOnStoreError === 'open' ? d : { outcome: 'unavailable', route: d.route, reason: 'store_unavailable' };
@@ -421,7 +417,7 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
     tokenId: `ngx_l402:${mac.identifier.toString('hex')}`,
     validUntil: verdict.validUntil,
     mintedValidUntil: undefined,
-    claimKey: ngxL402ClaimKey(mac.identifier),
+    claimKey: storeKeys.ngxL402Claim(mac.identifier),
     soldSingleUse: route.access !== 'indefinite',
     singleUse: false,
     now,

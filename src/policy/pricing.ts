@@ -2,6 +2,7 @@
 // to the route's static price (logged), never an error for the client.
 import { hasRawBytes } from '../protocol/path-bytes.js';
 import type { ClaimStore } from './ports.js';
+import { ngxL402LegacyKeys, storeKeys } from './store-keys.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './route-config.js';
 
@@ -16,11 +17,8 @@ export interface Price {
   pathPriced: boolean;
 }
 
-/** The documented key scheme (inside the store's own prefix, `l402:` on Redis). */
-export const priceKeys = {
-  route: (routeId: string) => `price:route:${routeId}`,
-  path: (path: string) => `price:path:${path}`,
-};
+/** The documented key scheme (inside the store's own prefix, `l402:` on Redis): see store-keys.ts. */
+export const priceKeys = { route: storeKeys.priceRoute, path: storeKeys.pricePath };
 
 export const MAX_PRICE_MSAT = 2_100_000_000_000_000;
 
@@ -105,7 +103,7 @@ export function createPriceResolver(o: PriceResolverOptions) {
     const byRoute = pick(priceKeys.route(route.id), await read(priceKeys.route(route.id), get));
     if (byRoute !== undefined) return { amountMsat: byRoute, source: 'dynamic', pathPriced: false };
     if (o.legacyGet && !hasRawBytes(path)) {
-      const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(path)));
+      const legacy = pick(path, await read(`legacy:${path}`, () => o.legacyGet!(ngxL402LegacyKeys.price(path))));
       if (legacy !== undefined) return { amountMsat: legacy, source: 'dynamic', pathPriced: true };
     }
     return { amountMsat: route.amountMsat, source: 'static', pathPriced: false };

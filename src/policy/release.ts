@@ -6,14 +6,15 @@
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { parseCredential } from '../protocol/l402-header.js';
-import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
+import { decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
+import { storeKeys } from './store-keys.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { claimOwnedBy, REQUEST_ID } from './claims.js';
 import type { ClaimStore } from './ports.js';
 import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './route-config.js';
-import { claimKey, type GateRequest } from './decide.js';
+import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 
 export interface ReleaseDeps {
@@ -71,12 +72,12 @@ function claimKeyOf(macaroon: Buffer, deps: ReleaseDeps): string | undefined {
     if (deps.ngxL402RootKey && looksLikeV1(macaroon)) {
       const mac = decodeMacaroonV1(macaroon);
       if (mac.identifier.length !== 32 || !verifySignature(mac, deps.ngxL402RootKey)) return undefined;
-      return ngxL402ClaimKey(mac.identifier);
+      return storeKeys.ngxL402Claim(mac.identifier);
     }
     const mac = decodeMacaroon(macaroon);
     const id = decodeIdentifier(mac.identifier);
     if (!id || !signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return undefined;
-    return claimKey(id.paymentHash);
+    return storeKeys.claim(id.paymentHash);
   } catch (e) {
     if (e instanceof MacaroonFormatError) return undefined;
     throw e;

@@ -77,17 +77,3 @@ export function checkNgxL402Caveats(predicates: readonly string[], req: { path: 
   return { ok: true, validUntil };
 }
 
-/**
- * ngx_l402's replay key for a preimage, `l402:preimage:<hex sha256(preimage)>`, written as `preimage:<hash>`
- * inside the store's prefix (`l402:` by default): in ngx_l402's Redis, what it spent within its key TTL
- * (`L402_PREIMAGE_TTL_SECONDS`) is seen as spent, and what l402d spends (no TTL) ngx_l402 sees too.
- */
-export function ngxL402ClaimKey(paymentHash: Buffer): string {
-  return `preimage:${paymentHash.toString('hex')}`;
-}
-
-/** Why ngx_l402's replay keys are out of sight for this store, if they are (its Redis, prefix `l402:`). */
-export function ngxL402ClaimsUnseen(store: { type: string; prefix?: string }): string | undefined {
-  if (store.type === 'redis' && store.prefix === 'l402:') return undefined;
-  return `store is ${store.type === 'redis' ? `redis with prefix "${store.prefix}"` : store.type}, not ngx_l402's Redis with prefix "l402:": credentials ngx_l402 already accepted are not seen as spent, so each single-use one can pass once more`;
-}

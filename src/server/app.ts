@@ -6,12 +6,10 @@ import type { Server } from 'node:http';
 import { ConfigError, type GateConfig } from '../config/config.js';
 import { parseRootKey, WeakKeyError } from '../protocol/root-key.js';
 import { loadOrCreateDevRootKey } from './dev-root-key.js';
-import { ngxL402ClaimsUnseen } from '../protocol/ngx-l402.js';
+import { ngxL402ClaimsUnseen } from '../policy/store-keys.js';
 import { openBackend } from './wiring/open-backend.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import { openStore } from './wiring/open-store.js';
-import { SqliteStore } from '../store/sqlite-store.js';
-import { RedisStore } from '../store/redis-store.js';
 import type { DurabilityReport } from '../store/redis-durability.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { Gate } from './gate.js';
@@ -203,7 +201,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   let cashu: CashuRail | undefined;
   let metricsServer: Server | undefined;
   // Before anything else opens or listens: a refusal comes before any request.
-  const durability = store instanceof RedisStore && cfg.store.type === 'redis' ? checkRedisDurability(store, cfg.store.requirePersistence, log) : undefined;
+  const durability = store.durability ? checkRedisDurability(store, cfg.store.type === 'redis' && cfg.store.requirePersistence, log) : undefined;
   try {
     const refuse = await durability;
     if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
@@ -248,7 +246,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   }
   // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
-  const sweeper = store instanceof SqliteStore ? setInterval(() => store.sweep(), 60_000).unref() : undefined;
+  const sweeper = store.sweep ? setInterval(() => store.sweep?.(), 60_000).unref() : undefined;
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
   const worst = worstAnswerMs(cfg.timeouts);
@@ -318,7 +316,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
  */
 export async function refuseUnlessRedisDurable(cfg: GateConfig, log: Logger): Promise<void> {
   if (cfg.store.type !== 'redis' || !cfg.store.requirePersistence) return;
-  const store = new RedisStore(cfg.store.url, cfg.store.prefix, cfg.timeouts.storeMs);
+  const store = openStore(cfg);
   try {
     const refuse = await checkRedisDurability(store, true, log);
     if (refuse) throw new ConfigError(`store.require_persistence: refusing to start: ${refuse}`);
@@ -331,9 +329,10 @@ export async function refuseUnlessRedisDurable(cfg: GateConfig, log: Logger): Pr
  * Says loudly (error log lines naming the setting and the fix) when Redis could forget or evict spent marks.
  * Returns why l402d must not start, when `required` and Redis is not seen to keep them.
  */
-export async function checkRedisDurability(store: RedisStore, required: boolean, log: Logger): Promise<string | undefined> {
+export async function checkRedisDurability(store: Pick<Store, 'durability'>, required: boolean, log: Logger): Promise<string | undefined> {
   let report: DurabilityReport;
   try {
+    if (!store.durability) throw new Error('this store cannot report it');
     report = await store.durability();
   } catch (e) {
     const msg = `redis persistence and maxmemory-policy could not be checked: ${(e as Error).message}`;

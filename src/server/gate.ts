@@ -10,6 +10,7 @@ import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
+import { ngxL402LegacyKeys, storeKeys } from '../policy/store-keys.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
@@ -19,7 +20,6 @@ import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
 import { createCachedReader, createPriceResolver, type Price } from '../policy/pricing.js';
-import { RedisStore } from '../store/redis-store.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from './wiring/tenant-backends.js';
@@ -112,13 +112,13 @@ export class Gate {
     this.readControl = createCachedReader(parts.config.pricing.cacheMs, parts.config.timeouts.storeMs);
     this.tenants = TenantBackends.forConfig(parts.config, parts.log);
     const p = parts.config.pricing;
-    const legacy = p.legacyKeys && parts.store instanceof RedisStore ? parts.store : undefined;
+    const legacyGet = p.legacyKeys ? parts.store.getUnprefixed?.bind(parts.store) : undefined;
     this.price = p.dynamic
       ? createPriceResolver({
           store: parts.store,
           storeTimeoutMs: parts.config.timeouts.storeMs,
           cacheMs: p.cacheMs,
-          legacyGet: legacy ? (k) => legacy.getUnprefixed(k) : undefined,
+          legacyGet,
           onBadValue: (key) => parts.log.warn({ event: 'bad_price', key }, 'ignoring a dynamic price that is not a positive integer (msat)'),
         })
       : async (route) => ({ amountMsat: route.amountMsat, source: 'static', pathPriced: false });
@@ -342,9 +342,9 @@ export class Gate {
       const get = (k: string) => store.get(k);
       // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
       const byPath = !hasRawBytes(path);
-      address = (byPath ? await this.readControl(`lnurl:path:${path}`, get) : undefined) ?? (await this.readControl(`lnurl:route:${route.id}`, get));
-      const legacy = this.parts.config.pricing.legacyKeys && store instanceof RedisStore ? store : undefined;
-      if (!address && legacy && byPath) address = await this.readControl(`legacy-lnurl:${path}`, () => legacy.getUnprefixed(`lnurl:${path}`));
+      address = (byPath ? await this.readControl(storeKeys.payeePath(path), get) : undefined) ?? (await this.readControl(storeKeys.payeeRoute(route.id), get));
+      const legacyGet = this.parts.config.pricing.legacyKeys ? store.getUnprefixed?.bind(store) : undefined;
+      if (!address && legacyGet && byPath) address = await this.readControl(`legacy-lnurl:${path}`, () => legacyGet(ngxL402LegacyKeys.payee(path)));
     }
     return address ?? route.lnurlAddr;
   }

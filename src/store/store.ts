@@ -1,5 +1,6 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
 import type { ClaimStore, WindowCount } from '../policy/ports.js';
+import type { DurabilityReport } from './redis-durability.js';
 
 export type { WindowCount };
 
@@ -25,6 +26,13 @@ export interface Store extends ClaimStore {
   readCounters(): Promise<Array<[string, number]>>;
   ping(): Promise<void>;
   close(): Promise<void>;
+  // Optional capabilities: the server asks for what a store can do, never which class it is.
+  /** Whether spent marks survive a restart and memory pressure (Redis: persistence on, maxmemory-policy noeviction). */
+  durability?(): Promise<DurabilityReport>;
+  /** Drops expired entries, for a store that keeps them until asked (SQLite); the server calls it every minute. */
+  sweep?(): unknown;
+  /** Reads a key outside this store's prefix: ngx_l402's bare keys in its Redis (pricing.legacy_keys). */
+  getUnprefixed?(key: string): Promise<string | undefined>;
 }
 
 export class StoreUnavailableError extends Error {}

@@ -8,11 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { RouteTable } from '../../src/policy/routes.js';
-import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey, ngxL402ClaimsUnseen } from '../../src/protocol/ngx-l402.js';
+import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1 } from '../../src/protocol/ngx-l402.js';
+import { ngxL402ClaimsUnseen, storeKeys } from '../../src/policy/store-keys.js';
 import { caveatPredicates, MacaroonFormatError, verifySignature } from '../../src/protocol/macaroon.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { goMint, oracleSkip, pyVerify } from '../oracles/oracles.js';
 import { ngxL402Credential, ngxL402MacaroonV1 } from '../peers/ngx-l402-credentials.js';
+
+const ngxL402ClaimKey = storeKeys.ngxL402Claim;
 
 const NGX_KEY = 'ngx-l402-root-key-of-the-old-gate-7Hq2';
 const cfg = parseConfig(

@@ -4,9 +4,10 @@
 // token, must not make the same proof pay twice.
 import { createHash } from 'node:crypto';
 import { abandonClaim, claimToken } from '../../policy/claims.js';
+import { storeKeys } from '../../policy/store-keys.js';
 import type { Store } from '../../store/store.js';
 
-export const yKey = (y: string) => `cashu:y:${y}`;
+export const yKey = storeKeys.cashuProof;
 
 /** A stable id for a set of proofs (order-independent). */
 export function proofSetId(ys: string[]): string {
@@ -83,30 +84,30 @@ export class ReplayGuard {
   // must not be refused as a replay, once.
   // The credit pays for the route the token was sent to (its price and payee), not another one.
   async creditLate(setId: string, ttlSecs: number, routeId: string): Promise<void> {
-    await this.store.set(`cashu:late:${setId}`, `route:${routeId}`, ttlSecs);
+    await this.store.set(storeKeys.cashuLate(setId), `route:${routeId}`, ttlSecs);
   }
   /** 'used': the retry passes; 'other_route': credited to another route; 'none': no credit. */
   async useLateCredit(setId: string, ttlSecs: number, routeId: string): Promise<'used' | 'other_route' | 'none'> {
-    const v = await this.store.get(`cashu:late:${setId}`);
+    const v = await this.store.get(storeKeys.cashuLate(setId));
     if (v === undefined) return 'none';
     if (v !== `route:${routeId}`) return 'other_route';
-    return (await this.store.claimOnce(`cashu:late-used:${setId}`, ttlSecs)) ? 'used' : 'none';
+    return (await this.store.claimOnce(storeKeys.cashuLateUsed(setId), ttlSecs)) ? 'used' : 'none';
   }
 
   /** Gives back a late credit used by a request that was answered 503 after all (its deadline passed). */
   async unuseLateCredit(setId: string): Promise<void> {
-    await this.store.del(`cashu:late-used:${setId}`);
+    await this.store.del(storeKeys.cashuLateUsed(setId));
   }
 
   // A swap whose outcome is unknown (its answer was lost) keeps the proofs claimed until recovery settles it;
   // meanwhile the payer's retry is told to wait (503), not that the token is spent.
   async markUnsettled(setId: string, ttlSecs: number): Promise<void> {
-    await this.store.set(`cashu:unsettled:${setId}`, '1', ttlSecs);
+    await this.store.set(storeKeys.cashuUnsettled(setId), '1', ttlSecs);
   }
   async isUnsettled(setId: string): Promise<boolean> {
-    return (await this.store.get(`cashu:unsettled:${setId}`)) !== undefined;
+    return (await this.store.get(storeKeys.cashuUnsettled(setId))) !== undefined;
   }
   async settled(setId: string): Promise<void> {
-    await this.store.del(`cashu:unsettled:${setId}`);
+    await this.store.del(storeKeys.cashuUnsettled(setId));
   }
 }

@@ -5,10 +5,9 @@ import type { Store } from '../../store/store.js';
 import { withTimeout } from '../../util/timeout.js';
 import type { LightningBackend } from './backend.js';
 import { preimageMatches } from '../../protocol/caveats.js';
+import { storeKeys } from '../../policy/store-keys.js';
 
-export function settledKey(paymentHash: Buffer): string {
-  return `settled:${paymentHash.toString('hex')}`;
-}
+export const settledKey = storeKeys.settled;
 
 export function createSettlementCheck(backend: LightningBackend, store: Store, opts: { timeoutMs: number; storeTimeoutMs: number; cacheSecs: number }) {
   const lookup = backend.lookupInvoice?.bind(backend);
