@@ -7,6 +7,7 @@ import { DEFAULT_STORE_PREFIX, ngxL402ClaimsUnseen, ngxL402LegacyKeys, storeKeys
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
+import type { Store } from '../../src/store/store.js';
 
 const h = Buffer.alloc(32, 0xab);
 const hx = h.toString('hex');
@@ -39,9 +40,9 @@ test("ngx_l402's spent marks are seen only in its Redis under its prefix", () =>
 });
 
 test('stores say what they can do (capabilities), so the server needs no store class', async () => {
-  const mem = new MemoryStore();
-  const sql = new SqliteStore(':memory:', 'normal');
-  const redis = new RedisStore('redis://127.0.0.1:1', 'l402:', 200);
+  const mem: Store = new MemoryStore();
+  const sql: Store = new SqliteStore(':memory:', 'normal');
+  const redis: Store = new RedisStore('redis://127.0.0.1:1', 'l402:', 200);
   try {
     assert.deepEqual([!!mem.durability, !!mem.sweep, !!mem.getUnprefixed], [false, false, false]);
     assert.deepEqual([!!sql.durability, !!sql.sweep, !!sql.getUnprefixed], [false, true, false]);
