@@ -10,7 +10,6 @@ import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
-import { ngxL402LegacyKeys, storeKeys } from '../policy/store-keys.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
@@ -19,14 +18,14 @@ import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
-import { createCachedReader, createPriceResolver, type Price } from '../policy/pricing.js';
+import { createPriceResolver, type Price } from '../policy/pricing.js';
+import { createPayeeResolver } from '../policy/payee.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from './wiring/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
-import { hasRawBytes } from '../protocol/path-bytes.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -101,15 +100,15 @@ export class Gate {
   /** Settlement check (bounded, cached); also used by the payment page's status endpoint. */
   readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
   readonly price: (route: RouteConfig, path: string) => Promise<Price>;
+  /** The Lightning address paid for a request (a store override, then the route's lnurl_addr), if any. Both rails use it. */
+  readonly payeeFor: ReturnType<typeof createPayeeResolver>;
   private readonly tenants: TenantBackends;
-  private readonly readControl: ReturnType<typeof createCachedReader>;
   private lateWarnedAt = 0;
   private readonly recentChallenges = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
-    this.readControl = createCachedReader(parts.config.pricing.cacheMs, parts.config.timeouts.storeMs);
     this.tenants = TenantBackends.forConfig(parts.config, parts.log);
     const p = parts.config.pricing;
     const legacyGet = p.legacyKeys ? parts.store.getUnprefixed?.bind(parts.store) : undefined;
@@ -122,6 +121,7 @@ export class Gate {
           onBadValue: (key) => parts.log.warn({ event: 'bad_price', key }, 'ignoring a dynamic price that is not a positive integer (msat)'),
         })
       : async (route) => ({ amountMsat: route.amountMsat, source: 'static', pathPriced: false });
+    this.payeeFor = createPayeeResolver({ store: parts.store, storeTimeoutMs: parts.config.timeouts.storeMs, cacheMs: p.cacheMs, dynamic: p.dynamic, legacyGet });
     const { backend, store, config } = parts;
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
@@ -135,7 +135,7 @@ export class Gate {
   /** Bytes held by the in-process caches keyed by request data (prices, payees), by their own accounting. */
   cacheBytes(): number {
     const p = this.price as { cacheBytes?: () => number };
-    return this.readControl.bytes() + (p.cacheBytes?.() ?? 0);
+    return this.payeeFor.cacheBytes() + (p.cacheBytes?.() ?? 0);
   }
 
   /** Builds the decision input from request headers. gRPC metadata tokens are read only on gRPC calls. */
@@ -332,21 +332,6 @@ export class Gate {
   private async backendFor(route: RouteConfig, path: string): Promise<LightningBackend> {
     const address = await this.payeeFor(route, path);
     return address ? this.tenants.forAddress(address) : this.parts.backend;
-  }
-
-  /** The Lightning address paid for a request (a store override, then the route's lnurl_addr), if any. Both rails use it. */
-  async payeeFor(route: RouteConfig, path: string): Promise<string | undefined> {
-    const store = this.parts.store;
-    let address: string | undefined;
-    if (this.parts.config.pricing.dynamic) {
-      const get = (k: string) => store.get(k);
-      // Store keys are text: a path that is not UTF-8 would share its key with the U+FFFD path, so it has none.
-      const byPath = !hasRawBytes(path);
-      address = (byPath ? await this.readControl(storeKeys.payeePath(path), get) : undefined) ?? (await this.readControl(storeKeys.payeeRoute(route.id), get));
-      const legacyGet = this.parts.config.pricing.legacyKeys ? store.getUnprefixed?.bind(store) : undefined;
-      if (!address && legacyGet && byPath) address = await this.readControl(`legacy-lnurl:${path}`, () => legacyGet(ngxL402LegacyKeys.payee(path)));
-    }
-    return address ?? route.lnurlAddr;
   }
 
   private async mintChallenge(route: RouteConfig, path: string, method: string): Promise<Challenge> {
