@@ -3,7 +3,7 @@
 // Usage: node --import tsx bench/gate-main.ts <config.yaml> [--slow-backend-ms N]
 import { loadConfigFile } from '../src/config/config.js';
 import { startGate } from '../src/server/app.js';
-import { DevWallet } from '../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../src/rails/lightning/dev/dev-wallet.js';
 import type { LightningBackend } from '../src/rails/lightning/backend.js';
 
 const [file, flag, value] = process.argv.slice(2);

@@ -12,7 +12,7 @@ import { nginxSnippets } from '../src/cli/nginx-conf.js';
 import { createChallenge } from '../src/policy/challenge.js';
 import { parseRootKey } from '../src/protocol/root-key.js';
 import type { LightningBackend } from '../src/rails/lightning/backend.js';
-import { DevWallet } from '../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../src/rails/lightning/dev/dev-wallet.js';
 
 export { Cleanup, freePort, http1, startRedis, type NginxHandle, type RedisHandle };
 

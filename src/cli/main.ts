@@ -22,7 +22,7 @@ import { cashuRedeem, cashuStatus, formatCashuStatus, formatMelt } from './cashu
 
 /** A mistake in the command line: one line on stderr, exit 2. */
 class UsageError extends Error {}
-import { DevWallet, DevWalletError } from '../rails/lightning/dev-wallet.js';
+import { DevWallet, DevWalletError } from '../rails/lightning/dev/dev-wallet.js';
 
 /** The installed package's version (dist/cli/main.js and src/cli/main.ts both sit two levels below package.json). */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -8,7 +8,7 @@ import { parseAuthorization } from '../protocol/l402-header.js';
 import { caveatPredicates, decodeMacaroon } from '../protocol/macaroon.js';
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
-import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev-wallet.js';
+import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev/dev-wallet.js';
 import { PAGE_ENDPOINTS } from './payment-page.js';
 
 const MAX_BODY_BYTES = 16 * 1024;

@@ -18,7 +18,7 @@ import { parseConfig, type GateConfig, type RouteConfig } from '../../src/config
 import { normalizePath, pathAmbiguity, RouteTable } from '../../src/policy/routes.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, decodeMacaroon, encodeMacaroon } from '../../src/protocol/macaroon.js';
 import { FUZZ_SEED, Rng } from './rng.js';
 

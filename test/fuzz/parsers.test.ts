@@ -17,7 +17,7 @@ import { decide, type DecideDeps, type GateRequest } from '../../src/policy/deci
 import { createChallenge } from '../../src/policy/challenge.js';
 import { normalizePath, RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, caveatPredicates, decodeMacaroon, encodeMacaroon, MacaroonFormatError, mintMacaroon, verifySignature, type Macaroon } from '../../src/protocol/macaroon.js';
 import { checkNgxL402Caveats, decodeMacaroonV1 } from '../../src/protocol/ngx-l402.js';
 import { ngxL402Credential, ngxL402MacaroonV1 } from '../peers/ngx-l402-credentials.js';

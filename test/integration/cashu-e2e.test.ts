@@ -16,7 +16,7 @@ import { l402dArgs, startGateProcess, type GateProcess } from './gate-process.js
 import lightBolt11 from 'light-bolt11-decoder';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { loadConfigFile } from '../../src/config/config.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
 import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
 

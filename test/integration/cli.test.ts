@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { l402dArgs } from './gate-process.js';
 import { requireTool } from './harness.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));

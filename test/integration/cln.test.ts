@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { Cleanup, http1, requireTool } from './harness.js';
 import { startStack } from './gate-fixture.js';
 import type { BackendContext, LightningBackend } from '../../src/rails/lightning/backend.js';
-import { clnConfigSchema, createClnBackend } from '../../src/rails/lightning/cln.js';
-import { bolt12ConfigSchema, createBolt12Backend, decodeBolt12Invoice } from '../../src/rails/lightning/bolt12.js';
+import { clnConfigSchema, createClnBackend } from '../../src/rails/lightning/cln/cln.js';
+import { bolt12ConfigSchema, createBolt12Backend, decodeBolt12Invoice } from '../../src/rails/lightning/cln/bolt12.js';
 import { createLogger } from '../../src/util/log.js';
 import { startClnPeer, type ClnPeer } from '../peers/cln-peer.js';
 

@@ -71,7 +71,7 @@ test('a slow backend call does not hold up other requests', { skip }, async () =
   const local = new Cleanup();
   try {
     const { mkdtempSync: mk } = await import('node:fs');
-    const { DevWallet } = await import('../../src/rails/lightning/dev-wallet.js');
+    const { DevWallet } = await import('../../src/rails/lightning/dev/dev-wallet.js');
     // Decisions for paid requests never wait on an invoice being minted elsewhere.
     let slow = false;
     const dir = mk(join(tmpdir(), 'l402-slow-'));

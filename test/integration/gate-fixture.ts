@@ -10,7 +10,7 @@ import { parseRootKey } from '../../src/protocol/root-key.js';
 import { startGate, type RunningGate } from '../../src/server/app.js';
 import { DEV_PAY_LOCATION, nginxSnippets } from '../../src/cli/nginx-conf.js';
 import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import type { LightningBackend } from '../../src/rails/lightning/backend.js';
 import {
   Cleanup, freePort, http1, startCountingUpstream, startGrpcUpstream, startNginx,

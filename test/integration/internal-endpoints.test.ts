@@ -135,7 +135,7 @@ test('standalone: a path that is not UTF-8 is priced, bought and forwarded as th
   const pay = await req(demo.port, '/_l402/page/dev-pay', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ invoice }) });
   // Another gate's wallet cannot pay it; use the CLI-equivalent wallet of this gate instead.
   assert.equal(pay.status, 400);
-  const { DevWallet } = await import('../../src/rails/lightning/dev-wallet.js');
+  const { DevWallet } = await import('../../src/rails/lightning/dev/dev-wallet.js');
   const wallet = DevWallet.open(plain.gate.gate.parts.config.dataDir);
   try {
     const auth = `L402 ${macaroon}:${wallet.pay(invoice).toString('hex')}`;

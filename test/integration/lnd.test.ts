@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
   createLndBackend, lndConfigSchema, lndFromLegacyEnv, LND_DEFAULTS, type LndConfig,
-} from '../../src/rails/lightning/lnd.js';
+} from '../../src/rails/lightning/lnd/lnd.js';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
 import { createLogger } from '../../src/util/log.js';
 import { makeSelfSignedCert, startLndPeer, type LndPeer } from '../peers/lnd-peer.js';

@@ -8,7 +8,7 @@ import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNgin
 import { ROUTES_YAML, TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

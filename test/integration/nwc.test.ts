@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 import { PassThrough } from 'node:stream';
 import { NostrRelay } from 'snstr/utils/ephemeral-relay';
 import { startNwcPeer, type NwcPeer, type NwcPeerOptions } from '../peers/nwc-peer.js';
-import { createNwcBackend, nwcConfigSchema, NwcWalletError } from '../../src/rails/lightning/nwc.js';
+import { createNwcBackend, nwcConfigSchema, NwcWalletError } from '../../src/rails/lightning/nwc/nwc.js';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
 import { createLogger } from '../../src/util/log.js';
 import { parseConfig, ConfigError } from '../../src/config/config.js';

@@ -14,7 +14,7 @@ import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const cleanup = new Cleanup();
 let port: number;

@@ -16,7 +16,7 @@ import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/config/config.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const skip = requireTool('nginx') && requireTool('redis-server') ? false : 'nginx or redis-server not installed';
 const cleanup = new Cleanup();

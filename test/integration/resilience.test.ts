@@ -21,7 +21,7 @@ import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import type { CreatedInvoice, LightningBackend } from '../../src/rails/lightning/backend.js';
 import { decodeMacaroonBase64, mintMacaroon, verifySignature } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';

@@ -9,7 +9,7 @@ import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startRedi
 import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
 import { startGateProcess, twoGatesBehindNginx } from './gate-process.js';
 import { Redis } from 'ioredis';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { ngxL402Credential } from '../peers/ngx-l402-credentials.js';
 
 const nginxBin = requireTool('nginx');

@@ -13,7 +13,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { normalizePath } from '../../src/policy/routes.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const cleanup = new Cleanup();
 let port: number;

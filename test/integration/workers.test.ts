@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, startCountingUpstream } from './harness.js';
 import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
 import { startGateProcess } from './gate-process.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 
 const cleanup = new Cleanup();

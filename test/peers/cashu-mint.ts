@@ -20,7 +20,7 @@ import {
   type Proof,
 } from '@cashu/cashu-ts';
 import lightBolt11 from 'light-bolt11-decoder';
-import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 export interface MintPeerOptions {
   /** Directory for the mint's own DevWallet (the node that receives mint-quote payments). */

@@ -22,10 +22,10 @@ import { join } from 'node:path';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1';
 import { bech32 } from '@scure/base';
 import lightBolt11 from 'light-bolt11-decoder';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { requireTool } from '../integration/harness.js';
-import { JsonObjectStream } from '../../src/rails/lightning/cln-rpc.js';
-import { CHAIN_HASHES, decodeBolt12String, readTlvStream, type Bolt12Network, type TlvRecord } from '../../src/rails/lightning/bolt12.js';
+import { JsonObjectStream } from '../../src/rails/lightning/cln/cln-rpc.js';
+import { CHAIN_HASHES, decodeBolt12String, readTlvStream, type Bolt12Network, type TlvRecord } from '../../src/rails/lightning/cln/bolt12.js';
 
 // ---------------------------------------------------------------------------------------------
 // BOLT12 encoding (independent of the reader in src: writers only)

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import lightBolt11 from 'light-bolt11-decoder';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { makeTestCa, type TestCa } from './lnurl-peer.js';
 
 export interface EclairPeerFaults {

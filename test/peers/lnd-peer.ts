@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import lightBolt11 from 'light-bolt11-decoder';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { encodeMacaroon, mintMacaroon } from '../../src/protocol/macaroon.js';
 
 /** Fault knobs; change them on a running peer. */

@@ -27,7 +27,7 @@ import {
   type NWCWalletServiceResponse,
 } from '@getalby/sdk/nwc';
 import lightBolt11 from 'light-bolt11-decoder';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { freePort, waitFor } from '../integration/harness.js';
 
 // @getalby/sdk 7 inlines nostr-tools' relay code, which dials through the global WebSocket (Node 20 has none).

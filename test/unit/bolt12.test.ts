@@ -7,13 +7,13 @@ import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { schnorr } from '@noble/curves/secp256k1';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
-import { ClnRpcError, ClnSocketRpc, type ClnCaller } from '../../src/rails/lightning/cln-rpc.js';
-import { ClnRestRpc } from '../../src/rails/lightning/clnrest.js';
-import { ClnConfigError } from '../../src/rails/lightning/cln.js';
+import { ClnRpcError, ClnSocketRpc, type ClnCaller } from '../../src/rails/lightning/cln/cln-rpc.js';
+import { ClnRestRpc } from '../../src/rails/lightning/cln/clnrest.js';
+import { ClnConfigError } from '../../src/rails/lightning/cln/cln.js';
 import {
   BOLT12_NETWORKS, Bolt12Error, CHAIN_HASHES, DEFAULT_RELATIVE_EXPIRY, bolt12ConfigSchema, bolt12FromLegacyEnv, createBolt12Backend,
   createBolt12BackendWith, decodeBolt12Invoice, decodeBolt12String, decodeOffer, loadBoltz, normalizeBolt12, readTlvStream, validateOffer,
-} from '../../src/rails/lightning/bolt12.js';
+} from '../../src/rails/lightning/cln/bolt12.js';
 import { createLogger } from '../../src/util/log.js';
 import {
   buildInvoice, buildOffer, encodeBolt12, merkleRoot, offerId, pubkeyOf, startClnPeer, taggedHash, type ClnPeer, type Tamper,

@@ -10,7 +10,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { createCachedReader } from '../../src/policy/pricing.js';
 import { Gate } from '../../src/server/gate.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { createLogger } from '../../src/util/log.js';
 
 const MiB = 1024 * 1024;

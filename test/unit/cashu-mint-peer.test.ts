@@ -22,7 +22,7 @@ import {
 } from '@cashu/cashu-ts';
 import { CashuMintPeer, type MintPeerOptions } from '../peers/cashu-mint.js';
 import { cashuConfigSchema, createCashuRail } from '../../src/rails/cashu/index.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { createLogger } from '../../src/util/log.js';

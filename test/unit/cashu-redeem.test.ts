@@ -13,7 +13,7 @@ import lightBolt11 from 'light-bolt11-decoder';
 import { createP2PKsecret, createRandomSecretKey, getEncodedToken, getPubKeyFromPrivKey, type P2PKOptions } from '@cashu/cashu-ts';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { cashuConfigSchema, createCashuRail, type CashuRail, type CashuRailDeps } from '../../src/rails/cashu/index.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { hashToCurve } from '../../src/rails/cashu/secp256k1.js';
 import { WalletDb, type MeltRecord } from '../../src/rails/cashu/wallet-db.js';
 import { MintDirectory } from '../../src/rails/cashu/mint-client.js';

@@ -8,11 +8,11 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
-import { ClnRpcError, ClnSocketRpc, FramingError, JsonObjectStream, type ClnCaller } from '../../src/rails/lightning/cln-rpc.js';
-import { ClnRestRpc } from '../../src/rails/lightning/clnrest.js';
+import { ClnRpcError, ClnSocketRpc, FramingError, JsonObjectStream, type ClnCaller } from '../../src/rails/lightning/cln/cln-rpc.js';
+import { ClnRestRpc } from '../../src/rails/lightning/cln/clnrest.js';
 import {
   ClnConfigError, DEFAULT_CLN_RPC_PATH, clnConfigSchema, clnFromLegacyEnv, createClnBackend, createClnBackendWith, resolveConfigPath,
-} from '../../src/rails/lightning/cln.js';
+} from '../../src/rails/lightning/cln/cln.js';
 import { createLogger } from '../../src/util/log.js';
 import { startClnPeer, type ClnPeer, type Tamper } from '../peers/cln-peer.js';
 

@@ -9,7 +9,7 @@ import { decide, pendingInvoiceKey, type DecideDeps, type GateRequest } from '..
 import { createChallenge, type Challenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, caveatPredicates, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64, mintMacaroon, type Macaroon } from '../../src/protocol/macaroon.js';
 import { checkCaveats, mintCaveats } from '../../src/protocol/caveats.js';
 import { decodeIdentifier, mintedCaveatCount } from '../../src/protocol/identifier.js';

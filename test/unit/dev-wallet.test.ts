@@ -9,9 +9,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode, encode as atomiqEncode, sign as atomiqSign } from '@atomiqlabs/bolt11';
 import { secp256k1 } from '@noble/curves/secp256k1';
-import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev/dev-wallet.js';
 
-const DEV_WALLET_MODULE = fileURLToPath(new URL('../../src/rails/lightning/dev-wallet.ts', import.meta.url));
+const DEV_WALLET_MODULE = fileURLToPath(new URL('../../src/rails/lightning/dev/dev-wallet.ts', import.meta.url));
 const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1], wif: 0xef };
 
 function tmpDir(t: { after: (fn: () => void) => void }): string {

@@ -80,7 +80,7 @@ test('every complete yaml example (a block with routes:) loads through the confi
 });
 
 test('one truth about the LND macaroon: the docs ask for the permissions the backend error asks for', () => {
-  const src = readFileSync(join(ROOT, 'src/rails/lightning/lnd.ts'), 'utf8');
+  const src = readFileSync(join(ROOT, 'src/rails/lightning/lnd/lnd.ts'), 'utf8');
   const perms = /lncli bakemacaroon ([a-z:]+(?: [a-z:]+)*)/.exec(src)?.[1];
   assert.ok(perms, 'lnd.ts names the permissions it needs');
   for (const file of ['README.md', 'docs/backends.md']) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode } from '@atomiqlabs/bolt11';
 import type { BackendContext } from '../../src/rails/lightning/backend.js';
-import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv, type EclairConfig } from '../../src/rails/lightning/eclair.js';
+import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv, type EclairConfig } from '../../src/rails/lightning/http/eclair.js';
 import { createLogger } from '../../src/util/log.js';
 import { requireTool } from '../integration/harness.js';
 import { rejectsWith } from './assert-helpers.js';

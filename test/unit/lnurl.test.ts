@@ -15,8 +15,8 @@ import type { BackendContext, LightningBackend } from '../../src/rails/lightning
 import {
   LnurlMetadataCache, buildCallbackUrl, createLnurlBackend, createLnurlBackendForAddress, lnurlConfigSchema, lnurlFromLegacyEnv,
   parseLnurlAddress, parsePayParams, type LnurlDeps,
-} from '../../src/rails/lightning/lnurl.js';
-import { isPublicAddress } from '../../src/rails/lightning/safe-fetch.js';
+} from '../../src/rails/lightning/http/lnurl.js';
+import { isPublicAddress } from '../../src/rails/lightning/transports/safe-fetch.js';
 import { createLogger } from '../../src/util/log.js';
 import { requireTool } from '../integration/harness.js';
 import { rejectsWith } from './assert-helpers.js';

@@ -18,7 +18,7 @@ import type { Challenge } from '../../src/policy/challenge.js';
 import { Gate } from '../../src/server/gate.js';
 import { createGateServer } from '../../src/server/http-server.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import type { LightningBackend } from '../../src/rails/lightning/backend.js';
 import { createLogger } from '../../src/util/log.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';

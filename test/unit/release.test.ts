@@ -14,7 +14,7 @@ import { RouteTable } from '../../src/policy/routes.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from '../../src/policy/claims.js';
-import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import type { Store } from '../../src/store/store.js';
 

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
 import type { BackendContext, LightningBackend } from './backend.js';
-import { parseHostPort } from './socks-tunnel.js';
+import { parseHostPort } from './transports/socks-tunnel.js';
 
 export const LNC_DEFAULT_MAILBOX = 'mailbox.terminal.lightning.today:443';
 

@@ -1,15 +1,15 @@
 // Every Lightning backend by its `lightning.type`: config schema, ngx_l402 environment names, factory.
 import { z } from 'zod';
 import type { BackendContext, LightningBackend } from './backend.js';
-import { DevWallet } from './dev-wallet.js';
+import { DevWallet } from './dev/dev-wallet.js';
 import { boolLike } from '../../util/zod-coerce.js';
-import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv } from './eclair.js';
-import { createLnurlBackend, lnurlConfigSchema, lnurlFromLegacyEnv } from './lnurl.js';
-import { createLndBackend, lndConfigSchema, lndFromLegacyEnv } from './lnd.js';
+import { createEclairBackend, eclairConfigSchema, eclairFromLegacyEnv } from './http/eclair.js';
+import { createLnurlBackend, lnurlConfigSchema, lnurlFromLegacyEnv } from './http/lnurl.js';
+import { createLndBackend, lndConfigSchema, lndFromLegacyEnv } from './lnd/lnd.js';
 import { createLncBackend, lncConfigSchema, lncFromLegacyEnv, wantsLncFromLegacyEnv } from './lnc.js';
-import { createNwcBackend, nwcConfigSchema, nwcFromLegacyEnv } from './nwc.js';
-import { clnConfigSchema, clnFromLegacyEnv, createClnBackend } from './cln.js';
-import { bolt12ConfigSchema, bolt12FromLegacyEnv, createBolt12Backend } from './bolt12.js';
+import { createNwcBackend, nwcConfigSchema, nwcFromLegacyEnv } from './nwc/nwc.js';
+import { clnConfigSchema, clnFromLegacyEnv, createClnBackend } from './cln/cln.js';
+import { bolt12ConfigSchema, bolt12FromLegacyEnv, createBolt12Backend } from './cln/bolt12.js';
 
 // The development wallet is never a default: a config names it. `pay_endpoint` turns on the payment page's
 // "pay with the dev wallet" helper (POST /_l402/page/dev-pay), for a local demo only (the quick start).

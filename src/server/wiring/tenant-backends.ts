@@ -1,7 +1,7 @@
 // Per-route (tenant) Lightning addresses: ngx_l402's l402_lnurl_addr, and overrides in the store. One LNURL
 // backend per address, kept in a bounded map (the least recently used one is closed when it overflows).
 import type { BackendContext, LightningBackend } from '../../rails/lightning/backend.js';
-import { createLnurlBackendForAddress, type LnurlOptionsInput } from '../../rails/lightning/lnurl.js';
+import { createLnurlBackendForAddress, type LnurlOptionsInput } from '../../rails/lightning/http/lnurl.js';
 import type { GateConfig } from '../../config/config.js';
 import type { Logger } from '../../util/log.js';
 

@@ -8,14 +8,14 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
-import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
-import { checkReturnedInvoice } from './bolt11.js';
-import { readConfigFile, resolveConfigPath } from './config-file.js';
+import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
+import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
 } from './lnd-rest.js';
-import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from './socks-tunnel.js';
+import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',

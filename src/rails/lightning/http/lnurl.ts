@@ -15,12 +15,12 @@
 //   verify URL we do not hold (other process, restart, no LUD-21) are `unknown`. `verify: false`
 //   removes lookupInvoice altogether (auto-detect then refuses to start).
 import { createHash } from 'node:crypto';
-import { readConfigFile } from './config-file.js';
+import { readConfigFile } from '../transports/config-file.js';
 import { bech32 } from '@scure/base';
 import { z } from 'zod';
-import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
-import { checkReturnedInvoice } from './bolt11.js';
-import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse, type HttpClientOptions, type LookupAllFn } from './safe-fetch.js';
+import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
+import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse, type HttpClientOptions, type LookupAllFn } from '../transports/safe-fetch.js';
 
 const DEFAULT_TTL_SECS = 600;
 const DEFAULT_MAX_BYTES = 512 * 1024;

@@ -3,12 +3,12 @@
 // Every reply is checked before it reaches the gate: the invoice must decode and match the hash and
 // amount we asked for; a "paid" preimage must hash to the payment hash.
 import { createHash, randomBytes } from 'node:crypto';
-import { readConfigFile, resolveConfigPath } from './config-file.js';
+import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import { z } from 'zod';
 import {
   BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend,
-} from './backend.js';
-import { checkReturnedInvoice } from './bolt11.js';
+} from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { ClnSocketRpc, peerText, type ClnCaller } from './cln-rpc.js';
 import { ClnRestRpc, clnRestUrlProblem } from './clnrest.js';
 

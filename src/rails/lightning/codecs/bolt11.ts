@@ -4,7 +4,7 @@
 // else). The decoder reads fields only; it does not verify the signature (the node that made the invoice
 // is the one we asked, over an authenticated channel).
 import lightBolt11 from 'light-bolt11-decoder';
-import { BackendCallError } from './backend.js';
+import { BackendCallError } from '../backend.js';
 
 /** BOLT11: expiry when the invoice carries no `x` field. */
 export const DEFAULT_EXPIRY_SECS = 3600;

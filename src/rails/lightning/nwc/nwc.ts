@@ -12,13 +12,13 @@
 // `lookupInvoice` exists, which decides if auto_detect_payment may be configured) and which encryption it
 // speaks are only known after reading its info event (kind 13194) and, where offered, `get_info`.
 import { createHash } from 'node:crypto';
-import { readConfigFile, resolveConfigPath } from './config-file.js';
+import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import { finalizeEvent, type Event } from 'nostr-tools/pure';
 import * as nip44 from 'nostr-tools/nip44';
 import * as nip04 from 'nostr-tools/nip04';
 import { z } from 'zod';
-import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
-import { checkReturnedInvoice } from './bolt11.js';
+import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { NwcUriError, parseNwcUri, relayHost, type NwcConnection } from './nwc-uri.js';
 import { RelayConnection, peerText } from './nwc-relay.js';
 

@@ -4,11 +4,11 @@
 // must hash to the payment hash. Eclair returns `paymentPreimage` for pending invoices too, so only
 // `status.type == "received"` counts as paid.
 import { createHash } from 'node:crypto';
-import { readConfigFile, resolveConfigPath } from './config-file.js';
+import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import { z } from 'zod';
-import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from './backend.js';
-import { checkReturnedInvoice } from './bolt11.js';
-import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse } from './safe-fetch.js';
+import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
+import { BoundedHttpClient, HttpFetchError, redactUrl, type FetchResponse } from '../transports/safe-fetch.js';
 
 const DEFAULT_URL = 'http://localhost:8080';
 const MAX_RESPONSE_BYTES = 256 * 1024;

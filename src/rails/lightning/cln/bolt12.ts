@@ -22,7 +22,7 @@ import { z } from 'zod';
 import type * as BoltzModule from 'boltz-bolt12';
 import {
   BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend,
-} from './backend.js';
+} from '../backend.js';
 import type { ClnCaller } from './cln-rpc.js';
 import { peerText } from './cln-rpc.js';
 import {

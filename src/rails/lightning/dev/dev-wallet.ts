@@ -8,12 +8,12 @@ import { createECDH, createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { readOrCreatePrivateFile } from '../../util/private-file.js';
+import { readOrCreatePrivateFile } from '../../../util/private-file.js';
 import { encode as bolt11Encode } from '@atomiqlabs/bolt11';
 import { bech32 } from '@scure/base';
-import { libsecp256k1 } from '../../util/libsecp256k1.js';
-import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from './backend.js';
-import { decodeBolt11 } from './bolt11.js';
+import { libsecp256k1 } from '../../../util/libsecp256k1.js';
+import type { CreatedInvoice, InvoiceRequest, InvoiceState, LightningBackend } from '../backend.js';
+import { decodeBolt11 } from '../codecs/bolt11.js';
 
 /** Bitcoin regtest as @atomiqlabs/bolt11 spells it (identical to its built-in REGTESTNETWORK). */
 const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1], wif: 0xef };

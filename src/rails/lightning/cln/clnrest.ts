@@ -3,7 +3,7 @@
 // error object ({code, message}) with 401/403 (rune), 404 (unknown method) or 500 (the call failed).
 import http from 'node:http';
 import https from 'node:https';
-import { BackendCallError } from './backend.js';
+import { BackendCallError } from '../backend.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, peerText, rpcErrorFrom, type ClnCaller } from './cln-rpc.js';
 
 export interface ClnRestOptions {

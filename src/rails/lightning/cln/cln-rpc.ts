@@ -5,8 +5,8 @@
 // really "JSON objects back to back" (plugins and proxies may omit or split the delimiter), so the
 // reader is an incremental scanner for concatenated top-level objects, bounded in size.
 import net from 'node:net';
-import type { Logger } from '../../util/log.js';
-import { BackendCallError } from './backend.js';
+import type { Logger } from '../../../util/log.js';
+import { BackendCallError } from '../backend.js';
 
 /** Largest single reply we will buffer. A `listinvoices {payment_hash}` reply is a few KB. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;

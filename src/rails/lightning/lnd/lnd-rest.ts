@@ -5,7 +5,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { PeerCertificate } from 'node:tls';
-import { formatHostPort, openSocksTunnel, type HostPort, type SocksTunnel } from './socks-tunnel.js';
+import { formatHostPort, openSocksTunnel, type HostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
 
 /** What a transport hands back for AddInvoice. */
 export interface LndAddedInvoice {
