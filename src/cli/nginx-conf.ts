@@ -81,7 +81,7 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
 }
 
 /** The identity headers the gate sets for the upstream (protect.conf). */
-const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route'];
+const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route', 'X-L402-Capabilities'];
 
 /** Every other spelling of the identity headers with "_" for some "-" (nginx's $http_ variables read them as one). */
 function identitySpellings(): string[] {
@@ -313,19 +313,23 @@ recursive_error_pages on;
 proxy_intercept_errors off;
 grpc_intercept_errors off;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
-# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
+# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route,
+# capabilities granted (the route's capability set, narrowed by the holder's caveats).
 auth_request_set $l402_token_id $upstream_http_x_l402_token_id;
 auth_request_set $l402_rail $upstream_http_x_l402_rail;
 auth_request_set $l402_amount_msat $upstream_http_x_l402_amount_msat;
 auth_request_set $l402_route $upstream_http_x_l402_route;
+auth_request_set $l402_capabilities $upstream_http_x_l402_capabilities;
 proxy_set_header X-L402-Token-Id $l402_token_id;
 proxy_set_header X-L402-Rail $l402_rail;
 proxy_set_header X-L402-Amount-Msat $l402_amount_msat;
 proxy_set_header X-L402-Route $l402_route;
+proxy_set_header X-L402-Capabilities $l402_capabilities;
 grpc_set_header X-L402-Token-Id $l402_token_id;
 grpc_set_header X-L402-Rail $l402_rail;
 grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
 grpc_set_header X-L402-Route $l402_route;
+grpc_set_header X-L402-Capabilities $l402_capabilities;
 # With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
 # nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
 ${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.

@@ -11,6 +11,7 @@ import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightnin
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from './budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
+import { CAPABILITY_NAME } from '../protocol/caveats.js';
 
 export class ConfigError extends Error {}
 
@@ -38,6 +39,20 @@ const routeSchema = z
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
     rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
+    // The capability set sold (minted as <service>_capabilities) and which requests need which capability.
+    capabilities: z.array(z.string().regex(CAPABILITY_NAME, 'letters, digits and _ . : - (at most 64)')).min(1).max(32).optional(),
+    capability_rules: z
+      .array(
+        z
+          .object({
+            capability: z.string(),
+            methods: z.array(z.string().transform((m) => m.toUpperCase()).pipe(z.string().regex(/^[A-Z_-]{1,64}$/, 'an HTTP method'))).min(1).optional(),
+            path_prefix: z.string().startsWith('/', 'a path starting with /').max(1024).optional(),
+          })
+          .strict(),
+      )
+      .max(64)
+      .optional(),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -61,6 +76,12 @@ const routeSchema = z
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
+    for (const [i, rule] of (r.capability_rules ?? []).entries()) {
+      // A rule needing a capability the route never sells would refuse every request it applies to.
+      if (!r.capabilities?.includes(rule.capability)) {
+        ctx.addIssue({ code: 'custom', path: ['capability_rules', i, 'capability'], message: r.capabilities ? `not one of this route's capabilities (${r.capabilities.join(', ')})` : 'needs capabilities: [...] on the route (the set it sells)' });
+      }
+    }
   })
   .transform((r) => ({
     match: r.match,
@@ -77,6 +98,9 @@ const routeSchema = z
     /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
     rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
+    /** The capability set sold (minted into every credential of the route), if any. */
+    capabilities: r.capabilities === undefined ? undefined : [...new Set(r.capabilities)],
+    capabilityRules: r.capability_rules?.map((c) => ({ capability: c.capability, methods: c.methods, pathPrefix: c.path_prefix })),
   }));
 
 const storeSchema = z.discriminatedUnion('type', [
@@ -134,6 +158,8 @@ const configSchema = z
       .strict()
       .default({ memo: 'L402 payment', expiry_secs: 3600 }),
     challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
+    // A caveat condition l402d does not know, appended by a holder: skip (the L402 macaroon spec) or reject.
+    l402: z.object({ unknown_caveats: z.enum(['skip', 'reject']).default('skip') }).strict().default({ unknown_caveats: 'skip' }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
     // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
     upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
@@ -242,6 +268,8 @@ export interface GateConfig {
   configDir: string;
   invoice: { memo: string; expirySecs: number };
   challenge: { lsat: boolean };
+  /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec) or refused. */
+  unknownCaveats: 'skip' | 'reject';
   upstream?: string;
   /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
   upstreamTimeoutMs: number;
@@ -488,6 +516,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     configDir: base,
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
     challenge: c.challenge,
+    unknownCaveats: c.l402.unknown_caveats,
     upstream: c.upstream,
     upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,

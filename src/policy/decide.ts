@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import type { RouteConfig } from './config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
+import { requiredCapabilities } from './capabilities.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
 
@@ -46,7 +47,8 @@ export type InvalidReason =
   | 'malformed_caveat'
   | 'missing_preimage'
   | 'already_used'
-  | 'auto_detect_off';
+  | 'auto_detect_off'
+  | 'missing_capability';
 
 /** The Cashu rail as the core sees it (see rails/cashu). */
 export interface CashuAcceptor {
@@ -67,7 +69,7 @@ export interface CashuAcceptor {
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[] }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -131,6 +133,8 @@ export interface DecideDeps {
   now?: () => number;
   /** ngx_l402's ROOT_KEY (raw bytes): its credentials are honoured during a migration. */
   ngxL402RootKey?: Buffer;
+  /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec; default) or refused. */
+  unknownCaveats?: 'skip' | 'reject';
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -304,7 +308,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
@@ -322,6 +326,8 @@ interface Authenticated {
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
+  /** Capabilities granted (what was sold, narrowed by appended caveats), if any were sold. */
+  capabilities?: string[];
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
@@ -350,6 +356,8 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       method,
       now,
       paymentHash: id.paymentHash,
+      requiredCapabilities: requiredCapabilities(route, path, method),
+      unknownCaveats: deps.unknownCaveats,
     },
     mintedCaveatCount(id.tokenId),
   );
@@ -399,6 +407,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     soldSingleUse: verdict.sold.singleUse,
     singleUse: verdict.singleUse,
     now,
+    ...(verdict.capabilities ? { capabilities: verdict.capabilities } : {}),
   };
 }
 
@@ -421,6 +430,8 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
   if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  // ngx_l402 sold no capability set: nothing that needs a capability opens for its credentials.
+  if (requiredCapabilities(route, path, method).length > 0) return { outcome: 'invalid', route, reason: 'missing_capability' };
   // ngx_l402's macaroons do not say how they were sold, nor which caveats it minted and which a holder
   // appended: the route's access decides (see the migration guide), and no expiry is taken as minted. So the
   // spent mark never expires, and a timed route (which needs a minted expiry) spends them once: an ExpiresAt

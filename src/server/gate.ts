@@ -180,6 +180,7 @@ export class Gate {
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        unknownCaveats: this.parts.config.unknownCaveats,
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,

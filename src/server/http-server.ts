@@ -48,8 +48,11 @@ function ambiguousCredential(req: IncomingMessage): string | undefined {
 function identityHeaders(d: Decision): Array<[string, string]> {
   if (d.outcome !== 'allow' || d.reason !== 'paid') return [];
   const out: Array<[string, string]> = [['X-L402-Route', d.route.id], ['X-L402-Rail', d.rail]];
-  if (d.rail === 'lightning') out.push(['X-L402-Token-Id', d.tokenId]);
-  else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+  if (d.rail === 'lightning') {
+    out.push(['X-L402-Token-Id', d.tokenId]);
+    // The capabilities granted (sold, narrowed by the holder's caveats); absent when none were.
+    if (d.capabilities && d.capabilities.length > 0) out.push(['X-L402-Capabilities', d.capabilities.join(',')]);
+  } else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
   return out;
 }
 

@@ -1,0 +1,100 @@
+// L402 details found by an interop review, through real nginx and in standalone mode: the spec's
+// `<service>_capabilities` (a route sells a set, the upstream learns what was granted, a holder's sets only
+// narrow), unknown caveat conditions skipped as the spec says (or refused in strict mode) while spellings of
+// ours are refused, and Aperture's `Grpc-Metadata-Macaroon` credential.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY, startStack } from './gate-fixture.js';
+import { sendTo } from './standalone-fixture.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { parseConfig } from '../../src/policy/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+
+const skip = requireTool('nginx') ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const CAPS_ROUTE = '  - { match: /forever/caps/, amount_msat: 1500, access: indefinite, capabilities: [read, write], capability_rules: [{ capability: write, methods: [POST, DELETE] }] }\n';
+
+/** The holder's own attenuation: the macaroon with these caveats appended (a valid HMAC chain). */
+function append(macaroon: string, ...caveats: string[]): string {
+  return encodeMacaroonBase64(caveats.reduce((m, c) => attenuate(m, c), decodeMacaroonBase64(macaroon)));
+}
+
+test('capabilities and unknown caveats through nginx: granted set to the upstream, narrowing only, lookalikes refused', { skip }, async () => {
+  const s = await startStack(cleanup, { extraRoutes: CAPS_ROUTE, extraYaml: 'nginx_cache: { max_secs: 0 }\n' });
+  const bought = await s.buy('/forever/caps/doc');
+  const send = (auth: string, method = 'GET', extra: Record<string, string> = {}) =>
+    http1(`${s.origin}/forever/caps/doc`, { method, headers: { authorization: `L402 ${auth}:${bought.preimage}`, accept: 'application/json', ...extra } });
+  const lastCaps = () => s.upstream.requests.at(-1)?.headers['x-l402-capabilities'];
+
+  s.upstream.reset();
+  assert.equal((await send(bought.macaroon)).status, 200);
+  assert.equal(lastCaps(), 'read,write');
+  assert.equal((await send(bought.macaroon, 'POST')).status, 200);
+
+  // A delegate's copy, narrowed to read: reads pass and the upstream is told "read"; writes are refused
+  // before the upstream, and a later, wider set appended to it adds nothing back.
+  const reader = append(bought.macaroon, 'l402_capabilities=read');
+  const r1 = await send(reader, 'GET', { 'x-l402-capabilities': 'read,write,admin' });
+  assert.equal(r1.status, 200);
+  assert.equal(lastCaps(), 'read', 'a client-sent X-L402-Capabilities never reaches the upstream');
+  const hits = s.upstream.hits;
+  for (const auth of [reader, append(reader, 'l402_capabilities=read,write')]) {
+    const w = await send(auth, 'POST');
+    assert.equal(w.status, 401, w.body);
+    assert.equal(JSON.parse(w.body).reason, 'missing_capability');
+    assert.match(w.headers['www-authenticate'] ?? '', /^L402 macaroon=/, 'a fresh challenge, whose credential carries the full set');
+  }
+  assert.equal(s.upstream.hits, hits, 'refused writes never reached the upstream');
+
+  // Unknown conditions a holder appends are skipped (the L402 spec); spellings of ours are refused.
+  assert.equal((await send(append(bought.macaroon, 'tier=gold', 'time-before 2030-01-01T00:00:00Z'))).status, 200);
+  for (const lookalike of ['Route=/forever/caps/', ' route=/forever/caps/', 'L402_Capabilities=read', 'path-sha256=00', 'service=l402:0']) {
+    const r = await send(append(bought.macaroon, lookalike));
+    assert.equal(r.status, 401, lookalike);
+    assert.equal(JSON.parse(r.body).reason, 'malformed_caveat', lookalike);
+  }
+  // A route that sells no capability set tells the upstream nothing.
+  const plain = await s.buy('/forever/x');
+  await http1(`${s.origin}/forever/x`, { headers: { authorization: plain.auth, 'x-l402-capabilities': 'admin' } });
+  assert.equal(lastCaps(), undefined);
+});
+
+test('capabilities and strict unknown caveats in standalone mode', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-details-sa-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const upstream = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: warn }\nl402: { unknown_caveats: reject }\nlightning: { type: dev }\nroutes:\n${CAPS_ROUTE}`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('warn') });
+  cleanup.add(() => gate.close());
+  const wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  const c = await sendTo(port, 'GET', '/forever/caps/doc');
+  assert.equal(c.status, 402);
+  const body = JSON.parse(c.body) as { macaroon: string; invoice: string };
+  const pre = wallet.pay(body.invoice).toString('hex');
+  const send = (mac: string, method = 'GET', extra: Record<string, string> = {}) => sendTo(port, method, '/forever/caps/doc', { authorization: `L402 ${mac}:${pre}`, ...extra });
+
+  const ok = await send(append(body.macaroon, 'l402_capabilities=read'), 'GET', { 'x-l402-capabilities': 'admin', 'x_l402_capabilities': 'admin' });
+  assert.equal(ok.status, 200);
+  const seen = upstream.requests.at(-1)!.headers;
+  assert.equal(seen['x-l402-capabilities'], 'read');
+  assert.equal(seen['x_l402_capabilities'], undefined);
+  const w = await send(append(body.macaroon, 'l402_capabilities=read'), 'DELETE');
+  assert.deepEqual([w.status, JSON.parse(w.body).reason], [401, 'missing_capability']);
+  // Strict mode: an unknown condition is refused, as before the L402 spec's rule was followed.
+  const strict = await send(append(body.macaroon, 'tier=gold'));
+  assert.deepEqual([strict.status, JSON.parse(strict.body).reason], [401, 'unknown_caveat']);
+  assert.equal((await send(body.macaroon, 'POST')).status, 200);
+});
