@@ -192,7 +192,7 @@ function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn
   const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
   if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
   const c = req.credentials;
-  const authState = c.authorization || c.token || c.macaroon || c.xCashu ? 'invalid' : 'missing';
+  const authState = c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.xCashu ? 'invalid' : 'missing';
   return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 503, reason, authState } };
 }
 

@@ -69,8 +69,8 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon && !c.grpcMetadataMacaroon)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? ''])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -147,6 +147,8 @@ export class Gate {
       clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
       credentials: {
         authorization: header(h, 'authorization'),
+        // Aperture's REST form: its own header name, so read over any protocol.
+        grpcMetadataMacaroon: header(h, 'grpc-metadata-macaroon'),
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),

@@ -17,7 +17,7 @@ import { isGrpc } from './negotiate.js';
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon'] as const;
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
@@ -181,6 +181,7 @@ function proxy(
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
     delete headers['x-cashu'];
+    delete headers['grpc-metadata-macaroon'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;

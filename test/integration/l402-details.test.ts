@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, startStack } from './gate-fixture.js';
 import { sendTo } from './standalone-fixture.js';
-import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { parseConfig } from '../../src/policy/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
@@ -97,4 +97,81 @@ test('capabilities and strict unknown caveats in standalone mode', async () => {
   const strict = await send(append(body.macaroon, 'tier=gold'));
   assert.deepEqual([strict.status, JSON.parse(strict.body).reason], [401, 'unknown_caveat']);
   assert.equal((await send(body.macaroon, 'POST')).status, 200);
+});
+
+/** Aperture's REST form: the hex macaroon with the preimage appended as a `preimage=` caveat. */
+function apertureForm(macaroon: string, preimage: string): string {
+  return encodeMacaroon(attenuate(decodeMacaroonBase64(macaroon), `preimage=${preimage}`)).toString('hex');
+}
+
+test('Grpc-Metadata-Macaroon (Aperture\'s REST form) over HTTP/1.1 through nginx: accepted, spent once, stripped, never shares a cached answer', { skip }, async () => {
+  // nginx's auth cache on (the default): a paid answer for one credential must never serve another request.
+  const s = await startStack(cleanup);
+  const get = (path: string, headers: Record<string, string> = {}) => http1(s.origin + path, { headers: { accept: 'application/json', ...headers } });
+
+  // Reusable route: the cache may keep the paid answer, keyed by this header too.
+  const forever = await s.buy('/forever');
+  s.upstream.reset();
+  const hex = apertureForm(forever.macaroon, forever.preimage);
+  const paid = await get('/forever', { 'grpc-metadata-macaroon': hex, authorization: 'Bearer app-token' });
+  assert.equal(paid.status, 200, paid.body);
+  const seen = s.upstream.requests.at(-1)!.headers;
+  assert.equal(seen['grpc-metadata-macaroon'], undefined, 'the credential the gate consumed stays at the gate');
+  assert.equal(seen.authorization, 'Bearer app-token', "the app's own Authorization passes");
+  assert.match(String(seen['x-l402-token-id']), /^[0-9a-f]{64}$/);
+  assert.equal((await get('/forever', { 'grpc-metadata-macaroon': hex })).status, 200);
+  for (let i = 0; i < 3; i++) {
+    const unpaid = await get('/forever');
+    assert.equal(unpaid.status, 402, 'a request without the header is never answered from the cached paid answer');
+    const other = await get('/forever', { 'grpc-metadata-macaroon': hex.slice(0, -2) + (hex.endsWith('00') ? '01' : '00') });
+    assert.equal(other.status, 401, 'another value is decided on its own');
+  }
+  assert.equal((await get('/forever', { 'grpc-metadata-macaroon': hex.toUpperCase() })).status, 200, 'hex in either case, as Go decodes it');
+
+  // Single-use route: spent once, as any L402 credential.
+  const once = await s.buy('/premium');
+  const onceHex = apertureForm(once.macaroon, once.preimage);
+  assert.equal((await get('/premium', { 'grpc-metadata-macaroon': onceHex })).status, 200);
+  const replay = await get('/premium', { 'grpc-metadata-macaroon': onceHex });
+  assert.deepEqual([replay.status, JSON.parse(replay.body).reason], [401, 'already_used']);
+  // The same credential in Authorization is the same payment: already used too.
+  assert.equal(JSON.parse((await get('/premium', { authorization: once.auth })).body).reason, 'already_used');
+
+  // Refusals: no preimage caveat, a wrong one, not hex.
+  const bare = await s.buy('/premium');
+  const cases: Array<[string, string]> = [
+    [Buffer.from(bare.macaroon, 'base64').toString('hex'), 'missing_preimage'],
+    [apertureForm(bare.macaroon, '11'.repeat(32)), 'wrong_preimage'],
+    ['zz' + apertureForm(bare.macaroon, bare.preimage), 'malformed_credential'],
+  ];
+  for (const [value, reason] of cases) {
+    const r = await get('/premium', { 'grpc-metadata-macaroon': value });
+    assert.deepEqual([r.status, JSON.parse(r.body).reason], [401, reason]);
+  }
+  // An L402 Authorization takes precedence (Aperture's order): the header is not what is decided on.
+  const both = await get('/premium', { authorization: bare.auth, 'grpc-metadata-macaroon': 'zz' });
+  assert.equal(both.status, 200);
+});
+
+test('Grpc-Metadata-Macaroon in standalone mode: accepted once, stripped, two values refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-gmm-sa-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const upstream = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const cfg = parseConfig(`listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 1000 }\n`, { env: {} });
+  const gate = await startGate(cfg, { log: createLogger('warn') });
+  cleanup.add(() => gate.close());
+  const wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  const c = await sendTo(port, 'GET', '/premium');
+  const body = JSON.parse(c.body) as { macaroon: string; invoice: string };
+  const hex = apertureForm(body.macaroon, wallet.pay(body.invoice).toString('hex'));
+  const ok = await sendTo(port, 'GET', '/premium', { 'grpc-metadata-macaroon': hex });
+  assert.equal(ok.status, 200, ok.body);
+  assert.equal(upstream.requests.at(-1)!.headers['grpc-metadata-macaroon'], undefined);
+  const replay = await sendTo(port, 'GET', '/premium', { 'grpc-metadata-macaroon': hex });
+  assert.deepEqual([replay.status, JSON.parse(replay.body).reason], [401, 'already_used']);
+  // Two different values of the header: refused, never one picked.
+  const two = await sendTo(port, 'GET', '/premium', { 'grpc-metadata-macaroon': [hex, hex.toUpperCase() + '00'] });
+  assert.deepEqual([two.status, JSON.parse(two.body).reason], [401, 'malformed_credential']);
 });
