@@ -241,6 +241,8 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
     }
   }
+  // A route that sells only Cashu accepts no L402 credential (its answer offers none): it is asked to pay in Cashu.
+  if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
   const parsed = parseCredential(req.credentials);
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };

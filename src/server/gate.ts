@@ -267,9 +267,11 @@ export class Gate {
     let challenge: Challenge | undefined;
     let shared = false;
     let cashuRequest: string | undefined;
+    let cashuAmountMsat: number | undefined;
     const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
-      cashuRequest = this.parts.cashu.paymentRequest((await this.price(route, req.path)).amountMsat, route.id);
+      cashuAmountMsat = (await this.price(route, req.path)).amountMsat;
+      cashuRequest = this.parts.cashu.paymentRequest(cashuAmountMsat, route.id);
     }
     const lightning = route?.rails.includes('lightning') ?? true;
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
@@ -297,9 +299,11 @@ export class Gate {
         }
       }
     }
+    // "Not paid yet" speaks of an invoice this answer no longer carries (Cashu only now): a plain challenge.
+    if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, cashuAmountMsat, page: { ...page, autoDetect: !!route?.autoDetect } });
   }
 
   /**

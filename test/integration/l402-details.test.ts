@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream } from './harness.js';
-import { TEST_ROOT_KEY, startStack } from './gate-fixture.js';
+import { TEST_ROOT_KEY, mintLocalCredential, startStack } from './gate-fixture.js';
 import { sendTo } from './standalone-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { parseConfig } from '../../src/policy/config.js';
@@ -174,4 +174,47 @@ test('Grpc-Metadata-Macaroon in standalone mode: accepted once, stripped, two va
   // Two different values of the header: refused, never one picked.
   const two = await sendTo(port, 'GET', '/premium', { 'grpc-metadata-macaroon': [hex, hex.toUpperCase() + '00'] });
   assert.deepEqual([two.status, JSON.parse(two.body).reason], [401, 'malformed_credential']);
+});
+
+const ECASH_YAML = 'cashu: { mints: ["http://127.0.0.1:9"] }\n';
+const ECASH_ROUTE = '  - { match: /forever/ecash, amount_msat: 2500, access: indefinite, rails: [cashu] }\n';
+const LIGHTNING_WORDS = /L402|LSAT|invoice|macaroon|preimage|Lightning/i;
+
+/** A Cashu-only route's answers, JSON and HTML: X-Cashu alone, and not a word of Lightning or L402. */
+async function checkCashuOnly(get: (headers: Record<string, string>) => Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>, allowedHits: () => number): Promise<void> {
+  const json = await get({ accept: 'application/json' });
+  assert.equal(json.status, 402);
+  assert.equal(json.headers['www-authenticate'], undefined);
+  assert.match(String(json.headers['x-cashu']), /^creqA/);
+  const body = JSON.parse(json.body) as { detail: string; methods: string[] };
+  assert.doesNotMatch(body.detail, LIGHTNING_WORDS, body.detail);
+  assert.match(body.detail, /X-Cashu/);
+  assert.deepEqual(body.methods, ['Cashu']);
+  const page = await get({ accept: 'text/html' });
+  assert.equal(page.status, 402);
+  assert.match(page.body, /id="cashu-form"/, 'the page offers the Cashu payment');
+  assert.doesNotMatch(page.body.replace(/<script[\s\S]*?<\/script>/g, '').replace(/<meta http-equiv[^>]*>/, ''), LIGHTNING_WORDS);
+  // An L402 credential valid for this route id opens nothing: the route does not sell Lightning.
+  const before = allowedHits();
+  const cfg = parseConfig(`lightning: { type: dev }\nroutes:\n${ECASH_ROUTE.replace('rails: [cashu]', 'rails: [lightning]')}`, { env: {} });
+  const cred = await mintLocalCredential(cfg.routes[0]!, '/forever/ecash');
+  const l402 = await get({ accept: 'application/json', authorization: cred.auth });
+  assert.equal(l402.status, 402, l402.body);
+  assert.doesNotMatch(JSON.parse(l402.body).detail, LIGHTNING_WORDS);
+  assert.equal(allowedHits(), before);
+}
+
+test('a route that sells only Cashu describes only Cashu, through nginx and in standalone mode', { skip }, async () => {
+  const s = await startStack(cleanup, { extraYaml: ECASH_YAML, extraRoutes: ECASH_ROUTE });
+  s.upstream.reset();
+  await checkCashuOnly((headers) => http1(`${s.origin}/forever/ecash`, { headers }), () => s.upstream.hits);
+
+  const dir = mkdtempSync(join(tmpdir(), 'l402-ecash-sa-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const upstream = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const cfg = parseConfig(`listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: error }\n${ECASH_YAML}lightning: { type: dev }\nroutes:\n${ECASH_ROUTE}`, { env: {} });
+  const gate = await startGate(cfg, { log: createLogger('error') });
+  cleanup.add(() => gate.close());
+  await checkCashuOnly((headers) => sendTo(port, 'GET', '/forever/ecash', headers), () => upstream.hits);
 });
