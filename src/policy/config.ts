@@ -12,6 +12,7 @@ import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from './budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
 import { CAPABILITY_NAME } from '../protocol/caveats.js';
+import { parseFreePath } from './free-paths.js';
 
 export class ConfigError extends Error {}
 
@@ -161,6 +162,19 @@ const configSchema = z
     // A caveat condition l402d does not know, appended by a holder: skip (the L402 macaroon spec) or reject.
     l402: z.object({ unknown_caveats: z.enum(['skip', 'reject']).default('skip') }).strict().default({ unknown_caveats: 'skip' }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
+    // Standalone mode: paths proxied without payment ("= /exact" or "/prefix"), Aperture's authwhitelistpaths.
+    free_paths: z
+      .array(
+        z.string().superRefine((v, ctx) => {
+          try {
+            parseFreePath(v);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          }
+        }),
+      )
+      .max(256)
+      .default([]),
     // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
     upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
@@ -271,6 +285,8 @@ export interface GateConfig {
   /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec) or refused. */
   unknownCaveats: 'skip' | 'reject';
   upstream?: string;
+  /** Standalone mode: paths proxied without payment (see policy/free-paths.ts). */
+  freePaths: string[];
   /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
   upstreamTimeoutMs: number;
   logLevel: Parsed['log']['level'];
@@ -484,6 +500,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   if (c.metrics && c.metrics.listen === c.listen) {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['metrics', 'listen']) ?? '?'}: metrics.listen: must differ from listen (keep metrics off the gate's address)`);
   }
+  if (c.free_paths.length > 0 && !c.upstream) {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['free_paths']) ?? '?'}: free_paths: only in standalone mode (with upstream:); behind nginx, serve free paths from locations without protect.conf`);
+  }
   if (c.pricing.legacy_keys && c.store.type !== 'redis') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['pricing', 'legacy_keys']) ?? '?'}: pricing.legacy_keys: needs store.type redis (the keys are ngx_l402's Redis keys)`);
   }
@@ -518,6 +537,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     challenge: c.challenge,
     unknownCaveats: c.l402.unknown_caveats,
     upstream: c.upstream,
+    freePaths: c.free_paths,
     upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,
     timeouts: {

@@ -27,6 +27,7 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
+import { FreePaths } from '../policy/free-paths.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -97,6 +98,8 @@ const SETTLED_CACHE_SECS = 86_400;
 
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
+  /** Standalone mode: paths proxied without payment. */
+  readonly freePaths: FreePaths;
   private readonly trustedProxies: AddressSet;
   /** Settlement check (bounded, cached); also used by the payment page's status endpoint. */
   readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
@@ -108,6 +111,7 @@ export class Gate {
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
+    this.freePaths = new FreePaths(parts.config.freePaths ?? [], parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
     this.readControl = createCachedReader(parts.config.pricing.cacheMs, parts.config.timeouts.storeMs);
     this.tenants = TenantBackends.forConfig(parts.config, parts.log);

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../store/abandon-claim.js';
-import type { Gate } from './gate.js';
+import { upstreamFailure, type Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
 import { handlePageEndpoint } from './page-endpoints.js';
@@ -395,6 +395,16 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
+    // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
+    if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
+      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
+        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        if (res.headersSent || res.destroyed) return void res.destroy();
+        send(res, upstreamFailure(timedOut ? 504 : 502, 'none', config.retryAfterSecs, req.method ?? 'GET'));
+      });
+      return;
+    }
     const route = path === undefined ? undefined : gate.routes.lookup(path);
     if (methodOk && route && isPreflight(req.method!, req.headers)) {
       req.resume();
