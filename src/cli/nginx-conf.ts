@@ -97,7 +97,7 @@ function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[
 }
 
 export function nginxSnippets(
-  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
+  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string; manifest?: { openapi?: boolean } },
 ): NginxSnippets {
   const retry = cfg.retryAfterSecs;
   const t = nginxTimeouts(cfg.timeouts);
@@ -267,7 +267,20 @@ ${PINNED}
     error_page 502 503 504 = @l402_unavailable;
 }
 
-# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
+${cfg.manifest?.openapi === false ? '' : `# The MPP discovery document (OpenAPI with x-payment-info), generated from the same routes. (manifest.openapi:
+# false leaves /openapi.json to your own locations.)
+location = /openapi.json {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}
+
+`}# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
 # anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
 location = /_l402/page/status {
     proxy_pass http://l402d;

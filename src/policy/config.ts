@@ -234,13 +234,15 @@ const configSchema = z
     manifest: z
       .object({
         enabled: boolLike.default(true),
+        // Also serve the MPP discovery document at /openapi.json (off: the upstream's own is reached instead).
+        openapi: boolLike.default(true),
         name: z.string().max(200).optional(),
         description: z.string().max(2000).optional(),
         operator: z.string().max(200).optional(),
         contact: z.string().max(200).optional(),
       })
       .strict()
-      .default({ enabled: true }),
+      .default({ enabled: true, openapi: true }),
     pricing: z
       .object({
         dynamic: boolLike.default(true),
@@ -309,7 +311,7 @@ export interface GateConfig {
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
   metrics?: { listen: string; token?: string };
-  manifest: { enabled: boolean; name?: string; description?: string; operator?: string; contact?: string };
+  manifest: { enabled: boolean; /** Serve /openapi.json (MPP discovery). */ openapi: boolean; name?: string; description?: string; operator?: string; contact?: string };
   routes: RouteConfig[];
 }
 

@@ -9,6 +9,7 @@ import { REQUEST_ID } from '../store/abandon-claim.js';
 import { upstreamFailure, type Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
+import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
@@ -262,7 +263,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
       return;
     }
-    if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
+    const discovery = endpoint === MANIFEST_PATH && config.manifest.enabled ? 'manifest' : endpoint === OPENAPI_PATH && config.manifest.openapi ? 'openapi' : undefined;
+    if (discovery) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.statusCode = 405;
@@ -270,9 +272,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         res.end();
         return;
       }
-      const body = await buildManifest(config, gate.parts.backend.kind, gate.price);
-      res.setHeader('Content-Type', 'application/json; charset=utf-8');
-      res.setHeader('Cache-Control', 'public, max-age=60');
+      const body = discovery === 'manifest' ? await buildManifest(config, gate.parts.backend.kind, gate.price) : await buildOpenApi(config, gate.price);
+      // The discovery draft asks for application/json and recommends five minutes of caching.
+      res.setHeader('Content-Type', discovery === 'manifest' ? 'application/json; charset=utf-8' : 'application/json');
+      res.setHeader('Cache-Control', discovery === 'manifest' ? 'public, max-age=60' : 'public, max-age=300');
       res.setHeader('Content-Length', Buffer.byteLength(body));
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
