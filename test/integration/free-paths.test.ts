@@ -12,7 +12,7 @@ import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { sendTo } from './standalone-fixture.js';
 import { ConfigError, parseConfig } from '../../src/policy/config.js';
 import { FreePaths } from '../../src/policy/free-paths.js';
-import { startGate } from '../../src/server/app.js';
+import { restartKeysChanged, startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 
 const cleanup = new Cleanup();
@@ -107,4 +107,10 @@ test('free_paths config: standalone only, unambiguous literal paths only', () =>
   assert.equal(f.isFree('/b/PRICED', '/b/PRICED'), false);
   assert.equal(f.isFree('/b/x/../priced', '/b/priced'), false);
   assert.equal(f.isFree('/b/x/..', '/b/'), false, 'a dot segment is ambiguous even when it lands on a free path');
+});
+
+test('free_paths and l402.unknown_caveats are reloaded without a restart', () => {
+  const cfg = (extra: string) => parseConfig(`upstream: http://127.0.0.1:1\nlightning: { type: dev }\n${extra}${ROUTES}`, { env: {} });
+  assert.deepEqual(restartKeysChanged(cfg(''), cfg('free_paths: ["/public/"]\nl402: { unknown_caveats: reject }\n')), []);
+  assert.deepEqual(restartKeysChanged(cfg(''), cfg('service: other\n')), ['service'], 'the check itself still sees changes');
 });
