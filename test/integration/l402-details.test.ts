@@ -15,6 +15,7 @@ import { parseConfig } from '../../src/policy/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
+import { goAttenuate, oracleSkip, pyAttenuate } from '../oracles/oracles.js';
 
 const skip = requireTool('nginx') ? false : 'nginx not installed';
 const cleanup = new Cleanup();
@@ -217,4 +218,24 @@ test('a route that sells only Cashu describes only Cashu, through nginx and in s
   const gate = await startGate(cfg, { log: createLogger('error') });
   cleanup.add(() => gate.close());
   await checkCashuOnly((headers) => sendTo(port, 'GET', '/forever/ecash', headers), () => upstream.hits);
+});
+
+test('independent clients: Go macaroon.v2 builds the Aperture form and narrows capabilities, pymacaroons appends an unknown condition (nginx)', { skip: skip || oracleSkip('go') || oracleSkip('py') }, async () => {
+  const s = await startStack(cleanup, { extraRoutes: CAPS_ROUTE, extraYaml: 'nginx_cache: { max_secs: 0 }\n' });
+  const get = (path: string, headers: Record<string, string>, method = 'GET') => http1(s.origin + path, { method, headers: { accept: 'application/json', ...headers } });
+  // Aperture's client appends the preimage caveat with Go's macaroon.v2 and sends the hex in Grpc-Metadata-Macaroon.
+  const once = await s.buy('/premium');
+  const goHex = Buffer.from(goAttenuate(once.macaroon, [`preimage=${once.preimage}`]), 'base64').toString('hex');
+  assert.equal((await get('/premium', { 'grpc-metadata-macaroon': goHex })).status, 200);
+  assert.equal(JSON.parse((await get('/premium', { 'grpc-metadata-macaroon': goHex })).body).reason, 'already_used');
+  // A holder narrows with Go (capabilities) and with pymacaroons (a condition l402d does not know).
+  const caps = await s.buy('/forever/caps/x');
+  const reader = goAttenuate(caps.macaroon, ['l402_capabilities=read']);
+  assert.equal((await get('/forever/caps/x', { authorization: `L402 ${reader}:${caps.preimage}` })).status, 200);
+  assert.equal(s.upstream.requests.at(-1)!.headers['x-l402-capabilities'], 'read');
+  assert.equal(JSON.parse((await get('/forever/caps/x', { authorization: `L402 ${reader}:${caps.preimage}` }, 'POST')).body).reason, 'missing_capability');
+  const tagged = pyAttenuate(caps.macaroon, ['tier=gold']);
+  assert.equal((await get('/forever/caps/x', { authorization: `L402 ${tagged}:${caps.preimage}` }, 'POST')).status, 200);
+  const spelled = pyAttenuate(caps.macaroon, ['Route=/forever/caps/']);
+  assert.equal(JSON.parse((await get('/forever/caps/x', { authorization: `L402 ${spelled}:${caps.preimage}` })).body).reason, 'malformed_caveat');
 });
