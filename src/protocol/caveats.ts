@@ -100,11 +100,17 @@ export type CaveatVerdict =
   | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' | 'missing_capability' };
 
 /**
- * A condition name folded so that spellings of one name meet: case, whitespace, `_` and `-` ignored, and a
- * plural or singular ending (`service` for `services`, `l402_capability` for `l402_capabilities`).
+ * A condition name folded so that spellings of one name meet: compatibility forms (fullwidth letters), case,
+ * whitespace, control and zero-width characters, `_` and `-` ignored, and a plural or singular ending
+ * (`service` for `services`, `l402_capability` for `l402_capabilities`).
  */
 function fold(name: string): string {
-  return name.toLowerCase().replace(/[\s_-]/g, '').replace(/ies$/, 'y').replace(/s$/, '');
+  return name
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[\s\x00-\x1f\x7f\u00ad\u200b-\u200d\u2060_-]/g, '')
+    .replace(/ies$/, 'y')
+    .replace(/s$/, '');
 }
 
 /**

@@ -79,6 +79,7 @@ test('spellings of our own conditions (case, whitespace, - for _, singular/plura
     'Path=/other', 'path-sha256=00', 'PATH_SHA256=00', 'pathsha256=00', 'Method=POST', 'methods=POST', 'Uses=1', 'use=1',
     'Services=other:0', 'service=other:0', 'Preimage=00', 'L402_valid_until=1', 'l402-valid-until=1', 'l402 valid until=1',
     'l402_capability=read', 'L402_Capabilities=read', 'route /other', 'route:/other', 'uses', '=value', '=',
+    '\u0000route=/other', 'ro\u200bute=/other', '\ufeffroute=/other', '\uff32\uff4f\uff55\uff54\uff45=/other', 'path\u00ad=/other',
   ];
   for (const l of lookalikes) {
     for (const mode of ['skip', 'reject'] as const) {
