@@ -322,7 +322,8 @@ export class Gate {
     if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(price.amountMsat)]);
     if (dryRun.wouldReturn === 429) out.push(['X-L402-Dry-Run-Rate-Limited', '1'], ['X-L402-Dry-Run-Retry-After', String(dryRun.retryAfterSecs ?? 1)]);
     let challengeMinted = false;
-    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
+    // A sample Lightning challenge only where the route sells Lightning (a Cashu-only route has no invoice to show).
+    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && route.rails.includes('lightning') && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
       try {
         const c = await this.mintChallenge(route, req.path, req.method);
         out.push(['X-L402-Dry-Run-Challenge', formatChallenges(c.macaroon, c.invoice, { lsat: false })[0]!]);

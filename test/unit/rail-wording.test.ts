@@ -114,3 +114,15 @@ test('decide(): a route that sells only Cashu honours no L402 credential, even a
   const refused = await run(only);
   assert.deepEqual([refused.outcome, refused.reason], ['challenge', 'no_credential']);
 });
+
+test('a dry-run route that sells only Cashu never samples a Lightning challenge', async () => {
+  for (const rails of [['cashu'], ['lightning', 'cashu']]) {
+    const cfg = parseConfig(`lightning: { type: dev }\ndry_run: { invoice_sample_rate: 1 }\nroutes:\n  - { match: /r, amount_msat: 2000, dry_run: true, rails: [${rails.join(', ')}] }\n`, { env: {} });
+    const gate = new Gate({ config: cfg, store: new MemoryStore(), backend: wallet, rootKeys: [randomBytes(32)], log: createLogger('silent'), cashu });
+    const req = { path: '/r', method: 'GET', credentials: {} };
+    const d = await gate.decide(req);
+    assert.ok(d.outcome === 'allow' && d.reason === 'dry_run');
+    const headers = await gate.dryRunHeaders(d, req);
+    assert.equal(headers.some(([k]) => k === 'X-L402-Dry-Run-Challenge'), rails.includes('lightning'), rails.join('+'));
+  }
+});
