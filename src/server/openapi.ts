@@ -39,7 +39,7 @@ function offerFor(scheme: string, amountMsat: number, route: RouteConfig, cfg: G
       return { intent: 'charge', method: 'lightning', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: 'HTTP Payment scheme (MPP), Lightning charge: one request' };
     case 'l402':
       // Not a Payment-scheme method: named "l402" so an MPP client that does not speak it passes it by.
-      return { intent: 'charge', method: 'l402', amount: String(amountMsat), currency: 'msat', description: `L402: WWW-Authenticate: L402 challenge (macaroon and BOLT11 invoice), paid with Authorization: L402 <macaroon>:<preimage>; ${access}` };
+      return { intent: 'charge', method: 'l402', amount: String(amountMsat), currency: 'msat', description: `L402: WWW-Authenticate: L402 challenge (macaroon and BOLT11 invoice), paid with Authorization: L402 <macaroon>:<preimage>; ${access}${route.capabilities ? `; capabilities ${route.capabilities.join(', ')}` : ''}` };
     case 'x402':
       return { intent: 'charge', method: 'x402', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: 'x402 v2 exact on Lightning (PAYMENT-REQUIRED): one request' };
     case 'cashu': {
