@@ -357,7 +357,6 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     id = decodeIdentifier(mac.identifier);
     if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
     if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
-    verified?.add(cred.macaroon, { mac, id });
   }
 
   const now = nowSecs(deps);
@@ -375,6 +374,8 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     mintedCaveatCount(id.tokenId),
   );
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  // Remembered only when it can be presented again: a credential sold for one request would only crowd out others.
+  if (!known && !verdict.sold.singleUse) verified?.add(cred.macaroon, { mac, id });
   // A path priced on its own is sold separately: a credential for the (cheaper) route does not open it unless
   // it was minted bound to that path (a path caveat its holder appended binds nothing that was paid for).
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.

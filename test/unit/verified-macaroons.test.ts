@@ -91,3 +91,12 @@ test('the memory is bounded by bytes, oldest first', () => {
   verified.add(randomBytes(100_000), { mac, id });
   assert.ok(verified.bytes() <= 64 * 1024);
 });
+
+test('a credential sold for one request is not remembered', async () => {
+  const keys = [MASTER];
+  const verified = new VerifiedMacaroons(keys);
+  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: keys, store: new MemoryStore(), storeTimeoutMs: 500, verified };
+  const { macaroon, preimage } = await buy('/premium', '/premium');
+  assert.equal((await decide(req('/premium', `L402 ${macaroon}:${preimage}`), deps)).outcome, 'allow');
+  assert.equal(verified.size(), 0);
+});
