@@ -14,6 +14,7 @@ import type { RouteConfig } from './route-config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { requiredCapabilities } from './capabilities.js';
+import type { VerifiedMacaroons } from './verified-macaroons.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
 
@@ -128,6 +129,8 @@ export interface DecideDeps {
   ngxL402RootKey?: Buffer;
   /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec; default) or refused. */
   unknownCaveats?: 'skip' | 'reject';
+  /** Macaroons already found signed by `rootKeys` (kept by the caller for as long as those keys). */
+  verified?: VerifiedMacaroons;
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -146,7 +149,7 @@ function mintsInvoice(d: Decision): boolean {
 interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
   /** What a decision still waiting at the deadline is waiting for (the 503's reason). */
   waitingOn: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable';
 }
@@ -155,17 +158,36 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
   const now = Date.now();
   // A sent time in the future (nginx's clock ahead of ours) counts as now: only ever shortens the deadline.
   const deadlineAt = Math.min(now, deps.sentAt !== undefined && Number.isFinite(deps.sentAt) ? deps.sentAt : now) + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
-  const gone = new AbortController();
-  const clock: Clock = { deadlineAt, signal: gone.signal, waitingOn: 'store_unavailable' };
   // The whole decision answers by the deadline. The timer and nginx's close are macrotasks, and a decision
   // that got its last answer before them completes in microtasks: so either the decision's own answer is
   // the one given, or every step that lands later sees `signal.aborted` and undoes what it took (claims).
+  let answerLate!: () => void;
   const late = new Promise<Decision>((resolve) => {
-    gone.signal.addEventListener('abort', () => resolve(lateAnswer(req, deps, clock.waitingOn)), { once: true });
+    answerLate = () => resolve(lateAnswer(req, deps, clock.waitingOn));
   });
-  const timer = setTimeout(() => gone.abort(), Math.max(0, deadlineAt - now));
-  const onGone = () => gone.abort();
-  if (deps.signal?.aborted) gone.abort();
+  // The deadline's AbortSignal is made only when a step asks for it (a store claim, a Cashu swap): most
+  // decisions finish without one, and making one per request was a measurable share of a decision.
+  let gone: AbortController | undefined;
+  let passed = false;
+  const clock: Clock = {
+    deadlineAt,
+    waitingOn: 'store_unavailable',
+    get signal() {
+      if (!gone) {
+        gone = new AbortController();
+        if (passed) gone.abort();
+      }
+      return gone.signal;
+    },
+  };
+  const onGone = () => {
+    if (passed) return;
+    passed = true;
+    answerLate();
+    gone?.abort();
+  };
+  const timer = setTimeout(onGone, Math.max(0, deadlineAt - now));
+  if (deps.signal?.aborted) onGone();
   else deps.signal?.addEventListener('abort', onGone, { once: true });
   try {
     return await Promise.race([decideNow(req, deps, clock), late]);
@@ -324,16 +346,22 @@ const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() 
 
 /** Our own credentials: V2 macaroon, per-token key, our caveats; preimage, or (auto-detect) a paid invoice. */
 async function authenticate(cred: L402Credential, path: string, method: string, route: RouteConfig, deps: DecideDeps, clock: Clock): Promise<Authenticated | Decision> {
+  const verified = deps.verified?.rootKeys === deps.rootKeys ? deps.verified : undefined;
+  const known = verified?.get(cred.macaroon);
   let mac;
-  try {
-    mac = decodeMacaroon(cred.macaroon);
-  } catch (e) {
-    if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
-    throw e;
+  let id;
+  if (known) ({ mac, id } = known);
+  else {
+    try {
+      mac = decodeMacaroon(cred.macaroon);
+    } catch (e) {
+      if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
+      throw e;
+    }
+    id = decodeIdentifier(mac.identifier);
+    if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
+    if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
   }
-  const id = decodeIdentifier(mac.identifier);
-  if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
-  if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
 
   const now = nowSecs(deps);
   // Every caveat must hold; what was sold comes from the ones l402d minted (their count is in the token id).
@@ -352,6 +380,8 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     mintedCaveatCount(id.tokenId),
   );
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  // Remembered only when it can be presented again: a credential sold for one request would only crowd out others.
+  if (!known && !verdict.sold.singleUse) verified?.add(cred.macaroon, { mac, id });
   // A path priced on its own is sold separately: a credential for the (cheaper) route does not open it unless
   // it was minted bound to that path (a path caveat its holder appended binds nothing that was paid for).
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.

@@ -345,7 +345,11 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         // nginx's give-up point counts from when it sent the subrequest (`$msec`, see server.conf), and a
         // closed connection means nobody will read the answer: the decision's deadline follows both.
         const gone = new AbortController();
-        res.once('close', () => gone.abort());
+        // Only a connection closed before the answer was written aborts (every answered request closes too, and
+        // an abort builds an exception object: a measurable share of each request).
+        res.once('close', () => {
+          if (!res.writableEnded) gone.abort();
+        });
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
