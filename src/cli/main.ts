@@ -177,8 +177,9 @@ program
   .argument('<nginx.conf|dir>', 'the main nginx config (or the directory holding nginx.conf); a file nginx includes inside http {} works too')
   .option('--env <file>', "ngx_l402's environment (NAME=value lines: docker --env-file, systemd EnvironmentFile); default: this process's environment")
   .option('-o, --out <dir>', 'where to write l402.yaml, nginx-changes.txt and nginx/ (default ./l402-import)')
+  .option('--listen <addr>', "l402d's address (host:port or unix:/path) for l402.yaml and nginx's upstream.conf", '127.0.0.1:8402')
   .option('--force', 'overwrite files an earlier import wrote there (never the files read)')
-  .action((target: string, opts: { env?: string; out?: string; force?: boolean }) => {
+  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string }) => {
     const run = runImport(target, opts);
     process.stdout.write(run.report);
     process.exitCode = run.exitCode;

@@ -14,6 +14,7 @@ export interface ImportOptions {
   env?: string;
   out?: string;
   force?: boolean;
+  listen?: string;
 }
 
 export interface ImportRun {
@@ -68,7 +69,7 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
     if (e instanceof NginxParseError) throw new ImportError(e.message);
     throw e;
   }
-  const result = importNgxL402({ tree, env, envSource });
+  const result = importNgxL402({ tree, env, envSource, listen: opts.listen });
   const out = resolve(opts.out ?? 'l402-import');
   const files = filesOf(tree);
   const originals = new Set(files.map((f) => realpathSync(f.path)));

@@ -35,6 +35,8 @@ export interface ImportInput {
   envSource: string;
   /** Where the l402d metrics endpoint listens when ngx_l402 had an `l402_metrics` location. */
   metricsListen?: string;
+  /** l402d's own address (nginx's `upstream l402d`); default 127.0.0.1:8402. */
+  listen?: string;
 }
 
 export interface ImportedRoute {
@@ -426,7 +428,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
       if (c.name === 'auth_request') problem(`location ${loc.match}: has its own auth_request, and nginx allows one per location; l402d's protect.conf needs it. Move your check elsewhere (kept as it is: nginx -t fails until then)`, c);
       else if (CLASHES[c.name]) {
         remove(c, `remove \`${show(c)};\` (${CLASHES[c.name]}; nginx refuses a second one)`);
-        note(`${show(c)}: removed: ${CLASHES[c.name]}${c.includedBy ? ` (in ${c.file.path}, included elsewhere too?)` : ''}`, c);
+        note(`${show(c)}: removed: ${CLASHES[c.name]}${c.file !== d.file ? ` (${c.file.path} may be included elsewhere too)` : ''}`, c);
       }
     }
     if (loc.server) serversWithProtected.add(loc.server);
@@ -468,7 +470,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
   const out: string[] = [];
   out.push('# Written by `l402d import-ngx-l402` from an ngx_l402 deployment; see nginx-changes.txt beside it.');
   out.push("# ${NAME} values are read from l402d's environment when it starts: give it the variables ngx_l402 had.");
-  out.push('listen: 127.0.0.1:8402');
+  out.push(`listen: ${y(input.listen ?? '127.0.0.1:8402')}`);
 
   // Root keys: ngx_l402's credentials keep working (ngx_l402_root_key); l402d's own key.
   const rootKey = envVal('ROOT_KEY');
@@ -692,9 +694,18 @@ export function applyEdits(file: SourceFile, edits: Edit[]): string {
       const ls = text.lastIndexOf('\n', start - 1) + 1;
       const nl = text.indexOf('\n', end);
       const le = nl < 0 ? text.length : nl;
-      if (/^[ \t]*$/.test(text.slice(ls, start)) && /^[ \t]*(#.*)?$/.test(text.slice(end, le)) && !/^[ \t]*#/.test(text.slice(end, le))) {
+      const before = text.slice(ls, start);
+      const rest = text.slice(end, le);
+      if (/^[ \t]*$/.test(before) && /^[ \t]*$/.test(rest)) {
+        // Alone on its line: the line goes.
         start = ls;
         end = nl < 0 ? le : nl + 1;
+      } else if (/^[ \t]*$/.test(before) && /^[ \t]*#/.test(rest)) {
+        // Followed by a comment: the comment stays where the directive began.
+        end += /^[ \t]*/.exec(rest)![0].length;
+      } else {
+        // Beside other directives: the blanks before it go with it.
+        while (start > ls && (text[start - 1] === ' ' || text[start - 1] === '\t')) start--;
       }
     }
     text = text.slice(0, start) + e.text + text.slice(end);
