@@ -167,4 +167,7 @@ test('import-ngx-l402 refuses to overwrite, and names a missing include', async 
   const missing = await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', join(dir, 'out2')]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /api\.conf:\d+: cannot open .*snippets\/missing\.conf/);
+  const help = await l402d(['import-ngx-l402', '--help']);
+  assert.equal(help.code, 0);
+  for (const o of ['--env <file>', '--out <dir>', '--listen <addr>', '--force']) assert.ok(help.stdout.includes(o), `--help names ${o}`);
 });
