@@ -161,6 +161,10 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
     location /rl { l402 on; l402_amount_msat_default 1; l402_invoice_rate_limit 5r/d; }
     location @named { l402 on; l402_amount_msat_default 1; }
     location /both { l402 on; l402_amount_msat_default 1; l402_lnurl_addr a@b.c; l402_auto_detect_payment on; }
+    if ($http_x) { l402_dry_run on; }
+    location /outer { l402 on; l402_amount_msat_default 100;
+      location ~ \\.png$ { }
+    }
   }`);
   const p = problems(r).join('\n');
   assert.match(p, /nginx\.conf:5 l402: not allowed in the server context/);
@@ -172,12 +176,17 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.match(p, /nginx\.conf:10 l402_invoice_rate_limit 5r\/d: expected/);
   assert.match(p, /nginx\.conf:11 named location @named/);
   assert.match(p, /nginx\.conf:12 location \/both: l402_auto_detect_payment with l402_lnurl_addr/);
+  assert.match(p, /nginx\.conf:13 l402_dry_run on: inside "if", where ngx_l402 does not read it/);
+  assert.match(p, /nginx\.conf:15 location ~ \\\.png\$ is a regex nested in another location/);
   assert.equal(r.complete, false);
-  assert.deepEqual(r.config!.routes.map((x) => x.match), ['/dry', '/unknown', '/rl', '/both']);
-  // /typo stays unprotected (as under ngx_l402); /free-price stays protected in nginx (fail closed), without a route.
+  assert.deepEqual(r.config!.routes.map((x) => x.match), ['/dry', '/unknown', '/rl', '/both', '/outer']);
+  // /typo stays unprotected (as under ngx_l402); what gets no route is closed, never opened.
   const changed = applyEdits(r.edits[0]!.file, r.edits);
   assert.match(changed, /location \/typo \{ \}/);
-  assert.match(changed, /location \/free-price \{\n\s+include l402\/protect\.conf; \}/);
+  assert.match(changed, /location \/free-price \{\n\s+return 403;  # l402d import-ngx-l402: not carried over, see nginx-changes\.txt \}/);
+  assert.match(changed, /location @named \{\n\s+return 403;/);
+  assert.match(changed, /location ~ \\\.png\$ \{\n\s+return 403;/);
+  assert.doesNotMatch(changed, /l402_|l402 /);
 });
 
 test('a path nginx serves from a protected location that l402d would price as another route is reported', () => {
@@ -200,6 +209,10 @@ test('environment: each backend, secrets only as ${NAME}, weak or missing ROOT_K
 
   const eclair = imp('server { location /p { l402 on; l402_amount_msat_default 1; } }', { ROOT_KEY: KEY, LN_CLIENT_TYPE: 'eclair', ECLAIR_ADDRESS: 'http://127.0.0.1:8080', ECLAIR_PASSWORD: 'hunter2hunter2', LND_ADDRESS: 'x:1' });
   assert.match(eclair.yaml, /type: "eclair", url: "http:\/\/127\.0\.0\.1:8080", password: "\$\{ECLAIR_PASSWORD\}"/);
+  // A URL with a password in it is a reference too.
+  const userinfo = imp('server { location /p { l402 on; l402_amount_msat_default 1; } }', { ROOT_KEY: KEY, LN_CLIENT_TYPE: 'eclair', ECLAIR_ADDRESS: 'http://u:pw123456@127.0.0.1:8080', ECLAIR_PASSWORD: 'hunter2hunter2' });
+  assert.match(userinfo.yaml, /url: "\$\{ECLAIR_ADDRESS\}"/);
+  assert.doesNotMatch(userinfo.yaml, /pw123456/);
   assert.ok(eclair.findings.some((f) => /LND_ADDRESS: not used by the eclair backend/.test(f.text)));
 
   const lnurl = imp('server { location /p { l402 on; l402_amount_msat_default 1; l402_lnurl_addr ""; } }', { ROOT_KEY: KEY, LNURL_ADDRESS: 'pay@example.com' });

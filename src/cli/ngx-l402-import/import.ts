@@ -173,9 +173,11 @@ export function importNgxL402(input: ImportInput): ImportResult {
   };
 
   /** Reads the l402_* directives of one level into `s` (a copy of the inherited settings). */
+  const seen = new Set<Directive>();
   const readLevel = (items: Directive[], ctx: 'main' | 'http' | 'server' | 'location', s: Settings, own: { metrics: boolean; manifest: boolean; declared: Partial<Record<string, boolean>> }) => {
     for (const d of items) {
       if (!d.name.startsWith('l402')) continue;
+      seen.add(d);
       const spec = DIRECTIVES[d.name];
       if (!spec) {
         problem(`${show(d)}: not an ngx_l402 directive (nginx refused to start with it); removed`, d);
@@ -289,6 +291,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
       if (c.name === 'location' && c.block) walkLocation(c, s, server, true);
       else if ((c.name === 'if' || c.name === 'limit_except') && c.block) {
         for (const x of flatten(c.block)) if (x.name.startsWith('l402')) {
+          seen.add(x);
           problem(`${x.name}: not allowed inside "${c.name}" (nginx refused to start with it); ignored`, x);
           remove(x, `remove \`${show(x)};\``);
         }
@@ -335,6 +338,19 @@ export function importNgxL402(input: ImportInput): ImportResult {
     walkHttp(top, defaults());
   }
 
+  // Any l402* directive in a place the walk above does not read (an `if` in a server, a `map`, an `upstream`…).
+  const sweep = (items: Directive[] | undefined, parent: string) => {
+    for (const d of items ?? []) {
+      if (d.name.startsWith('l402') && !seen.has(d)) {
+        seen.add(d);
+        problem(`${show(d)}: inside "${parent}", where ngx_l402 does not read it (nginx refused to start with it); removed`, d);
+        remove(d, `remove \`${show(d)};\``);
+      }
+      if (d.block) sweep(d.block, d.name === 'include' ? parent : d.name);
+    }
+  };
+  sweep(input.tree, 'main');
+
   // ---- routes ----
   const routes: ImportedRoute[] = [];
   const routeByMatch = new Map<string, { r: ImportedRoute; loc: Loc }>();
@@ -343,12 +359,17 @@ export function importNgxL402(input: ImportInput): ImportResult {
   let metricsSeen = false;
   const metricsListen = input.metricsListen ?? '127.0.0.1:9402';
 
+  // A location ngx_l402 protected that gets no route is closed (`return 403`), never left open: without a
+  // route of its own, l402d could price it by another route that happens to cover its paths.
+  const closed: Loc[] = [];
   for (const loc of locations) {
     const d = loc.dir;
     if (loc.manifest) {
       manifestSeen = true;
       if (loc.match === '= /.well-known/l402-services' || loc.match === '=/.well-known/l402-services') {
         // server.conf serves this exact location: a second one would stop nginx.
+        const others = flatten(d.block).filter((x) => !x.name.startsWith('l402'));
+        if (others.length) note(`the manifest location goes whole; its other directives (${others.map((x) => x.name).join(', ')}) go with it: l402/server.conf's location answers instead`, d);
         edits.push({ file: d.file, start: d.start, end: d.end, text: '', line: d.line, what: `remove the whole \`location ${d.args.join(' ')}\` block (lines ${d.line}-${d.endLine}): l402/server.conf serves /.well-known/l402-services` });
       } else {
         const md = flatten(d.block).find((x) => x.name === 'l402_manifest')!;
@@ -365,18 +386,31 @@ export function importNgxL402(input: ImportInput): ImportResult {
     if (!loc.settings.enable) continue;
     const s = loc.settings;
     if (!loc.match || loc.match.startsWith('@')) {
-      problem(`named location ${loc.match ?? ''}: l402d prices by request path, which a named location has none of; not carried over`, d);
+      problem(`named location ${loc.match ?? ''}: l402d prices by request path, which a named location has none of; not carried over: closed (return 403) until you give it a path`, d);
+      closed.push(loc);
       continue;
     }
     try {
       parseRouteMatch(loc.match);
     } catch (e) {
-      problem(`location ${loc.match}: l402d cannot match it the way nginx does: ${(e as Error).message}; not carried over`, d);
+      problem(`location ${loc.match}: l402d cannot match it the way nginx does: ${(e as Error).message}; not carried over: closed (return 403) until you rewrite it`, d);
+      closed.push(loc);
+      continue;
+    }
+    if (/\$\{/.test(loc.match) || (s.lnurl !== undefined && /\$\{/.test(s.lnurl))) {
+      problem(`location ${loc.match}: holds "\${", which l402.yaml would read as an environment variable; not carried over: closed (return 403)`, d);
+      closed.push(loc);
+      continue;
+    }
+    if (loc.nested && parseRouteMatch(loc.match).kind === 'regex') {
+      // l402d's routes are flat: this regex would also price paths of other locations, outside its parent.
+      problem(`location ${loc.match} is a regex nested in another location: l402d's routes are flat, so it would also match (and price) paths outside its parent; not carried over: closed (return 403) until you write it as a top-level regex anchored to the parent's path`, d);
+      closed.push(loc);
       continue;
     }
     if (!(s.amount > 0)) {
-      problem(`location ${loc.match}: l402 on without a valid l402_amount_msat_default: ngx_l402 answered 500 to every request here. It stays protected in nginx, but l402d has no route for it and refuses it (403) until you add one`, d);
-      protectedLocs.push(loc);
+      problem(`location ${loc.match}: l402 on without a valid l402_amount_msat_default: ngx_l402 answered 500 to every request here; closed (return 403) until you give it a price`, d);
+      closed.push(loc);
       continue;
     }
     let autoDetect = s.autoDetect;
@@ -434,6 +468,9 @@ export function importNgxL402(input: ImportInput): ImportResult {
     if (loc.server) serversWithProtected.add(loc.server);
     else if (!findings.some((f) => f.text.startsWith('include l402/server.conf'))) note('include l402/server.conf; in the server {} block that includes this file (not among the files read)', d);
   }
+  for (const loc of closed) {
+    insertAfterOpen(loc.dir, ['return 403;  # l402d import-ngx-l402: not carried over, see nginx-changes.txt'], `add \`return 403;\` at the top of \`location ${loc.dir.args.join(' ')}\` (line ${loc.dir.line}): not carried over, closed`);
+  }
   for (const s of serversWithProtected) insertAfterOpen(s, ['include l402/server.conf;'], `add \`include l402/server.conf;\` at the top of the \`server\` block (line ${s.line})`);
   const needsUpstream = protectedLocs.length > 0 || manifestSeen || metricsSeen;
   if (httpBlock && needsUpstream) insertAfterOpen(httpBlock, ['include l402/upstream.conf;'], `add \`include l402/upstream.conf;\` at the top of the \`http\` block (line ${httpBlock.line})`);
@@ -463,7 +500,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   };
   const used = new Set<string>();
   const refEnv: Record<string, string | undefined> = {};
-  for (const [k, v] of env) refEnv[k] = SECRET_VARS.has(k) || v.value.includes('${') ? ref(k) : v.value;
+  // Secrets, values that hold "${" (the loader would read it as a variable) and URLs with a password in them.
+  for (const [k, v] of env) refEnv[k] = SECRET_VARS.has(k) || v.value.includes('${') || (/:\/\/[^/\s]*@/.test(v.value) && k !== 'CASHU_WHITELISTED_MINTS') ? ref(k) : v.value;
   // ref() above marks every secret as referenced; keep only those the yaml really uses.
   refs.clear();
 
@@ -514,6 +552,9 @@ export function importNgxL402(input: ImportInput): ImportResult {
     if (!env.has('LN_CLIENT_TYPE')) note('LN_CLIENT_TYPE not set: ngx_l402 used LNURL', input.envSource);
     if (typeRaw.toUpperCase() === 'LNC') note('LN_CLIENT_TYPE=LNC: ngx_l402 aborted with this value (it selects LNC as LND plus LNC_PAIRING_PHRASE); carried over as lnc', envAt('LN_CLIENT_TYPE'));
     lightning = lightningFromLegacyEnv({ ...refEnv, LN_CLIENT_TYPE: typeRaw });
+    // eclair's mapper adds http:// to a bare host:port; a reference hides whether the value had a scheme.
+    const ea = envVal('ECLAIR_ADDRESS')?.trim();
+    if (lightning?.type === 'eclair' && ea && refEnv.ECLAIR_ADDRESS !== ea && /^[a-z][a-z0-9+.-]*:\/\//i.test(ea)) lightning.url = refEnv.ECLAIR_ADDRESS;
   }
   if (lightning) {
     const type = String(lightning.type);
