@@ -40,7 +40,7 @@ function filesOf(tree: Directive[]): SourceFile[] {
 function envFromProcess(env: NodeJS.ProcessEnv): Map<string, EnvEntry> {
   const out = new Map<string, EnvEntry>();
   const names = /^(ROOT_KEY|LN_CLIENT_TYPE|LNURL_ADDRESS|LND_ADDRESS|MACAROON_FILE_PATH|CERT_FILE_PATH|SOCKS5_PROXY|LNC_.*|CLN_.*|BOLT12_OFFER|NWC_URI|ECLAIR_.*|REDIS_.*|L402_.*|CASHU_.*|RUST_LOG)$/;
-  for (const [k, v] of Object.entries(env)) if (v !== undefined && names.test(k)) out.set(k, { value: v, line: 0 });
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && names.test(k) && k !== 'L402_CONFIG') out.set(k, { value: v, line: 0 });
   return out;
 }
 

@@ -351,6 +351,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   };
   sweep(input.tree, 'main');
 
+  const typeUpper = (input.env.get('LN_CLIENT_TYPE')?.value.trim() || 'LNURL').toUpperCase() === 'LND' && input.env.get('LNC_PAIRING_PHRASE')?.value.trim() ? 'LNC' : (input.env.get('LN_CLIENT_TYPE')?.value.trim() || 'LNURL').toUpperCase();
+
   // ---- routes ----
   const routes: ImportedRoute[] = [];
   const routeByMatch = new Map<string, { r: ImportedRoute; loc: Loc }>();
@@ -418,6 +420,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
       problem(`location ${loc.match}: l402_auto_detect_payment with l402_lnurl_addr: the invoices come from a Lightning address, which l402d cannot look up; auto-detect not carried over (ngx_l402 never found those payments either)`, d);
       autoDetect = false;
     }
+    if (autoDetect && ['LNURL', 'NWC', 'LNC'].includes(typeUpper) && !s.lnurl) note(`location ${loc.match}: auto-detect with ${typeUpper}: ngx_l402 answered 500 to such lookups; l402d refuses to start if the backend cannot look invoices up`, d);
     if (loc.nested) note(`location ${loc.match} is nested: l402d matches routes as nginx matches top-level locations; check that the same requests reach it`, d);
     if (s.rate) note(`location ${loc.match}: invoice_rate_limit ${s.rate} counts per client address and route (ngx_l402: per address and exact URI, from X-Real-IP/X-Forwarded-For)`, d);
     if (s.timeout > 0 && !s.indefinite) note(`location ${loc.match}: single-use credentials with ExpiresAt (l402_macaroon_timeout ${s.timeout}): access per-request, macaroon_timeout ${s.timeout}`, d);
