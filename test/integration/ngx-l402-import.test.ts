@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -152,7 +152,11 @@ test('import-ngx-l402 refuses to overwrite, and names a missing include', async 
   cpSync(FIXTURE, conf, { recursive: true });
   const out = join(dir, 'out');
   const envFile = join(conf, 'ngx_l402.env');
+  chmodSync(join(conf, 'snippets', 'paid.conf'), 0o600);
   assert.equal((await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', out])).code, 0);
+  // A copy keeps its original's mode (a config may hold credentials); the yaml is private.
+  assert.equal(statSync(join(out, 'nginx', 'snippets', 'paid.conf')).mode & 0o777, 0o600);
+  assert.equal(statSync(join(out, 'l402.yaml')).mode & 0o777, 0o600);
   const again = await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', out]);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /refusing to overwrite/);

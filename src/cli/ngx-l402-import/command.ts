@@ -1,7 +1,7 @@
 // The command around importNgxL402: read the files, write the outputs (never over an original, never over an
 // earlier output without --force), print a report without secrets, and say by the exit code whether the
 // import is complete (0), incomplete (1, each problem listed), or impossible (2).
-import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { nginxSnippets } from '../nginx-conf.js';
 import { parseEnvFile, type EnvEntry } from './env-file.js';
@@ -76,7 +76,8 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
   if (opts.env) originals.add(realpathSync(opts.env));
 
   // What to write: the yaml, the plan, a copy of every nginx file read (edits applied), the snippets.
-  const writes: Array<[string, string]> = [[join(out, 'l402.yaml'), result.yaml]];
+  // Each with a mode: the copies keep their original's (a config may hold credentials), the yaml is private.
+  const writes: Array<[string, string, number?]> = [[join(out, 'l402.yaml'), result.yaml, 0o600]];
   const copyRoot = join(out, 'nginx');
   const copyPath = (f: SourceFile): string | undefined => {
     const rel = relative(main.prefix, resolve(f.path));
@@ -85,7 +86,7 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
   const outside: SourceFile[] = [];
   for (const f of files) {
     const p = copyPath(f);
-    if (p) writes.push([p, applyEdits(f, result.edits)]);
+    if (p) writes.push([p, applyEdits(f, result.edits), statSync(f.path).mode & 0o777]);
     else if (result.edits.some((e) => e.file.path === f.path)) outside.push(f);
   }
   if (result.config) {
@@ -100,10 +101,10 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
   if (existing.length > 0 && !opts.force) {
     throw new ImportError(`refusing to overwrite ${existing.length === 1 ? existing[0] : `${existing.length} files in ${out} (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`}: give --force, or another --out`);
   }
-  for (const [p, text] of writes) {
+  for (const [p, text, mode] of writes) {
     mkdirSync(dirname(p), { recursive: true });
-    // The yaml holds ${NAME} references only, but keep it as private as a config with secrets would be.
-    writeFileSync(p, text, { mode: p.endsWith('l402.yaml') ? 0o600 : 0o644 });
+    writeFileSync(p, text, { mode: mode ?? 0o644 });
+    if (mode !== undefined) chmodSync(p, mode);
   }
   const report = reportText(result, out, env);
   return { result, written: writes.map(([p]) => p), report, exitCode: result.complete ? 0 : 1 };
