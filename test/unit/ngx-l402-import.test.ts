@@ -241,3 +241,38 @@ test('env file: export, quotes, comments; a broken line is named', () => {
   assert.deepEqual(Object.fromEntries([...e].map(([k, v]) => [k, [v.value, v.line]])), { A: ['1', 2], B: ['two words', 3], C: ['x y', 4], D: ['plain', 5], E: ['q"d', 7] });
   assert.throws(() => parseEnvFile('A=1\nnot a line\n', 'f.env'), /f\.env:2: not a NAME=value line/);
 });
+
+test("ngx_l402's multi-tenant, Cashu P2PK and LNC documentation: a sites file (no http {}), each env mapped, no secret copied", () => {
+  const d = new URL('../integration/fixtures/ngx-l402/docs/', import.meta.url).pathname;
+  const site = join(d, 'multi-tenant.conf');
+  const run = (envName: string) => {
+    const env = parseEnvFile(readFileSync(join(d, envName), 'utf8'), envName);
+    return { env, r: importNgxL402({ tree: loadConfig(site, { prefix: d }), env, envSource: envName }) };
+  };
+  const { env, r } = run('cashu-p2pk.env');
+  assert.deepEqual(problems(r), []);
+  assert.equal(r.httpFound, false, 'upstream.conf is left to the http block that includes the file');
+  const c = r.config!;
+  assert.deepEqual(c.routes.map((x) => [x.match, x.amountMsat, x.lnurlAddr]), [
+    ['/tenant1', 10000, 'hello@getalby.com'],
+    ['/tenant2', 20000, 'test@walletofsatoshi.com'],
+    ['/default-tenant', 5000, 'payments@example.com'],
+  ]);
+  assert.equal(c.lightning.type, 'lnurl');
+  assert.ok(c.cashu, 'the Cashu rail');
+  assert.match(r.yaml, /mode: "p2pk"/);
+  assert.match(r.yaml, /private_key: "\$\{CASHU_P2PK_PRIVATE_KEY\}"/);
+  assert.doesNotMatch(r.yaml, new RegExp(env.get('CASHU_P2PK_PRIVATE_KEY')!.value));
+  assert.doesNotMatch(r.yaml, /db_path|cashu_tokens\.db"/, "ngx_l402's cdk database is not l402d's");
+  assert.match(r.yaml, /mnemonic_file: "\/var\/lib\/nginx\/wallet\.mnemonic"/);
+  assert.ok(r.findings.some((f) => /CASHU_DB_PATH: ngx_l402's cdk wallet database cannot be reused/.test(f.text)));
+  // The server gets server.conf; no http block was read.
+  assert.ok(r.edits.some((e) => e.text.includes('include l402/server.conf;')));
+  assert.ok(!r.edits.some((e) => e.text.includes('upstream.conf')));
+
+  const lnc = run('lnc.env');
+  assert.match(lnc.r.yaml, /lightning: \{ type: "lnc", pairing_phrase: "\$\{LNC_PAIRING_PHRASE\}"/);
+  assert.doesNotMatch(lnc.r.yaml, /abandon/);
+  // `l402_lnurl_addr ""` means LNURL_ADDRESS, which this environment lacks: ngx_l402 refused to start.
+  assert.match(problems(lnc.r).join('\n'), /multi-tenant\.conf:24 l402_lnurl_addr "": means LNURL_ADDRESS, which the environment does not set/);
+});
