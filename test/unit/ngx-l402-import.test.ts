@@ -189,6 +189,19 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.doesNotMatch(changed, /l402_|l402 /);
 });
 
+test('inherited proxy_set_header lines that protect.conf would hide are named', () => {
+  const r = imp(`
+  proxy_set_header Host $host;
+  server {
+    proxy_set_header X-Real-IP $remote_addr;
+    location /a { l402 on; l402_amount_msat_default 1; proxy_pass http://127.0.0.1:1; }
+    location /b { l402 on; l402_amount_msat_default 1; proxy_set_header Host $host; proxy_pass http://127.0.0.1:1; }
+  }`);
+  const notes = r.findings.filter((f) => /no longer apply/.test(f.text));
+  assert.equal(notes.length, 1);
+  assert.match(notes[0]!.text, /location \/a: the proxy_set_header lines it inherited \(.*nginx\.conf:6, .*nginx\.conf:4\)/);
+});
+
 test('a path nginx serves from a protected location that l402d would price as another route is reported', () => {
   const r = imp(`
   server {

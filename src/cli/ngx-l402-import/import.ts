@@ -468,6 +468,13 @@ export function importNgxL402(input: ImportInput): ImportResult {
         note(`${show(c)}: removed: ${CLASHES[c.name]}${c.file !== d.file ? ` (${c.file.path} may be included elsewhere too)` : ''}`, c);
       }
     }
+    // protect.conf sets proxy_/grpc_set_header (and dry-run.conf add_header) in the location, which replaces
+    // every such line the location inherited: say which ones stop applying.
+    for (const name of ['proxy_set_header', 'grpc_set_header', ...(loc.settings.dryRun ? ['add_header'] : [])]) {
+      if (flatten(d.block).some((x) => x.name === name)) continue;
+      const outer = [...(loc.server ? flatten(loc.server.block) : []), ...(httpBlock ? flatten(httpBlock.block) : [])].filter((x) => x.name === name);
+      if (outer.length) note(`location ${loc.match}: the ${name} lines it inherited (${outer.map(where).join(', ')}) no longer apply once protect.conf sets its own: repeat them in the location, after the include (nginx's inheritance rule, see docs/nginx.md)`, d);
+    }
     if (loc.server) serversWithProtected.add(loc.server);
     else if (!findings.some((f) => f.text.startsWith('include l402/server.conf'))) note('include l402/server.conf; in the server {} block that includes this file (not among the files read)', d);
   }
