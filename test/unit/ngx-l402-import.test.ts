@@ -143,9 +143,12 @@ test("inheritance as ngx_l402 merges: nested locations, OR'd flags, a child's 0 
       }
     }
     location /free { }
+    location /last-wins { l402 on; l402 off; l402_amount_msat_default 1; }
+    location /t { l402 on; l402_amount_msat_default 1; l402_macaroon_timeout 30; l402_macaroon_timeout 0; l402_indefinite_access on; l402_indefinite_access off; }
   }`);
   const got = Object.fromEntries(r.config!.routes.map((x) => [x.match, [x.amountMsat, x.macaroonTimeout, x.access, x.autoDetect]]));
-  assert.deepEqual(got, { '/a': [5000, 30, 'per-request', true], '/a/b': [5000, 30, 'per-request', true], '/a/c': [7000, 30, 'indefinite', true] });
+  // Within a level the last value wins (so /last-wins is off, /t has no timeout and single use).
+  assert.deepEqual(got, { '/a': [5000, 30, 'per-request', true], '/a/b': [5000, 30, 'per-request', true], '/a/c': [7000, 30, 'indefinite', true], '/t': [1, 0, 'per-request', true] });
   assert.ok(r.findings.some((f) => /l402 off inside a location that inherits l402 on/.test(f.text)));
   assert.ok(r.findings.some((f) => /\/a\/b is nested/.test(f.text)));
 });

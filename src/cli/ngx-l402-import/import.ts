@@ -175,6 +175,16 @@ export function importNgxL402(input: ImportInput): ImportResult {
   /** Reads the l402_* directives of one level into `s` (a copy of the inherited settings). */
   const seen = new Set<Directive>();
   const readLevel = (items: Directive[], ctx: 'main' | 'http' | 'server' | 'location', s: Settings, own: { metrics: boolean; manifest: boolean; declared: Partial<Record<string, boolean>> }) => {
+    // Within one level the last valid value wins (ngx_l402's set handlers overwrite); then the merge with
+    // the enclosing level: OR for l402, auto-detect and indefinite access, a 0 timeout inherits.
+    const inherited = { ...s };
+    const lv: { enable?: boolean; timeout?: number; auto?: boolean; indefinite?: boolean } = {};
+    const merge = () => {
+      s.enable = inherited.enable || lv.enable === true;
+      s.timeout = lv.timeout !== undefined && lv.timeout > 0 ? lv.timeout : inherited.timeout;
+      s.autoDetect = inherited.autoDetect || lv.auto === true;
+      s.indefinite = inherited.indefinite || lv.indefinite === true;
+    };
     for (const d of items) {
       if (!d.name.startsWith('l402')) continue;
       seen.add(d);
@@ -201,10 +211,10 @@ export function importNgxL402(input: ImportInput): ImportResult {
       const arg = d.args[0] ?? '';
       switch (d.name) {
         case 'l402': {
-          const b = parseBool(d, 'off');
+          const b = parseBool(d, inherited.enable ? 'ignored' : 'off');
+          if (b !== undefined) lv.enable = b;
           // ngx_l402 merges with OR: a nested `l402 off` cannot switch off a parent's `on`.
-          if (b === true) s.enable = true;
-          else if (b === false && s.enable) note('l402 off inside a location that inherits l402 on: ngx_l402 kept it ON (its merge is an OR), and so does this import', d);
+          if (b === false && inherited.enable) note('l402 off inside a location that inherits l402 on: ngx_l402 kept it ON (its merge is an OR), and so does this import', d);
           break;
         }
         case 'l402_amount_msat_default': {
@@ -228,8 +238,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
           }
           const n = Number(t);
           if (n > 10 * 365 * 86400) problem(`${show(d)}: longer than l402d allows (10 years); not carried over`, d);
-          // A child's 0 inherits the parent's timeout (ngx_l402's merge).
-          else if (n > 0) s.timeout = n;
+          // A 0 inherits the parent's timeout (ngx_l402's merge).
+          else lv.timeout = n;
           break;
         }
         case 'l402_lnurl_addr': {
@@ -249,9 +259,11 @@ export function importNgxL402(input: ImportInput): ImportResult {
             problem(`${show(d)}: ${(e as Error).message} (ngx_l402 refused to start with it); not carried over`, d);
           }
           break;
-        case 'l402_auto_detect_payment':
-          if (parseBool(d, 'ignored') === true) s.autoDetect = true;
+        case 'l402_auto_detect_payment': {
+          const b = parseBool(d, 'ignored');
+          if (b !== undefined) lv.auto = b;
           break;
+        }
         case 'l402_dry_run': {
           const v = arg.trim().toLowerCase();
           if (v === 'on') s.dryRun = true;
@@ -259,9 +271,11 @@ export function importNgxL402(input: ImportInput): ImportResult {
           else problem(`${show(d)}: on or off only (ngx_l402 refused to start with it); ignored`, d);
           break;
         }
-        case 'l402_indefinite_access':
-          if (parseBool(d, 'refused') === true) s.indefinite = true;
+        case 'l402_indefinite_access': {
+          const b = parseBool(d, 'refused');
+          if (b !== undefined) lv.indefinite = b;
           break;
+        }
         case 'l402_manifest_hide':
           s.manifestHide = true;
           break;
@@ -273,6 +287,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
           break;
       }
     }
+    merge();
   };
 
   const defaults = (): Settings => ({ enable: false, amount: 0, timeout: 0, autoDetect: false, indefinite: false, manifestHide: false });
