@@ -173,13 +173,14 @@ program
 
 program
   .command('import-ngx-l402')
-  .description("move from ngx_l402: read its nginx config (includes followed) and environment, write l402.yaml, the nginx changes and a changed copy of the nginx files (exit 0: complete, 1: something listed needs you)")
+  .description("move from ngx_l402: read its nginx config (includes followed) and environment, write l402.yaml, the nginx changes and a changed copy of the nginx files (exit 0: complete, 1: something listed needs you, 2: nothing could be read)")
   .argument('<nginx.conf|dir>', 'the main nginx config (or the directory holding nginx.conf); a file nginx includes inside http {} works too')
   .option('--env <file>', "ngx_l402's environment (NAME=value lines: docker --env-file, systemd EnvironmentFile); default: this process's environment")
   .option('-o, --out <dir>', 'where to write l402.yaml, nginx-changes.txt and nginx/ (default ./l402-import)')
+  .option('--prefix <dir>', "nginx's conf directory, against which relative includes resolve (default: the directory of the file given; give /etc/nginx when importing a sites file)")
   .option('--listen <addr>', "l402d's address (host:port or unix:/path) for l402.yaml and nginx's upstream.conf", '127.0.0.1:8402')
   .option('--force', 'overwrite files an earlier import wrote there (never the files read)')
-  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string }) => {
+  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string; prefix?: string }) => {
     const run = runImport(target, opts);
     process.stdout.write(run.report);
     process.exitCode = run.exitCode;

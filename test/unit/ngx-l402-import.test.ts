@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { loadConfig, NginxParseError, parseTokens, tokenize } from '../../src/cli/ngx-l402-import/nginx-parse.js';
 import { parseEnvFile, type EnvEntry } from '../../src/cli/ngx-l402-import/env-file.js';
 import { applyEdits, importNgxL402, type ImportResult } from '../../src/cli/ngx-l402-import/import.js';
+import { runImport } from '../../src/cli/ngx-l402-import/command.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -291,4 +292,24 @@ test("ngx_l402's multi-tenant, Cashu P2PK and LNC documentation: a sites file (n
   assert.doesNotMatch(lnc.r.yaml, /abandon/);
   // `l402_lnurl_addr ""` means LNURL_ADDRESS, which this environment lacks: ngx_l402 refused to start.
   assert.match(problems(lnc.r).join('\n'), /multi-tenant\.conf:24 l402_lnurl_addr "": means LNURL_ADDRESS, which the environment does not set/);
+});
+
+test('runImport: a sites file with --prefix resolves its includes as nginx does, writes copies below the prefix, prints no secret', () => {
+  const d = files({
+    'sites-enabled/api': 'server {\n    listen 80;\n    location /p {\n        include snippets/paid.conf;\n        proxy_pass http://127.0.0.1:1;\n    }\n}\n',
+    'snippets/paid.conf': 'l402 on;\nl402_amount_msat_default 1500;\n',
+    'ngx.env': `ROOT_KEY=${KEY}\nLN_CLIENT_TYPE=NWC\nNWC_URI=nostr+walletconnect://${'ab'.repeat(32)}?relay=wss://relay.example&secret=${'ef'.repeat(32)}\n`,
+  });
+  const out = join(d, 'out');
+  assert.throws(() => runImport(join(d, 'sites-enabled/api'), { env: join(d, 'ngx.env'), out }), /sites-enabled\/api:4: cannot open .*sites-enabled\/snippets\/paid\.conf/);
+  const r = runImport(join(d, 'sites-enabled/api'), { env: join(d, 'ngx.env'), out, prefix: d });
+  assert.equal(r.exitCode, 0, r.report);
+  assert.equal(r.result.config!.routes[0]!.amountMsat, 1500);
+  assert.equal(readFileSync(join(out, 'nginx', 'snippets', 'paid.conf'), 'utf8'), '');
+  assert.match(readFileSync(join(out, 'nginx', 'sites-enabled', 'api'), 'utf8'), /include l402\/server\.conf;[\s\S]*location \/p \{\n {8}include l402\/protect\.conf;\n {8}include snippets\/paid\.conf;/);
+  assert.match(readFileSync(join(out, 'nginx-changes.txt'), 'utf8'), /add `include l402\/upstream\.conf;` once/);
+  for (const text of [r.report, readFileSync(join(out, 'nginx-changes.txt'), 'utf8'), readFileSync(join(out, 'l402.yaml'), 'utf8')]) {
+    assert.doesNotMatch(text, new RegExp(KEY));
+    assert.doesNotMatch(text, /efefef/);
+  }
 });

@@ -15,6 +15,8 @@ export interface ImportOptions {
   out?: string;
   force?: boolean;
   listen?: string;
+  /** nginx's conf directory (relative includes resolve against it); default: the main file's directory. */
+  prefix?: string;
 }
 
 export interface ImportRun {
@@ -51,6 +53,7 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
   let envSource: string;
   try {
     main = locateMainFile(target);
+    if (opts.prefix) main = { file: main.file, prefix: resolve(opts.prefix) };
     tree = loadConfig(main.file, { prefix: main.prefix });
     if (opts.env) {
       let text: string;
