@@ -179,8 +179,9 @@ program
   .option('-o, --out <dir>', 'where to write l402.yaml, nginx-changes.txt and nginx/ (default ./l402-import)')
   .option('--prefix <dir>', "nginx's conf directory, against which relative includes resolve (default: the directory of the file given; give /etc/nginx when importing a sites file)")
   .option('--listen <addr>', "l402d's address (host:port or unix:/path) for l402.yaml and nginx's upstream.conf", '127.0.0.1:8402')
+  .option('--metrics-listen <addr>', "where l402d serves metrics when ngx_l402 had an l402_metrics location (that location proxies there)", '127.0.0.1:9402')
   .option('--force', 'overwrite files an earlier import wrote there (never the files read)')
-  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string; prefix?: string }) => {
+  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string; prefix?: string; metricsListen?: string }) => {
     const run = runImport(target, opts);
     process.stdout.write(run.report);
     process.exitCode = run.exitCode;

@@ -75,7 +75,8 @@ test('import an ngx_l402 deployment, start l402d and nginx from what it wrote, p
   const envFile = join(conf, 'ngx_l402.env');
   const env = Object.fromEntries([...parseEnvFile(readFileSync(envFile, 'utf8'), envFile)].map(([k, v]) => [k, v.value]));
 
-  const imp = await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', out, '--listen', `127.0.0.1:${gatePort}`]);
+  const metricsPort = await freePort();
+  const imp = await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', out, '--listen', `127.0.0.1:${gatePort}`, '--metrics-listen', `127.0.0.1:${metricsPort}`]);
   // Incomplete, and says why: the LND paths are fine, but the import reports what it changed.
   assert.equal(imp.code, 0, imp.stdout + imp.stderr);
   assert.doesNotMatch(imp.stdout + imp.stderr, new RegExp(env.ROOT_KEY!), 'the root key is never printed');
@@ -139,6 +140,10 @@ test('import an ngx_l402 deployment, start l402d and nginx from what it wrote, p
   for (let i = 0; i < 2; i++) assert.equal((await http1(origin + '/forever', { headers: { authorization: forever.authorization } })).status, 200, 'indefinite, as l402_indefinite_access');
   const forged = ngxL402Credential('another key of 32 characters....', '/premium');
   assert.equal((await http1(origin + '/premium', { headers: { authorization: forged.authorization } })).status, 401);
+  // ngx_l402's metrics location (a regex one) now shows l402d's metrics.
+  const stats = await http1(origin + '/stats');
+  assert.equal(stats.status, 200, stats.body);
+  assert.match(stats.body, /^l402_/m);
   // The manifest ngx_l402 published at the same address.
   const manifest = await http1(origin + '/.well-known/l402-services');
   assert.equal(manifest.status, 200, manifest.body);

@@ -17,6 +17,8 @@ export interface ImportOptions {
   listen?: string;
   /** nginx's conf directory (relative includes resolve against it); default: the main file's directory. */
   prefix?: string;
+  /** metrics.listen when ngx_l402 served metrics; default 127.0.0.1:9402. */
+  metricsListen?: string;
 }
 
 export interface ImportRun {
@@ -72,7 +74,7 @@ export function runImport(target: string, opts: ImportOptions, processEnv: NodeJ
     if (e instanceof NginxParseError) throw new ImportError(e.message);
     throw e;
   }
-  const result = importNgxL402({ tree, env, envSource, listen: opts.listen });
+  const result = importNgxL402({ tree, env, envSource, listen: opts.listen, metricsListen: opts.metricsListen });
   const out = resolve(opts.out ?? 'l402-import');
   const files = filesOf(tree);
   const originals = new Set(files.map((f) => realpathSync(f.path)));
@@ -135,7 +137,8 @@ function planText(r: ImportResult, main: { file: string; prefix: string }, out: 
   lines.push('');
   lines.push(`3. Start l402d: l402d start --config ${join(out, 'l402.yaml')}`);
   if (r.envRefs.length) lines.push(`   with these variables set as ngx_l402 had them: ${r.envRefs.join(', ')}`);
-  lines.push('   (l402d doctor --config … checks the backend and the store first).');
+  lines.push('   (l402d doctor --config … checks the backend and the store first). Its data_dir (SQLite store, Cashu');
+  lines.push('   wallet) is ./data beside the yaml: set data_dir before you move the file elsewhere.');
   lines.push('');
   lines.push('4. nginx -t, then nginx -s reload. Remove ngx_l402 (load_module, env lines) once nothing needs it.');
   lines.push('');

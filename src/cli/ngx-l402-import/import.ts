@@ -397,7 +397,10 @@ export function importNgxL402(input: ImportInput): ImportResult {
     if (loc.metrics) {
       metricsSeen = true;
       const md = flatten(d.block).find((x) => x.name === 'l402_metrics')!;
-      replace(md, `proxy_pass http://${metricsListen}/metrics;`, `replace \`l402_metrics;\` with \`proxy_pass http://${metricsListen}/metrics;\``);
+      // rewrite + a proxy_pass without a URI: valid in every kind of location (a regex one refuses a URI part).
+      const target = metricsListen.startsWith('unix:') ? `http://${metricsListen}:` : `http://${metricsListen}`;
+      const text = `rewrite ^ /metrics break; proxy_pass ${target};`;
+      replace(md, text, `replace \`l402_metrics;\` with \`${text}\``);
       note(`metrics: l402d serves them on metrics.listen ${metricsListen}; this location now proxies there (metric names differ: see docs/operations.md); keep its allow/deny rules`, md);
     }
     if (!loc.settings.enable) continue;
