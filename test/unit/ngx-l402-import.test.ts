@@ -193,6 +193,15 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.doesNotMatch(changed, /l402_|l402 /);
 });
 
+test('a server that only served the manifest gets server.conf, which answers there now', () => {
+  const r = imp(`
+  server { listen 1; location /p { l402 on; l402_amount_msat_default 1; } }
+  server { listen 2; location = /.well-known/l402-services { l402_manifest; } }`);
+  const changed = applyEdits(r.edits[0]!.file, r.edits);
+  assert.equal(changed.match(/include l402\/server\.conf;/g)!.length, 2);
+  assert.doesNotMatch(changed, /well-known/);
+});
+
 test('inherited proxy_set_header lines that protect.conf would hide are named', () => {
   const r = imp(`
   proxy_set_header Host $host;

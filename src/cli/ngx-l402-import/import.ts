@@ -379,6 +379,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   // A location ngx_l402 protected that gets no route is closed (`return 403`), never left open: without a
   // route of its own, l402d could price it by another route that happens to cover its paths.
   const closed: Loc[] = [];
+  /** Servers whose manifest location goes: server.conf must answer there instead. */
+  const manifestServers = new Set<Directive | undefined>();
   for (const loc of locations) {
     const d = loc.dir;
     if (loc.manifest) {
@@ -386,6 +388,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
       if (loc.match === '= /.well-known/l402-services' || loc.match === '=/.well-known/l402-services') {
         // server.conf serves this exact location: a second one would stop nginx.
         const others = flatten(d.block).filter((x) => !x.name.startsWith('l402'));
+        manifestServers.add(loc.server);
         if (others.length) note(`the manifest location goes whole; its other directives (${others.map((x) => x.name).join(', ')}) go with it: l402/server.conf's location answers instead`, d);
         edits.push({ file: d.file, start: d.start, end: d.end, text: '', line: d.line, what: `remove the whole \`location ${d.args.join(' ')}\` block (lines ${d.line}-${d.endLine}): l402/server.conf serves /.well-known/l402-services` });
       } else {
@@ -474,7 +477,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
     proxy_intercept_errors: 'protect.conf sets it off',
     grpc_intercept_errors: 'protect.conf sets it off',
   };
-  const serversWithProtected = new Set<Directive>();
+  const serversWithProtected = new Set<Directive>([...manifestServers].filter((x): x is Directive => x !== undefined));
   for (const loc of protectedLocs) {
     const d = loc.dir;
     const lines = ['include l402/protect.conf;', ...(loc.settings.dryRun ? ['include l402/dry-run.conf;'] : [])];
