@@ -13,6 +13,7 @@ import { l402dArgs, startGateProcess } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev-wallet.js';
 import { ngxL402Credential } from '../peers/ngx-l402-credentials.js';
 import { parseEnvFile } from '../../src/cli/ngx-l402-import/env-file.js';
+import { parseTokens, tokenize } from '../../src/cli/ngx-l402-import/nginx-parse.js';
 
 const nginxBin = requireTool('nginx');
 const cleanup = new Cleanup();
@@ -179,4 +180,48 @@ test('import-ngx-l402 refuses to overwrite, and names a missing include', async 
   const help = await l402d(['import-ngx-l402', '--help']);
   assert.equal(help.code, 0);
   for (const o of ['--env <file>', '--out <dir>', '--listen <addr>', '--force']) assert.ok(help.stdout.includes(o), `--help names ${o}`);
+});
+
+test("the tokenizer accepts and refuses what nginx -t accepts and refuses, and reads the same words", { skip: !nginxBin ? 'nginx not installed' : false }, async () => {
+  // Each case sits in a server block; the words of `add_header X-T <value>` are echoed by nginx when it serves.
+  const cases = [
+    `add_header X-T "a;b";`,
+    `add_header X-T 'a{b}';`,
+    `add_header X-T a\\;b;`,
+    `add_header X-T a"b";`,
+    `add_header X-T "a\\"b";`,
+    `add_header X-T 'it\\'s';`,
+    `add_header X-T a#b;`,
+    `add_header X-T "a"b;`,
+    `add_header X-T "a"}`,
+    `add_header X-T "open;`,
+    `add_header X-T a b c d;`,
+    `location ~ "^/x{2}$" { return 204; }`,
+    `location ~ ^/x{2}$ { return 204; }`,
+    `add_header X-T a;}`,
+    `# only a comment { ; }`,
+    `add_header X-T "multi\nline";`,
+    `add_header X-T \${x};`,
+  ];
+  const port = await freePort();
+  const dir = tmp();
+  for (const c of cases) {
+    const text = `events {}\nhttp {\n  server {\n    listen 127.0.0.1:${port};\n    ${c}\n  }\n}\n`;
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(conf, `pid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')};\n${text}`);
+    const nginxOk = await run(nginxBin!, ['-t', '-q', '-p', `${dir}/`, '-c', conf, '-e', join(dir, 'error.log')]).then(
+      () => true,
+      (e: { stderr?: string }) => (/unexpected|unknown directive|invalid number of arguments|pcre|expecting/.test(e.stderr ?? '') ? false : e.stderr ?? 'other'),
+    );
+    let oursOk = true;
+    try {
+      parseTokens(tokenize(text, 'nginx.conf'), { path: 'nginx.conf', text });
+    } catch {
+      oursOk = false;
+    }
+    // A syntax error for nginx is one for us; a config nginx -t accepts we read too. (`${x}` is an unknown
+    // variable to nginx, not a syntax error, and `a b c d` too many arguments: both are nginx's, not grammar.)
+    if (nginxOk === true) assert.equal(oursOk, true, `nginx accepts, we refuse: ${c}`);
+    else if (nginxOk === false && !/a b c d|\$\{x\}|\^\/x\{2\}\$ \{/.test(c)) assert.equal(oursOk, false, `nginx refuses, we accept: ${c}`);
+  }
 });
