@@ -140,7 +140,7 @@ function planText(r: ImportResult, main: { file: string; prefix: string }, out: 
   lines.push('   (l402d doctor --config … checks the backend and the store first). Its data_dir (SQLite store, Cashu');
   lines.push('   wallet) is ./data beside the yaml: set data_dir before you move the file elsewhere.');
   lines.push('');
-  lines.push('4. nginx -t, then nginx -s reload. Remove ngx_l402 (load_module, env lines) once nothing needs it.');
+  lines.push("4. nginx -t, then nginx -s reload (the module's load_module line is gone; `env` lines for its variables may go too).");
   lines.push('');
   if (r.findings.length) {
     lines.push(r.complete ? 'Notes:' : 'Problems (the import is INCOMPLETE until each is handled) and notes:');

@@ -693,7 +693,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
     problem(`the generated l402.yaml does not load yet:\n${scrub((e as Error).message, env)}`);
   }
   const complete = !findings.some((f) => f.level === 'problem');
-  return { yaml, findings, edits: dedupe(edits), routes, envRefs: [...refs].sort(), config, httpFound: !!httpBlock, complete };
+  return { yaml, findings, edits: withoutShadowed(dedupe(edits)), routes, envRefs: [...refs].sort(), config, httpFound: !!httpBlock, complete };
 }
 
 function safeMatch(m: string): boolean {
@@ -754,11 +754,15 @@ function childIndent(block: Directive): string {
   return (/^[ \t]*/.exec(text.slice(ls, block.start))?.[0] ?? '') + '    ';
 }
 
+/** Drops an edit inside a block that another edit removes whole. */
+function withoutShadowed(edits: Edit[]): Edit[] {
+  return edits.filter((e) => !edits.some((o) => o !== e && o.file.path === e.file.path && o.text === '' && o.start <= e.start && e.end <= o.end && (o.start < e.start || e.end < o.end)));
+}
+
 /** The file's text with its edits applied (removals that leave a blank line take the line with them). */
 export function applyEdits(file: SourceFile, edits: Edit[]): string {
   const mine = edits.filter((e) => e.file === file || e.file.path === file.path).sort((a, b) => b.start - a.start || b.end - a.end);
-  // An edit inside a block that another edit removes whole is dropped.
-  const kept = mine.filter((e) => !mine.some((o) => o !== e && o.text === '' && o.start <= e.start && e.end <= o.end && (o.start < e.start || e.end < o.end)));
+  const kept = withoutShadowed(mine);
   let text = file.text;
   for (const e of kept) {
     let { start, end } = e;
