@@ -193,6 +193,16 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.doesNotMatch(changed, /l402_|l402 /);
 });
 
+test('the same location in two servers: one route when the settings agree, else the second is closed', () => {
+  const r = imp(`
+  server { listen 1; location /p { l402 on; l402_amount_msat_default 10; } location /q { l402 on; l402_amount_msat_default 1; } }
+  server { listen 2; location /p { l402 on; l402_amount_msat_default 10; } location /q { l402 on; l402_amount_msat_default 99; } }`);
+  assert.deepEqual(r.config!.routes.map((x) => [x.match, x.amountMsat]), [['/p', 10], ['/q', 1]]);
+  assert.match(problems(r).join('\n'), /nginx\.conf:5 location \/q is also at .*nginx\.conf:4 with other settings/);
+  const changed = applyEdits(r.edits[0]!.file, r.edits);
+  assert.match(changed, /listen 2; location \/p \{\n\s+include l402\/protect\.conf; \} location \/q \{\n\s+return 403;/);
+});
+
 test('a server that only served the manifest gets server.conf, which answers there now', () => {
   const r = imp(`
   server { listen 1; location /p { l402 on; l402_amount_msat_default 1; } }

@@ -462,7 +462,12 @@ export function importNgxL402(input: ImportInput): ImportResult {
     if (prev) {
       const same = JSON.stringify({ ...prev.r, where: '' }) === JSON.stringify({ ...r, where: '' });
       if (same) note(`location ${loc.match} is also at ${prev.r.where} with the same settings: one route (l402d does not tell servers apart)`, d);
-      else problem(`location ${loc.match} is also at ${prev.r.where} with other settings: l402d has one route table for all servers; only the first is carried over`, d);
+      else {
+        // l402d would sell this one on the first one's terms (perhaps cheaper): closed until told apart.
+        problem(`location ${loc.match} is also at ${prev.r.where} with other settings: l402d has one route table for all servers; only the first is carried over, this one is closed (return 403) until the paths differ`, d);
+        closed.push(loc);
+        continue;
+      }
     } else {
       routeByMatch.set(key, { r, loc });
       routes.push(r);
