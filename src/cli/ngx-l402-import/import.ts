@@ -622,6 +622,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   // Cashu.
   for (const v of CASHU_VARS) used.add(v);
   const cashu = cashuFromLegacyEnv(refEnv as NodeJS.ProcessEnv);
+  const cashuSet = [...env.keys()].filter((k) => CASHU_VARS.has(k) && k !== 'CASHU_ECASH_SUPPORT');
+  if (!cashu && cashuSet.length) note(`${cashuSet.join(', ')}: set, but CASHU_ECASH_SUPPORT is not true: no Cashu, as under ngx_l402`, input.envSource);
   if (cashu) {
     if (cashu.db_path !== undefined) {
       note(`CASHU_DB_PATH: ngx_l402's cdk wallet database cannot be reused: melt what it holds with ngx_l402 (CASHU_REDEEM_ON_LIGHTNING) before you switch; l402d keeps its own wallet under data_dir`, envAt('CASHU_DB_PATH'));
