@@ -232,7 +232,14 @@ test('a path nginx serves from a protected location that l402d would price as an
     location /img/big.jpg { }
     location ~ \\.jpg$ { l402 on; l402_amount_msat_default 9000; }
   }`);
-  assert.match(problems(r).join('\n'), /\/img\/big\.jpg: nginx serves it from location ~ \\\.jpg\$ .*but l402d would price it as route \^~ \/img/);
+  assert.match(problems(r).join('\n'), /\/img\/big\.jpg: nginx serves it from location ~ \\\.jpg\$ here, but l402d would price it as route \^~ \/img/);
+  // Across servers: one route table for all, so another server's cheaper exact location would price this one's path.
+  const x = imp(`
+  server { listen 1; location /x { l402 on; l402_amount_msat_default 5000; } }
+  server { listen 2; location = /x/free { l402 on; l402_amount_msat_default 1; } }`);
+  assert.match(problems(x).join('\n'), /nginx\.conf:4 \/x\/free: nginx serves it from location \/x here, but l402d would price it as route = \/x\/free/);
+  // The example config (one server) has no such path.
+  assert.doesNotMatch(problems(imp('server { location /a { l402 on; l402_amount_msat_default 1; } location /a/b { l402 on; l402_amount_msat_default 2; } location / { } }')).join('\n'), /would price/);
 });
 
 test('environment: each backend, secrets only as ${NAME}, weak or missing ROOT_KEY, unknown names', () => {

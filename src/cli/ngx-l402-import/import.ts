@@ -511,19 +511,27 @@ export function importNgxL402(input: ImportInput): ImportResult {
   const needsUpstream = protectedLocs.length > 0 || manifestSeen || metricsSeen;
   if (httpBlock && needsUpstream) insertAfterOpen(httpBlock, ['include l402/upstream.conf;'], `add \`include l402/upstream.conf;\` at the top of the \`http\` block (line ${httpBlock.line})`);
 
-  // ---- l402d's view versus nginx's: the route l402d picks for each location's own path ----
+  // ---- l402d's view versus nginx's ----
+  // l402d has one flat route table for every server; nginx matches within one server, among protected and
+  // free locations alike. For each server, every location path of every server (and one path below it) is
+  // looked up both ways: a path nginx serves from a protected location must get that location's route.
   const routeTable = new RouteTable(routes);
+  const topLevel = (l: Loc) => !!l.match && !l.match.startsWith('@') && !l.nested && safeMatch(l.match);
+  const probes = new Set<string>();
+  for (const l of locations.filter(topLevel)) {
+    const m = parseRouteMatch(l.match!);
+    if (m.kind === 'regex' || normalizePath(m.path) !== m.path) continue;
+    probes.add(m.path);
+    probes.add(m.path.endsWith('/') ? `${m.path}x` : `${m.path}/x`);
+  }
   for (const [, locs] of servers) {
-    const all = locs.filter((l) => l.match && !l.match.startsWith('@') && !l.nested && safeMatch(l.match));
-    const nginxTable = new RouteTable(all.map((l) => ({ match: l.match!, loc: l })));
-    for (const l of all) {
-      const m = parseRouteMatch(l.match!);
-      if (m.kind === 'regex' || normalizePath(m.path) !== m.path) continue;
-      const served = nginxTable.lookup(m.path)?.loc;
+    const nginxTable = new RouteTable(locs.filter(topLevel).map((l) => ({ match: l.match!, loc: l })));
+    for (const path of probes) {
+      const served = nginxTable.lookup(path)?.loc;
       if (!served || !served.settings.enable || !routeByMatch.has(parseKey(served.match!))) continue;
-      const priced = routeTable.lookup(m.path);
+      const priced = routeTable.lookup(path);
       if (priced && parseKey(priced.match) !== parseKey(served.match!)) {
-        problem(`${m.path}: nginx serves it from location ${served.match} (${where(served.dir)}), but l402d would price it as route ${priced.match}: reorder or give the locations distinct paths`, l.dir);
+        problem(`${path}: nginx serves it from location ${served.match} here, but l402d would price it as route ${priced.match} (${priced.where}): l402d has one route table for all servers and sees only the paid locations; give the locations distinct paths`, served.dir);
       }
     }
   }
