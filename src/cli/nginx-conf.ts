@@ -30,6 +30,7 @@ const COMMON = `    proxy_method GET;
     proxy_pass_request_headers off;
     proxy_set_header Authorization $http_authorization;
     proxy_set_header X-Cashu $http_x_cashu;
+    proxy_set_header Grpc-Metadata-Macaroon $http_grpc_metadata_macaroon;
     proxy_set_header Token $http_token;
     proxy_set_header Macaroon $http_macaroon;
     proxy_set_header Content-Type $content_type;
@@ -81,12 +82,12 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
 }
 
 /** The identity headers the gate sets for the upstream (protect.conf). */
-const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route'];
+const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route', 'X-L402-Capabilities'];
 
-/** Every other spelling of the identity headers with "_" for some "-" (nginx's $http_ variables read them as one). */
-function identitySpellings(): string[] {
+/** Every other spelling of these headers with "_" for some "-" (nginx's $http_ variables read them as one). */
+function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[] {
   const out: string[] = [];
-  for (const name of IDENTITY_HEADERS) {
+  for (const name of names) {
     const parts = name.split('-');
     for (let mask = 1; mask < 1 << (parts.length - 1); mask++) {
       out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
@@ -96,7 +97,7 @@ function identitySpellings(): string[] {
 }
 
 export function nginxSnippets(
-  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
+  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string; manifest?: { openapi?: boolean } },
 ): NginxSnippets {
   const retry = cfg.retryAfterSecs;
   const t = nginxTimeouts(cfg.timeouts);
@@ -209,7 +210,7 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_cache_bypass 0;
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
@@ -266,7 +267,20 @@ ${PINNED}
     error_page 502 503 504 = @l402_unavailable;
 }
 
-# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
+${cfg.manifest?.openapi === false ? '' : `# The MPP discovery document (OpenAPI with x-payment-info), generated from the same routes. (manifest.openapi:
+# false leaves /openapi.json to your own locations.)
+location = /openapi.json {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}
+
+`}# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
 # anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
 location = /_l402/page/status {
     proxy_pass http://l402d;
@@ -313,24 +327,29 @@ recursive_error_pages on;
 proxy_intercept_errors off;
 grpc_intercept_errors off;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
-# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
+# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route,
+# capabilities granted (the route's capability set, narrowed by the holder's caveats).
 auth_request_set $l402_token_id $upstream_http_x_l402_token_id;
 auth_request_set $l402_rail $upstream_http_x_l402_rail;
 auth_request_set $l402_amount_msat $upstream_http_x_l402_amount_msat;
 auth_request_set $l402_route $upstream_http_x_l402_route;
+auth_request_set $l402_capabilities $upstream_http_x_l402_capabilities;
 proxy_set_header X-L402-Token-Id $l402_token_id;
 proxy_set_header X-L402-Rail $l402_rail;
 proxy_set_header X-L402-Amount-Msat $l402_amount_msat;
 proxy_set_header X-L402-Route $l402_route;
+proxy_set_header X-L402-Capabilities $l402_capabilities;
 grpc_set_header X-L402-Token-Id $l402_token_id;
 grpc_set_header X-L402-Rail $l402_rail;
 grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
 grpc_set_header X-L402-Route $l402_route;
+grpc_set_header X-L402-Capabilities $l402_capabilities;
 # With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
 # nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
 ${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
-# Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
+# Authorization, X-Cashu, Grpc-Metadata-Macaroon, and on gRPC the token/macaroon metadata. Another
+# Authorization scheme passes.
 # (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
 proxy_set_header Authorization $l402_upstream_authorization;
 proxy_set_header X-Cashu "";
@@ -338,7 +357,9 @@ proxy_set_header X_Cashu "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
 grpc_set_header X_Cashu "";
-proxy_set_header Token $l402_upstream_token;
+# Aperture's REST form of the credential (a hex macaroon with a preimage caveat), in every spelling nginx reads
+# as $http_grpc_metadata_macaroon.
+${['Grpc-Metadata-Macaroon', ...identitySpellings(['Grpc-Metadata-Macaroon'])].map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}proxy_set_header Token $l402_upstream_token;
 proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";

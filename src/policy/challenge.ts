@@ -71,6 +71,7 @@ export async function createChallenge(
     methods: perRequest ? [req.method] : route.methods,
     validUntil,
     singleUse: perRequest,
+    capabilities: route.capabilities,
   });
   // The token id records how many caveats were minted: what was sold is read from those alone.
   const tokenId = newTokenId(caveats.length);

@@ -13,6 +13,7 @@ import type { CashuAcceptor, ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
+import { requiredCapabilities } from './capabilities.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
 
@@ -47,7 +48,8 @@ export type InvalidReason =
   | 'malformed_caveat'
   | 'missing_preimage'
   | 'already_used'
-  | 'auto_detect_off';
+  | 'auto_detect_off'
+  | 'missing_capability';
 
 export type { CashuAcceptor } from './ports.js';
 
@@ -60,7 +62,7 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[] }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -124,6 +126,8 @@ export interface DecideDeps {
   now?: () => number;
   /** ngx_l402's ROOT_KEY (raw bytes): its credentials are honoured during a migration. */
   ngxL402RootKey?: Buffer;
+  /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec; default) or refused. */
+  unknownCaveats?: 'skip' | 'reject';
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -176,7 +180,7 @@ function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn
   const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
   if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
   const c = req.credentials;
-  const authState = c.authorization || c.token || c.macaroon || c.xCashu ? 'invalid' : 'missing';
+  const authState = c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.xCashu ? 'invalid' : 'missing';
   return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 503, reason, authState } };
 }
 
@@ -225,6 +229,8 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
     }
   }
+  // A route that sells only Cashu accepts no L402 credential (its answer offers none): it is asked to pay in Cashu.
+  if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
   const parsed = parseCredential(req.credentials);
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
@@ -292,7 +298,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
@@ -310,6 +316,8 @@ interface Authenticated {
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
+  /** Capabilities granted (what was sold, narrowed by appended caveats), if any were sold. */
+  capabilities?: string[];
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
@@ -338,6 +346,8 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       method,
       now,
       paymentHash: id.paymentHash,
+      requiredCapabilities: requiredCapabilities(route, path, method),
+      unknownCaveats: deps.unknownCaveats,
     },
     mintedCaveatCount(id.tokenId),
   );
@@ -387,6 +397,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     soldSingleUse: verdict.sold.singleUse,
     singleUse: verdict.singleUse,
     now,
+    ...(verdict.capabilities ? { capabilities: verdict.capabilities } : {}),
   };
 }
 
@@ -409,6 +420,8 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
   if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  // ngx_l402 sold no capability set: nothing that needs a capability opens for its credentials.
+  if (requiredCapabilities(route, path, method).length > 0) return { outcome: 'invalid', route, reason: 'missing_capability' };
   // ngx_l402's macaroons do not say how they were sold, nor which caveats it minted and which a holder
   // appended: the route's access decides (see the migration guide), and no expiry is taken as minted. So the
   // spent mark never expires, and a timed route (which needs a minted expiry) spends them once: an ExpiresAt

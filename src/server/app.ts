@@ -75,11 +75,11 @@ export interface ReloadSummary {
  * lightning, root keys, cashu, data_dir, timeouts, log, metrics, upstream, nginx_secret, service, ...) is
  * opened or bound at start and needs a restart.
  */
-const RELOADABLE = new Set<keyof GateConfig>(['routes', 'pricing', 'dryRunInvoiceSampleRate', 'manifest', 'challenge', 'invoice', 'retryAfterSecs', 'rateLimit', 'nginxCacheMaxSecs']);
+const RELOADABLE = new Set<keyof GateConfig>(['routes', 'pricing', 'dryRunInvoiceSampleRate', 'manifest', 'challenge', 'invoice', 'retryAfterSecs', 'rateLimit', 'nginxCacheMaxSecs', 'unknownCaveats', 'freePaths']);
 
 /** The YAML key of a GateConfig field, for messages. */
 function yamlKey(k: string): string {
-  const named: Record<string, string> = { logLevel: 'log.level', dryRunInvoiceSampleRate: 'dry_run.invoice_sample_rate', nginxCacheMaxSecs: 'nginx_cache.max_secs', configDir: 'config file location' };
+  const named: Record<string, string> = { unknownCaveats: 'l402.unknown_caveats', logLevel: 'log.level', dryRunInvoiceSampleRate: 'dry_run.invoice_sample_rate', nginxCacheMaxSecs: 'nginx_cache.max_secs', configDir: 'config file location' };
   if (named[k]) return named[k];
   return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }

@@ -26,6 +26,7 @@ import { TenantBackends } from './wiring/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
+import { FreePaths } from '../policy/free-paths.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -68,8 +69,8 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon && !c.grpcMetadataMacaroon)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? ''])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -96,6 +97,8 @@ const SETTLED_CACHE_SECS = 86_400;
 
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
+  /** Standalone mode: paths proxied without payment. */
+  readonly freePaths: FreePaths;
   private readonly trustedProxies: AddressSet;
   /** Settlement check (bounded, cached); also used by the payment page's status endpoint. */
   readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
@@ -108,6 +111,7 @@ export class Gate {
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
+    this.freePaths = new FreePaths(parts.config.freePaths ?? [], parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
     this.tenants = TenantBackends.forConfig(parts.config, parts.log);
     const p = parts.config.pricing;
@@ -147,6 +151,8 @@ export class Gate {
       clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
       credentials: {
         authorization: header(h, 'authorization'),
+        // Aperture's REST form: its own header name, so read over any protocol.
+        grpcMetadataMacaroon: header(h, 'grpc-metadata-macaroon'),
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
@@ -180,6 +186,7 @@ export class Gate {
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        unknownCaveats: this.parts.config.unknownCaveats,
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
@@ -264,9 +271,11 @@ export class Gate {
     let challenge: Challenge | undefined;
     let shared = false;
     let cashuRequest: string | undefined;
+    let cashuAmountMsat: number | undefined;
     const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
-      cashuRequest = this.parts.cashu.paymentRequest((await this.price(route, req.path)).amountMsat, route.id);
+      cashuAmountMsat = (await this.price(route, req.path)).amountMsat;
+      cashuRequest = this.parts.cashu.paymentRequest(cashuAmountMsat, route.id);
     }
     const lightning = route?.rails.includes('lightning') ?? true;
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
@@ -294,9 +303,11 @@ export class Gate {
         }
       }
     }
+    // "Not paid yet" speaks of an invoice this answer no longer carries (Cashu only now): a plain challenge.
+    if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, cashuAmountMsat, page: { ...page, autoDetect: !!route?.autoDetect } });
   }
 
   /**
@@ -311,7 +322,8 @@ export class Gate {
     if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(price.amountMsat)]);
     if (dryRun.wouldReturn === 429) out.push(['X-L402-Dry-Run-Rate-Limited', '1'], ['X-L402-Dry-Run-Retry-After', String(dryRun.retryAfterSecs ?? 1)]);
     let challengeMinted = false;
-    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
+    // A sample Lightning challenge only where the route sells Lightning (a Cashu-only route has no invoice to show).
+    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && route.rails.includes('lightning') && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
       try {
         const c = await this.mintChallenge(route, req.path, req.method);
         out.push(['X-L402-Dry-Run-Challenge', formatChallenges(c.macaroon, c.invoice, { lsat: false })[0]!]);

@@ -6,9 +6,10 @@ import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../policy/claims.js';
-import type { Gate } from './gate.js';
+import { upstreamFailure, type Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
+import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
@@ -17,7 +18,7 @@ import { isGrpc } from './negotiate.js';
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon'] as const;
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
@@ -48,8 +49,11 @@ function ambiguousCredential(req: IncomingMessage): string | undefined {
 function identityHeaders(d: Decision): Array<[string, string]> {
   if (d.outcome !== 'allow' || d.reason !== 'paid') return [];
   const out: Array<[string, string]> = [['X-L402-Route', d.route.id], ['X-L402-Rail', d.rail]];
-  if (d.rail === 'lightning') out.push(['X-L402-Token-Id', d.tokenId]);
-  else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+  if (d.rail === 'lightning') {
+    out.push(['X-L402-Token-Id', d.tokenId]);
+    // The capabilities granted (sold, narrowed by the holder's caveats); absent when none were.
+    if (d.capabilities && d.capabilities.length > 0) out.push(['X-L402-Capabilities', d.capabilities.join(',')]);
+  } else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
   return out;
 }
 
@@ -178,6 +182,7 @@ function proxy(
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
     delete headers['x-cashu'];
+    delete headers['grpc-metadata-macaroon'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
@@ -258,7 +263,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
       return;
     }
-    if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
+    const discovery = endpoint === MANIFEST_PATH && config.manifest.enabled ? 'manifest' : endpoint === OPENAPI_PATH && config.manifest.openapi ? 'openapi' : undefined;
+    if (discovery) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.statusCode = 405;
@@ -266,9 +272,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         res.end();
         return;
       }
-      const body = await buildManifest(config, gate.parts.backend.kind, gate.price);
-      res.setHeader('Content-Type', 'application/json; charset=utf-8');
-      res.setHeader('Cache-Control', 'public, max-age=60');
+      const body = discovery === 'manifest' ? await buildManifest(config, gate.parts.backend.kind, gate.price) : await buildOpenApi(config, gate.price);
+      // The discovery draft asks for application/json and recommends five minutes of caching.
+      res.setHeader('Content-Type', discovery === 'manifest' ? 'application/json; charset=utf-8' : 'application/json');
+      res.setHeader('Cache-Control', discovery === 'manifest' ? 'public, max-age=60' : 'public, max-age=300');
       res.setHeader('Content-Length', Buffer.byteLength(body));
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
@@ -391,6 +398,16 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
+    // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
+    if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
+      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
+        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        if (res.headersSent || res.destroyed) return void res.destroy();
+        send(res, upstreamFailure(timedOut ? 504 : 502, 'none', config.retryAfterSecs, req.method ?? 'GET'));
+      });
+      return;
+    }
     const route = path === undefined ? undefined : gate.routes.lookup(path);
     if (methodOk && route && isPreflight(req.method!, req.headers)) {
       req.resume();

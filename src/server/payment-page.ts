@@ -26,8 +26,11 @@ export interface PageInput {
   challenge?: Challenge;
   route?: RouteConfig;
   page?: PageOptions;
-  /** Cashu (NUT-24) rail: the `creqA…` payment request the page offers in a second tab. */
-  cashu?: { request: string };
+  /**
+   * Cashu (NUT-24) rail: the `creqA…` payment request the page offers (in a second tab beside Lightning, or
+   * alone on a route that sells only Cashu) and its price.
+   */
+  cashu?: { request: string; amountMsat?: number };
 }
 
 /** Where the page's helpers live (served by page-endpoints.ts, proxied by nginx's server.conf). */
@@ -391,37 +394,39 @@ export function paymentPage(p: PageInput): string {
 <h1 id="heading">${p.status} ${escapeHtml(p.title)}</h1>
 <p id="message">${escapeHtml(p.message)}</p>
 `;
-  if (!c) {
+  // What this answer offers: a Lightning challenge, a Cashu request, both, or nothing (then no payment form).
+  const amountMsat = c?.amountMsat ?? p.cashu?.amountMsat;
+  if ((!c && !p.cashu) || amountMsat === undefined) {
     const retry = uri && p.status >= 500 ? `<p><a class="button" href="${escapeHtml(uri)}">Try again</a></p>` : '';
     return `${head}${retry}</main></body></html>\n`;
   }
   const method = (o?.method ?? 'GET').toUpperCase();
   const data = {
-    invoice: c.invoice,
-    macaroon: c.macaroon,
-    paymentHash: c.paymentHash,
-    expiresAt: c.invoiceExpiresAt,
+    invoice: c?.invoice ?? null,
+    macaroon: c?.macaroon ?? null,
+    paymentHash: c?.paymentHash ?? null,
+    expiresAt: c?.invoiceExpiresAt ?? 0,
     uri: uri ?? null,
     method,
     replay: method === 'GET' || method === 'HEAD',
     reusable: p.route !== undefined && p.route.access !== 'per-request',
-    devWallet: !!o?.devWallet,
-    autoDetect: !!o?.autoDetect,
+    devWallet: !!c && !!o?.devWallet,
+    autoDetect: !!c && !!o?.autoDetect,
     statusUrl: PAGE_ENDPOINTS.status,
     devPayUrl: PAGE_ENDPOINTS.devPay,
   };
-  const tabs = p.cashu
+  const tabs = c && p.cashu
     ? `<div class="tabs" role="tablist"><button type="button" role="tab" data-tab="ln" aria-selected="true">Lightning</button><button type="button" role="tab" data-tab="cashu" aria-selected="false">Cashu</button></div>`
     : '';
   const resource = o?.originalUri ?? p.route?.id;
   return `${head}<section id="pay">
-<p class="price">Price: <strong id="price-sats">${escapeHtml(formatSats(c.amountMsat))}</strong> <span class="muted" id="price-msat">(${escapeHtml(c.amountMsat.toLocaleString('en-US'))} msat)</span></p>
+<p class="price">Price: <strong id="price-sats">${escapeHtml(formatSats(amountMsat))}</strong> <span class="muted" id="price-msat">(${escapeHtml(amountMsat.toLocaleString('en-US'))} msat)</span></p>
 ${resource !== undefined ? `<p class="muted">For <code id="resource">${escapeHtml(resource)}</code>${p.route ? ` (route <code id="route">${escapeHtml(p.route.id)}</code>)` : ''}</p>` : ''}
-${tabs}${lightningPanel(p, c, o)}
+${tabs}${c ? lightningPanel(p, c, o) : ''}
 ${p.cashu ? cashuPanel(p.cashu.request) : ''}
 <p id="progress" hidden></p>
 <p id="error" role="alert" hidden></p>
-<noscript><p>Without JavaScript: pay the invoice, then repeat the request with the header <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>.</p></noscript>
+<noscript><p>Without JavaScript: ${c ? 'pay the invoice, then repeat the request with the header <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>' : ''}${c && p.cashu ? ', or ' : ''}${p.cashu ? 'repeat the request with a Cashu token for the payment request above in the header <code>X-Cashu</code>' : ''}.</p></noscript>
 </section>
 <section id="result" hidden>
 <p class="ok">Payment accepted. The content:</p>

@@ -15,6 +15,8 @@ export interface RenderInput {
   challenge?: Challenge;
   /** NUT-18 payment request for X-Cashu, when the route accepts Cashu. */
   cashuRequest?: string;
+  /** The price the Cashu request asks for (shown by the payment page when there is no Lightning challenge). */
+  cashuAmountMsat?: number;
   method: string;
   html: boolean;
   grpc: boolean;
@@ -50,11 +52,12 @@ const GRPC: Record<RenderOutcome, [number, string]> = {
   rate_limited: [8, 'too many invoices requested'],
   cashu_rejected: [3, 'cashu payment rejected'],
 };
+// What went wrong, never how to pay: that part (payHow) names exactly the rails the answer offers.
 const DETAIL: Record<string, string> = {
-  no_credential: 'Pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.',
-  payment_pending: 'The invoice has not been paid yet. Pay it, then retry (with the macaroon alone, or macaroon:preimage).',
-  auto_detect_off: 'This route needs the preimage: Authorization: L402 <macaroon>:<preimage>.',
-  malformed_credential: 'The Authorization header is not a valid L402 credential.',
+  no_credential: 'Payment required.',
+  payment_pending: 'The invoice has not been paid yet; once it is, the macaroon alone (or macaroon:preimage) opens this route.',
+  auto_detect_off: 'Automatic payment detection is not available here: the credential needs its preimage.',
+  malformed_credential: 'The payment credential in the request could not be read.',
   malformed_macaroon: 'The macaroon could not be decoded.',
   unknown_identifier: 'The macaroon was not issued by this service.',
   bad_signature: 'The macaroon signature does not verify.',
@@ -64,7 +67,8 @@ const DETAIL: Record<string, string> = {
   wrong_method: 'The credential was bought for another HTTP method.',
   wrong_service: 'The credential was issued for another service.',
   wrong_preimage: 'The preimage does not match the invoice.',
-  unknown_caveat: 'The macaroon carries a caveat this service does not understand.',
+  unknown_caveat: 'The macaroon carries a caveat this service does not understand (strict mode, or one it minted itself).',
+  missing_capability: 'The credential does not grant the capability this request needs.',
   malformed_caveat: 'The macaroon carries a malformed caveat.',
   missing_preimage: 'The credential has no preimage.',
   already_used: 'This single-use credential has already been used.',
@@ -74,13 +78,30 @@ const DETAIL: Record<string, string> = {
   bad_path: 'The request path is not valid.',
   method_not_sold: 'This route does not sell access for this method.',
   bad_method: 'This request method cannot be sold by this gate.',
-  cashu_rejected: 'The Cashu token was not accepted; pay the X-Cashu request with a new token.',
+  cashu_rejected: 'The Cashu token was not accepted.',
   cashu_unavailable: 'The Cashu mint or store is unavailable; retry shortly.',
-  invoice_rate_limited: 'Too many invoices requested from this address; retry after the given time.',
+  invoice_rate_limited: 'Too many payment requests from this address; retry after the given time.',
 };
 
 export function describeReason(reason: string): string {
   return DETAIL[reason] ?? reason;
+}
+
+/** How to pay, for exactly the rails this answer offers (a Lightning challenge, an X-Cashu request, both, none). */
+export function payHow(offer: { lightning: boolean; cashu: boolean }): string {
+  const ln = 'Pay the Lightning invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.';
+  const cashu = 'pay with a Cashu token for the X-Cashu payment request, sent in the X-Cashu header.';
+  if (offer.lightning && offer.cashu) return `${ln} Or ${cashu}`;
+  if (offer.lightning) return ln;
+  if (offer.cashu) return `P${cashu.slice(1)}`;
+  return '';
+}
+
+/** The problem's detail: what went wrong (with the Cashu mint's reason, if any), then how to pay what is offered. */
+function detailFor(i: RenderInput): string {
+  const what = i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason);
+  const how = payHow({ lightning: !!i.challenge, cashu: !!i.cashuRequest });
+  return how ? `${what} ${how}` : what;
 }
 
 export function render(i: RenderInput): Rendered {
@@ -109,12 +130,12 @@ export function render(i: RenderInput): Rendered {
       body: paymentPage({
         status,
         title: TITLE[i.outcome],
-        message: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+        message: detailFor(i),
         outcome: i.outcome,
         challenge: c,
         route: i.route,
         page: i.page,
-        cashu: i.cashuRequest ? { request: i.cashuRequest } : undefined,
+        cashu: i.cashuRequest ? { request: i.cashuRequest, amountMsat: i.cashuAmountMsat } : undefined,
       }),
     };
   }
@@ -123,7 +144,7 @@ export function render(i: RenderInput): Rendered {
     title: TITLE[i.outcome],
     status,
     reason: i.reason,
-    detail: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+    detail: detailFor(i),
   };
   if (c) {
     Object.assign(problem, {
