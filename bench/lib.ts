@@ -25,7 +25,8 @@ export const ROOT_KEY = '9d2e4f6a8b0c1d3e5f7a9b1c3d5e7f90a2b4c6d8e0f1a3b5c7d9e1f
 export const SECS = Number(process.env.BENCH_SECS ?? 4);
 export const WARMUP_SECS = Number(process.env.BENCH_WARMUP_SECS ?? 1);
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from '../src/util/timeout.js';
+import { sleep } from '../src/util/timeout.js';
 
 export function requireBenchTools(): { wrk: string; nginx: string; redis?: string } {
   const wrk = requireTool('wrk');

@@ -15,6 +15,7 @@ import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { escapeHtml, paymentPage } from '../../src/server/payment-page.js';
 import type { RouteConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const chromiumBin = requireTool('chromium');
@@ -160,7 +161,7 @@ test('auto-detect: paid out of band, the page notices by polling the status endp
     assert.equal(o.responses.filter((r) => r.status === 402).length, 1, 'only the first page load was a 402');
     assert.equal(o.responses.filter((r) => new URL(r.url).pathname === '/auto').length, 2, 'page load + one unlock');
     const pollsAtEnd = polls();
-    await new Promise((r) => setTimeout(r, 2_200));
+    await sleep(2_200);
     assert.equal(polls(), pollsAtEnd, 'polling stopped once paid');
     assertCleanPage(o);
   } finally {
