@@ -5,7 +5,6 @@
 // a replay, another request, or anyone who merely holds the credential can never release it.
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
-import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1, ngxL402ClaimKey } from '../protocol/ngx-l402.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
@@ -15,6 +14,7 @@ import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './config.js';
 import { claimKey, type GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
+import { requestCredential } from './credential-cookie.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -46,7 +46,7 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     if (cashu.kind === 'token') return 'cashu';
     if (cashu.kind === 'malformed') return 'none';
   }
-  const parsed = parseCredential(req.credentials);
+  const parsed = requestCredential(req.credentials, route);
   if (parsed.kind !== 'l402') return 'none';
   const key = claimKeyOf(parsed.credential.macaroon, deps);
   if (key === undefined) return 'none';

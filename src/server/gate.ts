@@ -27,6 +27,8 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
+import { clearingSetCookie, cookieCredential } from '../policy/credential-cookie.js';
+import { parseCashuCredential } from '../rails/cashu/credential.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -150,6 +152,7 @@ export class Gate {
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
+        cookie: header(h, 'cookie'),
       },
     };
   }
@@ -296,7 +299,18 @@ export class Gate {
     }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    const out = render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
+    // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
+    if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
+    return out;
+  }
+
+  /** The request's credential was its route's cookie (no credential header took precedence over it). */
+  private cookieWasCredential(req: GateRequest, route: RouteConfig): boolean {
+    const c = req.credentials;
+    if (this.parts.cashu && route.rails.includes('cashu') && parseCashuCredential({ 'x-cashu': c.xCashu, authorization: c.authorization }).kind !== 'none') return false;
+    return parseCredential(c).kind === 'none' && cookieCredential(c.cookie, route).kind !== 'none';
   }
 
   /**
