@@ -255,7 +255,8 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
+    // X-L402-Scheme comes with the snippets that also serve /_l402/page/cookie (and is set in standalone mode).
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false, cookie: header(h, 'x-l402-scheme') !== undefined };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';

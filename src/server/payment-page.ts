@@ -18,6 +18,12 @@ export interface PageOptions {
   autoDetect: boolean;
   /** The original request method; the page only replays GET (and HEAD) requests itself. */
   method?: string;
+  /**
+   * The gate can set the credential cookie here (`/_l402/page/cookie` is served: standalone mode, or nginx
+   * snippets that send `X-L402-Scheme`, which come with that location). Otherwise the page never posts the
+   * credential there, where an older server.conf would hand it to the site.
+   */
+  cookie?: boolean;
 }
 
 export interface PageInput {
@@ -428,7 +434,7 @@ export function paymentPage(p: PageInput): string {
     uri: uri ?? null,
     method,
     replay: method === 'GET' || method === 'HEAD',
-    cookie: method === 'GET' && p.route !== undefined && uri !== undefined,
+    cookie: !!o?.cookie && method === 'GET' && p.route !== undefined && uri !== undefined,
     cookieUrl: PAGE_ENDPOINTS.cookie,
     reusable: p.route !== undefined && p.route.access !== 'per-request',
     devWallet: !!o?.devWallet,

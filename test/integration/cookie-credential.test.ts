@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { Cleanup, http1, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { Cleanup, http1, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { cookieScope, cookieValue } from '../../src/policy/credential-cookie.js';
@@ -190,6 +190,25 @@ test('forged, tampered, expired, foreign and duplicated cookies: the normal 401/
   // Identical copies are one credential.
   const good = cookieFor('/timed/', auth);
   assert.equal((await get('/timed/x', `${good}; other=1; ${good}`)).status, 200);
+});
+
+test('HTTP/2: cookie crumbs are one Cookie header to the gate and to the upstream, without the credential', { skip }, async () => {
+  const { auth } = await s.buy('/premium');
+  s.upstream.reset();
+  const r = await http2(`http://127.0.0.1:${s.h2Port}`, '/premium', { headers: { accept: 'application/json', cookie: ['session=1', cookieFor('/premium', auth), 'theme=dark'] } });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(s.upstream.requests[0]!.headers.cookie, 'session=1; theme=dark');
+});
+
+test('the page offers the cookie only where the snippets serve its endpoint (X-L402-Scheme), never to an older server.conf', { skip }, async () => {
+  const render = (extra: Record<string, string>) => http1(`http://${s.gate.address}/_l402/render`, {
+    headers: { 'x-original-uri': '/timed/p', 'x-l402-uri': '/timed/p', 'x-original-method': 'GET', 'x-l402-outcome': 'challenge', 'x-l402-reason': 'no_credential', accept: 'text/html', ...extra },
+  });
+  const data = (body: string) => JSON.parse(/<script type="application\/json" id="l402-data">(.*?)<\/script>/s.exec(body)![1]!) as { cookie: boolean };
+  assert.equal(data((await render({})).body).cookie, false);
+  assert.equal(data((await render({ 'x-l402-scheme': 'http' })).body).cookie, true);
+  // Through nginx (current snippets): offered.
+  assert.equal(data((await http1(s.origin + '/timed/p', { headers: { accept: 'text/html' } })).body).cookie, true);
 });
 
 test('huge Cookie headers: up to 16 KiB the site cookies pass, past it 431 before any decision, never a 5xx', { skip }, async () => {
