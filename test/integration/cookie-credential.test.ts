@@ -6,8 +6,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { Cleanup, http1, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
-import { startStack, type Stack } from './gate-fixture.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, http2, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { startStack, writeSnippets, type Stack } from './gate-fixture.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { cookieScope, cookieValue } from '../../src/policy/credential-cookie.js';
 import type { RouteConfig } from '../../src/policy/config.js';
@@ -25,11 +30,15 @@ before(async () => {
   if (skip) return;
   // Operators may allow big headers; the gate must still answer a 4xx for a Cookie header it will not echo.
   free = cleanup.use(await startCountingUpstream());
+  // Nothing listens here: the protected upstream of /deadend/ is down.
+  const dead = await freePort();
   s = await startStack(cleanup, {
     surround: { server: 'large_client_header_buffers 4 64k;' },
     // A free location under the /timed/ cookie's path, as upstream.conf documents it, and one without the line.
-    extra: () => `location /timed/free/ { proxy_set_header Cookie $l402_free_cookie; proxy_pass http://127.0.0.1:${free.port}; }
-        location /timed/naive/ { proxy_pass http://127.0.0.1:${free.port}; }`,
+    extra: (dir) => `location /timed/free/ { proxy_set_header Cookie $l402_free_cookie; proxy_pass http://127.0.0.1:${free.port}; }
+        location /timed/naive/ { proxy_pass http://127.0.0.1:${free.port}; }
+        location /deadend/ { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${dead}; }`,
+    extraRoutes: '  - { match: /deadend/, amount_msat: 1000 }\n',
   });
   alone = await startStandalone(cleanup, 'cookie');
 });
@@ -209,6 +218,56 @@ test('the page offers the cookie only where the snippets serve its endpoint (X-L
   assert.equal(data((await render({ 'x-l402-scheme': 'http' })).body).cookie, true);
   // Through nginx (current snippets): offered.
   assert.equal(data((await http1(s.origin + '/timed/p', { headers: { accept: 'text/html' } })).body).cookie, true);
+});
+
+test('an upstream that fails before answering gives a single-use cookie back, as it does the header', { skip }, async () => {
+  const { auth } = await s.buy('/deadend/x');
+  const cookie = cookieFor('/deadend/', auth);
+  for (let i = 0; i < 2; i++) {
+    const r = await get('/deadend/x', cookie);
+    assert.equal(r.status, 502, r.body);
+    assert.equal((JSON.parse(r.body) as { payment: string }).payment, 'not_consumed', `try ${i + 1}: the claim made with the cookie was released`);
+  }
+});
+
+test('over HTTPS (nginx $scheme): the cookie and its deletion are Secure; a client header cannot make them so on HTTP', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-tls-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  writeSnippets(s.cfg, join(dir, 'snippets'));
+  const port = await freePort();
+  cleanup.use(await startNginx({ http: `include ${dir}/snippets/upstream.conf;
+    server { listen 127.0.0.1:${port} ssl; ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;
+      include ${dir}/snippets/server.conf;
+      location /timed/ { include ${dir}/snippets/protect.conf; proxy_pass http://127.0.0.1:${s.upstream.port}; } }` }));
+  const origin = `https://127.0.0.1:${port}`;
+  const tls = (path: string, o: { method?: string; headers?: Record<string, string>; body?: string } = {}) =>
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+      const req = httpsRequest(origin + path, { method: o.method ?? 'GET', headers: { accept: 'application/json', ...o.headers }, rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end(o.body);
+    });
+  const challenge = await tls('/timed/s');
+  assert.equal(challenge.status, 402);
+  const b = JSON.parse(challenge.body) as { macaroon: string; invoice: string };
+  const credential = `L402 ${b.macaroon}:${s.wallet.pay(b.invoice).toString('hex')}`;
+  const set = await tls('/_l402/page/cookie', { method: 'POST', body: new URLSearchParams({ credential, uri: '/timed/s' }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', origin } });
+  assert.equal(set.status, 303, set.body);
+  assert.match(String(set.headers['set-cookie']), /; Path=\/timed\/; Max-Age=\d+; HttpOnly; Secure; SameSite=Lax$/);
+  const cookie = String(set.headers['set-cookie']).split(';')[0]!;
+  assert.equal((await tls('/timed/s', { headers: { cookie } })).status, 200);
+  const refused = await tls('/timed/s', { headers: { cookie: `${cookie.split('=')[0]}=AAAA:${'00'.repeat(32)}` } });
+  assert.equal(refused.status, 401);
+  assert.match(String(refused.headers['set-cookie']), /Max-Age=0; HttpOnly; Secure; SameSite=Lax$/);
+  // Plain HTTP, whatever the client claims about its scheme.
+  const spoof = await get('/timed/s', `${cookie.split('=')[0]}=AAAA:${'00'.repeat(32)}`, { 'x-l402-scheme': 'https', 'x-forwarded-proto': 'https' });
+  assert.equal(spoof.status, 401);
+  assert.ok(!/Secure/.test(String(spoof.headers['set-cookie'])), String(spoof.headers['set-cookie']));
 });
 
 test('huge Cookie headers: up to 16 KiB the site cookies pass, past it 431 before any decision, never a 5xx', { skip }, async () => {
