@@ -97,6 +97,12 @@ export function cookieCredential(header: string | undefined, route: RouteConfig)
   return { kind: 'l402', credential: { scheme: 'L402', macaroon, preimage: m[2] ? Buffer.from(m[2], 'hex') : undefined, source: 'cookie' } };
 }
 
+/** The raw values of the route's credential cookie in a Cookie header, joined ('' when none). */
+export function routeCookieText(header: string | undefined, route: RouteConfig): string {
+  const values = cookieValues(header, cookieScope(route).name);
+  return values === 'too_large' ? '' : values.join('; ');
+}
+
 /**
  * The request's L402 credential as decide() takes it: its headers first; the route's cookie only when they
  * carry none.

@@ -27,7 +27,7 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
-import { clearingSetCookie, cookieCredential } from '../policy/credential-cookie.js';
+import { clearingSetCookie, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
 
 export interface GateParts {
@@ -71,8 +71,11 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    // The route's credential cookie counts when no header carries a credential (as decide() reads it).
+    const viaHeader = !!(c.authorization || c.token || c.macaroon);
+    const cookie = viaHeader ? '' : routeCookieText(c.cookie, route);
+    if (route.autoDetect || (!viaHeader && !cookie)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', cookie])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -65,6 +66,14 @@ function raw(request: string): Promise<string> {
     sock.on('end', () => resolve(got.split('\r\n\r\n')[0]!));
     sock.on('error', reject);
   });
+}
+function invoiceCount(): number {
+  const db = new Database(join(s.dataDir, 'dev-wallet.db'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT COUNT(*) AS n FROM invoices').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 function assertNoGateCookie(where: string): void {
   for (const r of s.upstream.requests) assert.ok(!/l402_/i.test(String(r.headers.cookie ?? '')), `${where}: the upstream got ${String(r.headers.cookie)}`);
@@ -152,6 +161,12 @@ test('single-use route: the cookie serves exactly one request; the refusal delet
   // The same credential in the Authorization header is spent too: one credential, one use, either way.
   assert.equal(reason(await get('/premium', undefined, { authorization: auth })), 'already_used');
   assert.equal(s.upstream.hits, 1);
+  // A spent cookie replayed (a storm, a retrying browser) costs the node one invoice, not one per copy.
+  const minted = invoiceCount();
+  const storm = await Promise.all(Array.from({ length: 8 }, () => get('/premium', cookie)));
+  assert.deepEqual([...new Set(storm.map((r) => r.status))], [401]);
+  assert.equal(new Set(storm.map((r) => String(r.headers['www-authenticate']))).size, 1, 'one fresh challenge shared');
+  assert.ok(invoiceCount() - minted <= 1, `${invoiceCount() - minted} invoices for 8 copies`);
   // An Authorization refusal never deletes the cookie (the cookie was not the credential).
   const fresh = await s.buy('/premium');
   const r = await get('/premium', cookieFor('/premium', fresh.auth), { authorization: auth });
