@@ -227,3 +227,24 @@ test('checkForCookie: verifies what it can without spending, and bounds Max-Age 
   assert.ok(once.ok && once.singleUse);
   assert.deepEqual(checkForCookie({ macaroon: Buffer.from(p.macaroon, 'base64'), preimage: Buffer.from(p.preimage, 'hex') }, routeOf('/premium'), '/premium/x', o), { ok: false, reason: 'wrong_path' });
 });
+
+test('random Cookie headers: parsing never throws, and decide() answers every one without an error', async () => {
+  const r = new Rng(FUZZ_SEED ^ 0x5eed);
+  const route = routeOf('/timed/');
+  const { name } = cookieScope(route);
+  const t = await buy('/timed/', '/timed/f');
+  const good = cookieValue(Buffer.from(t.macaroon, 'base64'), Buffer.from(t.preimage, 'hex'));
+  const atoms = [name, `${name}=`, good, good.slice(0, 30), ';', '; ', '=', ':', '"', ',', ' ', '\t', '\x00', '\x7f', '\xff', '%3B', 'L402_', 'a=b', 'ab'.repeat(32)];
+  const d: DecideDeps = { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: [MASTER], store: new MemoryStore(), storeTimeoutMs: 500 };
+  for (let n = 0; n < 1500; n++) {
+    const header = Array.from({ length: 1 + r.int(8) }, () => (r.chance(0.1) ? r.bytes(1 + r.int(8)).toString('latin1') : r.pick(atoms))).join('');
+    const parsed = cookieCredential(header, route);
+    assert.ok(['none', 'l402', 'malformed'].includes(parsed.kind), header);
+    assert.ok(!/l402_/i.test(siteCookies(header)), header);
+    if (n % 50 === 0) {
+      const dec = await decide({ path: '/timed/f', method: 'GET', credentials: { cookie: header } }, d);
+      assert.ok(['allow', 'challenge', 'invalid'].includes(dec.outcome), `${JSON.stringify(header)}: ${dec.outcome}`);
+      if (dec.outcome === 'allow') assert.ok(header.includes(`${name}=${good}`), 'only the real credential opens the route');
+    }
+  }
+});
