@@ -77,6 +77,17 @@ export function cookieScope(route: RouteConfig): CookieScope {
   return s;
 }
 
+/**
+ * A browser sends the route's cookie with a request for this raw path (RFC 6265 path-match, on the path as
+ * the client sent it, query excluded). Not so for every path the route matches: `/premium` also matches
+ * `/premiumX`, which a cookie of Path=/premium never reaches. There the page keeps the credential itself.
+ */
+export function cookieCovers(route: RouteConfig, rawUri: string): boolean {
+  const raw = rawUri.split(/[?#]/)[0]!;
+  const p = cookieScope(route).path;
+  return raw === p || (raw.startsWith(p) && (p.endsWith('/') || raw[p.length] === '/'));
+}
+
 /** The cookie value for a credential: base64url macaroon, then ":" and the hex preimage when there is one. */
 export function cookieValue(macaroon: Buffer, preimage?: Buffer): string {
   return macaroon.toString('base64url') + (preimage ? `:${preimage.toString('hex')}` : '');

@@ -27,7 +27,7 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
-import { clearingSetCookie, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
+import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../rails/cashu/credential.js';
 
 export interface GateParts {
@@ -303,7 +303,9 @@ export class Gate {
     }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    const out = render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    // The page sets the credential cookie only where the browser will send it back for this very page.
+    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
+    const out = render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect, cookie } });
     // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
     // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
     if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);

@@ -12,7 +12,7 @@ import { decodeIdentifier } from '../protocol/identifier.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev-wallet.js';
 import { PAGE_ENDPOINTS } from './payment-page.js';
-import { checkForCookie, cookieValue, credentialSetCookie } from '../policy/credential-cookie.js';
+import { checkForCookie, cookieCovers, cookieValue, credentialSetCookie } from '../policy/credential-cookie.js';
 import { normalizePath } from '../policy/routes.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
@@ -217,6 +217,8 @@ async function setCookie(gate: Gate, req: IncomingMessage, res: ServerResponse):
   const path = SAME_ORIGIN_URI.test(uri) ? normalizePath(uri) : undefined;
   const route = path === undefined ? undefined : gate.routes.lookup(path);
   if (path === undefined || !route) return json(res, 400, { error: 'bad_uri', message: 'uri must be a path of this site under a paid route' });
+  // A cookie the browser would not send back for this page would leave a paid credential unusable.
+  if (!cookieCovers(route, uri)) return json(res, 400, { error: 'not_covered', message: "the route's cookie path does not cover this uri: send the credential in the Authorization header" });
   const text = (form.get('credential') ?? '').trim();
   const parsed = parseAuthorization(/^(l402|lsat)[ \t]/i.test(text) ? text : `L402 ${text}`);
   if (parsed.kind !== 'l402') return json(res, 400, { error: 'malformed_credential', message: 'credential must be <macaroon>:<preimage>' });

@@ -231,8 +231,19 @@ test('the page offers the cookie only where the snippets serve its endpoint (X-L
   const data = (body: string) => JSON.parse(/<script type="application\/json" id="l402-data">(.*?)<\/script>/s.exec(body)![1]!) as { cookie: boolean };
   assert.equal(data((await render({})).body).cookie, false);
   assert.equal(data((await render({ 'x-l402-scheme': 'http' })).body).cookie, true);
-  // Through nginx (current snippets): offered.
-  assert.equal(data((await http1(s.origin + '/timed/p', { headers: { accept: 'text/html' } })).body).cookie, true);
+  // Through nginx (current snippets): offered, where the route's cookie path covers the page.
+  const page = async (path: string) => data((await http1(s.origin + path, { headers: { accept: 'text/html' } })).body).cookie;
+  assert.equal(await page('/timed/p'), true);
+  assert.equal(await page('/premium'), true);
+  assert.equal(await page('/premium/a?x=1'), true);
+  // The location /premium also matches /premiumX, where a cookie of Path=/premium is never sent: the page
+  // keeps the credential itself, and the endpoint refuses to set such a cookie.
+  assert.equal(await page('/premiumX'), false);
+  const { auth } = await s.buy('/premiumX');
+  const r = await http1(s.origin + '/_l402/page/cookie', { method: 'POST', body: new URLSearchParams({ credential: auth, uri: '/premiumX' }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' } });
+  assert.equal(r.status, 400);
+  assert.equal(JSON.parse(r.body).error, 'not_covered');
+  assert.equal(r.headers['set-cookie'], undefined);
 });
 
 test('an upstream that fails before answering gives a single-use cookie back, as it does the header', { skip }, async () => {

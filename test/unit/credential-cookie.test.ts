@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { cookieValues, formatSetCookie, MAX_COOKIE_HEADER, siteCookies } from '../../src/protocol/cookie.js';
-import { checkForCookie, cookieCredential, cookiePath, cookieScope, cookieValue, credentialSetCookie, requestCredential } from '../../src/policy/credential-cookie.js';
+import { checkForCookie, cookieCovers, cookieCredential, cookiePath, cookieScope, cookieValue, credentialSetCookie, requestCredential } from '../../src/policy/credential-cookie.js';
 import { parseConfig, type RouteConfig } from '../../src/policy/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge } from '../../src/policy/challenge.js';
@@ -89,6 +89,17 @@ test('cookiePath: the narrowest cookie path for each kind of route match', () =>
     ['~* ^/123/abc', '/123/'],
   ];
   for (const [match, path] of cases) assert.equal(cookiePath(match), path, match);
+});
+
+test('cookieCovers: RFC 6265 path-match of the route cookie on the raw path the client sent', () => {
+  const prefix = { id: 'p', match: '/premium' } as RouteConfig;
+  const dir = { id: 'd', match: '/timed/' } as RouteConfig;
+  const regex = { id: 'r', match: '~ ^/api/v[0-9]+/' } as RouteConfig;
+  for (const [route, uri, covered] of [
+    [prefix, '/premium', true], [prefix, '/premium?x=1', true], [prefix, '/premium/a/b', true], [prefix, '/premiumX', false], [prefix, '/premium.html', false],
+    [dir, '/timed/', true], [dir, '/timed/a', true], [dir, '/%74imed/a', false],
+    [regex, '/api/v1/x', true], [regex, '/api/', true],
+  ] as Array<[RouteConfig, string, boolean]>) assert.equal(cookieCovers(route, uri), covered, `${route.match} ${uri}`);
 });
 
 test('cookieScope: one name per route and path; a different route or scope never reads the cookie', () => {
