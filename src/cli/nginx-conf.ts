@@ -153,6 +153,21 @@ map $l402_free_cookie_cut $l402_free_cookie {
     default $l402_free_cookie_cut;
 }
 
+# The upstream's Cookie in a paid location (protect.conf): the client's as it came when l402d found nothing of
+# the gate's in it ("keep"), else the Cookie header l402d handed back without the credential cookies (none
+# at all when l402d said nothing, as an older l402d does). protect.conf sets the two variables from l402d's
+# answer; they are declared here so that this file also stands without a protect.conf.
+map "" $l402_cookie_mode {
+    default "";
+}
+map "" $l402_upstream_site_cookie {
+    default "";
+}
+map $l402_cookie_mode $l402_upstream_cookie {
+    keep $http_cookie;
+    default $l402_upstream_site_cookie;
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -377,9 +392,10 @@ proxy_set_header Token $l402_upstream_token;
 proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
-# The browser credential cookies (named l402_…) stay here too: the upstream gets the Cookie header l402d
-# handed back without them (the site's own cookies, in their order; none when l402d sent none).
-auth_request_set $l402_upstream_cookie $upstream_http_x_l402_upstream_cookie;
+# The browser credential cookies (named l402_…) stay here too: the upstream gets the client's Cookie header
+# when l402d found none of them in it, else the one l402d handed back without them (see upstream.conf).
+auth_request_set $l402_cookie_mode $upstream_http_x_l402_cookie_mode;
+auth_request_set $l402_upstream_site_cookie $upstream_http_x_l402_upstream_cookie;
 proxy_set_header Cookie $l402_upstream_cookie;
 grpc_set_header Cookie $l402_upstream_cookie;
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to

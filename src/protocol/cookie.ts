@@ -49,6 +49,14 @@ export function cookieValues(header: string | undefined, name: string): string[]
  * cookie the gate reads as a credential contains the mark, so none ever reaches the upstream; the site's own
  * cookies pass in their order. Empty when nothing is left.
  */
+/**
+ * The header holds nothing of the gate's (no pair mentions the mark) and only bytes a header value may carry:
+ * an upstream may receive it exactly as the client sent it.
+ */
+export function noGateCookie(header: string): boolean {
+  return !MARK.test(header) && HEADER_SAFE.test(header);
+}
+
 export function siteCookies(header: string | undefined): string {
   if (header === undefined) return '';
   // Nothing of the gate's in it: passed on as the client sent it.

@@ -12,7 +12,7 @@ import { buildManifest } from './manifest.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
-import { MAX_COOKIE_HEADER, siteCookies } from '../protocol/cookie.js';
+import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -124,12 +124,13 @@ function ambiguousPath(method: string, why: string, grpc = false): Rendered {
 }
 
 /**
- * A Cookie header too long to read for a credential and to hand back to nginx for the upstream (the auth
- * answer echoes the site's cookies, see protect.conf): refused before any decision, so nothing is spent.
+ * A Cookie header that holds a gate cookie and is too long to read for a credential and to hand back to nginx
+ * without it (the auth answer carries the site's cookies then, see protect.conf): refused before any
+ * decision, so nothing is spent. (Without a gate cookie any size passes: nginx forwards the header as is.)
  */
 function cookieTooLarge(method: string, grpc = false): Rendered {
   if (grpc) return grpcRefusal(3, 'cookie header too large');
-  const body = JSON.stringify({ type: 'urn:l402:problem:cookie-too-large', title: 'Request Header Fields Too Large', status: 431, reason: 'cookie_too_large', detail: `the Cookie header is longer than ${MAX_COOKIE_HEADER} bytes` }) + '\n';
+  const body = JSON.stringify({ type: 'urn:l402:problem:cookie-too-large', title: 'Request Header Fields Too Large', status: 431, reason: 'cookie_too_large', detail: `the Cookie header holds a payment cookie and is longer than ${MAX_COOKIE_HEADER} bytes` }) + '\n';
   return { status: 431, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
@@ -337,7 +338,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
       const early = target.ambiguous
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-        : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER
+        : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
           ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
           : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
           ? preflight(gate.routes.lookup(path)!.methods, req.headers)
@@ -372,9 +373,15 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           for (const [k, v] of identityHeaders(d)) res.setHeader(k, v);
-          // The Cookie header for the upstream, without the gate's credential cookies (protect.conf sets it).
-          const site = siteCookies(one(req.headers.cookie));
-          if (site) res.setHeader('X-L402-Upstream-Cookie', site);
+          // The Cookie header for the upstream (protect.conf): the client's as it is when it holds nothing of the
+          // gate's ("keep"), else the one handed back here without the gate's credential cookies ("strip").
+          const cookie = one(req.headers.cookie);
+          if (cookie !== undefined && cookie !== '') {
+            const keep = noGateCookie(cookie);
+            res.setHeader('X-L402-Cookie-Mode', keep ? 'keep' : 'strip');
+            const site = keep ? '' : siteCookies(cookie);
+            if (site) res.setHeader('X-L402-Upstream-Cookie', site);
+          }
           res.statusCode = 200;
           res.end();
           return;
