@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { decodeBase64Loose } from '../protocol/base64.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
-import { cookieValues, formatSetCookie } from '../protocol/cookie.js';
+import { cookieValues, formatSetCookie, GATE_COOKIE_MARK } from '../protocol/cookie.js';
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { parseCredential, type CredentialHeaders, type CredentialParse } from '../protocol/l402-header.js';
 import { MAX_MACAROON_BYTES } from '../protocol/macaroon.js';
@@ -70,7 +70,7 @@ export function cookieScope(route: RouteConfig): CookieScope {
   let s = scopes.get(route);
   if (!s) {
     const path = cookiePath(route.match);
-    const name = `l402_${createHash('sha256').update(`l402-nginx/cookie\0${route.id}\0${path}`).digest('hex').slice(0, 16)}`;
+    const name = `${GATE_COOKIE_MARK}${createHash('sha256').update(`l402-nginx/cookie\0${route.id}\0${path}`).digest('hex').slice(0, 16)}`;
     s = { name, path };
     scopes.set(route, s);
   }

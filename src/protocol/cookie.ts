@@ -1,6 +1,7 @@
 // The Cookie request header and the Set-Cookie attributes of the browser credential (RFC 6265). Pure.
 // A Cookie header is attacker input: read bounded, split strictly, never decoded (no percent or quote
 // unescaping), so what l402d takes as its credential is exactly a byte run that the strip below removes.
+import { trimOws } from './ows.js';
 
 /** Cookie headers longer than this are not read for a credential (nginx's defaults allow 8-16 KiB). */
 export const MAX_COOKIE_HEADER = 16 * 1024;
@@ -19,10 +20,6 @@ export const GATE_COOKIE_NAME = /^l402_[0-9a-f]{16}$/;
 
 /** A byte a header value may carry as Node writes it (HTAB, visible ASCII, SP, obs-text). */
 const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]*$/;
-
-function trimOws(s: string): string {
-  return s.replace(/^[ \t]+|[ \t]+$/g, '');
-}
 
 /**
  * The values of every cookie called `name` (exact, case-sensitive) in a Cookie header, in order; pairs are
