@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, http1, http2, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
 import { startStack, writeSnippets, type Stack } from './gate-fixture.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { cookieScope, cookieValue } from '../../src/policy/credential-cookie.js';
@@ -237,6 +237,20 @@ test('HTTP/2: cookie crumbs are one Cookie header to the gate and to the upstrea
   const r = await http2(`http://127.0.0.1:${s.h2Port}`, '/premium', { headers: { accept: 'application/json', cookie: ['session=1', cookieFor('/premium', auth), 'theme=dark'] } });
   assert.equal(r.status, 200, r.body);
   assert.equal(s.upstream.requests[0]!.headers.cookie, 'session=1; theme=dark');
+});
+
+test('gRPC (grpc_pass): a cookie in the metadata is a credential like any other, and the upstream never gets it', { skip }, async () => {
+  const client = grpcClient(s.h2Port);
+  cleanup.add(() => client.close());
+  const err = await client.getContent({ id: 'c1' }).then(() => undefined, (e: { metadata: { get(k: string): unknown[] } }) => e);
+  assert.ok(err, 'unpaid call refused');
+  const m = /macaroon="([^"]+)", invoice="([^"]+)"/.exec(String(err.metadata.get('www-authenticate')[0]))!;
+  const auth = `L402 ${m[1]}:${s.wallet.pay(m[2]!).toString('hex')}`;
+  const before = s.grpcUp.calls;
+  const res = await client.getContent({ id: 'c1' }, { cookie: `session=1; ${cookieFor('/content.ContentService/', auth)}` });
+  assert.equal(res.body, 'content for c1');
+  assert.equal(s.grpcUp.calls, before + 1);
+  assert.equal(s.grpcUp.metadata.at(-1)!.cookie, 'session=1');
 });
 
 test('the page offers the cookie only where the snippets serve its endpoint (X-L402-Scheme), never to an older server.conf', { skip }, async () => {
