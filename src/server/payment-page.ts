@@ -358,7 +358,9 @@ export const PAYMENT_PAGE_CSP = [
 export const PAYMENT_PAGE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['Content-Security-Policy', `${PAYMENT_PAGE_CSP}; frame-ancestors 'none'`],
   ['X-Content-Type-Options', 'nosniff'],
-  ['Referrer-Policy', 'no-referrer'],
+  // Nothing leaves the origin; same-origin requests name it (under no-referrer, a form post's Origin is
+  // "null", and a browser without Sec-Fetch-Site could not show the cookie endpoint where it comes from).
+  ['Referrer-Policy', 'same-origin'],
 ];
 
 function sameOriginPath(uri: string | undefined): string | undefined {
@@ -415,7 +417,7 @@ export function paymentPage(p: PageInput): string {
   const uri = sameOriginPath(o?.originalUri);
   const head = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${escapeHtml(PAYMENT_PAGE_CSP)}">
-<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">
+<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="same-origin"><meta name="robots" content="noindex">
 <title>${p.status} ${escapeHtml(p.title)}</title><style>${CSS}</style></head>
 <body><main>
 <h1 id="heading">${p.status} ${escapeHtml(p.title)}</h1>

@@ -153,7 +153,12 @@ test('timed route: pay on the page, land on the real page with its CSS, script a
     await page.emulateMedia({ colorScheme: 'light' });
 
     site.seen.length = 0;
+    const posts: Array<Record<string, string>> = [];
+    page.on('request', (r) => void (r.method() === 'POST' && new URL(r.url()).pathname === '/_l402/page/cookie' && posts.push(r.headers())));
     assert.equal(await landing(page, '/site/index.html', () => page.click('#dev-pay')), 200);
+    // The form post names its origin (a browser without Sec-Fetch-Site is checked by it): never "null".
+    assert.equal(posts.length, 1);
+    assert.equal(posts[0]!.origin, s.origin);
     assert.equal(new URL(page.url()).pathname, '/site/index.html', 'the address bar shows the page asked for');
     assert.deepEqual(await realPage(page), { heading: 'Real page /site/index.html', color: HEADING_COLOR, js: 'script ran', imageWidth: 4 });
     await shot(page, 'browser-2-paid-real-page.png');
