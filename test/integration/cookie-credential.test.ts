@@ -118,6 +118,12 @@ test('timed and indefinite routes: the cookie opens every page of its route, the
   for (let i = 0; i < 3; i++) assert.equal((await get('/forever/x', `a=1; ${cookieFor('/forever', forever.auth)}`)).status, 200);
   assert.equal(s.upstream.hits, 3);
   assertNoGateCookie('indefinite');
+
+  // A dry-run route lets every request through: the credential cookies still stay at the gate.
+  s.upstream.reset();
+  const shadow = await get('/shadow/x', `session=1; ${cookieScope(routeOf('/shadow')).name}=AAAA; ${cookie}`);
+  assert.equal(shadow.status, 200);
+  assert.equal(s.upstream.requests[0]!.headers.cookie, 'session=1');
 });
 
 test('free locations under a cookie path: $l402_free_cookie passes the site cookies without the gate cookie', { skip }, async () => {
