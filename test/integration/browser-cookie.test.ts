@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Cleanup, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
+import { startStandalone } from './standalone-fixture.js';
 
 const nginxBin = requireTool('nginx');
 const chromiumBin = requireTool('chromium');
@@ -220,6 +221,33 @@ test('single-use route: the paid page is served exactly once; the next visit ask
     await shot(page, 'browser-6-single-use-again.png');
     assert.equal(pages(), 1, 'served exactly once');
     assertNoCredentialAtSite();
+  } finally {
+    await page.close();
+  }
+});
+
+test('standalone mode (no nginx): pay with the preimage, land on the page, browse the indefinite route without paying', { skip }, async () => {
+  const alone = await startStandalone(cleanup, 'browser-cookie');
+  const origin = `http://127.0.0.1:${alone.port}`;
+  await browser.clearCookies();
+  await browser.addCookies([{ name: 'session', value: 's2', url: origin }]);
+  const page = await browser.newPage();
+  try {
+    assert.equal((await page.goto(origin + '/cheap/a?x=1'))?.status(), 402);
+    const preimage = alone.wallet.pay(await page.inputValue('#invoice')).toString('hex');
+    await page.fill('#preimage', preimage);
+    alone.upstream.reset();
+    assert.equal(await landing(page, '/cheap/a', () => page.click('#preimage-form button[type=submit]')), 200);
+    assert.deepEqual(JSON.parse((await page.locator('body').textContent()) ?? ''), { ok: true, path: '/cheap/a?x=1' });
+    await shot(page, 'browser-7-standalone-paid.png');
+    assert.equal((await page.goto(origin + '/cheap/b'))?.status(), 200, 'the same cookie opens the next page');
+    const jar = (await browser.cookies(origin + '/cheap/')).filter((c) => c.name.startsWith('l402_'));
+    assert.deepEqual(jar.map((c) => [c.path, c.httpOnly, c.secure, c.sameSite]), [['/cheap/', true, false, 'Lax']]);
+    const served = alone.upstream.requests.filter((r) => r.url.startsWith('/cheap/'));
+    assert.deepEqual(served.map((r) => r.url), ['/cheap/a?x=1', '/cheap/b']);
+    for (const r of alone.upstream.requests) assert.ok(!/l402_/i.test(String(r.headers.cookie ?? '')), String(r.headers.cookie));
+    assert.equal(served[0]!.headers.cookie, 'session=s2');
+    assert.equal((await page.goto(origin + '/expensive/x'))?.status(), 402, 'another route still asks');
   } finally {
     await page.close();
   }
