@@ -39,6 +39,10 @@ const COMMON = `    proxy_method GET;
     proxy_set_header Access-Control-Request-Method $http_access_control_request_method;
     proxy_set_header Access-Control-Request-Headers $http_access_control_request_headers;
     proxy_set_header X-Forwarded-For $http_x_forwarded_for;
+    # The browser credential is a cookie; the auth answer hands the site's other cookies back (protect.conf).
+    proxy_set_header Cookie $http_cookie;
+    # A credential cookie is Secure on HTTPS: the scheme is nginx's, never a client's header.
+    proxy_set_header X-L402-Scheme $scheme;
 ${PINNED}
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
@@ -52,8 +56,8 @@ ${PINNED}
     proxy_set_header X-L402-Request-Id $request_id;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
-    proxy_buffer_size 16k;
+    # Challenges carry a macaroon and an invoice in headers, and a paid answer the site's cookies (up to 16 KiB).
+    proxy_buffer_size 32k;
     proxy_buffers 8 16k;`;
 
 /**
@@ -137,6 +141,34 @@ map $content_type $l402_upstream_macaroon {
     default $http_macaroon;
 }
 
+# The browser credential cookies (l402_…) never reach an upstream: protect.conf takes the Cookie header from
+# l402d's answer. A free location (no protect.conf) under a credential cookie's path (a regex route's cookie
+# may be scoped to "/") sets \`proxy_set_header Cookie $l402_free_cookie;\`: the client's cookies with one
+# gate cookie cut out, or none at all if another is left.
+map $http_cookie $l402_free_cookie_cut {
+    "~*^(?<l402_cookie_before>.*?)(^|;[ \\t]*)l402_[^;]*(?<l402_cookie_after>.*)$" "$l402_cookie_before$l402_cookie_after";
+    default $http_cookie;
+}
+map $l402_free_cookie_cut $l402_free_cookie {
+    "~*l402_" "";
+    default $l402_free_cookie_cut;
+}
+
+# The upstream's Cookie in a paid location (protect.conf): the client's as it came when l402d found nothing of
+# the gate's in it ("keep"), else the Cookie header l402d handed back without the credential cookies (none
+# at all when l402d said nothing, as an older l402d does). protect.conf sets the two variables from l402d's
+# answer; they are declared here so that this file also stands without a protect.conf.
+map "" $l402_cookie_mode {
+    default "";
+}
+map "" $l402_upstream_site_cookie {
+    default "";
+}
+map $l402_cookie_mode $l402_upstream_cookie {
+    keep $http_cookie;
+    default $l402_upstream_site_cookie;
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -210,7 +242,8 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_cache_bypass 0;
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
+    # l402d never marks a request with cookies cacheable; the cookies are in the key all the same.
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
@@ -294,6 +327,23 @@ ${PINNED}
     error_page 502 503 504 = @l402_unavailable;
 }
 
+# The payment page posts the paid credential here (same-origin form): l402d sets it as the route's cookie and
+# redirects (303) to the page. Never cached (Cache-Control: no-store, X-Accel-Expires: 0).
+location = /_l402/page/cookie {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    proxy_set_header X-L402-Scheme $scheme;
+    proxy_set_header X-L402-Host $http_host;
+    proxy_set_header Cookie "";
+    client_max_body_size 16k;
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}
+
 # l402d unreachable or too slow: fail closed with a bounded 503.
 location @l402_unavailable {
     default_type application/problem+json;
@@ -363,6 +413,12 @@ ${['Grpc-Metadata-Macaroon', ...identitySpellings(['Grpc-Metadata-Macaroon'])].m
 proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
+# The browser credential cookies (named l402_…) stay here too: the upstream gets the client's Cookie header
+# when l402d found none of them in it, else the one l402d handed back without them (see upstream.conf).
+auth_request_set $l402_cookie_mode $upstream_http_x_l402_cookie_mode;
+auth_request_set $l402_upstream_site_cookie $upstream_http_x_l402_upstream_cookie;
+proxy_set_header Cookie $l402_upstream_cookie;
+grpc_set_header Cookie $l402_upstream_cookie;
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to
 # this location. Repeat the ones the upstream needs (Host, X-Forwarded-For, X-Forwarded-Proto...) after the include.
 `,

@@ -3,7 +3,8 @@
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
-import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
+import type { CredentialHeaders, L402Credential } from '../protocol/l402-header.js';
+import { requestCredential } from './credential-cookie.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { storeKeys } from './store-keys.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
@@ -31,7 +32,8 @@ export interface GateRequest {
    * nginx's own header (nginx mode) or by the standalone proxy; anything else means a random owner.
    */
   requestId?: string;
-  credentials: CredentialHeaders & { xCashu?: string };
+  /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. */
+  credentials: CredentialHeaders & { xCashu?: string; cookie?: string };
 }
 
 export type InvalidReason =
@@ -253,7 +255,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   }
   // A route that sells only Cashu accepts no L402 credential (its answer offers none): it is asked to pay in Cashu.
   if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
-  const parsed = parseCredential(req.credentials);
+  const parsed = requestCredential(req.credentials, route);
   if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
   if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
   const ngxKey = deps.ngxL402RootKey;

@@ -5,7 +5,6 @@
 // a replay, another request, or anyone who merely holds the credential can never release it.
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
-import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { storeKeys } from './store-keys.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
@@ -16,6 +15,7 @@ import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './route-config.js';
 import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
+import { requestCredential } from './credential-cookie.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -47,7 +47,7 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     if (cashu.kind === 'token') return 'cashu';
     if (cashu.kind === 'malformed') return 'none';
   }
-  const parsed = parseCredential(req.credentials);
+  const parsed = requestCredential(req.credentials, route);
   if (parsed.kind !== 'l402') return 'none';
   const key = claimKeyOf(parsed.credential.macaroon, deps);
   if (key === undefined) return 'none';

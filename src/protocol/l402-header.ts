@@ -13,7 +13,8 @@ export interface L402Credential {
   macaroon: Buffer;
   /** Absent for macaroon-only credentials (auto-detect) and gRPC metadata tokens carrying a preimage caveat. */
   preimage?: Buffer;
-  source: 'authorization' | 'grpc-metadata';
+  /** 'cookie': the browser credential (policy/credential-cookie.ts), the same credential as a cookie. */
+  source: 'authorization' | 'grpc-metadata' | 'cookie';
 }
 
 export type CredentialParse =

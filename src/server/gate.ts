@@ -28,6 +28,8 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { FreePaths } from '../policy/free-paths.js';
+import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
+import { parseCashuCredential } from '../protocol/cashu-credential.js';
 
 export interface GateParts {
   metrics?: Metrics;
@@ -70,8 +72,11 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon && !c.grpcMetadataMacaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? ''])).digest('base64');
+    // The route's credential cookie counts when no header carries a credential (as decide() reads it).
+    const viaHeader = !!(c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon);
+    const cookie = viaHeader ? '' : routeCookieText(c.cookie, route);
+    if (route.autoDetect || (!viaHeader && !cookie)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', cookie])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -166,6 +171,7 @@ export class Gate {
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
+        cookie: header(h, 'cookie'),
       },
     };
   }
@@ -270,7 +276,8 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
+    // X-L402-Scheme comes with the snippets that also serve /_l402/page/cookie (and is set in standalone mode).
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false, cookie: header(h, 'x-l402-scheme') !== undefined };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
@@ -318,7 +325,20 @@ export class Gate {
     if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, cashuAmountMsat, page: { ...page, autoDetect: !!route?.autoDetect } });
+    // The page sets the credential cookie only where the browser will send it back for this very page.
+    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
+    const out = render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, cashuAmountMsat, page: { ...page, autoDetect: !!route?.autoDetect, cookie } });
+    // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
+    // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
+    if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
+    return out;
+  }
+
+  /** The request's credential was its route's cookie (no credential header took precedence over it). */
+  private cookieWasCredential(req: GateRequest, route: RouteConfig): boolean {
+    const c = req.credentials;
+    if (this.parts.cashu && route.rails.includes('cashu') && parseCashuCredential({ 'x-cashu': c.xCashu, authorization: c.authorization }).kind !== 'none') return false;
+    return parseCredential(c).kind === 'none' && cookieCredential(c.cookie, route).kind !== 'none';
   }
 
   /**

@@ -13,6 +13,7 @@ import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
+import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -126,6 +127,17 @@ function ambiguousPath(method: string, why: string, grpc = false): Rendered {
   return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
+/**
+ * A Cookie header that holds a gate cookie and is too long to read for a credential and to hand back to nginx
+ * without it (the auth answer carries the site's cookies then, see protect.conf): refused before any
+ * decision, so nothing is spent. (Without a gate cookie any size passes: nginx forwards the header as is.)
+ */
+function cookieTooLarge(method: string, grpc = false): Rendered {
+  if (grpc) return grpcRefusal(3, 'cookie header too large');
+  const body = JSON.stringify({ type: 'urn:l402:problem:cookie-too-large', title: 'Request Header Fields Too Large', status: 431, reason: 'cookie_too_large', detail: `the Cookie header holds a payment cookie and is longer than ${MAX_COOKIE_HEADER} bytes` }) + '\n';
+  return { status: 431, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
 /** A 401 that nginx renders but the gate did not decide (another access check refused first). */
 function notDecided(method: string, grpc = false): Rendered {
   if (grpc) return grpcRefusal(16, 'access denied');
@@ -184,6 +196,10 @@ function proxy(
     delete headers['x-cashu'];
     delete headers['grpc-metadata-macaroon'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
+    // The gate's credential cookies stay here too; the site's own cookies pass (Node joined them into one).
+    const site = siteCookies(typeof headers.cookie === 'string' ? headers.cookie : undefined);
+    if (site) headers.cookie = site;
+    else delete headers.cookie;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
   // The body is framed explicitly, as the client framed it. Node's parser has decoded a chunked body; without
@@ -329,15 +345,17 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
       const early = target.ambiguous
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-        : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
+        : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
+          ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
+          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
           ? preflight(gate.routes.lookup(path)!.methods, req.headers)
           : undefined;
       if (early) {
         if (endpoint === '/_l402/render') return send(res, early);
         res.statusCode = 401;
         res.setHeader('Cache-Control', 'no-store');
-        res.setHeader('X-L402-Outcome', early.status === 400 ? 'bad_request' : 'preflight');
-        res.setHeader('X-L402-Reason', early.status === 400 ? 'ambiguous_path' : 'cors_preflight');
+        res.setHeader('X-L402-Outcome', early.status === 204 ? 'preflight' : 'bad_request');
+        res.setHeader('X-L402-Reason', early.status === 204 ? 'cors_preflight' : early.status === 431 ? 'cookie_too_large' : 'ambiguous_path');
         res.end();
         return;
       }
@@ -357,13 +375,24 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
             : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone.signal });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
-        const cacheSecs = 'route' in d ? gate.cacheSecondsFor(d) : 0;
+        // Never kept for a request with cookies: the answer hands the site's cookies back (below), and the cache
+        // key must not let a request without the credential cookie reuse a pass that one earned.
+        const cacheSecs = 'route' in d && !one(req.headers.cookie) ? gate.cacheSecondsFor(d) : 0;
         // nginx's auth cache (server.conf) keeps only answers that carry a positive X-Accel-Expires.
         if (cacheSecs > 0) res.setHeader('X-Accel-Expires', String(cacheSecs));
         else res.setHeader('Cache-Control', 'no-store');
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           for (const [k, v] of identityHeaders(d)) res.setHeader(k, v);
+          // The Cookie header for the upstream (protect.conf): the client's as it is when it holds nothing of the
+          // gate's ("keep"), else the one handed back here without the gate's credential cookies ("strip").
+          const cookie = one(req.headers.cookie);
+          if (cookie !== undefined && cookie !== '') {
+            const keep = noGateCookie(cookie);
+            res.setHeader('X-L402-Cookie-Mode', keep ? 'keep' : 'strip');
+            const site = keep ? '' : siteCookies(cookie);
+            if (site) res.setHeader('X-L402-Upstream-Cookie', site);
+          }
           res.statusCode = 200;
           res.end();
           return;
@@ -397,6 +426,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     }
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
+    // This connection is plain HTTP (a credential cookie set here is never Secure), whatever a client says.
+    req.headers['x-l402-scheme'] = 'http';
     const path = normalizePath(url);
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if

@@ -1,4 +1,6 @@
-// The HTML answer for browsers (clients that prefer text/html). Self-contained: no external fonts,
+// The HTML answer for browsers (clients that prefer text/html). Once paid (GET on a route), the page posts
+// the credential to the gate, which sets it as the route's cookie and redirects to the page asked for; a
+// Cashu payment or another method shows the answer in the page. Self-contained: no external fonts,
 // styles or scripts, and a Content-Security-Policy that only allows the page's own inline script and
 // style (by hash). Every interpolated value is escaped for its context: visible text is HTML-escaped,
 // and what the script needs travels in a JSON data block, never in JavaScript string literals.
@@ -16,6 +18,12 @@ export interface PageOptions {
   autoDetect: boolean;
   /** The original request method; the page only replays GET (and HEAD) requests itself. */
   method?: string;
+  /**
+   * The gate can set the credential cookie here (`/_l402/page/cookie` is served: standalone mode, or nginx
+   * snippets that send `X-L402-Scheme`, which come with that location). Otherwise the page never posts the
+   * credential there, where an older server.conf would hand it to the site.
+   */
+  cookie?: boolean;
 }
 
 export interface PageInput {
@@ -34,7 +42,7 @@ export interface PageInput {
 }
 
 /** Where the page's helpers live (served by page-endpoints.ts, proxied by nginx's server.conf). */
-export const PAGE_ENDPOINTS = { status: '/_l402/page/status', devPay: '/_l402/page/dev-pay' } as const;
+export const PAGE_ENDPOINTS = { status: '/_l402/page/status', devPay: '/_l402/page/dev-pay', cookie: '/_l402/page/cookie' } as const;
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -177,7 +185,28 @@ const SCRIPT = `(function () {
     if (!done && !paid && D.autoDetect && !timer) schedule();
   }
 
+  // A GET on a route: the gate sets the credential as the route's cookie (HttpOnly) and sends the browser
+  // to the page itself (303), which then loads with its own styles, images and scripts, and the rest of a
+  // reusable route opens with the same cookie.
+  function navigate(credential) {
+    done = true;
+    stopPolling();
+    var f = document.createElement('form');
+    f.method = 'POST';
+    f.action = D.cookieUrl;
+    f.hidden = true;
+    [['credential', credential], ['uri', target()]].forEach(function (kv) {
+      var i = document.createElement('input');
+      i.type = 'hidden'; i.name = kv[0]; i.value = kv[1];
+      f.appendChild(i);
+    });
+    document.body.appendChild(f);
+    say('progress', 'Paid. Opening the page\u2026', 'status');
+    f.submit();
+  }
+
   async function unlock(headers, credential) {
+    if (D.cookie && credential) return navigate(credential);
     if (!D.replay) {
       finish(credential);
       $('content').textContent = 'Paid. Repeat your ' + D.method + ' request with the credential below.';
@@ -321,7 +350,8 @@ export const PAYMENT_PAGE_CSP = [
   'img-src data: blob:',
   "connect-src 'self'",
   "base-uri 'none'",
-  "form-action 'none'",
+  // The credential cookie is set by a form post to this origin, which redirects (303) to the paid page.
+  "form-action 'self'",
 ].join('; ');
 
 /**
@@ -331,7 +361,9 @@ export const PAYMENT_PAGE_CSP = [
 export const PAYMENT_PAGE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['Content-Security-Policy', `${PAYMENT_PAGE_CSP}; frame-ancestors 'none'`],
   ['X-Content-Type-Options', 'nosniff'],
-  ['Referrer-Policy', 'no-referrer'],
+  // Nothing leaves the origin; same-origin requests name it (under no-referrer, a form post's Origin is
+  // "null", and a browser without Sec-Fetch-Site could not show the cookie endpoint where it comes from).
+  ['Referrer-Policy', 'same-origin'],
 ];
 
 function sameOriginPath(uri: string | undefined): string | undefined {
@@ -388,7 +420,7 @@ export function paymentPage(p: PageInput): string {
   const uri = sameOriginPath(o?.originalUri);
   const head = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${escapeHtml(PAYMENT_PAGE_CSP)}">
-<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">
+<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="same-origin"><meta name="robots" content="noindex">
 <title>${p.status} ${escapeHtml(p.title)}</title><style>${CSS}</style></head>
 <body><main>
 <h1 id="heading">${p.status} ${escapeHtml(p.title)}</h1>
@@ -409,6 +441,8 @@ export function paymentPage(p: PageInput): string {
     uri: uri ?? null,
     method,
     replay: method === 'GET' || method === 'HEAD',
+    cookie: !!o?.cookie && method === 'GET' && p.route !== undefined && uri !== undefined,
+    cookieUrl: PAGE_ENDPOINTS.cookie,
     reusable: p.route !== undefined && p.route.access !== 'per-request',
     devWallet: !!c && !!o?.devWallet,
     autoDetect: !!c && !!o?.autoDetect,
