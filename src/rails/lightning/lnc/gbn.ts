@@ -198,7 +198,8 @@ export class GbnConn {
       case 'fin':
         return this.close('peer closed the connection (FIN)', false, true);
       case 'syn':
-        // A client that restarted its handshake: the old state is useless.
+        // Client: a late copy of the server's answer. Server: the client restarted; the old state is useless.
+        if (this.o.role === 'client') return;
         return this.close('peer restarted the go-back-n handshake', true);
       case 'synack':
         return; // a late duplicate
