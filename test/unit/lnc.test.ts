@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import {
   createLncBackend, lncConfigSchema, lncFromLegacyEnv, LNC_DEFAULT_MAILBOX, wantsLncFromLegacyEnv,
 } from '../../src/rails/lightning/lnc.js';
+import { parseConfig } from '../../src/policy/config.js';
 import { createLogger } from '../../src/util/log.js';
 
 // Words chosen so none of them occurs in any message by accident.
@@ -79,4 +80,15 @@ test('factory: a missing or non-PEM mailbox CA fails at start naming the key, ne
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('config: workers > 1 with lnc is refused (one session serves one client), naming the key', () => {
+  const yaml = (workers: number): string =>
+    `listen: 127.0.0.1:8402\nroot_key: ${'ab'.repeat(32)}\nworkers: ${workers}\nstore: { type: sqlite }\nlightning: { type: lnc, pairing_phrase: "${PHRASE}" }\nroutes:\n  - { match: /x, amount_msat: 1000 }\n`;
+  assert.throws(() => parseConfig(yaml(2), { env: {} }), (err: Error) => {
+    assert.match(err.message, /workers: an LNC session serves one client at a time; use workers: 1 with lightning\.type lnc/);
+    assertNoPhrase(err.message, 'config error');
+    return true;
+  });
+  assert.equal(parseConfig(yaml(1), { env: {} }).lightning.type, 'lnc');
 });

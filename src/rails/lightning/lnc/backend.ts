@@ -243,6 +243,9 @@ export class LncBackend implements LightningBackend {
       return await grpc.call(method, req, Math.max(1, deadline - Date.now()), signal);
     } catch (err) {
       if (!(err instanceof GrpcCallError)) throw new BackendCallError(`lnc ${method}: ${this.scrub((err as Error).message)}`);
+      // No answer at all: the node or the mailbox path is likely gone. Start over now rather than wait for
+      // go-back-N's keepalive to notice; a reconnect with the session keys is cheap.
+      if (err.transportFailure && err.code === GrpcCode.DEADLINE_EXCEEDED && this.live?.grpc === grpc) this.dropped(this.live, `${method} got no answer within the budget`);
       throw new LndRpcError(method, err.code, this.scrub(err.detail), err.transportFailure);
     }
   }
@@ -257,7 +260,7 @@ export class LncBackend implements LightningBackend {
     ) {
       return new BackendCallError(
         `${where} refused ${err.method}: ${err.detail}. The LNC session's macaroon must allow invoices:read, invoices:write and info:read ` +
-          '(litcli sessions add --type custom with those permissions, or an admin session)',
+          '(litcli sessions add --type custom --uri /lnrpc.Lightning/AddInvoice --uri /lnrpc.Lightning/LookupInvoice --uri /lnrpc.Lightning/GetInfo, or an admin session)',
         false,
       );
     }
