@@ -153,6 +153,10 @@ test('the session macaroon is sent on every call; a session without the permissi
   const err = await rejection(b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 }));
   assert.match(err.message, /refused AddInvoice: verification failed.*must allow invoices:read, invoices:write and info:read \(litcli sessions add --type custom/);
   assert.equal(err.retryable, false);
+  // A node echoing secrets in its error text: the phrase and the session macaroon are blanked.
+  n.knobs.denyMessage = `verification failed for ${n.phrase.toUpperCase().split(' ').join(', ')} with macaroon ${n.macaroonHex}`;
+  const echoed = await rejection(b.lookupInvoice!(randomBytes(32)));
+  assert.match(echoed.message, /refused LookupInvoice: verification failed for \[pairing phrase\] with macaroon \[macaroon\]/);
   n.knobs.denyCalls = false;
   await b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 });
 });

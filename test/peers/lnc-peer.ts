@@ -204,6 +204,8 @@ class NodeStream extends Duplex {
 export interface LncNodeKnobs {
   /** Refuse every call with lnd's macaroon error (session without the needed permissions). */
   denyCalls: boolean;
+  /** The grpc-message of that refusal (a hostile node may echo anything, secrets included). */
+  denyMessage: string;
 }
 
 export interface LncNode {
@@ -244,7 +246,7 @@ export async function startLncNode(mailbox: Mailbox, lnd: LndPeer, opts: { phras
   let vanished = false;
   let vanishNext = false;
   let stopped = false;
-  const knobs: LncNodeKnobs = { denyCalls: false };
+  const knobs: LncNodeKnobs = { denyCalls: false, denyMessage: 'verification failed: signature mismatch after caveat verification' };
   const handshakes: Array<'XX' | 'KK'> = [];
   const calls: string[] = [];
   const h2 = http2.createServer();
@@ -346,7 +348,7 @@ export async function startLncNode(mailbox: Mailbox, lnd: LndPeer, opts: { phras
     const got = Buffer.from(String(headers.macaroon ?? ''));
     const want = Buffer.from(macaroonHex);
     if (knobs.denyCalls || got.length !== want.length || !timingSafeEqual(got, want)) {
-      st.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '2', 'grpc-message': encodeURIComponent('verification failed: signature mismatch after caveat verification') }, { endStream: true });
+      st.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '2', 'grpc-message': encodeURIComponent(knobs.denyMessage) }, { endStream: true });
       return;
     }
     calls.push(path);

@@ -182,3 +182,15 @@ test('go-back-N: every message arrives once and in order over a link that drops 
   server.close();
   assert.deepEqual(got, want);
 });
+
+test('go-back-N: a peer that never ends a chunked message is cut off, not buffered without bound', async () => {
+  let reason = '';
+  const server = new GbnConn({ role: 'server', send: () => {}, onMessage: () => assert.fail('no message'), onClose: (r) => (reason = r) });
+  void server.handshake().catch(() => {});
+  server.receive(encodePacket({ type: 'syn', n: 20 }));
+  server.receive(encodePacket({ type: 'synack' }));
+  const chunk = Buffer.alloc(60_000);
+  for (let seq = 0; seq < 40 && !server.closed; seq++) server.receive(encodePacket({ type: 'data', seq: seq % 21, final: false, ping: false, payload: chunk }));
+  assert.ok(server.closed);
+  assert.match(reason, /larger than allowed/);
+});

@@ -75,12 +75,13 @@ export class LncBackend implements LightningBackend {
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly backoff: { min: number; max: number };
-  private readonly scrubWords: string[];
+  private readonly phrasePattern: RegExp;
   private macaroonHex: string | undefined;
 
   constructor(private readonly o: LncBackendOptions, private readonly ctx: BackendContext) {
     this.entropy = phraseToEntropy(o.phrase);
-    this.scrubWords = o.phrase.toLowerCase().split(' ');
+    // The phrase with any run of whitespace or punctuation between its words.
+    this.phrasePattern = new RegExp(o.phrase.toLowerCase().split(' ').join('[\\s,;:._-]+'), 'gi');
     this.tag = pairingTag(this.entropy, o.mailboxLabel);
     this.path = sessionPath(ctx.dataDir);
     const s = loadOrCreateSession(this.path, this.tag);
@@ -94,11 +95,14 @@ export class LncBackend implements LightningBackend {
     return Math.max(this.ctx.timeoutMs * 2, 10_000);
   }
 
-  /** Removes anything secret from text that may reach a log or an error. */
+  /**
+   * Removes the phrase and the session macaroon from text that came from the network (node, mailbox,
+   * socket errors) before it reaches a log or an error. Single words are left alone: they are ordinary
+   * English, and blanking them would tell a reader which words the phrase contains.
+   */
   private scrub(text: string): string {
-    let out = text;
+    let out = text.replace(this.phrasePattern, '[pairing phrase]');
     if (this.macaroonHex) out = out.split(this.macaroonHex).join('[macaroon]');
-    for (const w of this.scrubWords) out = out.replace(new RegExp(`\\b${w}\\b`, 'gi'), '[word]');
     return out;
   }
 

@@ -12,6 +12,8 @@ export const NACK = 0x04;
 export const FIN = 0x05;
 export const SYNACK = 0x06;
 export const DEFAULT_N = 20;
+/** Largest message reassembled from chunks (LNC's Go side sends each message as one chunk). */
+export const MAX_MESSAGE = 1024 * 1024;
 
 export type Packet =
   | { type: 'syn'; n: number }
@@ -84,6 +86,7 @@ export class GbnConn {
   private nextSeq = 0;
   private recvSeq = 0;
   private chunks: Buffer[] = [];
+  private chunkBytes = 0;
   private lastNack: { seq: number; at: number } | undefined;
   private readonly resendTimer: Timer = { ref: undefined };
   private readonly pingTimer: Timer = { ref: undefined };
@@ -233,7 +236,10 @@ export class GbnConn {
       this.recvSeq = (this.recvSeq + 1) % this.s;
       if (p.ping) return;
       this.chunks.push(Buffer.from(p.payload));
+      this.chunkBytes += p.payload.length;
+      if (this.chunkBytes > MAX_MESSAGE) return this.close('go-back-n message larger than allowed', true);
       if (!p.final) return;
+      this.chunkBytes = 0;
       const msg = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
       this.chunks = [];
       this.o.onMessage(msg);

@@ -53,7 +53,8 @@ export class GrpcOverStream {
   onDead: (why: string) => void = () => {};
 
   constructor(stream: Duplex, private readonly metadata: Record<string, string>, authority: string) {
-    this.session = http2.connect(`http://${authority}`, { createConnection: () => stream as never });
+    // No server push: the node only ever answers calls.
+    this.session = http2.connect(`http://${authority}`, { createConnection: () => stream as never, settings: { enablePush: false } });
     const end = (why: string): void => {
       if (this.dead) return;
       this.dead = why;
