@@ -165,7 +165,7 @@ test('node vanishing mid-call: the call fails within its budget, the backend rec
   const n = await node();
   const dir = dataDir();
   const b = backend(n.phrase, dir, 1500);
-  await b.check!();
+  await waitFor('the first connection', () => b.check!(), { timeoutMs: 20_000, intervalMs: 100 });
   n.vanishOnNextCall();
   const err = await rejection(b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 }));
   assert.match(err.message, /AddInvoice: no answer within 1500 ms/);

@@ -18,10 +18,10 @@ import type { AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
 import WebSocket, { WebSocketServer } from 'ws';
-import { decodeMsgData, encodeMsgData, knownKeysSid } from '../../src/rails/lightning/lnc/conn.js';
+import { decodeMsgData, encodeMsgData, knownKeysSid, SealedWriter } from '../../src/rails/lightning/lnc/conn.js';
 import { GbnConn } from '../../src/rails/lightning/lnc/gbn.js';
 import { RECEIVE_PATH, SEND_PATH, streamIds } from '../../src/rails/lightning/lnc/mailbox.js';
-import { Handshake, MAX_NOISE_MESSAGE, newPrivateKey, type NoiseTransport } from '../../src/rails/lightning/lnc/noise.js';
+import { Handshake, newPrivateKey, type NoiseTransport } from '../../src/rails/lightning/lnc/noise.js';
 import { pairingSid, phraseToEntropy, stretchEntropy } from '../../src/rails/lightning/lnc/phrase.js';
 import { encodeMacaroon, mintMacaroon } from '../../src/protocol/macaroon.js';
 import { makeSelfSignedCert, type LndPeer } from './lnd-peer.js';
@@ -29,6 +29,11 @@ import { makeSelfSignedCert, type LndPeer } from './lnd-peer.js';
 const MAX_QUEUE = 1000;
 
 interface Stream {
+  /** Messages waiting for a rate-limiter token. */
+  limited: Buffer[];
+  tokens: number;
+  refilledAt: number;
+  timer: NodeJS.Timeout | undefined;
   queue: Buffer[];
   /** A websocket reader (the client) or an in-process one (the node). */
   reader: WebSocket | ((b: Buffer) => void) | undefined;
@@ -54,7 +59,12 @@ export interface Mailbox {
   stop(): Promise<void>;
 }
 
-export async function startMailbox(dir: string): Promise<Mailbox> {
+/**
+ * `rate`: aperture's per-stream limiter (one message per 500 ms after a burst of 10; writers wait, nothing
+ * is dropped). LNC clients have to live with it, so the tests do too unless they say otherwise.
+ */
+export async function startMailbox(dir: string, opts: { rate?: { everyMs: number; burst: number } } = {}): Promise<Mailbox> {
+  const rate = opts.rate ?? { everyMs: 500, burst: 10 };
   const { certPath, keyPath } = makeSelfSignedCert(dir, 'mailbox');
   const streams = new Map<string, Stream>();
   const key = (sid: Buffer): string => sid.toString('base64');
@@ -65,6 +75,28 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
     res.writeHead(404).end();
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 512 * 1024 });
+  const newStream = (): Stream => ({ limited: [], tokens: rate.burst, refilledAt: Date.now(), timer: undefined, queue: [], reader: undefined });
+  /** Passes a written message on once the stream's limiter allows it. */
+  const admit = (s: Stream, msg: Buffer, sidB64: string): void => {
+    if (s.limited.length >= MAX_QUEUE) return;
+    s.limited.push(msg);
+    pump(s, sidB64);
+  };
+  const pump = (s: Stream, sidB64: string): void => {
+    const now = Date.now();
+    s.tokens = Math.min(rate.burst, s.tokens + (now - s.refilledAt) / rate.everyMs);
+    s.refilledAt = now;
+    while (s.limited.length && s.tokens >= 1) {
+      s.tokens -= 1;
+      deliver(s, s.limited.shift()!, sidB64);
+    }
+    if (s.limited.length && !s.timer) {
+      s.timer = setTimeout(() => {
+        s.timer = undefined;
+        if (streams.get(sidB64) === s) pump(s, sidB64);
+      }, Math.ceil((1 - s.tokens) * rate.everyMs));
+    }
+  };
   const deliver = (s: Stream, msg: Buffer, sidB64: string): void => {
     if (typeof s.reader === 'function') return s.reader(msg);
     if (s.reader && s.reader.readyState === WebSocket.OPEN) {
@@ -120,7 +152,7 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
           const s = streams.get(sid);
           if (!s) return fail(ws, 5, 'stream not found');
           if (typeof box.msg !== 'string') return fail(ws, 3, 'missing msg');
-          deliver(s, Buffer.from(box.msg, 'base64'), sid);
+          admit(s, Buffer.from(box.msg, 'base64'), sid);
         });
       }
     });
@@ -133,11 +165,12 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
     caPath: certPath,
     upgrades,
     createStream(sid) {
-      if (!streams.has(key(sid))) streams.set(key(sid), { queue: [], reader: undefined });
+      if (!streams.has(key(sid))) streams.set(key(sid), newStream());
     },
     deleteStream(sid) {
       const s = streams.get(key(sid));
       if (s && s.reader && typeof s.reader !== 'function') s.reader.close(1000);
+      if (s?.timer) clearTimeout(s.timer);
       streams.delete(key(sid));
     },
     hasStream: (sid) => streams.has(key(sid)),
@@ -153,7 +186,7 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
     },
     write(sid, msg) {
       const s = streams.get(key(sid));
-      if (s) deliver(s, msg, key(sid));
+      if (s) admit(s, msg, key(sid));
     },
     down() {
       isDown = true;
@@ -163,6 +196,7 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
       isDown = false;
     },
     async stop() {
+      for (const s of streams.values()) clearTimeout(s.timer);
       for (const ws of sockets) ws.terminate();
       wss.close();
       await new Promise<void>((r) => server.close(() => r()));
@@ -172,8 +206,10 @@ export async function startMailbox(dir: string): Promise<Mailbox> {
 
 /** The node's end of one connection: gbn server → data messages → Noise responder → HTTP/2 server. */
 class NodeStream extends Duplex {
+  private readonly writer: SealedWriter;
   constructor(private readonly gbn: GbnConn, private readonly noise: NoiseTransport) {
     super({ allowHalfOpen: false });
+    this.writer = new SealedWriter(noise, (m) => gbn.send(m), (err) => this.destroy(err));
   }
   deliver(payload: Buffer): void {
     try {
@@ -183,16 +219,9 @@ class NodeStream extends Duplex {
     }
   }
   override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      for (let off = 0; off < chunk.length; off += MAX_NOISE_MESSAGE) {
-        const [h, b] = this.noise.seal(chunk.subarray(off, off + MAX_NOISE_MESSAGE));
-        this.gbn.send(encodeMsgData(h));
-        this.gbn.send(encodeMsgData(b));
-      }
-      cb();
-    } catch (err) {
-      cb(err as Error);
-    }
+    if (this.gbn.closed) return cb(new Error('closed'));
+    this.writer.write(chunk);
+    cb();
   }
   override _read(): void {}
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -400,7 +429,8 @@ export async function startLncNode(mailbox: Mailbox, lnd: LndPeer, opts: { phras
     async stop() {
       stopped = true;
       resetConn();
-      upstream.close();
+      // Abruptly: a call left hanging (vanish knobs) must not keep the lnd peer from stopping.
+      upstream.destroy();
       h2.close();
     },
   };

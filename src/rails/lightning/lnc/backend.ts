@@ -74,6 +74,8 @@ export class LncBackend implements LightningBackend {
   private nextAttemptAt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Aborts a connection attempt in progress when the backend closes. */
+  private readonly closing = new AbortController();
   private readonly backoff: { min: number; max: number };
   private readonly phrasePattern: RegExp;
   private macaroonHex: string | undefined;
@@ -114,6 +116,7 @@ export class LncBackend implements LightningBackend {
     const p = (async (): Promise<Live> => {
       if (pairing) this.stretched ??= stretchEntropy(this.entropy);
       const opened = await openLncConnection({
+        signal: this.closing.signal,
         mailbox: this.o.mailbox,
         entropy: this.entropy,
         stretched: () => this.stretched!,
@@ -205,39 +208,50 @@ export class LncBackend implements LightningBackend {
     }
   }
 
-  /** The live connection, waiting for one being opened within `deadline`; never longer. */
+  /**
+   * The live connection. Waits, never past `deadline`, for one being opened or for the next attempt when
+   * that is due before the deadline; otherwise fails at once with the last reason (the gate's 503).
+   */
   private async grpc(deadline: number, signal?: AbortSignal): Promise<GrpcOverStream> {
-    if (this.closed) throw new BackendCallError('lnc: backend is closed');
-    if (this.live && !this.live.grpc.closedReason) return this.live.grpc;
-    if (this.live) this.dropped(this.live, this.live.grpc.closedReason ?? 'closed');
-    if (!this.connecting) {
-      const wait = this.nextAttemptAt - Date.now();
-      if (wait > 0 && this.lastError) {
-        throw new BackendCallError(`lnc: not connected to the node: ${this.lastError}; next attempt in ${Math.ceil(wait / 1000)} s`);
+    for (;;) {
+      if (this.closed) throw new BackendCallError('lnc: backend is closed');
+      if (signal?.aborted) throw new BackendCallError('lnc: aborted by the caller');
+      if (this.live && !this.live.grpc.closedReason) return this.live.grpc;
+      if (this.live) this.dropped(this.live, this.live.grpc.closedReason ?? 'closed');
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new BackendCallError(`lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`);
       }
-      void this.startConnect().catch(() => {});
+      let pending: Promise<unknown>;
+      if (this.connecting) {
+        pending = this.connecting;
+      } else {
+        const wait = this.nextAttemptAt - Date.now();
+        if (wait > left && this.lastError) {
+          throw new BackendCallError(`lnc: not connected to the node: ${this.lastError}; next attempt in ${Math.ceil(wait / 1000)} s`);
+        }
+        if (wait > 0) {
+          pending = new Promise((r) => setTimeout(r, wait));
+        } else {
+          pending = this.startConnect();
+        }
+      }
+      await this.within(pending, deadline, signal);
     }
-    const pending = this.connecting!;
-    const left = deadline - Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      const live = await Promise.race([
-        pending,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new BackendCallError(`lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`)), Math.max(0, left));
-          onAbort = () => reject(new BackendCallError('lnc: aborted by the caller'));
-          signal?.addEventListener('abort', onAbort, { once: true });
-        }),
-      ]);
-      return live.grpc;
-    } catch (err) {
-      if (err instanceof BackendCallError) throw err;
-      throw new BackendCallError(`lnc: not connected to the node: ${this.lastError ?? this.scrub((err as Error).message)}`);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
-    }
+  }
+
+  /** Settles when `p` does (either way), the deadline passes or the caller aborts. */
+  private within(p: Promise<unknown>, deadline: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      signal?.addEventListener('abort', done, { once: true });
+      p.then(done, done);
+    });
   }
 
   private async call(method: LncMethod, req: object, signal?: AbortSignal): Promise<Record<string, unknown>> {
@@ -357,6 +371,7 @@ export class LncBackend implements LightningBackend {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     clearTimeout(this.retryTimer);
     this.live?.close();
     this.live = undefined;

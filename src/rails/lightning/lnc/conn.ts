@@ -41,10 +41,53 @@ export class LncConnectError extends Error {
   }
 }
 
+/**
+ * Writes to the encrypted stream are gathered until the end of the current tick and sent as one noise
+ * message (header and body in one data message, which Go's reader takes as the byte stream it is): the
+ * mailbox rate-limits each stream (aperture: one message per 500 ms after a burst of 10), so every
+ * go-back-N packet saved is latency saved.
+ */
+export class SealedWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private scheduled = false;
+
+  constructor(private readonly noise: NoiseTransport, private readonly send: (msg: Buffer) => void, private readonly onError: (err: Error) => void) {}
+
+  write(chunk: Buffer): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= MAX_NOISE_MESSAGE) return this.flush();
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (!this.pending.length) return;
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      for (let off = 0; off < all.length; off += MAX_NOISE_MESSAGE) {
+        const [head, body] = this.noise.seal(all.subarray(off, off + MAX_NOISE_MESSAGE));
+        this.send(encodeMsgData(Buffer.concat([head, body])));
+      }
+    } catch (err) {
+      this.onError(err as Error);
+    }
+  }
+}
+
 /** The encrypted stream; `onClosed` reasons never carry secrets. */
 export class LncStream extends Duplex {
+  private readonly writer: SealedWriter;
+
   constructor(private readonly gbn: GbnConn, private readonly link: MailboxLink, private readonly noise: NoiseTransport) {
     super({ allowHalfOpen: false });
+    this.writer = new SealedWriter(noise, (m) => gbn.send(m), (err) => this.destroy(err));
   }
 
   /** Called with each data message once the handshake is over. */
@@ -60,16 +103,9 @@ export class LncStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      for (let off = 0; off < chunk.length; off += MAX_NOISE_MESSAGE) {
-        const [head, body] = this.noise.seal(chunk.subarray(off, off + MAX_NOISE_MESSAGE));
-        this.gbn.send(encodeMsgData(head));
-        this.gbn.send(encodeMsgData(body));
-      }
-      cb();
-    } catch (err) {
-      cb(err as Error);
-    }
+    if (this.gbn.closed) return cb(new Error('LNC connection closed'));
+    this.writer.write(chunk);
+    cb();
   }
 
   override _read(): void {}
@@ -105,7 +141,9 @@ export async function openLncConnection(o: OpenOptions): Promise<OpenedConnectio
   const pattern = o.remotePub ? 'KK' : 'XX';
   const stretched = pattern === 'XX' ? await o.stretched() : undefined;
   const sid = sessionSid(o.entropy, o.localPriv, o.remotePub);
-  const link = await withTimeout(MailboxLink.open(o.mailbox, streamIds(sid), o.timeoutMs), o.timeoutMs, o.signal, () => {});
+  const opening = MailboxLink.open(o.mailbox, streamIds(sid), o.timeoutMs);
+  // Given up on (timeout, close): a link that opens later is closed at once.
+  const link = await withTimeout(opening, o.timeoutMs, o.signal, () => void opening.then((l) => l.close(), () => {}));
   const inbox: Buffer[] = [];
   let wake: (() => void) | undefined;
   let failure: LncConnectError | undefined;
@@ -207,6 +245,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefin
       onTimeout();
       reject(new LncConnectError('closed', 'aborted'));
     };
+    if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort); resolve(v); },
