@@ -5,10 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
 import { BackendCallError, type LightningBackend } from '../../src/rails/lightning/backend.js';
 import { createLncBackend, lncConfigSchema } from '../../src/rails/lightning/lnc.js';
 import { phraseToEntropy } from '../../src/rails/lightning/lnc/phrase.js';
@@ -17,7 +19,8 @@ import { createLogger } from '../../src/util/log.js';
 import { startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
 import { randomPhrase, startLncNode, startMailbox, type LncNode, type Mailbox } from '../peers/lnc-peer.js';
 import { Cleanup, http1, requireTool, waitFor } from './harness.js';
-import { startStack } from './gate-fixture.js';
+import { startStack, TEST_ROOT_KEY } from './gate-fixture.js';
+import { l402dArgs } from './gate-process.js';
 
 const cleanup = new Cleanup();
 let lnd: LndPeer;
@@ -234,6 +237,30 @@ test('mailbox down: bounded 503 with Retry-After through nginx, then recovery on
   } finally {
     await stackCleanup.run();
   }
+});
+
+test('l402d doctor pairs through the mailbox with the phrase from the environment, reports the node, prints no secret', async () => {
+  const n = await node();
+  const dir = dataDir();
+  const cfgPath = join(dir, 'l402.yaml');
+  writeFileSync(cfgPath, [
+    'listen: 127.0.0.1:18402',
+    `data_dir: ${dir}`,
+    `root_key: ${TEST_ROOT_KEY}`,
+    'timeouts: { backend_ms: 8000, render_ms: 9000 }',
+    `lightning: { type: lnc, pairing_phrase: "\${LNC_PAIRING_PHRASE}", mailbox_server: ${mailbox.address}, mailbox_tls_ca_path: ${mailbox.caPath} }`,
+    'routes:',
+    '  - { match: /premium, amount_msat: 1000, auto_detect_payment: true }',
+    '',
+  ].join('\n'));
+  const run = promisify(execFile);
+  const r = await run(process.execPath, l402dArgs('doctor', '--config', cfgPath), { env: { ...process.env, L402_CONFIG: '', LNC_PAIRING_PHRASE: n.phrase }, timeout: 60_000 }).catch((e: { stdout: string; stderr: string }) => e);
+  assert.match(r.stdout, /ok {3}lightning: lnc: lnd "lnc-node" \(.*\) on regtest, .*via LNC mailbox/, r.stdout + r.stderr);
+  assert.ok(!/auto-detect/.test(r.stdout), 'lnc supports settlement lookups');
+  assert.deepEqual(n.handshakes, ['XX']);
+  // The daemon that later starts on the same data dir reuses the keys doctor paired.
+  rememberSessionKeys(dir);
+  errors.push(r.stdout, r.stderr);
 });
 
 test('no secret (phrase, its words, session keys, macaroons) in any log line or error of this file', () => {
