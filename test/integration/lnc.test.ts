@@ -164,6 +164,24 @@ test('the session macaroon is sent on every call; a session without the permissi
   await b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 });
 });
 
+test('a second client on the same session (doctor while l402d runs) gets a clear "in use" error; the first keeps working', async () => {
+  const n = await node();
+  const dir = dataDir();
+  const pairing = backend(n.phrase, dir);
+  await pairing.check!();
+  await pairing.close();
+  // l402d restarted: it runs on the session keys (KK streams) now.
+  const running = backend(n.phrase, dir);
+  await waitFor('the reconnect on the session keys', () => running.check!(), { timeoutMs: 20_000, intervalMs: 100 });
+  const second = backend(n.phrase, dir, 1500);
+  const err = await rejection(second.check!());
+  assert.match(err.message, /another client is connected to this LNC session \(a second l402d, workers > 1, or l402d doctor while l402d runs\)/);
+  await second.close();
+  const inv = await running.createInvoice({ amountMsat: 3000, memo: 'still here', expirySecs: 60 });
+  assert.ok(lnd.issued.has(inv.paymentHash.toString('hex')));
+  rememberSessionKeys(dir);
+});
+
 test('node vanishing mid-call: the call fails within its budget, the backend reconnects once the node is back', async () => {
   const n = await node();
   const dir = dataDir();

@@ -37,6 +37,8 @@ interface Stream {
   queue: Buffer[];
   /** A websocket reader (the client) or an in-process one (the node). */
   reader: WebSocket | ((b: Buffer) => void) | undefined;
+  /** The one send socket allowed to write this stream (aperture hands out one write end at a time). */
+  writer: WebSocket | undefined;
 }
 
 export interface Mailbox {
@@ -75,7 +77,7 @@ export async function startMailbox(dir: string, opts: { rate?: { everyMs: number
     res.writeHead(404).end();
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 512 * 1024 });
-  const newStream = (): Stream => ({ limited: [], tokens: rate.burst, refilledAt: Date.now(), timer: undefined, queue: [], reader: undefined });
+  const newStream = (): Stream => ({ limited: [], tokens: rate.burst, refilledAt: Date.now(), timer: undefined, queue: [], reader: undefined, writer: undefined });
   /** Passes a written message on once the stream's limiter allows it. */
   const admit = (s: Stream, msg: Buffer, sidB64: string): void => {
     if (s.limited.length >= MAX_QUEUE) return;
@@ -132,7 +134,7 @@ export async function startMailbox(dir: string, opts: { rate?: { everyMs: number
           }
           const s = streams.get(sid);
           if (!s) return fail(ws, 5, 'stream not found');
-          if (s.reader) return fail(ws, 6, 'stream occupied');
+          if (s.reader) return fail(ws, 6, 'read stream occupied');
           s.reader = ws;
           attached = s;
           for (const m of s.queue.splice(0)) deliver(s, m, sid);
@@ -152,6 +154,13 @@ export async function startMailbox(dir: string, opts: { rate?: { everyMs: number
           const s = streams.get(sid);
           if (!s) return fail(ws, 5, 'stream not found');
           if (typeof box.msg !== 'string') return fail(ws, 3, 'missing msg');
+          if (s.writer && s.writer !== ws && s.writer.readyState === WebSocket.OPEN) return fail(ws, 6, 'write stream occupied');
+          if (s.writer !== ws) {
+            s.writer = ws;
+            ws.on('close', () => {
+              if (s.writer === ws) s.writer = undefined;
+            });
+          }
           admit(s, Buffer.from(box.msg, 'base64'), sid);
         });
       }

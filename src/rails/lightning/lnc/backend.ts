@@ -130,6 +130,7 @@ export class LncBackend implements LightningBackend {
       }
       if (pairing && opened.remotePub) {
         this.session = { localPriv: this.session.localPriv, remotePub: opened.remotePub };
+        this.stretched = undefined; // the phrase's secret has done its one job
         try {
           saveRemoteKey(this.path, this.tag, this.session);
         } catch (err) {
