@@ -14,6 +14,7 @@ export const SYNACK = 0x06;
 export const DEFAULT_N = 20;
 /** Largest message reassembled from chunks (LNC's Go side sends each message as one chunk). */
 export const MAX_MESSAGE = 1024 * 1024;
+const MAX_RESEND_MS = 30_000;
 
 export type Packet =
   | { type: 'syn'; n: number }
@@ -81,7 +82,11 @@ export class GbnConn {
   private handshakeWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private synSent = false;
   /** Unacknowledged packets, oldest first. */
-  private inflight: Array<{ seq: number; final: boolean; ping: boolean; payload: Buffer }> = [];
+  private inflight: Array<{ seq: number; final: boolean; ping: boolean; payload: Buffer; sentAt: number; resent: boolean }> = [];
+  /** Current resend timeout: 5 × the smoothed round trip (the mailbox may hold packets back), boosted on resends. */
+  private resendMs: number;
+  private srtt: number | undefined;
+  private lastResendAt = 0;
   private backlog: Array<{ final: boolean; ping: boolean; payload: Buffer }> = [];
   private nextSeq = 0;
   private recvSeq = 0;
@@ -101,6 +106,7 @@ export class GbnConn {
     };
     this.n = this.o.n;
     this.s = this.n + 1;
+    this.resendMs = this.o.resendMs;
   }
 
   get closed(): boolean {
@@ -148,10 +154,10 @@ export class GbnConn {
   private pump(): void {
     while (this.state === 'open' && this.backlog.length && this.inflight.length < this.n) {
       const next = this.backlog.shift()!;
-      const pkt = { seq: this.nextSeq, ...next };
+      const pkt = { seq: this.nextSeq, ...next, sentAt: Date.now(), resent: false };
       this.nextSeq = (this.nextSeq + 1) % this.s;
       this.inflight.push(pkt);
-      this.raw({ type: 'data', ...pkt });
+      this.raw({ type: 'data', seq: pkt.seq, final: pkt.final, ping: pkt.ping, payload: pkt.payload });
       if (!this.resendTimer.ref) this.armResend();
     }
   }
@@ -162,12 +168,28 @@ export class GbnConn {
     this.resendTimer.ref = setTimeout(() => {
       this.resendTimer.ref = undefined;
       this.resendAll();
-    }, this.o.resendMs);
+    }, this.resendMs);
   }
 
   private resendAll(): void {
-    for (const p of this.inflight) this.raw({ type: 'data', ...p });
+    const now = Date.now();
+    // Like Go's queue: never resend the window more often than the handshake timeout.
+    if (now - this.lastResendAt >= Math.min(this.o.handshakeMs, this.resendMs)) {
+      this.lastResendAt = now;
+      for (const p of this.inflight) {
+        p.resent = true;
+        this.raw({ type: 'data', seq: p.seq, final: p.final, ping: p.ping, payload: p.payload });
+      }
+      this.resendMs = Math.min(MAX_RESEND_MS, Math.round(this.resendMs * 1.5));
+    }
     this.armResend();
+  }
+
+  /** A round-trip sample from a packet acknowledged without having been resent. */
+  private sample(sentAt: number): void {
+    const rtt = Date.now() - sentAt;
+    this.srtt = this.srtt === undefined ? rtt : 0.8 * this.srtt + 0.2 * rtt;
+    this.resendMs = Math.min(MAX_RESEND_MS, Math.max(this.o.resendMs, Math.round(5 * this.srtt)));
   }
 
   private armPing(): void {
@@ -254,6 +276,8 @@ export class GbnConn {
   private receiveAck(seq: number): void {
     const idx = this.inflight.findIndex((p) => p.seq === seq);
     if (idx < 0) return;
+    const acked = this.inflight[idx]!;
+    if (!acked.resent) this.sample(acked.sentAt);
     // Cumulative: everything up to and including seq is through.
     this.inflight.splice(0, idx + 1);
     this.armResend();
