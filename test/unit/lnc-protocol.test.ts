@@ -18,6 +18,8 @@ const V = JSON.parse(readFileSync(new URL('./lnc-go-vectors.json', import.meta.u
   phrase: string; entropy: string; stretched: string; sid_pairing: string; sid_known_keys: string;
   initiator_static: string; responder_static: string; initiator_ephemeral: string; responder_ephemeral: string;
   auth_data: string; masked_initiator_ephemeral: string; xx: Run; kk: Run;
+  /** The same pairing against Go responders that speak at most handshake version 0 / 1. */
+  xx_responder_v0: Run; xx_responder_v1: Run;
 };
 const hex = (h: string): Buffer => Buffer.from(h, 'hex');
 const iPriv = hex(V.initiator_static);
@@ -68,17 +70,22 @@ test('SPAKE2 mask matches Go and unmasks back; a wrong secret unmasks to another
   assert.throws(() => ekeUnmask(Buffer.alloc(33, 7), hex(V.stretched)), NoiseError);
 });
 
-function parties(pattern: Pattern, stretched = hex(V.stretched)): { ini: Handshake; res: Handshake } {
+function parties(pattern: Pattern, stretched = hex(V.stretched), responderMax = 2): { ini: Handshake; res: Handshake } {
   const common = pattern === 'XX' ? { stretched } : {};
   const ini = new Handshake({ initiator: true, pattern, localPriv: iPriv, remotePub: pattern === 'KK' ? publicKeyOf(rPriv) : undefined, ephemeral: () => hex(V.initiator_ephemeral), ...common });
-  const res = new Handshake({ initiator: false, pattern, localPriv: rPriv, remotePub: pattern === 'KK' ? publicKeyOf(iPriv) : undefined, authData: hex(V.auth_data), ephemeral: () => hex(V.responder_ephemeral), ...common });
+  const res = new Handshake({ initiator: false, pattern, localPriv: rPriv, remotePub: pattern === 'KK' ? publicKeyOf(iPriv) : undefined, authData: hex(V.auth_data), ephemeral: () => hex(V.responder_ephemeral), maxVersion: responderMax, ...common });
   return { ini, res };
 }
 
-for (const pattern of ['XX', 'KK'] as const) {
-  const run = pattern === 'XX' ? V.xx : V.kk;
+const RUNS = [
+  { name: 'XX', pattern: 'XX', run: V.xx, responderMax: 2 },
+  { name: 'KK', pattern: 'KK', run: V.kk, responderMax: 2 },
+  { name: 'XX with a version-0 responder', pattern: 'XX', run: V.xx_responder_v0, responderMax: 0 },
+  { name: 'XX with a version-1 responder', pattern: 'XX', run: V.xx_responder_v1, responderMax: 1 },
+] as const;
 
-  test(`${pattern}: our initiator writes Go's acts byte for byte and reads Go's responder`, () => {
+for (const { name, pattern, run, responderMax } of RUNS) {
+  test(`${name}: our initiator writes Go's acts byte for byte and reads Go's responder`, () => {
     const { ini } = parties(pattern);
     for (const [i, act] of run.acts.entries()) {
       if (ini.ourTurn) assert.equal(ini.writeAct().toString('hex'), act, `act ${i + 1}`);
@@ -97,8 +104,8 @@ for (const pattern of ['XX', 'KK'] as const) {
     assert.deepEqual(t.open(hex(run.responder_reply)).map(String), ['reply']);
   });
 
-  test(`${pattern}: our responder writes Go's acts byte for byte and reads Go's initiator`, () => {
-    const { res } = parties(pattern);
+  test(`${name}: our responder writes Go's acts byte for byte and reads Go's initiator`, () => {
+    const { res } = parties(pattern, hex(V.stretched), responderMax);
     for (const [i, act] of run.acts.entries()) {
       if (res.ourTurn) assert.equal(res.writeAct().toString('hex'), act, `act ${i + 1}`);
       else res.readAct(hex(act));
