@@ -18,7 +18,7 @@ import { SESSION_FILE } from '../../src/rails/lightning/lnc/session.js';
 import { createLogger } from '../../src/util/log.js';
 import { startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
 import { randomPhrase, startLncNode, startMailbox, type LncNode, type Mailbox } from '../peers/lnc-peer.js';
-import { Cleanup, http1, requireTool, waitFor } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, waitFor } from './harness.js';
 import { startStack, TEST_ROOT_KEY } from './gate-fixture.js';
 import { l402dArgs } from './gate-process.js';
 
@@ -145,6 +145,19 @@ test('wrong phrase: a clear error naming the key, never the phrase, and no hands
   assert.equal(err.retryable, true, 'the gate answers 503 and keeps retrying in the background');
   const check = await rejection(b.check!());
   assert.match(check.message, /lightning\.pairing_phrase/);
+  assert.deepEqual(n.handshakes, []);
+});
+
+test('mailbox unreachable or not trusted: a clear error naming lightning.mailbox_server, within the budget', async () => {
+  const n = await node();
+  const closed = await freePort();
+  const nothing = createLncBackend(lncConfigSchema.parse({ type: 'lnc', pairing_phrase: n.phrase, mailbox_server: `127.0.0.1:${closed}` }), { configDir: '/', dataDir: dataDir(), log: createLogger('debug', sink()), timeoutMs: 1500 });
+  cleanup.add(() => nothing.close(), 'close lnc backend');
+  assert.match((await rejection(nothing.check!())).message, /lightning\.mailbox_server: cannot connect to the mailbox 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  // The test mailbox's self-signed certificate without mailbox_tls_ca_path: TLS refuses it.
+  const untrusted = createLncBackend(lncConfigSchema.parse({ type: 'lnc', pairing_phrase: n.phrase, mailbox_server: mailbox.address }), { configDir: '/', dataDir: dataDir(), log: createLogger('debug', sink()), timeoutMs: 1500 });
+  cleanup.add(() => untrusted.close(), 'close lnc backend');
+  assert.match((await rejection(untrusted.check!())).message, /lightning\.mailbox_server: cannot connect to the mailbox .*certificate/);
   assert.deepEqual(n.handshakes, []);
 });
 

@@ -143,7 +143,10 @@ export async function openLncConnection(o: OpenOptions): Promise<OpenedConnectio
   const sid = sessionSid(o.entropy, o.localPriv, o.remotePub);
   const opening = MailboxLink.open(o.mailbox, streamIds(sid), o.timeoutMs);
   // Given up on (timeout, close): a link that opens later is closed at once.
-  const link = await withTimeout(opening, o.timeoutMs, o.signal, () => void opening.then((l) => l.close(), () => {}));
+  const link = await withTimeout(opening, o.timeoutMs, o.signal, () => void opening.then((l) => l.close(), () => {})).catch((err: unknown) => {
+    if (err instanceof MailboxError) throw new LncConnectError(err.kind === 'unreachable' ? 'unreachable' : 'closed', err.message);
+    throw err;
+  });
   const inbox: Buffer[] = [];
   let wake: (() => void) | undefined;
   let failure: LncConnectError | undefined;
