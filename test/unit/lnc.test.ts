@@ -2,13 +2,15 @@
 // pairing phrase (a bearer credential) kept out of every message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   createLncBackend, lncConfigSchema, lncFromLegacyEnv, LNC_DEFAULT_MAILBOX, wantsLncFromLegacyEnv,
 } from '../../src/rails/lightning/lnc.js';
 import { parseConfig } from '../../src/policy/config.js';
+import { phraseToEntropy } from '../../src/rails/lightning/lnc/phrase.js';
+import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath } from '../../src/rails/lightning/lnc/session.js';
 import { createLogger } from '../../src/util/log.js';
 
 // Words chosen so none of them occurs in any message by accident.
@@ -91,4 +93,40 @@ test('config: workers > 1 with lnc is refused (one session serves one client), n
     return true;
   });
   assert.equal(parseConfig(yaml(1), { env: {} }).lightning.type, 'lnc');
+});
+
+test('session file: kept per phrase and mailbox, 0600, replaced (never reused) for another phrase or when corrupt', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-lnc-session-'));
+  try {
+    const path = sessionPath(join(dir, 'data'));
+    const tag = pairingTag(phraseToEntropy(PHRASE), 'mailbox.example:443');
+    const first = loadOrCreateSession(path, tag);
+    assert.equal(first.fresh, true);
+    assert.equal(first.remotePub, undefined);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'data')).mode & 0o777, 0o700);
+    const remote = Buffer.from(`02${'11'.repeat(32)}`, 'hex');
+    saveRemoteKey(path, tag, { localPriv: first.localPriv, remotePub: remote });
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const again = loadOrCreateSession(path, tag);
+    assert.equal(again.fresh, false);
+    assert.ok(again.localPriv.equals(first.localPriv) && again.remotePub!.equals(remote));
+    const text = readFileSync(path, 'utf8');
+    assertNoPhrase(text, 'session file');
+    assert.ok(!text.includes(phraseToEntropy(PHRASE).toString('hex')));
+    // Same phrase, other mailbox; or another phrase: a new pairing with a new key.
+    for (const other of [pairingTag(phraseToEntropy(PHRASE), 'mailbox.other:443'), pairingTag(phraseToEntropy('zoo zero zone one two three six seven eight ten'), 'mailbox.example:443')]) {
+      const s = loadOrCreateSession(path, other);
+      assert.equal(s.fresh, true);
+      assert.equal(s.replaced, true);
+      assert.ok(!s.localPriv.equals(first.localPriv));
+      assert.equal(s.remotePub, undefined);
+    }
+    writeFileSync(path, '{ not json');
+    const corrupt = loadOrCreateSession(path, tag);
+    assert.equal(corrupt.fresh, true);
+    assert.equal(corrupt.replaced, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
