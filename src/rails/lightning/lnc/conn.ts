@@ -88,6 +88,8 @@ export class LncStream extends Duplex {
   constructor(private readonly gbn: GbnConn, private readonly link: MailboxLink, private readonly noise: NoiseTransport) {
     super({ allowHalfOpen: false });
     this.writer = new SealedWriter(noise, (m) => gbn.send(m), (err) => this.destroy(err));
+    // Failures surface through 'close' (the backend reconnects); an unheard 'error' must not end the process.
+    this.on('error', () => {});
   }
 
   /** Called with each data message once the handshake is over. */
