@@ -412,6 +412,9 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   if (c.workers !== 1 && c.store.type === 'memory') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: several processes need a shared store (sqlite or redis), not memory`);
   }
+  if (c.workers !== 1 && c.lightning?.type === 'lnc') {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: an LNC session serves one client at a time; use workers: 1 with lightning.type lnc`);
+  }
   if (c.metrics && c.metrics.listen === c.listen) {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['metrics', 'listen']) ?? '?'}: metrics.listen: must differ from listen (keep metrics off the gate's address)`);
   }
