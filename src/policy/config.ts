@@ -11,6 +11,7 @@ import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightnin
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from './budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
+import { checkSchemes, defaultSchemes, PAYMENT_SCHEMES, railsOf } from './schemes.js';
 
 export class ConfigError extends Error {}
 
@@ -38,6 +39,7 @@ const routeSchema = z
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
     rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
+    schemes: z.array(z.enum(PAYMENT_SCHEMES)).min(1).optional(),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -61,6 +63,7 @@ const routeSchema = z
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
+    checkSchemes(r, access, ctx);
   })
   .transform((r) => ({
     match: r.match,
@@ -75,7 +78,9 @@ const routeSchema = z
     paymentPage: r.payment_page,
     lnurlAddr: r.lnurl_addr,
     /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
-    rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
+    rails: r.schemes ? railsOf(r.schemes) : (r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>)),
+    /** Which payment schemes this route offers (see policy/schemes.ts); Cashu only where a `cashu:` section exists. */
+    schemes: r.schemes ? [...new Set(r.schemes)] : defaultSchemes(r.rails ?? ['lightning', 'cashu']),
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
   }));
 

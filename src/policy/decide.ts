@@ -14,6 +14,7 @@ import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
+import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -28,7 +29,11 @@ export interface GateRequest {
    * nginx's own header (nginx mode) or by the standalone proxy; anything else means a random owner.
    */
   requestId?: string;
-  credentials: CredentialHeaders & { xCashu?: string };
+  /** The client's connection is HTTPS (nginx's $scheme, or standalone's own TLS): MPP and x402 need it. */
+  secure?: boolean;
+  /** The Host the client asked for (nginx's $host), when known: x402's resource.url. */
+  host?: string;
+  credentials: CredentialHeaders & { xCashu?: string; /** x402: PAYMENT-SIGNATURE (or X-PAYMENT). */ paymentSignature?: string };
 }
 
 export type InvalidReason =
@@ -46,7 +51,8 @@ export type InvalidReason =
   | 'malformed_caveat'
   | 'missing_preimage'
   | 'already_used'
-  | 'auto_detect_off';
+  | 'auto_detect_off'
+  | OtherSchemeReason;
 
 /** The Cashu rail as the core sees it (see rails/cashu). */
 export interface CashuAcceptor {
@@ -67,7 +73,7 @@ export interface CashuAcceptor {
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string] }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -99,6 +105,8 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
 };
 
 export interface DecideDeps {
+  /** The `realm` of MPP challenges (the service name by default). */
+  realm?: string;
   routes: RouteTable<RouteConfig>;
   service: string;
   /** Current master key first, then previous ones still accepted during a rotation. */
@@ -151,7 +159,7 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
-interface Clock {
+export interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
   signal: AbortSignal;
@@ -237,11 +245,18 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
     }
   }
-  const parsed = parseCredential(req.credentials);
-  if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
-  if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
-  const ngxKey = deps.ngxL402RootKey;
-  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  // MPP (Authorization: Payment) and x402 (PAYMENT-SIGNATURE), where the route offers them over HTTPS.
+  const other = otherSchemeOf(req, route);
+  let auth: Authenticated | Decision;
+  if (other) {
+    auth = await authenticateOtherScheme(other, { ...req, path: req.path }, route, deps, clock, nowSecs(deps));
+  } else {
+    const parsed = parseCredential(req.credentials);
+    if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
+    if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
+    const ngxKey = deps.ngxL402RootKey;
+    auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  }
   if ('outcome' in auth) return auth;
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
@@ -261,7 +276,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     } catch {
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (used !== undefined) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
     return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   }
   if (singleUse) {
@@ -301,14 +316,14 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       void abandonClaim(deps.store, key, mine);
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (!first) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.receipt ? { receipt: auth.receipt } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
-interface Authenticated {
+export interface Authenticated {
   tokenId: string;
   /** Unix seconds, if the credential expires: the earliest of all its expiry caveats (minted or appended). */
   validUntil?: number;
@@ -322,6 +337,10 @@ interface Authenticated {
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
+  /** The refusal when its single use is spent already (MPP and x402 name it in their own terms). */
+  usedReason?: InvalidReason;
+  /** A header for the client of the paid request (MPP's Payment-Receipt, x402's PAYMENT-RESPONSE). */
+  receipt?: [string, string];
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();

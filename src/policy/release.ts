@@ -15,6 +15,7 @@ import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './config.js';
 import { claimKey, type GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
+import { otherSchemeClaimKey } from './pay-schemes.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -24,6 +25,8 @@ export interface ReleaseDeps {
   /** The Cashu rail is configured. */
   cashu: boolean;
   ngxL402RootKey?: Buffer;
+  /** MPP's realm (the service name). */
+  realm?: string;
 }
 
 /**
@@ -47,8 +50,9 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     if (cashu.kind === 'malformed') return 'none';
   }
   const parsed = parseCredential(req.credentials);
-  if (parsed.kind !== 'l402') return 'none';
-  const key = claimKeyOf(parsed.credential.macaroon, deps);
+  const other = deps.realm === undefined ? undefined : otherSchemeClaimKey({ ...req, path: req.path }, route, deps.rootKeys, deps.realm);
+  if (parsed.kind !== 'l402' && other === undefined) return 'none';
+  const key = other ?? (parsed.kind === 'l402' ? claimKeyOf(parsed.credential.macaroon, deps) : undefined);
   if (key === undefined) return 'none';
   try {
     // Compare-and-delete on the exact value read: if another attempt at this same request took the claim

@@ -27,6 +27,25 @@ import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
+import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
+import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
+import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+
+interface OtherOffers {
+  /** The `WWW-Authenticate: Payment …` value. */
+  mpp?: string;
+  /** The PAYMENT-REQUIRED value. */
+  x402?: { header: string; amountMsat: number };
+}
+
+/** x402's `error` text for a refused PAYMENT-SIGNATURE (the spec puts it in PaymentRequired). */
+const X402_ERROR: Record<string, string> = {
+  x402_malformed_payment: 'PAYMENT-SIGNATURE is not a base64 x402 v2 payment payload',
+  x402_unknown_offer: 'the accepted offer was not issued by this server for this request',
+  x402_expired_invoice: 'the invoice has expired',
+  x402_not_paid: 'the invoice has not been paid',
+  x402_already_used: 'this payment has been used already',
+};
 
 export interface GateParts {
   metrics?: Metrics;
@@ -126,6 +145,10 @@ export class Gate {
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
     if (cashuOnly.length > 0) throw new ConfigError(`routes ${cashuOnly.join(', ')}: rails [cashu] needs a cashu: section`);
+    const x402 = config.routes.filter((r) => r.schemes.includes('x402')).map((r) => r.id);
+    if (x402.length > 0 && !this.isSettled) {
+      throw new ConfigError(`routes ${x402.join(', ')}: schemes x402 needs a backend that can look up invoices (its payment is the invoice alone); lightning.type ${backend.kind} cannot`);
+    }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -145,11 +168,15 @@ export class Gate {
       path,
       method,
       clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
+      // Set by nginx's snippets ($scheme, $host) or by the standalone server for its own connection: never a client's.
+      secure: header(h, 'x-l402-scheme') === 'https',
+      host: header(h, 'x-l402-host'),
       credentials: {
         authorization: header(h, 'authorization'),
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
+        paymentSignature: header(h, 'payment-signature') ?? header(h, 'x-payment'),
       },
     };
   }
@@ -171,6 +198,7 @@ export class Gate {
       d = await decide(req, {
         routes: this.routes,
         service: this.parts.config.service,
+        realm: this.parts.config.service,
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
@@ -255,7 +283,7 @@ export class Gate {
     const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
-    let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
+    let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
@@ -268,7 +296,14 @@ export class Gate {
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
       cashuRequest = this.parts.cashu.paymentRequest((await this.price(route, req.path)).amountMsat, route.id);
     }
-    const lightning = route?.rails.includes('lightning') ?? true;
+    const schemes = route ? offeredNow(route, req.secure === true) : (['l402'] as PaymentScheme[]);
+    // A route that sells only over HTTPS-only schemes (MPP, x402), asked over plain HTTP: nothing can be offered.
+    if (route && schemes.length === 0 && (o === 'challenge' || o === 'invalid')) {
+      o = 'forbidden';
+      why = 'https_required';
+    }
+    // L402 and MPP share one invoice (both need its preimage); x402 gets one of its own (below).
+    const lightning = schemes.includes('l402') || schemes.includes('mpp');
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
@@ -294,9 +329,56 @@ export class Gate {
         }
       }
     }
+    let offers: OtherOffers = {};
+    if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
+      offers = await this.otherOffers(route, req, why, schemes, challenge, progress).catch((e: Error) => {
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
+        return {};
+      });
+      // Nothing at all to offer: the backend failed for every scheme.
+      if (!challenge && !cashuRequest && !offers.x402 && o !== 'cashu_rejected') {
+        o = 'unavailable';
+        why = 'backend_unavailable';
+      }
+    }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    return render({
+      ...base,
+      outcome: o,
+      reason: why,
+      detail: why === reason ? detail : undefined,
+      route,
+      challenge: schemes.includes('l402') ? challenge : undefined,
+      cashuRequest,
+      mpp: offers.mpp,
+      x402: offers.x402,
+      page: { ...page, autoDetect: !!route?.autoDetect },
+    });
+  }
+
+  /** MPP's `WWW-Authenticate: Payment` (on the L402 invoice) and x402's PAYMENT-REQUIRED (on an invoice of its own). */
+  private async otherOffers(route: RouteConfig, req: GateRequest, why: string, schemes: readonly PaymentScheme[], challenge: Challenge | undefined, progress: RenderProgress): Promise<OtherOffers> {
+    const out: OtherOffers = {};
+    const scope = { routeId: route.id, method: req.method, path: req.path! };
+    const master = this.parts.rootKeys[0]!;
+    // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
+    if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
+      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
+      out.mpp = formatMppChallenge(c);
+    }
+    if (schemes.includes('x402')) {
+      progress.waitingOn = 'backend_unavailable';
+      const inv = await this.mintChallenge(route, req.path!, req.method);
+      progress.waitingOn = 'store_unavailable';
+      const now = Math.floor(Date.now() / 1000);
+      const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);
+      const host = req.host !== undefined && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(req.host) ? req.host : undefined;
+      const target = req.uri ?? req.path!;
+      const url = host ? `https://${host}${target.startsWith('/') ? target : '/'}` : target;
+      out.x402 = { header: paymentRequired(url, [reqs], X402_ERROR[why] ?? 'PAYMENT-SIGNATURE header is required'), amountMsat: inv.amountMsat };
+    }
+    return out;
   }
 
   /**
@@ -412,6 +494,7 @@ export class Gate {
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         cashu: this.parts.cashu !== undefined,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        realm: this.parts.config.service,
       });
     } catch (e) {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');

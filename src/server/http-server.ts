@@ -17,9 +17,9 @@ import { isGrpc } from './negotiate.js';
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon', 'payment-signature', 'x-payment'] as const;
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
-const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
+const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
 const INSTANCE = randomBytes(6).toString('hex');
@@ -51,6 +51,17 @@ function identityHeaders(d: Decision): Array<[string, string]> {
   if (d.rail === 'lightning') out.push(['X-L402-Token-Id', d.tokenId]);
   else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
   return out;
+}
+
+/**
+ * For the client of a request paid with MPP or x402: the receipt, kept out of shared caches (MPP: responses with
+ * Payment-Receipt carry Cache-Control: private) and readable by browser clients.
+ */
+function receiptHeaders(d: Decision, o: { nginx?: boolean } = {}): Array<[string, string]> {
+  if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || !d.receipt) return [];
+  // To nginx (the auth answer): under names of our own, so the auth answer's own caching headers stay as they are.
+  if (o.nginx) return [d.receipt, ['X-L402-Receipt-Cache', 'private'], ['X-L402-Receipt-Expose', d.receipt[0]]];
+  return [d.receipt, ['Cache-Control', 'private'], ['Access-Control-Expose-Headers', d.receipt[0]]];
 }
 
 function send(res: ServerResponse, r: Rendered): void {
@@ -139,7 +150,7 @@ function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
   return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
 }
 
-const CORS_HEADERS = 'Authorization, X-Cashu, Content-Type, Accept';
+const CORS_HEADERS = 'Authorization, X-Cashu, Payment-Signature, X-Payment, Content-Type, Accept';
 
 function preflight(routeMethods: readonly string[] | undefined, h: IncomingMessage['headers']): Rendered {
   const asked = (one(h['access-control-request-headers']) ?? '')
@@ -178,6 +189,8 @@ function proxy(
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
     delete headers['x-cashu'];
+    delete headers['payment-signature'];
+    delete headers['x-payment'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
@@ -196,7 +209,16 @@ function proxy(
     (ur) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-      for (const [k, v] of extra) out[k.toLowerCase()] = v;
+      for (const [k, v] of extra) {
+        const name = k.toLowerCase();
+        // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
+        const prev = out[name];
+        out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
+      }
+      if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
+        delete out['payment-receipt'];
+        delete out['payment-response'];
+      }
       res.writeHead(ur.statusCode ?? 502, out);
       ur.pipe(res);
     },
@@ -353,6 +375,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           for (const [k, v] of identityHeaders(d)) res.setHeader(k, v);
+          // MPP's Payment-Receipt / x402's PAYMENT-RESPONSE: payment-receipts.conf hands them to the client.
+          for (const [k, v] of receiptHeaders(d, { nginx: true })) res.setHeader(k, v);
           res.statusCode = 200;
           res.end();
           return;
@@ -386,6 +410,9 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     }
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
+    // Likewise the scheme (MPP and x402 are offered over HTTPS only) and host (x402's resource URL).
+    req.headers['x-l402-scheme'] = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+    req.headers['x-l402-host'] = one(req.headers.host) ?? '';
     const path = normalizePath(url);
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
@@ -405,7 +432,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
-      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
+      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : receiptHeaders(d);
       proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
         log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {
