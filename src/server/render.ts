@@ -102,6 +102,17 @@ const MPP_TYPE: Record<string, string> = {
   mpp_expired_invoice: MPP_PROBLEM.expired,
 };
 
+/** A 402 that offers MPP or x402: how to pay with each scheme it carries, and with no other. */
+function howToPay(i: RenderInput): string | undefined {
+  if (!(i.outcome === 'challenge' && i.reason === 'no_credential') || (!i.mpp && !i.x402)) return undefined;
+  const ways: string[] = [];
+  if (i.challenge) ways.push('L402: pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>');
+  if (i.mpp) ways.push('MPP: pay the invoice of the WWW-Authenticate: Payment challenge, then repeat the request with Authorization: Payment <credential>');
+  if (i.x402) ways.push('x402: pay the invoice in PAYMENT-REQUIRED, then repeat the request with PAYMENT-SIGNATURE');
+  if (i.cashuRequest) ways.push('Cashu: pay the X-Cashu payment request, then repeat the request with X-Cashu: <token>');
+  return `Pay with one of: ${ways.join('; ')}.`;
+}
+
 export function describeReason(reason: string): string {
   return DETAIL[reason] ?? reason;
 }
@@ -137,7 +148,7 @@ export function render(i: RenderInput): Rendered {
       body: paymentPage({
         status,
         title: TITLE[i.outcome],
-        message: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+        message: howToPay(i) ?? (i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason)),
         outcome: i.outcome,
         challenge: c,
         route: i.route,
@@ -151,7 +162,7 @@ export function render(i: RenderInput): Rendered {
     title: TITLE[i.outcome],
     status,
     reason: i.reason,
-    detail: i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason),
+    detail: howToPay(i) ?? (i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason)),
   };
   if (c) {
     Object.assign(problem, {

@@ -207,6 +207,16 @@ test('over HTTPS one 402 offers L402 first, then MPP on the same invoice, then x
   assert.notEqual(a.extra.invoice, body.invoice, 'x402 (whose credential is the invoice itself) never shares the L402/MPP invoice');
   const exposed = String(r.headers['access-control-expose-headers']);
   for (const h of ['WWW-Authenticate', 'PAYMENT-REQUIRED', 'Payment-Receipt', 'PAYMENT-RESPONSE']) assert.ok(exposed.includes(h), h);
+  // The body describes exactly the schemes offered.
+  const detail = (JSON.parse(r.body) as { detail: string }).detail;
+  for (const w of ['L402', 'MPP', 'x402']) assert.ok(detail.includes(w), detail);
+  assert.ok(!detail.includes('Cashu'), detail);
+  const agent = await https1(tlsOrigin + '/agent');
+  const ab = JSON.parse(agent.body) as { detail: string; methods: string[]; macaroon?: string };
+  assert.deepEqual(ab.methods, ['MPP', 'x402']);
+  assert.equal(ab.macaroon, undefined);
+  assert.ok(!ab.detail.includes('L402'), ab.detail);
+  assert.deepEqual(lines(agent, 'www-authenticate').map((l) => l.split(' ')[0]), ['Payment']);
 });
 
 test('over plain HTTP neither MPP nor x402 is offered or read; a route that sells only MPP answers 403 https_required', { skip }, async () => {
