@@ -140,6 +140,8 @@ const configSchema = z
       .default({ memo: 'L402 payment', expiry_secs: 3600 }),
     challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
+    // Standalone mode: l402d faces clients over HTTPS itself (MPP and x402 are offered over HTTPS only).
+    tls: z.object({ cert_file: z.string().min(1), key_file: z.string().min(1) }).strict().optional(),
     // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
     upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
@@ -221,7 +223,10 @@ const configSchema = z
     retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
     routes: z.array(routeSchema).min(1, 'at least one route'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.tls && !c.upstream) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'only in standalone mode (with upstream:); behind nginx, nginx terminates TLS' });
+  });
 
 export type RouteConfig = z.output<typeof routeSchema>;
 type Parsed = z.output<typeof configSchema>;
@@ -248,6 +253,8 @@ export interface GateConfig {
   invoice: { memo: string; expirySecs: number };
   challenge: { lsat: boolean };
   upstream?: string;
+  /** Standalone mode: the certificate chain and key (PEM files, absolute paths) l402d serves HTTPS with. */
+  tls?: { certFile: string; keyFile: string };
   /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
   upstreamTimeoutMs: number;
   logLevel: Parsed['log']['level'];
@@ -494,6 +501,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
     challenge: c.challenge,
     upstream: c.upstream,
+    tls: c.tls ? { certFile: abs(c.tls.cert_file), keyFile: abs(c.tls.key_file) } : undefined,
     upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,
     timeouts: {

@@ -1,7 +1,8 @@
 // HTTP front of l402d: the nginx auth_request endpoint, the error_page render endpoint, a health check,
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
@@ -451,30 +452,31 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
   };
 
-  const server = createServer(
-    {
-      // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
-      // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
-      // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
-      maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
-      // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
-      // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
-      // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
-      insecureHTTPParser: !upstream,
-    },
-    (req, res) => {
-      // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
-      if (!server.listening) res.shouldKeepAlive = false;
-      handle(req, res).catch((e: Error) => {
-        log.error({ err: e.message }, 'request handler failed');
-        if (!res.headersSent) {
-          res.statusCode = 503;
-          res.setHeader('Retry-After', String(config.retryAfterSecs));
-          res.end();
-        } else res.destroy();
-      });
-    },
-  );
+  const options = {
+    // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
+    // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
+    // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
+    maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
+    // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
+    // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
+    // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
+    insecureHTTPParser: !upstream,
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
+    if (!server.listening) res.shouldKeepAlive = false;
+    handle(req, res).catch((e: Error) => {
+      log.error({ err: e.message }, 'request handler failed');
+      if (!res.headersSent) {
+        res.statusCode = 503;
+        res.setHeader('Retry-After', String(config.retryAfterSecs));
+        res.end();
+      } else res.destroy();
+    });
+  };
+  // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.
+  const tls = upstream && config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : undefined;
+  const server: Server = tls ? (createHttpsServer({ ...options, ...tls }, onRequest) as unknown as Server) : createServer(options, onRequest);
   // Longer than nginx's upstream keepalive_timeout (60 s) so nginx never reuses a connection we just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;

@@ -448,3 +448,46 @@ test('exactly once across two l402d processes sharing Redis, for MPP and x402 cr
   assert.equal(x402Codes.filter((c) => c === 402).length, 19, x402Codes.join(','));
   assert.equal(up.hits, 2);
 });
+
+test('standalone mode with tls: l402d itself offers MPP and x402 over HTTPS, strips their credentials, and never over plain HTTP', { skip }, async () => {
+  const sdir = join(dir, 'standalone');
+  const sup = cleanup.use(await startCountingUpstream());
+  const start = async (tls: boolean) => {
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${sup.port}\n${tls ? `tls: { cert_file: ${join(dir, 'cert.pem')}, key_file: ${join(dir, 'key.pem')} }\n` : ''}log: { level: warn }\n${ROUTES}`,
+      { env: {}, baseDir: sdir },
+    );
+    const g = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
+    cleanup.add(() => g.close());
+    return port;
+  };
+  const tlsPort = await start(true);
+  const origin = `https://127.0.0.1:${tlsPort}`;
+  const t = await https1(origin + '/paid');
+  assert.equal(t.status, 402);
+  assert.deepEqual(lines(t, 'www-authenticate').map((l) => l.split(' ')[0]), ['L402', 'Payment']);
+  assert.ok(t.headers['payment-required']);
+  const p = params(lines(t, 'www-authenticate')[1]!);
+  const req = JSON.parse(Buffer.from(p.request!, 'base64url').toString()) as { methodDetails: { invoice: string } };
+  const mpp = mppCredential(p, wallet.pay(req.methodDetails.invoice).toString('hex'));
+  sup.reset();
+  const ok = await https1(origin + '/paid', { authorization: mpp });
+  assert.equal(ok.status, 200, ok.body);
+  assert.ok(ok.headers['payment-receipt']);
+  assert.equal(ok.headers['cache-control'], 'private');
+  assert.equal(sup.requests[0]!.headers.authorization, undefined);
+  assertMppRefusal(await https1(origin + '/paid', { authorization: mpp }), 'unknown-challenge');
+  // Alby's x402 client against l402d itself.
+  const x = await runClient('x402', origin + '/paid');
+  assert.equal(x.status, 200, x.error ?? x.body);
+  assert.ok(x.paymentResponse);
+  assert.equal(sup.requests[1]!.headers['payment-signature'], undefined);
+  assert.equal(sup.hits, 2);
+  // Without tls: plain HTTP, so neither is offered, whatever a client's headers claim.
+  const plainPort = await start(false);
+  const plain = await http1(`http://127.0.0.1:${plainPort}/paid`, { headers: { accept: 'application/json', 'x-l402-scheme': 'https', 'x-forwarded-proto': 'https' } });
+  assert.equal(plain.status, 402);
+  assert.equal([plain.headers['www-authenticate']].flat().length, 1);
+  assert.equal(plain.headers['payment-required'], undefined);
+});

@@ -31,6 +31,7 @@ test('schemes: default is what a route offered before (L402, Cashu with its rail
   assert.match(err(`routes:\n  - { match: /p, amount_msat: 1000, schemes: [x402], lnurl_addr: a@b.c }\n`), /routes\[0\]\.schemes: x402 cannot be combined with lnurl_addr/);
   assert.match(err(`routes:\n  - { match: /p, amount_msat: 1000, schemes: [l402], rails: [lightning] }\n`), /routes\[0\]\.rails: give either rails or schemes/);
   assert.match(err(`routes:\n  - { match: /p, amount_msat: 1000, schemes: [bitcoin] }\n`), /routes\[0\]\.schemes\[0\]/);
+  assert.match(err(`tls: { cert_file: /c.pem, key_file: /k.pem }\nroutes:\n  - { match: /p, amount_msat: 1000 }\n`), /test\.yaml:1: tls: only in standalone mode/);
 });
 
 test('jcs sorts keys by UTF-16 code units and writes no whitespace (RFC 8785 for strings and integers)', () => {
