@@ -120,7 +120,7 @@ function x402Signature(required: string): { value: string; invoice: string } {
   return { value: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }), invoice: a.extra.invoice };
 }
 
-function runClient(scheme: 'mpp' | 'x402' | 'any', url: string): Promise<{ status?: number; body?: string; paid: number; receipt?: string; paymentResponse?: string; cacheControl?: string; error?: string; credentials?: { header: string; value: string } }> {
+function runClient(scheme: 'mpp' | 'x402' | 'any' | 'mppx', url: string): Promise<{ status?: number; body?: string; paid: number; receipt?: string; paymentResponse?: string; cacheControl?: string; error?: string; credentials?: { header: string; value: string } }> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--import', 'tsx', CLIENT, scheme, url, dir], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') }, timeout: 60_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`${err.message}\n${stderr}`));
@@ -289,6 +289,22 @@ test('@getalby/lightning-tools fetchWithX402 pays and gets the content with PAYM
   assertX402Refusal(await https1(tlsOrigin + '/paid', { 'x-payment': cred.value }), 'x402_already_used');
   assertX402Refusal(await https1(tlsOrigin + '/other', { 'payment-signature': cred.value }), 'x402_unknown_offer');
   assert.equal(up.hits, 1);
+});
+
+test('mppx (npm) with a Lightning charge method pays the Payment challenge beside L402 and gets the content and its receipt', { skip }, async () => {
+  for (const path of ['/paid', '/agent']) {
+    up.reset();
+    const r = await runClient('mppx', tlsOrigin + path);
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.paid, 1);
+    assert.deepEqual(JSON.parse(r.body!), { ok: true, path });
+    const receipt = JSON.parse(Buffer.from(r.receipt!, 'base64url').toString()) as { status: string; method: string };
+    assert.equal(receipt.status, 'success');
+    assert.equal(receipt.method, 'lightning');
+    assert.equal(up.hits, 1);
+    assert.equal(up.requests[0]!.headers.authorization, undefined);
+  }
 });
 
 test('@getalby/lightning-tools fetch402 picks L402 where it comes first, MPP where L402 is not offered', { skip }, async () => {
