@@ -88,8 +88,8 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon && !c.paymentSignature)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.paymentSignature ?? ''])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -124,6 +124,8 @@ export class Gate {
   private readonly readControl: ReturnType<typeof createCachedReader>;
   private lateWarnedAt = 0;
   private readonly recentChallenges = new RecentChallenges();
+  /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
+  private readonly recentX402 = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
     this.routes = new RouteTable(parts.config.routes);
@@ -331,14 +333,18 @@ export class Gate {
     }
     let offers: OtherOffers = {};
     if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
-      offers = await this.otherOffers(route, req, why, schemes, challenge, progress).catch((e: Error) => {
+      const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
+      offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
         return {};
       });
-      // Nothing at all to offer: the backend failed for every scheme.
-      if (!challenge && !cashuRequest && !offers.x402 && o !== 'cashu_rejected') {
+      // Nothing at all to offer: the backend failed for every scheme, or (a route offering only MPP) the price
+      // is not whole satoshis. A 402 must carry an offer the client can take.
+      const offered = (challenge && schemes.includes('l402')) || offers.mpp || offers.x402 || cashuRequest;
+      if (!offered && o !== 'cashu_rejected') {
+        if (challenge) this.parts.log.warn({ event: 'no_payable_offer', route: route.id, amount_msat: challenge.amountMsat }, 'no scheme of this route can charge its price (MPP charges whole satoshis): answering 503');
         o = 'unavailable';
-        why = 'backend_unavailable';
+        why = challenge ? 'no_payable_offer' : 'backend_unavailable';
       }
     }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
@@ -358,7 +364,7 @@ export class Gate {
   }
 
   /** MPP's `WWW-Authenticate: Payment` (on the L402 invoice) and x402's PAYMENT-REQUIRED (on an invoice of its own). */
-  private async otherOffers(route: RouteConfig, req: GateRequest, why: string, schemes: readonly PaymentScheme[], challenge: Challenge | undefined, progress: RenderProgress): Promise<OtherOffers> {
+  private async otherOffers(route: RouteConfig, req: GateRequest, why: string, schemes: readonly PaymentScheme[], challenge: Challenge | undefined, progress: RenderProgress, again?: string): Promise<OtherOffers> {
     const out: OtherOffers = {};
     const scope = { routeId: route.id, method: req.method, path: req.path! };
     const master = this.parts.rootKeys[0]!;
@@ -369,7 +375,13 @@ export class Gate {
     }
     if (schemes.includes('x402')) {
       progress.waitingOn = 'backend_unavailable';
-      const inv = await this.mintChallenge(route, req.path!, req.method);
+      // A refused payment presented again gets the same offer for a few seconds (as L402's challenge).
+      let minted = again === undefined ? undefined : this.recentX402.get(again);
+      if (!minted) {
+        minted = this.mintChallenge(route, req.path!, req.method);
+        if (again !== undefined) this.recentX402.set(again, minted);
+      }
+      const inv = await minted;
       progress.waitingOn = 'store_unavailable';
       const now = Math.floor(Date.now() / 1000);
       const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);

@@ -82,6 +82,7 @@ const DETAIL: Record<string, string> = {
   cashu_rejected: 'The Cashu token was not accepted; pay the X-Cashu request with a new token.',
   cashu_unavailable: 'The Cashu mint or store is unavailable; retry shortly.',
   invoice_rate_limited: 'Too many invoices requested from this address; retry after the given time.',
+  no_payable_offer: 'No payment scheme of this route can charge its current price; retry shortly.',
   https_required: 'This route is sold only over HTTPS (MPP, x402): repeat the request with https://.',
   mpp_malformed_credential: 'The Payment credential could not be decoded (base64url JSON with challenge and payload.preimage).',
   mpp_unknown_challenge: 'The Payment credential echoes a challenge this server did not issue for this request, or one already used.',
