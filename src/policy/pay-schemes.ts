@@ -4,8 +4,13 @@
 import { isPaymentScheme, verifyCredential as verifyMpp, receipt as mppReceipt } from '../protocol/mpp.js';
 import { paymentResponse, verifyPaymentSignature } from '../protocol/x402.js';
 import { offers } from './schemes.js';
-import type { Authenticated, Clock, DecideDeps, Decision, GateRequest } from './decide.js';
+import { claimKey, type Authenticated, type Clock, type DecideDeps, type Decision, type GateRequest } from './decide.js';
 import type { RouteConfig } from './config.js';
+
+/** x402's invoices are its own (never an L402/MPP one): their spent marks have their own keys. */
+export function x402ClaimKey(paymentHash: Buffer): string {
+  return `claim:x402:${paymentHash.toString('hex')}`;
+}
 
 export type OtherSchemeReason =
   | 'mpp_malformed_credential'
@@ -27,7 +32,7 @@ export type OtherSchemeReason =
 export function otherSchemeOf(req: GateRequest, route: RouteConfig): 'mpp' | 'x402' | undefined {
   if (!req.secure) return undefined;
   const auth = req.credentials.authorization;
-  if (isPaymentScheme(auth)) return offers(route, 'mpp') ? 'mpp' : undefined;
+  if (isPaymentScheme(auth) && offers(route, 'mpp')) return 'mpp';
   if (auth !== undefined && /^\s*(l402|lsat|cashu)(\s|$)/i.test(auth)) return undefined;
   if (req.credentials.paymentSignature !== undefined && offers(route, 'x402')) return 'x402';
   return undefined;
@@ -55,7 +60,7 @@ export async function authenticateOtherScheme(
       // The L402 credential sold with this invoice may verify for longer than the challenge (a macaroon_timeout
       // past the invoice's expiry, or none): the shared spent mark is kept for ever, like that credential's.
       mintedValidUntil: undefined,
-      claimKey: `claim:l402:${hash.toString('hex')}`,
+      claimKey: claimKey(hash),
       soldSingleUse: true,
       singleUse: true,
       now,
@@ -85,7 +90,7 @@ export async function authenticateOtherScheme(
     validUntil: r.v.expiresAt,
     // Its own invoice, which only x402 sells: the spent mark outlives the offer's expiry by the grace period.
     mintedValidUntil: r.v.expiresAt,
-    claimKey: `claim:x402:${hash}`,
+    claimKey: x402ClaimKey(r.v.paymentHash),
     soldSingleUse: true,
     singleUse: true,
     now,
@@ -105,8 +110,8 @@ export function otherSchemeClaimKey(req: GateRequest & { path: string }, route: 
   // Expiry does not matter here (now = 0): only a claim this very request made is ever given back.
   if (scheme === 'mpp') {
     const r = verifyMpp(req.credentials.authorization!, { masters, realm, scope, now: 0 });
-    return r.ok ? `claim:l402:${r.v.paymentHash.toString('hex')}` : undefined;
+    return r.ok ? claimKey(r.v.paymentHash) : undefined;
   }
   const r = verifyPaymentSignature(req.credentials.paymentSignature!, { masters, scope, now: 0 });
-  return r.ok ? `claim:x402:${r.v.paymentHash.toString('hex')}` : undefined;
+  return r.ok ? x402ClaimKey(r.v.paymentHash) : undefined;
 }

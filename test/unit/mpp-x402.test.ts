@@ -105,3 +105,30 @@ test('an x402 offer is bound to route, method, path, invoice, amount and expiry'
   assert.equal(fail('not base64!'), 'malformed');
   assert.equal(fail(Buffer.from('{"x402Version":1}').toString('base64')), 'malformed');
 });
+
+test('fuzz: MPP and x402 verifiers never throw, and accept nothing they did not issue', () => {
+  const master = randomBytes(32);
+  const scope = { routeId: '/r', method: 'GET', path: '/r' };
+  const preimage = randomBytes(32);
+  const hash = createHash('sha256').update(preimage).digest('hex');
+  const c = buildChallenge(master, 'svc', scope, { invoice: 'lnbcrt10n1xyz', paymentHash: hash, amountMsat: 1000, expiresAt: 2_000_000_000 });
+  const good = JSON.stringify({ challenge: c, payload: { preimage: preimage.toString('hex') } });
+  const reqs = buildRequirements(master, scope, { invoice: 'lnbcrt10n1abc', paymentHash: hash, amountMsat: 1000, expiresAt: 2_000_000_000 }, 1_999_999_000);
+  const goodX = JSON.stringify({ x402Version: 2, payload: { invoice: 'lnbcrt10n1abc' }, accepted: reqs });
+  const mutate = (t: string): string => {
+    const b = Buffer.from(t);
+    const n = 1 + Math.floor(Math.random() * 3);
+    for (let i = 0; i < n; i++) b[Math.floor(Math.random() * b.length)] = Math.floor(Math.random() * 256);
+    return b.toString('latin1');
+  };
+  for (let i = 0; i < 3000; i++) {
+    const m = mutate(good);
+    const r = verifyCredential(`Payment ${Buffer.from(m, 'latin1').toString('base64url')}`, { masters: [master], realm: 'svc', scope, now: 1_900_000_000 });
+    // A mutation that changes nothing JSON.parse sees (or only `source`) may pass; anything accepted carries our hash.
+    if (r.ok) assert.equal(r.v.paymentHash.toString('hex'), hash);
+    const x = verifyPaymentSignature(Buffer.from(mutate(goodX), 'latin1').toString('base64'), { masters: [master], scope, now: 1_999_999_500 });
+    if (x.ok) assert.equal(x.v.paymentHash.toString('hex'), hash);
+    verifyCredential(mutate(`Payment ${Buffer.from(good).toString('base64url')}`), { masters: [master], realm: 'svc', scope, now: 1_900_000_000 });
+    verifyPaymentSignature(mutate(Buffer.from(goodX).toString('base64')), { masters: [master], scope, now: 1_999_999_500 });
+  }
+});
