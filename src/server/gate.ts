@@ -373,7 +373,9 @@ export class Gate {
       const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
       out.mpp = formatMppChallenge(c);
     }
-    if (schemes.includes('x402')) {
+    // x402's payment is checked by looking its invoice up on our own node: never offered for an invoice that a
+    // payee's Lightning address would issue (a store override of the route's payee), which nobody could check.
+    if (schemes.includes('x402') && (await this.payeeFor(route, req.path!)) === undefined) {
       progress.waitingOn = 'backend_unavailable';
       // A refused payment presented again gets the same offer for a few seconds (as L402's challenge).
       let minted = again === undefined ? undefined : this.recentX402.get(again);
