@@ -8,6 +8,7 @@ export interface NginxSnippets {
   'server.conf': string;
   'protect.conf': string;
   'dry-run.conf': string;
+  'payment-receipts.conf': string;
 }
 
 export function nginxServerAddress(listen: string): string {
@@ -31,6 +32,9 @@ const COMMON = `    proxy_method GET;
     proxy_set_header Authorization $http_authorization;
     proxy_set_header X-Cashu $http_x_cashu;
     proxy_set_header Grpc-Metadata-Macaroon $http_grpc_metadata_macaroon;
+    # x402's payment (v2 name, and the v1 name some clients still send).
+    proxy_set_header Payment-Signature $http_payment_signature;
+    proxy_set_header X-Payment $http_x_payment;
     proxy_set_header Token $http_token;
     proxy_set_header Macaroon $http_macaroon;
     proxy_set_header Content-Type $content_type;
@@ -41,8 +45,6 @@ const COMMON = `    proxy_method GET;
     proxy_set_header X-Forwarded-For $http_x_forwarded_for;
     # The browser credential is a cookie; the auth answer hands the site's other cookies back (protect.conf).
     proxy_set_header Cookie $http_cookie;
-    # A credential cookie is Secure on HTTPS: the scheme is nginx's, never a client's header.
-    proxy_set_header X-L402-Scheme $scheme;
 ${PINNED}
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
@@ -51,6 +53,12 @@ ${PINNED}
     proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
+    # The client's connection as nginx sees it, never a client's header: MPP and x402 are offered over HTTPS
+    # only (their specs), a credential cookie is Secure on HTTPS, and x402 names the resource by its URL (the
+    # Host header, port included; l402d checks its form). nginx must terminate TLS itself for $scheme to say
+    # "https".
+    proxy_set_header X-L402-Scheme $scheme;
+    proxy_set_header X-L402-Host $http_host;
     proxy_set_header X-L402-Client-Addr $remote_addr;
     # This client request's identity (also on nginx's retries of it): a single-use claim belongs to it.
     proxy_set_header X-L402-Request-Id $request_id;
@@ -121,11 +129,11 @@ upstream l402d {
 proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
 
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
-# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own. A
-# payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a dry-run
-# route such a request still passes, and the credential in it must not.
+# (L402, LSAT, Cashu or MPP's Payment): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's
+# own. A payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a
+# dry-run route such a request still passes, and the credential in it must not.
 map $http_authorization $l402_upstream_authorization {
-    "~*(^|[\\s,])(l402|lsat|cashu)(\\s|$)" "";
+    "~*(^|[\\s,])(l402|lsat|cashu|payment)(\\s|$)" "";
     default $http_authorization;
 }
 
@@ -397,16 +405,24 @@ grpc_set_header X-L402-Capabilities $l402_capabilities;
 # With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
 # nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
 ${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
-` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
-# Authorization, X-Cashu, Grpc-Metadata-Macaroon, and on gRPC the token/macaroon metadata. Another
-# Authorization scheme passes.
-# (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
+` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu/
+# Payment Authorization, X-Cashu, Grpc-Metadata-Macaroon, x402's Payment-Signature/X-Payment, and on gRPC the
+# token/macaroon metadata. Another Authorization scheme passes. (X_Cashu, Payment_Signature, X_Payment: with
+# underscores_in_headers on, nginx reads those spellings as $http_x_cashu etc. too.)
 proxy_set_header Authorization $l402_upstream_authorization;
 proxy_set_header X-Cashu "";
 proxy_set_header X_Cashu "";
+proxy_set_header Payment-Signature "";
+proxy_set_header Payment_Signature "";
+proxy_set_header X-Payment "";
+proxy_set_header X_Payment "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
 grpc_set_header X_Cashu "";
+grpc_set_header Payment-Signature "";
+grpc_set_header Payment_Signature "";
+grpc_set_header X-Payment "";
+grpc_set_header X_Payment "";
 # Aperture's REST form of the credential (a hex macaroon with a preimage caveat), in every spelling nginx reads
 # as $http_grpc_metadata_macaroon.
 ${['Grpc-Metadata-Macaroon', ...identitySpellings(['Grpc-Metadata-Macaroon'])].map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}proxy_set_header Token $l402_upstream_token;
@@ -434,6 +450,23 @@ add_header X-L402-Dry-Run-Price-Msat $l402_dry_run_price always;
 add_header X-L402-Dry-Run-Challenge $l402_dry_run_challenge always;
 add_header X-L402-Dry-Run-Rate-Limited $l402_dry_run_limited always;
 add_header X-L402-Dry-Run-Retry-After $l402_dry_run_retry always;
+`,
+    'payment-receipts.conf': `# l402-nginx: include after protect.conf in locations whose route offers mpp or x402 (schemes:), to hand
+# the client its receipt: MPP's Payment-Receipt, x402's PAYMENT-RESPONSE. l402d sets them on the auth answer
+# of a paid request only. (add_header and proxy_hide_header here stop server-level ones of theirs from applying:
+# repeat those you need.)
+auth_request_set $l402_payment_receipt $upstream_http_payment_receipt;
+auth_request_set $l402_payment_response $upstream_http_payment_response;
+auth_request_set $l402_receipt_cache $upstream_http_x_l402_receipt_cache;
+auth_request_set $l402_receipt_expose $upstream_http_x_l402_receipt_expose;
+# Only the gate issues receipts: an upstream's header of the same name is dropped.
+proxy_hide_header Payment-Receipt;
+proxy_hide_header PAYMENT-RESPONSE;
+add_header Payment-Receipt $l402_payment_receipt always;
+add_header PAYMENT-RESPONSE $l402_payment_response always;
+# A response that carries a receipt is not for shared caches (draft-httpauth-payment, "Caching").
+add_header Cache-Control $l402_receipt_cache always;
+add_header Access-Control-Expose-Headers $l402_receipt_expose always;
 `,
   };
 }

@@ -88,6 +88,8 @@ const configSchema = z
       )
       .max(256)
       .default([]),
+    // Standalone mode: l402d faces clients over HTTPS itself (MPP and x402 are offered over HTTPS only).
+    tls: z.object({ cert_file: z.string().min(1), key_file: z.string().min(1) }).strict().optional(),
     // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
     upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
@@ -171,7 +173,10 @@ const configSchema = z
     retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
     routes: z.array(routeSchema).min(1, 'at least one route'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.tls && !c.upstream) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'only in standalone mode (with upstream:); behind nginx, nginx terminates TLS' });
+  });
 
 export type { RouteConfig };
 type Parsed = z.output<typeof configSchema>;
@@ -202,6 +207,8 @@ export interface GateConfig {
   upstream?: string;
   /** Standalone mode: paths proxied without payment (see policy/free-paths.ts). */
   freePaths: string[];
+  /** Standalone mode: the certificate chain and key (PEM files, absolute paths) l402d serves HTTPS with. */
+  tls?: { certFile: string; keyFile: string };
   /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
   upstreamTimeoutMs: number;
   logLevel: Parsed['log']['level'];
@@ -456,6 +463,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     unknownCaveats: c.l402.unknown_caveats,
     upstream: c.upstream,
     freePaths: c.free_paths,
+    tls: c.tls ? { certFile: abs(c.tls.cert_file), keyFile: abs(c.tls.key_file) } : undefined,
     upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,
     timeouts: {

@@ -18,6 +18,7 @@ import { requiredCapabilities } from './capabilities.js';
 import type { VerifiedMacaroons } from './verified-macaroons.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
+import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -32,8 +33,12 @@ export interface GateRequest {
    * nginx's own header (nginx mode) or by the standalone proxy; anything else means a random owner.
    */
   requestId?: string;
-  /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. */
-  credentials: CredentialHeaders & { xCashu?: string; cookie?: string };
+  /** The client's connection is HTTPS (nginx's $scheme, or standalone's own TLS): MPP and x402 need it. */
+  secure?: boolean;
+  /** The Host the client asked for (nginx's $host), when known: x402's resource.url. */
+  host?: string;
+  /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. x402: PAYMENT-SIGNATURE (or X-PAYMENT). */
+  credentials: CredentialHeaders & { xCashu?: string; cookie?: string; paymentSignature?: string };
 }
 
 export type InvalidReason =
@@ -52,7 +57,8 @@ export type InvalidReason =
   | 'missing_preimage'
   | 'already_used'
   | 'auto_detect_off'
-  | 'missing_capability';
+  | 'missing_capability'
+  | OtherSchemeReason;
 
 export type { CashuAcceptor } from './ports.js';
 
@@ -65,7 +71,7 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[] }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string] }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -97,6 +103,8 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
 };
 
 export interface DecideDeps {
+  /** The `realm` of MPP challenges (the service name by default). */
+  realm?: string;
   routes: RouteTable<RouteConfig>;
   service: string;
   /** Current master key first, then previous ones still accepted during a rotation. */
@@ -148,7 +156,7 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
-interface Clock {
+export interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
   readonly signal: AbortSignal;
@@ -255,11 +263,18 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   }
   // A route that sells only Cashu accepts no L402 credential (its answer offers none): it is asked to pay in Cashu.
   if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
-  const parsed = requestCredential(req.credentials, route);
-  if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
-  if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
-  const ngxKey = deps.ngxL402RootKey;
-  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  // MPP (Authorization: Payment) and x402 (PAYMENT-SIGNATURE), where the route offers them over HTTPS.
+  const other = otherSchemeOf(req, route);
+  let auth: Authenticated | Decision;
+  if (other) {
+    auth = await authenticateOtherScheme(other, { ...req, path: req.path }, route, deps, clock, nowSecs(deps));
+  } else {
+    const parsed = requestCredential(req.credentials, route);
+    if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
+    if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
+    const ngxKey = deps.ngxL402RootKey;
+    auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  }
   if ('outcome' in auth) return auth;
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
@@ -279,7 +294,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     } catch {
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (used !== undefined) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
     return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   }
   if (singleUse) {
@@ -319,14 +334,14 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       void abandonClaim(deps.store, key, mine);
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (!first) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}) };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}), ...(auth.receipt ? { receipt: auth.receipt } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
-interface Authenticated {
+export interface Authenticated {
   tokenId: string;
   /** Unix seconds, if the credential expires: the earliest of all its expiry caveats (minted or appended). */
   validUntil?: number;
@@ -342,6 +357,10 @@ interface Authenticated {
   now: number;
   /** Capabilities granted (what was sold, narrowed by appended caveats), if any were sold. */
   capabilities?: string[];
+  /** The refusal when its single use is spent already (MPP and x402 name it in their own terms). */
+  usedReason?: InvalidReason;
+  /** A header for the client of the paid request (MPP's Payment-Receipt, x402's PAYMENT-RESPONSE). */
+  receipt?: [string, string];
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();

@@ -16,6 +16,7 @@ import type { RouteConfig } from './route-config.js';
 import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 import { requestCredential } from './credential-cookie.js';
+import { otherSchemeClaimKey } from './pay-schemes.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -25,6 +26,8 @@ export interface ReleaseDeps {
   /** The Cashu rail is configured. */
   cashu: boolean;
   ngxL402RootKey?: Buffer;
+  /** MPP's realm (the service name). */
+  realm?: string;
 }
 
 /**
@@ -48,8 +51,9 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     if (cashu.kind === 'malformed') return 'none';
   }
   const parsed = requestCredential(req.credentials, route);
-  if (parsed.kind !== 'l402') return 'none';
-  const key = claimKeyOf(parsed.credential.macaroon, deps);
+  const other = deps.realm === undefined ? undefined : otherSchemeClaimKey({ ...req, path: req.path }, route, deps.rootKeys, deps.realm);
+  if (parsed.kind !== 'l402' && other === undefined) return 'none';
+  const key = other ?? (parsed.kind === 'l402' ? claimKeyOf(parsed.credential.macaroon, deps) : undefined);
   if (key === undefined) return 'none';
   try {
     // Compare-and-delete on the exact value read: if another attempt at this same request took the claim

@@ -5,6 +5,7 @@ import { boolLike, intLike } from '../util/zod-coerce.js';
 import { parseRouteMatch } from './routes.js';
 import { parseRateLimit } from './rate-limit.js';
 import { CAPABILITY_NAME } from '../protocol/caveats.js';
+import { checkSchemes, defaultSchemes, PAYMENT_SCHEMES, railsOf } from './schemes.js';
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'] as const;
 
@@ -29,6 +30,7 @@ export const routeSchema = z
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
     rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
+    schemes: z.array(z.enum(PAYMENT_SCHEMES)).min(1).optional(),
     // The capability set sold (minted as <service>_capabilities) and which requests need which capability.
     capabilities: z.array(z.string().regex(CAPABILITY_NAME, 'letters, digits and _ . : - (at most 64)')).min(1).max(32).optional(),
     capability_rules: z
@@ -66,6 +68,7 @@ export const routeSchema = z
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
+    checkSchemes(r, access, ctx);
     for (const [i, rule] of (r.capability_rules ?? []).entries()) {
       // A rule needing a capability the route never sells would refuse every request it applies to.
       if (!r.capabilities?.includes(rule.capability)) {
@@ -86,7 +89,9 @@ export const routeSchema = z
     paymentPage: r.payment_page,
     lnurlAddr: r.lnurl_addr,
     /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
-    rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
+    rails: r.schemes ? railsOf(r.schemes) : (r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>)),
+    /** Which payment schemes this route offers (see policy/schemes.ts); Cashu only where a `cashu:` section exists. */
+    schemes: r.schemes ? [...new Set(r.schemes)] : defaultSchemes(r.rails ?? ['lightning', 'cashu']),
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
     /** The capability set sold (minted into every credential of the route), if any. */
     capabilities: r.capabilities === undefined ? undefined : [...new Set(r.capabilities)],

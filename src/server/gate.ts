@@ -30,6 +30,26 @@ import { devPayEnabled } from './page-endpoints.js';
 import { FreePaths } from '../policy/free-paths.js';
 import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
+import { otherSchemeOf } from '../policy/pay-schemes.js';
+import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
+import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
+import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+
+interface OtherOffers {
+  /** The `WWW-Authenticate: Payment …` value. */
+  mpp?: string;
+  /** The PAYMENT-REQUIRED value. */
+  x402?: { header: string; amountMsat: number };
+}
+
+/** x402's `error` text for a refused PAYMENT-SIGNATURE (the spec puts it in PaymentRequired). */
+const X402_ERROR: Record<string, string> = {
+  x402_malformed_payment: 'PAYMENT-SIGNATURE is not a base64 x402 v2 payment payload',
+  x402_unknown_offer: 'the accepted offer was not issued by this server for this request',
+  x402_expired_invoice: 'the invoice has expired',
+  x402_not_paid: 'the invoice has not been paid',
+  x402_already_used: 'this payment has been used already',
+};
 
 export interface GateParts {
   metrics?: Metrics;
@@ -73,10 +93,10 @@ class RecentChallenges {
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
     // The route's credential cookie counts when no header carries a credential (as decide() reads it).
-    const viaHeader = !!(c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon);
+    const viaHeader = !!(c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.paymentSignature);
     const cookie = viaHeader ? '' : routeCookieText(c.cookie, route);
     if (route.autoDetect || (!viaHeader && !cookie)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', cookie])).digest('base64');
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -121,6 +141,8 @@ export class Gate {
    * none is a secret, so it skips the redaction pass every other line gets (half the cost of a line).
    */
   private readonly decisionLog: Logger;
+  /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
+  private readonly recentX402 = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
     this.decisionLog = parts.log.child({}, { redact: { paths: [] } });
@@ -145,6 +167,10 @@ export class Gate {
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
     if (cashuOnly.length > 0) throw new ConfigError(`routes ${cashuOnly.join(', ')}: rails [cashu] needs a cashu: section`);
+    const x402 = config.routes.filter((r) => r.schemes.includes('x402')).map((r) => r.id);
+    if (x402.length > 0 && !this.isSettled) {
+      throw new ConfigError(`routes ${x402.join(', ')}: schemes x402 needs a backend that can look up invoices (its payment is the invoice alone); lightning.type ${backend.kind} cannot`);
+    }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -164,6 +190,9 @@ export class Gate {
       path,
       method,
       clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
+      // Set by nginx's snippets ($scheme, $host) or by the standalone server for its own connection: never a client's.
+      secure: header(h, 'x-l402-scheme') === 'https',
+      host: header(h, 'x-l402-host'),
       credentials: {
         authorization: header(h, 'authorization'),
         // Aperture's REST form: its own header name, so read over any protocol.
@@ -172,6 +201,7 @@ export class Gate {
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
         cookie: header(h, 'cookie'),
+        paymentSignature: header(h, 'payment-signature') ?? header(h, 'x-payment'),
       },
     };
   }
@@ -193,6 +223,7 @@ export class Gate {
       d = await decide(req, {
         routes: this.routes,
         service: this.parts.config.service,
+        realm: this.parts.config.service,
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
@@ -280,7 +311,7 @@ export class Gate {
     const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false, cookie: header(h, 'x-l402-scheme') !== undefined };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
-    let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
+    let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
@@ -295,7 +326,14 @@ export class Gate {
       cashuAmountMsat = (await this.price(route, req.path)).amountMsat;
       cashuRequest = this.parts.cashu.paymentRequest(cashuAmountMsat, route.id);
     }
-    const lightning = route?.rails.includes('lightning') ?? true;
+    const schemes = route ? offeredNow(route, req.secure === true) : (['l402'] as PaymentScheme[]);
+    // A route that sells only over HTTPS-only schemes (MPP, x402), asked over plain HTTP: nothing can be offered.
+    if (route && schemes.length === 0 && (o === 'challenge' || o === 'invalid')) {
+      o = 'forbidden';
+      why = 'https_required';
+    }
+    // L402 and MPP share one invoice (both need its preimage); x402 gets one of its own (below).
+    const lightning = schemes.includes('l402') || schemes.includes('mpp');
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
@@ -323,11 +361,39 @@ export class Gate {
     }
     // "Not paid yet" speaks of an invoice this answer no longer carries (Cashu only now): a plain challenge.
     if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
+    let offers: OtherOffers = {};
+    if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
+      const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
+      offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
+        return {};
+      });
+      // Nothing at all to offer: the backend failed for every scheme, or (a route offering only MPP) the price
+      // is not whole satoshis. A 402 must carry an offer the client can take.
+      const offered = (challenge && schemes.includes('l402')) || offers.mpp || offers.x402 || cashuRequest;
+      if (!offered && o !== 'cashu_rejected') {
+        if (challenge) this.parts.log.warn({ event: 'no_payable_offer', route: route.id, amount_msat: challenge.amountMsat }, 'no scheme of this route can charge its price (MPP charges whole satoshis): answering 503');
+        o = 'unavailable';
+        why = challenge ? 'no_payable_offer' : 'backend_unavailable';
+      }
+    }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     // The page sets the credential cookie only where the browser will send it back for this very page.
     const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
-    const out = render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, cashuAmountMsat, page: { ...page, autoDetect: !!route?.autoDetect, cookie } });
+    const out = render({
+      ...base,
+      outcome: o,
+      reason: why,
+      detail: why === reason ? detail : undefined,
+      route,
+      challenge: schemes.includes('l402') ? challenge : undefined,
+      cashuRequest,
+      cashuAmountMsat,
+      mpp: offers.mpp,
+      x402: offers.x402,
+      page: { ...page, autoDetect: !!route?.autoDetect, cookie },
+    });
     // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
     // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
     if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
@@ -337,8 +403,41 @@ export class Gate {
   /** The request's credential was its route's cookie (no credential header took precedence over it). */
   private cookieWasCredential(req: GateRequest, route: RouteConfig): boolean {
     const c = req.credentials;
+    if (otherSchemeOf(req, route)) return false;
     if (this.parts.cashu && route.rails.includes('cashu') && parseCashuCredential({ 'x-cashu': c.xCashu, authorization: c.authorization }).kind !== 'none') return false;
     return parseCredential(c).kind === 'none' && cookieCredential(c.cookie, route).kind !== 'none';
+  }
+
+  /** MPP's `WWW-Authenticate: Payment` (on the L402 invoice) and x402's PAYMENT-REQUIRED (on an invoice of its own). */
+  private async otherOffers(route: RouteConfig, req: GateRequest, why: string, schemes: readonly PaymentScheme[], challenge: Challenge | undefined, progress: RenderProgress, again?: string): Promise<OtherOffers> {
+    const out: OtherOffers = {};
+    const scope = { routeId: route.id, method: req.method, path: req.path! };
+    const master = this.parts.rootKeys[0]!;
+    // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
+    if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
+      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
+      out.mpp = formatMppChallenge(c);
+    }
+    // x402's payment is checked by looking its invoice up on our own node: never offered for an invoice that a
+    // payee's Lightning address would issue (a store override of the route's payee), which nobody could check.
+    if (schemes.includes('x402') && (await this.payeeFor(route, req.path!)) === undefined) {
+      progress.waitingOn = 'backend_unavailable';
+      // A refused payment presented again gets the same offer for a few seconds (as L402's challenge).
+      let minted = again === undefined ? undefined : this.recentX402.get(again);
+      if (!minted) {
+        minted = this.mintChallenge(route, req.path!, req.method);
+        if (again !== undefined) this.recentX402.set(again, minted);
+      }
+      const inv = await minted;
+      progress.waitingOn = 'store_unavailable';
+      const now = Math.floor(Date.now() / 1000);
+      const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);
+      const host = req.host !== undefined && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(req.host) ? req.host : undefined;
+      const target = req.uri ?? req.path!;
+      const url = host ? `https://${host}${target.startsWith('/') ? target : '/'}` : target;
+      out.x402 = { header: paymentRequired(url, [reqs], X402_ERROR[why] ?? 'PAYMENT-SIGNATURE header is required'), amountMsat: inv.amountMsat };
+    }
+    return out;
   }
 
   /**
@@ -440,6 +539,7 @@ export class Gate {
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         cashu: this.parts.cashu !== undefined,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        realm: this.parts.config.service,
       });
     } catch (e) {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');

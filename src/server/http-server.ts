@@ -1,7 +1,8 @@
 // HTTP front of l402d: the nginx auth_request endpoint, the error_page render endpoint, a health check,
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
@@ -19,9 +20,9 @@ import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon'] as const;
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon', 'payment-signature', 'x-payment'] as const;
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
-const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
+const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
 const INSTANCE = randomBytes(6).toString('hex');
@@ -56,6 +57,17 @@ function identityHeaders(d: Decision): Array<[string, string]> {
     if (d.capabilities && d.capabilities.length > 0) out.push(['X-L402-Capabilities', d.capabilities.join(',')]);
   } else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
   return out;
+}
+
+/**
+ * For the client of a request paid with MPP or x402: the receipt, kept out of shared caches (MPP: responses with
+ * Payment-Receipt carry Cache-Control: private) and readable by browser clients.
+ */
+function receiptHeaders(d: Decision, o: { nginx?: boolean } = {}): Array<[string, string]> {
+  if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || !d.receipt) return [];
+  // To nginx (the auth answer): under names of our own, so the auth answer's own caching headers stay as they are.
+  if (o.nginx) return [d.receipt, ['X-L402-Receipt-Cache', 'private'], ['X-L402-Receipt-Expose', d.receipt[0]]];
+  return [d.receipt, ['Cache-Control', 'private'], ['Access-Control-Expose-Headers', d.receipt[0]]];
 }
 
 function send(res: ServerResponse, r: Rendered): void {
@@ -155,7 +167,7 @@ function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
   return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
 }
 
-const CORS_HEADERS = 'Authorization, X-Cashu, Content-Type, Accept';
+const CORS_HEADERS = 'Authorization, X-Cashu, Payment-Signature, X-Payment, Content-Type, Accept';
 
 function preflight(routeMethods: readonly string[] | undefined, h: IncomingMessage['headers']): Rendered {
   const asked = (one(h['access-control-request-headers']) ?? '')
@@ -195,6 +207,8 @@ function proxy(
   if (!identity.forwardCredentials) {
     delete headers['x-cashu'];
     delete headers['grpc-metadata-macaroon'];
+    delete headers['payment-signature'];
+    delete headers['x-payment'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
     // The gate's credential cookies stay here too; the site's own cookies pass (Node joined them into one).
     const site = siteCookies(typeof headers.cookie === 'string' ? headers.cookie : undefined);
@@ -217,7 +231,16 @@ function proxy(
     (ur) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-      for (const [k, v] of extra) out[k.toLowerCase()] = v;
+      for (const [k, v] of extra) {
+        const name = k.toLowerCase();
+        // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
+        const prev = out[name];
+        out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
+      }
+      if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
+        delete out['payment-receipt'];
+        delete out['payment-response'];
+      }
       res.writeHead(ur.statusCode ?? 502, out);
       ur.pipe(res);
     },
@@ -393,6 +416,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
             const site = keep ? '' : siteCookies(cookie);
             if (site) res.setHeader('X-L402-Upstream-Cookie', site);
           }
+          // MPP's Payment-Receipt / x402's PAYMENT-RESPONSE: payment-receipts.conf hands them to the client.
+          for (const [k, v] of receiptHeaders(d, { nginx: true })) res.setHeader(k, v);
           res.statusCode = 200;
           res.end();
           return;
@@ -426,8 +451,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     }
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
-    // This connection is plain HTTP (a credential cookie set here is never Secure), whatever a client says.
-    req.headers['x-l402-scheme'] = 'http';
+    // Likewise the scheme (from this very connection: a credential cookie set over plain HTTP is never Secure,
+    // and MPP and x402 are offered over HTTPS only), and the host (x402's resource URL).
+    req.headers['x-l402-scheme'] = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+    req.headers['x-l402-host'] = one(req.headers.host) ?? '';
     const path = normalizePath(url);
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
@@ -457,7 +484,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
-      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
+      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : receiptHeaders(d);
       proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
         log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {
@@ -476,30 +503,31 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
   };
 
-  const server = createServer(
-    {
-      // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
-      // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
-      // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
-      maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
-      // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
-      // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
-      // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
-      insecureHTTPParser: !upstream,
-    },
-    (req, res) => {
-      // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
-      if (!server.listening) res.shouldKeepAlive = false;
-      handle(req, res).catch((e: Error) => {
-        log.error({ err: e.message }, 'request handler failed');
-        if (!res.headersSent) {
-          res.statusCode = 503;
-          res.setHeader('Retry-After', String(config.retryAfterSecs));
-          res.end();
-        } else res.destroy();
-      });
-    },
-  );
+  const options = {
+    // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
+    // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
+    // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
+    maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
+    // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
+    // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
+    // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
+    insecureHTTPParser: !upstream,
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
+    if (!server.listening) res.shouldKeepAlive = false;
+    handle(req, res).catch((e: Error) => {
+      log.error({ err: e.message }, 'request handler failed');
+      if (!res.headersSent) {
+        res.statusCode = 503;
+        res.setHeader('Retry-After', String(config.retryAfterSecs));
+        res.end();
+      } else res.destroy();
+    });
+  };
+  // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.
+  const tls = upstream && config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : undefined;
+  const server: Server = tls ? (createHttpsServer({ ...options, ...tls }, onRequest) as unknown as Server) : createServer(options, onRequest);
   // Longer than nginx's upstream keepalive_timeout (60 s) so nginx never reuses a connection we just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;

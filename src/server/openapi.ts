@@ -20,14 +20,9 @@ interface Offer {
   [k: string]: string | null | undefined;
 }
 
-/**
- * Hook for the per-route scheme list: the schemes a route offers, from `route.schemes` when the config has it
- * (l402, mpp, x402, cashu), else from its rails as today (L402 on Lightning, Cashu where the rail is on).
- */
+/** The schemes a route offers (its `schemes`, policy/schemes.ts), Cashu only where the rail is on. */
 export function offeredSchemes(route: RouteConfig, cashuOn: boolean): string[] {
-  const listed = (route as { schemes?: readonly string[] }).schemes;
-  const schemes = listed ? [...listed] : [...(route.rails.includes('lightning') ? ['l402'] : []), ...(route.rails.includes('cashu') ? ['cashu'] : [])];
-  return schemes.filter((s) => s !== 'cashu' || cashuOn);
+  return route.schemes.filter((s) => s !== 'cashu' || cashuOn);
 }
 
 /** The offer for one scheme at a price (msat), or undefined for a scheme this document cannot describe. */

@@ -3,6 +3,7 @@
 import type { Challenge } from '../policy/challenge.js';
 import type { RouteConfig } from '../config/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
+import { MPP_PROBLEM } from '../protocol/mpp.js';
 import { PAYMENT_PAGE_HEADERS, paymentPage, type PageOptions } from './payment-page.js';
 
 export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited' | 'cashu_rejected';
@@ -17,6 +18,10 @@ export interface RenderInput {
   cashuRequest?: string;
   /** The price the Cashu request asks for (shown by the payment page when there is no Lightning challenge). */
   cashuAmountMsat?: number;
+  /** MPP: the `WWW-Authenticate: Payment …` challenge (on the L402 invoice). */
+  mpp?: string;
+  /** x402 v2: the PAYMENT-REQUIRED value (on an invoice of its own). */
+  x402?: { header: string; amountMsat: number };
   method: string;
   html: boolean;
   grpc: boolean;
@@ -81,14 +86,45 @@ const DETAIL: Record<string, string> = {
   cashu_rejected: 'The Cashu token was not accepted.',
   cashu_unavailable: 'The Cashu mint or store is unavailable; retry shortly.',
   invoice_rate_limited: 'Too many payment requests from this address; retry after the given time.',
+  no_payable_offer: 'No payment scheme of this route can charge its current price; retry shortly.',
+  https_required: 'This route is sold only over HTTPS (MPP, x402): repeat the request with https://.',
+  mpp_malformed_credential: 'The Payment credential could not be decoded (base64url JSON with challenge and payload.preimage).',
+  mpp_unknown_challenge: 'The Payment credential echoes a challenge this server did not issue for this request, or one already used.',
+  mpp_invalid_preimage: 'SHA-256 of the preimage is not the payment hash of the challenge invoice.',
+  mpp_expired_invoice: 'The challenge and its invoice have expired.',
+  x402_malformed_payment: 'PAYMENT-SIGNATURE is not a base64 x402 v2 payment payload.',
+  x402_unknown_offer: 'The x402 payment does not carry an offer this server issued for this request.',
+  x402_expired_invoice: 'The x402 invoice has expired.',
+  x402_not_paid: 'The x402 invoice has not been paid.',
+  x402_already_used: 'This x402 payment has been used already.',
 };
 
+/** MPP refusals carry the Lightning charge spec's problem types (draft-lightning-charge-00, "Error Responses"). */
+const MPP_TYPE: Record<string, string> = {
+  mpp_malformed_credential: MPP_PROBLEM.malformed,
+  mpp_unknown_challenge: MPP_PROBLEM.unknownChallenge,
+  mpp_invalid_preimage: MPP_PROBLEM.invalidPreimage,
+  mpp_expired_invoice: MPP_PROBLEM.expired,
+};
+
+/** A 402 that offers MPP or x402: how to pay with each scheme it carries, and with no other. */
 export function describeReason(reason: string): string {
   return DETAIL[reason] ?? reason;
 }
 
-/** How to pay, for exactly the rails this answer offers (a Lightning challenge, an X-Cashu request, both, none). */
-export function payHow(offer: { lightning: boolean; cashu: boolean }): string {
+/**
+ * How to pay, for exactly the schemes this answer offers (an L402 challenge, an X-Cashu request, MPP's Payment
+ * challenge, x402's PAYMENT-REQUIRED; any of them, or none).
+ */
+export function payHow(offer: { lightning: boolean; cashu: boolean; mpp?: boolean; x402?: boolean }): string {
+  if (offer.mpp || offer.x402) {
+    const ways: string[] = [];
+    if (offer.lightning) ways.push('L402: pay the invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>');
+    if (offer.mpp) ways.push('MPP: pay the invoice of the WWW-Authenticate: Payment challenge, then repeat the request with Authorization: Payment <credential>');
+    if (offer.x402) ways.push('x402: pay the invoice in PAYMENT-REQUIRED, then repeat the request with PAYMENT-SIGNATURE');
+    if (offer.cashu) ways.push('Cashu: pay the X-Cashu payment request, then repeat the request with X-Cashu: <token>');
+    return `Pay with one of: ${ways.join('; ')}.`;
+  }
   const ln = 'Pay the Lightning invoice, then repeat the request with Authorization: L402 <macaroon>:<preimage>.';
   const cashu = 'pay with a Cashu token for the X-Cashu payment request, sent in the X-Cashu header.';
   if (offer.lightning && offer.cashu) return `${ln} Or ${cashu}`;
@@ -100,18 +136,23 @@ export function payHow(offer: { lightning: boolean; cashu: boolean }): string {
 /** The problem's detail: what went wrong (with the Cashu mint's reason, if any), then how to pay what is offered. */
 function detailFor(i: RenderInput): string {
   const what = i.detail ? `${describeReason(i.reason)} (${i.detail})` : describeReason(i.reason);
-  const how = payHow({ lightning: !!i.challenge, cashu: !!i.cashuRequest });
+  const how = payHow({ lightning: !!i.challenge, cashu: !!i.cashuRequest, mpp: !!i.mpp, x402: !!i.x402 });
   return how ? `${what} ${how}` : what;
 }
 
 export function render(i: RenderInput): Rendered {
   const headers: Array<[string, string]> = [['Cache-Control', 'no-store']];
   const c = i.challenge;
+  // The L402 challenge comes first: Go clients (Aperture's, lnget) read only the first WWW-Authenticate line.
   if (c) for (const h of formatChallenges(c.macaroon, c.invoice, { lsat: i.lsat })) headers.push(['WWW-Authenticate', h]);
+  if (i.mpp) headers.push(['WWW-Authenticate', i.mpp]);
+  if (i.x402) headers.push(['PAYMENT-REQUIRED', i.x402.header]);
   if (i.cashuRequest) headers.push(['X-Cashu', i.cashuRequest]);
   // Every answer of the gate is readable by browser clients (a 429's Retry-After, a 503, a 401's challenge):
   // a refusal the page cannot read is a paying client lost. Nothing here is secret to the requester.
-  headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu, Retry-After']);
+  headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu, Retry-After, PAYMENT-REQUIRED, Payment-Receipt, PAYMENT-RESPONSE']);
+  // MPP and x402 answer every refused payment with 402 and a fresh offer (their specs), not L402's 401.
+  const otherScheme = i.outcome === 'invalid' && /^(mpp|x402)_/.test(i.reason);
   if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') headers.push(['Retry-After', String(i.retryAfterSecs)]);
   if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
 
@@ -120,7 +161,7 @@ export function render(i: RenderInput): Rendered {
     headers.push(['Content-Type', 'application/grpc'], ['grpc-status', String(code)], ['grpc-message', encodeURIComponent(msg)]);
     return { status: 200, headers, body: '' };
   }
-  const status = STATUS[i.outcome];
+  const status = otherScheme ? 402 : STATUS[i.outcome];
   if (i.method === 'HEAD') return { status, headers, body: '' };
   if (i.html && i.route?.paymentPage !== false) {
     headers.push(['Content-Type', 'text/html; charset=utf-8'], ...PAYMENT_PAGE_HEADERS.map(([k, v]): [string, string] => [k, v]));
@@ -140,7 +181,7 @@ export function render(i: RenderInput): Rendered {
     };
   }
   const problem: Record<string, unknown> = {
-    type: `urn:l402:problem:${i.outcome === 'challenge' ? 'payment-required' : i.reason.replace(/_/g, '-')}`,
+    type: MPP_TYPE[i.reason] ?? `urn:l402:problem:${i.outcome === 'challenge' ? 'payment-required' : i.reason.replace(/_/g, '-')}`,
     title: TITLE[i.outcome],
     status,
     reason: i.reason,
@@ -157,6 +198,8 @@ export function render(i: RenderInput): Rendered {
       methods: ['L402'],
     });
   }
+  if (i.mpp) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'MPP'];
+  if (i.x402) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'x402'];
   if (i.cashuRequest) {
     problem.cashu_request = i.cashuRequest;
     problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'Cashu'];

@@ -10,6 +10,7 @@ import { secp256k1 } from '@noble/curves/secp256k1';
 import { decodeMsgData, encodeMsgData, knownKeysSid } from '../../src/rails/lightning/lnc/conn.js';
 import { decodePacket, encodePacket, GbnConn } from '../../src/rails/lightning/lnc/gbn.js';
 import { streamIds } from '../../src/rails/lightning/lnc/mailbox.js';
+import { sleep } from '../../src/util/timeout.js';
 import { ekeMask, ekeUnmask, Handshake, NoiseError, publicKeyOf, SPAKE2_N_HEX, type Pattern } from '../../src/rails/lightning/lnc/noise.js';
 import { pairingSid, phraseToEntropy, stretchEntropy, unknownWordPositions } from '../../src/rails/lightning/lnc/phrase.js';
 
@@ -184,7 +185,7 @@ test('go-back-N: every message arrives once and in order over a link that drops 
   await client.handshake();
   const want = Array.from({ length: 40 }, (_, i) => `m${i}`);
   for (const m of want) client.send(Buffer.from(m));
-  for (let i = 0; i < 500 && got.length < want.length; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 500 && got.length < want.length; i++) await sleep(10);
   client.close();
   server.close();
   assert.deepEqual(got, want);

@@ -12,6 +12,7 @@ import { LncConnectError, openLncConnection } from './conn.js';
 import { GrpcCallError, GrpcOverStream, type LncMethod } from './grpc.js';
 import type { MailboxAddress } from './mailbox.js';
 import { phraseToEntropy, stretchEntropy } from './phrase.js';
+import { sleep } from '../../../util/timeout.js';
 import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath, type LncSession } from './session.js';
 
 export interface LncBackendOptions {
@@ -232,7 +233,7 @@ export class LncBackend implements LightningBackend {
           throw new BackendCallError(`lnc: not connected to the node: ${this.lastError}; next attempt in ${Math.ceil(wait / 1000)} s`);
         }
         if (wait > 0) {
-          pending = new Promise((r) => setTimeout(r, wait));
+          pending = sleep(wait);
         } else {
           pending = this.startConnect();
         }

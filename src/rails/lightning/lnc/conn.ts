@@ -8,6 +8,7 @@ import { GbnConn } from './gbn.js';
 import { MailboxError, MailboxLink, streamIds, type MailboxAddress } from './mailbox.js';
 import { ecdh, Handshake, MAX_NOISE_MESSAGE, NoiseError, type NoiseTransport } from './noise.js';
 import { pairingSid } from './phrase.js';
+import { withTimeout, type TimeoutOptions } from '../../../util/timeout.js';
 
 /** LNC's data message: version byte 0, big-endian u32 length, payload. */
 export function encodeMsgData(payload: Buffer): Buffer {
@@ -145,7 +146,7 @@ export async function openLncConnection(o: OpenOptions): Promise<OpenedConnectio
   const sid = sessionSid(o.entropy, o.localPriv, o.remotePub);
   const opening = MailboxLink.open(o.mailbox, streamIds(sid), o.timeoutMs);
   // Given up on (timeout, close): a link that opens later is closed at once.
-  const link = await withTimeout(opening, o.timeoutMs, o.signal, () => void opening.then((l) => l.close(), () => {})).catch((err: unknown) => {
+  const link = await withTimeout(opening, o.timeoutMs, 'LNC mailbox', attemptBounds(o.timeoutMs, o.signal, () => void opening.then((l) => l.close(), () => {}))).catch((err: unknown) => {
     if (err instanceof MailboxError) throw new LncConnectError(err.kind === 'unreachable' ? 'unreachable' : 'closed', err.message);
     throw err;
   });
@@ -232,29 +233,19 @@ export async function openLncConnection(o: OpenOptions): Promise<OpenedConnectio
     return { stream: s, remotePub: hs.version >= 2 ? hs.remoteStatic : undefined, authData: hs.receivedPayload ?? Buffer.alloc(0), pattern };
   };
   try {
-    return await withTimeout(run(), o.timeoutMs, o.signal, cleanup);
+    return await withTimeout(run(), o.timeoutMs, 'LNC handshake', attemptBounds(o.timeoutMs, o.signal, cleanup));
   } catch (err) {
     cleanup();
     throw err;
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefined, onTimeout: () => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onTimeout();
-      reject(new LncConnectError('timeout', `no LNC connection within ${ms} ms`));
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      onTimeout();
-      reject(new LncConnectError('closed', 'aborted'));
-    };
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort); resolve(v); },
-      (e: unknown) => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort); reject(e); },
-    );
-  });
+/** The bounds of a connection attempt: `ms`, or the caller's abort; either runs `cleanup` and names its reason. */
+function attemptBounds(ms: number, signal: AbortSignal | undefined, cleanup: () => void): TimeoutOptions {
+  return {
+    signal,
+    onGiveUp: cleanup,
+    timeoutError: () => new LncConnectError('timeout', `no LNC connection within ${ms} ms`),
+    abortError: () => new LncConnectError('closed', 'aborted'),
+  };
 }
