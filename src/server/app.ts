@@ -19,6 +19,7 @@ import { Metrics } from './metrics.js';
 import { createCashuRail, type CashuRail, type CashuRailDeps } from '../rails/cashu/index.js';
 import type { Store } from '../store/store.js';
 import { createMetricsServer } from './metrics-server.js';
+import { gateConsoleSource } from './console-routes.js';
 import { withTimeout } from '../util/timeout.js';
 import { isDeepStrictEqual } from 'node:util';
 
@@ -236,7 +237,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     server = createGateServer(gate, () => gate);
     address = await listenOn(server, cfg.listen);
     if (metrics && cfg.metrics) {
-      metricsServer = createMetricsServer(metrics, cfg.metrics.token, log);
+      metricsServer = createMetricsServer(metrics, cfg.metrics.token, log, gateConsoleSource(() => gateRef!));
       await listenOn(metricsServer, cfg.metrics.listen);
       metrics.start();
     }

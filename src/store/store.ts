@@ -1,4 +1,6 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
+import type { Ledger } from './ledger.js';
+
 export interface WindowCount {
   count: number;
   /** Seconds until the window resets (>= 1). */
@@ -24,6 +26,8 @@ export interface Store {
   /** Adds to shared counters (metrics from every process using this store). */
   addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void>;
   readCounters(): Promise<Array<[string, number]>>;
+  /** Sales and revocations in this store (ledger.ts). */
+  ledger(): Ledger;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
