@@ -24,9 +24,9 @@ function toSale(r: SaleRow): Sale {
     route: r.route,
     rail: r.rail === 'cashu' ? 'cashu' : 'lightning',
     amountMsat: r.amount_msat,
-    paymentHash: r.payment_hash ?? undefined,
-    validUntil: r.valid_until ?? undefined,
-    access: r.access === 'per-request' || r.access === 'timed' || r.access === 'indefinite' ? r.access : undefined,
+    ...(r.payment_hash !== null ? { paymentHash: r.payment_hash } : {}),
+    ...(r.valid_until !== null ? { validUntil: r.valid_until } : {}),
+    ...(r.access === 'per-request' || r.access === 'timed' || r.access === 'indefinite' ? { access: r.access } : {}),
   };
 }
 

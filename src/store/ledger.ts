@@ -85,9 +85,9 @@ export function parseSale(text: string | null | undefined): Sale | undefined {
       route: v.route,
       amountMsat: Number(v.amountMsat),
       at: Number(v.at),
-      paymentHash: typeof v.paymentHash === 'string' ? v.paymentHash : undefined,
-      validUntil: Number.isFinite(v.validUntil) ? Number(v.validUntil) : undefined,
-      access: v.access === 'per-request' || v.access === 'timed' || v.access === 'indefinite' ? v.access : undefined,
+      ...(typeof v.paymentHash === 'string' ? { paymentHash: v.paymentHash } : {}),
+      ...(Number.isFinite(v.validUntil) ? { validUntil: Number(v.validUntil) } : {}),
+      ...(v.access === 'per-request' || v.access === 'timed' || v.access === 'indefinite' ? { access: v.access } : {}),
     };
   } catch {
     return undefined;

@@ -1,0 +1,147 @@
+// The sales ledger (memory and SQLite: the same contract; Redis runs it in test/integration) and the
+// per-process revocation copy: how old a copy may be before a decision waits for the store, and what a store
+// failure does.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { EARNINGS_BUCKET_MS, type Ledger, type Revocation, type Sale } from '../../src/store/ledger.js';
+import { FRESH_MS, REFRESH_MS, RevocationCache } from '../../src/server/revocations.js';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const hex = (c: string) => c.repeat(64);
+
+export async function ledgerContract(ledger: Ledger): Promise<void> {
+  const now = Date.now();
+  const a: Sale = { id: hex('a'), rail: 'lightning', route: '/premium', amountMsat: 10_000, at: now - 2 * EARNINGS_BUCKET_MS, paymentHash: hex('1'), access: 'per-request' };
+  const b: Sale = { id: hex('b'), rail: 'lightning', route: '/forever', amountMsat: 2_000, at: now - 1000, paymentHash: hex('2'), validUntil: Math.floor(now / 1000) + 60, access: 'indefinite' };
+  const c: Sale = { id: 'cashu:0011', rail: 'cashu', route: '/premium', amountMsat: 10_000, at: now };
+  assert.equal(await ledger.recordSale(a), true);
+  assert.equal(await ledger.recordSale(b), true);
+  assert.equal(await ledger.recordSale({ ...b, amountMsat: 999_999 }), false, 'one sale per id');
+  assert.equal(await ledger.recordSale(c), true);
+  assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id), [c.id, b.id, a.id]);
+  assert.deepEqual((await ledger.recentSales(1)).map((s) => s.id), [c.id]);
+  assert.deepEqual(await ledger.findSale(hex('2')), b, 'by payment hash');
+  assert.deepEqual(await ledger.findSale(a.id), a, 'by id');
+  assert.equal(await ledger.findSale(hex('f')), undefined);
+  const rows = await ledger.earnings(now - 3 * EARNINGS_BUCKET_MS);
+  const sum = (f: (r: (typeof rows)[number]) => boolean) => rows.filter(f).reduce((x, r) => x + r.msat, 0);
+  assert.equal(sum(() => true), 22_000, 'the duplicate added nothing');
+  assert.equal(sum((r) => r.route === '/premium'), 20_000);
+  assert.equal(sum((r) => r.rail === 'cashu'), 10_000);
+  assert.equal(rows.reduce((x, r) => x + r.sales, 0), 3);
+  assert.equal(sum((r) => r.bucket >= now - EARNINGS_BUCKET_MS - (now % EARNINGS_BUCKET_MS)), 12_000, 'bucketed by hour');
+
+  const g0 = await ledger.revocationGeneration();
+  assert.equal(await ledger.revoke({ value: b.id, at: now, until: b.validUntil! + 300 }), true);
+  assert.equal(await ledger.revoke({ value: b.id, at: now + 1 }), false, 'already revoked');
+  const g1 = await ledger.revocationGeneration();
+  assert.notEqual(g1, g0, 'a revocation changes the generation');
+  assert.equal(await ledger.revoke({ value: hex('9'), at: now + 5, until: Math.floor(now / 1000) - 10 }), true);
+  const { generation, list } = await ledger.revocations();
+  assert.notEqual(generation, g1);
+  assert.deepEqual(list.map((r) => r.value), [b.id], 'an entry past its credential\'s expiry is not in force');
+}
+
+test('memory ledger: one sale per credential, newest first, hourly earnings, revocations with a generation', async () => {
+  await ledgerContract(new MemoryStore().ledger());
+});
+
+test('SQLite ledger: the same, and shared by two connections to one file (two l402d processes)', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'l402-ledger-'));
+  dirs.push(d);
+  const one = new SqliteStore(join(d, 'l402.db'));
+  const two = new SqliteStore(join(d, 'l402.db'));
+  try {
+    await ledgerContract(one.ledger());
+    assert.equal((await two.ledger().recentSales(10)).length, 3);
+    assert.equal(await two.ledger().revocationGeneration(), await one.ledger().revocationGeneration());
+    assert.equal(await two.ledger().recordSale({ id: hex('a'), rail: 'lightning', route: '/premium', amountMsat: 1, at: Date.now() }), false, 'the other process sees it recorded');
+  } finally {
+    await one.close();
+    await two.close();
+  }
+});
+
+/** A ledger whose reads can be counted, failed or held. */
+function fakeLedger() {
+  const list: Revocation[] = [];
+  let generation = 0;
+  const f = {
+    reads: 0,
+    fail: false,
+    async revocationGeneration() {
+      f.reads++;
+      if (f.fail) throw new Error('store down');
+      return String(generation);
+    },
+    async revocations() {
+      if (f.fail) throw new Error('store down');
+      return { generation: String(generation), list: [...list] };
+    },
+    add(value: string, until?: number) {
+      list.push({ value, at: 0, until });
+      generation++;
+    },
+  };
+  return f;
+}
+
+test('revocation copy: used as is for REFRESH_MS, read in the background until FRESH_MS, waited for after that', async () => {
+  const l = fakeLedger();
+  let now = 1_000_000;
+  const c = new RevocationCache(l as unknown as Ledger, 500, () => now);
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), false);
+  assert.equal(l.reads, 1, 'the first decision reads the list');
+  l.add(hex('a'));
+  now += REFRESH_MS - 1;
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), false, 'a copy younger than REFRESH_MS is used');
+  assert.equal(l.reads, 1);
+  now += 1;
+  // Still fresh: answered from the copy while the read runs.
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), false);
+  await c.refresh();
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), true, 'the background read brought the revocation');
+  assert.equal(await c.isRevoked(hex('f'), hex('1')), false);
+  // By payment hash too.
+  l.add(hex('2'));
+  now += FRESH_MS;
+  assert.equal(await c.isRevoked(hex('b'), hex('2')), true, 'past FRESH_MS the decision waits for the read');
+  // An entry whose credential expired no longer matters.
+  l.add(hex('3'), Math.floor(now / 1000) + 5);
+  now += FRESH_MS;
+  assert.equal(await c.isRevoked(hex('3'), hex('3')), true);
+  now += 5000;
+  assert.equal(await c.isRevoked(hex('3'), hex('3')), false);
+});
+
+test('revocation copy: a process that never read the list refuses to decide; one that did keeps its copy through a store failure', async () => {
+  const l = fakeLedger();
+  let now = 5_000_000;
+  const c = new RevocationCache(l as unknown as Ledger, 500, () => now);
+  l.fail = true;
+  await assert.rejects(c.isRevoked(hex('a'), hex('1')), /could not be read/);
+  l.fail = false;
+  l.add(hex('a'));
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), true);
+  const confirmed = c.confirmed;
+  l.fail = true;
+  now += 10 * FRESH_MS;
+  assert.equal(await c.isRevoked(hex('a'), hex('1')), true, 'still refused from the copy');
+  assert.equal(await c.isRevoked(hex('b'), hex('2')), false);
+  assert.equal(c.confirmed, confirmed, 'the copy is not taken for newer than it is (nginx caches nothing meanwhile)');
+  // (The background read those answers started fails too.)
+  await assert.rejects(c.refresh(), /store down/);
+  l.fail = false;
+  l.add(hex('b'));
+  now += 1;
+  assert.equal(await c.isRevoked(hex('b'), hex('2')), false, 'answered at once after a failure');
+  await c.refresh();
+  assert.equal(await c.isRevoked(hex('b'), hex('2')), true, 'learnt when the store answers again');
+});
