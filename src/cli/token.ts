@@ -234,7 +234,7 @@ export function formatStats(d: ConsoleData): string {
     return v.map((x) => (x <= 0 ? ' ' : bars[Math.min(7, Math.floor((x / max) * 7.999))])).join('');
   };
   out.push('', 'last 24 hours by route (one character per hour, oldest first):');
-  for (const [route, v] of Object.entries(d.last_24h.by_route)) out.push(`  ${route.padEnd(24)} |${spark(v)}|`);
+  for (const [route, v] of Object.entries(d.last_24h.by_route.by)) out.push(`  ${route.padEnd(24)} |${spark(v)}|`);
   out.push('', 'latest payments:');
   if (d.latest_payments.length === 0) out.push('  none');
   for (const p of d.latest_payments) out.push(`  ${p.at.slice(0, 19)}Z ${p.rail.padEnd(9)} ${p.route.padEnd(20)} ${num(p.amount_msat).padStart(12)} msat  ${p.credential}${p.revoked ? '  revoked' : ''}`);

@@ -98,7 +98,9 @@ export function barChart(s: Series, caption: string, label: (start: number) => s
     }
   });
   for (const i of n > 0 ? [0, Math.floor((n - 1) / 2), n - 1] : []) {
-    parts.push(`<text x="${(left + i * bw + bw / 2).toFixed(1)}" y="${H - 6}" text-anchor="middle">${escapeHtml(label(s.starts[i]!))}</text>`);
+    const anchor = i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
+    const x = i === 0 ? left + i * bw : i === n - 1 ? left + (i + 1) * bw : left + i * bw + bw / 2;
+    parts.push(`<text x="${x.toFixed(1)}" y="${H - 6}" text-anchor="${anchor}">${escapeHtml(label(s.starts[i]!))}</text>`);
   }
   const legend = rows.length
     ? `<ul class="legend">${rows.map(([name, v, cls]) => `<li><svg viewBox="0 0 12 12" aria-hidden="true"><rect class="${cls}" width="12" height="12"/></svg>${escapeHtml(name)}: ${fmt(v.reduce((a, b) => a + b, 0))} msat</li>`).join('')}</ul>`
