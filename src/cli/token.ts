@@ -12,7 +12,7 @@ import { withTimeout } from '../util/timeout.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
-import { parseRootKey, signedByTokenKey } from '../protocol/root-key.js';
+import { signedByTokenKey } from '../protocol/root-key.js';
 import { decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { consoleData, type ConsoleData } from '../server/console-data.js';
 import { createLogger } from '../util/log.js';
@@ -22,7 +22,7 @@ import { loadRootKeys } from '../server/app.js';
 const REVOCATION_GRACE_SECS = 300;
 
 /** The running gate's config, or a refusal: without one, these commands would read ./data of the current directory. */
-function gateConfig(cmd: string, file: string | undefined): GateConfig {
+export function gateConfig(cmd: string, file: string | undefined): GateConfig {
   const { config, explicit } = resolveConfig(file);
   if (!explicit) throw new UsageError(`${cmd}: give the running gate's config (--config FILE or $L402_CONFIG): ${embeddedDefaultsNote(config)} is probably not the store the gate reads`);
   if (config.store.type === 'memory') throw new UsageError(`${cmd}: store.type is memory, which lives inside the running l402d: nothing from here reaches it; use sqlite or redis`);
@@ -101,8 +101,7 @@ function rootKeysOf(config: GateConfig): Buffer[] {
     const path = resolve(config.dataDir, 'root.key');
     if (!existsSync(path)) throw new UsageError(`no root_key in the config and no development key at ${path}: cannot check the macaroon (give its token id instead)`);
   }
-  const keys = loadRootKeys(config, createLogger('error', process.stderr));
-  return keys.length ? keys : [parseRootKey(config.rootKey!)];
+  return loadRootKeys(config, createLogger('error', process.stderr));
 }
 
 function iso(ms: number): string {
