@@ -174,8 +174,8 @@ export class Gate {
       this.parts.log.warn({ event: 'late_request', age_ms: age }, 'read a request after its deadline (l402d stalled or overloaded, or its clock is ahead of nginx\'s): answering 503 to single-use credentials');
     }
     let d: Decision;
-    // The copy of the revocation list a decision reads is at least this recent (it only gets newer).
-    const revocationsAt = this.parts.revocations!.confirmed;
+    // When the copy of the revocation list this decision read was confirmed (none read: nothing is cached).
+    let revocationsAt = -Infinity;
     try {
       d = await decide(req, {
         routes: this.routes,
@@ -192,7 +192,11 @@ export class Gate {
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
-        isRevoked: (tokenId, paymentHash) => this.parts.revocations!.isRevoked(tokenId, paymentHash),
+        isRevoked: async (tokenId, paymentHash) => {
+          const r = await this.parts.revocations!.check(tokenId, paymentHash);
+          revocationsAt = r.confirmedAt;
+          return r.revoked;
+        },
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.

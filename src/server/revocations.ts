@@ -36,6 +36,14 @@ export class RevocationCache {
 
   /** True when the credential (by token id or payment hash) is revoked. Rejects when no copy was ever read. */
   async isRevoked(tokenId: string, paymentHash: string): Promise<boolean> {
+    return (await this.check(tokenId, paymentHash)).revoked;
+  }
+
+  /**
+   * isRevoked, and `confirmedAt` of the copy that answered (no revocation made before it was missed), read
+   * together so a read landing meanwhile cannot make the answer look fresher than it was.
+   */
+  async check(tokenId: string, paymentHash: string): Promise<{ revoked: boolean; confirmedAt: number }> {
     const age = this.now() - this.confirmedAt;
     if (age >= REFRESH_MS) {
       const read = this.refresh();
@@ -43,7 +51,7 @@ export class RevocationCache {
       else await read.catch(() => undefined);
     }
     if (!this.loaded) throw new Error('the revocation list could not be read');
-    return this.live(tokenId) || this.live(paymentHash);
+    return { revoked: this.live(tokenId) || this.live(paymentHash), confirmedAt: this.confirmedAt };
   }
 
   private live(value: string): boolean {

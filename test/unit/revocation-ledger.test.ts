@@ -145,3 +145,24 @@ test('revocation copy: a process that never read the list refuses to decide; one
   await c.refresh();
   assert.equal(await c.isRevoked(hex('b'), hex('2')), true, 'learnt when the store answers again');
 });
+
+test('nginx may keep a "paid" answer max_secs minus a second (its whole-second clock) minus the age of the revocation list read', async () => {
+  const { parseConfig } = await import('../../src/policy/config.js');
+  const { Gate } = await import('../../src/server/gate.js');
+  const { createLogger } = await import('../../src/util/log.js');
+  const cfg = parseConfig('lightning: { type: dev }\nnginx_cache: { max_secs: 5 }\nroutes: [{ match: /forever, amount_msat: 1, access: indefinite }]\n', { env: {} });
+  const backend = { kind: 'none', createInvoice: async () => { throw new Error('unused'); }, describe: () => 'none', close: async () => {} };
+  const gate = new Gate({ config: cfg, store: new MemoryStore(), backend, rootKeys: [Buffer.alloc(32, 7)], log: createLogger('silent') });
+  const allow = (revocationsAt: number | undefined, validUntil?: number) =>
+    gate.cacheSecondsFor({ outcome: 'allow', route: cfg.routes[0]!, reason: 'paid', rail: 'lightning', tokenId: hex('a'), paymentHash: hex('1'), singleUse: false, revocationsAt, validUntil });
+  const now = Date.now();
+  assert.equal(allow(now - 100), 3);
+  assert.equal(allow(now - 1500), 2);
+  assert.equal(allow(now - 4500), 0);
+  assert.equal(allow(-Infinity), 0, 'no list read: nothing cached');
+  assert.equal(allow(undefined), 4, 'decided outside the gate (library use): the clock second only');
+  assert.equal(allow(now - 100, Math.floor(now / 1000) + 2), 1, 'never past the credential\'s expiry');
+  const c = new RevocationCache(new MemoryStore().ledger(), 500);
+  const r = await c.check(hex('a'), hex('1'));
+  assert.deepEqual([r.revoked, r.confirmedAt], [false, c.confirmed]);
+});
