@@ -37,9 +37,12 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
       return;
     }
     // Compare digests so the comparison is constant-time whatever the header's length.
-    const bearerOk = expected !== undefined && timingSafeEqual(digest(req.headers.authorization ?? ''), expected);
-    const basicOk = expectedPassword !== undefined && timingSafeEqual(digest(basicPassword(req.headers.authorization) ?? ''), expectedPassword);
-    if (expected && !bearerOk && !basicOk) {
+    // One constant-time compare per request: the Basic password against the token, else the whole header
+    // against "Bearer <token>".
+    const h = req.headers.authorization ?? '';
+    const password = /^Basic /i.test(h) ? basicPassword(h) : undefined;
+    const ok = expected === undefined || (password !== undefined ? timingSafeEqual(digest(password), expectedPassword!) : timingSafeEqual(digest(h), expected));
+    if (!ok) {
       res.statusCode = 401;
       res.setHeader('Cache-Control', 'no-store');
       // A browser asks for the console's token (as the password) on a Basic challenge.
