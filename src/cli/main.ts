@@ -20,8 +20,8 @@ import { withTimeout } from '../util/timeout.js';
 import { createLogger } from '../util/log.js';
 import { cashuRedeem, cashuStatus, formatCashuStatus, formatMelt } from './cashu.js';
 
-/** A mistake in the command line: one line on stderr, exit 2. */
-class UsageError extends Error {}
+import { UsageError } from './usage-error.js';
+import { registerTokenCommands } from './token.js';
 import { DevWallet, DevWalletError } from '../rails/lightning/dev/dev-wallet.js';
 import { ImportError, runImport } from './ngx-l402-import/command.js';
 
@@ -241,6 +241,8 @@ cashu
     for (const m of melts) process.stdout.write(formatMelt(m) + '\n');
     if (melts.some((m) => m.state === 'failed')) process.exitCode = 1;
   });
+
+registerTokenCommands(program);
 
 async function main(): Promise<void> {
   // `l402d nginx-conf | head`: a reader that stops early is not an error.

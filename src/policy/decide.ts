@@ -58,6 +58,7 @@ export type InvalidReason =
   | 'already_used'
   | 'auto_detect_off'
   | 'missing_capability'
+  | 'revoked'
   | OtherSchemeReason;
 
 export type { CashuAcceptor } from './ports.js';
@@ -71,7 +72,7 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string] }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** 64 hex. */ paymentHash: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** The expiry l402d minted, if any. */ mintedValidUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string]; /** Set by the gate: no revocation made before this (ms) is missed by this decision. */ revocationsAt?: number }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -141,6 +142,11 @@ export interface DecideDeps {
   unknownCaveats?: 'skip' | 'reject';
   /** Macaroons already found signed by `rootKeys` (kept by the caller for as long as those keys). */
   verified?: VerifiedMacaroons;
+  /**
+   * Has the operator revoked this credential (by token id or payment hash)? Rejects when that cannot be known
+   * in time: the request is then answered 503, never let through.
+   */
+  isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -276,6 +282,17 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
   }
   if ('outcome' in auth) return auth;
+  // Before any claim: a revoked single-use credential is not spent by being refused.
+  if (deps.isRevoked) {
+    let revoked: boolean;
+    try {
+      clock.waitingOn = 'store_unavailable';
+      revoked = await deps.isRevoked(auth.tokenId, auth.paymentHash);
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (revoked) return { outcome: 'invalid', route, reason: 'revoked' };
+  }
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
   // stays so when its route is made reusable later (its holder could add an expiry of their choosing).
@@ -337,12 +354,14 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     if (!first) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}), ...(auth.receipt ? { receipt: auth.receipt } : {}) };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, paymentHash: auth.paymentHash, validUntil, mintedValidUntil: auth.mintedValidUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}), ...(auth.receipt ? { receipt: auth.receipt } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
 export interface Authenticated {
   tokenId: string;
+  /** 64 hex. */
+  paymentHash: string;
   /** Unix seconds, if the credential expires: the earliest of all its expiry caveats (minted or appended). */
   validUntil?: number;
   /** Unix seconds: the expiry l402d minted, if any (never one a holder appended). */
@@ -442,6 +461,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   }
   return {
     tokenId: id.tokenId.toString('hex'),
+    paymentHash: id.paymentHash.toString('hex'),
     validUntil: verdict.validUntil,
     mintedValidUntil: verdict.sold.validUntil,
     claimKey: claimKey(id.paymentHash),
@@ -479,6 +499,7 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   // only narrows. ngx_l402 sold reusable credentials only with l402_indefinite_access (an indefinite route).
   return {
     tokenId: `ngx_l402:${mac.identifier.toString('hex')}`,
+    paymentHash: mac.identifier.toString('hex'),
     validUntil: verdict.validUntil,
     mintedValidUntil: undefined,
     claimKey: storeKeys.ngxL402Claim(mac.identifier),

@@ -56,6 +56,7 @@ export async function authenticateOtherScheme(
     const hash = r.v.paymentHash;
     return {
       tokenId: hash.toString('hex'),
+      paymentHash: hash.toString('hex'),
       validUntil: r.v.expiresAt,
       // The L402 credential sold with this invoice may verify for longer than the challenge (a macaroon_timeout
       // past the invoice's expiry, or none): the shared spent mark is kept for ever, like that credential's.
@@ -87,6 +88,7 @@ export async function authenticateOtherScheme(
   const hash = r.v.paymentHash.toString('hex');
   return {
     tokenId: hash,
+    paymentHash: hash,
     validUntil: r.v.expiresAt,
     // Its own invoice, which only x402 sells: the spent mark outlives the offer's expiry by the grace period.
     mintedValidUntil: r.v.expiresAt,

@@ -1,6 +1,6 @@
 // The gate: wires config, store, backend and keys into the decision core and the renderer.
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError, type GateConfig, type RouteConfig } from '../config/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
@@ -30,6 +30,8 @@ import { devPayEnabled } from './page-endpoints.js';
 import { FreePaths } from '../policy/free-paths.js';
 import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
+import { RevocationCache } from './revocations.js';
+import { SalesRecorder } from './sales.js';
 import { otherSchemeOf } from '../policy/pay-schemes.js';
 import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
 import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
@@ -59,6 +61,9 @@ export interface GateParts {
   backend: LightningBackend;
   rootKeys: Buffer[];
   log: Logger;
+  /** Shared by the gates a reload replaces (created by the first Gate when absent). */
+  revocations?: RevocationCache;
+  sales?: SalesRecorder;
 }
 
 const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited', 'cashu_rejected']);
@@ -164,6 +169,8 @@ export class Gate {
       : async (route) => ({ amountMsat: route.amountMsat, source: 'static', pathPriced: false });
     this.payeeFor = createPayeeResolver({ store: parts.store, storeTimeoutMs: parts.config.timeouts.storeMs, cacheMs: p.cacheMs, dynamic: p.dynamic, legacyGet });
     const { backend, store, config } = parts;
+    parts.revocations ??= new RevocationCache(store.ledger(), config.timeouts.storeMs);
+    parts.sales ??= new SalesRecorder(store.ledger(), config.timeouts.storeMs, parts.log, () => parts.metrics);
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
     if (cashuOnly.length > 0) throw new ConfigError(`routes ${cashuOnly.join(', ')}: rails [cashu] needs a cashu: section`);
@@ -219,6 +226,8 @@ export class Gate {
       this.parts.log.warn({ event: 'late_request', age_ms: age }, 'read a request after its deadline (l402d stalled or overloaded, or its clock is ahead of nginx\'s): answering 503 to single-use credentials');
     }
     let d: Decision;
+    // When the copy of the revocation list this decision read was confirmed (none read: nothing is cached).
+    let revocationsAt = -Infinity;
     try {
       d = await decide(req, {
         routes: this.routes,
@@ -238,6 +247,11 @@ export class Gate {
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
+        isRevoked: async (tokenId, paymentHash) => {
+          const r = await this.parts.revocations!.check(tokenId, paymentHash);
+          revocationsAt = r.confirmedAt;
+          return r.revoked;
+        },
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -247,8 +261,28 @@ export class Gate {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const route = 'route' in d ? d.route?.id : undefined;
     this.parts.metrics?.countDecision(d, ms / 1000);
+    if (d.outcome === 'allow' && d.reason === 'paid' && d.rail === 'lightning') d = { ...d, revocationsAt };
+    if (d.outcome === 'allow' && d.reason === 'paid' && req.path !== undefined) this.recordSale(d, req.path);
     this.decisionLog.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
+  }
+
+  /** Notes a sale (in the background; a credential already recorded costs nothing). */
+  private recordSale(d: Extract<Decision, { reason: 'paid' }>, path: string): void {
+    const sales = this.parts.sales!;
+    const route = d.route;
+    if (d.rail === 'cashu') {
+      sales.note({ id: `cashu:${randomBytes(16).toString('hex')}`, rail: 'cashu', route: route.id, amountMsat: d.amountMsat, at: Date.now() });
+      return;
+    }
+    if (sales.has(d.tokenId)) return;
+    const at = Date.now();
+    // The amount is what the route charges for this path now (what the invoice asked unless a dynamic price
+    // changed between the challenge and this first use).
+    this.price(route, path).then(
+      (p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }),
+      () => undefined,
+    );
   }
 
   /**
@@ -258,9 +292,15 @@ export class Gate {
   cacheSecondsFor(d: Decision): number {
     // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
     if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.singleUse) return 0;
-    const max = this.parts.config.nginxCacheMaxSecs;
-    if (d.validUntil === undefined) return max;
-    return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));
+    // nginx keeps an answer while its whole-second clock has not passed now + X-Accel-Expires: up to a second
+    // longer than the header says. A revocation made after the list this decision read (less than a second
+    // old, see revocations.ts) could not be seen by it: that age comes off too, so nginx reuses no answer
+    // longer than max_secs after a revocation (nor past the credential's expiry).
+    const now = Date.now();
+    const seen = d.revocationsAt === undefined ? 0 : Math.max(0, now - d.revocationsAt);
+    const max = Math.floor((this.parts.config.nginxCacheMaxSecs * 1000 - 1000 - seen) / 1000);
+    if (d.validUntil === undefined) return Math.max(0, max);
+    return Math.max(0, Math.min(max, d.validUntil - Math.floor(now / 1000) - 1));
   }
 
   /**

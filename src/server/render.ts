@@ -77,6 +77,7 @@ const DETAIL: Record<string, string> = {
   malformed_caveat: 'The macaroon carries a malformed caveat.',
   missing_preimage: 'The credential has no preimage.',
   already_used: 'This single-use credential has already been used.',
+  revoked: 'The operator has revoked this credential; it no longer pays for anything. Pay the new invoice for access.',
   store_unavailable: 'The credential store is unavailable; retry shortly.',
   backend_unavailable: 'The Lightning backend is unavailable; retry shortly.',
   no_route: 'No paid route is configured for this path.',

@@ -1,4 +1,5 @@
 import type { Store, WindowCount } from './store.js';
+import { MemoryLedger } from './ledger-memory.js';
 
 interface Entry {
   value: string;
@@ -82,6 +83,10 @@ export class MemoryStore implements Store {
   }
   async readCounters(): Promise<Array<[string, number]>> {
     return [...this.counters];
+  }
+  private readonly ledgerInstance = new MemoryLedger();
+  ledger(): MemoryLedger {
+    return this.ledgerInstance;
   }
   async ping(): Promise<void> {}
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
 import type { ClaimStore, WindowCount } from '../policy/ports.js';
 import type { DurabilityReport } from './redis-durability.js';
+import type { Ledger } from './ledger.js';
 
 export type { WindowCount };
 
@@ -24,6 +25,8 @@ export interface Store extends ClaimStore {
   /** Adds to shared counters (metrics from every process using this store). */
   addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void>;
   readCounters(): Promise<Array<[string, number]>>;
+  /** Sales and revocations in this store (ledger.ts). */
+  ledger(): Ledger;
   ping(): Promise<void>;
   close(): Promise<void>;
   // Optional capabilities: the server asks for what a store can do, never which class it is.
