@@ -1,0 +1,160 @@
+// Red team of the credential paths merged together (browser cookie, MPP, x402, revocation), through real nginx
+// over HTTPS and in standalone mode with tls:, as a client who controls every byte of the request. Each test
+// here was written against a hole found in review: one payment presented under another scheme, a cookie's
+// attributes, header combinations and spellings.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import https from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import { PassThrough } from 'node:stream';
+import { sleep } from '../../src/util/timeout.js';
+import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { l402d, REVOKE_BOUND_MS } from './revocation-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+
+const nginxBin = requireTool('nginx');
+const opensslBin = requireTool('openssl');
+const skip = nginxBin && opensslBin ? false : 'nginx or openssl not installed';
+
+const ROUTES = `lightning: { type: dev }
+routes:
+  - { match: /paid, amount_msat: 10000, schemes: [l402, mpp, x402] }
+  - { match: /other, amount_msat: 10000, schemes: [l402, mpp, x402] }
+  - { match: /timed, amount_msat: 2000, access: timed, macaroon_timeout: 3600 }
+`;
+const PATHS = ['/paid', '/other', '/timed'];
+
+const cleanup = new Cleanup();
+let dir: string;
+let ca: Buffer;
+let up: CountingUpstream;
+let tlsOrigin: string;
+let wallet: DevWallet;
+let configFile: string;
+
+function makeCert(d: string): { cert: string; key: string } {
+  const cert = join(d, 'cert.pem');
+  const key = join(d, 'key.pem');
+  execFileSync(opensslBin!, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+interface Res {
+  status: number;
+  headers: IncomingHttpHeaders;
+  raw: string[];
+  body: string;
+}
+
+/** One HTTPS request trusting the test's certificate; `raw` keeps repeated headers apart. */
+function https1(url: string, headers: Record<string, string | string[]> = {}, o: { method?: string; body?: string } = {}): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method: o.method ?? 'GET', headers: { accept: 'application/json', ...headers }, ca, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+function lines(r: Res, name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < r.raw.length; i += 2) if (r.raw[i]!.toLowerCase() === name) out.push(r.raw[i + 1]!);
+  return out;
+}
+
+function params(challenge: string): Record<string, string> {
+  assert.match(challenge, /^Payment /);
+  const out: Record<string, string> = {};
+  for (const m of challenge.slice(8).matchAll(/(\w+)="([^"]*)"/g)) out[m[1]!] = m[2]!;
+  return out;
+}
+
+/** An MPP credential built from the spec's shape (not from l402d's code). */
+function mppCredential(p: Record<string, string>, preimage: string): string {
+  const challenge = { id: p.id, realm: p.realm, method: p.method, intent: p.intent, request: p.request, expires: p.expires };
+  return `Payment ${Buffer.from(JSON.stringify({ challenge, payload: { preimage } })).toString('base64url')}`;
+}
+
+/** A 402 over HTTPS: the L402 credential and the MPP credential for the same paid invoice. */
+async function buyBoth(origin: string, path: string): Promise<{ l402: string; mpp: string; macaroon: string; preimage: string }> {
+  const t = await https1(origin + path);
+  assert.equal(t.status, 402, t.body);
+  const body = JSON.parse(t.body) as { macaroon: string; invoice: string };
+  const preimage = wallet.pay(body.invoice).toString('hex');
+  const mpp = mppCredential(params(lines(t, 'www-authenticate').find((l) => l.startsWith('Payment '))!), preimage);
+  return { l402: `L402 ${body.macaroon}:${preimage}`, mpp, macaroon: body.macaroon, preimage };
+}
+
+before(async () => {
+  if (skip) return;
+  dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s6-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(dir);
+  ca = readFileSync(cert);
+  const gatePort = await freePort();
+  const yaml = `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`;
+  configFile = join(dir, 'gate.yaml');
+  writeFileSync(configFile, yaml);
+  const cfg = parseConfig(yaml, { env: {} });
+  const gate = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
+  cleanup.add(() => gate.close());
+  wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  up = cleanup.use(await startCountingUpstream());
+  const snippets = join(dir, 'snippets');
+  writeSnippets(cfg, snippets);
+  const tlsPort = await freePort();
+  const locations = PATHS.map((p) => `location ${p} { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; }`).join('\n');
+  cleanup.use(
+    await startNginx({
+      http: `include ${snippets}/upstream.conf;
+    server { listen 127.0.0.1:${tlsPort} ssl; ssl_certificate ${cert}; ssl_certificate_key ${key};
+      include ${snippets}/server.conf;
+      ${locations} }`,
+    }),
+  );
+  tlsOrigin = `https://127.0.0.1:${tlsPort}`;
+});
+after(() => cleanup.run());
+
+// Found: `l402d token revoke <macaroon>` stored the token id only, and an MPP credential carries no token id
+// (decide() knows it by its payment hash): the MPP credential for the very invoice of a revoked, unused
+// per-request L402 credential still opened the route.
+test('a revoked credential stays revoked under every scheme that carries its payment (L402, MPP, the cookie)', { skip, timeout: 120_000 }, async () => {
+  for (const form of ['macaroon', 'L402 header'] as const) {
+    up.reset();
+    const c = await buyBoth(tlsOrigin, '/paid');
+    // The operator pastes what they have: the macaroon, or the whole Authorization value.
+    const arg = form === 'macaroon' ? c.macaroon : c.l402;
+    // The browser form of the same credential, set by the page's endpoint (which checks, never spends, it).
+    const set = await https1(tlsOrigin + '/_l402/page/cookie', { 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, { method: 'POST', body: new URLSearchParams({ credential: c.l402.slice(5), uri: '/paid' }).toString() });
+    assert.equal(set.status, 303, set.body);
+    const cookie = String([set.headers['set-cookie']].flat()[0]).split(';')[0]!;
+    const r = await l402d(['token', 'revoke', arg, '--config', configFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes(c.preimage), 'the preimage is never echoed');
+    await sleep(REVOKE_BOUND_MS + 100);
+    const viaCookie = await https1(tlsOrigin + '/paid', { cookie });
+    assert.equal(viaCookie.status, 401, viaCookie.body);
+    assert.equal((JSON.parse(viaCookie.body) as { reason: string }).reason, 'revoked');
+    const viaMpp = await https1(tlsOrigin + '/paid', { authorization: c.mpp });
+    assert.notEqual(viaMpp.status, 200, `${form}: the MPP credential of a revoked payment opened the route`);
+    const viaL402 = await https1(tlsOrigin + '/paid', { authorization: c.l402 });
+    assert.equal(viaL402.status, 401, viaL402.body);
+    assert.equal((JSON.parse(viaL402.body) as { reason: string }).reason, 'revoked');
+    assert.equal(up.hits, 0);
+  }
+});
