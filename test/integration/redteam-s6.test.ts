@@ -158,3 +158,37 @@ test('a revoked credential stays revoked under every scheme that carries its pay
     assert.equal(up.hits, 0);
   }
 });
+
+// Found: standalone mode with tls: set the credential cookie without Secure (the cookie endpoint took the scheme
+// for plain HTTP whenever l402d faced clients itself), so the browser would also send it over plain HTTP; and a
+// same-origin form post from the HTTPS page that carried only Origin (no Sec-Fetch-Site) was refused.
+test('standalone with tls: the credential cookie is Secure, and the page\'s own HTTPS origin may set it', { skip, timeout: 120_000 }, async () => {
+  const sup = cleanup.use(await startCountingUpstream());
+  const port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${sup.port}\ntls: { cert_file: ${join(dir, 'cert.pem')}, key_file: ${join(dir, 'key.pem')} }\nlog: { level: warn }\n${ROUTES}`,
+    { env: {}, baseDir: join(dir, 'standalone') },
+  );
+  const g = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
+  cleanup.add(() => g.close());
+  const origin = `https://127.0.0.1:${port}`;
+  const t = await https1(origin + '/timed');
+  assert.equal(t.status, 402, t.body);
+  const body = JSON.parse(t.body) as { macaroon: string; invoice: string };
+  const credential = `${body.macaroon}:${wallet.pay(body.invoice).toString('hex')}`;
+  const form = new URLSearchParams({ credential, uri: '/timed' }).toString();
+  for (const h of [{ 'sec-fetch-site': 'same-origin' }, { origin }] as Array<Record<string, string>>) {
+    const set = await https1(origin + '/_l402/page/cookie', { ...h, 'content-type': 'application/x-www-form-urlencoded' }, { method: 'POST', body: form });
+    assert.equal(set.status, 303, `${JSON.stringify(h)}: ${set.body}`);
+    const sc = String([set.headers['set-cookie']].flat()[0]);
+    assert.match(sc, /; Secure(;|$)/, sc);
+    const cookie = sc.split(';')[0]!;
+    sup.reset();
+    const ok = await https1(origin + '/timed', { cookie: `site=1; ${cookie}` });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(sup.requests[0]!.headers.cookie, 'site=1');
+  }
+  // A plain-HTTP origin is another origin of an HTTPS gate: refused.
+  const cross = await https1(origin + '/_l402/page/cookie', { origin: origin.replace('https:', 'http:'), 'content-type': 'application/x-www-form-urlencoded' }, { method: 'POST', body: form });
+  assert.equal(cross.status, 403, cross.body);
+});
