@@ -131,9 +131,11 @@ proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
 # (L402, LSAT, Cashu or MPP's Payment): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's
 # own. A payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a
-# dry-run route such a request still passes, and the credential in it must not.
+# dry-run route such a request still passes, and the credential in it must not. The scheme counts as separated by
+# any whitespace byte a parser may take for one (also VT, FF and 0xA0, which JavaScript's \\s matches): nginx strips
+# more than l402d reads, never less.
 map $http_authorization $l402_upstream_authorization {
-    "~*(^|[\\s,])(l402|lsat|cashu|payment)(\\s|$)" "";
+    "~*(^|[\\s,\\x0b\\x0c\\xa0])(l402|lsat|cashu|payment)([\\s\\x0b\\x0c\\xa0]|$)" "";
     default $http_authorization;
 }
 
