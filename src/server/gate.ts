@@ -455,7 +455,11 @@ export class Gate {
     const master = this.parts.rootKeys[0]!;
     // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
     if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
-      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
+      // It expires with its invoice, and never after the L402 credential sold with it: the two share one spent
+      // mark, which lives until that credential's minted expiry (plus a grace period), so an MPP credential
+      // outliving it (a payee's or node's invoice that lives longer than asked) would pay a second time.
+      const expiresAt = challenge.validUntil === undefined ? challenge.invoiceExpiresAt : Math.min(challenge.invoiceExpiresAt, challenge.validUntil);
+      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt });
       out.mpp = formatMppChallenge(c);
     }
     // x402's payment is checked by looking its invoice up on our own node: never offered for an invoice that a
