@@ -275,3 +275,49 @@ test('an MPP challenge never outlives the L402 credential sold with it (their sp
   const p = params(lines(t, 'www-authenticate').find((l) => l.startsWith('Payment '))!);
   assert.ok(Date.parse(p.expires!) / 1000 <= validUntil, `MPP challenge expires ${p.expires}, after the L402 credential (${new Date(validUntil * 1000).toISOString()})`);
 });
+
+/** The x402 payment for a 402's PAYMENT-REQUIRED offer, paid. */
+function x402Paid(t: Res): string {
+  const pr = JSON.parse(Buffer.from(String(t.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> };
+  const a = pr.accepts[0]!;
+  wallet.pay(a.extra.invoice);
+  return Buffer.from(JSON.stringify({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a })).toString('base64');
+}
+
+/** A cookie for `path` set through the page's endpoint from an `L402 <macaroon>:<preimage>` value. */
+async function cookieOf(auth: string, path: string): Promise<string> {
+  const set = await https1(tlsOrigin + '/_l402/page/cookie', { 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, { method: 'POST', body: new URLSearchParams({ credential: auth.slice(5), uri: path }).toString() });
+  assert.equal(set.status, 303, set.body);
+  return String([set.headers['set-cookie']].flat()[0]).split(';')[0]!;
+}
+
+test('every credential at once (L402 header, MPP, x402, cookie): one is decided and spent, none reaches the upstream, the others still pay', { skip, timeout: 120_000 }, async () => {
+  const secrets = (xs: string[]) => xs.map((x) => x.replace(/^(L402|Payment) /, '').slice(0, 32));
+  // Authorization (L402) beside x402's header and the route's cookie: the Authorization credential is decided.
+  const a = await buyBoth(tlsOrigin, '/paid');
+  const b = await buyBoth(tlsOrigin, '/paid');
+  const t = await https1(tlsOrigin + '/paid');
+  const x = x402Paid(t);
+  const cookie = await cookieOf(b.l402, '/paid');
+  up.reset();
+  const r = await https1(tlsOrigin + '/paid', { authorization: a.l402, 'payment-signature': x, 'x-payment': x, cookie: `site=1; ${cookie}` });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(up.hits, 1);
+  const seen = JSON.stringify(up.requests[0]!.headers);
+  for (const s of secrets([a.l402, b.l402, x, a.preimage, b.preimage])) assert.ok(!seen.includes(s), `the upstream got ${s}: ${seen}`);
+  assert.equal(up.requests[0]!.headers.cookie, 'site=1');
+  // The L402 credential was the one spent (its MPP twin too); the x402 payment and the cookie still pay once.
+  assert.equal((await https1(tlsOrigin + '/paid', { authorization: a.l402 })).status, 401);
+  assert.equal((await https1(tlsOrigin + '/paid', { authorization: a.mpp })).status, 402);
+  assert.equal((await https1(tlsOrigin + '/paid', { 'payment-signature': x, cookie })).status, 200);
+  assert.equal((await https1(tlsOrigin + '/paid', { 'payment-signature': x })).status, 402);
+  assert.equal((await https1(tlsOrigin + '/paid', { cookie })).status, 200);
+  assert.equal((await https1(tlsOrigin + '/paid', { cookie })).status, 401);
+  // The MPP credential of b's payment: that payment is spent (the cookie carried it).
+  assert.equal((await https1(tlsOrigin + '/paid', { authorization: b.mpp })).status, 402);
+  assert.equal(up.hits, 3);
+  for (const req of up.requests) {
+    const h = JSON.stringify(req.headers);
+    for (const s of secrets([a.l402, b.l402, x, b.mpp])) assert.ok(!h.includes(s), `the upstream got ${s}`);
+  }
+});
