@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../config/config.js';
-import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
+import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail, openConsoleWarning } from '../server/app.js';
 import { ngxL402ClaimsUnseen } from '../policy/store-keys.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -123,6 +123,7 @@ async function checkAll(cfg: GateConfig, source: string, scratch: string): Promi
   if (cfg.cashu) checks.push(...(await checkCashu(cfg)));
   // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) checks.push({ ok: false, what: 'listen', detail: nonLoopbackWarning(cfg.listen) });
+  if (cfg.metrics && cfg.metrics.token === undefined && !isLocalListen(cfg.metrics.listen)) checks.push({ ok: false, what: 'metrics', detail: openConsoleWarning(cfg.metrics.listen) });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
 }

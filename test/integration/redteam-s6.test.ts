@@ -321,3 +321,20 @@ test('every credential at once (L402 header, MPP, x402, cookie): one is decided 
     for (const s of secrets([a.l402, b.l402, x, b.mpp])) assert.ok(!h.includes(s), `the upstream got ${s}`);
   }
 });
+
+// The console sits on the metrics listener: without metrics.token, facing a network, it shows the sales to anyone.
+test('doctor fails (and start warns) when the metrics listener, console included, faces a network without a token', { timeout: 60_000 }, async () => {
+  const d = mkdtempSync(join(tmpdir(), 'l402-redteam-s6-doctor-'));
+  cleanup.add(() => rmSync(d, { recursive: true, force: true }));
+  const run = async (metrics: string) => {
+    const f = join(d, 'c.yaml');
+    writeFileSync(f, `listen: 127.0.0.1:1\ndata_dir: ${d}\nroot_key: ${TEST_ROOT_KEY}\nmetrics: ${metrics}\nlightning: { type: dev }\nroutes: [{ match: /p, amount_msat: 1000 }]\n`);
+    const r = await l402d(['doctor', '--config', f]);
+    assert.ok(!r.stdout.includes('0123456789abcdef0123'), 'the token is never printed');
+    return /^FAIL metrics: .*metrics\.token is not set/m.test(r.stdout);
+  };
+  assert.equal(await run('{ listen: "0.0.0.0:9402" }'), true);
+  assert.equal(await run('{ listen: "[::]:9402" }'), true);
+  assert.equal(await run('{ listen: "0.0.0.0:9402", token: "0123456789abcdef0123" }'), false);
+  assert.equal(await run('{ listen: "127.0.0.1:9402" }'), false);
+});
