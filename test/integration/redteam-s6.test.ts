@@ -31,8 +31,9 @@ routes:
   - { match: /other, amount_msat: 10000, schemes: [l402, mpp, x402] }
   - { match: /timed, amount_msat: 2000, access: timed, macaroon_timeout: 3600 }
   - { match: /shadow, amount_msat: 10000, schemes: [l402, mpp], dry_run: true }
+  - { match: /caps, amount_msat: 10000, schemes: [l402, mpp, x402], capabilities: [read, write], capability_rules: [{ capability: write, methods: [POST] }] }
 `;
-const PATHS = ['/paid', '/other', '/timed', '/shadow'];
+const PATHS = ['/paid', '/other', '/timed', '/shadow', '/caps'];
 
 const cleanup = new Cleanup();
 let dir: string;
@@ -88,6 +89,19 @@ function params(challenge: string): Record<string, string> {
 function mppCredential(p: Record<string, string>, preimage: string): string {
   const challenge = { id: p.id, realm: p.realm, method: p.method, intent: p.intent, request: p.request, expires: p.expires };
   return `Payment ${Buffer.from(JSON.stringify({ challenge, payload: { preimage } })).toString('base64url')}`;
+}
+
+/** A 402 over HTTPS for `method`: L402 and MPP credentials for one paid invoice (two of them), and a paid x402 payment. */
+async function buyBothFor(path: string, method: string): Promise<{ l402: string; mpp: string; x402: string }> {
+  const t = await https1(tlsOrigin + path, {}, { method });
+  assert.equal(t.status, 402, t.body);
+  const body = JSON.parse(t.body) as { macaroon: string; invoice: string };
+  const preimage = wallet.pay(body.invoice).toString('hex');
+  const again = await https1(tlsOrigin + path, {}, { method });
+  const b2 = JSON.parse(again.body) as { invoice: string };
+  const p2 = wallet.pay(b2.invoice).toString('hex');
+  const mpp = mppCredential(params(lines(again, 'www-authenticate').find((l) => l.startsWith('Payment '))!), p2);
+  return { l402: `L402 ${body.macaroon}:${preimage}`, mpp, x402: x402Paid(t) };
 }
 
 /** A 402 over HTTPS: the L402 credential and the MPP credential for the same paid invoice. */
@@ -356,4 +370,19 @@ test('doctor fails (and start warns) when the metrics listener, console included
   assert.equal(await run('{ listen: "[::]:9402" }'), true);
   assert.equal(await run('{ listen: "0.0.0.0:9402", token: "0123456789abcdef0123" }'), false);
   assert.equal(await run('{ listen: "127.0.0.1:9402" }'), false);
+});
+
+// Found: an MPP or x402 payer reached the upstream without X-L402-Capabilities, where an L402 payer of the same
+// route gets the route's set: an app granting features by that header refused a paid request.
+test('MPP and x402 payers get the capabilities the route sells, as L402 payers do', { skip, timeout: 120_000 }, async () => {
+  for (const method of ['GET', 'POST']) {
+    const c = await buyBothFor('/caps', method);
+    const x = c.x402;
+    up.reset();
+    for (const headers of [{ authorization: c.l402 }, { authorization: c.mpp }, { 'payment-signature': x }] as Array<Record<string, string>>) {
+      const r = await https1(tlsOrigin + '/caps', headers, { method });
+      assert.equal(r.status, 200, `${method} ${Object.keys(headers)[0]}: ${r.body}`);
+    }
+    assert.deepEqual(up.requests.map((q) => q.headers['x-l402-capabilities']), ['read,write', 'read,write', 'read,write']);
+  }
 });
