@@ -455,15 +455,17 @@ add_header X-L402-Dry-Run-Retry-After $l402_dry_run_retry always;
 `,
     'payment-receipts.conf': `# l402-nginx: include after protect.conf in locations whose route offers mpp or x402 (schemes:), to hand
 # the client its receipt: MPP's Payment-Receipt, x402's PAYMENT-RESPONSE. l402d sets them on the auth answer
-# of a paid request only. (add_header and proxy_hide_header here stop server-level ones of theirs from applying:
-# repeat those you need.)
+# of a paid request only. (add_header, proxy_hide_header and grpc_hide_header here stop server-level ones of theirs
+# from applying: repeat those you need.)
 auth_request_set $l402_payment_receipt $upstream_http_payment_receipt;
 auth_request_set $l402_payment_response $upstream_http_payment_response;
 auth_request_set $l402_receipt_cache $upstream_http_x_l402_receipt_cache;
 auth_request_set $l402_receipt_expose $upstream_http_x_l402_receipt_expose;
-# Only the gate issues receipts: an upstream's header of the same name is dropped.
+# Only the gate issues receipts: an upstream's header of the same name is dropped (proxy_pass and grpc_pass).
 proxy_hide_header Payment-Receipt;
 proxy_hide_header PAYMENT-RESPONSE;
+grpc_hide_header Payment-Receipt;
+grpc_hide_header PAYMENT-RESPONSE;
 add_header Payment-Receipt $l402_payment_receipt always;
 add_header PAYMENT-RESPONSE $l402_payment_response always;
 # A response that carries a receipt is not for shared caches (draft-httpauth-payment, "Caching").

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
 import tls from 'node:tls';
+import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { sleep } from '../../src/util/timeout.js';
@@ -34,6 +35,8 @@ routes:
   - { match: /caps, amount_msat: 10000, schemes: [l402, mpp, x402], capabilities: [read, write], capability_rules: [{ capability: write, methods: [POST] }] }
 `;
 const PATHS = ['/paid', '/other', '/timed', '/shadow', '/caps'];
+// A gRPC route whose upstream (grpc_pass) forges the receipts: only the gate may issue them.
+const GRPC_ROUTE = `  - { match: /forge.Svc/, amount_msat: 10000, schemes: [l402, mpp] }\n`;
 
 const cleanup = new Cleanup();
 let dir: string;
@@ -42,6 +45,7 @@ let up: CountingUpstream;
 let tlsOrigin: string;
 let wallet: DevWallet;
 let configFile: string;
+let forgePort: number;
 
 function makeCert(d: string): { cert: string; key: string } {
   const cert = join(d, 'cert.pem');
@@ -121,7 +125,7 @@ before(async () => {
   const { cert, key } = makeCert(dir);
   ca = readFileSync(cert);
   const gatePort = await freePort();
-  const yaml = `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`;
+  const yaml = `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}${GRPC_ROUTE}`;
   configFile = join(dir, 'gate.yaml');
   writeFileSync(configFile, yaml);
   const cfg = parseConfig(yaml, { env: {} });
@@ -133,13 +137,18 @@ before(async () => {
   const snippets = join(dir, 'snippets');
   writeSnippets(cfg, snippets);
   const tlsPort = await freePort();
+  forgePort = await freePort();
   const locations = PATHS.map((p) => `location ${p} { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; }`).join('\n');
   cleanup.use(
     await startNginx({
       http: `include ${snippets}/upstream.conf;
-    server { listen 127.0.0.1:${tlsPort} ssl; ssl_certificate ${cert}; ssl_certificate_key ${key};
+    server { listen 127.0.0.1:${tlsPort} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
       include ${snippets}/server.conf;
-      ${locations} }`,
+      ${locations}
+      location /forge.Svc/ { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; grpc_pass grpc://127.0.0.1:${forgePort}; } }
+    # A gRPC upstream that answers every call with receipts of its own.
+    server { listen 127.0.0.1:${forgePort} http2;
+      location / { default_type application/grpc; add_header Payment-Receipt forged-by-upstream; add_header PAYMENT-RESPONSE forged-by-upstream; add_header grpc-status 0; return 200 ""; } }`,
     }),
   );
   tlsOrigin = `https://127.0.0.1:${tlsPort}`;
@@ -385,4 +394,32 @@ test('MPP and x402 payers get the capabilities the route sells, as L402 payers d
     }
     assert.deepEqual(up.requests.map((q) => q.headers['x-l402-capabilities']), ['read,write', 'read,write', 'read,write']);
   }
+});
+
+// Found: payment-receipts.conf dropped an upstream's Payment-Receipt and PAYMENT-RESPONSE with proxy_hide_header
+// only: a gRPC upstream (grpc_pass) forged receipts that reached the client beside (or instead of) the gate's.
+test('gRPC (grpc_pass): only the gate issues Payment-Receipt, never the upstream', { skip, timeout: 120_000 }, async () => {
+  const path = '/forge.Svc/Call';
+  // The challenge for this very call (POST): asked over HTTP/1.1 for its JSON.
+  const t = await https1(tlsOrigin + path, { 'content-type': 'application/json' }, { method: 'POST' });
+  assert.equal(t.status, 402, t.body);
+  const body = JSON.parse(t.body) as { invoice: string };
+  const mpp = mppCredential(params(lines(t, 'www-authenticate').find((l) => l.startsWith('Payment '))!), wallet.pay(body.invoice).toString('hex'));
+  const session = http2.connect(tlsOrigin, { ca });
+  cleanup.add(() => session.close());
+  const answer = await new Promise<{ headers: http2.IncomingHttpHeaders; raw: string[] }>((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', authorization: mpp });
+    const raw: string[] = [];
+    req.on('response', (h: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      for (let i = 0; i < rawHeaders.length; i += 2) raw.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
+      resolve({ headers: h, raw });
+    });
+    req.on('error', reject);
+    req.setTimeout(15_000, () => req.close());
+    req.end(Buffer.from([0, 0, 0, 0, 0]));
+  });
+  assert.equal(answer.headers[':status'], 200, answer.raw.join('\n'));
+  assert.equal(answer.headers['grpc-status'], '0', answer.raw.join('\n'));
+  assert.ok(!answer.raw.some((l) => l.includes('forged-by-upstream')), `an upstream's receipt reached the client: ${answer.raw.join('\n')}`);
+  assert.equal(answer.raw.filter((l) => /^payment-receipt:/i.test(l)).length, 1, 'the gate\'s receipt, once');
 });
