@@ -423,3 +423,30 @@ test('gRPC (grpc_pass): only the gate issues Payment-Receipt, never the upstream
   assert.ok(!answer.raw.some((l) => l.includes('forged-by-upstream')), `an upstream's receipt reached the client: ${answer.raw.join('\n')}`);
   assert.equal(answer.raw.filter((l) => /^payment-receipt:/i.test(l)).length, 1, 'the gate\'s receipt, once');
 });
+
+// Found: a single-use cookie refused on another path of its route (wrong_path: a prefetch, a second tab, a link
+// under the cookie's Path) was deleted with that refusal, though it still paid for its own path: the browser
+// lost a paid, unspent credential. Only a cookie that pays for nothing any more is deleted.
+test('a cookie refused for another path, method or capability of its route is kept; a spent or revoked one is deleted', { skip, timeout: 120_000 }, async () => {
+  const t = await https1(tlsOrigin + '/paid/a');
+  assert.equal(t.status, 402, t.body);
+  const body = JSON.parse(t.body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${body.macaroon}:${wallet.pay(body.invoice).toString('hex')}`;
+  const cookie = await cookieOf(auth, '/paid/a');
+  up.reset();
+  for (const [path, method] of [['/paid/b', 'GET'], ['/paid/a', 'POST']] as const) {
+    const other = await https1(tlsOrigin + path, { cookie }, { method });
+    assert.equal(other.status, 401, other.body);
+    assert.match((JSON.parse(other.body) as { reason: string }).reason, /^wrong_(path|method)$/);
+    assert.equal(other.headers['set-cookie'], undefined, `${method} ${path}: the cookie still pays for GET /paid/a, and was deleted`);
+  }
+  assert.equal((await https1(tlsOrigin + '/paid/a', { cookie })).status, 200);
+  const spent = await https1(tlsOrigin + '/paid/a', { cookie });
+  assert.equal(spent.status, 401);
+  assert.match(String([spent.headers['set-cookie']].flat()[0]), /Max-Age=0/);
+  // Spent, it pays for nothing: another path's refusal (the page's own assets) deletes it too.
+  const asset = await https1(tlsOrigin + '/paid/style.css', { cookie });
+  assert.equal((JSON.parse(asset.body) as { reason: string }).reason, 'wrong_path');
+  assert.match(String([asset.headers['set-cookie']].flat()[0]), /Max-Age=0/);
+  assert.equal(up.hits, 1);
+});
