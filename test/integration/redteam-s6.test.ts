@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
 import tls from 'node:tls';
+import net from 'node:net';
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
@@ -46,6 +47,7 @@ let tlsOrigin: string;
 let wallet: DevWallet;
 let configFile: string;
 let forgePort: number;
+let plainOrigin: string;
 
 function makeCert(d: string): { cert: string; key: string } {
   const cert = join(d, 'cert.pem');
@@ -138,6 +140,8 @@ before(async () => {
   writeSnippets(cfg, snippets);
   const tlsPort = await freePort();
   forgePort = await freePort();
+  const plainPort = await freePort();
+  plainOrigin = `http://127.0.0.1:${plainPort}`;
   const locations = PATHS.map((p) => `location ${p} { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; }`).join('\n');
   cleanup.use(
     await startNginx({
@@ -146,6 +150,9 @@ before(async () => {
       include ${snippets}/server.conf;
       ${locations}
       location /forge.Svc/ { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; grpc_pass grpc://127.0.0.1:${forgePort}; } }
+    # Plain HTTP, underscores in header names read as dashes: MPP and x402 must stay off whatever a client sends.
+    server { listen 127.0.0.1:${plainPort}; underscores_in_headers on; include ${snippets}/server.conf;
+      ${locations} }
     # A gRPC upstream that answers every call with receipts of its own.
     server { listen 127.0.0.1:${forgePort} http2;
       location / { default_type application/grpc; add_header Payment-Receipt forged-by-upstream; add_header PAYMENT-RESPONSE forged-by-upstream; add_header grpc-status 0; return 200 ""; } }`,
@@ -449,4 +456,29 @@ test('a cookie refused for another path, method or capability of its route is ke
   assert.equal((JSON.parse(asset.body) as { reason: string }).reason, 'wrong_path');
   assert.match(String([asset.headers['set-cookie']].flat()[0]), /Max-Age=0/);
   assert.equal(up.hits, 1);
+});
+
+test('over plain HTTP, no client header turns MPP or x402 on (X-L402-Scheme, X-Forwarded-Proto, underscore spellings, Host)', { skip, timeout: 120_000 }, async () => {
+  const c = await buyBoth(tlsOrigin, '/paid');
+  const t = await https1(tlsOrigin + '/paid');
+  const x = x402Paid(t);
+  const forged = ['X-L402-Scheme: https', 'X_L402_Scheme: https', 'X-Forwarded-Proto: https', 'X-Forwarded-Ssl: on', 'X-L402-Host: 127.0.0.1', 'Forwarded: proto=https'];
+  const host = new URL(plainOrigin).host;
+  up.reset();
+  for (const cred of [`Authorization: ${c.mpp}`, `Payment-Signature: ${x}`, `X-Payment: ${x}`, `Payment_Signature: ${x}`]) {
+    const head = `GET /paid HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\n${forged.join('\r\n')}\r\n${cred}\r\nConnection: close\r\n\r\n`;
+    const r = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(new URL(plainOrigin).port), '127.0.0.1', () => sock.write(head));
+      const chunks: Buffer[] = [];
+      sock.on('data', (b: Buffer) => chunks.push(b));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    });
+    assert.match(r, /^HTTP\/1\.1 402 /, `${cred.split(':')[0]}: ${r.slice(0, 300)}`);
+    assert.ok(!/payment-required:/i.test(r) && !/www-authenticate: payment/i.test(r), 'neither scheme is offered over plain HTTP');
+  }
+  assert.equal(up.hits, 0);
+  // Both still pay once over HTTPS.
+  assert.equal((await https1(tlsOrigin + '/paid', { authorization: c.mpp })).status, 200);
+  assert.equal((await https1(tlsOrigin + '/paid', { 'payment-signature': x })).status, 200);
 });
