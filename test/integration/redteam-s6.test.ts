@@ -482,3 +482,51 @@ test('over plain HTTP, no client header turns MPP or x402 on (X-L402-Scheme, X-F
   assert.equal((await https1(tlsOrigin + '/paid', { authorization: c.mpp })).status, 200);
   assert.equal((await https1(tlsOrigin + '/paid', { 'payment-signature': x })).status, 200);
 });
+
+/** Deterministic mutations of a credential: flips, cuts, duplications, odd bytes, case, whitespace, encodings. */
+function mutations(v: string, seed: number, n: number): string[] {
+  let x = seed >>> 0;
+  const rnd = (k: number) => {
+    x = (Math.imul(x ^ (x >>> 15), 2246822507) + 0x9e3779b9) >>> 0;
+    return x % k;
+  };
+  const odd = ['\t', ' ', '\xa0', ',', ';', ':', '=', '"', '\\', '%', '%00', '\x7f', '\x80', '\xff', '+', '/', '-', '_', '.', 'A', '0'];
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = rnd(v.length + 1);
+    switch (rnd(8)) {
+      case 0: out.push(v.slice(0, at) + odd[rnd(odd.length)] + v.slice(at)); break;
+      case 1: out.push(v.slice(0, at) + v.slice(at + 1 + rnd(4))); break;
+      case 2: out.push(v.slice(0, at) + String.fromCharCode(v.charCodeAt(at) ^ (1 << rnd(7))) + v.slice(at + 1)); break;
+      case 3: out.push(`${v}, ${v}`); break;
+      case 4: out.push(v.toUpperCase()); break;
+      case 5: out.push(v.slice(0, at)); break;
+      case 6: out.push(`${v}${odd[rnd(odd.length)]}${v.slice(at)}`); break;
+      default: out.push(encodeURIComponent(v)); break;
+    }
+  }
+  return [...new Set(out)].filter((m) => m !== v && /^[\t\x20-\x7e\x80-\xff]*$/.test(m));
+}
+
+test('mutated MPP, x402, L402 and cookie credentials: never a 5xx, and one payment opens at most one request', { skip, timeout: 240_000 }, async () => {
+  const host = new URL(tlsOrigin).host;
+  for (const [k, kind] of (['mpp', 'l402', 'x402', 'cookie'] as const).entries()) {
+    const c = await buyBoth(tlsOrigin, '/paid');
+    const t = await https1(tlsOrigin + '/paid');
+    const base = kind === 'mpp' ? c.mpp : kind === 'l402' ? c.l402 : kind === 'x402' ? x402Paid(t) : await cookieOf(c.l402, '/paid');
+    up.reset();
+    for (const m of mutations(base, 1000 + k, 60)) {
+      const name = kind === 'x402' ? 'Payment-Signature' : kind === 'cookie' ? 'Cookie' : 'Authorization';
+      const r = await rawTls(tlsOrigin, `GET /paid HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\n${name}: ${m}\r\nConnection: close\r\n\r\n`);
+      assert.ok(r.status >= 200 && r.status < 500, `${kind} ${JSON.stringify(m.slice(0, 80))}: ${r.text.slice(0, 300)}`);
+      // What the gate reads as a credential never reaches the upstream (a copy the client put elsewhere, such as
+      // a cookie pair of another name, is the client's own header).
+      const last = up.requests.at(-1);
+      if (last && r.status === 200) {
+        const h = last.headers;
+        assert.ok(h.authorization === undefined && h['payment-signature'] === undefined && !/l402_/i.test(String(h.cookie ?? '')), `${kind}: ${JSON.stringify(m)} reached the upstream: ${JSON.stringify(h)}`);
+      }
+    }
+    assert.ok(up.hits <= 1, `${kind}: one payment opened ${up.hits} requests`);
+  }
+});
