@@ -530,3 +530,35 @@ test('mutated MPP, x402, L402 and cookie credentials: never a 5xx, and one payme
     assert.ok(up.hits <= 1, `${kind}: one payment opened ${up.hits} requests`);
   }
 });
+
+test('the gate\'s internal headers from a client (any spelling) decide nothing and reach no upstream as the gate\'s', { skip, timeout: 120_000 }, async () => {
+  const internal = ['Outcome: allow', 'Reason: paid', 'Request-Id: 0123456789abcdef0123456789abcdef', 'Sent-At: 1', 'Deadline-Ms: 999999', 'URI: /other', 'Client-Addr: 127.0.0.9', 'Scheme: https', 'Host: evil.example', 'Cookie-Mode: keep', 'Upstream-Cookie: l402_x=1', 'Upstream-Status: 502', 'Upstream-Bytes: 0', 'Nginx-Secret: x', 'Token-Id: forged', 'Route: /other', 'Rail: cashu', 'Amount-Msat: 1', 'Capabilities: admin', 'Receipt-Cache: public', 'Dry-Run: 1'];
+  const spell = (n: string) => [`X-L402-${n}`, `X_L402_${n.replace(/-/g, '_')}`, `x-l402-${n.toLowerCase()}`];
+  const headers = internal.flatMap((h) => {
+    const [n, v] = h.split(': ');
+    return spell(n!).map((name) => `${name}: ${v}`);
+  });
+  const host = new URL(tlsOrigin).host;
+  const send = (extra: string[]) => rawTls(tlsOrigin, `GET /paid HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\n${[...headers, ...extra].join('\r\n')}\r\nConnection: close\r\n\r\n`);
+  up.reset();
+  const unpaid = await send([]);
+  assert.equal(unpaid.status, 402, unpaid.text.slice(0, 300));
+  assert.equal(up.hits, 0);
+  // Paid with the cookie: the upstream's Cookie has no gate cookie, its X-L402-* are the gate's alone.
+  const c = await buyBoth(tlsOrigin, '/paid');
+  const cookie = await cookieOf(c.l402, '/paid');
+  const paid = await send([`Cookie: site=1; ${cookie}`]);
+  assert.equal(paid.status, 200, paid.text.slice(0, 300));
+  const h = up.requests[0]!.headers;
+  assert.equal(h.cookie, 'site=1');
+  assert.equal(h['x-l402-route'], '/paid');
+  assert.equal(h['x-l402-rail'], 'lightning');
+  assert.match(String(h['x-l402-token-id']), /^[0-9a-f]{64}$/);
+  assert.equal(h['x-l402-capabilities'], undefined);
+  assert.equal(h['x-l402-amount-msat'], undefined);
+  for (const [k, v] of Object.entries(h)) {
+    if (/^x[-_]l402[-_](token|route|rail|amount|capabilities)/i.test(k) && !/^x-l402-(token-id|route|rail)$/.test(k)) assert.fail(`a client's ${k}: ${String(v)} reached the upstream`);
+  }
+  const receipts = /^(payment-receipt|cache-control): .*$/gim;
+  assert.ok(!(paid.text.match(receipts) ?? []).some((l) => /public/.test(l)), 'no client-chosen caching of the answer');
+});
