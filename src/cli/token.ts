@@ -53,15 +53,6 @@ export interface Target {
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 /**
- * How long after a macaroon's minted expiry a credential for the same payment may still verify: an MPP
- * challenge lives as long as its invoice, minted with the macaroon (at most its expiry), and no invoice we
- * issue stays open past a day or invoice.expiry_secs.
- */
-function paymentLifetimeSecs(config: GateConfig): number {
-  return Math.max(config.invoice.expirySecs, 86_400);
-}
-
-/**
  * A token id or payment hash (64 hex), `ngx_l402:<payment hash>`, or the macaroon itself (base64, optionally
  * as `L402 <macaroon>:<preimage>`): a macaroon must be one this gate's root key signed. Never echoes the
  * argument back (it may be a whole credential).
@@ -200,22 +191,21 @@ export function registerTokenCommands(program: Command): void {
     await withLedger(config, async (ledger) => {
       const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
       if (sale?.rail === 'cashu') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
-      // Revoked by token id when known (the sale or the macaroon says it), else by the value given: the gate
-      // refuses a credential whose token id or payment hash is revoked.
-      const value = sale?.id ?? t.tokenId ?? t.value;
-      const validUntil = sale?.validUntil ?? t.validUntil;
-      const at = Date.now();
-      const fresh = await ledger.revoke({ value, at, until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
-      const what = sale ? `route ${sale.route}, first used ${iso(sale.at)}` : 'no sale recorded for it yet';
-      process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${value} (${what})\n`);
-      // One payment can be presented under other schemes than the macaroon: MPP's credential for the same invoice
-      // carries no token id, only the payment hash. So the payment hash is revoked too whenever it is known.
+      // One payment can be presented under several schemes: the macaroon and the browser cookie carry its token
+      // id, MPP's credential for the same invoice only its payment hash. The gate refuses a credential whose token
+      // id or payment hash is revoked, so the payment hash is what is revoked whenever it is known (the sale or the
+      // macaroon says it): one entry refuses them all. Else the token id, else the value given.
+      const named = sale?.id ?? t.tokenId ?? t.value;
       const hash = sale?.paymentHash ?? t.paymentHash;
-      if (hash !== undefined && hash !== value) {
-        await ledger.revoke({ value: hash, at, until: validUntil === undefined ? undefined : validUntil + paymentLifetimeSecs(config) + REVOCATION_GRACE_SECS });
-        process.stdout.write(`and its payment hash ${hash}, so no other scheme (MPP) presents the same payment\n`);
-      } else if (hash === undefined && HEX64.test(value)) {
-        process.stdout.write('if that is a token id of a credential not used yet, revoke its macaroon or payment hash too: an MPP credential for the same invoice carries only the payment hash\n');
+      const value = hash ?? named;
+      const validUntil = sale?.validUntil ?? t.validUntil;
+      const fresh = await ledger.revoke({ value, at: Date.now(), until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
+      const what = sale ? `route ${sale.route}, first used ${iso(sale.at)}` : 'no sale recorded for it yet';
+      process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${named} (${what})\n`);
+      if (hash !== undefined && hash !== named) {
+        process.stdout.write(`by its payment hash ${hash}: the macaroon, the browser cookie and an MPP credential for the same invoice are all refused\n`);
+      } else if (hash === undefined && HEX64.test(named)) {
+        process.stdout.write('if that is the token id of a credential not used yet (no sale recorded), revoke its macaroon or payment hash instead: an MPP credential for the same invoice carries only the payment hash\n');
       }
       process.stdout.write(`every l402d process using this store refuses it within 1 s; nginx may still serve a cached answer for up to nginx_cache.max_secs (${config.nginxCacheMaxSecs} s)\n`);
     });
