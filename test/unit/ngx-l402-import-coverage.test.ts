@@ -177,3 +177,12 @@ test('CASHU_WALLET_SECRET: never copied, and no mnemonic file of ngx_l402 is ass
   assert.doesNotMatch(r.yaml, /mnemonic_file|f3f3f3/);
   for (const f of r.findings) assert.ok(!f.text.includes(secret));
 });
+
+test("RUST_LOG as ngx_l402's docs write it (module=level,default): the default level carried over, the module filter named", () => {
+  const r = run(PAID, { ...LND, RUST_LOG: 'ngx_l402_lib=debug,warn' });
+  assert.match(r.yaml, /^log: \{ level: warn \}$/m);
+  assert.match(mentions(r, 'RUST_LOG').map((f) => f.text).join('\n'), /ngx_l402_lib=debug not carried over/);
+  const odd = run(PAID, { ...LND, RUST_LOG: 'ngx_l402_lib=debug' });
+  assert.doesNotMatch(odd.yaml, /^log:/m);
+  assert.match(mentions(odd, 'RUST_LOG').map((f) => f.text).join('\n'), /not a plain level/);
+});

@@ -683,9 +683,15 @@ export function importNgxL402(input: ImportInput): ImportResult {
   used.add('RUST_LOG');
   const rustLog = envVal('RUST_LOG')?.trim().toLowerCase();
   if (rustLog !== undefined) {
-    const level = ({ error: 'error', warn: 'warn', info: 'info', debug: 'debug', trace: 'trace', off: 'silent' } as Record<string, string>)[rustLog];
+    const LEVELS: Record<string, string> = { error: 'error', warn: 'warn', info: 'info', debug: 'debug', trace: 'trace', off: 'silent' };
+    // env_logger's list: a bare level is the default for every module, `module=level` one module's (ngx_l402's
+    // docs show `ngx_l402_lib=debug,info`). l402d has one level: the default is carried over.
+    const parts = rustLog.split(',').map((p) => p.trim()).filter(Boolean);
+    const bare = parts.filter((p) => !p.includes('='));
+    const level = bare.length === 1 ? LEVELS[bare[0]!] : undefined;
     if (level) out.push(`log: { level: ${level} }`);
-    else note(`RUST_LOG=${envVal('RUST_LOG')}: not a plain level; l402d's log.level stays info`, envAt('RUST_LOG'));
+    if (level && parts.length > 1) note(`RUST_LOG=${envVal('RUST_LOG')}: log.level ${level}; l402d has no per-module levels (${parts.filter((p) => p.includes('=')).join(', ')} not carried over)`, envAt('RUST_LOG'));
+    else if (!level) note(`RUST_LOG=${envVal('RUST_LOG')}: not a plain level; l402d's log.level stays info`, envAt('RUST_LOG'));
   }
   for (const [name, why] of Object.entries(NOT_NEEDED)) {
     used.add(name);
