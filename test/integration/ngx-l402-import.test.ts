@@ -194,7 +194,7 @@ test('import an ngx_l402 deployment on lnd, start l402d (yaml unchanged) and ngi
 });
 
 /** An nginx.conf as ngx_l402's README writes one (one paid location; a tenant location where given). */
-function docsConf(dir: string, port: number, upstream: number, tenant?: string): string {
+function docsConf(dir: string, port: number, upstream: number, tenant?: string, auto = false): string {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   return [
     'load_module modules/libngx_l402_lib.so;',
@@ -216,6 +216,7 @@ function docsConf(dir: string, port: number, upstream: number, tenant?: string):
     '            l402_macaroon_timeout 3600;',
     `            proxy_pass http://127.0.0.1:${upstream};`,
     '        }',
+    ...(auto ? ['        location /auto {', '            l402 on;', '            l402_amount_msat_default 3000;', '            l402_auto_detect_payment on;', `            proxy_pass http://127.0.0.1:${upstream};`, '        }'] : []),
     ...(tenant ? ['        location /tenant1 {', '            l402 on;', '            l402_amount_msat_default 20000;', `            l402_lnurl_addr ${tenant};`, `            proxy_pass http://127.0.0.1:${upstream};`, '        }'] : []),
     '    }',
     '}',
@@ -227,11 +228,14 @@ interface BackendCase {
   name: string;
   /** Starts the operator's node or service; returns ngx_l402's variables for it, how to pay, and what the yaml must say. */
   start(): Promise<{ vars: Record<string, string>; settle: (bolt11: string) => Buffer; lightning: RegExp; invoice: RegExp; tenant?: string; adapt?: (yaml: string) => string; connectsLater?: boolean }>;
+  /** The backend looks invoices up: a location with l402_auto_detect_payment is imported and polled too. */
+  lookups: boolean;
 }
 
 const BACKENDS: BackendCase[] = [
   {
     name: 'CLN (unix-socket JSON-RPC)',
+    lookups: true,
     async start() {
       const peer = await startClnPeer();
       cleanup.add(() => peer.stop(), 'cln peer');
@@ -240,6 +244,7 @@ const BACKENDS: BackendCase[] = [
   },
   {
     name: 'BOLT12 (an offer on CLN)',
+    lookups: true,
     async start() {
       const peer = await startClnPeer();
       cleanup.add(() => peer.stop(), 'cln peer');
@@ -249,6 +254,7 @@ const BACKENDS: BackendCase[] = [
   },
   {
     name: 'NWC (a NIP-47 wallet service behind a relay)',
+    lookups: true,
     async start() {
       const peer = await startNwcPeer();
       cleanup.add(() => peer.close(), 'nwc peer');
@@ -257,6 +263,7 @@ const BACKENDS: BackendCase[] = [
   },
   {
     name: 'Eclair (REST with the API password)',
+    lookups: true,
     async start() {
       const password = randomBytes(16).toString('hex');
       const peer = await startEclairPeer({ password });
@@ -266,6 +273,7 @@ const BACKENDS: BackendCase[] = [
   },
   {
     name: 'LNC (LND plus a pairing phrase, through a mailbox)',
+    lookups: true,
     async start() {
       const lnd = cleanup.use(await startLndPeer(), 'lnd peer');
       const mailbox = cleanup.use(await startMailbox(tmp()), 'mailbox');
@@ -284,6 +292,7 @@ const BACKENDS: BackendCase[] = [
   },
   {
     name: 'LNURL (a Lightning Address, and a tenant address per location)',
+    lookups: false,
     async start() {
       const peer = await startLnurlPeer();
       cleanup.add(() => peer.stop(), 'lnurl peer');
@@ -314,7 +323,7 @@ for (const b of BACKENDS) {
     const node = await b.start();
     const port = await freePort();
     const gatePort = await freePort();
-    writeFileSync(join(conf, 'nginx.conf'), docsConf(dir, port, up.port, node.tenant));
+    writeFileSync(join(conf, 'nginx.conf'), docsConf(dir, port, up.port, node.tenant, b.lookups));
     const vars: Record<string, string> = { ROOT_KEY: 'Zq3vN8xK2pL7mR4tW9yB6cF1hJ5sD0gA', ...node.vars };
     const envFile = join(conf, 'ngx_l402.env');
     writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(''));
@@ -342,6 +351,20 @@ for (const b of BACKENDS) {
     if (node.tenant) {
       const t = await payThrough(origin, '/tenant1', node.settle, up);
       assert.match(t.invoice, /^lnbc/);
+    }
+    if (b.lookups) {
+      // Auto-detect: the macaroon alone, the backend's lookup says whether the node was paid.
+      up.reset();
+      const first = await http1(origin + '/auto', { headers: { accept: 'application/json' } });
+      assert.equal(first.status, 402, first.body);
+      const a = JSON.parse(first.body) as { macaroon: string; invoice: string };
+      const pending = await http1(origin + '/auto', { headers: { accept: 'application/json', authorization: `L402 ${a.macaroon}` } });
+      assert.equal(pending.status, 402, pending.body);
+      assert.equal(JSON.parse(pending.body).reason, 'payment_pending');
+      node.settle(a.invoice);
+      const paid = await http1(origin + '/auto', { headers: { authorization: `L402 ${a.macaroon}` } });
+      assert.equal(paid.status, 200, paid.body);
+      assert.equal(up.hits, 1);
     }
     for (const secret of [vars.ROOT_KEY, vars.NWC_URI, vars.ECLAIR_PASSWORD, vars.LNC_PAIRING_PHRASE].filter((x): x is string => !!x)) {
       assert.ok(!gate.output().includes(secret), 'no secret in what l402d logged');
