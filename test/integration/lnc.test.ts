@@ -134,6 +134,27 @@ test('restart reconnects with the stored session keys (KK); the phrase is no lon
   rememberSessionKeys(dir);
 });
 
+test('a phrase mistyped after pairing loses nothing: once corrected, the backend reconnects with the kept session keys (KK)', async () => {
+  const n = await node();
+  const dir = dataDir();
+  const first = backend(n.phrase, dir);
+  await first.check!();
+  await first.close();
+  let typo = randomPhrase();
+  while (typo === n.phrase) typo = randomPhrase();
+  secrets.push(...phraseParts(typo));
+  const mistyped = backend(typo, dir, 1500);
+  const err = await rejection(mistyped.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 }));
+  assert.match(err.message, /lightning\.pairing_phrase/);
+  await mistyped.close();
+  // The phrase was used up by the first pairing: only the kept session keys can reconnect now.
+  const fixed = backend(n.phrase, dir);
+  assert.match(await fixed.check!(), /via LNC mailbox/);
+  assert.deepEqual(n.handshakes, ['XX', 'KK']);
+  await fixed.close();
+  rememberSessionKeys(dir);
+});
+
 test('wrong phrase: a clear error naming the key, never the phrase, and no handshake at the node', async () => {
   const n = await node();
   let wrong = randomPhrase();

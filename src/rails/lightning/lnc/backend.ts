@@ -89,7 +89,10 @@ export class LncBackend implements LightningBackend {
     this.path = sessionPath(ctx.dataDir);
     const s = loadOrCreateSession(this.path, this.tag);
     this.session = { localPriv: s.localPriv, remotePub: s.remotePub };
-    if (s.replaced) ctx.log.warn({ session_file: this.path }, 'lnc: the stored session is for another pairing phrase or mailbox (or unreadable); pairing again with the configured phrase');
+    if (s.archived) ctx.log.warn({ session_file: this.path, kept_as: s.archived }, 'lnc: the stored session is for another pairing phrase or mailbox; kept aside (it comes back if that phrase and mailbox are configured again)');
+    else if (s.replaced) ctx.log.warn({ session_file: this.path }, 'lnc: the stored session file was unreadable; starting a new one');
+    if (s.restored) ctx.log.info({ session_file: this.path }, 'lnc: using the session kept aside for this pairing phrase and mailbox');
+    else if (s.fresh) ctx.log.info({ session_file: this.path }, 'lnc: no session for this pairing phrase and mailbox yet; pairing with the phrase');
     this.backoff = o.backoffMs ?? { min: 500, max: 5000 };
     this.startConnect();
   }
