@@ -52,7 +52,7 @@ const ENV: Record<string, EnvRow> = {
   LND_ADDRESS: { base: LND, value: 'node.example.com:10009', yaml: /address: "node\.example\.com:10009"/ },
   MACAROON_FILE_PATH: { base: LND, value: '/secrets/invoice.macaroon', yaml: /macaroon_path: "\/secrets\/invoice\.macaroon"/ },
   CERT_FILE_PATH: { base: LND, value: '/secrets/tls.cert', yaml: /tls_cert_path: "\/secrets\/tls\.cert"/ },
-  SOCKS5_PROXY: { base: LND, value: '127.0.0.1:9050', yaml: /socks5_proxy: "\$\{SOCKS5_PROXY\}"/ },
+  SOCKS5_PROXY: { base: LND, value: 'socks5://127.0.0.1:9050', yaml: /socks5_proxy: "\$\{SOCKS5_PROXY\}"/ },
   LNC_PAIRING_PHRASE: { base: { LN_CLIENT_TYPE: 'LND' }, value: PHRASE, yaml: /type: "lnc", pairing_phrase: "\$\{LNC_PAIRING_PHRASE\}"/ },
   LNC_MAILBOX_SERVER: { base: { LN_CLIENT_TYPE: 'LND', LNC_PAIRING_PHRASE: PHRASE }, value: 'mailbox.example.com:443', yaml: /mailbox_server: "mailbox\.example\.com:443"/ },
   CLN_LIGHTNING_RPC_FILE_PATH: { base: { LN_CLIENT_TYPE: 'CLN' }, value: '/run/cln/lightning-rpc', yaml: /type: "cln", transport: "rpc", rpc_path: "\/run\/cln\/lightning-rpc"/ },
