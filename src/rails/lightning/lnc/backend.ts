@@ -220,12 +220,12 @@ export class LncBackend implements LightningBackend {
   private async grpc(deadline: number, signal?: AbortSignal): Promise<GrpcOverStream> {
     for (;;) {
       if (this.closed) throw new BackendCallError('lnc: backend is closed');
-      if (signal?.aborted) throw new BackendCallError('lnc: aborted by the caller');
+      if (signal?.aborted) throw new BackendCallError(this.live ? 'lnc: aborted by the caller' : this.stillConnecting());
       if (this.live && !this.live.grpc.closedReason) return this.live.grpc;
       if (this.live) this.dropped(this.live, this.live.grpc.closedReason ?? 'closed');
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new BackendCallError(`lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`);
+        throw new BackendCallError(this.stillConnecting());
       }
       let pending: Promise<unknown>;
       if (this.connecting) {
@@ -243,6 +243,10 @@ export class LncBackend implements LightningBackend {
       }
       await this.within(pending, deadline, signal);
     }
+  }
+
+  private stillConnecting(): string {
+    return `lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`;
   }
 
   /** Settles when `p` does (either way), the deadline passes or the caller aborts. */
@@ -355,6 +359,16 @@ export class LncBackend implements LightningBackend {
   }
 
   async check(signal?: AbortSignal): Promise<string> {
+    // The first connection (pairing: scrypt, then the handshake through the mailbox) may need more than one
+    // call's budget. A check (at start, doctor) waits for it as long as its caller's signal allows, at most
+    // one connection attempt and one pause; the call itself then has the usual budget.
+    if (signal && !this.live) {
+      try {
+        await this.grpc(Date.now() + this.connectTimeoutMs + this.backoff.max, signal);
+      } catch {
+        // the call below says why
+      }
+    }
     let res: Record<string, unknown>;
     try {
       res = await this.call('GetInfo', {}, signal);
