@@ -16,6 +16,7 @@ import { startClnPeer } from '../peers/cln-peer.js';
 import { startNwcPeer } from '../peers/nwc-peer.js';
 import { startEclairPeer } from '../peers/eclair-peer.js';
 import { startLnurlPeer } from '../peers/lnurl-peer.js';
+import lightBolt11 from 'light-bolt11-decoder';
 import { startLncNode, startMailbox } from '../peers/lnc-peer.js';
 import { ngxL402Credential } from '../peers/ngx-l402-credentials.js';
 import { parseEnvFile } from '../../src/cli/ngx-l402-import/env-file.js';
@@ -227,7 +228,7 @@ function docsConf(dir: string, port: number, upstream: number, tenant?: string, 
 interface BackendCase {
   name: string;
   /** Starts the operator's node or service; returns ngx_l402's variables for it, how to pay, and what the yaml must say. */
-  start(): Promise<{ vars: Record<string, string>; settle: (bolt11: string) => Buffer; lightning: RegExp; invoice: RegExp; tenant?: string; adapt?: (yaml: string) => string; connectsLater?: boolean }>;
+  start(): Promise<{ vars: Record<string, string>; settle: (bolt11: string) => Buffer; lightning: RegExp; invoice: RegExp; tenant?: string; payee?: (bolt11: string) => string; adapt?: (yaml: string) => string; connectsLater?: boolean }>;
   /** The backend looks invoices up: a location with l402_auto_detect_payment is imported and polled too. */
   lookups: boolean;
 }
@@ -302,6 +303,12 @@ const BACKENDS: BackendCase[] = [
         lightning: new RegExp(`^lightning: \\{ type: "lnurl", address: "${peer.address('shop')}" \\}$`, 'm'),
         invoice: /^lnbc/,
         tenant: peer.address('tenant1'),
+        // Whose invoice it is: its description_hash commits to that user's metadata.
+        payee: (bolt11) => {
+          const sections = lightBolt11.decode(bolt11).sections as Array<{ name: string; value?: unknown }>;
+          const h = sections.find((x) => x.name === 'description_hash')?.value;
+          return ['shop', 'tenant1'].find((u) => createHash('sha256').update(peer.metadata(u)).digest('hex') === h) ?? 'nobody';
+        },
         // The one change: this test's service runs on loopback under a test CA, which l402d refuses unless told
         // (its SSRF guard); a real Lightning Address is public and needs neither key.
         adapt: (yaml) => {
@@ -351,6 +358,8 @@ for (const b of BACKENDS) {
     if (node.tenant) {
       const t = await payThrough(origin, '/tenant1', node.settle, up);
       assert.match(t.invoice, /^lnbc/);
+      assert.equal(node.payee!(invoice), 'shop', 'LNURL_ADDRESS is paid for /protected');
+      assert.equal(node.payee!(t.invoice), 'tenant1', "the location's l402_lnurl_addr is paid for /tenant1");
     }
     if (b.lookups) {
       // Auto-detect: the macaroon alone, the backend's lookup says whether the node was paid.
