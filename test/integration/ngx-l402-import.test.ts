@@ -9,7 +9,8 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cleanup, canConnect, freePort, http1, requireTool, startCountingUpstream, waitFor } from './harness.js';
+import { Cleanup, canConnect, freePort, http1, requireTool, startCountingUpstream, startRedis, waitFor } from './harness.js';
+import { Redis } from 'ioredis';
 import { l402dArgs, startGateProcess, type GateProcess } from './gate-process.js';
 import { startLndPeer } from '../peers/lnd-peer.js';
 import { startClnPeer } from '../peers/cln-peer.js';
@@ -380,6 +381,44 @@ for (const b of BACKENDS) {
     }
   });
 }
+
+test("import a deployment that ran on Redis: l402d starts unchanged on ngx_l402's Redis, keeps its spent marks and bare-path prices, pays at the node", { skip: !nginxBin || !requireTool('redis-server') ? 'nginx or redis-server not installed' : false }, async () => {
+  const dir = tmp();
+  const conf = join(dir, 'etc-nginx');
+  const out = join(dir, 'out');
+  mkdirSync(conf);
+  const up = cleanup.use(await startCountingUpstream());
+  const lnd = cleanup.use(await startLndPeer(), 'lnd peer');
+  const redis = cleanup.use(await startRedis());
+  const port = await freePort();
+  const gatePort = await freePort();
+  writeFileSync(join(conf, 'nginx.conf'), docsConf(dir, port, up.port));
+  const vars: Record<string, string> = {
+    ROOT_KEY: 'Zq3vN8xK2pL7mR4tW9yB6cF1hJ5sD0gA', LN_CLIENT_TYPE: 'LND', LND_ADDRESS: lnd.grpcAddress, MACAROON_FILE_PATH: lnd.macaroonPath, CERT_FILE_PATH: lnd.certPath, REDIS_URL: redis.url,
+  };
+  const envFile = join(conf, 'ngx_l402.env');
+  writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(''));
+  const imp = await l402d(['import-ngx-l402', join(conf, 'nginx.conf'), '--env', envFile, '--out', out, '--listen', `127.0.0.1:${gatePort}`]);
+  assert.equal(imp.code, 0, imp.stdout + imp.stderr);
+  const yaml = readFileSync(join(out, 'l402.yaml'), 'utf8');
+  assert.match(yaml, /^store: \{ type: redis, url: "\$\{REDIS_URL\}" \}$/m);
+  assert.match(yaml, /^pricing: \{ legacy_keys: true \}/m);
+  const r = new Redis(redis.url);
+  cleanup.add(() => r.disconnect());
+  // Before the switch: a credential ngx_l402 already accepted, and a price it read from its bare-path key.
+  const spent = ngxL402Credential(vars.ROOT_KEY!, '/protected');
+  await r.set(`l402:preimage:${spent.paymentHash.toString('hex')}`, '1', 'EX', 86_400);
+  await r.set('/protected', '25000');
+  const { origin } = await serve(dir, out, port, gatePort, vars);
+  const refused = await http1(origin + '/protected', { headers: { authorization: spent.authorization, accept: 'application/json' } });
+  assert.equal(refused.status, 401, refused.body);
+  assert.equal(JSON.parse(refused.body).reason, 'already_used');
+  const unused = ngxL402Credential(vars.ROOT_KEY!, '/protected');
+  assert.equal((await http1(origin + '/protected', { headers: { authorization: unused.authorization } })).status, 200);
+  assert.notEqual(await r.get(`l402:preimage:${unused.paymentHash.toString('hex')}`), null, 'spent for ngx_l402 too, while both run');
+  const { invoice } = await payThrough(origin, '/protected', (b) => lnd.settle(b), up);
+  assert.equal([...lnd.issued.values()].find((i) => i.bolt11 === invoice)?.amountMsat, 25000, "the price ngx_l402's Redis key set");
+});
 
 test('import-ngx-l402 refuses to overwrite, and names a missing include', async () => {
   const dir = tmp();
