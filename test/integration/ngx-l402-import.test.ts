@@ -140,7 +140,7 @@ test('import an ngx_l402 deployment on lnd, start l402d (yaml unchanged) and ngi
   const imp = await l402d(['import-ngx-l402', conf, '--env', envFile, '--out', out, '--listen', `127.0.0.1:${gatePort}`, '--metrics-listen', `127.0.0.1:${metricsPort}`]);
   assert.equal(imp.code, 0, imp.stdout + imp.stderr);
   assert.doesNotMatch(imp.stdout + imp.stderr, new RegExp(env.ROOT_KEY!), 'the root key is never printed');
-  assert.match(imp.stdout, /routes: 4 \(\/premium, \/forever, \/auto, ~ \^\/api\/v\[0-9\]\+\/report\$\)/);
+  assert.match(imp.stdout, /routes: 6 \(\/premium, \/forever, \/auto, \/shadow, \/limited, ~ \^\/api\/v\[0-9\]\+\/report\$\)/);
   assert.match(imp.stdout, /satisfy any: removed/);
   assert.deepEqual(snapshot(conf), before, 'the originals are untouched');
 
@@ -172,6 +172,17 @@ test('import an ngx_l402 deployment on lnd, start l402d (yaml unchanged) and ngi
   assert.equal((await http1(origin + '/auto', { headers: { authorization: `L402 ${a.macaroon}` } })).status, 200);
   assert.equal(up.hits, 1);
   assert.ok(lnd.calls.some((c) => c.method === 'LookupInvoice' || c.method === 'LookupInvoiceV2'), 'settlement looked up at the node');
+  // Dry run: the upstream answers; what would have been charged is in the headers (dry-run.conf).
+  up.reset();
+  const shadow = await http1(origin + '/shadow');
+  assert.equal(shadow.status, 200, shadow.body);
+  assert.equal(shadow.headers['x-l402-dry-run'], '1');
+  assert.equal(shadow.headers['x-l402-dry-run-price-msat'], '1500');
+  assert.equal(up.hits, 1);
+  // The invoice rate limit: two challenges a minute, then 429.
+  for (let i = 0; i < 2; i++) assert.equal((await http1(origin + '/limited', { headers: { accept: 'application/json' } })).status, 402);
+  const limited = await http1(origin + '/limited', { headers: { accept: 'application/json' } });
+  assert.equal(limited.status, 429, limited.body);
   // The regex location, priced as written.
   const report = await http1(origin + '/api/v2/report', { headers: { accept: 'application/json' } });
   assert.equal(report.status, 402, report.body);
