@@ -659,7 +659,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
     } else if (cashu.mnemonic === undefined && cashu.mnemonic_file === undefined) {
       const db = envVal('CASHU_DB_PATH')?.trim() || '/var/lib/nginx/cashu_tokens.db';
       cashu.mnemonic_file = `${db.includes('/') ? db.slice(0, db.lastIndexOf('/')) || '/' : '.'}/wallet.mnemonic`;
-      note(`the Cashu seed: ngx_l402 kept it in ${cashu.mnemonic_file}; l402d reads the same file (it must exist when l402d starts)`, input.envSource);
+      note(`the Cashu seed: ngx_l402 kept it in ${cashu.mnemonic_file}; l402d reads the same file (if it is missing there, l402d writes a new seed to it; its wallet database is its own either way)`, input.envSource);
     }
     if (envVal('CASHU_P2PK_MODE') !== undefined && envVal('CASHU_ECASH_SUPPORT') && !/^true$/i.test(envVal('CASHU_P2PK_MODE')!.trim()) && envVal('CASHU_P2PK_MODE')!.trim() !== '') {
       note(`CASHU_P2PK_MODE=${envVal('CASHU_P2PK_MODE')}: not "true": standard mode, as ngx_l402`, envAt('CASHU_P2PK_MODE'));
