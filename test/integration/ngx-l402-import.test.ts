@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cleanup, canConnect, freePort, http1, requireTool, startCountingUpstream, startRedis, waitFor } from './harness.js';
 import { Redis } from 'ioredis';
+import { decodePaymentRequest, getEncodedToken } from '@cashu/cashu-ts';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { l402dArgs, startGateProcess, type GateProcess } from './gate-process.js';
 import { startLndPeer } from '../peers/lnd-peer.js';
 import { startClnPeer } from '../peers/cln-peer.js';
@@ -429,6 +431,42 @@ test("import a deployment that ran on Redis: l402d starts unchanged on ngx_l402'
   assert.notEqual(await r.get(`l402:preimage:${unused.paymentHash.toString('hex')}`), null, 'spent for ngx_l402 too, while both run');
   const { invoice } = await payThrough(origin, '/protected', (b) => lnd.settle(b), up);
   assert.equal([...lnd.issued.values()].find((i) => i.bolt11 === invoice)?.amountMsat, 25000, "the price ngx_l402's Redis key set");
+});
+
+test('import a deployment that took Cashu: l402d starts unchanged with the mint whitelist, a token pays through nginx once (Authorization: Cashu, as ngx_l402 clients send it)', { skip: !nginxBin ? 'nginx not installed' : false }, async () => {
+  const dir = tmp();
+  const conf = join(dir, 'etc-nginx');
+  const out = join(dir, 'out');
+  mkdirSync(conf);
+  const up = cleanup.use(await startCountingUpstream());
+  const lnd = cleanup.use(await startLndPeer(), 'lnd peer');
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
+  cleanup.add(() => mint.close());
+  const port = await freePort();
+  const gatePort = await freePort();
+  writeFileSync(join(conf, 'nginx.conf'), docsConf(dir, port, up.port));
+  const vars: Record<string, string> = {
+    ROOT_KEY: 'Zq3vN8xK2pL7mR4tW9yB6cF1hJ5sD0gA', LN_CLIENT_TYPE: 'LND', LND_ADDRESS: lnd.grpcAddress, MACAROON_FILE_PATH: lnd.macaroonPath, CERT_FILE_PATH: lnd.certPath,
+    CASHU_ECASH_SUPPORT: 'true', CASHU_WHITELISTED_MINTS: mint.url, CASHU_WALLET_MNEMONIC_FILE: join(dir, 'cashu', 'wallet.mnemonic'),
+  };
+  const envFile = join(conf, 'ngx_l402.env');
+  writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(''));
+  const imp = await l402d(['import-ngx-l402', join(conf, 'nginx.conf'), '--env', envFile, '--out', out, '--listen', `127.0.0.1:${gatePort}`]);
+  assert.equal(imp.code, 0, imp.stdout + imp.stderr);
+  const yaml = readFileSync(join(out, 'l402.yaml'), 'utf8');
+  assert.ok(yaml.includes(`cashu: { mnemonic_file: "${vars.CASHU_WALLET_MNEMONIC_FILE}", mints: ["${mint.url}"] }`), yaml);
+  const { origin } = await serve(dir, out, port, gatePort, vars);
+  up.reset();
+  const challenge = await http1(origin + '/protected', { headers: { accept: 'application/json' } });
+  assert.equal(challenge.status, 402, challenge.body);
+  assert.deepEqual(decodePaymentRequest(String(challenge.headers['x-cashu'])).mints, [mint.url]);
+  const { wallet, proofs } = await mint.fundedWallet(10 + 8);
+  const { send } = await wallet.ops.send(10, proofs).run();
+  const token = getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+  const paid = await http1(origin + '/protected', { headers: { authorization: `Cashu ${token}` } });
+  assert.equal(paid.status, 200, paid.body);
+  assert.equal((await http1(origin + '/protected', { headers: { authorization: `Cashu ${token}` } })).status, 400, 'a token pays once');
+  assert.equal(up.hits, 1);
 });
 
 test('import-ngx-l402 refuses to overwrite, and names a missing include', async () => {
