@@ -1,5 +1,5 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
-import type { ClaimStore, WindowCount } from '../policy/ports.js';
+import type { BalanceLedger, ClaimStore, WindowCount } from '../policy/ports.js';
 import type { DurabilityReport } from './redis-durability.js';
 
 export type { WindowCount };
@@ -24,6 +24,11 @@ export interface Store extends ClaimStore {
   /** Adds to shared counters (metrics from every process using this store). */
   addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void>;
   readCounters(): Promise<Array<[string, number]>>;
+  // Prepaid balances: every adapter runs them atomically (see BalanceLedger).
+  creditBalance: BalanceLedger['creditBalance'];
+  drawBalance: BalanceLedger['drawBalance'];
+  refundDraw: BalanceLedger['refundDraw'];
+  getBalance: BalanceLedger['getBalance'];
   ping(): Promise<void>;
   close(): Promise<void>;
   // Optional capabilities: the server asks for what a store can do, never which class it is.
