@@ -10,7 +10,8 @@ import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
-import type { RouteConfig } from './route-config.js';
+import { soldScope, type RouteConfig } from './route-config.js';
+import { drawFromBalance, type BalanceCredential } from './balance.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { withTimeout } from '../util/timeout.js';
@@ -60,11 +61,12 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** access: balance: msat left after this request's draw. */ balanceMsat?: number }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
+  | { outcome: 'challenge'; route: RouteConfig; reason: 'balance_empty'; /** msat left, less than this request draws. */ balanceMsat: number }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
@@ -135,7 +137,7 @@ const CLAIM_GRACE_SECS = 300;
 
 /** Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). */
 function mintsInvoice(d: Decision): boolean {
-  return (d.outcome === 'challenge' && d.reason === 'no_credential') || d.outcome === 'invalid';
+  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid';
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
@@ -231,6 +233,13 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   const ngxKey = deps.ngxL402RootKey;
   const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
   if ('outcome' in auth) return auth;
+  // A balance credential opens its balance routes only, and a balance route only balance credentials (never
+  // one sold single-use or for a time window, nor ngx_l402's).
+  if (route.access === 'balance' || auth.balance) {
+    if (route.access !== 'balance' || !auth.balance) return { outcome: 'invalid', route, reason: 'wrong_route' };
+    // (A revocation check goes here: before anything is credited or drawn.)
+    return drawFromBalance({ ...req, path: req.path }, route, auth.balance, deps, clock);
+  }
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
   // stays so when its route is made reusable later (its holder could add an expiry of their choosing).
@@ -310,6 +319,8 @@ interface Authenticated {
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
+  /** Sold as a prepaid balance (only on a balance route). */
+  balance?: BalanceCredential;
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
@@ -333,7 +344,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     caveatPredicates(mac),
     {
       service: deps.service,
-      routeId: route.id,
+      routeId: soldScope(route),
       path,
       method,
       now,
@@ -347,12 +358,19 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.
   // On store trouble the last known price applies (as for challenges): reusable credentials keep working
   // through a store outage, so a path this process never priced counts as the route's meanwhile.
-  if (!verdict.sold.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
+  // (A balance is never path-bound: each request draws its path's own price.)
+  if (route.access !== 'balance' && !verdict.sold.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
     return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
+  // On a balance route a preimage that is not the first payment's may be a top-up's (drawFromBalance checks
+  // that the store minted that top-up for this token before crediting anything).
+  let topupPreimage: Buffer | undefined;
   if (preimage) {
-    if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+    if (!preimageMatches(preimage, id.paymentHash)) {
+      if (route.access !== 'balance' || verdict.sold.balanceMsat === undefined || preimage.length !== 32) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+      topupPreimage = preimage;
+    }
   } else {
     // Macaroon only: the HMAC chain and caveats are already verified, so a forged macaroon never costs a
     // backend round trip; only then ask the backend whether this invoice was paid.
@@ -387,6 +405,10 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     soldSingleUse: verdict.sold.singleUse,
     singleUse: verdict.singleUse,
     now,
+    balance:
+      verdict.sold.balanceMsat === undefined
+        ? undefined
+        : { tokenId: id.tokenId, paymentHash: id.paymentHash, soldMsat: verdict.sold.balanceMsat, saleProven: preimage !== undefined && topupPreimage === undefined, topupPreimage, mintedValidUntil: verdict.sold.validUntil, validUntil: verdict.validUntil, now },
   };
 }
 

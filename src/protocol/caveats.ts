@@ -25,6 +25,8 @@ export interface MintOptions {
   validUntil?: number;
   /** Sold for one request (`uses=1`): spent once even if its route is later made reusable. */
   singleUse?: boolean;
+  /** Sold as a prepaid balance of this many msat (`balance_msat=N`), drawn per request. */
+  balanceMsat?: number;
 }
 
 /** Longer paths are bound by their hash, so a credential for a long URL still fits in a request header. */
@@ -43,6 +45,7 @@ export function mintCaveats(o: MintOptions): string[] {
   if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
   if (o.singleUse) out.push('uses=1');
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
+  if (o.balanceMsat !== undefined) out.push(`balance_msat=${o.balanceMsat}`);
   return out;
 }
 
@@ -60,6 +63,8 @@ export interface SoldFacts {
   singleUse: boolean;
   /** Unix seconds: the expiry minted, if any. */
   validUntil?: number;
+  /** Sold as a prepaid balance: the msat its payment bought (`balance_msat` minted). */
+  balanceMsat?: number;
 }
 
 export type CaveatVerdict =
@@ -136,6 +141,12 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, 
         if (isMinted) sold.methods = sold.methods ? sold.methods.filter((m) => methods.includes(m)) : methods;
         break;
       }
+      case 'balance_msat':
+        // What a payment bought is l402d's to say: a holder's own balance_msat widens nothing, so it is refused.
+        if (!isMinted) return { ok: false, reason: 'unknown_caveat' };
+        if (!/^[1-9]\d{0,15}$/.test(value) || sold.balanceMsat !== undefined) return { ok: false, reason: 'malformed_caveat' };
+        sold.balanceMsat = Number(value);
+        break;
       case 'preimage': {
         // Spec'd client attenuation (gRPC metadata carries the preimage this way).
         if (!/^[0-9a-fA-F]{64}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };

@@ -72,7 +72,7 @@ for (const [name, make, skip] of makers) {
       t.creditBalance(k, 5000, 'pay2').then((r) => (r.credited ? 5000 : 0)),
       s.creditBalance(k, 5000, 'pay2').then((r) => (r.credited ? 5000 : 0)),
     ]);
-    assert.equal(await t.getBalance(k), 200 + mixed.reduce((a, b) => a + b, 0));
+    assert.equal(await t.getBalance(k), 200 + mixed.reduce((a: number, b) => a + b, 0));
     assert.equal(mixed.filter((x) => x === 5000).length, 1);
     // A balance with a lifetime expires (and is not brought back by a late refund).
     assert.deepEqual(await s.creditBalance('balance:{bb}', 500, 'p', 1), { credited: true, balanceMsat: 500 });

@@ -1,0 +1,130 @@
+// Prepaid balances (access: balance). A credential sold on a balance route (its minted `balance_msat`
+// caveat says how much its payment bought) opens every route of its plan while its balance lasts: each
+// request draws that route's price, atomically in the store (BalanceLedger). The balance lives in the store
+// under the credential's token id, never in the credential. An empty balance answers 402 with a top-up
+// invoice bound to the same token id (a store record written when it is minted, gate.ts); paying it and
+// presenting `L402 <same macaroon>:<top-up preimage>` credits it once (keyed by its payment hash).
+//
+// Order of checks: the credential is authenticated first (signature, caveats, expiry, route or plan, preimage
+// or top-up binding); only then is anything credited or drawn. A check that refuses a credential outright
+// (revocation) belongs before drawFromBalance.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { storeKeys } from './store-keys.js';
+import { REQUEST_ID } from './claims.js';
+import type { ClaimStore } from './ports.js';
+import type { RouteConfig } from './route-config.js';
+import type { Decision, GateRequest } from './decide.js';
+import type { Price } from './pricing.js';
+import { withTimeout } from '../util/timeout.js';
+
+/** How long a draw stays recorded so an upstream failure can give it back (longer than any upstream wait). */
+export const DRAW_HOLD_SECS = 3600;
+
+/** A balance credential, authenticated (decide.ts). */
+export interface BalanceCredential {
+  tokenId: Buffer;
+  paymentHash: Buffer;
+  /** msat the first payment bought (the minted balance_msat). */
+  soldMsat: number;
+  /** This request proves the first payment (its preimage matches the macaroon's payment hash). */
+  saleProven: boolean;
+  /** A preimage that is not the first payment's: a top-up's, if the store says it was minted for this token. */
+  topupPreimage?: Buffer;
+  /** Unix seconds: the expiry l402d minted, if any; the balance lives as long (plus a grace). */
+  mintedValidUntil?: number;
+  /** Unix seconds: the earliest expiry of all caveats. */
+  validUntil?: number;
+  now: number;
+}
+
+export interface BalanceDeps {
+  store: ClaimStore;
+  storeTimeoutMs: number;
+  price?: (route: RouteConfig, path: string) => Promise<Price>;
+}
+
+export interface BalanceClock {
+  deadlineAt: number;
+  signal: AbortSignal;
+}
+
+/** Balances (and their credit marks) outlive their credential's minted expiry by this much. */
+const BALANCE_GRACE_SECS = 300;
+
+/** The store's lifetime for a balance, its credit marks and its top-up records; undefined: for ever. */
+export function balanceTtlSecs(mintedValidUntil: number | undefined, now: number): number | undefined {
+  return mintedValidUntil === undefined ? undefined : Math.max(1, mintedValidUntil - now + BALANCE_GRACE_SECS);
+}
+
+/** The top-up record's value: `<token id hex>:<msat>`. */
+export function topupRecord(tokenId: Buffer, msat: number): string {
+  return `${tokenId.toString('hex')}:${msat}`;
+}
+
+function parseTopup(v: string | undefined): { tokenId: Buffer; msat: number } | undefined {
+  const m = v === undefined ? null : /^([0-9a-f]{64}):([1-9]\d{0,15})$/.exec(v);
+  return m ? { tokenId: Buffer.from(m[1]!, 'hex'), msat: Number(m[2]) } : undefined;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+export async function drawFromBalance(req: GateRequest & { path: string }, route: RouteConfig, c: BalanceCredential, deps: BalanceDeps, clock: BalanceClock): Promise<Decision> {
+  const store = deps.store;
+  const unavailable: Decision = { outcome: 'unavailable', route, reason: 'store_unavailable' };
+  if (!store.drawBalance || !store.creditBalance) return unavailable;
+  const key = storeKeys.balance(c.tokenId);
+  const ttl = balanceTtlSecs(c.mintedValidUntil, c.now);
+  const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
+  const left = () => Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now());
+  // nginx's retry of this request (another l402d) finds this draw and does not draw again.
+  const drawId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : randomBytes(16).toString('hex');
+  const owner = randomBytes(12).toString('base64url');
+  let drew = false;
+  try {
+    if (c.topupPreimage) {
+      const hash = sha256(c.topupPreimage);
+      const t = parseTopup(await withTimeout(store.get(storeKeys.balanceTopup(hash)), left(), 'store get'));
+      // Only a top-up minted for this very token credits it: any other preimage is just a wrong one.
+      if (!t || !timingSafeEqual(t.tokenId, c.tokenId)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+      await withTimeout(store.creditBalance(key, t.msat, `topup:${hash.toString('hex')}`, ttl), left(), 'balance credit');
+    }
+    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) return unavailable;
+    let r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
+    // The first payment is credited when it is first needed (once: keyed by its payment hash).
+    if (!r.ok && c.saleProven) {
+      const credit = await withTimeout(store.creditBalance(key, c.soldMsat, `sale:${c.paymentHash.toString('hex')}`, ttl), left(), 'balance credit');
+      if (credit.credited) r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
+    }
+    drew = r.ok;
+    // Drawn after the deadline: the answer is 503 (not served), so the draw goes back.
+    if (drew && clock.signal.aborted) throw new Error('draw landed after the deadline');
+    if (!r.ok) return { outcome: 'challenge', route, reason: 'balance_empty', balanceMsat: r.balanceMsat };
+    return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: c.tokenId.toString('hex'), validUntil: c.validUntil, singleUse: false, balanceMsat: r.balanceMsat };
+  } catch {
+    // Answered 503: a draw that lands (or landed) anyway is given back, only if it is still this attempt's.
+    void abandonDraw(store, key, drawId, owner);
+    return unavailable;
+  }
+}
+
+/** Never rejects: retries the refund of this attempt's draw for a while (a slow store may land it late). */
+async function abandonDraw(store: ClaimStore, key: string, drawId: string, owner: string, everyMs = 500, forMs = 30_000): Promise<void> {
+  const until = Date.now() + forMs;
+  for (;;) {
+    try {
+      await withTimeout(store.refundDraw!(key, drawId, owner), everyMs * 2, 'refund draw');
+      return;
+    } catch {
+      if (Date.now() > until) return;
+      await sleep(everyMs, undefined, { ref: false });
+    }
+  }
+}
+
+/** Gives back the draw this request (nginx's request id) made on this balance, after an upstream failure. */
+export async function refundRequestDraw(store: ClaimStore, tokenId: Buffer, requestId: string, storeTimeoutMs: number): Promise<'released' | 'not_claimed'> {
+  if (!store.refundDraw) return 'not_claimed';
+  const r = await withTimeout(store.refundDraw(storeKeys.balance(tokenId), requestId), storeTimeoutMs, 'refund draw');
+  return r.refunded ? 'released' : 'not_claimed';
+}
