@@ -5,6 +5,7 @@ import { loadConfigFile } from '../src/config/config.js';
 import { startGate } from '../src/server/app.js';
 import { DevWallet } from '../src/rails/lightning/dev/dev-wallet.js';
 import type { LightningBackend } from '../src/rails/lightning/backend.js';
+import { sleep } from '../src/util/timeout.js';
 
 const [file, flag, value] = process.argv.slice(2);
 const cfg = loadConfigFile(file!);
@@ -15,7 +16,7 @@ if (flag === '--slow-backend-ms') {
   backend = {
     kind: 'dev',
     async createInvoice(req, signal) {
-      await new Promise((r) => setTimeout(r, ms));
+      await sleep(ms);
       return wallet.createInvoice(req, signal);
     },
     lookupInvoice: (hash, signal) => wallet.lookupInvoice(hash, signal),

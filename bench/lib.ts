@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { get as httpGet } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Cleanup, freePort, http1, requireTool, startNginx, startRedis, waitFor, type NginxHandle, type RedisHandle } from '../test/integration/harness.js';
 import { parseConfig, type GateConfig } from '../src/config/config.js';
@@ -24,7 +25,8 @@ export const ROOT_KEY = '9d2e4f6a8b0c1d3e5f7a9b1c3d5e7f90a2b4c6d8e0f1a3b5c7d9e1f
 export const SECS = Number(process.env.BENCH_SECS ?? 4);
 export const WARMUP_SECS = Number(process.env.BENCH_WARMUP_SECS ?? 1);
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from '../src/util/timeout.js';
+import { sleep } from '../src/util/timeout.js';
 
 export function requireBenchTools(): { wrk: string; nginx: string; redis?: string } {
   const wrk = requireTool('wrk');
@@ -104,10 +106,12 @@ export interface GateProc extends Proc {
 }
 
 /** l402d as its own process (so its CPU and RSS are its own), from a YAML fragment plus routes. */
-export async function startGateProc(cleanup: Cleanup, yaml: string, opts: { slowBackendMs?: number; name?: string } = {}): Promise<GateProc> {
+export async function startGateProc(cleanup: Cleanup, yaml: string, opts: { slowBackendMs?: number; name?: string; unixSocket?: boolean } = {}): Promise<GateProc> {
   const dir = tmp(cleanup, 'l402-bench-gate-');
   const port = await freePort();
-  const text = `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${ROOT_KEY}\n${yaml}`;
+  // A unix socket: nginx reaches l402d without TCP (`listen: unix:/path`); the health wait still needs a port.
+  const listen = opts.unixSocket ? `unix:${join(dir, 'l402d.sock')}` : `127.0.0.1:${port}`;
+  const text = `listen: ${listen}\ndata_dir: ${dir}\nroot_key: ${ROOT_KEY}\n${yaml}`;
   const file = join(dir, 'l402.yaml');
   writeFileSync(file, text);
   const cfg = parseConfig(text, { env: {} });
@@ -115,7 +119,10 @@ export async function startGateProc(cleanup: Cleanup, yaml: string, opts: { slow
   if (opts.slowBackendMs) args.push('--slow-backend-ms', String(opts.slowBackendMs));
   const p = spawnNode(args, port);
   cleanup.add(() => p.stop(), opts.name ?? 'l402d');
-  await waitFor(`l402d (${opts.name ?? 'bench'})`, async () => (await http1(`http://127.0.0.1:${port}/_l402/health`)).status === 200, { timeoutMs: 20_000, details: () => p.stderr() });
+  const healthy = opts.unixSocket
+    ? () => new Promise<boolean>((ok) => httpGet({ socketPath: join(dir, 'l402d.sock'), path: '/_l402/health' }, (r) => ok(r.resume().statusCode === 200)).on('error', () => ok(false)))
+    : async () => (await http1(`http://127.0.0.1:${port}/_l402/health`)).status === 200;
+  await waitFor(`l402d (${opts.name ?? 'bench'})`, healthy, { timeoutMs: 20_000, details: () => p.stderr() });
   const wallet = DevWallet.open(dir);
   cleanup.add(() => wallet.close());
   return { ...p, cfg, dir, wallet };

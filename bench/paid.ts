@@ -56,8 +56,11 @@ export async function runPaid(): Promise<string[]> {
     // A: SQLite (the default store), nginx auth cache on (the default). B: Redis, nginx auth cache off.
     const gateA = await startGateProc(cleanup, `log: { level: info }\n${ROUTES}`, { name: 'l402d sqlite' });
     const gateB = await startGateProc(cleanup, `log: { level: info }\nnginx_cache: { max_secs: 0 }\n${redis ? `store: { type: redis, url: "${redis.url}" }\n` : ''}${ROUTES}`, { name: 'l402d redis' });
+    // U: as B without Redis, but nginx reaches l402d over a unix socket instead of loopback TCP.
+    const gateU = await startGateProc(cleanup, `log: { level: info }\nnginx_cache: { max_secs: 0 }\n${ROUTES}`, { name: 'l402d unix socket', unixSocket: true });
     const snA = writeSuffixedSnippets(gateA.cfg, join(dir, 'snA'), '');
     const snB = writeSuffixedSnippets(gateB.cfg, join(dir, 'snB'), '_b');
+    const snU = writeSuffixedSnippets(gateU.cfg, join(dir, 'snU'), '_u');
     const rt = await storeRoundTrip(dir, redis?.url);
 
     // l402d alone, called as nginx calls it: its own ceiling per request kind (one Node process, one core).
@@ -91,27 +94,33 @@ export async function runPaid(): Promise<string[]> {
     for (const workers of [1, 2]) {
       const portA = await freePort();
       const portB = await freePort();
+      const portU = await freePort();
       const nginx = await startBenchNginx(
         cleanup,
         workers,
         `${appUpstream(app.port)}
         include ${snA}/upstream.conf;
         include ${snB}/upstream.conf;
+        include ${snU}/upstream.conf;
         server { listen 127.0.0.1:${portA}; access_log off; include ${snA}/server.conf;
           location /bare/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
           ${protectedLocation('/timed/', snA)} ${protectedLocation('/single', snA)} }
         server { listen 127.0.0.1:${portB}; access_log off; include ${snB}/server.conf;
-          ${protectedLocation('/timed/', snB)} ${protectedLocation('/single', snB)} }`,
+          ${protectedLocation('/timed/', snB)} ${protectedLocation('/single', snB)} }
+        server { listen 127.0.0.1:${portU}; access_log off; include ${snU}/server.conf; ${protectedLocation('/timed/', snU)} }`,
       );
       const A = `http://127.0.0.1:${portA}`;
       const B = `http://127.0.0.1:${portB}`;
       const timedA = await buy(A, '/timed/x', gateA.wallet);
       const timedB = await buy(B, '/timed/x', gateB.wallet);
+      const U = `http://127.0.0.1:${portU}`;
+      const timedU = await buy(U, '/timed/x', gateU.wallet);
       const busy = await machineBusy();
 
       const a = await measure(`${A}/bare/x`, { connections: CONNS });
       const bCache = await measure(`${A}/timed/x`, { connections: CONNS, auth: timedA });
       const bNoCache = await measure(`${B}/timed/x`, { connections: CONNS, auth: timedB });
+      const bUnix = await measure(`${U}/timed/x`, { connections: CONNS, auth: timedU });
       // Fresh single-use credentials for warm-up and run at (b)'s rate, plus a margin: never a replay.
       const creds = async (gate: typeof gateA, name: string, rate: number) => {
         const warm = join(dir, `${name}-warm-${workers}.txt`);
@@ -140,6 +149,7 @@ export async function runPaid(): Promise<string[]> {
         row('(a) no gate', a, a),
         row('(b) timed, nginx auth cache', bCache, a),
         row('(b) timed, l402d every request', bNoCache, a),
+        row('(b) same, l402d on a unix socket', bUnix, a),
         row('(c) single-use, SQLite claim', cSqlite, a),
         ...(cRedis ? [row('(c) single-use, Redis claim', cRedis, a)] : []),
       );

@@ -20,9 +20,10 @@ import { withTimeout } from '../util/timeout.js';
 import { createLogger } from '../util/log.js';
 import { cashuRedeem, cashuStatus, formatCashuStatus, formatMelt } from './cashu.js';
 
-/** A mistake in the command line: one line on stderr, exit 2. */
-class UsageError extends Error {}
+import { UsageError } from './usage-error.js';
+import { registerTokenCommands } from './token.js';
 import { DevWallet, DevWalletError } from '../rails/lightning/dev/dev-wallet.js';
+import { ImportError, runImport } from './ngx-l402-import/command.js';
 
 /** The installed package's version (dist/cli/main.js and src/cli/main.ts both sit two levels below package.json). */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -170,6 +171,22 @@ program
     await quickstart(process.env, opts);
   });
 
+program
+  .command('import-ngx-l402')
+  .description("move from ngx_l402: read its nginx config (includes followed) and environment, write l402.yaml, the nginx changes and a changed copy of the nginx files (exit 0: complete, 1: something listed needs you, 2: nothing could be read)")
+  .argument('<nginx.conf|dir>', 'the main nginx config (or the directory holding nginx.conf); a file nginx includes inside http {} works too')
+  .option('--env <file>', "ngx_l402's environment (NAME=value lines: docker --env-file, systemd EnvironmentFile); default: this process's environment")
+  .option('-o, --out <dir>', 'where to write l402.yaml, nginx-changes.txt and nginx/ (default ./l402-import)')
+  .option('--prefix <dir>', "nginx's conf directory, against which relative includes resolve (default: the directory of the file given; give /etc/nginx when importing a sites file)")
+  .option('--listen <addr>', "l402d's address (host:port or unix:/path) for l402.yaml and nginx's upstream.conf", '127.0.0.1:8402')
+  .option('--metrics-listen <addr>', "where l402d serves metrics when ngx_l402 had an l402_metrics location (that location proxies there)", '127.0.0.1:9402')
+  .option('--force', 'overwrite files an earlier import wrote there (never the files read)')
+  .action((target: string, opts: { env?: string; out?: string; force?: boolean; listen?: string; prefix?: string; metricsListen?: string }) => {
+    const run = runImport(target, opts);
+    process.stdout.write(run.report);
+    process.exitCode = run.exitCode;
+  });
+
 const dev = program.command('dev').description('development wallet tools (regtest invoices, no real money)');
 dev
   .command('pay')
@@ -225,6 +242,8 @@ cashu
     if (melts.some((m) => m.state === 'failed')) process.exitCode = 1;
   });
 
+registerTokenCommands(program);
+
 async function main(): Promise<void> {
   // `l402d nginx-conf | head`: a reader that stops early is not an error.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -244,7 +263,7 @@ async function main(): Promise<void> {
       process.stderr.write(`l402d: config error:\n${e.message}\n`);
       process.exit(2);
     }
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof ImportError) {
       process.stderr.write(`l402d: ${e.message}\n`);
       process.exit(2);
     }

@@ -8,6 +8,7 @@ export interface NginxSnippets {
   'server.conf': string;
   'protect.conf': string;
   'dry-run.conf': string;
+  'payment-receipts.conf': string;
 }
 
 export function nginxServerAddress(listen: string): string {
@@ -30,6 +31,10 @@ const COMMON = `    proxy_method GET;
     proxy_pass_request_headers off;
     proxy_set_header Authorization $http_authorization;
     proxy_set_header X-Cashu $http_x_cashu;
+    proxy_set_header Grpc-Metadata-Macaroon $http_grpc_metadata_macaroon;
+    # x402's payment (v2 name, and the v1 name some clients still send).
+    proxy_set_header Payment-Signature $http_payment_signature;
+    proxy_set_header X-Payment $http_x_payment;
     proxy_set_header Token $http_token;
     proxy_set_header Macaroon $http_macaroon;
     proxy_set_header Content-Type $content_type;
@@ -38,6 +43,8 @@ const COMMON = `    proxy_method GET;
     proxy_set_header Access-Control-Request-Method $http_access_control_request_method;
     proxy_set_header Access-Control-Request-Headers $http_access_control_request_headers;
     proxy_set_header X-Forwarded-For $http_x_forwarded_for;
+    # The browser credential is a cookie; the auth answer hands the site's other cookies back (protect.conf).
+    proxy_set_header Cookie $http_cookie;
 ${PINNED}
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
@@ -46,13 +53,19 @@ ${PINNED}
     proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
+    # The client's connection as nginx sees it, never a client's header: MPP and x402 are offered over HTTPS
+    # only (their specs), a credential cookie is Secure on HTTPS, and x402 names the resource by its URL (the
+    # Host header, port included; l402d checks its form). nginx must terminate TLS itself for $scheme to say
+    # "https".
+    proxy_set_header X-L402-Scheme $scheme;
+    proxy_set_header X-L402-Host $http_host;
     proxy_set_header X-L402-Client-Addr $remote_addr;
     # This client request's identity (also on nginx's retries of it): a single-use claim belongs to it.
     proxy_set_header X-L402-Request-Id $request_id;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
-    # Challenges carry a macaroon and an invoice in headers; the 4-8 KiB default is too tight for some.
-    proxy_buffer_size 16k;
+    # Challenges carry a macaroon and an invoice in headers, and a paid answer the site's cookies (up to 16 KiB).
+    proxy_buffer_size 32k;
     proxy_buffers 8 16k;`;
 
 /**
@@ -81,12 +94,12 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
 }
 
 /** The identity headers the gate sets for the upstream (protect.conf). */
-const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route'];
+const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route', 'X-L402-Capabilities'];
 
-/** Every other spelling of the identity headers with "_" for some "-" (nginx's $http_ variables read them as one). */
-function identitySpellings(): string[] {
+/** Every other spelling of these headers with "_" for some "-" (nginx's $http_ variables read them as one). */
+function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[] {
   const out: string[] = [];
-  for (const name of IDENTITY_HEADERS) {
+  for (const name of names) {
     const parts = name.split('-');
     for (let mask = 1; mask < 1 << (parts.length - 1); mask++) {
       out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
@@ -96,7 +109,7 @@ function identitySpellings(): string[] {
 }
 
 export function nginxSnippets(
-  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string },
+  cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string; manifest?: { openapi?: boolean } },
 ): NginxSnippets {
   const retry = cfg.retryAfterSecs;
   const t = nginxTimeouts(cfg.timeouts);
@@ -116,11 +129,11 @@ upstream l402d {
 proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m inactive=1m use_temp_path=off;
 
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
-# (L402, LSAT or Cashu): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's own. A
-# payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a dry-run
-# route such a request still passes, and the credential in it must not.
+# (L402, LSAT, Cashu or MPP's Payment): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's
+# own. A payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a
+# dry-run route such a request still passes, and the credential in it must not.
 map $http_authorization $l402_upstream_authorization {
-    "~*(^|[\\s,])(l402|lsat|cashu)(\\s|$)" "";
+    "~*(^|[\\s,])(l402|lsat|cashu|payment)(\\s|$)" "";
     default $http_authorization;
 }
 
@@ -134,6 +147,34 @@ map $content_type $l402_upstream_token {
 map $content_type $l402_upstream_macaroon {
     "~*application/grpc([+;\\s]|$)" "";
     default $http_macaroon;
+}
+
+# The browser credential cookies (l402_…) never reach an upstream: protect.conf takes the Cookie header from
+# l402d's answer. A free location (no protect.conf) under a credential cookie's path (a regex route's cookie
+# may be scoped to "/") sets \`proxy_set_header Cookie $l402_free_cookie;\`: the client's cookies with one
+# gate cookie cut out, or none at all if another is left.
+map $http_cookie $l402_free_cookie_cut {
+    "~*^(?<l402_cookie_before>.*?)(^|;[ \\t]*)l402_[^;]*(?<l402_cookie_after>.*)$" "$l402_cookie_before$l402_cookie_after";
+    default $http_cookie;
+}
+map $l402_free_cookie_cut $l402_free_cookie {
+    "~*l402_" "";
+    default $l402_free_cookie_cut;
+}
+
+# The upstream's Cookie in a paid location (protect.conf): the client's as it came when l402d found nothing of
+# the gate's in it ("keep"), else the Cookie header l402d handed back without the credential cookies (none
+# at all when l402d said nothing, as an older l402d does). protect.conf sets the two variables from l402d's
+# answer; they are declared here so that this file also stands without a protect.conf.
+map "" $l402_cookie_mode {
+    default "";
+}
+map "" $l402_upstream_site_cookie {
+    default "";
+}
+map $l402_cookie_mode $l402_upstream_cookie {
+    keep $http_cookie;
+    default $l402_upstream_site_cookie;
 }
 
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
@@ -209,7 +250,8 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_cache_bypass 0;
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_token\n$http_macaroon\n$content_type\n$l402_uri";
+    # l402d never marks a request with cookies cacheable; the cookies are in the key all the same.
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
@@ -266,7 +308,20 @@ ${PINNED}
     error_page 502 503 504 = @l402_unavailable;
 }
 
-# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
+${cfg.manifest?.openapi === false ? '' : `# The MPP discovery document (OpenAPI with x-payment-info), generated from the same routes. (manifest.openapi:
+# false leaves /openapi.json to your own locations.)
+location = /openapi.json {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}
+
+`}# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
 # anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
 location = /_l402/page/status {
     proxy_pass http://l402d;
@@ -274,6 +329,23 @@ location = /_l402/page/status {
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header X-L402-Client-Addr $remote_addr;
+    client_max_body_size 16k;
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}
+
+# The payment page posts the paid credential here (same-origin form): l402d sets it as the route's cookie and
+# redirects (303) to the page. Never cached (Cache-Control: no-store, X-Accel-Expires: 0).
+location = /_l402/page/cookie {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Client-Addr $remote_addr;
+    proxy_set_header X-L402-Scheme $scheme;
+    proxy_set_header X-L402-Host $http_host;
+    proxy_set_header Cookie "";
     client_max_body_size 16k;
 ${PINNED}
     proxy_cache off;
@@ -313,35 +385,56 @@ recursive_error_pages on;
 proxy_intercept_errors off;
 grpc_intercept_errors off;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
-# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route.
+# replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route,
+# capabilities granted (the route's capability set, narrowed by the holder's caveats).
 auth_request_set $l402_token_id $upstream_http_x_l402_token_id;
 auth_request_set $l402_rail $upstream_http_x_l402_rail;
 auth_request_set $l402_amount_msat $upstream_http_x_l402_amount_msat;
 auth_request_set $l402_route $upstream_http_x_l402_route;
+auth_request_set $l402_capabilities $upstream_http_x_l402_capabilities;
 proxy_set_header X-L402-Token-Id $l402_token_id;
 proxy_set_header X-L402-Rail $l402_rail;
 proxy_set_header X-L402-Amount-Msat $l402_amount_msat;
 proxy_set_header X-L402-Route $l402_route;
+proxy_set_header X-L402-Capabilities $l402_capabilities;
 grpc_set_header X-L402-Token-Id $l402_token_id;
 grpc_set_header X-L402-Rail $l402_rail;
 grpc_set_header X-L402-Amount-Msat $l402_amount_msat;
 grpc_set_header X-L402-Route $l402_route;
+grpc_set_header X-L402-Capabilities $l402_capabilities;
 # With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
 # nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
 ${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
-` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu
-# Authorization, X-Cashu, and on gRPC the token/macaroon metadata. Another Authorization scheme passes.
-# (X_Cashu: with underscores_in_headers on, nginx reads that spelling as $http_x_cashu too.)
+` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu/
+# Payment Authorization, X-Cashu, Grpc-Metadata-Macaroon, x402's Payment-Signature/X-Payment, and on gRPC the
+# token/macaroon metadata. Another Authorization scheme passes. (X_Cashu, Payment_Signature, X_Payment: with
+# underscores_in_headers on, nginx reads those spellings as $http_x_cashu etc. too.)
 proxy_set_header Authorization $l402_upstream_authorization;
 proxy_set_header X-Cashu "";
 proxy_set_header X_Cashu "";
+proxy_set_header Payment-Signature "";
+proxy_set_header Payment_Signature "";
+proxy_set_header X-Payment "";
+proxy_set_header X_Payment "";
 grpc_set_header Authorization $l402_upstream_authorization;
 grpc_set_header X-Cashu "";
 grpc_set_header X_Cashu "";
-proxy_set_header Token $l402_upstream_token;
+grpc_set_header Payment-Signature "";
+grpc_set_header Payment_Signature "";
+grpc_set_header X-Payment "";
+grpc_set_header X_Payment "";
+# Aperture's REST form of the credential (a hex macaroon with a preimage caveat), in every spelling nginx reads
+# as $http_grpc_metadata_macaroon.
+${['Grpc-Metadata-Macaroon', ...identitySpellings(['Grpc-Metadata-Macaroon'])].map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}proxy_set_header Token $l402_upstream_token;
 proxy_set_header Macaroon $l402_upstream_macaroon;
 grpc_set_header Token "";
 grpc_set_header Macaroon "";
+# The browser credential cookies (named l402_…) stay here too: the upstream gets the client's Cookie header
+# when l402d found none of them in it, else the one l402d handed back without them (see upstream.conf).
+auth_request_set $l402_cookie_mode $upstream_http_x_l402_cookie_mode;
+auth_request_set $l402_upstream_site_cookie $upstream_http_x_l402_upstream_cookie;
+proxy_set_header Cookie $l402_upstream_cookie;
+grpc_set_header Cookie $l402_upstream_cookie;
 `}# nginx: these proxy_set_header/grpc_set_header lines stop every server- or http-level one from applying to
 # this location. Repeat the ones the upstream needs (Host, X-Forwarded-For, X-Forwarded-Proto...) after the include.
 `,
@@ -357,6 +450,23 @@ add_header X-L402-Dry-Run-Price-Msat $l402_dry_run_price always;
 add_header X-L402-Dry-Run-Challenge $l402_dry_run_challenge always;
 add_header X-L402-Dry-Run-Rate-Limited $l402_dry_run_limited always;
 add_header X-L402-Dry-Run-Retry-After $l402_dry_run_retry always;
+`,
+    'payment-receipts.conf': `# l402-nginx: include after protect.conf in locations whose route offers mpp or x402 (schemes:), to hand
+# the client its receipt: MPP's Payment-Receipt, x402's PAYMENT-RESPONSE. l402d sets them on the auth answer
+# of a paid request only. (add_header and proxy_hide_header here stop server-level ones of theirs from applying:
+# repeat those you need.)
+auth_request_set $l402_payment_receipt $upstream_http_payment_receipt;
+auth_request_set $l402_payment_response $upstream_http_payment_response;
+auth_request_set $l402_receipt_cache $upstream_http_x_l402_receipt_cache;
+auth_request_set $l402_receipt_expose $upstream_http_x_l402_receipt_expose;
+# Only the gate issues receipts: an upstream's header of the same name is dropped.
+proxy_hide_header Payment-Receipt;
+proxy_hide_header PAYMENT-RESPONSE;
+add_header Payment-Receipt $l402_payment_receipt always;
+add_header PAYMENT-RESPONSE $l402_payment_response always;
+# A response that carries a receipt is not for shared caches (draft-httpauth-payment, "Caching").
+add_header Cache-Control $l402_receipt_cache always;
+add_header Access-Control-Expose-Headers $l402_receipt_expose always;
 `,
   };
 }

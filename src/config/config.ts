@@ -12,6 +12,7 @@ import { lightningConfigSchema, lightningFromLegacyEnv } from '../rails/lightnin
 import { parseRedisTarget, REDIS_URL_PATTERN } from '../store/redis-url.js';
 import { DECISION_DEADLINE_MS, RENDER_DEADLINE_MS, type Timeouts } from '../policy/budget.js';
 import { cashuConfigSchema, cashuFromLegacyEnv, type CashuConfig } from '../rails/cashu/index.js';
+import { parseFreePath } from '../policy/free-paths.js';
 
 export class ConfigError extends Error {}
 
@@ -71,7 +72,24 @@ const configSchema = z
       .strict()
       .default({ memo: 'L402 payment', expiry_secs: 3600 }),
     challenge: z.object({ lsat: boolLike.default(false) }).strict().default({ lsat: false }),
+    // A caveat condition l402d does not know, appended by a holder: skip (the L402 macaroon spec) or reject.
+    l402: z.object({ unknown_caveats: z.enum(['skip', 'reject']).default('skip') }).strict().default({ unknown_caveats: 'skip' }),
     upstream: z.url({ protocol: /^https?$/ }).optional(),
+    // Standalone mode: paths proxied without payment ("= /exact" or "/prefix"), Aperture's authwhitelistpaths.
+    free_paths: z
+      .array(
+        z.string().superRefine((v, ctx) => {
+          try {
+            parseFreePath(v);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          }
+        }),
+      )
+      .max(256)
+      .default([]),
+    // Standalone mode: l402d faces clients over HTTPS itself (MPP and x402 are offered over HTTPS only).
+    tls: z.object({ cert_file: z.string().min(1), key_file: z.string().min(1) }).strict().optional(),
     // Standalone mode: how long the upstream may stay silent (nginx's proxy_read_timeout, 60 s by default).
     upstream_timeout_ms: intLike(z.number().int().min(100).max(3_600_000)).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
@@ -131,13 +149,15 @@ const configSchema = z
     manifest: z
       .object({
         enabled: boolLike.default(true),
+        // Also serve the MPP discovery document at /openapi.json (off: the upstream's own is reached instead).
+        openapi: boolLike.default(true),
         name: z.string().max(200).optional(),
         description: z.string().max(2000).optional(),
         operator: z.string().max(200).optional(),
         contact: z.string().max(200).optional(),
       })
       .strict()
-      .default({ enabled: true }),
+      .default({ enabled: true, openapi: true }),
     pricing: z
       .object({
         dynamic: boolLike.default(true),
@@ -153,7 +173,10 @@ const configSchema = z
     retry_after_secs: intLike(z.number().int().min(1).max(3600)).default(5),
     routes: z.array(routeSchema).min(1, 'at least one route'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.tls && !c.upstream) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'only in standalone mode (with upstream:); behind nginx, nginx terminates TLS' });
+  });
 
 export type { RouteConfig };
 type Parsed = z.output<typeof configSchema>;
@@ -179,7 +202,13 @@ export interface GateConfig {
   configDir: string;
   invoice: { memo: string; expirySecs: number };
   challenge: { lsat: boolean };
+  /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec) or refused. */
+  unknownCaveats: 'skip' | 'reject';
   upstream?: string;
+  /** Standalone mode: paths proxied without payment (see policy/free-paths.ts). */
+  freePaths: string[];
+  /** Standalone mode: the certificate chain and key (PEM files, absolute paths) l402d serves HTTPS with. */
+  tls?: { certFile: string; keyFile: string };
   /** Standalone mode: the upstream's silence (before or between response bytes) that ends the request (504). */
   upstreamTimeoutMs: number;
   logLevel: Parsed['log']['level'];
@@ -202,7 +231,7 @@ export interface GateConfig {
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
   metrics?: { listen: string; token?: string };
-  manifest: { enabled: boolean; name?: string; description?: string; operator?: string; contact?: string };
+  manifest: { enabled: boolean; /** Serve /openapi.json (MPP discovery). */ openapi: boolean; name?: string; description?: string; operator?: string; contact?: string };
   routes: RouteConfig[];
 }
 
@@ -390,8 +419,14 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
   if (c.workers !== 1 && c.store.type === 'memory') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: several processes need a shared store (sqlite or redis), not memory`);
   }
+  if (c.workers !== 1 && c.lightning?.type === 'lnc') {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['workers']) ?? '?'}: workers: an LNC session serves one client at a time; use workers: 1 with lightning.type lnc`);
+  }
   if (c.metrics && c.metrics.listen === c.listen) {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['metrics', 'listen']) ?? '?'}: metrics.listen: must differ from listen (keep metrics off the gate's address)`);
+  }
+  if (c.free_paths.length > 0 && !c.upstream) {
+    throw new ConfigError(`${source}:${lineOf(lc, doc, ['free_paths']) ?? '?'}: free_paths: only in standalone mode (with upstream:); behind nginx, serve free paths from locations without protect.conf`);
   }
   if (c.pricing.legacy_keys && c.store.type !== 'redis') {
     throw new ConfigError(`${source}:${lineOf(lc, doc, ['pricing', 'legacy_keys']) ?? '?'}: pricing.legacy_keys: needs store.type redis (the keys are ngx_l402's Redis keys)`);
@@ -435,7 +470,10 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     configDir: base,
     invoice: { memo: c.invoice.memo, expirySecs: c.invoice.expiry_secs },
     challenge: c.challenge,
+    unknownCaveats: c.l402.unknown_caveats,
     upstream: c.upstream,
+    freePaths: c.free_paths,
+    tls: c.tls ? { certFile: abs(c.tls.cert_file), keyFile: abs(c.tls.key_file) } : undefined,
     upstreamTimeoutMs: c.upstream_timeout_ms,
     logLevel: c.log.level,
     timeouts: {

@@ -9,14 +9,13 @@
 // or top-up binding); only then is anything credited or drawn. A check that refuses a credential outright
 // (revocation) belongs before drawFromBalance.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { storeKeys } from './store-keys.js';
 import { REQUEST_ID } from './claims.js';
 import type { ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Decision, GateRequest } from './decide.js';
 import type { Price } from './pricing.js';
-import { withTimeout } from '../util/timeout.js';
+import { sleep, withTimeout } from '../util/timeout.js';
 
 /** How long a draw stays recorded so an upstream failure can give it back (longer than any upstream wait). */
 export const DRAW_HOLD_SECS = 3600;
@@ -100,7 +99,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
     // Drawn after the deadline: the answer is 503 (not served), so the draw goes back.
     if (drew && clock.signal.aborted) throw new Error('draw landed after the deadline');
     if (!r.ok) return { outcome: 'challenge', route, reason: 'balance_empty', balanceMsat: r.balanceMsat };
-    return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: c.tokenId.toString('hex'), validUntil: c.validUntil, singleUse: false, balanceMsat: r.balanceMsat };
+    return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), validUntil: c.validUntil, mintedValidUntil: c.mintedValidUntil, singleUse: false, balanceMsat: r.balanceMsat };
   } catch {
     // Answered 503: a draw that lands (or landed) anyway is given back, only if it is still this attempt's.
     void abandonDraw(store, key, drawId, owner);
@@ -117,7 +116,7 @@ async function abandonDraw(store: ClaimStore, key: string, drawId: string, owner
       return;
     } catch {
       if (Date.now() > until) return;
-      await sleep(everyMs, undefined, { ref: false });
+      await sleep(everyMs, { ref: false });
     }
   }
 }

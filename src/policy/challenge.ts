@@ -76,6 +76,7 @@ export async function createChallenge(
     validUntil,
     singleUse: perRequest,
     balanceMsat: balance,
+    capabilities: route.capabilities,
   });
   // The token id records how many caveats were minted: what was sold is read from those alone.
   const tokenId = newTokenId(caveats.length);

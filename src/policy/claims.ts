@@ -3,8 +3,7 @@
 // Ours is told by the unique value it was written with. Redis runs one connection's commands in order and
 // SQLite is synchronous, so the delete never overtakes the claim it undoes.
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { withTimeout } from '../util/timeout.js';
+import { sleep, withTimeout } from '../util/timeout.js';
 import type { ClaimStore } from './ports.js';
 
 /** A claim value no other request writes: what tells our claim from a rival's. */
@@ -40,7 +39,7 @@ export async function abandonClaim(store: Pick<ClaimStore, 'delIfValue'>, key: s
       return await withTimeout(store.delIfValue(key, value), everyMs * 2, 'release claim');
     } catch {
       if (Date.now() > until) return false;
-      await sleep(everyMs, undefined, { ref: false });
+      await sleep(everyMs, { ref: false });
     }
   }
 }

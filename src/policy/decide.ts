@@ -3,7 +3,8 @@
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
-import { parseCredential, type CredentialHeaders, type L402Credential } from '../protocol/l402-header.js';
+import type { CredentialHeaders, L402Credential } from '../protocol/l402-header.js';
+import { requestCredential } from './credential-cookie.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { storeKeys } from './store-keys.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
@@ -14,8 +15,11 @@ import { soldScope, type RouteConfig } from './route-config.js';
 import { drawFromBalance, type BalanceCredential } from './balance.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
+import { requiredCapabilities } from './capabilities.js';
+import type { VerifiedMacaroons } from './verified-macaroons.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
+import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -30,7 +34,12 @@ export interface GateRequest {
    * nginx's own header (nginx mode) or by the standalone proxy; anything else means a random owner.
    */
   requestId?: string;
-  credentials: CredentialHeaders & { xCashu?: string };
+  /** The client's connection is HTTPS (nginx's $scheme, or standalone's own TLS): MPP and x402 need it. */
+  secure?: boolean;
+  /** The Host the client asked for (nginx's $host), when known: x402's resource.url. */
+  host?: string;
+  /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. x402: PAYMENT-SIGNATURE (or X-PAYMENT). */
+  credentials: CredentialHeaders & { xCashu?: string; cookie?: string; paymentSignature?: string };
 }
 
 export type InvalidReason =
@@ -48,7 +57,10 @@ export type InvalidReason =
   | 'malformed_caveat'
   | 'missing_preimage'
   | 'already_used'
-  | 'auto_detect_off';
+  | 'auto_detect_off'
+  | 'missing_capability'
+  | 'revoked'
+  | OtherSchemeReason;
 
 export type { CashuAcceptor } from './ports.js';
 
@@ -61,7 +73,7 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** Spent by this request. */ singleUse: boolean; /** access: balance: msat left after this request's draw. */ balanceMsat?: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** 64 hex. */ paymentHash: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** The expiry l402d minted, if any. */ mintedValidUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string]; /** Set by the gate: no revocation made before this (ms) is missed by this decision. */ revocationsAt?: number; /** access: balance: msat left after this request's draw. */ balanceMsat?: number }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
@@ -94,6 +106,8 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
 };
 
 export interface DecideDeps {
+  /** The `realm` of MPP challenges (the service name by default). */
+  realm?: string;
   routes: RouteTable<RouteConfig>;
   service: string;
   /** Current master key first, then previous ones still accepted during a rotation. */
@@ -126,6 +140,15 @@ export interface DecideDeps {
   now?: () => number;
   /** ngx_l402's ROOT_KEY (raw bytes): its credentials are honoured during a migration. */
   ngxL402RootKey?: Buffer;
+  /** A caveat condition l402d does not know, appended by a holder: skipped (the L402 spec; default) or refused. */
+  unknownCaveats?: 'skip' | 'reject';
+  /** Macaroons already found signed by `rootKeys` (kept by the caller for as long as those keys). */
+  verified?: VerifiedMacaroons;
+  /**
+   * Has the operator revoked this credential (by token id or payment hash)? Rejects when that cannot be known
+   * in time: the request is then answered 503, never let through.
+   */
+  isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -141,10 +164,10 @@ function mintsInvoice(d: Decision): boolean {
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
-interface Clock {
+export interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
   /** What a decision still waiting at the deadline is waiting for (the 503's reason). */
   waitingOn: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable';
 }
@@ -153,17 +176,36 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
   const now = Date.now();
   // A sent time in the future (nginx's clock ahead of ours) counts as now: only ever shortens the deadline.
   const deadlineAt = Math.min(now, deps.sentAt !== undefined && Number.isFinite(deps.sentAt) ? deps.sentAt : now) + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
-  const gone = new AbortController();
-  const clock: Clock = { deadlineAt, signal: gone.signal, waitingOn: 'store_unavailable' };
   // The whole decision answers by the deadline. The timer and nginx's close are macrotasks, and a decision
   // that got its last answer before them completes in microtasks: so either the decision's own answer is
   // the one given, or every step that lands later sees `signal.aborted` and undoes what it took (claims).
+  let answerLate!: () => void;
   const late = new Promise<Decision>((resolve) => {
-    gone.signal.addEventListener('abort', () => resolve(lateAnswer(req, deps, clock.waitingOn)), { once: true });
+    answerLate = () => resolve(lateAnswer(req, deps, clock.waitingOn));
   });
-  const timer = setTimeout(() => gone.abort(), Math.max(0, deadlineAt - now));
-  const onGone = () => gone.abort();
-  if (deps.signal?.aborted) gone.abort();
+  // The deadline's AbortSignal is made only when a step asks for it (a store claim, a Cashu swap): most
+  // decisions finish without one, and making one per request was a measurable share of a decision.
+  let gone: AbortController | undefined;
+  let passed = false;
+  const clock: Clock = {
+    deadlineAt,
+    waitingOn: 'store_unavailable',
+    get signal() {
+      if (!gone) {
+        gone = new AbortController();
+        if (passed) gone.abort();
+      }
+      return gone.signal;
+    },
+  };
+  const onGone = () => {
+    if (passed) return;
+    passed = true;
+    answerLate();
+    gone?.abort();
+  };
+  const timer = setTimeout(onGone, Math.max(0, deadlineAt - now));
+  if (deps.signal?.aborted) onGone();
   else deps.signal?.addEventListener('abort', onGone, { once: true });
   try {
     return await Promise.race([decideNow(req, deps, clock), late]);
@@ -178,7 +220,7 @@ function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn
   const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
   if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
   const c = req.credentials;
-  const authState = c.authorization || c.token || c.macaroon || c.xCashu ? 'invalid' : 'missing';
+  const authState = c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.xCashu ? 'invalid' : 'missing';
   return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 503, reason, authState } };
 }
 
@@ -227,17 +269,36 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
     }
   }
-  const parsed = parseCredential(req.credentials);
-  if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
-  if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
-  const ngxKey = deps.ngxL402RootKey;
-  const auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  // A route that sells only Cashu accepts no L402 credential (its answer offers none): it is asked to pay in Cashu.
+  if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
+  // MPP (Authorization: Payment) and x402 (PAYMENT-SIGNATURE), where the route offers them over HTTPS.
+  const other = otherSchemeOf(req, route);
+  let auth: Authenticated | Decision;
+  if (other) {
+    auth = await authenticateOtherScheme(other, { ...req, path: req.path }, route, deps, clock, nowSecs(deps));
+  } else {
+    const parsed = requestCredential(req.credentials, route);
+    if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
+    if (parsed.kind === 'malformed') return { outcome: 'invalid', route, reason: 'malformed_credential', detail: parsed.reason };
+    const ngxKey = deps.ngxL402RootKey;
+    auth = ngxKey && looksLikeV1(parsed.credential.macaroon) ? authenticateNgxL402(parsed.credential, req.path, req.method, route, ngxKey, nowSecs(deps)) : await authenticate(parsed.credential, req.path, req.method, route, deps, clock);
+  }
   if ('outcome' in auth) return auth;
+  // Before any claim: a revoked single-use credential is not spent by being refused.
+  if (deps.isRevoked) {
+    let revoked: boolean;
+    try {
+      clock.waitingOn = 'store_unavailable';
+      revoked = await deps.isRevoked(auth.tokenId, auth.paymentHash);
+    } catch {
+      return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    }
+    if (revoked) return { outcome: 'invalid', route, reason: 'revoked' };
+  }
   // A balance credential opens its balance routes only, and a balance route only balance credentials (never
   // one sold single-use or for a time window, nor ngx_l402's).
   if (route.access === 'balance' || auth.balance) {
     if (route.access !== 'balance' || !auth.balance) return { outcome: 'invalid', route, reason: 'wrong_route' };
-    // (A revocation check goes here: before anything is credited or drawn.)
     return drawFromBalance({ ...req, path: req.path }, route, auth.balance, deps, clock);
   }
   const { validUntil } = auth;
@@ -258,7 +319,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     } catch {
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (used !== undefined) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (used !== undefined) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
     return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
   }
   if (singleUse) {
@@ -298,15 +359,17 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       void abandonClaim(deps.store, key, mine);
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
-    if (!first) return { outcome: 'invalid', route, reason: 'already_used' };
+    if (!first) return { outcome: 'invalid', route, reason: auth.usedReason ?? 'already_used' };
   }
   if (route.dryRun) return { outcome: 'allow', route, reason: 'dry_run', dryRun: { wouldReturn: 200, reason: 'paid', authState: 'valid' } };
-  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, validUntil, singleUse };
+  return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: auth.tokenId, paymentHash: auth.paymentHash, validUntil, mintedValidUntil: auth.mintedValidUntil, singleUse, ...(auth.capabilities ? { capabilities: auth.capabilities } : {}), ...(auth.receipt ? { receipt: auth.receipt } : {}) };
 }
 
 /** A paid credential, authenticated: what the access rules (expiry, single use) still need. */
-interface Authenticated {
+export interface Authenticated {
   tokenId: string;
+  /** 64 hex. */
+  paymentHash: string;
   /** Unix seconds, if the credential expires: the earliest of all its expiry caveats (minted or appended). */
   validUntil?: number;
   /** Unix seconds: the expiry l402d minted, if any (never one a holder appended). */
@@ -321,22 +384,34 @@ interface Authenticated {
   now: number;
   /** Sold as a prepaid balance (only on a balance route). */
   balance?: BalanceCredential;
+  /** Capabilities granted (what was sold, narrowed by appended caveats), if any were sold. */
+  capabilities?: string[];
+  /** The refusal when its single use is spent already (MPP and x402 name it in their own terms). */
+  usedReason?: InvalidReason;
+  /** A header for the client of the paid request (MPP's Payment-Receipt, x402's PAYMENT-RESPONSE). */
+  receipt?: [string, string];
 }
 
 const nowSecs = (deps: DecideDeps) => (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
 
 /** Our own credentials: V2 macaroon, per-token key, our caveats; preimage, or (auto-detect) a paid invoice. */
 async function authenticate(cred: L402Credential, path: string, method: string, route: RouteConfig, deps: DecideDeps, clock: Clock): Promise<Authenticated | Decision> {
+  const verified = deps.verified?.rootKeys === deps.rootKeys ? deps.verified : undefined;
+  const known = verified?.get(cred.macaroon);
   let mac;
-  try {
-    mac = decodeMacaroon(cred.macaroon);
-  } catch (e) {
-    if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
-    throw e;
+  let id;
+  if (known) ({ mac, id } = known);
+  else {
+    try {
+      mac = decodeMacaroon(cred.macaroon);
+    } catch (e) {
+      if (e instanceof MacaroonFormatError) return { outcome: 'invalid', route, reason: 'malformed_macaroon', detail: e.message };
+      throw e;
+    }
+    id = decodeIdentifier(mac.identifier);
+    if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
+    if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
   }
-  const id = decodeIdentifier(mac.identifier);
-  if (!id) return { outcome: 'invalid', route, reason: 'unknown_identifier' };
-  if (!signedByTokenKey(mac, id.tokenId, deps.rootKeys)) return { outcome: 'invalid', route, reason: 'bad_signature' };
 
   const now = nowSecs(deps);
   // Every caveat must hold; what was sold comes from the ones l402d minted (their count is in the token id).
@@ -349,10 +424,14 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       method,
       now,
       paymentHash: id.paymentHash,
+      requiredCapabilities: requiredCapabilities(route, path, method),
+      unknownCaveats: deps.unknownCaveats,
     },
     mintedCaveatCount(id.tokenId),
   );
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
+  // Remembered only when it can be presented again: a credential sold for one request would only crowd out others.
+  if (!known && !verdict.sold.singleUse) verified?.add(cred.macaroon, { mac, id });
   // A path priced on its own is sold separately: a credential for the (cheaper) route does not open it unless
   // it was minted bound to that path (a path caveat its holder appended binds nothing that was paid for).
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.
@@ -399,6 +478,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   }
   return {
     tokenId: id.tokenId.toString('hex'),
+    paymentHash: id.paymentHash.toString('hex'),
     validUntil: verdict.validUntil,
     mintedValidUntil: verdict.sold.validUntil,
     claimKey: claimKey(id.paymentHash),
@@ -409,6 +489,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
       verdict.sold.balanceMsat === undefined
         ? undefined
         : { tokenId: id.tokenId, paymentHash: id.paymentHash, soldMsat: verdict.sold.balanceMsat, saleProven: preimage !== undefined && topupPreimage === undefined, topupPreimage, mintedValidUntil: verdict.sold.validUntil, validUntil: verdict.validUntil, now },
+    ...(verdict.capabilities ? { capabilities: verdict.capabilities } : {}),
   };
 }
 
@@ -431,12 +512,15 @@ function authenticateNgxL402(cred: L402Credential, path: string, method: string,
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   if (!cred.preimage) return { outcome: 'invalid', route, reason: 'missing_preimage' };
   if (!preimageMatches(cred.preimage, mac.identifier)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+  // ngx_l402 sold no capability set: nothing that needs a capability opens for its credentials.
+  if (requiredCapabilities(route, path, method).length > 0) return { outcome: 'invalid', route, reason: 'missing_capability' };
   // ngx_l402's macaroons do not say how they were sold, nor which caveats it minted and which a holder
   // appended: the route's access decides (see the migration guide), and no expiry is taken as minted. So the
   // spent mark never expires, and a timed route (which needs a minted expiry) spends them once: an ExpiresAt
   // only narrows. ngx_l402 sold reusable credentials only with l402_indefinite_access (an indefinite route).
   return {
     tokenId: `ngx_l402:${mac.identifier.toString('hex')}`,
+    paymentHash: mac.identifier.toString('hex'),
     validUntil: verdict.validUntil,
     mintedValidUntil: undefined,
     claimKey: storeKeys.ngxL402Claim(mac.identifier),

@@ -5,7 +5,6 @@
 // a replay, another request, or anyone who merely holds the credential can never release it.
 import { decodeIdentifier } from '../protocol/identifier.js';
 import { decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
-import { parseCredential } from '../protocol/l402-header.js';
 import { decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { storeKeys } from './store-keys.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
@@ -16,6 +15,8 @@ import { withTimeout } from '../util/timeout.js';
 import type { RouteConfig } from './route-config.js';
 import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
+import { requestCredential } from './credential-cookie.js';
+import { otherSchemeClaimKey } from './pay-schemes.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -25,6 +26,8 @@ export interface ReleaseDeps {
   /** The Cashu rail is configured. */
   cashu: boolean;
   ngxL402RootKey?: Buffer;
+  /** MPP's realm (the service name). */
+  realm?: string;
 }
 
 /**
@@ -47,9 +50,10 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     if (cashu.kind === 'token') return 'cashu';
     if (cashu.kind === 'malformed') return 'none';
   }
-  const parsed = parseCredential(req.credentials);
-  if (parsed.kind !== 'l402') return 'none';
-  const key = claimKeyOf(parsed.credential.macaroon, deps);
+  const parsed = requestCredential(req.credentials, route);
+  const other = deps.realm === undefined ? undefined : otherSchemeClaimKey({ ...req, path: req.path }, route, deps.rootKeys, deps.realm);
+  if (parsed.kind !== 'l402' && other === undefined) return 'none';
+  const key = other ?? (parsed.kind === 'l402' ? claimKeyOf(parsed.credential.macaroon, deps) : undefined);
   if (key === undefined) return 'none';
   try {
     // Compare-and-delete on the exact value read: if another attempt at this same request took the claim

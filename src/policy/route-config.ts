@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { boolLike, intLike } from '../util/zod-coerce.js';
 import { parseRouteMatch } from './routes.js';
 import { parseRateLimit } from './rate-limit.js';
+import { CAPABILITY_NAME } from '../protocol/caveats.js';
+import { checkSchemes, defaultSchemes, PAYMENT_SCHEMES, railsOf } from './schemes.js';
 
 /** A balance stays well inside the integers every store counts exactly (2^53). */
 export const MAX_BALANCE_MSAT = 1_000_000_000_000_000;
@@ -37,6 +39,21 @@ export const routeSchema = z
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
     rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
+    schemes: z.array(z.enum(PAYMENT_SCHEMES)).min(1).optional(),
+    // The capability set sold (minted as <service>_capabilities) and which requests need which capability.
+    capabilities: z.array(z.string().regex(CAPABILITY_NAME, 'letters, digits and _ . : - (at most 64)')).min(1).max(32).optional(),
+    capability_rules: z
+      .array(
+        z
+          .object({
+            capability: z.string(),
+            methods: z.array(z.string().transform((m) => m.toUpperCase()).pipe(z.string().regex(/^[A-Z_-]{1,64}$/, 'an HTTP method'))).min(1).optional(),
+            path_prefix: z.string().startsWith('/', 'a path starting with /').max(1024).optional(),
+          })
+          .strict(),
+      )
+      .max(64)
+      .optional(),
     invoice_rate_limit: z
       .string()
       .superRefine((v, ctx) => {
@@ -70,6 +87,13 @@ export const routeSchema = z
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
+    checkSchemes(r, access, ctx);
+    for (const [i, rule] of (r.capability_rules ?? []).entries()) {
+      // A rule needing a capability the route never sells would refuse every request it applies to.
+      if (!r.capabilities?.includes(rule.capability)) {
+        ctx.addIssue({ code: 'custom', path: ['capability_rules', i, 'capability'], message: r.capabilities ? `not one of this route's capabilities (${r.capabilities.join(', ')})` : 'needs capabilities: [...] on the route (the set it sells)' });
+      }
+    }
   })
   .transform((r) => ({
     match: r.match,
@@ -87,8 +111,13 @@ export const routeSchema = z
     paymentPage: r.payment_page,
     lnurlAddr: r.lnurl_addr,
     /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */
-    rails: r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>),
+    rails: r.schemes ? railsOf(r.schemes) : (r.rails ?? (['lightning', 'cashu'] as Array<'lightning' | 'cashu'>)),
+    /** Which payment schemes this route offers (see policy/schemes.ts); Cashu only where a `cashu:` section exists. */
+    schemes: r.schemes ? [...new Set(r.schemes)] : defaultSchemes(r.rails ?? ['lightning', 'cashu']),
     rateLimit: r.invoice_rate_limit === undefined ? undefined : parseRateLimit(r.invoice_rate_limit),
+    /** The capability set sold (minted into every credential of the route), if any. */
+    capabilities: r.capabilities === undefined ? undefined : [...new Set(r.capabilities)],
+    capabilityRules: r.capability_rules?.map((c) => ({ capability: c.capability, methods: c.methods, pathPrefix: c.path_prefix })),
   }));
 
 export type RouteConfig = z.output<typeof routeSchema>;

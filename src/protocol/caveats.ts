@@ -1,7 +1,8 @@
-// Caveats we mint and the fail-closed verifier for them. Every caveat present must be satisfied, so a
-// repeated caveat can only narrow (a client may attenuate, never widen). Unknown caveats fail. What was sold
-// (route, path binding, methods, uses, expiry) is read from the caveats l402d minted only, never from ones a
-// holder appended: their number is recorded in the token id (identifier.ts).
+// Caveats we mint and the verifier for them. Every caveat we know must be satisfied, so a repeated caveat can
+// only narrow (a client may attenuate, never widen). A condition we do not know is skipped, as the L402
+// macaroon spec requires (or refused, in strict mode), never believed: it can only fail to narrow. What was
+// sold (route, path binding, methods, uses, expiry, capabilities) is read from the caveats l402d minted only,
+// never from ones a holder appended: their number is recorded in the token id (identifier.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { hasRawBytes, pathBytes } from './path-bytes.js';
 
@@ -13,6 +14,16 @@ export interface CaveatContext {
   /** Unix seconds. */
   now: number;
   paymentHash: Buffer;
+  /**
+   * Capabilities this request needs (the route's capability rules): each must be in the set that was sold
+   * (`<service>_capabilities`, minted) and in every set a holder appended.
+   */
+  requiredCapabilities?: readonly string[];
+  /**
+   * A condition this verifier does not know, appended by a holder: `skip` (the L402 spec: a holder's own
+   * attenuation for its delegates) or `reject` (strict). Default `skip`. In the minted prefix it always fails.
+   */
+  unknownCaveats?: 'skip' | 'reject';
 }
 
 export interface MintOptions {
@@ -27,7 +38,12 @@ export interface MintOptions {
   singleUse?: boolean;
   /** Sold as a prepaid balance of this many msat (`balance_msat=N`), drawn per request. */
   balanceMsat?: number;
+  /** The capability set sold (`<service>_capabilities=a,b`), if the route sells one. */
+  capabilities?: readonly string[];
 }
+
+/** A capability name, as routes may configure it and caveats may list it. */
+export const CAPABILITY_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Longer paths are bound by their hash, so a credential for a long URL still fits in a request header. */
 const MAX_LITERAL_PATH = 256;
@@ -46,6 +62,7 @@ export function mintCaveats(o: MintOptions): string[] {
   if (o.singleUse) out.push('uses=1');
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
   if (o.balanceMsat !== undefined) out.push(`balance_msat=${o.balanceMsat}`);
+  if (o.capabilities) out.push(`${o.service}_capabilities=${o.capabilities.join(',')}`);
   return out;
 }
 
@@ -65,6 +82,8 @@ export interface SoldFacts {
   validUntil?: number;
   /** Sold as a prepaid balance: the msat its payment bought (`balance_msat` minted). */
   balanceMsat?: number;
+  /** The capability set minted (intersection of minted `<service>_capabilities`), if any was. */
+  capabilities?: string[];
 }
 
 export type CaveatVerdict =
@@ -77,8 +96,43 @@ export type CaveatVerdict =
       validUntil?: number;
       /** Some caveat, minted or appended, says `uses=1`: spend it once. */
       singleUse: boolean;
+      /**
+       * Capabilities granted: the minted set narrowed by every set a holder appended. Undefined when none was
+       * minted (the route sold no capability set): then no capability is granted.
+       */
+      capabilities?: string[];
     }
-  | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' };
+  | { ok: false; reason: 'expired' | 'wrong_route' | 'wrong_path' | 'wrong_method' | 'wrong_service' | 'wrong_preimage' | 'unknown_caveat' | 'malformed_caveat' | 'missing_capability' };
+
+/**
+ * A condition name folded so that spellings of one name meet: compatibility forms (fullwidth letters), case,
+ * whitespace, control and zero-width characters, `_` and `-` ignored, and a plural or singular ending
+ * (`service` for `services`, `l402_capability` for `l402_capabilities`).
+ */
+function fold(name: string): string {
+  return name
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[\s\x00-\x1f\x7f\u00ad\u200b-\u200d\u2060_-]/g, '')
+    .replace(/ies$/, 'y')
+    .replace(/s$/, '');
+}
+
+/**
+ * The conditions this verifier knows. A name that is none of them exactly but folds to one of them (`Route`,
+ * ` route`, `path-sha256`, `L402_Valid_Until`, `service`) looks like ours and is refused as malformed, never
+ * skipped: a holder who meant it as a restriction must not see it silently ignored.
+ */
+function knownConditions(service: string): string[] {
+  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`];
+}
+
+/** `<service>_capabilities` value: a comma-separated list (may be empty: nothing). Undefined when malformed. */
+function parseCapabilities(value: string): string[] | undefined {
+  if (value === '') return [];
+  const out = value.split(',').map((c) => c.trim());
+  return out.every((c) => CAPABILITY_NAME.test(c)) ? out : undefined;
+}
 
 /**
  * Every caveat, minted or appended, must be satisfied (so appended ones only narrow). `minted` is how many of
@@ -93,11 +147,25 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, 
   const sold: Omit<SoldFacts, 'routeId'> = { pathBound: false, singleUse: false };
   let soldRoute: string | undefined;
   let soldService = false;
+  /** Every capability set appended by a holder (each narrows the minted one). */
+  const appendedCapabilities: string[][] = [];
+  const known = knownConditions(ctx.service);
+  const folded = new Set(known.map(fold));
   for (const [i, p] of predicates.entries()) {
     const isMinted = i < minted;
     const eq = p.indexOf('=');
-    if (eq <= 0) return { ok: false, reason: 'malformed_caveat' };
-    const name = p.slice(0, eq).trim();
+    // The condition's name exactly as written: only the exact names below are ours.
+    const name = eq < 0 ? p : p.slice(0, eq);
+    if (eq <= 0 || !known.includes(name)) {
+      // No name at all, or a spelling of one of ours (other case, whitespace, "-" for "_", or "route x" with
+      // no "="): malformed, refused. Anything else is a condition we do not know.
+      const head = eq < 0 ? (/^\s*([^\s:=]*)/.exec(p)?.[1] ?? '') : name;
+      if (eq === 0 || folded.has(fold(head)) || folded.has(fold(name))) return { ok: false, reason: 'malformed_caveat' };
+      // l402d minted it, so it means something this version cannot check: fail closed. Appended by a holder:
+      // the L402 spec says skip it (its own restriction for its own delegates); strict mode refuses it.
+      if (isMinted || ctx.unknownCaveats === 'reject') return { ok: false, reason: 'unknown_caveat' };
+      continue;
+    }
     // Values we compare for identity (path, route) are taken byte for byte: a path may legitimately start
     // or end with whitespace ("/premium%20"), and trimming it would refuse the credential bought for it.
     // Only values with a closed syntax (numbers, hex, method and service lists) tolerate surrounding space.
@@ -155,14 +223,28 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, 
         preimage = pre;
         break;
       }
+      case `${ctx.service}_capabilities`: {
+        const caps = parseCapabilities(value);
+        if (!caps) return { ok: false, reason: 'malformed_caveat' };
+        if (isMinted) sold.capabilities = sold.capabilities ? sold.capabilities.filter((c) => caps.includes(c)) : caps;
+        else appendedCapabilities.push(caps);
+        break;
+      }
       default:
+        // Unreachable: every name in knownConditions has its case above.
         return { ok: false, reason: 'unknown_caveat' };
     }
   }
   // l402d always mints its service and route: a minted prefix without them is not one it minted.
   if (!soldService) return { ok: false, reason: 'wrong_service' };
   if (soldRoute === undefined) return { ok: false, reason: 'wrong_route' };
-  return { ok: true, preimage, sold: { ...sold, routeId: soldRoute }, validUntil, singleUse };
+  // What was sold, narrowed by what holders appended; nothing appended adds a capability. None minted: none
+  // granted (a credential sold before its route sold capabilities opens nothing that needs one).
+  const capabilities = sold.capabilities?.filter((c) => appendedCapabilities.every((set) => set.includes(c)));
+  for (const need of ctx.requiredCapabilities ?? []) {
+    if (!capabilities?.includes(need)) return { ok: false, reason: 'missing_capability' };
+  }
+  return { ok: true, preimage, sold: { ...sold, routeId: soldRoute }, validUntil, singleUse, ...(capabilities ? { capabilities } : {}) };
 }
 
 export function preimageMatches(preimage: Buffer, paymentHash: Buffer): boolean {

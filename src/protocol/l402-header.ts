@@ -13,7 +13,8 @@ export interface L402Credential {
   macaroon: Buffer;
   /** Absent for macaroon-only credentials (auto-detect) and gRPC metadata tokens carrying a preimage caveat. */
   preimage?: Buffer;
-  source: 'authorization' | 'grpc-metadata';
+  /** 'cookie': the browser credential (policy/credential-cookie.ts), the same credential as a cookie. */
+  source: 'authorization' | 'grpc-metadata' | 'cookie';
 }
 
 export type CredentialParse =
@@ -23,6 +24,11 @@ export type CredentialParse =
 
 export interface CredentialHeaders {
   authorization?: string;
+  /**
+   * Aperture's REST form (`Grpc-Metadata-Macaroon: <hex>`, the name grpc-gateway maps to gRPC metadata): a
+   * hex-serialised macaroon carrying a `preimage=<hex>` caveat, read over any protocol.
+   */
+  grpcMetadataMacaroon?: string;
   /** gRPC metadata keys from the L402 spec: hex-serialised macaroon. */
   token?: string;
   macaroon?: string;
@@ -41,9 +47,10 @@ export function parseCredential(h: CredentialHeaders): CredentialParse {
     // module reads it), so it is not overridden by metadata.
     if (parsed.kind !== 'none' || CASHU_SCHEME.test(auth)) return parsed;
   }
-  const meta = h.token ?? h.macaroon;
-  if (meta !== undefined && meta.trim() !== '') {
-    const hex = meta.trim();
+  // Aperture's order: Authorization, then Grpc-Metadata-Macaroon, then the gRPC metadata keys.
+  for (const meta of [h.grpcMetadataMacaroon, h.token ?? h.macaroon]) {
+    if (meta === undefined || trimOws(meta) === '') continue;
+    const hex = trimOws(meta);
     if (hex.length > MAX_MACAROON_BYTES * 2 || !/^([0-9a-fA-F]{2})+$/.test(hex)) return { kind: 'malformed', reason: 'macaroon metadata must be hex' };
     return { kind: 'l402', credential: { scheme: 'L402', macaroon: Buffer.from(hex, 'hex'), source: 'grpc-metadata' } };
   }

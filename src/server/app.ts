@@ -18,6 +18,8 @@ import { Metrics } from './metrics.js';
 import { createCashuRail, type CashuRail, type CashuRailDeps } from '../rails/cashu/index.js';
 import type { Store } from '../store/store.js';
 import { createMetricsServer } from './metrics-server.js';
+import { gateConsoleSource } from './console-routes.js';
+import { REFRESH_MS } from './revocations.js';
 import { withTimeout } from '../util/timeout.js';
 import { isDeepStrictEqual } from 'node:util';
 
@@ -75,11 +77,11 @@ export interface ReloadSummary {
  * lightning, root keys, cashu, data_dir, timeouts, log, metrics, upstream, nginx_secret, service, ...) is
  * opened or bound at start and needs a restart.
  */
-const RELOADABLE = new Set<keyof GateConfig>(['routes', 'pricing', 'dryRunInvoiceSampleRate', 'manifest', 'challenge', 'invoice', 'retryAfterSecs', 'rateLimit', 'nginxCacheMaxSecs']);
+const RELOADABLE = new Set<keyof GateConfig>(['routes', 'pricing', 'dryRunInvoiceSampleRate', 'manifest', 'challenge', 'invoice', 'retryAfterSecs', 'rateLimit', 'nginxCacheMaxSecs', 'unknownCaveats', 'freePaths']);
 
 /** The YAML key of a GateConfig field, for messages. */
 function yamlKey(k: string): string {
-  const named: Record<string, string> = { logLevel: 'log.level', dryRunInvoiceSampleRate: 'dry_run.invoice_sample_rate', nginxCacheMaxSecs: 'nginx_cache.max_secs', configDir: 'config file location' };
+  const named: Record<string, string> = { unknownCaveats: 'l402.unknown_caveats', logLevel: 'log.level', dryRunInvoiceSampleRate: 'dry_run.invoice_sample_rate', nginxCacheMaxSecs: 'nginx_cache.max_secs', configDir: 'config file location' };
   if (named[k]) return named[k];
   return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
@@ -200,6 +202,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   const metrics = cfg.metrics ? new Metrics(store, log) : undefined;
   let cashu: CashuRail | undefined;
   let metricsServer: Server | undefined;
+  let revocationTimer: NodeJS.Timeout | undefined;
   // Before anything else opens or listens: a refusal comes before any request.
   const durability = store.durability ? checkRedisDurability(store, cfg.store.type === 'redis' && cfg.store.requirePersistence, log) : undefined;
   try {
@@ -235,7 +238,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
     server = createGateServer(gate, () => gate);
     address = await listenOn(server, cfg.listen);
     if (metrics && cfg.metrics) {
-      metricsServer = createMetricsServer(metrics, cfg.metrics.token, log);
+      metricsServer = createMetricsServer(metrics, cfg.metrics.token, log, gateConsoleSource(() => gateRef!));
       await listenOn(metricsServer, cfg.metrics.listen);
       metrics.start();
     }
@@ -246,6 +249,10 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   }
   // Not fatal: requests fail closed (503) until the store answers, and recover without a restart.
   await store.ping().catch((e: Error) => log.error({ store: store.kind, err: e.message }, 'store not reachable at start; single-use routes answer 503 until it is'));
+  // The revocation list now, then kept fresh in the background (revocations.ts), so a burst of paid requests
+  // never waits for it; until it has been read once, Lightning credentials answer 503.
+  await gate.parts.revocations!.refresh().catch((e: Error) => log.error({ event: 'revocations_unread', err: e.message }, 'could not read the revocation list at start; paid requests answer 503 until the store answers'));
+  revocationTimer = setInterval(() => void gate.parts.revocations!.refresh().catch(() => undefined), REFRESH_MS).unref();
   const sweeper = store.sweep ? setInterval(() => store.sweep?.(), 60_000).unref() : undefined;
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
@@ -292,6 +299,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
       for (const old of retired) await old.close().catch(() => {});
       retired.clear();
       if (sweeper) clearInterval(sweeper);
+      clearInterval(revocationTimer);
       metricsServer?.close();
       await metrics?.stop().catch(() => {});
       // Graceful: stop accepting, drop idle keep-alive connections (server.close does that since Node 19), let

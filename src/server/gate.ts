@@ -1,6 +1,6 @@
 // The gate: wires config, store, backend and keys into the decision core and the renderer.
 // Transport-agnostic: the nginx endpoints and the standalone proxy both call it.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConfigError, type GateConfig, type RouteConfig } from '../config/config.js';
 import { createSettlementCheck } from '../rails/lightning/settlement.js';
@@ -20,12 +20,38 @@ import { withTimeout } from '../util/timeout.js';
 import { AddressSet, clientAddress } from '../policy/rate-limit.js';
 import { createPriceResolver, type Price } from '../policy/pricing.js';
 import { createPayeeResolver } from '../policy/payee.js';
+import { VerifiedMacaroons } from '../policy/verified-macaroons.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from './wiring/tenant-backends.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
+import { FreePaths } from '../policy/free-paths.js';
+import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
+import { parseCashuCredential } from '../protocol/cashu-credential.js';
+import { RevocationCache } from './revocations.js';
+import { SalesRecorder } from './sales.js';
+import { otherSchemeOf } from '../policy/pay-schemes.js';
+import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
+import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
+import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+
+interface OtherOffers {
+  /** The `WWW-Authenticate: Payment …` value. */
+  mpp?: string;
+  /** The PAYMENT-REQUIRED value. */
+  x402?: { header: string; amountMsat: number };
+}
+
+/** x402's `error` text for a refused PAYMENT-SIGNATURE (the spec puts it in PaymentRequired). */
+const X402_ERROR: Record<string, string> = {
+  x402_malformed_payment: 'PAYMENT-SIGNATURE is not a base64 x402 v2 payment payload',
+  x402_unknown_offer: 'the accepted offer was not issued by this server for this request',
+  x402_expired_invoice: 'the invoice has expired',
+  x402_not_paid: 'the invoice has not been paid',
+  x402_already_used: 'this payment has been used already',
+};
 
 export interface GateParts {
   metrics?: Metrics;
@@ -35,6 +61,9 @@ export interface GateParts {
   backend: LightningBackend;
   rootKeys: Buffer[];
   log: Logger;
+  /** Shared by the gates a reload replaces (created by the first Gate when absent). */
+  revocations?: RevocationCache;
+  sales?: SalesRecorder;
 }
 
 const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited', 'cashu_rejected']);
@@ -68,8 +97,11 @@ class RecentChallenges {
    */
   key(route: RouteConfig, req: GateRequest): string | undefined {
     const c = req.credentials;
-    if (route.autoDetect || (!c.authorization && !c.token && !c.macaroon)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? ''])).digest('base64');
+    // The route's credential cookie counts when no header carries a credential (as decide() reads it).
+    const viaHeader = !!(c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.paymentSignature);
+    const cookie = viaHeader ? '' : routeCookieText(c.cookie, route);
+    if (route.autoDetect || (!viaHeader && !cookie)) return undefined;
+    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie])).digest('base64');
   }
 
   get(key: string): Promise<Challenge> | undefined {
@@ -96,6 +128,8 @@ const SETTLED_CACHE_SECS = 86_400;
 
 export class Gate {
   readonly routes: RouteTable<RouteConfig>;
+  /** Standalone mode: paths proxied without payment. */
+  readonly freePaths: FreePaths;
   private readonly trustedProxies: AddressSet;
   /** Settlement check (bounded, cached); also used by the payment page's status endpoint. */
   readonly isSettled?: (paymentHash: Buffer) => Promise<boolean>;
@@ -105,9 +139,21 @@ export class Gate {
   private readonly tenants: TenantBackends;
   private lateWarnedAt = 0;
   private readonly recentChallenges = new RecentChallenges();
+  /** Signatures checked once per credential (see policy/verified-macaroons.ts); per gate, so per set of master keys. */
+  private readonly verified: VerifiedMacaroons;
+  /**
+   * The per-request decision line: its fields are fixed (route id, method, path, outcome, reason, time) and
+   * none is a secret, so it skips the redaction pass every other line gets (half the cost of a line).
+   */
+  private readonly decisionLog: Logger;
+  /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
+  private readonly recentX402 = new RecentChallenges();
 
   constructor(readonly parts: GateParts) {
+    this.decisionLog = parts.log.child({}, { redact: { paths: [] } });
+    this.verified = new VerifiedMacaroons(parts.rootKeys);
     this.routes = new RouteTable(parts.config.routes);
+    this.freePaths = new FreePaths(parts.config.freePaths ?? [], parts.config.routes);
     this.trustedProxies = new AddressSet(parts.config.rateLimit.trustedProxies);
     this.tenants = TenantBackends.forConfig(parts.config, parts.log);
     const p = parts.config.pricing;
@@ -123,9 +169,15 @@ export class Gate {
       : async (route) => ({ amountMsat: route.amountMsat, source: 'static', pathPriced: false });
     this.payeeFor = createPayeeResolver({ store: parts.store, storeTimeoutMs: parts.config.timeouts.storeMs, cacheMs: p.cacheMs, dynamic: p.dynamic, legacyGet });
     const { backend, store, config } = parts;
+    parts.revocations ??= new RevocationCache(store.ledger(), config.timeouts.storeMs);
+    parts.sales ??= new SalesRecorder(store.ledger(), config.timeouts.storeMs, parts.log, () => parts.metrics);
     this.isSettled = createSettlementCheck(backend, store, { timeoutMs: config.timeouts.backendMs, storeTimeoutMs: config.timeouts.storeMs, cacheSecs: SETTLED_CACHE_SECS });
     const cashuOnly = config.routes.filter((r) => !r.rails.includes('lightning') && !parts.cashu).map((r) => r.id);
     if (cashuOnly.length > 0) throw new ConfigError(`routes ${cashuOnly.join(', ')}: rails [cashu] needs a cashu: section`);
+    const x402 = config.routes.filter((r) => r.schemes.includes('x402')).map((r) => r.id);
+    if (x402.length > 0 && !this.isSettled) {
+      throw new ConfigError(`routes ${x402.join(', ')}: schemes x402 needs a backend that can look up invoices (its payment is the invoice alone); lightning.type ${backend.kind} cannot`);
+    }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -145,11 +197,18 @@ export class Gate {
       path,
       method,
       clientAddr: clientAddress(clientAddr, header(h, 'x-forwarded-for'), this.trustedProxies),
+      // Set by nginx's snippets ($scheme, $host) or by the standalone server for its own connection: never a client's.
+      secure: header(h, 'x-l402-scheme') === 'https',
+      host: header(h, 'x-l402-host'),
       credentials: {
         authorization: header(h, 'authorization'),
+        // Aperture's REST form: its own header name, so read over any protocol.
+        grpcMetadataMacaroon: header(h, 'grpc-metadata-macaroon'),
         token: grpc ? header(h, 'token') : undefined,
         macaroon: grpc ? header(h, 'macaroon') : undefined,
         xCashu: header(h, 'x-cashu'),
+        cookie: header(h, 'cookie'),
+        paymentSignature: header(h, 'payment-signature') ?? header(h, 'x-payment'),
       },
     };
   }
@@ -167,10 +226,13 @@ export class Gate {
       this.parts.log.warn({ event: 'late_request', age_ms: age }, 'read a request after its deadline (l402d stalled or overloaded, or its clock is ahead of nginx\'s): answering 503 to single-use credentials');
     }
     let d: Decision;
+    // When the copy of the revocation list this decision read was confirmed (none read: nothing is cached).
+    let revocationsAt = -Infinity;
     try {
       d = await decide(req, {
         routes: this.routes,
         service: this.parts.config.service,
+        realm: this.parts.config.service,
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
@@ -180,9 +242,16 @@ export class Gate {
         payeeFor: (route, path) => this.payeeFor(route, path),
         rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        unknownCaveats: this.parts.config.unknownCaveats,
+        verified: this.verified,
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
+        isRevoked: async (tokenId, paymentHash) => {
+          const r = await this.parts.revocations!.check(tokenId, paymentHash);
+          revocationsAt = r.confirmedAt;
+          return r.revoked;
+        },
       });
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
@@ -192,8 +261,28 @@ export class Gate {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const route = 'route' in d ? d.route?.id : undefined;
     this.parts.metrics?.countDecision(d, ms / 1000);
-    this.parts.log.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
+    if (d.outcome === 'allow' && d.reason === 'paid' && d.rail === 'lightning') d = { ...d, revocationsAt };
+    if (d.outcome === 'allow' && d.reason === 'paid' && req.path !== undefined) this.recordSale(d, req.path);
+    this.decisionLog.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
+  }
+
+  /** Notes a sale (in the background; a credential already recorded costs nothing). */
+  private recordSale(d: Extract<Decision, { reason: 'paid' }>, path: string): void {
+    const sales = this.parts.sales!;
+    const route = d.route;
+    if (d.rail === 'cashu') {
+      sales.note({ id: `cashu:${randomBytes(16).toString('hex')}`, rail: 'cashu', route: route.id, amountMsat: d.amountMsat, at: Date.now() });
+      return;
+    }
+    if (sales.has(d.tokenId)) return;
+    const at = Date.now();
+    // The amount is what the route charges for this path now (what the invoice asked unless a dynamic price
+    // changed between the challenge and this first use).
+    this.price(route, path).then(
+      (p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }),
+      () => undefined,
+    );
   }
 
   /**
@@ -203,9 +292,15 @@ export class Gate {
   cacheSecondsFor(d: Decision): number {
     // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
     if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.singleUse) return 0;
-    const max = this.parts.config.nginxCacheMaxSecs;
-    if (d.validUntil === undefined) return max;
-    return Math.max(0, Math.min(max, d.validUntil - Math.floor(Date.now() / 1000) - 1));
+    // nginx keeps an answer while its whole-second clock has not passed now + X-Accel-Expires: up to a second
+    // longer than the header says. A revocation made after the list this decision read (less than a second
+    // old, see revocations.ts) could not be seen by it: that age comes off too, so nginx reuses no answer
+    // longer than max_secs after a revocation (nor past the credential's expiry).
+    const now = Date.now();
+    const seen = d.revocationsAt === undefined ? 0 : Math.max(0, now - d.revocationsAt);
+    const max = Math.floor((this.parts.config.nginxCacheMaxSecs * 1000 - 1000 - seen) / 1000);
+    if (d.validUntil === undefined) return Math.max(0, max);
+    return Math.max(0, Math.min(max, d.validUntil - Math.floor(now / 1000) - 1));
   }
 
   /**
@@ -252,10 +347,11 @@ export class Gate {
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
     const retryAfterSecs = outcome === 'rate_limited' && extra.retryAfterSecs && extra.retryAfterSecs > 0 ? Math.min(extra.retryAfterSecs, 86_400) : cfg.retryAfterSecs;
     const base = { method: req.method, html: !grpc && prefersHtml(header(h, 'accept')), grpc, lsat: cfg.challenge.lsat, retryAfterSecs };
-    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false };
+    // X-L402-Scheme comes with the snippets that also serve /_l402/page/cookie (and is set in standalone mode).
+    const page = { originalUri: req.uri ?? req.path ?? '/', method: req.method, devWallet: devPayEnabled(this), autoDetect: false, cookie: header(h, 'x-l402-scheme') !== undefined };
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
-    let why = reason && /^[a-z_]{1,40}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
+    let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
@@ -264,11 +360,20 @@ export class Gate {
     let challenge: Challenge | undefined;
     let shared = false;
     let cashuRequest: string | undefined;
+    let cashuAmountMsat: number | undefined;
     const offersPayment = o === 'challenge' || o === 'invalid' || o === 'cashu_rejected';
     if (offersPayment && route && req.path !== undefined && this.parts.cashu && route.rails.includes('cashu')) {
-      cashuRequest = this.parts.cashu.paymentRequest((await this.price(route, req.path)).amountMsat, route.id);
+      cashuAmountMsat = (await this.price(route, req.path)).amountMsat;
+      cashuRequest = this.parts.cashu.paymentRequest(cashuAmountMsat, route.id);
     }
-    const lightning = route?.rails.includes('lightning') ?? true;
+    const schemes = route ? offeredNow(route, req.secure === true) : (['l402'] as PaymentScheme[]);
+    // A route that sells only over HTTPS-only schemes (MPP, x402), asked over plain HTTP: nothing can be offered.
+    if (route && schemes.length === 0 && (o === 'challenge' || o === 'invalid')) {
+      o = 'forbidden';
+      why = 'https_required';
+    }
+    // L402 and MPP share one invoice (both need its preimage); x402 gets one of its own (below).
+    const lightning = schemes.includes('l402') || schemes.includes('mpp');
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
@@ -294,9 +399,85 @@ export class Gate {
         }
       }
     }
+    // "Not paid yet" speaks of an invoice this answer no longer carries (Cashu only now): a plain challenge.
+    if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
+    let offers: OtherOffers = {};
+    if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
+      const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
+      offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
+        return {};
+      });
+      // Nothing at all to offer: the backend failed for every scheme, or (a route offering only MPP) the price
+      // is not whole satoshis. A 402 must carry an offer the client can take.
+      const offered = (challenge && schemes.includes('l402')) || offers.mpp || offers.x402 || cashuRequest;
+      if (!offered && o !== 'cashu_rejected') {
+        if (challenge) this.parts.log.warn({ event: 'no_payable_offer', route: route.id, amount_msat: challenge.amountMsat }, 'no scheme of this route can charge its price (MPP charges whole satoshis): answering 503');
+        o = 'unavailable';
+        why = challenge ? 'no_payable_offer' : 'backend_unavailable';
+      }
+    }
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
-    return render({ ...base, outcome: o, reason: why, detail: why === reason ? detail : undefined, route, challenge, cashuRequest, page: { ...page, autoDetect: !!route?.autoDetect } });
+    // The page sets the credential cookie only where the browser will send it back for this very page.
+    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
+    const out = render({
+      ...base,
+      outcome: o,
+      reason: why,
+      detail: why === reason ? detail : undefined,
+      route,
+      challenge: schemes.includes('l402') ? challenge : undefined,
+      cashuRequest,
+      cashuAmountMsat,
+      mpp: offers.mpp,
+      x402: offers.x402,
+      page: { ...page, autoDetect: !!route?.autoDetect, cookie },
+    });
+    // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
+    // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
+    if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
+    return out;
+  }
+
+  /** The request's credential was its route's cookie (no credential header took precedence over it). */
+  private cookieWasCredential(req: GateRequest, route: RouteConfig): boolean {
+    const c = req.credentials;
+    if (otherSchemeOf(req, route)) return false;
+    if (this.parts.cashu && route.rails.includes('cashu') && parseCashuCredential({ 'x-cashu': c.xCashu, authorization: c.authorization }).kind !== 'none') return false;
+    return parseCredential(c).kind === 'none' && cookieCredential(c.cookie, route).kind !== 'none';
+  }
+
+  /** MPP's `WWW-Authenticate: Payment` (on the L402 invoice) and x402's PAYMENT-REQUIRED (on an invoice of its own). */
+  private async otherOffers(route: RouteConfig, req: GateRequest, why: string, schemes: readonly PaymentScheme[], challenge: Challenge | undefined, progress: RenderProgress, again?: string): Promise<OtherOffers> {
+    const out: OtherOffers = {};
+    const scope = { routeId: route.id, method: req.method, path: req.path! };
+    const master = this.parts.rootKeys[0]!;
+    // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
+    if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
+      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
+      out.mpp = formatMppChallenge(c);
+    }
+    // x402's payment is checked by looking its invoice up on our own node: never offered for an invoice that a
+    // payee's Lightning address would issue (a store override of the route's payee), which nobody could check.
+    if (schemes.includes('x402') && (await this.payeeFor(route, req.path!)) === undefined) {
+      progress.waitingOn = 'backend_unavailable';
+      // A refused payment presented again gets the same offer for a few seconds (as L402's challenge).
+      let minted = again === undefined ? undefined : this.recentX402.get(again);
+      if (!minted) {
+        minted = this.mintChallenge(route, req.path!, req.method);
+        if (again !== undefined) this.recentX402.set(again, minted);
+      }
+      const inv = await minted;
+      progress.waitingOn = 'store_unavailable';
+      const now = Math.floor(Date.now() / 1000);
+      const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);
+      const host = req.host !== undefined && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(req.host) ? req.host : undefined;
+      const target = req.uri ?? req.path!;
+      const url = host ? `https://${host}${target.startsWith('/') ? target : '/'}` : target;
+      out.x402 = { header: paymentRequired(url, [reqs], X402_ERROR[why] ?? 'PAYMENT-SIGNATURE header is required'), amountMsat: inv.amountMsat };
+    }
+    return out;
   }
 
   /**
@@ -311,7 +492,8 @@ export class Gate {
     if (wouldCharge) out.push(['X-L402-Dry-Run-Price-Msat', String(price.amountMsat)]);
     if (dryRun.wouldReturn === 429) out.push(['X-L402-Dry-Run-Rate-Limited', '1'], ['X-L402-Dry-Run-Retry-After', String(dryRun.retryAfterSecs ?? 1)]);
     let challengeMinted = false;
-    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
+    // A sample Lightning challenge only where the route sells Lightning (a Cashu-only route has no invoice to show).
+    if ((dryRun.wouldReturn === 402 || dryRun.wouldReturn === 401) && route.rails.includes('lightning') && req.path !== undefined && Math.random() < this.parts.config.dryRunInvoiceSampleRate) {
       try {
         const c = await this.mintChallenge(route, req.path, req.method);
         out.push(['X-L402-Dry-Run-Challenge', formatChallenges(c.macaroon, c.invoice, { lsat: false })[0]!]);
@@ -397,6 +579,7 @@ export class Gate {
         storeTimeoutMs: this.parts.config.timeouts.storeMs,
         cashu: this.parts.cashu !== undefined,
         ngxL402RootKey: this.parts.config.ngxL402RootKey,
+        realm: this.parts.config.service,
       });
     } catch (e) {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');

@@ -1,25 +1,28 @@
 // HTTP front of l402d: the nginx auth_request endpoint, the error_page render endpoint, a health check,
 // and (when `upstream` is configured) a standalone reverse proxy for machines without nginx.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { REQUEST_ID } from '../policy/claims.js';
-import type { Gate } from './gate.js';
+import { upstreamFailure, type Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
+import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
+import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'token', 'macaroon'] as const;
+const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon', 'payment-signature', 'x-payment'] as const;
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
-const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu)(\s|$)/i;
+const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
 const INSTANCE = randomBytes(6).toString('hex');
@@ -48,9 +51,23 @@ function ambiguousCredential(req: IncomingMessage): string | undefined {
 function identityHeaders(d: Decision): Array<[string, string]> {
   if (d.outcome !== 'allow' || d.reason !== 'paid') return [];
   const out: Array<[string, string]> = [['X-L402-Route', d.route.id], ['X-L402-Rail', d.rail]];
-  if (d.rail === 'lightning') out.push(['X-L402-Token-Id', d.tokenId]);
-  else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+  if (d.rail === 'lightning') {
+    out.push(['X-L402-Token-Id', d.tokenId]);
+    // The capabilities granted (sold, narrowed by the holder's caveats); absent when none were.
+    if (d.capabilities && d.capabilities.length > 0) out.push(['X-L402-Capabilities', d.capabilities.join(',')]);
+  } else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
   return out;
+}
+
+/**
+ * For the client of a request paid with MPP or x402: the receipt, kept out of shared caches (MPP: responses with
+ * Payment-Receipt carry Cache-Control: private) and readable by browser clients.
+ */
+function receiptHeaders(d: Decision, o: { nginx?: boolean } = {}): Array<[string, string]> {
+  if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || !d.receipt) return [];
+  // To nginx (the auth answer): under names of our own, so the auth answer's own caching headers stay as they are.
+  if (o.nginx) return [d.receipt, ['X-L402-Receipt-Cache', 'private'], ['X-L402-Receipt-Expose', d.receipt[0]]];
+  return [d.receipt, ['Cache-Control', 'private'], ['Access-Control-Expose-Headers', d.receipt[0]]];
 }
 
 function send(res: ServerResponse, r: Rendered): void {
@@ -122,6 +139,17 @@ function ambiguousPath(method: string, why: string, grpc = false): Rendered {
   return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
+/**
+ * A Cookie header that holds a gate cookie and is too long to read for a credential and to hand back to nginx
+ * without it (the auth answer carries the site's cookies then, see protect.conf): refused before any
+ * decision, so nothing is spent. (Without a gate cookie any size passes: nginx forwards the header as is.)
+ */
+function cookieTooLarge(method: string, grpc = false): Rendered {
+  if (grpc) return grpcRefusal(3, 'cookie header too large');
+  const body = JSON.stringify({ type: 'urn:l402:problem:cookie-too-large', title: 'Request Header Fields Too Large', status: 431, reason: 'cookie_too_large', detail: `the Cookie header holds a payment cookie and is longer than ${MAX_COOKIE_HEADER} bytes` }) + '\n';
+  return { status: 431, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
 /** A 401 that nginx renders but the gate did not decide (another access check refused first). */
 function notDecided(method: string, grpc = false): Rendered {
   if (grpc) return grpcRefusal(16, 'access denied');
@@ -139,7 +167,7 @@ function isPreflight(method: string, h: IncomingMessage['headers']): boolean {
   return method === 'OPTIONS' && !!one(h.origin) && !!one(h['access-control-request-method']);
 }
 
-const CORS_HEADERS = 'Authorization, X-Cashu, Content-Type, Accept';
+const CORS_HEADERS = 'Authorization, X-Cashu, Payment-Signature, X-Payment, Content-Type, Accept';
 
 function preflight(routeMethods: readonly string[] | undefined, h: IncomingMessage['headers']): Rendered {
   const asked = (one(h['access-control-request-headers']) ?? '')
@@ -178,7 +206,14 @@ function proxy(
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
     delete headers['x-cashu'];
+    delete headers['grpc-metadata-macaroon'];
+    delete headers['payment-signature'];
+    delete headers['x-payment'];
     if (typeof headers.authorization === 'string' && PAYMENT_SCHEME.test(headers.authorization)) delete headers.authorization;
+    // The gate's credential cookies stay here too; the site's own cookies pass (Node joined them into one).
+    const site = siteCookies(typeof headers.cookie === 'string' ? headers.cookie : undefined);
+    if (site) headers.cookie = site;
+    else delete headers.cookie;
   }
   for (const [k, v] of identity.headers) headers[k.toLowerCase()] = v;
   // The body is framed explicitly, as the client framed it. Node's parser has decoded a chunked body; without
@@ -196,7 +231,16 @@ function proxy(
     (ur) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-      for (const [k, v] of extra) out[k.toLowerCase()] = v;
+      for (const [k, v] of extra) {
+        const name = k.toLowerCase();
+        // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
+        const prev = out[name];
+        out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
+      }
+      if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
+        delete out['payment-receipt'];
+        delete out['payment-response'];
+      }
       res.writeHead(ur.statusCode ?? 502, out);
       ur.pipe(res);
     },
@@ -258,7 +302,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
       return;
     }
-    if (endpoint === MANIFEST_PATH && config.manifest.enabled) {
+    const discovery = endpoint === MANIFEST_PATH && config.manifest.enabled ? 'manifest' : endpoint === OPENAPI_PATH && config.manifest.openapi ? 'openapi' : undefined;
+    if (discovery) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.statusCode = 405;
@@ -266,9 +311,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         res.end();
         return;
       }
-      const body = await buildManifest(config, gate.parts.backend.kind, gate.price);
-      res.setHeader('Content-Type', 'application/json; charset=utf-8');
-      res.setHeader('Cache-Control', 'public, max-age=60');
+      const body = discovery === 'manifest' ? await buildManifest(config, gate.parts.backend.kind, gate.price) : await buildOpenApi(config, gate.price);
+      // The discovery draft asks for application/json and recommends five minutes of caching.
+      res.setHeader('Content-Type', discovery === 'manifest' ? 'application/json; charset=utf-8' : 'application/json');
+      res.setHeader('Cache-Control', discovery === 'manifest' ? 'public, max-age=60' : 'public, max-age=300');
       res.setHeader('Content-Length', Buffer.byteLength(body));
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
@@ -322,15 +368,17 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
       const early = target.ambiguous
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-        : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
+        : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
+          ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
+          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
           ? preflight(gate.routes.lookup(path)!.methods, req.headers)
           : undefined;
       if (early) {
         if (endpoint === '/_l402/render') return send(res, early);
         res.statusCode = 401;
         res.setHeader('Cache-Control', 'no-store');
-        res.setHeader('X-L402-Outcome', early.status === 400 ? 'bad_request' : 'preflight');
-        res.setHeader('X-L402-Reason', early.status === 400 ? 'ambiguous_path' : 'cors_preflight');
+        res.setHeader('X-L402-Outcome', early.status === 204 ? 'preflight' : 'bad_request');
+        res.setHeader('X-L402-Reason', early.status === 204 ? 'cors_preflight' : early.status === 431 ? 'cookie_too_large' : 'ambiguous_path');
         res.end();
         return;
       }
@@ -338,7 +386,11 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         // nginx's give-up point counts from when it sent the subrequest (`$msec`, see server.conf), and a
         // closed connection means nobody will read the answer: the decision's deadline follows both.
         const gone = new AbortController();
-        res.once('close', () => gone.abort());
+        // Only a connection closed before the answer was written aborts (every answered request closes too, and
+        // an abort builds an exception object: a measurable share of each request).
+        res.once('close', () => {
+          if (!res.writableEnded) gone.abort();
+        });
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
@@ -346,13 +398,26 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
             : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone.signal });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
-        const cacheSecs = 'route' in d ? gate.cacheSecondsFor(d) : 0;
+        // Never kept for a request with cookies: the answer hands the site's cookies back (below), and the cache
+        // key must not let a request without the credential cookie reuse a pass that one earned.
+        const cacheSecs = 'route' in d && !one(req.headers.cookie) ? gate.cacheSecondsFor(d) : 0;
         // nginx's auth cache (server.conf) keeps only answers that carry a positive X-Accel-Expires.
         if (cacheSecs > 0) res.setHeader('X-Accel-Expires', String(cacheSecs));
         else res.setHeader('Cache-Control', 'no-store');
         if (d.outcome === 'allow') {
           if (d.reason === 'dry_run') for (const [k, v] of await gate.dryRunHeaders(d, gr)) res.setHeader(k, v);
           for (const [k, v] of identityHeaders(d)) res.setHeader(k, v);
+          // The Cookie header for the upstream (protect.conf): the client's as it is when it holds nothing of the
+          // gate's ("keep"), else the one handed back here without the gate's credential cookies ("strip").
+          const cookie = one(req.headers.cookie);
+          if (cookie !== undefined && cookie !== '') {
+            const keep = noGateCookie(cookie);
+            res.setHeader('X-L402-Cookie-Mode', keep ? 'keep' : 'strip');
+            const site = keep ? '' : siteCookies(cookie);
+            if (site) res.setHeader('X-L402-Upstream-Cookie', site);
+          }
+          // MPP's Payment-Receipt / x402's PAYMENT-RESPONSE: payment-receipts.conf hands them to the client.
+          for (const [k, v] of receiptHeaders(d, { nginx: true })) res.setHeader(k, v);
           res.statusCode = 200;
           res.end();
           return;
@@ -386,11 +451,25 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     }
     // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
+    // Likewise the scheme (from this very connection: a credential cookie set over plain HTTP is never Secure,
+    // and MPP and x402 are offered over HTTPS only), and the host (x402's resource URL).
+    req.headers['x-l402-scheme'] = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+    req.headers['x-l402-host'] = one(req.headers.host) ?? '';
     const path = normalizePath(url);
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
+    // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
+    if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
+      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
+        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        if (res.headersSent || res.destroyed) return void res.destroy();
+        send(res, upstreamFailure(timedOut ? 504 : 502, 'none', config.retryAfterSecs, req.method ?? 'GET'));
+      });
+      return;
+    }
     const route = path === undefined ? undefined : gate.routes.lookup(path);
     if (methodOk && route && isPreflight(req.method!, req.headers)) {
       req.resume();
@@ -405,7 +484,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
-      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [];
+      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : receiptHeaders(d);
       proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
         log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {
@@ -424,30 +503,31 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
   };
 
-  const server = createServer(
-    {
-      // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
-      // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
-      // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
-      maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
-      // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
-      // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
-      // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
-      insecureHTTPParser: !upstream,
-    },
-    (req, res) => {
-      // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
-      if (!server.listening) res.shouldKeepAlive = false;
-      handle(req, res).catch((e: Error) => {
-        log.error({ err: e.message }, 'request handler failed');
-        if (!res.headersSent) {
-          res.statusCode = 503;
-          res.setHeader('Retry-After', String(config.retryAfterSecs));
-          res.end();
-        } else res.destroy();
-      });
-    },
-  );
+  const options = {
+    // nginx accepts up to 4 x 8 KiB of request headers by default, and an operator may allow far more
+    // (large_client_header_buffers 8 32k): l402d must read whatever nginx lets through, the path twice
+    // (X-Original-URI, X-L402-URI) included. Behind nginx only nginx connects; facing clients, 64 KiB.
+    maxHeaderSize: upstream ? 64 * 1024 : 1024 * 1024,
+    // Behind nginx (no upstream of our own), be as lenient as nginx about header bytes, so a control
+    // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
+    // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
+    insecureHTTPParser: !upstream,
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
+    if (!server.listening) res.shouldKeepAlive = false;
+    handle(req, res).catch((e: Error) => {
+      log.error({ err: e.message }, 'request handler failed');
+      if (!res.headersSent) {
+        res.statusCode = 503;
+        res.setHeader('Retry-After', String(config.retryAfterSecs));
+        res.end();
+      } else res.destroy();
+    });
+  };
+  // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.
+  const tls = upstream && config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : undefined;
+  const server: Server = tls ? (createHttpsServer({ ...options, ...tls }, onRequest) as unknown as Server) : createServer(options, onRequest);
   // Longer than nginx's upstream keepalive_timeout (60 s) so nginx never reuses a connection we just closed.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 10_000;

@@ -24,6 +24,7 @@ function caveats(r: RouteConfig, service: string): string[] {
   if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>', 'uses=1');
   else if (r.methods) out.push(`method=${r.methods.join(',')}`);
   if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<issued + ${r.macaroonTimeout}s>`);
+  if (r.capabilities) out.push(`${service}_capabilities=${r.capabilities.join(',')}`);
   return out;
 }
 

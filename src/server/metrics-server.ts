@@ -1,17 +1,31 @@
-// /metrics on its own listen address (never the gate's), optionally behind a bearer token.
+// /metrics and the operator console (/console, /console.json) on their own listen address (never the gate's),
+// optionally behind a token: `Authorization: Bearer <token>`, or Basic with the token as password (browsers).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics.js';
 import type { Logger } from '../util/log.js';
+import { CONSOLE_PATHS, serveConsole, type ConsoleSource } from './console-routes.js';
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-export function createMetricsServer(metrics: Metrics, token: string | undefined, log: Logger): Server {
+/** The password of a Basic authorization (any user name), or undefined. */
+function basicPassword(h: string | undefined): string | undefined {
+  const m = /^Basic ([A-Za-z0-9+/=]{1,1024})$/i.exec(h ?? '');
+  if (!m) return undefined;
+  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const i = text.indexOf(':');
+  return i < 0 ? undefined : text.slice(i + 1);
+}
+
+export function createMetricsServer(metrics: Metrics, token: string | undefined, log: Logger, consoleSource?: ConsoleSource): Server {
   const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
+  const expectedPassword = token === undefined ? undefined : digest(token);
   return createServer((req, res) => {
-    if ((req.url ?? '').split('?')[0] !== '/metrics') {
+    const path = (req.url ?? '').split('?')[0]!;
+    const isConsole = consoleSource !== undefined && CONSOLE_PATHS.has(path);
+    if (path !== '/metrics' && !isConsole) {
       res.statusCode = 404;
       res.end();
       return;
@@ -23,10 +37,21 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
       return;
     }
     // Compare digests so the comparison is constant-time whatever the header's length.
-    if (expected && !timingSafeEqual(digest(req.headers.authorization ?? ''), expected)) {
+    // One constant-time compare per request: the Basic password against the token, else the whole header
+    // against "Bearer <token>".
+    const h = req.headers.authorization ?? '';
+    const password = /^Basic /i.test(h) ? basicPassword(h) : undefined;
+    const ok = expected === undefined || (password !== undefined ? timingSafeEqual(digest(password), expectedPassword!) : timingSafeEqual(digest(h), expected));
+    if (!ok) {
       res.statusCode = 401;
-      res.setHeader('WWW-Authenticate', 'Bearer realm="l402d metrics"');
+      res.setHeader('Cache-Control', 'no-store');
+      // A browser asks for the console's token (as the password) on a Basic challenge.
+      res.setHeader('WWW-Authenticate', isConsole ? 'Basic realm="l402d console", charset="UTF-8"' : 'Bearer realm="l402d metrics"');
       res.end();
+      return;
+    }
+    if (isConsole) {
+      serveConsole(path, req, res, consoleSource, log);
       return;
     }
     metrics.render().then(

@@ -16,6 +16,8 @@ const HELP: Record<string, [string, 'counter' | 'histogram']> = {
   l402_payments_missing_total: ['Requests without a payment credential', 'counter'],
   l402_payments_lightning_total: ['Requests allowed with a Lightning (L402) payment', 'counter'],
   l402_payments_cashu_total: ['Requests allowed with a Cashu payment', 'counter'],
+  l402_revenue_msat_total: ['Revenue in msat, counted once per sale (a credential\'s first acceptance, or a Cashu payment), by route and rail', 'counter'],
+  l402_sales_total: ['Sales (a credential\'s first acceptance, or a Cashu payment), by route and rail', 'counter'],
   l402_invoices_generated_total: ['Invoices created', 'counter'],
   l402_invoices_generation_errors_total: ['Invoice creations that failed', 'counter'],
   l402_rate_limited_total: ['Requests refused by the invoice rate limit', 'counter'],

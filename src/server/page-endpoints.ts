@@ -1,5 +1,7 @@
 // Browser-facing helpers of the payment page, under /_l402/page/ (proxied by nginx's server.conf):
 //   GET  /_l402/page/status   Authorization: L402 <macaroon>  ->  {"settled": bool}   (never mints an invoice)
+//   POST /_l402/page/cookie   credential=<macaroon>:<preimage>&uri=<path>  ->  303 to uri, Set-Cookie: the route's
+//        credential cookie (same-origin form posts from the payment page only; see policy/credential-cookie.ts)
 //   POST /_l402/page/dev-pay  {"invoice": "<bolt11>"}         ->  {"preimage": "<hex>"} (local demo only: the dev
 //        wallet with `lightning.pay_endpoint: true`, from a loopback client; nginx's server.conf never proxies it)
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -10,6 +12,8 @@ import { decodeIdentifier } from '../protocol/identifier.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { DevWallet, DevWalletError, type DevWalletErrorCode } from '../rails/lightning/dev/dev-wallet.js';
 import { PAGE_ENDPOINTS } from './payment-page.js';
+import { checkForCookie, cookieCovers, cookieValue, credentialSetCookie } from '../policy/credential-cookie.js';
+import { normalizePath } from '../policy/routes.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
 const BODY_TIMEOUT_MS = 5_000;
@@ -37,6 +41,7 @@ export async function handlePageEndpoint(gate: Gate, req: IncomingMessage, res: 
   const path = url.split('?')[0];
   if (path === PAGE_ENDPOINTS.status) await status(gate, req, res);
   else if (path === PAGE_ENDPOINTS.devPay) await devPay(gate, req, res);
+  else if (path === PAGE_ENDPOINTS.cookie) await setCookie(gate, req, res);
   else {
     req.resume();
     json(res, 404, { error: 'not_found' });
@@ -169,4 +174,62 @@ async function devPay(gate: Gate, req: IncomingMessage, res: ServerResponse): Pr
     gate.parts.log.error({ event: 'dev_pay', ok: false, err: (e as Error).message }, 'development wallet failed');
     json(res, 503, { error: 'dev_wallet_failed' });
   }
+}
+
+/** Where the browser is sent after the cookie is set: a path of this origin, printable ASCII, bounded. */
+const SAME_ORIGIN_URI = /^\/(?![/\\])[\x21-\x7e]{0,4095}$/;
+
+/**
+ * The payment page posts the paid credential here (a form, so the answer is a navigation): the credential is
+ * checked as far as that is possible without spending it, set as the route's cookie, and the browser is sent
+ * (303) to the page it asked for, which decide() then opens with the cookie. Only from a page of the same
+ * origin (Sec-Fetch-Site, else Origin): another site could otherwise overwrite a payer's cookie with its own.
+ */
+async function setCookie(gate: Gate, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== 'POST') {
+    req.resume();
+    return json(res, 405, { error: 'method_not_allowed' }, { Allow: 'POST' });
+  }
+  // The scheme and host are nginx's ($scheme, $http_host; server.conf sets them), or this connection's in
+  // standalone mode, where l402d faces the client over plain HTTP.
+  const standalone = gate.parts.config.upstream !== undefined;
+  const https = !standalone && one(req.headers['x-l402-scheme']) === 'https';
+  const host = standalone ? one(req.headers.host) : one(req.headers['x-l402-host']);
+  const site = one(req.headers['sec-fetch-site']);
+  const origin = one(req.headers.origin);
+  const sameOrigin = site !== undefined ? site === 'same-origin' : origin !== undefined && host !== undefined && origin === `${https ? 'https' : 'http'}://${host}`;
+  if (!sameOrigin) {
+    req.resume();
+    return json(res, 403, { error: 'cross_origin', message: 'the credential cookie is set from the payment page of this site only' });
+  }
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(one(req.headers['content-type']) ?? '')) {
+    req.resume();
+    return json(res, 415, { error: 'unsupported_media_type', message: 'send a form (application/x-www-form-urlencoded)' });
+  }
+  let form: URLSearchParams;
+  try {
+    form = new URLSearchParams(await readBody(req));
+  } catch (e) {
+    if (e instanceof BodyError) return json(res, e.status, { error: e.code });
+    return json(res, 400, { error: 'malformed' });
+  }
+  const uri = form.get('uri') ?? '';
+  const path = SAME_ORIGIN_URI.test(uri) ? normalizePath(uri) : undefined;
+  const route = path === undefined ? undefined : gate.routes.lookup(path);
+  if (path === undefined || !route) return json(res, 400, { error: 'bad_uri', message: 'uri must be a path of this site under a paid route' });
+  // A cookie the browser would not send back for this page would leave a paid credential unusable.
+  if (!cookieCovers(route, uri)) return json(res, 400, { error: 'not_covered', message: "the route's cookie path does not cover this uri: send the credential in the Authorization header" });
+  const text = (form.get('credential') ?? '').trim();
+  const parsed = parseAuthorization(/^(l402|lsat)[ \t]/i.test(text) ? text : `L402 ${text}`);
+  if (parsed.kind !== 'l402') return json(res, 400, { error: 'malformed_credential', message: 'credential must be <macaroon>:<preimage>' });
+  const { macaroon, preimage } = parsed.credential;
+  const check = checkForCookie({ macaroon, preimage }, route, path, { service: gate.parts.config.service, rootKeys: gate.parts.rootKeys, now: Math.floor(Date.now() / 1000) });
+  if (!check.ok) return json(res, 400, { error: check.reason });
+  res.statusCode = 303;
+  res.setHeader('Set-Cookie', credentialSetCookie(route, cookieValue(macaroon, preimage), { maxAge: check.maxAge, singleUse: check.singleUse, secure: https }));
+  res.setHeader('Location', uri);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('Content-Length', 0);
+  res.end();
 }

@@ -1,4 +1,6 @@
-// The HTML answer for browsers (clients that prefer text/html). Self-contained: no external fonts,
+// The HTML answer for browsers (clients that prefer text/html). Once paid (GET on a route), the page posts
+// the credential to the gate, which sets it as the route's cookie and redirects to the page asked for; a
+// Cashu payment or another method shows the answer in the page. Self-contained: no external fonts,
 // styles or scripts, and a Content-Security-Policy that only allows the page's own inline script and
 // style (by hash). Every interpolated value is escaped for its context: visible text is HTML-escaped,
 // and what the script needs travels in a JSON data block, never in JavaScript string literals.
@@ -16,6 +18,12 @@ export interface PageOptions {
   autoDetect: boolean;
   /** The original request method; the page only replays GET (and HEAD) requests itself. */
   method?: string;
+  /**
+   * The gate can set the credential cookie here (`/_l402/page/cookie` is served: standalone mode, or nginx
+   * snippets that send `X-L402-Scheme`, which come with that location). Otherwise the page never posts the
+   * credential there, where an older server.conf would hand it to the site.
+   */
+  cookie?: boolean;
 }
 
 export interface PageInput {
@@ -26,12 +34,15 @@ export interface PageInput {
   challenge?: Challenge;
   route?: RouteConfig;
   page?: PageOptions;
-  /** Cashu (NUT-24) rail: the `creqA…` payment request the page offers in a second tab. */
-  cashu?: { request: string };
+  /**
+   * Cashu (NUT-24) rail: the `creqA…` payment request the page offers (in a second tab beside Lightning, or
+   * alone on a route that sells only Cashu) and its price.
+   */
+  cashu?: { request: string; amountMsat?: number };
 }
 
 /** Where the page's helpers live (served by page-endpoints.ts, proxied by nginx's server.conf). */
-export const PAGE_ENDPOINTS = { status: '/_l402/page/status', devPay: '/_l402/page/dev-pay' } as const;
+export const PAGE_ENDPOINTS = { status: '/_l402/page/status', devPay: '/_l402/page/dev-pay', cookie: '/_l402/page/cookie' } as const;
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -174,7 +185,28 @@ const SCRIPT = `(function () {
     if (!done && !paid && D.autoDetect && !timer) schedule();
   }
 
+  // A GET on a route: the gate sets the credential as the route's cookie (HttpOnly) and sends the browser
+  // to the page itself (303), which then loads with its own styles, images and scripts, and the rest of a
+  // reusable route opens with the same cookie.
+  function navigate(credential) {
+    done = true;
+    stopPolling();
+    var f = document.createElement('form');
+    f.method = 'POST';
+    f.action = D.cookieUrl;
+    f.hidden = true;
+    [['credential', credential], ['uri', target()]].forEach(function (kv) {
+      var i = document.createElement('input');
+      i.type = 'hidden'; i.name = kv[0]; i.value = kv[1];
+      f.appendChild(i);
+    });
+    document.body.appendChild(f);
+    say('progress', 'Paid. Opening the page\u2026', 'status');
+    f.submit();
+  }
+
   async function unlock(headers, credential) {
+    if (D.cookie && credential) return navigate(credential);
     if (!D.replay) {
       finish(credential);
       $('content').textContent = 'Paid. Repeat your ' + D.method + ' request with the credential below.';
@@ -318,7 +350,8 @@ export const PAYMENT_PAGE_CSP = [
   'img-src data: blob:',
   "connect-src 'self'",
   "base-uri 'none'",
-  "form-action 'none'",
+  // The credential cookie is set by a form post to this origin, which redirects (303) to the paid page.
+  "form-action 'self'",
 ].join('; ');
 
 /**
@@ -328,7 +361,9 @@ export const PAYMENT_PAGE_CSP = [
 export const PAYMENT_PAGE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['Content-Security-Policy', `${PAYMENT_PAGE_CSP}; frame-ancestors 'none'`],
   ['X-Content-Type-Options', 'nosniff'],
-  ['Referrer-Policy', 'no-referrer'],
+  // Nothing leaves the origin; same-origin requests name it (under no-referrer, a form post's Origin is
+  // "null", and a browser without Sec-Fetch-Site could not show the cookie endpoint where it comes from).
+  ['Referrer-Policy', 'same-origin'],
 ];
 
 function sameOriginPath(uri: string | undefined): string | undefined {
@@ -385,43 +420,47 @@ export function paymentPage(p: PageInput): string {
   const uri = sameOriginPath(o?.originalUri);
   const head = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${escapeHtml(PAYMENT_PAGE_CSP)}">
-<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">
+<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="same-origin"><meta name="robots" content="noindex">
 <title>${p.status} ${escapeHtml(p.title)}</title><style>${CSS}</style></head>
 <body><main>
 <h1 id="heading">${p.status} ${escapeHtml(p.title)}</h1>
 <p id="message">${escapeHtml(p.message)}</p>
 `;
-  if (!c) {
+  // What this answer offers: a Lightning challenge, a Cashu request, both, or nothing (then no payment form).
+  const amountMsat = c?.amountMsat ?? p.cashu?.amountMsat;
+  if ((!c && !p.cashu) || amountMsat === undefined) {
     const retry = uri && p.status >= 500 ? `<p><a class="button" href="${escapeHtml(uri)}">Try again</a></p>` : '';
     return `${head}${retry}</main></body></html>\n`;
   }
   const method = (o?.method ?? 'GET').toUpperCase();
   const data = {
-    invoice: c.invoice,
-    macaroon: c.macaroon,
-    paymentHash: c.paymentHash,
-    expiresAt: c.invoiceExpiresAt,
+    invoice: c?.invoice ?? null,
+    macaroon: c?.macaroon ?? null,
+    paymentHash: c?.paymentHash ?? null,
+    expiresAt: c?.invoiceExpiresAt ?? 0,
     uri: uri ?? null,
     method,
     replay: method === 'GET' || method === 'HEAD',
+    cookie: !!o?.cookie && method === 'GET' && p.route !== undefined && uri !== undefined,
+    cookieUrl: PAGE_ENDPOINTS.cookie,
     reusable: p.route !== undefined && p.route.access !== 'per-request',
-    devWallet: !!o?.devWallet,
-    autoDetect: !!o?.autoDetect,
+    devWallet: !!c && !!o?.devWallet,
+    autoDetect: !!c && !!o?.autoDetect,
     statusUrl: PAGE_ENDPOINTS.status,
     devPayUrl: PAGE_ENDPOINTS.devPay,
   };
-  const tabs = p.cashu
+  const tabs = c && p.cashu
     ? `<div class="tabs" role="tablist"><button type="button" role="tab" data-tab="ln" aria-selected="true">Lightning</button><button type="button" role="tab" data-tab="cashu" aria-selected="false">Cashu</button></div>`
     : '';
   const resource = o?.originalUri ?? p.route?.id;
   return `${head}<section id="pay">
-<p class="price">Price: <strong id="price-sats">${escapeHtml(formatSats(c.amountMsat))}</strong> <span class="muted" id="price-msat">(${escapeHtml(c.amountMsat.toLocaleString('en-US'))} msat)</span></p>
+<p class="price">Price: <strong id="price-sats">${escapeHtml(formatSats(amountMsat))}</strong> <span class="muted" id="price-msat">(${escapeHtml(amountMsat.toLocaleString('en-US'))} msat)</span></p>
 ${resource !== undefined ? `<p class="muted">For <code id="resource">${escapeHtml(resource)}</code>${p.route ? ` (route <code id="route">${escapeHtml(p.route.id)}</code>)` : ''}</p>` : ''}
-${tabs}${lightningPanel(p, c, o)}
+${tabs}${c ? lightningPanel(p, c, o) : ''}
 ${p.cashu ? cashuPanel(p.cashu.request) : ''}
 <p id="progress" hidden></p>
 <p id="error" role="alert" hidden></p>
-<noscript><p>Without JavaScript: pay the invoice, then repeat the request with the header <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>.</p></noscript>
+<noscript><p>Without JavaScript: ${c ? 'pay the invoice, then repeat the request with the header <code>Authorization: L402 &lt;macaroon&gt;:&lt;preimage&gt;</code>' : ''}${c && p.cashu ? ', or ' : ''}${p.cashu ? 'repeat the request with a Cashu token for the payment request above in the header <code>X-Cashu</code>' : ''}.</p></noscript>
 </section>
 <section id="result" hidden>
 <p class="ok">Payment accepted. The content:</p>

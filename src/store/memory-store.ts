@@ -1,5 +1,6 @@
 import type { Store, WindowCount } from './store.js';
 import { creditSync, drawSync, refundSync, type SyncKv } from './balance-ledger.js';
+import { MemoryLedger } from './ledger-memory.js';
 
 interface Entry {
   value: string;
@@ -109,6 +110,10 @@ export class MemoryStore implements Store {
   }
   async readCounters(): Promise<Array<[string, number]>> {
     return [...this.counters];
+  }
+  private readonly ledgerInstance = new MemoryLedger();
+  ledger(): MemoryLedger {
+    return this.ledgerInstance;
   }
   async ping(): Promise<void> {}
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import { parseRedisTarget } from './redis-url.js';
 import { assessRedis, infoField, type DurabilityReport, type RedisNodeSettings } from './redis-durability.js';
 import type { Store, WindowCount } from './store.js';
 import { creditMark, drawMark } from './balance-ledger.js';
+import { RedisLedger } from './ledger-redis.js';
 
 const INCR_WINDOW = `
 local n = redis.call('INCR', KEYS[1])
@@ -162,6 +163,10 @@ export class RedisStore implements Store {
   }
   async readCounters(): Promise<Array<[string, number]>> {
     return Object.entries(await this.redis.hgetall(this.k('metrics'))).map(([k, v]) => [k, Number(v)]);
+  }
+  private ledgerInstance?: RedisLedger;
+  ledger(): RedisLedger {
+    return (this.ledgerInstance ??= new RedisLedger(this.redis, this.prefix));
   }
   async ping(): Promise<void> {
     await this.connected(2000);

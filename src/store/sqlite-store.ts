@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Store, WindowCount } from './store.js';
 import { creditSync, drawSync, refundSync, type SyncKv } from './balance-ledger.js';
+import { SqliteLedger } from './ledger-sqlite.js';
 
 /**
  * The embedded default. better-sqlite3 is synchronous, but every statement here is a single indexed write
@@ -99,6 +100,10 @@ export class SqliteStore implements Store {
   }
   async readCounters(): Promise<Array<[string, number]>> {
     return (this.stmts.readCounters.all() as Array<{ series: string; value: number }>).map((r) => [r.series, r.value]);
+  }
+  private ledgerInstance?: SqliteLedger;
+  ledger(): SqliteLedger {
+    return (this.ledgerInstance ??= new SqliteLedger(this.db));
   }
   /** Drops expired rows; called on a timer by the server. */
   sweep(): number {

@@ -1,6 +1,7 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
 import type { BalanceLedger, ClaimStore, WindowCount } from '../policy/ports.js';
 import type { DurabilityReport } from './redis-durability.js';
+import type { Ledger } from './ledger.js';
 
 export type { WindowCount };
 
@@ -29,6 +30,8 @@ export interface Store extends ClaimStore {
   drawBalance: BalanceLedger['drawBalance'];
   refundDraw: BalanceLedger['refundDraw'];
   getBalance: BalanceLedger['getBalance'];
+  /** Sales and revocations in this store (ledger.ts). */
+  ledger(): Ledger;
   ping(): Promise<void>;
   close(): Promise<void>;
   // Optional capabilities: the server asks for what a store can do, never which class it is.

@@ -205,7 +205,9 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
   const check = (cond: string): string | null => {
     const isMinted = index++ < minted;
     const eq = cond.indexOf('=');
-    if (eq <= 0) return 'malformed';
+    // No "=" at all: not a condition the gate knows (skipped when appended); an empty name: malformed.
+    if (eq < 0) return isMinted ? 'malformed' : null;
+    if (eq === 0) return 'malformed';
     const k = cond.slice(0, eq).trim();
     const v = cond.slice(eq + 1).trim();
     if (k === 'services') return v.split(',').some((x) => x.split(':')[0]!.trim() === SERVICE) ? null : 'service';
@@ -228,7 +230,9 @@ function refusal(s: Sent, routes: RouteTable<RouteConfig>, preimages: Map<string
       pre ??= Buffer.from(v, 'hex');
       return null;
     }
-    return 'unknown caveat';
+    // A condition the gate does not know: the L402 spec says skip it when a holder appended it (it can only
+    // fail to narrow); one in the minted prefix is not one the gate can check.
+    return isMinted ? 'unknown caveat' : null;
   };
   const key = createHmac('sha256', MASTER).update(TOKEN_KEY_LABEL).update(id.subarray(34)).digest();
   try {

@@ -209,7 +209,9 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
   const check = (cond: string): string | null => {
     const isMinted = index++ < minted;
     const eq = cond.indexOf('=');
-    if (eq <= 0) return 'malformed';
+    // No "=" at all: not a condition the gate knows (skipped when appended); an empty name: malformed.
+    if (eq < 0) return isMinted ? 'malformed' : null;
+    if (eq === 0) return 'malformed';
     const k = cond.slice(0, eq).trim();
     const v = cond.slice(eq + 1).trim();
     if (k === 'services') {
@@ -246,7 +248,9 @@ function oracleRefusal(req: GateRequest, spent: Set<string>, now: number): strin
       preimage ??= Buffer.from(v, 'hex');
       return null;
     }
-    return 'unknown caveat';
+    // A condition the gate does not know: the L402 spec says skip it when a holder appended it (it can only
+    // fail to narrow); one in the minted prefix is not one this gate can check.
+    return isMinted ? 'unknown caveat' : null;
   };
   const verified = [MASTER, OLD_MASTER].some((master) => {
     const key = createHmac('sha256', master).update(TOKEN_KEY_LABEL).update(tokenId).digest();

@@ -8,6 +8,7 @@ import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNgin
 import { startStack, writeSnippets } from './gate-fixture.js';
 import type { LightningBackend } from '../../src/rails/lightning/backend.js';
 import { parseConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -81,7 +82,7 @@ test('a slow backend call does not hold up other requests', { skip }, async () =
       kind: 'slow-dev',
       createInvoice: async (req, signal) => {
         // Slow, yet within the default backend bound (timeouts.backend_ms, 1500 ms).
-        if (slow) await new Promise((r) => setTimeout(r, 1000));
+        if (slow) await sleep(1000);
         return inner.createInvoice(req, signal);
       },
       lookupInvoice: (h, signal) => inner.lookupInvoice(h, signal),
@@ -98,7 +99,7 @@ test('a slow backend call does not hold up other requests', { skip }, async () =
     slow = true;
     const order: string[] = [];
     const challenge = http1(s.origin + '/premium', { headers: { accept: 'application/json' } }).then((r) => (order.push('challenge'), r));
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const paid = await Promise.all(creds.map((auth) => http1(s.origin + '/premium', { headers: { authorization: auth } }).then((r) => (order.push('paid'), r))));
     assert.deepEqual(paid.map((r) => r.status), [200, 200, 200]);
     assert.equal((await challenge).status, 402);

@@ -11,6 +11,7 @@ import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { nginxSnippets } from '../../src/cli/nginx-conf.js';
 import { parseConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -286,7 +287,7 @@ test('hostile config: l402d down: an expired timed credential is refused (503), 
   const short = `L402 ${encodeMacaroonBase64(attenuate(mac, `${s.cfg.service}_valid_until=${until}`))}:${t.preimage}`;
   for (let i = 0; i < 3; i++) assert.equal((await http1(s.origin + '/timed/stale' + u(), { headers: { authorization: short } })).status, 200);
   // Wait (bounded) until the credential has expired.
-  while (Math.floor(Date.now() / 1000) <= until + 1) await new Promise((r) => setTimeout(r, 250));
+  while (Math.floor(Date.now() / 1000) <= until + 1) await sleep(250);
   assert.equal((await http1(s.origin + '/timed/stale', { headers: { authorization: short, accept: 'application/json' } })).status, 401);
   await s.gate.close();
   const started = Date.now();

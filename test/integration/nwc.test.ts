@@ -15,6 +15,7 @@ import { parseConfig, ConfigError } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { Cleanup, freePort, http1, requireTool } from './harness.js';
 import { startStack, TEST_ROOT_KEY } from './gate-fixture.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -144,7 +145,7 @@ test('relay stops and restarts: calls fail fast while it is down, then work agai
   // Dropped in the middle of a call: the call fails at once instead of waiting for its bound.
   p.faults.delayMs = 2000;
   const pending = b.createInvoice({ amountMsat: 1000, memo: 'during', expirySecs: 60 });
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   const t0 = Date.now();
   const failed = expectBackendError(pending, /could not reach the wallet service through any relay .*connection closed/);
   await p.stopRelay();
@@ -262,7 +263,7 @@ test('after close(): calls reject at once and in-flight calls end', async () => 
   const b = await createNwcBackend(nwcConfigSchema.parse({ type: 'nwc', uri: p.uri }), context(5000));
   p.faults.delayMs = 10_000;
   const pending = b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 });
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
   await b.close();
   await expectBackendError(pending, /aborted: backend closed/);
   await expectBackendError(b.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 }), /closed/);

@@ -1,6 +1,7 @@
 // The HTML payment page in real headless Chromium, through nginx + l402d + the development wallet:
-// pay with the dev wallet button, by auto-detect polling and by pasting the preimage, and see the
-// protected content in the page (never a reload into a fresh 402). Screenshots go to test-artifacts/.
+// pay with the dev wallet button, by auto-detect polling and by pasting the preimage, and land on the
+// protected content itself (the gate sets the credential cookie and redirects; never a fresh 402).
+// Screenshots go to test-artifacts/. (The real-page flow with styles and images: browser-cookie.test.ts.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { escapeHtml, paymentPage } from '../../src/server/payment-page.js';
 import type { RouteConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const chromiumBin = requireTool('chromium');
@@ -57,6 +59,8 @@ interface Opened {
 }
 
 async function open(url: string): Promise<Opened> {
+  // Each page starts without the credential cookies an earlier one bought (a spent one would answer 401).
+  await browser.clearCookies();
   const page = await browser.newPage();
   const o: Opened = { page, status: 0, responses: [], dialogs: [], errors: [], navigations: [] };
   page.on('response', (r) => o.responses.push({ url: r.url(), status: r.status(), authorization: r.request().headers().authorization }));
@@ -93,19 +97,32 @@ async function shot(page: Page, name: string): Promise<void> {
   assert.ok(existsSync(path) && statSync(path).size > 1000, `screenshot ${name} written`);
 }
 
-async function contentJson(page: Page): Promise<unknown> {
-  const pre = page.locator('#content pre');
-  await pre.waitFor({ state: 'visible' });
-  return JSON.parse((await pre.textContent()) ?? '');
-}
-
-function assertCleanPage(o: Opened): void {
+function assertCleanPage(o: Opened, navigations = 1): void {
   assert.deepEqual(o.dialogs, [], 'no dialog fired');
   assert.deepEqual(o.errors, [], 'no console errors (no CSP violations, no exceptions)');
-  assert.equal(o.navigations.length, 1, `never navigated away or reloaded: ${o.navigations.join(', ')}`);
+  assert.equal(o.navigations.length, navigations, `navigations: ${o.navigations.join(', ')}`);
 }
 
-test('402 page in Chromium: QR and price; the dev wallet button pays and shows the content, upstream hit once', { skip }, async () => {
+/** Runs `act` and waits for the page to land on `path` by a GET navigation (after the cookie's 303): its status. */
+async function landing(o: Opened, path: string, act: () => Promise<void>): Promise<number> {
+  const nav = o.page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().method() === 'GET' && new URL(r.url()).pathname === path, { timeout: STEP_MS });
+  await act();
+  const r = await nav;
+  await o.page.waitForLoadState('load');
+  return r.status();
+}
+
+/** What reached the upstream, but the favicon Chromium asks the (free) site for once it shows a page. */
+function served(): Array<{ url: string; headers: Record<string, unknown> }> {
+  return s.upstream.requests.filter((r) => !r.url.startsWith('/favicon'));
+}
+
+/** The JSON the counting upstream answered, as Chromium shows it. */
+async function landedJson(page: Page): Promise<unknown> {
+  return JSON.parse((await page.locator('body').textContent()) ?? '');
+}
+
+test('402 page in Chromium: QR and price; the dev wallet button pays and lands on the content, upstream hit once', { skip }, async () => {
   const o = await open(s.origin + '/premium');
   const { page } = o;
   try {
@@ -120,26 +137,24 @@ test('402 page in Chromium: QR and price; the dev wallet button pays and shows t
 
     s.upstream.reset();
     const mark = o.responses.length;
-    await page.click('#dev-pay');
-    assert.deepEqual(await contentJson(page), { ok: true, path: '/premium' });
+    assert.equal(await landing(o, '/premium', () => page.click('#dev-pay')), 200);
+    assert.deepEqual(await landedJson(page), { ok: true, path: '/premium' });
     await shot(page, 'payment-page-dev-paid.png');
-    assert.equal(s.upstream.hits, 1);
+    assert.equal(served().length, 1);
     // The credential stays at the gate; the upstream learns who paid (forward_payment_credentials: false).
-    assert.equal(s.upstream.requests[0]!.headers.authorization, undefined);
-    assert.equal(s.upstream.requests[0]!.headers['x-l402-rail'], 'lightning');
+    assert.equal(served()[0]!.headers.authorization, undefined);
+    assert.equal(served()[0]!.headers.cookie, undefined, 'the credential cookie stays at the gate');
+    assert.equal(served()[0]!.headers['x-l402-rail'], 'lightning');
     const after = o.responses.slice(mark);
-    assert.ok(after.find((r) => new URL(r.url).pathname === '/premium')?.authorization?.startsWith('L402 '), 'the page sent the credential');
-    assert.deepEqual(after.map((r) => [new URL(r.url).pathname, r.status]), [['/_l402/page/dev-pay', 200], ['/premium', 200]]);
+    assert.deepEqual(after.map((r) => [new URL(r.url).pathname, r.status]), [['/_l402/page/dev-pay', 200], ['/_l402/page/cookie', 303], ['/premium', 200]]);
     assert.ok(!after.some((r) => r.status === 402), 'no further 402 fetched');
-    assert.equal(await page.locator('#pay').isHidden(), true);
-    assert.equal(await page.title(), 'Paid');
-    assertCleanPage(o);
+    assertCleanPage(o, 2);
   } finally {
     await page.close();
   }
 });
 
-test('auto-detect: paid out of band, the page notices by polling the status endpoint (no new invoices) and shows the content', { skip }, async () => {
+test('auto-detect: paid out of band, the page notices by polling the status endpoint (no new invoices) and lands on the content', { skip }, async () => {
   const o = await open(s.origin + '/auto');
   const { page } = o;
   try {
@@ -149,26 +164,28 @@ test('auto-detect: paid out of band, the page notices by polling the status endp
     const polls = () => o.responses.filter((r) => new URL(r.url).pathname === '/_l402/page/status' && r.status === 200).length;
     await waitFor('a status poll', () => polls() >= 1, { timeoutMs: STEP_MS });
     s.upstream.reset();
-    s.wallet.pay(invoice);
-    assert.deepEqual(await contentJson(page), { ok: true, path: '/auto' });
+    assert.equal(await landing(o, '/auto', async () => void s.wallet.pay(invoice)), 200);
+    assert.deepEqual(await landedJson(page), { ok: true, path: '/auto' });
     await shot(page, 'payment-page-auto-detected.png');
     assert.equal(invoiceCount(), minted, 'polling minted no invoice');
-    assert.equal(s.upstream.hits, 1);
-    assert.equal(s.upstream.requests[0]!.headers.authorization, undefined, 'the credential stays at the gate');
-    const unlock = o.responses.filter((r) => new URL(r.url).pathname === '/auto').at(-1);
-    assert.equal(unlock?.authorization?.includes(':'), false, 'unlocked with the macaroon alone');
+    assert.equal(served().length, 1);
+    assert.equal(served()[0]!.headers.authorization, undefined, 'the credential stays at the gate');
+    const cookies = await browser.cookies(s.origin + '/auto');
+    const gate = cookies.filter((c) => c.name.startsWith('l402_'));
+    assert.equal(gate.length, 1);
+    assert.equal(gate[0]!.value.includes(':'), false, 'unlocked with the macaroon alone');
     assert.equal(o.responses.filter((r) => r.status === 402).length, 1, 'only the first page load was a 402');
-    assert.equal(o.responses.filter((r) => new URL(r.url).pathname === '/auto').length, 2, 'page load + one unlock');
+    assert.equal(o.responses.filter((r) => new URL(r.url).pathname === '/auto').length, 2, 'page load + the landing');
     const pollsAtEnd = polls();
-    await new Promise((r) => setTimeout(r, 2_200));
+    await sleep(2_200);
     assert.equal(polls(), pollsAtEnd, 'polling stopped once paid');
-    assertCleanPage(o);
+    assertCleanPage(o, 2);
   } finally {
     await page.close();
   }
 });
 
-test('preimage form: checks the preimage locally, unlocks with it, and shows server errors (already used) in the page', { skip }, async () => {
+test('preimage form: checks the preimage locally, unlocks with it; a credential already used lands on a fresh payment page', { skip }, async () => {
   const o = await open(s.origin + '/premium');
   const { page } = o;
   try {
@@ -185,11 +202,11 @@ test('preimage form: checks the preimage locally, unlocks with it, and shows ser
     const preimage = s.wallet.pay(invoice).toString('hex');
     s.upstream.reset();
     await page.fill('#preimage', preimage.toUpperCase());
-    await page.click('#preimage-form button[type=submit]');
-    assert.deepEqual(await contentJson(page), { ok: true, path: '/premium' });
-    assert.equal(s.upstream.hits, 1);
+    assert.equal(await landing(o, '/premium', () => page.click('#preimage-form button[type=submit]')), 200);
+    assert.deepEqual(await landedJson(page), { ok: true, path: '/premium' });
+    assert.equal(served().length, 1);
     assert.ok(!o.responses.slice(mark).some((r) => r.status === 402));
-    assertCleanPage(o);
+    assertCleanPage(o, 2);
   } finally {
     await page.close();
   }
@@ -203,13 +220,17 @@ test('preimage form: checks the preimage locally, unlocks with it, and shows ser
     s.upstream.reset();
     assert.equal((await http1(s.origin + '/premium', { headers: { authorization: `L402 ${macaroon}:${preimage}` } })).status, 200);
     await o2.page.fill('#preimage', preimage);
-    await o2.page.click('#preimage-form button[type=submit]');
-    await waitFor('already-used error', async () => /already been used/.test((await o2.page.locator('#error').textContent()) ?? ''));
+    // The cookie endpoint cannot tell a spent credential without spending it: the page itself says so (401,
+    // with a fresh invoice), and the spent cookie is deleted.
+    assert.equal(await landing(o2, '/premium', () => o2.page.click('#preimage-form button[type=submit]')), 401);
+    assert.match((await o2.page.locator('#message').textContent()) ?? '', /already been used/);
     await shot(o2.page, 'payment-page-already-used.png');
-    assert.equal(s.upstream.hits, 1);
+    assert.equal(served().length, 1);
     assert.equal(await o2.page.locator('#pay').isVisible(), true);
+    assert.notEqual(await o2.page.inputValue('#invoice'), invoice, 'a fresh invoice');
+    assert.deepEqual((await browser.cookies(s.origin + '/premium')).filter((c) => c.name.startsWith('l402_')), [], 'the spent cookie was deleted');
     assert.deepEqual(o2.dialogs, []);
-    assert.equal(o2.navigations.length, 1);
+    assert.equal(o2.navigations.length, 2);
   } finally {
     await o2.page.close();
   }

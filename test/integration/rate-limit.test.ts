@@ -4,6 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cleanup, http1, requireTool, startRedis } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -41,7 +42,7 @@ for (const store of ['sqlite', 'redis'] as const) {
     const r = await get('/fastlimit');
     assert.equal(r.status, 429);
     assert.equal(r.headers['retry-after'], '1');
-    await new Promise((res) => setTimeout(res, 1100));
+    await sleep(1100);
     assert.equal((await get('/fastlimit')).status, 402);
   });
 }

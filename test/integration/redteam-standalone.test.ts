@@ -15,6 +15,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 let port: number;
@@ -45,7 +46,7 @@ function rawExchange(bytes: string): Promise<string> {
 
 async function settle(): Promise<void> {
   // The upstream records a request when its body ends; give a smuggled one the same chance to arrive.
-  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 20; i++) await sleep(25);
 }
 
 test('standalone: a chunked body on a paid GET/DELETE/OPTIONS is forwarded as that body, never as a request of its own', async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Cleanup, freePort, http1, startCountingUpstream, waitFor } from './harness.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { startGateProcess, type GateProcess } from './gate-process.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -102,7 +103,7 @@ test('SIGHUP with workers: 2: both workers pick up the change', async () => {
   const pids = new Set<string>();
   for (const until = Date.now() + 15_000; pids.size < 2 && Date.now() < until; ) {
     pids.add(JSON.parse((await http1(s.origin + '/_l402/health')).body).instance);
-    if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
+    if (pids.size < 2) await sleep(50);
   }
   assert.equal(pids.size, 2, 'two workers answer');
   const mark = s.g.output().length;
@@ -140,10 +141,10 @@ test('reload behind nginx: requests in flight through nginx all answered; a rout
       for (let i = 0; i < 2000 && !stop; i++) statuses.push((await http1(s.origin + '/premium', JSON_ACCEPT)).status);
     }),
   );
-  await new Promise((r) => setTimeout(r, 100));
+  await sleep(100);
   const summary = s.gate.reload(parseConfig(yaml(ROUTES_YAML.replace('amount_msat: 10000', 'amount_msat: 12000')), { env: {} }), 'l402.yaml');
   assert.deepEqual(summary.changed, ['/premium']);
-  await new Promise((r) => setTimeout(r, 100));
+  await sleep(100);
   stop = true;
   await load;
   assert.deepEqual([...new Set(statuses)], [402], 'every request through nginx answered with a challenge');

@@ -27,6 +27,7 @@ import { decodeMacaroonBase64, mintMacaroon, verifySignature } from '../../src/p
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { preimageMatches } from '../../src/protocol/caveats.js';
 import { createMetricsServer } from '../../src/server/metrics-server.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -36,7 +37,6 @@ const REDIS_PASSWORD = 'redis-pw-7d1f0c2b9a';
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function tmp(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
@@ -489,7 +489,7 @@ function faultyBackend(wallet: DevWallet, state: { mode: Mode }): LightningBacke
         case 'ok':
           return real();
         case 'slow':
-          await new Promise((r) => setTimeout(r, 300));
+          await sleep(300);
           return real();
         case 'hang':
           return new Promise<CreatedInvoice>(() => {});

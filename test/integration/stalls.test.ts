@@ -17,6 +17,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -33,7 +34,6 @@ const ROUTES = `routes:
   - { match: /forever, amount_msat: 2000, access: indefinite }
 `;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Stalls {
   origin: string;

@@ -9,6 +9,7 @@ import { ROUTES_YAML, TEST_ROOT_KEY } from './gate-fixture.js';
 import { startGateProcess } from './gate-process.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -27,7 +28,7 @@ test('workers share the address and the claims; a memory store is refused', asyn
   // The second worker may still be starting when the first answers (slow on a loaded machine): ask for up to 15 s.
   for (const until = Date.now() + 15_000; pids.size < 2 && Date.now() < until; ) {
     pids.add(JSON.parse((await http1(origin + '/_l402/health')).body).instance);
-    if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
+    if (pids.size < 2) await sleep(50);
   }
   assert.equal(pids.size, 2, 'two worker processes answer');
   const wallet = DevWallet.open(dir);

@@ -21,6 +21,7 @@ import {
 } from '@cashu/cashu-ts';
 import lightBolt11 from 'light-bolt11-decoder';
 import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { sleep } from '../../src/util/timeout.js';
 
 export interface MintPeerOptions {
   /** Directory for the mint's own DevWallet (the node that receives mint-quote payments). */
@@ -256,7 +257,7 @@ export class CashuMintPeer {
         return send(200, { keysets: [this.keysJson(ks)] });
       }
       if (route === 'POST /v1/swap') {
-        if (this.knobs.swapDelayMs > 0) await new Promise((r) => setTimeout(r, this.knobs.swapDelayMs));
+        if (this.knobs.swapDelayMs > 0) await sleep(this.knobs.swapDelayMs);
         const lose = this.knobs.loseSwapAnswer;
         this.knobs.loseSwapAnswer = undefined;
         if (lose === 'after') this.swap(body);
@@ -281,7 +282,7 @@ export class CashuMintPeer {
         return send(200, q);
       }
       if (route === 'POST /v1/melt/bolt11') {
-        if (this.knobs.meltDelayMs > 0) await new Promise((r) => setTimeout(r, this.knobs.meltDelayMs));
+        if (this.knobs.meltDelayMs > 0) await sleep(this.knobs.meltDelayMs);
         return send(200, this.melt(body));
       }
       return send(404, { detail: 'not found' });

@@ -26,6 +26,7 @@ import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { requireTool } from '../integration/harness.js';
 import { JsonObjectStream } from '../../src/rails/lightning/cln/cln-rpc.js';
 import { CHAIN_HASHES, decodeBolt12String, readTlvStream, type Bolt12Network, type TlvRecord } from '../../src/rails/lightning/cln/bolt12.js';
+import { sleep } from '../../src/util/timeout.js';
 
 // ---------------------------------------------------------------------------------------------
 // BOLT12 encoding (independent of the reader in src: writers only)
@@ -538,7 +539,7 @@ export class ClnPeer {
   }
 
   private async beforeReply(): Promise<void> {
-    if (this.faults.delayMs > 0) await new Promise((r) => setTimeout(r, this.faults.delayMs));
+    if (this.faults.delayMs > 0) await sleep(this.faults.delayMs);
   }
 
   private writeFramed(sock: net.Socket, text: string): void {

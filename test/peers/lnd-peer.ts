@@ -18,6 +18,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import lightBolt11 from 'light-bolt11-decoder';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { encodeMacaroon, mintMacaroon } from '../../src/protocol/macaroon.js';
+import { sleep } from '../../src/util/timeout.js';
 
 /** Fault knobs; change them on a running peer. */
 export interface LndPeerKnobs {
@@ -161,19 +162,13 @@ function httpStatusFor(code: grpc.status): number {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new RpcFailure(grpc.status.CANCELLED, 'context canceled'));
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new RpcFailure(grpc.status.CANCELLED, 'context canceled'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+/** Waits `ms`, or fails as lnd does when the caller's context is canceled first. */
+async function delayOrCancel(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, { signal });
+  } catch {
+    throw new RpcFailure(grpc.status.CANCELLED, 'context canceled');
+  }
 }
 
 function int(v: unknown): number {
@@ -339,7 +334,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
     type Method = keyof typeof handlers;
     const dispatch = async (method: Method, req: Record<string, unknown>, macaroons: string[], signal: AbortSignal): Promise<Record<string, unknown>> => {
       checkMacaroon(macaroons);
-      if (knobs.delayMs > 0) await sleep(knobs.delayMs, AbortSignal.any([signal, stopAll.signal]));
+      if (knobs.delayMs > 0) await delayOrCancel(knobs.delayMs, AbortSignal.any([signal, stopAll.signal]));
       if (knobs.fail) throw new RpcFailure(grpc.status.UNAVAILABLE, 'the RPC server is not active yet');
       return handlers[method](req);
     };

@@ -9,11 +9,11 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store } from '../../src/store/store.js';
+import { sleep } from '../../src/util/timeout.js';
 import { Cleanup, requireTool, startRedis } from '../integration/harness.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let dir: string | undefined;
 const tmp = () => {
   if (!dir) {

@@ -18,6 +18,7 @@ import { createLogger } from '../../src/util/log.js';
 import {
   buildInvoice, buildOffer, encodeBolt12, merkleRoot, offerId, pubkeyOf, startClnPeer, taggedHash, type ClnPeer, type Tamper,
 } from '../peers/cln-peer.js';
+import { sleep } from '../../src/util/timeout.js';
 // lightning/bolts bolt12/offers-test.json (description, valid, bolt12)
 const OFFER_VECTORS: Array<[string, boolean, string]> = [
   ["Minimal bolt12 offer", true, "lno1zcss9mk8y3wkklfvevcrszlmu23kfrxh49px20665dqwmn4p72pksese"],
@@ -346,7 +347,7 @@ for (const [name, open] of Object.entries(transports)) {
       assert.ok(sha256(preimage).equals(inv.paymentHash), 'the payer still gets a matching preimage');
       assert.deepEqual(await backend.lookupInvoice!(inv.paymentHash), { state: 'unknown' });
       assert.match(await backend.check!(), /offer is NOT this node's/);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       assert.ok(logs.some((l) => l.includes('bolt12_offer_not_local')), 'warned once in the log');
     });
 

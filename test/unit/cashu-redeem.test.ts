@@ -21,11 +21,11 @@ import { WalletPool } from '../../src/rails/cashu/wallets.js';
 import { Redeemer } from '../../src/rails/cashu/redeem.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { createLogger } from '../../src/util/log.js';
+import { sleep } from '../../src/util/timeout.js';
 
 type T = { after: (fn: () => unknown) => void };
 const log = createLogger('silent');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function env(t: T) {
   const dir = mkdtempSync(join(tmpdir(), 'cashu-redeem-'));

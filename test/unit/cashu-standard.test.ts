@@ -16,10 +16,10 @@ import { WalletDb } from '../../src/rails/cashu/wallet-db.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { Store } from '../../src/store/store.js';
 import { createLogger } from '../../src/util/log.js';
+import { sleep } from '../../src/util/timeout.js';
 
 type T = { after: (fn: () => unknown) => void };
 const log = createLogger('silent');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function env(t: T, mintOpts: Partial<MintPeerOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'cashu-std-'));

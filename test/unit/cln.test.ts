@@ -15,6 +15,7 @@ import {
 } from '../../src/rails/lightning/cln/cln.js';
 import { createLogger } from '../../src/util/log.js';
 import { startClnPeer, type ClnPeer, type Tamper } from '../peers/cln-peer.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
@@ -236,7 +237,7 @@ for (const [name, open] of Object.entries(transports)) {
         peer.faults.delayMs = 600;
         await rejects(quick.call('getinfo', {}));
         peer.faults.delayMs = 0;
-        await new Promise((r) => setTimeout(r, 700));
+        await sleep(700);
         assert.equal(((await quick.call('getinfo', {})) as { network: string }).network, 'regtest');
       } finally {
         await quick.close();
@@ -305,7 +306,7 @@ describe('unix-socket transport', () => {
       await rpc.call('getinfo', {});
       const accepted = peer.connectionsAccepted;
       peer.dropConnections();
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
       assert.equal(((await rpc.call('getinfo', {})) as { id: string }).id, peer.nodeId);
       assert.equal(peer.connectionsAccepted - accepted, 1);
       // A call in flight when the connection dies fails at once, not at its timeout.
@@ -345,7 +346,7 @@ describe('unix-socket transport', () => {
       () => assert.fail('must not resolve'),
       (e: unknown) => e,
     );
-    await new Promise((r) => setTimeout(r, 30));
+    await sleep(30);
     await rpc.close();
     const e = await pending;
     assert.ok(e instanceof BackendCallError && e.retryable === false);

@@ -17,6 +17,7 @@ import type { Price } from '../../src/policy/pricing.js';
 import type { Store } from '../../src/store/store.js';
 import { Gate } from '../../src/server/gate.js';
 import { createLogger } from '../../src/util/log.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cfg = parseConfig(
   `lightning: { type: dev }\nroutes:
@@ -103,11 +104,14 @@ test('every way a credential can be wrong is a 401 with its reason', async () =>
   const m = decodeMacaroonBase64(c.macaroon);
   const stripped = encodeMacaroon({ ...m, caveats: m.caveats.filter((cv) => !cv.id.toString().startsWith('path=')) }).toString('base64');
   assert.equal((await decide(req('/premium/x', `L402 ${stripped}:${preimage}`), d)).reason, 'bad_signature');
-  // Attenuated: a client may only narrow; an unknown caveat fails closed.
+  // Attenuated: a client may only narrow; an unknown caveat fails closed in strict mode (by default it is
+  // skipped, as the L402 spec says: see caveat-conditions.test.ts), a spelling of one of ours always.
   const narrowed = encodeMacaroonBase64(attenuate(m, 'method=POST'));
   assert.equal((await decide(req('/premium', `L402 ${narrowed}:${preimage}`), d)).reason, 'wrong_method');
   const unknown = encodeMacaroonBase64(attenuate(m, 'tier=gold'));
-  assert.equal((await decide(req('/premium', `L402 ${unknown}:${preimage}`), d)).reason, 'unknown_caveat');
+  assert.equal((await decide(req('/premium', `L402 ${unknown}:${preimage}`), { ...d, unknownCaveats: 'reject' })).reason, 'unknown_caveat');
+  const lookalike = encodeMacaroonBase64(attenuate(m, 'Path=/premium'));
+  assert.equal((await decide(req('/premium', `L402 ${lookalike}:${preimage}`), d)).reason, 'malformed_caveat');
   // Still unused after all that: the real credential passes once.
   assert.equal((await decide(req('/premium', `L402 ${c.macaroon}:${preimage}`), d)).outcome, 'allow');
 });
@@ -279,7 +283,7 @@ test('a single-use claim that lands after its timeout is given back: the 503 is 
     latencyMs = 120;
     private tail: Promise<unknown> = Promise.resolve();
     private later<T>(op: () => Promise<T>): Promise<T> {
-      const run = this.tail.then(() => new Promise((r) => setTimeout(r, this.latencyMs))).then(op);
+      const run = this.tail.then(() => sleep(this.latencyMs)).then(op);
       this.tail = run.catch(() => undefined);
       return run;
     }
@@ -296,7 +300,7 @@ test('a single-use claim that lands after its timeout is given back: the 503 is 
   const d = deps({ store, storeTimeoutMs: 50 });
   const first = await decide(req('/premium', auth), d);
   assert.deepEqual([first.outcome, first.reason], ['unavailable', 'store_unavailable']);
-  await new Promise((r) => setTimeout(r, 400)); // the claim lands, then its owner's delete
+  await sleep(400); // the claim lands, then its owner's delete
   store.latencyMs = 0;
   const retry = await decide(req('/premium', auth), deps({ store }));
   assert.equal(retry.outcome, 'allow', JSON.stringify(retry));
@@ -308,11 +312,11 @@ test('a decision that ran past its deadline (a slow auto-detect lookup) does not
   const { c } = await buy('/auto', '/auto');
   const store = new MemoryStore();
   const auth = `L402 ${c.macaroon}`; // macaroon only: the backend is asked whether the invoice was paid
-  const slow = async () => (await new Promise((r) => setTimeout(r, 80)), true);
+  const slow = async () => (await sleep(80), true);
   const late = await decide(req('/auto', auth), deps({ store, isSettled: slow, deadlineMs: 30 }));
   // The decision answers at its deadline, naming what it was waiting for (the backend's lookup).
   assert.deepEqual([late.outcome, late.reason], ['unavailable', 'backend_unavailable']);
-  await new Promise((r) => setTimeout(r, 100)); // the lookup lands late: still nothing claimed
+  await sleep(100); // the lookup lands late: still nothing claimed
   assert.equal(await store.get(`claim:l402:${c.paymentHash}`), undefined, 'nothing claimed');
   assert.equal((await decide(req('/auto', auth), deps({ store, isSettled: async () => true }))).outcome, 'allow');
 });

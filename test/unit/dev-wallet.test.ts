@@ -10,6 +10,7 @@ import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode, encode as atomiqEncode, sign as atomiqSign } from '@atomiqlabs/bolt11';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const DEV_WALLET_MODULE = fileURLToPath(new URL('../../src/rails/lightning/dev/dev-wallet.ts', import.meta.url));
 const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1], wif: 0xef };
@@ -42,7 +43,6 @@ function payError(fn: () => unknown, code: string): void {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('invoice decodes with light-bolt11-decoder: amount, hash, description, expiry, network, cltv, features', async (t) => {
   const w = openWallet(t, tmpDir(t));

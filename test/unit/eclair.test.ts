@@ -13,6 +13,7 @@ import { createLogger } from '../../src/util/log.js';
 import { requireTool } from '../integration/harness.js';
 import { rejectsWith } from './assert-helpers.js';
 import { startEclairPeer, type EclairPeer } from '../peers/eclair-peer.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const PASSWORD = 'correct horse battery staple';
 const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
@@ -115,7 +116,7 @@ describe('calls against the Eclair peer', () => {
     const b = backend();
     assert.deepEqual(await b.lookupInvoice!(randomBytes(32)), { state: 'unknown' });
     const inv = await b.createInvoice({ amountMsat: 1000, memo: 'L402', expirySecs: 1 });
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     assert.deepEqual(await b.lookupInvoice!(inv.paymentHash), { state: 'expired' });
   });
 

@@ -50,3 +50,18 @@ test('only SP and HTAB surround a credential: a scheme behind NBSP, VT or FF is 
     assert.notEqual(parseCashuCredential({ authorization: `${lead}Cashu cashuBo2FteCJodHRwOi8vbG9jYWxob3N0` }).kind, 'token', JSON.stringify(lead));
   }
 });
+
+test("Grpc-Metadata-Macaroon (Aperture's REST form): read after Authorization and before the gRPC metadata keys, hex only", () => {
+  const a = 'ab'.repeat(40);
+  const b = 'cd'.repeat(40);
+  const mac = (r: ReturnType<typeof parseCredential>) => (r.kind === 'l402' ? r.credential.macaroon.toString('hex') : r.kind);
+  assert.equal(mac(parseCredential({ grpcMetadataMacaroon: a })), a);
+  assert.equal(mac(parseCredential({ grpcMetadataMacaroon: ` ${a.toUpperCase()}\t` })), a, 'either case, OWS trimmed');
+  assert.equal(mac(parseCredential({ grpcMetadataMacaroon: a, token: b })), a, 'before the gRPC keys, as Aperture reads them');
+  assert.equal(mac(parseCredential({ grpcMetadataMacaroon: a, authorization: 'Bearer app' })), a, "an app's own scheme does not hide it");
+  assert.equal(mac(parseCredential({ grpcMetadataMacaroon: a, authorization: `L402 ${Buffer.from(b, 'hex').toString('base64')}:${'00'.repeat(32)}` })), b, 'an L402 Authorization wins');
+  for (const bad of ['abc', 'zz', `${a} ${a}`, '\u000b' + a, 'ab'.repeat(5000)]) {
+    assert.equal(parseCredential({ grpcMetadataMacaroon: bad }).kind, 'malformed', JSON.stringify(bad.slice(0, 20)));
+  }
+  assert.equal(parseCredential({ grpcMetadataMacaroon: ' ' }).kind, 'none');
+});

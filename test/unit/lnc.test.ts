@@ -1,15 +1,20 @@
-// The LNC adapter: config schema, ngx_l402 env mapping, and the start-up refusal, with the pairing phrase
-// (a bearer credential) kept out of every message.
+// The LNC adapter's config side: schema, ngx_l402 env mapping, and the factory's start-up checks, with the
+// pairing phrase (a bearer credential) kept out of every message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inspect } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  createLncBackend, lncConfigSchema, lncFromLegacyEnv, LncUnavailableError, LNC_DEFAULT_MAILBOX, wantsLncFromLegacyEnv,
+  createLncBackend, lncConfigSchema, lncFromLegacyEnv, LNC_DEFAULT_MAILBOX, wantsLncFromLegacyEnv,
 } from '../../src/rails/lightning/lnc.js';
+import { parseConfig } from '../../src/config/config.js';
+import { phraseToEntropy } from '../../src/rails/lightning/lnc/phrase.js';
+import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath } from '../../src/rails/lightning/lnc/session.js';
 import { createLogger } from '../../src/util/log.js';
 
 // Words chosen so none of them occurs in any message by accident.
-const PHRASE = 'walrus kiwi yacht zebra jungle vivid urge quartz maple fjord';
+const PHRASE = 'kiwi zebra jungle vivid urge mango fossil maple jaguar orbit';
 const WORDS = PHRASE.split(' ');
 
 function assertNoPhrase(text: string, where: string): void {
@@ -33,12 +38,12 @@ test('schema: 10-word phrase (whitespace normalised), default mailbox, strict', 
 });
 
 test('schema: a malformed phrase is rejected without echoing it', () => {
-  for (const phrase of [WORDS.slice(0, 9).join(' '), `${PHRASE} extra`, PHRASE.replace('kiwi', 'k1w1')]) {
+  for (const phrase of [WORDS.slice(0, 9).join(' '), `${PHRASE} extra`, PHRASE.replace('zebra', 'z3bra')]) {
     const r = lncConfigSchema.safeParse({ type: 'lnc', pairing_phrase: phrase });
     assert.equal(r.success, false);
     const text = JSON.stringify(r.error!.issues) + r.error!.message + String(r.error);
     assert.match(text, /10-word LNC pairing phrase \(value not shown\)/);
-    assertNoPhrase(text.replace(/k1w1/g, ''), 'schema error');
+    assertNoPhrase(text.replace(/z3bra/g, ''), 'schema error');
   }
 });
 
@@ -55,31 +60,73 @@ test('legacy env: ngx_l402 LND + LNC_PAIRING_PHRASE selects lnc and maps its var
   assert.equal(lncConfigSchema.parse(lncFromLegacyEnv({ LN_CLIENT_TYPE: 'LND', LNC_PAIRING_PHRASE: PHRASE })).mailbox_server, LNC_DEFAULT_MAILBOX);
 });
 
-test('factory: fails at start with what is missing and what to do instead, never the phrase', () => {
-  const cfg = lncConfigSchema.parse({ type: 'lnc', pairing_phrase: PHRASE });
-  const ctx = { configDir: '/', dataDir: '/tmp', log: createLogger('silent'), timeoutMs: 1000 };
-  let caught: unknown;
+test('schema: a word outside the LNC word list is named by position, never quoted', () => {
+  const r = lncConfigSchema.safeParse({ type: 'lnc', pairing_phrase: PHRASE.replace('mango', 'mangox').replace('orbit', 'orbits') });
+  assert.equal(r.success, false);
+  const text = JSON.stringify(r.error!.issues) + String(r.error);
+  assert.match(text, /words 6, 10 of the pairing phrase are not in the LNC word list \(value not shown/);
+  assertNoPhrase(text, 'word-list error');
+  assert.ok(!text.includes('mangox') && !text.includes('orbits'));
+  assert.equal(lncConfigSchema.safeParse({ type: 'lnc', pairing_phrase: PHRASE.toUpperCase() }).success, true, 'case does not matter');
+});
+
+test('factory: a missing or non-PEM mailbox CA fails at start naming the key, never the phrase', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-lnc-unit-'));
   try {
-    createLncBackend(cfg, ctx);
-  } catch (err) {
-    caught = err;
+    const ctx = { configDir: dir, dataDir: dir, log: createLogger('silent'), timeoutMs: 1000 };
+    const missing = lncConfigSchema.parse({ type: 'lnc', pairing_phrase: PHRASE, mailbox_server: '127.0.0.1:1', mailbox_tls_ca_path: 'nope.pem' });
+    assert.throws(() => createLncBackend(missing, ctx), (err: Error) => /lightning\.mailbox_tls_ca_path/.test(err.message) && (assertNoPhrase(err.message, 'ca error'), true));
+    writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
+    const junk = lncConfigSchema.parse({ type: 'lnc', pairing_phrase: PHRASE, mailbox_server: '127.0.0.1:1', mailbox_tls_ca_path: 'junk.pem' });
+    assert.throws(() => createLncBackend(junk, ctx), /lightning\.mailbox_tls_ca_path: junk\.pem is not a PEM certificate/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  assert.ok(caught instanceof LncUnavailableError, 'throws LncUnavailableError');
-  const msg = caught.message;
-  assert.match(msg, /lightning\.type lnc \(Lightning Node Connect via mailbox\.terminal\.lightning\.today:443\) cannot start in this build/);
-  assert.match(msg, /@lightninglabs\/lnc-web package is not installed/, 'the package really is absent here');
-  assert.match(msg, /Go WebAssembly client \(lnc-<version>\.wasm\), which no npm package ships/);
-  assert.match(msg, /type: lnd, address: <host>:10009, tls_cert_path: .*macaroon_path/);
-  assert.match(msg, /socks5_proxy: 127\.0\.0\.1:9050/);
-  assert.match(msg, /LN_CLIENT_TYPE=LND with LND_ADDRESS, CERT_FILE_PATH, MACAROON_FILE_PATH, SOCKS5_PROXY/);
-  assert.match(msg, /pairing phrase was not used and is not shown/);
-  for (const [where, text] of [
-    ['message', msg],
-    ['String(err)', String(caught)],
-    ['stack', caught.stack ?? ''],
-    ['inspect(err)', inspect(caught, { depth: 5 })],
-    ['JSON', JSON.stringify(caught)],
-  ] as const) {
-    assertNoPhrase(text, where);
+});
+
+test('config: workers > 1 with lnc is refused (one session serves one client), naming the key', () => {
+  const yaml = (workers: number): string =>
+    `listen: 127.0.0.1:8402\nroot_key: ${'ab'.repeat(32)}\nworkers: ${workers}\nstore: { type: sqlite }\nlightning: { type: lnc, pairing_phrase: "${PHRASE}" }\nroutes:\n  - { match: /x, amount_msat: 1000 }\n`;
+  assert.throws(() => parseConfig(yaml(2), { env: {} }), (err: Error) => {
+    assert.match(err.message, /workers: an LNC session serves one client at a time; use workers: 1 with lightning\.type lnc/);
+    assertNoPhrase(err.message, 'config error');
+    return true;
+  });
+  assert.equal(parseConfig(yaml(1), { env: {} }).lightning.type, 'lnc');
+});
+
+test('session file: kept per phrase and mailbox, 0600, replaced (never reused) for another phrase or when corrupt', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-lnc-session-'));
+  try {
+    const path = sessionPath(join(dir, 'data'));
+    const tag = pairingTag(phraseToEntropy(PHRASE), 'mailbox.example:443');
+    const first = loadOrCreateSession(path, tag);
+    assert.equal(first.fresh, true);
+    assert.equal(first.remotePub, undefined);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'data')).mode & 0o777, 0o700);
+    const remote = Buffer.from(`02${'11'.repeat(32)}`, 'hex');
+    saveRemoteKey(path, tag, { localPriv: first.localPriv, remotePub: remote });
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const again = loadOrCreateSession(path, tag);
+    assert.equal(again.fresh, false);
+    assert.ok(again.localPriv.equals(first.localPriv) && again.remotePub!.equals(remote));
+    const text = readFileSync(path, 'utf8');
+    assertNoPhrase(text, 'session file');
+    assert.ok(!text.includes(phraseToEntropy(PHRASE).toString('hex')));
+    // Same phrase, other mailbox; or another phrase: a new pairing with a new key.
+    for (const other of [pairingTag(phraseToEntropy(PHRASE), 'mailbox.other:443'), pairingTag(phraseToEntropy('zoo zero zone one two three six seven eight ten'), 'mailbox.example:443')]) {
+      const s = loadOrCreateSession(path, other);
+      assert.equal(s.fresh, true);
+      assert.equal(s.replaced, true);
+      assert.ok(!s.localPriv.equals(first.localPriv));
+      assert.equal(s.remotePub, undefined);
+    }
+    writeFileSync(path, '{ not json');
+    const corrupt = loadOrCreateSession(path, tag);
+    assert.equal(corrupt.fresh, true);
+    assert.equal(corrupt.replaced, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -504,3 +504,17 @@ test('colour contrast: every text colour on its background is >= 4.5:1 in both s
   }
   assert.ok(checked >= 10, `checked ${checked} pairs`);
 });
+
+test('the credential cookie is offered for a GET on a route where the gate serves its endpoint, never off-origin', () => {
+  const on = { originalUri: '/premium', devWallet: false, autoDetect: false, method: 'GET', cookie: true };
+  assert.equal(dataOf(page({ page: on })).cookie, true);
+  assert.equal(dataOf(page({ page: on })).cookieUrl, '/_l402/page/cookie');
+  assert.equal(dataOf(page({ page: { ...on, cookie: false } })).cookie, false, 'older snippets: not offered');
+  assert.equal(dataOf(page({ page: { ...on, cookie: undefined } })).cookie, false);
+  assert.equal(dataOf(page({ page: { ...on, method: 'POST' } })).cookie, false, 'only a GET lands on the page by a redirect');
+  assert.equal(dataOf(page({ page: { ...on, method: 'HEAD' } })).cookie, false);
+  assert.equal(dataOf(page({ page: { ...on, originalUri: '//evil.example/' } })).cookie, false);
+  assert.equal(dataOf(page({ page: on, route: undefined })).cookie, false);
+  // The form posts to this origin only, and the redirect it follows must stay on it.
+  assert.match(PAYMENT_PAGE_CSP, /(^|; )form-action 'self'(;|$)/);
+});

@@ -9,10 +9,10 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store } from '../../src/store/store.js';
 import { Cleanup, requireTool, startRedis } from '../integration/harness.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const makers: Array<[string, () => Promise<Store>, string | false]> = [
   ['memory', async () => new MemoryStore(), false],

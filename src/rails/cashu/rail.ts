@@ -19,6 +19,7 @@ import { WalletPool } from './wallets.js';
 import { createAcceptor, type CashuAcceptContext, type CashuAcceptResult } from './accept.js';
 import { errText, SwapJournal } from './swap-journal.js';
 import { createPayout, scheduleRedemption } from './redemption-scheduler.js';
+import { sleep } from '../../util/timeout.js';
 
 export type { CashuAcceptContext, CashuAcceptResult } from './accept.js';
 
@@ -185,7 +186,7 @@ async function build(cfg: CashuConfig, deps: CashuRailDeps, log: Logger, db: Wal
       await journalClosed;
       const pending = [...background];
       if (pending.length) {
-        await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, Math.min(cfg.swapTimeoutMs * 4, 60_000)).unref())]);
+        await Promise.race([Promise.allSettled(pending), sleep(Math.min(cfg.swapTimeoutMs * 4, 60_000), { ref: false })]);
       }
       db.close();
     },

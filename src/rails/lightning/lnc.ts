@@ -1,19 +1,16 @@
 // Lightning Node Connect (LNC): lnd reached through Lightning Labs' mailbox relay with a pairing phrase
-// instead of an address, tls.cert and macaroon. Only the configuration side exists in this build: the
-// only LNC client for JavaScript (@lightninglabs/lnc-web) drives a Go WebAssembly binary that no npm
-// package ships and that lnc-web downloads from a web server at run time. l402d does not fetch and run
-// code at run time, so the factory stops at start with an error that says what is missing and what to
-// use instead. The pairing phrase is a bearer secret (whoever has it controls the node session): it
-// never appears in an error, a log line or describe().
-import { createRequire } from 'node:module';
+// instead of an address, tls.cert and macaroon. The client lives in ./lnc/ (mailbox websockets, go-back-N,
+// the Noise XXeke+SPAKE2 / KK handshake, gRPC over the encrypted stream); this file is its config
+// section and factory. The pairing phrase is a bearer secret (whoever has it can pair with the node
+// session): it never appears in an error, a log line or describe().
 import { z } from 'zod';
 import type { BackendContext, LightningBackend } from './backend.js';
+import { readConfigFile } from './transports/config-file.js';
+import { LncBackend } from './lnc/backend.js';
+import { PAIRING_WORDS, unknownWordPositions } from './lnc/phrase.js';
 import { parseHostPort } from './transports/socks-tunnel.js';
 
 export const LNC_DEFAULT_MAILBOX = 'mailbox.terminal.lightning.today:443';
-
-/** LNC pairing phrases are 10 words (lnc-web / litd `sessions add`). */
-const PAIRING_WORDS = 10;
 
 export const lncConfigSchema = z
   .object({
@@ -22,7 +19,13 @@ export const lncConfigSchema = z
       .string({ error: 'pairing_phrase must be a string (the 10-word LNC pairing phrase)' })
       .transform((s) => s.trim().split(/\s+/).filter(Boolean).join(' '))
       // The message never quotes the input: the phrase is a credential.
-      .refine((s) => s.split(' ').length === PAIRING_WORDS && /^[a-z ]+$/i.test(s), `must be the ${PAIRING_WORDS}-word LNC pairing phrase (value not shown)`),
+      .refine((s) => s.split(' ').length === PAIRING_WORDS && /^[a-z ]+$/i.test(s), `must be the ${PAIRING_WORDS}-word LNC pairing phrase (value not shown)`)
+      // Word positions only: the words themselves are the secret.
+      .superRefine((s, c) => {
+        if (s.split(' ').length !== PAIRING_WORDS || !/^[a-z ]+$/i.test(s)) return;
+        const bad = unknownWordPositions(s);
+        if (bad.length) c.addIssue({ code: 'custom', message: `word${bad.length > 1 ? 's' : ''} ${bad.join(', ')} of the pairing phrase ${bad.length > 1 ? 'are' : 'is'} not in the LNC word list (value not shown; check the spelling against the phrase Lightning Terminal showed)` });
+      }),
     mailbox_server: z
       .string()
       .trim()
@@ -36,6 +39,8 @@ export const lncConfigSchema = z
         }
       }, 'must be host:port, e.g. mailbox.terminal.lightning.today:443')
       .default(LNC_DEFAULT_MAILBOX),
+    /** PEM CA that signed a self-hosted mailbox's TLS certificate (the public mailbox needs none). */
+    mailbox_tls_ca_path: z.string().min(1).optional(),
   })
   .strict();
 
@@ -58,30 +63,16 @@ export function lncFromLegacyEnv(env: NodeJS.ProcessEnv): Record<string, unknown
   return raw;
 }
 
-/** Thrown by createLncBackend; the message is safe to log (no pairing phrase). */
-export class LncUnavailableError extends Error {
-  override readonly name = 'LncUnavailableError';
-}
-
-function lncWebStatus(): string {
-  try {
-    createRequire(import.meta.url).resolve('@lightninglabs/lnc-web');
-    return 'the @lightninglabs/lnc-web package is installed, but this build has no adapter for it';
-  } catch {
-    return 'the @lightninglabs/lnc-web package is not installed';
+/**
+ * Builds the backend. Checks the phrase and the CA file now (errors name the key, never the phrase), then
+ * connects in the background: pairs with the phrase the first time, later reconnects with the session keys
+ * kept in `<data_dir>/lnc-session.json` (0600).
+ */
+export function createLncBackend(cfg: LncConfig, ctx: BackendContext): LightningBackend {
+  const hp = parseHostPort(cfg.mailbox_server, 'lightning.mailbox_server');
+  const ca = cfg.mailbox_tls_ca_path ? readConfigFile('mailbox_tls_ca_path', cfg.mailbox_tls_ca_path, ctx.configDir) : undefined;
+  if (ca && !ca.toString('utf8').includes('-----BEGIN CERTIFICATE-----')) {
+    throw new Error(`lightning.mailbox_tls_ca_path: ${cfg.mailbox_tls_ca_path} is not a PEM certificate`);
   }
-}
-
-export function createLncBackend(cfg: LncConfig, _ctx: BackendContext): LightningBackend {
-  // Only the mailbox host is quoted: it is public, and it tells the operator which config was read.
-  throw new LncUnavailableError(
-    `lightning.type lnc (Lightning Node Connect via ${cfg.mailbox_server}) cannot start in this build: ` +
-      `${lncWebStatus()}, and LNC also needs Lightning Labs' Go WebAssembly client (lnc-<version>.wasm), ` +
-      'which no npm package ships and which lnc-web would download from lightning.engineering at run time; ' +
-      'l402d does not download and run code at run time. ' +
-      'Connect to lnd directly instead: lightning: { type: lnd, address: <host>:10009, tls_cert_path: <tls.cert>, ' +
-      'macaroon_path: <macaroon with invoices:read invoices:write info:read> } and, if the node is reachable only over Tor, ' +
-      'socks5_proxy: 127.0.0.1:9050 (legacy env: LN_CLIENT_TYPE=LND with LND_ADDRESS, CERT_FILE_PATH, MACAROON_FILE_PATH, SOCKS5_PROXY, ' +
-      'and LNC_PAIRING_PHRASE unset). The pairing phrase was not used and is not shown.',
-  );
+  return new LncBackend({ phrase: cfg.pairing_phrase, mailbox: { host: hp.host, port: hp.port, ca }, mailboxLabel: cfg.mailbox_server }, ctx);
 }

@@ -1,0 +1,116 @@
+// What the operator console shows, as JSON: earnings over time by route and by rail, the latest payments and
+// revocations, from the store's ledger (so `l402d stats` and every l402d process show the same numbers).
+// Credentials are named by a short prefix of their token id only: never a token id, macaroon or preimage whole.
+import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
+
+export const HOURS = 24;
+export const DAYS = 30;
+const DAY_MS = 86_400_000;
+/** Characters of a token id (or payment hash) the console shows: enough to tell credentials apart, never the whole. */
+export const ID_PREFIX = 12;
+
+export interface Series {
+  /** Unix ms at the bucket's start, oldest first. */
+  starts: number[];
+  /** Per route (or rail): msat per bucket, in the order of `starts`. */
+  by: Record<string, number[]>;
+}
+
+export interface ConsoleData {
+  generated_at: string;
+  unit: 'msat';
+  totals: {
+    /** Over the retained earnings (SALES_RETENTION_DAYS). */
+    since: string;
+    msat: number;
+    sales: number;
+    by_route: Array<{ route: string; msat: number; sales: number }>;
+    by_rail: Array<{ rail: string; msat: number; sales: number }>;
+  };
+  last_24h: { msat: number; sales: number; by_route: Series; by_rail: Series };
+  last_30d: { msat: number; sales: number; by_route: Series; by_rail: Series };
+  latest_payments: Array<{ at: string; route: string; rail: string; amount_msat: number; access?: string; credential: string; revoked: boolean }>;
+  revocations: { count: number; latest: Array<{ at: string; credential: string; until?: string }> };
+  /** Prepaid balances are not sold by this version: the section is kept for them. */
+  balances: { supported: false; open: [] };
+  backend?: { kind: string; description: string; ok: boolean; detail: string; checked_at: string };
+  store?: { kind: string; ok: boolean; detail?: string };
+}
+
+/** A short, non-secret name for a credential: its kind and the first characters of its id. */
+export function credentialLabel(id: string): string {
+  if (id.startsWith('cashu:')) return 'cashu';
+  const ngx = /^ngx_l402:([0-9a-f]+)$/.exec(id);
+  if (ngx) return `ngx_l402:${ngx[1]!.slice(0, ID_PREFIX)}…`;
+  return `${id.slice(0, ID_PREFIX)}…`;
+}
+
+function series(rows: EarningsRow[], starts: number[], width: number, key: 'route' | 'rail'): Series {
+  const by: Record<string, number[]> = {};
+  for (const r of rows) {
+    const i = starts.findIndex((s) => r.bucket >= s && r.bucket < s + width);
+    if (i < 0) continue;
+    (by[r[key]] ??= starts.map(() => 0))[i]! += r.msat;
+  }
+  return { starts, by };
+}
+
+function window(rows: EarningsRow[], count: number, width: number, now: number) {
+  const last = now - (now % width);
+  const starts = Array.from({ length: count }, (_, i) => last - (count - 1 - i) * width);
+  const inside = rows.filter((r) => r.bucket >= starts[0]!);
+  return {
+    msat: inside.reduce((a, r) => a + r.msat, 0),
+    sales: inside.reduce((a, r) => a + r.sales, 0),
+    by_route: series(inside, starts, width, 'route'),
+    by_rail: series(inside, starts, width, 'rail'),
+  };
+}
+
+function group<K extends 'route' | 'rail'>(rows: EarningsRow[], key: K): Array<Record<K, string> & { msat: number; sales: number }> {
+  const m = new Map<string, { msat: number; sales: number }>();
+  for (const r of rows) {
+    const e = m.get(r[key]) ?? { msat: 0, sales: 0 };
+    e.msat += r.msat;
+    e.sales += r.sales;
+    m.set(r[key], e);
+  }
+  return [...m].sort((a, b) => b[1].msat - a[1].msat || (a[0] < b[0] ? -1 : 1)).map(([k, v]) => ({ [key]: k, ...v }) as Record<K, string> & { msat: number; sales: number });
+}
+
+export async function consoleData(ledger: Ledger, o: { payments?: number; now?: number } = {}): Promise<ConsoleData> {
+  const now = o.now ?? Date.now();
+  const since = retentionStart(now);
+  const [rows, sales, revoked] = await Promise.all([ledger.earnings(since), ledger.recentSales(o.payments ?? 20), ledger.revocations()]);
+  const live: Revocation[] = revoked.list.filter((r) => revocationLive(r, now));
+  const revokedValues = new Set(live.map((r) => r.value));
+  const isRevoked = (s: Sale) => revokedValues.has(s.id) || (s.paymentHash !== undefined && revokedValues.has(s.paymentHash));
+  return {
+    generated_at: new Date(now).toISOString(),
+    unit: 'msat',
+    totals: {
+      since: new Date(since).toISOString(),
+      msat: rows.reduce((a, r) => a + r.msat, 0),
+      sales: rows.reduce((a, r) => a + r.sales, 0),
+      by_route: group(rows, 'route'),
+      by_rail: group(rows, 'rail'),
+    },
+    last_24h: window(rows, HOURS, EARNINGS_BUCKET_MS, now),
+    // UTC days: hourly rows fold into them exactly (an hour divides a day).
+    last_30d: window(rows, DAYS, DAY_MS, now),
+    latest_payments: sales.map((s) => ({
+      at: new Date(s.at).toISOString(),
+      route: s.route,
+      rail: s.rail,
+      amount_msat: s.amountMsat,
+      ...(s.access ? { access: s.access } : {}),
+      credential: credentialLabel(s.id),
+      revoked: s.rail === 'lightning' && isRevoked(s),
+    })),
+    revocations: {
+      count: live.length,
+      latest: live.slice(0, 20).map((r) => ({ at: new Date(r.at).toISOString(), credential: credentialLabel(r.value), ...(r.until !== undefined ? { until: new Date(r.until * 1000).toISOString() } : {}) })),
+    },
+    balances: { supported: false, open: [] },
+  };
+}

@@ -1,0 +1,80 @@
+// Records each sale once in the store's ledger (ledger.ts), off the request path: the decision never waits for
+// it. A Lightning credential is one sale however often it is used (the first acceptance records it, in any
+// process: the store dedupes by token id); each accepted Cashu payment is a sale. The revenue counters move
+// only when this call recorded the sale, so /metrics counts sales, not uses.
+import type { Ledger, Sale } from '../store/ledger.js';
+import type { Logger } from '../util/log.js';
+import { withTimeout } from '../util/timeout.js';
+import type { Metrics } from './metrics.js';
+
+/** Token ids this process knows are recorded (oldest forgotten first): saves a store write per reuse. */
+const KNOWN_MAX = 20_000;
+/** Sales whose write failed, kept for the next attempt (oldest dropped beyond this). */
+const RETRY_MAX = 10_000;
+
+export class SalesRecorder {
+  private readonly known = new Set<string>();
+  private readonly inFlight = new Set<string>();
+  private retry: Sale[] = [];
+  private warnedAt = 0;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly storeTimeoutMs: number,
+    private readonly log: Logger,
+    private readonly metrics?: () => Metrics | undefined,
+  ) {}
+
+  /** Whether a sale with this id is known to be recorded or being recorded (no store read). */
+  has(id: string): boolean {
+    return this.known.has(id) || this.inFlight.has(id);
+  }
+
+  /** Records `sale` in the background (a failed write is retried with the next sale). */
+  note(sale: Sale): void {
+    if (this.has(sale.id)) return;
+    void this.write(sale).then((ok) => {
+      if (ok && this.retry.length > 0) {
+        const again = this.retry;
+        this.retry = [];
+        for (const s of again) void this.write(s);
+      }
+    });
+  }
+
+  private async write(sale: Sale): Promise<boolean> {
+    if (this.has(sale.id)) return true;
+    this.inFlight.add(sale.id);
+    try {
+      const fresh = await withTimeout(this.ledger.recordSale(sale), Math.max(this.storeTimeoutMs, 1000), 'record sale');
+      this.remember(sale.id);
+      if (fresh) {
+        const m = this.metrics?.();
+        m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
+        m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
+        this.log.info({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
+      }
+      return true;
+    } catch (e) {
+      this.retry.push(sale);
+      if (this.retry.length > RETRY_MAX) this.retry.shift();
+      if (Date.now() - this.warnedAt > 60_000) {
+        this.warnedAt = Date.now();
+        this.log.warn({ event: 'sale_not_recorded', err: (e as Error).message }, 'could not record a sale in the store; retrying with the next sale');
+      }
+      return false;
+    } finally {
+      this.inFlight.delete(sale.id);
+    }
+  }
+
+  private remember(id: string): void {
+    this.known.add(id);
+    if (this.known.size > KNOWN_MAX) this.known.delete(this.known.values().next().value!);
+  }
+
+  /** Sales waiting for a retry (the console shows it). */
+  get pending(): number {
+    return this.retry.length;
+  }
+}

@@ -1,0 +1,116 @@
+// The SQLite ledger: tables beside the store's kv table, in the same file, so several l402d processes on one
+// host and the CLI share it.
+import type Database from 'better-sqlite3';
+import { bucketOf, LedgerFullError, MAX_REVOCATIONS, MAX_SALES, retentionStart, type EarningsRow, type Ledger, type Revocation, type Sale } from './ledger.js';
+
+/** Old rows are trimmed every this many sales recorded by one process (the trim scans the time index). */
+const TRIM_EVERY = 256;
+
+interface SaleRow {
+  id: string;
+  at: number;
+  route: string;
+  rail: string;
+  amount_msat: number;
+  payment_hash: string | null;
+  valid_until: number | null;
+  access: string | null;
+}
+
+function toSale(r: SaleRow): Sale {
+  return {
+    id: r.id,
+    at: r.at,
+    route: r.route,
+    rail: r.rail === 'cashu' ? 'cashu' : 'lightning',
+    amountMsat: r.amount_msat,
+    ...(r.payment_hash !== null ? { paymentHash: r.payment_hash } : {}),
+    ...(r.valid_until !== null ? { validUntil: r.valid_until } : {}),
+    ...(r.access === 'per-request' || r.access === 'timed' || r.access === 'indefinite' ? { access: r.access } : {}),
+  };
+}
+
+export class SqliteLedger implements Ledger {
+  private readonly stmts;
+  private recorded = 0;
+  private readonly insertSale: (s: Sale) => boolean;
+  private readonly addRevocation: (r: Revocation) => boolean;
+
+  constructor(private readonly db: Database.Database) {
+    db.exec(`CREATE TABLE IF NOT EXISTS sales (id TEXT PRIMARY KEY, at INTEGER NOT NULL, route TEXT NOT NULL, rail TEXT NOT NULL, amount_msat INTEGER NOT NULL, payment_hash TEXT, valid_until INTEGER, access TEXT) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS sales_at ON sales (at);
+      CREATE INDEX IF NOT EXISTS sales_payment_hash ON sales (payment_hash);
+      CREATE TABLE IF NOT EXISTS earnings (bucket INTEGER NOT NULL, route TEXT NOT NULL, rail TEXT NOT NULL, msat INTEGER NOT NULL, sales INTEGER NOT NULL, PRIMARY KEY (bucket, route, rail)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS revocations (value TEXT PRIMARY KEY, at INTEGER NOT NULL, until INTEGER) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`);
+    this.stmts = {
+      insertSale: db.prepare('INSERT INTO sales (id, at, route, rail, amount_msat, payment_hash, valid_until, access) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING'),
+      addEarnings: db.prepare('INSERT INTO earnings (bucket, route, rail, msat, sales) VALUES (?, ?, ?, ?, 1) ON CONFLICT(bucket, route, rail) DO UPDATE SET msat = msat + excluded.msat, sales = sales + 1'),
+      trimOld: db.prepare('DELETE FROM sales WHERE at < ?'),
+      trimCount: db.prepare('DELETE FROM sales WHERE at <= (SELECT at FROM sales ORDER BY at DESC LIMIT 1 OFFSET ?)'),
+      trimEarnings: db.prepare('DELETE FROM earnings WHERE bucket < ?'),
+      recent: db.prepare('SELECT * FROM sales ORDER BY at DESC LIMIT ?'),
+      byId: db.prepare('SELECT * FROM sales WHERE id = ?'),
+      byHash: db.prepare('SELECT * FROM sales WHERE payment_hash = ? ORDER BY at LIMIT 1'),
+      earnings: db.prepare('SELECT bucket, route, rail, msat, sales FROM earnings WHERE bucket >= ?'),
+      pruneRevocations: db.prepare('DELETE FROM revocations WHERE until IS NOT NULL AND until * 1000 <= ?'),
+      countRevocations: db.prepare('SELECT count(*) AS n FROM revocations'),
+      insertRevocation: db.prepare('INSERT INTO revocations (value, at, until) VALUES (?, ?, ?) ON CONFLICT(value) DO NOTHING'),
+      bump: db.prepare("INSERT INTO ledger_meta (name, value) VALUES ('revocations', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1"),
+      generation: db.prepare("SELECT value FROM ledger_meta WHERE name = 'revocations'"),
+      revocations: db.prepare('SELECT value, at, until FROM revocations WHERE until IS NULL OR until * 1000 > ? ORDER BY at DESC'),
+    };
+    this.insertSale = db.transaction((s: Sale) => {
+      const fresh = this.stmts.insertSale.run(s.id, s.at, s.route, s.rail, s.amountMsat, s.paymentHash ?? null, s.validUntil ?? null, s.access ?? null).changes === 1;
+      if (fresh) this.stmts.addEarnings.run(bucketOf(s.at), s.route, s.rail, s.amountMsat);
+      return fresh;
+    });
+    this.addRevocation = db.transaction((r: Revocation) => {
+      this.stmts.pruneRevocations.run(Date.now());
+      if ((this.stmts.countRevocations.get() as { n: number }).n >= MAX_REVOCATIONS) throw new LedgerFullError(`${MAX_REVOCATIONS} revocations are in force already`);
+      const fresh = this.stmts.insertRevocation.run(r.value, r.at, r.until ?? null).changes === 1;
+      if (fresh) this.stmts.bump.run();
+      return fresh;
+    });
+  }
+
+  async recordSale(s: Sale): Promise<boolean> {
+    const fresh = this.insertSale(s);
+    if (fresh && ++this.recorded % TRIM_EVERY === 1) {
+      const start = retentionStart();
+      this.stmts.trimOld.run(start);
+      this.stmts.trimCount.run(MAX_SALES);
+      this.stmts.trimEarnings.run(bucketOf(start));
+    }
+    return fresh;
+  }
+
+  async recentSales(limit: number): Promise<Sale[]> {
+    return (this.stmts.recent.all(limit) as SaleRow[]).map(toSale);
+  }
+
+  async findSale(idOrHash: string): Promise<Sale | undefined> {
+    const r = (this.stmts.byId.get(idOrHash) ?? this.stmts.byHash.get(idOrHash)) as SaleRow | undefined;
+    return r && toSale(r);
+  }
+
+  async earnings(sinceMs: number): Promise<EarningsRow[]> {
+    return this.stmts.earnings.all(sinceMs) as EarningsRow[];
+  }
+
+  async revoke(r: Revocation): Promise<boolean> {
+    return this.addRevocation(r);
+  }
+
+  async revocationGeneration(): Promise<string> {
+    return String((this.stmts.generation.get() as { value: number } | undefined)?.value ?? 0);
+  }
+
+  async revocations(): Promise<{ generation: string; list: Revocation[] }> {
+    // One read transaction, so the list and its generation agree.
+    return this.db.transaction(() => ({
+      generation: String((this.stmts.generation.get() as { value: number } | undefined)?.value ?? 0),
+      list: (this.stmts.revocations.all(Date.now()) as Array<{ value: string; at: number; until: number | null }>).map((x) => ({ value: x.value, at: x.at, until: x.until ?? undefined })),
+    }))();
+  }
+}

@@ -1,0 +1,39 @@
+// What every store's ledger must do (memory, SQLite: test/unit/revocation-ledger.test.ts; Redis:
+// test/integration/ledger-redis.test.ts).
+import assert from 'node:assert/strict';
+import { EARNINGS_BUCKET_MS, type Ledger, type Sale } from '../../src/store/ledger.js';
+
+export const hex = (c: string) => c.repeat(64);
+
+export async function ledgerContract(ledger: Ledger): Promise<void> {
+  const now = Date.now();
+  const a: Sale = { id: hex('a'), rail: 'lightning', route: '/premium', amountMsat: 10_000, at: now - 2 * EARNINGS_BUCKET_MS, paymentHash: hex('1'), access: 'per-request' };
+  const b: Sale = { id: hex('b'), rail: 'lightning', route: '/forever', amountMsat: 2_000, at: now - 1000, paymentHash: hex('2'), validUntil: Math.floor(now / 1000) + 60, access: 'indefinite' };
+  const c: Sale = { id: 'cashu:0011', rail: 'cashu', route: '/premium', amountMsat: 10_000, at: now };
+  assert.equal(await ledger.recordSale(a), true);
+  assert.equal(await ledger.recordSale(b), true);
+  assert.equal(await ledger.recordSale({ ...b, amountMsat: 999_999 }), false, 'one sale per id');
+  assert.equal(await ledger.recordSale(c), true);
+  assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id), [c.id, b.id, a.id]);
+  assert.deepEqual((await ledger.recentSales(1)).map((s) => s.id), [c.id]);
+  assert.deepEqual(await ledger.findSale(hex('2')), b, 'by payment hash');
+  assert.deepEqual(await ledger.findSale(a.id), a, 'by id');
+  assert.equal(await ledger.findSale(hex('f')), undefined);
+  const rows = await ledger.earnings(now - 3 * EARNINGS_BUCKET_MS);
+  const sum = (f: (r: (typeof rows)[number]) => boolean) => rows.filter(f).reduce((x, r) => x + r.msat, 0);
+  assert.equal(sum(() => true), 22_000, 'the duplicate added nothing');
+  assert.equal(sum((r) => r.route === '/premium'), 20_000);
+  assert.equal(sum((r) => r.rail === 'cashu'), 10_000);
+  assert.equal(rows.reduce((x, r) => x + r.sales, 0), 3);
+  assert.equal(sum((r) => r.bucket >= now - EARNINGS_BUCKET_MS - (now % EARNINGS_BUCKET_MS)), 12_000, 'bucketed by hour');
+
+  const g0 = await ledger.revocationGeneration();
+  assert.equal(await ledger.revoke({ value: b.id, at: now, until: b.validUntil! + 300 }), true);
+  assert.equal(await ledger.revoke({ value: b.id, at: now + 1 }), false, 'already revoked');
+  const g1 = await ledger.revocationGeneration();
+  assert.notEqual(g1, g0, 'a revocation changes the generation');
+  assert.equal(await ledger.revoke({ value: hex('9'), at: now + 5, until: Math.floor(now / 1000) - 10 }), true);
+  const { generation, list } = await ledger.revocations();
+  assert.notEqual(generation, g1);
+  assert.deepEqual(list.map((r) => r.value), [b.id], 'an entry past its credential\'s expiry is not in force');
+}
