@@ -1,4 +1,5 @@
 // l402d token list | show | revoke, and l402d stats: the sales and revocations in the running gate's store.
+import { storeKeys } from '../policy/store-keys.js';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -209,8 +210,8 @@ export function registerTokenCommands(program: Command): void {
       const n = Number(opts.payments);
       if (!Number.isSafeInteger(n) || n < 0 || n > 1000) throw new UsageError('--payments must be a whole number from 0 to 1000');
       const config = gateConfig('stats', opts.config);
-      await withLedger(config, async (ledger) => {
-        const d = await consoleData(ledger, { payments: n });
+      await withLedger(config, async (ledger, store) => {
+        const d = await consoleData(ledger, { payments: n, balanceOf: (t) => store.getBalance(storeKeys.balance(t)) });
         process.stdout.write(opts.json ? JSON.stringify(d, null, 2) + '\n' : formatStats(d));
       });
     });
@@ -237,6 +238,9 @@ export function formatStats(d: ConsoleData): string {
   out.push('', 'latest payments:');
   if (d.latest_payments.length === 0) out.push('  none');
   for (const p of d.latest_payments) out.push(`  ${p.at.slice(0, 19)}Z ${p.rail.padEnd(9)} ${p.route.padEnd(20)} ${num(p.amount_msat).padStart(12)} msat  ${p.credential}${p.revoked ? '  revoked' : ''}`);
-  out.push('', `revocations in force: ${d.revocations.count}`, 'prepaid balances: not sold by this version', '');
+  out.push('', `revocations in force: ${d.revocations.count}`, '', 'open prepaid balances:');
+  if (d.balances.open.length === 0) out.push('  none');
+  for (const b of d.balances.open) out.push(`  ${b.credential.padEnd(14)} ${b.route.padEnd(20)} ${num(b.balance_msat).padStart(12)} msat left of ${num(b.credited_msat)} credited${b.revoked ? '  revoked' : ''}`);
+  out.push('');
   return out.join('\n');
 }

@@ -11,7 +11,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { storeKeys } from './store-keys.js';
 import { REQUEST_ID } from './claims.js';
-import type { ClaimStore } from './ports.js';
+import type { CashuAcceptor, ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Decision, GateRequest } from './decide.js';
 import type { Price } from './pricing.js';
@@ -30,6 +30,8 @@ export interface BalanceCredential {
   saleProven: boolean;
   /** A preimage that is not the first payment's: a top-up's, if the store says it was minted for this token. */
   topupPreimage?: Buffer;
+  /** An X-Cashu token sent with the credential: its value tops the balance up. */
+  cashuToken?: string;
   /** Unix seconds: the expiry l402d minted, if any; the balance lives as long (plus a grace). */
   mintedValidUntil?: number;
   /** Unix seconds: the earliest expiry of all caveats. */
@@ -41,6 +43,10 @@ export interface BalanceDeps {
   store: ClaimStore;
   storeTimeoutMs: number;
   price?: (route: RouteConfig, path: string) => Promise<Price>;
+  cashu?: CashuAcceptor;
+  payeeFor?: (route: RouteConfig, path: string) => Promise<string | undefined>;
+  /** Told of each credit that landed (once per payment, in whichever process credited it): the sales ledger. */
+  onCredit?: (credit: BalanceCredit, of: { route: RouteConfig; tokenId: string; paymentHash: string; mintedValidUntil?: number }) => void;
 }
 
 export interface BalanceClock {
@@ -68,6 +74,15 @@ function parseTopup(v: string | undefined): { tokenId: Buffer; msat: number } | 
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
+/** A credit this decision added to a balance (the gate records it as a sale). */
+export interface BalanceCredit {
+  /** `sale`: the credential's own payment; `topup`: a top-up invoice; `cashu`: an X-Cashu token. */
+  kind: 'sale' | 'topup' | 'cashu';
+  msat: number;
+  /** sale, topup: the invoice's payment hash; cashu: SHA-256 of the token (hex). */
+  id: string;
+}
+
 export async function drawFromBalance(req: GateRequest & { path: string }, route: RouteConfig, c: BalanceCredential, deps: BalanceDeps, clock: BalanceClock): Promise<Decision> {
   const store = deps.store;
   const unavailable: Decision = { outcome: 'unavailable', route, reason: 'store_unavailable' };
@@ -79,29 +94,43 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
   // nginx's retry of this request (another l402d) finds this draw and does not draw again.
   const drawId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : randomBytes(16).toString('hex');
   const owner = randomBytes(12).toString('base64url');
-  let drew = false;
+  const credit = async (msat: number, kind: BalanceCredit['kind'], id: string) => {
+    const r = await withTimeout(store.creditBalance!(key, msat, `${kind}:${id}`, ttl), left(), 'balance credit');
+    if (r.credited) deps.onCredit?.({ kind, msat, id }, { route, tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), mintedValidUntil: c.mintedValidUntil });
+    return r.credited;
+  };
   try {
     if (c.topupPreimage) {
       const hash = sha256(c.topupPreimage);
       const t = parseTopup(await withTimeout(store.get(storeKeys.balanceTopup(hash)), left(), 'store get'));
       // Only a top-up minted for this very token credits it: any other preimage is just a wrong one.
       if (!t || !timingSafeEqual(t.tokenId, c.tokenId)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
-      await withTimeout(store.creditBalance(key, t.msat, `topup:${hash.toString('hex')}`, ttl), left(), 'balance credit');
+      await credit(t.msat, 'topup', hash.toString('hex'));
     }
-    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) return unavailable;
+    if (c.cashuToken !== undefined) {
+      // Ecash sent with the credential tops it up: the rail's own acceptance (swapped at the mint, double
+      // spends refused), at least this request's price; its whole value is credited, once per token.
+      if (!deps.cashu) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: 'this gate takes no Cashu' };
+      const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
+      const r = await deps.cashu.accept(c.cashuToken, price, { routeId: route.id, tenant }, clock.signal);
+      if (!r.ok) return r.status === 400 ? { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason } : { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
+      await credit(r.amountMsat, 'cashu', sha256(Buffer.from(c.cashuToken)).toString('hex'));
+    }
+    // Ecash on a credential never drawn yet: its first payment goes in first, so what is left is told right.
+    if (c.cashuToken !== undefined && c.saleProven) await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex'));
+    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) throw new Error('deadline');
     let r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     // The first payment is credited when it is first needed (once: keyed by its payment hash).
-    if (!r.ok && c.saleProven) {
-      const credit = await withTimeout(store.creditBalance(key, c.soldMsat, `sale:${c.paymentHash.toString('hex')}`, ttl), left(), 'balance credit');
-      if (credit.credited) r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
+    if (!r.ok && c.saleProven && (await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex')))) {
+      r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     }
-    drew = r.ok;
     // Drawn after the deadline: the answer is 503 (not served), so the draw goes back.
-    if (drew && clock.signal.aborted) throw new Error('draw landed after the deadline');
+    if (r.ok && clock.signal.aborted) throw new Error('draw landed after the deadline');
     if (!r.ok) return { outcome: 'challenge', route, reason: 'balance_empty', balanceMsat: r.balanceMsat };
     return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), validUntil: c.validUntil, mintedValidUntil: c.mintedValidUntil, singleUse: false, balanceMsat: r.balanceMsat };
   } catch {
     // Answered 503: a draw that lands (or landed) anyway is given back, only if it is still this attempt's.
+    // (Credits stay: each is keyed by its payment, so the payer's retry finds it credited.)
     void abandonDraw(store, key, drawId, owner);
     return unavailable;
   }

@@ -12,7 +12,7 @@ import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
 import { soldScope, type RouteConfig } from './route-config.js';
-import { drawFromBalance, type BalanceCredential } from './balance.js';
+import { drawFromBalance, type BalanceCredential, type BalanceDeps } from './balance.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { requiredCapabilities } from './capabilities.js';
@@ -149,6 +149,8 @@ export interface DecideDeps {
    * in time: the request is then answered 503, never let through.
    */
   isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
+  /** access: balance: told of each credit that landed on a balance (the sales ledger). */
+  onCredit?: BalanceDeps['onCredit'];
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -253,10 +255,13 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
 
+  let cashuTopup: string | undefined;
   if (deps.cashu && route.rails.includes('cashu')) {
     const cashu = parseCashuCredential({ 'x-cashu': req.credentials.xCashu, authorization: req.credentials.authorization });
     if (cashu.kind === 'malformed') return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: cashu.reason };
-    if (cashu.kind === 'token') {
+    // On a balance route, ecash sent with the balance credential tops that balance up (drawFromBalance).
+    cashuTopup = cashu.kind === 'token' && route.access === 'balance' && requestCredential(req.credentials, route).kind === 'l402' ? cashu.token : undefined;
+    if (cashu.kind === 'token' && cashuTopup === undefined) {
       // Verifying ecash spends it, so shadow routes do not look at it.
       if (route.dryRun) return { outcome: 'challenge', route, reason: 'no_credential' };
       const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
@@ -299,7 +304,9 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   // one sold single-use or for a time window, nor ngx_l402's).
   if (route.access === 'balance' || auth.balance) {
     if (route.access !== 'balance' || !auth.balance) return { outcome: 'invalid', route, reason: 'wrong_route' };
-    return drawFromBalance({ ...req, path: req.path }, route, auth.balance, deps, clock);
+    // A balance is drawn per request: a holder's uses=1 cannot be honoured by it, so it is refused, not ignored.
+    if (auth.singleUse) return { outcome: 'invalid', route, reason: 'unknown_caveat', detail: 'uses=1 on a balance credential' };
+    return drawFromBalance({ ...req, path: req.path }, route, { ...auth.balance, cashuToken: cashuTopup }, deps, clock);
   }
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use

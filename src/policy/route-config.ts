@@ -79,6 +79,9 @@ export const routeSchema = z
       else if (r.balance_msat < r.amount_msat) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: `must be at least amount_msat (${r.amount_msat}), what one request draws` });
       if (r.auto_detect_payment) ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with access: balance (the preimage proves each payment)' });
       if (r.dry_run) ctx.addIssue({ code: 'custom', path: ['dry_run'], message: 'cannot be combined with access: balance' });
+      // MPP's and x402's credentials carry no balance (MPP's Lightning session intent is not implemented).
+      if (r.schemes?.some((x) => x !== 'l402' && x !== 'cashu')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 only (with Cashu top-ups): not mpp or x402' });
+      if ((r.schemes && !r.schemes.includes('l402')) || (r.rails && !r.rails.includes('lightning'))) ctx.addIssue({ code: 'custom', path: [r.schemes ? 'schemes' : 'rails'], message: 'access: balance needs L402 on Lightning (its credential holds the balance)' });
     } else {
       if (r.balance_msat !== undefined) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'needs access: balance' });
       if (r.plan !== undefined) ctx.addIssue({ code: 'custom', path: ['plan'], message: 'needs access: balance' });

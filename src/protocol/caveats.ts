@@ -124,7 +124,7 @@ function fold(name: string): string {
  * skipped: a holder who meant it as a restriction must not see it silently ignored.
  */
 function knownConditions(service: string): string[] {
-  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`];
+  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`, 'balance_msat'];
 }
 
 /** `<service>_capabilities` value: a comma-separated list (may be empty: nothing). Undefined when malformed. */
