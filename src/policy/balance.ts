@@ -97,7 +97,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
   const credit = async (msat: number, kind: BalanceCredit['kind'], id: string) => {
     const r = await withTimeout(store.creditBalance!(key, msat, `${kind}:${id}`, ttl), left(), 'balance credit');
     if (r.credited) deps.onCredit?.({ kind, msat, id }, { route, tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), mintedValidUntil: c.mintedValidUntil });
-    return r.credited;
+    return r.balanceMsat;
   };
   try {
     if (c.topupPreimage) {
@@ -121,7 +121,8 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
     if (clock.signal.aborted || Date.now() >= clock.deadlineAt) throw new Error('deadline');
     let r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     // The first payment is credited when it is first needed (once: keyed by its payment hash).
-    if (!r.ok && c.saleProven && (await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex')))) {
+    // Whoever credits it (this request or a concurrent one), the draw is tried again when it now fits.
+    if (!r.ok && c.saleProven && (await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex'))) >= price) {
       r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     }
     // Drawn after the deadline: the answer is 503 (not served), so the draw goes back.
