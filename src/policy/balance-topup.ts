@@ -12,7 +12,7 @@ import { requestCredential } from './credential-cookie.js';
 import { soldScope, type RouteConfig } from './route-config.js';
 import { balanceTtlSecs, topupRecord } from './balance.js';
 import type { ClaimStore, InvoiceMinter } from './ports.js';
-import type { Challenge } from './challenge.js';
+import { BackendError, type Challenge } from './challenge.js';
 import type { CredentialHeaders } from '../protocol/l402-header.js';
 import { withTimeout } from '../util/timeout.js';
 
@@ -63,7 +63,12 @@ export async function createTopup(credentials: CredentialHeaders, route: RouteCo
   const lifetime = c.validUntil === undefined ? undefined : c.validUntil - c.now;
   if (lifetime !== undefined && lifetime < 60) return undefined;
   const expirySecs = lifetime === undefined ? deps.invoiceExpirySecs : Math.min(deps.invoiceExpirySecs, lifetime);
-  const invoice = await withTimeout(deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)), deps.backendTimeoutMs, 'createInvoice');
+  let invoice;
+  try {
+    invoice = await withTimeout(deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)), deps.backendTimeoutMs, 'createInvoice');
+  } catch (e) {
+    throw new BackendError(`${deps.backend.kind}: createInvoice failed: ${(e as Error).message}`);
+  }
   const ttl = balanceTtlSecs(c.mintedValidUntil, c.now) ?? TOPUP_RECORD_SECS;
   // Recorded before the invoice is shown: a top-up that was paid is always one the store can credit.
   const recorded = await withTimeout(deps.store.claimOnce(storeKeys.balanceTopup(invoice.paymentHash), ttl, topupRecord(c.tokenId, amountMsat)), deps.storeTimeoutMs, 'store set');

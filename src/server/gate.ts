@@ -414,7 +414,7 @@ export class Gate {
       } catch (e) {
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: (e as Error).message }, 'top-up failed');
         o = 'unavailable';
-        why = progress.waitingOn;
+        why = e instanceof BackendError ? 'backend_unavailable' : 'store_unavailable';
       }
     }
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {

@@ -19,6 +19,7 @@ import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import type { Store } from '../../src/store/store.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { consoleData } from '../../src/server/console-data.js';
 
 const cfg = parseConfig(
   `lightning: { type: dev }
@@ -207,3 +208,48 @@ test('storm: concurrent draws from two SQLite connections on one file never over
 function decodeTokenId(macaroon: string): Buffer {
   return decodeIdentifier(decodeMacaroonBase64(macaroon).identifier)!.tokenId;
 }
+
+test('a top-up and draws racing on one balance: the top-up lands once, every draw is counted', async () => {
+  const d = deps();
+  const { c, auth } = await buy('/solo');
+  assert.equal(left(await decide(req('/solo', auth), d)), 1000);
+  const t = await topup(d, '/solo', auth);
+  const withTopup = `L402 ${c.macaroon}:${t.preimage}`;
+  // 1000 left + 2000 of top-up = 3 draws of 1000, whichever credential form each request uses.
+  const results = await Promise.all(Array.from({ length: 12 }, (_, i) => decide(req('/solo', i % 2 ? withTopup : auth), d)));
+  assert.equal(results.filter((r) => r.outcome === 'allow').length, 3);
+  assert.ok(results.every((r) => r.outcome === 'allow' || r.reason === 'balance_empty'));
+  assert.equal(await d.store.getBalance(storeKeys.balance(decodeTokenId(c.macaroon))), 0);
+});
+
+test('credits are sales (once each, access balance) and the console lists the open balances from the store', async () => {
+  const store = new MemoryStore();
+  const credits: Array<{ kind: string; msat: number }> = [];
+  const d = deps({ store, onCredit: (credit) => credits.push({ kind: credit.kind, msat: credit.msat }) });
+  const a = await buy('/solo');
+  const b = await buy('/api/a');
+  await decide(req('/solo', a.auth), d);
+  await decide(req('/solo', a.auth), d);
+  await decide(req('/solo', a.auth), d);
+  const t = await topup(d, '/solo', a.auth);
+  await decide(req('/solo', `L402 ${a.c.macaroon}:${t.preimage}`), d);
+  await decide(req('/solo', `L402 ${a.c.macaroon}:${t.preimage}`), d);
+  await decide(req('/solo', `L402 ${a.c.macaroon}:${t.preimage}`), d);
+  await d.store.creditBalance(storeKeys.balance(decodeTokenId(a.c.macaroon)), 1000, 'test-only');
+  await decide(req('/api/b', b.auth), d);
+  assert.deepEqual(credits, [{ kind: 'sale', msat: 2000 }, { kind: 'topup', msat: 2000 }, { kind: 'sale', msat: 20000 }]);
+  // The gate records them as sales (Gate.recordCredit): the same shape here, straight into the ledger.
+  const ledger = store.ledger();
+  const ta = decodeTokenId(a.c.macaroon).toString('hex');
+  const tb = decodeTokenId(b.c.macaroon).toString('hex');
+  await ledger.recordSale({ id: ta, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' });
+  await ledger.recordSale({ id: `${ta}:topup:${t.challenge.paymentHash}`, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' });
+  await ledger.recordSale({ id: tb, rail: 'lightning', route: '/api/b', amountMsat: 20000, at: Date.now(), access: 'balance' });
+  const data = await consoleData(ledger, { balanceOf: (id) => store.getBalance(storeKeys.balance(id)) });
+  assert.equal(data.balances.supported, true);
+  assert.deepEqual(
+    data.balances.open.map((o) => [o.credential, o.route, o.balance_msat, o.credited_msat]),
+    [[`${tb.slice(0, 12)}…`, '/api/b', 15000, 20000], [`${ta.slice(0, 12)}…`, '/solo', 1000, 4000]],
+  );
+  assert.ok(!JSON.stringify(data).includes(ta) && !JSON.stringify(data).includes(tb), 'credentials by prefix only');
+});
