@@ -253,3 +253,19 @@ test('credits are sales (once each, access balance) and the console lists the op
   );
   assert.ok(!JSON.stringify(data).includes(ta) && !JSON.stringify(data).includes(tb), 'credentials by prefix only');
 });
+
+test('the payment page can set the credential cookie for a plan credential and for its top-up preimage', async () => {
+  const { checkForCookie } = await import('../../src/policy/credential-cookie.js');
+  const d = deps();
+  const plan = await buy('/api/a');
+  const [mac, pre] = plan.auth.slice(5).split(':') as [string, string];
+  const o = { service: 'l402', rootKeys: [MASTER], now: Math.floor(Date.now() / 1000) };
+  const cookie = checkForCookie({ macaroon: Buffer.from(mac, 'base64'), preimage: Buffer.from(pre, 'hex') }, route('/api/b'), '/api/b', o);
+  assert.deepEqual(cookie, { ok: true, maxAge: cookie.ok ? cookie.maxAge : 0, singleUse: false });
+  for (let i = 0; i < 7; i++) await decide(req('/api/a', plan.auth), d);
+  const t = await topup(d, '/api/a', plan.auth);
+  assert.equal(checkForCookie({ macaroon: Buffer.from(mac, 'base64'), preimage: Buffer.from(t.preimage, 'hex') }, route('/api/a'), '/api/a', o).ok, true);
+  // Not on another route's credential.
+  const solo = await buy('/solo');
+  assert.equal(checkForCookie({ macaroon: Buffer.from(solo.auth.slice(5).split(':')[0]!, 'base64'), preimage: Buffer.from(t.preimage, 'hex') }, route('/api/a'), '/api/a', o).ok, false);
+});
