@@ -269,3 +269,32 @@ test('the payment page can set the credential cookie for a plan credential and f
   const solo = await buy('/solo');
   assert.equal(checkForCookie({ macaroon: Buffer.from(solo.auth.slice(5).split(':')[0]!, 'base64'), preimage: Buffer.from(t.preimage, 'hex') }, route('/api/a'), '/api/a', o).ok, false);
 });
+
+test('config: a balance needs balance_msat >= amount_msat, a plan agrees on its balance, and no MPP, x402, auto-detect or dry run', () => {
+  const bad: Array<[string, RegExp]> = [
+    ['{ match: /a, amount_msat: 1000, access: balance }', /balance_msat/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 999 }', /at least amount_msat/],
+    ['{ match: /a, amount_msat: 1000, balance_msat: 5000 }', /needs access: balance/],
+    ['{ match: /a, amount_msat: 1000, plan: p }', /needs access: balance/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, schemes: [l402, mpp] }', /not mpp or x402/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, auto_detect_payment: true }', /auto_detect_payment/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, dry_run: true }', /dry_run/],
+    ['{ match: /a, id: "plan:x", amount_msat: 1000 }', /reserved for plans/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, plan: p }\n  - { match: /b, amount_msat: 1000, access: balance, balance_msat: 6000, plan: p }', /same balance_msat/],
+  ];
+  for (const [route, re] of bad) assert.throws(() => parseConfig(`lightning: { type: dev }\nroutes:\n  - ${route}\n`, { env: {} }), re, route);
+});
+
+test('the manifest and /openapi.json describe a balance: what the invoice buys, the plan scope', async () => {
+  const { buildManifest } = await import('../../src/server/manifest.js');
+  const { buildOpenApi } = await import('../../src/server/openapi.js');
+  const price = async (r: RouteConfig) => ({ amountMsat: r.amountMsat, source: 'static' as const, pathPriced: false });
+  const m = JSON.parse(await buildManifest(cfg, 'dev', price)) as { routes: Array<{ path: string; balance_msat?: number; plan?: string; caveats_required: string[] }> };
+  const a = m.routes.find((r) => r.path === '/api/a')!;
+  assert.equal(a.balance_msat, 20000);
+  assert.equal(a.plan, 'api');
+  assert.ok(a.caveats_required.includes('route=plan:api') && a.caveats_required.includes('balance_msat=20000'), a.caveats_required.join(' '));
+  const o = await buildOpenApi(cfg, price);
+  assert.match(o, /"amount": "20000"/);
+  assert.match(o, /prepaid balance of 20000 msat shared by plan api/);
+});
