@@ -15,6 +15,8 @@ import { RedisStore } from '../../src/store/redis-store.js';
 import { storeKeys } from '../../src/policy/store-keys.js';
 import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -133,4 +135,44 @@ routes:
   for (const g of gates) assert.match(g.output(), /"outcome":"allow"|"outcome":"challenge"/);
   // Every refusal saw too little left for its request.
   for (const [i, r] of results.entries()) if (r.status === 402) assert.ok(Number(json(r.body).balance_msat) < (paths[i] === '/api/b' ? 7000 : 3000), r.body);
+});
+
+test('Cashu top-up through nginx: X-Cashu with the balance credential adds its value once (a real mint; double spends refused)', { skip: !nginxBin && 'nginx not installed', timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-balance-cashu-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
+  cleanup.add(() => mint.close());
+  const site = cleanup.use(await startCountingUpstream());
+  const s = await startStack(cleanup, {
+    extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"] }\n`,
+    extraRoutes: `  - { match: /meter/, amount_msat: 2000, access: balance, balance_msat: 4000, rails: [lightning, cashu] }\n`,
+    extra: (d) => `location /meter/ { include ${d}/protect.conf; include ${d}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; }`,
+  });
+  const token = async (sats: number) => {
+    const { wallet, proofs } = await mint.fundedWallet(sats + 8);
+    const { send } = await wallet.ops.send(sats, proofs).run();
+    return getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+  };
+  const get = (headers: Record<string, string>) => http1(s.origin + '/meter/x', { headers: { accept: 'application/json', ...headers } });
+  const { auth, macaroon } = await s.buy('/meter/x');
+  const key = storeKeys.balance(tokenIdOf(macaroon));
+  const t = await token(10);
+  const r = await get({ authorization: auth, 'x-cashu': t });
+  assert.equal(r.status, 200, r.body);
+  // 4000 bought + 10 sats of ecash - 2000 drawn.
+  assert.equal(r.headers['x-l402-balance-msat'], '12000');
+  const again = await get({ authorization: auth, 'x-cashu': t });
+  assert.equal(again.status, 400, again.body);
+  assert.equal(json(again.body).reason, 'cashu_rejected');
+  assert.equal(await s.gate.gate.parts.store.getBalance(key), 12000, 'the spent token added nothing');
+  const plain = await get({ authorization: auth });
+  assert.equal(plain.headers['x-l402-balance-msat'], '10000');
+  // Ecash with another route's credential is not taken (the credential is refused first).
+  const other = await s.buy('/premium');
+  const spare = await token(10);
+  const refused = await get({ authorization: other.auth, 'x-cashu': spare });
+  assert.equal(refused.status, 401, refused.body);
+  const ok = await get({ authorization: auth, 'x-cashu': spare });
+  assert.equal(ok.status, 200, `the refused request did not spend the ecash: ${ok.body}`);
+  assert.equal(ok.headers['x-l402-balance-msat'], '18000');
 });
