@@ -17,6 +17,9 @@ import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { getEncodedToken } from '@cashu/cashu-ts';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -175,4 +178,44 @@ test('Cashu top-up through nginx: X-Cashu with the balance credential adds its v
   const ok = await get({ authorization: auth, 'x-cashu': spare });
   assert.equal(ok.status, 200, `the refused request did not spend the ecash: ${ok.body}`);
   assert.equal(ok.headers['x-l402-balance-msat'], '18000');
+});
+
+test('standalone mode: the balance header on each paid answer, a 402 top-up when empty, and an upstream connection error gives the draw back', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-balance-standalone-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const site = cleanup.use(await startCountingUpstream());
+  const dead = await freePort();
+  const make = async (upstreamPort: number) => {
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstreamPort}\nlog: { level: error }\nlightning: { type: dev }\nroutes:\n  - { match: /m/, amount_msat: 1500, access: balance, balance_msat: 3000 }\n`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('error') });
+    cleanup.add(() => gate.close());
+    return { port, gate };
+  };
+  const up = await make(site.port);
+  const wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  const get = (port: number, auth?: string) => http1(`http://127.0.0.1:${port}/m/x`, { headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) } });
+  const offer = json((await get(up.port)).body);
+  const auth = `L402 ${String(offer.macaroon)}:${wallet.pay(String(offer.invoice)).toString('hex')}`;
+  const one = await get(up.port, auth);
+  assert.equal(one.status, 200, one.body);
+  assert.equal(one.headers['x-l402-balance-msat'], '1500');
+  assert.equal((await get(up.port, auth)).headers['x-l402-balance-msat'], '0');
+  const empty = await get(up.port, auth);
+  assert.equal(empty.status, 402);
+  assert.equal(json(empty.body).macaroon, offer.macaroon);
+  assert.equal(empty.headers['x-l402-balance-msat'], '0');
+  // A second gate on the same store whose upstream is down: the draw goes back.
+  const down = await make(dead);
+  const t = json(empty.body);
+  const topped = `L402 ${String(offer.macaroon)}:${wallet.pay(String(t.invoice)).toString('hex')}`;
+  const failed = await get(down.port, topped);
+  assert.equal(failed.status, 502, failed.body);
+  assert.equal(json(failed.body).payment, 'not_consumed');
+  assert.equal(await down.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon)))), 3000);
+  assert.equal((await get(up.port, topped)).headers['x-l402-balance-msat'], '1500');
 });
