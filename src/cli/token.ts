@@ -8,7 +8,7 @@ import { UsageError } from './usage-error.js';
 import type { GateConfig } from '../config/config.js';
 import { openStore } from '../server/wiring/open-store.js';
 import type { Store } from '../store/store.js';
-import type { Ledger, Revocation, Sale } from '../store/ledger.js';
+import { saleCredential, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
 import { withTimeout } from '../util/timeout.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
@@ -145,7 +145,7 @@ export function registerTokenCommands(program: Command): void {
       await withLedger(config, async (ledger) => {
         const [sales, { list }] = await Promise.all([ledger.recentSales(n), ledger.revocations()]);
         const revoked = new Set(list.map((r) => r.value));
-        const rows = sales.map((s) => ({ ...s, revoked: revoked.has(s.id) || (s.paymentHash !== undefined && revoked.has(s.paymentHash)) }));
+        const rows = sales.map((s) => ({ ...s, revoked: revoked.has(saleCredential(s)) || (s.paymentHash !== undefined && revoked.has(s.paymentHash)) }));
         if (opts.json) {
           process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
           return;
@@ -168,7 +168,7 @@ export function registerTokenCommands(program: Command): void {
       const t = parseTarget(arg, config);
       await withLedger(config, async (ledger) => {
         const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
-        const revoked = await revocationOf(ledger, t.value, t.tokenId, t.paymentHash, sale?.id, sale?.paymentHash);
+        const revoked = await revocationOf(ledger, t.value, t.tokenId, t.paymentHash, sale && saleCredential(sale), sale?.paymentHash);
         if (opts.json) {
           process.stdout.write(JSON.stringify({ sale: sale ?? null, revoked: revoked ?? null }, null, 2) + '\n');
           return;
@@ -191,10 +191,11 @@ export function registerTokenCommands(program: Command): void {
     const t = parseTarget(arg, config);
     await withLedger(config, async (ledger) => {
       const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
-      if (sale?.rail === 'cashu') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
+      // (Ecash that topped up a prepaid balance belongs to that balance's credential, which can be revoked.)
+      if (sale?.rail === 'cashu' && sale.access !== 'balance') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
       // Revoked by token id when known (the sale or the macaroon says it), else by the value given: the gate
-      // refuses a credential whose token id or payment hash is revoked.
-      const value = sale?.id ?? t.tokenId ?? t.value;
+      // refuses a credential whose token id or payment hash is revoked. A balance's top-up names its credential.
+      const value = (sale && saleCredential(sale)) ?? t.tokenId ?? t.value;
       const validUntil = sale?.validUntil ?? t.validUntil;
       const fresh = await ledger.revoke({ value, at: Date.now(), until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
       const what = sale ? `route ${sale.route}, first used ${iso(sale.at)}` : 'no sale recorded for it yet';

@@ -1,7 +1,7 @@
 // What the operator console shows, as JSON: earnings over time by route and by rail, the latest payments and
 // revocations, from the store's ledger (so `l402d stats` and every l402d process show the same numbers).
 // Credentials are named by a short prefix of their token id only: never a token id, macaroon or preimage whole.
-import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
+import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, saleCredential, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
 
 export const HOURS = 24;
 export const DAYS = 30;
@@ -88,9 +88,7 @@ export const BALANCES_SHOWN = 50;
 
 /** The balance a sale credited: its credential's token id (top-ups are recorded as `<token id>:<kind>:<id>`). */
 function balanceOwner(s: Sale): string | undefined {
-  if (s.access !== 'balance') return undefined;
-  const m = /^([0-9a-f]{64})(?::|$)/.exec(s.id);
-  return m ? m[1] : undefined;
+  return s.access === 'balance' && /^[0-9a-f]{64}$/.test(saleCredential(s)) ? saleCredential(s) : undefined;
 }
 
 async function openBalances(sales: Sale[], balanceOf: (tokenId: string) => Promise<number>, isRevoked: (s: Sale) => boolean): Promise<ConsoleData['balances']['open']> {
@@ -101,7 +99,7 @@ async function openBalances(sales: Sale[], balanceOf: (tokenId: string) => Promi
     const e = byToken.get(t) ?? { route: s.route, credited: 0, since: s.at, revoked: false };
     e.credited += s.amountMsat;
     e.since = Math.min(e.since, s.at);
-    if (s.id === t && s.rail === 'lightning') e.revoked = isRevoked(s);
+    if (s.id === t) e.revoked = isRevoked(s);
     byToken.set(t, e);
   }
   const rows = await Promise.all([...byToken].map(async ([t, e]) => ({ t, e, left: await balanceOf(t) })));
@@ -118,7 +116,7 @@ export async function consoleData(ledger: Ledger, o: { payments?: number; now?: 
   const [rows, sales, revoked, scanned] = await Promise.all([ledger.earnings(since), ledger.recentSales(o.payments ?? 20), ledger.revocations(), o.balanceOf ? ledger.recentSales(BALANCE_SCAN) : Promise.resolve([])]);
   const live: Revocation[] = revoked.list.filter((r) => revocationLive(r, now));
   const revokedValues = new Set(live.map((r) => r.value));
-  const isRevoked = (s: Sale) => revokedValues.has(s.id) || (s.paymentHash !== undefined && revokedValues.has(s.paymentHash));
+  const isRevoked = (s: Sale) => revokedValues.has(saleCredential(s)) || (s.paymentHash !== undefined && revokedValues.has(s.paymentHash));
   return {
     generated_at: new Date(now).toISOString(),
     unit: 'msat',
@@ -139,7 +137,7 @@ export async function consoleData(ledger: Ledger, o: { payments?: number; now?: 
       amount_msat: s.amountMsat,
       ...(s.access ? { access: s.access } : {}),
       credential: credentialLabel(s.id),
-      revoked: s.rail === 'lightning' && isRevoked(s),
+      revoked: (s.rail === 'lightning' || s.access === 'balance') && isRevoked(s),
     })),
     revocations: {
       count: live.length,

@@ -105,6 +105,19 @@ export function parseRevocation(text: string | null | undefined): Revocation | u
   }
 }
 
+/**
+ * The credential a sale belongs to, as revocation names it: a prepaid balance's credits (`access: balance`,
+ * recorded as `<token id>`, `<token id>:topup:<hash>`, `<token id>:cashu:<hash>`) all belong to its token id;
+ * any other sale is its own id.
+ */
+export function saleCredential(s: Sale): string {
+  if (s.access === 'balance') {
+    const m = /^([0-9a-f]{64})(?::|$)/.exec(s.id);
+    if (m) return m[1]!;
+  }
+  return s.id;
+}
+
 export function revocationLive(r: Revocation, nowMs = Date.now()): boolean {
   return r.until === undefined || r.until * 1000 > nowMs;
 }

@@ -4,10 +4,11 @@
 // concurrent requests across two l402d processes on one real Redis never overdraws and never loses a draw.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startRedis } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startRedis, waitFor } from './harness.js';
+import { l402d } from './revocation-fixture.js';
 import { mintLocalCredential, startStack, TEST_ROOT_KEY } from './gate-fixture.js';
 import { twoGatesBehindNginx } from './gate-process.js';
 import { parseConfig } from '../../src/config/config.js';
@@ -218,4 +219,20 @@ test('standalone mode: the balance header on each paid answer, a 402 top-up when
   assert.equal(json(failed.body).payment, 'not_consumed');
   assert.equal(await down.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon)))), 3000);
   assert.equal((await get(up.port, topped)).headers['x-l402-balance-msat'], '1500');
+  // The sales ledger has the first payment and the top-up, both naming this credential; revoking by the
+  // top-up's payment hash revokes the credential itself.
+  const ledger = up.gate.gate.parts.store.ledger();
+  await waitFor('the top-up recorded as a sale', async () => (await ledger.findSale(String(t.payment_hash))) !== undefined);
+  const sale = (await ledger.findSale(String(t.payment_hash)))!;
+  const tokenId = tokenIdOf(String(offer.macaroon)).toString('hex');
+  assert.deepEqual([sale.id, sale.amountMsat, sale.access], [`${tokenId}:topup:${String(t.payment_hash)}`, 3000, 'balance']);
+  const configFile = join(dir, 'l402.yaml');
+  writeFileSync(configFile, `data_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }\nroutes:\n  - { match: /m/, amount_msat: 1500, access: balance, balance_msat: 3000 }\n`);
+  const r = await l402d(['token', 'revoke', String(t.payment_hash), '--config', configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`revoked: ${tokenId} `));
+  await waitFor('the revocation seen', async () => (await get(up.port, topped)).status === 401, { timeoutMs: 5000 });
+  const refused = await get(up.port, topped);
+  assert.equal(json(refused.body).reason, 'revoked');
+  assert.equal(await up.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon)))), 1500, 'nothing drawn by a revoked credential');
 });
