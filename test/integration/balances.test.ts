@@ -232,7 +232,8 @@ test('standalone mode: the balance header on each paid answer, a 402 top-up when
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`revoked: ${tokenId} `));
   await waitFor('the revocation seen', async () => (await get(up.port, topped)).status === 401, { timeoutMs: 5000 });
+  const before = await up.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon))));
   const refused = await get(up.port, topped);
   assert.equal(json(refused.body).reason, 'revoked');
-  assert.equal(await up.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon)))), 1500, 'nothing drawn by a revoked credential');
+  assert.equal(await up.gate.gate.parts.store.getBalance(storeKeys.balance(tokenIdOf(String(offer.macaroon)))), before, 'nothing drawn by a revoked credential');
 });
