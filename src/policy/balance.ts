@@ -94,8 +94,8 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
   // nginx's retry of this request (another l402d) finds this draw and does not draw again.
   const drawId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : randomBytes(16).toString('hex');
   const owner = randomBytes(12).toString('base64url');
-  const credit = async (msat: number, kind: BalanceCredit['kind'], id: string) => {
-    const r = await withTimeout(store.creditBalance!(key, msat, `${kind}:${id}`, ttl), left(), 'balance credit');
+  const credit = async (msat: number, kind: BalanceCredit['kind'], id: string, ms = left()) => {
+    const r = await withTimeout(store.creditBalance!(key, msat, `${kind}:${id}`, ttl), ms, 'balance credit');
     if (r.credited) deps.onCredit?.({ kind, msat, id }, { route, tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), mintedValidUntil: c.mintedValidUntil });
     return r.balanceMsat;
   };
@@ -114,7 +114,14 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
       const r = await deps.cashu.accept(c.cashuToken, price, { routeId: route.id, tenant }, clock.signal);
       if (!r.ok) return r.status === 400 ? { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason } : { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
-      await credit(r.amountMsat, 'cashu', sha256(Buffer.from(c.cashuToken)).toString('hex'));
+      const cashuId = sha256(Buffer.from(c.cashuToken)).toString('hex');
+      try {
+        await credit(r.amountMsat, 'cashu', cashuId);
+      } catch (e) {
+        // The ecash is the gate's now: its credit is retried in the background (keyed by the token, so once).
+        void retryCredit(() => credit(r.amountMsat, 'cashu', cashuId, deps.storeTimeoutMs));
+        throw e;
+      }
     }
     // Ecash on a credential never drawn yet: its first payment goes in first, so what is left is told right.
     if (c.cashuToken !== undefined && c.saleProven) await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex'));
@@ -134,6 +141,20 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
     // (Credits stay: each is keyed by its payment, so the payer's retry finds it credited.)
     void abandonDraw(store, key, drawId, owner);
     return unavailable;
+  }
+}
+
+/** Never rejects: retries an idempotent credit for a while (ecash already accepted must reach its balance). */
+async function retryCredit(again: () => Promise<unknown>, everyMs = 500, forMs = 30_000): Promise<void> {
+  const until = Date.now() + forMs;
+  for (;;) {
+    await sleep(everyMs, { ref: false });
+    try {
+      await again();
+      return;
+    } catch {
+      if (Date.now() > until) return;
+    }
   }
 }
 

@@ -20,6 +20,7 @@ import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src
 import type { Store } from '../../src/store/store.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { consoleData } from '../../src/server/console-data.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cfg = parseConfig(
   `lightning: { type: dev }
@@ -297,4 +298,24 @@ test('the manifest and /openapi.json describe a balance: what the invoice buys, 
   const o = await buildOpenApi(cfg, price);
   assert.match(o, /"amount": "20000"/);
   assert.match(o, /prepaid balance of 20000 msat shared by plan api/);
+});
+
+test('ecash accepted while the store cannot credit it: 503, and the credit lands in the background (once)', async () => {
+  const store = new MemoryStore();
+  const real = store.creditBalance.bind(store);
+  let failing = 0;
+  store.creditBalance = async (...a: Parameters<typeof real>) => {
+    if (a[2].startsWith('cashu:') && failing++ < 2) throw new Error('store down');
+    return real(...a);
+  };
+  const cashu = { accept: async () => ({ ok: true as const, amountMsat: 5000 }) };
+  const d = deps({ store, cashu });
+  const { c, auth } = await buy('/solo');
+  const r = await decide({ path: '/solo', method: 'GET', credentials: { authorization: auth, xCashu: 'cashuBlate' } }, d);
+  assert.deepEqual([r.outcome, r.reason], ['unavailable', 'store_unavailable']);
+  const key = storeKeys.balance(decodeTokenId(c.macaroon));
+  for (let i = 0; i < 40 && (await store.getBalance(key)) < 5000; i++) await sleep(100);
+  assert.equal(await store.getBalance(key), 5000, 'the ecash reached the balance');
+  await sleep(700);
+  assert.equal(await store.getBalance(key), 5000, 'once');
 });
