@@ -9,6 +9,7 @@ export interface NginxSnippets {
   'protect.conf': string;
   'dry-run.conf': string;
   'payment-receipts.conf': string;
+  'balance.conf': string;
 }
 
 export function nginxServerAddress(listen: string): string {
@@ -452,6 +453,16 @@ add_header X-L402-Dry-Run-Price-Msat $l402_dry_run_price always;
 add_header X-L402-Dry-Run-Challenge $l402_dry_run_challenge always;
 add_header X-L402-Dry-Run-Rate-Limited $l402_dry_run_limited always;
 add_header X-L402-Dry-Run-Retry-After $l402_dry_run_retry always;
+`,
+    'balance.conf': `# l402-nginx: include after protect.conf in locations whose route has access: balance, to tell the client
+# what is left on its prepaid balance after this request's draw (X-L402-Balance-Msat; the 402 of an empty
+# balance carries it from l402d itself). (add_header and proxy_hide_header here stop server-level ones of
+# theirs from applying: repeat those you need.)
+auth_request_set $l402_balance_msat $upstream_http_x_l402_balance_msat;
+# Only the gate says what is left: an upstream's header of the same name is dropped.
+proxy_hide_header X-L402-Balance-Msat;
+grpc_hide_header X-L402-Balance-Msat;
+add_header X-L402-Balance-Msat $l402_balance_msat always;
 `,
     'payment-receipts.conf': `# l402-nginx: include after protect.conf in locations whose route offers mpp or x402 (schemes:), to hand
 # the client its receipt: MPP's Payment-Receipt, x402's PAYMENT-RESPONSE. l402d sets them on the auth answer

@@ -1,4 +1,5 @@
 // l402d token list | show | revoke, and l402d stats: the sales and revocations in the running gate's store.
+import { storeKeys } from '../policy/store-keys.js';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -7,7 +8,7 @@ import { UsageError } from './usage-error.js';
 import type { GateConfig } from '../config/config.js';
 import { openStore } from '../server/wiring/open-store.js';
 import type { Store } from '../store/store.js';
-import type { Ledger, Revocation, Sale } from '../store/ledger.js';
+import { saleCredential, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
 import { withTimeout } from '../util/timeout.js';
 import { parseAuthorization } from '../protocol/l402-header.js';
 import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature } from '../protocol/macaroon.js';
@@ -144,7 +145,7 @@ export function registerTokenCommands(program: Command): void {
       await withLedger(config, async (ledger) => {
         const [sales, { list }] = await Promise.all([ledger.recentSales(n), ledger.revocations()]);
         const revoked = new Set(list.map((r) => r.value));
-        const rows = sales.map((s) => ({ ...s, revoked: revoked.has(s.id) || (s.paymentHash !== undefined && revoked.has(s.paymentHash)) }));
+        const rows = sales.map((s) => ({ ...s, revoked: revoked.has(saleCredential(s)) || (s.paymentHash !== undefined && revoked.has(s.paymentHash)) }));
         if (opts.json) {
           process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
           return;
@@ -167,7 +168,7 @@ export function registerTokenCommands(program: Command): void {
       const t = parseTarget(arg, config);
       await withLedger(config, async (ledger) => {
         const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
-        const revoked = await revocationOf(ledger, t.value, t.tokenId, t.paymentHash, sale?.id, sale?.paymentHash);
+        const revoked = await revocationOf(ledger, t.value, t.tokenId, t.paymentHash, sale && saleCredential(sale), sale?.paymentHash);
         if (opts.json) {
           process.stdout.write(JSON.stringify({ sale: sale ?? null, revoked: revoked ?? null }, null, 2) + '\n');
           return;
@@ -190,13 +191,16 @@ export function registerTokenCommands(program: Command): void {
     const t = parseTarget(arg, config);
     await withLedger(config, async (ledger) => {
       const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
-      if (sale?.rail === 'cashu') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
+      // (Ecash that topped up a prepaid balance belongs to that balance's credential, which can be revoked.)
+      if (sale?.rail === 'cashu' && sale.access !== 'balance') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
       // One payment can be presented under several schemes: the macaroon and the browser cookie carry its token
       // id, MPP's credential for the same invoice only its payment hash. The gate refuses a credential whose token
       // id or payment hash is revoked, so the payment hash is what is revoked whenever it is known (the sale or the
-      // macaroon says it): one entry refuses them all. Else the token id, else the value given.
-      const named = sale?.id ?? t.tokenId ?? t.value;
-      const hash = sale?.paymentHash ?? t.paymentHash;
+      // macaroon says it): one entry refuses them all. Else the token id, else the value given. A prepaid
+      // balance's sales (its top-ups) name its credential by token id: revoked by that (a top-up's payment hash is
+      // not the credential's, and no other scheme presents a balance).
+      const named = (sale && saleCredential(sale)) ?? t.tokenId ?? t.value;
+      const hash = sale?.access === 'balance' ? undefined : (sale?.paymentHash ?? t.paymentHash);
       const value = hash ?? named;
       const validUntil = sale?.validUntil ?? t.validUntil;
       const fresh = await ledger.revoke({ value, at: Date.now(), until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
@@ -204,7 +208,7 @@ export function registerTokenCommands(program: Command): void {
       process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${named} (${what})\n`);
       if (hash !== undefined && hash !== named) {
         process.stdout.write(`by its payment hash ${hash}: the macaroon, the browser cookie and an MPP credential for the same invoice are all refused\n`);
-      } else if (hash === undefined && HEX64.test(named)) {
+      } else if (hash === undefined && sale?.access !== 'balance' && HEX64.test(named)) {
         process.stdout.write('if that is the token id of a credential not used yet (no sale recorded), revoke its macaroon or payment hash instead: an MPP credential for the same invoice carries only the payment hash\n');
       }
       process.stdout.write(`every l402d process using this store refuses it within 1 s; nginx may still serve a cached answer for up to nginx_cache.max_secs (${config.nginxCacheMaxSecs} s)\n`);
@@ -218,8 +222,8 @@ export function registerTokenCommands(program: Command): void {
       const n = Number(opts.payments);
       if (!Number.isSafeInteger(n) || n < 0 || n > 1000) throw new UsageError('--payments must be a whole number from 0 to 1000');
       const config = gateConfig('stats', opts.config);
-      await withLedger(config, async (ledger) => {
-        const d = await consoleData(ledger, { payments: n });
+      await withLedger(config, async (ledger, store) => {
+        const d = await consoleData(ledger, { payments: n, balanceOf: (t) => store.getBalance(storeKeys.balance(t)) });
         process.stdout.write(opts.json ? JSON.stringify(d, null, 2) + '\n' : formatStats(d));
       });
     });
@@ -246,6 +250,9 @@ export function formatStats(d: ConsoleData): string {
   out.push('', 'latest payments:');
   if (d.latest_payments.length === 0) out.push('  none');
   for (const p of d.latest_payments) out.push(`  ${p.at.slice(0, 19)}Z ${p.rail.padEnd(9)} ${p.route.padEnd(20)} ${num(p.amount_msat).padStart(12)} msat  ${p.credential}${p.revoked ? '  revoked' : ''}`);
-  out.push('', `revocations in force: ${d.revocations.count}`, 'prepaid balances: not sold by this version', '');
+  out.push('', `revocations in force: ${d.revocations.count}`, '', 'open prepaid balances:');
+  if (d.balances.open.length === 0) out.push('  none');
+  for (const b of d.balances.open) out.push(`  ${b.credential.padEnd(14)} ${b.route.padEnd(20)} ${num(b.balance_msat).padStart(12)} msat left of ${num(b.credited_msat)} credited${b.revoked ? '  revoked' : ''}`);
+  out.push('');
   return out.join('\n');
 }

@@ -439,6 +439,16 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     if (ids.has(r.id)) throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: duplicate route id "${r.id}" (set a distinct id:)`);
     ids.add(r.id);
   }
+  // A plan is one balance: its routes agree on what a payment buys and how long the credential lives.
+  const plans = new Map<string, RouteConfig>();
+  for (const [i, r] of c.routes.entries()) {
+    if (r.plan === undefined) continue;
+    const first = plans.get(r.plan);
+    if (!first) plans.set(r.plan, r);
+    else if (first.balanceMsat !== r.balanceMsat || first.macaroonTimeout !== r.macaroonTimeout) {
+      throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: plan "${r.plan}": every route of a plan needs the same balance_msat and macaroon_timeout (as route "${first.id}")`);
+    }
+  }
   if (noLightning) throw new ConfigError(missingLightning);
   return {
     listen: c.listen,

@@ -4,7 +4,7 @@ import { encodeIdentifier, newTokenId } from '../protocol/identifier.js';
 import { encodeMacaroonBase64, mintMacaroon } from '../protocol/macaroon.js';
 import { mintCaveats } from '../protocol/caveats.js';
 import { tokenRootKey } from '../protocol/root-key.js';
-import type { RouteConfig } from './route-config.js';
+import { soldScope, type RouteConfig } from './route-config.js';
 import { withTimeout } from '../util/timeout.js';
 
 export interface Challenge {
@@ -37,13 +37,15 @@ export async function createChallenge(
   deps: ChallengeDeps,
 ): Promise<Challenge> {
   const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
+  // A balance route sells its balance_msat of credit; requests then draw the price.
+  const amountMsat = route.access === 'balance' && route.balanceMsat !== undefined ? route.balanceMsat : req.amountMsat;
   const validUntil = route.macaroonTimeout > 0 ? now + route.macaroonTimeout : undefined;
   // An invoice that outlives its credential would take money for nothing; one shorter than a minute cannot be paid.
   const expirySecs = validUntil === undefined ? deps.invoiceExpirySecs : Math.max(60, Math.min(deps.invoiceExpirySecs, route.macaroonTimeout));
   let invoice;
   try {
     invoice = await withTimeout(
-      deps.backend.createInvoice({ amountMsat: req.amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
+      deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
       deps.backendTimeoutMs,
       'createInvoice',
     );
@@ -63,14 +65,17 @@ export async function createChallenge(
   }
   // A single-use credential pays for this one request; reusable ones cover the route, or only the path
   // when that path is priced on its own.
+  // A balance covers its plan (or route): never bound to a path, each request draws that path's price.
   const perRequest = route.access === 'per-request';
+  const balance = route.access === 'balance' ? route.balanceMsat : undefined;
   const caveats = mintCaveats({
     service: deps.service,
-    routeId: route.id,
-    path: perRequest || req.pathPriced ? req.path : undefined,
+    routeId: soldScope(route),
+    path: balance === undefined && (perRequest || req.pathPriced) ? req.path : undefined,
     methods: perRequest ? [req.method] : route.methods,
     validUntil,
     singleUse: perRequest,
+    balanceMsat: balance,
     capabilities: route.capabilities,
   });
   // The token id records how many caveats were minted: what was sold is read from those alone.
@@ -80,7 +85,7 @@ export async function createChallenge(
     macaroon: encodeMacaroonBase64(mac),
     invoice: invoice.bolt11,
     paymentHash: invoice.paymentHash.toString('hex'),
-    amountMsat: req.amountMsat,
+    amountMsat,
     invoiceExpiresAt: invoice.expiresAt,
     validUntil,
   };

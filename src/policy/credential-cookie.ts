@@ -11,7 +11,7 @@ import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { parseCredential, type CredentialHeaders, type CredentialParse } from '../protocol/l402-header.js';
 import { MAX_MACAROON_BYTES } from '../protocol/macaroon.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
-import type { RouteConfig } from './route-config.js';
+import { soldScope, type RouteConfig } from './route-config.js';
 
 /** Characters kept as they are in a cookie path: the browser compares it with the URL's encoded path. */
 const PLAIN = /^[A-Za-z0-9\-._~/]$/;
@@ -147,10 +147,13 @@ export function checkForCookie(
   const id = decodeIdentifier(mac.identifier);
   if (!id) return { ok: false, reason: 'unknown_identifier' };
   if (!signedByTokenKey(mac, id.tokenId, o.rootKeys)) return { ok: false, reason: 'bad_signature' };
-  const v = checkCaveats(caveatPredicates(mac), { service: o.service, routeId: route.id, path, method: 'GET', now: o.now, paymentHash: id.paymentHash }, mintedCaveatCount(id.tokenId));
+  const v = checkCaveats(caveatPredicates(mac), { service: o.service, routeId: soldScope(route), path, method: 'GET', now: o.now, paymentHash: id.paymentHash }, mintedCaveatCount(id.tokenId));
   if (!v.ok) return { ok: false, reason: v.reason };
   const preimage = cred.preimage ?? v.preimage;
-  if (preimage && !preimageMatches(preimage, id.paymentHash)) return { ok: false, reason: 'wrong_preimage' };
+  // On a balance route the preimage may be a top-up's: only the store knows which token it credits, so the gate
+  // checks it when the cookie is used (a wrong one is refused there and the cookie deleted).
+  const topup = route.access === 'balance' && v.sold.balanceMsat !== undefined && preimage?.length === 32;
+  if (preimage && !topup && !preimageMatches(preimage, id.paymentHash)) return { ok: false, reason: 'wrong_preimage' };
   if (!preimage && !route.autoDetect) return { ok: false, reason: 'missing_preimage' };
   const left = v.validUntil === undefined ? MAX_COOKIE_AGE_SECS : Math.min(MAX_COOKIE_AGE_SECS, v.validUntil - o.now);
   if (left <= 0) return { ok: false, reason: 'expired' };

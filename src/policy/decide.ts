@@ -11,7 +11,8 @@ import { parseCashuCredential } from '../protocol/cashu-credential.js';
 import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
-import type { RouteConfig } from './route-config.js';
+import { soldScope, type RouteConfig } from './route-config.js';
+import { drawFromBalance, type BalanceCredential, type BalanceDeps } from './balance.js';
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { requiredCapabilities } from './capabilities.js';
@@ -72,11 +73,12 @@ export type { CashuAcceptor } from './ports.js';
 export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** 64 hex. */ paymentHash: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** The expiry l402d minted, if any. */ mintedValidUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string]; /** Set by the gate: no revocation made before this (ms) is missed by this decision. */ revocationsAt?: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** 64 hex. */ paymentHash: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** The expiry l402d minted, if any. */ mintedValidUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string]; /** Set by the gate: no revocation made before this (ms) is missed by this decision. */ revocationsAt?: number; /** access: balance: msat left after this request's draw. */ balanceMsat?: number }
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
+  | { outcome: 'challenge'; route: RouteConfig; reason: 'balance_empty'; /** msat left, less than this request draws. */ balanceMsat: number }
   | { outcome: 'invalid'; route: RouteConfig; reason: InvalidReason; detail?: string }
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
@@ -147,6 +149,8 @@ export interface DecideDeps {
    * in time: the request is then answered 503, never let through.
    */
   isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
+  /** access: balance: told of each credit that landed on a balance (the sales ledger). */
+  onCredit?: BalanceDeps['onCredit'];
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -158,7 +162,7 @@ const CLAIM_GRACE_SECS = 300;
 
 /** Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). */
 function mintsInvoice(d: Decision): boolean {
-  return (d.outcome === 'challenge' && d.reason === 'no_credential') || d.outcome === 'invalid';
+  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid';
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
@@ -251,10 +255,13 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
 
+  let cashuTopup: string | undefined;
   if (deps.cashu && route.rails.includes('cashu')) {
     const cashu = parseCashuCredential({ 'x-cashu': req.credentials.xCashu, authorization: req.credentials.authorization });
     if (cashu.kind === 'malformed') return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: cashu.reason };
-    if (cashu.kind === 'token') {
+    // On a balance route, ecash sent with the balance credential tops that balance up (drawFromBalance).
+    cashuTopup = cashu.kind === 'token' && route.access === 'balance' && requestCredential(req.credentials, route).kind === 'l402' ? cashu.token : undefined;
+    if (cashu.kind === 'token' && cashuTopup === undefined) {
       // Verifying ecash spends it, so shadow routes do not look at it.
       if (route.dryRun) return { outcome: 'challenge', route, reason: 'no_credential' };
       const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
@@ -292,6 +299,14 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     }
     if (revoked) return { outcome: 'invalid', route, reason: 'revoked' };
+  }
+  // A balance credential opens its balance routes only, and a balance route only balance credentials (never
+  // one sold single-use or for a time window, nor ngx_l402's).
+  if (route.access === 'balance' || auth.balance) {
+    if (route.access !== 'balance' || !auth.balance) return { outcome: 'invalid', route, reason: 'wrong_route' };
+    // A balance is drawn per request: a holder's uses=1 cannot be honoured by it, so it is refused, not ignored.
+    if (auth.singleUse) return { outcome: 'invalid', route, reason: 'unknown_caveat', detail: 'uses=1 on a balance credential' };
+    return drawFromBalance({ ...req, path: req.path }, route, { ...auth.balance, cashuToken: cashuTopup }, deps, clock);
   }
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use
@@ -374,6 +389,8 @@ export interface Authenticated {
   singleUse: boolean;
   /** Unix seconds at verification. */
   now: number;
+  /** Sold as a prepaid balance (only on a balance route). */
+  balance?: BalanceCredential;
   /** Capabilities granted (what was sold, narrowed by appended caveats), if any were sold. */
   capabilities?: string[];
   /** The refusal when its single use is spent already (MPP and x402 name it in their own terms). */
@@ -409,7 +426,7 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     caveatPredicates(mac),
     {
       service: deps.service,
-      routeId: route.id,
+      routeId: soldScope(route),
       path,
       method,
       now,
@@ -427,12 +444,19 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.
   // On store trouble the last known price applies (as for challenges): reusable credentials keep working
   // through a store outage, so a path this process never priced counts as the route's meanwhile.
-  if (!verdict.sold.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
+  // (A balance is never path-bound: each request draws its path's own price.)
+  if (route.access !== 'balance' && !verdict.sold.pathBound && deps.price && (await deps.price(route, path)).pathPriced) {
     return { outcome: 'invalid', route, reason: 'wrong_path' };
   }
   const preimage = cred.preimage ?? verdict.preimage;
+  // On a balance route a preimage that is not the first payment's may be a top-up's (drawFromBalance checks
+  // that the store minted that top-up for this token before crediting anything).
+  let topupPreimage: Buffer | undefined;
   if (preimage) {
-    if (!preimageMatches(preimage, id.paymentHash)) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+    if (!preimageMatches(preimage, id.paymentHash)) {
+      if (route.access !== 'balance' || verdict.sold.balanceMsat === undefined || preimage.length !== 32) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
+      topupPreimage = preimage;
+    }
   } else {
     // Macaroon only: the HMAC chain and caveats are already verified, so a forged macaroon never costs a
     // backend round trip; only then ask the backend whether this invoice was paid.
@@ -468,6 +492,10 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
     soldSingleUse: verdict.sold.singleUse,
     singleUse: verdict.singleUse,
     now,
+    balance:
+      verdict.sold.balanceMsat === undefined
+        ? undefined
+        : { tokenId: id.tokenId, paymentHash: id.paymentHash, soldMsat: verdict.sold.balanceMsat, saleProven: preimage !== undefined && topupPreimage === undefined, topupPreimage, mintedValidUntil: verdict.sold.validUntil, validUntil: verdict.validUntil, now },
     ...(verdict.capabilities ? { capabilities: verdict.capabilities } : {}),
   };
 }

@@ -22,6 +22,32 @@ export interface ClaimStore {
   get(key: string): Promise<string | undefined>;
   /** Fixed-window counter: increments and returns the count in the current window. */
   incrWindow(key: string, windowSecs: number): Promise<WindowCount>;
+  // Prepaid balances (policy/balance.ts): every adapter has them; optional so a partial test double still fits.
+  creditBalance?: BalanceLedger['creditBalance'];
+  drawBalance?: BalanceLedger['drawBalance'];
+  refundDraw?: BalanceLedger['refundDraw'];
+  getBalance?: BalanceLedger['getBalance'];
+}
+
+/**
+ * A prepaid balance in msat under one key, changed only by single atomic store operations (a Lua script in
+ * Redis, one immediate transaction in SQLite), so concurrent draws from several processes never overdraw it
+ * and never lose one. Credits are idempotent by credit id (a payment hash, a Cashu token's hash): the same
+ * payment is credited once however often it is presented. Draws are recorded by draw id (the request's id),
+ * so nginx's retry of the same request draws once, and an unserved request's draw can be given back once.
+ */
+export interface BalanceLedger {
+  /** Adds `amountMsat` unless `creditId` was credited already. `ttlSecs` (re)sets the balance's lifetime; undefined: for ever. */
+  creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number): Promise<{ credited: boolean; balanceMsat: number }>;
+  /**
+   * Takes `amountMsat` if at least that much is left; recorded under `drawId` for `holdSecs` (owned by `owner`).
+   * A draw id already recorded is not drawn again: it answers ok, and the record passes to this `owner`.
+   */
+  drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number): Promise<{ ok: boolean; balanceMsat: number }>;
+  /** Gives back the draw recorded under `drawId` (only while `owner` holds it, when given), once. */
+  refundDraw(key: string, drawId: string, owner?: string): Promise<{ refunded: boolean; balanceMsat: number }>;
+  /** What is left (0 when there is no balance). */
+  getBalance(key: string): Promise<number>;
 }
 
 export interface InvoiceRequest {

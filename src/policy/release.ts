@@ -17,6 +17,7 @@ import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 import { requestCredential } from './credential-cookie.js';
 import { otherSchemeClaimKey } from './pay-schemes.js';
+import { refundRequestDraw } from './balance.js';
 
 export interface ReleaseDeps {
   routes: RouteTable<RouteConfig>;
@@ -45,6 +46,18 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
   if (req.requestId === undefined || !REQUEST_ID.test(req.requestId) || req.path === undefined) return 'none';
   const route = deps.routes.lookup(req.path);
   if (!route) return 'none';
+  // A prepaid balance: the draw this request made (recorded under nginx's request id) goes back to it. Ecash
+  // sent with the credential topped the balance up, and stays there.
+  if (route.access === 'balance') {
+    const cred = requestCredential(req.credentials, route);
+    const tokenId = cred.kind === 'l402' ? tokenIdOf(cred.credential.macaroon, deps) : undefined;
+    if (tokenId === undefined) return 'none';
+    try {
+      return await refundRequestDraw(deps.store, tokenId, req.requestId, deps.storeTimeoutMs);
+    } catch {
+      return 'store_unavailable';
+    }
+  }
   if (deps.cashu && route.rails.includes('cashu')) {
     const cashu = parseCashuCredential({ 'x-cashu': req.credentials.xCashu, authorization: req.credentials.authorization });
     if (cashu.kind === 'token') return 'cashu';
@@ -67,6 +80,18 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
     return 'not_owned';
   } catch {
     return 'store_unavailable';
+  }
+}
+
+/** The token id of one of our credentials whose signature verifies. */
+function tokenIdOf(macaroon: Buffer, deps: ReleaseDeps): Buffer | undefined {
+  try {
+    const mac = decodeMacaroon(macaroon);
+    const id = decodeIdentifier(mac.identifier);
+    return id && signedByTokenKey(mac, id.tokenId, deps.rootKeys) ? id.tokenId : undefined;
+  } catch (e) {
+    if (e instanceof MacaroonFormatError) return undefined;
+    throw e;
   }
 }
 

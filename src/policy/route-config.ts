@@ -7,6 +7,11 @@ import { parseRateLimit } from './rate-limit.js';
 import { CAPABILITY_NAME } from '../protocol/caveats.js';
 import { checkSchemes, defaultSchemes, PAYMENT_SCHEMES, railsOf } from './schemes.js';
 
+/** A balance stays well inside the integers every store counts exactly (2^53). */
+export const MAX_BALANCE_MSAT = 1_000_000_000_000_000;
+/** The route caveat of a plan's credentials: `plan:<id>` (no route id may start with it). */
+export const BALANCE_SCOPE_PREFIX = 'plan:';
+
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'] as const;
 
 export const routeSchema = z
@@ -21,7 +26,11 @@ export const routeSchema = z
     id: z.string().regex(/^[A-Za-z0-9_.\/:-]{1,128}$/, 'letters, digits and _ . / : - only').optional(),
     methods: z.array(z.preprocess((m) => (typeof m === 'string' ? m.toUpperCase() : m), z.enum(HTTP_METHODS))).min(1).optional(),
     amount_msat: intLike(z.number().int().positive().max(2_100_000_000_000_000)),
-    access: z.enum(['per-request', 'timed', 'indefinite']).optional(),
+    access: z.enum(['per-request', 'timed', 'indefinite', 'balance']).optional(),
+    /** access: balance: msat of credit one payment buys (each request draws the route's price). */
+    balance_msat: intLike(z.number().int().positive().max(MAX_BALANCE_MSAT)).optional(),
+    /** access: balance: routes with the same plan share one balance (a credential bought on one opens all). */
+    plan: z.string().regex(/^[A-Za-z0-9_.\/:-]{1,128}$/, 'letters, digits and _ . / : - only').optional(),
     indefinite_access: boolLike.optional(),
     macaroon_timeout: intLike(z.number().int().min(0).max(10 * 365 * 86400)).default(0),
     auto_detect_payment: boolLike.default(false),
@@ -65,6 +74,19 @@ export const routeSchema = z
     if (r.lnurl_addr && r.auto_detect_payment) {
       ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with lnurl_addr (a Lightning Address gives no settlement lookups we can rely on)' });
     }
+    if (access === 'balance') {
+      if (r.balance_msat === undefined) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'access: balance needs balance_msat (the credit one payment buys)' });
+      else if (r.balance_msat < r.amount_msat) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: `must be at least amount_msat (${r.amount_msat}), what one request draws` });
+      if (r.auto_detect_payment) ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with access: balance (the preimage proves each payment)' });
+      if (r.dry_run) ctx.addIssue({ code: 'custom', path: ['dry_run'], message: 'cannot be combined with access: balance' });
+      // MPP's and x402's credentials carry no balance (MPP's Lightning session intent is not implemented).
+      if (r.schemes?.some((x) => x !== 'l402' && x !== 'cashu')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 only (with Cashu top-ups): not mpp or x402' });
+      if ((r.schemes && !r.schemes.includes('l402')) || (r.rails && !r.rails.includes('lightning'))) ctx.addIssue({ code: 'custom', path: [r.schemes ? 'schemes' : 'rails'], message: 'access: balance needs L402 on Lightning (its credential holds the balance)' });
+    } else {
+      if (r.balance_msat !== undefined) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'needs access: balance' });
+      if (r.plan !== undefined) ctx.addIssue({ code: 'custom', path: ['plan'], message: 'needs access: balance' });
+    }
+    if ((r.id ?? r.match).startsWith(BALANCE_SCOPE_PREFIX)) ctx.addIssue({ code: 'custom', path: ['id'], message: `must not start with "${BALANCE_SCOPE_PREFIX}" (reserved for plans)` });
     if (access === 'timed' && r.macaroon_timeout === 0) {
       ctx.addIssue({ code: 'custom', path: ['macaroon_timeout'], message: 'access: timed needs macaroon_timeout > 0 (seconds the credential stays valid)' });
     }
@@ -82,6 +104,9 @@ export const routeSchema = z
     methods: r.methods,
     amountMsat: r.amount_msat,
     access: r.access ?? (r.indefinite_access ? 'indefinite' : 'per-request'),
+    /** access: balance: the credit one payment (or top-up) buys, msat. */
+    balanceMsat: r.balance_msat,
+    plan: r.plan,
     macaroonTimeout: r.macaroon_timeout,
     autoDetect: r.auto_detect_payment,
     dryRun: r.dry_run,
@@ -99,3 +124,8 @@ export const routeSchema = z
   }));
 
 export type RouteConfig = z.output<typeof routeSchema>;
+
+/** The route caveat a credential for this route carries: its plan's scope on a plan, else its own id. */
+export function soldScope(route: Pick<RouteConfig, 'id' | 'plan'>): string {
+  return route.plan === undefined ? route.id : BALANCE_SCOPE_PREFIX + route.plan;
+}

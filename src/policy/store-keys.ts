@@ -30,6 +30,13 @@ export const storeKeys = {
   /** Per-route or per-path Lightning addresses (the payee), set in the store. */
   payeeRoute: (routeId: string) => `lnurl:route:${routeId}`,
   payeePath: (path: string) => `lnurl:path:${path}`,
+  /**
+   * A prepaid balance (msat), by the credential's token id; its credit and draw marks share the prefix (and,
+   * through the {hash tag}, the Redis Cluster slot): `<key>:credit:<id>`, `<key>:draw:<request id>`.
+   */
+  balance: (tokenId: Buffer | string) => `balance:{${hex(tokenId)}}`,
+  /** A top-up invoice minted for a balance (by its payment hash): which token it credits, and how much. */
+  balanceTopup: (paymentHash: Buffer | string) => `topup:${hex(paymentHash)}`,
   /** Cashu: one proof's spent mark (its Y point, hex). */
   cashuProof: (y: string) => `cashu:y:${y}`,
   /** Cashu: a swap that finished after its request was answered 503, credited to the payer's retry. */

@@ -36,6 +36,8 @@ export interface MintOptions {
   validUntil?: number;
   /** Sold for one request (`uses=1`): spent once even if its route is later made reusable. */
   singleUse?: boolean;
+  /** Sold as a prepaid balance of this many msat (`balance_msat=N`), drawn per request. */
+  balanceMsat?: number;
   /** The capability set sold (`<service>_capabilities=a,b`), if the route sells one. */
   capabilities?: readonly string[];
 }
@@ -59,6 +61,7 @@ export function mintCaveats(o: MintOptions): string[] {
   if (o.methods && o.methods.length > 0) out.push(`method=${o.methods.join(',')}`);
   if (o.singleUse) out.push('uses=1');
   if (o.validUntil !== undefined) out.push(`${o.service}_valid_until=${o.validUntil}`);
+  if (o.balanceMsat !== undefined) out.push(`balance_msat=${o.balanceMsat}`);
   if (o.capabilities) out.push(`${o.service}_capabilities=${o.capabilities.join(',')}`);
   return out;
 }
@@ -77,6 +80,8 @@ export interface SoldFacts {
   singleUse: boolean;
   /** Unix seconds: the expiry minted, if any. */
   validUntil?: number;
+  /** Sold as a prepaid balance: the msat its payment bought (`balance_msat` minted). */
+  balanceMsat?: number;
   /** The capability set minted (intersection of minted `<service>_capabilities`), if any was. */
   capabilities?: string[];
 }
@@ -119,7 +124,7 @@ function fold(name: string): string {
  * skipped: a holder who meant it as a restriction must not see it silently ignored.
  */
 function knownConditions(service: string): string[] {
-  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`];
+  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`, 'balance_msat'];
 }
 
 /** `<service>_capabilities` value: a comma-separated list (may be empty: nothing). Undefined when malformed. */
@@ -204,6 +209,12 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, 
         if (isMinted) sold.methods = sold.methods ? sold.methods.filter((m) => methods.includes(m)) : methods;
         break;
       }
+      case 'balance_msat':
+        // What a payment bought is l402d's to say: a holder's own balance_msat widens nothing, so it is refused.
+        if (!isMinted) return { ok: false, reason: 'unknown_caveat' };
+        if (!/^[1-9]\d{0,15}$/.test(value) || sold.balanceMsat !== undefined) return { ok: false, reason: 'malformed_caveat' };
+        sold.balanceMsat = Number(value);
+        break;
       case 'preimage': {
         // Spec'd client attenuation (gRPC metadata carries the preimage this way).
         if (!/^[0-9a-fA-F]{64}$/.test(value)) return { ok: false, reason: 'malformed_caveat' };

@@ -1,7 +1,7 @@
 // What the operator console shows, as JSON: earnings over time by route and by rail, the latest payments and
 // revocations, from the store's ledger (so `l402d stats` and every l402d process show the same numbers).
 // Credentials are named by a short prefix of their token id only: never a token id, macaroon or preimage whole.
-import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
+import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, saleCredential, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
 
 export const HOURS = 24;
 export const DAYS = 30;
@@ -31,8 +31,11 @@ export interface ConsoleData {
   last_30d: { msat: number; sales: number; by_route: Series; by_rail: Series };
   latest_payments: Array<{ at: string; route: string; rail: string; amount_msat: number; access?: string; credential: string; revoked: boolean }>;
   revocations: { count: number; latest: Array<{ at: string; credential: string; until?: string }> };
-  /** Prepaid balances are not sold by this version: the section is kept for them. */
-  balances: { supported: false; open: [] };
+  /**
+   * Prepaid balances (access: balance) with credit left, among the credentials of the latest BALANCE_SCAN sales:
+   * what each has left now (read from the store) and what was credited to it.
+   */
+  balances: { supported: boolean; open: Array<{ credential: string; route: string; balance_msat: number; credited_msat: number; since: string; revoked: boolean }> };
   backend?: { kind: string; description: string; ok: boolean; detail: string; checked_at: string };
   store?: { kind: string; ok: boolean; detail?: string };
 }
@@ -78,13 +81,42 @@ function group<K extends 'route' | 'rail'>(rows: EarningsRow[], key: K): Array<R
   return [...m].sort((a, b) => b[1].msat - a[1].msat || (a[0] < b[0] ? -1 : 1)).map(([k, v]) => ({ [key]: k, ...v }) as Record<K, string> & { msat: number; sales: number });
 }
 
-export async function consoleData(ledger: Ledger, o: { payments?: number; now?: number } = {}): Promise<ConsoleData> {
+/** How many of the latest sales the open-balances section looks through. */
+export const BALANCE_SCAN = 1000;
+/** At most this many open balances are listed (the largest first). */
+export const BALANCES_SHOWN = 50;
+
+/** The balance a sale credited: its credential's token id (top-ups are recorded as `<token id>:<kind>:<id>`). */
+function balanceOwner(s: Sale): string | undefined {
+  return s.access === 'balance' && /^[0-9a-f]{64}$/.test(saleCredential(s)) ? saleCredential(s) : undefined;
+}
+
+async function openBalances(sales: Sale[], balanceOf: (tokenId: string) => Promise<number>, isRevoked: (s: Sale) => boolean): Promise<ConsoleData['balances']['open']> {
+  const byToken = new Map<string, { route: string; credited: number; since: number; revoked: boolean }>();
+  for (const s of sales) {
+    const t = balanceOwner(s);
+    if (t === undefined) continue;
+    const e = byToken.get(t) ?? { route: s.route, credited: 0, since: s.at, revoked: false };
+    e.credited += s.amountMsat;
+    e.since = Math.min(e.since, s.at);
+    if (s.id === t) e.revoked = isRevoked(s);
+    byToken.set(t, e);
+  }
+  const rows = await Promise.all([...byToken].map(async ([t, e]) => ({ t, e, left: await balanceOf(t) })));
+  return rows
+    .filter((r) => r.left > 0)
+    .sort((a, b) => b.left - a.left || (a.t < b.t ? -1 : 1))
+    .slice(0, BALANCES_SHOWN)
+    .map((r) => ({ credential: credentialLabel(r.t), route: r.e.route, balance_msat: r.left, credited_msat: r.e.credited, since: new Date(r.e.since).toISOString(), revoked: r.e.revoked }));
+}
+
+export async function consoleData(ledger: Ledger, o: { payments?: number; now?: number; balanceOf?: (tokenId: string) => Promise<number> } = {}): Promise<ConsoleData> {
   const now = o.now ?? Date.now();
   const since = retentionStart(now);
-  const [rows, sales, revoked] = await Promise.all([ledger.earnings(since), ledger.recentSales(o.payments ?? 20), ledger.revocations()]);
+  const [rows, sales, revoked, scanned] = await Promise.all([ledger.earnings(since), ledger.recentSales(o.payments ?? 20), ledger.revocations(), o.balanceOf ? ledger.recentSales(BALANCE_SCAN) : Promise.resolve([])]);
   const live: Revocation[] = revoked.list.filter((r) => revocationLive(r, now));
   const revokedValues = new Set(live.map((r) => r.value));
-  const isRevoked = (s: Sale) => revokedValues.has(s.id) || (s.paymentHash !== undefined && revokedValues.has(s.paymentHash));
+  const isRevoked = (s: Sale) => revokedValues.has(saleCredential(s)) || (s.paymentHash !== undefined && revokedValues.has(s.paymentHash));
   return {
     generated_at: new Date(now).toISOString(),
     unit: 'msat',
@@ -105,12 +137,12 @@ export async function consoleData(ledger: Ledger, o: { payments?: number; now?: 
       amount_msat: s.amountMsat,
       ...(s.access ? { access: s.access } : {}),
       credential: credentialLabel(s.id),
-      revoked: s.rail === 'lightning' && isRevoked(s),
+      revoked: (s.rail === 'lightning' || s.access === 'balance') && isRevoked(s),
     })),
     revocations: {
       count: live.length,
       latest: live.slice(0, 20).map((r) => ({ at: new Date(r.at).toISOString(), credential: credentialLabel(r.value), ...(r.until !== undefined ? { until: new Date(r.until * 1000).toISOString() } : {}) })),
     },
-    balances: { supported: false, open: [] },
+    balances: { supported: o.balanceOf !== undefined, open: o.balanceOf ? await openBalances(scanned, o.balanceOf, isRevoked) : [] },
   };
 }

@@ -129,6 +129,11 @@ export function consolePage(d: ConsoleData, o: { service: string }): string {
         .map((r) => `<tr><td>${escapeHtml(r.at.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.credential)}</code></td><td>${escapeHtml(r.until ? r.until.replace('T', ' ').slice(0, 19) : 'for ever')}</td></tr>`)
         .join('')}</tbody></table>`
     : '<p class="muted">No credential is revoked.</p>';
+  const balances = d.balances.open.length
+    ? `<table id="balances-table"><thead><tr><th>Credential</th><th>Route</th><th class="num">Left (msat)</th><th class="num">Credited (msat)</th><th>Since (UTC)</th><th>State</th></tr></thead><tbody>${d.balances.open
+        .map((x) => `<tr><td><code>${escapeHtml(x.credential)}</code></td><td>${escapeHtml(x.route)}</td>${msatCell(x.balance_msat)}${msatCell(x.credited_msat)}<td>${escapeHtml(x.since.replace('T', ' ').slice(0, 19))}</td><td>${x.revoked ? '<span class="bad">revoked</span>' : ''}</td></tr>`)
+        .join('')}</tbody></table>`
+    : '<p class="muted">No prepaid balance has credit left.</p>';
   const b = d.backend;
   const health = `<table id="health-table"><tbody>${
     b ? `<tr><th>Lightning backend</th><td>${escapeHtml(b.kind)} <span class="muted">${escapeHtml(b.description)}</span></td><td class="${b.ok ? 'ok' : 'bad'}">${b.ok ? 'ok' : 'not usable'}</td><td>${escapeHtml(b.detail)}</td></tr>` : ''
@@ -154,7 +159,7 @@ ${barChart(d.last_30d.by_rail, 'Last 30 days by rail (msat per day)', dayLabel)}
 <section id="payments"><h2>Latest payments</h2>${payments}</section>
 <section id="revocations"><h2>Revocations</h2><p class="muted">${fmt(d.revocations.count)} in force. Revoke with <code>l402d token revoke</code>.</p>${revocations}</section>
 <section id="health"><h2>Backend health</h2>${health}</section>
-<section id="balances"><h2>Open balances</h2><p class="muted">Prepaid balances are not sold by this version of l402d.</p></section>
+<section id="balances"><h2>Open balances</h2>${balances}</section>
 </main></body></html>
 `;
 }

@@ -1,4 +1,5 @@
 // The console's two endpoints on the metrics listener (behind its token): /console (HTML) and /console.json.
+import { storeKeys } from '../policy/store-keys.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
 import { consoleData, type ConsoleData } from './console-data.js';
@@ -45,7 +46,7 @@ export function gateConsoleSource(current: () => Gate): ConsoleSource {
         () => ({ kind: store.kind, ok: true }),
         (e: Error) => ({ kind: store.kind, ok: false, detail: e.message.slice(0, 200) }),
       );
-      const [d, backend, st] = await Promise.all([withTimeout(consoleData(store.ledger()), 5000, 'console data'), backendHealth(g), storeOk]);
+      const [d, backend, st] = await Promise.all([withTimeout(consoleData(store.ledger(), { balanceOf: (t) => store.getBalance(storeKeys.balance(t)) }), 5000, 'console data'), backendHealth(g), storeOk]);
       return { ...d, backend, store: st };
     },
   };

@@ -12,6 +12,8 @@ import type { Challenge } from '../policy/challenge.js';
 import { claimKey, decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
+import type { BalanceCredit } from '../policy/balance.js';
+import { createTopup } from '../policy/balance-topup.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
 import type { LightningBackend } from '../rails/lightning/backend.js';
 import type { Store } from '../store/store.js';
@@ -250,6 +252,7 @@ export class Gate {
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
+        onCredit: (credit, of) => this.recordCredit(credit, of),
         isRevoked: async (tokenId, paymentHash) => {
           const r = await this.parts.revocations!.check(tokenId, paymentHash);
           revocationsAt = r.confirmedAt;
@@ -278,7 +281,8 @@ export class Gate {
       sales.note({ id: `cashu:${randomBytes(16).toString('hex')}`, rail: 'cashu', route: route.id, amountMsat: d.amountMsat, at: Date.now() });
       return;
     }
-    if (sales.has(d.tokenId)) return;
+    // A balance's sales are its credits (recordCredit), not its draws.
+    if (d.balanceMsat !== undefined || sales.has(d.tokenId)) return;
     const at = Date.now();
     // The amount is what the route charges for this path now (what the invoice asked unless a dynamic price
     // changed between the challenge and this first use).
@@ -289,12 +293,32 @@ export class Gate {
   }
 
   /**
+   * A credit that landed on a prepaid balance is a sale: the credential's own payment under its token id (as
+   * any Lightning sale), each top-up under `<token id>:topup:<payment hash>` or `<token id>:cashu:<token hash>`.
+   */
+  private recordCredit(credit: BalanceCredit, of: { route: RouteConfig; tokenId: string; paymentHash: string; mintedValidUntil?: number }): void {
+    const id = credit.kind === 'sale' ? of.tokenId : `${of.tokenId}:${credit.kind}:${credit.id}`;
+    this.parts.sales!.note({
+      id,
+      rail: credit.kind === 'cashu' ? 'cashu' : 'lightning',
+      route: of.route.id,
+      amountMsat: credit.msat,
+      at: Date.now(),
+      ...(credit.kind === 'cashu' ? {} : { paymentHash: credit.kind === 'sale' ? of.paymentHash : credit.id }),
+      validUntil: of.mintedValidUntil,
+      access: 'balance',
+    });
+  }
+
+  /**
    * Seconds nginx may cache this "paid" answer (0 = not at all). Only reusable credentials qualify, never
    * single-use ones, dry runs or refusals, and never past the credential's own expiry.
    */
   cacheSecondsFor(d: Decision): number {
     // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
     if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.singleUse) return 0;
+    // A prepaid balance is drawn by every request: a cached pass would serve requests nobody paid for.
+    if (d.balanceMsat !== undefined || d.route.access === 'balance') return 0;
     // nginx keeps an answer while its whole-second clock has not passed now + X-Accel-Expires: up to a second
     // longer than the header says. A revocation made after the list this decision read (less than a second
     // old, see revocations.ts) could not be seen by it: that age comes off too, so nginx reuses no answer
@@ -378,6 +402,24 @@ export class Gate {
     // L402 and MPP share one invoice (both need its preimage); x402 gets one of its own (below).
     const lightning = schemes.includes('l402') || schemes.includes('mpp');
     if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
+    // An empty prepaid balance: a top-up for the same credential (its own macaroon, a new invoice bound to its
+    // token id). A request without a valid balance credential for this route is offered a new balance instead.
+    let balanceMsat: number | undefined;
+    if (lightning && o === 'challenge' && why === 'balance_empty' && route && req.path !== undefined) {
+      try {
+        progress.waitingOn = 'backend_unavailable';
+        const t = await this.mintTopup(route, { ...req, path: req.path });
+        progress.waitingOn = 'store_unavailable';
+        if (t) {
+          challenge = t.challenge;
+          balanceMsat = t.balanceMsat;
+        } else why = 'no_credential';
+      } catch (e) {
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: (e as Error).message }, 'top-up failed');
+        o = 'unavailable';
+        why = e instanceof BackendError ? 'backend_unavailable' : 'store_unavailable';
+      }
+    }
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
         progress.waitingOn = 'backend_unavailable';
@@ -435,6 +477,7 @@ export class Gate {
       cashuAmountMsat,
       mpp: offers.mpp,
       x402: offers.x402,
+      balanceMsat: o === 'challenge' && why === 'balance_empty' ? balanceMsat : undefined,
       page: { ...page, autoDetect: !!route?.autoDetect, cookie },
     });
     // A credential cookie that no longer pays (spent, expired, forged, revoked) is deleted with its refusal, so
@@ -573,6 +616,26 @@ export class Gate {
         throw e;
       },
     );
+  }
+
+  /** A top-up invoice for the balance credential this request carries (see policy/balance-topup.ts). */
+  private async mintTopup(route: RouteConfig, req: GateRequest & { path: string }) {
+    const cfg = this.parts.config;
+    const payee = await this.backendFor(route, req.path);
+    const m = this.parts.metrics;
+    const t = await createTopup(req.credentials, route, req.path, req.method, {
+      rootKeys: this.parts.rootKeys,
+      service: cfg.service,
+      store: this.parts.store,
+      storeTimeoutMs: cfg.timeouts.storeMs,
+      backend: payee,
+      backendTimeoutMs: cfg.timeouts.backendMs,
+      memo: cfg.invoice.memo,
+      invoiceExpirySecs: cfg.invoice.expirySecs,
+      unknownCaveats: cfg.unknownCaveats,
+    });
+    if (t) m?.inc('l402_invoices_generated_total', { backend: payee.kind, route: route.id });
+    return t;
   }
 
   /** A payout invoice from a tenant's Lightning address (Cashu redemption). */

@@ -70,6 +70,12 @@ function receiptHeaders(d: Decision, o: { nginx?: boolean } = {}): Array<[string
   return [d.receipt, ['Cache-Control', 'private'], ['Access-Control-Expose-Headers', d.receipt[0]]];
 }
 
+/** For the client of a request drawn from a prepaid balance: what is left (never cached: each request draws). */
+function balanceHeaders(d: Decision): Array<[string, string]> {
+  if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.balanceMsat === undefined) return [];
+  return [['X-L402-Balance-Msat', String(d.balanceMsat)]];
+}
+
 function send(res: ServerResponse, r: Rendered): void {
   for (const [k, v] of r.headers) {
     const prev = res.getHeader(k);
@@ -418,6 +424,9 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
           }
           // MPP's Payment-Receipt / x402's PAYMENT-RESPONSE: payment-receipts.conf hands them to the client.
           for (const [k, v] of receiptHeaders(d, { nginx: true })) res.setHeader(k, v);
+          // What is left on a prepaid balance: balance.conf hands it to the client.
+          for (const [k, v] of balanceHeaders(d)) res.setHeader(k, v);
+          if (d.reason === 'paid' && d.rail === 'lightning' && d.balanceMsat !== undefined) res.setHeader('X-Accel-Expires', '0');
           res.statusCode = 200;
           res.end();
           return;
@@ -484,7 +493,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
-      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : receiptHeaders(d);
+      const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [...receiptHeaders(d), ...balanceHeaders(d)];
       proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
         log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         if (res.headersSent) {

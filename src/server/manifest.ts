@@ -2,6 +2,7 @@
 // output is), so agents written for it read ours. Public by design: it describes prices, not secrets.
 import type { GateConfig, RouteConfig } from '../config/config.js';
 import type { Price } from '../policy/pricing.js';
+import { soldScope } from '../policy/route-config.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json | undefined };
 
@@ -20,11 +21,12 @@ export function sortedJson(v: Json, indent = 2): string {
 }
 
 function caveats(r: RouteConfig, service: string): string[] {
-  const out = [`services=${service}:0`, `route=${r.id}`];
+  const out = [`services=${service}:0`, `route=${soldScope(r)}`];
   if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>', 'uses=1');
   else if (r.methods) out.push(`method=${r.methods.join(',')}`);
   if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<issued + ${r.macaroonTimeout}s>`);
   if (r.capabilities) out.push(`${service}_capabilities=${r.capabilities.join(',')}`);
+  if (r.balanceMsat !== undefined) out.push(`balance_msat=${r.balanceMsat}`);
   return out;
 }
 
@@ -45,6 +47,9 @@ export async function buildManifest(cfg: GateConfig, backendKind: string, price:
       macaroon_timeout_secs: r.macaroonTimeout > 0 ? r.macaroonTimeout : undefined,
       rate_limit: r.rateLimit ? { max_requests: r.rateLimit.max, window_secs: r.rateLimit.windowSecs } : undefined,
       auto_detect_payment: r.autoDetect ? true : undefined,
+      // access: balance: the invoice buys this much credit; each request draws price.amount_msat from it.
+      balance_msat: r.balanceMsat,
+      plan: r.plan,
       rails: cashu ? r.rails : ['lightning'],
     });
   }

@@ -27,14 +27,22 @@ export function offeredSchemes(route: RouteConfig, cashuOn: boolean): string[] {
 
 /** The offer for one scheme at a price (msat), or undefined for a scheme this document cannot describe. */
 function offerFor(scheme: string, amountMsat: number, route: RouteConfig, cfg: GateConfig): Offer | undefined {
-  const access = route.access === 'per-request' ? 'one request' : route.access === 'timed' ? `${route.macaroonTimeout} s of access to the route` : 'reusable access to the route';
+  const access =
+    route.access === 'per-request'
+      ? 'one request'
+      : route.access === 'timed'
+        ? `${route.macaroonTimeout} s of access to the route`
+        : route.access === 'balance'
+          ? `a prepaid balance of ${route.balanceMsat} msat${route.plan ? ` shared by plan ${route.plan}` : ''}, each request drawing its price; an empty balance is topped up on the same credential`
+          : 'reusable access to the route';
   switch (scheme) {
     case 'mpp':
       // The Payment scheme's Lightning charge method: whole satoshis.
       return { intent: 'charge', method: 'lightning', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: 'HTTP Payment scheme (MPP), Lightning charge: one request' };
     case 'l402':
       // Not a Payment-scheme method: named "l402" so an MPP client that does not speak it passes it by.
-      return { intent: 'charge', method: 'l402', amount: String(amountMsat), currency: 'msat', description: `L402: WWW-Authenticate: L402 challenge (macaroon and BOLT11 invoice), paid with Authorization: L402 <macaroon>:<preimage>; ${access}${route.capabilities ? `; capabilities ${route.capabilities.join(', ')}` : ''}` };
+      // A balance route's invoice buys its balance_msat (each request then draws amountMsat).
+      return { intent: 'charge', method: 'l402', amount: String(route.access === 'balance' && route.balanceMsat !== undefined ? route.balanceMsat : amountMsat), currency: 'msat', description: `L402: WWW-Authenticate: L402 challenge (macaroon and BOLT11 invoice), paid with Authorization: L402 <macaroon>:<preimage>; ${access}${route.capabilities ? `; capabilities ${route.capabilities.join(', ')}` : ''}` };
     case 'x402':
       return { intent: 'charge', method: 'x402', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: 'x402 v2 exact on Lightning (PAYMENT-REQUIRED): one request' };
     case 'cashu': {

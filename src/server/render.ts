@@ -27,6 +27,8 @@ export interface RenderInput {
   grpc: boolean;
   lsat: boolean;
   retryAfterSecs: number;
+  /** access: balance, an empty balance: msat left (the challenge is then a top-up for the same credential). */
+  balanceMsat?: number;
   /** What the HTML payment page may offer (dev wallet button, auto-detect polling, original URL). */
   page?: PageOptions;
 }
@@ -77,6 +79,7 @@ const DETAIL: Record<string, string> = {
   malformed_caveat: 'The macaroon carries a malformed caveat.',
   missing_preimage: 'The credential has no preimage.',
   already_used: 'This single-use credential has already been used.',
+  balance_empty: 'The prepaid balance of this credential is less than this request draws. Top it up: pay the invoice, then repeat the request with Authorization: L402 <the same macaroon>:<the top-up preimage> (or send X-Cashu with the same credential); the credential stays the same.',
   revoked: 'The operator has revoked this credential; it no longer pays for anything. Pay the new invoice for access.',
   store_unavailable: 'The credential store is unavailable; retry shortly.',
   backend_unavailable: 'The Lightning backend is unavailable; retry shortly.',
@@ -151,10 +154,11 @@ export function render(i: RenderInput): Rendered {
   if (i.cashuRequest) headers.push(['X-Cashu', i.cashuRequest]);
   // Every answer of the gate is readable by browser clients (a 429's Retry-After, a 503, a 401's challenge):
   // a refusal the page cannot read is a paying client lost. Nothing here is secret to the requester.
-  headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu, Retry-After, PAYMENT-REQUIRED, Payment-Receipt, PAYMENT-RESPONSE']);
+  headers.push(['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'WWW-Authenticate, X-Cashu, Retry-After, PAYMENT-REQUIRED, Payment-Receipt, PAYMENT-RESPONSE, X-L402-Balance-Msat']);
   // MPP and x402 answer every refused payment with 402 and a fresh offer (their specs), not L402's 401.
   const otherScheme = i.outcome === 'invalid' && /^(mpp|x402)_/.test(i.reason);
   if (i.outcome === 'unavailable' || i.outcome === 'rate_limited') headers.push(['Retry-After', String(i.retryAfterSecs)]);
+  if (i.balanceMsat !== undefined) headers.push(['X-L402-Balance-Msat', String(i.balanceMsat)]);
   if (i.outcome === 'method_not_allowed' && i.route?.methods) headers.push(['Allow', i.route.methods.join(', ')]);
 
   if (i.grpc) {
@@ -199,6 +203,7 @@ export function render(i: RenderInput): Rendered {
       methods: ['L402'],
     });
   }
+  if (i.balanceMsat !== undefined) Object.assign(problem, { balance_msat: i.balanceMsat, topup: true });
   if (i.mpp) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'MPP'];
   if (i.x402) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'x402'];
   if (i.cashuRequest) {

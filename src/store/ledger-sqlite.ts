@@ -26,7 +26,7 @@ function toSale(r: SaleRow): Sale {
     amountMsat: r.amount_msat,
     ...(r.payment_hash !== null ? { paymentHash: r.payment_hash } : {}),
     ...(r.valid_until !== null ? { validUntil: r.valid_until } : {}),
-    ...(r.access === 'per-request' || r.access === 'timed' || r.access === 'indefinite' ? { access: r.access } : {}),
+    ...(r.access === 'per-request' || r.access === 'timed' || r.access === 'indefinite' || r.access === 'balance' ? { access: r.access } : {}),
   };
 }
 

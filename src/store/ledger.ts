@@ -16,7 +16,7 @@ export interface Sale {
   paymentHash?: string;
   /** Unix seconds: the expiry l402d minted, if any. */
   validUntil?: number;
-  access?: 'per-request' | 'timed' | 'indefinite';
+  access?: 'per-request' | 'timed' | 'indefinite' | 'balance';
 }
 
 /** A revoked credential: `value` is a token id or a payment hash (either names one credential). */
@@ -87,7 +87,7 @@ export function parseSale(text: string | null | undefined): Sale | undefined {
       at: Number(v.at),
       ...(typeof v.paymentHash === 'string' ? { paymentHash: v.paymentHash } : {}),
       ...(Number.isFinite(v.validUntil) ? { validUntil: Number(v.validUntil) } : {}),
-      ...(v.access === 'per-request' || v.access === 'timed' || v.access === 'indefinite' ? { access: v.access } : {}),
+      ...(v.access === 'per-request' || v.access === 'timed' || v.access === 'indefinite' || v.access === 'balance' ? { access: v.access } : {}),
     };
   } catch {
     return undefined;
@@ -103,6 +103,19 @@ export function parseRevocation(text: string | null | undefined): Revocation | u
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The credential a sale belongs to, as revocation names it: a prepaid balance's credits (`access: balance`,
+ * recorded as `<token id>`, `<token id>:topup:<hash>`, `<token id>:cashu:<hash>`) all belong to its token id;
+ * any other sale is its own id.
+ */
+export function saleCredential(s: Sale): string {
+  if (s.access === 'balance') {
+    const m = /^([0-9a-f]{64})(?::|$)/.exec(s.id);
+    if (m) return m[1]!;
+  }
+  return s.id;
 }
 
 export function revocationLive(r: Revocation, nowMs = Date.now()): boolean {

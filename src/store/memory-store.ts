@@ -1,4 +1,5 @@
 import type { Store, WindowCount } from './store.js';
+import { creditSync, drawSync, refundSync, type SyncKv } from './balance-ledger.js';
 import { MemoryLedger } from './ledger-memory.js';
 
 interface Entry {
@@ -76,6 +77,32 @@ export class MemoryStore implements Store {
     }
     e.value = String(Number(e.value) + 1);
     return { count: Number(e.value), resetInSecs: Math.max(1, Math.ceil(((e.expiresAt ?? now) - now) / 1000)) };
+  }
+  // Balances: each operation runs to completion synchronously, so it is atomic in this process.
+  private readonly kv: SyncKv = {
+    get: (key) => this.live(key)?.value,
+    set: (key, value, ttlSecs) => {
+      this.map.set(key, { value, expiresAt: ttlSecs === undefined ? undefined : Date.now() + ttlSecs * 1000 });
+      this.wrote(Date.now());
+    },
+    update: (key, value) => {
+      const e = this.live(key);
+      if (e) e.value = value;
+      else this.map.set(key, { value });
+    },
+    del: (key) => void this.map.delete(key),
+  };
+  async creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number) {
+    return creditSync(this.kv, key, amountMsat, creditId, ttlSecs);
+  }
+  async drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number) {
+    return drawSync(this.kv, key, amountMsat, drawId, owner, holdSecs);
+  }
+  async refundDraw(key: string, drawId: string, owner?: string) {
+    return refundSync(this.kv, key, drawId, owner);
+  }
+  async getBalance(key: string): Promise<number> {
+    return Number(this.live(key)?.value ?? 0) || 0;
   }
   private readonly counters = new Map<string, number>();
   async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {

@@ -2,6 +2,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { parseRedisTarget } from './redis-url.js';
 import { assessRedis, infoField, type DurabilityReport, type RedisNodeSettings } from './redis-durability.js';
 import type { Store, WindowCount } from './store.js';
+import { creditMark, drawMark } from './balance-ledger.js';
 import { RedisLedger } from './ledger-redis.js';
 
 const INCR_WINDOW = `
@@ -18,6 +19,40 @@ const REPLACE_IF_VALUE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0
 local t = redis.call('PTTL', KEYS[1])
 if t > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', t) else redis.call('SET', KEYS[1], ARGV[2]) end
 return 1`;
+
+// Balances (see policy/ports.ts BalanceLedger; the same steps as store/balance-ledger.ts). KEYS[1] the balance,
+// KEYS[2] its credit or draw mark: one hash slot (the caller's key carries a {hash tag}), one atomic script.
+const CREDIT_BALANCE = `local b = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0, b} end
+b = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]); redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PERSIST', KEYS[1]); redis.call('SET', KEYS[2], ARGV[1])
+end
+return {1, b}`;
+
+const DRAW_BALANCE = `local b = tonumber(redis.call('GET', KEYS[1]) or '0')
+local m = redis.call('GET', KEYS[2])
+if m then
+  redis.call('SET', KEYS[2], string.match(m, '^[^|]*') .. '|' .. ARGV[2], 'PX', ARGV[3])
+  return {1, b}
+end
+local a = tonumber(ARGV[1])
+if b < a then return {0, b} end
+b = redis.call('DECRBY', KEYS[1], a)
+redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return {1, b}`;
+
+const REFUND_DRAW = `local m = redis.call('GET', KEYS[2])
+local b = tonumber(redis.call('GET', KEYS[1]) or '0')
+if not m then return {0, b} end
+local bar = string.find(m, '|', 1, true)
+if ARGV[1] ~= '' and string.sub(m, bar + 1) ~= ARGV[1] then return {0, b} end
+redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+b = redis.call('INCRBY', KEYS[1], string.sub(m, 1, bar - 1))
+return {1, b}`;
 
 /**
  * Shared state for several l402d processes or hosts. Commands fail fast while disconnected (no offline
@@ -102,6 +137,21 @@ export class RedisStore implements Store {
   async incrWindow(key: string, windowSecs: number): Promise<WindowCount> {
     const [n, ttl] = (await this.redis.eval(INCR_WINDOW, 1, this.k(key), String(windowSecs * 1000))) as [number, number];
     return { count: Number(n), resetInSecs: Math.max(1, Math.ceil(Number(ttl) / 1000)) };
+  }
+  async creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number) {
+    const [c, b] = (await this.redis.eval(CREDIT_BALANCE, 2, this.k(key), this.k(creditMark(key, creditId)), String(amountMsat), ttlSecs === undefined ? '' : String(Math.max(1000, Math.ceil(ttlSecs * 1000))))) as [number, number];
+    return { credited: Number(c) === 1, balanceMsat: Number(b) };
+  }
+  async drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number) {
+    const [ok, b] = (await this.redis.eval(DRAW_BALANCE, 2, this.k(key), this.k(drawMark(key, drawId)), String(amountMsat), owner, String(Math.max(1000, Math.ceil(holdSecs * 1000))))) as [number, number];
+    return { ok: Number(ok) === 1, balanceMsat: Number(b) };
+  }
+  async refundDraw(key: string, drawId: string, owner?: string) {
+    const [r, b] = (await this.redis.eval(REFUND_DRAW, 2, this.k(key), this.k(drawMark(key, drawId)), owner ?? '')) as [number, number];
+    return { refunded: Number(r) === 1, balanceMsat: Number(b) };
+  }
+  async getBalance(key: string): Promise<number> {
+    return Number((await this.redis.get(this.k(key))) ?? 0) || 0;
   }
   async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
     if (deltas.length === 0) return;

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Store, WindowCount } from './store.js';
+import { creditSync, drawSync, refundSync, type SyncKv } from './balance-ledger.js';
 import { SqliteLedger } from './ledger-sqlite.js';
 
 /**
@@ -40,6 +41,7 @@ export class SqliteStore implements Store {
       ),
       addCounter: this.db.prepare('INSERT INTO counters (series, value) VALUES (?, ?) ON CONFLICT(series) DO UPDATE SET value = value + excluded.value'),
       readCounters: this.db.prepare('SELECT series, value FROM counters'),
+      update: this.db.prepare('UPDATE kv SET value = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
       sweep: this.db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     };
   }
@@ -68,6 +70,28 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row = this.stmts.incr.get(key, now + windowSecs * 1000, now, now) as { value: string; expires_at: number };
     return { count: Number(row.value), resetInSecs: Math.max(1, Math.ceil((row.expires_at - now) / 1000)) };
+  }
+  // Balances: each operation is one IMMEDIATE transaction (the write lock taken before the read), so draws
+  // from several processes on the same file are serialised and never overdraw or lose one.
+  private readonly kv: SyncKv = {
+    get: (key) => (this.stmts.get.get(key, Date.now()) as { value: string } | undefined)?.value,
+    set: (key, value, ttlSecs) => void this.stmts.set.run(key, value, ttlSecs === undefined ? null : Date.now() + ttlSecs * 1000),
+    update: (key, value) => {
+      if (this.stmts.update.run(value, key, Date.now()).changes === 0) this.stmts.set.run(key, value, null);
+    },
+    del: (key) => void this.stmts.del.run(key),
+  };
+  async creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number) {
+    return this.db.transaction(() => creditSync(this.kv, key, amountMsat, creditId, ttlSecs)).immediate();
+  }
+  async drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number) {
+    return this.db.transaction(() => drawSync(this.kv, key, amountMsat, drawId, owner, holdSecs)).immediate();
+  }
+  async refundDraw(key: string, drawId: string, owner?: string) {
+    return this.db.transaction(() => refundSync(this.kv, key, drawId, owner)).immediate();
+  }
+  async getBalance(key: string): Promise<number> {
+    return Number(this.kv.get(key) ?? 0) || 0;
   }
   async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
     this.db.transaction(() => {

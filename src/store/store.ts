@@ -1,5 +1,5 @@
 // Shared state behind one small interface: memory (tests, single process), SQLite (default), Redis (shared).
-import type { ClaimStore, WindowCount } from '../policy/ports.js';
+import type { BalanceLedger, ClaimStore, WindowCount } from '../policy/ports.js';
 import type { DurabilityReport } from './redis-durability.js';
 import type { Ledger } from './ledger.js';
 
@@ -25,6 +25,11 @@ export interface Store extends ClaimStore {
   /** Adds to shared counters (metrics from every process using this store). */
   addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void>;
   readCounters(): Promise<Array<[string, number]>>;
+  // Prepaid balances: every adapter runs them atomically (see BalanceLedger).
+  creditBalance: BalanceLedger['creditBalance'];
+  drawBalance: BalanceLedger['drawBalance'];
+  refundDraw: BalanceLedger['refundDraw'];
+  getBalance: BalanceLedger['getBalance'];
   /** Sales and revocations in this store (ledger.ts). */
   ledger(): Ledger;
   ping(): Promise<void>;

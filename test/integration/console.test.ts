@@ -142,7 +142,7 @@ test('/console.json and `l402d stats`: the payments made, by route and rail, ove
   assert.equal(d.backend?.kind, 'dev');
   assert.equal(d.backend?.ok, true);
   assert.deepEqual(d.store, { kind: 'sqlite', ok: true });
-  assert.deepEqual(d.balances, { supported: false, open: [] });
+  assert.deepEqual(d.balances, { supported: true, open: [] });
   const raw = JSON.stringify(d);
   for (const leak of secrets) assert.ok(!raw.includes(leak), 'no credential or secret in /console.json');
 

@@ -21,6 +21,7 @@ import { randomPhrase, startLncNode, startMailbox, type LncNode, type Mailbox } 
 import { Cleanup, freePort, http1, requireTool, waitFor } from './harness.js';
 import { startStack, TEST_ROOT_KEY } from './gate-fixture.js';
 import { l402dArgs } from './gate-process.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cleanup = new Cleanup();
 let lnd: LndPeer;
@@ -132,6 +133,45 @@ test('restart reconnects with the stored session keys (KK); the phrase is no lon
   assert.match(err.message, /has no session for lightning\.pairing_phrase: the phrase is mistyped, was already used to pair another client/);
   assert.deepEqual(n.handshakes, ['XX', 'KK']);
   rememberSessionKeys(dir);
+});
+
+test('a phrase mistyped after pairing loses nothing: once corrected, the backend reconnects with the kept session keys (KK)', async () => {
+  const n = await node();
+  const dir = dataDir();
+  const first = backend(n.phrase, dir);
+  await first.check!();
+  await first.close();
+  let typo = randomPhrase();
+  while (typo === n.phrase) typo = randomPhrase();
+  secrets.push(...phraseParts(typo));
+  const mistyped = backend(typo, dir, 1500);
+  const err = await rejection(mistyped.createInvoice({ amountMsat: 1000, memo: 'x', expirySecs: 60 }));
+  assert.match(err.message, /lightning\.pairing_phrase/);
+  await mistyped.close();
+  // The phrase was used up by the first pairing: only the kept session keys can reconnect now.
+  const fixed = backend(n.phrase, dir);
+  assert.match(await fixed.check!(), /via LNC mailbox/);
+  assert.deepEqual(n.handshakes, ['XX', 'KK']);
+  await fixed.close();
+  rememberSessionKeys(dir);
+});
+
+test("a check (at start, doctor) waits for the first connection as long as its caller allows, past one call's budget", async () => {
+  const n = await node();
+  n.vanish();
+  const b = backend(n.phrase, dataDir(), 1000);
+  const checking = b.check!(AbortSignal.timeout(30_000));
+  // Longer than one call's budget (1000 ms): the node answers the pairing only after that.
+  await sleep(1500);
+  n.comeBack();
+  assert.match(await checking, /via LNC mailbox/);
+  // A caller that gives up first gets the connection state, not a bare abort.
+  const slow = await node();
+  slow.vanish();
+  const c = backend(slow.phrase, dataDir(), 1000);
+  const err = await rejection(c.check!(AbortSignal.timeout(300)));
+  assert.match(err.message, /^lnc: still connecting to the node through 127\.0\.0\.1:\d+/);
+  slow.comeBack();
 });
 
 test('wrong phrase: a clear error naming the key, never the phrase, and no handshake at the node', async () => {

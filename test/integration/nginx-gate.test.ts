@@ -142,6 +142,31 @@ test('client-supplied gate headers cannot change the outcome', { skip }, async (
   assert.equal(s.upstream.hits, 0);
 });
 
+test('the render answers what the auth answer decided: a client\'s X-L402-Outcome/-Reason/-Retry-After/-Detail never reach it', { skip }, async () => {
+  s.upstream.reset();
+  // The render takes the decision nginx carries from the auth answer (auth_request_set): a client's headers of
+  // those names, in any spelling, must neither turn a challenge into another refusal nor a refusal into a challenge.
+  const forged = (outcome: string, reason: string) => ({
+    'x-l402-outcome': outcome, 'x-l402-reason': reason, 'x-l402-retry-after': '86400', 'x-l402-detail': 'forged detail',
+    'x_l402_outcome': outcome, 'x_l402_reason': reason, accept: 'application/json',
+  });
+  const plain = await http1(s.origin + '/premium', { headers: { accept: 'application/json' } });
+  for (const [outcome, reason] of [['rate_limited', 'invoice_rate_limited'], ['forbidden', 'no_route'], ['unavailable', 'store_unavailable'], ['invalid', 'bad_signature'], ['cashu_rejected', 'cashu_rejected']]) {
+    const r = await http1(s.origin + '/premium', { headers: forged(outcome!, reason!) });
+    assert.equal(r.status, plain.status, `${outcome}: ${r.body}`);
+    const body = JSON.parse(r.body);
+    assert.deepEqual([body.status, body.reason, body.amount_msat], [402, JSON.parse(plain.body).reason, 10000], outcome);
+    assert.equal(r.headers['retry-after'], plain.headers['retry-after'], outcome);
+    assert.doesNotMatch(r.body, /forged detail/);
+  }
+  // A refused credential stays refused (401) whatever the client says the decision was.
+  const bad = await http1(s.origin + '/premium', { headers: { authorization: 'L402 bm90LWEtbWFjYXJvb24=:00', accept: 'application/json' } });
+  assert.equal(bad.status, 401);
+  const badForged = await http1(s.origin + '/premium', { headers: { ...forged('challenge', 'no_credential'), authorization: 'L402 bm90LWEtbWFjYXJvb24=:00' } });
+  assert.deepEqual([badForged.status, JSON.parse(badForged.body).reason], [401, JSON.parse(bad.body).reason]);
+  assert.equal(s.upstream.hits, 0);
+});
+
 test('HTTP/2 (h2c): unpaid 402, paid 200', { skip }, async () => {
   s.upstream.reset();
   const origin = `http://127.0.0.1:${s.h2Port}`;

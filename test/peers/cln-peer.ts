@@ -19,7 +19,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { schnorr, secp256k1 } from '@noble/curves/secp256k1';
+import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { bech32 } from '@scure/base';
 import lightBolt11 from 'light-bolt11-decoder';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
-import { schnorr } from '@noble/curves/secp256k1';
+import { schnorr } from '@noble/curves/secp256k1.js';
 import { BackendCallError, type BackendContext, type LightningBackend } from '../../src/rails/lightning/backend.js';
 import { ClnRpcError, ClnSocketRpc, type ClnCaller } from '../../src/rails/lightning/cln/cln-rpc.js';
 import { ClnRestRpc } from '../../src/rails/lightning/cln/clnrest.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import lightBolt11 from 'light-bolt11-decoder';
 import { decode as atomiqDecode, encode as atomiqEncode, sign as atomiqSign } from '@atomiqlabs/bolt11';
-import { secp256k1 } from '@noble/curves/secp256k1';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { DevWallet, DevWalletError } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { sleep } from '../../src/util/timeout.js';
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { secp256k1 } from '@noble/curves/secp256k1';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { decodeMsgData, encodeMsgData, knownKeysSid } from '../../src/rails/lightning/lnc/conn.js';
 import { decodePacket, encodePacket, GbnConn } from '../../src/rails/lightning/lnc/gbn.js';
 import { streamIds } from '../../src/rails/lightning/lnc/mailbox.js';

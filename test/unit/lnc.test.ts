@@ -2,7 +2,7 @@
 // pairing phrase (a bearer credential) kept out of every message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -10,7 +10,7 @@ import {
 } from '../../src/rails/lightning/lnc.js';
 import { parseConfig } from '../../src/config/config.js';
 import { phraseToEntropy } from '../../src/rails/lightning/lnc/phrase.js';
-import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath } from '../../src/rails/lightning/lnc/session.js';
+import { archivedSessionPath, loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath } from '../../src/rails/lightning/lnc/session.js';
 import { createLogger } from '../../src/util/log.js';
 
 // Words chosen so none of them occurs in any message by accident.
@@ -95,7 +95,7 @@ test('config: workers > 1 with lnc is refused (one session serves one client), n
   assert.equal(parseConfig(yaml(1), { env: {} }).lightning.type, 'lnc');
 });
 
-test('session file: kept per phrase and mailbox, 0600, replaced (never reused) for another phrase or when corrupt', () => {
+test('session file: kept per phrase and mailbox, 0600, never reused for another phrase (kept aside, back when that phrase is), replaced when corrupt', () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-lnc-session-'));
   try {
     const path = sessionPath(join(dir, 'data'));
@@ -122,10 +122,22 @@ test('session file: kept per phrase and mailbox, 0600, replaced (never reused) f
       assert.ok(!s.localPriv.equals(first.localPriv));
       assert.equal(s.remotePub, undefined);
     }
+    // Neither was lost: the paired session of the first phrase was kept aside (0600), and comes back.
+    const kept = archivedSessionPath(path, tag);
+    assert.equal(statSync(kept).mode & 0o777, 0o600);
+    const back = loadOrCreateSession(path, tag);
+    assert.equal(back.restored, true);
+    assert.equal(back.fresh, false);
+    assert.ok(back.localPriv.equals(first.localPriv) && back.remotePub!.equals(remote), 'the paired session, keys and all');
+    assert.ok(!existsSync(kept), 'moved back, not copied');
     writeFileSync(path, '{ not json');
     const corrupt = loadOrCreateSession(path, tag);
     assert.equal(corrupt.fresh, true);
     assert.equal(corrupt.replaced, true);
+    // A session file l402d cannot read is an error naming the file, never a reason to pair over it.
+    rmSync(path);
+    mkdirSync(path);
+    assert.throws(() => loadOrCreateSession(path, tag), (e: Error) => e.message.includes(`cannot read the LNC session file ${path} (EISDIR)`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -176,7 +176,7 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.match(p, /nginx\.conf:7 l402_amount_msat_default 0: not a positive integer/);
   assert.match(p, /nginx\.conf:7 location \/free-price: l402 on without a valid l402_amount_msat_default/);
   assert.match(p, /nginx\.conf:8 l402_dry_run yes: on or off only/);
-  assert.match(p, /nginx\.conf:9 l402_amount_sat 5: not an ngx_l402 directive/);
+  assert.match(p, /nginx\.conf:9 l402_amount_sat 5: not a directive of ngx_l402 1\.2\.7/);
   assert.match(p, /nginx\.conf:10 l402_invoice_rate_limit 5r\/d: expected/);
   assert.match(p, /nginx\.conf:11 named location @named/);
   assert.match(p, /nginx\.conf:12 location \/both: l402_auto_detect_payment with l402_lnurl_addr/);

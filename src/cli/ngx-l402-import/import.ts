@@ -82,8 +82,13 @@ const DIRECTIVES: Record<string, { contexts: Array<'http' | 'server' | 'location
   l402_manifest_hide: { contexts: ['location'], args: 0 },
 };
 
+/** Directives of later ngx_l402 releases, with what l402d has in their place. */
+const LATER_DIRECTIVES: Record<string, string> = {
+  l402_payment_html: 'to serve 402s without the HTML page in l402d, set payment_page: false on the route',
+};
+
 /** Variables whose values are secrets: the yaml refers to them as ${NAME}, never copies them. */
-const SECRET_VARS = new Set(['ROOT_KEY', 'NWC_URI', 'ECLAIR_PASSWORD', 'LNC_PAIRING_PHRASE', 'CASHU_WALLET_MNEMONIC', 'CASHU_P2PK_PRIVATE_KEY', 'REDIS_URL', 'SOCKS5_PROXY']);
+const SECRET_VARS = new Set(['ROOT_KEY', 'NWC_URI', 'ECLAIR_PASSWORD', 'LNC_PAIRING_PHRASE', 'CASHU_WALLET_MNEMONIC', 'CASHU_WALLET_SECRET', 'CASHU_P2PK_PRIVATE_KEY', 'REDIS_URL', 'SOCKS5_PROXY']);
 
 const BACKEND_VARS: Record<string, string[]> = {
   lnurl: ['LNURL_ADDRESS'],
@@ -96,7 +101,8 @@ const BACKEND_VARS: Record<string, string[]> = {
 };
 const ALL_BACKEND_VARS = new Set(Object.values(BACKEND_VARS).flat());
 const CASHU_VARS = new Set([
-  'CASHU_ECASH_SUPPORT', 'CASHU_DB_PATH', 'CASHU_WALLET_MNEMONIC', 'CASHU_WALLET_MNEMONIC_FILE', 'CASHU_WHITELISTED_MINTS', 'CASHU_REDEEM_ON_LIGHTNING',
+  // CASHU_WALLET_SECRET: the seed source of ngx_l402 releases before CASHU_WALLET_MNEMONIC (its docs still show it).
+  'CASHU_ECASH_SUPPORT', 'CASHU_DB_PATH', 'CASHU_WALLET_MNEMONIC', 'CASHU_WALLET_MNEMONIC_FILE', 'CASHU_WALLET_SECRET', 'CASHU_WHITELISTED_MINTS', 'CASHU_REDEEM_ON_LIGHTNING',
   'CASHU_REDEMPTION_INTERVAL_SECS', 'CASHU_MELT_MIN_BALANCE_SATS', 'CASHU_MELT_FEE_RESERVE_PERCENT', 'CASHU_MELT_MIN_FEE_RESERVE_SATS',
   'CASHU_MAX_PROOFS_PER_MELT', 'CASHU_P2PK_MODE', 'CASHU_P2PK_PRIVATE_KEY', 'CASHU_REQUIRE_DLEQ', 'L402_CASHU_TOKEN_TTL_SECONDS',
 ]);
@@ -174,6 +180,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
 
   /** Reads the l402_* directives of one level into `s` (a copy of the inherited settings). */
   const seen = new Set<Directive>();
+  /** Whether an `l402_lnurl_addr ""` took LNURL_ADDRESS (whatever the backend). */
+  let lnurlFallbackUsed = false;
   const readLevel = (items: Directive[], ctx: 'main' | 'http' | 'server' | 'location', s: Settings, own: { metrics: boolean; manifest: boolean; declared: Partial<Record<string, boolean>> }) => {
     // Within one level the last valid value wins (ngx_l402's set handlers overwrite); then the merge with
     // the enclosing level: OR for l402, auto-detect and indefinite access, a 0 timeout inherits.
@@ -190,7 +198,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
       seen.add(d);
       const spec = DIRECTIVES[d.name];
       if (!spec) {
-        problem(`${show(d)}: not an ngx_l402 directive (nginx refused to start with it); removed`, d);
+        const hint = LATER_DIRECTIVES[d.name];
+        problem(`${show(d)}: not a directive of ngx_l402 1.2.7, the release this import reads (a misspelling, which nginx refused, or a later release's): not carried over, removed${hint ? `; ${hint}` : ''}`, d);
         remove(d, `remove \`${show(d)};\` (unknown directive)`);
         continue;
       }
@@ -247,7 +256,10 @@ export function importNgxL402(input: ImportInput): ImportResult {
           if (t === '') {
             const fallback = envVal('LNURL_ADDRESS')?.trim();
             if (!fallback) problem(`${d.name} "": means LNURL_ADDRESS, which the environment does not set (ngx_l402 refused to start)`, d);
-            else s.lnurl = fallback;
+            else {
+              s.lnurl = fallback;
+              lnurlFallbackUsed = true;
+            }
           } else s.lnurl = t;
           break;
         }
@@ -622,6 +634,7 @@ export function importNgxL402(input: ImportInput): ImportResult {
   } else {
     out.push('lightning: { type: dev }   # REPLACE: the backend could not be read from the environment (see the problems)');
   }
+  if (lnurlFallbackUsed) used.add('LNURL_ADDRESS');
   for (const name of ALL_BACKEND_VARS) {
     if (env.has(name) && !used.has(name)) note(`${name}: not used by the ${String(lightning?.type ?? '?')} backend (ngx_l402 ignored it too)`, envAt(name));
     used.add(name);
@@ -637,10 +650,16 @@ export function importNgxL402(input: ImportInput): ImportResult {
       note(`CASHU_DB_PATH: ngx_l402's cdk wallet database cannot be reused: melt what it holds with ngx_l402 (CASHU_REDEEM_ON_LIGHTNING) before you switch; l402d keeps its own wallet under data_dir`, envAt('CASHU_DB_PATH'));
       delete cashu.db_path;
     }
-    if (cashu.mnemonic === undefined && cashu.mnemonic_file === undefined) {
+    const walletSecret = env.has('CASHU_WALLET_SECRET') && envVal('CASHU_WALLET_SECRET')!.trim() !== '';
+    if (walletSecret) {
+      problem(
+        `CASHU_WALLET_SECRET: the seed of the wallet an earlier ngx_l402 release derived from it cannot be carried over: l402d's Cashu wallet is a new one${cashu.mnemonic === undefined && cashu.mnemonic_file === undefined ? ' (its seed generated under data_dir at first start; back it up)' : ''}; redeem what ngx_l402's wallet holds (CASHU_REDEEM_ON_LIGHTNING) before you switch`,
+        envAt('CASHU_WALLET_SECRET'),
+      );
+    } else if (cashu.mnemonic === undefined && cashu.mnemonic_file === undefined) {
       const db = envVal('CASHU_DB_PATH')?.trim() || '/var/lib/nginx/cashu_tokens.db';
       cashu.mnemonic_file = `${db.includes('/') ? db.slice(0, db.lastIndexOf('/')) || '/' : '.'}/wallet.mnemonic`;
-      note(`the Cashu seed: ngx_l402 kept it in ${cashu.mnemonic_file}; l402d reads the same file (it must exist when l402d starts)`, input.envSource);
+      note(`the Cashu seed: ngx_l402 kept it in ${cashu.mnemonic_file}; l402d reads the same file (if it is missing there, l402d writes a new seed to it; its wallet database is its own either way)`, input.envSource);
     }
     if (envVal('CASHU_P2PK_MODE') !== undefined && envVal('CASHU_ECASH_SUPPORT') && !/^true$/i.test(envVal('CASHU_P2PK_MODE')!.trim()) && envVal('CASHU_P2PK_MODE')!.trim() !== '') {
       note(`CASHU_P2PK_MODE=${envVal('CASHU_P2PK_MODE')}: not "true": standard mode, as ngx_l402`, envAt('CASHU_P2PK_MODE'));
@@ -664,9 +683,15 @@ export function importNgxL402(input: ImportInput): ImportResult {
   used.add('RUST_LOG');
   const rustLog = envVal('RUST_LOG')?.trim().toLowerCase();
   if (rustLog !== undefined) {
-    const level = ({ error: 'error', warn: 'warn', info: 'info', debug: 'debug', trace: 'trace', off: 'silent' } as Record<string, string>)[rustLog];
+    const LEVELS: Record<string, string> = { error: 'error', warn: 'warn', info: 'info', debug: 'debug', trace: 'trace', off: 'silent' };
+    // env_logger's list: a bare level is the default for every module, `module=level` one module's (ngx_l402's
+    // docs show `ngx_l402_lib=debug,info`). l402d has one level: the default is carried over.
+    const parts = rustLog.split(',').map((p) => p.trim()).filter(Boolean);
+    const bare = parts.filter((p) => !p.includes('='));
+    const level = bare.length === 1 ? LEVELS[bare[0]!] : undefined;
     if (level) out.push(`log: { level: ${level} }`);
-    else note(`RUST_LOG=${envVal('RUST_LOG')}: not a plain level; l402d's log.level stays info`, envAt('RUST_LOG'));
+    if (level && parts.length > 1) note(`RUST_LOG=${envVal('RUST_LOG')}: log.level ${level}; l402d has no per-module levels (${parts.filter((p) => p.includes('=')).join(', ')} not carried over)`, envAt('RUST_LOG'));
+    else if (!level) note(`RUST_LOG=${envVal('RUST_LOG')}: not a plain level; l402d's log.level stays info`, envAt('RUST_LOG'));
   }
   for (const [name, why] of Object.entries(NOT_NEEDED)) {
     used.add(name);

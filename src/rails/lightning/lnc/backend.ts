@@ -89,7 +89,10 @@ export class LncBackend implements LightningBackend {
     this.path = sessionPath(ctx.dataDir);
     const s = loadOrCreateSession(this.path, this.tag);
     this.session = { localPriv: s.localPriv, remotePub: s.remotePub };
-    if (s.replaced) ctx.log.warn({ session_file: this.path }, 'lnc: the stored session is for another pairing phrase or mailbox (or unreadable); pairing again with the configured phrase');
+    if (s.archived) ctx.log.warn({ session_file: this.path, kept_as: s.archived }, 'lnc: the stored session is for another pairing phrase or mailbox; kept aside (it comes back if that phrase and mailbox are configured again)');
+    else if (s.replaced) ctx.log.warn({ session_file: this.path }, 'lnc: the stored session file was unreadable; starting a new one');
+    if (s.restored) ctx.log.info({ session_file: this.path }, 'lnc: using the session kept aside for this pairing phrase and mailbox');
+    else if (s.fresh) ctx.log.info({ session_file: this.path }, 'lnc: no session for this pairing phrase and mailbox yet; pairing with the phrase');
     this.backoff = o.backoffMs ?? { min: 500, max: 5000 };
     this.startConnect();
   }
@@ -217,12 +220,12 @@ export class LncBackend implements LightningBackend {
   private async grpc(deadline: number, signal?: AbortSignal): Promise<GrpcOverStream> {
     for (;;) {
       if (this.closed) throw new BackendCallError('lnc: backend is closed');
-      if (signal?.aborted) throw new BackendCallError('lnc: aborted by the caller');
+      if (signal?.aborted) throw new BackendCallError(this.live ? 'lnc: aborted by the caller' : this.stillConnecting());
       if (this.live && !this.live.grpc.closedReason) return this.live.grpc;
       if (this.live) this.dropped(this.live, this.live.grpc.closedReason ?? 'closed');
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new BackendCallError(`lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`);
+        throw new BackendCallError(this.stillConnecting());
       }
       let pending: Promise<unknown>;
       if (this.connecting) {
@@ -240,6 +243,10 @@ export class LncBackend implements LightningBackend {
       }
       await this.within(pending, deadline, signal);
     }
+  }
+
+  private stillConnecting(): string {
+    return `lnc: still connecting to the node through ${this.o.mailboxLabel}${this.lastError ? ` (last failure: ${this.lastError})` : ''}`;
   }
 
   /** Settles when `p` does (either way), the deadline passes or the caller aborts. */
@@ -352,6 +359,16 @@ export class LncBackend implements LightningBackend {
   }
 
   async check(signal?: AbortSignal): Promise<string> {
+    // The first connection (pairing: scrypt, then the handshake through the mailbox) may need more than one
+    // call's budget. A check (at start, doctor) waits for it as long as its caller's signal allows, at most
+    // one connection attempt and one pause; the call itself then has the usual budget.
+    if (signal && !this.live) {
+      try {
+        await this.grpc(Date.now() + this.connectTimeoutMs + this.backoff.max, signal);
+      } catch {
+        // the call below says why
+      }
+    }
     let res: Record<string, unknown>;
     try {
       res = await this.call('GetInfo', {}, signal);

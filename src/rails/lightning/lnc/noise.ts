@@ -7,7 +7,7 @@
 // encrypted 2-byte length (18 bytes with its tag) followed by the encrypted body; each direction's key
 // is ratcheted forward (HKDF with the chaining key as salt) every 1000 messages.
 import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
-import { secp256k1 } from '@noble/curves/secp256k1';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 
 export const PROLOGUE = Buffer.from('lightning-node-connect');
 /** SPAKE2 generator N: the first x = SHA-256(u64be(i) || "Lightning Node Connect") on the curve (even y). */

@@ -53,35 +53,67 @@ function isHex(v: unknown, bytes: number): v is string {
   return typeof v === 'string' && v.length === bytes * 2 && /^[0-9a-f]+$/.test(v);
 }
 
-/**
- * The session for this phrase: the stored one when it matches, else a fresh local key (written before
- * it is used, so a crash mid-pairing cannot leave the node knowing a key we lost). `fresh` says which.
- */
-export function loadOrCreateSession(path: string, tag: string): LncSession & { fresh: boolean; replaced: boolean } {
-  let replaced = false;
+/** Where a session of another phrase or mailbox is kept aside: beside the file, named by its tag. */
+export function archivedSessionPath(path: string, tag: string): string {
+  return `${path}.${tag.slice(0, 16)}`;
+}
+
+/** The stored session, if the file holds a well-formed one; undefined if absent or corrupt. */
+function readStored(path: string): { stored?: Stored; corrupt: boolean } {
+  let text: string;
   try {
-    const raw = JSON.parse(readFileSync(path, 'utf8')) as Partial<Stored>;
-    if (raw.v === 1 && raw.pairing === tag && isHex(raw.local_key, 32)) {
-      try {
-        chmodSync(path, 0o600);
-      } catch {
-        // best effort: a read-only data dir still works
-      }
-      return {
-        localPriv: Buffer.from(raw.local_key, 'hex'),
-        remotePub: isHex(raw.remote_key, 33) ? Buffer.from(raw.remote_key, 'hex') : undefined,
-        fresh: false,
-        replaced: false,
-      };
-    }
-    replaced = true;
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') replaced = true; // unreadable or corrupt: start over, without quoting it
+    if (code === 'ENOENT') return { corrupt: false };
+    // Never replaced on a read error: the keys in it may be the only way back to a paired session.
+    throw new Error(`lightning: cannot read the LNC session file ${path} (${code ?? 'read failed'}): give l402d read and write access to it, or remove it to pair again with a new phrase`);
+  }
+  try {
+    const raw = JSON.parse(text) as Partial<Stored>;
+    if (raw.v === 1 && typeof raw.pairing === 'string' && /^[0-9a-f]{64}$/.test(raw.pairing) && isHex(raw.local_key, 32)) return { stored: raw as Stored, corrupt: false };
+  } catch {
+    // corrupt: below
+  }
+  return { corrupt: true };
+}
+
+/**
+ * The session for this phrase: the stored one when it matches, else one kept aside earlier for this phrase
+ * and mailbox (a mistyped phrase or mailbox in the config, then corrected, gets its paired session back:
+ * a phrase pairs only once), else a fresh local key (written before it is used, so a crash mid-pairing
+ * cannot leave the node knowing a key we lost). A stored session of another phrase or mailbox is never
+ * destroyed: it is kept aside (`archived`), 0600 like the file.
+ */
+export function loadOrCreateSession(path: string, tag: string): LncSession & { fresh: boolean; replaced: boolean; restored: boolean; archived?: string } {
+  const toSession = (st: Stored): LncSession => ({
+    localPriv: Buffer.from(st.local_key, 'hex'),
+    remotePub: isHex(st.remote_key, 33) ? Buffer.from(st.remote_key, 'hex') : undefined,
+  });
+  const current = readStored(path);
+  if (current.stored?.pairing === tag) {
+    try {
+      chmodSync(path, 0o600);
+    } catch {
+      // best effort: a read-only data dir still works
+    }
+    return { ...toSession(current.stored), fresh: false, replaced: false, restored: false };
+  }
+  let archived: string | undefined;
+  if (current.stored) {
+    archived = archivedSessionPath(path, current.stored.pairing);
+    renameSync(path, archived);
+  }
+  const keptPath = archivedSessionPath(path, tag);
+  const kept = readStored(keptPath);
+  if (kept.stored?.pairing === tag) {
+    renameSync(keptPath, path);
+    chmodSync(path, 0o600);
+    return { ...toSession(kept.stored), fresh: false, replaced: !!current.stored || current.corrupt, restored: true, archived };
   }
   const localPriv = newPrivateKey();
   write(path, { v: 1, pairing: tag, local_key: localPriv.toString('hex') });
-  return { localPriv, remotePub: undefined, fresh: true, replaced };
+  return { localPriv, remotePub: undefined, fresh: true, replaced: !!current.stored || current.corrupt, restored: false, archived };
 }
 
 /** Records the node's static key after a successful pairing. */
