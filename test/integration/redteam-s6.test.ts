@@ -434,7 +434,7 @@ test('gRPC (grpc_pass): only the gate issues Payment-Receipt, never the upstream
 // Found: a single-use cookie refused on another path of its route (wrong_path: a prefetch, a second tab, a link
 // under the cookie's Path) was deleted with that refusal, though it still paid for its own path: the browser
 // lost a paid, unspent credential. Only a cookie that pays for nothing any more is deleted.
-test('a cookie refused for another path, method or capability of its route is kept; a spent or revoked one is deleted', { skip, timeout: 120_000 }, async () => {
+test('a cookie refused for another path, method or capability of its route is kept while unspent; a spent one is deleted', { skip, timeout: 120_000 }, async () => {
   const t = await https1(tlsOrigin + '/paid/a');
   assert.equal(t.status, 402, t.body);
   const body = JSON.parse(t.body) as { macaroon: string; invoice: string };
