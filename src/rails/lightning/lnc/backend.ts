@@ -14,6 +14,7 @@ import type { MailboxAddress } from './mailbox.js';
 import { phraseToEntropy, stretchEntropy } from './phrase.js';
 import { sleep } from '../../../util/timeout.js';
 import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath, type LncSession } from './session.js';
+import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
 
 export interface LncBackendOptions {
   phrase: string;
@@ -45,16 +46,6 @@ function safeEqual(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function asBuffer(v: unknown): Buffer {
-  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
-}
-function asInt(v: unknown): number {
-  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isSafeInteger(n) ? n : 0;
-}
-function asString(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
 
 interface Live {
   grpc: GrpcOverStream;

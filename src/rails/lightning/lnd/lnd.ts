@@ -16,6 +16,7 @@ import {
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
+import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',
@@ -140,16 +141,6 @@ function loadLightningService(): LightningCtor {
   return lightningCtor;
 }
 
-function asBuffer(v: unknown): Buffer {
-  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
-}
-function asInt(v: unknown): number {
-  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isSafeInteger(n) ? n : 0;
-}
-function asString(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
 
 type SecureConnectorFactory = (...args: unknown[]) => { connectionOptions?: { servername?: unknown } } | undefined;
 
