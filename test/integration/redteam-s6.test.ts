@@ -4,17 +4,15 @@
 // attributes, header combinations and spellings.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import https from 'node:https';
 import tls from 'node:tls';
 import net from 'node:net';
 import http2 from 'node:http2';
-import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { sleep } from '../../src/util/timeout.js';
+import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
 import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { l402d, REVOKE_BOUND_MS } from './revocation-fixture.js';
@@ -49,47 +47,13 @@ let configFile: string;
 let forgePort: number;
 let plainOrigin: string;
 
-function makeCert(d: string): { cert: string; key: string } {
-  const cert = join(d, 'cert.pem');
-  const key = join(d, 'key.pem');
-  execFileSync(opensslBin!, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  return { cert, key };
-}
+type Res = HttpsResult;
 
-interface Res {
-  status: number;
-  headers: IncomingHttpHeaders;
-  raw: string[];
-  body: string;
-}
+const https1 = (url: string, headers: Record<string, string | string[]> = {}, o: { method?: string; body?: string } = {}): Promise<Res> => httpsRequest(ca, url, headers, o);
 
-/** One HTTPS request trusting the test's certificate; `raw` keeps repeated headers apart. */
-function https1(url: string, headers: Record<string, string | string[]> = {}, o: { method?: string; body?: string } = {}): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: o.method ?? 'GET', headers: { accept: 'application/json', ...headers }, ca, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(o.body);
-  });
-}
+const lines = headerLines;
 
-function lines(r: Res, name: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < r.raw.length; i += 2) if (r.raw[i]!.toLowerCase() === name) out.push(r.raw[i + 1]!);
-  return out;
-}
-
-function params(challenge: string): Record<string, string> {
-  assert.match(challenge, /^Payment /);
-  const out: Record<string, string> = {};
-  for (const m of challenge.slice(8).matchAll(/(\w+)="([^"]*)"/g)) out[m[1]!] = m[2]!;
-  return out;
-}
+const params = paymentParams;
 
 /** An MPP credential built from the spec's shape (not from l402d's code). */
 function mppCredential(p: Record<string, string>, preimage: string): string {
@@ -124,7 +88,7 @@ before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s6-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = makeCert(dir);
+  const { cert, key } = makeCert(opensslBin!, dir);
   ca = readFileSync(cert);
   const gatePort = await freePort();
   const yaml = `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}${GRPC_ROUTE}`;
