@@ -4,7 +4,6 @@
 // bounds every call by the backend budget: while the connection is down, calls fail at once (the gate's
 // 503 with Retry-After) with the last reason. Answers get the same checks as the lnd backend's: the
 // invoice must be for the amount and hash asked, a settled state needs a preimage that hashes to it.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
 import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { GrpcCode, isInvoiceNotFound, LndRpcError } from '../lnd/lnd-rest.js';
@@ -15,6 +14,7 @@ import { phraseToEntropy, stretchEntropy } from './phrase.js';
 import { sleep } from '../../../util/timeout.js';
 import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath, type LncSession } from './session.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
+import { invoiceStateOf, lndInvoiceOf } from '../lnd/invoice-state.js';
 
 export interface LncBackendOptions {
   phrase: string;
@@ -42,9 +42,6 @@ export function authDataToMetadata(auth: Buffer): Record<string, string> {
   return md;
 }
 
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 
 interface Live {
@@ -324,29 +321,7 @@ export class LncBackend implements LightningBackend {
       if (err instanceof LndRpcError && isInvoiceNotFound(err)) return { state: 'unknown' };
       throw this.wrap(err);
     }
-    const bad = (why: string): BackendCallError => new BackendCallError(`lnd over LNC LookupInvoice returned an inconsistent invoice: ${why}`, false);
-    const rHash = asBuffer(res.r_hash);
-    if (rHash.length > 0 && !safeEqual(rHash, paymentHash)) throw bad('r_hash differs from the hash asked for');
-    const state = asString(res.state);
-    switch (state) {
-      case 'SETTLED': {
-        const pre = asBuffer(res.r_preimage);
-        if (pre.length !== 32 || !safeEqual(createHash('sha256').update(pre).digest(), paymentHash)) throw bad('state SETTLED without a preimage that hashes to the payment hash');
-        return { state: 'settled', preimage: Buffer.from(pre) };
-      }
-      case 'OPEN': {
-        const created = asInt(res.creation_date);
-        const expiry = asInt(res.expiry);
-        if (created > 0 && expiry > 0 && Date.now() / 1000 >= created + expiry) return { state: 'expired' };
-        return { state: 'open' };
-      }
-      case 'ACCEPTED':
-        return { state: 'open' };
-      case 'CANCELED':
-        return { state: 'canceled' };
-      default:
-        throw bad(`unknown invoice state ${JSON.stringify(state.slice(0, 40))}`);
-    }
+    return invoiceStateOf(lndInvoiceOf(res), paymentHash, 'lnd over LNC');
   }
 
   async check(signal?: AbortSignal): Promise<string> {

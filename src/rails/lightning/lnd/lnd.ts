@@ -1,7 +1,7 @@
 // LND backend: invoices from an lnd node over its gRPC API (default) or its REST API, authenticated by
 // the node's own TLS certificate and a macaroon. Every answer is checked against what was asked before
 // the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
-import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -17,6 +17,7 @@ import {
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
+import { invoiceStateOf, lndInvoiceOf } from './invoice-state.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',
@@ -230,13 +231,7 @@ class LndGrpcTransport implements LndTransport {
       if (err instanceof LndRpcError && isInvoiceNotFound(err)) return undefined;
       throw err;
     }
-    return {
-      rHash: asBuffer(res.r_hash),
-      rPreimage: asBuffer(res.r_preimage),
-      state: asString(res.state),
-      creationDate: asInt(res.creation_date),
-      expiry: asInt(res.expiry),
-    };
+    return lndInvoiceOf(res);
   }
 
   async getInfo(signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInfo> {
@@ -340,28 +335,7 @@ class LndBackend implements LightningBackend {
     if (paymentHash.length !== 32) return { state: 'unknown' };
     const inv = await this.call(() => this.transport.lookupInvoice(paymentHash, signal, this.ctx.timeoutMs));
     if (!inv) return { state: 'unknown' };
-    const bad = (why: string): BackendCallError => new BackendCallError(`lnd ${this.transport.name} LookupInvoice returned an inconsistent invoice: ${why}`, false);
-    if (inv.rHash.length > 0 && !safeEqual(inv.rHash, paymentHash)) throw bad('r_hash differs from the hash asked for');
-    switch (inv.state) {
-      case 'SETTLED': {
-        // Only a preimage that hashes to the payment hash proves payment; never trust the state alone.
-        if (inv.rPreimage.length !== 32 || !safeEqual(createHash('sha256').update(inv.rPreimage).digest(), paymentHash)) {
-          throw bad('state SETTLED without a preimage that hashes to the payment hash');
-        }
-        return { state: 'settled', preimage: Buffer.from(inv.rPreimage) };
-      }
-      case 'OPEN':
-        // lnd cancels expired invoices itself, but only when its expiry watcher gets to them.
-        if (inv.creationDate > 0 && inv.expiry > 0 && Date.now() / 1000 >= inv.creationDate + inv.expiry) return { state: 'expired' };
-        return { state: 'open' };
-      case 'ACCEPTED':
-        // HTLCs held but not settled (hold invoices): not paid yet.
-        return { state: 'open' };
-      case 'CANCELED':
-        return { state: 'canceled' };
-      default:
-        throw bad(`unknown invoice state ${JSON.stringify(inv.state.slice(0, 40))}`);
-    }
+    return invoiceStateOf(inv, paymentHash, `lnd ${this.transport.name}`);
   }
 
   async check(signal?: AbortSignal): Promise<string> {
@@ -421,9 +395,6 @@ class LndBackend implements LightningBackend {
   }
 }
 
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 function codeName(code: number): string {
   return (grpc.status as unknown as Record<number, string>)[code] ?? `code ${code}`;
