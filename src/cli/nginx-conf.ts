@@ -109,6 +109,20 @@ function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[
   return out;
 }
 
+/** A public document l402d serves from the routes (manifest, discovery): never behind the paywall. */
+function publicDocument(path: string): string {
+  return `location = ${path} {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}`;
+}
+
 export function nginxSnippets(
   cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string; manifest?: { openapi?: boolean } },
 ): NginxSnippets {
@@ -300,29 +314,11 @@ ${timeoutLines(t.renderReadMs, t)}
 }
 
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).
-location = /.well-known/l402-services {
-    proxy_pass http://l402d;
-    proxy_method $request_method;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header X-L402-Outcome "";
-${PINNED}
-    proxy_cache off;
-    error_page 502 503 504 = @l402_unavailable;
-}
+${publicDocument('/.well-known/l402-services')}
 
 ${cfg.manifest?.openapi === false ? '' : `# The MPP discovery document (OpenAPI with x-payment-info), generated from the same routes. (manifest.openapi:
 # false leaves /openapi.json to your own locations.)
-location = /openapi.json {
-    proxy_pass http://l402d;
-    proxy_method $request_method;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header X-L402-Outcome "";
-${PINNED}
-    proxy_cache off;
-    error_page 502 503 504 = @l402_unavailable;
-}
+${publicDocument('/openapi.json')}
 
 `}# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
 # anyone reaching it could unlock every route for free. The local quick start adds it on its own.)

@@ -5,7 +5,6 @@
 // 503 with Retry-After) with the last reason. Answers get the same checks as the lnd backend's: the
 // invoice must be for the amount and hash asked, a settled state needs a preimage that hashes to it.
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
-import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { GrpcCode, isInvoiceNotFound, LndRpcError } from '../lnd/lnd-rest.js';
 import { LncConnectError, openLncConnection } from './conn.js';
 import { GrpcCallError, GrpcOverStream, type LncMethod } from './grpc.js';
@@ -14,7 +13,7 @@ import { phraseToEntropy, stretchEntropy } from './phrase.js';
 import { sleep } from '../../../util/timeout.js';
 import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath, type LncSession } from './session.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
-import { invoiceStateOf, lndInvoiceOf } from '../lnd/invoice-state.js';
+import { createdInvoiceOf, invoiceStateOf, lndInvoiceOf } from '../lnd/invoice-answers.js';
 
 export interface LncBackendOptions {
   phrase: string;
@@ -293,23 +292,7 @@ export class LncBackend implements LightningBackend {
     } catch (err) {
       throw this.wrap(err);
     }
-    const rHash = asBuffer(res.r_hash);
-    const backend = 'lnd over LNC AddInvoice returned an unusable invoice';
-    if (rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${rHash.length} bytes, expected 32; refusing it`, false);
-    const pr = asString(res.payment_request).trim();
-    const inv = checkReturnedInvoice(pr, {
-      backend,
-      amountMsat: req.amountMsat,
-      paymentHash: rHash,
-      paymentHashField: 'r_hash',
-      retryable: false,
-      wording: (p) => {
-        if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
-        if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
-        return undefined;
-      },
-    });
-    return { bolt11: pr, paymentHash: Buffer.from(rHash), expiresAt: inv.expiresAt };
+    return createdInvoiceOf({ rHash: asBuffer(res.r_hash), paymentRequest: asString(res.payment_request) }, req.amountMsat, 'lnd over LNC');
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {

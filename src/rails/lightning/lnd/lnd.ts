@@ -9,7 +9,6 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
-import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
@@ -17,7 +16,7 @@ import {
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
-import { invoiceStateOf, lndInvoiceOf } from './invoice-state.js';
+import { createdInvoiceOf, invoiceStateOf, lndInvoiceOf } from './invoice-answers.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',
@@ -313,22 +312,7 @@ class LndBackend implements LightningBackend {
       throw new BackendCallError(`lnd: expirySecs must be a positive integer, got ${req.expirySecs}`, false);
     }
     const added = await this.call(() => this.transport.addInvoice({ valueMsat: req.amountMsat, memo: req.memo, expiry: req.expirySecs }, signal, this.ctx.timeoutMs));
-    const backend = `lnd ${this.transport.name} AddInvoice returned an unusable invoice`;
-    if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
-    const pr = added.paymentRequest.trim();
-    const inv = checkReturnedInvoice(pr, {
-      backend,
-      amountMsat: req.amountMsat,
-      paymentHash: added.rHash,
-      paymentHashField: 'r_hash',
-      retryable: false,
-      wording: (p) => {
-        if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
-        if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
-        return undefined;
-      },
-    });
-    return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: inv.expiresAt };
+    return createdInvoiceOf(added, req.amountMsat, `lnd ${this.transport.name}`);
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {

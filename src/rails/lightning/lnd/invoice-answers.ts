@@ -1,9 +1,31 @@
-// lnd's answer to LookupInvoice, read the same way whether it came over lnd's own gRPC or through LNC's
-// encrypted stream: the fields the gate needs, and what they prove. A node's reply is untrusted input.
+// lnd's answers to AddInvoice and LookupInvoice, read the same way whether they came over lnd's own gRPC or
+// REST or through LNC's encrypted stream: the fields the gate needs, and what they prove. A node's reply is
+// untrusted input.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { BackendCallError, type InvoiceState } from '../backend.js';
+import { BackendCallError, type CreatedInvoice, type InvoiceState } from '../backend.js';
+import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
-import type { LndInvoice } from './lnd-rest.js';
+import type { LndAddedInvoice, LndInvoice } from './lnd-rest.js';
+
+/** The invoice AddInvoice returned, checked against what was asked (`source` names the node in errors). */
+export function createdInvoiceOf(added: LndAddedInvoice, amountMsat: number, source: string): CreatedInvoice {
+  const backend = `${source} AddInvoice returned an unusable invoice`;
+  if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
+  const pr = added.paymentRequest.trim();
+  const inv = checkReturnedInvoice(pr, {
+    backend,
+    amountMsat,
+    paymentHash: added.rHash,
+    paymentHashField: 'r_hash',
+    retryable: false,
+    wording: (p) => {
+      if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
+      if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
+      return undefined;
+    },
+  });
+  return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: inv.expiresAt };
+}
 
 /** The LndInvoice fields of a decoded lnrpc.Invoice (proto-loader object). */
 export function lndInvoiceOf(res: Record<string, unknown>): LndInvoice {
