@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { claimKey, decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -154,6 +154,9 @@ export class Gate {
   /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
   private readonly recentX402 = new RecentChallenges();
 
+  /** What every decision of this gate shares (built once: a decision is made per request). */
+  private readonly decideDeps: Omit<DecideDeps, 'deadlineMs' | 'sentAt' | 'signal' | 'isRevoked'>;
+
   constructor(readonly parts: GateParts) {
     this.decisionLog = parts.log.child({}, { redact: { paths: [] } });
     this.verified = new VerifiedMacaroons(parts.rootKeys);
@@ -187,6 +190,23 @@ export class Gate {
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
     }
+    this.decideDeps = {
+      routes: this.routes,
+      service: config.service,
+      realm: config.service,
+      rootKeys: parts.rootKeys,
+      store,
+      storeTimeoutMs: config.timeouts.storeMs,
+      isSettled: this.isSettled,
+      cashu: parts.cashu,
+      price: this.price,
+      payeeFor: (route, path) => this.payeeFor(route, path),
+      rateLimitOnStoreError: config.rateLimit.onStoreError,
+      ngxL402RootKey: config.ngxL402RootKey,
+      unknownCaveats: config.unknownCaveats,
+      verified: this.verified,
+      onCredit: (credit, of) => this.recordCredit(credit, of),
+    };
   }
 
   /** Bytes held by the in-process caches keyed by request data (prices, payees), by their own accounting. */
@@ -223,7 +243,7 @@ export class Gate {
    * generated for (the shorter of it and ours applies, so snippets older than the config stay safe);
    * `o.signal`: aborts when nginx has gone away.
    */
-  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Decision> {
+  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: GoneSignal } = {}): Promise<Decision> {
     const started = process.hrtime.bigint();
     const age = o.sentAt === undefined ? 0 : Date.now() - o.sentAt;
     if (age > this.parts.config.timeouts.decisionMs && Date.now() - this.lateWarnedAt > 60_000) {
@@ -235,24 +255,10 @@ export class Gate {
     let revocationsAt = -Infinity;
     try {
       d = await decide(req, {
-        routes: this.routes,
-        service: this.parts.config.service,
-        realm: this.parts.config.service,
-        rootKeys: this.parts.rootKeys,
-        store: this.parts.store,
-        storeTimeoutMs: this.parts.config.timeouts.storeMs,
-        isSettled: this.isSettled,
-        cashu: this.parts.cashu,
-        price: this.price,
-        payeeFor: (route, path) => this.payeeFor(route, path),
-        rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
-        ngxL402RootKey: this.parts.config.ngxL402RootKey,
-        unknownCaveats: this.parts.config.unknownCaveats,
-        verified: this.verified,
+        ...this.decideDeps,
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
-        onCredit: (credit, of) => this.recordCredit(credit, of),
         isRevoked: async (tokenId, paymentHash) => {
           const r = await this.parts.revocations!.check(tokenId, paymentHash);
           revocationsAt = r.confirmedAt;
@@ -643,7 +649,8 @@ export class Gate {
     return this.tenants.invoice(address, amountMsat, memo, signal);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.parts.sales?.drain();
     return this.tenants.close();
   }
 
