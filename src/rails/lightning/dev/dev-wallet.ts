@@ -219,9 +219,35 @@ export class DevWallet implements LightningBackend {
       throw new Error('dev wallet: BOLT11 encoder produced no regtest payment request');
     }
 
-    this.insertStmt.run(paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat, timestamp, expiresAt);
+    await this.insertInvoice([paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat, timestamp, expiresAt]);
     return { bolt11, paymentHash, expiresAt };
   }
+
+  /**
+   * Invoices made in one turn of the event loop are written in one transaction at its end (one WAL append
+   * for a burst of challenges). No invoice is handed out before its row is committed, so nobody can look
+   * up or pay one that is not there yet.
+   */
+  private pending: Array<{ row: [string, string, string, number, number, number]; done: (e?: unknown) => void }> = [];
+  private insertInvoice(row: [string, string, string, number, number, number]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.push({ row, done: (e) => (e === undefined ? resolve() : reject(e)) }) === 1) setImmediate(this.commitInvoices);
+    });
+  }
+  private readonly commitInvoices = (): void => {
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    try {
+      this.db.transaction(() => {
+        for (const p of batch) this.insertStmt.run(...p.row);
+      })();
+    } catch (e) {
+      for (const p of batch) p.done(e);
+      return;
+    }
+    for (const p of batch) p.done();
+  };
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
     signal?.throwIfAborted();
@@ -270,6 +296,7 @@ export class DevWallet implements LightningBackend {
   }
 
   async close(): Promise<void> {
+    if (this.db.open) this.commitInvoices();
     if (this.db.open) this.db.close();
   }
 }
