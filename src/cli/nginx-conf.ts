@@ -54,6 +54,10 @@ ${PINNED}
     proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
+    # The route the operator pinned in this location (\`set $l402_route_pin <id>;\`; "" sends nothing): l402d then
+    # decides with that route only. One l402d serves every server block, so a location pins its route wherever
+    # another server has a route for the same paths.
+    proxy_set_header X-L402-Route-Pin $l402_route_pin;
     # The client's connection as nginx sees it, never a client's header: MPP and x402 are offered over HTTPS
     # only (their specs), a credential cookie is Secure on HTTPS, and x402 names the resource by its URL (the
     # Host header, port included; l402d checks its form). nginx must terminate TLS itself for $scheme to say
@@ -194,6 +198,13 @@ map $l402_cookie_mode $l402_upstream_cookie {
     default $l402_upstream_site_cookie;
 }
 
+# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server) makes l402d
+# decide its requests with that route only (routes with \`pinned: true\` are decided nowhere else); unset, l402d
+# finds the route by path. Declared here so that locations without a pin send none.
+map "" $l402_route_pin {
+    default "";
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -268,7 +279,7 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
     # l402d never marks a request with cookies cacheable; the cookies are in the key all the same.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie\n$l402_route_pin";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.

@@ -346,7 +346,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
       // replaced).
       const requestId = one(req.headers['x-l402-request-id']);
-      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
+      // The route the location pinned ($l402_route_pin, set by the operator in nginx, never a client's header:
+      // the snippets send only the headers they name): only that route decides this request.
+      const routePin = one(req.headers['x-l402-route-pin']) || undefined;
+      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin };
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
@@ -376,8 +379,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
           ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
-          ? preflight(gate.routes.lookup(path)!.methods, req.headers)
+          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
+          ? preflight(gate.routes.lookup(path, routePin)!.methods, req.headers)
           : undefined;
       if (early) {
         if (endpoint === '/_l402/render') return send(res, early);

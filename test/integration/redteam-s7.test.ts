@@ -1,0 +1,141 @@
+// Red team, session 7: one l402d serves every nginx server block. A location pins its route
+// (`set $l402_route_pin <id>;`), so a credential bought cheaply on one server never opens another server's
+// location for the same path, nor prices it; and what reaches the upstream under an X-L402-* name is only ever
+// the gate's. Real nginx with several servers on loopback ports.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let upstream: CountingUpstream;
+let wallet: DevWallet;
+/** Server A: the dear /api/ (pinned to api-a). B: the cheap exact /api/x (pinned to api-b) and /api/y (api-c). */
+let A = '';
+let B = '';
+/** Server C: /api/ without a pin (decided by path; api-c is `pinned: true`, so never by it). */
+let C = '';
+/** Server D: pins that are wrong (an unknown id, a route that does not cover the location's paths). */
+let D = '';
+let n = 0;
+const u = () => `?r=${++n}`;
+
+before(async () => {
+  if (!nginxBin) return;
+  const dataDir = mkdtempSync(join(tmpdir(), 'l402-s7-'));
+  cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
+  const gatePort = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }\nroutes:
+  - { id: api-a, match: /api/, amount_msat: 50000, access: timed, macaroon_timeout: 600 }
+  - { id: api-b, match: = /api/x, amount_msat: 1000, access: timed, macaroon_timeout: 600 }
+  - { id: api-c, match: = /api/y, amount_msat: 1000, access: timed, macaroon_timeout: 600, pinned: true }
+`,
+    { env: {} },
+  );
+  const sink = new PassThrough();
+  sink.resume();
+  const gate = await startGate(cfg, { log: createLogger('warn', sink) });
+  cleanup.add(() => gate.close(), 'l402d');
+  wallet = DevWallet.open(dataDir);
+  cleanup.add(() => wallet.close(), 'wallet');
+  upstream = cleanup.use(await startCountingUpstream(), 'upstream');
+  const dir = join(dataDir, 'nginx-l402');
+  writeSnippets(cfg, dir);
+  const [pa, pb, pc, pd] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const up = `proxy_pass http://127.0.0.1:${upstream.port};`;
+  await cleanup.use(
+    await startNginx({
+      http: `
+    include ${dir}/upstream.conf;
+    server {
+        listen 127.0.0.1:${pa};
+        include ${dir}/server.conf;
+        location /api/ { set $l402_route_pin api-a; include ${dir}/protect.conf; ${up} }
+    }
+    server {
+        listen 127.0.0.1:${pb};
+        include ${dir}/server.conf;
+        location = /api/x { set $l402_route_pin api-b; include ${dir}/protect.conf; ${up} }
+        location = /api/y { include ${dir}/protect.conf; set $l402_route_pin api-c; ${up} }
+    }
+    server {
+        listen 127.0.0.1:${pc};
+        include ${dir}/server.conf;
+        location /api/ { include ${dir}/protect.conf; ${up} }
+    }
+    server {
+        listen 127.0.0.1:${pd};
+        include ${dir}/server.conf;
+        location /api/ { set $l402_route_pin no-such-route; include ${dir}/protect.conf; ${up} }
+        location /other/ { set $l402_route_pin api-b; include ${dir}/protect.conf; ${up} }
+    }`,
+    }),
+    'nginx',
+  );
+  [A, B, C, D] = [pa, pb, pc, pd].map((p) => `http://127.0.0.1:${p}`) as [string, string, string, string];
+});
+after(() => cleanup.run());
+
+async function buy(origin: string, path: string): Promise<{ auth: string; amountMsat: number }> {
+  const r = await http1(origin + path, { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402, `${origin}${path}: ${r.body}`);
+  const c = JSON.parse(r.body) as { macaroon: string; invoice: string; amount_msat: number };
+  return { auth: `L402 ${c.macaroon}:${wallet.pay(c.invoice).toString('hex')}`, amountMsat: c.amount_msat };
+}
+
+test('a location pins its route: a credential bought cheaply on one server never opens another server\'s location for the same path', { skip }, async () => {
+  // Each server prices /api/x by its own location's route.
+  const cheap = await buy(B, '/api/x');
+  assert.equal(cheap.amountMsat, 1000);
+  const dear = await buy(A, '/api/x');
+  assert.equal(dear.amountMsat, 50000, 'server A sells /api/x at its own route\'s price');
+  upstream.reset();
+  // Paid where bought, twice (the second may come from nginx's auth cache).
+  for (let i = 0; i < 2; i++) assert.equal((await http1(B + '/api/x', { headers: { authorization: cheap.auth } })).status, 200);
+  // Never on the other server, also with the same Host header and query (the auth cache key holds the pin).
+  for (const headers of [{ authorization: cheap.auth }, { authorization: cheap.auth, host: new URL(B).host }] as Array<Record<string, string>>) {
+    const r = await http1(A + '/api/x', { headers: { ...headers, accept: 'application/json' } });
+    assert.equal(r.status, 401, r.body);
+    assert.match(r.body, /wrong_route/);
+  }
+  // The dear credential opens its own server, not the cheap location either.
+  assert.equal((await http1(A + '/api/x' + u(), { headers: { authorization: dear.auth } })).status, 200);
+  assert.equal((await http1(B + '/api/x' + u(), { headers: { authorization: dear.auth } })).status, 401);
+  assert.equal(upstream.hits, 3);
+});
+
+test('a `pinned: true` route decides no location that does not pin it; a location without a pin is priced by path', { skip }, async () => {
+  const y = await buy(B, '/api/y');
+  assert.equal(y.amountMsat, 1000);
+  // Server C's /api/ has no pin: /api/y is api-a's there (api-c is pinned), at api-a's price.
+  assert.equal((await buy(C, '/api/y')).amountMsat, 50000);
+  upstream.reset();
+  assert.equal((await http1(B + '/api/y' + u(), { headers: { authorization: y.auth } })).status, 200);
+  for (const origin of [A, C]) {
+    const r = await http1(origin + '/api/y' + u(), { headers: { authorization: y.auth, accept: 'application/json' } });
+    assert.equal(r.status, 401, `${origin}: ${r.body}`);
+  }
+  assert.equal(upstream.hits, 1);
+});
+
+test('a pin naming no route, or a route that does not cover the path, is refused (403), never decided by path', { skip }, async () => {
+  const paid = await buy(A, '/api/z');
+  upstream.reset();
+  for (const [path, auth] of [['/api/z', undefined], ['/api/z', paid.auth], ['/other/x', undefined], ['/api/x', undefined]] as const) {
+    const r = await http1(D + path + u(), { headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) } });
+    assert.equal(r.status, 403, `${path}: ${r.body}`);
+    assert.match(r.body, /no_route/);
+  }
+  assert.equal(upstream.hits, 0);
+});
