@@ -8,12 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import type * as grpc from '@grpc/grpc-js';
+import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, startGrpcUpstream, startNginx, type CountingUpstream, type GrpcUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { GATE_IDENTITY_HEADERS, GATE_ONLY_HEADERS } from '../../src/cli/nginx-conf.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -27,6 +29,10 @@ let B = '';
 let C = '';
 /** Server D: pins that are wrong (an unknown id, a route that does not cover the location's paths). */
 let D = '';
+/** Server E: underscores_in_headers on, HTTP/1.1 (E) and h2c (ePort2) with a gRPC location. */
+let E = '';
+let e2Port = 0;
+let grpcUp: GrpcUpstream;
 let n = 0;
 const u = () => `?r=${++n}`;
 
@@ -40,6 +46,7 @@ before(async () => {
   - { id: api-a, match: /api/, amount_msat: 50000, access: timed, macaroon_timeout: 600 }
   - { id: api-b, match: = /api/x, amount_msat: 1000, access: timed, macaroon_timeout: 600 }
   - { id: api-c, match: = /api/y, amount_msat: 1000, access: timed, macaroon_timeout: 600, pinned: true }
+  - { id: content, match: /content.ContentService/, amount_msat: 3000, access: timed, macaroon_timeout: 600 }
 `,
     { env: {} },
   );
@@ -52,7 +59,9 @@ before(async () => {
   upstream = cleanup.use(await startCountingUpstream(), 'upstream');
   const dir = join(dataDir, 'nginx-l402');
   writeSnippets(cfg, dir);
-  const [pa, pb, pc, pd] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  grpcUp = cleanup.use(await startGrpcUpstream(), 'grpc upstream');
+  const [pa, pb, pc, pd, pe] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  e2Port = await freePort();
   const up = `proxy_pass http://127.0.0.1:${upstream.port};`;
   await cleanup.use(
     await startNginx({
@@ -79,11 +88,19 @@ before(async () => {
         include ${dir}/server.conf;
         location /api/ { set $l402_route_pin no-such-route; include ${dir}/protect.conf; ${up} }
         location /other/ { set $l402_route_pin api-b; include ${dir}/protect.conf; ${up} }
+    }
+    server {
+        listen 127.0.0.1:${pe};
+        listen 127.0.0.1:${e2Port} http2;
+        underscores_in_headers on;
+        include ${dir}/server.conf;
+        location /api/ { include ${dir}/protect.conf; include ${dir}/balance.conf; ${up} }
+        location /content.ContentService/ { include ${dir}/protect.conf; grpc_pass grpc://127.0.0.1:${grpcUp.port}; }
     }`,
     }),
     'nginx',
   );
-  [A, B, C, D] = [pa, pb, pc, pd].map((p) => `http://127.0.0.1:${p}`) as [string, string, string, string];
+  [A, B, C, D, E] = [pa, pb, pc, pd, pe].map((p) => `http://127.0.0.1:${p}`) as [string, string, string, string, string];
 });
 after(() => cleanup.run());
 
@@ -138,4 +155,62 @@ test('a pin naming no route, or a route that does not cover the path, is refused
     assert.match(r.body, /no_route/);
   }
   assert.equal(upstream.hits, 0);
+});
+
+/** Every spelling of a header name with "_" for any of its "-" (the form itself included). */
+function spellings(name: string): string[] {
+  const parts = name.split('-');
+  const out: string[] = [];
+  for (let mask = 0; mask < 1 << (parts.length - 1); mask++) out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
+  return out;
+}
+
+/** The X-L402-* headers the upstream got, folded as CGI-style apps read them ("_" as "-", lower case). */
+function gateHeadersSeen(h: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(h).filter(([k]) => k.replace(/_/g, '-').toLowerCase().startsWith('x-l402-')));
+}
+
+test('a client\'s X-L402-* header of any name the gate uses, in any spelling, never reaches the upstream (HTTP/1.1, HTTP/2)', { skip }, async () => {
+  const paid = await buy(E, '/api/q');
+  // Half the spellings per request (nginx and Node cap the header count), every value a forgery.
+  const all = [...GATE_ONLY_HEADERS, ...GATE_IDENTITY_HEADERS].flatMap(spellings);
+  const halves = [all.filter((_, i) => i % 2 === 0), all.filter((_, i) => i % 2 === 1)];
+  const identity = new Set(GATE_IDENTITY_HEADERS.map((h) => h.toLowerCase()));
+  for (const half of halves) {
+    for (const send of ['h1', 'h2'] as const) {
+      upstream.reset();
+      const forged: Record<string, string> = { authorization: paid.auth };
+      for (const name of half) forged[send === 'h2' ? name.toLowerCase() : name] = 'forged';
+      const r = send === 'h1' ? await http1(E + '/api/q' + u(), { headers: forged }) : await http2(`http://127.0.0.1:${e2Port}`, '/api/q' + u(), { headers: forged });
+      assert.equal(r.status, 200, `${send}: ${r.body}`);
+      assert.equal(upstream.hits, 1);
+      const seen = gateHeadersSeen(upstream.requests[0]!.headers);
+      for (const [k, v] of Object.entries(seen)) {
+        assert.ok(identity.has(k), `${send}: ${k} reached the upstream`);
+        assert.notEqual(v, 'forged', `${send}: ${k}`);
+      }
+      assert.equal(seen['x-l402-route'], 'api-a');
+    }
+  }
+});
+
+test('gRPC: a client\'s metadata under a name the gate uses never reaches the upstream', { skip }, async () => {
+  const client = grpcClient(e2Port);
+  try {
+    const forged: Record<string, string> = {};
+    for (const name of [...GATE_ONLY_HEADERS, ...GATE_IDENTITY_HEADERS]) forged[name.toLowerCase()] = 'forged';
+    const e = (await client.getContent({ id: 'a' }, forged).catch((err: grpc.ServiceError) => err)) as grpc.ServiceError;
+    assert.equal(e.code, 13);
+    const m = /macaroon="([^"]+)", invoice="([^"]+)"/.exec(String(e.metadata.get('www-authenticate')[0]))!;
+    grpcUp.reset();
+    await client.getContent({ id: 'a' }, { ...forged, authorization: `L402 ${m[1]}:${wallet.pay(m[2]!).toString('hex')}` });
+    const seen = gateHeadersSeen(grpcUp.metadata.at(-1)!);
+    for (const [k, v] of Object.entries(seen)) {
+      assert.ok(GATE_IDENTITY_HEADERS.some((h) => h.toLowerCase() === k), `${k} reached the gRPC upstream`);
+      assert.notEqual(String(v), 'forged', k);
+    }
+    assert.equal(seen['x-l402-route'], 'content');
+  } finally {
+    client.close();
+  }
 });
