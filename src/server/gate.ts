@@ -380,6 +380,9 @@ export class Gate {
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin);
+    // /_l402/page/cookie finds the route by the path alone (it has no location): under a pin that names another
+    // route than the path's, the page offers no cookie (the credential goes in Authorization).
+    if (req.routePin !== undefined && req.path !== undefined && this.routes.lookup(req.path) !== route) page.cookie = false;
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
       why = req.path === undefined ? 'bad_path' : 'no_route';

@@ -214,3 +214,24 @@ test('gRPC: a client\'s metadata under a name the gate uses never reaches the up
     client.close();
   }
 });
+
+test('the payment page offers the credential cookie only where /_l402/page/cookie would find the same route', { skip }, async () => {
+  const page = async (origin: string, path: string) => {
+    const r = await http1(origin + path, { headers: { accept: 'text/html' } });
+    assert.equal(r.status, 402, r.body);
+    return /"cookie":(true|false)/.exec(r.body)?.[1];
+  };
+  // B's /api/x pins api-b, which is also the path's route; A's pins api-a, whose cookie the endpoint cannot set.
+  assert.equal(await page(B, '/api/x'), 'true');
+  assert.equal(await page(A, '/api/x'), 'false');
+  assert.equal(await page(A, '/api/q'), 'true');
+  // And the endpoint itself never sets a cookie for a credential of another route than the path's.
+  const dear = await buy(A, '/api/x');
+  const r = await http1(A + '/_l402/page/cookie', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+    body: new URLSearchParams({ uri: '/api/x', credential: dear.auth.slice('L402 '.length) }).toString(),
+  });
+  assert.equal(r.status, 400, r.body);
+  assert.equal(r.headers['set-cookie'], undefined);
+});
