@@ -235,3 +235,52 @@ test('the payment page offers the credential cookie only where /_l402/page/cooki
   assert.equal(r.status, 400, r.body);
   assert.equal(r.headers['set-cookie'], undefined);
 });
+
+test('route_pins: required: a location without a pin decides nothing (403 no_route), a pinned one is decided as usual', { skip }, async () => {
+  const local = new Cleanup();
+  try {
+    const dataDir = mkdtempSync(join(tmpdir(), 'l402-s7-req-'));
+    local.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${await freePort()}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }\nroute_pins: required\nroutes:
+  - { id: api, match: /api/, amount_msat: 5000, access: timed, macaroon_timeout: 600 }
+`,
+      { env: {} },
+    );
+    assert.throws(() => parseConfig(`root_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }\nupstream: http://127.0.0.1:1\nroute_pins: required\nroutes: [{ match: /a, amount_msat: 1 }]\n`, { env: {} }), /route_pins/);
+    const sink = new PassThrough();
+    const logs: string[] = [];
+    sink.on('data', (b: Buffer) => logs.push(b.toString()));
+    const gate = await startGate(cfg, { log: createLogger('warn', sink) });
+    local.add(() => gate.close(), 'l402d');
+    const w = DevWallet.open(dataDir);
+    local.add(() => w.close(), 'wallet');
+    const dir = join(dataDir, 'nginx-l402');
+    writeSnippets(cfg, dir);
+    const port = await freePort();
+    local.use(await startNginx({ http: `
+    include ${dir}/upstream.conf;
+    server {
+        listen 127.0.0.1:${port};
+        include ${dir}/server.conf;
+        location /api/ { set $l402_route_pin api; include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }
+        location /api/forgot/ { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }
+    }` }), 'nginx');
+    const origin = `http://127.0.0.1:${port}`;
+    const r = await http1(origin + '/api/a', { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 402, r.body);
+    const c = JSON.parse(r.body) as { macaroon: string; invoice: string };
+    const auth = `L402 ${c.macaroon}:${w.pay(c.invoice).toString('hex')}`;
+    upstream.reset();
+    assert.equal((await http1(origin + '/api/a' + u(), { headers: { authorization: auth } })).status, 200);
+    for (const headers of [{ accept: 'application/json' }, { accept: 'application/json', authorization: auth }] as Array<Record<string, string>>) {
+      const f = await http1(origin + '/api/forgot/x' + u(), { headers });
+      assert.equal(f.status, 403, f.body);
+      assert.match(f.body, /no_route/);
+    }
+    assert.equal(upstream.hits, 1);
+    assert.match(logs.join(''), /no_route_pin/);
+  } finally {
+    await local.run();
+  }
+});
