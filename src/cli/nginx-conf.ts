@@ -115,6 +115,10 @@ export const GATE_ONLY_HEADERS = [
   'X-L402-Upstream-Header-Time', 'X-L402-Cookie-Mode', 'X-L402-Upstream-Cookie', 'X-L402-Receipt-Cache',
   'X-L402-Receipt-Expose', 'X-L402-Dry-Run', 'X-L402-Dry-Run-Price-Msat', 'X-L402-Dry-Run-Challenge',
   'X-L402-Dry-Run-Rate-Limited', 'X-L402-Dry-Run-Retry-After', 'X-L402-None',
+  // Reserved: names that would say what was sold or paid, which an upstream might be written to read.
+  'X-L402-Plan', 'X-L402-Balance', 'X-L402-Amount', 'X-L402-Price-Msat', 'X-L402-Access',
+  'X-L402-Uses', 'X-L402-Valid-Until', 'X-L402-Expires', 'X-L402-Paid', 'X-L402-Payment-Hash', 'X-L402-Preimage',
+  'X-L402-Macaroon', 'X-L402-Invoice', 'X-L402-Service', 'X-L402-Credentials',
 ] as const;
 
 export const GATE_IDENTITY_HEADERS: readonly string[] = IDENTITY_HEADERS;
