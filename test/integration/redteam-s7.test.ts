@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, startGrpcUpstream, startNginx, type CountingUpstream, type GrpcUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { buyStandalone, sendTo, startStandalone } from './standalone-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
@@ -280,6 +281,29 @@ test('route_pins: required: a location without a pin decides nothing (403 no_rou
     }
     assert.equal(upstream.hits, 1);
     assert.match(logs.join(''), /no_route_pin/);
+  } finally {
+    await local.run();
+  }
+});
+
+test('a client\'s X-L402-Route-Pin (any spelling) pins nothing: behind nginx, and in standalone mode', { skip }, async () => {
+  const cheap = await buy(B, '/api/x');
+  for (const name of ['X-L402-Route-Pin', 'X_L402_Route_Pin']) {
+    for (const [origin, pin] of [[A, 'api-b'], [D, 'api-b']] as const) {
+      const r = await http1(origin + '/api/x' + u(), { headers: { authorization: cheap.auth, accept: 'application/json', [name]: pin } });
+      assert.notEqual(r.status, 200, `${origin} ${name}: ${r.body}`);
+    }
+  }
+  const local = new Cleanup();
+  try {
+    const st = await startStandalone(local, 's7-pin');
+    const auth = await buyStandalone(st, '/cheap/a');
+    for (const name of ['X-L402-Route-Pin', 'X_L402_Route_Pin']) {
+      const r = await sendTo(st.port, 'GET', '/expensive/a', { authorization: auth, [name]: '/cheap/' });
+      assert.equal(r.status, 401, r.body);
+      assert.match(r.body, /wrong_route/);
+    }
+    assert.equal(st.upstream.hits, 0);
   } finally {
     await local.run();
   }
