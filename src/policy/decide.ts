@@ -36,6 +36,11 @@ export interface GateRequest {
   requestId?: string;
   /** The client's connection is HTTPS (nginx's $scheme, or standalone's own TLS): MPP and x402 need it. */
   secure?: boolean;
+  /**
+   * The route id nginx's location pinned (`set $l402_route_pin <id>;`, sent by the snippets, never a client's
+   * header): only that route decides, and a path it does not cover has no route. Undefined: lookup by path.
+   */
+  routePin?: string;
   /** The Host the client asked for (nginx's $host), when known: x402's resource.url. */
   host?: string;
   /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. x402: PAYMENT-SIGNATURE (or X-PAYMENT). */
@@ -226,7 +231,7 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
 
 /** A decision still waiting at its deadline: 503, except on a shadow (dry-run) route, which never blocks. */
 function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn']): Decision {
-  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
+  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path, req.routePin);
   if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
   const c = req.credentials;
   const authState = c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.xCashu ? 'invalid' : 'missing';
@@ -258,7 +263,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
 
 async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
-  const route = deps.routes.lookup(req.path);
+  const route = deps.routes.lookup(req.path, req.routePin);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
 

@@ -362,7 +362,7 @@ export class Gate {
     work.catch(() => undefined);
     this.parts.log.warn({ event: 'render_deadline', reason: progress.waitingOn, ms: this.parts.config.timeouts.renderMs }, 'render deadline passed: answering 503');
     // (backend_unavailable is counted by renderNow itself.)
-    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
+    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path, req.routePin)?.id) || 'none', reason: progress.waitingOn });
     return this.renderNow('unavailable', progress.waitingOn, req, h, {}, progress);
   }
 
@@ -385,7 +385,10 @@ export class Gate {
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
-    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin);
+    // /_l402/page/cookie finds the route by the path alone (it has no location): under a pin that names another
+    // route than the path's, the page offers no cookie (the credential goes in Authorization).
+    if (req.routePin !== undefined && req.path !== undefined && this.routes.lookup(req.path) !== route) page.cookie = false;
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
       why = req.path === undefined ? 'bad_path' : 'no_route';
@@ -686,7 +689,7 @@ export class Gate {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');
       result = 'store_unavailable';
     }
-    const route = req.path === undefined ? undefined : this.routes.lookup(req.path)?.id;
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin)?.id;
     this.parts.log.warn({ event: 'upstream_failure', route, method: req.method, path: req.path, status, release: result }, 'upstream failed before answering a paid request');
     return upstreamFailure(status, result, this.parts.config.retryAfterSecs, req.method);
   }

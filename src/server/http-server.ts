@@ -25,6 +25,14 @@ const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon'
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
+/** A pin no route id can equal (ids are letters, digits and _ . / : -): "no route" under route_pins: required. */
+const NO_PIN = ' none';
+let noPinWarnedAt = -Infinity;
+function warnNoPin(log: { warn: (o: object, msg: string) => void }): void {
+  if (Date.now() - noPinWarnedAt < 60_000) return;
+  noPinWarnedAt = Date.now();
+  log.warn({ event: 'no_route_pin' }, 'route_pins: required, and a protected location sent no $l402_route_pin: refused (403 no_route); add `set $l402_route_pin <route id>;` to it');
+}
 const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
 
@@ -400,7 +408,12 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
       // replaced).
       const requestId = one(req.headers['x-l402-request-id']);
-      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
+      // The route the location pinned ($l402_route_pin, set by the operator in nginx, never a client's header:
+      // the snippets send only the headers they name): only that route decides this request.
+      // route_pins: required: a location without a pin has no route at all (NO_PIN names none), never the path's.
+      const routePin = one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
+      if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
+      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin };
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
@@ -430,8 +443,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
           ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
-          ? preflight(gate.routes.lookup(path)!.methods, req.headers)
+          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
+          ? preflight(gate.routes.lookup(path, routePin)!.methods, req.headers)
           : undefined;
       if (early) {
         if (endpoint === '/_l402/render') return send(res, early);
