@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { Store, WindowCount } from './store.js';
 import { creditSync, drawSync, refundSync, type SyncKv } from './balance-ledger.js';
 import { SqliteLedger } from './ledger-sqlite.js';
+import { BackgroundCheckpointer } from './sqlite-checkpointer.js';
 
 /**
  * The embedded default. better-sqlite3 is synchronous, but every statement here is a single indexed write
@@ -27,7 +28,10 @@ export class SqliteStore implements Store {
    * `durability: 'normal'` (default) survives process crashes; a power failure may lose the last commits
    * (and so let those single-use credentials pass once more). `'full'` syncs every claim to disk.
    */
-  constructor(path: string, durability: 'normal' | 'full' = 'normal') {
+  /** Set when the WAL is checkpointed by a worker thread (`backgroundCheckpoints`; see sqlite-checkpointer.ts). */
+  readonly checkpointer?: BackgroundCheckpointer;
+
+  constructor(path: string, durability: 'normal' | 'full' = 'normal', o: { backgroundCheckpoints?: boolean } = {}) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -54,6 +58,7 @@ export class SqliteStore implements Store {
       sweep: this.db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     };
     this.claimBatch = this.db.transaction((batch: PendingClaim[]) => batch.map((c) => this.claimRow(c)));
+    if (o.backgroundCheckpoints) this.checkpointer = new BackgroundCheckpointer(this.db, path);
   }
 
   /**
@@ -167,6 +172,7 @@ export class SqliteStore implements Store {
   }
   async close(): Promise<void> {
     this.commitClaims();
+    await this.checkpointer?.stop();
     this.db.close();
   }
 }
