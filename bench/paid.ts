@@ -23,26 +23,29 @@ const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const MODERATE_SECS = Number(process.env.BENCH_MODERATE_SECS ?? 3);
 const MODERATE = { threads: 1, connections: 8, delayMs: 8, secs: MODERATE_SECS };
 
-/** One store claim, measured in-process: what (c) adds per request at best. */
-async function storeRoundTrip(dir: string, redisUrl?: string): Promise<{ sqliteUs: number; redisUs?: number }> {
+/**
+ * One store claim, measured in-process: what (c) adds at best. One at a time (a claim's latency), and 32 in
+ * flight at once as under load (claims of one event-loop turn share a commit or a write: the cost per claim).
+ */
+async function storeRoundTrip(dir: string, redisUrl?: string): Promise<Array<{ store: string; alone: number; concurrent: number }>> {
   const n = 3_000;
-  const time = async (claim: (k: string) => Promise<boolean>) => {
-    for (let i = 0; i < 200; i++) await claim(`warm:${i}:${Math.random()}`);
+  const time = async (claim: (k: string) => Promise<boolean>, inFlight: number) => {
+    for (let i = 0; i < 200; i++) await claim(`warm:${inFlight}:${i}:${Math.random()}`);
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) await claim(`rt:${i}:${Math.random()}`);
+    for (let i = 0; i < n; i += inFlight) await Promise.all(Array.from({ length: inFlight }, (_, j) => claim(`rt:${inFlight}:${i + j}:${Math.random()}`)));
     return ((performance.now() - t0) / n) * 1000;
   };
+  const out: Array<{ store: string; alone: number; concurrent: number }> = [];
   const sqlite = new SqliteStore(join(dir, 'rt.db'));
-  const sqliteUs = await time((k) => sqlite.claimOnce(k, 600));
+  out.push({ store: 'SQLite claimOnce', alone: await time((k) => sqlite.claimOnce(k, 600), 1), concurrent: await time((k) => sqlite.claimOnce(k, 600), 32) });
   await sqlite.close();
-  let redisUs: number | undefined;
   if (redisUrl) {
     const redis = new RedisStore(redisUrl, 'rt:', 1000);
     await redis.ping();
-    redisUs = await time((k) => redis.claimOnce(k, 600));
+    out.push({ store: 'Redis claimOnce (loopback)', alone: await time((k) => redis.claimOnce(k, 600), 1), concurrent: await time((k) => redis.claimOnce(k, 600), 32) });
     await redis.close();
   }
-  return { sqliteUs, redisUs };
+  return out;
 }
 
 export async function runPaid(): Promise<string[]> {
@@ -58,9 +61,12 @@ export async function runPaid(): Promise<string[]> {
     const gateB = await startGateProc(cleanup, `log: { level: info }\nnginx_cache: { max_secs: 0 }\n${redis ? `store: { type: redis, url: "${redis.url}" }\n` : ''}${ROUTES}`, { name: 'l402d redis' });
     // U: as B without Redis, but nginx reaches l402d over a unix socket instead of loopback TCP.
     const gateU = await startGateProc(cleanup, `log: { level: info }\nnginx_cache: { max_secs: 0 }\n${ROUTES}`, { name: 'l402d unix socket', unixSocket: true });
+    // W: as B without Redis, run as two worker processes (`workers: 2`) on one address.
+    const gateW = await startGateProc(cleanup, `workers: 2\nlog: { level: info }\nnginx_cache: { max_secs: 0 }\n${ROUTES}`, { name: 'l402d workers: 2' });
     const snA = writeSuffixedSnippets(gateA.cfg, join(dir, 'snA'), '');
     const snB = writeSuffixedSnippets(gateB.cfg, join(dir, 'snB'), '_b');
     const snU = writeSuffixedSnippets(gateU.cfg, join(dir, 'snU'), '_u');
+    const snW = writeSuffixedSnippets(gateW.cfg, join(dir, 'snW'), '_w');
     const rt = await storeRoundTrip(dir, redis?.url);
 
     // l402d alone, called as nginx calls it: its own ceiling per request kind (one Node process, one core).
@@ -95,6 +101,7 @@ export async function runPaid(): Promise<string[]> {
       const portA = await freePort();
       const portB = await freePort();
       const portU = await freePort();
+      const portW = await freePort();
       const nginx = await startBenchNginx(
         cleanup,
         workers,
@@ -102,12 +109,14 @@ export async function runPaid(): Promise<string[]> {
         include ${snA}/upstream.conf;
         include ${snB}/upstream.conf;
         include ${snU}/upstream.conf;
+        include ${snW}/upstream.conf;
         server { listen 127.0.0.1:${portA}; access_log off; include ${snA}/server.conf;
           location /bare/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
           ${protectedLocation('/timed/', snA)} ${protectedLocation('/single', snA)} }
         server { listen 127.0.0.1:${portB}; access_log off; include ${snB}/server.conf;
           ${protectedLocation('/timed/', snB)} ${protectedLocation('/single', snB)} }
-        server { listen 127.0.0.1:${portU}; access_log off; include ${snU}/server.conf; ${protectedLocation('/timed/', snU)} }`,
+        server { listen 127.0.0.1:${portU}; access_log off; include ${snU}/server.conf; ${protectedLocation('/timed/', snU)} }
+        server { listen 127.0.0.1:${portW}; access_log off; include ${snW}/server.conf; ${protectedLocation('/timed/', snW)} }`,
       );
       const A = `http://127.0.0.1:${portA}`;
       const B = `http://127.0.0.1:${portB}`;
@@ -115,12 +124,15 @@ export async function runPaid(): Promise<string[]> {
       const timedB = await buy(B, '/timed/x', gateB.wallet);
       const U = `http://127.0.0.1:${portU}`;
       const timedU = await buy(U, '/timed/x', gateU.wallet);
+      const W = `http://127.0.0.1:${portW}`;
+      const timedW = await buy(W, '/timed/x', gateW.wallet);
       const busy = await machineBusy();
 
       const a = await measure(`${A}/bare/x`, { connections: CONNS });
       const bCache = await measure(`${A}/timed/x`, { connections: CONNS, auth: timedA });
       const bNoCache = await measure(`${B}/timed/x`, { connections: CONNS, auth: timedB });
       const bUnix = await measure(`${U}/timed/x`, { connections: CONNS, auth: timedU });
+      const bWorkers = await measure(`${W}/timed/x`, { connections: CONNS, auth: timedW });
       // Fresh single-use credentials for warm-up and run at (b)'s rate, plus a margin: never a replay.
       const creds = async (gate: typeof gateA, name: string, rate: number) => {
         const warm = join(dir, `${name}-warm-${workers}.txt`);
@@ -150,6 +162,7 @@ export async function runPaid(): Promise<string[]> {
         row('(b) timed, nginx auth cache', bCache, a),
         row('(b) timed, l402d every request', bNoCache, a),
         row('(b) same, l402d on a unix socket', bUnix, a),
+        row('(b) same, l402d workers: 2', bWorkers, a),
         row('(c) single-use, SQLite claim', cSqlite, a),
         ...(cRedis ? [row('(c) single-use, Redis claim', cRedis, a)] : []),
       );
@@ -188,10 +201,7 @@ export async function runPaid(): Promise<string[]> {
     out.push(table(`Paid path, saturated (wrk -t2 -c${CONNS}, ${SECS}s after ${WARMUP_SECS}s warm-up)`, saturated));
     out.push(table(`Paid path, moderate load (wrk -t1 -c8, 8 ms pause per connection, ${MODERATE_SECS}s)`, moderate));
     out.push(table(`l402d alone, called as nginx calls it (wrk -t2 -c${CONNS}, ${SECS}s)`, direct));
-    out.push(table('One single-use claim, in-process (what (c) adds at best)', [
-      { store: 'SQLite claimOnce', 'us/claim': rt.sqliteUs },
-      ...(rt.redisUs !== undefined ? [{ store: 'Redis claimOnce (loopback)', 'us/claim': rt.redisUs }] : []),
-    ]));
+    out.push(table('One single-use claim, in-process (what (c) adds at best)', rt.map((r) => ({ store: r.store, 'us/claim, one at a time': r.alone, 'us/claim, 32 in flight': r.concurrent }))));
   } finally {
     await cleanup.run();
   }
