@@ -98,6 +98,8 @@ test('session bearer/close: sha256(preimage) must be the session id (another ses
   const act = (action: string, sessionId: string, preimage: string, ch: object = c) => enc({ challenge: ch, payload: { action, sessionId, preimage } });
   for (const action of ['bearer', 'close'] as const) {
     assert.deepEqual(verify(act(action, a.hash, a.preimage)), { ok: true, v: { action, sessionId: a.hash } });
+    // The optional payer `source` and unknown payload fields are ignored, as the spec requires.
+    assert.ok(verify(enc({ challenge: c, source: 'did:key:z6Mk', payload: { action, sessionId: a.hash, preimage: a.preimage, future: [1] } })).ok);
     // Other paths and routes of the session's plan: the echo is not the proof, the preimage is.
     assert.ok(verify(act(action, a.hash, a.preimage), { scope: { ...scope, path: '/api/other' }, now: NOW + 10_000 }).ok);
     assert.equal((verify(act(action, a.hash, b.preimage)) as { failure: string }).failure, 'invalid_preimage');
