@@ -60,7 +60,9 @@ process.on('exit', () => {
 });
 
 function spawnNode(args: string[], port: number): Proc {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_CPU_PROF=<dir>: each spawned Node process writes a V8 CPU profile there when it exits.
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, '--expose-gc', '--import', 'tsx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   let err = '';
   let pending = '';

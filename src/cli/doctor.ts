@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { request } from 'node:http';
 import type { GateConfig } from '../config/config.js';
-import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail } from '../server/app.js';
+import { isLocalListen, loadRootKeys, nonLoopbackWarning, openCashuRail, openConsoleWarning } from '../server/app.js';
 import { ngxL402ClaimsUnseen } from '../policy/store-keys.js';
 import { resolveDbPath, resolveMnemonicFile } from '../rails/cashu/config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { Store } from '../store/store.js';
 import { openBackend } from '../server/wiring/open-backend.js';
+import { BACKEND_START_CHECK_MS } from '../server/app.js';
 import { openStore } from '../server/wiring/open-store.js';
 import { createLogger } from '../util/log.js';
 import { describeStore } from './config-source.js';
@@ -105,7 +106,10 @@ async function checkAll(cfg: GateConfig, source: string, scratch: string): Promi
     const devFresh = cfg.lightning.type === 'dev' && !(existsSync(join(cfg.dataDir, 'dev-node.key')) && existsSync(join(cfg.dataDir, 'dev-wallet.db')));
     const backend = await openBackend(devFresh ? { ...cfg, dataDir: join(scratch, 'data') } : cfg);
     try {
-      const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs + 500, 'backend check') : backend.describe();
+      // As long as l402d's own start-up check allows (a first LNC pairing through a distant mailbox takes more
+      // than one call's budget), or longer when timeouts.backend_ms says so.
+      const bound = Math.max(cfg.timeouts.backendMs, BACKEND_START_CHECK_MS);
+      const detail = backend.check ? await withTimeout(backend.check(AbortSignal.timeout(bound)), bound + 500, 'backend check') : backend.describe();
       if (backend.kind === 'dev') {
         // Loud on purpose: a gate on the development wallet sells nothing for real money.
         checks.push({ ok: false, what: 'lightning', detail: `dev: DEVELOPMENT WALLET, NOT REAL MONEY: its invoices are paid by anyone with \`l402d dev pay\`${cfg.lightning.type === 'dev' && cfg.lightning.pay_endpoint ? ' or the payment page (pay_endpoint: true)' : ''}; set lightning.type to a real backend for production` });
@@ -123,6 +127,7 @@ async function checkAll(cfg: GateConfig, source: string, scratch: string): Promi
   if (cfg.cashu) checks.push(...(await checkCashu(cfg)));
   // Behind nginx, l402d reads headers as leniently as nginx does: it must only be reachable by nginx.
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) checks.push({ ok: false, what: 'listen', detail: nonLoopbackWarning(cfg.listen) });
+  if (cfg.metrics && cfg.metrics.token === undefined && !isLocalListen(cfg.metrics.listen)) checks.push({ ok: false, what: 'metrics', detail: openConsoleWarning(cfg.metrics.listen) });
   checks.push({ ok: true, what: 'l402d', detail: (await running(cfg.listen)) ? `running at ${cfg.listen}` : `not running at ${cfg.listen} (start it with l402d start)` });
   return checks;
 }

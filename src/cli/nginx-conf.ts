@@ -109,6 +109,20 @@ function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[
   return out;
 }
 
+/** A public document l402d serves from the routes (manifest, discovery): never behind the paywall. */
+function publicDocument(path: string): string {
+  return `location = ${path} {
+    proxy_pass http://l402d;
+    proxy_method $request_method;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header X-L402-Outcome "";
+${PINNED}
+    proxy_cache off;
+    error_page 502 503 504 = @l402_unavailable;
+}`;
+}
+
 export function nginxSnippets(
   cfg: Pick<GateConfig, 'listen' | 'retryAfterSecs' | 'timeouts'> & Partial<Pick<GateConfig, 'forwardPaymentCredentials'>> & { nginxSecret?: string; manifest?: { openapi?: boolean } },
 ): NginxSnippets {
@@ -132,9 +146,11 @@ proxy_cache_path l402_auth_cache levels=1:2 keys_zone=l402_auth:10m max_size=64m
 # protect.conf forwards the client's Authorization to the upstream unless it carries a payment credential
 # (L402, LSAT, Cashu or MPP's Payment): the gate consumed that one. Any other scheme (Bearer, Basic) is the app's
 # own. A payment scheme anywhere in the list ("Bearer x, L402 …", which l402d refuses) is dropped too: on a
-# dry-run route such a request still passes, and the credential in it must not.
+# dry-run route such a request still passes, and the credential in it must not. The scheme counts as separated by
+# any whitespace byte a parser may take for one (also VT, FF and 0xA0, which JavaScript's \\s matches): nginx strips
+# more than l402d reads, never less.
 map $http_authorization $l402_upstream_authorization {
-    "~*(^|[\\s,])(l402|lsat|cashu|payment)(\\s|$)" "";
+    "~*(^|[\\s,\\x0b\\x0c\\xa0])(l402|lsat|cashu|payment)([\\s\\x0b\\x0c\\xa0]|$)" "";
     default $http_authorization;
 }
 
@@ -298,29 +314,11 @@ ${timeoutLines(t.renderReadMs, t)}
 }
 
 # The public capability manifest (never behind the paywall: an exact match wins over any prefix).
-location = /.well-known/l402-services {
-    proxy_pass http://l402d;
-    proxy_method $request_method;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header X-L402-Outcome "";
-${PINNED}
-    proxy_cache off;
-    error_page 502 503 504 = @l402_unavailable;
-}
+${publicDocument('/.well-known/l402-services')}
 
 ${cfg.manifest?.openapi === false ? '' : `# The MPP discovery document (OpenAPI with x-payment-info), generated from the same routes. (manifest.openapi:
 # false leaves /openapi.json to your own locations.)
-location = /openapi.json {
-    proxy_pass http://l402d;
-    proxy_method $request_method;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header X-L402-Outcome "";
-${PINNED}
-    proxy_cache off;
-    error_page 502 503 504 = @l402_unavailable;
-}
+${publicDocument('/openapi.json')}
 
 `}# The payment page's settlement status polling. (The development wallet's pay button is never proxied here:
 # anyone reaching it could unlock every route for free. The local quick start adds it on its own.)
@@ -464,15 +462,17 @@ add_header X-L402-Balance-Msat $l402_balance_msat always;
 `,
     'payment-receipts.conf': `# l402-nginx: include after protect.conf in locations whose route offers mpp or x402 (schemes:), to hand
 # the client its receipt: MPP's Payment-Receipt, x402's PAYMENT-RESPONSE. l402d sets them on the auth answer
-# of a paid request only. (add_header and proxy_hide_header here stop server-level ones of theirs from applying:
-# repeat those you need.)
+# of a paid request only. (add_header, proxy_hide_header and grpc_hide_header here stop server-level ones of theirs
+# from applying: repeat those you need.)
 auth_request_set $l402_payment_receipt $upstream_http_payment_receipt;
 auth_request_set $l402_payment_response $upstream_http_payment_response;
 auth_request_set $l402_receipt_cache $upstream_http_x_l402_receipt_cache;
 auth_request_set $l402_receipt_expose $upstream_http_x_l402_receipt_expose;
-# Only the gate issues receipts: an upstream's header of the same name is dropped.
+# Only the gate issues receipts: an upstream's header of the same name is dropped (proxy_pass and grpc_pass).
 proxy_hide_header Payment-Receipt;
 proxy_hide_header PAYMENT-RESPONSE;
+grpc_hide_header Payment-Receipt;
+grpc_hide_header PAYMENT-RESPONSE;
 add_header Payment-Receipt $l402_payment_receipt always;
 add_header PAYMENT-RESPONSE $l402_payment_response always;
 # A response that carries a receipt is not for shared caches (draft-httpauth-payment, "Caching").

@@ -193,13 +193,24 @@ export function registerTokenCommands(program: Command): void {
       const sale = (await ledger.findSale(t.value)) ?? (t.paymentHash ? await ledger.findSale(t.paymentHash) : undefined);
       // (Ecash that topped up a prepaid balance belongs to that balance's credential, which can be revoked.)
       if (sale?.rail === 'cashu' && sale.access !== 'balance') throw new UsageError('a Cashu payment pays for one request and its ecash is swapped when it is accepted: there is nothing left to revoke');
-      // Revoked by token id when known (the sale or the macaroon says it), else by the value given: the gate
-      // refuses a credential whose token id or payment hash is revoked. A balance's top-up names its credential.
-      const value = (sale && saleCredential(sale)) ?? t.tokenId ?? t.value;
+      // One payment can be presented under several schemes: the macaroon and the browser cookie carry its token
+      // id, MPP's credential for the same invoice only its payment hash. The gate refuses a credential whose token
+      // id or payment hash is revoked, so the payment hash is what is revoked whenever it is known (the sale or the
+      // macaroon says it): one entry refuses them all. Else the token id, else the value given. A prepaid
+      // balance's sales (its top-ups) name its credential by token id: revoked by that (a top-up's payment hash is
+      // not the credential's, and no other scheme presents a balance).
+      const named = (sale && saleCredential(sale)) ?? t.tokenId ?? t.value;
+      const hash = sale?.access === 'balance' ? undefined : (sale?.paymentHash ?? t.paymentHash);
+      const value = hash ?? named;
       const validUntil = sale?.validUntil ?? t.validUntil;
       const fresh = await ledger.revoke({ value, at: Date.now(), until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
       const what = sale ? `route ${sale.route}, first used ${iso(sale.at)}` : 'no sale recorded for it yet';
-      process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${value} (${what})\n`);
+      process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${named} (${what})\n`);
+      if (hash !== undefined && hash !== named) {
+        process.stdout.write(`by its payment hash ${hash}: the macaroon, the browser cookie and an MPP credential for the same invoice are all refused\n`);
+      } else if (hash === undefined && sale?.access !== 'balance' && HEX64.test(named)) {
+        process.stdout.write('if that is the token id of a credential not used yet (no sale recorded), revoke its macaroon or payment hash instead: an MPP credential for the same invoice carries only the payment hash\n');
+      }
       process.stdout.write(`every l402d process using this store refuses it within 1 s; nginx may still serve a cached answer for up to nginx_cache.max_secs (${config.nginxCacheMaxSecs} s)\n`);
     });
   });

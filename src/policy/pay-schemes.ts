@@ -38,6 +38,15 @@ export function otherSchemeOf(req: GateRequest, route: RouteConfig): 'mpp' | 'x4
   return undefined;
 }
 
+/**
+ * What an MPP or x402 payment buys on a route that sells capabilities: the route's whole set, as every L402
+ * credential of the route is minted with it (neither scheme lets a holder narrow it). The upstream learns it in
+ * X-L402-Capabilities as it does for an L402 payer; capability_rules only ever need capabilities of that set.
+ */
+function soldCapabilities(route: RouteConfig): { capabilities?: string[] } {
+  return route.capabilities ? { capabilities: [...route.capabilities] } : {};
+}
+
 export async function authenticateOtherScheme(
   scheme: 'mpp' | 'x402',
   req: GateRequest & { path: string },
@@ -67,6 +76,7 @@ export async function authenticateOtherScheme(
       now,
       usedReason: 'mpp_unknown_challenge',
       receipt: ['Payment-Receipt', mppReceipt(r.v.challengeId, hash, now)],
+      ...soldCapabilities(route),
     };
   }
   const r = verifyPaymentSignature(req.credentials.paymentSignature!, { masters: deps.rootKeys, scope, now });
@@ -98,6 +108,7 @@ export async function authenticateOtherScheme(
     now,
     usedReason: 'x402_already_used',
     receipt: ['PAYMENT-RESPONSE', paymentResponse(r.v, now)],
+    ...soldCapabilities(route),
   };
 }
 

@@ -135,9 +135,13 @@ export function formatChallenge(c: MppChallenge): string {
   return `Payment id=${quoted(c.id)}, realm=${quoted(c.realm)}, method=${quoted(c.method)}, intent=${quoted(c.intent)}, request=${quoted(c.request)}, expires=${quoted(c.expires)}`;
 }
 
-/** Whether an Authorization value uses the Payment scheme (case-insensitive, as every HTTP auth scheme). */
+/**
+ * Whether an Authorization value uses the Payment scheme (case-insensitive, as every HTTP auth scheme). Only
+ * HTTP whitespace (SP, HTAB) separates it, as upstream.conf's map reads it: a credential l402d spends is one
+ * nginx strips before the upstream (JavaScript's \s also takes the byte 0xA0, which nginx's map does not).
+ */
 export function isPaymentScheme(authorization: string | undefined): boolean {
-  return authorization !== undefined && /^\s*payment(\s|$)/i.test(authorization);
+  return authorization !== undefined && /^[ \t]*payment([ \t]|$)/i.test(authorization);
 }
 
 export type MppFailure = 'malformed' | 'unknown_challenge' | 'invalid_preimage' | 'expired';
@@ -166,7 +170,7 @@ export function verifyCredential(
 ): { ok: true; v: MppVerified } | { ok: false; failure: MppFailure; detail: string } {
   const bad = (detail: string) => ({ ok: false as const, failure: 'malformed' as const, detail });
   if (authorization.length > MAX_MPP_CREDENTIAL_LENGTH) return bad('credential too long');
-  const m = /^\s*payment\s+([^\s]+)\s*$/i.exec(authorization);
+  const m = /^[ \t]*payment[ \t]+([^ \t]+)[ \t]*$/i.exec(authorization);
   if (!m) return bad('expected "Payment <base64url>"');
   const raw = decodeBase64url(m[1]!, MAX_MPP_CREDENTIAL_LENGTH);
   if (!raw) return bad('credential is not base64url');

@@ -120,6 +120,11 @@ export function nonLoopbackWarning(listen: string): string {
   return `${listen} is not a loopback address or unix socket: anyone who reaches l402d there can ask /_l402/auth for decisions in another client's name and burn its rate limit; only nginx should reach l402d (use 127.0.0.1 or unix:, or set nginx_secret and regenerate the snippets with l402d nginx-conf, and firewall the port to nginx's hosts)`;
 }
 
+/** The metrics listener serves the operator console too: without a token it must not face a network. */
+export function openConsoleWarning(listen: string): string {
+  return `metrics.listen ${listen} is not a loopback address or unix socket and metrics.token is not set: anyone who reaches it reads /metrics and the operator console (sales, earnings, token id prefixes, revocations); set metrics.token, or listen on 127.0.0.1 and reach it through an SSH tunnel`;
+}
+
 /** True for a unix socket or a loopback host. */
 export function isLocalListen(listen: string): boolean {
   const host = listen.startsWith('unix:') ? 'unix' : listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
@@ -255,6 +260,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   revocationTimer = setInterval(() => void gate.parts.revocations!.refresh().catch(() => undefined), REFRESH_MS).unref();
   const sweeper = store.sweep ? setInterval(() => store.sweep?.(), 60_000).unref() : undefined;
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
+  if (cfg.metrics && cfg.metrics.token === undefined && !isLocalListen(cfg.metrics.listen)) log.warn({ listen: cfg.metrics.listen }, openConsoleWarning(cfg.metrics.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
   const worst = worstAnswerMs(cfg.timeouts);
   if (worst > ANSWER_BOUND_MS) log.warn({ worst_ms: worst, decision_ms: cfg.timeouts.decisionMs, render_ms: cfg.timeouts.renderMs }, `timeouts: a client may wait up to ${worst} ms for an answer (over ${ANSWER_BOUND_MS} ms); regenerate the nginx snippets (l402d nginx-conf) so nginx waits for these deadlines`);

@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -67,6 +67,9 @@ export interface GateParts {
   revocations?: RevocationCache;
   sales?: SalesRecorder;
 }
+
+/** Refusals of a credential that still pays for other requests of its route (the cookie is kept). */
+const REFUSED_HERE_ONLY = new Set<string | undefined>(['wrong_path', 'wrong_method', 'missing_capability']);
 
 const RENDERABLE = new Set<RenderOutcome>(['challenge', 'invalid', 'unavailable', 'forbidden', 'method_not_allowed', 'rate_limited', 'cashu_rejected']);
 
@@ -477,10 +480,34 @@ export class Gate {
       balanceMsat: o === 'challenge' && why === 'balance_empty' ? balanceMsat : undefined,
       page: { ...page, autoDetect: !!route?.autoDetect, cookie },
     });
-    // A credential cookie that no longer pays (spent, expired, forged) is deleted with its refusal, so the
-    // browser's next visit is a plain challenge. The scheme is nginx's (`$scheme`), never a client's.
-    if (o === 'invalid' && route && this.cookieWasCredential(req, route)) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
+    // A credential cookie that no longer pays (spent, expired, forged, revoked) is deleted with its refusal, so
+    // the browser's next visit is a plain challenge. One refused only for this request (another path, method or
+    // capability of its route: a prefetch, a link under its Path) still pays for its own and is kept. The scheme
+    // is nginx's (`$scheme`), never a client's.
+    if (o === 'invalid' && route && this.cookieWasCredential(req, route) && !(await this.cookieStillPays(req, route, why))) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
     return out;
+  }
+
+  /**
+   * A cookie refused for this request only (another path, method or capability of its route) still pays for its
+   * own unless its single use is spent: kept then. On store trouble it is kept too (deleting loses a payment).
+   */
+  private async cookieStillPays(req: GateRequest, route: RouteConfig, why: string): Promise<boolean> {
+    if (!REFUSED_HERE_ONLY.has(why)) return false;
+    const parsed = cookieCredential(req.credentials.cookie, route);
+    if (parsed.kind !== 'l402') return false;
+    let id;
+    try {
+      id = decodeIdentifier(decodeMacaroon(parsed.credential.macaroon).identifier);
+    } catch {
+      return false;
+    }
+    if (!id) return false;
+    try {
+      return (await withTimeout(this.parts.store.get(claimKey(id.paymentHash)), this.parts.config.timeouts.storeMs, 'store get')) === undefined;
+    } catch {
+      return true;
+    }
   }
 
   /** The request's credential was its route's cookie (no credential header took precedence over it). */
@@ -498,7 +525,11 @@ export class Gate {
     const master = this.parts.rootKeys[0]!;
     // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
     if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
-      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt: challenge.invoiceExpiresAt });
+      // It expires with its invoice, and never after the L402 credential sold with it: the two share one spent
+      // mark, which lives until that credential's minted expiry (plus a grace period), so an MPP credential
+      // outliving it (a payee's or node's invoice that lives longer than asked) would pay a second time.
+      const expiresAt = challenge.validUntil === undefined ? challenge.invoiceExpiresAt : Math.min(challenge.invoiceExpiresAt, challenge.validUntil);
+      const c = buildMppChallenge(master, this.parts.config.service, scope, { invoice: challenge.invoice, paymentHash: challenge.paymentHash, amountMsat: challenge.amountMsat, expiresAt });
       out.mpp = formatMppChallenge(c);
     }
     // x402's payment is checked by looking its invoice up on our own node: never offered for an invoice that a

@@ -191,9 +191,9 @@ async function setCookie(gate: Gate, req: IncomingMessage, res: ServerResponse):
     return json(res, 405, { error: 'method_not_allowed' }, { Allow: 'POST' });
   }
   // The scheme and host are nginx's ($scheme, $http_host; server.conf sets them), or this connection's in
-  // standalone mode, where l402d faces the client over plain HTTP.
+  // standalone mode, where l402d faces the client itself (over HTTPS with `tls:`): never a client's header.
   const standalone = gate.parts.config.upstream !== undefined;
-  const https = !standalone && one(req.headers['x-l402-scheme']) === 'https';
+  const https = standalone ? (req.socket as { encrypted?: boolean }).encrypted === true : one(req.headers['x-l402-scheme']) === 'https';
   const host = standalone ? one(req.headers.host) : one(req.headers['x-l402-host']);
   const site = one(req.headers['sec-fetch-site']);
   const origin = one(req.headers.origin);

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getEncodedToken } from '@cashu/cashu-ts';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
 import { Cleanup, freePort, http1, requireTool, waitFor } from './harness.js';
 import { ROUTES_YAML, startStack, TEST_ROOT_KEY, type Stack } from './gate-fixture.js';
 import { l402dArgs } from './gate-process.js';
@@ -20,7 +21,6 @@ import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import type { ConsoleData } from '../../src/server/console-data.js';
 
 const nginxBin = requireTool('nginx');
-const chromiumBin = requireTool('chromium');
 const skip = !nginxBin ? 'nginx not installed' : false;
 const ARTIFACTS = resolve(fileURLToPath(new URL('../../test-artifacts/', import.meta.url)));
 const TOKEN = 'console-token-0123456789abcdef';
@@ -185,21 +185,11 @@ async function luminance(page: Page, selector: string, prop: 'color' | 'backgrou
   return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
 }
 
-test('the console in Chromium, light and dark: the numbers on the page are the payments made; revoked shown; no secrets', { skip: skip || (!chromiumBin ? 'chromium not installed (Debian package chromium, /usr/bin/chromium)' : false) }, async () => {
+test('the console in Chromium, light and dark: the numbers on the page are the payments made; revoked shown; no secrets', { skip: skip || (!chromiumBin ? NO_CHROMIUM : false) }, async () => {
   const revoke = l402d(['token', 'revoke', revokedTokenId, '--config', configFile]);
   assert.equal(revoke.code, 0, revoke.stderr);
   mkdirSync(ARTIFACTS, { recursive: true });
-  const profile = mkdtempSync(join(tmpdir(), 'l402-chromium-'));
-  cleanup.add(() => rmSync(profile, { recursive: true, force: true }), 'rm chromium profile');
-  const browser: BrowserContext = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumBin,
-    headless: true,
-    timeout: 20_000,
-    extraHTTPHeaders: bearer,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  cleanup.add(() => browser.close(), 'chromium');
-  browser.setDefaultTimeout(10_000);
+  const browser: BrowserContext = await launchChromium(cleanup, 10_000, { extraHTTPHeaders: bearer });
   for (const scheme of ['light', 'dark'] as const) {
     const page = await browser.newPage();
     const errors: string[] = [];

@@ -278,6 +278,35 @@ test('forward_payment_credentials: the snippets stop stripping, identity still r
   assert.match(on, /proxy_set_header X-L402-Token-Id \$l402_token_id;/);
 });
 
+test('hostile config: the browser credential cookie is set (never cached), spent once on a single-use route, and never reaches the upstream', { skip }, async () => {
+  const host = new URL(s.origin).host;
+  const setCookie = async (auth: string, uri: string) => {
+    const form = new URLSearchParams({ credential: auth.slice(5), uri }).toString();
+    const r = await http1(s.origin + '/_l402/page/cookie', { method: 'POST', headers: { origin: `http://${host}`, 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    assert.equal(r.status, 303, r.body);
+    assert.equal(r.headers['cache-control'], 'no-store');
+    return String([r.headers['set-cookie']].flat()[0]).split(';')[0]!;
+  };
+  // Cross-origin posts are refused under the hostile error pages too (no "hostile ok").
+  const cross = await http1(s.origin + '/_l402/page/cookie', { method: 'POST', headers: { origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: 'credential=x&uri=/premium' });
+  assert.equal(cross.status, 403, cross.body);
+  const once = await s.buy('/premium');
+  const c1 = await setCookie(once.auth, '/premium');
+  // The same post again is answered by l402d, not from the micro-cache (which ignores Set-Cookie and caches POST).
+  const c1again = await setCookie(once.auth, '/premium');
+  assert.equal(c1again, c1);
+  s.upstream.reset();
+  assert.equal((await http1(s.origin + '/premium' + u(), { headers: { cookie: `site=1; ${c1}` } })).status, 200);
+  const spent = await http1(s.origin + '/premium' + u(), { headers: { cookie: `site=1; ${c1}`, accept: 'application/json' } });
+  assert.equal(spent.status, 401, spent.body);
+  assert.equal(JSON.parse(spent.body).reason, 'already_used');
+  const timed = await s.buy('/timed/cookie');
+  const c2 = await setCookie(timed.auth, '/timed/cookie');
+  for (const p of ['/timed/cookie', '/timed/other.css']) assert.equal((await http1(s.origin + p + u(), { headers: { cookie: `${c2}; site=2` } })).status, 200);
+  assert.equal(s.upstream.hits, 3);
+  assert.deepEqual(s.upstream.requests.map((r) => r.headers.cookie), ['site=1', 'site=2', 'site=2']);
+});
+
 // Last: stops l402d of the hostile stack.
 test('hostile config: l402d down: an expired timed credential is refused (503), never served from a stale cache entry', { skip }, async () => {
   s.upstream.reset();

@@ -5,15 +5,14 @@
 // spec's 402 with a fresh offer, never a 5xx; over plain HTTP neither scheme is offered nor read.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, createHmac } from 'node:crypto';
-import https from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
+import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
@@ -48,13 +47,6 @@ let tlsOrigin: string;
 let plainOrigin: string;
 let wallet: DevWallet;
 
-function makeCert(d: string): { cert: string; key: string } {
-  const cert = join(d, 'cert.pem');
-  const key = join(d, 'key.pem');
-  execFileSync(opensslBin!, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  return { cert, key };
-}
-
 function servers(snippets: string, tls: { port: number; cert: string; key: string }, plainPort: number, upstreamPort: number, deadPort = 1): string {
   const locations =
     PATHS.map((p) => `location ${p} { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }`).join('\n') +
@@ -68,41 +60,13 @@ function servers(snippets: string, tls: { port: number; cert: string; key: strin
       ${locations} }`;
 }
 
-interface Res {
-  status: number;
-  headers: IncomingHttpHeaders;
-  raw: string[];
-  body: string;
-}
+type Res = HttpsResult;
 
-/** One HTTPS request trusting the test's certificate; `raw` keeps repeated headers apart. */
-function https1(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(url, { method, headers: { accept: 'application/json', ...headers }, ca, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const https1 = (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Res> => httpsRequest(ca, url, headers, { method });
 
-function lines(r: Res, name: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < r.raw.length; i += 2) if (r.raw[i]!.toLowerCase() === name) out.push(r.raw[i + 1]!);
-  return out;
-}
+const lines = headerLines;
 
-/** The auth-params of a `Payment` challenge (all quoted-strings here). */
-function params(challenge: string): Record<string, string> {
-  assert.match(challenge, /^Payment /);
-  const out: Record<string, string> = {};
-  for (const m of challenge.slice(8).matchAll(/(\w+)="([^"]*)"/g)) out[m[1]!] = m[2]!;
-  return out;
-}
+const params = paymentParams;
 
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64');
@@ -156,7 +120,7 @@ before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'l402-mpp-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = makeCert(dir);
+  const { cert, key } = makeCert(opensslBin!, dir);
   ca = readFileSync(cert);
   const gatePort = await freePort();
   const cfg = parseConfig(`listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`, { env: {} });

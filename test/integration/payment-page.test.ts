@@ -4,14 +4,14 @@
 // Screenshots go to test-artifacts/. (The real-page flow with styles and images: browser-cookie.test.ts.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
 import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { escapeHtml, paymentPage } from '../../src/server/payment-page.js';
@@ -19,8 +19,7 @@ import type { RouteConfig } from '../../src/config/config.js';
 import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
-const chromiumBin = requireTool('chromium');
-const skip = !nginxBin ? 'nginx not installed' : !chromiumBin ? 'chromium not installed (Debian package chromium, /usr/bin/chromium)' : false;
+const skip = !nginxBin ? 'nginx not installed' : !chromiumBin ? NO_CHROMIUM : false;
 const ARTIFACTS = resolve(fileURLToPath(new URL('../../test-artifacts/', import.meta.url)));
 const STEP_MS = 10_000;
 
@@ -33,17 +32,7 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   // The local demo's dev wallet pay button: enabled explicitly (lightning.pay_endpoint) and proxied on its own.
   s = await startStack(cleanup, { devPay: true });
-  const profile = mkdtempSync(join(tmpdir(), 'l402-chromium-'));
-  cleanup.add(() => rmSync(profile, { recursive: true, force: true }), 'rm chromium profile');
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumBin,
-    headless: true,
-    timeout: 20_000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  cleanup.add(() => browser.close(), 'chromium');
-  browser.setDefaultTimeout(STEP_MS);
-  browser.setDefaultNavigationTimeout(STEP_MS);
+  browser = await launchChromium(cleanup, STEP_MS);
 });
 after(() => cleanup.run());
 

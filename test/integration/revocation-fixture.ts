@@ -109,7 +109,8 @@ export async function revokeAndCheck(o: { origin: string; config: string; env: N
   const shown = JSON.parse(show.stdout) as { sale: { id: string; route: string; amountMsat: number }; revoked: { value: string } | null };
   assert.equal(shown.sale.id, c.tokenId);
   assert.equal(shown.sale.amountMsat, 2000);
-  assert.equal(shown.revoked?.value, c.tokenId);
+  // Stored by payment hash: it refuses every scheme that presents the payment (the macaroon, the cookie, MPP).
+  assert.equal(shown.revoked?.value, c.paymentHash);
   const again = await l402d(['token', 'revoke', c.tokenId, '--config', o.config], o.env);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /^already revoked: /);

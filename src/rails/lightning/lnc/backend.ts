@@ -4,9 +4,7 @@
 // bounds every call by the backend budget: while the connection is down, calls fail at once (the gate's
 // 503 with Retry-After) with the last reason. Answers get the same checks as the lnd backend's: the
 // invoice must be for the amount and hash asked, a settled state needs a preimage that hashes to it.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
-import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { GrpcCode, isInvoiceNotFound, LndRpcError } from '../lnd/lnd-rest.js';
 import { LncConnectError, openLncConnection } from './conn.js';
 import { GrpcCallError, GrpcOverStream, type LncMethod } from './grpc.js';
@@ -14,6 +12,8 @@ import type { MailboxAddress } from './mailbox.js';
 import { phraseToEntropy, stretchEntropy } from './phrase.js';
 import { sleep } from '../../../util/timeout.js';
 import { loadOrCreateSession, pairingTag, saveRemoteKey, sessionPath, type LncSession } from './session.js';
+import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
+import { createdInvoiceOf, invoiceStateOf, lndInvoiceOf } from '../lnd/invoice-answers.js';
 
 export interface LncBackendOptions {
   phrase: string;
@@ -41,20 +41,7 @@ export function authDataToMetadata(auth: Buffer): Record<string, string> {
   return md;
 }
 
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
-function asBuffer(v: unknown): Buffer {
-  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
-}
-function asInt(v: unknown): number {
-  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isSafeInteger(n) ? n : 0;
-}
-function asString(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
 
 interface Live {
   grpc: GrpcOverStream;
@@ -305,23 +292,7 @@ export class LncBackend implements LightningBackend {
     } catch (err) {
       throw this.wrap(err);
     }
-    const rHash = asBuffer(res.r_hash);
-    const backend = 'lnd over LNC AddInvoice returned an unusable invoice';
-    if (rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${rHash.length} bytes, expected 32; refusing it`, false);
-    const pr = asString(res.payment_request).trim();
-    const inv = checkReturnedInvoice(pr, {
-      backend,
-      amountMsat: req.amountMsat,
-      paymentHash: rHash,
-      paymentHashField: 'r_hash',
-      retryable: false,
-      wording: (p) => {
-        if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
-        if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
-        return undefined;
-      },
-    });
-    return { bolt11: pr, paymentHash: Buffer.from(rHash), expiresAt: inv.expiresAt };
+    return createdInvoiceOf({ rHash: asBuffer(res.r_hash), paymentRequest: asString(res.payment_request) }, req.amountMsat, 'lnd over LNC');
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
@@ -333,29 +304,7 @@ export class LncBackend implements LightningBackend {
       if (err instanceof LndRpcError && isInvoiceNotFound(err)) return { state: 'unknown' };
       throw this.wrap(err);
     }
-    const bad = (why: string): BackendCallError => new BackendCallError(`lnd over LNC LookupInvoice returned an inconsistent invoice: ${why}`, false);
-    const rHash = asBuffer(res.r_hash);
-    if (rHash.length > 0 && !safeEqual(rHash, paymentHash)) throw bad('r_hash differs from the hash asked for');
-    const state = asString(res.state);
-    switch (state) {
-      case 'SETTLED': {
-        const pre = asBuffer(res.r_preimage);
-        if (pre.length !== 32 || !safeEqual(createHash('sha256').update(pre).digest(), paymentHash)) throw bad('state SETTLED without a preimage that hashes to the payment hash');
-        return { state: 'settled', preimage: Buffer.from(pre) };
-      }
-      case 'OPEN': {
-        const created = asInt(res.creation_date);
-        const expiry = asInt(res.expiry);
-        if (created > 0 && expiry > 0 && Date.now() / 1000 >= created + expiry) return { state: 'expired' };
-        return { state: 'open' };
-      }
-      case 'ACCEPTED':
-        return { state: 'open' };
-      case 'CANCELED':
-        return { state: 'canceled' };
-      default:
-        throw bad(`unknown invoice state ${JSON.stringify(state.slice(0, 40))}`);
-    }
+    return invoiceStateOf(lndInvoiceOf(res), paymentHash, 'lnd over LNC');
   }
 
   async check(signal?: AbortSignal): Promise<string> {

@@ -1,7 +1,7 @@
 // LND backend: invoices from an lnd node over its gRPC API (default) or its REST API, authenticated by
 // the node's own TLS certificate and a macaroon. Every answer is checked against what was asked before
 // the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
-import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -9,13 +9,14 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
 import { BackendCallError, type BackendContext, type CreatedInvoice, type InvoiceRequest, type InvoiceState, type LightningBackend } from '../backend.js';
-import { checkReturnedInvoice } from '../codecs/bolt11.js';
 import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
   type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
+import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
+import { createdInvoiceOf, invoiceStateOf, lndInvoiceOf } from './invoice-answers.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',
@@ -140,16 +141,6 @@ function loadLightningService(): LightningCtor {
   return lightningCtor;
 }
 
-function asBuffer(v: unknown): Buffer {
-  return Buffer.isBuffer(v) ? v : Buffer.alloc(0);
-}
-function asInt(v: unknown): number {
-  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : NaN;
-  return Number.isSafeInteger(n) ? n : 0;
-}
-function asString(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
 
 type SecureConnectorFactory = (...args: unknown[]) => { connectionOptions?: { servername?: unknown } } | undefined;
 
@@ -239,13 +230,7 @@ class LndGrpcTransport implements LndTransport {
       if (err instanceof LndRpcError && isInvoiceNotFound(err)) return undefined;
       throw err;
     }
-    return {
-      rHash: asBuffer(res.r_hash),
-      rPreimage: asBuffer(res.r_preimage),
-      state: asString(res.state),
-      creationDate: asInt(res.creation_date),
-      expiry: asInt(res.expiry),
-    };
+    return lndInvoiceOf(res);
   }
 
   async getInfo(signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInfo> {
@@ -327,50 +312,14 @@ class LndBackend implements LightningBackend {
       throw new BackendCallError(`lnd: expirySecs must be a positive integer, got ${req.expirySecs}`, false);
     }
     const added = await this.call(() => this.transport.addInvoice({ valueMsat: req.amountMsat, memo: req.memo, expiry: req.expirySecs }, signal, this.ctx.timeoutMs));
-    const backend = `lnd ${this.transport.name} AddInvoice returned an unusable invoice`;
-    if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
-    const pr = added.paymentRequest.trim();
-    const inv = checkReturnedInvoice(pr, {
-      backend,
-      amountMsat: req.amountMsat,
-      paymentHash: added.rHash,
-      paymentHashField: 'r_hash',
-      retryable: false,
-      wording: (p) => {
-        if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
-        if (p.kind === 'amount') return `payment_request is for ${p.invoiceMsat ?? 'any amount'} msat, but ${p.requestedMsat} msat was requested; refusing it`;
-        return undefined;
-      },
-    });
-    return { bolt11: pr, paymentHash: Buffer.from(added.rHash), expiresAt: inv.expiresAt };
+    return createdInvoiceOf(added, req.amountMsat, `lnd ${this.transport.name}`);
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
     if (paymentHash.length !== 32) return { state: 'unknown' };
     const inv = await this.call(() => this.transport.lookupInvoice(paymentHash, signal, this.ctx.timeoutMs));
     if (!inv) return { state: 'unknown' };
-    const bad = (why: string): BackendCallError => new BackendCallError(`lnd ${this.transport.name} LookupInvoice returned an inconsistent invoice: ${why}`, false);
-    if (inv.rHash.length > 0 && !safeEqual(inv.rHash, paymentHash)) throw bad('r_hash differs from the hash asked for');
-    switch (inv.state) {
-      case 'SETTLED': {
-        // Only a preimage that hashes to the payment hash proves payment; never trust the state alone.
-        if (inv.rPreimage.length !== 32 || !safeEqual(createHash('sha256').update(inv.rPreimage).digest(), paymentHash)) {
-          throw bad('state SETTLED without a preimage that hashes to the payment hash');
-        }
-        return { state: 'settled', preimage: Buffer.from(inv.rPreimage) };
-      }
-      case 'OPEN':
-        // lnd cancels expired invoices itself, but only when its expiry watcher gets to them.
-        if (inv.creationDate > 0 && inv.expiry > 0 && Date.now() / 1000 >= inv.creationDate + inv.expiry) return { state: 'expired' };
-        return { state: 'open' };
-      case 'ACCEPTED':
-        // HTLCs held but not settled (hold invoices): not paid yet.
-        return { state: 'open' };
-      case 'CANCELED':
-        return { state: 'canceled' };
-      default:
-        throw bad(`unknown invoice state ${JSON.stringify(inv.state.slice(0, 40))}`);
-    }
+    return invoiceStateOf(inv, paymentHash, `lnd ${this.transport.name}`);
   }
 
   async check(signal?: AbortSignal): Promise<string> {
@@ -430,9 +379,6 @@ class LndBackend implements LightningBackend {
   }
 }
 
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 function codeName(code: number): string {
   return (grpc.status as unknown as Record<number, string>)[code] ?? `code ${code}`;
