@@ -5,7 +5,7 @@
 // that moves the record from open to closing drains the balance and pays, and it pays what it drained (what
 // concurrent draws took first is theirs, never refunded).
 //
-// NOT SERVED YET: nothing outside the unit tests calls this module (docs/protocol.md).
+// Served on balance routes that offer mpp (policy/mpp-session-decide.ts, server/mpp-session-render.ts).
 import { randomBytes } from 'node:crypto';
 import { sessionTag, sessionTagMatches, refundSatsOf, type RefundStatus } from '../protocol/mpp-session.js';
 import { storeKeys } from './store-keys.js';
@@ -71,9 +71,8 @@ async function claimDeposit(d: SessionLedgerDeps, depositHash: string, sessionId
   return (await withTimeout(d.store.get(key), d.storeTimeoutMs, 'store get')) === sessionId;
 }
 
-async function credit(d: SessionLedgerDeps, sessionId: string, depositHash: string, msat: number): Promise<number> {
-  const r = await withTimeout(d.store.creditBalance!(storeKeys.mppSessionBalance(sessionId), msat, `deposit:${depositHash}`), d.storeTimeoutMs, 'balance credit');
-  return r.balanceMsat;
+async function credit(d: SessionLedgerDeps, sessionId: string, depositHash: string, msat: number): Promise<{ credited: boolean; balanceMsat: number }> {
+  return withTimeout(d.store.creditBalance!(storeKeys.mppSessionBalance(sessionId), msat, `deposit:${depositHash}`), d.storeTimeoutMs, 'balance credit');
 }
 
 /**
@@ -83,14 +82,14 @@ async function credit(d: SessionLedgerDeps, sessionId: string, depositHash: stri
 export async function openSession(
   d: SessionLedgerDeps,
   o: { sessionId: string; scopeId: string; returnInvoice: string; depositMsat: number },
-): Promise<{ ok: true; balanceMsat: number } | { ok: false; failure: SessionRefusal }> {
+): Promise<{ ok: true; balanceMsat: number; credited: boolean } | { ok: false; failure: SessionRefusal }> {
   if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   if (!(await claimDeposit(d, o.sessionId, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
   const tag = sessionTag(d.masters[0]!, { sessionId: o.sessionId, scopeId: o.scopeId, returnInvoice: o.returnInvoice });
   await withTimeout(d.store.claimOnce(storeKeys.mppSession(o.sessionId), undefined, encode({ s: 'open', scope: o.scopeId, ret: o.returnInvoice, tag })), d.storeTimeoutMs, 'store claim');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
-  return { ok: true, balanceMsat: await credit(d, o.sessionId, o.sessionId, o.depositMsat) };
+  return { ok: true, ...(await credit(d, o.sessionId, o.sessionId, o.depositMsat)) };
 }
 
 /** bearer: the session is open, ours and of this scope. The draw itself is the balance ledger's (drawBalance). */
@@ -99,16 +98,37 @@ export async function checkSession(d: SessionLedgerDeps, sessionId: string, scop
   return typeof cur === 'string' ? { ok: false, failure: cur } : { ok: true, balanceKey: storeKeys.mppSessionBalance(sessionId) };
 }
 
-/** topUp: a new deposit invoice credits one open session, once. */
+/**
+ * topUp: a new deposit invoice credits one open session, once. A top-up that races a close: when the record
+ * is no longer open once the credit landed, the credit is taken back out if the close's drain did not take it
+ * (then it was part of the refund), and the deposit's claim is given back, so its payer can open a new session
+ * with it; the answer is `session_closed` either way. Never credits a closed session for good.
+ */
 export async function topUpSession(
   d: SessionLedgerDeps,
   o: { sessionId: string; scopeId: string; depositHash: string; depositMsat: number },
-): Promise<{ ok: true; balanceMsat: number } | { ok: false; failure: SessionRefusal }> {
-  if (!d.store.creditBalance) throw new Error('this store keeps no balances');
+): Promise<{ ok: true; balanceMsat: number; credited: boolean } | { ok: false; failure: SessionRefusal }> {
+  if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
   if (!(await claimDeposit(d, o.depositHash, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
-  return { ok: true, balanceMsat: await credit(d, o.sessionId, o.depositHash, o.depositMsat) };
+  const r = await credit(d, o.sessionId, o.depositHash, o.depositMsat);
+  const after = await load(d, o.sessionId, o.scopeId);
+  if (typeof after !== 'string') return { ok: true, ...r };
+  if (r.credited) {
+    const undo = await withTimeout(d.store.drawBalance(storeKeys.mppSessionBalance(o.sessionId), o.depositMsat, `undo:${o.depositHash}`, 'undo', DRAIN_HOLD_SECS), d.storeTimeoutMs, 'balance draw');
+    if (undo.ok) await withTimeout(d.store.delIfValue(storeKeys.mppDeposit(o.depositHash), o.sessionId), d.storeTimeoutMs, 'store del');
+  }
+  return { ok: false, failure: after };
+}
+
+/** What a closed session's close paid (for a repeated close, told by the session's own preimage holder). */
+export async function closedSession(d: SessionLedgerDeps, sessionId: string, scopeId: string): Promise<{ refundSats: number; refundStatus: RefundStatus } | undefined> {
+  const raw = await withTimeout(d.store.get(storeKeys.mppSession(sessionId)), d.storeTimeoutMs, 'store get');
+  const rec = decode(raw);
+  if (!rec || rec.scope !== scopeId || rec.s !== 'closed' || rec.refundSats === undefined || rec.refundStatus === undefined) return undefined;
+  if (!sessionTagMatches(d.masters, { sessionId, scopeId: rec.scope, returnInvoice: rec.ret }, rec.tag)) return undefined;
+  return { refundSats: rec.refundSats, refundStatus: rec.refundStatus };
 }
 
 /**

@@ -79,8 +79,14 @@ export const routeSchema = z
       else if (r.balance_msat < r.amount_msat) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: `must be at least amount_msat (${r.amount_msat}), what one request draws` });
       if (r.auto_detect_payment) ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with access: balance (the preimage proves each payment)' });
       if (r.dry_run) ctx.addIssue({ code: 'custom', path: ['dry_run'], message: 'cannot be combined with access: balance' });
-      // MPP's and x402's credentials carry no balance (MPP's Lightning session intent is not implemented).
-      if (r.schemes?.some((x) => x !== 'l402' && x !== 'cashu')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 only (with Cashu top-ups): not mpp or x402' });
+      // x402's credential carries no balance. MPP is served as its Lightning `session` intent (a deposit drawn
+      // per request, refunded on close): whole satoshis, paid to and refunded by our own node (never a payee's
+      // Lightning address, which we cannot refund from).
+      if (r.schemes?.includes('x402')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 (with Cashu top-ups) and MPP sessions: not x402' });
+      if (r.schemes?.includes('mpp')) {
+        if (r.balance_msat !== undefined && r.balance_msat % 1000 !== 0) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'an MPP session deposit is whole satoshis: balance_msat must be a multiple of 1000 when schemes includes mpp' });
+        if (r.lnurl_addr) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'mpp on access: balance (MPP sessions) cannot be combined with lnurl_addr: the deposit must reach our own node, which pays the refund on close' });
+      }
       if ((r.schemes && !r.schemes.includes('l402')) || (r.rails && !r.rails.includes('lightning'))) ctx.addIssue({ code: 'custom', path: [r.schemes ? 'schemes' : 'rails'], message: 'access: balance needs L402 on Lightning (its credential holds the balance)' });
     } else {
       if (r.balance_msat !== undefined) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'needs access: balance' });

@@ -4,8 +4,8 @@
 // credential actions' parse and verification, the return invoice's checks, the receipt and the close body.
 // No HTTP, no store: which challenges were consumed, the session record and its balance are the caller's.
 //
-// NOT SERVED YET: config still refuses `mpp` on balance routes; nothing outside the unit tests calls this
-// module (see docs/protocol.md "MPP: Lightning `session`").
+// Served on `access: balance` routes that offer mpp (policy/mpp-session-decide.ts decides open and bearer,
+// server/mpp-session-render.ts answers topUp and close; docs/protocol.md "MPP: Lightning `session`").
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { base64url, challengeId, decodeBase64url, jcs, rfc3339, MAX_MPP_CREDENTIAL_LENGTH, type MppChallenge, type MppScope } from './mpp.js';
 

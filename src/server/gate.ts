@@ -38,6 +38,8 @@ import { otherSchemeOf } from '../policy/pay-schemes.js';
 import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
 import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
 import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+import { closedSessionOf, decodeInvoiceFacts, manageSession, mintSessionOffer } from './mpp-session-render.js';
+import { sessionLedgerDeps, sessionScope } from '../policy/mpp-session-decide.js';
 
 interface OtherOffers {
   /** The `WWW-Authenticate: Payment …` value. */
@@ -183,6 +185,11 @@ export class Gate {
     if (x402.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${x402.join(', ')}: schemes x402 needs a backend that can look up invoices (its payment is the invoice alone); lightning.type ${backend.kind} cannot`);
     }
+    // An MPP session refunds its unspent balance on close: offered only where the backend can pay out.
+    const sessions = config.routes.filter((r) => r.access === 'balance' && r.schemes.includes('mpp')).map((r) => r.id);
+    if (sessions.length > 0 && !backend.payInvoice) {
+      throw new ConfigError(`routes ${sessions.join(', ')}: schemes mpp on access: balance (MPP sessions) needs a backend that can pay the refund on close; lightning.type ${backend.kind} cannot (only the dev wallet pays out today)`);
+    }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -253,6 +260,7 @@ export class Gate {
         sentAt: o.sentAt,
         signal: o.signal,
         onCredit: (credit, of) => this.recordCredit(credit, of),
+        decodeInvoice: decodeInvoiceFacts,
         isRevoked: async (tokenId, paymentHash) => {
           const r = await this.parts.revocations!.check(tokenId, paymentHash);
           revocationsAt = r.confirmedAt;
@@ -369,6 +377,22 @@ export class Gate {
     progress: RenderProgress,
   ): Promise<Rendered> {
     const cfg = this.parts.config;
+    // An MPP session's topUp or close (the auth answer said `management`): performed and answered here.
+    let sessionClosed: { refundSats: number; refundStatus: string } | undefined;
+    if (outcome === 'management') {
+      const m = await this.manageSession(req);
+      if (m.ok) return m.rendered;
+      outcome = m.reason === 'store_unavailable' ? 'unavailable' : 'invalid';
+      reason = m.reason;
+      sessionClosed = m.closed;
+    }
+    // A close of a session closed already: the refusal says what its close paid (the client's answer may have been lost).
+    if (outcome === 'invalid' && reason === 'mpp_session_closed' && !sessionClosed && req.path !== undefined) {
+      const route = this.routes.lookup(req.path);
+      if (route && route.access === 'balance' && otherSchemeOf(req, route) === 'mpp') {
+        sessionClosed = await closedSessionOf(req.credentials.authorization!, route, sessionScope(route), { realm: cfg.service, ledger: sessionLedgerDeps({ store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs }) });
+      }
+    }
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
     const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
@@ -478,6 +502,7 @@ export class Gate {
       mpp: offers.mpp,
       x402: offers.x402,
       balanceMsat: o === 'challenge' && why === 'balance_empty' ? balanceMsat : undefined,
+      sessionClosed: why === reason ? sessionClosed : undefined,
       page: { ...page, autoDetect: !!route?.autoDetect, cookie },
     });
     // A credential cookie that no longer pays (spent, expired, forged, revoked) is deleted with its refusal, so
@@ -523,6 +548,18 @@ export class Gate {
     const out: OtherOffers = {};
     const scope = { routeId: route.id, method: req.method, path: req.path! };
     const master = this.parts.rootKeys[0]!;
+    // A balance route offers MPP's session intent: a deposit invoice of its own, from our own node (which pays
+    // the refund on close), never where a payee's Lightning address would be paid instead.
+    if (route.access === 'balance' && schemes.includes('mpp')) {
+      if ((await this.payeeFor(route, req.path!)) !== undefined) return out;
+      progress.waitingOn = 'backend_unavailable';
+      const cfg = this.parts.config;
+      const unit = (await this.price(route, req.path!)).amountMsat;
+      out.mpp = await mintSessionOffer(route, sessionScope(route), unit, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs });
+      progress.waitingOn = 'store_unavailable';
+      if (out.mpp) this.parts.metrics?.inc('l402_invoices_generated_total', { backend: this.parts.backend.kind, route: route.id });
+      return out;
+    }
     // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
     if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
       // It expires with its invoice, and never after the L402 credential sold with it: the two share one spent
@@ -616,6 +653,38 @@ export class Gate {
         throw e;
       },
     );
+  }
+
+  /** Performs an MPP session's topUp or close (see mpp-session-render.ts). */
+  private async manageSession(req: GateRequest): Promise<Awaited<ReturnType<typeof manageSession>>> {
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    if (!route || req.path === undefined || route.access !== 'balance' || otherSchemeOf(req, route) !== 'mpp') return { ok: false, reason: 'mpp_session_malformed_credential' };
+    const cfg = this.parts.config;
+    const backend = this.parts.backend;
+    const log = this.parts.log;
+    const metrics = this.parts.metrics;
+    const pay = backend.payInvoice?.bind(backend);
+    const r = await manageSession(req.credentials.authorization!, route, sessionScope(route), req.method, {
+      realm: cfg.service,
+      ledger: sessionLedgerDeps(
+        { store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs },
+        {
+          payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs, 'payInvoice') : undefined,
+          onRefundFailed: (sessionId, refundSats, why) => log.warn({ event: 'mpp_session_refund_failed', route: route.id, session: sessionId, refund_sats: refundSats, err: why }, 'MPP session refund did not complete (not retried)'),
+        },
+      ),
+      onTopUp: (sessionId, depositHash, msat) => this.recordCredit({ kind: 'topup', msat, id: depositHash }, { route, tokenId: sessionId, paymentHash: sessionId }),
+    });
+    if (r.ok) {
+      const receipt = r.rendered.headers.find(([k]) => k === 'Payment-Receipt')?.[1];
+      const refund = receipt ? (JSON.parse(Buffer.from(receipt, 'base64url').toString()) as { refundSats?: number; refundStatus?: string }) : {};
+      if (refund.refundStatus !== undefined) {
+        metrics?.inc('l402_mpp_session_closes_total', { route: route.id, refund: refund.refundStatus });
+        if (refund.refundStatus === 'succeeded' && refund.refundSats) metrics?.inc('l402_mpp_session_refunded_msat_total', { route: route.id }, refund.refundSats * 1000);
+      }
+      log.info({ event: 'mpp_session_managed', route: route.id, action: refund.refundStatus === undefined ? 'topUp' : 'close', refund_sats: refund.refundSats, refund_status: refund.refundStatus }, 'MPP session');
+    }
+    return r;
   }
 
   /** A top-up invoice for the balance credential this request carries (see policy/balance-topup.ts). */

@@ -13,7 +13,7 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store } from '../../src/store/store.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
-import { checkSession, closeSession, openSession, topUpSession, type SessionLedgerDeps } from '../../src/policy/mpp-session-ledger.js';
+import { checkSession, closedSession, closeSession, openSession, topUpSession, type SessionLedgerDeps } from '../../src/policy/mpp-session-ledger.js';
 import { storeKeys } from '../../src/policy/store-keys.js';
 import { Cleanup, requireTool, startRedis } from '../integration/harness.js';
 
@@ -59,10 +59,10 @@ for (const [name, make, skip] of makers) {
     const b = deps(t);
     const id = hash();
     const ret = wallet.createAmountlessInvoice({ memo: 'refund', expirySecs: 86_400 });
-    assert.deepEqual(await openSession(a, { sessionId: id, scopeId: '/api', returnInvoice: ret.bolt11, depositMsat: 100_000 }), { ok: true, balanceMsat: 100_000 });
+    assert.deepEqual(await openSession(a, { sessionId: id, scopeId: '/api', returnInvoice: ret.bolt11, depositMsat: 100_000 }), { ok: true, credited: true, balanceMsat: 100_000 });
     // A repeated open (the client's retry, another process) credits nothing more and keeps the first return invoice.
     const other = wallet.createAmountlessInvoice({ memo: 'thief', expirySecs: 86_400 });
-    assert.deepEqual(await openSession(b, { sessionId: id, scopeId: '/api', returnInvoice: other.bolt11, depositMsat: 100_000 }), { ok: true, balanceMsat: 100_000 });
+    assert.deepEqual(await openSession(b, { sessionId: id, scopeId: '/api', returnInvoice: other.bolt11, depositMsat: 100_000 }), { ok: true, credited: false, balanceMsat: 100_000 });
     assert.deepEqual(await checkSession(b, id, '/other'), { ok: false, failure: 'session_not_found' });
     assert.deepEqual(await checkSession(b, hash(), '/api'), { ok: false, failure: 'session_not_found' });
     const c = await checkSession(b, id, '/api');
@@ -70,10 +70,10 @@ for (const [name, make, skip] of makers) {
     for (let i = 0; i < 3; i++) assert.equal((await t.drawBalance(c.balanceKey, 7000, `r${i}`, 'o', 60)).ok, true);
     // Top-up: a new deposit, once; never the open deposit again, never to a second session.
     const up = hash();
-    assert.deepEqual(await topUpSession(a, { sessionId: id, scopeId: '/api', depositHash: up, depositMsat: 50_000 }), { ok: true, balanceMsat: 129_000 });
-    assert.deepEqual(await topUpSession(b, { sessionId: id, scopeId: '/api', depositHash: up, depositMsat: 50_000 }), { ok: true, balanceMsat: 129_000 }, 'credited once');
+    assert.deepEqual(await topUpSession(a, { sessionId: id, scopeId: '/api', depositHash: up, depositMsat: 50_000 }), { ok: true, credited: true, balanceMsat: 129_000 });
+    assert.deepEqual(await topUpSession(b, { sessionId: id, scopeId: '/api', depositHash: up, depositMsat: 50_000 }), { ok: true, credited: false, balanceMsat: 129_000 }, 'credited once');
     const second = hash();
-    assert.deepEqual(await openSession(a, { sessionId: second, scopeId: '/api', returnInvoice: other.bolt11, depositMsat: 10_000 }), { ok: true, balanceMsat: 10_000 });
+    assert.deepEqual(await openSession(a, { sessionId: second, scopeId: '/api', returnInvoice: other.bolt11, depositMsat: 10_000 }), { ok: true, credited: true, balanceMsat: 10_000 });
     assert.deepEqual(await topUpSession(a, { sessionId: second, scopeId: '/api', depositHash: up, depositMsat: 50_000 }), { ok: false, failure: 'unknown_challenge' });
     assert.deepEqual(await topUpSession(a, { sessionId: second, scopeId: '/api', depositHash: id, depositMsat: 100_000 }), { ok: false, failure: 'unknown_challenge' });
     assert.deepEqual(await openSession(a, { sessionId: up, scopeId: '/api', returnInvoice: other.bolt11, depositMsat: 50_000 }), { ok: false, failure: 'unknown_challenge' }, 'a top-up deposit opens no session');
@@ -140,5 +140,43 @@ for (const [name, make, skip] of makers) {
     let attempts = 0;
     assert.deepEqual(await closeSession(deps(s, { payInvoice: async () => { attempts++; } }), { sessionId: empty, scopeId: '/api' }), { ok: true, refundSats: 0, refundStatus: 'skipped' });
     assert.equal(attempts, 0);
+  });
+  test(`${name}: a top-up racing a close never credits a closed session: undone (its deposit usable again) or refunded`, { skip }, async () => {
+    const [s, t] = await make();
+    cleanup.add(async () => { await s.close(); if (t !== s) await t.close(); });
+    for (const closeFirst of [true, false]) {
+      const id = hash();
+      const ret = wallet.createAmountlessInvoice({ memo: 'refund', expirySecs: 86_400 });
+      await openSession(deps(s), { sessionId: id, scopeId: '/api', returnInvoice: ret.bolt11, depositMsat: 10_000 });
+      const up = hash();
+      let closed: Awaited<ReturnType<typeof closeSession>> | undefined;
+      // The top-up found the session open; the close (another process) runs while its credit is on its way:
+      // before the credit lands (closeFirst), or after it landed and before the top-up looks again.
+      const racing = new Proxy(t, {
+        get(target, prop, recv) {
+          if (prop !== 'creditBalance') return Reflect.get(target, prop, recv) as unknown;
+          return async (key: string, msat: number, creditId: string, ttl?: number) => {
+            if (creditId !== `deposit:${up}`) return target.creditBalance(key, msat, creditId, ttl);
+            if (closeFirst) closed = await closeSession(deps(s), { sessionId: id, scopeId: '/api' });
+            const r = await target.creditBalance(key, msat, creditId, ttl);
+            if (!closeFirst) closed = await closeSession(deps(s), { sessionId: id, scopeId: '/api' });
+            return r;
+          };
+        },
+      });
+      assert.deepEqual(await topUpSession(deps(racing), { sessionId: id, scopeId: '/api', depositHash: up, depositMsat: 5000 }), { ok: false, failure: 'session_closed' });
+      assert.equal(await s.getBalance(storeKeys.mppSessionBalance(id)), 0, 'nothing stays on a closed session');
+      if (closeFirst) {
+        assert.deepEqual(closed, { ok: true, refundSats: 10, refundStatus: 'succeeded' });
+        assert.equal(await s.get(storeKeys.mppDeposit(up)), undefined, 'the deposit was given back: it can open a session');
+        const fresh = await openSession(deps(s), { sessionId: up, scopeId: '/api', returnInvoice: wallet.createAmountlessInvoice({ memo: 'r', expirySecs: 86_400 }).bolt11, depositMsat: 5000 });
+        assert.deepEqual(fresh, { ok: true, credited: true, balanceMsat: 5000 });
+      } else {
+        assert.deepEqual(closed, { ok: true, refundSats: 15, refundStatus: 'succeeded' }, 'the top-up was part of the refund');
+        assert.equal(await s.get(storeKeys.mppDeposit(up)), id);
+      }
+      assert.deepEqual(await closedSession(deps(t), id, '/api'), { refundSats: closeFirst ? 10 : 15, refundStatus: 'succeeded' });
+      assert.equal(await closedSession(deps(t), id, '/other'), undefined);
+    }
   });
 }
