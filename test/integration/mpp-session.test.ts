@@ -6,7 +6,7 @@
 // independent oracle for the challenge (Challenge.deserialize) and the receipts (Receipt.deserialize).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -20,6 +20,8 @@ import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { decodeBolt11 } from '../../src/rails/lightning/codecs/bolt11.js';
+import { sleep } from '../../src/util/timeout.js';
+import { l402d } from './revocation-fixture.js';
 
 const nginxBin = requireTool('nginx');
 const opensslBin = requireTool('openssl');
@@ -46,6 +48,7 @@ let up: CountingUpstream;
 let tlsOrigin: string;
 let plainOrigin: string;
 let wallet: DevWallet;
+let configFile: string;
 
 const get = (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<HttpsResult> => httpsRequest(ca, url, headers, { method });
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -138,7 +141,10 @@ before(async () => {
   const { cert, key } = makeCert(opensslBin!, dir);
   ca = readFileSync(cert);
   const gatePort = await freePort();
-  const cfg = parseConfig(`listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`, { env: {} });
+  const yaml = `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`;
+  configFile = join(dir, 'l402.yaml');
+  writeFileSync(configFile, yaml);
+  const cfg = parseConfig(yaml, { env: {} });
   const gate = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
   cleanup.add(() => gate.close());
   wallet = DevWallet.open(dir);
@@ -304,6 +310,33 @@ test('a request the upstream did not serve gives its draw back to the session', 
   assert.equal((JSON.parse(dead.body) as { payment: string }).payment, 'not_consumed');
   const r = await get(tlsOrigin + '/fl-ok', { authorization: s.bearer() });
   assert.equal(r.headers['x-l402-balance-msat'], '6000', 'the unserved request\'s draw came back');
+});
+
+test('l402d token revoke <session id>: the session opens nothing more; its close still refunds', { skip }, async () => {
+  const { s, opened } = await open(tlsOrigin, '/other');
+  assert.equal(opened.status, 200);
+  const r = await l402d(['token', 'revoke', s.id, '--config', configFile]);
+  assert.equal(r.code, 0, r.stderr);
+  // Every process refuses it within a second of the revocation (bounded poll, no timing assertion).
+  let refused: HttpsResult | undefined;
+  let served = 0;
+  for (let i = 0; i < 50 && !refused; i++) {
+    const b = await get(tlsOrigin + '/other', { authorization: s.bearer() });
+    if (b.status !== 200) refused = b;
+    else {
+      served++;
+      await sleep(100);
+    }
+  }
+  assert.ok(served <= 4);
+  assert.ok(refused, 'refused after the revocation');
+  assert.equal((JSON.parse(refused.body) as { reason: string }).reason, 'revoked');
+  const t = await get(tlsOrigin + '/other', { authorization: await topUp(tlsOrigin, '/other', s) });
+  assert.equal((JSON.parse(t.body) as { reason: string }).reason, 'revoked', 'no topUp into a revoked session');
+  const c = await get(tlsOrigin + '/other', { authorization: s.close() });
+  assert.equal(c.status, 200, c.body);
+  assert.equal((JSON.parse(c.body) as { refundSats: number }).refundSats, 8 - 2 * served);
+  assert.equal(wallet.paidMsat(s.returnHash) ?? 0, (8 - 2 * served) * 1000);
 });
 
 test('standalone mode with tls: l402d itself offers the session, draws, tops up and closes with the refund', { skip }, async () => {
