@@ -157,6 +157,8 @@ export interface DecideDeps {
   isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
   /** access: balance: told of each credit that landed on a balance (the sales ledger). */
   onCredit?: BalanceDeps['onCredit'];
+  /** MPP sessions: told of each session an open or bearer used (the idle sweeper watches it). */
+  onSessionUse?: (sessionId: string, route: RouteConfig) => void;
   /** MPP sessions: reads a BOLT11 invoice's amount, network and expiry (undefined or a throw: not an invoice). */
   decodeInvoice?: (bolt11: string) => DecodedInvoiceFacts | undefined;
 }

@@ -54,7 +54,7 @@ export async function decideSession(req: GateRequest & { path: string }, route: 
   const v = verifySessionCredential(req.credentials.authorization!, { masters: deps.rootKeys, realm: deps.realm ?? deps.service, scope: sessionScope(route), now });
   if (!v.ok) return refuse(route, v.failure);
   const scopeId = soldScope(route);
-  const ledger = sessionLedgerDeps(deps);
+  const ledger = sessionLedgerDeps(deps, { idleSecs: route.sessionIdleSecs });
   const unavailable: Decision = { outcome: 'unavailable', route, reason: 'store_unavailable' };
   const sessionId = v.v.sessionId;
   // A revoked session opens nothing and takes no top-up; its close (a refund to the invoice bound at open) stays possible.
@@ -70,7 +70,7 @@ export async function decideSession(req: GateRequest & { path: string }, route: 
     // Only a session that exists here, open, on this route or plan is managed (the render does the work and
     // checks again); anything else is refused now, under the invoice rate limit like every refusal.
     try {
-      const s = await checkSession(ledger, sessionId, scopeId);
+      const s = await checkSession(ledger, sessionId, scopeId, { peek: v.v.action });
       if (!s.ok) return refuse(route, s.failure);
     } catch {
       return unavailable;
@@ -102,6 +102,7 @@ export async function decideSession(req: GateRequest & { path: string }, route: 
       return unavailable;
     }
   }
+  deps.onSessionUse?.(sessionId, route);
   return drawSession(req, route, deps, clock, key, sessionId, now);
 }
 

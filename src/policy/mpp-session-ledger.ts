@@ -21,6 +21,12 @@ export interface SessionLedgerDeps {
   payInvoice?: (req: { bolt11: string; amountMsat: number }) => Promise<unknown>;
   /** Told of a refund that did not complete (the spec's "SHOULD log"): never the return invoice's secret parts. */
   onRefundFailed?: (sessionId: string, refundSats: number, why: string) => void;
+  /**
+   * The idle timeout (seconds; 0 or absent: none). open, bearer and topUp mark the session active for this long
+   * (storeKeys.mppActive); a session not marked is idle: refused as closed, and closed by the server with its
+   * refund (expireSession).
+   */
+  idleSecs?: number;
 }
 
 interface SessionRecord {
@@ -64,6 +70,19 @@ async function load(d: SessionLedgerDeps, sessionId: string, scopeId: string): P
   return { raw: raw!, rec };
 }
 
+/** Marks the session active for the idle timeout (open, bearer, topUp). */
+async function touch(d: SessionLedgerDeps, sessionId: string): Promise<void> {
+  if (!d.idleSecs) return;
+  if (!d.store.set) throw new Error('this store cannot keep an idle timeout');
+  await withTimeout(d.store.set(storeKeys.mppActive(sessionId), '1', d.idleSecs), d.storeTimeoutMs, 'store set');
+}
+
+/** Idle: the idle timeout passed since its last open, bearer or topUp (its activity mark is gone). */
+async function idle(d: SessionLedgerDeps, sessionId: string): Promise<boolean> {
+  if (!d.idleSecs) return false;
+  return (await withTimeout(d.store.get(storeKeys.mppActive(sessionId)), d.storeTimeoutMs, 'store get')) === undefined;
+}
+
 async function claimDeposit(d: SessionLedgerDeps, depositHash: string, sessionId: string): Promise<boolean> {
   const key = storeKeys.mppDeposit(depositHash);
   if (await withTimeout(d.store.claimOnce(key, undefined, sessionId), d.storeTimeoutMs, 'store claim')) return true;
@@ -86,16 +105,39 @@ export async function openSession(
   if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   if (!(await claimDeposit(d, o.sessionId, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
   const tag = sessionTag(d.masters[0]!, { sessionId: o.sessionId, scopeId: o.scopeId, returnInvoice: o.returnInvoice });
-  await withTimeout(d.store.claimOnce(storeKeys.mppSession(o.sessionId), undefined, encode({ s: 'open', scope: o.scopeId, ret: o.returnInvoice, tag })), d.storeTimeoutMs, 'store claim');
+  const created = await withTimeout(d.store.claimOnce(storeKeys.mppSession(o.sessionId), undefined, encode({ s: 'open', scope: o.scopeId, ret: o.returnInvoice, tag })), d.storeTimeoutMs, 'store claim');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
+  // The first open starts the idle clock; a repeated open of an idle session is refused like a bearer.
+  if (!created && (await idle(d, o.sessionId))) return { ok: false, failure: 'session_closed' };
+  await touch(d, o.sessionId);
   return { ok: true, ...(await credit(d, o.sessionId, o.sessionId, o.depositMsat)) };
 }
 
-/** bearer: the session is open, ours and of this scope. The draw itself is the balance ledger's (drawBalance). */
-export async function checkSession(d: SessionLedgerDeps, sessionId: string, scopeId: string): Promise<{ ok: true; balanceKey: string } | { ok: false; failure: SessionRefusal }> {
+/**
+ * bearer: the session is open, ours, of this scope and not idle (the draw itself is the balance ledger's,
+ * drawBalance); it is marked active again. `o.peek`: only look (a topUp's or close's check before the render
+ * performs it): an idle session still counts as open for a close, which closes it like the server would.
+ */
+export async function checkSession(d: SessionLedgerDeps, sessionId: string, scopeId: string, o: { peek?: 'topUp' | 'close' } = {}): Promise<{ ok: true; balanceKey: string } | { ok: false; failure: SessionRefusal }> {
   const cur = await load(d, sessionId, scopeId);
-  return typeof cur === 'string' ? { ok: false, failure: cur } : { ok: true, balanceKey: storeKeys.mppSessionBalance(sessionId) };
+  if (typeof cur === 'string') return { ok: false, failure: cur };
+  if (o.peek !== 'close' && (await idle(d, sessionId))) return { ok: false, failure: 'session_closed' };
+  if (!o.peek) await touch(d, sessionId);
+  return { ok: true, balanceKey: storeKeys.mppSessionBalance(sessionId) };
+}
+
+/**
+ * The server-initiated close of an idle session (the spec's "Server-Initiated Close"): when the session is
+ * open and idle, it is closed exactly as a client's close (marked closing first, then the unspent part refunded
+ * once). `not_open`: no session, or closed (or closing) already; `active`: not idle.
+ */
+export async function expireSession(d: SessionLedgerDeps, sessionId: string): Promise<'not_open' | 'active' | { refundSats: number; refundStatus: RefundStatus }> {
+  const rec = decode(await withTimeout(d.store.get(storeKeys.mppSession(sessionId)), d.storeTimeoutMs, 'store get'));
+  if (!rec || rec.s !== 'open') return 'not_open';
+  if (!d.idleSecs || !(await idle(d, sessionId))) return 'active';
+  const r = await closeSession(d, { sessionId, scopeId: rec.scope });
+  return r.ok ? { refundSats: r.refundSats, refundStatus: r.refundStatus } : 'not_open';
 }
 
 /**
@@ -111,7 +153,9 @@ export async function topUpSession(
   if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
+  if (await idle(d, o.sessionId)) return { ok: false, failure: 'session_closed' };
   if (!(await claimDeposit(d, o.depositHash, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
+  await touch(d, o.sessionId);
   const r = await credit(d, o.sessionId, o.depositHash, o.depositMsat);
   const after = await load(d, o.sessionId, o.scopeId);
   if (typeof after !== 'string') return { ok: true, ...r };

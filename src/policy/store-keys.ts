@@ -44,6 +44,8 @@ export const storeKeys = {
    */
   mppSession: (sessionId: string) => `mpp:session:${sessionId}`,
   mppSessionBalance: (sessionId: string) => `balance:{mpp:${sessionId}}`,
+  /** An MPP session's last activity (open, bearer, topUp): present while it is not idle (its TTL is the idle timeout). */
+  mppActive: (sessionId: string) => `mpp:active:${sessionId}`,
   /** Which session a deposit invoice (open or top-up, by payment hash) was credited to: each pays one session. */
   mppDeposit: (paymentHash: string) => `mpp:deposit:${paymentHash}`,
   /** Cashu: one proof's spent mark (its Y point, hex). */

@@ -40,6 +40,9 @@ import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChalle
 import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
 import { closedSessionOf, decodeInvoiceFacts, manageSession, mintSessionOffer } from './mpp-session-render.js';
 import { sessionLedgerDeps, sessionScope } from '../policy/mpp-session-decide.js';
+import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
+import { SessionSweeper } from './mpp-session-sweeper.js';
+import { verifySessionCredential } from '../protocol/mpp-session.js';
 
 interface OtherOffers {
   /** The `WWW-Authenticate: Payment …` value. */
@@ -155,6 +158,8 @@ export class Gate {
   private readonly decisionLog: Logger;
   /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
   private readonly recentX402 = new RecentChallenges();
+  /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
+  private readonly sessionSweeper?: SessionSweeper;
 
   constructor(readonly parts: GateParts) {
     this.decisionLog = parts.log.child({}, { redact: { paths: [] } });
@@ -189,6 +194,15 @@ export class Gate {
     const sessions = config.routes.filter((r) => r.access === 'balance' && r.schemes.includes('mpp')).map((r) => r.id);
     if (sessions.length > 0 && !backend.payInvoice) {
       throw new ConfigError(`routes ${sessions.join(', ')}: schemes mpp on access: balance (MPP sessions) needs a backend that can pay the refund on close; lightning.type ${backend.kind} cannot (only the dev wallet pays out today)`);
+    }
+    const sweepMs = SessionSweeper.intervalMs(config.routes);
+    if (sweepMs !== undefined) {
+      this.sessionSweeper = new SessionSweeper(
+        (route) => this.sessionLedger(route),
+        (id, route, r) => this.noteSessionClose(route, id, r.refundSats, r.refundStatus, 'idle'),
+        (e) => parts.log.warn({ event: 'mpp_session_sweep_failed', err: e.message }, 'idle MPP session close failed (tried again on the next pass)'),
+      );
+      this.sessionSweeper.start(sweepMs);
     }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
@@ -261,6 +275,7 @@ export class Gate {
         signal: o.signal,
         onCredit: (credit, of) => this.recordCredit(credit, of),
         decodeInvoice: decodeInvoiceFacts,
+        onSessionUse: (id, route) => this.sessionSweeper?.watch(id, route),
         isRevoked: async (tokenId, paymentHash) => {
           const r = await this.parts.revocations!.check(tokenId, paymentHash);
           revocationsAt = r.confirmedAt;
@@ -390,7 +405,14 @@ export class Gate {
     if (outcome === 'invalid' && reason === 'mpp_session_closed' && !sessionClosed && req.path !== undefined) {
       const route = this.routes.lookup(req.path);
       if (route && route.access === 'balance' && otherSchemeOf(req, route) === 'mpp') {
-        sessionClosed = await closedSessionOf(req.credentials.authorization!, route, sessionScope(route), { realm: cfg.service, ledger: sessionLedgerDeps({ store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs }) });
+        const ledger = this.sessionLedger(route);
+        // Refused as closed because it was idle: the server closes it now, with its refund, if no process has yet.
+        const v = verifySessionCredential(req.credentials.authorization!, { masters: this.parts.rootKeys, realm: cfg.service, scope: sessionScope(route), now: Math.floor(Date.now() / 1000) });
+        if (v.ok && route.sessionIdleSecs) {
+          const r = await expireSession(ledger, v.v.sessionId).catch(() => 'not_open' as const);
+          if (typeof r === 'object') this.noteSessionClose(route, v.v.sessionId, r.refundSats, r.refundStatus, 'idle');
+        }
+        sessionClosed = await closedSessionOf(req.credentials.authorization!, route, sessionScope(route), { realm: cfg.service, ledger });
       }
     }
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
@@ -555,7 +577,7 @@ export class Gate {
       progress.waitingOn = 'backend_unavailable';
       const cfg = this.parts.config;
       const unit = (await this.price(route, req.path!)).amountMsat;
-      out.mpp = await mintSessionOffer(route, sessionScope(route), unit, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs });
+      out.mpp = await mintSessionOffer(route, sessionScope(route), unit, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs, idleTimeoutSecs: route.sessionIdleSecs || undefined });
       progress.waitingOn = 'store_unavailable';
       if (out.mpp) this.parts.metrics?.inc('l402_invoices_generated_total', { backend: this.parts.backend.kind, route: route.id });
       return out;
@@ -655,35 +677,42 @@ export class Gate {
     );
   }
 
+  /** An MPP session's store, refunds and idle timeout for this route (mpp-session-ledger.ts). */
+  private sessionLedger(route: RouteConfig): SessionLedgerDeps {
+    const cfg = this.parts.config;
+    const backend = this.parts.backend;
+    const log = this.parts.log;
+    const pay = backend.payInvoice?.bind(backend);
+    return sessionLedgerDeps(
+      { store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs },
+      {
+        payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs, 'payInvoice') : undefined,
+        onRefundFailed: (sessionId, refundSats, why) => log.warn({ event: 'mpp_session_refund_failed', route: route.id, session: sessionId, refund_sats: refundSats, err: why }, 'MPP session refund did not complete (not retried)'),
+        idleSecs: route.sessionIdleSecs,
+      },
+    );
+  }
+
+  /** Counts and logs a close (the client's or the server's for idleness). */
+  private noteSessionClose(route: RouteConfig, sessionId: string, refundSats: number, refundStatus: string, by: 'client' | 'idle'): void {
+    this.parts.metrics?.inc('l402_mpp_session_closes_total', { route: route.id, refund: refundStatus });
+    if (refundStatus === 'succeeded' && refundSats > 0) this.parts.metrics?.inc('l402_mpp_session_refunded_msat_total', { route: route.id }, refundSats * 1000);
+    this.parts.log.info({ event: 'mpp_session_closed', route: route.id, session: sessionId, by, refund_sats: refundSats, refund_status: refundStatus }, 'MPP session closed');
+  }
+
   /** Performs an MPP session's topUp or close (see mpp-session-render.ts). */
   private async manageSession(req: GateRequest): Promise<Awaited<ReturnType<typeof manageSession>>> {
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
     if (!route || req.path === undefined || route.access !== 'balance' || otherSchemeOf(req, route) !== 'mpp') return { ok: false, reason: 'mpp_session_malformed_credential' };
     const cfg = this.parts.config;
-    const backend = this.parts.backend;
     const log = this.parts.log;
-    const metrics = this.parts.metrics;
-    const pay = backend.payInvoice?.bind(backend);
     const r = await manageSession(req.credentials.authorization!, route, sessionScope(route), req.method, {
       realm: cfg.service,
-      ledger: sessionLedgerDeps(
-        { store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs },
-        {
-          payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs, 'payInvoice') : undefined,
-          onRefundFailed: (sessionId, refundSats, why) => log.warn({ event: 'mpp_session_refund_failed', route: route.id, session: sessionId, refund_sats: refundSats, err: why }, 'MPP session refund did not complete (not retried)'),
-        },
-      ),
+      ledger: this.sessionLedger(route),
       onTopUp: (sessionId, depositHash, msat) => this.recordCredit({ kind: 'topup', msat, id: depositHash }, { route, tokenId: sessionId, paymentHash: sessionId }),
     });
-    if (r.ok) {
-      const receipt = r.rendered.headers.find(([k]) => k === 'Payment-Receipt')?.[1];
-      const refund = receipt ? (JSON.parse(Buffer.from(receipt, 'base64url').toString()) as { refundSats?: number; refundStatus?: string }) : {};
-      if (refund.refundStatus !== undefined) {
-        metrics?.inc('l402_mpp_session_closes_total', { route: route.id, refund: refund.refundStatus });
-        if (refund.refundStatus === 'succeeded' && refund.refundSats) metrics?.inc('l402_mpp_session_refunded_msat_total', { route: route.id }, refund.refundSats * 1000);
-      }
-      log.info({ event: 'mpp_session_managed', route: route.id, action: refund.refundStatus === undefined ? 'topUp' : 'close', refund_sats: refund.refundSats, refund_status: refund.refundStatus }, 'MPP session');
-    }
+    if (r.ok && r.closed) this.noteSessionClose(route, r.sessionId, r.closed.refundSats, r.closed.refundStatus, 'client');
+    else if (r.ok) log.info({ event: 'mpp_session_topped_up', route: route.id, session: r.sessionId }, 'MPP session topped up');
     return r;
   }
 
@@ -713,6 +742,7 @@ export class Gate {
   }
 
   close(): Promise<void> {
+    this.sessionSweeper?.stop();
     return this.tenants.close();
   }
 

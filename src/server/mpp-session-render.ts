@@ -33,6 +33,8 @@ export interface SessionOfferDeps {
   memo: string;
   invoiceExpirySecs: number;
   backendTimeoutMs: number;
+  /** The route's idle timeout (seconds), told to the client as the spec's idleTimeout. */
+  idleTimeoutSecs?: number;
 }
 
 /**
@@ -53,7 +55,7 @@ export async function mintSessionOffer(route: RouteConfig, scope: MppScope, unit
   if (typeof inv?.bolt11 !== 'string' || !/^ln[a-z0-9]{10,7000}$/i.test(inv.bolt11) || !Buffer.isBuffer(inv.paymentHash) || inv.paymentHash.length !== 32 || !Number.isFinite(inv.expiresAt) || inv.expiresAt <= now) {
     throw new BackendError(`${d.backend.kind} returned a malformed invoice`);
   }
-  const c = buildSessionChallenge(d.master, d.realm, scope, { invoice: inv.bolt11, paymentHash: inv.paymentHash.toString('hex'), unitMsat, depositMsat, expiresAt: inv.expiresAt, unitType: 'request' });
+  const c = buildSessionChallenge(d.master, d.realm, scope, { invoice: inv.bolt11, paymentHash: inv.paymentHash.toString('hex'), unitMsat, depositMsat, expiresAt: inv.expiresAt, unitType: 'request', idleTimeoutSecs: d.idleTimeoutSecs });
   return formatChallenge(c);
 }
 
@@ -64,7 +66,7 @@ export interface ManageDeps {
   onTopUp?: (sessionId: string, depositHash: string, msat: number) => void;
 }
 
-export type Managed = { ok: true; rendered: Rendered } | { ok: false; reason: SessionReason | 'store_unavailable'; closed?: { refundSats: number; refundStatus: string } };
+export type Managed = { ok: true; rendered: Rendered; sessionId: string; closed?: { refundSats: number; refundStatus: string } } | { ok: false; reason: SessionReason | 'store_unavailable'; closed?: { refundSats: number; refundStatus: string } };
 
 /**
  * Performs the topUp or close this request's credential asks for (verified again here: the render trusts
@@ -89,7 +91,7 @@ export async function manageSession(authorization: string, route: RouteConfig, s
       if (!r.ok) return { ok: false, reason: SESSION_REASON[r.failure] };
       if (r.credited) d.onTopUp?.(sessionId, v.v.depositHash, v.v.depositMsat);
       headers.push(['Payment-Receipt', sessionReceipt(sessionId, now)], ['X-L402-Balance-Msat', String(r.balanceMsat)]);
-      return { ok: true, rendered: { status: 200, headers, body: method === 'HEAD' ? '' : `${topUpBody()}\n` } };
+      return { ok: true, sessionId, rendered: { status: 200, headers, body: method === 'HEAD' ? '' : `${topUpBody()}\n` } };
     }
     if (v.v.action === 'close') {
       const r = await closeSession(d.ledger, { sessionId, scopeId });
@@ -98,7 +100,7 @@ export async function manageSession(authorization: string, route: RouteConfig, s
         return { ok: false, reason: SESSION_REASON[r.failure], ...(closed ? { closed } : {}) };
       }
       headers.push(['Payment-Receipt', sessionReceipt(sessionId, now, { refundSats: r.refundSats, refundStatus: r.refundStatus })]);
-      return { ok: true, rendered: { status: 200, headers, body: method === 'HEAD' ? '' : `${closeBody(r.refundSats, r.refundStatus)}\n` } };
+      return { ok: true, sessionId, closed: { refundSats: r.refundSats, refundStatus: r.refundStatus }, rendered: { status: 200, headers, body: method === 'HEAD' ? '' : `${closeBody(r.refundSats, r.refundStatus)}\n` } };
     }
   } catch {
     return { ok: false, reason: 'store_unavailable' };

@@ -38,8 +38,9 @@ routes:
   - { match: /plan-b, amount_msat: 3000, access: balance, balance_msat: 5000, plan: p, schemes: [l402, mpp] }
   - { match: /fl-ok, amount_msat: 2000, access: balance, balance_msat: 10000, plan: fl, schemes: [l402, mpp] }
   - { match: /fl-dead, amount_msat: 2000, access: balance, balance_msat: 10000, plan: fl, schemes: [l402, mpp] }
+  - { match: /idle, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: 2 }
 `;
-const PATHS = ['/sess', '/other', '/plan-a', '/plan-b', '/fl-ok'];
+const PATHS = ['/sess', '/other', '/plan-a', '/plan-b', '/fl-ok', '/idle'];
 
 const cleanup = new Cleanup();
 let dir: string;
@@ -310,6 +311,23 @@ test('a request the upstream did not serve gives its draw back to the session', 
   assert.equal((JSON.parse(dead.body) as { payment: string }).payment, 'not_consumed');
   const r = await get(tlsOrigin + '/fl-ok', { authorization: s.bearer() });
   assert.equal(r.headers['x-l402-balance-msat'], '6000', 'the unserved request\'s draw came back');
+});
+
+test('an idle session is closed by the server with its refund (session_idle_secs, told as idleTimeout); nothing after', { skip }, async () => {
+  const r402 = await get(tlsOrigin + '/idle');
+  sessionOffer(r402);
+  const c = Challenge.deserialize(headerLines(r402, 'www-authenticate').find((l) => /^Payment /.test(l))!) as unknown as { request: Record<string, string> };
+  assert.equal(c.request.idleTimeout, '2');
+  const { s, opened } = await open(tlsOrigin, '/idle');
+  assert.equal(opened.status, 200, opened.body);
+  assert.equal(opened.headers['x-l402-balance-msat'], '8000');
+  // Bounded wait for the server's close (2 s idle; l402d looks every second): no timing asserted.
+  for (let i = 0; i < 100 && wallet.paidMsat(s.returnHash) === undefined; i++) await sleep(100);
+  assert.equal(wallet.paidMsat(s.returnHash), 8000, 'the unspent part refunded by the server-initiated close');
+  assertRefused(await get(tlsOrigin + '/idle', { authorization: s.bearer() }), 'session-closed');
+  const again = assertRefused(await get(tlsOrigin + '/idle', { authorization: s.close() }), 'session-closed');
+  assert.deepEqual([again.refundSats, again.refundStatus], [8, 'succeeded']);
+  assert.equal(wallet.paidMsat(s.returnHash), 8000);
 });
 
 test('l402d token revoke <session id>: the session opens nothing more; its close still refunds', { skip }, async () => {

@@ -23,6 +23,19 @@ test('config: mpp on access: balance is accepted (the session intent); x402 is n
   assert.throws(() => cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp, x402] }'), /schemes.*not x402/s);
 });
 
+test('config: session_idle_secs defaults to the spec\'s 5 minutes, 0 turns it off, and needs an MPP session route', () => {
+  assert.equal(cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp] }').routes[0]!.sessionIdleSecs, 300);
+  assert.equal(cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: 0 }').routes[0]!.sessionIdleSecs, 0);
+  assert.equal(cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: 3600 }').routes[0]!.sessionIdleSecs, 3600);
+  assert.equal(cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000 }').routes[0]!.sessionIdleSecs, undefined);
+  for (const [route, re] of [
+    ['{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, session_idle_secs: 60 }', /session_idle_secs.*needs mpp/s],
+    ['{ match: /a, amount_msat: 2000, session_idle_secs: 60 }', /session_idle_secs.*needs access: balance/s],
+    ['{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: -1 }', /session_idle_secs/],
+    ['{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, plan: p, schemes: [l402, mpp] }\n  - { match: /b, amount_msat: 2000, access: balance, balance_msat: 10000, plan: p, schemes: [l402, mpp], session_idle_secs: 60 }', /plan "p".*session_idle_secs/s],
+  ] as Array<[string, RegExp]>) assert.throws(() => cfgOf(route), re, route);
+});
+
 test('config: every session combination that cannot fully work is refused, naming the key', () => {
   const bad: Array<[string, RegExp]> = [
     // The deposit and the unit are whole satoshis.

@@ -13,7 +13,7 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store } from '../../src/store/store.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
-import { checkSession, closedSession, closeSession, openSession, topUpSession, type SessionLedgerDeps } from '../../src/policy/mpp-session-ledger.js';
+import { checkSession, closedSession, closeSession, expireSession, openSession, topUpSession, type SessionLedgerDeps } from '../../src/policy/mpp-session-ledger.js';
 import { storeKeys } from '../../src/policy/store-keys.js';
 import { Cleanup, requireTool, startRedis } from '../integration/harness.js';
 
@@ -178,5 +178,32 @@ for (const [name, make, skip] of makers) {
       assert.deepEqual(await closedSession(deps(t), id, '/api'), { refundSats: closeFirst ? 10 : 15, refundStatus: 'succeeded' });
       assert.equal(await closedSession(deps(t), id, '/other'), undefined);
     }
+  });
+  test(`${name}: an idle session is refused as closed and closed by the server with its refund, once`, { skip }, async () => {
+    const [s, t] = await make();
+    cleanup.add(async () => { await s.close(); if (t !== s) await t.close(); });
+    const a = deps(s, { idleSecs: 600 });
+    const b = deps(t, { idleSecs: 600 });
+    const id = hash();
+    const ret = wallet.createAmountlessInvoice({ memo: 'refund', expirySecs: 86_400 });
+    await openSession(a, { sessionId: id, scopeId: '/api', returnInvoice: ret.bolt11, depositMsat: 9000 });
+    assert.equal(await expireSession(b, id), 'active');
+    assert.ok((await checkSession(b, id, '/api')).ok);
+    assert.equal((await t.drawBalance(storeKeys.mppSessionBalance(id), 2000, 'r1', 'o', 60)).ok, true);
+    // The idle timeout passes (its activity mark expires; deleted here rather than waited for).
+    await s.del(storeKeys.mppActive(id));
+    assert.deepEqual(await checkSession(b, id, '/api'), { ok: false, failure: 'session_closed' });
+    assert.deepEqual(await topUpSession(a, { sessionId: id, scopeId: '/api', depositHash: hash(), depositMsat: 1000 }), { ok: false, failure: 'session_closed' });
+    assert.equal(wallet.paidMsat(ret.paymentHash), undefined, 'refused, not closed yet');
+    const closes = await Promise.all([expireSession(a, id), expireSession(b, id), expireSession(a, id)]);
+    assert.deepEqual(closes.filter((r) => typeof r === 'object'), [{ refundSats: 7, refundStatus: 'succeeded' }], 'one server close pays');
+    assert.equal(wallet.paidMsat(ret.paymentHash), 7000);
+    assert.equal(await expireSession(b, id), 'not_open');
+    assert.deepEqual(await closeSession(b, { sessionId: id, scopeId: '/api' }), { ok: false, failure: 'session_closed' });
+    assert.equal(await expireSession(deps(s), hash()), 'not_open');
+    // Without an idle timeout nothing is ever idle.
+    const keep = hash();
+    await openSession(deps(s), { sessionId: keep, scopeId: '/api', returnInvoice: ret.bolt11, depositMsat: 1000 });
+    assert.equal(await expireSession(deps(s), keep), 'active');
   });
 }
