@@ -72,6 +72,11 @@ export async function decideSession(req: GateRequest & { path: string }, route: 
     try {
       const s = await checkSession(ledger, sessionId, scopeId, { peek: v.v.action });
       if (!s.ok) return refuse(route, s.failure);
+      // A deposit already credited to another session is refused here too (not only by the render).
+      if (v.v.action === 'topUp') {
+        const held = await withTimeout(deps.store.get(storeKeys.mppDeposit(v.v.depositHash)), deps.storeTimeoutMs, 'store get');
+        if (held !== undefined && held !== sessionId) return refuse(route, 'unknown_challenge');
+      }
     } catch {
       return unavailable;
     }

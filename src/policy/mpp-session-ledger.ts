@@ -35,6 +35,8 @@ interface SessionRecord {
   scope: string;
   ret: string;
   tag: string;
+  /** Unix seconds of the first open: a session younger than its idle timeout is never idle (its first mark may be on its way). */
+  at?: number;
   refundSats?: number;
   refundStatus?: RefundStatus;
 }
@@ -78,8 +80,9 @@ async function touch(d: SessionLedgerDeps, sessionId: string): Promise<void> {
 }
 
 /** Idle: the idle timeout passed since its last open, bearer or topUp (its activity mark is gone). */
-async function idle(d: SessionLedgerDeps, sessionId: string): Promise<boolean> {
+async function idle(d: SessionLedgerDeps, sessionId: string, rec: SessionRecord): Promise<boolean> {
   if (!d.idleSecs) return false;
+  if (rec.at !== undefined && Math.floor(Date.now() / 1000) - rec.at < d.idleSecs) return false;
   return (await withTimeout(d.store.get(storeKeys.mppActive(sessionId)), d.storeTimeoutMs, 'store get')) === undefined;
 }
 
@@ -105,11 +108,11 @@ export async function openSession(
   if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   if (!(await claimDeposit(d, o.sessionId, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
   const tag = sessionTag(d.masters[0]!, { sessionId: o.sessionId, scopeId: o.scopeId, returnInvoice: o.returnInvoice });
-  const created = await withTimeout(d.store.claimOnce(storeKeys.mppSession(o.sessionId), undefined, encode({ s: 'open', scope: o.scopeId, ret: o.returnInvoice, tag })), d.storeTimeoutMs, 'store claim');
+  const created = await withTimeout(d.store.claimOnce(storeKeys.mppSession(o.sessionId), undefined, encode({ s: 'open', scope: o.scopeId, ret: o.returnInvoice, tag, at: Math.floor(Date.now() / 1000) })), d.storeTimeoutMs, 'store claim');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
   // The first open starts the idle clock; a repeated open of an idle session is refused like a bearer.
-  if (!created && (await idle(d, o.sessionId))) return { ok: false, failure: 'session_closed' };
+  if (!created && (await idle(d, o.sessionId, cur.rec))) return { ok: false, failure: 'session_closed' };
   await touch(d, o.sessionId);
   return { ok: true, ...(await credit(d, o.sessionId, o.sessionId, o.depositMsat)) };
 }
@@ -122,7 +125,7 @@ export async function openSession(
 export async function checkSession(d: SessionLedgerDeps, sessionId: string, scopeId: string, o: { peek?: 'topUp' | 'close' } = {}): Promise<{ ok: true; balanceKey: string } | { ok: false; failure: SessionRefusal }> {
   const cur = await load(d, sessionId, scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
-  if (o.peek !== 'close' && (await idle(d, sessionId))) return { ok: false, failure: 'session_closed' };
+  if (o.peek !== 'close' && (await idle(d, sessionId, cur.rec))) return { ok: false, failure: 'session_closed' };
   if (!o.peek) await touch(d, sessionId);
   return { ok: true, balanceKey: storeKeys.mppSessionBalance(sessionId) };
 }
@@ -135,7 +138,7 @@ export async function checkSession(d: SessionLedgerDeps, sessionId: string, scop
 export async function expireSession(d: SessionLedgerDeps, sessionId: string): Promise<'not_open' | 'active' | { refundSats: number; refundStatus: RefundStatus }> {
   const rec = decode(await withTimeout(d.store.get(storeKeys.mppSession(sessionId)), d.storeTimeoutMs, 'store get'));
   if (!rec || rec.s !== 'open') return 'not_open';
-  if (!d.idleSecs || !(await idle(d, sessionId))) return 'active';
+  if (!d.idleSecs || !(await idle(d, sessionId, rec))) return 'active';
   const r = await closeSession(d, { sessionId, scopeId: rec.scope });
   return r.ok ? { refundSats: r.refundSats, refundStatus: r.refundStatus } : 'not_open';
 }
@@ -153,7 +156,7 @@ export async function topUpSession(
   if (!d.store.creditBalance || !d.store.drawBalance) throw new Error('this store keeps no balances');
   const cur = await load(d, o.sessionId, o.scopeId);
   if (typeof cur === 'string') return { ok: false, failure: cur };
-  if (await idle(d, o.sessionId)) return { ok: false, failure: 'session_closed' };
+  if (await idle(d, o.sessionId, cur.rec)) return { ok: false, failure: 'session_closed' };
   if (!(await claimDeposit(d, o.depositHash, o.sessionId))) return { ok: false, failure: 'unknown_challenge' };
   await touch(d, o.sessionId);
   const r = await credit(d, o.sessionId, o.depositHash, o.depositMsat);

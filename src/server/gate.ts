@@ -92,8 +92,8 @@ interface RenderProgress {
  * Fresh challenges answered to refused credentials, by credential, route, method and path, for a few seconds
  * (in flight included, so concurrent copies share one mint). Bounded; a failed mint is forgotten at once.
  */
-class RecentChallenges {
-  private readonly byKey = new Map<string, { at: number; challenge: Promise<Challenge> }>();
+class RecentChallenges<T extends { validUntil?: number } = Challenge> {
+  private readonly byKey = new Map<string, { at: number; challenge: Promise<T> }>();
   constructor(
     private readonly ttlMs = 10_000,
     private readonly max = 1024,
@@ -114,7 +114,7 @@ class RecentChallenges {
     return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie])).digest('base64');
   }
 
-  get(key: string): Promise<Challenge> | undefined {
+  get(key: string): Promise<T> | undefined {
     const e = this.byKey.get(key);
     if (!e) return undefined;
     if (Date.now() - e.at < this.ttlMs) return e.challenge;
@@ -122,7 +122,7 @@ class RecentChallenges {
     return undefined;
   }
 
-  set(key: string, challenge: Promise<Challenge>): void {
+  set(key: string, challenge: Promise<T>): void {
     if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
     this.byKey.set(key, { at: Date.now(), challenge });
     const forget = () => {
@@ -158,6 +158,8 @@ export class Gate {
   private readonly decisionLog: Logger;
   /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
   private readonly recentX402 = new RecentChallenges();
+  /** The same for MPP session offers (a deposit invoice of their own); validUntil: the offer's expiry. */
+  private readonly recentSessionOffers = new RecentChallenges<{ offer?: string; validUntil?: number }>();
   /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
   private readonly sessionSweeper?: SessionSweeper;
 
@@ -576,10 +578,18 @@ export class Gate {
       if ((await this.payeeFor(route, req.path!)) !== undefined) return out;
       progress.waitingOn = 'backend_unavailable';
       const cfg = this.parts.config;
-      const unit = (await this.price(route, req.path!)).amountMsat;
-      out.mpp = await mintSessionOffer(route, sessionScope(route), unit, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs, idleTimeoutSecs: route.sessionIdleSecs || undefined });
+      // A refused credential presented again gets the same offer for a few seconds (as L402's challenge).
+      let minted = again === undefined ? undefined : this.recentSessionOffers.get(again);
+      const fresh = !minted;
+      if (!minted) {
+        minted = this.price(route, req.path!).then(async (p) => ({
+          offer: await mintSessionOffer(route, sessionScope(route), p.amountMsat, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs, idleTimeoutSecs: route.sessionIdleSecs || undefined }),
+        }));
+        if (again !== undefined) this.recentSessionOffers.set(again, minted);
+      }
+      out.mpp = (await minted).offer;
       progress.waitingOn = 'store_unavailable';
-      if (out.mpp) this.parts.metrics?.inc('l402_invoices_generated_total', { backend: this.parts.backend.kind, route: route.id });
+      if (out.mpp && fresh) this.parts.metrics?.inc('l402_invoices_generated_total', { backend: this.parts.backend.kind, route: route.id });
       return out;
     }
     // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.

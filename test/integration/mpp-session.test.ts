@@ -243,7 +243,11 @@ test('a session is refused on another route; a plan\'s session draws on every ro
   assertRefused(await get(tlsOrigin + '/sess', { authorization: s.close() }), 'session-not-found');
   // Someone who knows the session id (a payment hash) but not its preimage; a made-up session.
   const wrong = credential(s.offer.params, { action: 'bearer', sessionId: s.id, preimage: randomBytes(32).toString('hex') });
-  assertRefused(await get(tlsOrigin + '/plan-a', { authorization: wrong }), 'invalid-preimage');
+  const w1 = await get(tlsOrigin + '/plan-a', { authorization: wrong });
+  assertRefused(w1, 'invalid-preimage');
+  // The same refused credential again gets the same offers for a few seconds (no new deposit invoice per copy).
+  const w2 = await get(tlsOrigin + '/plan-a', { authorization: wrong });
+  assert.deepEqual(headerLines(w2, 'www-authenticate'), headerLines(w1, 'www-authenticate'));
   const pre = randomBytes(32);
   const madeUp = credential(s.offer.params, { action: 'close', sessionId: createHash('sha256').update(pre).digest('hex'), preimage: pre.toString('hex') });
   assertRefused(await get(tlsOrigin + '/plan-a', { authorization: madeUp }), 'session-not-found');
