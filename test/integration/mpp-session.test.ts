@@ -275,6 +275,37 @@ test('a session is refused on another route; a plan\'s session draws on every ro
   assert.equal(up.hits, 1);
 });
 
+test('malformed and forged session credentials get the spec\'s 402 with fresh challenges, never a 5xx; nothing reaches the upstream', { skip }, async () => {
+  const { s } = await open(tlsOrigin, '/sess');
+  up.reset();
+  const p = s.offer.params;
+  const cases: Array<[string, string]> = [
+    ['Payment !!!', 'malformed-credential'],
+    [`Payment ${b64url({ challenge: { id: p.id }, payload: { action: 'bearer' } })}`, 'malformed-credential'],
+    [credential(p, { action: 'bearer', sessionId: s.id.toUpperCase(), preimage: s.preimage }), 'malformed-credential'],
+    [credential(p, { action: 'teleport', sessionId: s.id, preimage: s.preimage }), 'malformed-credential'],
+    [`Payment ${'A'.repeat(7000)}`, 'malformed-credential'],
+    // Another realm in the echo: not a challenge of ours.
+    [credential({ ...p, realm: 'elsewhere' }, { action: 'bearer', sessionId: s.id, preimage: s.preimage }), 'unknown-challenge'],
+    // The open deposit's own preimage as a topUp of its session.
+    [credential(p, { action: 'topUp', sessionId: s.id, topUpPreimage: s.preimage }), 'invalid-preimage'],
+    // A topUp echoing a challenge whose request was changed (the id no longer verifies).
+    [credential({ ...p, request: p.request!.slice(0, -2) + 'xx' }, { action: 'topUp', sessionId: s.id, topUpPreimage: randomBytes(32).toString('hex') }), 'unknown-challenge'],
+  ];
+  for (const [authorization, type] of cases) {
+    const r = await get(tlsOrigin + '/sess', { authorization });
+    assert.ok(r.status < 500, `${type}: ${r.status}`);
+    assertRefused(r, type);
+  }
+  // A credential of the charge intent (no payload.action) on a session route.
+  const charge = `Payment ${b64url({ challenge: { id: p.id, realm: p.realm, method: 'lightning', intent: 'charge', request: p.request, expires: p.expires }, payload: { preimage: s.preimage } })}`;
+  assertRefused(await get(tlsOrigin + '/sess', { authorization: charge }), 'malformed-credential');
+  assert.equal(up.hits, 0);
+  // The session itself is untouched: 4 requests' worth left.
+  const b = await get(tlsOrigin + '/sess', { authorization: s.bearer() });
+  assert.equal(b.headers['x-l402-balance-msat'], '6000');
+});
+
 test('over plain HTTP no session is offered and no session credential is read', { skip }, async () => {
   const { s } = await open(tlsOrigin, '/other');
   up.reset();
