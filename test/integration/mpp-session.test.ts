@@ -13,7 +13,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { Challenge, Receipt } from 'mppx';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
+import { startGateProcess, withUpstream } from './gate-process.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -24,6 +25,7 @@ import { sleep } from '../../src/util/timeout.js';
 import { l402d } from './revocation-fixture.js';
 
 const nginxBin = requireTool('nginx');
+const redisBin = requireTool('redis-server');
 const opensslBin = requireTool('openssl');
 const skip = nginxBin && opensslBin ? false : 'nginx or openssl not installed';
 const TYPES = 'https://paymentauth.org/problems/lightning/';
@@ -336,6 +338,58 @@ test('concurrent bearer draws never overdraw a session (a storm of 16 on 4 reque
   const c = await get(tlsOrigin + '/sess', { authorization: s.close() });
   assert.deepEqual(JSON.parse(c.body), { status: 'closed', refundSats: 0, refundStatus: 'skipped' });
   assert.equal(wallet.paidMsat(s.returnHash), undefined, 'nothing to refund: no payment attempted');
+});
+
+test('storm across two l402d processes on one Redis: concurrent bearer draws never overdraw, and draws plus the refund are the deposit', { skip: skip || (!redisBin && 'redis-server not installed'), timeout: 120_000 }, async () => {
+  const sdir = join(dir, 'two');
+  const redis = cleanup.use(await startRedis());
+  const site = cleanup.use(await startCountingUpstream());
+  const routes = `lightning: { type: dev }
+routes:
+  - { match: /api/a, amount_msat: 3000, access: balance, balance_msat: 60000, plan: api, schemes: [l402, mpp] }
+  - { match: /api/b, amount_msat: 7000, access: balance, balance_msat: 60000, plan: api, schemes: [l402, mpp] }
+`;
+  // One data dir (the dev wallet is one SQLite file, safe across processes), one Redis store.
+  const ports = [await freePort(), await freePort()];
+  const gates: Array<{ output(): string }> = [];
+  for (const [i, port] of ports.entries()) {
+    const file = join(dir, `two-${i}.yaml`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${sdir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${routes}`);
+    gates.push(cleanup.use(await startGateProcess(file, port)));
+  }
+  const snippets = join(dir, 'two-snippets');
+  writeSnippets(parseConfig(`lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  const port = await freePort();
+  cleanup.use(
+    await startNginx({
+      workers: 2,
+      http: `${withUpstream(snippets, `server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16;`)}
+      server { listen 127.0.0.1:${port} ssl; ssl_certificate ${join(dir, 'cert.pem')}; ssl_certificate_key ${join(dir, 'key.pem')}; include ${snippets}/server.conf;
+        location /api/ { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; include ${snippets}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; } }`,
+    }),
+  );
+  const origin = `https://127.0.0.1:${port}`;
+  const w = DevWallet.open(sdir);
+  cleanup.add(() => w.close());
+  const offer = sessionOffer(await get(origin + '/api/a'));
+  const preimage = w.pay(offer.invoice).toString('hex');
+  const ret = w.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+  const opened = await get(origin + '/api/a', { authorization: credential(offer.params, { action: 'open', preimage, returnInvoice: ret.bolt11 }) });
+  assert.equal(opened.status, 200, opened.body);
+  const s = new Session(offer.paymentHash, preimage, offer, ret.paymentHash);
+  const paths = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? '/api/b' : '/api/a'));
+  const rs = await Promise.all(paths.map((p) => get(origin + p, { authorization: s.bearer() })));
+  for (const r of rs) if (r.status !== 200) assertRefused(r, 'insufficient-balance');
+  const drawn = 3000 + rs.reduce((a, r, i) => a + (r.status === 200 ? (paths[i] === '/api/b' ? 7000 : 3000) : 0), 0);
+  assert.ok(drawn <= 60000, `never overdrawn: ${drawn}`);
+  assert.equal(site.hits, 1 + rs.filter((r) => r.status === 200).length, 'the upstream saw exactly the paid requests');
+  const c = await get(origin + '/api/b', { authorization: s.close() });
+  assert.equal(c.status, 200, c.body);
+  const refundSats = (JSON.parse(c.body) as { refundSats: number }).refundSats;
+  assert.equal(drawn + refundSats * 1000, 60000, `every draw accounted for: drawn ${drawn}, refunded ${refundSats} sat`);
+  assert.equal(w.paidMsat(ret.paymentHash) ?? 0, refundSats * 1000);
+  // Both processes decided some of the draws (the store, not one process, kept the count).
+  for (const g of gates) assert.match(g.output(), /"outcome":"allow"/);
 });
 
 test('a request the upstream did not serve gives its draw back to the session', { skip }, async () => {
