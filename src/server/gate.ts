@@ -195,7 +195,7 @@ export class Gate {
     // An MPP session refunds its unspent balance on close: offered only where the backend can pay out.
     const sessions = config.routes.filter((r) => r.access === 'balance' && r.schemes.includes('mpp')).map((r) => r.id);
     if (sessions.length > 0 && !backend.payInvoice) {
-      throw new ConfigError(`routes ${sessions.join(', ')}: schemes mpp on access: balance (MPP sessions) needs a backend that can pay the refund on close; lightning.type ${backend.kind} cannot (only the dev wallet pays out today)`);
+      throw new ConfigError(`routes ${sessions.join(', ')}: schemes mpp on access: balance (MPP sessions) needs a backend that can pay the refund on close; lightning.type ${backend.kind} cannot (the dev wallet can, and lnd with pay_refunds: true)`);
     }
     const sweepMs = SessionSweeper.intervalMs(config.routes);
     if (sweepMs !== undefined) {

@@ -60,7 +60,7 @@ test('the gate refuses MPP sessions on a backend that cannot pay the refund, and
     const cfg = cfgOf('{ match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp] }');
     const parts = { config: cfg, store: new MemoryStore(), rootKeys: [randomBytes(32)], log: createLogger('silent') };
     assert.ok(new Gate({ ...parts, backend: wallet }));
-    // A backend without payInvoice (as lnd, CLN, NWC, LNC and the HTTP backends are today).
+    // A backend without payInvoice (as CLN, NWC, LNC, the HTTP backends, and lnd without pay_refunds).
     const noPay: LightningBackend = { kind: 'nopay', createInvoice: wallet.createInvoice.bind(wallet), describe: () => 'nopay', close: async () => undefined };
     assert.throws(() => new Gate({ ...parts, backend: noPay }), /routes \/a: schemes mpp on access: balance.*cannot/);
     // Without mpp the same backend serves the balance route.
