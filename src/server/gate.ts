@@ -133,6 +133,9 @@ class RecentChallenges<T extends { validUntil?: number } = Challenge> {
   }
 }
 
+/** How long an MPP session's refund payment may take (one attempt, never retried). */
+const REFUND_PAY_MS = 60_000;
+
 /** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
 const SETTLED_CACHE_SECS = 86_400;
 
@@ -696,7 +699,9 @@ export class Gate {
     return sessionLedgerDeps(
       { store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs },
       {
-        payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(cfg.timeouts.backendMs)), cfg.timeouts.backendMs, 'payInvoice') : undefined,
+        // A Lightning payment takes longer than an invoice: it is given REFUND_PAY_MS (a close answered 503 at the
+        // render deadline meanwhile still records the refund's outcome, which a repeated close is told).
+        payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(REFUND_PAY_MS)), REFUND_PAY_MS, 'payInvoice') : undefined,
         onRefundFailed: (sessionId, refundSats, why) => log.warn({ event: 'mpp_session_refund_failed', route: route.id, session: sessionId, refund_sats: refundSats, err: why }, 'MPP session refund did not complete (not retried)'),
         idleSecs: route.sessionIdleSecs,
       },

@@ -310,6 +310,9 @@ class LndGrpcTransport implements LndTransport {
 // The backend: transport-independent checks and error wording
 // ---------------------------------------------------------------------------------------------
 
+/** The longest a refund payment (SendPaymentSync) is waited for when the caller gives no shorter bound. */
+const PAY_TIMEOUT_MS = 60_000;
+
 class LndBackend implements LightningBackend {
   readonly kind = 'lnd';
   /** LightningBackend.payInvoice, only with `pay_refunds: true` (absent: l402d never pays out of the node). */
@@ -339,7 +342,8 @@ class LndBackend implements LightningBackend {
     }
     if (inv.amountMsat !== undefined && inv.amountMsat !== 0 && inv.amountMsat !== req.amountMsat) throw new BackendCallError(`lnd: the invoice is for ${inv.amountMsat} msat, not ${req.amountMsat}`, false);
     const amountless = inv.amountMsat === undefined || inv.amountMsat === 0;
-    const r = await this.call(() => this.transport.sendPaymentSync({ paymentRequest: req.bolt11, amtMsat: amountless ? req.amountMsat : undefined, feeLimitMsat }, signal, this.ctx.timeoutMs));
+    // A payment takes as long as the network needs: bounded by the caller's signal, else by PAY_TIMEOUT_MS.
+    const r = await this.call(() => this.transport.sendPaymentSync({ paymentRequest: req.bolt11, amtMsat: amountless ? req.amountMsat : undefined, feeLimitMsat }, signal, Math.max(this.ctx.timeoutMs, PAY_TIMEOUT_MS)));
     if (r.paymentError) throw new BackendCallError(`lnd ${this.transport.name} SendPaymentSync: payment failed: ${r.paymentError.slice(0, 200)}`, false);
     if (r.preimage.length !== 32 || !createHash('sha256').update(r.preimage).digest().equals(inv.paymentHash)) {
       throw new BackendCallError(`lnd ${this.transport.name} SendPaymentSync answered success without the invoice's preimage`, false);
