@@ -1,11 +1,15 @@
 // l402d for benchmarks: what `l402d start --config FILE` runs, plus an optional artificial Lightning
 // latency (the dev wallet behind a fixed delay) to show that only the backend limits concurrency.
 // Usage: node --import tsx bench/gate-main.ts <config.yaml> [--slow-backend-ms N]
-import { loadConfigFile } from '../src/config/config.js';
-import { startGate } from '../src/server/app.js';
-import { DevWallet } from '../src/rails/lightning/dev/dev-wallet.js';
+// Runs the compiled build in dist/ (what `l402d start` ships; bench/lib.ts builds it first), or the sources
+// with BENCH_FROM=src (tsx's transform adds a helper call to every function it creates: slower than the build).
 import type { LightningBackend } from '../src/rails/lightning/backend.js';
-import { sleep } from '../src/util/timeout.js';
+
+const FROM = process.env.BENCH_FROM === 'src' ? '../src' : '../dist';
+const { loadConfigFile } = (await import(`${FROM}/config/config.js`)) as typeof import('../src/config/config.js');
+const { startGate } = (await import(`${FROM}/server/app.js`)) as typeof import('../src/server/app.js');
+const { DevWallet } = (await import(`${FROM}/rails/lightning/dev/dev-wallet.js`)) as typeof import('../src/rails/lightning/dev/dev-wallet.js');
+const { sleep } = (await import(`${FROM}/util/timeout.js`)) as typeof import('../src/util/timeout.js');
 
 const [file, flag, value] = process.argv.slice(2);
 const cfg = loadConfigFile(file!);
@@ -26,7 +30,7 @@ if (flag === '--slow-backend-ms') {
 }
 // `workers: N` runs as `l402d start` does: a supervisor and N processes on one address.
 if (!backend && cfg.workers > 1) {
-  const { runGate } = await import('../src/cli/workers.js');
+  const { runGate } = (await import(`${FROM}/cli/workers.js`)) as typeof import('../src/cli/workers.js');
   await runGate(cfg);
   await new Promise(() => {});
 }

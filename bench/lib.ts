@@ -107,8 +107,18 @@ export interface GateProc extends Proc {
   wallet: DevWallet;
 }
 
+let built = false;
+/** Compiles src/ to dist/ once per bench process: l402d runs as shipped (bench/gate-main.ts). */
+export function ensureBuilt(): void {
+  if (built || process.env.BENCH_FROM === 'src') return;
+  const r = spawnSync(process.execPath, [join(HERE, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(HERE, '..', 'tsconfig.json')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('the build (tsc -p tsconfig.json) failed');
+  built = true;
+}
+
 /** l402d as its own process (so its CPU and RSS are its own), from a YAML fragment plus routes. */
 export async function startGateProc(cleanup: Cleanup, yaml: string, opts: { slowBackendMs?: number; name?: string; unixSocket?: boolean } = {}): Promise<GateProc> {
+  ensureBuilt();
   const dir = tmp(cleanup, 'l402-bench-gate-');
   const port = await freePort();
   // A unix socket: nginx reaches l402d without TCP (`listen: unix:/path`); the health wait still needs a port.

@@ -13,7 +13,7 @@ import { openStore } from '../server/wiring/open-store.js';
 import type { Store } from '../store/store.js';
 import { parseConfig, type GateConfig } from '../config/config.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
-import { normalizePath, RouteTable } from '../policy/routes.js';
+import { normalizePath, parseRouteMatch, routeMatches, RouteTable } from '../policy/routes.js';
 import { hasRawBytes } from '../protocol/path-bytes.js';
 import { parsePrice, priceKeys } from '../policy/pricing.js';
 import { withTimeout } from '../util/timeout.js';
@@ -125,7 +125,12 @@ for (const [name, desc] of [['set', 'set a price'], ['get', 'show a price'], ['d
     const key = priceKey(opts);
     const config = priceConfig(opts.config);
     if (opts.route && !config.routes.some((r) => r.id === opts.route)) throw new UsageError(`no route with id ${opts.route} in the config (ids: ${config.routes.map((r) => r.id).join(', ')})`);
-    const route = opts.route ? config.routes.find((r) => r.id === opts.route)! : new RouteTable(config.routes).lookup(opts.path!);
+    // Every route whose match covers the path, pinned ones included: a path price applies to each of them, in
+    // every nginx server (a location that pins one of them included).
+    const covering = opts.route ? [] : config.routes.filter((r) => routeMatches(parseRouteMatch(r.match), opts.path!));
+    const route = opts.route ? config.routes.find((r) => r.id === opts.route)! : (new RouteTable(config.routes).lookup(opts.path!) ?? covering[0]);
+    const others = covering.filter((r) => r !== route);
+    if (name === 'set' && others.length > 0) process.stderr.write(`warning: price:path also prices ${opts.path} in a location that pins another route covering it (${others.map((r) => r.id).join(', ')}): path prices are not per route\n`);
     if (name === 'set' && !route) throw new UsageError(`--path ${opts.path}: no route in the config covers this path, so nothing would charge this price (routes: ${config.routes.map((r) => r.match).join(', ')})`);
     const msat = name === 'set' ? parsePrice(String(args[0])) : undefined;
     if (name === 'set' && msat === undefined) throw new UsageError('msat must be a positive integer');

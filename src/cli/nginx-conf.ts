@@ -54,6 +54,10 @@ ${PINNED}
     proxy_set_header X-L402-URI $l402_uri;
     proxy_set_header X-Original-Method $request_method;
     proxy_set_header X-Original-Protocol $server_protocol;
+    # The route the operator pinned in this location (\`set $l402_route_pin <id>;\`; "" sends nothing): l402d then
+    # decides with that route only. One l402d serves every server block, so a location pins its route wherever
+    # another server has a route for the same paths.
+    proxy_set_header X-L402-Route-Pin $l402_route_pin;
     # The client's connection as nginx sees it, never a client's header: MPP and x402 are offered over HTTPS
     # only (their specs), a credential cookie is Secure on HTTPS, and x402 names the resource by its URL (the
     # Host header, port included; l402d checks its form). nginx must terminate TLS itself for $scheme to say
@@ -97,12 +101,34 @@ function timeoutLines(readMs: number, t: ReturnType<typeof nginxTimeouts>): stri
 /** The identity headers the gate sets for the upstream (protect.conf). */
 const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat', 'X-L402-Route', 'X-L402-Capabilities'];
 
+/**
+ * Every other X-L402-* name the gate reads or writes anywhere: between nginx and l402d (the outcome, the pin, the
+ * client's address...), towards the client (a balance, a dry-run report) or l402d's answers to nginx. None of
+ * them is for the upstream, so protect.conf blanks every spelling of each on the upstream request: an app that
+ * reads X-L402-Balance-Msat or X-L402-Scheme never reads a client's. (nginx cannot drop headers by prefix;
+ * test/unit/nginx-snippets.test.ts checks that every X-L402-* name in src/ is here or among IDENTITY_HEADERS.)
+ */
+export const GATE_ONLY_HEADERS = [
+  'X-L402-Balance-Msat', 'X-L402-Scheme', 'X-L402-Host', 'X-L402-Client-Addr', 'X-L402-Request-Id', 'X-L402-Uri',
+  'X-L402-Route-Pin', 'X-L402-Outcome', 'X-L402-Reason', 'X-L402-Detail', 'X-L402-Retry-After', 'X-L402-Sent-At',
+  'X-L402-Deadline-Ms', 'X-L402-Nginx-Secret', 'X-L402-Upstream-Status', 'X-L402-Upstream-Bytes',
+  'X-L402-Upstream-Header-Time', 'X-L402-Cookie-Mode', 'X-L402-Upstream-Cookie', 'X-L402-Receipt-Cache',
+  'X-L402-Receipt-Expose', 'X-L402-Dry-Run', 'X-L402-Dry-Run-Price-Msat', 'X-L402-Dry-Run-Challenge',
+  'X-L402-Dry-Run-Rate-Limited', 'X-L402-Dry-Run-Retry-After', 'X-L402-None',
+  // Reserved: names that would say what was sold or paid, which an upstream might be written to read.
+  'X-L402-Plan', 'X-L402-Balance', 'X-L402-Amount', 'X-L402-Price-Msat', 'X-L402-Access',
+  'X-L402-Uses', 'X-L402-Valid-Until', 'X-L402-Expires', 'X-L402-Paid', 'X-L402-Payment-Hash', 'X-L402-Preimage',
+  'X-L402-Macaroon', 'X-L402-Invoice', 'X-L402-Service', 'X-L402-Credentials',
+] as const;
+
+export const GATE_IDENTITY_HEADERS: readonly string[] = IDENTITY_HEADERS;
+
 /** Every other spelling of these headers with "_" for some "-" (nginx's $http_ variables read them as one). */
-function identitySpellings(names: readonly string[] = IDENTITY_HEADERS): string[] {
+function identitySpellings(names: readonly string[] = IDENTITY_HEADERS, withCanonical = false): string[] {
   const out: string[] = [];
   for (const name of names) {
     const parts = name.split('-');
-    for (let mask = 1; mask < 1 << (parts.length - 1); mask++) {
+    for (let mask = withCanonical ? 0 : 1; mask < 1 << (parts.length - 1); mask++) {
       out.push(parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), ''));
     }
   }
@@ -194,6 +220,13 @@ map $l402_cookie_mode $l402_upstream_cookie {
     default $l402_upstream_site_cookie;
 }
 
+# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server) makes l402d
+# decide its requests with that route only (routes with \`pinned: true\` are decided nowhere else); unset, l402d
+# finds the route by path. Declared here so that locations without a pin send none.
+map "" $l402_route_pin {
+    default "";
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -268,7 +301,7 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
     # l402d never marks a request with cookies cacheable; the cookies are in the key all the same.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie\n$l402_route_pin";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.
@@ -404,7 +437,13 @@ grpc_set_header X-L402-Route $l402_route;
 grpc_set_header X-L402-Capabilities $l402_capabilities;
 # With underscores_in_headers on, a client's X_L402_Token_Id (any mix of "-" and "_") is another header to
 # nginx, but the same one to CGI-style apps (HTTP_X_L402_TOKEN_ID) and to nginx's $http_x_l402_token_id: dropped.
-${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
+${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h} "";\n`).join('')}# Every other X-L402-* name the gate reads or writes (towards nginx or the client, never the upstream): a client's
+# header of such a name never reaches the upstream. Trust only the five names above. proxy_pass: every spelling
+# (an app behind it may read "_" as "-"); grpc_pass: the "-" spelling (gRPC metadata keys are exact; nginx's
+# gRPC module has a fixed, smaller header hash). The hash below holds them all without a warning.
+proxy_headers_hash_max_size 2048;
+proxy_headers_hash_bucket_size 128;
+${identitySpellings(GATE_ONLY_HEADERS, true).map((h) => `proxy_set_header ${h} "";\n`).join('')}${GATE_ONLY_HEADERS.map((h) => `grpc_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu/
 # Payment Authorization, X-Cashu, Grpc-Metadata-Macaroon, x402's Payment-Signature/X-Payment, and on gRPC the
 # token/macaroon metadata. Another Authorization scheme passes. (X_Cashu, Payment_Signature, X_Payment: with

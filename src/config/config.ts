@@ -142,6 +142,8 @@ const configSchema = z
     cashu: cashuConfigSchema.optional(),
     /** Pass the payment credential (Authorization L402/LSAT/Cashu, X-Cashu, gRPC token/macaroon) on to the upstream. */
     forward_payment_credentials: boolLike.default(false),
+    /** required: every request nginx asks about must come from a location that pins its route ($l402_route_pin). */
+    route_pins: z.enum(['optional', 'required']).default('optional'),
     nginx_cache: z
       .object({ max_secs: intLike(z.number().int().min(0).max(300)).default(5) })
       .strict()
@@ -176,6 +178,7 @@ const configSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.tls && !c.upstream) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'only in standalone mode (with upstream:); behind nginx, nginx terminates TLS' });
+    if (c.route_pins === 'required' && c.upstream) ctx.addIssue({ code: 'custom', path: ['route_pins'], message: 'required only behind nginx (its locations pin routes); standalone mode has no pins' });
   });
 
 export type { RouteConfig };
@@ -227,6 +230,8 @@ export interface GateConfig {
    * standalone mode; the upstream gets the X-L402-* identity headers instead).
    */
   forwardPaymentCredentials: boolean;
+  /** required: a request from a location without `set $l402_route_pin` has no route (403 no_route). */
+  routePins: 'optional' | 'required';
   /** How long nginx may reuse a "paid" answer for a reusable credential (0 = never). */
   nginxCacheMaxSecs: number;
   /** Absent: no metrics endpoint. It never shares the gate's listen address. */
@@ -490,6 +495,7 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     dryRunInvoiceSampleRate: c.dry_run.invoice_sample_rate,
     nginxCacheMaxSecs: c.nginx_cache.max_secs,
     forwardPaymentCredentials: c.forward_payment_credentials,
+    routePins: c.route_pins,
     lnurlOptions: c.lnurl_options,
     cashu: c.cashu,
     metrics: c.metrics,

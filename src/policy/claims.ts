@@ -6,9 +6,20 @@ import { randomBytes } from 'node:crypto';
 import { sleep, withTimeout } from '../util/timeout.js';
 import type { ClaimStore } from './ports.js';
 
+/**
+ * Unique per attempt in every process: a random prefix drawn once per process, then a counter. Claim values
+ * are seen by the store only, so they need to be unique, not unguessable (random bytes per claim were a
+ * measurable share of a single-use decision).
+ */
+const PROCESS_NONCE = randomBytes(12).toString('base64url');
+let attempts = 0;
+function attemptId(): string {
+  return `${PROCESS_NONCE}_${(attempts++).toString(36)}`;
+}
+
 /** A claim value no other request writes: what tells our claim from a rival's. */
 export function claimToken(): string {
-  return `claim:${randomBytes(12).toString('base64url')}`;
+  return `claim:${attemptId()}`;
 }
 
 /** nginx's $request_id: 32 lowercase hex digits (16 random bytes), the same for a request, its auth subrequest and nginx's retries of it. */
@@ -22,7 +33,7 @@ export const REQUEST_ID = /^[0-9a-f]{32}$/;
  * Without a valid id (standalone mode, a missing or malformed header) a random value, as claimToken().
  */
 export function requestClaimToken(requestId: string | undefined): string {
-  return requestId !== undefined && REQUEST_ID.test(requestId) ? `claim:req:${requestId}:${randomBytes(8).toString('base64url')}` : claimToken();
+  return requestId !== undefined && REQUEST_ID.test(requestId) ? `claim:req:${requestId}:${attemptId()}` : claimToken();
 }
 
 /** A claim value written for this client request (by any attempt at it); false without a valid id. */

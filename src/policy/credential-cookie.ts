@@ -8,7 +8,8 @@ import { caveatPredicates, decodeMacaroon, MacaroonFormatError } from '../protoc
 import { checkCaveats, preimageMatches } from '../protocol/caveats.js';
 import { cookieValues, formatSetCookie, GATE_COOKIE_MARK } from '../protocol/cookie.js';
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
-import { parseCredential, type CredentialHeaders, type CredentialParse } from '../protocol/l402-header.js';
+import type { CredentialHeaders, CredentialParse } from '../protocol/l402-header.js';
+import { parseCredentialRemembered } from './parsed-credentials.js';
 import { MAX_MACAROON_BYTES } from '../protocol/macaroon.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { soldScope, type RouteConfig } from './route-config.js';
@@ -119,7 +120,7 @@ export function routeCookieText(header: string | undefined, route: RouteConfig):
  * carry none.
  */
 export function requestCredential(c: CredentialHeaders & { cookie?: string }, route: RouteConfig): CredentialParse {
-  const parsed = parseCredential(c);
+  const parsed = parseCredentialRemembered(c);
   return parsed.kind === 'none' ? cookieCredential(c.cookie, route) : parsed;
 }
 

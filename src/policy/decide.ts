@@ -16,7 +16,7 @@ import { drawFromBalance, type BalanceCredential, type BalanceDeps } from './bal
 import type { Price } from './pricing.js';
 import { RouteTable } from './routes.js';
 import { requiredCapabilities } from './capabilities.js';
-import type { VerifiedMacaroons } from './verified-macaroons.js';
+import { checkInput, type VerifiedMacaroons } from './verified-macaroons.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
 import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
@@ -38,6 +38,11 @@ export interface GateRequest {
   requestId?: string;
   /** The client's connection is HTTPS (nginx's $scheme, or standalone's own TLS): MPP and x402 need it. */
   secure?: boolean;
+  /**
+   * The route id nginx's location pinned (`set $l402_route_pin <id>;`, sent by the snippets, never a client's
+   * header): only that route decides, and a path it does not cover has no route. Undefined: lookup by path.
+   */
+  routePin?: string;
   /** The Host the client asked for (nginx's $host), when known: x402's resource.url. */
   host?: string;
   /** `cookie`: the Cookie header; the route's credential cookie is read only when no header carries one. x402: PAYMENT-SIGNATURE (or X-PAYMENT). */
@@ -111,6 +116,13 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
   management: 200,
 };
 
+/** What decide() needs of its "the answer can no longer be delivered" signal: an AbortSignal is one. */
+export interface GoneSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', fn: () => void, o?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', fn: () => void): void;
+}
+
 export interface DecideDeps {
   /** The `realm` of MPP challenges (the service name by default). */
   realm?: string;
@@ -139,7 +151,7 @@ export interface DecideDeps {
    */
   sentAt?: number;
   /** Aborts when the answer can no longer be delivered (nginx closed the connection): treated as the deadline. */
-  signal?: AbortSignal;
+  signal?: GoneSignal;
   /** What a store failure does to the invoice rate limit: refuse (503) or let the request through. */
   rateLimitOnStoreError?: 'closed' | 'open';
   /** Unix seconds; injectable for tests. */
@@ -229,7 +241,7 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
 
 /** A decision still waiting at its deadline: 503, except on a shadow (dry-run) route, which never blocks. */
 function lateAnswer(req: GateRequest, deps: DecideDeps, reason: Clock['waitingOn']): Decision {
-  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path);
+  const route = req.path === undefined ? undefined : deps.routes.lookup(req.path, req.routePin);
   if (!route?.dryRun) return { outcome: 'unavailable', route, reason };
   const c = req.credentials;
   const authState = c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.xCashu ? 'invalid' : 'missing';
@@ -261,7 +273,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
 
 async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
-  const route = deps.routes.lookup(req.path);
+  const route = deps.routes.lookup(req.path, req.routePin);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
 
@@ -433,24 +445,23 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   }
 
   const now = nowSecs(deps);
+  const routeScope = soldScope(route);
+  const required = requiredCapabilities(route, path, method);
+  // A credential presented again for the same check input earned the same verdict, while it has not expired.
+  const input = known ? checkInput(deps.service, deps.unknownCaveats ?? 'skip', routeScope, method, required, path) : undefined;
+  const kept = known && input !== undefined ? verified!.verdict(known, input, now) : undefined;
   // Every caveat must hold; what was sold comes from the ones l402d minted (their count is in the token id).
-  const verdict = checkCaveats(
-    caveatPredicates(mac),
-    {
-      service: deps.service,
-      routeId: soldScope(route),
-      path,
-      method,
-      now,
-      paymentHash: id.paymentHash,
-      requiredCapabilities: requiredCapabilities(route, path, method),
-      unknownCaveats: deps.unknownCaveats,
-    },
-    mintedCaveatCount(id.tokenId),
-  );
+  const verdict =
+    kept ??
+    checkCaveats(
+      caveatPredicates(mac),
+      { service: deps.service, routeId: routeScope, path, method, now, paymentHash: id.paymentHash, requiredCapabilities: required, unknownCaveats: deps.unknownCaveats },
+      mintedCaveatCount(id.tokenId),
+    );
   if (!verdict.ok) return { outcome: 'invalid', route, reason: verdict.reason };
   // Remembered only when it can be presented again: a credential sold for one request would only crowd out others.
-  if (!known && !verdict.sold.singleUse) verified?.add(cred.macaroon, { mac, id });
+  const entry = known ?? (verdict.sold.singleUse ? undefined : verified?.add(cred.macaroon, { mac, id }));
+  if (known && input !== undefined && !kept) verified!.keepVerdict(known, input, verdict);
   // A path priced on its own is sold separately: a credential for the (cheaper) route does not open it unless
   // it was minted bound to that path (a path caveat its holder appended binds nothing that was paid for).
   // Per-request credentials are minted bound to their path, so this only costs a price lookup for others.
@@ -465,7 +476,11 @@ async function authenticate(cred: L402Credential, path: string, method: string, 
   // that the store minted that top-up for this token before crediting anything).
   let topupPreimage: Buffer | undefined;
   if (preimage) {
-    if (!preimageMatches(preimage, id.paymentHash)) {
+    if (entry && verified!.knownPreimage(entry, preimage)) {
+      // The same preimage as before: it hashed to this payment hash then.
+    } else if (preimageMatches(preimage, id.paymentHash)) {
+      if (entry) verified!.notePreimage(entry, preimage);
+    } else {
       if (route.access !== 'balance' || verdict.sold.balanceMsat === undefined || preimage.length !== 32) return { outcome: 'invalid', route, reason: 'wrong_preimage' };
       topupPreimage = preimage;
     }

@@ -45,7 +45,7 @@ export type ReleaseResult = 'released' | 'not_claimed' | 'not_owned' | 'cashu' |
 /** Gives back the claim decide() wrote for this request (any attempt at it: claimOwnedBy), if any. */
 export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise<ReleaseResult> {
   if (req.requestId === undefined || !REQUEST_ID.test(req.requestId) || req.path === undefined) return 'none';
-  const route = deps.routes.lookup(req.path);
+  const route = deps.routes.lookup(req.path, req.routePin);
   if (!route) return 'none';
   // A prepaid balance: the draw this request made (recorded under nginx's request id) goes back to it. Ecash
   // sent with the credential topped the balance up, and stays there.

@@ -40,6 +40,8 @@ export const routeSchema = z
     auto_detect_payment: boolLike.default(false),
     dry_run: boolLike.default(false),
     manifest_hide: boolLike.default(false),
+    /** Decided only where an nginx location pins it (`set $l402_route_pin <id>;`), never by path alone. */
+    pinned: boolLike.default(false),
     payment_page: boolLike.default(true),
     lnurl_addr: z.string().trim().min(3).max(320).optional(),
     rails: z.array(z.enum(['lightning', 'cashu'])).min(1).optional(),
@@ -125,6 +127,8 @@ export const routeSchema = z
     autoDetect: r.auto_detect_payment,
     dryRun: r.dry_run,
     manifestHide: r.manifest_hide,
+    /** Left out of the lookup by path: only a location that names it (nginx's $l402_route_pin) is decided with it. */
+    pinned: r.pinned,
     paymentPage: r.payment_page,
     lnurlAddr: r.lnurl_addr,
     /** Which payment rails this route accepts (Cashu only where a `cashu:` section exists). */

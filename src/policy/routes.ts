@@ -28,14 +28,29 @@ export function parseRouteMatch(text: string): RouteMatch {
   return mod === '=' ? { kind: 'exact', path: rest } : { kind: 'prefix', path: rest, noRegex: mod === '^~' };
 }
 
-export class RouteTable<R extends { match: string }> {
+/** Whether one route's match covers `path` on its own (nginx's test for one location), whatever other routes say. */
+export function routeMatches(m: RouteMatch, path: string): boolean {
+  if (m.kind === 'exact') return path === m.path;
+  if (m.kind === 'prefix') return path.startsWith(m.path);
+  return m.re.test(pcreSubject(path));
+}
+
+/**
+ * A route table. Routes with `pinned: true` are left out of the lookup by path: they decide only a request
+ * whose nginx location names them (`set $l402_route_pin <id>;` before `include l402/protect.conf`), so one
+ * server's cheaper route for a path never prices or opens another server's location for the same path.
+ */
+export class RouteTable<R extends { match: string; id?: string; pinned?: boolean }> {
   private readonly exact = new Map<string, R>();
   private readonly prefixes: Array<{ path: string; noRegex: boolean; route: R }> = [];
   private readonly regexes: Array<{ re: RegExp; route: R }> = [];
+  private readonly byId = new Map<string, { route: R; match: RouteMatch }>();
 
   constructor(routes: readonly R[]) {
     for (const route of routes) {
       const m = parseRouteMatch(route.match);
+      if (route.id !== undefined && !this.byId.has(route.id)) this.byId.set(route.id, { route, match: m });
+      if (route.pinned === true) continue;
       if (m.kind === 'exact') this.exact.set(m.path, route);
       else if (m.kind === 'prefix') this.prefixes.push({ path: m.path, noRegex: m.noRegex, route });
       else this.regexes.push({ re: m.re, route });
@@ -43,8 +58,16 @@ export class RouteTable<R extends { match: string }> {
     this.prefixes.sort((a, b) => b.path.length - a.path.length);
   }
 
-  /** `path` must already be normalised (see normalizePath). */
-  lookup(path: string): R | undefined {
+  /**
+   * `path` must already be normalised (see normalizePath). `pin`: the route id nginx's location named (never a
+   * client's value): then only that route decides, and only a path its match covers (anything else, an unknown
+   * id included, is no route at all: refused, never decided by path).
+   */
+  lookup(path: string, pin?: string): R | undefined {
+    if (pin !== undefined && pin !== '') {
+      const p = this.byId.get(pin);
+      return p && routeMatches(p.match, path) ? p.route : undefined;
+    }
     const exact = this.exact.get(path);
     if (exact) return exact;
     const prefix = this.prefixes.find((p) => path.startsWith(p.path));

@@ -123,8 +123,18 @@ function fold(name: string): string {
  * ` route`, `path-sha256`, `L402_Valid_Until`, `service`) looks like ours and is refused as malformed, never
  * skipped: a holder who meant it as a restriction must not see it silently ignored.
  */
-function knownConditions(service: string): string[] {
-  return ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`, 'balance_msat'];
+const conditionsOf = new Map<string, { exact: ReadonlySet<string>; folded: ReadonlySet<string> }>();
+function knownConditions(service: string): { exact: ReadonlySet<string>; folded: ReadonlySet<string> } {
+  let c = conditionsOf.get(service);
+  if (!c) {
+    const exact = ['services', 'route', 'path', 'path_sha256', 'uses', 'method', 'preimage', `${service}_valid_until`, `${service}_capabilities`, 'balance_msat'];
+    c = { exact: new Set(exact), folded: new Set(exact.map(fold)) };
+    // Folding (Unicode normalisation and three regular expressions per name) costs more than the rest of a
+    // credential's caveat check: done once per service name. Service names come from the config, a handful.
+    if (conditionsOf.size >= 64) conditionsOf.clear();
+    conditionsOf.set(service, c);
+  }
+  return c;
 }
 
 /** `<service>_capabilities` value: a comma-separated list (may be empty: nothing). Undefined when malformed. */
@@ -149,14 +159,13 @@ export function checkCaveats(predicates: readonly string[], ctx: CaveatContext, 
   let soldService = false;
   /** Every capability set appended by a holder (each narrows the minted one). */
   const appendedCapabilities: string[][] = [];
-  const known = knownConditions(ctx.service);
-  const folded = new Set(known.map(fold));
+  const { exact: known, folded } = knownConditions(ctx.service);
   for (const [i, p] of predicates.entries()) {
     const isMinted = i < minted;
     const eq = p.indexOf('=');
     // The condition's name exactly as written: only the exact names below are ours.
     const name = eq < 0 ? p : p.slice(0, eq);
-    if (eq <= 0 || !known.includes(name)) {
+    if (eq <= 0 || !known.has(name)) {
       // No name at all, or a spelling of one of ours (other case, whitespace, "-" for "_", or "route x" with
       // no "="): malformed, refused. Anything else is a condition we do not know.
       const head = eq < 0 ? (/^\s*([^\s:=]*)/.exec(p)?.[1] ?? '') : name;

@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { claimKey, decide, pendingInvoiceKey, type Decision, type GateRequest } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -166,6 +166,9 @@ export class Gate {
   /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
   private readonly sessionSweeper?: SessionSweeper;
 
+  /** What every decision of this gate shares (built once: a decision is made per request). */
+  private readonly decideDeps: Omit<DecideDeps, 'deadlineMs' | 'sentAt' | 'signal' | 'isRevoked'>;
+
   constructor(readonly parts: GateParts) {
     this.decisionLog = parts.log.child({}, { redact: { paths: [] } });
     this.verified = new VerifiedMacaroons(parts.rootKeys);
@@ -213,6 +216,25 @@ export class Gate {
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
     }
+    this.decideDeps = {
+      routes: this.routes,
+      service: config.service,
+      realm: config.service,
+      rootKeys: parts.rootKeys,
+      store,
+      storeTimeoutMs: config.timeouts.storeMs,
+      isSettled: this.isSettled,
+      cashu: parts.cashu,
+      price: this.price,
+      payeeFor: (route, path) => this.payeeFor(route, path),
+      rateLimitOnStoreError: config.rateLimit.onStoreError,
+      ngxL402RootKey: config.ngxL402RootKey,
+      unknownCaveats: config.unknownCaveats,
+      verified: this.verified,
+      onCredit: (credit, of) => this.recordCredit(credit, of),
+      decodeInvoice: decodeInvoiceFacts,
+      onSessionUse: (id, route) => this.sessionSweeper?.watch(id, route),
+    };
   }
 
   /** Bytes held by the in-process caches keyed by request data (prices, payees), by their own accounting. */
@@ -249,7 +271,7 @@ export class Gate {
    * generated for (the shorter of it and ours applies, so snippets older than the config stay safe);
    * `o.signal`: aborts when nginx has gone away.
    */
-  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Decision> {
+  async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: GoneSignal } = {}): Promise<Decision> {
     const started = process.hrtime.bigint();
     const age = o.sentAt === undefined ? 0 : Date.now() - o.sentAt;
     if (age > this.parts.config.timeouts.decisionMs && Date.now() - this.lateWarnedAt > 60_000) {
@@ -261,26 +283,10 @@ export class Gate {
     let revocationsAt = -Infinity;
     try {
       d = await decide(req, {
-        routes: this.routes,
-        service: this.parts.config.service,
-        realm: this.parts.config.service,
-        rootKeys: this.parts.rootKeys,
-        store: this.parts.store,
-        storeTimeoutMs: this.parts.config.timeouts.storeMs,
-        isSettled: this.isSettled,
-        cashu: this.parts.cashu,
-        price: this.price,
-        payeeFor: (route, path) => this.payeeFor(route, path),
-        rateLimitOnStoreError: this.parts.config.rateLimit.onStoreError,
-        ngxL402RootKey: this.parts.config.ngxL402RootKey,
-        unknownCaveats: this.parts.config.unknownCaveats,
-        verified: this.verified,
+        ...this.decideDeps,
         deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
         sentAt: o.sentAt,
         signal: o.signal,
-        onCredit: (credit, of) => this.recordCredit(credit, of),
-        decodeInvoice: decodeInvoiceFacts,
-        onSessionUse: (id, route) => this.sessionSweeper?.watch(id, route),
         isRevoked: async (tokenId, paymentHash) => {
           const r = await this.parts.revocations!.check(tokenId, paymentHash);
           revocationsAt = r.confirmedAt;
@@ -384,7 +390,7 @@ export class Gate {
     work.catch(() => undefined);
     this.parts.log.warn({ event: 'render_deadline', reason: progress.waitingOn, ms: this.parts.config.timeouts.renderMs }, 'render deadline passed: answering 503');
     // (backend_unavailable is counted by renderNow itself.)
-    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path)?.id) || 'none', reason: progress.waitingOn });
+    if (progress.waitingOn === 'store_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: (req.path !== undefined && this.routes.lookup(req.path, req.routePin)?.id) || 'none', reason: progress.waitingOn });
     return this.renderNow('unavailable', progress.waitingOn, req, h, {}, progress);
   }
 
@@ -430,7 +436,10 @@ export class Gate {
     // Only the outcomes we know; anything else (or a missing one) renders as a plain challenge.
     let o: RenderOutcome = outcome && RENDERABLE.has(outcome as RenderOutcome) ? (outcome as RenderOutcome) : 'challenge';
     let why = reason && /^[a-z][a-z0-9_]{0,39}$/.test(reason) ? reason : o === 'challenge' ? 'no_credential' : 'unknown';
-    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin);
+    // /_l402/page/cookie finds the route by the path alone (it has no location): under a pin that names another
+    // route than the path's, the page offers no cookie (the credential goes in Authorization).
+    if (req.routePin !== undefined && req.path !== undefined && this.routes.lookup(req.path) !== route) page.cookie = false;
     if ((o === 'challenge' || o === 'invalid') && (!route || req.path === undefined)) {
       o = 'forbidden';
       why = req.path === undefined ? 'bad_path' : 'no_route';
@@ -756,8 +765,9 @@ export class Gate {
     return this.tenants.invoice(address, amountMsat, memo, signal);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.sessionSweeper?.stop();
+    await this.parts.sales?.drain();
     return this.tenants.close();
   }
 
@@ -793,7 +803,7 @@ export class Gate {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');
       result = 'store_unavailable';
     }
-    const route = req.path === undefined ? undefined : this.routes.lookup(req.path)?.id;
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin)?.id;
     this.parts.log.warn({ event: 'upstream_failure', route, method: req.method, path: req.path, status, release: result }, 'upstream failed before answering a paid request');
     return upstreamFailure(status, result, this.parts.config.retryAfterSecs, req.method);
   }

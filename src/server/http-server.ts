@@ -25,6 +25,14 @@ const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon'
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
+/** A pin no route id can equal (ids are letters, digits and _ . / : -): "no route" under route_pins: required. */
+const NO_PIN = ' none';
+let noPinWarnedAt = -Infinity;
+function warnNoPin(log: { warn: (o: object, msg: string) => void }): void {
+  if (Date.now() - noPinWarnedAt < 60_000) return;
+  noPinWarnedAt = Date.now();
+  log.warn({ event: 'no_route_pin' }, 'route_pins: required, and a protected location sent no $l402_route_pin: refused (403 no_route); add `set $l402_route_pin <route id>;` to it');
+}
 const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
 
@@ -123,6 +131,23 @@ export function forwardTarget(decidedPath: string, rawUrl: string): string {
  */
 export function nginxTarget(rawUri: string | undefined, matched: string | undefined): { path?: string; ambiguous?: string } {
   if (rawUri === undefined) return {};
+  // A pure function of the two headers, asked again for every request on the same path: remembered for
+  // short inputs (the key's length prefix keeps two different pairs apart).
+  const key = rawUri.length + (matched?.length ?? 0) <= TARGET_MEMO_MAX_INPUT ? `${matched === undefined ? '-' : matched.length}:${matched ?? ''}${rawUri}` : undefined;
+  const known = key === undefined ? undefined : targetMemo.get(key);
+  if (known) return known;
+  const t = Object.freeze(readTarget(rawUri, matched));
+  if (key !== undefined) {
+    if (targetMemo.size >= TARGET_MEMO_ENTRIES) targetMemo.clear();
+    targetMemo.set(key, t);
+  }
+  return t;
+}
+const TARGET_MEMO_ENTRIES = 4096;
+const TARGET_MEMO_MAX_INPUT = 512;
+const targetMemo = new Map<string, { path?: string; ambiguous?: string }>();
+
+function readTarget(rawUri: string, matched: string | undefined): { path?: string; ambiguous?: string } {
   const q = rawUri.search(/[?]/);
   const rawPath = q >= 0 ? rawUri.slice(0, q) : rawUri;
   const ambiguous = pathAmbiguity(rawPath);
@@ -133,10 +158,47 @@ export function nginxTarget(rawUri: string | undefined, matched: string | undefi
   return { path: pathFromBytes(bytes) };
 }
 
-function sameSecret(got: string | undefined, want: string): boolean {
+/** Compares digests (equal length whatever was sent); `wantDigest` is the configured secret's, made once. */
+function sameSecret(got: string | undefined, wantDigest: Buffer): boolean {
   const a = createHash('sha256').update(got ?? '').digest();
-  const b = createHash('sha256').update(want).digest();
-  return got !== undefined && timingSafeEqual(a, b);
+  return got !== undefined && timingSafeEqual(a, wantDigest);
+}
+
+/** The digest sameSecret compares against, per configured secret (a reload may change it). */
+const secretDigests = new Map<string, Buffer>();
+function secretDigest(secret: string): Buffer {
+  let d = secretDigests.get(secret);
+  if (!d) {
+    if (secretDigests.size >= 16) secretDigests.clear();
+    d = createHash('sha256').update(secret).digest();
+    secretDigests.set(secret, d);
+  }
+  return d;
+}
+
+/**
+ * The auth subrequest's connection as the decision's "nginx went away" signal: it fires only when the
+ * connection closes before the answer was written. Cheaper than an AbortController per request (its signal
+ * and event machinery were a measurable share of each answer); decide() needs only these three members.
+ */
+class ConnectionGone {
+  aborted = false;
+  private listeners: Array<() => void> = [];
+  constructor(res: ServerResponse) {
+    res.once('close', () => {
+      if (res.writableEnded) return;
+      this.aborted = true;
+      const l = this.listeners;
+      this.listeners = [];
+      for (const fn of l) fn();
+    });
+  }
+  addEventListener(_type: 'abort', fn: () => void): void {
+    this.listeners.push(fn);
+  }
+  removeEventListener(_type: 'abort', fn: () => void): void {
+    this.listeners = this.listeners.filter((f) => f !== fn);
+  }
 }
 
 function ambiguousPath(method: string, why: string, grpc = false): Rendered {
@@ -329,7 +391,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // nginx's endpoints exist only in nginx mode. With an upstream, l402d faces clients, which must never
     // describe "the original request" (path, client address, outcome, identity) themselves: ordinary paths.
     if (!upstream && (endpoint === '/_l402/auth' || endpoint === '/_l402/render' || endpoint === '/_l402/release')) {
-      if (config.nginxSecret && !sameSecret(one(req.headers['x-l402-nginx-secret']), config.nginxSecret)) {
+      if (config.nginxSecret && !sameSecret(one(req.headers['x-l402-nginx-secret']), secretDigest(config.nginxSecret))) {
         // Not nginx: no decision, no invoice, nothing about the request. (nginx turns an auth 403 into a 403.)
         res.statusCode = 403;
         res.setHeader('Cache-Control', 'no-store');
@@ -346,7 +408,12 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
       // replaced).
       const requestId = one(req.headers['x-l402-request-id']);
-      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined };
+      // The route the location pinned ($l402_route_pin, set by the operator in nginx, never a client's header:
+      // the snippets send only the headers they name): only that route decides this request.
+      // route_pins: required: a location without a pin has no route at all (NO_PIN names none), never the path's.
+      const routePin = one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
+      if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
+      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin };
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
@@ -376,8 +443,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
           ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
-          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path)
-          ? preflight(gate.routes.lookup(path)!.methods, req.headers)
+          : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
+          ? preflight(gate.routes.lookup(path, routePin)!.methods, req.headers)
           : undefined;
       if (early) {
         if (endpoint === '/_l402/render') return send(res, early);
@@ -391,17 +458,12 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       if (endpoint === '/_l402/auth') {
         // nginx's give-up point counts from when it sent the subrequest (`$msec`, see server.conf), and a
         // closed connection means nobody will read the answer: the decision's deadline follows both.
-        const gone = new AbortController();
-        // Only a connection closed before the answer was written aborts (every answered request closes too, and
-        // an abort builds an exception object: a measurable share of each request).
-        res.once('close', () => {
-          if (!res.writableEnded) gone.abort();
-        });
+        const gone = new ConnectionGone(res);
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
             ? { outcome: 'invalid', reason: 'malformed_credential' }
-            : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone.signal });
+            : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
         // Never kept for a request with cookies: the answer hands the site's cookies back (below), and the cache

@@ -12,10 +12,18 @@ const KNOWN_MAX = 20_000;
 /** Sales whose write failed, kept for the next attempt (oldest dropped beyond this). */
 const RETRY_MAX = 10_000;
 
+/** Sales noted within this long are written together (one store write for a burst of single-use requests). */
+const BATCH_MS = 10;
+/** At most this many sales per write. */
+const BATCH_MAX = 512;
+
 export class SalesRecorder {
   private readonly known = new Set<string>();
   private readonly inFlight = new Set<string>();
+  private queue: Sale[] = [];
   private retry: Sale[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly writing = new Set<Promise<void>>();
   private warnedAt = 0;
 
   constructor(
@@ -30,41 +38,56 @@ export class SalesRecorder {
     return this.known.has(id) || this.inFlight.has(id);
   }
 
-  /** Records `sale` in the background (a failed write is retried with the next sale). */
+  /** Records `sale` in the background, batched with the sales noted in the next few ms (a failed write is retried with the next sale). */
   note(sale: Sale): void {
     if (this.has(sale.id)) return;
-    void this.write(sale).then((ok) => {
-      if (ok && this.retry.length > 0) {
-        const again = this.retry;
-        this.retry = [];
-        for (const s of again) void this.write(s);
-      }
-    });
+    this.inFlight.add(sale.id);
+    this.queue.push(sale);
+    this.timer ??= setTimeout(() => this.flush(), BATCH_MS);
   }
 
-  private async write(sale: Sale): Promise<boolean> {
-    if (this.has(sale.id)) return true;
-    this.inFlight.add(sale.id);
+  /** Writes what is queued now (the batch timer calls it). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.queue.length > 0) {
+      const w = this.write(this.queue.splice(0, BATCH_MAX));
+      this.writing.add(w);
+      void w.finally(() => this.writing.delete(w));
+    }
+  }
+
+  /** Writes what is queued and waits for every write under way (shutdown: before the store closes). */
+  async drain(): Promise<void> {
+    this.flush();
+    await Promise.allSettled([...this.writing]);
+  }
+
+  private async write(batch: Sale[]): Promise<void> {
     try {
-      const fresh = await withTimeout(this.ledger.recordSale(sale), Math.max(this.storeTimeoutMs, 1000), 'record sale');
-      this.remember(sale.id);
-      if (fresh) {
-        const m = this.metrics?.();
+      const fresh = await withTimeout(this.ledger.recordSales(batch), Math.max(this.storeTimeoutMs, 1000), 'record sales');
+      const m = this.metrics?.();
+      batch.forEach((sale, i) => {
+        this.remember(sale.id);
+        if (!fresh[i]) return;
         m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
         m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
         this.log.info({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
+      });
+      if (this.retry.length > 0) {
+        const again = this.retry;
+        this.retry = [];
+        for (const s of again) this.note(s);
       }
-      return true;
     } catch (e) {
-      this.retry.push(sale);
-      if (this.retry.length > RETRY_MAX) this.retry.shift();
+      this.retry.push(...batch);
+      if (this.retry.length > RETRY_MAX) this.retry.splice(0, this.retry.length - RETRY_MAX);
       if (Date.now() - this.warnedAt > 60_000) {
         this.warnedAt = Date.now();
         this.log.warn({ event: 'sale_not_recorded', err: (e as Error).message }, 'could not record a sale in the store; retrying with the next sale');
       }
-      return false;
     } finally {
-      this.inFlight.delete(sale.id);
+      for (const s of batch) this.inFlight.delete(s.id);
     }
   }
 

@@ -8,7 +8,11 @@ export class MemoryLedger implements Ledger {
   private readonly revoked = new Map<string, Revocation>();
   private generation = 0;
 
-  async recordSale(s: Sale): Promise<boolean> {
+  async recordSales(sales: readonly Sale[]): Promise<boolean[]> {
+    return sales.map((s) => this.recordOne(s));
+  }
+
+  private recordOne(s: Sale): boolean {
     if (this.sales.has(s.id)) return false;
     this.sales.set(s.id, { ...s });
     const b = bucketOf(s.at);

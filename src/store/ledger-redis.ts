@@ -47,12 +47,21 @@ export class RedisLedger implements Ledger {
     this.keys = { sales: k('sales'), time: k('sales:time'), hashes: k('sales:hash'), earnings: (bucket: number) => k(`earnings:${bucket}`), revoked: k('revoked'), generation: k('revoked:generation') };
   }
 
-  async recordSale(s: Sale): Promise<boolean> {
-    const bucket = bucketOf(s.at);
-    const field = JSON.stringify([s.route, s.rail]);
-    const ttl = SALES_RETENTION_DAYS * 86_400_000 + EARNINGS_BUCKET_MS;
-    const r = await this.redis.eval(RECORD_SALE, 4, this.keys.sales, this.keys.time, this.keys.hashes, this.keys.earnings(bucket), s.id, JSON.stringify(s), String(s.at), s.paymentHash ?? '', field, String(s.amountMsat), String(ttl), String(retentionStart()), String(MAX_SALES));
-    return Number(r) === 1;
+  async recordSales(sales: readonly Sale[]): Promise<boolean[]> {
+    if (sales.length === 0) return [];
+    const ttl = String(SALES_RETENTION_DAYS * 86_400_000 + EARNINGS_BUCKET_MS);
+    const cutoff = String(retentionStart());
+    // One round trip for the batch; each sale is still its own atomic script, run in order.
+    const p = this.redis.pipeline();
+    for (const s of sales) {
+      p.eval(RECORD_SALE, 4, this.keys.sales, this.keys.time, this.keys.hashes, this.keys.earnings(bucketOf(s.at)), s.id, JSON.stringify(s), String(s.at), s.paymentHash ?? '', JSON.stringify([s.route, s.rail]), String(s.amountMsat), ttl, cutoff, String(MAX_SALES));
+    }
+    const results = (await p.exec()) ?? [];
+    if (results.length !== sales.length) throw new Error('the sales batch was not run');
+    return results.map(([err, r]) => {
+      if (err) throw err;
+      return Number(r) === 1;
+    });
   }
 
   async recentSales(limit: number): Promise<Sale[]> {

@@ -33,7 +33,7 @@ function toSale(r: SaleRow): Sale {
 export class SqliteLedger implements Ledger {
   private readonly stmts;
   private recorded = 0;
-  private readonly insertSale: (s: Sale) => boolean;
+  private readonly insertSales: (sales: readonly Sale[]) => boolean[];
   private readonly addRevocation: (r: Revocation) => boolean;
 
   constructor(private readonly db: Database.Database) {
@@ -60,11 +60,20 @@ export class SqliteLedger implements Ledger {
       generation: db.prepare("SELECT value FROM ledger_meta WHERE name = 'revocations'"),
       revocations: db.prepare('SELECT value, at, until FROM revocations WHERE until IS NULL OR until * 1000 > ? ORDER BY at DESC'),
     };
-    this.insertSale = db.transaction((s: Sale) => {
-      const fresh = this.stmts.insertSale.run(s.id, s.at, s.route, s.rail, s.amountMsat, s.paymentHash ?? null, s.validUntil ?? null, s.access ?? null).changes === 1;
-      if (fresh) this.stmts.addEarnings.run(bucketOf(s.at), s.route, s.rail, s.amountMsat);
-      return fresh;
-    });
+    // One transaction per batch (one WAL append however many sales); old rows trimmed every TRIM_EVERY sales.
+    this.insertSales = db.transaction((sales: readonly Sale[]) =>
+      sales.map((s) => {
+        const fresh = this.stmts.insertSale.run(s.id, s.at, s.route, s.rail, s.amountMsat, s.paymentHash ?? null, s.validUntil ?? null, s.access ?? null).changes === 1;
+        if (fresh) this.stmts.addEarnings.run(bucketOf(s.at), s.route, s.rail, s.amountMsat);
+        if (fresh && ++this.recorded % TRIM_EVERY === 1) {
+          const start = retentionStart();
+          this.stmts.trimOld.run(start);
+          this.stmts.trimCount.run(MAX_SALES);
+          this.stmts.trimEarnings.run(bucketOf(start));
+        }
+        return fresh;
+      }),
+    );
     this.addRevocation = db.transaction((r: Revocation) => {
       this.stmts.pruneRevocations.run(Date.now());
       if ((this.stmts.countRevocations.get() as { n: number }).n >= MAX_REVOCATIONS) throw new LedgerFullError(`${MAX_REVOCATIONS} revocations are in force already`);
@@ -74,15 +83,8 @@ export class SqliteLedger implements Ledger {
     });
   }
 
-  async recordSale(s: Sale): Promise<boolean> {
-    const fresh = this.insertSale(s);
-    if (fresh && ++this.recorded % TRIM_EVERY === 1) {
-      const start = retentionStart();
-      this.stmts.trimOld.run(start);
-      this.stmts.trimCount.run(MAX_SALES);
-      this.stmts.trimEarnings.run(bucketOf(start));
-    }
-    return fresh;
+  async recordSales(sales: readonly Sale[]): Promise<boolean[]> {
+    return this.insertSales(sales);
   }
 
   async recentSales(limit: number): Promise<Sale[]> {

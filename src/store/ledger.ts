@@ -49,8 +49,11 @@ export const MAX_REVOCATIONS = 100_000;
 export class LedgerFullError extends Error {}
 
 export interface Ledger {
-  /** Records a sale once per id; true when this call recorded it (false: already recorded). */
-  recordSale(s: Sale): Promise<boolean>;
+  /**
+   * Records each sale once per id, in order, in one write where the store allows; for each, true when this
+   * call recorded it (false: recorded already, by an earlier call or earlier in the same batch).
+   */
+  recordSales(sales: readonly Sale[]): Promise<boolean[]>;
   /** Newest first. */
   recentSales(limit: number): Promise<Sale[]>;
   /** The sale with this id or payment hash, if still retained. */

@@ -70,6 +70,8 @@ export class RedisStore implements Store {
       connectTimeout: Math.max(commandTimeoutMs, 1000),
       retryStrategy: (times) => Math.min(times * 100, 1000),
       lazyConnect: false,
+      // Commands issued in one turn of the event loop (the claims of concurrent requests) go out in one write.
+      enableAutoPipelining: true,
     };
     const t = parseRedisTarget(url);
     if (t.kind === 'single') this.redis = new Redis(url, common);
@@ -78,6 +80,7 @@ export class RedisStore implements Store {
     } else {
       this.redis = new Cluster(t.nodes, {
         enableOfflineQueue: false,
+        enableAutoPipelining: true,
         clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
         redisOptions: { ...common, password: t.password, tls: t.tls ? {} : undefined },
       });

@@ -9,6 +9,15 @@ import { SqliteLedger } from './ledger-sqlite.js';
  * The embedded default. better-sqlite3 is synchronous, but every statement here is a single indexed write
  * on a WAL database (tens of microseconds), and several l402d processes may share the file safely.
  */
+interface PendingClaim {
+  key: string;
+  value: string;
+  expiresAt: number | null;
+  now: number;
+  resolve: (won: boolean) => void;
+  reject: (e: unknown) => void;
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
@@ -44,35 +53,74 @@ export class SqliteStore implements Store {
       update: this.db.prepare('UPDATE kv SET value = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
       sweep: this.db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     };
+    this.claimBatch = this.db.transaction((batch: PendingClaim[]) => batch.map((c) => this.claimRow(c)));
   }
+
+  /**
+   * Claims made during one turn of the event loop are committed together, in one transaction at its end
+   * (group commit): a commit appends the changed pages to the WAL, so a burst of single-use requests pays for
+   * one append instead of one each. Each claim is still its own conditional insert with its own answer. Every
+   * other operation first commits what is pending, so nothing issued after a claim (its check, its give-back)
+   * can overtake it.
+   */
+  private pendingClaims: PendingClaim[] = [];
+  private readonly claimBatch;
 
   async claimOnce(key: string, ttlSecs?: number, value = '1'): Promise<boolean> {
     const now = Date.now();
-    return this.stmts.claim.run(key, value, ttlSecs === undefined ? null : now + ttlSecs * 1000, now).changes === 1;
+    return new Promise<boolean>((resolve, reject) => {
+      if (this.pendingClaims.push({ key, value, expiresAt: ttlSecs === undefined ? null : now + ttlSecs * 1000, now, resolve, reject }) === 1) setImmediate(this.commitClaims);
+    });
   }
+
+  private readonly commitClaims = (): void => {
+    const batch = this.pendingClaims;
+    if (batch.length === 0) return;
+    this.pendingClaims = [];
+    let won: boolean[];
+    try {
+      won = batch.length === 1 ? [this.claimRow(batch[0]!)] : this.claimBatch(batch);
+    } catch (e) {
+      for (const c of batch) c.reject(e);
+      return;
+    }
+    batch.forEach((c, i) => c.resolve(won[i]!));
+  };
+
+  private claimRow(c: PendingClaim): boolean {
+    return this.stmts.claim.run(c.key, c.value, c.expiresAt, c.now).changes === 1;
+  }
+
   async delIfValue(key: string, value: string): Promise<boolean> {
+    this.commitClaims();
     return this.stmts.delIfValue.run(key, value).changes === 1;
   }
   async replaceIfValue(key: string, expected: string, next: string): Promise<boolean> {
+    this.commitClaims();
     return this.stmts.replaceIfValue.run(next, key, expected, Date.now()).changes === 1;
   }
   async get(key: string): Promise<string | undefined> {
+    this.commitClaims();
     const row = this.stmts.get.get(key, Date.now()) as { value: string } | undefined;
     return row?.value;
   }
   async set(key: string, value: string, ttlSecs?: number): Promise<void> {
+    this.commitClaims();
     this.stmts.set.run(key, value, ttlSecs === undefined ? null : Date.now() + ttlSecs * 1000);
   }
   async del(key: string): Promise<void> {
+    this.commitClaims();
     this.stmts.del.run(key);
   }
   async incrWindow(key: string, windowSecs: number): Promise<WindowCount> {
+    this.commitClaims();
     const now = Date.now();
     const row = this.stmts.incr.get(key, now + windowSecs * 1000, now, now) as { value: string; expires_at: number };
     return { count: Number(row.value), resetInSecs: Math.max(1, Math.ceil((row.expires_at - now) / 1000)) };
   }
   // Balances: each operation is one IMMEDIATE transaction (the write lock taken before the read), so draws
   // from several processes on the same file are serialised and never overdraw or lose one.
+  // (Used inside the balance transactions below, which commit pending claims first.)
   private readonly kv: SyncKv = {
     get: (key) => (this.stmts.get.get(key, Date.now()) as { value: string } | undefined)?.value,
     set: (key, value, ttlSecs) => void this.stmts.set.run(key, value, ttlSecs === undefined ? null : Date.now() + ttlSecs * 1000),
@@ -82,15 +130,19 @@ export class SqliteStore implements Store {
     del: (key) => void this.stmts.del.run(key),
   };
   async creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number) {
+    this.commitClaims();
     return this.db.transaction(() => creditSync(this.kv, key, amountMsat, creditId, ttlSecs)).immediate();
   }
   async drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number) {
+    this.commitClaims();
     return this.db.transaction(() => drawSync(this.kv, key, amountMsat, drawId, owner, holdSecs)).immediate();
   }
   async refundDraw(key: string, drawId: string, owner?: string) {
+    this.commitClaims();
     return this.db.transaction(() => refundSync(this.kv, key, drawId, owner)).immediate();
   }
   async getBalance(key: string): Promise<number> {
+    this.commitClaims();
     return Number(this.kv.get(key) ?? 0) || 0;
   }
   async addCounters(deltas: ReadonlyArray<readonly [string, number]>): Promise<void> {
@@ -107,12 +159,14 @@ export class SqliteStore implements Store {
   }
   /** Drops expired rows; called on a timer by the server. */
   sweep(): number {
+    this.commitClaims();
     return this.stmts.sweep.run(Date.now()).changes;
   }
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
   async close(): Promise<void> {
+    this.commitClaims();
     this.db.close();
   }
 }

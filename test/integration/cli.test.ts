@@ -162,6 +162,13 @@ test('price: refused without a config, names its store, refuses a path no route 
   assert.match(got.stdout, /^price:path:\/timed\/a = 700$/m);
   assert.match(got.stdout, /^static: route \/timed\/ amount_msat 5000$/m);
   assert.match(got.stdout, /^charged: 700 msat/m);
+  assert.doesNotMatch(set.stderr, /warning/);
+  // A path a pinned route also covers: the path price reaches that route's locations too, and set says so.
+  const pinnedFile = join(d, 'pinned.yaml');
+  writeFileSync(pinnedFile, `data_dir: ${d}\nlightning: { type: dev }\nroutes:\n  - { id: dear, match: /api/, amount_msat: 5000 }\n  - { id: cheap, match: = /api/x, amount_msat: 1, pinned: true }\n`);
+  const pinnedSet = l402d(['price', 'set', '9', '--path', '/api/x', '--config', pinnedFile], { cwd });
+  assert.equal(pinnedSet.code, 0, pinnedSet.stderr);
+  assert.match(pinnedSet.stderr, /warning: price:path also prices \/api\/x in a location that pins another route covering it \(cheap\)/);
   const route = price('get', '--route', '/timed/');
   assert.match(route.stdout, /^price:route:\/timed\/ = \(not set\)$/m);
   assert.match(route.stdout, /^static: route \/timed\/ amount_msat 5000$/m);

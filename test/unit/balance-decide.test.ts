@@ -243,9 +243,9 @@ test('credits are sales (once each, access balance) and the console lists the op
   const ledger = store.ledger();
   const ta = decodeTokenId(a.c.macaroon).toString('hex');
   const tb = decodeTokenId(b.c.macaroon).toString('hex');
-  await ledger.recordSale({ id: ta, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' });
-  await ledger.recordSale({ id: `${ta}:topup:${t.challenge.paymentHash}`, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' });
-  await ledger.recordSale({ id: tb, rail: 'lightning', route: '/api/b', amountMsat: 20000, at: Date.now(), access: 'balance' });
+  await ledger.recordSales([{ id: ta, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' }]);
+  await ledger.recordSales([{ id: `${ta}:topup:${t.challenge.paymentHash}`, rail: 'lightning', route: '/solo', amountMsat: 2000, at: Date.now(), access: 'balance' }]);
+  await ledger.recordSales([{ id: tb, rail: 'lightning', route: '/api/b', amountMsat: 20000, at: Date.now(), access: 'balance' }]);
   const data = await consoleData(ledger, { balanceOf: (id) => store.getBalance(storeKeys.balance(id)) });
   assert.equal(data.balances.supported, true);
   assert.deepEqual(

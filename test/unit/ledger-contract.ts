@@ -10,10 +10,10 @@ export async function ledgerContract(ledger: Ledger): Promise<void> {
   const a: Sale = { id: hex('a'), rail: 'lightning', route: '/premium', amountMsat: 10_000, at: now - 2 * EARNINGS_BUCKET_MS, paymentHash: hex('1'), access: 'per-request' };
   const b: Sale = { id: hex('b'), rail: 'lightning', route: '/forever', amountMsat: 2_000, at: now - 1000, paymentHash: hex('2'), validUntil: Math.floor(now / 1000) + 60, access: 'indefinite' };
   const c: Sale = { id: 'cashu:0011', rail: 'cashu', route: '/premium', amountMsat: 10_000, at: now };
-  assert.equal(await ledger.recordSale(a), true);
-  assert.equal(await ledger.recordSale(b), true);
-  assert.equal(await ledger.recordSale({ ...b, amountMsat: 999_999 }), false, 'one sale per id');
-  assert.equal(await ledger.recordSale(c), true);
+  assert.equal((await ledger.recordSales([a]))[0], true);
+  assert.equal((await ledger.recordSales([b]))[0], true);
+  assert.equal((await ledger.recordSales([{ ...b, amountMsat: 999_999 }]))[0], false, 'one sale per id');
+  assert.equal((await ledger.recordSales([c]))[0], true);
   assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id), [c.id, b.id, a.id]);
   assert.deepEqual((await ledger.recentSales(1)).map((s) => s.id), [c.id]);
   assert.deepEqual(await ledger.findSale(hex('2')), b, 'by payment hash');
@@ -26,6 +26,12 @@ export async function ledgerContract(ledger: Ledger): Promise<void> {
   assert.equal(sum((r) => r.rail === 'cashu'), 10_000);
   assert.equal(rows.reduce((x, r) => x + r.sales, 0), 3);
   assert.equal(sum((r) => r.bucket >= now - EARNINGS_BUCKET_MS - (now % EARNINGS_BUCKET_MS)), 12_000, 'bucketed by hour');
+  // A batch: each answered in order; a repeat inside the batch is recorded once.
+  const d: Sale = { id: hex('d'), rail: 'lightning', route: '/forever', amountMsat: 1, at: now + 1, paymentHash: hex('4'), access: 'timed' };
+  assert.deepEqual(await ledger.recordSales([a, d, { ...d, amountMsat: 5 }]), [false, true, false]);
+  assert.deepEqual(await ledger.recordSales([]), []);
+  assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id), [d.id, c.id, b.id, a.id]);
+  assert.equal((await ledger.earnings(now - 3 * EARNINGS_BUCKET_MS)).reduce((x, r) => x + r.msat, 0), 22_001, 'the batch added its one new sale once');
 
   const g0 = await ledger.revocationGeneration();
   assert.equal(await ledger.revoke({ value: b.id, at: now, until: b.validUntil! + 300 }), true);

@@ -32,12 +32,12 @@ test('open MPP sessions are listed with what is left and what was credited; clos
   const up = hash();
   await topUpSession(d, { sessionId: id, scopeId: 'plan:api', depositHash: up, depositMsat: 10_000 });
   assert.equal((await store.drawBalance(storeKeys.mppSessionBalance(id), 3000, 'r1', 'o', 60)).ok, true);
-  await ledger.recordSale({ id, rail: 'lightning', route: '/api/a', amountMsat: 10_000, at: Date.now(), access: 'balance', paymentHash: id });
-  await ledger.recordSale({ id: `${id}:topup:${up}`, rail: 'lightning', route: '/api/a', amountMsat: 10_000, at: Date.now(), access: 'balance', paymentHash: up });
+  await ledger.recordSales([{ id, rail: 'lightning', route: '/api/a', amountMsat: 10_000, at: Date.now(), access: 'balance', paymentHash: id }]);
+  await ledger.recordSales([{ id: `${id}:topup:${up}`, rail: 'lightning', route: '/api/a', amountMsat: 10_000, at: Date.now(), access: 'balance', paymentHash: up }]);
   // An L402 balance credential beside it.
   const token = randomBytes(32).toString('hex');
   await store.creditBalance(storeKeys.balance(token), 5000, 'sale:x');
-  await ledger.recordSale({ id: token, rail: 'lightning', route: '/solo', amountMsat: 5000, at: Date.now(), access: 'balance' });
+  await ledger.recordSales([{ id: token, rail: 'lightning', route: '/solo', amountMsat: 5000, at: Date.now(), access: 'balance' }]);
   const data = await consoleData(ledger, { balanceOf: balanceLeft(store) });
   assert.deepEqual(
     data.balances.open.map((o) => [o.credential, o.route, o.balance_msat, o.credited_msat]),

@@ -62,3 +62,28 @@ for (const forward of [false, true]) {
     }
   });
 }
+
+test('every X-L402-* name in src/ is blanked for the upstream by protect.conf, in every spelling', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { GATE_IDENTITY_HEADERS, GATE_ONLY_HEADERS } = await import('../../src/cli/nginx-conf.js');
+  const names = new Set<string>();
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(dir, e.name));
+      else if (e.name.endsWith('.ts')) for (const m of readFileSync(join(dir, e.name), 'utf8').matchAll(/\bx-l402-[a-z0-9]+(?:-[a-z0-9]+)*/gi)) names.add(m[0].toLowerCase());
+    }
+  };
+  walk('src');
+  const known = new Set([...GATE_ONLY_HEADERS, ...GATE_IDENTITY_HEADERS].map((h) => h.toLowerCase()));
+  assert.deepEqual([...names].filter((n) => !known.has(n)), [], 'an X-L402-* name the gate uses that protect.conf does not blank: add it to GATE_ONLY_HEADERS');
+  const protect = nginxSnippets({ ...parseConfig('lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n', { env: {} }), listen: '127.0.0.1:8402', retryAfterSecs: 5 })['protect.conf'];
+  const set = new Set([...protect.matchAll(/^proxy_set_header (\S+) /gm)].map((m) => m[1]!.toLowerCase()));
+  for (const name of known) {
+    const parts = name.split('-');
+    for (let mask = 0; mask < 1 << (parts.length - 1); mask++) {
+      const spelling = parts.reduce((acc, p, i) => (i === 0 ? p : acc + (mask & (1 << (i - 1)) ? '_' : '-') + p), '');
+      assert.ok(set.has(spelling), `proxy_set_header ${spelling}`);
+    }
+  }
+});

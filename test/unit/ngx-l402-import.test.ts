@@ -9,6 +9,7 @@ import { loadConfig, NginxParseError, parseTokens, tokenize } from '../../src/cl
 import { parseEnvFile, type EnvEntry } from '../../src/cli/ngx-l402-import/env-file.js';
 import { applyEdits, importNgxL402, type ImportResult } from '../../src/cli/ngx-l402-import/import.js';
 import { runImport } from '../../src/cli/ngx-l402-import/command.js';
+import { RouteTable } from '../../src/policy/routes.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -193,14 +194,20 @@ test('mistakes ngx_l402 tolerated or refused are listed with file:line, never dr
   assert.doesNotMatch(changed, /l402_|l402 /);
 });
 
-test('the same location in two servers: one route when the settings agree, else the second is closed', () => {
+test('the same location in two servers: one route when the settings agree, else a route of its own that the second pins', () => {
   const r = imp(`
   server { listen 1; location /p { l402 on; l402_amount_msat_default 10; } location /q { l402 on; l402_amount_msat_default 1; } }
   server { listen 2; location /p { l402 on; l402_amount_msat_default 10; } location /q { l402 on; l402_amount_msat_default 99; } }`);
-  assert.deepEqual(r.config!.routes.map((x) => [x.match, x.amountMsat]), [['/p', 10], ['/q', 1]]);
-  assert.match(problems(r).join('\n'), /nginx\.conf:5 location \/q is also at .*nginx\.conf:4 with other settings/);
+  assert.deepEqual(r.config!.routes.map((x) => [x.match, x.amountMsat, x.id, x.pinned]), [['/p', 10, '/p', false], ['/q', 1, '/q', false], ['/q', 99, '/q-2', true]]);
+  assert.doesNotMatch(problems(r).join('\n'), /\/q/);
+  assert.match(r.findings.map((f) => f.text).join('\n'), /location \/q is also at .*nginx\.conf:4 with other settings: carried over as its own route \/q-2 \(pinned: true\)/);
   const changed = applyEdits(r.edits[0]!.file, r.edits);
-  assert.match(changed, /listen 2; location \/p \{\n\s+include l402\/protect\.conf; \} location \/q \{\n\s+return 403;/);
+  assert.match(changed, /listen 2; location \/p \{\n\s+include l402\/protect\.conf; \} location \/q \{\n\s+set \$l402_route_pin \/q-2;\n\s+include l402\/protect\.conf;/);
+  assert.doesNotMatch(changed, /return 403/);
+  // What l402d decides: server 1's /q by path (the pinned route is never found by path), server 2's by its pin.
+  const table = new RouteTable(r.config!.routes);
+  assert.equal(table.lookup('/q')!.amountMsat, 1);
+  assert.equal(table.lookup('/q', '/q-2')!.amountMsat, 99);
 });
 
 test('a server that only served the manifest gets server.conf, which answers there now', () => {
@@ -225,21 +232,31 @@ test('inherited proxy_set_header lines that protect.conf would hide are named', 
   assert.match(notes[0]!.text, /location \/a: the proxy_set_header lines it inherited \(.*nginx\.conf:6, .*nginx\.conf:4\)/);
 });
 
-test('a path nginx serves from a protected location that l402d would price as another route is reported', () => {
+test('a path nginx serves from a protected location that l402d would price as another route: the location pins its own', () => {
   const r = imp(`
   server {
     location ^~ /img { l402 on; l402_amount_msat_default 1000; }
     location /img/big.jpg { }
     location ~ \\.jpg$ { l402 on; l402_amount_msat_default 9000; }
   }`);
-  assert.match(problems(r).join('\n'), /\/img\/big\.jpg: nginx serves it from location ~ \\\.jpg\$ here, but l402d would price it as route \^~ \/img/);
+  const all = r.findings.map((f) => f.text).join('\n');
+  assert.match(all, /\/img\/big\.jpg: nginx serves it from location ~ \\\.jpg\$ here, but l402d would price it as route \^~ \/img .*pins its route \(`set \$l402_route_pin re:_\.jpg_;`\)/);
+  assert.doesNotMatch(problems(r).join('\n'), /would price/);
+  assert.equal(new RouteTable(r.config!.routes).lookup('/img/big.jpg', 're:_.jpg_')!.amountMsat, 9000);
+  assert.match(applyEdits(r.edits[0]!.file, r.edits), /location ~ \\\.jpg\$ \{\n\s+set \$l402_route_pin re:_\.jpg_;\n\s+include l402\/protect\.conf;/);
   // Across servers: one route table for all, so another server's cheaper exact location would price this one's path.
   const x = imp(`
   server { listen 1; location /x { l402 on; l402_amount_msat_default 5000; } }
   server { listen 2; location = /x/free { l402 on; l402_amount_msat_default 1; } }`);
-  assert.match(problems(x).join('\n'), /nginx\.conf:4 \/x\/free: nginx serves it from location \/x here, but l402d would price it as route = \/x\/free/);
-  // The example config (one server) has no such path.
-  assert.doesNotMatch(problems(imp('server { location /a { l402 on; l402_amount_msat_default 1; } location /a/b { l402 on; l402_amount_msat_default 2; } location / { } }')).join('\n'), /would price/);
+  assert.match(x.findings.map((f) => f.text).join('\n'), /\/x\/free: nginx serves it from location \/x here, but l402d would price it as route = \/x\/free .*set \$l402_route_pin \/x;/);
+  const xt = new RouteTable(x.config!.routes);
+  assert.equal(xt.lookup('/x/free', '/x')!.amountMsat, 5000, 'server 1 pins /x');
+  assert.equal(xt.lookup('/x/free')!.amountMsat, 1, 'server 2, by path');
+  assert.match(applyEdits(x.edits[0]!.file, x.edits), /listen 1; location \/x \{\n\s+set \$l402_route_pin \/x;\n\s+include l402\/protect\.conf;/);
+  // The example config (one server) has no such path, and no pin.
+  const one = imp('server { location /a { l402 on; l402_amount_msat_default 1; } location /a/b { l402 on; l402_amount_msat_default 2; } location / { } }');
+  assert.doesNotMatch(one.findings.map((f) => f.text).join('\n'), /would price/);
+  assert.doesNotMatch(applyEdits(one.edits[0]!.file, one.edits), /l402_route_pin/);
 });
 
 test('environment: each backend, secrets only as ${NAME}, weak or missing ROOT_KEY, unknown names', () => {

@@ -99,3 +99,27 @@ test('PCRE-only route regex syntax is refused with the reason', () => {
   // JavaScript's own syntax errors keep their message.
   assert.throws(() => parseRouteMatch('~ ('), /invalid regular expression/);
 });
+
+test('a pin decides with the named route only; pinned routes are never found by path', () => {
+  const routes = [
+    { id: 'a', match: '/api/' },
+    { id: 'b', match: '= /api/x' },
+    { id: 'c', match: '= /api/y', pinned: true },
+    { id: 'r', match: '~ ^/re/[0-9]+$', pinned: true },
+  ];
+  const t = new RouteTable(routes);
+  // By path: the exact b wins for /api/x; the pinned c and r are skipped.
+  assert.equal(t.lookup('/api/x')?.id, 'b');
+  assert.equal(t.lookup('/api/y')?.id, 'a');
+  assert.equal(t.lookup('/re/1'), undefined);
+  // Pinned: that route, wherever another would win by path; a path it does not cover is no route.
+  assert.equal(t.lookup('/api/x', 'a')?.id, 'a');
+  assert.equal(t.lookup('/api/y', 'c')?.id, 'c');
+  assert.equal(t.lookup('/re/7', 'r')?.id, 'r');
+  assert.equal(t.lookup('/api/z', 'b'), undefined);
+  assert.equal(t.lookup('/re/x', 'r'), undefined);
+  assert.equal(t.lookup('/api/x', 'nope'), undefined);
+  assert.equal(t.lookup('/api/x', 'A'), undefined, 'ids are exact');
+  // An empty pin is no pin.
+  assert.equal(t.lookup('/api/x', '')?.id, 'b');
+});

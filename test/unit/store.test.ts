@@ -66,6 +66,22 @@ for (const [name, make, skip] of makers) {
     await s.ping();
   });
 
+  test(`${name} store: operations issued after a claim, without waiting for it, never overtake it`, { skip }, async () => {
+    const s = await make();
+    cleanup.add(() => s.close());
+    // Claims of one event-loop turn may be committed together (SQLite): each still gets its own answer, and
+    // a read, a give-back or another write issued right after sees the claim already made.
+    const claims = [s.claimOnce('o1', 60, 'claim:a'), s.claimOnce('o1', 60, 'claim:b'), s.claimOnce('o2', 60, 'claim:c')];
+    const read = s.get('o1');
+    const giveBack = s.delIfValue('o2', 'claim:c');
+    const again = s.claimOnce('o2', 60, 'claim:d');
+    assert.deepEqual(await Promise.all(claims), [true, false, true]);
+    assert.equal(await read, 'claim:a');
+    assert.equal(await giveBack, true);
+    assert.equal(await again, true, 'claimed again after the give-back');
+    assert.equal(await s.get('o2'), 'claim:d');
+  });
+
   test(`${name} store: a claim written with a value is deleted only by its owner`, { skip }, async () => {
     const s = await make();
     cleanup.add(() => s.close());

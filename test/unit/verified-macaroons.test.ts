@@ -11,10 +11,10 @@ import { parseConfig, type RouteConfig } from '../../src/config/config.js';
 import { decide, type DecideDeps, type GateRequest } from '../../src/policy/decide.js';
 import { createChallenge } from '../../src/policy/challenge.js';
 import { RouteTable } from '../../src/policy/routes.js';
-import { VerifiedMacaroons } from '../../src/policy/verified-macaroons.js';
+import { checkInput, VerifiedMacaroons, type AcceptedVerdict } from '../../src/policy/verified-macaroons.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
-import { decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 
 const cfg = parseConfig(
@@ -99,4 +99,54 @@ test('a credential sold for one request is not remembered', async () => {
   const { macaroon, preimage } = await buy('/premium', '/premium');
   assert.equal((await decide(req('/premium', `L402 ${macaroon}:${preimage}`), deps)).outcome, 'allow');
   assert.equal(verified.size(), 0);
+});
+
+test('a kept caveat verdict answers only the same input, and only before the earliest expiry it saw', async () => {
+  let clock = Math.floor(Date.now() / 1000);
+  const keys = [MASTER];
+  const verified = new VerifiedMacaroons(keys);
+  const deps: DecideDeps = { routes: new RouteTable(cfg.routes), service: 'l402', rootKeys: keys, store: new MemoryStore(), storeTimeoutMs: 500, verified, now: () => clock };
+  const { macaroon, preimage } = await buy('/timed/', '/timed/a', () => clock);
+  const auth = `L402 ${macaroon}:${preimage}`;
+  // A holder's narrower copy: a shorter expiry and GET only (other bytes: its own entry and verdicts).
+  const narrowed = encodeMacaroonBase64(attenuate(attenuate(decodeMacaroonBase64(macaroon), `l402_valid_until=${clock + 5}`), 'method=GET'));
+  const narrow = `L402 ${narrowed}:${preimage}`;
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await decide(req('/timed/a', auth), deps)).outcome, 'allow');
+    assert.equal((await decide(req('/timed/a', narrow), deps)).outcome, 'allow');
+  }
+  // The same credentials, other inputs: checked afresh, not answered from the kept GET verdict.
+  assert.equal((await decide(req('/timed/a', narrow, 'POST'), deps)).reason, 'wrong_method');
+  assert.equal((await decide(req('/timed/a', auth, 'POST'), deps)).outcome, 'allow');
+  assert.equal((await decide(req('/premium', auth), deps)).reason, 'wrong_route');
+  // The remembered preimage never stands in for another one.
+  assert.equal((await decide(req('/timed/a', `L402 ${macaroon}:${'00'.repeat(32)}`), deps)).reason, 'wrong_preimage');
+  assert.equal((await decide(req('/timed/a', `L402 ${narrowed}:${'11'.repeat(32)}`), deps)).reason, 'wrong_preimage');
+  // Past the narrowed copy's own expiry its kept verdict is dropped; the original's still holds.
+  clock += 5;
+  assert.equal((await decide(req('/timed/a', narrow), deps)).reason, 'expired');
+  assert.equal((await decide(req('/timed/a', auth), deps)).outcome, 'allow');
+  clock += 56;
+  assert.equal((await decide(req('/timed/a', auth), deps)).reason, 'expired');
+});
+
+test('kept verdicts are bounded per credential and counted in the bytes', () => {
+  const verified = new VerifiedMacaroons([MASTER], 64 * 1024);
+  const id = decodeIdentifier(Buffer.concat([Buffer.alloc(2), randomBytes(64)]))!;
+  const mac = { location: 'l402', identifier: Buffer.alloc(66), caveats: [], signature: Buffer.alloc(32) };
+  const raw = randomBytes(500);
+  const e = verified.add(raw, { mac, id })!;
+  const before = verified.bytes();
+  const v: AcceptedVerdict = { ok: true, sold: { routeId: '/timed/', pathBound: false, singleUse: false }, singleUse: false, validUntil: 100 };
+  const input = (i: number) => checkInput('l402', 'skip', '/timed/', 'GET', [], `/timed/${i}`);
+  for (let i = 0; i < 200; i++) verified.keepVerdict(e, input(i), v);
+  assert.ok(verified.bytes() > before, 'verdicts count');
+  assert.ok(verified.bytes() <= 64 * 1024);
+  assert.equal(verified.verdict(e, input(0), 50), undefined, 'the oldest went first');
+  assert.deepEqual(verified.verdict(e, input(199), 50), v);
+  assert.equal(verified.verdict(e, input(199), 100), undefined, 'not at or past its expiry');
+  assert.equal(verified.verdict(e, input(198), 99)?.ok, true);
+  // An input differing only in its path, or a path that looks like another field, never shares a key.
+  assert.notEqual(checkInput('l402', 'skip', '/a', 'GET', [], '/x'), checkInput('l402', 'skip', '/a', 'GET', [], '\0/x'));
+  assert.notEqual(checkInput('l402', 'skip', '/a', 'GET', ['c'], '/x'), checkInput('l402', 'skip', '/a', 'GET', [], 'c\0/x'));
 });

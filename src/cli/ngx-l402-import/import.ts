@@ -49,6 +49,10 @@ export interface ImportedRoute {
   manifestHide: boolean;
   rateLimit?: string;
   lnurlAddr?: string;
+  /** An explicit route id: given to a route a location pins (safe in nginx's `set`). */
+  id?: string;
+  /** Decided only where a location pins it (the same path in another server with other settings). */
+  pinned?: boolean;
   /** Where the location is written. */
   where: string;
 }
@@ -384,6 +388,24 @@ export function importNgxL402(input: ImportInput): ImportResult {
   const routes: ImportedRoute[] = [];
   const routeByMatch = new Map<string, { r: ImportedRoute; loc: Loc }>();
   const protectedLocs: Loc[] = [];
+  /**
+   * Locations that pin their route (`set $l402_route_pin <id>;`): l402d has one route table for every server,
+   * so where another server's route would take a location's paths, the location names its own (as ngx_l402
+   * priced each location by its own settings).
+   */
+  const pins = new Map<Loc, ImportedRoute>();
+  /** An id for a route a location pins: readable, unique, and safe unquoted in nginx and in l402.yaml. */
+  const pinId = (r: ImportedRoute): string => {
+    if (r.id !== undefined) return r.id;
+    const mod = /^(=|\^~|~\*|~)?\s*/.exec(r.match.trim())![1];
+    const base = (({ '=': 'exact:', '^~': 'prefix:', '~': 're:', '~*': 're-i:' } as Record<string, string>)[mod ?? ''] ?? '') + r.match.trim().replace(/^(=|\^~|~\*|~)?\s*/, '');
+    const slug = base.replace(/[^A-Za-z0-9_.\/:-]+/g, '_').slice(0, 100).replace(/^plan:/, 'plan_');
+    const taken = new Set(routes.filter((x) => x !== r).map((x) => x.id ?? x.match));
+    let id = slug;
+    for (let n = 2; taken.has(id); n++) id = `${slug}-${n}`;
+    r.id = id;
+    return id;
+  };
   let manifestSeen = false;
   let metricsSeen = false;
   const metricsListen = input.metricsListen ?? '127.0.0.1:9402';
@@ -475,16 +497,50 @@ export function importNgxL402(input: ImportInput): ImportResult {
       const same = JSON.stringify({ ...prev.r, where: '' }) === JSON.stringify({ ...r, where: '' });
       if (same) note(`location ${loc.match} is also at ${prev.r.where} with the same settings: one route (l402d does not tell servers apart)`, d);
       else {
-        // l402d would sell this one on the first one's terms (perhaps cheaper): closed until told apart.
-        problem(`location ${loc.match} is also at ${prev.r.where} with other settings: l402d has one route table for all servers; only the first is carried over, this one is closed (return 403) until the paths differ`, d);
-        closed.push(loc);
-        continue;
+        // l402d would sell this one on the first one's terms (perhaps cheaper): a route of its own, which only
+        // this location (pinned) decides with.
+        routes.push(r);
+        const id = pinId(r);
+        r.pinned = true;
+        pins.set(loc, r);
+        note(`location ${loc.match} is also at ${prev.r.where} with other settings: carried over as its own route ${id} (pinned: true), which this location pins (\`set $l402_route_pin ${id};\`): l402d has one route table for all servers`, d);
       }
     } else {
       routeByMatch.set(key, { r, loc });
       routes.push(r);
     }
     protectedLocs.push(loc);
+  }
+
+  // ---- l402d's view versus nginx's ----
+  // l402d has one flat route table for every server; nginx matches within one server, among protected and
+  // free locations alike. For each server, every location path of every server (and one path below it) is
+  // looked up both ways: a path nginx serves from a protected location must get that location's route, so a
+  // location where l402d would find another route pins its own.
+  const routeOf = (l: Loc): ImportedRoute | undefined => pins.get(l) ?? routeByMatch.get(parseKey(l.match!))?.r;
+  const routeTable = new RouteTable(routes);
+  const topLevel = (l: Loc) => !!l.match && !l.match.startsWith('@') && !l.nested && safeMatch(l.match);
+  const probes = new Set<string>();
+  for (const l of locations.filter(topLevel)) {
+    const m = parseRouteMatch(l.match!);
+    if (m.kind === 'regex' || normalizePath(m.path) !== m.path) continue;
+    probes.add(m.path);
+    probes.add(m.path.endsWith('/') ? `${m.path}x` : `${m.path}/x`);
+  }
+  for (const [, locs] of servers) {
+    const nginxTable = new RouteTable(locs.filter(topLevel).map((l) => ({ match: l.match!, loc: l })));
+    for (const path of probes) {
+      const served = nginxTable.lookup(path)?.loc;
+      if (!served || !served.settings.enable || closed.includes(served) || !protectedLocs.includes(served) || pins.has(served)) continue;
+      const own = routeOf(served);
+      if (!own) continue;
+      const priced = routeTable.lookup(path);
+      if (priced !== own) {
+        const id = pinId(own);
+        pins.set(served, own);
+        note(`${path}: nginx serves it from location ${served.match} here, but l402d would price it as ${priced ? `route ${priced.match} (${priced.where})` : 'no route'}: l402d has one route table for all servers and sees only the paid locations, so this location pins its route (\`set $l402_route_pin ${id};\`)`, served.dir);
+      }
+    }
   }
 
   // ---- nginx edits for protected locations, their servers and the http block ----
@@ -497,7 +553,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   const serversWithProtected = new Set<Directive>([...manifestServers].filter((x): x is Directive => x !== undefined));
   for (const loc of protectedLocs) {
     const d = loc.dir;
-    const lines = ['include l402/protect.conf;', ...(loc.settings.dryRun ? ['include l402/dry-run.conf;'] : [])];
+    const pin = pins.get(loc);
+    const lines = [...(pin ? [`set $l402_route_pin ${pinId(pin)};`] : []), 'include l402/protect.conf;', ...(loc.settings.dryRun ? ['include l402/dry-run.conf;'] : [])];
     insertAfterOpen(d, lines, `add ${lines.map((l) => `\`${l}\``).join(' and ')} at the top of \`location ${d.args.join(' ')}\` (line ${d.line})`);
     for (const c of flatten(d.block)) {
       if (c.name === 'auth_request') problem(`location ${loc.match}: has its own auth_request, and nginx allows one per location; l402d's protect.conf needs it. Move your check elsewhere (kept as it is: nginx -t fails until then)`, c);
@@ -522,31 +579,6 @@ export function importNgxL402(input: ImportInput): ImportResult {
   for (const s of serversWithProtected) insertAfterOpen(s, ['include l402/server.conf;'], `add \`include l402/server.conf;\` at the top of the \`server\` block (line ${s.line})`);
   const needsUpstream = protectedLocs.length > 0 || manifestSeen || metricsSeen;
   if (httpBlock && needsUpstream) insertAfterOpen(httpBlock, ['include l402/upstream.conf;'], `add \`include l402/upstream.conf;\` at the top of the \`http\` block (line ${httpBlock.line})`);
-
-  // ---- l402d's view versus nginx's ----
-  // l402d has one flat route table for every server; nginx matches within one server, among protected and
-  // free locations alike. For each server, every location path of every server (and one path below it) is
-  // looked up both ways: a path nginx serves from a protected location must get that location's route.
-  const routeTable = new RouteTable(routes);
-  const topLevel = (l: Loc) => !!l.match && !l.match.startsWith('@') && !l.nested && safeMatch(l.match);
-  const probes = new Set<string>();
-  for (const l of locations.filter(topLevel)) {
-    const m = parseRouteMatch(l.match!);
-    if (m.kind === 'regex' || normalizePath(m.path) !== m.path) continue;
-    probes.add(m.path);
-    probes.add(m.path.endsWith('/') ? `${m.path}x` : `${m.path}/x`);
-  }
-  for (const [, locs] of servers) {
-    const nginxTable = new RouteTable(locs.filter(topLevel).map((l) => ({ match: l.match!, loc: l })));
-    for (const path of probes) {
-      const served = nginxTable.lookup(path)?.loc;
-      if (!served || !served.settings.enable || !routeByMatch.has(parseKey(served.match!))) continue;
-      const priced = routeTable.lookup(path);
-      if (priced && parseKey(priced.match) !== parseKey(served.match!)) {
-        problem(`${path}: nginx serves it from location ${served.match} here, but l402d would price it as route ${priced.match} (${priced.where}): l402d has one route table for all servers and sees only the paid locations; give the locations distinct paths`, served.dir);
-      }
-    }
-  }
 
   // ---- environment ----
   const refs = new Set<string>();
@@ -709,6 +741,8 @@ export function importNgxL402(input: ImportInput): ImportResult {
   for (const r of routes) {
     out.push(`  # ${r.where}`);
     out.push(`  - match: ${y(r.match)}`);
+    if (r.id !== undefined) out.push(`    id: ${y(r.id)}`);
+    if (r.pinned) out.push('    pinned: true   # decided only where a location pins it (set $l402_route_pin)');
     out.push(`    amount_msat: ${r.amountMsat}`);
     out.push(`    access: ${r.indefinite ? 'indefinite' : 'per-request'}`);
     if (r.macaroonTimeout > 0) out.push(`    macaroon_timeout: ${r.macaroonTimeout}`);

@@ -183,7 +183,9 @@ export class DevWallet implements LightningBackend {
     if (!Number.isSafeInteger(amountMsat) || amountMsat <= 0) {
       throw new Error(`dev wallet: amountMsat must be a positive integer, got ${amountMsat}`);
     }
-    return this.mint(amountMsat, memo, expirySecs);
+    const { row, created } = this.mint(amountMsat, memo, expirySecs);
+    await this.insertInvoice(row);
+    return created;
   }
 
   /**
@@ -191,10 +193,14 @@ export class DevWallet implements LightningBackend {
    * payInvoice, which names the amount. Stored with amount 0 until then.
    */
   createAmountlessInvoice(req: { memo: string; expirySecs: number }): CreatedInvoice {
-    return this.mint(undefined, req.memo, req.expirySecs);
+    const { row, created } = this.mint(undefined, req.memo, req.expirySecs);
+    // Written at once (not batched like challenges): the client hands it out right away.
+    this.insertStmt.run(...row);
+    return created;
   }
 
-  private mint(amountMsat: number | undefined, memo: string, expirySecs: number): CreatedInvoice {
+  /** A signed invoice and the row that records it (written by the caller before the invoice is handed out). */
+  private mint(amountMsat: number | undefined, memo: string, expirySecs: number): { row: [string, string, string, number, number, number]; created: CreatedInvoice } {
     if (!Number.isSafeInteger(expirySecs) || expirySecs <= 0) {
       throw new Error(`dev wallet: expirySecs must be a positive integer, got ${expirySecs}`);
     }
@@ -236,9 +242,34 @@ export class DevWallet implements LightningBackend {
       throw new Error('dev wallet: BOLT11 encoder produced no regtest payment request');
     }
 
-    this.insertStmt.run(paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat ?? 0, timestamp, expiresAt);
-    return { bolt11, paymentHash, expiresAt };
+    return { row: [paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat ?? 0, timestamp, expiresAt], created: { bolt11, paymentHash, expiresAt } };
   }
+
+  /**
+   * Invoices made in one turn of the event loop are written in one transaction at its end (one WAL append
+   * for a burst of challenges). No invoice is handed out before its row is committed, so nobody can look
+   * up or pay one that is not there yet.
+   */
+  private pending: Array<{ row: [string, string, string, number, number, number]; done: (e?: unknown) => void }> = [];
+  private insertInvoice(row: [string, string, string, number, number, number]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.push({ row, done: (e) => (e === undefined ? resolve() : reject(e)) }) === 1) setImmediate(this.commitInvoices);
+    });
+  }
+  private readonly commitInvoices = (): void => {
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    try {
+      this.db.transaction(() => {
+        for (const p of batch) this.insertStmt.run(...p.row);
+      })();
+    } catch (e) {
+      for (const p of batch) p.done(e);
+      return;
+    }
+    for (const p of batch) p.done();
+  };
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
     signal?.throwIfAborted();
@@ -325,6 +356,7 @@ export class DevWallet implements LightningBackend {
   }
 
   async close(): Promise<void> {
+    if (this.db.open) this.commitInvoices();
     if (this.db.open) this.db.close();
   }
 }
