@@ -510,7 +510,7 @@ export class Gate {
     if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
       const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
       offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
-        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'MPP session or x402 offer failed');
         return {};
       });
       // Nothing at all to offer: the backend failed for every scheme, or (a route offering only MPP) the price
