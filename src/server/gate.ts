@@ -41,7 +41,7 @@ import { buildRequirements as buildX402Requirements, paymentRequired } from '../
 import { closedSessionOf, decodeInvoiceFacts, manageSession, mintSessionOffer } from './mpp-session-render.js';
 import { sessionLedgerDeps, sessionScope } from '../policy/mpp-session-decide.js';
 import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
-import { SessionSweeper } from './mpp-session-sweeper.js';
+import { SCAN_SALES, SessionSweeper } from './mpp-session-sweeper.js';
 import { verifySessionCredential } from '../protocol/mpp-session.js';
 
 interface OtherOffers {
@@ -211,6 +211,12 @@ export class Gate {
         (e) => parts.log.warn({ event: 'mpp_session_sweep_failed', err: e.message }, 'idle MPP session close failed (tried again on the next pass)'),
       );
       this.sessionSweeper.start(sweepMs);
+      // Sessions served before this process (or this gate, after a reload) started: from the latest sales.
+      const sweeper = this.sessionSweeper;
+      parts.store.ledger().recentSales(SCAN_SALES).then(
+        (sales) => sweeper.watchSales(sales, config.routes),
+        (e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: e.message }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'),
+      );
     }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {

@@ -1,12 +1,16 @@
 // The server-initiated close of idle MPP sessions (draft-lightning-session-00, "Server-Initiated Close"): each
 // l402d process watches the sessions it opened or served, and closes those idle for their route's
 // session_idle_secs exactly as a client's close (marked closing first, the unspent part refunded once). Bounded:
-// at most MAX_WATCHED sessions (the oldest forgotten first). A session this process forgot (a restart, a reload)
-// is closed, with its refund, when its client next presents it (the render calls expireSession then).
+// at most MAX_WATCHED sessions (the oldest forgotten first). On start it also watches the sessions among the
+// latest SCAN_SALES sales (each session's open is a sale under its id), so a restart or reload forgets none
+// of those; an older one is closed, with its refund, when its client next presents it (the render calls
+// expireSession then).
 import type { RouteConfig } from '../policy/route-config.js';
 import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
 
 const MAX_WATCHED = 100_000;
+/** How many of the latest sales the start-up scan looks through for sessions to watch. */
+export const SCAN_SALES = 1000;
 
 export class SessionSweeper {
   private readonly watched = new Map<string, RouteConfig>();
@@ -35,6 +39,18 @@ export class SessionSweeper {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+  }
+
+  /**
+   * Watches the sessions among recent sales (`{ id, route }`, the route by id): a sale whose id is not a
+   * session's is dropped by the first sweep (expireSession finds no open session for it).
+   */
+  watchSales(sales: ReadonlyArray<{ id: string; route: string; access?: string }>, routes: readonly RouteConfig[]): void {
+    for (const sale of sales) {
+      if (sale.access !== 'balance' || !/^[0-9a-f]{64}$/.test(sale.id)) continue;
+      const route = routes.find((r) => r.id === sale.route);
+      if (route?.sessionIdleSecs) this.watch(sale.id, route);
+    }
   }
 
   watch(sessionId: string, route: RouteConfig): void {

@@ -419,6 +419,37 @@ test('an idle session is closed by the server with its refund (session_idle_secs
   assert.equal(wallet.paidMsat(s.returnHash), 8000);
 });
 
+test('an idle session served before a restart is closed with its refund by the next process (it watches recent sessions from the sales)', { skip }, async () => {
+  const rdir = join(dir, 'restart');
+  const sup = cleanup.use(await startCountingUpstream());
+  const yaml = (port: number) => `listen: 127.0.0.1:${port}\ndata_dir: ${rdir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${sup.port}\ntls: { cert_file: ${join(dir, 'cert.pem')}, key_file: ${join(dir, 'key.pem')} }\nlog: { level: warn }
+lightning: { type: dev }
+routes:
+  - { match: /idle, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: 3 }
+`;
+  const p1 = await freePort();
+  const g1 = await startGate(parseConfig(yaml(p1), { env: {} }), { log: createLogger('warn', new PassThrough().resume()) });
+  const w = DevWallet.open(rdir);
+  cleanup.add(() => w.close());
+  const origin1 = `https://127.0.0.1:${p1}`;
+  const offer = sessionOffer(await get(origin1 + '/idle'));
+  const preimage = w.pay(offer.invoice).toString('hex');
+  const ret = w.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+  const opened = await get(origin1 + '/idle', { authorization: credential(offer.params, { action: 'open', preimage, returnInvoice: ret.bolt11 }) });
+  assert.equal(opened.status, 200, opened.body);
+  // The process that served it stops before the session is idle: nothing refunded yet.
+  await g1.close();
+  assert.equal(w.paidMsat(ret.paymentHash), undefined);
+  const p2 = await freePort();
+  const g2 = await startGate(parseConfig(yaml(p2), { env: {} }), { log: createLogger('warn', new PassThrough().resume()) });
+  cleanup.add(() => g2.close());
+  // No client request: the new process finds the session among the recent sales and closes it once idle.
+  for (let i = 0; i < 150 && w.paidMsat(ret.paymentHash) === undefined; i++) await sleep(100);
+  assert.equal(w.paidMsat(ret.paymentHash), 8000);
+  const s = new Session(offer.paymentHash, preimage, offer, ret.paymentHash);
+  assertRefused(await get(`https://127.0.0.1:${p2}/idle`, { authorization: s.bearer() }), 'session-closed');
+});
+
 test('l402d token revoke <session id>: the session opens nothing more; its close still refunds', { skip }, async () => {
   const { s, opened } = await open(tlsOrigin, '/other');
   assert.equal(opened.status, 200);
