@@ -311,7 +311,8 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_set_header X-L402-Detail "";${secret}
 }
 
-# Renders the real answer (402 challenge, 400 Cashu rejection, 401, 403, 405, 429, 503, or a gRPC status).
+# Renders the real answer (402 challenge, 400 Cashu rejection, 401, 403, 405, 429, 503, or a gRPC status), and
+# answers an MPP session's topUp and close itself (200, the auth answer said "management"; never the upstream).
 location @l402_render {
     rewrite ^ /_l402/render break;
     proxy_pass http://l402d;

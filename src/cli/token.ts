@@ -1,5 +1,4 @@
 // l402d token list | show | revoke, and l402d stats: the sales and revocations in the running gate's store.
-import { storeKeys } from '../policy/store-keys.js';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -15,7 +14,7 @@ import { caveatPredicates, decodeMacaroon, MacaroonFormatError, verifySignature 
 import { decodeIdentifier, mintedCaveatCount } from '../protocol/identifier.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import { decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
-import { consoleData, type ConsoleData } from '../server/console-data.js';
+import { balanceLeft, consoleData, type ConsoleData } from '../server/console-data.js';
 import { createLogger } from '../util/log.js';
 import { loadRootKeys } from '../server/app.js';
 
@@ -223,7 +222,7 @@ export function registerTokenCommands(program: Command): void {
       if (!Number.isSafeInteger(n) || n < 0 || n > 1000) throw new UsageError('--payments must be a whole number from 0 to 1000');
       const config = gateConfig('stats', opts.config);
       await withLedger(config, async (ledger, store) => {
-        const d = await consoleData(ledger, { payments: n, balanceOf: (t) => store.getBalance(storeKeys.balance(t)) });
+        const d = await consoleData(ledger, { payments: n, balanceOf: balanceLeft(store) });
         process.stdout.write(opts.json ? JSON.stringify(d, null, 2) + '\n' : formatStats(d));
       });
     });

@@ -450,8 +450,11 @@ export function parseConfig(text: string, opts: { source?: string; baseDir?: str
     if (r.plan === undefined) continue;
     const first = plans.get(r.plan);
     if (!first) plans.set(r.plan, r);
-    else if (first.balanceMsat !== r.balanceMsat || first.macaroonTimeout !== r.macaroonTimeout) {
-      throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: plan "${r.plan}": every route of a plan needs the same balance_msat and macaroon_timeout (as route "${first.id}")`);
+    else if (first.schemes.includes('mpp') !== r.schemes.includes('mpp')) {
+      // An MPP session opened on one route of a plan draws on all of them: each must accept its credential.
+      throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i, 'schemes']) ?? lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}].schemes: plan "${r.plan}": every route of a plan offers mpp (MPP sessions) or none does (as route "${first.id}")`);
+    } else if (first.balanceMsat !== r.balanceMsat || first.macaroonTimeout !== r.macaroonTimeout || first.sessionIdleSecs !== r.sessionIdleSecs) {
+      throw new ConfigError(`${source}:${lineOf(lc, doc, ['routes', i]) ?? '?'}: routes[${i}]: plan "${r.plan}": every route of a plan needs the same balance_msat, macaroon_timeout and session_idle_secs (as route "${first.id}")`);
     }
   }
   if (noLightning) throw new ConfigError(missingLightning);

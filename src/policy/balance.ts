@@ -159,7 +159,7 @@ async function retryCredit(again: () => Promise<unknown>, everyMs = 500, forMs =
 }
 
 /** Never rejects: retries the refund of this attempt's draw for a while (a slow store may land it late). */
-async function abandonDraw(store: ClaimStore, key: string, drawId: string, owner: string, everyMs = 500, forMs = 30_000): Promise<void> {
+export async function abandonDraw(store: ClaimStore, key: string, drawId: string, owner: string, everyMs = 500, forMs = 30_000): Promise<void> {
   const until = Date.now() + forMs;
   for (;;) {
     try {

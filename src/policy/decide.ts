@@ -20,6 +20,8 @@ import { checkInput, type VerifiedMacaroons } from './verified-macaroons.js';
 import { withTimeout } from '../util/timeout.js';
 import { DECISION_DEADLINE_MS } from './budget.js';
 import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
+import { decideSession, type SessionManagement, type SessionReason } from './mpp-session-decide.js';
+import type { DecodedInvoiceFacts } from '../protocol/mpp-session.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -65,7 +67,8 @@ export type InvalidReason =
   | 'auto_detect_off'
   | 'missing_capability'
   | 'revoked'
-  | OtherSchemeReason;
+  | OtherSchemeReason
+  | SessionReason;
 
 export type { CashuAcceptor } from './ports.js';
 
@@ -88,7 +91,9 @@ export type Decision =
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
   | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' }
-  | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number };
+  | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number }
+  /** An MPP session's topUp or close, verified: answered by l402d itself (the render performs it), never by the upstream. */
+  | { outcome: 'management'; route: RouteConfig; reason: SessionManagement };
 
 export type Outcome = Decision['outcome'];
 
@@ -108,6 +113,7 @@ const WOULD_RETURN: Record<Exclude<Outcome, 'allow'>, DryRunReport['wouldReturn'
   method_not_allowed: 405,
   rate_limited: 429,
   cashu_rejected: 400,
+  management: 200,
 };
 
 /** What decide() needs of its "the answer can no longer be delivered" signal: an AbortSignal is one. */
@@ -163,6 +169,10 @@ export interface DecideDeps {
   isRevoked?: (tokenId: string, paymentHash: string) => Promise<boolean>;
   /** access: balance: told of each credit that landed on a balance (the sales ledger). */
   onCredit?: BalanceDeps['onCredit'];
+  /** MPP sessions: told of each session an open or bearer used (the idle sweeper watches it). */
+  onSessionUse?: (sessionId: string, route: RouteConfig) => void;
+  /** MPP sessions: reads a BOLT11 invoice's amount, network and expiry (undefined or a throw: not an invoice). */
+  decodeInvoice?: (bolt11: string) => DecodedInvoiceFacts | undefined;
 }
 
 /** Auto-detect: the invoice a macaroon was issued with, kept while it can be paid (written by the gate). */
@@ -290,6 +300,8 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   if (!route.rails.includes('lightning')) return { outcome: 'challenge', route, reason: 'no_credential' };
   // MPP (Authorization: Payment) and x402 (PAYMENT-SIGNATURE), where the route offers them over HTTPS.
   const other = otherSchemeOf(req, route);
+  // On a balance route, MPP is its Lightning session intent: open and bearer draw, topUp and close are managed.
+  if (other === 'mpp' && route.access === 'balance') return decideSession({ ...req, path: req.path }, route, deps, clock, nowSecs(deps));
   let auth: Authenticated | Decision;
   if (other) {
     auth = await authenticateOtherScheme(other, { ...req, path: req.path }, route, deps, clock, nowSecs(deps));

@@ -20,6 +20,8 @@ export interface ClaimStore {
   /** Sets `key` to `next` only while it holds `expected` (its expiry unchanged); true if it did. Atomic. */
   replaceIfValue(key: string, expected: string, next: string): Promise<boolean>;
   get(key: string): Promise<string | undefined>;
+  /** Sets `key` (ttlSecs undefined: for ever). Every adapter has it; optional so a partial test double still fits. */
+  set?(key: string, value: string, ttlSecs?: number): Promise<void>;
   /** Fixed-window counter: increments and returns the count in the current window. */
   incrWindow(key: string, windowSecs: number): Promise<WindowCount>;
   // Prepaid balances (policy/balance.ts): every adapter has them; optional so a partial test double still fits.

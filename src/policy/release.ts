@@ -16,7 +16,8 @@ import type { RouteConfig } from './route-config.js';
 import type { GateRequest } from './decide.js';
 import type { RouteTable } from './routes.js';
 import { requestCredential } from './credential-cookie.js';
-import { otherSchemeClaimKey } from './pay-schemes.js';
+import { otherSchemeClaimKey, otherSchemeOf } from './pay-schemes.js';
+import { sessionDrawKey } from './mpp-session-decide.js';
 import { refundRequestDraw } from './balance.js';
 
 export interface ReleaseDeps {
@@ -49,6 +50,17 @@ export async function releaseClaim(req: GateRequest, deps: ReleaseDeps): Promise
   // A prepaid balance: the draw this request made (recorded under nginx's request id) goes back to it. Ecash
   // sent with the credential topped the balance up, and stays there.
   if (route.access === 'balance') {
+    // An MPP session (open or bearer): the draw this request made on the session's balance.
+    if (deps.realm !== undefined && otherSchemeOf(req, route) === 'mpp') {
+      const key = sessionDrawKey({ ...req, path: req.path }, route, deps.rootKeys, deps.realm);
+      if (key === undefined || !deps.store.refundDraw) return 'none';
+      try {
+        const r = await withTimeout(deps.store.refundDraw(key, req.requestId), deps.storeTimeoutMs, 'refund draw');
+        return r.refunded ? 'released' : 'not_claimed';
+      } catch {
+        return 'store_unavailable';
+      }
+    }
     const cred = requestCredential(req.credentials, route);
     const tokenId = cred.kind === 'l402' ? tokenIdOf(cred.credential.macaroon, deps) : undefined;
     if (tokenId === undefined) return 'none';

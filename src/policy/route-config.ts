@@ -9,6 +9,8 @@ import { checkSchemes, defaultSchemes, PAYMENT_SCHEMES, railsOf } from './scheme
 
 /** A balance stays well inside the integers every store counts exactly (2^53). */
 export const MAX_BALANCE_MSAT = 1_000_000_000_000_000;
+/** MPP sessions' idle timeout when the route sets none: draft-lightning-session-00's recommended 5 minutes. */
+export const DEFAULT_SESSION_IDLE_SECS = 300;
 /** The route caveat of a plan's credentials: `plan:<id>` (no route id may start with it). */
 export const BALANCE_SCOPE_PREFIX = 'plan:';
 
@@ -29,6 +31,8 @@ export const routeSchema = z
     access: z.enum(['per-request', 'timed', 'indefinite', 'balance']).optional(),
     /** access: balance: msat of credit one payment buys (each request draws the route's price). */
     balance_msat: intLike(z.number().int().positive().max(MAX_BALANCE_MSAT)).optional(),
+    /** access: balance with mpp: seconds an MPP session may stay idle before l402d closes it and refunds; 0 = never. */
+    session_idle_secs: intLike(z.number().int().min(0).max(30 * 86_400)).optional(),
     /** access: balance: routes with the same plan share one balance (a credential bought on one opens all). */
     plan: z.string().regex(/^[A-Za-z0-9_.\/:-]{1,128}$/, 'letters, digits and _ . / : - only').optional(),
     indefinite_access: boolLike.optional(),
@@ -81,12 +85,20 @@ export const routeSchema = z
       else if (r.balance_msat < r.amount_msat) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: `must be at least amount_msat (${r.amount_msat}), what one request draws` });
       if (r.auto_detect_payment) ctx.addIssue({ code: 'custom', path: ['auto_detect_payment'], message: 'cannot be combined with access: balance (the preimage proves each payment)' });
       if (r.dry_run) ctx.addIssue({ code: 'custom', path: ['dry_run'], message: 'cannot be combined with access: balance' });
-      // MPP's and x402's credentials carry no balance (MPP's Lightning session intent is not implemented).
-      if (r.schemes?.some((x) => x !== 'l402' && x !== 'cashu')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 only (with Cashu top-ups): not mpp or x402' });
+      // x402's credential carries no balance. MPP is served as its Lightning `session` intent (a deposit drawn
+      // per request, refunded on close): whole satoshis, paid to and refunded by our own node (never a payee's
+      // Lightning address, which we cannot refund from).
+      if (r.schemes?.includes('x402')) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'access: balance is sold over L402 (with Cashu top-ups) and MPP sessions: not x402' });
+      if (r.session_idle_secs !== undefined && !r.schemes?.includes('mpp')) ctx.addIssue({ code: 'custom', path: ['session_idle_secs'], message: 'needs mpp in schemes (MPP sessions)' });
+      if (r.schemes?.includes('mpp')) {
+        if (r.balance_msat !== undefined && r.balance_msat % 1000 !== 0) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'an MPP session deposit is whole satoshis: balance_msat must be a multiple of 1000 when schemes includes mpp' });
+        if (r.lnurl_addr) ctx.addIssue({ code: 'custom', path: ['schemes'], message: 'mpp on access: balance (MPP sessions) cannot be combined with lnurl_addr: the deposit must reach our own node, which pays the refund on close' });
+      }
       if ((r.schemes && !r.schemes.includes('l402')) || (r.rails && !r.rails.includes('lightning'))) ctx.addIssue({ code: 'custom', path: [r.schemes ? 'schemes' : 'rails'], message: 'access: balance needs L402 on Lightning (its credential holds the balance)' });
     } else {
       if (r.balance_msat !== undefined) ctx.addIssue({ code: 'custom', path: ['balance_msat'], message: 'needs access: balance' });
       if (r.plan !== undefined) ctx.addIssue({ code: 'custom', path: ['plan'], message: 'needs access: balance' });
+      if (r.session_idle_secs !== undefined) ctx.addIssue({ code: 'custom', path: ['session_idle_secs'], message: 'needs access: balance with mpp in schemes (MPP sessions)' });
     }
     if ((r.id ?? r.match).startsWith(BALANCE_SCOPE_PREFIX)) ctx.addIssue({ code: 'custom', path: ['id'], message: `must not start with "${BALANCE_SCOPE_PREFIX}" (reserved for plans)` });
     if (access === 'timed' && r.macaroon_timeout === 0) {
@@ -109,6 +121,8 @@ export const routeSchema = z
     /** access: balance: the credit one payment (or top-up) buys, msat. */
     balanceMsat: r.balance_msat,
     plan: r.plan,
+    /** MPP sessions (access: balance with mpp): the idle timeout, seconds; 0: none. Default the spec's 5 minutes. */
+    sessionIdleSecs: r.access === 'balance' && r.schemes?.includes('mpp') ? (r.session_idle_secs ?? DEFAULT_SESSION_IDLE_SECS) : undefined,
     macaroonTimeout: r.macaroon_timeout,
     autoDetect: r.auto_detect_payment,
     dryRun: r.dry_run,

@@ -37,8 +37,10 @@ export function checkSchemes(r: RawRoute, access: string, ctx: z.RefinementCtx):
   if (!r.schemes) return;
   if (r.rails) ctx.addIssue({ code: 'custom', path: ['rails'], message: 'give either rails or schemes (schemes: [l402, mpp, x402, cashu] replaces rails)' });
   for (const s of SINGLE_USE_SCHEMES) {
+    // On a balance route MPP is its Lightning `session` intent (a prepaid deposit drawn per request): route-config.ts.
+    if (s === 'mpp' && access === 'balance') continue;
     if (r.schemes.includes(s) && access !== 'per-request') {
-      ctx.addIssue({ code: 'custom', path: ['schemes'], message: `${s} pays for one request only (${s === 'mpp' ? "MPP's charge intent" : "x402's exact payment"}): offer it on access: per-request routes, not ${access}` });
+      ctx.addIssue({ code: 'custom', path: ['schemes'], message: `${s} pays for one request only (${s === 'mpp' ? "MPP's charge intent; its session intent is offered on access: balance" : "x402's exact payment"}): offer it on access: per-request routes, not ${access}` });
     }
   }
   if (r.schemes.includes('mpp') && r.amount_msat % 1000 !== 0) {

@@ -37,6 +37,17 @@ export const storeKeys = {
   balance: (tokenId: Buffer | string) => `balance:{${hex(tokenId)}}`,
   /** A top-up invoice minted for a balance (by its payment hash): which token it credits, and how much. */
   balanceTopup: (paymentHash: Buffer | string) => `topup:${hex(paymentHash)}`,
+  /**
+   * An MPP Lightning session (mpp-session-ledger.ts), by its id (the open deposit's payment hash): its record
+   * (status, scope, return invoice, tag) and its balance, which shares the balance key scheme (`mpp:` keeps it
+   * apart from every L402 token id, which is hex).
+   */
+  mppSession: (sessionId: string) => `mpp:session:${sessionId}`,
+  mppSessionBalance: (sessionId: string) => `balance:{mpp:${sessionId}}`,
+  /** An MPP session's last activity (open, bearer, topUp): present while it is not idle (its TTL is the idle timeout). */
+  mppActive: (sessionId: string) => `mpp:active:${sessionId}`,
+  /** Which session a deposit invoice (open or top-up, by payment hash) was credited to: each pays one session. */
+  mppDeposit: (paymentHash: string) => `mpp:deposit:${paymentHash}`,
   /** Cashu: one proof's spent mark (its Y point, hex). */
   cashuProof: (y: string) => `cashu:y:${y}`,
   /** Cashu: a swap that finished after its request was answered 503, credited to the payer's retry. */

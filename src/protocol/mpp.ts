@@ -19,7 +19,8 @@ export interface MppChallenge {
   id: string;
   realm: string;
   method: 'lightning';
-  intent: 'charge';
+  /** `charge` (this module) or `session` (mpp-session.ts): the id's HMAC covers it, so one never passes as the other. */
+  intent: 'charge' | 'session';
   request: string;
   /** RFC 3339, whole seconds, UTC. */
   expires: string;

@@ -2,6 +2,7 @@
 // revocations, from the store's ledger (so `l402d stats` and every l402d process show the same numbers).
 // Credentials are named by a short prefix of their token id only: never a token id, macaroon or preimage whole.
 import { EARNINGS_BUCKET_MS, retentionStart, revocationLive, saleCredential, type EarningsRow, type Ledger, type Revocation, type Sale } from '../store/ledger.js';
+import { storeKeys } from '../policy/store-keys.js';
 
 export const HOURS = 24;
 export const DAYS = 30;
@@ -85,6 +86,18 @@ function group<K extends 'route' | 'rail'>(rows: EarningsRow[], key: K): Array<R
 export const BALANCE_SCAN = 1000;
 /** At most this many open balances are listed (the largest first). */
 export const BALANCES_SHOWN = 50;
+
+/**
+ * What is left on the balance a sale's credential names: an L402 balance credential's (by token id) or an MPP
+ * session's (by session id: its sales are recorded under it). Both are 32 random bytes, so an id is one or the
+ * other; a closed session's balance is drained (0: not listed).
+ */
+export function balanceLeft(store: { getBalance(key: string): Promise<number> }): (id: string) => Promise<number> {
+  return async (id) => {
+    const [l402, session] = await Promise.all([store.getBalance(storeKeys.balance(id)), store.getBalance(storeKeys.mppSessionBalance(id))]);
+    return l402 + session;
+  };
+}
 
 /** The balance a sale credited: its credential's token id (top-ups are recorded as `<token id>:<kind>:<id>`). */
 function balanceOwner(s: Sale): string | undefined {

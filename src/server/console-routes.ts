@@ -1,8 +1,7 @@
 // The console's two endpoints on the metrics listener (behind its token): /console (HTML) and /console.json.
-import { storeKeys } from '../policy/store-keys.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gate } from './gate.js';
-import { consoleData, type ConsoleData } from './console-data.js';
+import { balanceLeft, consoleData, type ConsoleData } from './console-data.js';
 import { CONSOLE_HEADERS, consolePage } from './console-page.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Logger } from '../util/log.js';
@@ -46,7 +45,7 @@ export function gateConsoleSource(current: () => Gate): ConsoleSource {
         () => ({ kind: store.kind, ok: true }),
         (e: Error) => ({ kind: store.kind, ok: false, detail: e.message.slice(0, 200) }),
       );
-      const [d, backend, st] = await Promise.all([withTimeout(consoleData(store.ledger(), { balanceOf: (t) => store.getBalance(storeKeys.balance(t)) }), 5000, 'console data'), backendHealth(g), storeOk]);
+      const [d, backend, st] = await Promise.all([withTimeout(consoleData(store.ledger(), { balanceOf: balanceLeft(store) }), 5000, 'console data'), backendHealth(g), storeOk]);
       return { ...d, backend, store: st };
     },
   };

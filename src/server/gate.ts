@@ -38,6 +38,11 @@ import { otherSchemeOf } from '../policy/pay-schemes.js';
 import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
 import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
 import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+import { closedSessionOf, decodeInvoiceFacts, manageSession, mintSessionOffer } from './mpp-session-render.js';
+import { sessionLedgerDeps, sessionScope } from '../policy/mpp-session-decide.js';
+import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
+import { SCAN_SALES, SessionSweeper } from './mpp-session-sweeper.js';
+import { verifySessionCredential } from '../protocol/mpp-session.js';
 
 interface OtherOffers {
   /** The `WWW-Authenticate: Payment …` value. */
@@ -87,8 +92,8 @@ interface RenderProgress {
  * Fresh challenges answered to refused credentials, by credential, route, method and path, for a few seconds
  * (in flight included, so concurrent copies share one mint). Bounded; a failed mint is forgotten at once.
  */
-class RecentChallenges {
-  private readonly byKey = new Map<string, { at: number; challenge: Promise<Challenge> }>();
+class RecentChallenges<T extends { validUntil?: number } = Challenge> {
+  private readonly byKey = new Map<string, { at: number; challenge: Promise<T> }>();
   constructor(
     private readonly ttlMs = 10_000,
     private readonly max = 1024,
@@ -109,7 +114,7 @@ class RecentChallenges {
     return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie])).digest('base64');
   }
 
-  get(key: string): Promise<Challenge> | undefined {
+  get(key: string): Promise<T> | undefined {
     const e = this.byKey.get(key);
     if (!e) return undefined;
     if (Date.now() - e.at < this.ttlMs) return e.challenge;
@@ -117,7 +122,7 @@ class RecentChallenges {
     return undefined;
   }
 
-  set(key: string, challenge: Promise<Challenge>): void {
+  set(key: string, challenge: Promise<T>): void {
     if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
     this.byKey.set(key, { at: Date.now(), challenge });
     const forget = () => {
@@ -127,6 +132,9 @@ class RecentChallenges {
     challenge.then((c) => (c.validUntil !== undefined && c.validUntil * 1000 - Date.now() < 2 * this.ttlMs ? forget() : undefined), forget);
   }
 }
+
+/** How long an MPP session's refund payment may take (one attempt, never retried). */
+const REFUND_PAY_MS = 60_000;
 
 /** Keep settled markers and pending invoices a day: longer than any invoice we issue can stay open. */
 const SETTLED_CACHE_SECS = 86_400;
@@ -153,6 +161,10 @@ export class Gate {
   private readonly decisionLog: Logger;
   /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
   private readonly recentX402 = new RecentChallenges();
+  /** The same for MPP session offers (a deposit invoice of their own); validUntil: the offer's expiry. */
+  private readonly recentSessionOffers = new RecentChallenges<{ offer?: string; validUntil?: number }>();
+  /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
+  private readonly sessionSweeper?: SessionSweeper;
 
   /** What every decision of this gate shares (built once: a decision is made per request). */
   private readonly decideDeps: Omit<DecideDeps, 'deadlineMs' | 'sentAt' | 'signal' | 'isRevoked'>;
@@ -186,6 +198,26 @@ export class Gate {
     if (x402.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${x402.join(', ')}: schemes x402 needs a backend that can look up invoices (its payment is the invoice alone); lightning.type ${backend.kind} cannot`);
     }
+    // An MPP session refunds its unspent balance on close: offered only where the backend can pay out.
+    const sessions = config.routes.filter((r) => r.access === 'balance' && r.schemes.includes('mpp')).map((r) => r.id);
+    if (sessions.length > 0 && !backend.payInvoice) {
+      throw new ConfigError(`routes ${sessions.join(', ')}: schemes mpp on access: balance (MPP sessions) needs a backend that can pay the refund on close; lightning.type ${backend.kind} cannot (the dev wallet can, and lnd with pay_refunds: true)`);
+    }
+    const sweepMs = SessionSweeper.intervalMs(config.routes);
+    if (sweepMs !== undefined) {
+      this.sessionSweeper = new SessionSweeper(
+        (route) => this.sessionLedger(route),
+        (id, route, r) => this.noteSessionClose(route, id, r.refundSats, r.refundStatus, 'idle'),
+        (e) => parts.log.warn({ event: 'mpp_session_sweep_failed', err: e.message }, 'idle MPP session close failed (tried again on the next pass)'),
+      );
+      this.sessionSweeper.start(sweepMs);
+      // Sessions served before this process (or this gate, after a reload) started: from the latest sales.
+      const sweeper = this.sessionSweeper;
+      parts.store.ledger().recentSales(SCAN_SALES).then(
+        (sales) => sweeper.watchSales(sales, config.routes),
+        (e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: e.message }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'),
+      );
+    }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
       throw new ConfigError(`routes ${auto.join(', ')}: auto_detect_payment needs a backend that can look up invoices; lightning.type ${backend.kind} cannot`);
@@ -206,6 +238,8 @@ export class Gate {
       unknownCaveats: config.unknownCaveats,
       verified: this.verified,
       onCredit: (credit, of) => this.recordCredit(credit, of),
+      decodeInvoice: decodeInvoiceFacts,
+      onSessionUse: (id, route) => this.sessionSweeper?.watch(id, route),
     };
   }
 
@@ -375,6 +409,29 @@ export class Gate {
     progress: RenderProgress,
   ): Promise<Rendered> {
     const cfg = this.parts.config;
+    // An MPP session's topUp or close (the auth answer said `management`): performed and answered here.
+    let sessionClosed: { refundSats: number; refundStatus: string } | undefined;
+    if (outcome === 'management') {
+      const m = await this.manageSession(req);
+      if (m.ok) return m.rendered;
+      outcome = m.reason === 'store_unavailable' ? 'unavailable' : 'invalid';
+      reason = m.reason;
+      sessionClosed = m.closed;
+    }
+    // A close of a session closed already: the refusal says what its close paid (the client's answer may have been lost).
+    if (outcome === 'invalid' && reason === 'mpp_session_closed' && !sessionClosed && req.path !== undefined) {
+      const route = this.routes.lookup(req.path);
+      if (route && route.access === 'balance' && otherSchemeOf(req, route) === 'mpp') {
+        const ledger = this.sessionLedger(route);
+        // Refused as closed because it was idle: the server closes it now, with its refund, if no process has yet.
+        const v = verifySessionCredential(req.credentials.authorization!, { masters: this.parts.rootKeys, realm: cfg.service, scope: sessionScope(route), now: Math.floor(Date.now() / 1000) });
+        if (v.ok && route.sessionIdleSecs) {
+          const r = await expireSession(ledger, v.v.sessionId).catch(() => 'not_open' as const);
+          if (typeof r === 'object') this.noteSessionClose(route, v.v.sessionId, r.refundSats, r.refundStatus, 'idle');
+        }
+        sessionClosed = await closedSessionOf(req.credentials.authorization!, route, sessionScope(route), { realm: cfg.service, ledger });
+      }
+    }
     // Free text only for Cashu rejections (NUT-24 reasons), and only printable ASCII, bounded.
     const detail = extra.detail && /^[\x20-\x7e]{1,300}$/.test(extra.detail) ? extra.detail : undefined;
     const grpc = isGrpc(header(h, 'content-type'), header(h, 'x-original-protocol'));
@@ -459,7 +516,7 @@ export class Gate {
     if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
       const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
       offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
-        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'x402 offer failed');
+        this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'MPP session or x402 offer failed');
         return {};
       });
       // Nothing at all to offer: the backend failed for every scheme, or (a route offering only MPP) the price
@@ -487,6 +544,7 @@ export class Gate {
       mpp: offers.mpp,
       x402: offers.x402,
       balanceMsat: o === 'challenge' && why === 'balance_empty' ? balanceMsat : undefined,
+      sessionClosed: why === reason ? sessionClosed : undefined,
       page: { ...page, autoDetect: !!route?.autoDetect, cookie },
     });
     // A credential cookie that no longer pays (spent, expired, forged, revoked) is deleted with its refusal, so
@@ -532,6 +590,26 @@ export class Gate {
     const out: OtherOffers = {};
     const scope = { routeId: route.id, method: req.method, path: req.path! };
     const master = this.parts.rootKeys[0]!;
+    // A balance route offers MPP's session intent: a deposit invoice of its own, from our own node (which pays
+    // the refund on close), never where a payee's Lightning address would be paid instead.
+    if (route.access === 'balance' && schemes.includes('mpp')) {
+      if ((await this.payeeFor(route, req.path!)) !== undefined) return out;
+      progress.waitingOn = 'backend_unavailable';
+      const cfg = this.parts.config;
+      // A refused credential presented again gets the same offer for a few seconds (as L402's challenge).
+      let minted = again === undefined ? undefined : this.recentSessionOffers.get(again);
+      const fresh = !minted;
+      if (!minted) {
+        minted = this.price(route, req.path!).then(async (p) => ({
+          offer: await mintSessionOffer(route, sessionScope(route), p.amountMsat, { backend: this.parts.backend, master, realm: cfg.service, memo: cfg.invoice.memo, invoiceExpirySecs: cfg.invoice.expirySecs, backendTimeoutMs: cfg.timeouts.backendMs, idleTimeoutSecs: route.sessionIdleSecs || undefined }),
+        }));
+        if (again !== undefined) this.recentSessionOffers.set(again, minted);
+      }
+      out.mpp = (await minted).offer;
+      progress.waitingOn = 'store_unavailable';
+      if (out.mpp && fresh) this.parts.metrics?.inc('l402_invoices_generated_total', { backend: this.parts.backend.kind, route: route.id });
+      return out;
+    }
     // A dynamic price that is not whole satoshis cannot be charged in MPP: that 402 offers the rest.
     if (challenge && schemes.includes('mpp') && mppPayable(challenge.amountMsat)) {
       // It expires with its invoice, and never after the L402 credential sold with it: the two share one spent
@@ -627,6 +705,47 @@ export class Gate {
     );
   }
 
+  /** An MPP session's store, refunds and idle timeout for this route (mpp-session-ledger.ts). */
+  private sessionLedger(route: RouteConfig): SessionLedgerDeps {
+    const cfg = this.parts.config;
+    const backend = this.parts.backend;
+    const log = this.parts.log;
+    const pay = backend.payInvoice?.bind(backend);
+    return sessionLedgerDeps(
+      { store: this.parts.store, rootKeys: this.parts.rootKeys, storeTimeoutMs: cfg.timeouts.storeMs },
+      {
+        // A Lightning payment takes longer than an invoice: it is given REFUND_PAY_MS (a close answered 503 at the
+        // render deadline meanwhile still records the refund's outcome, which a repeated close is told).
+        payInvoice: pay ? (p) => withTimeout(pay(p, AbortSignal.timeout(REFUND_PAY_MS)), REFUND_PAY_MS, 'payInvoice') : undefined,
+        onRefundFailed: (sessionId, refundSats, why) => log.warn({ event: 'mpp_session_refund_failed', route: route.id, session: sessionId, refund_sats: refundSats, err: why }, 'MPP session refund did not complete (not retried)'),
+        idleSecs: route.sessionIdleSecs,
+      },
+    );
+  }
+
+  /** Counts and logs a close (the client's or the server's for idleness). */
+  private noteSessionClose(route: RouteConfig, sessionId: string, refundSats: number, refundStatus: string, by: 'client' | 'idle'): void {
+    this.parts.metrics?.inc('l402_mpp_session_closes_total', { route: route.id, refund: refundStatus });
+    if (refundStatus === 'succeeded' && refundSats > 0) this.parts.metrics?.inc('l402_mpp_session_refunded_msat_total', { route: route.id }, refundSats * 1000);
+    this.parts.log.info({ event: 'mpp_session_closed', route: route.id, session: sessionId, by, refund_sats: refundSats, refund_status: refundStatus }, 'MPP session closed');
+  }
+
+  /** Performs an MPP session's topUp or close (see mpp-session-render.ts). */
+  private async manageSession(req: GateRequest): Promise<Awaited<ReturnType<typeof manageSession>>> {
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    if (!route || req.path === undefined || route.access !== 'balance' || otherSchemeOf(req, route) !== 'mpp') return { ok: false, reason: 'mpp_session_malformed_credential' };
+    const cfg = this.parts.config;
+    const log = this.parts.log;
+    const r = await manageSession(req.credentials.authorization!, route, sessionScope(route), req.method, {
+      realm: cfg.service,
+      ledger: this.sessionLedger(route),
+      onTopUp: (sessionId, depositHash, msat) => this.recordCredit({ kind: 'topup', msat, id: depositHash }, { route, tokenId: sessionId, paymentHash: sessionId }),
+    });
+    if (r.ok && r.closed) this.noteSessionClose(route, r.sessionId, r.closed.refundSats, r.closed.refundStatus, 'client');
+    else if (r.ok) log.info({ event: 'mpp_session_topped_up', route: route.id, session: r.sessionId }, 'MPP session topped up');
+    return r;
+  }
+
   /** A top-up invoice for the balance credential this request carries (see policy/balance-topup.ts). */
   private async mintTopup(route: RouteConfig, req: GateRequest & { path: string }) {
     const cfg = this.parts.config;
@@ -653,6 +772,7 @@ export class Gate {
   }
 
   async close(): Promise<void> {
+    this.sessionSweeper?.stop();
     await this.parts.sales?.drain();
     return this.tenants.close();
   }

@@ -19,6 +19,8 @@ const HELP: Record<string, [string, 'counter' | 'histogram']> = {
   l402_revenue_msat_total: ['Revenue in msat, counted once per sale (a credential\'s first acceptance, or a Cashu payment), by route and rail', 'counter'],
   l402_sales_total: ['Sales (a credential\'s first acceptance, or a Cashu payment), by route and rail', 'counter'],
   l402_invoices_generated_total: ['Invoices created', 'counter'],
+  l402_mpp_session_closes_total: ['MPP sessions closed by their client, by route and refund status (succeeded, failed, skipped)', 'counter'],
+  l402_mpp_session_refunded_msat_total: ['msat refunded to MPP session clients on close (refunds that succeeded)', 'counter'],
   l402_invoices_generation_errors_total: ['Invoice creations that failed', 'counter'],
   l402_rate_limited_total: ['Requests refused by the invoice rate limit', 'counter'],
   l402_unavailable_total: ['Requests answered 503 (store or backend down)', 'counter'],

@@ -37,6 +37,11 @@ function offerFor(scheme: string, amountMsat: number, route: RouteConfig, cfg: G
           : 'reusable access to the route';
   switch (scheme) {
     case 'mpp':
+      // On a balance route, the Lightning session intent: the amount is the price of one request (the unit),
+      // the deposit (depositAmount) is the route's balance_msat; both whole satoshis.
+      if (route.access === 'balance' && route.balanceMsat !== undefined) {
+        return { intent: 'session', method: 'lightning', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: `HTTP Payment scheme (MPP), Lightning session: a deposit of ${route.balanceMsat / 1000} sat${route.plan ? ` shared by plan ${route.plan}` : ''}, each request drawing its price; topUp adds a deposit, close refunds the unspent part to the return invoice` };
+      }
       // The Payment scheme's Lightning charge method: whole satoshis.
       return { intent: 'charge', method: 'lightning', amount: String(Math.ceil(amountMsat / 1000)), currency: 'sat', description: 'HTTP Payment scheme (MPP), Lightning charge: one request' };
     case 'l402':

@@ -4,6 +4,8 @@ import type { Challenge } from '../policy/challenge.js';
 import type { RouteConfig } from '../config/config.js';
 import { formatChallenges } from '../protocol/l402-header.js';
 import { MPP_PROBLEM } from '../protocol/mpp.js';
+import { SESSION_PROBLEM } from '../protocol/mpp-session.js';
+import { sessionFailureOf } from '../policy/mpp-session-decide.js';
 import { PAYMENT_PAGE_HEADERS, paymentPage, type PageOptions } from './payment-page.js';
 
 export type RenderOutcome = 'challenge' | 'invalid' | 'unavailable' | 'forbidden' | 'method_not_allowed' | 'rate_limited' | 'cashu_rejected';
@@ -31,6 +33,8 @@ export interface RenderInput {
   balanceMsat?: number;
   /** What the HTML payment page may offer (dev wallet button, auto-detect polling, original URL). */
   page?: PageOptions;
+  /** A close of an MPP session closed already: what its close refunded (told to the session's own preimage holder). */
+  sessionClosed?: { refundSats: number; refundStatus: string };
 }
 
 export interface Rendered {
@@ -101,6 +105,14 @@ const DETAIL: Record<string, string> = {
   x402_expired_invoice: 'The x402 invoice has expired.',
   x402_not_paid: 'The x402 invoice has not been paid.',
   x402_already_used: 'This x402 payment has been used already.',
+  mpp_session_malformed_credential: 'The Payment session credential could not be decoded (base64url JSON with challenge and payload.action).',
+  mpp_session_unknown_challenge: 'The session credential echoes a challenge this server did not issue for this request, or its deposit was used already.',
+  mpp_session_invalid_preimage: 'SHA-256 of the preimage is not the payment hash of the deposit invoice (open, topUp) or the session id (bearer, close).',
+  mpp_session_not_found: 'No open session with this id exists for this route.',
+  mpp_session_closed: 'This session is closed; no further actions are accepted. Open a new session.',
+  mpp_session_insufficient_balance: 'The session balance is less than this request draws. Top it up: pay the deposit invoice of the session challenge, then send a topUp credential.',
+  mpp_session_challenge_expired: 'The session challenge and its deposit invoice have expired.',
+  mpp_session_invalid_return_invoice: 'The return invoice is not a BOLT11 invoice without an amount on the deposit invoice\'s network that has not expired.',
 };
 
 /** MPP refusals carry the Lightning charge spec's problem types (draft-lightning-charge-00, "Error Responses"). */
@@ -110,6 +122,13 @@ const MPP_TYPE: Record<string, string> = {
   mpp_invalid_preimage: MPP_PROBLEM.invalidPreimage,
   mpp_expired_invoice: MPP_PROBLEM.expired,
 };
+
+/** The problem type of a refusal: MPP's charge and session specs name theirs; ours are URNs. */
+function problemType(reason: string, outcome: RenderOutcome): string {
+  const session = sessionFailureOf(reason);
+  if (session) return SESSION_PROBLEM[session];
+  return MPP_TYPE[reason] ?? `urn:l402:problem:${outcome === 'challenge' ? 'payment-required' : reason.replace(/_/g, '-')}`;
+}
 
 /** A 402 that offers MPP or x402: how to pay with each scheme it carries, and with no other. */
 export function describeReason(reason: string): string {
@@ -186,7 +205,7 @@ export function render(i: RenderInput): Rendered {
     };
   }
   const problem: Record<string, unknown> = {
-    type: MPP_TYPE[i.reason] ?? `urn:l402:problem:${i.outcome === 'challenge' ? 'payment-required' : i.reason.replace(/_/g, '-')}`,
+    type: problemType(i.reason, i.outcome),
     title: TITLE[i.outcome],
     status,
     reason: i.reason,
@@ -204,6 +223,7 @@ export function render(i: RenderInput): Rendered {
     });
   }
   if (i.balanceMsat !== undefined) Object.assign(problem, { balance_msat: i.balanceMsat, topup: true });
+  if (i.sessionClosed) Object.assign(problem, { refundSats: i.sessionClosed.refundSats, refundStatus: i.sessionClosed.refundStatus });
   if (i.mpp) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'MPP'];
   if (i.x402) problem.methods = [...((problem.methods as string[] | undefined) ?? []), 'x402'];
   if (i.cashuRequest) {

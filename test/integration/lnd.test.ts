@@ -16,6 +16,12 @@ import { createLogger } from '../../src/util/log.js';
 import { makeSelfSignedCert, startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
 import { Cleanup, freePort, http1, requireTool } from './harness.js';
 import { startStack } from './gate-fixture.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { parseConfig } from '../../src/config/config.js';
+import { Gate } from '../../src/server/gate.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { closeSession, openSession } from '../../src/policy/mpp-session-ledger.js';
+import { storeKeys } from '../../src/policy/store-keys.js';
 
 const cleanup = new Cleanup();
 let peer: LndPeer;
@@ -479,6 +485,70 @@ for (const transport of ['grpc', 'rest'] as const) {
 // ---------------------------------------------------------------------------------------------
 
 const nginxBin = requireTool('nginx');
+
+test('payInvoice (MPP session refunds): only with pay_refunds; pays exactly the amount, fees capped; a failed or inconsistent payment rejects', async () => {
+  resetKnobs();
+  const client = DevWallet.open(join(scratch, 'refund-client'));
+  cleanup.add(() => client.close());
+  peer.payOut = (bolt11, amountMsat) => client.payInvoice({ bolt11, amountMsat }).then((r) => r.preimage);
+  assert.equal(backend('grpc').payInvoice, undefined, 'off by default: l402d never pays out of the node');
+  for (const transport of ['grpc', 'rest'] as const) {
+    resetKnobs();
+    const b = backend(transport, { pay_refunds: true, refund_fee_limit_msat: 2500 });
+    assert.ok(b.payInvoice);
+    // An amountless return invoice gets exactly the amount named.
+    const ret = client.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+    const before = peer.payments.length;
+    const { preimage } = await b.payInvoice({ bolt11: ret.bolt11, amountMsat: 7000 });
+    assert.deepEqual(createHash('sha256').update(preimage).digest(), ret.paymentHash);
+    assert.equal(client.paidMsat(ret.paymentHash), 7000);
+    assert.deepEqual(peer.payments.slice(before), [{ bolt11: ret.bolt11, amtMsat: 7000, feeLimitMsat: 2500 }]);
+    assert.deepEqual(peer.calls.at(-1), { transport, method: 'SendPaymentSync' });
+    // An invoice with its amount: paid as it is (lnd refuses an amount beside it); another amount is refused here.
+    const priced = await client.createInvoice({ amountMsat: 3000, memo: 'r', expirySecs: 3600 });
+    await rejection(b.payInvoice({ bolt11: priced.bolt11, amountMsat: 4000 }));
+    assert.equal(peer.payments.length, before + 1, 'refused before any call');
+    await b.payInvoice({ bolt11: priced.bolt11, amountMsat: 3000 });
+    assert.equal(peer.payments.at(-1)!.amtMsat, 0);
+    // Paid already (the network says no): payment_error is a failure, never a success.
+    const again = await rejection(b.payInvoice({ bolt11: ret.bolt11, amountMsat: 7000 }));
+    assert.match(again.message, /payment failed/);
+    // A "success" without the invoice's preimage is refused.
+    peer.knobs.garbage = 'bad-preimage';
+    const fresh = client.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+    assert.match((await rejection(b.payInvoice({ bolt11: fresh.bolt11, amountMsat: 1000 }))).message, /preimage/);
+    resetKnobs();
+    await rejection(b.payInvoice({ bolt11: 'lnbcrt1garbage', amountMsat: 1000 }));
+  }
+  peer.payOut = undefined;
+});
+
+test('an MPP session on lnd: the gate takes session routes only with pay_refunds, and the close refunds through the node', async () => {
+  resetKnobs();
+  const client = DevWallet.open(join(scratch, 'refund-client-2'));
+  cleanup.add(() => client.close());
+  peer.payOut = (bolt11, amountMsat) => client.payInvoice({ bolt11, amountMsat }).then((r) => r.preimage);
+  const cfg = parseConfig('lightning: { type: dev }\nroutes:\n  - { match: /a, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp] }\n', { env: {} });
+  const parts = { config: cfg, store: new MemoryStore(), rootKeys: [randomBytes(32)], log: createLogger('silent') };
+  assert.throws(() => new Gate({ ...parts, backend: backend('grpc') }), /schemes mpp on access: balance.*lightning\.type lnd cannot/);
+  const paying = backend('rest', { pay_refunds: true });
+  assert.ok(new Gate({ ...parts, backend: paying }));
+  // The session ledger's close pays through lnd (SendPaymentSync) to the return invoice bound at open.
+  const d = { store: parts.store, masters: parts.rootKeys, storeTimeoutMs: 1000, payInvoice: (r: { bolt11: string; amountMsat: number }) => paying.payInvoice!(r) };
+  const id = createHash('sha256').update(randomBytes(32)).digest('hex');
+  const ret = client.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+  assert.ok((await openSession(d, { sessionId: id, scopeId: '/a', returnInvoice: ret.bolt11, depositMsat: 10_000 })).ok);
+  assert.equal((await parts.store.drawBalance(storeKeys.mppSessionBalance(id), 2000, 'r', 'o', 60)).ok, true);
+  assert.deepEqual(await closeSession(d, { sessionId: id, scopeId: '/a' }), { ok: true, refundSats: 8, refundStatus: 'succeeded' });
+  assert.equal(client.paidMsat(ret.paymentHash), 8000);
+  // No route: the refund is "failed", the session closed all the same.
+  peer.payOut = undefined;
+  const id2 = createHash('sha256').update(randomBytes(32)).digest('hex');
+  const ret2 = client.createAmountlessInvoice({ memo: 'refund', expirySecs: 3600 });
+  await openSession(d, { sessionId: id2, scopeId: '/a', returnInvoice: ret2.bolt11, depositMsat: 10_000 });
+  assert.deepEqual(await closeSession(d, { sessionId: id2, scopeId: '/a' }), { ok: true, refundSats: 10, refundStatus: 'failed' });
+  assert.equal(client.paidMsat(ret2.paymentHash), undefined);
+});
 
 test('end to end through nginx: 402 with the peer\'s invoice, settle at the peer, preimage → 200', { skip: nginxBin ? false : 'nginx not installed' }, async () => {
   resetKnobs();

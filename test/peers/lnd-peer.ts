@@ -88,6 +88,13 @@ export interface LndPeer {
   issued: Map<string, IssuedInvoice>;
   /** Test control: pays one of this peer's invoices, returns the preimage. */
   settle(bolt11: string): Buffer;
+  /**
+   * What SendPaymentSync pays with (the network, for the test): given the invoice and the amount, returns the
+   * preimage or throws (its message becomes lnd's payment_error). Unset: every payment fails, no route.
+   */
+  payOut?: (bolt11: string, amountMsat: number) => Buffer | Promise<Buffer>;
+  /** Every SendPaymentSync, in order: the invoice, the amount asked (amt_msat, 0 when none) and the fee limit. */
+  payments: Array<{ bolt11: string; amtMsat: number; feeLimitMsat: number }>;
   stop(): Promise<void>;
 }
 
@@ -123,8 +130,8 @@ type MethodDef = protoLoader.MethodDefinition<object, object>;
 /** Loads lightning.proto and invoices.proto twice: Buffers for handlers, base64 strings for REST JSON. */
 function loadDefs(): {
   lightning: grpc.ServiceDefinition;
-  buf: Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'LookupInvoiceV2', MethodDef>;
-  json: Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'LookupInvoiceV2', MethodDef>;
+  buf: Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'LookupInvoiceV2' | 'SendPaymentSync', MethodDef>;
+  json: Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'LookupInvoiceV2' | 'SendPaymentSync', MethodDef>;
 } {
   const dir = protoDir();
   const files = [join(dir, 'lightning.proto'), join(dir, 'invoicesrpc', 'invoices.proto')];
@@ -140,6 +147,7 @@ function loadDefs(): {
       LookupInvoice: l.LookupInvoice as MethodDef,
       GetInfo: l.GetInfo as MethodDef,
       LookupInvoiceV2: i.LookupInvoiceV2 as MethodDef,
+      SendPaymentSync: l.SendPaymentSync as MethodDef,
     };
   };
   const loaded = grpc.loadPackageDefinition(bufDef) as unknown as { lnrpc: { Lightning: { service: grpc.ServiceDefinition } } };
@@ -180,6 +188,8 @@ function int(v: unknown): number {
 export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> {
   const dir = mkdtempSync(join(tmpdir(), 'l402-lnd-peer-'));
   const stopAll = new AbortController();
+  // Filled in once started; handlers read its payOut, which a test sets on the running peer.
+  const peer = {} as LndPeer;
   let wallet: DevWallet | undefined;
   let grpcServer: grpc.Server | undefined;
   let restServer: https.Server | undefined;
@@ -212,6 +222,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
     const knobs: LndPeerKnobs = { delayMs: 0, fail: false, garbage: false, authFailure: 'unauthenticated', notFound: 'not-found', noInvoicesRpc: false };
     const issued = new Map<string, IssuedInvoice>();
     const calls: LndPeer['calls'] = [];
+    const payments: LndPeer['payments'] = [];
     const grpcCallPeers: string[] = [];
     let addIndex = 0;
 
@@ -300,6 +311,36 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
       async LookupInvoiceV2(req: Record<string, unknown>): Promise<Record<string, unknown>> {
         return lookup(Buffer.isBuffer(req.payment_hash) ? req.payment_hash : Buffer.alloc(0));
       },
+      // lnd's SendPaymentSync: an amount only for an invoice without one; a failed payment is payment_error.
+      async SendPaymentSync(req: Record<string, unknown>): Promise<Record<string, unknown>> {
+        const bolt11 = String(req.payment_request ?? '');
+        const amtMsat = int(req.amt_msat) || int(req.amt) * 1000;
+        const fee = (req.fee_limit ?? {}) as Record<string, unknown>;
+        const feeLimitMsat = int(fee.fixed_msat) || int(fee.fixed) * 1000;
+        let encoded: number;
+        let hash: Buffer;
+        try {
+          const d = lightBolt11.decode(bolt11);
+          const a = d.sections.find((x) => x.name === 'amount');
+          encoded = a && 'value' in a ? Number(a.value) : 0;
+          const h = d.sections.find((x) => x.name === 'payment_hash');
+          hash = Buffer.from(h && 'value' in h ? String(h.value) : '', 'hex');
+        } catch (e) {
+          throw new RpcFailure(grpc.status.UNKNOWN, `invalid payment request: ${(e as Error).message}`);
+        }
+        if (encoded !== 0 && amtMsat !== 0) throw new RpcFailure(grpc.status.UNKNOWN, 'amount must not be specified when paying a non-zero amount invoice');
+        if (encoded === 0 && amtMsat === 0) throw new RpcFailure(grpc.status.UNKNOWN, 'amount must be specified when paying a zero amount invoice');
+        payments.push({ bolt11, amtMsat, feeLimitMsat });
+        const failed = (why: string) => ({ payment_error: why, payment_preimage: Buffer.alloc(0), payment_hash: hash });
+        if (!peer.payOut) return failed('unable to find a path to destination');
+        let preimage: Buffer;
+        try {
+          preimage = await peer.payOut(bolt11, encoded || amtMsat);
+        } catch (e) {
+          return failed(String((e as Error).message).slice(0, 200));
+        }
+        return { payment_error: '', payment_preimage: knobs.garbage === 'bad-preimage' ? randomBytes(32) : preimage, payment_hash: hash };
+      },
       async GetInfo(): Promise<Record<string, unknown>> {
         return {
           version: '0.20.0-beta commit=v0.20.0-beta',
@@ -359,6 +400,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
       AddInvoice: unary('AddInvoice'),
       LookupInvoice: unary('LookupInvoice'),
       GetInfo: unary('GetInfo'),
+      SendPaymentSync: unary('SendPaymentSync'),
     });
     const grpcPort = await new Promise<number>((resolve, reject) => {
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ private_key: key, cert_chain: cert }], false), (err, port) =>
@@ -394,6 +436,9 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
             jsonReq = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as object;
           } else if (req.method === 'GET' && url.pathname === '/v1/getinfo') {
             method = 'GetInfo';
+          } else if (req.method === 'POST' && url.pathname === '/v1/channels/transactions') {
+            method = 'SendPaymentSync';
+            jsonReq = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as object;
           } else if (req.method === 'GET' && url.pathname === '/v2/invoices/lookup' && !knobs.noInvoicesRpc) {
             method = 'LookupInvoiceV2';
             const ph = url.searchParams.get('payment_hash');
@@ -434,7 +479,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
       rest.listen(0, '127.0.0.1', () => resolve((rest.address() as AddressInfo).port));
     });
 
-    return {
+    Object.assign(peer, {
       dir,
       certPath,
       macaroonPath,
@@ -446,14 +491,14 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
       nodePubkey,
       knobs,
       grpcCallPeers,
-      get restConnections() {
-        return restConnections;
-      },
       calls,
       issued,
       settle: (bolt11: string) => w.pay(bolt11),
+      payments,
       stop,
-    };
+    });
+    Object.defineProperty(peer, 'restConnections', { get: () => restConnections, enumerable: true });
+    return peer;
   } catch (err) {
     await stop().catch(() => {});
     throw err;

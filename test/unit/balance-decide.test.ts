@@ -271,13 +271,13 @@ test('the payment page can set the credential cookie for a plan credential and f
   assert.equal(checkForCookie({ macaroon: Buffer.from(solo.auth.slice(5).split(':')[0]!, 'base64'), preimage: Buffer.from(t.preimage, 'hex') }, route('/api/a'), '/api/a', o).ok, false);
 });
 
-test('config: a balance needs balance_msat >= amount_msat, a plan agrees on its balance, and no MPP, x402, auto-detect or dry run', () => {
+test('config: a balance needs balance_msat >= amount_msat, a plan agrees on its balance, and no x402, auto-detect or dry run (MPP sessions: see mpp-session-config)', () => {
   const bad: Array<[string, RegExp]> = [
     ['{ match: /a, amount_msat: 1000, access: balance }', /balance_msat/],
     ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 999 }', /at least amount_msat/],
     ['{ match: /a, amount_msat: 1000, balance_msat: 5000 }', /needs access: balance/],
     ['{ match: /a, amount_msat: 1000, plan: p }', /needs access: balance/],
-    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, schemes: [l402, mpp] }', /not mpp or x402/],
+    ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, schemes: [l402, x402] }', /not x402/],
     ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, auto_detect_payment: true }', /auto_detect_payment/],
     ['{ match: /a, amount_msat: 1000, access: balance, balance_msat: 5000, dry_run: true }', /dry_run/],
     ['{ match: /a, id: "plan:x", amount_msat: 1000 }', /reserved for plans/],

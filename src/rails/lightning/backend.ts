@@ -16,6 +16,13 @@ export interface LightningBackend extends InvoiceMinter {
   /** Optional: settlement lookup by payment hash (auto-detect). Absent = auto-detect unsupported. */
   lookupInvoice?(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState>;
   /**
+   * Optional: pays a BOLT11 invoice (an MPP session's refund to its return invoice). `amountMsat` is what to
+   * send: an invoice with no amount gets exactly it, one that encodes an amount must encode exactly it. Resolves
+   * once the payment completed; rejects when it did not (never retried here). Absent: this backend cannot pay,
+   * and nothing that needs a payment out is offered with it. The dev wallet implements it, and lnd with pay_refunds.
+   */
+  payInvoice?(req: { bolt11: string; amountMsat: number }, signal?: AbortSignal): Promise<{ preimage: Buffer }>;
+  /**
    * For `l402d doctor`: checks reachability and credentials with one cheap call. Resolves to a short
    * description (e.g. node alias and network); rejects with a message an operator can act on.
    */

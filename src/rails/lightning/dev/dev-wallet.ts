@@ -125,6 +125,7 @@ export class DevWallet implements LightningBackend {
   private readonly insertStmt: Database.Statement<[string, string, string, number, number, number]>;
   private readonly selectStmt: Database.Statement<[string], InvoiceRow>;
   private readonly markPaidStmt: Database.Statement<[number, string, string, number]>;
+  private readonly payAmountStmt: Database.Statement<[number, number, string, string, number, number]>;
 
   private constructor(dataDir: string, nodeKey: Buffer, db: Database.Database) {
     this.dataDir = dataDir;
@@ -140,7 +141,11 @@ export class DevWallet implements LightningBackend {
     // The single-statement compare-and-set is what makes concurrent payers safe: only one UPDATE
     // can see paid_at IS NULL, the rest report changes === 0.
     this.markPaidStmt = db.prepare(
-      'UPDATE invoices SET paid_at = ? WHERE payment_hash = ? AND bolt11 = ? AND paid_at IS NULL AND expires_at > ?',
+      'UPDATE invoices SET paid_at = ? WHERE payment_hash = ? AND bolt11 = ? AND paid_at IS NULL AND expires_at > ? AND amount_msat > 0',
+    );
+    // payInvoice: the same compare-and-set, also fixing the amount of an amountless invoice (stored as 0).
+    this.payAmountStmt = db.prepare(
+      'UPDATE invoices SET paid_at = ?, amount_msat = ? WHERE payment_hash = ? AND bolt11 = ? AND paid_at IS NULL AND expires_at > ? AND (amount_msat = 0 OR amount_msat = ?)',
     );
   }
 
@@ -178,6 +183,24 @@ export class DevWallet implements LightningBackend {
     if (!Number.isSafeInteger(amountMsat) || amountMsat <= 0) {
       throw new Error(`dev wallet: amountMsat must be a positive integer, got ${amountMsat}`);
     }
+    const { row, created } = this.mint(amountMsat, memo, expirySecs);
+    await this.insertInvoice(row);
+    return created;
+  }
+
+  /**
+   * An invoice with no amount (what an MPP session client gives as its return invoice): paid only through
+   * payInvoice, which names the amount. Stored with amount 0 until then.
+   */
+  createAmountlessInvoice(req: { memo: string; expirySecs: number }): CreatedInvoice {
+    const { row, created } = this.mint(undefined, req.memo, req.expirySecs);
+    // Written at once (not batched like challenges): the client hands it out right away.
+    this.insertStmt.run(...row);
+    return created;
+  }
+
+  /** A signed invoice and the row that records it (written by the caller before the invoice is handed out). */
+  private mint(amountMsat: number | undefined, memo: string, expirySecs: number): { row: [string, string, string, number, number, number]; created: CreatedInvoice } {
     if (!Number.isSafeInteger(expirySecs) || expirySecs <= 0) {
       throw new Error(`dev wallet: expirySecs must be a positive integer, got ${expirySecs}`);
     }
@@ -194,7 +217,7 @@ export class DevWallet implements LightningBackend {
     const unsigned = bolt11Encode(
       {
         network: REGTEST,
-        millisatoshis: String(amountMsat),
+        ...(amountMsat !== undefined ? { millisatoshis: String(amountMsat) } : {}),
         timestamp,
         tags: [
           { tagName: 'payment_hash', data: paymentHash.toString('hex') },
@@ -219,8 +242,7 @@ export class DevWallet implements LightningBackend {
       throw new Error('dev wallet: BOLT11 encoder produced no regtest payment request');
     }
 
-    await this.insertInvoice([paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat, timestamp, expiresAt]);
-    return { bolt11, paymentHash, expiresAt };
+    return { row: [paymentHash.toString('hex'), preimage.toString('hex'), bolt11, amountMsat ?? 0, timestamp, expiresAt], created: { bolt11, paymentHash, expiresAt } };
   }
 
   /**
@@ -280,8 +302,46 @@ export class DevWallet implements LightningBackend {
     const result = this.markPaidStmt.run(nowSecs(), hashHex, invoice, now);
     const row = this.selectStmt.get(hashHex);
     if (result.changes === 1 && row) return Buffer.from(row.preimage, 'hex');
+    if (row && row.bolt11 === invoice && row.paid_at === null && row.amount_msat === 0) {
+      throw new DevWalletError('malformed', `invoice ${hashHex} has no amount: only payInvoice, naming one, pays it`);
+    }
+    return this.whyNotPaid(hashHex, invoice, row);
+  }
 
-    // The update did nothing; work out why (the row cannot disappear or be un-paid).
+  /**
+   * LightningBackend.payInvoice: pays one of this wallet's invoices with `amountMsat` (an amountless one gets
+   * exactly that amount, one with an amount must be for exactly it), once. The "payment" is the same atomic
+   * compare-and-set as pay(); no money moves. Throws DevWalletError as pay() does.
+   */
+  async payInvoice(req: { bolt11: string; amountMsat: number }, signal?: AbortSignal): Promise<{ preimage: Buffer }> {
+    signal?.throwIfAborted();
+    if (!Number.isSafeInteger(req.amountMsat) || req.amountMsat <= 0) throw new DevWalletError('malformed', `amount must be a positive integer of msat, got ${req.amountMsat}`);
+    if (typeof req.bolt11 !== 'string') throw new DevWalletError('malformed', 'invoice must be a string');
+    const invoice = normalizeBolt11(req.bolt11);
+    let hashHex: string;
+    let encoded: number | undefined;
+    try {
+      const d = decodeBolt11(invoice);
+      hashHex = d.paymentHash.toString('hex');
+      encoded = d.amountMsat;
+    } catch (err) {
+      throw new DevWalletError('malformed', (err as Error).message);
+    }
+    if (encoded !== undefined && encoded !== req.amountMsat) throw new DevWalletError('malformed', `invoice ${hashHex} is for ${encoded} msat, not ${req.amountMsat}`);
+    const result = this.payAmountStmt.run(nowSecs(), req.amountMsat, hashHex, invoice, Date.now() / 1000, req.amountMsat);
+    const row = this.selectStmt.get(hashHex);
+    if (result.changes === 1 && row) return { preimage: Buffer.from(row.preimage, 'hex') };
+    return this.whyNotPaid(hashHex, invoice, row);
+  }
+
+  /** msat an invoice of this wallet was paid with; undefined while unpaid or unknown. */
+  paidMsat(paymentHash: Buffer): number | undefined {
+    const row = this.selectStmt.get(paymentHash.toString('hex'));
+    return row && row.paid_at !== null ? row.amount_msat : undefined;
+  }
+
+  /** After a compare-and-set that changed nothing: why (the row cannot disappear or be un-paid). */
+  private whyNotPaid(hashHex: string, invoice: string, row: InvoiceRow | undefined): never {
     if (!row || row.bolt11 !== invoice) {
       throw new DevWalletError('unknown', `invoice ${hashHex} was not issued by this development wallet (${this.dataDir})`);
     }

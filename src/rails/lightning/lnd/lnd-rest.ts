@@ -58,7 +58,18 @@ export interface LndTransport {
   /** Resolves undefined when lnd does not know the hash. */
   lookupInvoice(rHash: Buffer, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInvoice | undefined>;
   getInfo(signal: AbortSignal | undefined, timeoutMs: number): Promise<LndInfo>;
+  /**
+   * lnrpc.Lightning.SendPaymentSync: pays a BOLT11 invoice (`amtMsat` only for one without an amount), routing
+   * fees capped at `feeLimitMsat`. lnd answers a failed payment with `payment_error` set, not an RPC error.
+   */
+  sendPaymentSync(req: { paymentRequest: string; amtMsat?: number; feeLimitMsat: number }, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndPaymentResult>;
   close(): Promise<void>;
+}
+
+/** SendPaymentSync's answer: `paymentError` empty when the payment completed, with its preimage. */
+export interface LndPaymentResult {
+  paymentError: string;
+  preimage: Buffer;
 }
 
 export interface LndTransportOptions {
@@ -194,6 +205,14 @@ export class LndRestTransport implements LndTransport {
       syncedToChain: res.synced_to_chain === true,
       blockHeight: intField(res.block_height, method, 'block_height'),
     };
+  }
+
+  async sendPaymentSync(req: { paymentRequest: string; amtMsat?: number; feeLimitMsat: number }, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndPaymentResult> {
+    const method = 'SendPaymentSync';
+    // lnd's lightning.yaml: POST /v1/channels/transactions (int64 as strings, the fee limit's oneof by name).
+    const body = { payment_request: req.paymentRequest, ...(req.amtMsat !== undefined ? { amt_msat: String(req.amtMsat) } : {}), fee_limit: { fixed_msat: String(req.feeLimitMsat) } };
+    const res = objectBody(await this.request(method, 'POST', '/v1/channels/transactions', body, signal, timeoutMs), method);
+    return { paymentError: stringField(res.payment_error, method, 'payment_error'), preimage: bytesField(res.payment_preimage, method, 'payment_preimage') };
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 // LND backend: invoices from an lnd node over its gRPC API (default) or its REST API, authenticated by
 // the node's own TLS certificate and a macaroon. Every answer is checked against what was asked before
 // the gate signs a macaroon over it: a wrong or swapped invoice would let a client pay for nothing.
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -12,11 +12,12 @@ import { BackendCallError, type BackendContext, type CreatedInvoice, type Invoic
 import { readConfigFile, resolveConfigPath } from '../transports/config-file.js';
 import {
   GrpcCode, LndRestTransport, LndRpcError, isInvoiceNotFound,
-  type LndAddedInvoice, type LndInfo, type LndInvoice, type LndTransport, type LndTransportOptions,
+  type LndAddedInvoice, type LndInfo, type LndInvoice, type LndPaymentResult, type LndTransport, type LndTransportOptions,
 } from './lnd-rest.js';
 import { formatHostPort, openSocksTunnel, parseHostPort, type SocksTunnel } from '../transports/socks-tunnel.js';
 import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
 import { createdInvoiceOf, invoiceStateOf, lndInvoiceOf } from './invoice-answers.js';
+import { decodeBolt11 } from '../codecs/bolt11.js';
 
 export const LND_DEFAULTS = {
   address: 'localhost:10009',
@@ -24,6 +25,8 @@ export const LND_DEFAULTS = {
   macaroon_path: 'admin.macaroon',
   transport: 'grpc',
   rest_address: 'localhost:8080',
+  pay_refunds: false,
+  refund_fee_limit_msat: 1000,
 } as const;
 
 const hostPortSchema = z.string().refine((s) => {
@@ -54,6 +57,13 @@ export const lndConfigSchema = z
     rest_address: hostPortSchema.default(LND_DEFAULTS.rest_address),
     /** host:port of a SOCKS5 proxy (Tor: 127.0.0.1:9050) that every connection to the node goes through. */
     socks5_proxy: socksSchema.optional(),
+    /**
+     * Lets l402d pay out of this node: MPP sessions' refunds on close (SendPaymentSync; the macaroon then needs
+     * offchain:write). Off by default: without it l402d never spends from the node.
+     */
+    pay_refunds: z.boolean().default(LND_DEFAULTS.pay_refunds),
+    /** The most a refund may spend on routing fees, msat (on top of the refund, paid by the node). */
+    refund_fee_limit_msat: z.number().int().min(0).max(1_000_000_000).default(LND_DEFAULTS.refund_fee_limit_msat),
   })
   .strict();
 
@@ -124,7 +134,7 @@ export function lndProtoDir(): string {
 
 type UnaryCallback = (err: grpc.ServiceError | null, res?: Record<string, unknown>) => void;
 type UnaryMethod = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: UnaryCallback) => grpc.ClientUnaryCall;
-type LightningClient = grpc.Client & Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo', UnaryMethod>;
+type LightningClient = grpc.Client & Record<'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'SendPaymentSync', UnaryMethod>;
 type LightningCtor = new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => LightningClient;
 
 let lightningCtor: LightningCtor | undefined;
@@ -246,13 +256,18 @@ class LndGrpcTransport implements LndTransport {
     };
   }
 
+  async sendPaymentSync(req: { paymentRequest: string; amtMsat?: number; feeLimitMsat: number }, signal: AbortSignal | undefined, timeoutMs: number): Promise<LndPaymentResult> {
+    const res = await this.unary('SendPaymentSync', { payment_request: req.paymentRequest, ...(req.amtMsat !== undefined ? { amt_msat: String(req.amtMsat) } : {}), fee_limit: { fixed_msat: String(req.feeLimitMsat) } }, signal, timeoutMs);
+    return { paymentError: asString(res.payment_error), preimage: asBuffer(res.payment_preimage) };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.client?.close();
     await this.tunnel?.close();
   }
 
-  private async unary(method: 'AddInvoice' | 'LookupInvoice' | 'GetInfo', req: object, signal: AbortSignal | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+  private async unary(method: 'AddInvoice' | 'LookupInvoice' | 'GetInfo' | 'SendPaymentSync', req: object, signal: AbortSignal | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
     if (this.closed) throw new LndRpcError(method, GrpcCode.UNAVAILABLE, 'backend is closed', true);
     if (signal?.aborted) throw new LndRpcError(method, GrpcCode.CANCELLED, 'aborted by the caller', true);
     const deadline = Date.now() + timeoutMs;
@@ -295,14 +310,46 @@ class LndGrpcTransport implements LndTransport {
 // The backend: transport-independent checks and error wording
 // ---------------------------------------------------------------------------------------------
 
+/** The longest a refund payment (SendPaymentSync) is waited for when the caller gives no shorter bound. */
+const PAY_TIMEOUT_MS = 60_000;
+
 class LndBackend implements LightningBackend {
   readonly kind = 'lnd';
+  /** LightningBackend.payInvoice, only with `pay_refunds: true` (absent: l402d never pays out of the node). */
+  readonly payInvoice?: (req: { bolt11: string; amountMsat: number }, signal?: AbortSignal) => Promise<{ preimage: Buffer }>;
 
   constructor(
     private readonly transport: LndTransport,
     private readonly ctx: BackendContext,
     private readonly paths: { cert: string; macaroon: string; socks?: string },
-  ) {}
+    pay?: { feeLimitMsat: number },
+  ) {
+    if (pay) this.payInvoice = (req, signal) => this.pay(req, pay.feeLimitMsat, signal);
+  }
+
+  /**
+   * Pays `bolt11` with exactly `amountMsat` (an invoice without an amount gets it; one with an amount must
+   * be for exactly it), fees capped. Resolves only when lnd reports the payment complete with a preimage that
+   * hashes to the invoice's payment hash; anything else rejects (never retried here).
+   */
+  private async pay(req: { bolt11: string; amountMsat: number }, feeLimitMsat: number, signal?: AbortSignal): Promise<{ preimage: Buffer }> {
+    if (!Number.isSafeInteger(req.amountMsat) || req.amountMsat <= 0) throw new BackendCallError(`lnd: amountMsat must be a positive integer, got ${req.amountMsat}`, false);
+    let inv;
+    try {
+      inv = decodeBolt11(req.bolt11);
+    } catch (e) {
+      throw new BackendCallError(`lnd: ${(e as Error).message}`, false);
+    }
+    if (inv.amountMsat !== undefined && inv.amountMsat !== 0 && inv.amountMsat !== req.amountMsat) throw new BackendCallError(`lnd: the invoice is for ${inv.amountMsat} msat, not ${req.amountMsat}`, false);
+    const amountless = inv.amountMsat === undefined || inv.amountMsat === 0;
+    // A payment takes as long as the network needs: bounded by the caller's signal, else by PAY_TIMEOUT_MS.
+    const r = await this.call(() => this.transport.sendPaymentSync({ paymentRequest: req.bolt11, amtMsat: amountless ? req.amountMsat : undefined, feeLimitMsat }, signal, Math.max(this.ctx.timeoutMs, PAY_TIMEOUT_MS)));
+    if (r.paymentError) throw new BackendCallError(`lnd ${this.transport.name} SendPaymentSync: payment failed: ${r.paymentError.slice(0, 200)}`, false);
+    if (r.preimage.length !== 32 || !createHash('sha256').update(r.preimage).digest().equals(inv.paymentHash)) {
+      throw new BackendCallError(`lnd ${this.transport.name} SendPaymentSync answered success without the invoice's preimage`, false);
+    }
+    return { preimage: r.preimage };
+  }
 
   async createInvoice(req: InvoiceRequest, signal?: AbortSignal): Promise<CreatedInvoice> {
     if (!Number.isSafeInteger(req.amountMsat) || req.amountMsat <= 0) {
@@ -418,5 +465,5 @@ export function createLndBackend(cfg: LndConfig, ctx: BackendContext): Lightning
     connectTimeoutMs: Math.max(ctx.timeoutMs, 20_000),
   };
   const transport = useRest ? new LndRestTransport(opts) : new LndGrpcTransport(opts);
-  return new LndBackend(transport, ctx, { cert: certPath, macaroon: macaroonPath, socks: socksProxy ? formatHostPort(socksProxy) : undefined });
+  return new LndBackend(transport, ctx, { cert: certPath, macaroon: macaroonPath, socks: socksProxy ? formatHostPort(socksProxy) : undefined }, cfg.pay_refunds ? { feeLimitMsat: cfg.refund_fee_limit_msat } : undefined);
 }

@@ -1,0 +1,82 @@
+// The server-initiated close of idle MPP sessions (draft-lightning-session-00, "Server-Initiated Close"): each
+// l402d process watches the sessions it opened or served, and closes those idle for their route's
+// session_idle_secs exactly as a client's close (marked closing first, the unspent part refunded once). Bounded:
+// at most MAX_WATCHED sessions (the oldest forgotten first). On start it also watches the sessions among the
+// latest SCAN_SALES sales (each session's open is a sale under its id), so a restart or reload forgets none
+// of those; an older one is closed, with its refund, when its client next presents it (the render calls
+// expireSession then).
+import type { RouteConfig } from '../policy/route-config.js';
+import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
+
+const MAX_WATCHED = 100_000;
+/** How many of the latest sales the start-up scan looks through for sessions to watch. */
+export const SCAN_SALES = 1000;
+
+export class SessionSweeper {
+  private readonly watched = new Map<string, RouteConfig>();
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(
+    private readonly ledgerFor: (route: RouteConfig) => SessionLedgerDeps,
+    /** Told of each server-initiated close (for the log and metrics). */
+    private readonly onClosed: (sessionId: string, route: RouteConfig, r: { refundSats: number; refundStatus: string }) => void,
+    private readonly onError: (e: Error) => void,
+  ) {}
+
+  /** How often to look: a quarter of the shortest idle timeout, between 1 and 30 seconds. */
+  static intervalMs(routes: readonly RouteConfig[]): number | undefined {
+    const idle = routes.map((r) => r.sessionIdleSecs ?? 0).filter((s) => s > 0);
+    if (idle.length === 0) return undefined;
+    return Math.min(30_000, Math.max(1000, Math.floor((Math.min(...idle) * 1000) / 4)));
+  }
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => void this.sweep(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * Watches the sessions among recent sales (`{ id, route }`, the route by id): a sale whose id is not a
+   * session's is dropped by the first sweep (expireSession finds no open session for it).
+   */
+  watchSales(sales: ReadonlyArray<{ id: string; route: string; access?: string }>, routes: readonly RouteConfig[]): void {
+    for (const sale of sales) {
+      if (sale.access !== 'balance' || !/^[0-9a-f]{64}$/.test(sale.id)) continue;
+      const route = routes.find((r) => r.id === sale.route);
+      if (route?.sessionIdleSecs) this.watch(sale.id, route);
+    }
+  }
+
+  watch(sessionId: string, route: RouteConfig): void {
+    if (!route.sessionIdleSecs) return;
+    this.watched.delete(sessionId);
+    if (this.watched.size >= MAX_WATCHED) this.watched.delete(this.watched.keys().next().value!);
+    this.watched.set(sessionId, route);
+  }
+
+  /** One pass: each watched session that is idle is closed (once, whichever process gets there first). */
+  async sweep(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (const [id, route] of [...this.watched]) {
+        try {
+          const r = await expireSession(this.ledgerFor(route), id);
+          if (r === 'active') continue;
+          this.watched.delete(id);
+          if (r !== 'not_open') this.onClosed(id, route, r);
+        } catch (e) {
+          this.onError(e as Error);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+}
