@@ -7,7 +7,7 @@
 // Served on `access: balance` routes that offer mpp (policy/mpp-session-decide.ts decides open and bearer,
 // server/mpp-session-render.ts answers topUp and close; docs/protocol.md "MPP: Lightning `session`").
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { base64url, challengeId, decodeBase64url, jcs, rfc3339, MAX_MPP_CREDENTIAL_LENGTH, type MppChallenge, type MppScope } from './mpp.js';
+import { base64url, challengeId, jcs, paymentCredentialObject, rfc3339, type MppChallenge, type MppScope } from './mpp.js';
 
 /** Problem type URIs of draft-lightning-session-00 ("Error Responses"): every one is a 402 with a fresh challenge. */
 export const SESSION_PROBLEM = {
@@ -80,20 +80,10 @@ type Parsed = { ok: true; cred: SessionCredential } | { ok: false; failure: 'mal
 /** Parses `Authorization: Payment <base64url JCS JSON>` as a session credential; unknown payload fields are ignored. */
 export function parseSessionCredential(authorization: string): Parsed {
   const bad = (detail: string): Parsed => ({ ok: false, failure: 'malformed', detail });
-  if (authorization.length > MAX_MPP_CREDENTIAL_LENGTH) return bad('credential too long');
-  const m = /^\s*payment\s+([^\s]+)\s*$/i.exec(authorization);
-  if (!m) return bad('expected "Payment <base64url>"');
-  const raw = decodeBase64url(m[1]!, MAX_MPP_CREDENTIAL_LENGTH);
-  if (!raw) return bad('credential is not base64url');
-  let cred: unknown;
-  try {
-    cred = JSON.parse(raw.toString('utf8'));
-  } catch {
-    return bad('credential is not JSON');
-  }
+  const env = paymentCredentialObject(authorization);
+  if (!env.ok) return bad(env.detail);
   const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
-  if (!isObj(cred)) return bad('credential is not a JSON object');
-  const { challenge: c, payload: p } = cred;
+  const { challenge: c, payload: p } = env.cred;
   if (!isObj(c)) return bad('challenge missing');
   if (!isObj(p)) return bad('payload missing');
   if (!STR(c.id, 128) || !STR(c.realm, 256) || !STR(c.method, 64) || !STR(c.intent, 64) || !STR(c.request)) return bad('challenge fields missing or not strings');

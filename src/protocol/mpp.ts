@@ -159,6 +159,26 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const ECHOED = new Set(['id', 'realm', 'method', 'intent', 'request', 'expires', 'description', 'opaque', 'digest']);
 
 /**
+ * The JSON object of `Authorization: Payment <base64url JSON>` (every intent's credential has this envelope);
+ * optional whitespace (space, tab) around the token only.
+ */
+export function paymentCredentialObject(authorization: string): { ok: true; cred: Record<string, unknown> } | { ok: false; detail: string } {
+  if (authorization.length > MAX_MPP_CREDENTIAL_LENGTH) return { ok: false, detail: 'credential too long' };
+  const m = /^[ \t]*payment[ \t]+([^ \t]+)[ \t]*$/i.exec(authorization);
+  if (!m) return { ok: false, detail: 'expected "Payment <base64url>"' };
+  const raw = decodeBase64url(m[1]!, MAX_MPP_CREDENTIAL_LENGTH);
+  if (!raw) return { ok: false, detail: 'credential is not base64url' };
+  let cred: unknown;
+  try {
+    cred = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return { ok: false, detail: 'credential is not JSON' };
+  }
+  if (!cred || typeof cred !== 'object' || Array.isArray(cred)) return { ok: false, detail: 'credential is not a JSON object' };
+  return { ok: true, cred: cred as Record<string, unknown> };
+}
+
+/**
  * Verifies `Authorization: Payment <base64url JSON>` against what this gate would have issued for this scope:
  * the echoed challenge must carry the id our key gives its parameters (so the request JSON, with the invoice's
  * payment hash and amount, is the one we minted), must not have expired, and sha256(preimage) must be that hash.
@@ -169,18 +189,9 @@ export function verifyCredential(
   o: { masters: readonly Buffer[]; realm: string; scope: MppScope; now: number },
 ): { ok: true; v: MppVerified } | { ok: false; failure: MppFailure; detail: string } {
   const bad = (detail: string) => ({ ok: false as const, failure: 'malformed' as const, detail });
-  if (authorization.length > MAX_MPP_CREDENTIAL_LENGTH) return bad('credential too long');
-  const m = /^[ \t]*payment[ \t]+([^ \t]+)[ \t]*$/i.exec(authorization);
-  if (!m) return bad('expected "Payment <base64url>"');
-  const raw = decodeBase64url(m[1]!, MAX_MPP_CREDENTIAL_LENGTH);
-  if (!raw) return bad('credential is not base64url');
-  let cred: unknown;
-  try {
-    cred = JSON.parse(raw.toString('utf8'));
-  } catch {
-    return bad('credential is not JSON');
-  }
-  if (!cred || typeof cred !== 'object' || Array.isArray(cred)) return bad('credential is not a JSON object');
+  const env = paymentCredentialObject(authorization);
+  if (!env.ok) return bad(env.detail);
+  const cred = env.cred;
   const { challenge: ch, payload } = cred as Record<string, unknown>;
   if (!ch || typeof ch !== 'object' || Array.isArray(ch)) return bad('challenge missing');
   if (!payload || typeof payload !== 'object' || Array.isArray(payload)) return bad('payload missing');
