@@ -31,6 +31,7 @@ test('every key keeps its name', () => {
   assert.equal(storeKeys.cashuUnsettled('s'), 'cashu:unsettled:s');
   assert.equal(storeKeys.balance(h), `balance:{${hx}}`);
   assert.equal(storeKeys.balanceTopup(h), `topup:${hx}`);
+  assert.equal(storeKeys.balanceCashuTaken(h, 'ab'.repeat(16)), `balance:{${hx}}:cashu-taken:${'ab'.repeat(16)}`);
   assert.equal(ngxL402LegacyKeys.price('/v1/a'), '/v1/a');
   assert.equal(ngxL402LegacyKeys.payee('/v1/a'), 'lnurl:/v1/a');
 });
