@@ -10,6 +10,10 @@ import { createLogger } from '../../src/util/log.js';
 import type { Sale } from '../../src/store/ledger.js';
 
 const quiet = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
+/** Lets the failed write settle (a few event-loop turns, bounded). */
+async function settled(rec: SalesRecorder): Promise<void> {
+  for (let i = 0; i < 50 && rec.pending === 0; i++) await new Promise((r) => setImmediate(r));
+}
 const sale = (n: number): Sale => ({ id: `${n}`.padStart(64, '0'), rail: 'lightning', route: 'r', amountMsat: 1000, at: Date.now() });
 
 test('drain() at shutdown writes the pending batch and the sales waiting for a retry, each once', async () => {
@@ -26,7 +30,7 @@ test('drain() at shutdown writes the pending batch and the sales waiting for a r
     // One sale whose write fails (kept for a retry), and nothing else happens before shutdown.
     rec.note(sale(1));
     rec.flush();
-    for (let i = 0; i < 50 && rec.pending === 0; i++) await new Promise((r) => setImmediate(r));
+    await settled(rec);
     assert.equal(rec.pending, 1, 'the failed sale waits for a retry');
     await rec.drain();
     assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id).sort(), [sale(1).id]);
@@ -35,7 +39,7 @@ test('drain() at shutdown writes the pending batch and the sales waiting for a r
     failNext = 1;
     rec.note(sale(2));
     rec.flush();
-    for (let i = 0; i < 50 && rec.pending === 0; i++) await new Promise((r) => setImmediate(r));
+    await settled(rec);
     rec.note(sale(3));
     await rec.drain();
     assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id).sort(), [1, 2, 3].map((n) => sale(n).id));
