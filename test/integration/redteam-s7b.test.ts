@@ -1,0 +1,120 @@
+// Red team, session 7b: the decision's memories (verified macaroons with their kept caveat verdicts and
+// matched preimages, remembered Authorization parses, the nginx target memo) never let a request through that
+// the uncached path refuses. A reusable credential is used often enough through real nginx that every memory
+// holds an entry for it, then presented where it must not open (another path's capability, another method a
+// holder's copy excludes, another route), and after a reload that changes what the route needs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let upstream: CountingUpstream;
+let wallet: DevWallet;
+let origin = '';
+let gate: Awaited<ReturnType<typeof startGate>>;
+let configText: (v: 1 | 2) => string;
+let n = 0;
+/** A fresh query per request: nginx's auth cache never answers for l402d here. */
+const u = () => `?r=${++n}`;
+
+before(async () => {
+  if (!nginxBin) return;
+  const dataDir = mkdtempSync(join(tmpdir(), 'l402-s7b-'));
+  cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
+  const gatePort = await freePort();
+  // v2 (the reload): the route also sells `admin`, which /t/admin/ now needs (credentials sold before lack it), and holders' unknown caveats are refused.
+  configText = (v) => `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }
+${v === 2 ? 'l402: { unknown_caveats: reject }\n' : ''}routes:
+  - id: t
+    match: /t/
+    amount_msat: 1000
+    access: timed
+    macaroon_timeout: 600
+    capabilities: [read, write${v === 2 ? ', admin' : ''}]
+    capability_rules:
+      - { capability: read }
+      - { capability: write, methods: [POST] }
+${v === 2 ? '      - { capability: admin, path_prefix: /t/admin/ }\n' : ''}  - { id: other, match: /o/, amount_msat: 1000, access: timed, macaroon_timeout: 600 }
+`;
+  const cfg = parseConfig(configText(1), { env: {} });
+  const sink = new PassThrough();
+  sink.resume();
+  gate = await startGate(cfg, { log: createLogger('warn', sink) });
+  cleanup.add(() => gate.close(), 'l402d');
+  wallet = DevWallet.open(dataDir);
+  cleanup.add(() => wallet.close(), 'wallet');
+  upstream = cleanup.use(await startCountingUpstream(), 'upstream');
+  const dir = join(dataDir, 'nginx-l402');
+  writeSnippets(cfg, dir);
+  const port = await freePort();
+  await cleanup.use(
+    await startNginx({
+      http: `
+    include ${dir}/upstream.conf;
+    server {
+        listen 127.0.0.1:${port};
+        include ${dir}/server.conf;
+        location / { include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }
+    }`,
+    }),
+    'nginx',
+  );
+  origin = `http://127.0.0.1:${port}`;
+});
+after(() => cleanup.run());
+
+async function buy(path: string): Promise<{ macaroon: string; preimage: string }> {
+  const r = await http1(origin + path, { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402, r.body);
+  const c = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  return { macaroon: c.macaroon, preimage: wallet.pay(c.invoice).toString('hex') };
+}
+const send = (path: string, auth: string, method = 'GET') => http1(origin + path + u(), { method, headers: { authorization: auth, accept: 'application/json' } });
+const narrowed = (macaroon: string, ...caveats: string[]) => encodeMacaroonBase64(caveats.reduce((m, c) => attenuate(m, c), decodeMacaroonBase64(macaroon)));
+
+test('kept verdicts answer only their own input: another method, path capability, route or a holder\'s narrower copy is checked afresh; a reload re-decides', { skip }, async () => {
+  const c = await buy('/t/a');
+  const auth = `L402 ${c.macaroon}:${c.preimage}`;
+  // A holder's copy limited to GET and to /t/a, and one with a condition l402d does not know (skipped, v1).
+  const getOnly = `L402 ${narrowed(c.macaroon, 'method=GET', 'path=/t/a')}:${c.preimage}`;
+  const unknown = `L402 ${narrowed(c.macaroon, 'color=blue')}:${c.preimage}`;
+  // Warm every memory: signature, kept verdict and matched preimage for each (credential, input).
+  for (let i = 0; i < 3; i++) {
+    for (const a of [auth, getOnly, unknown]) assert.equal((await send('/t/a', a)).status, 200);
+    assert.equal((await send('/t/a', auth, 'POST')).status, 200);
+    assert.equal((await send('/t/admin/x', auth)).status, 200);
+  }
+  // The narrower copy, remembered for GET /t/a, opens neither POST nor another path.
+  for (const [path, method, reason] of [['/t/a', 'POST', 'wrong_method'], ['/t/b', 'GET', 'wrong_path']] as const) {
+    const r = await send(path, getOnly, method);
+    assert.equal(r.status, 401, `${method} ${path}: ${r.body}`);
+    assert.match(r.body, new RegExp(reason));
+  }
+  // Another route, and a preimage that is not the one remembered.
+  assert.match((await send('/o/a', auth)).body, /wrong_route/);
+  const wrongPre = await send('/t/a', `L402 ${c.macaroon}:${'00'.repeat(32)}`);
+  assert.equal(wrongPre.status, 401);
+  assert.match(wrongPre.body, /wrong_preimage/);
+  // The config changes under the kept verdicts: the new needs apply at once.
+  gate.reload(parseConfig(configText(2), { env: {} }), 'test');
+  const admin = await send('/t/admin/x', auth);
+  assert.equal(admin.status, 401, admin.body);
+  assert.match(admin.body, /missing_capability/);
+  const strict = await send('/t/a', unknown);
+  assert.equal(strict.status, 401, strict.body);
+  assert.match(strict.body, /unknown_caveat/);
+  // What the new config still allows stays open.
+  assert.equal((await send('/t/a', auth)).status, 200);
+});
