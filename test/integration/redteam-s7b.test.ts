@@ -5,7 +5,8 @@
 // holder's copy excludes, another route), and after a reload that changes what the route needs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -16,6 +17,10 @@ import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
+import { storeKeys } from '../../src/policy/store-keys.js';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -117,4 +122,116 @@ test('kept verdicts answer only their own input: another method, path capability
   assert.match(strict.body, /unknown_caveat/);
   // What the new config still allows stays open.
   assert.equal((await send('/t/a', auth)).status, 200);
+});
+
+/**
+ * A loopback proxy in front of an l402d that forwards each auth subrequest and, while `dropping`, cuts the
+ * connection as soon as the answer starts: that l402d decided (took the ecash, credited, drew) but nginx
+ * hears nothing and retries the same request ($request_id) on the next l402d.
+ */
+function startDropper(target: number): Promise<{ port: number; dropping: boolean; drops: number; stop(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const h = { port: 0, dropping: false, drops: 0, stop: async () => {} };
+  const server = net.createServer((client) => {
+    const up = net.connect(target, '127.0.0.1');
+    for (const s of [client, up]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.on('close', () => up.destroy());
+    up.on('close', () => client.destroy());
+    client.pipe(up);
+    up.on('data', (chunk: Buffer) => {
+      if (h.dropping) {
+        h.drops++;
+        client.destroy();
+        up.destroy();
+      } else client.write(chunk);
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      h.port = (server.address() as net.AddressInfo).port;
+      h.stop = async () => {
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      };
+      resolve(h);
+    }),
+  );
+}
+
+test("nginx's retry of a request whose ecash top-up the first l402d took (two l402d, one SQLite file, a real mint): served, credited and drawn once", { skip, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s7b-cashu-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }), 'rm cashu dir');
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
+  cleanup.add(() => mint.close(), 'mint');
+  const site = cleanup.use(await startCountingUpstream(), 'meter upstream');
+  const ports = [await freePort(), await freePort()];
+  const data = join(dir, 'l402');
+  const text = (port: number) => `listen: 127.0.0.1:${port}\ndata_dir: ${data}\nroot_key: ${TEST_ROOT_KEY}\nlightning: { type: dev }
+cashu: { mode: standard, mints: ["${mint.url}"] }
+routes:
+  - { match: /meter/, amount_msat: 2000, access: balance, balance_msat: 4000, rails: [lightning, cashu] }
+`;
+  const sink = new PassThrough();
+  sink.resume();
+  const gates = [];
+  for (const port of ports) {
+    const g = await startGate(parseConfig(text(port), { env: {} }), { log: createLogger('warn', sink) });
+    cleanup.add(() => g.close(), `l402d ${port}`);
+    gates.push(g);
+  }
+  const dropper = await startDropper(ports[0]!);
+  cleanup.add(() => dropper.stop(), 'dropper');
+  const snippets = join(dir, 'snippets');
+  writeSnippets(parseConfig(text(ports[1]!), { env: {} }), snippets);
+  // The first l402d behind the dropper; max_fails=0 keeps nginx trying it (round robin), so about every other
+  // request is decided there first and retried on the second.
+  const conf = readFileSync(join(snippets, 'upstream.conf'), 'utf8').replace(/server [^;]+;/, `server 127.0.0.1:${dropper.port} max_fails=0;\n    server 127.0.0.1:${ports[1]} max_fails=0;`);
+  writeFileSync(join(snippets, 'upstream.conf'), conf);
+  const ngPort = await freePort();
+  cleanup.use(
+    await startNginx({
+      workers: 1,
+      http: `include ${snippets}/upstream.conf;
+      server { listen 127.0.0.1:${ngPort}; include ${snippets}/server.conf;
+        location /meter/ { include ${snippets}/protect.conf; include ${snippets}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; } }`,
+    }),
+    'nginx (two l402d)',
+  );
+  const meter = `http://127.0.0.1:${ngPort}/meter/x`;
+  const offer = await http1(meter, { headers: { accept: 'application/json' } });
+  assert.equal(offer.status, 402, offer.body);
+  const c = JSON.parse(offer.body) as { macaroon: string; invoice: string };
+  const payer = DevWallet.open(data);
+  cleanup.add(() => payer.close(), 'wallet (two l402d)');
+  const auth = `L402 ${c.macaroon}:${payer.pay(c.invoice).toString('hex')}`;
+  const key = storeKeys.balance(decodeIdentifier(decodeMacaroonBase64(c.macaroon).identifier)!.tokenId);
+  const token = async (sats: number) => {
+    const { wallet: w, proofs } = await mint.fundedWallet(sats + 8);
+    const { send: out } = await w.ops.send(sats, proofs).run();
+    return getEncodedToken({ mint: mint.url, unit: 'sat', proofs: out });
+  };
+  const tokens = [];
+  for (let i = 0; i < 4; i++) tokens.push(await token(10));
+  dropper.dropping = true;
+  const hits0 = site.hits;
+  try {
+    for (const t of tokens) {
+      const r = await http1(meter, { headers: { authorization: auth, 'x-cashu': t, accept: 'application/json' } });
+      assert.equal(r.status, 200, `a top-up request whose first answer was lost: ${r.body}`);
+    }
+  } finally {
+    dropper.dropping = false;
+  }
+  assert.ok(dropper.drops >= 1, `the first l402d answered (and was cut off) for some requests: ${dropper.drops}`);
+  assert.equal(site.hits - hits0, tokens.length, 'each request served once');
+  // 4000 bought + 4 x 10 sats of ecash - 4 x 2000 drawn: every top-up credited once, every request drawn once.
+  assert.equal(await gates[1]!.gate.parts.store.getBalance!(key), 4000 + 4 * 10_000 - 4 * 2000);
+  // The same ecash sent again by a new request is a replay: refused, nothing added.
+  const replay = await http1(meter, { headers: { authorization: auth, 'x-cashu': tokens[0]!, accept: 'application/json' } });
+  assert.equal(replay.status, 400, replay.body);
+  assert.equal(await gates[1]!.gate.parts.store.getBalance!(key), 4000 + 4 * 10_000 - 4 * 2000);
 });
