@@ -10,7 +10,7 @@
 // (revocation) belongs before drawFromBalance.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { storeKeys } from './store-keys.js';
-import { REQUEST_ID } from './claims.js';
+import { cashuPaymentId, ownRequestId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Decision, GateRequest } from './decide.js';
@@ -74,17 +74,6 @@ function parseTopup(v: string | undefined): { tokenId: Buffer; msat: number } | 
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
-/** The record of ecash a request took for a balance: `<SHA-256 of the token, hex>:<msat credited>`. */
-function takenRecord(cashuId: string, msat: number): string {
-  return `${cashuId}:${msat}`;
-}
-
-/** The msat of the ecash this request took, if its record names this very token; else undefined. */
-function takenMsat(v: string | undefined, cashuId: string): number | undefined {
-  const m = v === undefined ? null : /^([0-9a-f]{64}):([1-9]\d{0,15})$/.exec(v);
-  return m && m[1] === cashuId ? Number(m[2]) : undefined;
-}
-
 /** A credit this decision added to a balance (the gate records it as a sale). */
 export interface BalanceCredit {
   /** `sale`: the credential's own payment; `topup`: a top-up invoice; `cashu`: an X-Cashu token. */
@@ -103,7 +92,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
   const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
   const left = () => Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now());
   // nginx's retry of this request (another l402d) finds this draw and does not draw again.
-  const ownId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : undefined;
+  const ownId = ownRequestId(req.requestId);
   const drawId = ownId ?? randomBytes(16).toString('hex');
   const owner = randomBytes(12).toString('base64url');
   const credit = async (msat: number, kind: BalanceCredit['kind'], id: string, ms = left()) => {
@@ -123,7 +112,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
       // Ecash sent with the credential tops it up: the rail's own acceptance (swapped at the mint, double
       // spends refused), at least this request's price; its whole value is credited, once per token.
       if (!deps.cashu) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: 'this gate takes no Cashu' };
-      const cashuId = sha256(Buffer.from(c.cashuToken)).toString('hex');
+      const cashuId = cashuPaymentId(c.cashuToken);
       // nginx's retry of this very request (after the l402d that had it went away) finds the ecash its first
       // attempt took, by the request id: the rail would now refuse that ecash as spent, but it is this
       // request's own payment, credited (again: idempotent, keyed by the token) rather than refused.
@@ -136,7 +125,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
         msat = r.amountMsat;
         // Recorded before the credit, so a retry also credits ecash whose credit never landed here.
         if (taken !== undefined) {
-          await withTimeout(store.claimOnce(taken, DRAW_HOLD_SECS, takenRecord(cashuId, msat)), deps.storeTimeoutMs, 'store claim').catch(() => {
+          await withTimeout(store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(cashuId, msat)), deps.storeTimeoutMs, 'store claim').catch(() => {
             // The credit below is still made (or retried): only nginx's retry of this request misses it.
           });
         }

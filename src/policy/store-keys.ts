@@ -47,6 +47,8 @@ export const storeKeys = {
   /** Cashu: a swap that finished after its request was answered 503, credited to the payer's retry. */
   cashuLate: (setId: string) => `cashu:late:${setId}`,
   cashuLateUsed: (setId: string) => `cashu:late-used:${setId}`,
+  /** Cashu: the ecash one request (nginx's request id) paid with, for nginx's retry of it (policy/cashu-taken.ts). */
+  cashuTaken: (requestId: string) => `cashu:taken:${requestId}`,
   /** Cashu: a swap whose outcome is unknown until recovery settles it. */
   cashuUnsettled: (setId: string) => `cashu:unsettled:${setId}`,
 } as const;

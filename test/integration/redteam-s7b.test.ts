@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, waitFor, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -21,6 +21,7 @@ import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { storeKeys } from '../../src/policy/store-keys.js';
 import { getEncodedToken } from '@cashu/cashu-ts';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -162,7 +163,7 @@ function startDropper(target: number): Promise<{ port: number; dropping: boolean
   );
 }
 
-test("nginx's retry of a request whose ecash top-up the first l402d took (two l402d, one SQLite file, a real mint): served, credited and drawn once", { skip, timeout: 120_000 }, async () => {
+test("nginx's retry of a request whose ecash the first l402d took (a balance top-up, a Cashu payment; two l402d, one SQLite file, a real mint): served once; credited, drawn and sold once", { skip, timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-s7b-cashu-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }), 'rm cashu dir');
   const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
@@ -174,6 +175,7 @@ test("nginx's retry of a request whose ecash top-up the first l402d took (two l4
 cashu: { mode: standard, mints: ["${mint.url}"] }
 routes:
   - { match: /meter/, amount_msat: 2000, access: balance, balance_msat: 4000, rails: [lightning, cashu] }
+  - { match: /pay/, amount_msat: 2000, rails: [lightning, cashu] }
 `;
   const sink = new PassThrough();
   sink.resume();
@@ -197,7 +199,8 @@ routes:
       workers: 1,
       http: `include ${snippets}/upstream.conf;
       server { listen 127.0.0.1:${ngPort}; include ${snippets}/server.conf;
-        location /meter/ { include ${snippets}/protect.conf; include ${snippets}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; } }`,
+        location /meter/ { include ${snippets}/protect.conf; include ${snippets}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; }
+        location /pay/ { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${site.port}; } }`,
     }),
     'nginx (two l402d)',
   );
@@ -234,4 +237,30 @@ routes:
   const replay = await http1(meter, { headers: { authorization: auth, 'x-cashu': tokens[0]!, accept: 'application/json' } });
   assert.equal(replay.status, 400, replay.body);
   assert.equal(await gates[1]!.gate.parts.store.getBalance!(key), 4000 + 4 * 10_000 - 4 * 2000);
+
+  // The same on a route that takes ecash per request (no balance): the retry is served, once; a replay is not.
+  const pay = `http://127.0.0.1:${ngPort}/pay/x`;
+  const cash = [];
+  for (let i = 0; i < 4; i++) cash.push(await token(2));
+  dropper.dropping = true;
+  dropper.drops = 0;
+  const hits1 = site.hits;
+  try {
+    for (const t of cash) {
+      const r = await http1(pay, { headers: { 'x-cashu': t, accept: 'application/json' } });
+      assert.equal(r.status, 200, `a Cashu payment whose first answer was lost: ${r.body}`);
+    }
+  } finally {
+    dropper.dropping = false;
+  }
+  assert.ok(dropper.drops >= 1, `some first answers were cut off: ${dropper.drops}`);
+  assert.equal(site.hits - hits1, cash.length, 'each paid request served once');
+  const again = await http1(pay, { headers: { 'x-cashu': cash[0]!, accept: 'application/json' } });
+  assert.equal(again.status, 400, again.body);
+  // One sale per payment, though two l402d allowed each retried request (the sale is keyed by the token).
+  const ledger = gates[1]!.gate.parts.store.ledger();
+  const paySales = async () => (await ledger.recentSales(100)).filter((x) => x.route === '/pay/');
+  await waitFor('the Cashu sales recorded', async () => (await paySales()).length >= cash.length, { timeoutMs: 10_000, intervalMs: 50 });
+  await sleep(200);
+  assert.equal((await paySales()).length, cash.length, 'no sale counted twice');
 });

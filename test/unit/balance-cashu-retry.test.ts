@@ -24,6 +24,7 @@ const cfg = parseConfig(
   `lightning: { type: dev }
 routes:
   - { match: /solo, amount_msat: 1000, access: balance, balance_msat: 2000, rails: [lightning, cashu] }
+  - { match: /pay, amount_msat: 1000, rails: [lightning, cashu] }
 `,
   { env: {} },
 );
@@ -114,4 +115,28 @@ test('the retry credits ecash the first attempt accepted but could not credit (i
   assert.deepEqual([retry.outcome, 'balanceMsat' in retry ? retry.balanceMsat : undefined], ['allow', 6000]);
   assert.equal(cashu.accepted, 1);
   assert.equal(await store.getBalance(key), 6000);
+});
+
+test("a Cashu payment on a route without balance: nginx's retry of the request is allowed again with the same payment id, a replay is not", async () => {
+  const store = new SqliteStore(join(dir, `pay-${randomBytes(4).toString('hex')}.db`));
+  try {
+    const cashu = rail();
+    const requestId = randomBytes(16).toString('hex');
+    const pay = (token: string, id?: string): GateRequest => ({ path: '/pay', method: 'GET', credentials: { xCashu: token }, ...(id ? { requestId: id } : {}) });
+    const first = await decide(pay('cashuBpay', requestId), deps(store, cashu));
+    assert.deepEqual([first.outcome, 'rail' in first ? first.rail : ''], ['allow', 'cashu']);
+    // The record is written without holding up the answer: let it land (bounded).
+    for (let i = 0; i < 50 && (await store.get(storeKeys.cashuTaken(requestId))) === undefined; i++) await new Promise((r) => setImmediate(r));
+    const retry = await decide(pay('cashuBpay', requestId), deps(store, cashu));
+    assert.deepEqual([retry.outcome, 'amountMsat' in retry ? retry.amountMsat : 0], ['allow', 5000]);
+    assert.equal('paymentId' in first && 'paymentId' in retry && first.paymentId === retry.paymentId, true, 'one payment: one sale id');
+    assert.equal(cashu.accepted, 1);
+    // Another request with the same ecash, or this request id with other ecash: the rail decides (spent).
+    for (const r of [pay('cashuBpay', randomBytes(16).toString('hex')), pay('cashuBpay'), pay('cashuBother', requestId)]) {
+      const d = await decide(r, deps(store, { accept: async () => ({ ok: false, status: 400, reason: 'token already spent' }) }));
+      assert.deepEqual([d.outcome, d.reason], ['cashu_rejected', 'cashu_rejected']);
+    }
+  } finally {
+    await store.close();
+  }
 });
