@@ -287,7 +287,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       if (taken !== undefined) {
         let prior: number | undefined;
         try {
-          prior = takenMsat(await withTimeout(deps.store.get(taken), deps.storeTimeoutMs, 'store get'), paymentId);
+          prior = takenMsat(await withTimeout(deps.store.get(taken), Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now()), 'store get'), paymentId);
         } catch {
           // Not known: the rail decides (its own claims fail closed while the store is down).
         }
