@@ -10,7 +10,7 @@
 // (revocation) belongs before drawFromBalance.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { storeKeys } from './store-keys.js';
-import { REQUEST_ID } from './claims.js';
+import { cashuPaymentId, ownRequestId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Decision, GateRequest } from './decide.js';
@@ -92,7 +92,8 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
   const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
   const left = () => Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now());
   // nginx's retry of this request (another l402d) finds this draw and does not draw again.
-  const drawId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : randomBytes(16).toString('hex');
+  const ownId = ownRequestId(req.requestId);
+  const drawId = ownId ?? randomBytes(16).toString('hex');
   const owner = randomBytes(12).toString('base64url');
   const credit = async (msat: number, kind: BalanceCredit['kind'], id: string, ms = left()) => {
     const r = await withTimeout(store.creditBalance!(key, msat, `${kind}:${id}`, ttl), ms, 'balance credit');
@@ -111,15 +112,30 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
       // Ecash sent with the credential tops it up: the rail's own acceptance (swapped at the mint, double
       // spends refused), at least this request's price; its whole value is credited, once per token.
       if (!deps.cashu) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: 'this gate takes no Cashu' };
-      const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
-      const r = await deps.cashu.accept(c.cashuToken, price, { routeId: route.id, tenant }, clock.signal);
-      if (!r.ok) return r.status === 400 ? { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason } : { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
-      const cashuId = sha256(Buffer.from(c.cashuToken)).toString('hex');
+      const cashuId = cashuPaymentId(c.cashuToken);
+      // nginx's retry of this very request (after the l402d that had it went away) finds the ecash its first
+      // attempt took, by the request id: the rail would now refuse that ecash as spent, but it is this
+      // request's own payment, credited (again: idempotent, keyed by the token) rather than refused.
+      const taken = ownId === undefined ? undefined : storeKeys.balanceCashuTaken(c.tokenId, ownId);
+      let msat = taken === undefined ? undefined : takenMsat(await withTimeout(store.get(taken), left(), 'store get'), cashuId);
+      if (msat === undefined) {
+        const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
+        const r = await deps.cashu.accept(c.cashuToken, price, { routeId: route.id, tenant }, clock.signal);
+        if (!r.ok) return r.status === 400 ? { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason } : { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
+        msat = r.amountMsat;
+        // Recorded before the credit, so a retry also credits ecash whose credit never landed here.
+        if (taken !== undefined) {
+          await withTimeout(store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(cashuId, msat)), deps.storeTimeoutMs, 'store claim').catch(() => {
+            // The credit below is still made (or retried): only nginx's retry of this request misses it.
+          });
+        }
+      }
+      const accepted = msat;
       try {
-        await credit(r.amountMsat, 'cashu', cashuId);
+        await credit(accepted, 'cashu', cashuId);
       } catch (e) {
         // The ecash is the gate's now: its credit is retried in the background (keyed by the token, so once).
-        void retryCredit(() => credit(r.amountMsat, 'cashu', cashuId, deps.storeTimeoutMs));
+        void retryCredit(() => credit(accepted, 'cashu', cashuId, deps.storeTimeoutMs));
         throw e;
       }
     }

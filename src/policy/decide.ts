@@ -22,6 +22,7 @@ import { DECISION_DEADLINE_MS } from './budget.js';
 import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
 import { decideSession, type SessionManagement, type SessionReason } from './mpp-session-decide.js';
 import type { DecodedInvoiceFacts } from '../protocol/mpp-session.js';
+import { cashuPaymentId, ownRequestId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */
@@ -82,7 +83,7 @@ export { DECISION_DEADLINE_MS } from './budget.js';
 
 export type Decision =
   | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'lightning'; tokenId: string; /** 64 hex. */ paymentHash: string; /** Unix seconds, if the credential expires. */ validUntil?: number; /** The expiry l402d minted, if any. */ mintedValidUntil?: number; /** Spent by this request. */ singleUse: boolean; /** Capabilities granted (sold, narrowed by appended caveats), if any were sold. */ capabilities?: string[]; /** MPP's Payment-Receipt or x402's PAYMENT-RESPONSE, for the client. */ receipt?: [string, string]; /** Set by the gate: no revocation made before this (ms) is missed by this decision. */ revocationsAt?: number; /** access: balance: msat left after this request's draw. */ balanceMsat?: number }
-  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number }
+  | { outcome: 'allow'; route: RouteConfig; reason: 'paid'; rail: 'cashu'; amountMsat: number; /** SHA-256 of the token (hex): one payment, however often nginx retried its request. */ paymentId?: string }
   | { outcome: 'cashu_rejected'; route: RouteConfig; reason: 'cashu_rejected'; detail: string }
   | { outcome: 'allow'; route: RouteConfig; reason: 'dry_run'; dryRun: DryRunReport }
   | { outcome: 'challenge'; route: RouteConfig; reason: 'no_credential' | 'payment_pending' }
@@ -289,9 +290,26 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       const price = deps.price ? (await deps.price(route, req.path)).amountMsat : route.amountMsat;
       // Ecash is redeemed to the same payee a Lightning invoice for this request would pay.
       const tenant = deps.payeeFor ? await deps.payeeFor(route, req.path) : route.lnurlAddr;
+      const paymentId = cashuPaymentId(cashu.token);
+      // nginx's retry of this very request finds the ecash its first attempt took (cashu-taken.ts).
+      const own = ownRequestId(req.requestId);
+      const taken = own === undefined ? undefined : storeKeys.cashuTaken(own);
+      if (taken !== undefined) {
+        let prior: number | undefined;
+        try {
+          prior = takenMsat(await withTimeout(deps.store.get(taken), Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now()), 'store get'), paymentId);
+        } catch {
+          // Not known: the rail decides (its own claims fail closed while the store is down).
+        }
+        if (prior !== undefined) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: prior, paymentId };
+      }
       clock.waitingOn = 'cashu_unavailable';
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);
-      if (r.ok) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat };
+      if (r.ok) {
+        // Not waited for: the answer goes out now (a retry can only come after the answer was lost).
+        if (taken !== undefined) void withTimeout(deps.store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(paymentId, r.amountMsat)), deps.storeTimeoutMs, 'store claim').catch(() => undefined);
+        return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat, paymentId };
+      }
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
       return { outcome: 'unavailable', route, reason: 'cashu_unavailable' };
     }

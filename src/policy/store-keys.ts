@@ -35,6 +35,11 @@ export const storeKeys = {
    * through the {hash tag}, the Redis Cluster slot): `<key>:credit:<id>`, `<key>:draw:<request id>`.
    */
   balance: (tokenId: Buffer | string) => `balance:{${hex(tokenId)}}`,
+  /**
+   * Ecash one request (nginx's request id) took to top a balance up: the token's hash and the msat credited,
+   * so nginx's retry of that request credits it rather than refuse it as spent (policy/balance.ts).
+   */
+  balanceCashuTaken: (tokenId: Buffer | string, requestId: string) => `balance:{${hex(tokenId)}}:cashu-taken:${requestId}`,
   /** A top-up invoice minted for a balance (by its payment hash): which token it credits, and how much. */
   balanceTopup: (paymentHash: Buffer | string) => `topup:${hex(paymentHash)}`,
   /**
@@ -53,6 +58,8 @@ export const storeKeys = {
   /** Cashu: a swap that finished after its request was answered 503, credited to the payer's retry. */
   cashuLate: (setId: string) => `cashu:late:${setId}`,
   cashuLateUsed: (setId: string) => `cashu:late-used:${setId}`,
+  /** Cashu: the ecash one request (nginx's request id) paid with, for nginx's retry of it (policy/cashu-taken.ts). */
+  cashuTaken: (requestId: string) => `cashu:taken:${requestId}`,
   /** Cashu: a swap whose outcome is unknown until recovery settles it. */
   cashuUnsettled: (setId: string) => `cashu:unsettled:${setId}`,
 } as const;

@@ -318,7 +318,8 @@ export class Gate {
     const sales = this.parts.sales!;
     const route = d.route;
     if (d.rail === 'cashu') {
-      sales.note({ id: `cashu:${randomBytes(16).toString('hex')}`, rail: 'cashu', route: route.id, amountMsat: d.amountMsat, at: Date.now() });
+      // By the token's hash when known: nginx's retry of a request whose ecash was taken is the same sale.
+      sales.note({ id: `cashu:${d.paymentId ?? randomBytes(16).toString('hex')}`, rail: 'cashu', route: route.id, amountMsat: d.amountMsat, at: Date.now() });
       return;
     }
     // A balance's sales are its credits (recordCredit), not its draws.

@@ -57,10 +57,22 @@ export class SalesRecorder {
     }
   }
 
-  /** Writes what is queued and waits for every write under way (shutdown: before the store closes). */
+  /**
+   * Writes what is queued and what waits for a retry, and waits for every write under way (shutdown: before
+   * the store closes). A write that succeeds queues the retries again, so this repeats until nothing is left
+   * or a round wrote nothing new (the store is failing: what is left stays in `pending`).
+   */
   async drain(): Promise<void> {
-    this.flush();
-    await Promise.allSettled([...this.writing]);
+    for (let round = 0; round < 8; round++) {
+      const again = this.retry;
+      this.retry = [];
+      for (const s of again) this.note(s);
+      const before = this.queue.length + this.writing.size;
+      this.flush();
+      await Promise.allSettled([...this.writing]);
+      if (this.queue.length === 0 && this.retry.length === 0) return;
+      if (before === 0 || this.retry.length >= before) return;
+    }
   }
 
   private async write(batch: Sale[]): Promise<void> {

@@ -4,7 +4,7 @@
 
 /** One sale: a credential accepted for the first time (Lightning), or one Cashu payment accepted. */
 export interface Sale {
-  /** Lightning: the token id (64 hex; ngx_l402's credentials: `ngx_l402:<payment hash>`). Cashu: `cashu:<random hex>`. */
+  /** Lightning: the token id (64 hex; ngx_l402's credentials: `ngx_l402:<payment hash>`). Cashu: `cashu:<SHA-256 of the token, hex>` (one payment, however often nginx retried its request; random when unknown). */
   id: string;
   rail: 'lightning' | 'cashu';
   route: string;

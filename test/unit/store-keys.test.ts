@@ -29,8 +29,10 @@ test('every key keeps its name', () => {
   assert.equal(storeKeys.cashuLate('s'), 'cashu:late:s');
   assert.equal(storeKeys.cashuLateUsed('s'), 'cashu:late-used:s');
   assert.equal(storeKeys.cashuUnsettled('s'), 'cashu:unsettled:s');
+  assert.equal(storeKeys.cashuTaken('ab'.repeat(16)), `cashu:taken:${'ab'.repeat(16)}`);
   assert.equal(storeKeys.balance(h), `balance:{${hx}}`);
   assert.equal(storeKeys.balanceTopup(h), `topup:${hx}`);
+  assert.equal(storeKeys.balanceCashuTaken(h, 'ab'.repeat(16)), `balance:{${hx}}:cashu-taken:${'ab'.repeat(16)}`);
   assert.equal(ngxL402LegacyKeys.price('/v1/a'), '/v1/a');
   assert.equal(ngxL402LegacyKeys.payee('/v1/a'), 'lnurl:/v1/a');
 });
