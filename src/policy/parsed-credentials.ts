@@ -7,19 +7,28 @@ import { parseCredential, type CredentialHeaders, type CredentialParse } from '.
 
 /** Longer values are parsed every time (credentials we mint are well under this). */
 const MAX_VALUE_LENGTH = 4096;
-const MAX_ENTRIES = 4096;
+/** Rough heap bound of the memory: the text (2 bytes a character at most), the decoded bytes, the objects. */
+const MAX_BYTES = 4 * 1024 * 1024;
+const ENTRY_OVERHEAD_BYTES = 200;
 
-const parsed = new Map<string, CredentialParse & { kind: 'l402' }>();
+const parsed = new Map<string, { p: CredentialParse & { kind: 'l402' }; size: number }>();
+let held = 0;
 
 /** parseCredential, answered from memory for an Authorization value that parsed as an L402 credential before. */
 export function parseCredentialRemembered(h: CredentialHeaders): CredentialParse {
   const auth = h.authorization;
   const known = auth === undefined ? undefined : parsed.get(auth);
-  if (known) return known;
+  if (known) return known.p;
   const p = parseCredential(h);
   if (p.kind === 'l402' && p.credential.source === 'authorization' && auth !== undefined && auth.length <= MAX_VALUE_LENGTH) {
-    if (parsed.size >= MAX_ENTRIES) parsed.delete(parsed.keys().next().value!);
-    parsed.set(auth, p);
+    const size = auth.length * 2 + p.credential.macaroon.length + ENTRY_OVERHEAD_BYTES;
+    parsed.set(auth, { p, size });
+    held += size;
+    for (const [k, e] of parsed) {
+      if (held <= MAX_BYTES) break;
+      parsed.delete(k);
+      held -= e.size;
+    }
   }
   return p;
 }
