@@ -2,7 +2,7 @@
 // it. A Lightning credential is one sale however often it is used (the first acceptance records it, in any
 // process: the store dedupes by token id); each accepted Cashu payment is a sale. The revenue counters move
 // only when this call recorded the sale, so /metrics counts sales, not uses.
-import type { Ledger, Sale } from '../store/ledger.js';
+import { PartialSalesError, type Ledger, type Sale } from '../store/ledger.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Metrics } from './metrics.js';
@@ -75,24 +75,32 @@ export class SalesRecorder {
     }
   }
 
+  /** Counts and remembers the sales of `batch` the store wrote (`recorded[i]` true: now, false: before). */
+  private written(batch: readonly Sale[], recorded: ReadonlyArray<boolean | undefined>): void {
+    const m = this.metrics?.();
+    batch.forEach((sale, i) => {
+      if (recorded[i] === undefined) return;
+      this.remember(sale.id);
+      if (!recorded[i]) return;
+      m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
+      m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
+      this.log.info({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
+    });
+  }
+
   private async write(batch: Sale[]): Promise<void> {
     try {
-      const fresh = await withTimeout(this.ledger.recordSales(batch), Math.max(this.storeTimeoutMs, 1000), 'record sales');
-      const m = this.metrics?.();
-      batch.forEach((sale, i) => {
-        this.remember(sale.id);
-        if (!fresh[i]) return;
-        m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
-        m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
-        this.log.info({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
-      });
+      this.written(batch, await withTimeout(this.ledger.recordSales(batch), Math.max(this.storeTimeoutMs, 1000), 'record sales'));
       if (this.retry.length > 0) {
         const again = this.retry;
         this.retry = [];
         for (const s of again) this.note(s);
       }
     } catch (e) {
-      this.retry.push(...batch);
+      // Part of the batch written: those are counted now (a retry would find them recorded and never count them).
+      const partial = e instanceof PartialSalesError ? e.recorded : undefined;
+      if (partial) this.written(batch, partial);
+      this.retry.push(...batch.filter((_, i) => partial?.[i] === undefined));
       if (this.retry.length > RETRY_MAX) this.retry.splice(0, this.retry.length - RETRY_MAX);
       if (Date.now() - this.warnedAt > 60_000) {
         this.warnedAt = Date.now();

@@ -1,7 +1,7 @@
 // The Redis ledger: every l402d host and the CLI share it. All keys carry one hash tag ({ledger}) so the
 // scripts also run on Redis Cluster (one slot). Each script is atomic; its trimming work is bounded per call.
 import type { Cluster, Redis } from 'ioredis';
-import { bucketOf, EARNINGS_BUCKET_MS, LedgerFullError, MAX_REVOCATIONS, MAX_SALES, parseRevocation, parseSale, retentionStart, revocationLive, SALES_RETENTION_DAYS, type EarningsRow, type Ledger, type Revocation, type Sale } from './ledger.js';
+import { bucketOf, EARNINGS_BUCKET_MS, LedgerFullError, PartialSalesError, MAX_REVOCATIONS, MAX_SALES, parseRevocation, parseSale, retentionStart, revocationLive, SALES_RETENTION_DAYS, type EarningsRow, type Ledger, type Revocation, type Sale } from './ledger.js';
 
 // KEYS: sales (id -> record), time (zset id by at), hashes (payment hash -> id), earnings bucket
 // ARGV: id, record, at, payment hash or '', field, msat, bucket ttl ms, cutoff ms, max sales
@@ -58,10 +58,11 @@ export class RedisLedger implements Ledger {
     }
     const results = (await p.exec()) ?? [];
     if (results.length !== sales.length) throw new Error('the sales batch was not run');
-    return results.map(([err, r]) => {
-      if (err) throw err;
-      return Number(r) === 1;
-    });
+    const recorded = results.map(([err, r]) => (err ? undefined : Number(r) === 1));
+    const failed = results.find(([err]) => err)?.[0];
+    // The others were written: say which, so they are counted once and only the failed ones are tried again.
+    if (failed) throw new PartialSalesError(failed.message, recorded);
+    return recorded as boolean[];
   }
 
   async recentSales(limit: number): Promise<Sale[]> {

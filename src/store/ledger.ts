@@ -48,6 +48,19 @@ export const MAX_REVOCATIONS = 100_000;
 
 export class LedgerFullError extends Error {}
 
+/**
+ * recordSales wrote some of a batch and failed on others (Redis runs each sale's script on its own): `recorded`
+ * says, per sale, true (recorded now), false (recorded before) or undefined (not written: try again).
+ */
+export class PartialSalesError extends Error {
+  constructor(
+    message: string,
+    readonly recorded: ReadonlyArray<boolean | undefined>,
+  ) {
+    super(message);
+  }
+}
+
 export interface Ledger {
   /**
    * Records each sale once per id, in order, in one write where the store allows; for each, true when this
