@@ -17,6 +17,7 @@ import { startGateProcess, type GateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
+import { startAnswerDropper, type AnswerDropper } from '../support/answer-dropper.js';
 
 const nginxBin = requireTool('nginx');
 const redisBin = requireTool('redis-server');
@@ -94,49 +95,13 @@ async function startFaultyUpstream(): Promise<FaultyUpstream> {
   return h;
 }
 
-/**
- * A loopback TCP proxy in front of an l402d that, while `dropping`, forwards each request and then closes
- * the connection as soon as the answer starts: the l402d has decided (and claimed) but nginx hears nothing.
- */
-function startDropper(target: number): Promise<{ port: number; dropping: boolean; drops: number; stop(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const h = { port: 0, dropping: true, drops: 0, stop: async () => {} };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      if (h.dropping) {
-        h.drops++;
-        client.destroy();
-        upstream.destroy();
-      } else client.write(chunk);
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      h.port = (server.address() as net.AddressInfo).port;
-      h.stop = async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise<void>((r) => server.close(() => r()));
-      };
-      resolve(h);
-    }),
-  );
-}
 
 const json = (body: string) => JSON.parse(body) as Record<string, unknown>;
 
 let origin: string;
 let gates: GateProcess[];
 let upstream: FaultyUpstream;
-let dropper: Awaited<ReturnType<typeof startDropper>>;
+let dropper: AnswerDropper;
 
 before(async () => {
   if (skip) return;
@@ -151,7 +116,7 @@ before(async () => {
     writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: info }\n${ROUTES_YAML}`);
     gates.push(cleanup.use(await startGateProcess(file, port)));
   }
-  dropper = await startDropper(ports[0]!);
+  dropper = await startAnswerDropper(ports[0]!, { dropping: true });
   dropper.dropping = false;
   cleanup.add(() => dropper.stop(), 'dropper');
   const snippets = join(dir, 'snippets');

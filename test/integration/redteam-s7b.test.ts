@@ -6,7 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -22,6 +21,7 @@ import { storeKeys } from '../../src/policy/store-keys.js';
 import { getEncodedToken } from '@cashu/cashu-ts';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { sleep } from '../../src/util/timeout.js';
+import { startAnswerDropper } from '../support/answer-dropper.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -125,43 +125,6 @@ test('kept verdicts answer only their own input: another method, path capability
   assert.equal((await send('/t/a', auth)).status, 200);
 });
 
-/**
- * A loopback proxy in front of an l402d that forwards each auth subrequest and, while `dropping`, cuts the
- * connection as soon as the answer starts: that l402d decided (took the ecash, credited, drew) but nginx
- * hears nothing and retries the same request ($request_id) on the next l402d.
- */
-function startDropper(target: number): Promise<{ port: number; dropping: boolean; drops: number; stop(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const h = { port: 0, dropping: false, drops: 0, stop: async () => {} };
-  const server = net.createServer((client) => {
-    const up = net.connect(target, '127.0.0.1');
-    for (const s of [client, up]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    }
-    client.on('close', () => up.destroy());
-    up.on('close', () => client.destroy());
-    client.pipe(up);
-    up.on('data', (chunk: Buffer) => {
-      if (h.dropping) {
-        h.drops++;
-        client.destroy();
-        up.destroy();
-      } else client.write(chunk);
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      h.port = (server.address() as net.AddressInfo).port;
-      h.stop = async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise<void>((r) => server.close(() => r()));
-      };
-      resolve(h);
-    }),
-  );
-}
 
 test("nginx's retry of a request whose ecash the first l402d took (a balance top-up, a Cashu payment; two l402d, one SQLite file, a real mint): served once; credited, drawn and sold once", { skip, timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-s7b-cashu-'));
@@ -185,7 +148,7 @@ routes:
     cleanup.add(() => g.close(), `l402d ${port}`);
     gates.push(g);
   }
-  const dropper = await startDropper(ports[0]!);
+  const dropper = await startAnswerDropper(ports[0]!, { dropping: false });
   cleanup.add(() => dropper.stop(), 'dropper');
   const snippets = join(dir, 'snippets');
   writeSnippets(parseConfig(text(ports[1]!), { env: {} }), snippets);
