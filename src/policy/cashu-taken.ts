@@ -19,13 +19,18 @@ export function ownRequestId(requestId: string | undefined): string | undefined 
   return requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined;
 }
 
-/** The record's value: `<payment id>:<msat taken>`. */
-export function takenRecord(paymentId: string, msat: number): string {
-  return `${paymentId}:${msat}`;
+/**
+ * The record's value: `<payment id>:<msat taken>:<scope>`. `scope` names what the ecash paid for where that
+ * matters: the route, for a payment that opens one request (an internal redirect reuses the request id, and must
+ * not carry a cheap route's payment to a dearer one); '' for a balance top-up, which credits its token's
+ * balance whatever route it came through.
+ */
+export function takenRecord(paymentId: string, msat: number, scope = ''): string {
+  return `${paymentId}:${msat}:${scope}`;
 }
 
-/** The msat taken, if the record names this very token; else undefined. */
-export function takenMsat(v: string | undefined, paymentId: string): number | undefined {
-  const m = v === undefined ? null : /^([0-9a-f]{64}):([1-9]\d{0,15})$/.exec(v);
-  return m && m[1] === paymentId ? Number(m[2]) : undefined;
+/** The msat taken, if the record names this very token and scope; else undefined. */
+export function takenMsat(v: string | undefined, paymentId: string, scope = ''): number | undefined {
+  const m = v === undefined ? null : /^([0-9a-f]{64}):([1-9]\d{0,15}):(.*)$/s.exec(v);
+  return m && m[1] === paymentId && m[3] === scope ? Number(m[2]) : undefined;
 }

@@ -297,7 +297,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       if (taken !== undefined) {
         let prior: number | undefined;
         try {
-          prior = takenMsat(await withTimeout(deps.store.get(taken), Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now()), 'store get'), paymentId);
+          prior = takenMsat(await withTimeout(deps.store.get(taken), Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now()), 'store get'), paymentId, route.id);
         } catch {
           // Not known: the rail decides (its own claims fail closed while the store is down).
         }
@@ -307,7 +307,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);
       if (r.ok) {
         // Not waited for: the answer goes out now (a retry can only come after the answer was lost).
-        if (taken !== undefined) void withTimeout(deps.store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(paymentId, r.amountMsat)), deps.storeTimeoutMs, 'store claim').catch(() => undefined);
+        if (taken !== undefined) void withTimeout(deps.store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(paymentId, r.amountMsat, route.id)), deps.storeTimeoutMs, 'store claim').catch(() => undefined);
         return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat, paymentId };
       }
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };

@@ -25,6 +25,7 @@ const cfg = parseConfig(
 routes:
   - { match: /solo, amount_msat: 1000, access: balance, balance_msat: 2000, rails: [lightning, cashu] }
   - { match: /pay, amount_msat: 1000, rails: [lightning, cashu] }
+  - { match: /dear, amount_msat: 9000, rails: [lightning, cashu] }
 `,
   { env: {} },
 );
@@ -131,6 +132,10 @@ test("a Cashu payment on a route without balance: nginx's retry of the request i
     assert.deepEqual([retry.outcome, 'amountMsat' in retry ? retry.amountMsat : 0], ['allow', 5000]);
     assert.equal('paymentId' in first && 'paymentId' in retry && first.paymentId === retry.paymentId, true, 'one payment: one sale id');
     assert.equal(cashu.accepted, 1);
+    // The same request id on another route (an internal redirect to a dearer location): the record pays for
+    // /pay only, so the rail decides (spent), never the cheap route's payment.
+    const redirected = await decide({ ...pay('cashuBpay', requestId), path: '/dear' }, deps(store, { accept: async () => ({ ok: false, status: 400, reason: 'token already spent' }) }));
+    assert.deepEqual([redirected.outcome, redirected.reason], ['cashu_rejected', 'cashu_rejected']);
     // Another request with the same ecash, or this request id with other ecash: the rail decides (spent).
     for (const r of [pay('cashuBpay', randomBytes(16).toString('hex')), pay('cashuBpay'), pay('cashuBother', requestId)]) {
       const d = await decide(r, deps(store, { accept: async () => ({ ok: false, status: 400, reason: 'token already spent' }) }));
