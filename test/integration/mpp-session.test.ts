@@ -15,6 +15,7 @@ import { Challenge, Receipt } from 'mppx';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
 import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
+import { waitFor } from '../support/waits.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -388,7 +389,9 @@ routes:
   const refundSats = (JSON.parse(c.body) as { refundSats: number }).refundSats;
   assert.equal(drawn + refundSats * 1000, 60000, `every draw accounted for: drawn ${drawn}, refunded ${refundSats} sat`);
   assert.equal(w.paidMsat(ret.paymentHash) ?? 0, refundSats * 1000);
-  // Both processes decided some of the draws (the store, not one process, kept the count).
+  // Both processes decided some of the draws (the store, not one process, kept the count). Their logs are
+  // written asynchronously: wait (bounded) for the lines to arrive, then check them.
+  await waitFor('a decision line from each l402d', () => gates.every((g) => /"outcome":"allow"/.test(g.output())), { timeoutMs: 5_000 }).catch(() => undefined);
   for (const g of gates) assert.match(g.output(), /"outcome":"allow"/);
 });
 
