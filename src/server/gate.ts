@@ -278,7 +278,7 @@ export class Gate {
    * `o.signal`: aborts when nginx has gone away.
    */
   async decide(req: GateRequest, o: { sentAt?: number; deadlineMs?: number; signal?: GoneSignal } = {}): Promise<Decision> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const age = o.sentAt === undefined ? 0 : Date.now() - o.sentAt;
     if (age > this.parts.config.timeouts.decisionMs && Date.now() - this.lateWarnedAt > 60_000) {
       this.lateWarnedAt = Date.now();
@@ -287,27 +287,29 @@ export class Gate {
     let d: Decision;
     // When the copy of the revocation list this decision read was confirmed (none read: nothing is cached).
     let revocationsAt = -Infinity;
+    // This request's deps inherit the gate's shared ones: copying those (a spread) per request was about a
+    // sixth of a decision, and left an object whose every property read was a dictionary lookup.
+    const deps: DecideDeps = Object.create(this.decideDeps);
+    deps.deadlineMs = Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity);
+    deps.sentAt = o.sentAt;
+    deps.signal = o.signal;
+    deps.isRevoked = async (tokenId, paymentHash) => {
+      const r = await this.parts.revocations!.check(tokenId, paymentHash);
+      revocationsAt = r.confirmedAt;
+      return r.revoked;
+    };
     try {
-      d = await decide(req, {
-        ...this.decideDeps,
-        deadlineMs: Math.min(this.parts.config.timeouts.decisionMs, o.deadlineMs ?? Infinity),
-        sentAt: o.sentAt,
-        signal: o.signal,
-        isRevoked: async (tokenId, paymentHash) => {
-          const r = await this.parts.revocations!.check(tokenId, paymentHash);
-          revocationsAt = r.confirmedAt;
-          return r.revoked;
-        },
-      });
+      d = await decide(req, deps);
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'decision failed');
       d = { outcome: 'unavailable', reason: 'store_unavailable' };
     }
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const ms = performance.now() - started;
     const route = 'route' in d ? d.route?.id : undefined;
     this.parts.metrics?.countDecision(d, ms / 1000);
-    if (d.outcome === 'allow' && d.reason === 'paid' && d.rail === 'lightning') d = { ...d, revocationsAt };
+    // decide() returns a fresh object per request: set on it, not copied.
+    if (d.outcome === 'allow' && d.reason === 'paid' && d.rail === 'lightning') d.revocationsAt = revocationsAt;
     if (d.outcome === 'allow' && d.reason === 'paid' && req.path !== undefined) this.recordSale(d, req.path);
     this.decisionLog.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
