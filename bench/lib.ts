@@ -61,7 +61,7 @@ process.on('exit', () => {
 
 function spawnNode(args: string[], port: number): Proc {
   // BENCH_CPU_PROF=<dir>: each spawned Node process writes a V8 CPU profile there when it exits.
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL ?? 1000}`] : [];
   const child = spawn(process.execPath, [...prof, '--expose-gc', '--import', 'tsx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   let err = '';

@@ -274,6 +274,8 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
 
 async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise<Decision> {
   if (req.path === undefined) return { outcome: 'forbidden', reason: 'bad_path' };
+  // The same request, typed with its path known (not a copy: a spread per request cost a share of a decision).
+  const withPath = req as GateRequest & { path: string };
   const route = deps.routes.lookup(req.path, req.routePin);
   if (!route) return { outcome: 'forbidden', reason: 'no_route' };
   if (route.methods && !route.methods.includes(req.method as never)) return { outcome: 'method_not_allowed', route, reason: 'method_not_sold' };
@@ -319,10 +321,10 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
   // MPP (Authorization: Payment) and x402 (PAYMENT-SIGNATURE), where the route offers them over HTTPS.
   const other = otherSchemeOf(req, route);
   // On a balance route, MPP is its Lightning session intent: open and bearer draw, topUp and close are managed.
-  if (other === 'mpp' && route.access === 'balance') return decideSession({ ...req, path: req.path }, route, deps, clock, nowSecs(deps));
+  if (other === 'mpp' && route.access === 'balance') return decideSession(withPath, route, deps, clock, nowSecs(deps));
   let auth: Authenticated | Decision;
   if (other) {
-    auth = await authenticateOtherScheme(other, { ...req, path: req.path }, route, deps, clock, nowSecs(deps));
+    auth = await authenticateOtherScheme(other, withPath, route, deps, clock, nowSecs(deps));
   } else {
     const parsed = requestCredential(req.credentials, route);
     if (parsed.kind === 'none') return { outcome: 'challenge', route, reason: 'no_credential' };
@@ -348,7 +350,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     if (route.access !== 'balance' || !auth.balance) return { outcome: 'invalid', route, reason: 'wrong_route' };
     // A balance is drawn per request: a holder's uses=1 cannot be honoured by it, so it is refused, not ignored.
     if (auth.singleUse) return { outcome: 'invalid', route, reason: 'unknown_caveat', detail: 'uses=1 on a balance credential' };
-    return drawFromBalance({ ...req, path: req.path }, route, { ...auth.balance, cashuToken: cashuTopup }, deps, clock);
+    return drawFromBalance(withPath, route, { ...auth.balance, cashuToken: cashuTopup }, deps, clock);
   }
   const { validUntil } = auth;
   // Sold for one request, or on a route that sells one request: spent once. A credential sold single-use

@@ -21,6 +21,7 @@ import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie
 const METHOD = /^[A-Z_-]{1,64}$/;
 /** The request headers that carry a payment credential (gRPC metadata keys included). */
 const CREDENTIAL_HEADERS = ['authorization', 'x-cashu', 'grpc-metadata-macaroon', 'token', 'macaroon', 'payment-signature', 'x-payment'] as const;
+const CREDENTIAL_NAME_LENGTHS = new Set(CREDENTIAL_HEADERS.map((n) => n.length));
 /** An Authorization value carrying a payment credential (anywhere in it, as upstream.conf's map reads it). */
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
@@ -47,10 +48,19 @@ function one(v: string | string[] | undefined): string | undefined {
 function ambiguousCredential(req: IncomingMessage): string | undefined {
   // token/macaroon are credentials only on gRPC calls (Gate.requestFrom); elsewhere they are the app's.
   const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
-  for (const name of CREDENTIAL_HEADERS) {
-    if (!grpc && (name === 'token' || name === 'macaroon')) continue;
-    const all = req.headersDistinct[name];
-    if (all && new Set(all.map((v) => v.trim())).size > 1) return name;
+  // Read from the raw list (names as sent, in order): Node's headersDistinct builds a map of every header per request.
+  const raw = req.rawHeaders;
+  let first: Map<string, string> | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const sent = raw[i]!;
+    if (!CREDENTIAL_NAME_LENGTHS.has(sent.length)) continue;
+    const name = sent.toLowerCase();
+    if (!(CREDENTIAL_HEADERS as readonly string[]).includes(name) || (!grpc && (name === 'token' || name === 'macaroon'))) continue;
+    const value = raw[i + 1]!.trim();
+    first ??= new Map();
+    const seen = first.get(name);
+    if (seen === undefined) first.set(name, value);
+    else if (seen !== value) return name;
   }
   return undefined;
 }
@@ -413,7 +423,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // route_pins: required: a location without a pin has no route at all (NO_PIN names none), never the path's.
       const routePin = one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
       if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
-      const gr = { ...gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers), uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin };
+      const gr = gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers, { uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin });
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
@@ -546,7 +556,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       req.resume();
       return send(res, preflight(route.methods, req.headers));
     }
-    const gr = { ...gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers), uri: url, requestId: randomBytes(16).toString('hex') };
+    const gr = gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers, { uri: url, requestId: randomBytes(16).toString('hex') });
     if (!methodOk || ambiguousCredential(req)) {
       req.resume();
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));

@@ -119,8 +119,8 @@ test('standalone: two different credentials are refused, not one of them picked;
   const a = await buy('/expensive/dup');
   const b = await buy('/expensive/dup');
   upstream.reset();
-  for (const both of [[a, b], [b, a]]) {
-    const r = await send('GET', '/expensive/dup', { authorization: both });
+  for (const both of [{ Authorization: [a, b] }, { authorization: [b, a] }, { authorization: a, 'X-Cashu': ['cashuBx', 'cashuBy'] }]) {
+    const r = await send('GET', '/expensive/dup', both);
     assert.equal(r.status, 401, r.body);
     assert.equal(JSON.parse(r.body).reason, 'malformed_credential');
   }
