@@ -119,7 +119,8 @@ test('standalone: two different credentials are refused, not one of them picked;
   const a = await buy('/expensive/dup');
   const b = await buy('/expensive/dup');
   upstream.reset();
-  for (const both of [{ Authorization: [a, b] }, { authorization: [b, a] }, { authorization: a, 'X-Cashu': ['cashuBx', 'cashuBy'] }]) {
+  const pairs: Array<Record<string, string[] | string>> = [{ Authorization: [a, b] }, { authorization: [b, a] }, { authorization: a, 'X-Cashu': ['cashuBx', 'cashuBy'] }];
+  for (const both of pairs) {
     const r = await send('GET', '/expensive/dup', both);
     assert.equal(r.status, 401, r.body);
     assert.equal(JSON.parse(r.body).reason, 'malformed_credential');
