@@ -1,7 +1,7 @@
 // What every store's ledger must do (memory, SQLite: test/unit/revocation-ledger.test.ts; Redis:
 // test/integration/ledger-redis.test.ts).
 import assert from 'node:assert/strict';
-import { EARNINGS_BUCKET_MS, type Ledger, type Sale } from '../../src/store/ledger.js';
+import { bucketOf, EARNINGS_BUCKET_MS, type Ledger, type Sale } from '../../src/store/ledger.js';
 
 export const hex = (c: string) => c.repeat(64);
 
@@ -32,6 +32,20 @@ export async function ledgerContract(ledger: Ledger): Promise<void> {
   assert.deepEqual(await ledger.recordSales([]), []);
   assert.deepEqual((await ledger.recentSales(10)).map((s) => s.id), [d.id, c.id, b.id, a.id]);
   assert.equal((await ledger.earnings(now - 3 * EARNINGS_BUCKET_MS)).reduce((x, r) => x + r.msat, 0), 22_001, 'the batch added its one new sale once');
+  // One batch over two hours and two routes: each (hour, route, rail) row gets exactly its own sales.
+  const e1: Sale = { id: hex('e'), rail: 'lightning', route: '/premium', amountMsat: 100, at: now - 500, access: 'per-request' };
+  const e2: Sale = { ...e1, id: hex('8'), amountMsat: 200 };
+  const e3: Sale = { ...e1, id: hex('7'), amountMsat: 400, at: now - 2 * EARNINGS_BUCKET_MS };
+  const e4: Sale = { ...e1, id: hex('6'), amountMsat: 800, route: '/forever' };
+  const e5: Sale = { ...e3, id: hex('5'), amountMsat: 1600 };
+  assert.deepEqual(await ledger.recordSales([e1, e2, e3, e4, e1, e5]), [true, true, true, true, false, true]);
+  const after = await ledger.earnings(now - 3 * EARNINGS_BUCKET_MS);
+  const all = [a, b, c, d, e1, e2, e3, e4, e5];
+  for (const s of [e1, e3, e4]) {
+    const mine = all.filter((x) => x.route === s.route && x.rail === s.rail && bucketOf(x.at) === bucketOf(s.at));
+    const got = after.filter((r) => r.route === s.route && r.rail === s.rail && r.bucket === bucketOf(s.at));
+    assert.deepEqual(got.map((r) => [r.msat, r.sales]), [[mine.reduce((x, m) => x + m.amountMsat, 0), mine.length]], `${s.route} at ${s.at}`);
+  }
 
   const g0 = await ledger.revocationGeneration();
   assert.equal(await ledger.revoke({ value: b.id, at: now, until: b.validUntil! + 300 }), true);
