@@ -1,4 +1,5 @@
-// Paid path: the same route and the same app behind nginx (a) without the gate, (b) with the gate and a
+// Paid path: the same route and the same app behind nginx (a) without the gate, (f) with an auth_request to a Node
+// server that answers 200 without deciding anything (the floor of any gate in a Node process), (b) with the gate and a
 // reusable (timed) credential — with nginx's auth cache (the default) and without it (every request asks
 // l402d) — and (c) with single-use credentials (one store claim each: SQLite, Redis). Throughput and latency
 // under saturation (wrk -c32), and latency at a moderate load, for 1 and 2 nginx workers, all as ratios
@@ -55,6 +56,9 @@ export async function runPaid(): Promise<string[]> {
   try {
     const dir = tmp(cleanup, 'l402-bench-paid-');
     const app = await startUpstream(cleanup);
+    // The floor of any gate in a Node process: nginx's auth_request to a second Node server that answers 200
+    // without deciding anything (the same keep-alive server as the app).
+    const authApp = await startUpstream(cleanup);
     const redis = tools.redis ? cleanup.use(await startRedis()) : undefined;
     // A: SQLite (the default store), nginx auth cache on (the default). B: Redis, nginx auth cache off.
     const gateA = await startGateProc(cleanup, `log: { level: info }\n${ROUTES}`, { name: 'l402d sqlite' });
@@ -106,12 +110,15 @@ export async function runPaid(): Promise<string[]> {
         cleanup,
         workers,
         `${appUpstream(app.port)}
+        upstream authapp { server 127.0.0.1:${authApp.port}; keepalive 64; }
         include ${snA}/upstream.conf;
         include ${snB}/upstream.conf;
         include ${snU}/upstream.conf;
         include ${snW}/upstream.conf;
         server { listen 127.0.0.1:${portA}; access_log off; include ${snA}/server.conf;
           location /bare/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+          location /floor/ { auth_request /_floor_auth; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+          location = /_floor_auth { internal; proxy_pass http://authapp; proxy_pass_request_body off; proxy_set_header Content-Length ""; proxy_http_version 1.1; proxy_set_header Connection ""; }
           ${protectedLocation('/timed/', snA)} ${protectedLocation('/single', snA)} }
         server { listen 127.0.0.1:${portB}; access_log off; include ${snB}/server.conf;
           ${protectedLocation('/timed/', snB)} ${protectedLocation('/single', snB)} }
@@ -129,6 +136,7 @@ export async function runPaid(): Promise<string[]> {
       const busy = await machineBusy();
 
       const a = await measure(`${A}/bare/x`, { connections: CONNS });
+      const floor = await measure(`${A}/floor/x`, { connections: CONNS });
       const bCache = await measure(`${A}/timed/x`, { connections: CONNS, auth: timedA });
       const bNoCache = await measure(`${B}/timed/x`, { connections: CONNS, auth: timedB });
       const bUnix = await measure(`${U}/timed/x`, { connections: CONNS, auth: timedU });
@@ -159,6 +167,7 @@ export async function runPaid(): Promise<string[]> {
       });
       saturated.push(
         row('(a) no gate', a, a),
+        row('(f) auth_request to a Node server that decides nothing', floor, a),
         row('(b) timed, nginx auth cache', bCache, a),
         row('(b) timed, l402d every request', bNoCache, a),
         row('(b) same, l402d on a unix socket', bUnix, a),
@@ -176,6 +185,7 @@ export async function runPaid(): Promise<string[]> {
       const modA = await creds(gateA, 'sqlite-moderate', 1_000 * (MODERATE_SECS / SECS));
       const modB = redis ? await creds(gateB, 'redis-moderate', 1_000 * (MODERATE_SECS / SECS)) : undefined;
       const ma = await measure(`${A}/bare/x`, MODERATE);
+      const mf = await measure(`${A}/floor/x`, MODERATE);
       const mb = await measure(`${A}/timed/x`, { ...MODERATE, auth: timedA });
       const mbn = await measure(`${B}/timed/x`, { ...MODERATE, auth: timedB });
       const mc = await measure(`${A}/single`, { ...MODERATE, credsFile: modA.run }, modA.warm);
@@ -191,6 +201,7 @@ export async function runPaid(): Promise<string[]> {
       });
       moderate.push(
         mrow('(a) no gate', ma),
+        mrow('(f) auth_request to a Node server that decides nothing', mf),
         mrow('(b) timed, nginx auth cache', mb),
         mrow('(b) timed, l402d every request', mbn),
         mrow('(c) single-use, SQLite claim', mc),
