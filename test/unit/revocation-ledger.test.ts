@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import type { Ledger, Revocation } from '../../src/store/ledger.js';
+import type { Ledger, Revocation, Sale } from '../../src/store/ledger.js';
+import { SqliteLedger } from '../../src/store/ledger-sqlite.js';
+import Database from 'better-sqlite3';
 import { hex, ledgerContract } from './ledger-contract.js';
 import { FRESH_MS, REFRESH_MS, RevocationCache } from '../../src/server/revocations.js';
 
@@ -31,6 +33,44 @@ test('SQLite ledger: the same, and shared by two connections to one file (two l4
     assert.equal(await two.ledger().revocationGeneration(), await one.ledger().revocationGeneration());
     assert.equal((await two.ledger().recordSales([{ id: hex('a'), rail: 'lightning', route: '/premium', amountMsat: 1, at: Date.now() }]))[0], false, 'the other process sees it recorded');
   } finally {
+    await one.close();
+    await two.close();
+  }
+});
+
+test('SQLite ledger: at most its cap of sales, the oldest dropped first, counted across processes and after an older version wrote uncounted rows', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'l402-ledger-cap-'));
+  dirs.push(d);
+  const file = join(d, 'l402.db');
+  const one = new SqliteStore(file);
+  const two = new SqliteStore(file);
+  const raw = new Database(file);
+  try {
+    const cap = 50;
+    const base = Date.now() - 10_000_000;
+    const a = new SqliteLedger((one as unknown as { db: Database.Database }).db, cap);
+    const b = new SqliteLedger((two as unknown as { db: Database.Database }).db, cap);
+    const sale = (i: number): Sale => ({ id: `s${String(i).padStart(4, '0')}`, rail: 'lightning', route: '/r', amountMsat: 1, at: base + i, access: 'per-request' });
+    const ids = () => (raw.prepare('SELECT id FROM sales ORDER BY at').all() as Array<{ id: string }>).map((r) => r.id);
+    let i = 0;
+    while (i < 40) await a.recordSales(Array.from({ length: 7 }, () => sale(i++)));
+    assert.equal(ids().length, 42, 'under the cap nothing is dropped');
+    // Another process adds to the same count; a repeat adds nothing.
+    while (i < 120) await (i % 2 ? a : b).recordSales([sale(i++), sale(i++), sale(i++), sale(0)]);
+    assert.deepEqual(ids(), Array.from({ length: cap }, (_, k) => sale(i - cap + k).id), 'the newest 50 kept');
+    // A process of an older version wrote rows without counting them: the next process counts them on its first write.
+    const insert = raw.prepare("INSERT INTO sales (id, at, route, rail, amount_msat) VALUES (?, ?, '/r', 'lightning', 1)");
+    for (let k = 0; k < 30; k++) insert.run(`old${k}`, base + i + k);
+    i += 30;
+    await a.recordSales([sale(i++)]);
+    assert.equal(ids().length, cap + 30, 'a process that counted already does not see them (it never trims more than it knows)');
+    const c = new SqliteLedger(raw, cap);
+    await c.recordSales([sale(i++)]);
+    assert.equal(ids().length, cap, 'recounted, and trimmed to the cap');
+    assert.equal((raw.prepare("SELECT value FROM ledger_meta WHERE name = 'sales'").get() as { value: number }).value, cap);
+    assert.equal(ids().at(-1), sale(i - 1).id);
+  } finally {
+    raw.close();
     await one.close();
     await two.close();
   }
