@@ -84,7 +84,9 @@ export class SalesRecorder {
       if (!recorded[i]) return;
       m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
       m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
-      this.log.info({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
+      // Debug only: the request's decision line is its log line at info (a second line per single-use request
+      // was a twentieth of its cost); the sale is in the ledger and /metrics.
+      this.log.debug({ event: 'sale', route: sale.route, rail: sale.rail, amount_msat: sale.amountMsat }, 'sale recorded');
     });
   }
 
