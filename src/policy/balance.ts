@@ -52,6 +52,8 @@ export interface BalanceDeps {
 export interface BalanceClock {
   deadlineAt: number;
   signal: AbortSignal;
+  /** Whether `signal` is aborted (read without making one). */
+  readonly passed: boolean;
 }
 
 /** Balances (and their credit marks) outlive their credential's minted expiry by this much. */
@@ -141,7 +143,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
     }
     // Ecash on a credential never drawn yet: its first payment goes in first, so what is left is told right.
     if (c.cashuToken !== undefined && c.saleProven) await credit(c.soldMsat, 'sale', c.paymentHash.toString('hex'));
-    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) throw new Error('deadline');
+    if (clock.passed || Date.now() >= clock.deadlineAt) throw new Error('deadline');
     let r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     // The first payment is credited when it is first needed (once: keyed by its payment hash).
     // Whoever credits it (this request or a concurrent one), the draw is tried again when it now fits.
@@ -149,7 +151,7 @@ export async function drawFromBalance(req: GateRequest & { path: string }, route
       r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
     }
     // Drawn after the deadline: the answer is 503 (not served), so the draw goes back.
-    if (r.ok && clock.signal.aborted) throw new Error('draw landed after the deadline');
+    if (r.ok && clock.passed) throw new Error('draw landed after the deadline');
     if (!r.ok) return { outcome: 'challenge', route, reason: 'balance_empty', balanceMsat: r.balanceMsat };
     return { outcome: 'allow', route, reason: 'paid', rail: 'lightning', tokenId: c.tokenId.toString('hex'), paymentHash: c.paymentHash.toString('hex'), validUntil: c.validUntil, mintedValidUntil: c.mintedValidUntil, singleUse: false, balanceMsat: r.balanceMsat };
   } catch {

@@ -193,23 +193,23 @@ export interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
   readonly signal: AbortSignal;
+  /** Whether `signal` is aborted, without making one (an AbortController per claim was a share of a decision). */
+  readonly passed: boolean;
   /** What a decision still waiting at the deadline is waiting for (the 503's reason). */
   waitingOn: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable';
 }
 
-export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+export function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
   const now = Date.now();
   // A sent time in the future (nginx's clock ahead of ours) counts as now: only ever shortens the deadline.
   const deadlineAt = Math.min(now, deps.sentAt !== undefined && Number.isFinite(deps.sentAt) ? deps.sentAt : now) + (deps.deadlineMs ?? DECISION_DEADLINE_MS);
   // The whole decision answers by the deadline. The timer and nginx's close are macrotasks, and a decision
   // that got its last answer before them completes in microtasks: so either the decision's own answer is
-  // the one given, or every step that lands later sees `signal.aborted` and undoes what it took (claims).
-  let answerLate!: () => void;
-  const late = new Promise<Decision>((resolve) => {
-    answerLate = () => resolve(lateAnswer(req, deps, clock.waitingOn));
-  });
-  // The deadline's AbortSignal is made only when a step asks for it (a store claim, a Cashu swap): most
-  // decisions finish without one, and making one per request was a measurable share of a decision.
+  // the one given (the first resolve wins), or every step that lands later sees `clock.passed` and undoes
+  // what it took (claims). One promise, settled by whichever comes first (a race of two cost a share of a
+  // decision).
+  // The deadline's AbortSignal is made only when a step asks for it (a Cashu swap): most decisions finish
+  // without one, and making one per request was a measurable share of a decision.
   let gone: AbortController | undefined;
   let passed = false;
   const clock: Clock = {
@@ -222,22 +222,36 @@ export async function decide(req: GateRequest, deps: DecideDeps): Promise<Decisi
       }
       return gone.signal;
     },
+    get passed() {
+      return passed;
+    },
   };
-  const onGone = () => {
-    if (passed) return;
-    passed = true;
-    answerLate();
-    gone?.abort();
-  };
-  const timer = setTimeout(onGone, Math.max(0, deadlineAt - now));
-  if (deps.signal?.aborted) onGone();
-  else deps.signal?.addEventListener('abort', onGone, { once: true });
-  try {
-    return await Promise.race([decideNow(req, deps, clock), late]);
-  } finally {
-    clearTimeout(timer);
-    deps.signal?.removeEventListener('abort', onGone);
-  }
+  return new Promise<Decision>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      deps.signal?.removeEventListener('abort', onGone);
+    };
+    const onGone = () => {
+      if (passed) return;
+      passed = true;
+      done();
+      resolve(lateAnswer(req, deps, clock.waitingOn));
+      gone?.abort();
+    };
+    const timer = setTimeout(onGone, Math.max(0, deadlineAt - now));
+    if (deps.signal?.aborted) onGone();
+    else deps.signal?.addEventListener('abort', onGone, { once: true });
+    decideNow(req, deps, clock).then(
+      (d) => {
+        done();
+        resolve(d);
+      },
+      (e: unknown) => {
+        done();
+        reject(e);
+      },
+    );
+  });
 }
 
 /** A decision still waiting at its deadline: 503, except on a shadow (dry-run) route, which never blocks. */
@@ -377,7 +391,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
     // Slow lookups (auto-detect, a slow store) ran past what nginx waits for: it has answered 503, so the
     // credential must not be spent now.
     clock.waitingOn = 'store_unavailable';
-    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
+    if (clock.passed || Date.now() >= clock.deadlineAt) return { outcome: 'unavailable', route, reason: 'store_unavailable' };
     // The spent mark lives as long as the credential could still verify: its minted expiry (plus grace), or
     // for ever. Never an expiry the holder appended: the original credential, without it, verifies longer.
     const ttl = auth.mintedValidUntil === undefined ? undefined : auth.mintedValidUntil - auth.now + CLAIM_GRACE_SECS;
@@ -404,7 +418,7 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
         else if (held !== undefined) break;
       }
       // Landed after the deadline (or nginx went away): the answer is 503, so the claim goes back.
-      if (first && clock.signal.aborted) throw new Error('claim landed after the deadline');
+      if (first && clock.passed) throw new Error('claim landed after the deadline');
     } catch {
       // Answered 503, so not served: if the claim lands after all, give it back for the payer's retry.
       void abandonClaim(deps.store, key, mine);

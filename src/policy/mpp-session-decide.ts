@@ -132,9 +132,9 @@ async function drawSession(req: GateRequest & { path: string }, route: RouteConf
   const owner = randomBytes(12).toString('base64url');
   try {
     clock.waitingOn = 'store_unavailable';
-    if (clock.signal.aborted || Date.now() >= clock.deadlineAt) throw new Error('deadline');
+    if (clock.passed || Date.now() >= clock.deadlineAt) throw new Error('deadline');
     const r = await withTimeout(store.drawBalance(key, price, drawId, owner, DRAW_HOLD_SECS), left(), 'balance draw');
-    if (r.ok && clock.signal.aborted) throw new Error('draw landed after the deadline');
+    if (r.ok && clock.passed) throw new Error('draw landed after the deadline');
     if (!r.ok) return refuse(route, 'insufficient_balance');
     return {
       outcome: 'allow',
