@@ -43,7 +43,10 @@ export interface BalanceLedger {
   creditBalance(key: string, amountMsat: number, creditId: string, ttlSecs?: number): Promise<{ credited: boolean; balanceMsat: number }>;
   /**
    * Takes `amountMsat` if at least that much is left; recorded under `drawId` for `holdSecs` (owned by `owner`).
-   * A draw id already recorded is not drawn again: it answers ok, and the record passes to this `owner`.
+   * A draw id already recorded for at least `amountMsat` is not drawn again (nginx's retry of one request): it
+   * answers ok, and the record passes to this `owner`. Recorded for less (the same request redirected inside
+   * nginx to a dearer route of the plan), only the difference is taken and the record raised to `amountMsat`;
+   * when the difference is not left, the earlier draw is given back with its record and the answer is not ok.
    */
   drawBalance(key: string, amountMsat: number, drawId: string, owner: string, holdSecs: number): Promise<{ ok: boolean; balanceMsat: number }>;
   /** Gives back the draw recorded under `drawId` (only while `owner` holds it, when given), once. */

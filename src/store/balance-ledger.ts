@@ -30,8 +30,23 @@ export function drawSync(kv: SyncKv, key: string, amountMsat: number, drawId: st
   const now = msat(kv.get(key));
   const mark = kv.get(drawMark(key, drawId));
   if (mark !== undefined) {
-    kv.set(drawMark(key, drawId), `${mark.split('|')[0]}|${owner}`, holdSecs);
-    return { ok: true, balanceMsat: now };
+    const had = msat(mark.split('|')[0]);
+    if (amountMsat <= had) {
+      kv.set(drawMark(key, drawId), `${had}|${owner}`, holdSecs);
+      return { ok: true, balanceMsat: now };
+    }
+    // The same request at a higher price (an internal redirect to a dearer route of the plan): the difference.
+    const more = amountMsat - had;
+    if (now < more) {
+      // Not served at that price: what it drew before goes back with the record.
+      kv.del(drawMark(key, drawId));
+      if (kv.get(key) === undefined) return { ok: false, balanceMsat: 0 };
+      kv.update(key, String(now + had));
+      return { ok: false, balanceMsat: now + had };
+    }
+    kv.update(key, String(now - more));
+    kv.set(drawMark(key, drawId), `${amountMsat}|${owner}`, holdSecs);
+    return { ok: true, balanceMsat: now - more };
   }
   if (now < amountMsat) return { ok: false, balanceMsat: now };
   kv.update(key, String(now - amountMsat));

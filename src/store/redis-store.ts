@@ -34,11 +34,24 @@ return {1, b}`;
 
 const DRAW_BALANCE = `local b = tonumber(redis.call('GET', KEYS[1]) or '0')
 local m = redis.call('GET', KEYS[2])
+local a = tonumber(ARGV[1])
 if m then
-  redis.call('SET', KEYS[2], string.match(m, '^[^|]*') .. '|' .. ARGV[2], 'PX', ARGV[3])
+  local drawn = string.match(m, '^[^|]*')
+  local had = tonumber(drawn) or 0
+  if a <= had then
+    redis.call('SET', KEYS[2], drawn .. '|' .. ARGV[2], 'PX', ARGV[3])
+    return {1, b}
+  end
+  if b < a - had then
+    redis.call('DEL', KEYS[2])
+    if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+    b = redis.call('INCRBY', KEYS[1], drawn)
+    return {0, b}
+  end
+  b = redis.call('DECRBY', KEYS[1], a - had)
+  redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
   return {1, b}
 end
-local a = tonumber(ARGV[1])
 if b < a then return {0, b} end
 b = redis.call('DECRBY', KEYS[1], a)
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])

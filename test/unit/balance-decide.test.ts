@@ -80,6 +80,26 @@ test('a payment buys balance_msat; each request draws its route price; the plan 
   assert.equal(await d.store.getBalance(storeKeys.balance(decodeTokenId(c.macaroon))), 1000);
 });
 
+test('an internal redirect (the same request id) to a dearer route of the plan draws the difference; to a cheaper one nothing; short: 402 and the first draw back', async () => {
+  const d = deps();
+  const { auth } = await buy('/api/a');
+  const id = randomBytes(16).toString('hex');
+  assert.deepEqual(left(await decide(req('/api/a', auth, { requestId: id }), d)), 17000);
+  // nginx redirected the same request (try_files, index, error_page) to /api/b: 5000 in all, not 3000.
+  assert.deepEqual(left(await decide(req('/api/b', auth, { requestId: id }), d)), 15000);
+  assert.deepEqual(left(await decide(req('/api/a', auth, { requestId: id }), d)), 15000, 'back to the cheaper route: nothing more');
+  const rel = { routes: new RouteTable(cfg.routes), rootKeys: [MASTER], store: d.store, storeTimeoutMs: 1000, cashu: false };
+  assert.equal(await releaseClaim(req('/api/b', auth, { requestId: id }), rel), 'released');
+  assert.deepEqual(left(await decide(req('/api/a', auth, { requestId: randomBytes(16).toString('hex') }), d)), 17000, 'the whole 5000 was given back');
+  // 17000 - 5000 - 5000 - 3000 = 4000 left: a request drawn 3000 at /api/a cannot pay /api/b's 2000 more.
+  for (const p of ['/api/b', '/api/b', '/api/a']) await decide(req(p, auth), d);
+  const short = randomBytes(16).toString('hex');
+  const first = await decide(req('/api/a', auth, { requestId: short }), d);
+  assert.deepEqual([first.outcome, left(first)], ['allow', 1000]);
+  const redirected = await decide(req('/api/b', auth, { requestId: short }), d);
+  assert.deepEqual([redirected.outcome, redirected.reason, left(redirected)], ['challenge', 'balance_empty', 4000], 'not served: the 3000 drawn at /api/a is back');
+});
+
 test('a top-up keeps the credential: bound to its token id, credited once, its preimage useless to any other credential', async () => {
   const d = deps();
   const one = await buy('/solo');

@@ -61,6 +61,19 @@ for (const [name, make, skip] of makers) {
     assert.deepEqual(await s.refundDraw(k, 'd1'), { refunded: true, balanceMsat: 10_000 });
     assert.deepEqual(await t.refundDraw(k, 'd1'), { refunded: false, balanceMsat: 10_000 }, 'given back once');
     assert.deepEqual(await s.refundDraw(k, 'never'), { refunded: false, balanceMsat: 10_000 });
+    // The same request at a higher price (nginx redirected it internally to a dearer route of the plan): only the
+    // difference is drawn, and a refund gives back the whole; at a lower price nothing more is drawn.
+    assert.deepEqual(await s.drawBalance(k, 1000, 'r1', 'o1', 60), { ok: true, balanceMsat: 9000 });
+    assert.deepEqual(await t.drawBalance(k, 4000, 'r1', 'o2', 60), { ok: true, balanceMsat: 6000 });
+    assert.deepEqual(await s.drawBalance(k, 2000, 'r1', 'o3', 60), { ok: true, balanceMsat: 6000 });
+    assert.deepEqual(await s.refundDraw(k, 'r1', 'o2'), { refunded: false, balanceMsat: 6000 }, 'the record passed to o3');
+    assert.deepEqual(await s.refundDraw(k, 'r1'), { refunded: true, balanceMsat: 10_000 }, 'the whole 4000 given back');
+    // A difference that is not left: not served at that price, so the earlier draw goes back with its record.
+    assert.deepEqual(await s.drawBalance(k, 9000, 'r2', 'o', 60), { ok: true, balanceMsat: 1000 });
+    assert.deepEqual(await t.drawBalance(k, 10_500, 'r2', 'o', 60), { ok: false, balanceMsat: 10_000 });
+    assert.deepEqual(await s.refundDraw(k, 'r2'), { refunded: false, balanceMsat: 10_000 }, 'nothing left to give back');
+    assert.deepEqual(await s.drawBalance(k, 10_000, 'r2', 'o', 60), { ok: true, balanceMsat: 0 }, 'drawn afresh');
+    assert.deepEqual(await s.refundDraw(k, 'r2'), { refunded: true, balanceMsat: 10_000 });
     // A storm of draws from two connections: exactly floor(10000/700) = 14 succeed, nothing is lost.
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? s : t).drawBalance(k, 700, `storm${i}`, 'o', 60)));
     assert.equal(results.filter((r) => r.ok).length, 14);
