@@ -104,6 +104,39 @@ test('pay once, draw down, 402 with what is left and a top-up that keeps the cre
   assert.equal(await s.gate.gate.parts.store.getBalance(key), 5000, 'every draw given back');
 });
 
+test('an internal redirect (try_files) from a cheap route of a plan to a dearer one pays the dearer price once, not the cheap one', { skip: !nginxBin && 'nginx not installed', timeout: 120_000 }, async () => {
+  const site = cleanup.use(await startCountingUpstream());
+  const docroot = mkdtempSync(join(tmpdir(), 'l402-redirect-root-'));
+  cleanup.add(() => rmSync(docroot, { recursive: true, force: true }));
+  const s = await startStack(cleanup, {
+    extraRoutes: `  - { match: /cheap/, amount_msat: 1000, access: balance, balance_msat: 20000, plan: redir }
+  - { match: /dear/, amount_msat: 5000, access: balance, balance_msat: 20000, plan: redir }
+`,
+    // No file matches, so try_files ends in an internal redirect to /dear/ after /cheap/'s auth_request passed:
+    // nginx runs /dear/'s auth_request again with the same $request_id.
+    extra: (dir) =>
+      `location /cheap/ { include ${dir}/protect.conf; include ${dir}/balance.conf; root ${docroot}; try_files $uri /dear/from-cheap; }
+       location /dear/ { include ${dir}/protect.conf; include ${dir}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; }`,
+  });
+  const get = (path: string, auth?: string) => http1(s.origin + path, { headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) } });
+  const { auth } = await s.buy('/cheap/x');
+  const r = await get('/cheap/x', auth);
+  assert.equal(r.status, 200, r.body);
+  assert.equal(site.hits, 1, 'served by /dear/');
+  assert.equal(r.headers['x-l402-balance-msat'], '15000', 'the dearer route price was drawn, once');
+  const direct = await get('/dear/y', auth);
+  assert.equal(direct.status, 200, direct.body);
+  assert.equal(direct.headers['x-l402-balance-msat'], '10000');
+  const cheap = await http1(s.origin + '/cheap/z', { headers: { accept: 'application/json', authorization: auth } });
+  assert.equal(cheap.headers['x-l402-balance-msat'], '5000', 'every redirected request pays the dearer price');
+  // 5000 left: one more redirected request fits; then the redirect finds too little and answers 402, and what
+  // /cheap/ drew for it is given back.
+  assert.equal((await get('/cheap/w', auth)).headers['x-l402-balance-msat'], '0');
+  const empty = await get('/dear/v', auth);
+  assert.equal(empty.status, 402, empty.body);
+  assert.equal(site.hits, 4);
+});
+
 test('storm: concurrent requests on one balance across two l402d processes on one Redis never overdraw and never lose a draw', { skip: (!nginxBin || !redisBin) && 'nginx or redis-server not installed', timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-balance-storm-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
