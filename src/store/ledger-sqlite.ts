@@ -95,10 +95,8 @@ export class SqliteLedger implements Ledger {
       for (const e of earned.values()) this.stmts.addEarnings.run(e.bucket, e.route, e.rail, e.msat, e.sales);
       // Once per process, the count is taken from the rows themselves: a process of an older version sharing
       // the file added rows without counting them (the count then only ever falls short: fewer rows trimmed).
-      if (!this.counted) {
-        this.stmts.recount.run();
-        this.counted = true;
-      } else if (earned.size > 0) this.stmts.addCount.run(fresh.filter(Boolean).length);
+      if (!this.counted) this.stmts.recount.run();
+      else if (earned.size > 0) this.stmts.addCount.run(fresh.filter(Boolean).length);
       if (trim) {
         const start = retentionStart();
         const old = this.stmts.trimOld.run(start).changes;
@@ -120,7 +118,10 @@ export class SqliteLedger implements Ledger {
   }
 
   async recordSales(sales: readonly Sale[]): Promise<boolean[]> {
-    return this.insertSales(sales);
+    const fresh = this.insertSales(sales);
+    // Only once the transaction that recounted has committed (a rolled-back one recounts again next time).
+    this.counted = true;
+    return fresh;
   }
 
   async recentSales(limit: number): Promise<Sale[]> {
