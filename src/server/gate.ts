@@ -430,7 +430,7 @@ export class Gate {
     }
     // A close of a session closed already: the refusal says what its close paid (the client's answer may have been lost).
     if (outcome === 'invalid' && reason === 'mpp_session_closed' && !sessionClosed && req.path !== undefined) {
-      const route = this.routes.lookup(req.path);
+      const route = this.routes.lookup(req.path, req.routePin);
       if (route && route.access === 'balance' && otherSchemeOf(req, route) === 'mpp') {
         const ledger = this.sessionLedger(route);
         // Refused as closed because it was idle: the server closes it now, with its refund, if no process has yet.
@@ -742,7 +742,8 @@ export class Gate {
 
   /** Performs an MPP session's topUp or close (see mpp-session-render.ts). */
   private async manageSession(req: GateRequest): Promise<Awaited<ReturnType<typeof manageSession>>> {
-    const route = req.path === undefined ? undefined : this.routes.lookup(req.path);
+    // The route the decision used: the location's pin, when it set one (a pinned route is never found by path).
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin);
     if (!route || req.path === undefined || route.access !== 'balance' || otherSchemeOf(req, route) !== 'mpp') return { ok: false, reason: 'mpp_session_malformed_credential' };
     const cfg = this.parts.config;
     const log = this.parts.log;

@@ -42,6 +42,7 @@ routes:
   - { match: /fl-ok, amount_msat: 2000, access: balance, balance_msat: 10000, plan: fl, schemes: [l402, mpp] }
   - { match: /fl-dead, amount_msat: 2000, access: balance, balance_msat: 10000, plan: fl, schemes: [l402, mpp] }
   - { match: /idle, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], session_idle_secs: 2 }
+  - { id: pinsess, match: /pinsess, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], pinned: true }
 `;
 const PATHS = ['/sess', '/other', '/plan-a', '/plan-b', '/fl-ok', '/idle'];
 
@@ -160,7 +161,9 @@ before(async () => {
   const locations =
     PATHS.map((p) => `location ${p} { ${inc(p)} proxy_pass http://127.0.0.1:${up.port}; }`).join('\n') +
     // An upstream that refuses every connection: nginx's own 502 after the gate let the request through.
-    `\nlocation /fl-dead { ${inc('/fl-dead')} proxy_pass http://127.0.0.1:1; }`;
+    `\nlocation /fl-dead { ${inc('/fl-dead')} proxy_pass http://127.0.0.1:1; }` +
+    // A route found only through the pin its location sets (pinned: true is never found by path).
+    `\nlocation /pinsess { set $l402_route_pin pinsess; ${inc('/pinsess')} proxy_pass http://127.0.0.1:${up.port}; }`;
   const tlsPort = await freePort();
   const plainPort = await freePort();
   cleanup.use(
@@ -232,6 +235,22 @@ test('open, bearer draws with the balance told, top-up (credited once), close re
   assertRefused(await get(tlsOrigin + '/sess', { authorization: await topUp(tlsOrigin, '/sess', s) }), 'session-closed');
   assert.equal(wallet.paidMsat(s.returnHash), 8000);
   assert.equal(up.hits, 6);
+});
+
+test('a pinned session route: open, topUp and close are decided and performed on the route its location pinned', { skip }, async () => {
+  up.reset();
+  const { s, opened } = await open(tlsOrigin, '/pinsess');
+  assert.equal(opened.status, 200, opened.body);
+  assert.equal(opened.headers['x-l402-balance-msat'], '8000');
+  const t = await topUp(tlsOrigin, '/pinsess', s);
+  const r = await get(tlsOrigin + '/pinsess', { authorization: t }, 'POST');
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.headers['x-l402-balance-msat'], '18000');
+  const c = await get(tlsOrigin + '/pinsess', { authorization: s.close() });
+  assert.equal(c.status, 200, c.body);
+  assert.deepEqual(JSON.parse(c.body), { status: 'closed', refundSats: 18, refundStatus: 'succeeded' });
+  assert.equal(assertRefused(await get(tlsOrigin + '/pinsess', { authorization: s.close() }), 'session-closed').refundSats, 18);
+  assert.equal(up.hits, 1);
 });
 
 test('a session is refused on another route; a plan\'s session draws on every route of its plan; nobody draws another\'s session', { skip }, async () => {
