@@ -24,13 +24,13 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
 
+  /** Set when the WAL is checkpointed by a worker thread (`backgroundCheckpoints`; see sqlite-checkpointer.ts). */
+  readonly checkpointer?: BackgroundCheckpointer;
+
   /**
    * `durability: 'normal'` (default) survives process crashes; a power failure may lose the last commits
    * (and so let those single-use credentials pass once more). `'full'` syncs every claim to disk.
    */
-  /** Set when the WAL is checkpointed by a worker thread (`backgroundCheckpoints`; see sqlite-checkpointer.ts). */
-  readonly checkpointer?: BackgroundCheckpointer;
-
   constructor(path: string, durability: 'normal' | 'full' = 'normal', o: { backgroundCheckpoints?: boolean } = {}) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path);
