@@ -10,7 +10,8 @@
 // (revocation) belongs before drawFromBalance.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { storeKeys } from './store-keys.js';
-import { cashuPaymentId, ownRequestId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
+import { cashuPaymentId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
+import { ownRequestId } from './claims.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
 import type { RouteConfig } from './route-config.js';
 import type { Decision, GateRequest } from './decide.js';

@@ -4,7 +4,6 @@
 // this record (the token's hash must match) and answers as the first attempt did, instead of 400 for ecash
 // the gate already has. Only that request id finds it; any other request sending the token is a replay.
 import { createHash } from 'node:crypto';
-import { REQUEST_ID } from './claims.js';
 
 /** How long the record is kept: far longer than nginx retries a request. */
 export const TAKEN_RECORD_SECS = 3600;
@@ -12,11 +11,6 @@ export const TAKEN_RECORD_SECS = 3600;
 /** The id of a Cashu token as a payment: SHA-256 of its text, hex (also its credit id and sale id). */
 export function cashuPaymentId(token: string): string {
   return createHash('sha256').update(token).digest('hex');
-}
-
-/** nginx's request id, when the request has a valid one (only then can a retry be told from a replay). */
-export function ownRequestId(requestId: string | undefined): string | undefined {
-  return requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined;
 }
 
 /**

@@ -25,6 +25,11 @@ export function claimToken(): string {
 /** nginx's $request_id: 32 lowercase hex digits (16 random bytes), the same for a request, its auth subrequest and nginx's retries of it. */
 export const REQUEST_ID = /^[0-9a-f]{32}$/;
 
+/** nginx's request id, when the request has a valid one (only then can a retry be told from a replay). */
+export function ownRequestId(requestId: string | undefined): string | undefined {
+  return requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined;
+}
+
 /**
  * The claim value of one attempt at deciding one client request: `claim:req:<request id>:<random>`. nginx's
  * retry of the same auth subrequest on another l402d finds a claim of its own request (claimOwnedBy: not a
@@ -33,12 +38,12 @@ export const REQUEST_ID = /^[0-9a-f]{32}$/;
  * Without a valid id (standalone mode, a missing or malformed header) a random value, as claimToken().
  */
 export function requestClaimToken(requestId: string | undefined): string {
-  return requestId !== undefined && REQUEST_ID.test(requestId) ? `claim:req:${requestId}:${attemptId()}` : claimToken();
+  return ownRequestId(requestId) !== undefined ? `claim:req:${requestId}:${attemptId()}` : claimToken();
 }
 
 /** A claim value written for this client request (by any attempt at it); false without a valid id. */
 export function claimOwnedBy(value: string | undefined, requestId: string | undefined): boolean {
-  return value !== undefined && requestId !== undefined && REQUEST_ID.test(requestId) && value.startsWith(`claim:req:${requestId}:`);
+  return value !== undefined && ownRequestId(requestId) !== undefined && value.startsWith(`claim:req:${requestId}:`);
 }
 
 /** Never rejects: gives up (false) after `forMs` without an answer. */

@@ -8,7 +8,7 @@ import { requestCredential } from './credential-cookie.js';
 import { checkNgxL402Caveats, decodeMacaroonV1, looksLikeV1 } from '../protocol/ngx-l402.js';
 import { storeKeys } from './store-keys.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
-import { abandonClaim, claimOwnedBy, requestClaimToken } from './claims.js';
+import { abandonClaim, claimOwnedBy, ownRequestId, requestClaimToken } from './claims.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { CashuAcceptor, ClaimStore } from './ports.js';
 import { soldScope, type RouteConfig } from './route-config.js';
@@ -22,7 +22,7 @@ import { DECISION_DEADLINE_MS } from './budget.js';
 import { authenticateOtherScheme, otherSchemeOf, type OtherSchemeReason } from './pay-schemes.js';
 import { decideSession, type SessionManagement, type SessionReason } from './mpp-session-decide.js';
 import type { DecodedInvoiceFacts } from '../protocol/mpp-session.js';
-import { cashuPaymentId, ownRequestId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
+import { cashuPaymentId, TAKEN_RECORD_SECS, takenMsat, takenRecord } from './cashu-taken.js';
 
 export interface GateRequest {
   /** Normalised path (see normalizePath); undefined when the path was unusable. */

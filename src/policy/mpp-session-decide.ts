@@ -7,7 +7,7 @@
 import { checkReturnInvoice, sessionReceipt, verifySessionCredential, type DecodedInvoiceFacts, type SessionFailure } from '../protocol/mpp-session.js';
 import { checkSession, openSession, type SessionLedgerDeps, type SessionRefusal } from './mpp-session-ledger.js';
 import { abandonDraw, DRAW_HOLD_SECS } from './balance.js';
-import { REQUEST_ID } from './claims.js';
+import { ownRequestId } from './claims.js';
 import { soldScope, type RouteConfig } from './route-config.js';
 import { storeKeys } from './store-keys.js';
 import type { Clock, DecideDeps, Decision, GateRequest } from './decide.js';
@@ -128,7 +128,7 @@ async function drawSession(req: GateRequest & { path: string }, route: RouteConf
   const left = () => Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now());
   // nginx's retry of this request (another l402d) finds this draw and does not draw again; an upstream
   // failure gives exactly this request's draw back.
-  const drawId = req.requestId !== undefined && REQUEST_ID.test(req.requestId) ? req.requestId : randomBytes(16).toString('hex');
+  const drawId = ownRequestId(req.requestId) ?? randomBytes(16).toString('hex');
   const owner = randomBytes(12).toString('base64url');
   try {
     clock.waitingOn = 'store_unavailable';

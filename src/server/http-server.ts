@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
-import { REQUEST_ID } from '../policy/claims.js';
+import { ownRequestId } from '../policy/claims.js';
 import { upstreamFailure, type Gate } from './gate.js';
 import type { Rendered } from './render.js';
 import { buildManifest } from './manifest.js';
@@ -423,7 +423,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // route_pins: required: a location without a pin has no route at all (NO_PIN names none), never the path's.
       const routePin = one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
       if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
-      const gr = gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers, { uri: rawUri, requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined, routePin });
+      const gr = gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers, { uri: rawUri, requestId: ownRequestId(requestId), routePin });
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
