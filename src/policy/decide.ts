@@ -322,8 +322,12 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
       clock.waitingOn = 'cashu_unavailable';
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);
       if (r.ok) {
-        // Not waited for: the answer goes out now (a retry can only come after the answer was lost).
-        if (taken !== undefined) void withTimeout(deps.store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(paymentId, r.amountMsat, route.id)), deps.storeTimeoutMs, 'store claim').catch(() => undefined);
+        // Written before the answer: an l402d that dies after taking the ecash but before answering leaves the
+        // record for nginx's retry on another l402d. Not written (store slow or down): the payment was taken,
+        // so the answer is still allow, and only a retry of a lost answer would be refused.
+        if (taken !== undefined) {
+          await withTimeout(deps.store.claimOnce(taken, TAKEN_RECORD_SECS, takenRecord(paymentId, r.amountMsat, route.id)), Math.max(1, Math.min(deps.storeTimeoutMs, clock.deadlineAt - Date.now())), 'store claim').catch(() => undefined);
+        }
         return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: r.amountMsat, paymentId };
       }
       if (r.status === 400) return { outcome: 'cashu_rejected', route, reason: 'cashu_rejected', detail: r.reason };
