@@ -4,7 +4,8 @@
 // at most MAX_WATCHED sessions (the oldest forgotten first). On start it also watches the sessions among the
 // latest SCAN_SALES sales (each session's open is a sale under its id), so a restart or reload forgets none
 // of those; an older one is closed, with its refund, when its client next presents it (the render calls
-// expireSession then).
+// expireSession then). A session this process used is not looked up again before its idle timeout can have
+// passed since that use: a pass reads only the sessions that may be idle, not every one it watches.
 import type { RouteConfig } from '../policy/route-config.js';
 import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
 
@@ -13,7 +14,8 @@ const MAX_WATCHED = 100_000;
 export const SCAN_SALES = 1000;
 
 export class SessionSweeper {
-  private readonly watched = new Map<string, RouteConfig>();
+  /** Session id -> its route and the earliest time (ms) it can be idle as far as this process knows. */
+  private readonly watched = new Map<string, { route: RouteConfig; notBefore: number }>();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
 
@@ -49,15 +51,20 @@ export class SessionSweeper {
     for (const sale of sales) {
       if (sale.access !== 'balance' || !/^[0-9a-f]{64}$/.test(sale.id)) continue;
       const route = routes.find((r) => r.id === sale.route);
-      if (route?.sessionIdleSecs) this.watch(sale.id, route);
+      // Not used here yet: looked up by the next pass (it may have been idle for long).
+      if (route?.sessionIdleSecs) this.add(sale.id, route, 0);
     }
   }
 
+  /** The session was used (opened, drawn on, topped up) by this process now. */
   watch(sessionId: string, route: RouteConfig): void {
-    if (!route.sessionIdleSecs) return;
-    this.watched.delete(sessionId);
+    if (route.sessionIdleSecs) this.add(sessionId, route, Date.now() + route.sessionIdleSecs * 1000);
+  }
+
+  private add(id: string, route: RouteConfig, notBefore: number): void {
+    this.watched.delete(id);
     if (this.watched.size >= MAX_WATCHED) this.watched.delete(this.watched.keys().next().value!);
-    this.watched.set(sessionId, route);
+    this.watched.set(id, { route, notBefore });
   }
 
   /** One pass: each watched session that is idle is closed (once, whichever process gets there first). */
@@ -65,7 +72,9 @@ export class SessionSweeper {
     if (this.running) return;
     this.running = true;
     try {
-      for (const [id, route] of [...this.watched]) {
+      const now = Date.now();
+      for (const [id, { route, notBefore }] of [...this.watched]) {
+        if (notBefore > now) continue;
         try {
           const r = await expireSession(this.ledgerFor(route), id);
           if (r === 'active') continue;
