@@ -120,7 +120,7 @@ export function routeCookieText(header: string | undefined, route: RouteConfig):
  * carry none.
  */
 export function requestCredential(c: CredentialHeaders & { cookie?: string }, route: RouteConfig): CredentialParse {
-  const parsed = parseCredentialRemembered(c);
+  const parsed = parseCredentialRemembered(c, route.access !== 'per-request');
   return parsed.kind === 'none' ? cookieCredential(c.cookie, route) : parsed;
 }
 

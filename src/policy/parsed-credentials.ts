@@ -14,13 +14,18 @@ const ENTRY_OVERHEAD_BYTES = 200;
 const parsed = new Map<string, { p: CredentialParse & { kind: 'l402' }; size: number }>();
 let held = 0;
 
-/** parseCredential, answered from memory for an Authorization value that parsed as an L402 credential before. */
-export function parseCredentialRemembered(h: CredentialHeaders): CredentialParse {
+/**
+ * parseCredential, answered from memory for an Authorization value that parsed as an L402 credential before.
+ * `remember: false` (a route that sells single-use credentials, each sent once) parses without keeping it:
+ * kept, each would outlive two young-generation collections only to be evicted later, and copying those
+ * was most of what a single-use decision left for the collector.
+ */
+export function parseCredentialRemembered(h: CredentialHeaders, remember = true): CredentialParse {
   const auth = h.authorization;
   const known = auth === undefined ? undefined : parsed.get(auth);
   if (known) return known.p;
   const p = parseCredential(h);
-  if (p.kind === 'l402' && p.credential.source === 'authorization' && auth !== undefined && auth.length <= MAX_VALUE_LENGTH) {
+  if (remember && p.kind === 'l402' && p.credential.source === 'authorization' && auth !== undefined && auth.length <= MAX_VALUE_LENGTH) {
     const size = auth.length * 2 + p.credential.macaroon.length + ENTRY_OVERHEAD_BYTES;
     parsed.set(auth, { p, size });
     held += size;

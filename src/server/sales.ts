@@ -7,7 +7,11 @@ import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Metrics } from './metrics.js';
 
-/** Token ids this process knows are recorded (oldest forgotten first): saves a store write per reuse. */
+/**
+ * Ids of reusable credentials' sales this process knows are recorded (oldest forgotten first): saves a store
+ * write per reuse. Single-use sales are not kept: their credential is never accepted again (the store's
+ * insert dedupes an nginx retry), and keeping each id only made it outlive young-generation collections.
+ */
 const KNOWN_MAX = 20_000;
 /** Sales whose write failed, kept for the next attempt (oldest dropped beyond this). */
 const RETRY_MAX = 10_000;
@@ -80,7 +84,7 @@ export class SalesRecorder {
     const m = this.metrics?.();
     batch.forEach((sale, i) => {
       if (recorded[i] === undefined) return;
-      this.remember(sale.id);
+      if (sale.access === 'timed' || sale.access === 'indefinite') this.remember(sale.id);
       if (!recorded[i]) return;
       m?.inc('l402_revenue_msat_total', { route: sale.route, rail: sale.rail }, sale.amountMsat);
       m?.inc('l402_sales_total', { route: sale.route, rail: sale.rail });
