@@ -2,8 +2,19 @@
 // MPP sessions, pins, the discovery documents), attacked through real nginx.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cleanup, http1, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
-import { startStack, type Stack } from './gate-fixture.js';
+import { Agent, request as httpRequest } from 'node:http';
+import { connect as connectH2 } from 'node:http2';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { mintLocalCredential, startStack, TEST_ROOT_KEY, writeSnippets, type Stack } from './gate-fixture.js';
+import { startGateProcess, withUpstream } from './gate-process.js';
+import { parseConfig } from '../../src/config/config.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { storeKeys } from '../../src/policy/store-keys.js';
+import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
+import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import { cookieScope } from '../../src/policy/credential-cookie.js';
 
 const nginxBin = requireTool('nginx');
@@ -45,4 +56,78 @@ test('a prepaid balance cookie is SameSite=Strict: a cross-site link or redirect
   const topped = await postCookie(form(`L402 ${macaroon}:${'11'.repeat(32)}`, '/meter/page'));
   assert.equal(topped.status, 303, topped.body);
   assert.match(String(topped.headers['set-cookie']), /; SameSite=Strict$/);
+});
+
+test('storm: one balance drawn over HTTP/1.1 keep-alive and HTTP/2 multiplexed streams at once, two l402d on one SQLite file: never overdrawn, no draw lost', { skip, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s9b-sqlite-storm-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const shop = cleanup.use(await startCountingUpstream());
+  const routes = `lightning: { type: dev }
+routes:
+  - { match: /plan/a, amount_msat: 3000, access: balance, balance_msat: 100000, plan: p }
+  - { match: /plan/b, amount_msat: 7000, access: balance, balance_msat: 100000, plan: p }
+`;
+  const db = join(dir, 'shared.db');
+  const ports = [await freePort(), await freePort()];
+  for (const [i, port] of ports.entries()) {
+    const file = join(dir, `gate-${i}.yaml`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${join(dir, `d${i}`)}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: sqlite, path: ${db} }\nlog: { level: info }\n${routes}`);
+    cleanup.use(await startGateProcess(file, port));
+  }
+  const snippets = join(dir, 'snippets');
+  writeSnippets(parseConfig(routes, { env: {} }), snippets);
+  const h1Port = await freePort();
+  const h2Port = await freePort();
+  const loc = `location /plan/ { include ${snippets}/protect.conf; include ${snippets}/balance.conf; proxy_pass http://127.0.0.1:${shop.port}; }`;
+  cleanup.use(
+    await startNginx({
+      workers: 2,
+      http: `${withUpstream(snippets, `server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16;`)}
+      server { listen 127.0.0.1:${h1Port}; include ${snippets}/server.conf; ${loc} }
+      server { listen 127.0.0.1:${h2Port} http2; include ${snippets}/server.conf; ${loc} }`,
+    }),
+  );
+  const cfg = parseConfig(`root_key: ${TEST_ROOT_KEY}\nstore: { type: sqlite, path: ${db} }\n${routes}`, { env: {} });
+  const cred = await mintLocalCredential(cfg.routes[0]!, '/plan/a');
+  const price = (p: string) => (p === '/plan/b' ? 7000 : 3000);
+  const N = 48;
+  const paths = Array.from({ length: N }, (_, i) => (i % 4 === 0 ? '/plan/b' : '/plan/a'));
+  // HTTP/1.1 over a few keep-alive connections, and HTTP/2 streams multiplexed on one connection, together.
+  const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  cleanup.add(() => agent.destroy());
+  const h1 = (p: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`http://127.0.0.1:${h1Port}${p}`, { agent, headers: { accept: 'application/json', authorization: cred.auth } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.setTimeout(20_000, () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end();
+    });
+  const session = connectH2(`http://127.0.0.1:${h2Port}`);
+  cleanup.add(() => session.destroy());
+  const h2 = (p: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = session.request({ ':path': p, accept: 'application/json', authorization: cred.auth });
+      let status = 0;
+      let body = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.setTimeout(20_000, () => req.close());
+    });
+  const results = await Promise.all(paths.map((p, i) => (i % 2 === 0 ? h1(p) : h2(p))));
+  const statuses = results.map((r) => r.status);
+  assert.ok(statuses.every((x) => x === 200 || x === 402), `only served or 402: ${statuses.join(',')}`);
+  const drawn = results.reduce((a, r, i) => a + (r.status === 200 ? price(paths[i]!) : 0), 0);
+  const store = new SqliteStore(db);
+  cleanup.add(() => store.close());
+  const rest = await store.getBalance(storeKeys.balance(decodeIdentifier(decodeMacaroonBase64(cred.macaroon).identifier)!.tokenId));
+  assert.ok(rest >= 0);
+  assert.equal(drawn + rest, 100000, `every draw accounted for: drawn ${drawn}, left ${rest}`);
+  assert.equal(shop.hits, statuses.filter((x) => x === 200).length, 'the upstream saw exactly the paid requests');
+  for (const [i, r] of results.entries()) if (r.status === 402) assert.ok(Number((JSON.parse(r.body) as { balance_msat: number }).balance_msat) < price(paths[i]!), r.body);
 });
