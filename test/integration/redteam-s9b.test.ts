@@ -27,8 +27,9 @@ before(async () => {
   if (skip) return;
   site = cleanup.use(await startCountingUpstream());
   s = await startStack(cleanup, {
-    extraRoutes: '  - { id: meter, match: /meter/, amount_msat: 2000, access: balance, balance_msat: 10000 }\n',
-    extra: (dir) => `location /meter/ { include ${dir}/protect.conf; include ${dir}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; }`,
+    extraRoutes: '  - { id: meter, match: /meter/, amount_msat: 2000, access: balance, balance_msat: 10000 }\n  - { id: tenant-a-secret, match: /tenant-a/, amount_msat: 77777, pinned: true }\n',
+    extra: (dir) => `location /meter/ { include ${dir}/protect.conf; include ${dir}/balance.conf; proxy_pass http://127.0.0.1:${site.port}; }
+      location /tenant-a/ { set $l402_route_pin tenant-a-secret; include ${dir}/protect.conf; proxy_pass http://127.0.0.1:${site.port}; }`,
   });
 });
 after(() => cleanup.run());
@@ -130,4 +131,18 @@ routes:
   assert.equal(drawn + rest, 100000, `every draw accounted for: drawn ${drawn}, left ${rest}`);
   assert.equal(shop.hits, statuses.filter((x) => x === 200).length, 'the upstream saw exactly the paid requests');
   for (const [i, r] of results.entries()) if (r.status === 402) assert.ok(Number((JSON.parse(r.body) as { balance_msat: number }).balance_msat) < price(paths[i]!), r.body);
+});
+
+test('the discovery documents list no pinned: true route (sold only where a location pins it, maybe on another server): neither its path, id nor price', { skip }, async () => {
+  // It is sold here, where the location pins it...
+  const paid = await http1(s.origin + '/tenant-a/x', { headers: { accept: 'application/json' } });
+  assert.equal(paid.status, 402, paid.body);
+  assert.equal((JSON.parse(paid.body) as { amount_msat: number }).amount_msat, 77777);
+  // ...but the documents are per path, and a path-only reader (any server's client) would be told it.
+  for (const doc of ['/.well-known/l402-services', '/openapi.json']) {
+    const r = await http1(s.origin + doc);
+    assert.equal(r.status, 200, r.body);
+    assert.ok(r.body.includes('/premium'), `${doc} still lists the other routes`);
+    for (const leak of ['/tenant-a/', 'tenant-a-secret', '77777']) assert.ok(!r.body.includes(leak), `${doc} names ${leak}`);
+  }
 });
