@@ -163,11 +163,13 @@ export function checkForCookie(
 
 /**
  * Set-Cookie for a route's credential. SameSite=Lax lets a reusable credential follow a link into the site;
- * a single-use one is Strict, so a cross-site link or redirect cannot spend it.
+ * a cookie whose every use spends (single-use, or a prepaid balance, each request a draw) is Strict, so a
+ * cross-site link or redirect cannot spend it.
  */
 export function credentialSetCookie(route: RouteConfig, value: string, o: { maxAge: number; singleUse: boolean; secure: boolean }): string {
   const { name, path } = cookieScope(route);
-  return formatSetCookie({ name, value, path, maxAge: o.maxAge, secure: o.secure, sameSite: o.singleUse ? 'Strict' : 'Lax' });
+  const spends = o.singleUse || route.access === 'balance';
+  return formatSetCookie({ name, value, path, maxAge: o.maxAge, secure: o.secure, sameSite: spends ? 'Strict' : 'Lax' });
 }
 
 /** Deletes a route's credential cookie (sent with the refusal of a cookie that no longer pays). */

@@ -30,10 +30,20 @@ function caveats(r: RouteConfig, service: string): string[] {
   return out;
 }
 
+/**
+ * The routes the discovery documents (this one and /openapi.json) describe: what a client can buy by path.
+ * Not `manifest_hide` or `dry_run` ones, nor `pinned: true` ones: those are sold only where an nginx location
+ * pins them, perhaps on another server, while these documents are per path and every server serves them
+ * alike, so listing one would tell every server's clients another server's route, path and price.
+ */
+export function listedRoute(r: RouteConfig): boolean {
+  return !r.manifestHide && !r.dryRun && !r.pinned;
+}
+
 export async function buildManifest(cfg: GateConfig, backendKind: string, price: (r: RouteConfig, path: string) => Promise<Price>): Promise<string> {
   const cashu = cfg.cashu;
   const routes: Json[] = [];
-  const listed = cfg.routes.filter((r) => !r.manifestHide && !r.dryRun);
+  const listed = cfg.routes.filter(listedRoute);
   // All at once: with a stalled store each lookup waits its store_ms, so one after another would add up.
   const prices = await Promise.all(listed.map((r) => price(r, r.match.replace(/^(=|\^~)\s*/, ''))));
   for (const [i, r] of listed.entries()) {

@@ -19,6 +19,18 @@ function basicPassword(h: string | undefined): string | undefined {
   return i < 0 ? undefined : text.slice(i + 1);
 }
 
+/**
+ * Without a token, the listener answers whoever reaches it (loopback, as start-up insists, or an SSH tunnel to
+ * it). A web page can reach it too, through the operator's browser, by DNS rebinding: its own name made to
+ * resolve to 127.0.0.1, so the page reads the console as same-origin. Such a request names the page's host in
+ * `Host`; only an IP literal or `localhost` (RFC 6761: never resolved elsewhere) is answered then.
+ */
+export function localHostHeader(host: string | undefined): boolean {
+  if (host === undefined) return true;
+  const h = host.toLowerCase();
+  return /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|localhost|[a-z0-9-]+(\.[a-z0-9-]+)*\.localhost)\.?(:\d{1,5})?$/.test(h);
+}
+
 export function createMetricsServer(metrics: Metrics, token: string | undefined, log: Logger, consoleSource?: ConsoleSource): Server {
   const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
   const expectedPassword = token === undefined ? undefined : digest(token);
@@ -27,6 +39,12 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
     const isConsole = consoleSource !== undefined && CONSOLE_PATHS.has(path);
     if (path !== '/metrics' && !isConsole) {
       res.statusCode = 404;
+      res.end();
+      return;
+    }
+    if (token === undefined && !localHostHeader(req.headers.host)) {
+      res.statusCode = 403;
+      res.setHeader('Cache-Control', 'no-store');
       res.end();
       return;
     }

@@ -6,7 +6,7 @@ import type { GateConfig, RouteConfig } from '../config/config.js';
 import type { Price } from '../policy/pricing.js';
 import { priceInUnit } from '../rails/cashu/payment-request.js';
 import { parseRouteMatch } from '../policy/routes.js';
-import { sortedJson } from './manifest.js';
+import { listedRoute, sortedJson } from './manifest.js';
 
 export const OPENAPI_PATH = '/openapi.json';
 
@@ -67,7 +67,7 @@ export async function buildOpenApi(cfg: GateConfig, price: (r: RouteConfig, path
   const paths: Record<string, Record<string, unknown>> = {};
   const listed: Array<{ route: RouteConfig; path: string; prefix: boolean }> = [];
   for (const route of cfg.routes) {
-    if (route.manifestHide || route.dryRun) continue;
+    if (!listedRoute(route)) continue;
     const m = parseRouteMatch(route.match);
     // A regex has no OpenAPI path; "{" would read as a path template.
     if (m.kind === 'regex' || /[{}]/.test(m.path)) continue;

@@ -120,7 +120,7 @@ test("ngx_l402's example config: every documented location maps to its route, an
   const file = r.edits[0]!.file;
   const changed = applyEdits(file, r.edits);
   assert.doesNotMatch(changed, /l402_|well-known|load_module/);
-  assert.match(changed, /location = \/metrics \{\n\s+rewrite \^ \/metrics break; proxy_pass http:\/\/127\.0\.0\.1:9402;\n\s+allow 127\.0\.0\.1;/);
+  assert.match(changed, /location = \/metrics \{\n\s+rewrite \^ \/metrics break; proxy_set_header Host \$proxy_host; proxy_pass http:\/\/127\.0\.0\.1:9402;\n\s+allow 127\.0\.0\.1;/);
   assert.match(changed, /location \/shadow \{\n\s+include l402\/protect\.conf;\n\s+include l402\/dry-run\.conf;/);
   assert.equal(changed.match(/include l402\/protect\.conf;/g)!.length, 9);
   assert.equal(changed.match(/include l402\/server\.conf;/g)!.length, 1);

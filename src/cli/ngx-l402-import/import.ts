@@ -435,8 +435,10 @@ export function importNgxL402(input: ImportInput): ImportResult {
       metricsSeen = true;
       const md = flatten(d.block).find((x) => x.name === 'l402_metrics')!;
       // rewrite + a proxy_pass without a URI: valid in every kind of location (a regex one refuses a URI part).
+      // Host is the listener's own address (nginx's default), also under a server-level `proxy_set_header Host
+      // $host`: without a token, the listener answers only a local Host (metrics-server.ts).
       const target = metricsListen.startsWith('unix:') ? `http://${metricsListen}:` : `http://${metricsListen}`;
-      const text = `rewrite ^ /metrics break; proxy_pass ${target};`;
+      const text = `rewrite ^ /metrics break; proxy_set_header Host ${metricsListen.startsWith('unix:') ? 'localhost' : '$proxy_host'}; proxy_pass ${target};`;
       replace(md, text, `replace \`l402_metrics;\` with \`${text}\``);
       note(`metrics: l402d serves them on metrics.listen ${metricsListen}; this location now proxies there (metric names differ: see docs/operations.md); keep its allow/deny rules`, md);
     }
