@@ -1,0 +1,61 @@
+// Red team, session 9 (a): did the speed work (kept verdicts, remembered parses, group commits, shared deps,
+// one-promise decisions) open a hole? Attacks through real nginx on what those changes touched.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { Cleanup, http1, requireTool } from './harness.js';
+import { startStack } from './gate-fixture.js';
+
+const nginxBin = requireTool('nginx');
+const skip = !nginxBin ? 'nginx not installed' : false;
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+/**
+ * Another process (a second l402d on the same file, `l402d token revoke`, `price set`...) holding SQLite's write
+ * lock for `holdMs`: resolves once it holds it, `released` once it let go. l402d's SQLite store waits for the
+ * lock synchronously (busy_timeout), so its whole event loop, timers included, waits with it.
+ */
+async function holdWriteLock(dbFile: string, holdMs: number): Promise<{ released: Promise<void> }> {
+  const script = `const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.exec('BEGIN IMMEDIATE');
+process.stdout.write('locked\\n');
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[2]));
+db.exec('COMMIT');
+db.close();`;
+  const child = spawn(process.execPath, ['-e', script, dbFile, String(holdMs)], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  cleanup.add(() => void child.kill('SIGKILL'), 'lock holder');
+  const released = new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`lock holder exited ${code}`))));
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (b: Buffer) => {
+      if (b.toString().includes('locked')) resolve();
+    });
+    child.once('exit', () => reject(new Error('lock holder exited before locking')));
+  });
+  return { released };
+}
+
+test('a single-use claim that lands after the decision deadline (the event loop was held by a busy SQLite) is given back, never answered allow', { skip }, async () => {
+  // nginx waits decision_ms + 500 ms (900 ms) for the auth answer; the other process holds the lock 1.5 s,
+  // less than SQLite's busy timeout (2 s), so l402d's claim succeeds after nginx has answered 503.
+  const s = await startStack(cleanup, { extraYaml: 'timeouts: { decision_ms: 400, store_ms: 200 }\n' });
+  const c = await s.buy('/premium');
+  const lock = await holdWriteLock(join(s.dataDir, 'l402.db'), 1500);
+  const first = await http1(s.origin + '/premium', { headers: { authorization: c.auth, accept: 'application/json' }, timeoutMs: 10_000 });
+  assert.equal(first.status, 503, first.body);
+  assert.ok(first.headers['retry-after'], 'a 503 carries Retry-After');
+  await lock.released;
+  assert.equal(s.upstream.hits, 0, 'nothing was served');
+  // The request was answered 503, so it is still paid for: the payer's retry passes, once.
+  let again = await http1(s.origin + '/premium', { headers: { authorization: c.auth, accept: 'application/json' } });
+  for (let i = 0; i < 20 && again.status === 503; i++) again = await http1(s.origin + '/premium', { headers: { authorization: c.auth, accept: 'application/json' } });
+  assert.equal(again.status, 200, `the payer's retry after a 503: ${again.status} ${again.body}`);
+  const third = await http1(s.origin + '/premium', { headers: { authorization: c.auth, accept: 'application/json' } });
+  assert.equal(third.status, 401, third.body);
+  assert.equal(s.upstream.hits, 1);
+});
