@@ -323,7 +323,9 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
         } catch {
           // Not known: the rail decides (its own claims fail closed while the store is down).
         }
-        if (prior !== undefined) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: prior, paymentId };
+        // It paid for this route at the price it was taken for: an internal redirect (same request id) to a
+        // path of the route priced above what it paid is decided by the rail again, as another route is.
+        if (prior !== undefined && prior >= price) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: prior, paymentId };
       }
       clock.waitingOn = 'cashu_unavailable';
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);
