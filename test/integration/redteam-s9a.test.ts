@@ -4,8 +4,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { Cleanup, http1, requireTool } from './harness.js';
+import { Cleanup, http1, http2Request, requireTool } from './harness.js';
 import { startStack } from './gate-fixture.js';
+import { cookieScope } from '../../src/policy/credential-cookie.js';
 
 const nginxBin = requireTool('nginx');
 const skip = !nginxBin ? 'nginx not installed' : false;
@@ -57,5 +58,30 @@ test('a single-use claim that lands after the decision deadline (the event loop 
   assert.equal(again.status, 200, `the payer's retry after a 503: ${again.status} ${again.body}`);
   const third = await http1(s.origin + '/premium', { headers: { authorization: c.auth, accept: 'application/json' } });
   assert.equal(third.status, 401, third.body);
+  assert.equal(s.upstream.hits, 1);
+});
+
+test('one single-use credential sent many times at once, as L402, LSAT and the cookie over HTTP/1.1 and HTTP/2, opens one request (SQLite claims committed together)', { skip }, async () => {
+  const s = await startStack(cleanup);
+  const c = await s.buy('/premium');
+  const asCookie = (auth: string) => `${cookieScope(s.cfg.routes.find((r) => r.match === '/premium')!).name}=${auth.slice('L402 '.length).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+:/, ':')}`;
+  // Each spelling opens the route on its own (a fresh credential each), so none is refused for its form below.
+  for (const form of [(a: string) => ({ authorization: `LSAT ${a.slice(5)}` }), (a: string) => ({ authorization: `l402  ${a.slice(5)}` }), (a: string) => ({ cookie: asCookie(a) })]) {
+    const fresh = await s.buy('/premium');
+    const r = await http1(s.origin + '/premium', { headers: { accept: 'application/json', ...form(fresh.auth) } });
+    assert.equal(r.status, 200, r.body);
+  }
+  s.upstream.reset();
+  const value = c.auth.slice('L402 '.length);
+  const spellings: Array<Record<string, string>> = [{ authorization: c.auth }, { authorization: `LSAT ${value}` }, { authorization: `l402  ${value}` }, { cookie: asCookie(c.auth) }];
+  const h2 = `http://127.0.0.1:${s.h2Port}`;
+  const all = await Promise.all(
+    Array.from({ length: 24 }, (_, i) => {
+      const headers = { accept: 'application/json', ...spellings[i % spellings.length]! };
+      return (i % 3 === 2 ? http2Request(h2, '/premium', { headers, timeoutMs: 10_000 }) : http1(s.origin + '/premium', { headers, timeoutMs: 10_000 })).then((r) => r.status);
+    }),
+  );
+  assert.equal(all.filter((st) => st === 200).length, 1, `statuses: ${all.join(',')}`);
+  assert.ok(all.every((st) => st === 200 || st === 401 || st === 503), `statuses: ${all.join(',')}`);
   assert.equal(s.upstream.hits, 1);
 });
