@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
@@ -94,6 +95,39 @@ test('close() while claims are queued commits them first: the answers given are 
       await again.close();
     }
   } finally {
+    done();
+  }
+});
+
+test("a claim that waited for another process's write lock is answered after the timers that came due while it held the event loop (a decision's deadline sees it landed late)", async () => {
+  const { file, done } = tempDb();
+  const s = new SqliteStore(file);
+  // Another process (a second l402d on the file, a CLI) holds the write lock for 600 ms, less than busy_timeout.
+  const script = `const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.exec('BEGIN IMMEDIATE');
+process.stdout.write('locked\\n');
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+db.exec('COMMIT');
+db.close();`;
+  const child = spawn(process.execPath, ['-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve());
+      child.once('exit', () => reject(new Error('lock holder exited before locking')));
+    });
+    const order: string[] = [];
+    // A deadline armed before the claim, due long before the lock is let go.
+    setTimeout(() => order.push('deadline'), 50);
+    const won = await s.claimOnce('held:1', 60, 'mine').then((w) => {
+      order.push('claim');
+      return w;
+    });
+    assert.equal(won, true, 'the claim landed once the lock was let go');
+    assert.deepEqual(order, ['deadline', 'claim']);
+  } finally {
+    child.kill('SIGKILL');
+    await s.close();
     done();
   }
 });
