@@ -4,11 +4,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { Cleanup, http1, http2Request, requireTool } from './harness.js';
+import { Cleanup, http1, http2Request, requireTool, startRedis, waitFor } from './harness.js';
 import { startStack } from './gate-fixture.js';
 import { cookieScope } from '../../src/policy/credential-cookie.js';
 
 const nginxBin = requireTool('nginx');
+const redisBin = requireTool('redis-server');
 const skip = !nginxBin ? 'nginx not installed' : false;
 
 const cleanup = new Cleanup();
@@ -84,4 +85,30 @@ test('one single-use credential sent many times at once, as L402, LSAT and the c
   assert.equal(all.filter((st) => st === 200).length, 1, `statuses: ${all.join(',')}`);
   assert.ok(all.every((st) => st === 200 || st === 401 || st === 503), `statuses: ${all.join(',')}`);
   assert.equal(s.upstream.hits, 1);
+});
+
+test('Redis killed while a burst of single-use claims is pipelined: every request is served on a claim Redis acknowledged or answered 503 with Retry-After, nothing else', { skip: skip || (!redisBin && 'redis-server not installed') }, async () => {
+  const redis = cleanup.use(await startRedis());
+  const s = await startStack(cleanup, { extraYaml: `store: { type: redis, url: "${redis.url}" }\n` });
+  const creds = [];
+  for (let i = 0; i < 64; i++) creds.push(await s.buy('/premium'));
+  const h2 = `http://127.0.0.1:${s.h2Port}`;
+  const answers = Promise.all(
+    creds.map((c, i) => {
+      const headers = { accept: 'application/json', authorization: c.auth };
+      const r = i % 2 === 0 ? http1(s.origin + '/premium', { headers, timeoutMs: 10_000 }) : http2Request(h2, '/premium', { headers, timeoutMs: 10_000 });
+      return r.then((a) => ({ status: a.status, retryAfter: a.headers['retry-after'] }));
+    }),
+  );
+  // Killed once the first claims were acknowledged (and served), while the rest are in flight.
+  await waitFor('a first request served', () => s.upstream.hits > 0, { intervalMs: 1 });
+  await redis.kill();
+  const got = await answers;
+  const served = got.filter((a) => a.status === 200).length;
+  assert.ok(got.every((a) => a.status === 200 || (a.status === 503 && a.retryAfter !== undefined)), JSON.stringify(got));
+  assert.equal(s.upstream.hits, served, 'the upstream saw exactly the requests answered 200');
+  // Redis is gone: nothing passes now, paid or not.
+  const after = await http1(s.origin + '/premium', { headers: { accept: 'application/json', authorization: creds[0]!.auth } });
+  assert.equal(after.status, 503, after.body);
+  assert.equal(s.upstream.hits, served);
 });
