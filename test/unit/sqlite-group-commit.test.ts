@@ -1,7 +1,8 @@
 // SQLite claims are group-committed per event-loop turn (sqlite-store.ts). Attacks on that batching: a storm
 // of claims on one key from two l402d processes sharing one file (two connections), the same key twice in one
-// batch, a batch that meets another process's write lock until busy_timeout (SQLITE_BUSY), and close() while
-// claims are queued. A claim answered true must be the one row in the file, and no claim may be lost.
+// batch, a batch that meets another process's write lock until busy_timeout (SQLITE_BUSY) or fills the disk
+// (SQLITE_FULL), close() while claims are queued, and a commit that held the event loop. A claim answered true
+// must be the one row in the file, and no claim may be lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -127,6 +128,24 @@ db.close();`;
     assert.deepEqual(order, ['deadline', 'claim']);
   } finally {
     child.kill('SIGKILL');
+    await s.close();
+    done();
+  }
+});
+
+test('a batch that fills the disk midway (SQLITE_FULL) fails as a whole: no claim believed won, nothing of it written', async () => {
+  const { file, done } = tempDb();
+  const s = new SqliteStore(file);
+  // The file may not grow past a few pages: the first claims of the batch fit, the later ones do not.
+  const db = (s as unknown as { db: Database.Database }).db;
+  db.pragma(`max_page_count = ${Number(db.pragma('page_count', { simple: true })) + 1}`);
+  try {
+    const big = 'v'.repeat(900);
+    const got = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => s.claimOnce(`full:${i}`, 60, `${big}${i}`)));
+    assert.deepEqual(new Set(got.map((g) => g.status)), new Set(['rejected']), 'a store error, never an answer');
+    db.pragma('max_page_count = 1000000');
+    for (let i = 0; i < 12; i++) assert.equal(await s.get(`full:${i}`), undefined);
+  } finally {
     await s.close();
     done();
   }
