@@ -53,7 +53,7 @@ export interface BalanceDeps {
 export interface BalanceClock {
   deadlineAt: number;
   signal: AbortSignal;
-  /** Whether `signal` is aborted (read without making one). */
+  /** Whether the deadline has passed, by the clock even before its timer ran, or nginx went away (see decide.ts Clock). */
   readonly passed: boolean;
 }
 

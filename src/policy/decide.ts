@@ -193,7 +193,10 @@ export interface Clock {
   deadlineAt: number;
   /** Aborted at the deadline (or when nginx went away): the answer is 503 from then on, whatever lands late. */
   readonly signal: AbortSignal;
-  /** Whether `signal` is aborted, without making one (an AbortController per claim was a share of a decision). */
+  /**
+   * Whether the deadline has passed (by the clock, even when its timer has not run yet) or nginx went away,
+   * without making an AbortController (one per claim was a share of a decision).
+   */
   readonly passed: boolean;
   /** What a decision still waiting at the deadline is waiting for (the 503's reason). */
   waitingOn: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable';
@@ -222,8 +225,11 @@ export function decide(req: GateRequest, deps: DecideDeps): Promise<Decision> {
       }
       return gone.signal;
     },
+    // By the wall clock too: the deadline's timer is a macrotask, and an event loop held up (SQLite waiting
+    // synchronously for another process's write lock, a long GC pause) resolves a claim in the same turn it
+    // lets go, before that timer runs; nginx has answered 503 by then, so what landed must be given back.
     get passed() {
-      return passed;
+      return passed || Date.now() >= deadlineAt;
     },
   };
   return new Promise<Decision>((resolve, reject) => {
@@ -317,7 +323,9 @@ async function verify(req: GateRequest, deps: DecideDeps, clock: Clock): Promise
         } catch {
           // Not known: the rail decides (its own claims fail closed while the store is down).
         }
-        if (prior !== undefined) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: prior, paymentId };
+        // It paid for this route at the price it was taken for: an internal redirect (same request id) to a
+        // path of the route priced above what it paid is decided by the rail again, as another route is.
+        if (prior !== undefined && prior >= price) return { outcome: 'allow', route, reason: 'paid', rail: 'cashu', amountMsat: prior, paymentId };
       }
       clock.waitingOn = 'cashu_unavailable';
       const r = await deps.cashu.accept(cashu.token, price, { routeId: route.id, tenant }, clock.signal);

@@ -19,6 +19,9 @@ interface PendingClaim {
   reject: (e: unknown) => void;
 }
 
+/** A commit slower than this held the event loop (it waited for a lock): its answers wait for due timers. */
+const HELD_LOOP_MS = 20;
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
@@ -82,14 +85,19 @@ export class SqliteStore implements Store {
     const batch = this.pendingClaims;
     if (batch.length === 0) return;
     this.pendingClaims = [];
-    let won: boolean[];
+    const started = performance.now();
+    let settle: () => void;
     try {
-      won = batch.length === 1 ? [this.claimRow(batch[0]!)] : this.claimBatch(batch);
+      const won = batch.length === 1 ? [this.claimRow(batch[0]!)] : this.claimBatch(batch);
+      settle = () => batch.forEach((c, i) => c.resolve(won[i]!));
     } catch (e) {
-      for (const c of batch) c.reject(e);
-      return;
+      settle = () => batch.forEach((c) => c.reject(e));
     }
-    batch.forEach((c, i) => c.resolve(won[i]!));
+    // A commit that waited for another process's write lock (busy_timeout) held the whole event loop, timers
+    // included: its answers go out after the timers that came due meanwhile (a decision's deadline, which
+    // aborts the request's signal), so whoever waited on a claim sees it landed late and gives it back.
+    if (performance.now() - started >= HELD_LOOP_MS) setTimeout(settle, 0);
+    else settle();
   };
 
   private claimRow(c: PendingClaim): boolean {

@@ -151,3 +151,29 @@ test("a Cashu payment on a route without balance: nginx's retry of the request i
     await store.close();
   }
 });
+
+test('the Cashu record of a request pays for its price only: an internal redirect (same request id) to a dearer path of the same route goes to the rail', async () => {
+  const store = new SqliteStore(join(dir, `path-${randomBytes(4).toString('hex')}.db`));
+  try {
+    const cashu = rail();
+    const requestId = randomBytes(16).toString('hex');
+    // /pay/dear has a price of its own (an operator's `price:path:` override), above the 5000 msat the ecash paid.
+    const priced: DecideDeps['price'] = async (r, path) =>
+      path === '/pay/dear' ? { amountMsat: 9000, source: 'dynamic', pathPriced: true } : { amountMsat: r.amountMsat, source: 'static', pathPriced: false };
+    const withPrice = (c: DecideDeps['cashu']): DecideDeps => ({ ...deps(store, c), price: priced });
+    const pay = (path: string): GateRequest => ({ path, method: 'GET', credentials: { xCashu: 'cashuBcheap' }, requestId });
+    const first = await decide(pay('/pay/cheap'), withPrice(cashu));
+    assert.deepEqual([first.outcome, 'amountMsat' in first ? first.amountMsat : 0], ['allow', 5000]);
+    for (let i = 0; i < 50 && (await store.get(storeKeys.cashuTaken(requestId))) === undefined; i++) await new Promise((r) => setImmediate(r));
+    const spent = { accept: async () => ({ ok: false as const, status: 400 as const, reason: 'token already spent' }) };
+    // nginx's retry, or a redirect to a path the payment covers: the same payment.
+    const same = await decide(pay('/pay/cheap'), withPrice(spent));
+    assert.deepEqual([same.outcome, 'amountMsat' in same ? same.amountMsat : 0], ['allow', 5000]);
+    // A redirect to a path priced above what the ecash paid: never on that payment.
+    const dear = await decide(pay('/pay/dear'), withPrice(spent));
+    assert.deepEqual([dear.outcome, dear.reason], ['cashu_rejected', 'cashu_rejected']);
+    assert.equal(cashu.accepted, 1);
+  } finally {
+    await store.close();
+  }
+});

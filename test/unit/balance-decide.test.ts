@@ -339,3 +339,24 @@ test('ecash accepted while the store cannot credit it: 503, and the credit lands
   await sleep(700);
   assert.equal(await store.getBalance(key), 5000, 'once');
 });
+
+test("a draw that lands after the deadline while the event loop was held (a store waiting synchronously for a lock) is answered 503 and given back, never allow", async () => {
+  const store = new MemoryStore();
+  const d = deps({ store, deadlineMs: 200 });
+  const { c, auth } = await buy('/api/a');
+  const key = storeKeys.balance(decodeTokenId(c.macaroon));
+  // The first request credits the payment and draws: 20000 - 3000.
+  assert.equal(left(await decide(req('/api/a', auth), d)), 17000);
+  // SQLite's busy wait holds the whole process, the deadline's timer included: the draw itself lands fine.
+  const held: Store = Object.create(store);
+  held.drawBalance = (...a: Parameters<NonNullable<Store['drawBalance']>>) => {
+    const until = Date.now() + 400;
+    while (Date.now() < until);
+    return store.drawBalance!(...a);
+  };
+  const late = await decide(req('/api/a', auth, { requestId: randomBytes(16).toString('hex') }), { ...d, store: held });
+  assert.deepEqual([late.outcome, late.reason], ['unavailable', 'store_unavailable']);
+  // Given back (the give-back runs in the background: bounded wait).
+  for (let i = 0; i < 50 && (await store.getBalance(key)) !== 17000; i++) await sleep(10);
+  assert.equal(await store.getBalance(key), 17000);
+});

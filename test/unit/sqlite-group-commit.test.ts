@@ -1,12 +1,14 @@
 // SQLite claims are group-committed per event-loop turn (sqlite-store.ts). Attacks on that batching: a storm
 // of claims on one key from two l402d processes sharing one file (two connections), the same key twice in one
-// batch, a batch that meets another process's write lock until busy_timeout (SQLITE_BUSY), and close() while
-// claims are queued. A claim answered true must be the one row in the file, and no claim may be lost.
+// batch, a batch that meets another process's write lock until busy_timeout (SQLITE_BUSY) or fills the disk
+// (SQLITE_FULL), close() while claims are queued, and a commit that held the event loop. A claim answered true
+// must be the one row in the file, and no claim may be lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
@@ -94,6 +96,57 @@ test('close() while claims are queued commits them first: the answers given are 
       await again.close();
     }
   } finally {
+    done();
+  }
+});
+
+test("a claim that waited for another process's write lock is answered after the timers that came due while it held the event loop (a decision's deadline sees it landed late)", async () => {
+  const { file, done } = tempDb();
+  const s = new SqliteStore(file);
+  // Another process (a second l402d on the file, a CLI) holds the write lock for 600 ms, less than busy_timeout.
+  const script = `const Database = require('better-sqlite3');
+const db = new Database(process.argv[1]);
+db.exec('BEGIN IMMEDIATE');
+process.stdout.write('locked\\n');
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+db.exec('COMMIT');
+db.close();`;
+  const child = spawn(process.execPath, ['-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve());
+      child.once('exit', () => reject(new Error('lock holder exited before locking')));
+    });
+    const order: string[] = [];
+    // A deadline armed before the claim, due long before the lock is let go.
+    setTimeout(() => order.push('deadline'), 50);
+    const won = await s.claimOnce('held:1', 60, 'mine').then((w) => {
+      order.push('claim');
+      return w;
+    });
+    assert.equal(won, true, 'the claim landed once the lock was let go');
+    assert.deepEqual(order, ['deadline', 'claim']);
+  } finally {
+    child.kill('SIGKILL');
+    await s.close();
+    done();
+  }
+});
+
+test('a batch that fills the disk midway (SQLITE_FULL) fails as a whole: no claim believed won, nothing of it written', async () => {
+  const { file, done } = tempDb();
+  const s = new SqliteStore(file);
+  // The file may not grow past a few pages: the first claims of the batch fit, the later ones do not.
+  const db = (s as unknown as { db: Database.Database }).db;
+  db.pragma(`max_page_count = ${Number(db.pragma('page_count', { simple: true })) + 1}`);
+  try {
+    const big = 'v'.repeat(900);
+    const got = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => s.claimOnce(`full:${i}`, 60, `${big}${i}`)));
+    assert.deepEqual(new Set(got.map((g) => g.status)), new Set(['rejected']), 'a store error, never an answer');
+    db.pragma('max_page_count = 1000000');
+    for (let i = 0; i < 12; i++) assert.equal(await s.get(`full:${i}`), undefined);
+  } finally {
+    await s.close();
     done();
   }
 });
