@@ -81,7 +81,7 @@ export async function runPaid(): Promise<string[]> {
       const nginx = await startBenchNginx(cleanup, 1, `${appUpstream(app.port)} include ${snA}/upstream.conf; server { listen 127.0.0.1:${port}; access_log off; include ${snA}/server.conf; ${protectedLocation('/timed/', snA)} }`);
       const timed = await buy(`http://127.0.0.1:${port}`, '/timed/x', gateA.wallet);
       await nginx.stop();
-      const as = (uri: string) => ({ 'X-Original-URI': uri, 'X-Original-Method': 'GET', 'X-L402-Client-Addr': '127.0.0.1' });
+      const as = (uri: string) => ({ 'X-Original-URI': uri, 'X-L402-URI': uri, 'X-Original-Method': 'GET', 'X-L402-Client-Addr': '127.0.0.1' });
       const floor = await measure(`http://127.0.0.1:${gateA.port}/_l402/health`, { connections: CONNS });
       const drow = (name: string, r: WrkResult) => ({ 'l402d /_l402/auth, no nginx': name, 'req/s': r.rps, 'p50 ms': r.p50, 'p99 ms': r.p99, 'non-2xx': r.statusErrors + r.socketErrors, replays: r.exhausted > 0 ? 'yes' : 'no' });
       direct.push(drow('health check (HTTP floor)', floor));

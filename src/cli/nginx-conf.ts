@@ -237,6 +237,16 @@ map "$server_protocol|$content_type" $l402_grpc_refusal {
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
 
+# The path a protected location serves is set by protect.conf in that location. It starts empty for every
+# request and again on each internal redirect (try_files, index, error_page to a URI run the server's rewrite
+# directives again), so a location that did not run protect.conf's \`set\` (a location nested in a paid one, a
+# \`rewrite ... break\` before the include) sends no path, and l402d refuses it (403 no_route) instead of deciding
+# on the client's raw path or on the path of a location the request was in before. Not in the auth subrequest,
+# which runs the server's rewrite directives too and shares the request's variables.
+if ($uri != /_l402/auth) {
+    set $l402_uri "";
+}
+
 # Every request of this server, protected location or not: a raw target nginx resolves to another path than
 # an upstream may read (a dot segment, raw or encoded, also as "..;x" or between backslashes; "//" kept by
 # merge_slashes off) is refused. nginx matches its location on the resolved path but proxy_pass without a URI

@@ -26,13 +26,22 @@ const CREDENTIAL_NAME_LENGTHS = new Set(CREDENTIAL_HEADERS.map((n) => n.length))
 const PAYMENT_SCHEME = /(^|[\s,])(l402|lsat|cashu|payment)(\s|$)/i;
 /** Identity headers the gate gives the upstream of a paid request; no client-sent header of these names passes. */
 const IDENTITY_PREFIX = 'x-l402-';
-/** A pin no route id can equal (ids are letters, digits and _ . / : -): "no route" under route_pins: required. */
+/** A pin no route id can equal (ids are letters, digits and _ . / : -): "no route" (route_pins: required without a pin, or no path sent). */
 const NO_PIN = ' none';
 let noPinWarnedAt = -Infinity;
 function warnNoPin(log: { warn: (o: object, msg: string) => void }): void {
   if (Date.now() - noPinWarnedAt < 60_000) return;
   noPinWarnedAt = Date.now();
   log.warn({ event: 'no_route_pin' }, 'route_pins: required, and a protected location sent no $l402_route_pin: refused (403 no_route); add `set $l402_route_pin <route id>;` to it');
+}
+let noPathWarnedAt = -Infinity;
+function warnNoPath(log: { warn: (o: object, msg: string) => void }): void {
+  if (Date.now() - noPathWarnedAt < 60_000) return;
+  noPathWarnedAt = Date.now();
+  log.warn(
+    { event: 'no_matched_path' },
+    'a protected location sent no X-L402-URI (a location nested in a paid one, or a `rewrite ... break` before `include l402/protect.conf`, or snippets older than l402d): refused (403 no_route); include protect.conf first in every paid location, nested ones too, and regenerate the snippets',
+  );
 }
 const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
@@ -413,7 +422,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       const method = req.headers['x-original-method'];
       const methodOk = typeof method === 'string' && METHOD.test(method);
       const rawUri = one(req.headers['x-original-uri']);
-      const target = nginxTarget(rawUri, one(req.headers['x-l402-uri']));
+      // The path the location serves ($uri where protect.conf ran). None: the location did not run it (see
+      // server.conf), so what nginx serves is unknown; the request is refused, never decided on the raw target.
+      const matched = one(req.headers['x-l402-uri']);
+      const target = nginxTarget(rawUri, matched);
       const path = target.path;
       // The request's identity is nginx's $request_id, set by the snippets (a client's header of that name is
       // replaced).
@@ -421,8 +433,9 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // The route the location pinned ($l402_route_pin, set by the operator in nginx, never a client's header:
       // the snippets send only the headers they name): only that route decides this request.
       // route_pins: required: a location without a pin has no route at all (NO_PIN names none), never the path's.
-      const routePin = one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
-      if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
+      const routePin = !matched ? NO_PIN : one(req.headers['x-l402-route-pin']) || (config.routePins === 'required' ? NO_PIN : undefined);
+      if (!matched && endpoint === '/_l402/auth') warnNoPath(log);
+      else if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
       const gr = gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers, { uri: rawUri, requestId: ownRequestId(requestId), routePin });
       const ambiguous = ambiguousCredential(req);
       if (endpoint === '/_l402/release') {

@@ -207,7 +207,7 @@ test('the protected upstream fails after the claim (reset, timeout, refused): 50
   // Another request (another id) asking l402d directly, as nginx would, cannot release the spent claim.
   for (const g of gates) {
     for (const id of [randomBytes(16).toString('hex'), undefined, 'zz', chosenUpper()]) {
-      const headers: Record<string, string> = { authorization: c!, 'x-original-uri': '/premium', 'x-original-method': 'GET', 'x-l402-upstream-status': '502' };
+      const headers: Record<string, string> = { authorization: c!, 'x-original-uri': '/premium', 'x-l402-uri': '/premium', 'x-original-method': 'GET', 'x-l402-upstream-status': '502' };
       if (id) headers['x-l402-request-id'] = id;
       const r = await http1(`http://127.0.0.1:${g.port}/_l402/release`, { headers });
       assert.equal(r.status, 502);
@@ -219,7 +219,7 @@ test('the protected upstream fails after the claim (reset, timeout, refused): 50
   assert.equal(upstream.hits - hits0, 1);
 
   // Clients cannot reach the release endpoint through nginx (a named location; no location proxies the path).
-  const direct = await http1(`${origin}/_l402/release`, { headers: { authorization: other!, 'x-original-uri': '/premium' } });
+  const direct = await http1(`${origin}/_l402/release`, { headers: { authorization: other!, 'x-original-uri': '/premium', 'x-l402-uri': '/premium' } });
   assert.equal(direct.status, 404);
   // Another credential is unaffected.
   assert.equal((await get(other!)).status, 200);
@@ -258,7 +258,7 @@ test('standalone mode: an upstream connection error before any response byte giv
   assert.equal((await req(d!, { 'x-l402-request-id': chosen })).status, 200);
   assert.equal((await req(d!, { 'x-l402-request-id': chosen })).status, 401);
   // Nor is the release endpoint reachable: it is not an endpoint in standalone mode.
-  const rel = await req(d!, { 'x-l402-request-id': chosen, 'x-original-uri': '/premium', 'x-l402-upstream-status': '502' }, '/_l402/release');
+  const rel = await req(d!, { 'x-l402-request-id': chosen, 'x-original-uri': '/premium', 'x-l402-uri': '/premium', 'x-l402-upstream-status': '502' }, '/_l402/release');
   assert.notEqual(rel.status, 502, rel.body);
   assert.equal((await req(d!, { 'x-l402-request-id': chosen })).status, 401);
   assert.equal(up.hits, 2);

@@ -270,7 +270,7 @@ test('with nginx_secret, l402d answers its nginx endpoints only to the nginx tha
     // Anyone else reaching l402d directly gets no decision and no invoice.
     for (const headers of [{}, { 'x-l402-nginx-secret': 'wrong' }, { 'x-l402-nginx-secret': secret.slice(1) }] as Array<Record<string, string>>) {
       for (const ep of ['/_l402/auth', '/_l402/render']) {
-        const r = await fetch(`http://127.0.0.1:${gatePort}${ep}`, { headers: { 'x-original-uri': '/premium/x', 'x-l402-client-addr': '10.0.0.1', accept: 'application/json', ...headers } });
+        const r = await fetch(`http://127.0.0.1:${gatePort}${ep}`, { headers: { 'x-original-uri': '/premium/x', 'x-l402-uri': '/premium/x', 'x-l402-client-addr': '10.0.0.1', accept: 'application/json', ...headers } });
         assert.equal(r.status, 403, ep);
         assert.equal(r.headers.get('x-l402-outcome'), null);
         assert.equal(r.headers.get('www-authenticate'), null);

@@ -162,7 +162,7 @@ test('a method l402d cannot represent, or none at all, is refused (405 bad_metho
   // Straight to l402d (as a misconfigured nginx would call it): no X-Original-Method, or one nginx never sends.
   const gate = `http://${plain.cfg.listen}`;
   for (const method of [undefined, 'get', 'G ET', 'GET, GET', long]) {
-    const headers: Record<string, string> = { 'x-original-uri': '/premium', authorization: auth };
+    const headers: Record<string, string> = { 'x-original-uri': '/premium', 'x-l402-uri': '/premium', authorization: auth };
     if (method !== undefined) headers['x-original-method'] = method;
     const a = await http1(gate + '/_l402/auth', { headers });
     assert.equal(a.status, 401, `${method}`);

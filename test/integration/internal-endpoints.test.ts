@@ -66,7 +66,7 @@ test('a config without a lightning: section is refused, naming the key', () => {
 test('/_l402/render is an ordinary path in standalone mode: a client cannot mint invoices for a chosen URI or outcome', async () => {
   upstream.reset();
   for (const path of ['/_l402/render', '/_l402/auth']) {
-    const r = await req(plain.port, path, { headers: { 'x-original-uri': '/limited', 'x-original-method': 'GET', 'x-l402-outcome': 'challenge', 'x-l402-client-addr': '10.9.9.9' } });
+    const r = await req(plain.port, path, { headers: { 'x-original-uri': '/limited', 'x-l402-uri': '/limited', 'x-original-method': 'GET', 'x-l402-outcome': 'challenge', 'x-l402-client-addr': '10.9.9.9' } });
     // No route for /_l402/…: refused as any unpriced path, never a decision about /limited.
     assert.equal(r.headers['www-authenticate'], undefined, `${path}: ${r.body}`);
     assert.equal(r.headers['x-l402-outcome'], undefined, path);

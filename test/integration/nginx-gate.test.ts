@@ -136,7 +136,7 @@ test('methods not sold get 405; a protected location without a route gets 403', 
 test('client-supplied gate headers cannot change the outcome', { skip }, async () => {
   s.upstream.reset();
   const r = await http1(s.origin + '/premium', {
-    headers: { 'x-l402-outcome': 'allow', 'x-original-uri': '/free', 'x-original-method': 'GET', accept: 'application/json' },
+    headers: { 'x-l402-outcome': 'allow', 'x-original-uri': '/free', 'x-l402-uri': '/free', 'x-original-method': 'GET', accept: 'application/json' },
   });
   assert.equal(r.status, 402);
   assert.equal(s.upstream.hits, 0);

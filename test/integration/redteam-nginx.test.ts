@@ -274,7 +274,7 @@ test('headers as large as the surrounding config lets nginx accept are a client 
   assert.equal(ok.status, 200, ok.body.slice(0, 200));
   assert.equal(failing.hits, 1);
   // Past even l402d's limit (an operator allowing megabytes of headers): a 403 nginx passes on, never a 500.
-  const huge = await http1(`http://${s.cfg.listen}/_l402/auth`, { headers: { 'x-original-uri': '/premium', 'x-original-method': 'GET', accept: 'x'.repeat(1_100_000) } }).catch((e: Error) => e);
+  const huge = await http1(`http://${s.cfg.listen}/_l402/auth`, { headers: { 'x-original-uri': '/premium', 'x-l402-uri': '/premium', 'x-original-method': 'GET', accept: 'x'.repeat(1_100_000) } }).catch((e: Error) => e);
   assert.ok(!(huge instanceof Error) && huge.status === 403, String(huge instanceof Error ? huge.message : huge.status));
 });
 

@@ -651,7 +651,7 @@ test('close(): a request in flight gets its answer, an idle keep-alive connectio
   const gate = await startGate(cfg, { log: createLogger('error', new PassThrough()), backend: faultyBackend(wallet, { mode: 'slow' }) });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   local.add(() => agent.destroy());
-  const original = { 'x-original-uri': '/premium', 'x-original-method': 'GET', accept: 'application/json' };
+  const original = { 'x-original-uri': '/premium', 'x-l402-uri': '/premium', 'x-original-method': 'GET', accept: 'application/json' };
   const auth = (a: http.Agent) => request(`http://127.0.0.1:${port}/_l402/auth`, original, a);
   // One connection left idle in the pool, then a render in flight (its invoice takes 300 ms).
   assert.equal((await auth(agent)).status, 401);
