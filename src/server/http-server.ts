@@ -14,6 +14,7 @@ import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
+import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
@@ -42,6 +43,12 @@ function warnNoPath(log: { warn: (o: object, msg: string) => void }): void {
     { event: 'no_matched_path' },
     'a protected location sent no X-L402-URI (a location nested in a paid one, or a `rewrite ... break` before `include l402/protect.conf`, or snippets older than l402d): refused (403 no_route); include protect.conf first in every paid location, nested ones too, and regenerate the snippets',
   );
+}
+let foreignHostWarnedAt = -Infinity;
+function warnForeignHost(log: { warn: (o: object, msg: string) => void }): void {
+  if (Date.now() - foreignHostWarnedAt < 60_000) return;
+  foreignHostWarnedAt = Date.now();
+  log.warn({ event: 'foreign_host' }, 'refused a request naming a domain as Host (403): behind nginx only nginx calls l402d, as its upstream `l402d` or an address; a browser page rebinding its DNS name to this listener sends its domain. Proxy to l402d by address or upstream name, or set nginx_secret');
 }
 const INSTANCE = randomBytes(6).toString('hex');
 const MANIFEST_PATH = '/.well-known/l402-services';
@@ -387,6 +394,17 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.setHeader('Content-Type', 'application/json');
       res.setHeader('Cache-Control', 'no-store');
       res.end(`{"status":"ok","instance":"${INSTANCE}"}\n`);
+      return;
+    }
+    // Behind nginx only nginx calls l402d, naming the upstream block (`l402d`, one label) or an address as Host.
+    // A web page in a browser on the same host can reach the loopback listener too, by DNS rebinding (its own
+    // name made to resolve to 127.0.0.1): it names that domain, and is answered nothing (with nginx_secret set,
+    // the secret decides instead).
+    if (!upstream && !config.nginxSecret && !nginxHostHeader(req.headers.host)) {
+      warnForeignHost(log);
+      res.statusCode = 403;
+      res.setHeader('Cache-Control', 'no-store');
+      res.end();
       return;
     }
     const discovery = endpoint === MANIFEST_PATH && config.manifest.enabled ? 'manifest' : endpoint === OPENAPI_PATH && config.manifest.openapi ? 'openapi' : undefined;

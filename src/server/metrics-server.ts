@@ -1,5 +1,6 @@
 // /metrics and the operator console (/console, /console.json) on their own listen address (never the gate's),
 // optionally behind a token: `Authorization: Bearer <token>`, or Basic with the token as password (browsers).
+import { localHostHeader } from './host-header.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from './metrics.js';
@@ -17,18 +18,6 @@ function basicPassword(h: string | undefined): string | undefined {
   const text = Buffer.from(m[1]!, 'base64').toString('utf8');
   const i = text.indexOf(':');
   return i < 0 ? undefined : text.slice(i + 1);
-}
-
-/**
- * Without a token, the listener answers whoever reaches it (loopback, as start-up insists, or an SSH tunnel to
- * it). A web page can reach it too, through the operator's browser, by DNS rebinding: its own name made to
- * resolve to 127.0.0.1, so the page reads the console as same-origin. Such a request names the page's host in
- * `Host`; only an IP literal or `localhost` (RFC 6761: never resolved elsewhere) is answered then.
- */
-export function localHostHeader(host: string | undefined): boolean {
-  if (host === undefined) return true;
-  const h = host.toLowerCase();
-  return /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|localhost|[a-z0-9-]+(\.[a-z0-9-]+)*\.localhost)\.?(:\d{1,5})?$/.test(h);
 }
 
 export function createMetricsServer(metrics: Metrics, token: string | undefined, log: Logger, consoleSource?: ConsoleSource): Server {

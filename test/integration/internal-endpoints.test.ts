@@ -148,3 +148,27 @@ test('standalone: a path that is not UTF-8 is priced, bought and forwarded as th
     wallet.close();
   }
 });
+
+test('behind nginx, a request naming a domain as Host (a page rebinding its DNS name to the loopback listener) is answered nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-internal-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const cfg = parseConfig(`listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\nlightning: { type: dev }\n${ROUTES}`, { env: {} });
+  const gate = await startGate(cfg, { log: createLogger('warn') });
+  cleanup.add(() => gate.close());
+  const original = { 'x-original-uri': '/premium', 'x-l402-uri': '/premium', 'x-original-method': 'GET' };
+  for (const path of ['/_l402/auth', '/_l402/render', '/.well-known/l402-services', '/_l402/page/status']) {
+    const r = await req(port, path, { headers: { ...original, host: `rebound.example:${port}` } });
+    assert.equal(r.status, 403, path);
+    assert.equal(r.headers['www-authenticate'], undefined, path);
+    assert.equal(r.headers['x-l402-outcome'], undefined, path);
+    assert.equal(r.body, '', path);
+  }
+  // nginx names its upstream block (or an address): decided as usual.
+  for (const host of ['l402d', `127.0.0.1:${port}`, 'localhost']) {
+    const r = await req(port, '/_l402/auth', { headers: { ...original, host } });
+    assert.equal(r.status, 401, host);
+    assert.equal(r.headers['x-l402-outcome'], 'challenge', host);
+  }
+  assert.equal((await req(port, '/_l402/health', { headers: { host: 'rebound.example' } })).status, 200, 'health says nothing anyway');
+});

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { createMetricsServer, localHostHeader } from '../../src/server/metrics-server.js';
+import { createMetricsServer } from '../../src/server/metrics-server.js';
+import { localHostHeader, nginxHostHeader } from '../../src/server/host-header.js';
 import { createLogger } from '../../src/util/log.js';
 import { http1 } from '../support/http-clients.js';
 
@@ -50,4 +51,9 @@ test('with a token, the token decides (a rebound page cannot know it), whatever 
 test('localHostHeader', () => {
   for (const h of [undefined, '127.0.0.1', '127.0.0.1:1', '[::1]', '[::1]:9402', 'localhost', 'localhost.', 'a.localhost:80', '192.168.1.2']) assert.equal(localHostHeader(h), true, String(h));
   for (const h of ['', 'example.com', 'localhost.example.com', 'localhostx', '127.0.0.1.example', '[::1', 'local host', '127.0.0.1:99999x']) assert.equal(localHostHeader(h), false, h);
+});
+
+test('nginxHostHeader: what nginx names l402d by (its upstream block, an address), never a domain', () => {
+  for (const h of [undefined, 'l402d', 'l402d:8402', 'l402d_a', 'localhost', '127.0.0.1:8402', '[::1]:8402']) assert.equal(nginxHostHeader(h), true, String(h));
+  for (const h of ['', 'evil.example', 'evil.example:8402', 'l402d.evil.example', '127.0.0.1.nip.io', 'a b', 'x'.repeat(64)]) assert.equal(nginxHostHeader(h), false, h);
 });
