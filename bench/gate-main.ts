@@ -40,6 +40,21 @@ process.on('SIGUSR2', () => {
   (globalThis as { gc?: () => void }).gc?.();
   process.stderr.write(`MEM ${JSON.stringify(process.memoryUsage())}\n`);
 });
+// The paid bench asks what the young generation's collections did during a run (SIGWINCH: since the last ask):
+// their pauses are what a request waiting through one adds to the tail latency.
+const { GCProfiler } = await import('node:v8');
+let gcProfiler = new GCProfiler();
+gcProfiler.start();
+process.on('SIGWINCH', () => {
+  const stats = gcProfiler.stop()?.statistics ?? [];
+  gcProfiler = new GCProfiler();
+  gcProfiler.start();
+  const oldSpace = (h: { heapSpaceStatistics: Array<{ spaceName: string; spaceUsedSize: number }> }) => h.heapSpaceStatistics.find((x) => x.spaceName === 'old_space')?.spaceUsedSize ?? 0;
+  const young = stats.filter((g) => g.gcType === 'Scavenge');
+  const pauses = young.map((g) => g.cost / 1000).sort((a, b) => a - b);
+  const promoted = young.reduce((n, g) => n + oldSpace(g.afterGC) - oldSpace(g.beforeGC), 0);
+  process.stderr.write(`YOUNGGC ${JSON.stringify({ scavenges: young.length, promoted, p50Ms: pauses[pauses.length >> 1] ?? 0, maxMs: pauses.at(-1) ?? 0 })}\n`);
+});
 const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

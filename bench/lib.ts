@@ -52,6 +52,18 @@ export interface Proc {
   stop(): Promise<void>;
   /** l402d only (bench/gate-main.ts): heap after a full GC, in MiB. */
   heapAfterGc(): Promise<{ heapUsedMiB: number; rssMiB: number }>;
+  /** l402d only (bench/gate-main.ts): its young-generation collections since the last call (or its start). */
+  youngGc(): Promise<YoungGc>;
+}
+
+/** What l402d's young-generation collections did over a while (V8's GCProfiler, main thread). */
+export interface YoungGc {
+  scavenges: number;
+  /** Bytes that survived into the old generation. */
+  promoted: number;
+  /** Pause of each scavenge, ms: median and longest. */
+  p50Ms: number;
+  maxMs: number;
 }
 
 const children = new Set<ChildProcess>();
@@ -67,12 +79,16 @@ function spawnNode(args: string[], port: number): Proc {
   let err = '';
   let pending = '';
   const memReports: Array<{ heapUsed: number; rss: number }> = [];
+  const gcReports: YoungGc[] = [];
   child.stderr!.on('data', (b: Buffer) => {
     err = (err + b.toString()).slice(-8_000);
     pending += b.toString();
     const lines = pending.split('\n');
     pending = lines.pop()!;
-    for (const l of lines) if (l.startsWith('MEM ')) memReports.push(JSON.parse(l.slice(4)) as { heapUsed: number; rss: number });
+    for (const l of lines) {
+      if (l.startsWith('MEM ')) memReports.push(JSON.parse(l.slice(4)) as { heapUsed: number; rss: number });
+      if (l.startsWith('YOUNGGC ')) gcReports.push(JSON.parse(l.slice(8)) as YoungGc);
+    }
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
@@ -89,6 +105,11 @@ function spawnNode(args: string[], port: number): Proc {
       child.kill('SIGUSR2');
       const m = await waitFor('l402d memory report', () => memReports[seen], { timeoutMs: 5_000 });
       return { heapUsedMiB: m.heapUsed / 2 ** 20, rssMiB: m.rss / 2 ** 20 };
+    },
+    async youngGc() {
+      const seen = gcReports.length;
+      child.kill('SIGWINCH');
+      return waitFor('l402d GC report', () => gcReports[seen], { timeoutMs: 5_000 });
     },
   };
 }

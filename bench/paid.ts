@@ -11,7 +11,7 @@ import { RedisStore } from '../src/store/redis-store.js';
 import {
   Cleanup, appUpstream, buy, freePort, machine, machineBusy, measure, mintCredentials, protectedLocation, ratio, requireBenchTools,
   startBenchNginx, startGateProc, startRedis, startUpstream, table, tmp, writeSuffixedSnippets, SECS, WARMUP_SECS,
-  type WrkResult,
+  type GateProc, type WrkResult, type YoungGc,
 } from './lib.js';
 
 const ROUTES = `lightning: { type: dev }
@@ -184,13 +184,20 @@ export async function runPaid(): Promise<string[]> {
       }
       const modA = await creds(gateA, 'sqlite-moderate', 1_000 * (MODERATE_SECS / SECS));
       const modB = redis ? await creds(gateB, 'redis-moderate', 1_000 * (MODERATE_SECS / SECS)) : undefined;
+      // With l402d's young-generation collections over the run (warm-up included): a request that waits
+      // through a scavenge's pause has it added, so their pauses set the tail.
+      const gcOf = async (gate: GateProc, run: () => Promise<WrkResult>): Promise<[WrkResult, YoungGc]> => {
+        await gate.youngGc();
+        const r = await run();
+        return [r, await gate.youngGc()];
+      };
       const ma = await measure(`${A}/bare/x`, MODERATE);
       const mf = await measure(`${A}/floor/x`, MODERATE);
-      const mb = await measure(`${A}/timed/x`, { ...MODERATE, auth: timedA });
-      const mbn = await measure(`${B}/timed/x`, { ...MODERATE, auth: timedB });
-      const mc = await measure(`${A}/single`, { ...MODERATE, credsFile: modA.run }, modA.warm);
-      const mcr = modB ? await measure(`${B}/single`, { ...MODERATE, credsFile: modB.run }, modB.warm) : undefined;
-      const mrow = (name: string, r: WrkResult) => ({
+      const mb = await gcOf(gateA, () => measure(`${A}/timed/x`, { ...MODERATE, auth: timedA }));
+      const mbn = await gcOf(gateB, () => measure(`${B}/timed/x`, { ...MODERATE, auth: timedB }));
+      const mc = await gcOf(gateA, () => measure(`${A}/single`, { ...MODERATE, credsFile: modA.run }, modA.warm));
+      const mcr = modB ? await gcOf(gateB, () => measure(`${B}/single`, { ...MODERATE, credsFile: modB.run }, modB.warm)) : undefined;
+      const mrow = (name: string, [r, gc]: [WrkResult, YoungGc?]) => ({
         setup: `nginx x${workers} ${name}`,
         'req/s': r.rps,
         'p50 ms': r.p50,
@@ -198,10 +205,13 @@ export async function runPaid(): Promise<string[]> {
         'p50 added ms': r.p50 - ma.p50,
         'p99 added ms': r.p99 - ma.p99,
         'non-2xx': r.statusErrors + r.socketErrors,
+        'l402d scavenges': gc ? gc.scavenges : '-',
+        'promoted B/req': gc ? Math.round(gc.promoted / Math.max(1, r.rps * (MODERATE_SECS + WARMUP_SECS))) : '-',
+        'scavenge p50/max ms': gc ? `${gc.p50Ms.toFixed(1)}/${gc.maxMs.toFixed(1)}` : '-',
       });
       moderate.push(
-        mrow('(a) no gate', ma),
-        mrow('(f) auth_request to a Node server that decides nothing', mf),
+        mrow('(a) no gate', [ma]),
+        mrow('(f) auth_request to a Node server that decides nothing', [mf]),
         mrow('(b) timed, nginx auth cache', mb),
         mrow('(b) timed, l402d every request', mbn),
         mrow('(c) single-use, SQLite claim', mc),
