@@ -18,7 +18,7 @@ let held = 0;
  * parseCredential, answered from memory for an Authorization value that parsed as an L402 credential before.
  * `remember: false` (a route that sells single-use credentials, each sent once) parses without keeping it:
  * kept, each would outlive two young-generation collections only to be evicted later, and copying those
- * was most of what a single-use decision left for the collector.
+ * was about half of what a single-use decision left for the collector.
  */
 export function parseCredentialRemembered(h: CredentialHeaders, remember = true): CredentialParse {
   const auth = h.authorization;
