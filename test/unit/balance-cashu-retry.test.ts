@@ -19,6 +19,7 @@ import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { decodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
 import { decodeIdentifier } from '../../src/protocol/identifier.js';
 import type { Store } from '../../src/store/store.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const cfg = parseConfig(
   `lightning: { type: dev }
@@ -124,7 +125,7 @@ test("a Cashu payment on a route without balance: nginx's retry of the request i
     // A store that takes its time to write (as one under load does).
     const claimOnce = store.claimOnce.bind(store);
     store.claimOnce = async (...a: Parameters<typeof claimOnce>) => {
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
       return claimOnce(...a);
     };
     const cashu = rail();
