@@ -213,10 +213,11 @@ export class Gate {
       this.sessionSweeper.start(sweepMs);
       // Sessions served before this process (or this gate, after a reload) started: from the latest sales.
       const sweeper = this.sessionSweeper;
-      parts.store.ledger().recentSales(SCAN_SALES).then(
-        (sales) => sweeper.watchSales(sales, config.routes),
-        (e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: e.message }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'),
-      );
+      parts.store
+        .ledger()
+        .recentSales(SCAN_SALES)
+        .then((sales) => sweeper.watchSales(sales, config.routes))
+        .catch((e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: String(e?.message) }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'));
     }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
@@ -336,10 +337,9 @@ export class Gate {
     const at = Date.now();
     // The amount is what the route charges for this path now (what the invoice asked unless a dynamic price
     // changed between the challenge and this first use).
-    this.price(route, path).then(
-      (p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }),
-      () => undefined,
-    );
+    this.price(route, path)
+      .then((p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }))
+      .catch(() => undefined);
   }
 
   /**

@@ -15,6 +15,7 @@ import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
+import { errorShape } from './process-policy.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -307,22 +308,36 @@ function proxy(
   const up = send(
     { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: base + target, headers },
     (ur) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-      for (const [k, v] of extra) {
-        const name = k.toLowerCase();
-        // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
-        const prev = out[name];
-        out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
+      // An event handler: a throw here would end the process. This request's answer fails instead.
+      try {
+        relay(ur);
+      } catch {
+        ur.destroy();
+        // The upstream answered (so the payment is not given back), in a form that cannot be relayed.
+        if (res.headersSent) res.destroy();
+        else {
+          res.statusCode = 502;
+          res.end();
+        }
       }
-      if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
-        delete out['payment-receipt'];
-        delete out['payment-response'];
-      }
-      res.writeHead(ur.statusCode ?? 502, out);
-      ur.pipe(res);
     },
   );
+  function relay(ur: IncomingMessage): void {
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+    for (const [k, v] of extra) {
+      const name = k.toLowerCase();
+      // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
+      const prev = out[name];
+      out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
+    }
+    if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
+      delete out['payment-receipt'];
+      delete out['payment-response'];
+    }
+    res.writeHead(ur.statusCode ?? 502, out);
+    ur.pipe(res);
+  }
   // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
   // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
   let timedOut = false;
@@ -330,7 +345,13 @@ function proxy(
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
   });
-  up.on('error', (e) => onError(e, timedOut));
+  up.on('error', (e) => {
+    try {
+      onError(e, timedOut);
+    } catch {
+      res.destroy();
+    }
+  });
   req.pipe(up);
 }
 
@@ -573,10 +594,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
           return;
         }
         // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate.releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502).then(
-          (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
-          () => res.destroy(),
-        );
+        gate
+          .releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502)
+          .then((r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)))
+          .catch(() => res.destroy());
       });
       return;
     }
@@ -597,13 +618,18 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
     if (!server.listening) res.shouldKeepAlive = false;
-    handle(req, res).catch((e: Error) => {
-      log.error({ err: e.message }, 'request handler failed');
-      if (!res.headersSent) {
-        res.statusCode = 503;
-        res.setHeader('Retry-After', String(config.retryAfterSecs));
-        res.end();
-      } else res.destroy();
+    // Fail closed for this request only (a 503, nothing decided): the process keeps serving every other one.
+    handle(req, res).catch((e: unknown) => {
+      log.error({ event: 'request_failed', err: errorShape(e) }, 'request handler failed');
+      try {
+        if (!res.headersSent) {
+          res.statusCode = 503;
+          res.setHeader('Retry-After', String(config.retryAfterSecs));
+          res.end();
+        } else res.destroy();
+      } catch {
+        res.destroy();
+      }
     });
   };
   // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.

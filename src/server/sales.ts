@@ -6,6 +6,7 @@ import { PartialSalesError, type Ledger, type Sale } from '../store/ledger.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Metrics } from './metrics.js';
+import { errorShape } from './process-policy.js';
 
 /**
  * Ids of reusable credentials' sales this process knows are recorded (oldest forgotten first): saves a store
@@ -55,7 +56,8 @@ export class SalesRecorder {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     while (this.queue.length > 0) {
-      const w = this.write(this.queue.splice(0, BATCH_MAX));
+      // write() catches the store's failures; anything else it throws is logged, never left unhandled.
+      const w = this.write(this.queue.splice(0, BATCH_MAX)).catch((e: unknown) => this.log.error({ event: 'sale_not_recorded', err: errorShape(e) }, 'recording sales failed'));
       this.writing.add(w);
       void w.finally(() => this.writing.delete(w));
     }
