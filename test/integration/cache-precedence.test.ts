@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getEncodedToken } from '@cashu/cashu-ts';
-import { Cleanup, http1, requireTool } from './harness.js';
+import { Cleanup, freePort, http1, http2, requireTool } from './harness.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
 
@@ -16,6 +17,8 @@ const skip = requireTool('nginx') ? false : 'nginx not installed';
 const cleanup = new Cleanup();
 let s: Stack;
 let mint: CashuMintPeer;
+/** The same server block as s.origin, also listening for HTTP/2 (h2c). */
+let h2Origin: string;
 
 before(async () => {
   if (skip) return;
@@ -24,7 +27,9 @@ before(async () => {
   mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
   cleanup.add(() => mint.close());
   // The default auth cache (nginx_cache.max_secs 5): a timed credential's "paid" answer is kept.
-  s = await startStack(cleanup, { extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"] }\n` });
+  const h2 = await freePort();
+  h2Origin = `http://127.0.0.1:${h2}`;
+  s = await startStack(cleanup, { extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"] }\n`, extra: () => `listen 127.0.0.1:${h2} http2;` });
 });
 after(() => cleanup.run());
 
@@ -51,4 +56,15 @@ test('a kept "paid" answer for an L402 credential never passes a request that al
   assert.equal((await get('/timed/a', { authorization: c.auth, 'x-cashu': token })).status, 400);
   // The L402 credential alone still opens the route.
   assert.equal((await get('/timed/a', { authorization: c.auth })).status, 200);
+});
+
+test('a kept answer for a gRPC call paid in `token` metadata never passes the same headers over HTTP/1.1, where l402d does not read them', { skip }, async () => {
+  const c = await s.buy('/timed/b');
+  // Aperture's metadata form: the hex macaroon with the preimage as a caveat, read on HTTP/2 gRPC calls only.
+  const token = encodeMacaroon(attenuate(decodeMacaroonBase64(c.macaroon), `preimage=${c.preimage}`)).toString('hex');
+  const headers = { 'content-type': 'application/grpc', token };
+  for (let i = 0; i < 2; i++) assert.equal((await http2(h2Origin, '/timed/b', { headers })).status, 200, `HTTP/2 call ${i}`);
+  // Over HTTP/1.1 a gRPC content type is not a gRPC call: l402d reads no credential from `token`, so it asks to pay.
+  const plain = await http1(s.origin + '/timed/b', { headers: { ...headers, accept: 'application/json' } });
+  assert.equal(plain.status, 402, `a kept answer let through a request l402d reads no credential in: ${plain.body}`);
 });
