@@ -323,6 +323,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         });
       });
       await Promise.allSettled([cashu?.close(), gate.close()]);
+      gate.parts.sales?.stop();
       await Promise.allSettled([store.close(), backend!.close()]);
     },
   };
