@@ -308,36 +308,22 @@ function proxy(
   const up = send(
     { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, method: req.method, path: base + target, headers },
     (ur) => {
-      // An event handler: a throw here would end the process. This request's answer fails instead.
-      try {
-        relay(ur);
-      } catch {
-        ur.destroy();
-        // The upstream answered (so the payment is not given back), in a form that cannot be relayed.
-        if (res.headersSent) res.destroy();
-        else {
-          res.statusCode = 502;
-          res.end();
-        }
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      for (const [k, v] of extra) {
+        const name = k.toLowerCase();
+        // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
+        const prev = out[name];
+        out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
       }
+      if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
+        delete out['payment-receipt'];
+        delete out['payment-response'];
+      }
+      res.writeHead(ur.statusCode ?? 502, out);
+      ur.pipe(res);
     },
   );
-  function relay(ur: IncomingMessage): void {
-    const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-    for (const [k, v] of extra) {
-      const name = k.toLowerCase();
-      // The upstream's own exposed headers stay exposed; a receipt header of the upstream's is never the client's.
-      const prev = out[name];
-      out[name] = name === 'access-control-expose-headers' && typeof prev === 'string' && prev.trim() !== '' ? `${prev}, ${v}` : v;
-    }
-    if (extra.some(([k]) => /^(payment-receipt|payment-response)$/i.test(k)) === false) {
-      delete out['payment-receipt'];
-      delete out['payment-response'];
-    }
-    res.writeHead(ur.statusCode ?? 502, out);
-    ur.pipe(res);
-  }
   // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
   // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
   let timedOut = false;
@@ -345,13 +331,7 @@ function proxy(
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
   });
-  up.on('error', (e) => {
-    try {
-      onError(e, timedOut);
-    } catch {
-      res.destroy();
-    }
-  });
+  up.on('error', (e) => onError(e, timedOut));
   req.pipe(up);
 }
 
