@@ -310,8 +310,11 @@ ${timeoutLines(t.authReadMs, t)}
     proxy_cache_bypass 0;
     proxy_no_cache 0;
     # Fields joined by newlines, which no header value or request line can contain: no two requests share a key.
+    # Every header l402d reads a credential from is in it, also those it prefers over a cached L402 credential
+    # (X-Cashu on a Cashu route, x402's): a kept answer never passes a request l402d would decide on another.
+    # So is the protocol: the gRPC metadata keys (token, macaroon) are read on HTTP/2 gRPC calls only.
     # l402d never marks a request with cookies cacheable; the cookies are in the key all the same.
-    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$content_type\n$l402_uri\n$http_cookie\n$l402_route_pin";
+    proxy_cache_key "$request_method\n$scheme://$host$request_uri\n$server_protocol\n$http_authorization\n$http_grpc_metadata_macaroon\n$http_token\n$http_macaroon\n$http_x_cashu\n$http_payment_signature\n$http_x_payment\n$content_type\n$l402_uri\n$http_cookie\n$l402_route_pin";
     proxy_cache_methods GET HEAD;
     proxy_cache_lock off;
     # Never let a client choose these.

@@ -21,6 +21,20 @@ import { loadRootKeys } from '../server/app.js';
 /** Revocations are kept this long past the credential's minted expiry (the claim grace of decide.ts). */
 const REVOCATION_GRACE_SECS = 300;
 
+/** `token revoke` revoked what it could, but a form of the payment may still pass (see the revoke command). */
+export const EXIT_PARTLY_REVOKED = 3;
+
+/**
+ * Whether an MPP credential (which names a payment by its hash alone) can open the route `routeId` (unknown:
+ * any route of the config; a route no longer configured: assumed so). MPP's charge intent is offered on
+ * per-request routes with `mpp` among their schemes; MPP sessions (balance routes) are revoked by session id.
+ */
+function mppMayCarry(config: GateConfig, routeId: string | undefined): boolean {
+  const routes = routeId === undefined ? config.routes : config.routes.filter((r) => r.id === routeId);
+  if (routeId !== undefined && routes.length === 0) return true;
+  return routes.some((r) => r.schemes.includes('mpp') && r.access !== 'balance');
+}
+
 /** The running gate's config, or a refusal: without one, these commands would read ./data of the current directory. */
 export function gateConfig(cmd: string, file: string | undefined): GateConfig {
   const { config, explicit } = resolveConfig(file);
@@ -204,11 +218,20 @@ export function registerTokenCommands(program: Command): void {
       const validUntil = sale?.validUntil ?? t.validUntil;
       const fresh = await ledger.revoke({ value, at: Date.now(), until: validUntil === undefined ? undefined : validUntil + REVOCATION_GRACE_SECS });
       const what = sale ? `route ${sale.route}, first used ${iso(sale.at)}` : 'no sale recorded for it yet';
-      process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${named} (${what})\n`);
-      if (hash !== undefined && hash !== named) {
-        process.stdout.write(`by its payment hash ${hash}: the macaroon, the browser cookie and an MPP credential for the same invoice are all refused\n`);
-      } else if (hash === undefined && sale?.access !== 'balance' && HEX64.test(named)) {
-        process.stdout.write('if that is the token id of a credential not used yet (no sale recorded), revoke its macaroon or payment hash instead: an MPP credential for the same invoice carries only the payment hash\n');
+      const unknownHash = hash === undefined && sale?.access !== 'balance' && HEX64.test(named) && mppMayCarry(config, sale?.route);
+      if (unknownHash) {
+        // 64 hex with no payment hash known: a payment hash (then every form of the payment is refused) or a token
+        // id (then MPP's credential for the same invoice, which carries only the payment hash, is not). A sale is
+        // written a few ms after its first use, and later while the store fails (the gate retries it), so a
+        // credential just used may have none yet. Never "revoked" while a form of the payment may still pass.
+        process.stdout.write(`${fresh ? 'revoked in part' : 'already revoked in part'}: ${named} (${what}): the macaroon and the browser cookie with this token id or payment hash are refused\n`);
+        process.stderr.write(
+          `NOT revoked: if ${named} is a token id, an MPP credential for the same invoice (it carries only the payment hash) still opens ${sale ? `route ${sale.route}` : 'the routes that offer MPP'}: no sale records the payment hash yet (never used, or its sale not written yet). Revoke the macaroon or its payment hash, or run this again once \`l402d token show\` finds the sale; exit status ${EXIT_PARTLY_REVOKED}\n`,
+        );
+        process.exitCode = EXIT_PARTLY_REVOKED;
+      } else {
+        process.stdout.write(`${fresh ? 'revoked' : 'already revoked'}: ${named} (${what})\n`);
+        if (hash !== undefined && hash !== named) process.stdout.write(`by its payment hash ${hash}: the macaroon, the browser cookie and an MPP credential for the same invoice are all refused\n`);
       }
       process.stdout.write(`every l402d process using this store refuses it within 1 s; nginx may still serve a cached answer for up to nginx_cache.max_secs (${config.nginxCacheMaxSecs} s)\n`);
     });

@@ -5,6 +5,7 @@ import { ConfigError, type GateConfig } from '../config/config.js';
 import { checkBackendAtStart, checkReload, refuseUnlessRedisDurable, startGate, StartRefusedError } from '../server/app.js';
 import { openBackend } from '../server/wiring/open-backend.js';
 import { createLogger } from '../util/log.js';
+import { installProcessPolicy } from '../server/process-policy.js';
 
 /** Re-reads the config as `start` read it (same file, same environment expansion), for SIGHUP. */
 export interface ConfigLoader {
@@ -17,6 +18,7 @@ export async function runGate(config: GateConfig, loader?: ConfigLoader): Promis
     // A SIGHUP before the workers exist changes nothing (they read the file when forked), and must not end l402d.
     const early = () => {};
     process.on('SIGHUP', early);
+    installProcessPolicy(createLogger(config.logLevel));
     await refuseUnlessRedisDurable(config, createLogger(config.logLevel));
     if (config.requireBackend) await refuseUnlessBackendAnswers(config);
     supervise(config, loader);
@@ -41,7 +43,11 @@ export async function runGate(config: GateConfig, loader?: ConfigLoader): Promis
   };
   // SIGHUP (systemctl reload): routes and prices change for new requests; a bad file changes nothing.
   process.on('SIGHUP', reload);
-  running = await startGate(config, { refuseWithoutBackend: cluster.isWorker ? false : undefined });
+  // An error nothing caught: logged, and for an uncaught exception the process exits for its supervisor to
+  // replace it (process-policy.ts).
+  const log = createLogger(config.logLevel);
+  installProcessPolicy(log);
+  running = await startGate(config, { log, refuseWithoutBackend: cluster.isWorker ? false : undefined });
   if (hupWhileStarting) reload();
   const started = running;
   const stop = (signal: string) => {

@@ -22,6 +22,7 @@ import { gateConsoleSource } from './console-routes.js';
 import { REFRESH_MS } from './revocations.js';
 import { withTimeout } from '../util/timeout.js';
 import { isDeepStrictEqual } from 'node:util';
+import { errorShape, runGuarded } from './process-policy.js';
 
 const SHUTDOWN_GRACE_MS = 5000;
 /** A gate replaced by a reload keeps its tenant backends this long, for requests still in flight on it. */
@@ -258,7 +259,10 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
   // never waits for it; until it has been read once, Lightning credentials answer 503.
   await gate.parts.revocations!.refresh().catch((e: Error) => log.error({ event: 'revocations_unread', err: e.message }, 'could not read the revocation list at start; paid requests answer 503 until the store answers'));
   revocationTimer = setInterval(() => void gate.parts.revocations!.refresh().catch(() => undefined), REFRESH_MS).unref();
-  const sweeper = store.sweep ? setInterval(() => store.sweep?.(), 60_000).unref() : undefined;
+  // A sweep that throws (SQLite busy past its timeout, a full disk) is logged and tried again next minute.
+  const sweeper = store.sweep ? setInterval(() => runGuarded(log, 'store sweep', () => store.sweep?.()), 60_000).unref() : undefined;
+  // A listening socket's later error (accept failing) is logged: with no listener it would end the process.
+  for (const s of [server, metricsServer]) s?.on('error', (e: Error) => log.error({ event: 'listener_error', err: errorShape(e) }, 'listener error'));
   if (!cfg.upstream && !isLocalListen(cfg.listen) && !cfg.nginxSecret) log.warn({ listen: cfg.listen }, nonLoopbackWarning(cfg.listen));
   if (cfg.metrics && cfg.metrics.token === undefined && !isLocalListen(cfg.metrics.listen)) log.warn({ listen: cfg.metrics.listen }, openConsoleWarning(cfg.metrics.listen));
   log.info({ listen: address, store: store.kind, backend: backend.kind, routes: cfg.routes.length, mode: cfg.upstream ? 'proxy' : 'nginx' }, 'l402d started');
@@ -319,6 +323,7 @@ export async function startGate(cfg: GateConfig, opts: { log?: Logger; backend?:
         });
       });
       await Promise.allSettled([cashu?.close(), gate.close()]);
+      gate.parts.sales?.stop();
       await Promise.allSettled([store.close(), backend!.close()]);
     },
   };

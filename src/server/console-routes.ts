@@ -5,6 +5,7 @@ import { balanceLeft, consoleData, type ConsoleData } from './console-data.js';
 import { CONSOLE_HEADERS, consolePage } from './console-page.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Logger } from '../util/log.js';
+import { errorShape } from './process-policy.js';
 
 export const CONSOLE_PATHS = new Set(['/console', '/console.json']);
 
@@ -54,21 +55,37 @@ export function gateConsoleSource(current: () => Gate): ConsoleSource {
 export function serveConsole(path: string, req: IncomingMessage, res: ServerResponse, source: ConsoleSource, log: Logger): void {
   source.data().then(
     (d) => {
+      // Rendering is ours, on data read from the store: a throw here (a row the page cannot show) is this
+      // request's 500, never an error that escapes the listener and ends the process.
+      let body: string;
+      try {
+        body = path === '/console.json' ? JSON.stringify(d, null, 2) + '\n' : consolePage(d, { service: source.service() });
+      } catch (e) {
+        log.error({ event: 'console_render_failed', err: errorShape(e) }, 'console render failed');
+        return failed(res, 500);
+      }
       if (path === '/console.json') {
         res.setHeader('Content-Type', 'application/json');
         res.setHeader('Cache-Control', 'no-store');
         res.setHeader('X-Content-Type-Options', 'nosniff');
-        res.end(req.method === 'HEAD' ? undefined : JSON.stringify(d, null, 2) + '\n');
-        return;
-      }
-      for (const [k, v] of CONSOLE_HEADERS) res.setHeader(k, v);
-      res.end(req.method === 'HEAD' ? undefined : consolePage(d, { service: source.service() }));
+      } else for (const [k, v] of CONSOLE_HEADERS) res.setHeader(k, v);
+      res.end(req.method === 'HEAD' ? undefined : body);
     },
     (e: Error) => {
       log.error({ err: e.message }, 'console render failed');
-      res.statusCode = 503;
-      res.setHeader('Retry-After', '5');
-      res.end();
+      failed(res, 503);
     },
-  );
+  ).catch((e: unknown) => {
+    log.error({ event: 'console_render_failed', err: errorShape(e) }, 'console answer failed');
+    failed(res, 500);
+  });
+}
+
+/** A bodiless error answer, or the connection closed when an answer had begun. */
+function failed(res: ServerResponse, status: 500 | 503): void {
+  if (res.headersSent) return void res.destroy();
+  res.statusCode = status;
+  res.setHeader('Cache-Control', 'no-store');
+  if (status === 503) res.setHeader('Retry-After', '5');
+  res.end();
 }

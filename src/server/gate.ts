@@ -91,6 +91,14 @@ interface RenderProgress {
 /**
  * Fresh challenges answered to refused credentials, by credential, route, method and path, for a few seconds
  * (in flight included, so concurrent copies share one mint). Bounded; a failed mint is forgotten at once.
+ *
+ * The key holds everything a kept challenge's text depends on: the route (its config is this gate's: a reload
+ * builds a new gate, with an empty memo), method and path (the macaroon's caveats), the price and whether the
+ * path priced it (the invoice's amount, the path caveat), and the payee (whose node issued the invoice), so a
+ * price or payee changed in the store is offered as soon as l402d reads it, never at the old one for the
+ * memo's lifetime. What is not in it is not kept: the answer around the challenge (x402's resource URL with the
+ * request's host and target, the offered schemes, the scheme of the connection, the pin's cookie choice) is
+ * built again for each request (test/unit/recent-challenges.test.ts).
  */
 class RecentChallenges<T extends { validUntil?: number } = Challenge> {
   private readonly byKey = new Map<string, { at: number; challenge: Promise<T> }>();
@@ -105,13 +113,15 @@ class RecentChallenges<T extends { validUntil?: number } = Challenge> {
    * routes, where the macaroon alone opens the route once its invoice is paid: whoever else got it would
    * spend the payer's payment.
    */
-  key(route: RouteConfig, req: GateRequest): string | undefined {
+  key(route: RouteConfig, req: GateRequest, sold: { amountMsat: number; pathPriced: boolean; payee: string | undefined }): string | undefined {
     const c = req.credentials;
     // The route's credential cookie counts when no header carries a credential (as decide() reads it).
     const viaHeader = !!(c.authorization || c.token || c.macaroon || c.grpcMetadataMacaroon || c.paymentSignature);
     const cookie = viaHeader ? '' : routeCookieText(c.cookie, route);
     if (route.autoDetect || (!viaHeader && !cookie)) return undefined;
-    return createHash('sha256').update(JSON.stringify([route.id, req.method, req.path, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie])).digest('base64');
+    return createHash('sha256')
+      .update(JSON.stringify([route.id, req.method, req.path, sold.amountMsat, sold.pathPriced, sold.payee ?? null, req.clientAddr ?? '', c.authorization ?? '', c.token ?? '', c.macaroon ?? '', c.grpcMetadataMacaroon ?? '', c.paymentSignature ?? '', cookie]))
+      .digest('base64');
   }
 
   get(key: string): Promise<T> | undefined {
@@ -213,10 +223,11 @@ export class Gate {
       this.sessionSweeper.start(sweepMs);
       // Sessions served before this process (or this gate, after a reload) started: from the latest sales.
       const sweeper = this.sessionSweeper;
-      parts.store.ledger().recentSales(SCAN_SALES).then(
-        (sales) => sweeper.watchSales(sales, config.routes),
-        (e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: e.message }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'),
-      );
+      parts.store
+        .ledger()
+        .recentSales(SCAN_SALES)
+        .then((sales) => sweeper.watchSales(sales, config.routes))
+        .catch((e: Error) => parts.log.warn({ event: 'mpp_session_scan_failed', err: String(e?.message) }, 'could not read recent sales for idle MPP sessions (their clients close them, or the next start)'));
     }
     const auto = config.routes.filter((r) => r.autoDetect).map((r) => r.id);
     if (auto.length > 0 && !this.isSettled) {
@@ -336,10 +347,9 @@ export class Gate {
     const at = Date.now();
     // The amount is what the route charges for this path now (what the invoice asked unless a dynamic price
     // changed between the challenge and this first use).
-    this.price(route, path).then(
-      (p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }),
-      () => undefined,
-    );
+    this.price(route, path)
+      .then((p) => sales.note({ id: d.tokenId, rail: 'lightning', route: route.id, amountMsat: p.amountMsat, at, paymentHash: d.paymentHash, validUntil: d.mintedValidUntil, access: d.singleUse ? 'per-request' : route.access }))
+      .catch(() => undefined);
   }
 
   /**
@@ -501,7 +511,7 @@ export class Gate {
         progress.waitingOn = 'backend_unavailable';
         // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
         // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
-        const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
+        const again = o === 'invalid' ? await this.recentKey(route, req) : undefined;
         let minted = again === undefined ? undefined : this.recentChallenges.get(again);
         const fresh = !minted;
         minted ??= this.mintChallenge(route, req.path, req.method);
@@ -524,8 +534,8 @@ export class Gate {
     if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
     let offers: OtherOffers = {};
     if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
-      const again = o === 'invalid' ? this.recentChallenges.key(route, req) : undefined;
-      offers = await this.otherOffers(route, req, why, schemes, challenge, progress, again).catch((e: Error) => {
+      const shareable = o === 'invalid';
+      offers = await (async () => this.otherOffers(route, req, why, schemes, challenge, progress, shareable ? await this.recentKey(route, req) : undefined))().catch((e: Error) => {
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'MPP session or x402 offer failed');
         return {};
       });
@@ -563,6 +573,16 @@ export class Gate {
     // is nginx's (`$scheme`), never a client's.
     if (o === 'invalid' && route && this.cookieWasCredential(req, route) && !(await this.cookieStillPays(req, route, why))) out.headers.push(['Set-Cookie', clearingSetCookie(route, header(h, 'x-l402-scheme') === 'https')]);
     return out;
+  }
+
+  /**
+   * The key under which a refused credential's request shares a recent challenge (undefined: it never shares),
+   * with what a challenge minted now would charge and pay to (both cached reads; see RecentChallenges).
+   */
+  private async recentKey(route: RouteConfig, req: GateRequest): Promise<string | undefined> {
+    if (req.path === undefined) return undefined;
+    const [p, payee] = await Promise.all([this.price(route, req.path), this.payeeFor(route, req.path)]);
+    return this.recentChallenges.key(route, req, { amountMsat: p.amountMsat, pathPriced: p.pathPriced, payee });
   }
 
   /**

@@ -16,6 +16,7 @@ import type { Decision } from '../policy/decide.js';
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
+import { errorShape } from './process-policy.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -604,10 +605,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
           return;
         }
         // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate.releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502).then(
-          (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
-          () => res.destroy(),
-        );
+        gate
+          .releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502)
+          .then((r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)))
+          .catch(() => res.destroy());
       });
       return;
     }
@@ -628,13 +629,18 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
     if (!server.listening) res.shouldKeepAlive = false;
-    handle(req, res).catch((e: Error) => {
-      log.error({ err: e.message }, 'request handler failed');
-      if (!res.headersSent) {
-        res.statusCode = 503;
-        res.setHeader('Retry-After', String(config.retryAfterSecs));
-        res.end();
-      } else res.destroy();
+    // Fail closed for this request only (a 503, nothing decided): the process keeps serving every other one.
+    handle(req, res).catch((e: unknown) => {
+      log.error({ event: 'request_failed', err: errorShape(e) }, 'request handler failed');
+      try {
+        if (!res.headersSent) {
+          res.statusCode = 503;
+          res.setHeader('Retry-After', String(config.retryAfterSecs));
+          res.end();
+        } else res.destroy();
+      } catch {
+        res.destroy();
+      }
     });
   };
   // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.

@@ -2,7 +2,8 @@
 // optionally behind a token: `Authorization: Bearer <token>`, or Basic with the token as password (browsers).
 import { localHostHeader } from './host-header.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { errorShape } from './process-policy.js';
 import type { Metrics } from './metrics.js';
 import type { Logger } from '../util/log.js';
 import { CONSOLE_PATHS, serveConsole, type ConsoleSource } from './console-routes.js';
@@ -23,7 +24,21 @@ function basicPassword(h: string | undefined): string | undefined {
 export function createMetricsServer(metrics: Metrics, token: string | undefined, log: Logger, consoleSource?: ConsoleSource): Server {
   const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
   const expectedPassword = token === undefined ? undefined : digest(token);
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
+    try {
+      answer(req, res);
+    } catch (e) {
+      // Fail closed for this request only: the listener (and the gate beside it) keeps answering.
+      log.error({ event: 'metrics_listener_failed', err: errorShape(e) }, 'metrics listener request failed');
+      if (res.headersSent) res.destroy();
+      else {
+        res.statusCode = 500;
+        res.setHeader('Cache-Control', 'no-store');
+        res.end();
+      }
+    }
+  });
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '').split('?')[0]!;
     const isConsole = consoleSource !== undefined && CONSOLE_PATHS.has(path);
     if (path !== '/metrics' && !isConsole) {
@@ -61,17 +76,28 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
       serveConsole(path, req, res, consoleSource, log);
       return;
     }
-    metrics.render().then(
-      (text) => {
-        res.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
-        res.end(req.method === 'HEAD' ? undefined : text);
-      },
-      (e: Error) => {
-        log.error({ err: e.message }, 'metrics render failed');
-        res.statusCode = 503;
-        res.setHeader('Retry-After', '5');
-        res.end();
-      },
-    );
-  });
+    metrics
+      .render()
+      .then(
+        (text) => {
+          res.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
+          res.end(req.method === 'HEAD' ? undefined : text);
+        },
+        (e: Error) => {
+          log.error({ err: e.message }, 'metrics render failed');
+          res.statusCode = 503;
+          res.setHeader('Retry-After', '5');
+          res.end();
+        },
+      )
+      .catch((e: unknown) => {
+        log.error({ event: 'metrics_listener_failed', err: errorShape(e) }, 'metrics answer failed');
+        if (res.headersSent) res.destroy();
+        else {
+          res.statusCode = 500;
+          res.end();
+        }
+      });
+  };
+  return server;
 }

@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Store } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import type { Decision } from '../policy/decide.js';
+import { runGuarded } from './process-policy.js';
 
 type Labels = Record<string, string>;
 
@@ -68,7 +69,7 @@ export class Metrics {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.flush(), 1000).unref();
+    this.timer = setInterval(() => runGuarded(this.log, 'metrics flush', () => this.flush()), 1000).unref();
   }
 
   inc(name: keyof typeof HELP, labels: Labels = {}, n = 1): void {

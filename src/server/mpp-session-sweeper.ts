@@ -34,7 +34,7 @@ export class SessionSweeper {
   }
 
   start(intervalMs: number): void {
-    this.timer = setInterval(() => void this.sweep(), intervalMs);
+    this.timer = setInterval(() => void this.sweep().catch((e: unknown) => this.onError(e instanceof Error ? e : new Error(String(e)))), intervalMs);
     this.timer.unref();
   }
 

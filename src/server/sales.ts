@@ -6,6 +6,7 @@ import { PartialSalesError, type Ledger, type Sale } from '../store/ledger.js';
 import type { Logger } from '../util/log.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Metrics } from './metrics.js';
+import { errorShape } from './process-policy.js';
 
 /**
  * Ids of reusable credentials' sales this process knows are recorded (oldest forgotten first): saves a store
@@ -20,6 +21,12 @@ const RETRY_MAX = 10_000;
 const BATCH_MS = 10;
 /** At most this many sales per write. */
 const BATCH_MAX = 512;
+/**
+ * Sales whose write failed are tried again this long after (and with the next sale noted, whichever is first),
+ * so a sale lost to a store outage is recorded once the store answers even if no other sale follows
+ * (`l402d token revoke` finds a sale's payment hash there).
+ */
+const RETRY_MS = 1000;
 
 export class SalesRecorder {
   private readonly known = new Set<string>();
@@ -27,6 +34,8 @@ export class SalesRecorder {
   private queue: Sale[] = [];
   private retry: Sale[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private readonly writing = new Set<Promise<void>>();
   private warnedAt = 0;
 
@@ -55,7 +64,8 @@ export class SalesRecorder {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     while (this.queue.length > 0) {
-      const w = this.write(this.queue.splice(0, BATCH_MAX));
+      // write() catches the store's failures; anything else it throws is logged, never left unhandled.
+      const w = this.write(this.queue.splice(0, BATCH_MAX)).catch((e: unknown) => this.log.error({ event: 'sale_not_recorded', err: errorShape(e) }, 'recording sales failed'));
       this.writing.add(w);
       void w.finally(() => this.writing.delete(w));
     }
@@ -108,6 +118,7 @@ export class SalesRecorder {
       if (partial) this.written(batch, partial);
       this.retry.push(...batch.filter((_, i) => partial?.[i] === undefined));
       if (this.retry.length > RETRY_MAX) this.retry.splice(0, this.retry.length - RETRY_MAX);
+      this.retryLater();
       if (Date.now() - this.warnedAt > 60_000) {
         this.warnedAt = Date.now();
         this.log.warn({ event: 'sale_not_recorded', err: (e as Error).message }, 'could not record a sale in the store; retrying with the next sale');
@@ -115,6 +126,24 @@ export class SalesRecorder {
     } finally {
       for (const s of batch) this.inFlight.delete(s.id);
     }
+  }
+
+  /** Notes the sales waiting for a retry again in RETRY_MS (one timer; not after stop()). */
+  private retryLater(): void {
+    if (this.stopped || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const again = this.retry;
+      this.retry = [];
+      for (const s of again) this.note(s);
+    }, RETRY_MS).unref();
+  }
+
+  /** No more retries in the background (the store is closing; drain() first). */
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
   }
 
   private remember(id: string): void {
