@@ -13,6 +13,7 @@ import { buildManifest } from './manifest.js';
 import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
+import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyFailure } from './proxy-failure.js';
 import { isGrpc } from './negotiate.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 
@@ -275,7 +276,7 @@ function proxy(
   extra: Array<[string, string]>,
   identity: { headers: Array<[string, string]>; forwardCredentials: boolean },
   timeoutMs: number,
-  onError: (e: Error, timedOut: boolean) => void,
+  onFailure: (f: ProxyFailure, e: Error) => void,
 ): void {
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
@@ -323,14 +324,63 @@ function proxy(
       ur.pipe(res);
     },
   );
-  // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
-  // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
+  // Whose failure ends the request decides whether a payment goes back (security.md H): only the upstream's,
+  // after the client's whole request had arrived (or when the upstream never accepted the connection, so read
+  // nothing of it), with the client still waiting. A client that stalls, breaks or abandons its own body never
+  // gets it back, whatever the upstream then does.
+  let settled = false;
+  let connected = false;
   let timedOut = false;
+  const socket = req.socket;
+  const fail = (f: ProxyFailure, e: Error): void => {
+    if (settled) return;
+    settled = true;
+    if (res.headersSent || res.destroyed) {
+      // The upstream had started answering (so it handled the request): nothing to give back, nothing to add.
+      up.destroy();
+      res.destroy();
+      return;
+    }
+    // A body not read to its end leaves the connection unusable for another request.
+    if (!req.complete) res.shouldKeepAlive = false;
+    req.unpipe(up);
+    up.destroy();
+    onFailure(f, e);
+  };
+  // Node's parser gave up on the client's body (its requestTimeout, a malformed or truncated body): the client's.
+  // After the body ended, it gave up on a request pipelined behind this one: this answer is the connection's last.
+  const onClientBody = (why: 'timeout' | 'malformed'): void => {
+    if (!req.complete) return fail({ by: 'client', why }, new Error(`client request body: ${why}`));
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    else res.once('finish', () => socket.end());
+  };
+  // Watched until the answer is written: a parser error meanwhile is this request's, and its answer closes.
+  if (!req.complete) watchBody(socket, onClientBody);
+  // The client left before its answer was written: nothing to answer and nothing given back; the upstream's
+  // request ends with it (as behind nginx, whose proxy_ignore_client_abort is off by default).
+  res.once('close', () => {
+    unwatchBody(socket, onClientBody);
+    if (settled || res.writableFinished) return;
+    settled = true;
+    up.destroy();
+  });
+  up.once('socket', (s: Duplex) => {
+    const sock = s as Duplex & { connecting?: boolean };
+    // A kept-alive connection was accepted earlier; a new one counts once the upstream accepted it.
+    if (sock.connecting !== true) connected = true;
+    else sock.once('connect', () => (connected = true));
+  });
+  // The upstream connection staying silent ends the request, as nginx's proxy_read_timeout does. While the
+  // client's body is incomplete and nothing waits for the upstream to read it, the silence is the client's:
+  // it stopped sending (408, as nginx's client_body_timeout). Otherwise, before any response byte, it is the
+  // upstream's: a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
   up.setTimeout(timeoutMs, () => {
+    if (settled) return;
+    if (!req.complete && !up.writableNeedDrain && !res.headersSent) return fail({ by: 'client', why: 'timeout' }, new Error(`client sent nothing of its body for ${timeoutMs} ms`));
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
   });
-  up.on('error', (e) => onError(e, timedOut));
+  up.on('error', (e) => fail({ by: 'upstream', status: timedOut ? 504 : 502, releasable: req.complete || !connected }, e));
   req.pipe(up);
 }
 
@@ -544,10 +594,13 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
     // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
     if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
-      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
-        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
-        if (res.headersSent || res.destroyed) return void res.destroy();
-        send(res, upstreamFailure(timedOut ? 504 : 502, 'none', config.retryAfterSecs, req.method ?? 'GET'));
+      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (f, e) => {
+        if (f.by === 'client') {
+          log.info({ event: 'client_body_failure', why: f.why, path }, 'the client did not send its whole request body');
+          return send(res, clientBodyFailure(f.why, false, req.method ?? 'GET'));
+        }
+        log.warn({ event: f.status === 504 ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        send(res, upstreamFailure(f.status, 'none', config.retryAfterSecs, req.method ?? 'GET'));
       });
       return;
     }
@@ -566,14 +619,16 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [...receiptHeaders(d), ...balanceHeaders(d)];
-      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
-        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
-        if (res.headersSent) {
-          res.destroy();
-          return;
+      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (f, e) => {
+        // The client stalled or broke its own body: its failure, so what it paid stays paid.
+        if (f.by === 'client') {
+          log.info({ event: 'client_body_failure', why: f.why, path }, 'the client did not send its whole request body');
+          return send(res, clientBodyFailure(f.why, d.reason === 'paid', req.method!));
         }
-        // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate.releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502).then(
+        log.warn({ event: f.status === 504 ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        // Nothing of the upstream's answer reached the client: not served, so the payment still pays, if the
+        // whole request had reached the upstream (else the upstream may have worked on a part: kept).
+        gate.releaseAfterUpstreamFailure(gr, f.status, { incomplete: !f.releasable }).then(
           (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
           () => res.destroy(),
         );
@@ -619,6 +674,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
   // Node's parser refuses what it cannot read (an unknown method, oversized headers) before any handler runs:
   // answer that with a problem document and close, rather than Node's bare 400.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A standalone proxy reading this connection's body answers for it (never a raw reply over its own).
+    if (bodyClientError(socket, err.code)) return;
     if (!socket.writable || (err.code as string | undefined) === 'ECONNRESET') {
       socket.destroy();
       return;
