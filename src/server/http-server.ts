@@ -3,6 +3,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
@@ -364,11 +365,18 @@ function proxy(
     settled = true;
     up.destroy();
   });
-  up.once('socket', (s: Duplex) => {
-    const sock = s as Duplex & { connecting?: boolean };
+  // Any byte of an answer means the upstream received and handled the request, even when it is one l402d cannot
+  // read (a header too large for Node's parser, which a client can provoke from an app that echoes a header):
+  // as nginx's $upstream_bytes_received behind nginx, nothing is given back then.
+  let upSocket: Socket | undefined;
+  let readBefore = 0;
+  const heard = (): boolean => upSocket !== undefined && upSocket.bytesRead > readBefore;
+  up.once('socket', (s: Socket) => {
+    upSocket = s;
+    readBefore = s.bytesRead;
     // A kept-alive connection was accepted earlier; a new one counts once the upstream accepted it.
-    if (sock.connecting !== true) connected = true;
-    else sock.once('connect', () => (connected = true));
+    if (!s.connecting) connected = true;
+    else s.once('connect', () => (connected = true));
   });
   // The upstream connection staying silent ends the request, as nginx's proxy_read_timeout does. While the
   // client's body is incomplete and nothing waits for the upstream to read it, the silence is the client's:
@@ -380,7 +388,7 @@ function proxy(
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
   });
-  up.on('error', (e) => fail({ by: 'upstream', status: timedOut ? 504 : 502, releasable: req.complete || !connected }, e));
+  up.on('error', (e) => fail({ by: 'upstream', status: timedOut ? 504 : 502, answered: heard(), releasable: req.complete || !connected }, e));
   req.pipe(up);
 }
 
@@ -628,7 +636,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         log.warn({ event: f.status === 504 ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
         // Nothing of the upstream's answer reached the client: not served, so the payment still pays, if the
         // whole request had reached the upstream (else the upstream may have worked on a part: kept).
-        gate.releaseAfterUpstreamFailure(gr, f.status, { incomplete: !f.releasable }).then(
+        gate.releaseAfterUpstreamFailure(gr, f.status, { answered: f.answered, incomplete: !f.releasable }).then(
           (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
           () => res.destroy(),
         );

@@ -6,11 +6,12 @@ import type { Rendered } from './render.js';
 
 export type ProxyFailure =
   /**
-   * The upstream failed (refused, reset, silent for upstream_timeout_ms) before any byte of its answer.
+   * The upstream failed (refused, reset, silent for upstream_timeout_ms, an answer l402d cannot read) before its
+   * answer reached the client. `answered`: it had sent a byte of an answer (it handled the request).
    * `releasable`: the client's whole request had reached l402d (or nothing at all reached the upstream) and the
-   * client is still there; only then may a payment go back.
+   * client is still there. A payment may go back only when answered is false and releasable true.
    */
-  | { by: 'upstream'; status: 502 | 504; releasable: boolean }
+  | { by: 'upstream'; status: 502 | 504; answered: boolean; releasable: boolean }
   /** The client stopped sending its request body (`timeout`), or sent a broken one (`malformed`). */
   | { by: 'client'; why: 'timeout' | 'malformed' };
 

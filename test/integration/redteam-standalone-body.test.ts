@@ -206,3 +206,42 @@ test('standalone: the whole body reached the upstream, which then timed out or r
   assert.equal(served.status, 200, served.body);
   assert.equal((await post('/ingest/honest', { authorization: auth })).status, 401, 'then spent');
 });
+
+test('standalone: an answer the proxy cannot read (a header too large for it, provoked by the client) is the upstream having answered: 502, the payment stays spent', async (t) => {
+  // An app that echoes a request header into its answer: a client sends a large one (l402d reads 64 KiB of
+  // request headers), the app does the work and answers, and l402d cannot parse that answer.
+  const echo = http.createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
+    echoed++;
+    req.resume();
+    res.setHeader('x-echo', String(req.headers['x-echo'] ?? ''));
+    res.end('done\n');
+  });
+  let echoed = 0;
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => echo.close(() => r())));
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-echo-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${(echo.address() as net.AddressInfo).port}\nlog: { level: silent }
+lightning: { type: dev }
+routes:
+  - { match: /echo/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  t.after(() => gate.close());
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const get = (headers: Record<string, string> = {}) => http1(`http://127.0.0.1:${p}/echo/x`, { headers: { accept: 'application/json', ...headers } });
+  const c = json((await get()).body);
+  const auth = `L402 ${String(c.macaroon)}:${w.pay(String(c.invoice)).toString('hex')}`;
+  const r = await get({ authorization: auth, 'x-echo': 'e'.repeat(40 * 1024) });
+  assert.equal(echoed, 1, 'the app did the work');
+  assert.equal(r.status, 502, r.body);
+  assert.equal(json(r.body).payment, 'consumed', r.body);
+  const again = await get({ authorization: auth });
+  assert.equal(again.status, 401, again.body);
+  assert.equal(json(again.body).reason, 'already_used', again.body);
+});
