@@ -656,6 +656,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
     // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
     insecureHTTPParser: !upstream,
+    // Facing clients, the whole request (headers and body) must arrive within requestTimeout (below): checked
+    // every second rather than Node's 30 s, so a client dripping its body holds the connection and the
+    // upstream's for 31 s at most.
+    ...(upstream ? { connectionsCheckingInterval: 1000 } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.

@@ -245,3 +245,32 @@ routes:
   assert.equal(again.status, 401, again.body);
   assert.equal(json(again.body).reason, 'already_used', again.body);
 });
+
+test('standalone: a client dripping its body (a byte well within upstream_timeout_ms, for ever) gets 408 once the whole-request timeout passes, and the payment stays spent', { timeout: 90_000 }, async () => {
+  const auth = await buy('/ingest/drip');
+  ingest.mode = 'ok';
+  const before = { cut: ingest.cut };
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  sock.write(head('/ingest/drip', auth, 'chunked'), 'latin1');
+  let raw = '';
+  sock.on('data', (c: Buffer) => (raw += c.toString('latin1')));
+  sock.on('error', () => {});
+  let closed = false;
+  sock.on('close', () => (closed = true));
+  try {
+    // One chunk every UPSTREAM_TIMEOUT_MS / 4: the upstream connection is never silent for long enough.
+    for (let i = 0; i < 400 && !closed && !raw.includes('\r\n\r\n'); i++) {
+      sock.write('1\r\nd\r\n');
+      await sleep(UPSTREAM_TIMEOUT_MS / 4);
+    }
+  } finally {
+    sock.destroy();
+  }
+  assert.match(raw, /^HTTP\/1\.1 408 /, raw);
+  assert.equal(json(raw.split('\r\n\r\n')[1]!).payment, 'consumed', raw);
+  await waitFor('the upstream request cut', () => ingest.cut > before.cut);
+  const again = await post('/ingest/drip', { authorization: auth });
+  assert.equal(again.status, 401, again.body);
+  assert.equal(json(again.body).reason, 'already_used', again.body);
+});
