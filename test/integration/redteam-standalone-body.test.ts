@@ -8,10 +8,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import tls from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cleanup, freePort, http1, waitFor } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, waitFor } from './harness.js';
+import { headerLines, httpsRequest, makeCert, paymentParams } from '../support/https-client.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -273,4 +275,62 @@ test('standalone: a client dripping its body (a byte well within upstream_timeou
   const again = await post('/ingest/drip', { authorization: auth });
   assert.equal(again.status, 401, again.body);
   assert.equal(json(again.body).reason, 'already_used', again.body);
+});
+
+const opensslBin = requireTool('openssl');
+
+test('standalone with tls: an MPP or x402 charge for a request whose body stalls is not given back either', { skip: opensslBin ? false : 'openssl not installed' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-body-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(opensslBin!, dir);
+  const ca = readFileSync(cert);
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${ingest.port}\nupstream_timeout_ms: ${UPSTREAM_TIMEOUT_MS}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: silent }
+lightning: { type: dev }
+routes:
+  - { match: /charge/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  t.after(() => gate.close());
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64');
+  const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const offer = await httpsRequest(ca, `https://127.0.0.1:${p}/charge/x`, {}, { method: 'POST', body: '' });
+  assert.equal(offer.status, 402, offer.body);
+  // MPP: the Payment challenge paid, its preimage in the credential.
+  const pp = paymentParams(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('Payment '))!);
+  const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
+  const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
+  const mpp = `Payment ${b64url({ challenge, payload: { preimage: w.pay(inv).toString('hex') } })}`;
+  // x402: the PAYMENT-REQUIRED invoice paid, the payload as Alby's client builds it.
+  const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
+  w.pay(a.extra.invoice);
+  const x402 = b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a });
+  ingest.mode = 'ok';
+  for (const [name, value] of [['Authorization', mpp], ['Payment-Signature', x402]] as const) {
+    const started = ingest.started;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: p, ca }, () =>
+        sock.write(`POST /charge/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n${name}: ${value}\r\nTransfer-Encoding: chunked\r\n\r\n${part('chunked')}`),
+      );
+      let out = '';
+      sock.on('data', (c: Buffer) => {
+        out += c.toString('latin1');
+        if (out.includes('\r\n\r\n') && out.split('\r\n\r\n')[1]!.endsWith('\n')) sock.destroy();
+      });
+      sock.on('close', () => resolve(out));
+      sock.on('error', reject);
+      sock.setTimeout(10_000, () => sock.destroy(new Error(`no answer within 10 s; got ${JSON.stringify(out)}`)));
+    });
+    assert.equal(ingest.started, started + 1, `${name}: the request reached the upstream`);
+    assert.match(raw, /^HTTP\/1\.1 408 /, `${name}: ${raw}`);
+    await sleep(UPSTREAM_TIMEOUT_MS + 500);
+    const again = await httpsRequest(ca, `https://127.0.0.1:${p}/charge/x`, { [name.toLowerCase()]: value }, { method: 'POST', body: 'whole\n' });
+    assert.equal(again.status, 402, `${name}: the charge was spent by the stalled request: ${again.body}`);
+    assert.equal(ingest.started, started + 1, `${name}: the charge did not reach the upstream twice`);
+  }
 });
