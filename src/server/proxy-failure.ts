@@ -36,7 +36,9 @@ export function unwatchBody(socket: Duplex, onClientFailure: (why: 'timeout' | '
 export function bodyClientError(socket: Duplex, code: string | undefined): boolean {
   const f = readingBody.get(socket);
   if (!f) return false;
-  f(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed');
+  // The client went away (reset): nobody to answer; the proxy sees its response close and ends the upstream's.
+  if (code === 'ECONNRESET' || !socket.writable) socket.destroy();
+  else f(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'malformed');
   return true;
 }
 

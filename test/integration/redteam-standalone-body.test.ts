@@ -151,20 +151,23 @@ for (const framing of ['chunked', 'length'] as const) {
     assert.equal(json(again.body).reason, 'already_used', again.body);
   });
 
-  test(`standalone: a client that disconnects in the middle of its ${framing} body does not get the payment back, whatever the upstream then does`, async () => {
-    const auth = await buy('/ingest/gone');
-    ingest.mode = 'ok';
-    const before = { started: ingest.started, cut: ingest.cut };
-    const sock = net.connect(port, '127.0.0.1', () => sock.write(head('/ingest/gone', auth, framing) + part(framing), 'latin1'));
-    sock.on('error', () => {});
-    await waitFor('the request at the upstream', () => ingest.started > before.started);
-    sock.destroy();
-    await waitFor('the upstream request cut', () => ingest.cut > before.cut);
-    // Past the upstream timeout: nothing l402d does after the client left gives the payment back.
-    await sleep(UPSTREAM_TIMEOUT_MS + 500);
-    const again = await post('/ingest/gone', { authorization: auth });
-    assert.equal(again.status, 401, again.body);
-    assert.equal(json(again.body).reason, 'already_used', again.body);
+  test(`standalone: a client that disconnects (FIN, then RST) in the middle of its ${framing} body does not get the payment back, whatever the upstream then does`, async () => {
+    for (const how of ['close', 'reset'] as const) {
+      const auth = await buy('/ingest/gone');
+      ingest.mode = 'ok';
+      const before = { started: ingest.started, cut: ingest.cut };
+      const sock = net.connect(port, '127.0.0.1', () => sock.write(head('/ingest/gone', auth, framing) + part(framing), 'latin1'));
+      sock.on('error', () => {});
+      await waitFor('the request at the upstream', () => ingest.started > before.started);
+      if (how === 'close') sock.destroy();
+      else sock.resetAndDestroy();
+      await waitFor('the upstream request cut', () => ingest.cut > before.cut);
+      // Past the upstream timeout: nothing l402d does after the client left gives the payment back.
+      await sleep(UPSTREAM_TIMEOUT_MS + 500);
+      const again = await post('/ingest/gone', { authorization: auth });
+      assert.equal(again.status, 401, again.body);
+      assert.equal(json(again.body).reason, 'already_used', `${how}: ${again.body}`);
+    }
   });
 }
 
