@@ -279,6 +279,8 @@ function proxy(
   timeoutMs: number,
   onFailure: (f: ProxyFailure, e: Error) => void,
 ): void {
+  // The client left while its request was decided: nothing is forwarded, and nothing is given back.
+  if (res.destroyed || req.socket.destroyed) return void req.destroy();
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
