@@ -26,7 +26,8 @@ const UPSTREAM_TIMEOUT_MS = 1000;
 /** A streaming-ingest app: it reads each body as it comes (counting bytes), and answers when it ends, or not. */
 interface Ingest {
   port: number;
-  mode: 'ok' | 'hang' | 'reset';
+  /** `stuck`: never reads the body at all. */
+  mode: 'ok' | 'hang' | 'reset' | 'stuck';
   /** Requests that reached it, whose body ended, and whose connection went away before the body ended. */
   started: number;
   completed: number;
@@ -45,6 +46,7 @@ before(async () => {
   const held = new Set<net.Socket>();
   const app = http.createServer((req, res) => {
     ingest.started++;
+    if (ingest.mode === 'stuck') return;
     let ended = false;
     req.on('data', (c: Buffer) => (ingest.bytes += c.length));
     req.on('end', () => {
@@ -336,4 +338,40 @@ routes:
     assert.equal(again.status, 402, `${name}: the charge was spent by the stalled request: ${again.body}`);
     assert.equal(ingest.started, started + 1, `${name}: the charge did not reach the upstream twice`);
   }
+});
+
+test('standalone: an upstream that stops reading a body the client is still sending: 504, and the payment stays spent (it may have worked on the part it got)', async () => {
+  const auth = await buy('/ingest/stuck');
+  ingest.mode = 'stuck';
+  const started = ingest.started;
+  // More than the loopback buffers between the client, l402d and the upstream hold: l402d has bytes waiting
+  // for the upstream to read when its silence ends the request.
+  const total = 64 * 1024 * 1024;
+  const sock = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  let raw = '';
+  let closed = false;
+  sock.on('data', (c: Buffer) => (raw += c.toString('latin1')));
+  sock.on('close', () => (closed = true));
+  sock.on('error', () => {});
+  try {
+    sock.write(`POST /ingest/stuck HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nAuthorization: ${auth}\r\nContent-Length: ${total}\r\n\r\n`);
+    const chunk = Buffer.alloc(64 * 1024, 'p');
+    let sent = 0;
+    // Bounded: as much as the connection takes, until l402d answers (the upstream timeout) or 10 s pass.
+    for (let i = 0; i < 400 && sent < total && !closed && !raw.includes('\r\n\r\n'); i++) {
+      while (sent < total && sock.write(chunk)) sent += chunk.length;
+      await sleep(25);
+    }
+    await waitFor('the answer', () => raw.includes('\r\n\r\n') && raw.split('\r\n\r\n')[1]!.endsWith('\n'));
+  } finally {
+    sock.destroy();
+  }
+  assert.equal(ingest.started, started + 1);
+  assert.match(raw, /^HTTP\/1\.1 504 /, raw);
+  assert.equal(json(raw.split('\r\n\r\n')[1]!).payment, 'consumed', raw);
+  ingest.mode = 'ok';
+  const again = await post('/ingest/stuck', { authorization: auth });
+  assert.equal(again.status, 401, again.body);
+  assert.equal(json(again.body).reason, 'already_used', again.body);
 });
