@@ -823,11 +823,13 @@ export class Gate {
    * this request owns (see policy/release.ts) and renders the gateway answer, saying whether the payment
    * still pays. Never throws.
    */
-  async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504, o: { answered?: boolean } = {}): Promise<Rendered> {
-    let result: ReleaseResult | 'answered';
+  async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504, o: { answered?: boolean; incomplete?: boolean } = {}): Promise<Rendered> {
+    let result: ReleaseResult | 'answered' | 'incomplete';
     try {
       // The upstream sent (part of) an answer: it received and handled the request, so nothing is given back.
-      result = o.answered ? 'answered' : await releaseClaim(req, {
+      // Nor when it failed while the client's request was still arriving (standalone): it may have worked on
+      // the part it got, and a client could stall its body on purpose to have the upstream give up.
+      result = o.answered ? 'answered' : o.incomplete ? 'incomplete' : await releaseClaim(req, {
         routes: this.routes,
         rootKeys: this.parts.rootKeys,
         store: this.parts.store,
@@ -865,7 +867,8 @@ export class Gate {
   }
 }
 
-const PAYMENT_STATE: Record<ReleaseResult | 'answered', { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
+const PAYMENT_STATE: Record<ReleaseResult | 'answered' | 'incomplete', { payment: 'not_consumed' | 'consumed' | 'unknown'; detail: string }> = {
+  incomplete: { payment: 'consumed', detail: 'The service failed while this request was still being sent to it, after it had started receiving it. A single-use payment counts as used.' },
   answered: { payment: 'consumed', detail: 'The service received this request and started answering it, but its answer could not be delivered. A single-use payment counts as used.' },
   released: { payment: 'not_consumed', detail: 'The service failed before answering. Your payment was not consumed: retry the same request with the same credential.' },
   not_claimed: { payment: 'not_consumed', detail: 'The service failed before answering. Your credential was not consumed by this request: retry it.' },
@@ -876,7 +879,7 @@ const PAYMENT_STATE: Record<ReleaseResult | 'answered', { payment: 'not_consumed
 };
 
 /** The answer to a client whose paid request the protected upstream failed to serve. */
-export function upstreamFailure(status: 502 | 504, result: ReleaseResult | 'answered', retryAfterSecs: number, method: string): Rendered {
+export function upstreamFailure(status: 502 | 504, result: ReleaseResult | 'answered' | 'incomplete', retryAfterSecs: number, method: string): Rendered {
   const s = PAYMENT_STATE[result];
   const body = `${JSON.stringify({
     type: 'urn:l402:problem:upstream-unavailable',

@@ -3,6 +3,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
@@ -13,6 +14,7 @@ import { buildManifest } from './manifest.js';
 import { buildOpenApi, OPENAPI_PATH } from './openapi.js';
 import { handlePageEndpoint } from './page-endpoints.js';
 import type { Decision } from '../policy/decide.js';
+import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyFailure } from './proxy-failure.js';
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
@@ -292,8 +294,10 @@ function proxy(
   extra: Array<[string, string]>,
   identity: { headers: Array<[string, string]>; forwardCredentials: boolean },
   timeoutMs: number,
-  onError: (e: Error, timedOut: boolean) => void,
+  onFailure: (f: ProxyFailure, e: Error) => void,
 ): void {
+  // The client left while its request was decided: nothing is forwarded, and nothing is given back.
+  if (res.destroyed || req.socket.destroyed) return void req.destroy();
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
@@ -340,14 +344,70 @@ function proxy(
       ur.pipe(res);
     },
   );
-  // An upstream that stays silent ends the request, as nginx's proxy_read_timeout does: before any response
-  // byte it is a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
+  // Whose failure ends the request decides whether a payment goes back (security.md H): only the upstream's,
+  // after the client's whole request had arrived (or when the upstream never accepted the connection, so read
+  // nothing of it), with the client still waiting. A client that stalls, breaks or abandons its own body never
+  // gets it back, whatever the upstream then does.
+  let settled = false;
+  let connected = false;
   let timedOut = false;
+  const socket = req.socket;
+  const fail = (f: ProxyFailure, e: Error): void => {
+    if (settled) return;
+    settled = true;
+    if (res.headersSent || res.destroyed) {
+      // The upstream had started answering (so it handled the request): nothing to give back, nothing to add.
+      up.destroy();
+      res.destroy();
+      return;
+    }
+    // A body not read to its end leaves the connection unusable for another request.
+    if (!req.complete) res.shouldKeepAlive = false;
+    req.unpipe(up);
+    up.destroy();
+    onFailure(f, e);
+  };
+  // Node's parser gave up on the client's body (its requestTimeout, a malformed or truncated body): the client's.
+  // After the body ended, it gave up on a request pipelined behind this one: this answer is the connection's last.
+  const onClientBody = (why: 'timeout' | 'malformed'): void => {
+    if (!req.complete) return fail({ by: 'client', why }, new Error(`client request body: ${why}`));
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    else res.once('finish', () => socket.end());
+  };
+  // Watched until the answer is written: a parser error meanwhile is this request's, and its answer closes.
+  if (!req.complete) watchBody(socket, onClientBody);
+  // The client left before its answer was written: nothing to answer and nothing given back; the upstream's
+  // request ends with it (as behind nginx, whose proxy_ignore_client_abort is off by default).
+  res.once('close', () => {
+    unwatchBody(socket, onClientBody);
+    if (settled || res.writableFinished) return;
+    settled = true;
+    up.destroy();
+  });
+  // Any byte of an answer means the upstream received and handled the request, even when it is one l402d cannot
+  // read (a header too large for Node's parser, which a client can provoke from an app that echoes a header):
+  // as nginx's $upstream_bytes_received behind nginx, nothing is given back then.
+  let upSocket: Socket | undefined;
+  let readBefore = 0;
+  const heard = (): boolean => upSocket !== undefined && upSocket.bytesRead > readBefore;
+  up.once('socket', (s: Socket) => {
+    upSocket = s;
+    readBefore = s.bytesRead;
+    // A kept-alive connection was accepted earlier; a new one counts once the upstream accepted it.
+    if (!s.connecting) connected = true;
+    else s.once('connect', () => (connected = true));
+  });
+  // The upstream connection staying silent ends the request, as nginx's proxy_read_timeout does. While the
+  // client's body is incomplete and nothing waits for the upstream to read it, the silence is the client's:
+  // it stopped sending (408, as nginx's client_body_timeout). Otherwise, before any response byte, it is the
+  // upstream's: a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
   up.setTimeout(timeoutMs, () => {
+    if (settled) return;
+    if (!req.complete && !up.writableNeedDrain && !res.headersSent) return fail({ by: 'client', why: 'timeout' }, new Error(`client sent nothing of its body for ${timeoutMs} ms`));
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
   });
-  up.on('error', (e) => onError(e, timedOut));
+  up.on('error', (e) => fail({ by: 'upstream', status: timedOut ? 504 : 502, answered: heard(), releasable: req.complete || !connected }, e));
   req.pipe(up);
 }
 
@@ -576,10 +636,13 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
     // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
     if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
-      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
-        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
-        if (res.headersSent || res.destroyed) return void res.destroy();
-        send(res, upstreamFailure(timedOut ? 504 : 502, 'none', config.retryAfterSecs, req.method ?? 'GET'));
+      proxy(upstream, forwardTarget(path, url), req, res, [], { headers: [], forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (f, e) => {
+        if (f.by === 'client') {
+          log.info({ event: 'client_body_failure', why: f.why, path }, 'the client did not send its whole request body');
+          return send(res, clientBodyFailure(f.why, false, req.method ?? 'GET'));
+        }
+        log.warn({ event: f.status === 504 ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        send(res, upstreamFailure(f.status, 'none', config.retryAfterSecs, req.method ?? 'GET'));
       });
       return;
     }
@@ -598,17 +661,19 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [...receiptHeaders(d), ...balanceHeaders(d)];
-      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (e, timedOut) => {
-        log.warn({ event: timedOut ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
-        if (res.headersSent) {
-          res.destroy();
-          return;
+      proxy(upstream, forwardTarget(path, url), req, res, extra, { headers: identityHeaders(d), forwardCredentials: config.forwardPaymentCredentials }, config.upstreamTimeoutMs, (f, e) => {
+        // The client stalled or broke its own body: its failure, so what it paid stays paid.
+        if (f.by === 'client') {
+          log.info({ event: 'client_body_failure', why: f.why, path }, 'the client did not send its whole request body');
+          return send(res, clientBodyFailure(f.why, d.reason === 'paid', req.method!));
         }
-        // Nothing of the upstream's answer reached the client: not served, so the payment still pays.
-        gate
-          .releaseAfterUpstreamFailure(gr, timedOut ? 504 : 502)
-          .then((r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)))
-          .catch(() => res.destroy());
+        log.warn({ event: f.status === 504 ? 'upstream_timeout' : 'upstream_error', err: e.message }, 'upstream error');
+        // Nothing of the upstream's answer reached the client: not served, so the payment still pays, if the
+        // whole request had reached the upstream (else the upstream may have worked on a part: kept).
+        gate.releaseAfterUpstreamFailure(gr, f.status, { answered: f.answered, incomplete: !f.releasable }).then(
+          (r) => (res.headersSent || res.destroyed ? res.destroy() : send(res, r)),
+          () => res.destroy(),
+        );
       });
       return;
     }
@@ -625,6 +690,10 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // character in a client's header is judged by our parsers (a 4xx) rather than refused by Node's (a 503
     // through nginx). With `upstream` set, l402d faces clients directly and keeps Node's strict parser.
     insecureHTTPParser: !upstream,
+    // Facing clients, the whole request (headers and body) must arrive within requestTimeout (below): checked
+    // every second rather than Node's 30 s, so a client dripping its body holds the connection and the
+    // upstream's for 31 s at most.
+    ...(upstream ? { connectionsCheckingInterval: 1000 } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
@@ -656,6 +725,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
   // Node's parser refuses what it cannot read (an unknown method, oversized headers) before any handler runs:
   // answer that with a problem document and close, rather than Node's bare 400.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A standalone proxy reading this connection's body answers for it (never a raw reply over its own).
+    if (bodyClientError(socket, err.code)) return;
     if (!socket.writable || (err.code as string | undefined) === 'ECONNRESET') {
       socket.destroy();
       return;
