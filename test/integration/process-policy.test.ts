@@ -43,7 +43,7 @@ test('a console request that throws in the render gets a 500; the metrics listen
   assert.equal((await http1(`http://127.0.0.1:${mport}/metrics`, { headers: auth })).status, 200, gate.output());
   assert.equal((await http1(`http://127.0.0.1:${port}/_l402/health`)).status, 200, gate.output());
   // A decision, as nginx asks for it: unpaid, so a challenge.
-  const unpaid = await http1(`http://127.0.0.1:${port}/_l402/auth`, { headers: { 'x-original-method': 'GET', 'x-original-uri': '/premium' } });
+  const unpaid = await http1(`http://127.0.0.1:${port}/_l402/auth`, { headers: { 'x-original-method': 'GET', 'x-original-uri': '/premium', 'x-l402-uri': '/premium' } });
   assert.equal(unpaid.status, 401, unpaid.body);
   assert.equal(unpaid.headers['x-l402-outcome'], 'challenge');
   const log = await waitFor('the logged error', () => (gate.output().includes('console_render_failed') ? gate.output() : undefined));
