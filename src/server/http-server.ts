@@ -5,6 +5,7 @@ import { createServer as createHttpsServer, request as httpsRequest } from 'node
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodedPathAmbiguity, normalizePath, pathAmbiguity, pathBytes, pathFromBytes, percentDecodeBytes } from '../policy/routes.js';
 import { ownRequestId } from '../policy/claims.js';
@@ -390,12 +391,30 @@ function proxy(
   let upSocket: Socket | undefined;
   let readBefore = 0;
   const heard = (): boolean => upSocket !== undefined && upSocket.bytesRead > readBefore;
+  const connectTimedOut = (): void => {
+    if (settled || connected) return;
+    timedOut = true;
+    up.destroy(new Error('upstream did not accept the connection in time'));
+  };
   up.once('socket', (s: Socket) => {
     upSocket = s;
     readBefore = s.bytesRead;
     // A kept-alive connection was accepted earlier; a new one counts once the upstream accepted it.
     if (!s.connecting) connected = true;
-    else s.once('connect', () => (connected = true));
+    else {
+      // Node starts the idle timeout below only once connected: an upstream address that drops SYNs (a
+      // firewall, a dead host, a full accept queue), or whose name never resolves, would hold the request until
+      // the OS gives up (minutes), or until whatever timeout Node's global agent has. The connect (DNS lookup
+      // included) has its own bound; the upstream accepted nothing, so it is the upstream's failure, whatever
+      // the client's body is doing: 504, and the payment goes back (releasable: not connected).
+      // An https upstream is connected once its TLS handshake is done (a handshake that stalls counts as the connect).
+      const connectTimer = setTimeout(connectTimedOut, Math.min(timeoutMs, UPSTREAM_CONNECT_TIMEOUT_MS));
+      s.once(s instanceof TLSSocket ? 'secureConnect' : 'connect', () => {
+        connected = true;
+        clearTimeout(connectTimer);
+      });
+      s.once('close', () => clearTimeout(connectTimer));
+    }
   });
   // The upstream connection staying silent ends the request, as nginx's proxy_read_timeout does. While the
   // client's body is incomplete and nothing waits for the upstream to read it, the silence is the client's:
@@ -403,6 +422,8 @@ function proxy(
   // upstream's: a 504 that gives the payment back, never a client left waiting for ever on a spent credential.
   up.setTimeout(timeoutMs, () => {
     if (settled) return;
+    // Before the upstream accepted (Node's agent may time a connecting socket too): never the client's silence.
+    if (!connected) return connectTimedOut();
     if (!req.complete && !up.writableNeedDrain && !res.headersSent) return fail({ by: 'client', why: 'timeout' }, new Error(`client sent nothing of its body for ${timeoutMs} ms`));
     timedOut = true;
     up.destroy(new Error(`upstream sent nothing for ${timeoutMs} ms`));
@@ -410,6 +431,9 @@ function proxy(
   up.on('error', (e) => fail({ by: 'upstream', status: timedOut ? 504 : 502, answered: heard(), releasable: req.complete || !connected }, e));
   req.pipe(up);
 }
+
+/** The longest l402d waits for the upstream to accept a connection (DNS lookup included), at most upstream_timeout_ms. */
+const UPSTREAM_CONNECT_TIMEOUT_MS = 5_000;
 
 /**
  * On a gRPC call, bytes an upstream may send before any answer (HTTP/2 connection frames); past it, the

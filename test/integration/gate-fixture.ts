@@ -141,7 +141,7 @@ export interface MintedCredential {
  * verifies a preimage-bearing credential without asking the Lightning backend, so a local "invoice" (a
  * random preimage) is enough.
  */
-export async function mintLocalCredential(route: RouteConfig, path: string): Promise<MintedCredential> {
+export async function mintLocalCredential(route: RouteConfig, path: string, method = 'GET'): Promise<MintedCredential> {
   const preimage = randomBytes(32);
   const backend: LightningBackend = {
     kind: 'local',
@@ -149,6 +149,6 @@ export async function mintLocalCredential(route: RouteConfig, path: string): Pro
     describe: () => 'local',
     close: async () => {},
   };
-  const c = await createChallenge(route, { path, method: 'GET', amountMsat: route.amountMsat }, { backend, rootKey: parseRootKey(TEST_ROOT_KEY), service: 'l402', location: 'l402', memo: '', invoiceExpirySecs: 3600, backendTimeoutMs: 1000 });
+  const c = await createChallenge(route, { path, method, amountMsat: route.amountMsat }, { backend, rootKey: parseRootKey(TEST_ROOT_KEY), service: 'l402', location: 'l402', memo: '', invoiceExpirySecs: 3600, backendTimeoutMs: 1000 });
   return { auth: `L402 ${c.macaroon}:${preimage.toString('hex')}`, hash: c.paymentHash, preimage: preimage.toString('hex'), macaroon: c.macaroon };
 }
