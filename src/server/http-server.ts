@@ -720,6 +720,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     ...(upstream ? { connectionsCheckingInterval: 1000 } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight.set(req.socket, { req, res });
     // Shutting down: answer, then close the connection, so nginx moves to another l402d at once.
     if (!server.listening) res.shouldKeepAlive = false;
     // Fail closed for this request only (a 503, nothing decided): the process keeps serving every other one.
@@ -736,6 +737,8 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       }
     });
   };
+  // Each connection's latest request and its response, for clientError below.
+  const inFlight = new WeakMap<Duplex, { req: IncomingMessage; res: ServerResponse }>();
   // Standalone mode with `tls:`: l402d is the HTTPS endpoint (the scheme MPP and x402 need); read at start.
   const tls = upstream && config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : undefined;
   const server: Server = tls ? (createHttpsServer({ ...options, ...tls }, onRequest) as unknown as Server) : createServer(options, onRequest);
@@ -751,6 +754,14 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // A standalone proxy reading this connection's body answers for it (never a raw reply over its own).
     if (bodyClientError(socket, err.code)) return;
+    // The parser gave up on the body of a request already answered (a body l402d did not wait for, still
+    // dripping when Node's requestTimeout ends it): a raw reply now would follow that answer on a keep-alive
+    // connection, where the next reader (nginx's next subrequest) could take it for its own. Close instead.
+    const cur = inFlight.get(socket);
+    if (cur && !cur.req.complete && cur.res.headersSent) {
+      socket.destroy();
+      return;
+    }
     if (!socket.writable || (err.code as string | undefined) === 'ECONNRESET') {
       socket.destroy();
       return;
