@@ -5,6 +5,7 @@
 // connected; only Node's global agent timed the connect, and its timeout was taken for the client's silence.
 import { test, after } from 'node:test';
 import http from 'node:http';
+import net from 'node:net';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,23 @@ import { startUnacceptingListener } from '../support/unaccepting-listener.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
+
+/** A POST whose declared 10-byte body never fully comes: its answer, read while the body is still owed. */
+function partialPost(port: number, auth: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const q = http.request({ host: '127.0.0.1', port, path: '/premium', method: 'POST', headers: { authorization: auth, accept: 'application/json', 'content-length': '10' } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => {
+        q.destroy();
+        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body });
+      });
+    });
+    q.on('error', reject);
+    q.setTimeout(20_000, () => q.destroy(new Error('no answer in 20 s')));
+    q.write('abc');
+  });
+}
 
 test('standalone mode: an upstream that never accepts the connection gets a bounded 504 with Retry-After, and the payment back', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-standalone-connect-'));
@@ -43,19 +61,7 @@ test('standalone mode: an upstream that never accepts the connection gets a boun
   // A client still sending its body while the upstream never accepts: the upstream's failure all the same (it was
   // given nothing), never the client's silence (a 408 that keeps the payment).
   const posted = (await mintLocalCredential(route, '/premium', 'POST')).auth;
-  const post = await new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
-    const q = http.request({ host: '127.0.0.1', port, path: '/premium', method: 'POST', headers: { authorization: posted, accept: 'application/json', 'content-length': '10' } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => {
-        q.destroy();
-        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body });
-      });
-    });
-    q.on('error', reject);
-    q.setTimeout(20_000, () => q.destroy(new Error('no answer in 20 s')));
-    q.write('abc');
-  });
+  const post = await partialPost(port, posted);
   assert.equal(post.status, 504, post.body);
   assert.ok(Number(post.retryAfter) >= 1);
   assert.equal((JSON.parse(post.body) as { payment?: string }).payment, 'not_consumed', post.body);
@@ -66,4 +72,27 @@ test('standalone mode: an upstream that never accepts the connection gets a boun
   assert.equal(ok.status, 200, ok.body);
   assert.equal(ok.body, 'served\n');
   assert.equal((await get()).status, 401);
+});
+
+test('standalone mode: an https upstream that accepts TCP and never completes the TLS handshake: a bounded 504 with the payment back, also while the body is still arriving', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-standalone-tls-stall-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  // Accepts, reads, never answers: the TLS handshake never ends.
+  const held = new Set<net.Socket>();
+  const mute = net.createServer((c) => (held.add(c), c.on('error', () => {}), c.resume()));
+  await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+  cleanup.add(() => (held.forEach((c) => c.destroy()), new Promise((resolve) => mute.close(resolve))), 'mute upstream');
+  const port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: https://127.0.0.1:${(mute.address() as net.AddressInfo).port}\nupstream_timeout_ms: 2000\nlog: { level: error }\n${ROUTES_YAML}`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  cleanup.add(() => gate.close(), 'standalone l402d (tls upstream)');
+  const route = cfg.routes.find((r) => r.match === '/premium')!;
+  const posted = (await mintLocalCredential(route, '/premium', 'POST')).auth;
+  const post = await partialPost(port, posted);
+  assert.equal(post.status, 504, post.body);
+  assert.ok(Number(post.retryAfter) >= 1);
+  assert.equal((JSON.parse(post.body) as { payment?: string }).payment, 'not_consumed', post.body);
 });
