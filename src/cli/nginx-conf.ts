@@ -73,6 +73,19 @@ ${PINNED}
     proxy_buffer_size 32k;
     proxy_buffers 8 16k;`;
 
+// The render and release subrequests: the path the auth subrequest of this location was told, kept by protect.conf
+// (auth_request_set) when its answer came. $l402_uri itself may be emptied by then: nginx runs the server's
+// rewrite directives, server.conf's reset among them, in every subrequest, and a subrequest shares its parent's
+// variables, so an operator's own subrequest in a paid location (a mirror, which nginx starts after the access
+// phase) emptied it before the upstream failed, and the release refused the payment back (403 no_route).
+const AFTER_AUTH = COMMON.replace(
+  `    # The path nginx matched and forwards (protect.conf sets it; control characters refused there).
+    proxy_set_header X-L402-URI $l402_uri;`,
+  `    # The path the auth subrequest was told (protect.conf keeps it with the auth answer): the one decided on.
+    proxy_set_header X-L402-URI $l402_decided_uri;`,
+);
+if (AFTER_AUTH === COMMON) throw new Error('nginx-conf: the render and release path line was not replaced');
+
 /**
  * The development wallet's pay button (POST /_l402/page/dev-pay) for a local demo only: the quick start adds
  * it to its own nginx config. Never part of the generic snippets.
@@ -271,6 +284,9 @@ if ($request_uri ~* "^[^?#]*(;|%3b)") {
 }
 location = /_l402/ambiguous-path {
     internal;
+    # Declares $l402_decided_uri (protect.conf sets it) for a server block whose config includes no protect.conf;
+    # this location answers 400 right after.
+    set $l402_decided_uri "";
     default_type application/problem+json;
     add_header Cache-Control no-store always;
     return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment, an empty segment or a semicolon in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
@@ -331,7 +347,7 @@ location @l402_render {
     proxy_pass http://l402d;
     # l402d gone between the auth answer and this render: still a clean 503, never a raw 502.
     error_page 502 503 504 = @l402_unavailable;
-${COMMON}
+${AFTER_AUTH}
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}
     proxy_set_header X-L402-Outcome $l402_outcome;
@@ -348,7 +364,7 @@ location @l402_release {
     rewrite ^ /_l402/release break;
     proxy_pass http://l402d;
     error_page 502 503 504 = @l402_unavailable;
-${COMMON}
+${AFTER_AUTH}
     proxy_set_header X-L402-Upstream-Status $upstream_status;
     # Bytes of a response from a try (an answer too big or malformed for nginx, or a 502/504 of its own that an
     # intercepting config sent here): the upstream answered, so the payment is not given back. (gRPC upstreams
@@ -415,6 +431,9 @@ if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
 }
 satisfy all;
 auth_request /_l402/auth;
+# The path this decision was made on, for @l402_render and @l402_release (see server.conf): kept when the auth
+# answer comes, before any of this request's other subrequests can empty $l402_uri (they share its variables).
+auth_request_set $l402_decided_uri $l402_uri;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;
 auth_request_set $l402_reason $upstream_http_x_l402_reason;
 auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;

@@ -1,0 +1,128 @@
+// Red team s9c (through real nginx): server.conf empties $l402_uri at the start of every request and of every
+// internal redirect, except in the auth subrequest. nginx runs the server's rewrite directives in EVERY
+// subrequest, and a subrequest shares its parent's variables: an operator's own subrequest in a paid location
+// (`mirror`, which nginx runs after the access phase, while the upstream is being asked) emptied the paid
+// request's $l402_uri before its upstream failed, so @l402_release told l402d no path: 403 no_route instead of
+// the 502 that gives a single-use payment back. The honest client lost a payment it had to get back.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cleanup, freePort, http1, requireTool, startNginx } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let origin: string;
+let wallet: DevWallet;
+let mode: 'ok' | 'reset' = 'ok';
+let hits = 0;
+let mirrored = 0;
+
+before(async () => {
+  if (skip) return;
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s9c-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  // The protected app: answers, or resets once the request has arrived (after the claim).
+  const app = http.createServer((req, res) => {
+    req.resume();
+    hits++;
+    res.end('served\n');
+  });
+  const sockets = new Set<net.Socket>();
+  const up = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    if (mode === 'reset') s.once('data', () => s.resetAndDestroy());
+    else app.emit('connection', s);
+  });
+  const upPort = await freePort();
+  await new Promise<void>((r) => up.listen(upPort, '127.0.0.1', () => r()));
+  cleanup.add(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => up.close(() => r()));
+  });
+  // The operator's mirror target (a shadow copy of the traffic).
+  const shadow = http.createServer((req, res) => {
+    req.resume();
+    mirrored++;
+    res.end();
+  });
+  const shadowPort = await freePort();
+  await new Promise<void>((r) => shadow.listen(shadowPort, '127.0.0.1', () => r()));
+  cleanup.add(() => new Promise<void>((r) => shadow.close(() => r())));
+  const gatePort = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: info }
+lightning: { type: dev }
+routes:
+  - { match: /premium/, amount_msat: 1000 }
+  - { match: /plain/, amount_msat: 1000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('info', new PassThrough().resume()) });
+  cleanup.add(() => gate.close());
+  wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close());
+  const snippets = join(dir, 'snippets');
+  writeSnippets(cfg, snippets);
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  cleanup.use(
+    await startNginx({
+      http: `
+    include ${snippets}/upstream.conf;
+    server {
+        listen 127.0.0.1:${port};
+        include ${snippets}/server.conf;
+        location /premium/ {
+            include ${snippets}/protect.conf;
+            mirror /_shadow;
+            proxy_pass http://127.0.0.1:${upPort};
+        }
+        location /plain/ {
+            include ${snippets}/protect.conf;
+            proxy_pass http://127.0.0.1:${upPort};
+        }
+        location = /_shadow {
+            internal;
+            proxy_pass http://127.0.0.1:${shadowPort};
+        }
+    }`,
+    }),
+  );
+});
+after(() => cleanup.run());
+
+async function buy(path: string): Promise<string> {
+  const r = await http1(`${origin}${path}`, { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402, r.body);
+  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+}
+const get = (path: string, authorization: string) => http1(`${origin}${path}`, { headers: { accept: 'application/json', authorization } });
+
+for (const path of ['/plain/a', '/premium/a']) {
+  test(`the upstream fails after the claim in a paid location (${path}): 502 with the payment given back, also under an operator's mirror`, { skip }, async () => {
+    const c = await buy(path);
+    mode = 'reset';
+    const r = await get(path, c);
+    mode = 'ok';
+    assert.equal(r.status, 502, r.body);
+    assert.equal((JSON.parse(r.body) as { payment?: string }).payment, 'not_consumed', r.body);
+    const again = await get(path, c);
+    assert.equal(again.status, 200, `the payment given back passes once: ${again.body}`);
+    assert.equal((await get(path, c)).status, 401);
+  });
+}
