@@ -6,7 +6,7 @@
 // the 502 that gives a single-use payment back. The honest client lost a payment it had to get back.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Cleanup, freePort, http1, requireTool, startNginx } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { startGateProcess } from './gate-process.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
@@ -126,3 +127,48 @@ for (const path of ['/plain/a', '/premium/a']) {
     assert.equal((await get(path, c)).status, 401);
   });
 }
+
+// Standalone, real l402d process: an upstream answer whose status line Node's parser accepts but Node's server
+// cannot write (a status below 100: "099", "000") made res.writeHead throw in the relay callback, an uncaught
+// exception, so l402d exited (70) for every client: one request to a free path of an app that echoes a status
+// (or any upstream fault) restarted the gate at will. It must be answered 502 and l402d must go on serving.
+test('standalone: an upstream status l402d cannot relay (099, 000) is a 502, and the same l402d goes on serving', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s9c-status-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const up = net.createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', (b: Buffer) => {
+      const code = /^GET \/free\/(\w+)/.exec(b.toString('latin1'))?.[1] ?? '200';
+      // "short": a body cut short of its Content-Length; "101": a protocol switch nobody asked for.
+      if (code === 'short') return void s.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nodd');
+      s.end(`HTTP/1.1 ${code} Odd\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nodd`);
+    });
+  });
+  const upPort = await freePort();
+  await new Promise<void>((r) => up.listen(upPort, '127.0.0.1', () => r()));
+  cleanup.add(() => new Promise<void>((r) => up.close(() => r())));
+  const port = await freePort();
+  const file = join(dir, 'l402.yaml');
+  writeFileSync(
+    file,
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upPort}\nlightning: { type: dev }\nlog: { level: info }\nfree_paths: ["/free/"]\nroutes: [{ match: /premium, amount_msat: 1000 }]\n`,
+  );
+  const gate = cleanup.use(await startGateProcess(file, port));
+  const health = await http1(`http://127.0.0.1:${port}/_l402/health`);
+  assert.equal(health.status, 200);
+  const instance = (JSON.parse(health.body) as { instance: string }).instance;
+  assert.equal((await http1(`http://127.0.0.1:${port}/free/200`)).status, 200, gate.output());
+  for (const code of ['099', '000', '010']) {
+    const r = await http1(`http://127.0.0.1:${port}/free/${code}`).catch((e: Error) => ({ status: -1, body: e.message }));
+    assert.equal(r.status, 502, `${code}: ${r.body}\n${gate.output()}`);
+    const after = await http1(`http://127.0.0.1:${port}/_l402/health`);
+    assert.equal((JSON.parse(after.body) as { instance: string }).instance, instance, `the same process answers after ${code}\n${gate.output()}`);
+  }
+  // Answers cut short or switching protocols: whatever the client gets, the same process answers after them.
+  for (const odd of ['short', '101']) {
+    await http1(`http://127.0.0.1:${port}/free/${odd}`).catch(() => undefined);
+    const after = await http1(`http://127.0.0.1:${port}/_l402/health`);
+    assert.equal((JSON.parse(after.body) as { instance: string }).instance, instance, `the same process answers after ${odd}\n${gate.output()}`);
+  }
+  assert.doesNotMatch(gate.output(), /uncaught_exception|unhandled_rejection/);
+});
