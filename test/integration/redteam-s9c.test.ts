@@ -143,8 +143,11 @@ test('standalone: an upstream status l402d cannot relay (099, 000) is a 502, and
     s.on('error', () => {});
     s.once('data', (b: Buffer) => {
       const code = /^GET \/free\/(\w+)/.exec(b.toString('latin1'))?.[1] ?? '200';
-      // "short": a body cut short of its Content-Length; "101": a protocol switch nobody asked for.
+      // "short": a body cut short of its Content-Length; "101": a protocol switch nobody asked for; a broken
+      // chunk; an obsolete folded header line.
       if (code === 'short') return void s.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nodd');
+      if (code === 'badchunk') return void s.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nodd\r\nzz\r\n');
+      if (code === 'fold') return void s.end('HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 3\r\n\r\nodd');
       s.end(`HTTP/1.1 ${code} Odd\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nodd`);
     });
   });
@@ -169,7 +172,7 @@ test('standalone: an upstream status l402d cannot relay (099, 000) is a 502, and
     assert.equal((JSON.parse(after.body) as { instance: string }).instance, instance, `the same process answers after ${code}\n${gate.output()}`);
   }
   // Answers cut short or switching protocols: whatever the client gets, the same process answers after them.
-  for (const odd of ['short', '101']) {
+  for (const odd of ['short', '101', 'badchunk', 'fold']) {
     await http1(`http://127.0.0.1:${port}/free/${odd}`).catch(() => undefined);
     const after = await http1(`http://127.0.0.1:${port}/_l402/health`);
     assert.equal((JSON.parse(after.body) as { instance: string }).instance, instance, `the same process answers after ${odd}\n${gate.output()}`);
