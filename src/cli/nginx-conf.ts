@@ -289,10 +289,6 @@ if ($request_uri ~* "^[^?#]*(;|%3b)") {
 }
 location = /_l402/ambiguous-path {
     internal;
-    # Declares $l402_decided_uri and $l402_decided_pin (protect.conf sets them) for a server block whose config
-    # includes no protect.conf; this location answers 400 right after.
-    set $l402_decided_uri "";
-    set $l402_decided_pin "";
     default_type application/problem+json;
     add_header Cache-Control no-store always;
     return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment, an empty segment or a semicolon in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
