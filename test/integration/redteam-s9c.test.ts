@@ -1,4 +1,5 @@
-// Red team s9c (through real nginx): server.conf empties $l402_uri at the start of every request and of every
+// Red team s9c: attacks on the session's fixes (nested-location reset, process policy, standalone relay). Each
+// test below says what it found. First, through real nginx: server.conf empties $l402_uri at the start of every request and of every
 // internal redirect, except in the auth subrequest. nginx runs the server's rewrite directives in EVERY
 // subrequest, and a subrequest shares its parent's variables: an operator's own subrequest in a paid location
 // (`mirror`, which nginx runs after the access phase, while the upstream is being asked) emptied the paid
