@@ -73,6 +73,20 @@ ${PINNED}
     proxy_buffer_size 32k;
     proxy_buffers 8 16k;`;
 
+// The render and release subrequests: the path the auth subrequest of this location was told, kept by protect.conf
+// (auth_request_set) when its answer came. $l402_uri itself may be emptied by then: nginx runs the server's
+// rewrite directives, server.conf's reset among them, in every subrequest, and a subrequest shares its parent's
+// variables, so an operator's own subrequest in a paid location (a mirror, which nginx starts after the access
+// phase) emptied it before the upstream failed, and the release refused the payment back (403 no_route).
+// The route pin too ($l402_decided_pin), which server.conf empties as it does the path.
+const AFTER_AUTH = COMMON.replace(
+  `    # The path nginx matched and forwards (protect.conf sets it; control characters refused there).
+    proxy_set_header X-L402-URI $l402_uri;`,
+  `    # The path the auth subrequest was told (protect.conf keeps it with the auth answer): the one decided on.
+    proxy_set_header X-L402-URI $l402_decided_uri;`,
+).replace('    proxy_set_header X-L402-Route-Pin $l402_route_pin;', '    proxy_set_header X-L402-Route-Pin $l402_decided_pin;');
+if (AFTER_AUTH === COMMON || !AFTER_AUTH.includes('$l402_decided_pin')) throw new Error('nginx-conf: the render and release path lines were not replaced');
+
 /**
  * The development wallet's pay button (POST /_l402/page/dev-pay) for a local demo only: the quick start adds
  * it to its own nginx config. Never part of the generic snippets.
@@ -220,7 +234,8 @@ map $l402_cookie_mode $l402_upstream_cookie {
     default $l402_upstream_site_cookie;
 }
 
-# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server) makes l402d
+# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server, after
+# \`include l402/server.conf\`, which empties it on each request and internal redirect) makes l402d
 # decide its requests with that route only (routes with \`pinned: true\` are decided nowhere else); unset, l402d
 # finds the route by path. Declared here so that locations without a pin send none.
 map "" $l402_route_pin {
@@ -242,9 +257,12 @@ map "$server_protocol|$content_type" $l402_grpc_refusal {
 # directives again), so a location that did not run protect.conf's \`set\` (a location nested in a paid one, a
 # \`rewrite ... break\` before the include) sends no path, and l402d refuses it (403 no_route) instead of deciding
 # on the client's raw path or on the path of a location the request was in before. Not in the auth subrequest,
-# which runs the server's rewrite directives too and shares the request's variables.
+# which runs the server's rewrite directives too and shares the request's variables. The route pin likewise: a
+# location's \`set $l402_route_pin\` holds for that location only, never for a paid location a fallback leads to
+# (a pin set at server level goes after this include, or it is emptied here).
 if ($uri != /_l402/auth) {
     set $l402_uri "";
+    set $l402_route_pin "";
 }
 
 # Every request of this server, protected location or not: a raw target nginx resolves to another path than
@@ -331,7 +349,7 @@ location @l402_render {
     proxy_pass http://l402d;
     # l402d gone between the auth answer and this render: still a clean 503, never a raw 502.
     error_page 502 503 504 = @l402_unavailable;
-${COMMON}
+${AFTER_AUTH}
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}
     proxy_set_header X-L402-Outcome $l402_outcome;
@@ -348,7 +366,7 @@ location @l402_release {
     rewrite ^ /_l402/release break;
     proxy_pass http://l402d;
     error_page 502 503 504 = @l402_unavailable;
-${COMMON}
+${AFTER_AUTH}
     proxy_set_header X-L402-Upstream-Status $upstream_status;
     # Bytes of a response from a try (an answer too big or malformed for nginx, or a 502/504 of its own that an
     # intercepting config sent here): the upstream answered, so the payment is not given back. (gRPC upstreams
@@ -415,6 +433,10 @@ if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
 }
 satisfy all;
 auth_request /_l402/auth;
+# The path and route pin this decision was made on, for @l402_render and @l402_release (see server.conf): kept when the auth
+# answer comes, before any of this request's other subrequests can empty them (they share its variables).
+auth_request_set $l402_decided_uri $l402_uri;
+auth_request_set $l402_decided_pin $l402_route_pin;
 auth_request_set $l402_outcome $upstream_http_x_l402_outcome;
 auth_request_set $l402_reason $upstream_http_x_l402_reason;
 auth_request_set $l402_retry_after $upstream_http_x_l402_retry_after;

@@ -341,7 +341,17 @@ function proxy(
         delete out['payment-receipt'];
         delete out['payment-response'];
       }
-      res.writeHead(ur.statusCode ?? 502, out);
+      // Node's client parser accepts a status line Node's server cannot write ("099", "000": below 100), and
+      // writeHead throws on it here, outside any request's promise: an uncaught exception, so l402d would exit
+      // for every client on one upstream answer. Anything this relay cannot write is the upstream's failure
+      // after it answered (its bytes arrived): a 502, nothing given back (security.md H).
+      try {
+        res.writeHead(ur.statusCode ?? 502, out);
+      } catch (e) {
+        ur.destroy();
+        fail({ by: 'upstream', status: 502, answered: true, releasable: false }, e instanceof Error ? e : new Error('upstream answer not relayable'));
+        return;
+      }
       ur.pipe(res);
     },
   );
