@@ -234,8 +234,8 @@ map $l402_cookie_mode $l402_upstream_cookie {
     default $l402_upstream_site_cookie;
 }
 
-# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server, after
-# \`include l402/server.conf\`, which empties it on each request and internal redirect) makes l402d
+# The route a protected location pins: \`set $l402_route_pin <id>;\` in the location (or its server;
+# \`include l402/server.conf\` empties a location's pin on each request and internal redirect) makes l402d
 # decide its requests with that route only (routes with \`pinned: true\` are decided nowhere else); unset, l402d
 # finds the route by path. Declared here so that locations without a pin send none.
 map "" $l402_route_pin {
@@ -258,8 +258,8 @@ map "$server_protocol|$content_type" $l402_grpc_refusal {
 # \`rewrite ... break\` before the include) sends no path, and l402d refuses it (403 no_route) instead of deciding
 # on the client's raw path or on the path of a location the request was in before. Not in the auth subrequest,
 # which runs the server's rewrite directives too and shares the request's variables. The route pin likewise: a
-# location's \`set $l402_route_pin\` holds for that location only, never for a paid location a fallback leads to
-# (a pin set at server level goes after this include, or it is emptied here).
+# location's \`set $l402_route_pin\` holds for that location only, never for a paid location a fallback leads to.
+# A pin set at server level holds wherever it stands: the auth subrequest runs it again.
 if ($uri != /_l402/auth) {
     set $l402_uri "";
     set $l402_route_pin "";

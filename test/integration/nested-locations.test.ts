@@ -21,6 +21,8 @@ const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
 const cleanup = new Cleanup();
 let origin: string;
+let pinnedOrigin: string;
+let nginxLog: () => string;
 let upstream: CountingUpstream;
 let wallet: DevWallet;
 const logs: string[] = [];
@@ -37,6 +39,7 @@ lightning: { type: dev }
 routes:
   - { match: /premium/, amount_msat: 900000, access: indefinite }
   - { match: /cheap/, amount_msat: 1000, access: indefinite }
+  - { id: pp, match: /pp/, amount_msat: 2000, access: indefinite, pinned: true }
 `,
     { env: {} },
   );
@@ -50,8 +53,10 @@ routes:
   writeSnippets(cfg, snippets);
   const port = await freePort();
   origin = `http://127.0.0.1:${port}`;
+  const pinnedPort = await freePort();
+  pinnedOrigin = `http://127.0.0.1:${pinnedPort}`;
   const up = `http://127.0.0.1:${upstream.port}`;
-  cleanup.use(
+  const ngx = cleanup.use(
     await startNginx({
       http: `
     include ${snippets}/upstream.conf;
@@ -81,9 +86,18 @@ routes:
             include ${snippets}/protect.conf;
             proxy_pass ${up};
         }
+    }
+    server {
+        listen 127.0.0.1:${pinnedPort};
+        # A server-level pin written before the include: it holds for every request of this server.
+        set $l402_route_pin pp;
+        include ${snippets}/server.conf;
+        location / { proxy_pass ${up}; }
+        location /pp/ { include ${snippets}/protect.conf; proxy_pass ${up}; }
     }`,
     }),
   );
+  nginxLog = ngx.errorLog;
 });
 after(() => cleanup.run());
 
@@ -132,4 +146,15 @@ test('a nested location that includes protect.conf is decided on its own path', 
   const r = await get('/premium/own/y', cheap);
   assert.equal(r.status, 401, r.body);
   assert.equal(upstream.hits, 1);
+});
+
+test('a pin set at server level, before or after the include, holds for that server; nginx reads no unset variable', { skip }, async () => {
+  const r = await http1(`${pinnedOrigin}/pp/a`, { headers: { accept: 'application/json' } });
+  assert.equal(r.status, 402, r.body);
+  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+  upstream.reset();
+  assert.equal((await http1(`${pinnedOrigin}/pp/b`, { headers: { accept: 'application/json', authorization: auth } })).status, 200);
+  assert.equal(upstream.hits, 1);
+  assert.doesNotMatch(nginxLog(), /uninitialized/);
 });
