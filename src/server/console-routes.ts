@@ -81,8 +81,8 @@ export function serveConsole(path: string, req: IncomingMessage, res: ServerResp
   });
 }
 
-/** A bodiless error answer, or the connection closed when an answer had begun. */
-function failed(res: ServerResponse, status: 500 | 503): void {
+/** A bodiless error answer, or the connection closed when an answer had begun (both listeners' last resort). */
+export function failed(res: ServerResponse, status: 500 | 503): void {
   if (res.headersSent) return void res.destroy();
   res.statusCode = status;
   res.setHeader('Cache-Control', 'no-store');

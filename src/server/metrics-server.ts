@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { errorShape } from './process-policy.js';
 import type { Metrics } from './metrics.js';
 import type { Logger } from '../util/log.js';
-import { CONSOLE_PATHS, serveConsole, type ConsoleSource } from './console-routes.js';
+import { CONSOLE_PATHS, failed, serveConsole, type ConsoleSource } from './console-routes.js';
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
@@ -30,12 +30,7 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
     } catch (e) {
       // Fail closed for this request only: the listener (and the gate beside it) keeps answering.
       log.error({ event: 'metrics_listener_failed', err: errorShape(e) }, 'metrics listener request failed');
-      if (res.headersSent) res.destroy();
-      else {
-        res.statusCode = 500;
-        res.setHeader('Cache-Control', 'no-store');
-        res.end();
-      }
+      failed(res, 500);
     }
   });
   const answer = (req: IncomingMessage, res: ServerResponse): void => {
@@ -85,18 +80,12 @@ export function createMetricsServer(metrics: Metrics, token: string | undefined,
         },
         (e: Error) => {
           log.error({ err: e.message }, 'metrics render failed');
-          res.statusCode = 503;
-          res.setHeader('Retry-After', '5');
-          res.end();
+          failed(res, 503);
         },
       )
       .catch((e: unknown) => {
         log.error({ event: 'metrics_listener_failed', err: errorShape(e) }, 'metrics answer failed');
-        if (res.headersSent) res.destroy();
-        else {
-          res.statusCode = 500;
-          res.end();
-        }
+        failed(res, 500);
       });
   };
   return server;
