@@ -183,9 +183,23 @@ function readTarget(rawUri: string, matched: string | undefined): { path?: strin
   const ambiguous = pathAmbiguity(rawPath);
   if (ambiguous) return { ambiguous };
   const bytes = matched ? Buffer.from(matched, 'latin1') : percentDecodeBytes(rawPath);
-  const also = decodedPathAmbiguity(bytes);
+  const also = decodedPathAmbiguity(bytes) ?? onceMoreDecodedAmbiguity(bytes);
   if (also) return { ambiguous: also };
   return { path: pathFromBytes(bytes) };
+}
+
+/**
+ * nginx forwards a regex location's capture as it decoded it, not escaped again (`proxy_pass http://app/$1;`),
+ * so "/api/%252e%252e/admin" is priced as $uri "/api/%2e%2e/admin" and an upstream that decodes resolves it to
+ * /admin. A decoded path whose own escapes would decode to an ambiguous one is refused as that one would be.
+ * A literal "%" not followed by two hex digits ("/files/100%") is only a character.
+ */
+function onceMoreDecodedAmbiguity(decoded: Buffer): string | undefined {
+  if (!decoded.includes(0x25)) return undefined;
+  const text = decoded.toString('latin1');
+  if (/%(?:2f|5c)/i.test(text)) return 'an encoded "/" or "\\" (%2F, %5C) left after decoding (sent twice encoded)';
+  const why = decodedPathAmbiguity(percentDecodeBytes(text));
+  return why === undefined ? undefined : `${why}, after decoding once more (sent twice encoded)`;
 }
 
 /** Compares digests (equal length whatever was sent); `wantDigest` is the configured secret's, made once. */
