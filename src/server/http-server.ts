@@ -189,12 +189,15 @@ function readTarget(rawUri: string, matched: string | undefined): { path?: strin
 }
 
 /**
- * nginx forwards a regex location's capture as it decoded it, not escaped again (`proxy_pass http://app/$1;`),
- * so "/api/%252e%252e/admin" is priced as $uri "/api/%2e%2e/admin" and an upstream that decodes resolves it to
- * /admin. A decoded path whose own escapes would decode to an ambiguous one is refused as that one would be.
- * A literal "%" not followed by two hex digits ("/files/100%") is only a character.
+ * nginx forwards $uri as it decoded it, not escaped again (`proxy_pass http://app$uri;`; a regex capture is
+ * escaped again), so "/api/%252e%252e/admin" is priced as $uri "/api/%2e%2e/admin" and an upstream that decodes
+ * resolves it to /admin. A decoded path whose own escapes would decode to an ambiguous one is refused as that one
+ * would be. A literal "%" not followed by two hex digits ("/files/100%") is only a character.
  */
 function onceMoreDecodedAmbiguity(decoded: Buffer): string | undefined {
+  // `proxy_pass http://app$uri;` forwards "?" and "#" decoded as syntax: "/api/gold%3Fx", matched as "/api/gold?x"
+  // (not the exact route "= /api/gold"), would reach the upstream as /api/gold.
+  if (decoded.includes(0x3f) || decoded.includes(0x23)) return 'an encoded "?" or "#" in the path (%3F, %23), which nginx may forward decoded';
   if (!decoded.includes(0x25)) return undefined;
   const text = decoded.toString('latin1');
   if (/%(?:2f|5c)/i.test(text)) return 'an encoded "/" or "\\" (%2F, %5C) left after decoding (sent twice encoded)';

@@ -45,7 +45,7 @@ before(async () => {
   await new Promise<void>((r) => echo.listen(echoPort, '127.0.0.1', () => r()));
   cleanup.add(() => new Promise<void>((r) => echo.close(() => r())));
   s = await startStack(cleanup, {
-    extraRoutes: '  - { match: /cheap, amount_msat: 1000 }\n  - { match: /capx/, amount_msat: 1000 }\n',
+    extraRoutes: '  - { match: /cheap, amount_msat: 1000 }\n  - { match: /capx/, amount_msat: 1000 }\n  - { match: /capz/, amount_msat: 1000 }\n  - { match: /capy/, amount_msat: 1000 }\n  - { match: = /capz/gold, amount_msat: 900000 }\n',
     // The operator caches the whole site, ignoring what the answers say about caching.
     surround: {
       http: `proxy_cache_path ${join(dir, 'cache')} keys_zone=site:1m;`,
@@ -55,6 +55,8 @@ before(async () => {
         location /cheapaccel { include ${snip}/protect.conf; proxy_pass http://127.0.0.1:${accelPort}; }
         location /cheap404 { include ${snip}/protect.conf; root ${join(dir, 'www')}; error_page 404 = /premium/from-404; }
         location /cheapidx/ { include ${snip}/protect.conf; root ${join(dir, 'www')}; try_files $uri $uri/index.html =404; }
+        location ~ ^/capy/(.*)$ { set $part $1; include ${snip}/protect.conf; proxy_pass http://127.0.0.1:${echoPort}/capy/$part; }
+        location /capz/ { include ${snip}/protect.conf; proxy_pass http://127.0.0.1:${echoPort}$uri; }
         location ~ ^/capx/(.*)$ { include ${snip}/protect.conf; proxy_pass http://127.0.0.1:${echoPort}/capx/$1; }
     `,
   });
@@ -89,21 +91,51 @@ test('a directory index served in place (try_files $uri $uri/index.html, as docs
   assert.equal(unpaid.status, 402);
 });
 
-// FOUND: a regex location that hands its capture to proxy_pass (`proxy_pass http://app/capx/$1;`) forwards the
-// capture as nginx decoded it, without escaping it again. "/capx/%252e%252e/premium/x" is $uri "/capx/%2e%2e/premium/x":
-// priced as the cheap /capx/ route, and forwarded as "/capx/%2e%2e/premium/x", which an upstream that decodes
-// (most do) resolves to /premium/x. l402d now refuses a matched path that one more decoding makes ambiguous.
-test('a twice-encoded dot segment, forwarded decoded once by proxy_pass with a capture, is refused before any invoice', { skip }, async () => {
+// FOUND: `proxy_pass http://app$uri;` forwards $uri as nginx decoded it, without escaping it again (checked: the
+// upstream received "/capz/%2e%2e/x" for "/capz/%252e%252e/x"). "/capz/%252e%252e/premium/x" is $uri
+// "/capz/%2e%2e/premium/x": priced as the cheap /capz/ route, and forwarded so, which an upstream that decodes (most
+// do) resolves to /premium/x. l402d now refuses a matched path that one more decoding makes ambiguous. (A regex
+// capture, `proxy_pass http://app/capx/$1;`, is escaped again by nginx: held, refused all the same.)
+test('a twice-encoded dot segment, forwarded decoded once by proxy_pass $uri, is refused before any invoice', { skip }, async () => {
   const seen = capturedTargets.length;
-  for (const p of ['/capx/%252e%252e/premium/x', '/capx/%252E./premium/x', '/capx/a%252f..%252fpremium', '/capx/a%255c..%255cpremium', '/capx/x%253b/y']) {
+  for (const p of ['/capz/%252e%252e/premium/x', '/capz/%252E./premium/x', '/capz/a%252f..%252fpremium', '/capz/a%255c..%255cpremium', '/capz/x%253b/y', '/capx/%252e%252e/premium/x']) {
     const r = await http1(s.origin + p, { headers: { accept: 'application/json' } });
     assert.equal(r.status, 400, `${p}: ${r.status} ${r.body}`);
     assert.match(r.body, /ambiguous/);
   }
   assert.equal(capturedTargets.length, seen, 'the upstream was never asked');
   // An ordinary literal "%" in a path (sent as %25) is still priced and sold.
-  const ok = await http1(s.origin + '/capx/100%25', { headers: { accept: 'application/json' } });
+  const ok = await http1(s.origin + '/capz/100%25', { headers: { accept: 'application/json' } });
   assert.equal(ok.status, 402, ok.body);
+});
+
+// FOUND: the same $uri forwarding turns a decoded "?" or "#" into syntax. "/capz/gold%3Fx" is $uri "/capz/gold?x",
+// which the exact route "= /capz/gold" does not match, so it was priced (and sold) as the cheap /capz/ route, then
+// forwarded as "/capz/gold?x" (checked: so the upstream received it): it served /capz/gold. A "?" or "#" in the
+// matched path is refused.
+test('an encoded "?" or "#" forwarded decoded by proxy_pass $uri cannot buy an exact route at a prefix route\'s price', { skip }, async () => {
+  const seen = capturedTargets.length;
+  for (const p of ['/capz/gold%3Fx', '/capz/gold%23x', '/capz/gold%3F']) {
+    const r = await http1(s.origin + p, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 400, `${p}: ${r.status} ${r.body}`);
+    assert.match(r.body, /ambiguous/);
+  }
+  assert.equal(capturedTargets.length, seen, 'the upstream was never asked');
+  // The exact route itself is still sold at its own price.
+  const gold = await http1(s.origin + '/capz/gold', { headers: { accept: 'application/json' } });
+  assert.equal(gold.status, 402);
+  assert.equal((JSON.parse(gold.body) as { amount_msat: number }).amount_msat, 900000);
+});
+
+// Held, as docs/nginx.md says: a capture kept with `set` before the include is forwarded escaped again, so the
+// upstream reads the path that was priced.
+test('a regex capture kept before the include reaches the upstream escaped again: the path priced is the path served (held)', { skip }, async () => {
+  for (const [p, want] of [['/capy/a%20b', '/capy/a%20b'], ['/capy/100%25', '/capy/100%25']] as const) {
+    const { auth } = await s.buy(p);
+    const r = await http1(s.origin + p, { headers: { authorization: auth } });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(capturedTargets.at(-1), want);
+  }
 });
 
 test('a site-wide proxy_cache never hands one 402 (invoice, macaroon) to another client (held: the render is never cached)', { skip }, async () => {
