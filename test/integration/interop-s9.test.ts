@@ -26,13 +26,15 @@ before(async () => {
       '  - { match: /h2shadow, amount_msat: 7000, dry_run: true }',
       '  - { match: /h2down, amount_msat: 1500 }',
       '  - { id: h2pin, match: /h2pinned/, amount_msat: 6000, pinned: true }',
+      '  - { id: h2pindown, match: /h2pindown/, amount_msat: 2500, pinned: true }',
       '',
     ].join('\n'),
     extraH2: (d) => `
         location /h2auto { include ${d}/protect.conf; proxy_pass ${up}; }
         location /h2shadow { include ${d}/protect.conf; include ${d}/dry-run.conf; proxy_pass ${up}; }
         location /h2down { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${dead}; }
-        location /h2pinned/ { set $l402_route_pin h2pin; include ${d}/protect.conf; proxy_pass ${up}; }`,
+        location /h2pinned/ { set $l402_route_pin h2pin; include ${d}/protect.conf; proxy_pass ${up}; }
+        location /h2pindown/ { set $l402_route_pin h2pindown; include ${d}/protect.conf; proxy_pass http://127.0.0.1:${dead}; }`,
   });
   h2 = `http://127.0.0.1:${s.h2Port}`;
 });
@@ -130,5 +132,18 @@ test('gRPC over h2c: paid with lnd-style `macaroon` metadata (hex, preimage cave
     assert.equal(s.grpcUp.calls, 1);
   } finally {
     client.close();
+  }
+});
+
+test('h2c release on a location-pinned route: nginx\'s 502 gives the payment back (the release names the pin decided on)', { skip }, async () => {
+  const unpaid = await http2(h2, '/h2pindown/a', { headers: json });
+  assert.equal(unpaid.status, 402, unpaid.body);
+  const { macaroon, invoice } = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
+  assert.match(invoice, /^lnbcrt25n1/, 'priced at the pinned route (2500 msat)');
+  const auth = `L402 ${macaroon}:${s.wallet.pay(invoice).toString('hex')}`;
+  for (let i = 0; i < 2; i++) {
+    const down = await http2(h2, '/h2pindown/a', { headers: { ...json, authorization: auth } });
+    assert.equal(down.status, 502, down.body);
+    assert.equal(JSON.parse(down.body).payment, 'not_consumed', `try ${i + 1}: ${down.body}`);
   }
 });
