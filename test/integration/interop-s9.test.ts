@@ -4,7 +4,7 @@
 // call paid with the lnd-style `macaroon` metadata. HTTP/1.1 forms of these flows live in their own test files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cleanup, freePort, grpcClient, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
 
@@ -145,5 +145,52 @@ test('h2c release on a location-pinned route: nginx\'s 502 gives the payment bac
     const down = await http2(h2, '/h2pindown/a', { headers: { ...json, authorization: auth } });
     assert.equal(down.status, 502, down.body);
     assert.equal(JSON.parse(down.body).payment, 'not_consumed', `try ${i + 1}: ${down.body}`);
+  }
+});
+
+test('a domain-name Host (HTTP/1.1 Host, h2 :authority) on a paid request: challenged, then served (only l402d\'s own Host is checked)', { skip }, async () => {
+  s.upstream.reset();
+  for (const [name, ask] of [
+    ['h1', (auth?: string) => http1(s.origin + '/premium/host', { headers: { ...json, host: 'api.example.com', ...(auth ? { authorization: auth } : {}) } })],
+    ['h2', (auth?: string) => http2(h2, '/premium/host', { headers: { ...json, ':authority': 'api.example.com', ...(auth ? { authorization: auth } : {}) } })],
+  ] as const) {
+    const unpaid = await ask();
+    assert.equal(unpaid.status, 402, `${name}: ${unpaid.body}`);
+    const { macaroon, invoice } = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
+    const paid = await ask(`L402 ${macaroon}:${s.wallet.pay(invoice).toString('hex')}`);
+    assert.equal(paid.status, 200, `${name}: ${paid.body}`);
+  }
+  assert.equal(s.upstream.hits, 2);
+});
+
+test('h2c server-level pin (set before the include): priced by the pin, paid once; its release on a 502 gives the payment back', { skip }, async () => {
+  const c2 = new Cleanup();
+  try {
+    const dead = await freePort();
+    const t = await startStack(c2, {
+      extraRoutes: '  - { id: srvpin, match: /, amount_msat: 8000, pinned: true }\n',
+      surround: { server: 'set $l402_route_pin srvpin;' },
+      extraH2: (d) => `location /gone { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${dead}; }`,
+    });
+    const o = `http://127.0.0.1:${t.h2Port}`;
+    const unpaid = await http2(o, '/premium/s', { headers: json });
+    assert.equal(unpaid.status, 402, unpaid.body);
+    const ch = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
+    assert.match(ch.invoice, /^lnbcrt80n1/, 'priced at the server-level pin (8000 msat)');
+    const paid = await http2(o, '/premium/s', { headers: { ...json, authorization: `L402 ${ch.macaroon}:${t.wallet.pay(ch.invoice).toString('hex')}` } });
+    assert.equal(paid.status, 200, paid.body);
+    assert.equal(t.upstream.hits, 1);
+    assert.equal(t.upstream.requests[0]!.headers['x-l402-route'], 'srvpin');
+    const g = await http2(o, '/gone', { headers: json });
+    assert.equal(g.status, 402, g.body);
+    const gc = JSON.parse(g.body) as { macaroon: string; invoice: string };
+    const auth = `L402 ${gc.macaroon}:${t.wallet.pay(gc.invoice).toString('hex')}`;
+    for (let i = 0; i < 2; i++) {
+      const down = await http2(o, '/gone', { headers: { ...json, authorization: auth } });
+      assert.equal(down.status, 502, down.body);
+      assert.equal(JSON.parse(down.body).payment, 'not_consumed', `try ${i + 1}: ${down.body}`);
+    }
+  } finally {
+    await c2.run();
   }
 });
