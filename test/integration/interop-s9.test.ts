@@ -7,6 +7,18 @@ import assert from 'node:assert/strict';
 import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
+import { connect as connectH2, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { makeCert, paymentParams } from '../support/https-client.js';
+import { startNginx } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -192,5 +204,104 @@ test('h2c server-level pin (set before the include): priced by the pin, paid onc
     }
   } finally {
     await c2.run();
+  }
+});
+
+// HTTP/2 over TLS (ALPN h2), where MPP and x402 are offered: each scheme pays once, replays are refused, and
+// nginx's 502 gives each claim back.
+const opensslBin = requireTool('openssl');
+test('TLS h2: L402, MPP and x402 each pay a route once through nginx; a replay is a 402; a 502 gives the claim back', { skip: skip || (opensslBin ? false : 'openssl not installed') }, async () => {
+  const c = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-interop-tls-'));
+    c.add(() => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = makeCert(opensslBin!, dir);
+    const ca = readFileSync(cert);
+    const gatePort = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /tpaid, amount_msat: 10000, schemes: [l402, mpp, x402] }\n  - { match: /tflaky, amount_msat: 10000, schemes: [l402, mpp, x402] }\n`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
+    c.add(() => gate.close());
+    const wallet = DevWallet.open(dir);
+    c.add(() => wallet.close());
+    const up = c.use(await startCountingUpstream());
+    const snippets = join(dir, 'snippets');
+    writeSnippets(cfg, snippets);
+    const port = await freePort();
+    const dead = await freePort();
+    c.use(
+      await startNginx({
+        http: `include ${snippets}/upstream.conf;
+    server { listen 127.0.0.1:${port} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
+      include ${snippets}/server.conf;
+      location /tpaid { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; }
+      location /tflaky { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${dead}; } }`,
+      }),
+    );
+    const session = connectH2(`https://127.0.0.1:${port}`, { ca });
+    c.add(() => session.destroy());
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; headers: H2Headers; www: string[]; body: string }>((resolve, reject) => {
+        const req = session.request({ ':path': path, accept: 'application/json', ...headers });
+        let h: H2Headers = {};
+        let www: string[] = [];
+        let body = '';
+        req.on('response', (hh, _flags, raw?: string[]) => {
+          h = hh;
+          // Each WWW-Authenticate field on its own (node joins repeated ones in `hh`).
+          if (raw) for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'www-authenticate') www.push(raw[i + 1]!);
+          if (!www.length && hh['www-authenticate'] !== undefined) www = [String(hh['www-authenticate'])];
+        });
+        req.on('data', (b: Buffer) => (body += b.toString()));
+        req.on('end', () => resolve({ status: Number(h[':status']), headers: h, www, body }));
+        req.on('error', reject);
+        req.setTimeout(20_000, () => req.close());
+      });
+    const offer = async (path: string) => {
+      const r = await get(path);
+      assert.equal(r.status, 402, r.body);
+      assert.equal(r.www.length, 2, r.www.join(' | '));
+      const p = paymentParams(r.www[1]!);
+      const mppInvoice = (JSON.parse(Buffer.from(p.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
+      const pr = JSON.parse(Buffer.from(String(r.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> };
+      const a = pr.accepts[0]!;
+      const body = JSON.parse(r.body) as { macaroon: string; invoice: string };
+      return {
+        l402: () => `L402 ${body.macaroon}:${wallet.pay(body.invoice).toString('hex')}`,
+        mpp: () => `Payment ${Buffer.from(JSON.stringify({ challenge: { id: p.id, realm: p.realm, method: p.method, intent: p.intent, request: p.request, expires: p.expires }, payload: { preimage: wallet.pay(mppInvoice).toString('hex') } })).toString('base64url')}`,
+        x402: () => {
+          wallet.pay(a.extra.invoice);
+          return Buffer.from(JSON.stringify({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a })).toString('base64');
+        },
+      };
+    };
+    const creds: Array<[string, Record<string, string>]> = [
+      ['l402', { authorization: (await offer('/tpaid')).l402() }],
+      ['mpp', { authorization: (await offer('/tpaid')).mpp() }],
+      ['x402', { 'payment-signature': (await offer('/tpaid')).x402() }],
+    ];
+    for (const [name, headers] of creds) {
+      up.reset();
+      const paid = await get('/tpaid', headers);
+      assert.equal(paid.status, 200, `${name}: ${paid.body}`);
+      assert.equal(up.hits, 1, name);
+      if (name === 'mpp') assert.ok(paid.headers['payment-receipt'], 'MPP receipt');
+      if (name === 'x402') assert.ok(paid.headers['payment-response'], 'x402 PAYMENT-RESPONSE');
+      const again = await get('/tpaid', headers);
+      assert.ok(again.status === 402 || again.status === 401, `${name} replay: ${again.status} ${again.body}`);
+      assert.equal(up.hits, 1, `${name}: the replay never reached the upstream`);
+    }
+    const f = await offer('/tflaky');
+    for (const [name, headers] of [['mpp', { authorization: f.mpp() }], ['x402', { 'payment-signature': f.x402() }]] as Array<[string, Record<string, string>]>) {
+      for (let i = 0; i < 2; i++) {
+        const r = await get('/tflaky', headers);
+        assert.equal(r.status, 502, `${name}: ${r.body}`);
+        assert.equal((JSON.parse(r.body) as { payment: string }).payment, 'not_consumed', `${name} try ${i + 1}`);
+      }
+    }
+  } finally {
+    await c.run();
   }
 });
