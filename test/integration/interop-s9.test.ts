@@ -344,3 +344,21 @@ test('h2c balance: pay once, draw down, 402 with a top-up under the same macaroo
     assert.equal((JSON.parse(r.body) as { payment: string }).payment, 'not_consumed', `try ${i + 1}: ${r.body}`);
   }
 });
+
+test('h2c browser cookie: the page\'s cookie endpoint sets the credential cookie, which then opens the paid page once', { skip }, async () => {
+  s.upstream.reset();
+  const { auth } = await s.buy('/premium');
+  const set = await http2(h2, '/_l402/page/cookie', {
+    method: 'POST',
+    body: new URLSearchParams({ credential: auth, uri: '/premium?from=page' }).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+  });
+  assert.equal(set.status, 303, set.body);
+  assert.equal(set.headers.location, '/premium?from=page');
+  const cookie = String(set.headers['set-cookie']).split(';')[0]!;
+  assert.match(cookie, /=[A-Za-z0-9_-]+:[0-9a-f]{64}$/);
+  const page = await http2(h2, '/premium?from=page', { headers: { accept: 'text/html', cookie } });
+  assert.equal(page.status, 200, page.body);
+  assert.equal(s.upstream.hits, 1);
+  assert.equal(s.upstream.requests[0]!.headers.cookie, undefined, 'the credential cookie stays at the gate');
+});
