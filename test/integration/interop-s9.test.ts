@@ -1,7 +1,9 @@
-// Paid flows over HTTP/2 (h2c) through real nginx after the s9 snippet changes (server.conf empties $l402_uri and
-// $l402_route_pin per request; render/release read the values kept with the auth answer): auto-detect, dry-run,
-// a location-pinned route, the browser's payment page, the release of a payment on nginx's own 502, and a gRPC
-// call paid with the lnd-style `macaroon` metadata. HTTP/1.1 forms of these flows live in their own test files.
+// Paid flows over HTTP/2 through real nginx after the s9 snippet changes (server.conf empties $l402_uri and
+// $l402_route_pin per request; render/release read the values kept with the auth answer; the auth cache key
+// gained the other credential headers and $server_protocol). Over h2c: auto-detect, dry-run, location- and
+// server-level pins, the payment page, the browser cookie, a balance with its top-up, the release on nginx's 502,
+// a domain-name Host/:authority, and gRPC paid with the lnd-style `macaroon` metadata. Over TLS h2: L402, MPP and
+// x402. The HTTP/1.1 forms (and L402 over h2c, gRPC `token`, Cashu over h2c) live in their own test files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
