@@ -364,3 +364,28 @@ test('h2c browser cookie: the page\'s cookie endpoint sets the credential cookie
   assert.equal(s.upstream.hits, 1);
   assert.equal(s.upstream.requests[0]!.headers.cookie, undefined, 'the credential cookie stays at the gate');
 });
+
+test('auth cache on: a timed credential passes over HTTP/1.1, h2c and again HTTP/1.1 (the cache key holds the protocol)', { skip }, async () => {
+  const c2 = new Cleanup();
+  try {
+    const t = await startStack(c2, {
+      extraYaml: 'nginx_cache: { max_secs: 30 }\n',
+      extraH2: (d) => `location /timed/ { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${app.port}; }`,
+    });
+    const { auth } = await t.buy('/timed/a');
+    const o2 = `http://127.0.0.1:${t.h2Port}`;
+    t.upstream.reset();
+    app.reset();
+    const seq: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      seq.push((await http1(t.origin + '/timed/a', { headers: { ...json, authorization: auth } })).status);
+      seq.push((await http2(o2, '/timed/a', { headers: { ...json, authorization: auth } })).status);
+    }
+    assert.deepEqual(seq, [200, 200, 200, 200]);
+    assert.equal(t.upstream.hits + app.hits, 4, 'every paid request reached its upstream');
+    const bad = await http2(o2, '/timed/a', { headers: { ...json, authorization: auth.slice(0, -2) + (auth.endsWith('00') ? '11' : '00') } });
+    assert.equal(bad.status, 401, bad.body);
+  } finally {
+    await c2.run();
+  }
+});
