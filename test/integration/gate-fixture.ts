@@ -56,7 +56,7 @@ export interface Surround {
   server?: string;
 }
 
-export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string, surround: Surround = {}, extra = ''): string {
+export function nginxServers(port: number, h2Port: number, upstreamPort: number, grpcPort: number, snippetDir: string, surround: Surround = {}, extra = '', extraH2 = ''): string {
   return `
     ${surround.http ?? ''}
     include ${snippetDir}/upstream.conf;
@@ -82,6 +82,7 @@ export function nginxServers(port: number, h2Port: number, upstreamPort: number,
         listen 127.0.0.1:${h2Port} http2;
         ${surround.server ?? ''}
         include ${snippetDir}/server.conf;
+        ${extraH2}
         location /premium { include ${snippetDir}/protect.conf; proxy_pass http://127.0.0.1:${upstreamPort}; }
         location /content.ContentService/ { include ${snippetDir}/protect.conf; grpc_pass grpc://127.0.0.1:${grpcPort}; }
     }`;
@@ -92,7 +93,7 @@ export function writeSnippets(cfg: GateConfig, dir: string): void {
   for (const [name, text] of Object.entries(nginxSnippets(cfg))) writeFileSync(join(dir, name), text);
 }
 
-export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround; devPay?: boolean; /** Extra locations in the HTTP/1.1 server, given the snippet directory. */ extra?: (snippetDir: string) => string } = {}): Promise<Stack> {
+export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; extraRoutes?: string; backend?: LightningBackend; surround?: Surround; devPay?: boolean; /** Extra locations in the HTTP/1.1 server, given the snippet directory. */ extra?: (snippetDir: string) => string; /** Extra locations in the h2c server, given the snippet directory. */ extraH2?: (snippetDir: string) => string } = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'l402-stack-'));
   cleanup.add(() => rmSync(dataDir, { recursive: true, force: true }), 'rm data dir');
   const gatePort = await freePort();
@@ -113,7 +114,7 @@ export async function startStack(cleanup: Cleanup, opts: { extraYaml?: string; e
   writeSnippets(cfg, snippetDir);
   const port = await freePort();
   const h2Port = await freePort();
-  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround, (opts.devPay ? DEV_PAY_LOCATION : '') + (opts.extra?.(snippetDir) ?? '')) }), 'nginx');
+  const nginx = cleanup.use(await startNginx({ http: nginxServers(port, h2Port, upstream.port, grpcUp.port, snippetDir, opts.surround, (opts.devPay ? DEV_PAY_LOCATION : '') + (opts.extra?.(snippetDir) ?? ''), opts.extraH2?.(snippetDir) ?? '') }), 'nginx');
   const origin = `http://127.0.0.1:${port}`;
   return {
     cfg, gate, nginx, upstream, grpcUp, origin, h2Port, wallet, logs, dataDir,
