@@ -395,20 +395,28 @@ export async function startLncNode(mailbox: Mailbox, lnd: LndPeer, opts: { phras
     const up = upstream.request(fwd);
     up.on('error', () => st.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
     let trailers: http2.OutgoingHttpHeaders = {};
+    // The caller may give up (its deadline, the mailbox taken down under it) before lnd answers: nothing to relay.
+    st.on('error', () => up.close(http2.constants.NGHTTP2_CANCEL));
+    st.on('close', () => {
+      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    });
     up.on('response', (h) => {
+      if (st.destroyed || st.closed) return;
       if (h['grpc-status'] !== undefined) {
         st.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(h['grpc-status']), 'grpc-message': String(h['grpc-message'] ?? '') }, { endStream: true });
         return;
       }
       st.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       st.on('wantTrailers', () => st.sendTrailers(trailers));
-      up.on('data', (c: Buffer) => st.write(c));
+      up.on('data', (c: Buffer) => {
+        if (!st.destroyed && !st.closed) st.write(c);
+      });
     });
     up.on('trailers', (t) => {
       trailers = { 'grpc-status': String(t['grpc-status'] ?? '2'), 'grpc-message': String(t['grpc-message'] ?? '') };
     });
     up.on('end', () => {
-      if (!st.headersSent) return;
+      if (!st.headersSent || st.destroyed || st.closed) return;
       st.end();
     });
     st.on('data', (c: Buffer) => up.write(c));
