@@ -506,12 +506,15 @@ export class Gate {
         why = e instanceof BackendError ? 'backend_unavailable' : 'store_unavailable';
       }
     }
+    // One shared-challenge key per answer (a price and a payee read), for the L402 challenge and the other offers.
+    let sharedKey: Promise<string | undefined> | undefined;
+    const shareKey = (r: RouteConfig): Promise<string | undefined> => (sharedKey ??= this.recentKey(r, req));
     if (lightning && !challenge && (o === 'challenge' || o === 'invalid') && route && req.path !== undefined) {
       try {
         progress.waitingOn = 'backend_unavailable';
         // A refused credential presented again (a replay storm, a retrying client) gets the same fresh
         // challenge for a few seconds rather than one invoice per copy: whoever pays it gets the preimage.
-        const again = o === 'invalid' ? await this.recentKey(route, req) : undefined;
+        const again = o === 'invalid' ? await shareKey(route) : undefined;
         let minted = again === undefined ? undefined : this.recentChallenges.get(again);
         const fresh = !minted;
         minted ??= this.mintChallenge(route, req.path, req.method);
@@ -534,8 +537,7 @@ export class Gate {
     if (why === 'payment_pending' && !challenge && o === 'challenge') why = 'no_credential';
     let offers: OtherOffers = {};
     if (route && req.path !== undefined && (o === 'challenge' || o === 'invalid' || o === 'cashu_rejected') && why !== 'payment_pending') {
-      const shareable = o === 'invalid';
-      offers = await (async () => this.otherOffers(route, req, why, schemes, challenge, progress, shareable ? await this.recentKey(route, req) : undefined))().catch((e: Error) => {
+      offers = await (o === 'invalid' ? shareKey(route) : Promise.resolve(undefined)).then((again) => this.otherOffers(route, req, why, schemes, challenge, progress, again)).catch((e: Error) => {
         this.parts.log.error({ event: 'challenge_failed', route: route.id, backend: this.parts.backend.kind, err: e.message }, 'MPP session or x402 offer failed');
         return {};
       });
