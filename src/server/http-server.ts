@@ -19,6 +19,7 @@ import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyF
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
+import { methodOverride } from '../protocol/method-override.js';
 import { errorShape } from './process-policy.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
@@ -263,6 +264,13 @@ function cookieTooLarge(method: string, grpc = false): Rendered {
   if (grpc) return grpcRefusal(3, 'cookie header too large');
   const body = JSON.stringify({ type: 'urn:l402:problem:cookie-too-large', title: 'Request Header Fields Too Large', status: 431, reason: 'cookie_too_large', detail: `the Cookie header holds a payment cookie and is longer than ${MAX_COOKIE_HEADER} bytes` }) + '\n';
   return { status: 431, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
+}
+
+/** A request naming another method for the upstream to run (see protocol/method-override.ts): never decided. */
+function methodOverridden(method: string, name: string, grpc = false): Rendered {
+  if (grpc) return grpcRefusal(3, 'method override');
+  const body = JSON.stringify({ type: 'urn:l402:problem:method-override', title: 'Method override refused', status: 400, reason: 'method_override', detail: `refused: ${name} names a method other than ${method}; send the request with that method instead` }) + '\n';
+  return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
 }
 
 /** A 401 that nginx renders but the gate did not decide (another access check refused first). */
@@ -592,19 +600,22 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         return;
       }
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
-      const early = target.ambiguous
-        ? ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
+      const overridden = methodOk ? methodOverride(method as string, req.rawHeaders, rawUri) : undefined;
+      const early: [Rendered, string] | undefined = target.ambiguous
+        ? [ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'ambiguous_path']
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
-          ? cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol'])))
+          ? [cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'cookie_too_large']
+          : overridden !== undefined
+          ? [methodOverridden(method as string, overridden, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'method_override']
           : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
-          ? preflight(gate.routes.lookup(path, routePin)!.methods, req.headers)
+          ? [preflight(gate.routes.lookup(path, routePin)!.methods, req.headers), 'cors_preflight']
           : undefined;
       if (early) {
-        if (endpoint === '/_l402/render') return send(res, early);
+        if (endpoint === '/_l402/render') return send(res, early[0]);
         res.statusCode = 401;
         res.setHeader('Cache-Control', 'no-store');
-        res.setHeader('X-L402-Outcome', early.status === 204 ? 'preflight' : 'bad_request');
-        res.setHeader('X-L402-Reason', early.status === 204 ? 'cors_preflight' : early.status === 431 ? 'cookie_too_large' : 'ambiguous_path');
+        res.setHeader('X-L402-Outcome', early[0].status === 204 ? 'preflight' : 'bad_request');
+        res.setHeader('X-L402-Reason', early[1]);
         res.end();
         return;
       }
@@ -707,6 +718,11 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       req.resume();
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
       return;
+    }
+    const overridden = methodOverride(req.method!, req.rawHeaders, url);
+    if (overridden !== undefined) {
+      req.resume();
+      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
     }
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.

@@ -1,0 +1,56 @@
+// Many web frameworks run a request as another method than the one on its request line when the request names
+// one: a header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override; Express's method-override, Symfony,
+// Laravel, many REST clients) or a `_method` parameter (Rails, Laravel, Symfony). The gate decides on the method
+// nginx serves; an upstream that honours such a name would run a method nobody paid for (a route that sells POST
+// only, a credential its holder narrowed to `method=POST`, used for a DELETE). So a request that names a method
+// other than its own is refused, never decided as either one.
+
+/** Header names (lower case, "-" for "_": CGI-style apps read X_HTTP_Method_Override as the same header). */
+const OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+const OVERRIDE_HEADER_LENGTHS = new Set([...OVERRIDE_HEADERS].map((n) => n.length));
+
+/**
+ * The header or query parameter of this request that names a method other than `method`, if any. `rawHeaders`:
+ * Node's list (name, value, name, value...); `target`: the request-target as the client sent it.
+ */
+export function methodOverride(method: string, rawHeaders: readonly string[], target: string | undefined): string | undefined {
+  const own = method.toUpperCase();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const sent = rawHeaders[i]!;
+    if (!OVERRIDE_HEADER_LENGTHS.has(sent.length)) continue;
+    const name = sent.toLowerCase().replaceAll('_', '-');
+    if (OVERRIDE_HEADERS.has(name) && rawHeaders[i + 1]!.trim().toUpperCase() !== own) return name;
+  }
+  const q = target?.indexOf('?') ?? -1;
+  if (q < 0 || !/method/i.test(target!.slice(q))) return undefined;
+  for (const part of target!.slice(q + 1).split(/[&;]/)) {
+    const eq = part.indexOf('=');
+    const rawName = eq < 0 ? part : part.slice(0, eq);
+    const name = paramName(rawName);
+    // A name that cannot be decoded here may still be read as an override elsewhere: refused where it could be.
+    if (name === undefined) {
+      if (/method/i.test(rawName)) return '_method';
+      continue;
+    }
+    // PHP reads `.method`, ` method` and `_method[...]` as `_method` too.
+    const overrides = name.startsWith('_method[') || name === '_method' || OVERRIDE_HEADERS.has(name.replaceAll('_', '-'));
+    if (!overrides) continue;
+    const value = eq < 0 ? '' : decode(part.slice(eq + 1));
+    if (name.startsWith('_method[') || value === undefined || value.trim().toUpperCase() !== own) return name;
+  }
+  return undefined;
+}
+
+/** A parameter's name as frameworks read it (decoded, lower case, PHP's `.`/space as `_`); undefined: undecodable. */
+function paramName(raw: string): string | undefined {
+  const d = decode(raw);
+  return d === undefined ? undefined : d.trim().toLowerCase().replace(/^[. ]/, '_');
+}
+
+function decode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s.replaceAll('+', ' '));
+  } catch {
+    return undefined;
+  }
+}
