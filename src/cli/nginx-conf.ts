@@ -44,10 +44,12 @@ const COMMON = `    proxy_method GET;
     proxy_set_header Access-Control-Request-Method $http_access_control_request_method;
     proxy_set_header Access-Control-Request-Headers $http_access_control_request_headers;
     proxy_set_header X-Forwarded-For $http_x_forwarded_for;
-    # A method named for the upstream to run instead of this one: l402d refuses the request (method-override.ts).
+    # A method or path named for the upstream to use instead of this one: l402d refuses the request (method-override.ts).
     proxy_set_header X-HTTP-Method-Override $http_x_http_method_override;
     proxy_set_header X-HTTP-Method $http_x_http_method;
     proxy_set_header X-Method-Override $http_x_method_override;
+    proxy_set_header X-Original-URL $http_x_original_url;
+    proxy_set_header X-Rewrite-URL $http_x_rewrite_url;
     # The browser credential is a cookie; the auth answer hands the site's other cookies back (protect.conf).
     proxy_set_header Cookie $http_cookie;
 ${PINNED}
@@ -139,8 +141,8 @@ export const GATE_ONLY_HEADERS = [
   'X-L402-Macaroon', 'X-L402-Invoice', 'X-L402-Service', 'X-L402-Credentials',
 ] as const;
 
-/** Headers web frameworks read as the method to run instead of the request's (see protocol/method-override.ts). */
-const METHOD_OVERRIDE_HEADERS = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override'];
+/** Headers web frameworks read as the method (or path) to use instead of the request's (protocol/method-override.ts). */
+const METHOD_OVERRIDE_HEADERS = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X-Original-URL', 'X-Rewrite-URL'];
 
 export const GATE_IDENTITY_HEADERS: readonly string[] = IDENTITY_HEADERS;
 
@@ -485,8 +487,8 @@ ${identitySpellings().map((h) => `proxy_set_header ${h} "";\ngrpc_set_header ${h
 # gRPC module has a fixed, smaller header hash). The hash below holds them all without a warning.
 proxy_headers_hash_max_size 2048;
 proxy_headers_hash_bucket_size 128;
-${identitySpellings(GATE_ONLY_HEADERS, true).map((h) => `proxy_set_header ${h} "";\n`).join('')}${GATE_ONLY_HEADERS.map((h) => `grpc_set_header ${h} "";\n`).join('')}# A method named for the upstream to run instead of the request's own: l402d refuses a request whose header names
-# another one, and no spelling of these reaches the upstream (of a repeated header l402d sees only the first).
+${identitySpellings(GATE_ONLY_HEADERS, true).map((h) => `proxy_set_header ${h} "";\n`).join('')}${GATE_ONLY_HEADERS.map((h) => `grpc_set_header ${h} "";\n`).join('')}# A method or path named for the upstream to use instead of the request's own: l402d refuses a request whose header
+# names another one, and no spelling of these reaches the upstream (of a repeated header l402d sees only the first).
 ${identitySpellings(METHOD_OVERRIDE_HEADERS, true).map((h) => `proxy_set_header ${h} "";\n`).join('')}${forward ? `# forward_payment_credentials: true: the payment credential travels on to the upstream as the client sent it.
 ` : `# The payment credential the gate consumed stays here (forward_payment_credentials: false): an L402/LSAT/Cashu/
 # Payment Authorization, X-Cashu, Grpc-Metadata-Macaroon, x402's Payment-Signature/X-Payment, and on gRPC the

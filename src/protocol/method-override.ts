@@ -3,14 +3,18 @@
 // Laravel, many REST clients) or a `_method` parameter (Rails, Laravel, Symfony). The gate decides on the method
 // nginx serves; an upstream that honours such a name would run a method nobody paid for (a route that sells POST
 // only, a credential its holder narrowed to `method=POST`, used for a DELETE). So a request that names a method
-// other than its own is refused, never decided as either one.
+// other than its own is refused, never decided as either one. The same holds for the path: IIS-style headers
+// (X-Original-URL, X-Rewrite-URL) that some frameworks read as the request's path instead of its target.
 
 /** Header names (lower case, "-" for "_": CGI-style apps read X_HTTP_Method_Override as the same header). */
 const OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
-const OVERRIDE_HEADER_LENGTHS = new Set([...OVERRIDE_HEADERS].map((n) => n.length));
+/** Headers some frameworks (Zend/Laminas, older Symfony, IIS modules) read as the request's path. */
+const PATH_HEADERS = new Set(['x-original-url', 'x-rewrite-url']);
+const OVERRIDE_HEADER_LENGTHS = new Set([...OVERRIDE_HEADERS, ...PATH_HEADERS].map((n) => n.length));
 
 /**
- * The header or query parameter of this request that names a method other than `method`, if any. `rawHeaders`:
+ * The header or query parameter of this request that names a method other than `method` (or a path other than
+ * `target`), if any. `rawHeaders`:
  * Node's list (name, value, name, value...); `target`: the request-target as the client sent it.
  */
 export function methodOverride(method: string, rawHeaders: readonly string[], target: string | undefined): string | undefined {
@@ -20,6 +24,7 @@ export function methodOverride(method: string, rawHeaders: readonly string[], ta
     if (!OVERRIDE_HEADER_LENGTHS.has(sent.length)) continue;
     const name = sent.toLowerCase().replaceAll('_', '-');
     if (OVERRIDE_HEADERS.has(name) && rawHeaders[i + 1]!.trim().toUpperCase() !== own) return name;
+    if (PATH_HEADERS.has(name) && rawHeaders[i + 1]!.trim() !== target) return name;
   }
   const q = target?.indexOf('?') ?? -1;
   if (q < 0 || !/method/i.test(target!.slice(q))) return undefined;

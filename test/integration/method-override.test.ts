@@ -1,5 +1,5 @@
 // A request that names another method for the upstream to run (X-HTTP-Method-Override and its kin, a `_method`
-// parameter) is refused before any decision, through real nginx and in standalone mode: an upstream framework
+// parameter), or another path (X-Original-URL, X-Rewrite-URL), is refused before any decision, through real nginx and in standalone mode: an upstream framework
 // that honours the name would run a method the route does not sell, or that a holder's caveat ruled out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,11 +30,13 @@ test('through nginx: a paid POST never runs as another method, and is not spent 
     ['/premium/ov', { 'x-method-override': 'patch' }],
     ['/premium/ov?_method=DELETE', {}],
     ['/premium/ov?a=1&%5Fmethod=delete', {}],
+    ['/premium/ov', { 'X-Original-URL': '/admin' }],
+    ['/premium/ov', { 'X-Rewrite-URL': '/admin' }],
   ];
   for (const [path, headers] of tries) {
     const r = await http1(s.origin + path, { method: 'POST', body: 'x', headers: { ...headers, authorization: auth, accept: 'application/json' } });
     assert.equal(r.status, 400, `${path} ${JSON.stringify(headers)}: ${r.body}`);
-    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'method_override');
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'method_override', r.body);
     assert.equal(s.upstream.hits, before, 'the upstream was never reached');
   }
   // Unpaid, the same refusal: no invoice is minted for a request that cannot be decided.
@@ -58,7 +60,7 @@ test('through nginx: a method-restricted route refuses the override on its own m
 test('standalone: an override header or parameter is refused before any decision, the payment kept', async () => {
   const auth = await buyStandalone(st, '/expensive/ov');
   const before = st.upstream.hits;
-  for (const [path, headers] of [['/expensive/ov', { 'X-HTTP-Method-Override': 'DELETE' }], ['/expensive/ov?_method=PUT', {}]] as const) {
+  for (const [path, headers] of [['/expensive/ov', { 'X-HTTP-Method-Override': 'DELETE' }], ['/expensive/ov?_method=PUT', {}], ['/expensive/ov', { 'X-Original-URL': '/cheap/x' }]] as const) {
     const r = await sendTo(st.port, 'GET', path, { ...headers, authorization: auth });
     assert.equal(r.status, 400, r.body);
     assert.equal(st.upstream.hits, before);

@@ -30,3 +30,9 @@ test('query parameters that name no other method pass', () => {
   }
   assert.equal(methodOverride('DELETE', [], '/api/_method=GET'), undefined, 'the path is not the query');
 });
+
+test('a header naming another path (X-Original-URL, X-Rewrite-URL) is found; naming the target itself passes', () => {
+  assert.equal(methodOverride('GET', ['X-Original-URL', '/admin'], '/cheap/x'), 'x-original-url');
+  assert.equal(methodOverride('GET', ['x_rewrite_url', '/admin'], '/cheap/x'), 'x-rewrite-url');
+  assert.equal(methodOverride('GET', ['X-Original-URL', '/cheap/x'], '/cheap/x'), undefined);
+});
