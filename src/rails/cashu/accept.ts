@@ -126,10 +126,9 @@ export function createAcceptor(d: AcceptorDeps) {
     }
     // Past the deadline nginx has answered already: claiming now would spend a token whose payer saw a 503.
     signal?.throwIfAborted();
-    if ((await replay.claimAll(t.ys, undefined, signal)) === 'replay') {
-      replay.remember(t.ys);
-      return bad('token already spent');
-    }
+    // Not remembered as spent: one proof paid before (or claimed by a concurrent request) refuses the token,
+    // but says nothing of its other proofs, which stay the payer's to pay with.
+    if ((await replay.claimAll(t.ys, undefined, signal)) === 'replay') return bad('token already spent');
     // The claims landed after the deadline: the payer has had a 503, so they go back.
     if (signal?.aborted) {
       await replay.release(t.ys);
