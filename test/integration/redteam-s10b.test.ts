@@ -163,3 +163,35 @@ test('P2PK mode, two l402d on one Redis, each its own wallet file, the mint neve
     await local.run();
   }
 });
+
+test("an internal redirect (try_files, same $request_id) from a cheap Cashu route to a dearer one is decided by the rail again: the cheap token's record does not open it", { skip, timeout: 120_000 }, async () => {
+  const local = new Cleanup();
+  try {
+    const mint = await CashuMintPeer.start({ dataDir: join(dir, 'redirect-mint') });
+    local.add(() => mint.close());
+    const docroot = mkdtempSync(join(tmpdir(), 'l402-s10b-root-'));
+    local.add(() => rmSync(docroot, { recursive: true, force: true }));
+    const s = await startStack(local, {
+      extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"] }\n`,
+      extraRoutes: `  - { match: /cheapcash/, amount_msat: 1000 }\n`,
+      // No file matches: after /cheapcash/'s auth_request passed, nginx redirects to /premium and runs its auth_request.
+      extra: (d) => `location /cheapcash/ { include ${d}/protect.conf; root ${docroot}; try_files $uri /premium; }`,
+    });
+    const token = async (amount: number) => {
+      const { wallet, proofs } = await mint.fundedWallet(amount + 8);
+      return getEncodedToken({ mint: mint.url, unit: 'sat', proofs: (await wallet.ops.send(amount, proofs).run()).send });
+    };
+    s.upstream.reset();
+    const cheap = await http1(s.origin + '/cheapcash/x', { headers: { accept: 'application/json', 'x-cashu': await token(1) } });
+    assert.equal(cheap.status, 400, cheap.body);
+    assert.equal(s.upstream.hits, 0, 'the 1 sat token opened nothing priced at 10 sat');
+    const viaAuth = await http1(s.origin + '/cheapcash/y', { headers: { accept: 'application/json', authorization: `Cashu ${await token(1)}` } });
+    assert.equal(viaAuth.status, 400, viaAuth.body);
+    assert.equal(s.upstream.hits, 0);
+    // The dearer route itself, paid directly, still works.
+    assert.equal((await http1(s.origin + '/premium', { headers: { 'x-cashu': await token(10) } })).status, 200);
+    assert.equal(s.upstream.hits, 1);
+  } finally {
+    await local.run();
+  }
+});
