@@ -2,10 +2,10 @@
 // proofs at the mint (journalled, see swap-journal.ts); P2PK mode verifies proofs locked to our key locally
 // (NUT-11, DLEQ per NUT-12) and stores them. Every proof pays once, across processes (replay.ts).
 import { randomBytes } from 'node:crypto';
-import { getDecodedToken, getTokenMetadata, type Token } from '@cashu/cashu-ts';
+import { getDecodedToken, getTokenMetadata, MintOperationError, type Proof, type Token } from '@cashu/cashu-ts';
 import type { Logger } from '../../util/log.js';
 import { normalizeMint, type CashuConfig } from './config.js';
-import { mintFetch, MintRejectedError, MintUnavailableError, sanitize, type KnownKeyset, type MintDirectory } from './mint-client.js';
+import { mintFetch, MintRejectedError, MintUnavailableError, NUT_CODE, sanitize, type KnownKeyset, type MintDirectory } from './mint-client.js';
 import { MSAT_PER_UNIT, priceInUnit, type CashuUnit } from './payment-request.js';
 import { proofSetId, type ReplayGuard } from './replay.js';
 import { checkTokenProofs, prepareP2pk, Rejection, verifyDleqChunked, type CheckedToken } from './verify.js';
@@ -126,10 +126,9 @@ export function createAcceptor(d: AcceptorDeps) {
     }
     // Past the deadline nginx has answered already: claiming now would spend a token whose payer saw a 503.
     signal?.throwIfAborted();
-    if ((await replay.claimAll(t.ys, undefined, signal)) === 'replay') {
-      replay.remember(t.ys);
-      return bad('token already spent');
-    }
+    // Not remembered as spent: one proof paid before (or claimed by a concurrent request) refuses the token,
+    // but says nothing of its other proofs, which stay the payer's to pay with.
+    if ((await replay.claimAll(t.ys, undefined, signal)) === 'replay') return bad('token already spent');
     // The claims landed after the deadline: the payer has had a 503, so they go back.
     if (signal?.aborted) {
       await replay.release(t.ys);
@@ -185,22 +184,47 @@ export function createAcceptor(d: AcceptorDeps) {
     // Journalled before the request leaves: if the answer is lost, recovery restores the outputs from the
     // seed or releases the payer's proofs. Prepared and sent in two steps because cashu-ts swallows errors
     // thrown by onCountersReserved: a swap whose journal entry could not be written is never sent.
-    const swapId = `${setId.slice(0, 32)}-${randomBytes(4).toString('hex')}`;
-    let reserved: Counters | undefined;
-    const op = trackSends(async () => {
-      const preview = await wallet.prepareSwapToReceive({ mint, unit, proofs }, { onCountersReserved: (c: Counters) => (reserved = c) });
-      if (!reserved) throw new Error('cashu-ts reported no output counters for the swap');
-      journal.start({ id: swapId, mint, reserved, ys: t.ys, ctx });
-      // Proofs locked to our key (if one is configured) are signed for the swap.
-      return (await wallet.completeSwap(preview, cfg.p2pk.privateKey)).keep;
-    });
-    const swap = op.result;
+    const send = (w: typeof wallet) => {
+      const swapId = `${setId.slice(0, 32)}-${randomBytes(4).toString('hex')}`;
+      const attempt: { swapId: string; reserved?: Counters; op: ReturnType<typeof trackSends<Proof[]>> } = { swapId, op: undefined! };
+      attempt.op = trackSends(async () => {
+        const preview = await w.prepareSwapToReceive({ mint, unit, proofs }, { onCountersReserved: (c: Counters) => (attempt.reserved = c) });
+        if (!attempt.reserved) throw new Error('cashu-ts reported no output counters for the swap');
+        journal.start({ id: swapId, mint, reserved: attempt.reserved, ys: t.ys, ctx });
+        // Proofs locked to our key (if one is configured) are signed for the swap.
+        return (await w.completeSwap(preview, cfg.p2pk.privateKey)).keep;
+      });
+      return attempt;
+    };
+    let attempt = send(wallet);
     let outcome;
     try {
-      outcome = await race(swap, cfg.swapTimeoutMs, signal);
+      try {
+        outcome = await race(attempt.op.result, cfg.swapTimeoutMs, signal);
+      } catch (err) {
+        // The mint rotated its keysets since we last read them: our outputs went to a keyset it no longer
+        // signs with, and it refused the whole swap (nothing spent). Our fault, not the payer's: the keysets
+        // are read again (one /v1/keysets call: known keysets are not fetched again) and the swap is sent once more, to the active one.
+        if (!(err instanceof MintOperationError && err.code === NUT_CODE.keysetInactive) || signal?.aborted) throw err;
+        log.warn({ mint }, 'cashu: the mint refused our swap outputs for an inactive keyset; reading its keysets again');
+        let fresh;
+        try {
+          await directory.ensure(mint, { signal, force: true });
+          fresh = await wallets.get(mint, signal);
+        } catch {
+          // Settled as the refusal it was: nothing spent, the payer's proofs released.
+          throw err;
+        }
+        journal.end(attempt.swapId);
+        attempt = send(fresh);
+        outcome = await race(attempt.op.result, cfg.swapTimeoutMs, signal);
+      }
     } catch (err) {
-      return journal.failed(err, { id: swapId, sent: op.sent(), reserved }, t, mint);
+      return journal.failed(err, { id: attempt.swapId, sent: attempt.op.sent(), reserved: attempt.reserved }, t, mint);
     }
+    const final = attempt;
+    const { swapId, op } = final;
+    const swap = op.result;
     if (outcome.done) {
       journal.storeSwapped(outcome.value, mint, ctx);
       journal.end(swapId);
@@ -227,7 +251,7 @@ export function createAcceptor(d: AcceptorDeps) {
         }
       },
       async (err) => {
-        await journal.failed(err, { id: swapId, sent: op.sent(), reserved }, t, mint).catch((e: unknown) => log.error({ mint, err: errText(e) }, 'cashu: could not settle a failed late swap'));
+        await journal.failed(err, { id: swapId, sent: op.sent(), reserved: final.reserved }, t, mint).catch((e: unknown) => log.error({ mint, err: errText(e) }, 'cashu: could not settle a failed late swap'));
       },
     );
     d.background.add(late);

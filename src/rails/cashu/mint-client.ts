@@ -32,7 +32,7 @@ export class MintRejectedError extends Error {
 }
 
 /** NUT error codes we act on. */
-export const NUT_CODE = { tokenAlreadySpent: 11001, tokenPending: 11002, outputsAlreadySigned: 10002 } as const;
+export const NUT_CODE = { tokenAlreadySpent: 11001, tokenPending: 11002, outputsAlreadySigned: 10002, keysetInactive: 12002 } as const;
 
 const MAX_BODY = 4 * 1024 * 1024;
 /** Spacing of keyset reloads triggered by unknown keyset ids (made-up ids cannot make us hammer a mint). */

@@ -153,7 +153,7 @@ export class Redeemer {
       return undefined;
     }
     const signal = AbortSignal.any([AbortSignal.timeout(r.meltTimeoutMs), ...(outer ? [outer] : [])]);
-    const keysets = await this.directory.ensure(mint, { signal });
+    const keysets = await this.directory.ensure(mint, { signal, force: true }); // current active flags: change outputs go to a keyset the mint still signs with
     const fee = inputFee(group.map((p) => ({ id: p.keysetId })), keysets);
     const reserve = feeReserve(total, r.feeReservePercent, r.minFeeReserveSat * this.unitSat);
     let amount = total - reserve - fee;
