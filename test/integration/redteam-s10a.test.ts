@@ -5,9 +5,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { Cleanup, http1, http2Request, requireTool } from './harness.js';
-import { TEST_ROOT_KEY, startStack, type Stack } from './gate-fixture.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cleanup, freePort, http1, http2Request, requireTool, startCountingUpstream, startNginx, startRedis } from './harness.js';
+import { TEST_ROOT_KEY, mintLocalCredential, startStack, writeSnippets, type Stack } from './gate-fixture.js';
+import { startGateProcess, withUpstream } from './gate-process.js';
+import { parseConfig } from '../../src/config/config.js';
 import { encodeIdentifier, newTokenId } from '../../src/protocol/identifier.js';
 import { tokenRootKey, parseRootKey } from '../../src/protocol/root-key.js';
 import { decodeMacaroonBase64, encodeMacaroonBase64 } from '../../src/protocol/macaroon.js';
@@ -289,4 +294,62 @@ test('nginx\'s auth cache never passes a timed credential past its expiry: minte
     assert.equal(reasonOf(after.body), 'expired', after.body);
     lateServed = [];
   }
+});
+
+test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case preimage, Aperture\'s hex form), a single-use credential and a holder\'s uses=1 copy of a timed one, over HTTP/1.1 and HTTP/2 at once against two l402d on one Redis: each opens exactly one request', { skip: skip || (!requireTool('redis-server') && 'redis-server not installed') || oracleSkip('go'), timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s10a-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  const redis = cleanup.use(await startRedis());
+  const upstream = cleanup.use(await startCountingUpstream());
+  const routes = 'lightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 10000 }\n  - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 120 }\n';
+  const ports = [await freePort(), await freePort()];
+  for (const [i, port] of ports.entries()) {
+    const file = join(dir, `l402-${i}.yaml`);
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${join(dir, `d${i}`)}\nroot_key: ${TEST_ROOT_KEY}\nstore: { type: redis, url: "${redis.url}" }\nlog: { level: warn }\n${routes}`);
+    cleanup.use(await startGateProcess(file, port));
+  }
+  const cfg = parseConfig(routes, { env: {} });
+  const snippets = join(dir, 'snippets');
+  writeSnippets(cfg, snippets);
+  const h1Port = await freePort();
+  const h2Port = await freePort();
+  const locs = ['/premium', '/timed/'].map((p) => `location ${p} { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }`).join('\n');
+  cleanup.use(
+    await startNginx({
+      workers: 2,
+      http: `${withUpstream(snippets, `server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16;`)}
+      server { listen 127.0.0.1:${h1Port}; include ${snippets}/server.conf; ${locs} }
+      server { listen 127.0.0.1:${h2Port} http2; include ${snippets}/server.conf; ${locs} }`,
+    }),
+  );
+  const route = (m: string) => cfg.routes.find((r) => r.match === m)!;
+  const once = await mintLocalCredential(route('/premium'), '/premium');
+  const timed = await mintLocalCredential(route('/timed/'), '/timed/a');
+  const copy = { macaroon: goAttenuate(timed.macaroon, ['uses=1']), preimage: timed.preimage };
+  const spellings = (c: { macaroon: string; preimage: string }): Array<Record<string, string>> => [
+    { authorization: `L402 ${c.macaroon}:${c.preimage}` },
+    { authorization: `LSAT ${c.macaroon.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}:${c.preimage}` },
+    { authorization: `l402 ${c.macaroon}:${c.preimage.toUpperCase()}` },
+    { 'grpc-metadata-macaroon': Buffer.from(goAttenuate(c.macaroon, [`preimage=${c.preimage}`]), 'base64').toString('hex') },
+  ];
+  const h1 = `http://127.0.0.1:${h1Port}`;
+  const h2 = `http://127.0.0.1:${h2Port}`;
+  const jobs: Array<Promise<{ path: string; status: number }>> = [];
+  for (const [path, c] of [['/premium', once], ['/timed/a', copy]] as const) {
+    const forms = spellings(c);
+    for (let i = 0; i < 96; i++) {
+      const headers = { accept: 'application/json', ...forms[i % forms.length]! };
+      const r = i % 2 === 0 ? http1(h1 + path, { headers, timeoutMs: 30_000 }) : http2Request(h2, path, { headers, timeoutMs: 30_000 });
+      jobs.push(r.then((a) => ({ path, status: a.status })));
+    }
+  }
+  const got = await Promise.all(jobs);
+  for (const path of ['/premium', '/timed/a']) {
+    const statuses = got.filter((g) => g.path === path).map((g) => g.status);
+    assert.equal(statuses.filter((st) => st === 200).length, 1, `${path}: ${statuses.join(',')}`);
+    assert.ok(statuses.every((st) => st === 200 || st === 401), `${path}: ${statuses.join(',')}`);
+    assert.equal(upstream.requests.filter((r) => r.url.startsWith(path)).length, 1, `${path}: the upstream saw one request`);
+  }
+  // The holder narrowed a copy: the timed credential as sold is still reusable.
+  for (let i = 0; i < 2; i++) assert.equal((await http1(h1 + '/timed/a', { headers: { authorization: timed.auth } })).status, 200);
 });
