@@ -209,6 +209,15 @@ test('keys and preimages: another master key (as one rotated out is), another pa
   const r1 = await get(`L402 ${other.macaroon}:${other.preimage}`);
   assert.equal(r1.status, 401);
   assert.equal(reasonOf(r1.body), 'bad_signature');
+  // Signed with this key for another service (another gate sharing the key): not this gate's sale.
+  const elsewhere = mintAs({ master: TEST_ROOT_KEY, caveats: ['services=other:0', `route=${timed}`, `l402_valid_until=${nowSecs() + 600}`], via: 'go' });
+  assert.equal(reasonOf((await get(`L402 ${elsewhere.macaroon}:${elsewhere.preimage}`)).body), 'wrong_service');
+  // What the token id says was minted is what l402d checks as minted: a condition it does not know there, or
+  // a prefix without its route, is refused, never skipped as a holder's.
+  const strange = mintAs({ master: TEST_ROOT_KEY, caveats: ['services=l402:0', `route=${timed}`, 'tier=gold'], via: 'py' });
+  assert.equal(reasonOf((await get(`L402 ${strange.macaroon}:${strange.preimage}`)).body), 'unknown_caveat');
+  const routeless = mintAs({ master: TEST_ROOT_KEY, caveats: ['services=l402:0', `l402_valid_until=${nowSecs() + 600}`], via: 'go' });
+  assert.equal(reasonOf((await get(`L402 ${routeless.macaroon}:${routeless.preimage}`)).body), 'wrong_route');
   // Bought here: another payment's preimage does not pay for it, and the refusal does not spend it.
   const a = await s.buy('/premium');
   const b = await s.buy('/premium');
