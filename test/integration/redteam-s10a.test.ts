@@ -267,8 +267,14 @@ test('two Authorization headers (HTTP/1.1 and HTTP/2) and a credential folded ov
   assert.equal(twice.status, 400, twice.body);
   const same = await http1(s.origin + '/premium', { headers: { authorization: [once.auth, once.auth] } });
   assert.equal(same.status, 400, same.body);
-  const h2 = await http2Request(`http://127.0.0.1:${s.h2Port}`, '/premium', { headers: { authorization: [once.auth, other.auth] } }).catch((e: Error) => ({ status: -1, body: e.message }));
-  assert.ok(h2.status === 400 || h2.status === -1, `h2 two Authorization: ${h2.status} ${h2.body}`);
+  // Node's HTTP/2 client will not send a header it knows to be single twice; curl (nghttp2) does.
+  const curl = requireTool('curl');
+  if (curl) {
+    for (const pair of [[once.auth, other.auth], [once.auth, once.auth]]) {
+      const code = execFileSync(curl, ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', '--http2-prior-knowledge', ...pair.flatMap((a) => ['-H', `Authorization: ${a}`]), `http://127.0.0.1:${s.h2Port}/premium`]).toString();
+      assert.equal(code, '400', 'HTTP/2, two Authorization fields');
+    }
+  }
   const [mac, pre] = once.auth.slice('L402 '.length).split(':') as [string, string];
   const folded = await raw(port, `GET /premium HTTP/1.1\r\nHost: x\r\nAuthorization: L402 ${mac.slice(0, 40)}\r\n ${mac.slice(40)}:${pre}\r\nConnection: close\r\n\r\n`);
   assert.match(folded, /^HTTP\/1\.1 400/, folded.slice(0, 200));
