@@ -311,12 +311,12 @@ test('nginx\'s auth cache never passes a timed credential past its expiry: minte
   }
 });
 
-test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case preimage, Aperture\'s hex form), a single-use credential and a holder\'s uses=1 copy of a timed one, over HTTP/1.1 and HTTP/2 at once against two l402d on one Redis: each opens exactly one request', { skip: skip || (!requireTool('redis-server') && 'redis-server not installed') || oracleSkip('go'), timeout: 120_000 }, async () => {
+test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case preimage, Aperture\'s hex form), a single-use credential, a holder\'s uses=1 copy of a timed one and a five-request balance, over HTTP/1.1 and HTTP/2 at once against two l402d on one Redis: each opens exactly what was sold (one request; five on a balance)', { skip: skip || (!requireTool('redis-server') && 'redis-server not installed') || oracleSkip('go'), timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'l402-s10a-'));
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const redis = cleanup.use(await startRedis());
   const upstream = cleanup.use(await startCountingUpstream());
-  const routes = 'lightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 10000 }\n  - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 120 }\n';
+  const routes = 'lightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 10000 }\n  - { match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 120 }\n  - { match: /bal/, amount_msat: 1000, access: balance, balance_msat: 5000 }\n';
   const ports = [await freePort(), await freePort()];
   for (const [i, port] of ports.entries()) {
     const file = join(dir, `l402-${i}.yaml`);
@@ -328,7 +328,7 @@ test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case pr
   writeSnippets(cfg, snippets);
   const h1Port = await freePort();
   const h2Port = await freePort();
-  const locs = ['/premium', '/timed/'].map((p) => `location ${p} { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }`).join('\n');
+  const locs = ['/premium', '/timed/', '/bal/'].map((p) => `location ${p} { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; }`).join('\n');
   cleanup.use(
     await startNginx({
       workers: 2,
@@ -341,6 +341,8 @@ test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case pr
   const once = await mintLocalCredential(route('/premium'), '/premium');
   const timed = await mintLocalCredential(route('/timed/'), '/timed/a');
   const copy = { macaroon: goAttenuate(timed.macaroon, ['uses=1']), preimage: timed.preimage };
+  // A prepaid balance of five requests: its spellings draw on one balance.
+  const bal = await mintLocalCredential(route('/bal/'), '/bal/x');
   const spellings = (c: { macaroon: string; preimage: string }): Array<Record<string, string>> => [
     { authorization: `L402 ${c.macaroon}:${c.preimage}` },
     { authorization: `LSAT ${c.macaroon.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}:${c.preimage}` },
@@ -350,7 +352,7 @@ test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case pr
   const h1 = `http://127.0.0.1:${h1Port}`;
   const h2 = `http://127.0.0.1:${h2Port}`;
   const jobs: Array<Promise<{ path: string; status: number }>> = [];
-  for (const [path, c] of [['/premium', once], ['/timed/a', copy]] as const) {
+  for (const [path, c] of [['/premium', once], ['/timed/a', copy], ['/bal/x', bal]] as const) {
     const forms = spellings(c);
     for (let i = 0; i < 96; i++) {
       const headers = { accept: 'application/json', ...forms[i % forms.length]! };
@@ -359,11 +361,11 @@ test('storm: one payment in every spelling (L402, LSAT, base64url, upper-case pr
     }
   }
   const got = await Promise.all(jobs);
-  for (const path of ['/premium', '/timed/a']) {
+  for (const [path, served, refused] of [['/premium', 1, 401], ['/timed/a', 1, 401], ['/bal/x', 5, 402]] as const) {
     const statuses = got.filter((g) => g.path === path).map((g) => g.status);
-    assert.equal(statuses.filter((st) => st === 200).length, 1, `${path}: ${statuses.join(',')}`);
-    assert.ok(statuses.every((st) => st === 200 || st === 401), `${path}: ${statuses.join(',')}`);
-    assert.equal(upstream.requests.filter((r) => r.url.startsWith(path)).length, 1, `${path}: the upstream saw one request`);
+    assert.equal(statuses.filter((st) => st === 200).length, served, `${path}: ${statuses.join(',')}`);
+    assert.ok(statuses.every((st) => st === 200 || st === refused), `${path}: ${statuses.join(',')}`);
+    assert.equal(upstream.requests.filter((r) => r.url.startsWith(path)).length, served, `${path}: the upstream saw what was paid for`);
   }
   // The holder narrowed a copy: the timed credential as sold is still reusable.
   for (let i = 0; i < 2; i++) assert.equal((await http1(h1 + '/timed/a', { headers: { authorization: timed.auth } })).status, 200);
