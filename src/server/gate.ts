@@ -26,6 +26,7 @@ import { VerifiedMacaroons } from '../policy/verified-macaroons.js';
 import type { Metrics } from './metrics.js';
 import type { CashuRail } from '../rails/cashu/index.js';
 import { TenantBackends } from './wiring/tenant-backends.js';
+import { authCacheSeconds } from './auth-cache-lifetime.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
 import { devPayEnabled } from './page-endpoints.js';
@@ -374,20 +375,13 @@ export class Gate {
    * Seconds nginx may cache this "paid" answer (0 = not at all). Only reusable credentials qualify, never
    * single-use ones, dry runs or refusals, and never past the credential's own expiry.
    */
-  cacheSecondsFor(d: Decision): number {
+  cacheSecondsFor(d: Decision, nowMs = Date.now()): number {
     // Cashu payments are single-use and travel in X-Cashu, which is not part of the cache key: never cache.
     if (d.outcome !== 'allow' || d.reason !== 'paid' || d.rail !== 'lightning' || d.singleUse) return 0;
     // A prepaid balance is drawn by every request: a cached pass would serve requests nobody paid for.
     if (d.balanceMsat !== undefined || d.route.access === 'balance') return 0;
-    // nginx keeps an answer while its whole-second clock has not passed now + X-Accel-Expires: up to a second
-    // longer than the header says. A revocation made after the list this decision read (less than a second
-    // old, see revocations.ts) could not be seen by it: that age comes off too, so nginx reuses no answer
-    // longer than max_secs after a revocation (nor past the credential's expiry).
-    const now = Date.now();
-    const seen = d.revocationsAt === undefined ? 0 : Math.max(0, now - d.revocationsAt);
-    const max = Math.floor((this.parts.config.nginxCacheMaxSecs * 1000 - 1000 - seen) / 1000);
-    if (d.validUntil === undefined) return Math.max(0, max);
-    return Math.max(0, Math.min(max, d.validUntil - Math.floor(now / 1000) - 1));
+    // nginx's whole-second clock, the age of the revocation list and the credential's expiry: auth-cache-lifetime.ts.
+    return authCacheSeconds({ nowMs, maxSecs: this.parts.config.nginxCacheMaxSecs, validUntil: d.validUntil, revocationsAt: d.revocationsAt });
   }
 
   /**
