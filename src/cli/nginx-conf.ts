@@ -242,6 +242,16 @@ map "" $l402_route_pin {
     default "";
 }
 
+# protect.conf's check of the path it sends l402d (a decoded control character, an encoded CR/LF, must never
+# reach a header): a map, not a regex \`if\` in the location, which would empty the location's regex captures
+# ($1... read after the include, as in \`proxy_pass http://app/api/$1;\`). A map's regex without captures leaves
+# them as they are. volatile: worked out again on each use, never a value kept from an earlier path.
+map $l402_uri $l402_uri_refused {
+    volatile;
+    "~[\\x00-\\x1f\\x7f]" 1;
+    default "";
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -427,8 +437,10 @@ location @l402_unavailable {
     'protect.conf': `# l402-nginx: include in each location that must be paid for.
 # l402d prices the path nginx matched and forwards ($uri, after any rewrite), sent to it as X-L402-URI.
 # $uri is decoded: a control character (an encoded CR/LF) must never reach a header, so it is refused here.
+# (The check is a map in upstream.conf: a regex \`if\` here would empty the location's captures, $1 and on, which
+# the operator's proxy_pass after this include may read.)
 set $l402_uri $uri;
-if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
+if ($l402_uri_refused) {
     return 400;
 }
 satisfy all;
