@@ -17,14 +17,16 @@ export function nginxServerAddress(listen: string): string {
 }
 
 // Pinned in every location that talks to l402d, whatever the surrounding server/http blocks say (a micro-cache,
-// stale use, intercepted errors, another method, extra headers): each of these is inherited otherwise, and each
+// stale use, intercepted errors, another method, extra headers, an \`expires\`): each of these is inherited otherwise, and each
 // could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
 const PINNED = `    proxy_intercept_errors off;
     proxy_buffering on;
     proxy_store off;
     proxy_hide_header X-Powered-By;
     proxy_pass_header X-L402-None;
-    auth_request off;`;
+    auth_request off;
+    # An inherited \`expires\` would replace l402d's Cache-Control (no-store) on a 200 or 303 it answers.
+    expires off;`;
 
 // The auth and render subrequests carry only what l402d reads (the real method travels in X-Original-Method):
 // no client can crowd out Authorization with hundreds of headers, and no operator header reaches l402d.
@@ -306,6 +308,7 @@ location = /_l402/ambiguous-path {
 location = /_l402/ambiguous-path-grpc {
     internal;
     default_type application/grpc;
+    expires off;
     add_header Cache-Control no-store always;
     add_header grpc-status 3 always;
     add_header grpc-message "ambiguous request path" always;
