@@ -1,6 +1,6 @@
 // An operator's server-level caching headers (`expires`, `add_header Cache-Control ... always`) never make one of
 // the gate's own answers storable, through real nginx: the 402 challenge (JSON and the payment page), the
-// render's 200 (a gRPC call's status answer; MPP's topUp and close take the same location), the payment
+// render's 200 (a gRPC call's status answer; MPP's topUp and close over HTTPS: mpp-session.test.ts), the payment
 // page's status (200) and cookie (303) helpers. nginx's `expires` replaces a proxied Cache-Control on 200, 30x
 // answers: the snippets turn it off in every location that passes l402d's answer on (PINNED in nginx-conf.ts).
 import { test, before, after } from 'node:test';
