@@ -60,9 +60,13 @@ end
 return 1`;
 
 // KEYS: revoked (value -> record), generation. ARGV: value, record, max
+// The generation is checked before the first write (INCR could fail after the HSET): a revocation stored without
+// its generation moving on would not reach the other processes, which would go on accepting the credential.
 const REVOKE = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
+local g = redis.call('GET', KEYS[2])
+if g and (#g > 18 or not (g == '0' or string.match(g, '^%-?[1-9]%d*$'))) then return redis.error_reply('the revocation generation is not a number') end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('INCR', KEYS[2])
 return 1`;
