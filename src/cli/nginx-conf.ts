@@ -17,7 +17,7 @@ export function nginxServerAddress(listen: string): string {
 }
 
 // Pinned in every location that talks to l402d, whatever the surrounding server/http blocks say (a micro-cache,
-// stale use, intercepted errors, another method, extra headers, an \`expires\`): each of these is inherited otherwise, and each
+// stale use, intercepted errors, another method, extra headers, an `expires`): each of these is inherited otherwise, and each
 // could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
 const PINNED = `    proxy_intercept_errors off;
     proxy_buffering on;

@@ -86,7 +86,7 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env, opts: { p
   let gate: RunningGate;
   let child: ChildProcess | undefined;
   let stopping = false;
-  // The same net as \`l402d start\` (process-policy.ts); an uncaught exception ends the nginx it started too.
+  // The same net as `l402d start` (process-policy.ts); an uncaught exception ends the nginx it started too.
   const log = createLogger(config.logLevel);
   installProcessPolicy(log, (code) => {
     child?.kill('SIGQUIT');
