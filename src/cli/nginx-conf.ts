@@ -17,14 +17,16 @@ export function nginxServerAddress(listen: string): string {
 }
 
 // Pinned in every location that talks to l402d, whatever the surrounding server/http blocks say (a micro-cache,
-// stale use, intercepted errors, another method, extra headers): each of these is inherited otherwise, and each
+// stale use, intercepted errors, another method, extra headers, an `expires`): each of these is inherited otherwise, and each
 // could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
 const PINNED = `    proxy_intercept_errors off;
     proxy_buffering on;
     proxy_store off;
     proxy_hide_header X-Powered-By;
     proxy_pass_header X-L402-None;
-    auth_request off;`;
+    auth_request off;
+    # An inherited \`expires\` would replace l402d's Cache-Control (no-store) on a 200 or 303 it answers.
+    expires off;`;
 
 // The auth and render subrequests carry only what l402d reads (the real method travels in X-Original-Method):
 // no client can crowd out Authorization with hundreds of headers, and no operator header reaches l402d.
@@ -251,6 +253,16 @@ map "" $l402_route_pin {
     default "";
 }
 
+# protect.conf's check of the path it sends l402d (a decoded control character, an encoded CR/LF, must never
+# reach a header): a map, not a regex \`if\` in the location, which would empty the location's regex captures
+# ($1... read after the include, as in \`proxy_pass http://app/api/$1;\`). A map's regex without captures leaves
+# them as they are. volatile: worked out again on each use, never a value kept from an earlier path.
+map $l402_uri $l402_uri_refused {
+    volatile;
+    "~[\\x00-\\x1f\\x7f]" 1;
+    default "";
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -305,6 +317,7 @@ location = /_l402/ambiguous-path {
 location = /_l402/ambiguous-path-grpc {
     internal;
     default_type application/grpc;
+    expires off;
     add_header Cache-Control no-store always;
     add_header grpc-status 3 always;
     add_header grpc-message "ambiguous request path" always;
@@ -436,8 +449,10 @@ location @l402_unavailable {
     'protect.conf': `# l402-nginx: include in each location that must be paid for.
 # l402d prices the path nginx matched and forwards ($uri, after any rewrite), sent to it as X-L402-URI.
 # $uri is decoded: a control character (an encoded CR/LF) must never reach a header, so it is refused here.
+# (The check is a map in upstream.conf: a regex \`if\` here would empty the location's captures, $1 and on, which
+# the operator's proxy_pass after this include may read.)
 set $l402_uri $uri;
-if ($l402_uri ~ "[\\x00-\\x1f\\x7f]") {
+if ($l402_uri_refused) {
     return 400;
 }
 satisfy all;

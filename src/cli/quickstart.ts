@@ -6,6 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseConfig } from '../config/config.js';
 import { startGate, type RunningGate } from '../server/app.js';
+import { installProcessPolicy } from '../server/process-policy.js';
+import { createLogger } from '../util/log.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 import { DEV_PAY_LOCATION, nginxSnippets } from './nginx-conf.js';
 
@@ -84,8 +86,14 @@ export async function quickstart(env: NodeJS.ProcessEnv = process.env, opts: { p
   let gate: RunningGate;
   let child: ChildProcess | undefined;
   let stopping = false;
+  // The same net as `l402d start` (process-policy.ts); an uncaught exception ends the nginx it started too.
+  const log = createLogger(config.logLevel);
+  installProcessPolicy(log, (code) => {
+    child?.kill('SIGQUIT');
+    process.exit(code);
+  });
   try {
-    gate = await startGate(config);
+    gate = await startGate(config, { log });
   } catch (e) {
     upstream.close();
     throw e;

@@ -5,7 +5,38 @@ import { bucketOf, EARNINGS_BUCKET_MS, LedgerFullError, PartialSalesError, MAX_R
 
 // KEYS: sales (id -> record), time (zset id by at), hashes (payment hash -> id), earnings bucket
 // ARGV: id, record, at, payment hash or '', field, msat, bucket ttl ms, cutoff ms, max sales
+// All or nothing: Redis keeps a script's writes when a later command in it fails, so every command that could
+// fail (a key of another type, an argument that is not a number, an earnings field HINCRBY cannot add to) is
+// checked before the first write; then nothing after it can fail. (A sale recorded without its earnings would
+// be "already recorded" to every retry, and never counted.) Earnings stay within 2^53 msat, exact in Lua's
+// numbers and far from Redis's 64-bit limit.
 const RECORD_SALE = `
+local function kind(k) return redis.call('TYPE', k)['ok'] end
+for i, want in ipairs({'hash', 'zset', 'hash', 'hash'}) do
+  local t = kind(KEYS[i])
+  if t ~= want and t ~= 'none' then return redis.error_reply('ledger key ' .. i .. ' holds a ' .. t) end
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local LIMIT = 9007199254740992
+local function int(v)
+  if type(v) ~= 'string' or #v > 17 or not (v == '0' or string.match(v, '^%-?[1-9]%d*$')) then return nil end
+  local n = tonumber(v)
+  if n > LIMIT or n < -LIMIT then return nil end
+  return n
+end
+local function num(v)
+  local n = tonumber(v)
+  if n == nil or n ~= n then return nil end
+  return n
+end
+local msat = int(ARGV[6])
+if msat == nil or msat < 0 then return redis.error_reply('the amount is not a whole number of msat') end
+if num(ARGV[3]) == nil or int(ARGV[7]) == nil or num(ARGV[8]) == nil or num(ARGV[9]) == nil then return redis.error_reply('a sale argument is not a number') end
+for _, f in ipairs({{'m' .. ARGV[5], msat}, {'n' .. ARGV[5], 1}}) do
+  local cur = redis.call('HGET', KEYS[4], f[1])
+  local n = cur and int(cur) or (cur == false and 0 or nil)
+  if n == nil or n + f[2] > LIMIT then return redis.error_reply('an earnings field cannot be added to') end
+end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[1]) end
@@ -29,9 +60,13 @@ end
 return 1`;
 
 // KEYS: revoked (value -> record), generation. ARGV: value, record, max
+// The generation is checked before the first write (INCR could fail after the HSET): a revocation stored without
+// its generation moving on would not reach the other processes, which would go on accepting the credential.
 const REVOKE = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
+local g = redis.call('GET', KEYS[2])
+if g and (#g > 18 or not (g == '0' or string.match(g, '^%-?[1-9]%d*$'))) then return redis.error_reply('the revocation generation is not a number') end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('INCR', KEYS[2])
 return 1`;

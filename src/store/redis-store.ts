@@ -22,8 +22,12 @@ return 1`;
 
 // Balances (see policy/ports.ts BalanceLedger; the same steps as store/balance-ledger.ts). KEYS[1] the balance,
 // KEYS[2] its credit or draw mark: one hash slot (the caller's key carries a {hash tag}), one atomic script.
+// All or nothing: Redis keeps a script's writes when a later command fails, so what a later command could refuse
+// (a lifetime that is not a whole number of ms, a mark that does not read) is checked before the first write.
+// Otherwise a credit without its mark counts again when retried, and a draw without one cannot be given back.
 const CREDIT_BALANCE = `local b = tonumber(redis.call('GET', KEYS[1]) or '0')
 if redis.call('EXISTS', KEYS[2]) == 1 then return {0, b} end
+if ARGV[2] ~= '' and not string.match(ARGV[2], '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') then return redis.error_reply('the balance lifetime is not a whole number of ms') end
 b = redis.call('INCRBY', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2]); redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -35,6 +39,8 @@ return {1, b}`;
 const DRAW_BALANCE = `local b = tonumber(redis.call('GET', KEYS[1]) or '0')
 local m = redis.call('GET', KEYS[2])
 local a = tonumber(ARGV[1])
+if not string.match(ARGV[3], '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') then return redis.error_reply('the hold is not a whole number of ms') end
+if m and not string.match(m, '^%d+|') then return redis.error_reply('the draw mark does not read') end
 if m then
   local drawn = string.match(m, '^[^|]*')
   local had = tonumber(drawn) or 0
@@ -60,6 +66,7 @@ return {1, b}`;
 const REFUND_DRAW = `local m = redis.call('GET', KEYS[2])
 local b = tonumber(redis.call('GET', KEYS[1]) or '0')
 if not m then return {0, b} end
+if not string.match(m, '^%d+|') then return redis.error_reply('the draw mark does not read') end
 local bar = string.find(m, '|', 1, true)
 if ARGV[1] ~= '' and string.sub(m, bar + 1) ~= ARGV[1] then return {0, b} end
 redis.call('DEL', KEYS[2])

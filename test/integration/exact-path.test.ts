@@ -5,55 +5,32 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
-import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
-import { parseConfig } from '../../src/config/config.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { Cleanup, freePort, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { startSnippetStack, type SnippetStack } from './snippet-stack.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
 const cleanup = new Cleanup();
 let port: number;
 let upstream: CountingUpstream;
-let wallet: DevWallet;
-const logs: string[] = [];
+let stack: SnippetStack;
+let logs: string[] = [];
 
 before(async () => {
   if (skip) return;
-  const dir = mkdtempSync(join(tmpdir(), 'l402-exact-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   upstream = cleanup.use(await startCountingUpstream());
-  const gatePort = await freePort();
+  port = await freePort();
+  const up = `http://127.0.0.1:${upstream.port}`;
   // pay_endpoint on: even then, the generic server.conf must not expose the pay button.
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: info }
-lightning: { type: dev, pay_endpoint: true }
+  stack = await startSnippetStack(cleanup, {
+    name: 'exact',
+    config: `lightning: { type: dev, pay_endpoint: true }
 routes:
   - { match: /premium, amount_msat: 900000 }
   - { match: /cheap/, amount_msat: 1000, access: indefinite }
   - { match: /getonly/, amount_msat: 1000, methods: [GET, HEAD] }
 `,
-    { env: {} },
-  );
-  const sink = new PassThrough();
-  sink.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
-  const gate = await startGate(cfg, { log: createLogger('info', sink) });
-  cleanup.add(() => gate.close());
-  wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
-  const snippets = join(dir, 'snippets');
-  writeSnippets(cfg, snippets);
-  port = await freePort();
-  const up = `http://127.0.0.1:${upstream.port}`;
-  cleanup.use(
-    await startNginx({
-      http: `
+    http: ({ snippets }) => `
     include ${snippets}/upstream.conf;
     server {
         listen 127.0.0.1:${port};
@@ -65,8 +42,8 @@ routes:
         location /cheap/ { include ${snippets}/protect.conf; proxy_pass ${up}; }
         location /getonly/ { include ${snippets}/protect.conf; proxy_pass ${up}; }
     }`,
-    }),
-  );
+  });
+  logs = stack.logs;
 });
 after(() => cleanup.run());
 
@@ -103,10 +80,7 @@ function raw(target: string, opts: { method?: string; headers?: Record<string, s
 }
 
 async function buy(path: string): Promise<string> {
-  const r = await raw(path);
-  assert.equal(r.status, 402, r.body);
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+  return stack.pay(await raw(path));
 }
 
 const invoicesMinted = () => logs.filter((l) => l.includes('"outcome":"challenge"')).length;
@@ -177,7 +151,7 @@ test('a server-level rewrite is priced as the path nginx matched and forwards, n
   // Paying for the rewritten path opens it.
   const r = await raw('/cheap/old/secret');
   const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  const ok = await raw('/cheap/old/secret', { headers: { authorization: `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}` } });
+  const ok = await raw('/cheap/old/secret', { headers: { authorization: `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}` } });
   assert.equal(ok.status, 200, ok.body);
   assert.deepEqual(upstream.requests.map((x) => x.url), ['/premium/secret']);
 });
@@ -245,20 +219,14 @@ test('the generic server.conf never proxies the dev wallet\'s pay button, even w
 test('with nginx_secret, l402d answers its nginx endpoints only to the nginx that sends it', { skip }, async () => {
   const local = new Cleanup();
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'l402-secret-'));
-    local.add(() => rmSync(dir, { recursive: true, force: true }));
-    const gatePort = await freePort();
     const secret = 'a'.repeat(20) + '0123456789abcdef0123';
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nnginx_secret: ${secret}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 1000 }\n`,
-      { env: {} },
-    );
-    const gate = await startGate(cfg, { log: createLogger('silent') });
-    local.add(() => gate.close());
-    const snippets = join(dir, 'snippets');
-    writeSnippets(cfg, snippets);
     const p = await freePort();
-    local.use(await startNginx({ http: `include ${snippets}/upstream.conf;\nserver { listen 127.0.0.1:${p}; include ${snippets}/server.conf; location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; } }` }));
+    const secretStack = await startSnippetStack(local, {
+      name: 'secret',
+      config: `nginx_secret: ${secret}\nlightning: { type: dev }\nroutes:\n  - { match: /premium, amount_msat: 1000 }\n`,
+      http: ({ snippets }) => `include ${snippets}/upstream.conf;\nserver { listen 127.0.0.1:${p}; include ${snippets}/server.conf; location /premium { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; } }`,
+    });
+    const gatePort = secretStack.cfg.listen.split(':')[1];
     const viaNginx = await new Promise<number>((resolve, reject) => {
       const sock = net.connect(p, '127.0.0.1');
       sock.setTimeout(10_000, () => sock.destroy(new Error('timeout')));

@@ -6,16 +6,8 @@
 // location of a dearer route. A nested location that includes protect.conf itself is decided as any other.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
-import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
-import { parseConfig } from '../../src/config/config.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { startSnippetStack, type SnippetStack } from './snippet-stack.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -24,41 +16,26 @@ let origin: string;
 let pinnedOrigin: string;
 let nginxLog: () => string;
 let upstream: CountingUpstream;
-let wallet: DevWallet;
-const logs: string[] = [];
+let stack: SnippetStack;
+let logs: string[] = [];
 
 before(async () => {
   if (skip) return;
-  const dir = mkdtempSync(join(tmpdir(), 'l402-nested-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   upstream = cleanup.use(await startCountingUpstream());
-  const gatePort = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: info }
-lightning: { type: dev }
-routes:
-  - { match: /premium/, amount_msat: 900000, access: indefinite }
-  - { match: /cheap/, amount_msat: 1000, access: indefinite }
-  - { id: pp, match: /pp/, amount_msat: 2000, access: indefinite, pinned: true }
-`,
-    { env: {} },
-  );
-  const sink = new PassThrough();
-  sink.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
-  const gate = await startGate(cfg, { log: createLogger('info', sink) });
-  cleanup.add(() => gate.close());
-  wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
-  const snippets = join(dir, 'snippets');
-  writeSnippets(cfg, snippets);
   const port = await freePort();
   origin = `http://127.0.0.1:${port}`;
   const pinnedPort = await freePort();
   pinnedOrigin = `http://127.0.0.1:${pinnedPort}`;
   const up = `http://127.0.0.1:${upstream.port}`;
-  const ngx = cleanup.use(
-    await startNginx({
-      http: `
+  stack = await startSnippetStack(cleanup, {
+    name: 'nested',
+    config: `lightning: { type: dev }
+routes:
+  - { match: /premium/, amount_msat: 900000, access: indefinite }
+  - { match: /cheap/, amount_msat: 1000, access: indefinite }
+  - { id: pp, match: /pp/, amount_msat: 2000, access: indefinite, pinned: true }
+`,
+    http: ({ snippets, dir }) => `
     include ${snippets}/upstream.conf;
     server {
         listen 127.0.0.1:${port};
@@ -95,18 +72,13 @@ routes:
         location / { proxy_pass ${up}; }
         location /pp/ { include ${snippets}/protect.conf; proxy_pass ${up}; }
     }`,
-    }),
-  );
-  nginxLog = ngx.errorLog;
+  });
+  nginxLog = stack.nginx.errorLog;
+  logs = stack.logs;
 });
 after(() => cleanup.run());
 
-async function buy(path: string): Promise<string> {
-  const r = await http1(`${origin}${path}`, { headers: { accept: 'application/json' } });
-  assert.equal(r.status, 402, r.body);
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
-}
+const buy = (path: string): Promise<string> => stack.buy(origin, path);
 
 const get = (path: string, authorization?: string) => http1(`${origin}${path}`, { headers: { accept: 'application/json', ...(authorization ? { authorization } : {}) } });
 
@@ -152,7 +124,7 @@ test('a pin set at server level, before or after the include, holds for that ser
   const r = await http1(`${pinnedOrigin}/pp/a`, { headers: { accept: 'application/json' } });
   assert.equal(r.status, 402, r.body);
   const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  const auth = `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
+  const auth = `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
   upstream.reset();
   assert.equal((await http1(`${pinnedOrigin}/pp/b`, { headers: { accept: 'application/json', authorization: auth } })).status, 200);
   assert.equal(upstream.hits, 1);

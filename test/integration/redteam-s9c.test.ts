@@ -13,28 +13,22 @@ import net from 'node:net';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, http1, requireTool, startNginx } from './harness.js';
-import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { Cleanup, freePort, http1, requireTool } from './harness.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { startGateProcess } from './gate-process.js';
-import { parseConfig } from '../../src/config/config.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
-import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { startSnippetStack, type SnippetStack } from './snippet-stack.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
 const cleanup = new Cleanup();
 let origin: string;
-let wallet: DevWallet;
+let stack: SnippetStack;
 let mode: 'ok' | 'reset' = 'ok';
 let hits = 0;
 let mirrored = 0;
 
 before(async () => {
   if (skip) return;
-  const dir = mkdtempSync(join(tmpdir(), 'l402-s9c-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   // The protected app: answers, or resets once the request has arrived (after the claim).
   const app = http.createServer((req, res) => {
     req.resume();
@@ -64,28 +58,17 @@ before(async () => {
   const shadowPort = await freePort();
   await new Promise<void>((r) => shadow.listen(shadowPort, '127.0.0.1', () => r()));
   cleanup.add(() => new Promise<void>((r) => shadow.close(() => r())));
-  const gatePort = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: info }
-lightning: { type: dev }
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  stack = await startSnippetStack(cleanup, {
+    name: 's9c-gate',
+    config: `lightning: { type: dev }
 route_pins: required
 routes:
   - { id: premium, match: /premium/, amount_msat: 1000 }
   - { id: plain, match: /plain/, amount_msat: 1000 }
 `,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('info', new PassThrough().resume()) });
-  cleanup.add(() => gate.close());
-  wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
-  const snippets = join(dir, 'snippets');
-  writeSnippets(cfg, snippets);
-  const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
-  cleanup.use(
-    await startNginx({
-      http: `
+    http: ({ snippets }) => `
     include ${snippets}/upstream.conf;
     server {
         listen 127.0.0.1:${port};
@@ -106,17 +89,11 @@ routes:
             proxy_pass http://127.0.0.1:${shadowPort};
         }
     }`,
-    }),
-  );
+  });
 });
 after(() => cleanup.run());
 
-async function buy(path: string): Promise<string> {
-  const r = await http1(`${origin}${path}`, { headers: { accept: 'application/json' } });
-  assert.equal(r.status, 402, r.body);
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  return `L402 ${b.macaroon}:${wallet.pay(b.invoice).toString('hex')}`;
-}
+const buy = (path: string): Promise<string> => stack.buy(origin, path);
 const get = (path: string, authorization: string) => http1(`${origin}${path}`, { headers: { accept: 'application/json', authorization } });
 
 for (const path of ['/plain/a', '/premium/a']) {
@@ -186,8 +163,6 @@ test('standalone: an upstream status l402d cannot relay (099, 000) is a 502, and
 // nothing (decided by its path) carried the cheap pin along: the dearer location was decided with the cheap
 // route, whose match covers its path, and opened on the cheap credential.
 test('a route pin does not outlive its location: a fallback into an unpinned paid location is decided by its own path', { skip }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-s9c-pin-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   const app = http.createServer((req, res) => {
     req.resume();
     res.end('served\n');
@@ -195,27 +170,16 @@ test('a route pin does not outlive its location: a fallback into an unpinned pai
   const upPort = await freePort();
   await new Promise<void>((r) => app.listen(upPort, '127.0.0.1', () => r()));
   cleanup.add(() => new Promise<void>((r) => app.close(() => r())));
-  const gatePort = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }
-lightning: { type: dev }
+  const port = await freePort();
+  const o = `http://127.0.0.1:${port}`;
+  const pin = await startSnippetStack(cleanup, {
+    name: 's9c-pin',
+    config: `lightning: { type: dev }
 routes:
   - { id: cheap, match: /api/, amount_msat: 1000, access: indefinite }
   - { id: special, match: /api/special/, amount_msat: 900000, access: indefinite }
 `,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
-  cleanup.add(() => gate.close());
-  const w = DevWallet.open(dir);
-  cleanup.add(() => w.close());
-  const snippets = join(dir, 'snippets');
-  writeSnippets(cfg, snippets);
-  const port = await freePort();
-  const o = `http://127.0.0.1:${port}`;
-  cleanup.use(
-    await startNginx({
-      http: `
+    http: ({ snippets, dir }) => `
     include ${snippets}/upstream.conf;
     server {
         listen 127.0.0.1:${port};
@@ -231,8 +195,8 @@ routes:
             proxy_pass http://127.0.0.1:${upPort};
         }
     }`,
-    }),
-  );
+  });
+  const w = pin.wallet;
   const r0 = await http1(`${o}/api/a`, { headers: { accept: 'application/json' } });
   assert.equal(r0.status, 402, r0.body);
   const b = JSON.parse(r0.body) as { macaroon: string; invoice: string };

@@ -95,7 +95,7 @@ test('a directory index served in place (try_files $uri $uri/index.html, as docs
 // upstream received "/capz/%2e%2e/x" for "/capz/%252e%252e/x"). "/capz/%252e%252e/premium/x" is $uri
 // "/capz/%2e%2e/premium/x": priced as the cheap /capz/ route, and forwarded so, which an upstream that decodes (most
 // do) resolves to /premium/x. l402d now refuses a matched path that one more decoding makes ambiguous. (A regex
-// capture, `proxy_pass http://app/capx/$1;`, is escaped again by nginx: held, refused all the same.)
+// capture read in proxy_pass, `proxy_pass http://app/capx/$1;`, is forwarded decoded too: refused all the same.)
 test('a twice-encoded dot segment, forwarded decoded once by proxy_pass $uri, is refused before any invoice', { skip }, async () => {
   const seen = capturedTargets.length;
   for (const p of ['/capz/%252e%252e/premium/x', '/capz/%252E./premium/x', '/capz/a%252f..%252fpremium', '/capz/a%255c..%255cpremium', '/capz/x%253b/y', '/capx/%252e%252e/premium/x']) {
