@@ -1,0 +1,270 @@
+// Red team, round 11a: the gate's first promise attacked with real requests in standalone mode (l402d with
+// `upstream:` facing clients, plain HTTP and its own `tls:`): unpaid requests never get through, and one
+// payment opens what it bought and no more. Request shapes a proxy can get wrong (pipelining, HTTP/1.0
+// keep-alive, Upgrade, absolute-form and asterisk targets, Expect, chunk extensions and trailers, HEAD for a
+// GET credential), and MPP and x402 charges replayed on another path, method or route, or carried by two
+// schemes at once.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
+import { Cleanup, freePort, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { sleep } from '../../src/util/timeout.js';
+
+const opensslBin = requireTool('openssl');
+const cleanup = new Cleanup();
+let stack: Standalone;
+let upstream: CountingUpstream;
+
+before(async () => {
+  stack = await startStandalone(cleanup, 'redteam-s11a', 'error');
+  upstream = stack.upstream;
+});
+after(() => cleanup.run());
+
+/** Writes `bytes` on one connection (plain or TLS) and returns all l402d sends until it closes, or 3 s pass. */
+function exchange(bytes: string, o: { port?: number; ca?: Buffer } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const port = o.port ?? stack.port;
+    const sock = o.ca ? tls.connect({ host: '127.0.0.1', port, ca: o.ca }, () => sock.write(bytes, 'latin1')) : net.connect(port, '127.0.0.1', () => sock.write(bytes, 'latin1'));
+    let out = '';
+    sock.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    sock.on('close', () => resolve(out));
+    sock.on('error', (e) => (out ? resolve(out) : reject(e)));
+    // A connection kept open after its answers ends here: what was answered by then is what counts.
+    sock.setTimeout(3000, () => sock.destroy());
+  });
+}
+
+/** The status lines of every answer on a connection, in order (100 Continue included). */
+const statuses = (raw: string): number[] => [...raw.matchAll(/HTTP\/1\.[01] (\d{3}) [A-Z]/g)].map((m) => Number(m[1]));
+
+async function settle(): Promise<void> {
+  // The upstream records a request when its body ends: give a smuggled one the same chance to arrive.
+  for (let i = 0; i < 8; i++) await sleep(25);
+}
+
+test('standalone: on one connection, a paid request followed by unpaid or replayed ones (pipelined, HTTP/1.1 and 1.0 keep-alive) opens only the first', async () => {
+  const cases: Array<[string, (a: string) => string, number[]]> = [
+    ['pipelined, the second unpaid', (a) => `GET /expensive/p1 HTTP/1.1\r\nHost: a\r\nAuthorization: ${a}\r\n\r\nGET /expensive/p2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`, [200, 402]],
+    ['pipelined, the same single-use credential twice', (a) => `GET /expensive/p1 HTTP/1.1\r\nHost: a\r\nAuthorization: ${a}\r\n\r\nGET /expensive/p1 HTTP/1.1\r\nHost: a\r\nAuthorization: ${a}\r\nConnection: close\r\n\r\n`, [200, 401]],
+    ['HTTP/1.0 keep-alive, the second unpaid', (a) => `GET /expensive/p1 HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nAuthorization: ${a}\r\n\r\nGET /expensive/p2 HTTP/1.0\r\nHost: a\r\n\r\n`, [200, 402]],
+    ['pipelined after a paid POST whose body looks like a request', (a) => `POST /expensive/p1 HTTP/1.1\r\nHost: a\r\nAuthorization: ${a}\r\nContent-Length: 37\r\n\r\nGET /expensive/p3 HTTP/1.1\r\nHost: a\r\n\r\nGET /expensive/p2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`, [200, 402]],
+  ];
+  for (const [name, bytes, want] of cases) {
+    const method = name.includes('POST') ? 'POST' : 'GET';
+    const r = await sendTo(stack.port, method, '/expensive/p1');
+    assert.equal(r.status, 402, r.body);
+    const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+    const auth = `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
+    upstream.reset();
+    const raw = await exchange(bytes(auth));
+    await settle();
+    assert.deepEqual(statuses(raw), want, `${name}: ${raw.slice(0, 600)}`);
+    assert.deepEqual(upstream.requests.map((q) => `${q.method} ${q.url}`), [`${method} /expensive/p1`], `${name}: only the paid request reaches the upstream`);
+  }
+});
+
+test('standalone: Upgrade (WebSocket, h2c) on a paid route opens no tunnel: the upstream gets a plain request, and nothing after it on the connection passes unpaid', async () => {
+  for (const [name, hdrs] of [
+    ['websocket', 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'],
+    ['h2c', 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n'],
+  ] as const) {
+    const auth = await buyStandalone(stack, '/expensive/ws');
+    upstream.reset();
+    // After the paid upgrade request: a WebSocket frame's worth of bytes, then a plain unpaid request.
+    const raw = await exchange(`GET /expensive/ws HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\n${hdrs}\r\n\x81\x05hello\r\nGET /expensive/tunnelled HTTP/1.1\r\nHost: a\r\n\r\n`);
+    await settle();
+    assert.ok(!statuses(raw).includes(101), `${name}: no switch of protocols: ${raw.slice(0, 400)}`);
+    assert.deepEqual(upstream.requests.map((q) => q.url), ['/expensive/ws'], `${name}: ${raw.slice(0, 400)}`);
+    const q = upstream.requests[0]!;
+    assert.equal(q.headers.upgrade, undefined, `${name}: Upgrade is hop-by-hop, never forwarded`);
+    assert.ok(!/upgrade/i.test(String(q.headers.connection ?? '')), `${name}: Connection forwarded as ${q.headers.connection}`);
+    // Unpaid, the same upgrade is a 402 and nothing reaches the upstream.
+    upstream.reset();
+    const unpaid = await exchange(`GET /expensive/ws HTTP/1.1\r\nHost: a\r\n${hdrs}\r\nGET /expensive/tunnelled HTTP/1.1\r\nHost: a\r\n\r\n`);
+    await settle();
+    assert.ok(!statuses(unpaid).includes(101) && !statuses(unpaid).includes(200), `${name} unpaid: ${unpaid.slice(0, 300)}`);
+    assert.equal(upstream.hits, 0, `${name} unpaid reached the upstream`);
+  }
+});
+
+test('standalone: absolute-form and asterisk targets, HEAD on a GET credential, and Expect: 100-continue never pass unpaid nor as another request', async () => {
+  const auth = await buyStandalone(stack, '/expensive/t');
+  upstream.reset();
+  // A paid credential with an absolute-form target naming its own path, another host or another path: refused
+  // (l402d never decides on a target that is not origin-form), and the credential stays unspent.
+  for (const target of ['http://a/expensive/t', 'http://other.example/expensive/t', 'https://a/cheap/../expensive/t', '*', 'expensive/t']) {
+    const raw = await exchange(`GET ${target} HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\nConnection: close\r\n\r\n`);
+    assert.ok(statuses(raw)[0]! >= 400 && statuses(raw)[0]! < 500, `${target}: ${raw.slice(0, 300)}`);
+  }
+  const star = await exchange(`OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+  assert.ok(statuses(star)[0]! >= 400 && statuses(star)[0]! < 500, star);
+  // A credential bought for GET is not a HEAD (nor a POST) credential.
+  for (const method of ['HEAD', 'POST']) {
+    const raw = await exchange(`${method} /expensive/t HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    assert.equal(statuses(raw)[0], 401, `${method}: ${raw.slice(0, 300)}`);
+  }
+  assert.equal(upstream.hits, 0, 'nothing above reached the upstream');
+  // Still unspent: it opens its own request once.
+  const own = await exchange(`GET /expensive/t HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(statuses(own), [200], own);
+  // Expect: 100-continue, unpaid, with a request in its body: a 402 (after Node's 100), and that request is
+  // read as the body it was framed as, never decided or forwarded.
+  upstream.reset();
+  const smuggled = 'GET /expensive/z HTTP/1.1\r\nHost: a\r\n\r\n';
+  const exp = await exchange(`POST /expensive/t HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}GET /expensive/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+  await settle();
+  assert.deepEqual(statuses(exp).filter((s) => s !== 100), [402, 402], exp.slice(0, 400));
+  assert.equal(upstream.hits, 0, 'the unpaid Expect request reached the upstream');
+});
+
+test('standalone: chunk extensions, trailers and odd Transfer-Encoding lists on a paid POST reach the upstream as one request with its body; ambiguous framing is a 400', async () => {
+  const post = async (): Promise<string> => {
+    const r = await sendTo(stack.port, 'POST', '/expensive/body');
+    const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
+    return `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
+  };
+  const inner = 'GET /expensive/inner HTTP/1.1\r\nHost: a\r\n\r\n';
+  const hex = inner.length.toString(16);
+  for (const [name, framing, body] of [
+    ['chunk extensions and a trailer', 'Transfer-Encoding: chunked', `${hex};ext="a b";x=1\r\n${inner}\r\n0;last\r\nX-Trailer: 1\r\nAuthorization: L402 x:y\r\n\r\n`],
+    ['"gzip, chunked"', 'Transfer-Encoding: gzip, chunked', `${hex}\r\n${inner}\r\n0\r\n\r\n`],
+  ] as const) {
+    const auth = await post();
+    upstream.reset();
+    const raw = await exchange(`POST /expensive/body HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\n${framing}\r\n\r\n${body}GET /expensive/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+    await settle();
+    assert.deepEqual(statuses(raw), [200, 402], `${name}: ${raw.slice(0, 400)}`);
+    assert.equal(upstream.hits, 1, `${name}: ${JSON.stringify(upstream.requests.map((q) => q.url))}`);
+    assert.equal(upstream.requests[0]!.body, inner, `${name}: the body as sent`);
+    assert.equal(upstream.requests[0]!.headers.authorization, undefined, `${name}: no credential (nor a trailer's) at the upstream`);
+  }
+  // Ambiguous framing: refused before any decision, the credential left unspent.
+  const auth = await post();
+  upstream.reset();
+  for (const [name, head, body] of [
+    ['Transfer-Encoding and Content-Length', 'Transfer-Encoding: chunked\r\nContent-Length: 4\r\n', `0\r\n\r\n`],
+    ['two Content-Lengths', 'Content-Length: 3\r\nContent-Length: 40\r\n', 'abc'],
+    ['Content-Length list', 'Content-Length: 3, 40\r\n', 'abc'],
+    ['chunked not last', 'Transfer-Encoding: chunked, identity\r\n', '0\r\n\r\n'],
+    ['Transfer-Encoding twice', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n', '0\r\n\r\n'],
+    ['obs-fold', 'X-A: 1\r\n  folded\r\nContent-Length: 0\r\n', ''],
+    ['space before colon', 'Transfer-Encoding : chunked\r\n', '0\r\n\r\n'],
+  ] as const) {
+    const raw = await exchange(`POST /expensive/body HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\n${head}\r\n${body}${inner}`);
+    assert.equal(statuses(raw)[0], 400, `${name}: ${raw.slice(0, 300)}`);
+  }
+  await settle();
+  assert.equal(upstream.hits, 0, JSON.stringify(upstream.requests.map((q) => q.url)));
+  const ok = await exchange(`POST /expensive/body HTTP/1.1\r\nHost: a\r\nAuthorization: ${auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(statuses(ok), [200], `the credential was not spent by the refused framings: ${ok.slice(0, 300)}`);
+});
+
+test('standalone: very long headers are a 431 problem before any decision, never a 5xx or a pass', async () => {
+  upstream.reset();
+  for (const [name, extra] of [
+    ['one 70 KiB header', `X-Big: ${'a'.repeat(70 * 1024)}\r\n`],
+    ['2,000 small headers', Array.from({ length: 2000 }, (_, i) => `X-H${i}: ${'b'.repeat(30)}\r\n`).join('')],
+  ] as const) {
+    const raw = await exchange(`GET /expensive/h HTTP/1.1\r\nHost: a\r\n${extra}Connection: close\r\n\r\n`);
+    assert.equal(statuses(raw)[0], 431, `${name}: ${raw.slice(0, 200)}`);
+  }
+  assert.equal(upstream.hits, 0);
+});
+
+// --- MPP and x402 over standalone's own TLS ---
+
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64');
+const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+interface Offers {
+  mpp: string;
+  x402: string;
+  l402: string;
+}
+
+test('standalone with tls: an MPP or x402 charge opens only the route, path and method it was offered for, once, whichever scheme carries the payment', { skip: opensslBin ? false : 'openssl not installed', timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(opensslBin!, dir);
+  const ca = readFileSync(cert);
+  const up = await startCountingUpstream();
+  t.after(() => up.stop());
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: silent }
+lightning: { type: dev }
+routes:
+  - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+  - { match: /b/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+  - { match: /dear/, amount_msat: 50000, schemes: [l402, mpp, x402] }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  t.after(() => gate.close());
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const origin = `https://127.0.0.1:${p}`;
+  const req = (path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<HttpsResult> => httpsRequest(ca, origin + path, headers, { method, ...(method === 'POST' ? { body: '' } : {}) });
+
+  /** One 402 for `path`, every offer in it paid with the dev wallet: an MPP credential, an x402 payload, an L402 credential. */
+  async function buyAll(path: string, method = 'GET'): Promise<Offers> {
+    const offer = await req(path, {}, method);
+    assert.equal(offer.status, 402, offer.body);
+    const pp = paymentParams(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('Payment '))!);
+    const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
+    const preimage = w.pay(inv).toString('hex');
+    const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
+    const mac = /^L402 macaroon="([^"]+)"/.exec(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('L402 '))!)![1]!;
+    const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
+    w.pay(a.extra.invoice);
+    return {
+      mpp: `Payment ${b64url({ challenge, payload: { preimage } })}`,
+      x402: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }),
+      l402: `L402 ${mac}:${preimage}`,
+    };
+  }
+  const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
+
+  // Replayed elsewhere: another path of its route, another route at the same price, a dearer route, another
+  // method. Refused each time (a fresh offer), nothing reaches the upstream, and it still pays for its own.
+  for (const s of ['mpp', 'x402', 'l402'] as const) {
+    const o = await buyAll('/a/x');
+    up.reset();
+    for (const [path, method] of [['/a/y', 'GET'], ['/a/x/', 'GET'], ['/A/x', 'GET'], ['/b/x', 'GET'], ['/dear/x', 'GET'], ['/a/x', 'POST'], ['/a/x', 'DELETE'], ['/a/x', 'HEAD']] as const) {
+      const r = await req(path, carry(o, s), method);
+      assert.ok(r.status === 402 || r.status === 401 || r.status === 403, `${s} on ${method} ${path}: ${r.status} ${r.body}`);
+    }
+    assert.equal(up.hits, 0, `${s}: ${JSON.stringify(up.requests.map((q) => `${q.method} ${q.url}`))}`);
+    const own = await req('/a/x', carry(o, s));
+    assert.equal(own.status, 200, `${s} on its own request: ${own.body}`);
+    const again = await req('/a/x', carry(o, s));
+    assert.equal(again.status, s === 'l402' ? 401 : 402, `${s} replayed: ${again.body}`);
+    assert.equal(up.hits, 1);
+  }
+
+  // One payment under MPP and L402 at once (they share the invoice), each sent several times concurrently on
+  // separate connections: exactly one request is served. x402's invoice is its own payment: one more.
+  for (let round = 0; round < 3; round++) {
+    const o = await buyAll('/a/race');
+    up.reset();
+    const tries = [...Array(4)].flatMap(() => [req('/a/race', carry(o, 'mpp')), req('/a/race', carry(o, 'l402')), req('/a/race', carry(o, 'x402'))]);
+    const got = await Promise.all(tries);
+    const served = got.filter((r) => r.status === 200);
+    assert.ok(got.every((r) => r.status === 200 || r.status === 402 || r.status === 401), got.map((r) => r.status).join(','));
+    assert.equal(served.length, 2, `one served for the shared MPP/L402 invoice and one for x402's: ${got.map((r) => r.status).join(',')}`);
+    assert.equal(up.hits, 2);
+  }
+});
