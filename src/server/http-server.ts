@@ -19,7 +19,7 @@ import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyF
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
-import { methodOverride } from '../protocol/method-override.js';
+import { isOverrideHeader, methodOverride } from '../protocol/method-override.js';
 import { errorShape } from './process-policy.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
@@ -327,6 +327,11 @@ function proxy(
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
+  // A method or path named for the upstream to use instead of the request's own (X-HTTP-Method-Override,
+  // X-Original-URL, any spelling): never forwarded, as protect.conf empties them behind nginx. One naming another
+  // was refused before; one naming the same raw target would still hand an upstream that reads it the raw form
+  // ("/expensive/../cheap/x", decided and forwarded as /cheap/x).
+  for (const k of Object.keys(headers)) if (isOverrideHeader(k)) delete headers[k];
   // Forward identity, not secrets: the credential the gate consumed stays here unless the operator opts in.
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
@@ -695,6 +700,14 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    // A request naming another method or path for the upstream (X-HTTP-Method-Override, X-Original-URL, `_method`)
+    // is refused before anything else, free paths included: an upstream that reads X-Original-URL as its path
+    // would serve a priced path through a free one.
+    const overridden = methodOk ? methodOverride(req.method!, req.rawHeaders, url) : undefined;
+    if (overridden !== undefined) {
+      req.resume();
+      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
+    }
     // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
     // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
     if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
@@ -718,11 +731,6 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       req.resume();
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
       return;
-    }
-    const overridden = methodOverride(req.method!, req.rawHeaders, url);
-    if (overridden !== undefined) {
-      req.resume();
-      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
     }
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.

@@ -268,3 +268,58 @@ routes:
     assert.equal(up.hits, 2);
   }
 });
+
+// --- Found: a free path carried the path an upstream serves in a header ---
+
+test('standalone: no request reaches the upstream naming another path or method in a header (X-Original-URL, X-Rewrite-URL, method overrides, any spelling): refused on a free path, dropped on a paid one', async (t) => {
+  // An upstream that reads X-Original-URL or X-Rewrite-URL as the request's path (Zend/Laminas, older Symfony,
+  // IIS modules) would serve /expensive/ through a free path, or the raw target's `..` unresolved on a paid one.
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-free-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const up = await startCountingUpstream();
+  t.after(() => up.stop());
+  const port = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: silent }\nlightning: { type: dev }\nfree_paths: ["/public/"]
+routes:
+  - { match: /cheap/, amount_msat: 1000, access: indefinite }
+  - { match: /expensive/, amount_msat: 900000 }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  t.after(() => gate.close());
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const named = ['X-Original-URL', 'X-Rewrite-URL', 'X_Original_URL', 'x-rewrite_url'];
+  const overrides = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X_HTTP_Method_Override'];
+  for (const name of named) {
+    const r = await sendTo(port, 'GET', '/public/x', { [name]: '/expensive/secret' });
+    assert.ok(r.status >= 400 && r.status < 500, `free path with ${name}: ${r.status} ${r.body}`);
+  }
+  for (const name of overrides) {
+    const r = await sendTo(port, 'GET', '/public/x', { [name]: 'DELETE' });
+    assert.ok(r.status >= 400 && r.status < 500, `free path with ${name}: ${r.status} ${r.body}`);
+  }
+  assert.deepEqual(up.requests.map((q) => q.url), [], 'nothing naming another path or method reached the upstream');
+  // The free path itself still passes, with the header naming its own target (as on a paid request).
+  const own = await sendTo(port, 'GET', '/public/x', { 'X-Original-URL': '/public/x' });
+  assert.equal(own.status, 200, own.body);
+  // A paid request whose header names its own raw target (so it is decided) never hands that raw form to the
+  // upstream: the cheap credential, on /expensive/../cheap/x (decided, and forwarded, as /cheap/x).
+  const offer = await sendTo(port, 'GET', '/cheap/x');
+  const b = JSON.parse(offer.body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${b.macaroon}:${w.pay(b.invoice).toString('hex')}`;
+  up.reset();
+  for (const name of [...named, ...overrides]) {
+    const value = overrides.includes(name) ? 'GET' : '/expensive/../cheap/x';
+    const r = await sendTo(port, 'GET', '/expensive/../cheap/x', { authorization: auth, [name]: value });
+    assert.equal(r.status, 200, `${name}: ${r.body}`);
+  }
+  assert.equal(up.hits, named.length + overrides.length);
+  for (const q of up.requests) {
+    assert.equal(q.url, '/cheap/x');
+    const leaked = Object.keys(q.headers).filter((k) => /^x[-_](original[-_]url|rewrite[-_]url|http[-_]method([-_]override)?|method[-_]override)$/i.test(k));
+    assert.deepEqual(leaked, [], `the upstream got ${leaked.join(', ')}`);
+  }
+});
