@@ -350,8 +350,8 @@ function proxy(
   // the header Node's client sends a GET, HEAD, DELETE or OPTIONS body with neither Content-Length nor chunked
   // framing, and the upstream would read that body as further requests that were never decided on (smuggling).
   // Node's strict parser refuses Transfer-Encoding with Content-Length, and any coding not ending in chunked.
-  const te = req.headers['transfer-encoding'];
-  if (te !== undefined) headers['transfer-encoding'] = te;
+  // Only plain "chunked" gets here (createGateServer refuses any other transfer coding).
+  if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   headers.host = upstream.host;
   const base = upstream.pathname.replace(/\/$/, '');
@@ -490,6 +490,12 @@ export function sentAtMs(v: string | undefined): number | undefined {
 /** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
 function deadlineMs(v: string | undefined): number | undefined {
   return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
+/** Standalone mode's answer to a request framed with a transfer coding other than chunked alone (see handleOn). */
+function unsupportedTransferCoding(): Rendered {
+  const body = `${JSON.stringify({ type: 'urn:l402:problem:bad-request', title: 'Bad Request', status: 400, reason: 'bad_request', detail: 'Transfer-Encoding must be "chunked" alone.' })}\n`;
+  return { status: 400, headers: [['Content-Type', 'application/problem+json'], ['Cache-Control', 'no-store']], body };
 }
 
 /** A whole HTTP/1.1 problem answer written on a raw socket (before or instead of Node's request handling). */
@@ -689,7 +695,17 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.end('{"error":"not found: l402d serves nginx auth_request here (no upstream configured)"}\n');
       return;
     }
-    // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
+    // Standalone reverse-proxy mode. A transfer coding other than chunked alone ("identity, chunked", "gzip,
+    // chunked": Node's parser accepts any list ending in chunked) is refused before anything, as nginx refuses it:
+    // forwarded as sent, an upstream that reads such a list as no body would run the body as a request nobody
+    // decided on. Only "chunked" is forwarded (proxy() frames the body again).
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      res.shouldKeepAlive = false;
+      req.resume();
+      return send(res, unsupportedTransferCoding());
+    }
+    // The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     // Likewise the scheme (from this very connection: a credential cookie set over plain HTTP is never Secure,
     // and MPP and x402 are offered over HTTPS only), and the host (x402's resource URL).
