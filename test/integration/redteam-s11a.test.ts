@@ -347,3 +347,46 @@ test('standalone: a Transfer-Encoding other than exactly "chunked" is refused (4
   assert.equal(upstream.requests[0]!.body, inner);
   assert.equal(upstream.requests[0]!.headers['transfer-encoding'], 'chunked');
 });
+
+// --- Found: an x402 offer, a bearer credential once paid, was handed to several requests ---
+
+test('standalone with tls: an x402 offer is never handed to two requests (its invoice paid, the offer alone opens the route): the same refused payment sent twice gets two offers, and one paid opens nothing for the other', { skip: opensslBin ? false : 'openssl not installed', timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-x402-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(opensslBin!, dir);
+  const ca = readFileSync(cert);
+  const up = await startCountingUpstream();
+  t.after(() => up.stop());
+  const p = await freePort();
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: silent }
+lightning: { type: dev }
+routes:
+  - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('silent') });
+  t.after(() => gate.close());
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const origin = `https://127.0.0.1:${p}`;
+  const offerOf = (r: HttpsResult) => (JSON.parse(Buffer.from(String(r.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
+  // Two clients behind one address (a NAT, or a CDN in front of l402d) send the same stale or garbage payment
+  // (a client library's default, an expired offer): each 402 is an offer of its own.
+  for (const stale of ['***', b64({ x402Version: 2, scheme: 'exact', payload: { invoice: 'lnbcrt1stale' } })]) {
+    const [victim, other] = await Promise.all([httpsRequest(ca, `${origin}/a/x`, { 'payment-signature': stale }), httpsRequest(ca, `${origin}/a/x`, { 'payment-signature': stale })]);
+    assert.equal(victim.status, 402, victim.body);
+    assert.equal(other.status, 402, other.body);
+    const v = offerOf(victim);
+    const o = offerOf(other);
+    assert.notEqual(o.extra.invoice, v.extra.invoice, 'one x402 invoice offered to two requests');
+    // The victim pays its offer; the other request's offer opens nothing.
+    w.pay(v.extra.invoice);
+    const stolen = await httpsRequest(ca, `${origin}/a/x`, { 'payment-signature': b64({ x402Version: 2, scheme: o.scheme, network: o.network, payload: { invoice: o.extra.invoice }, accepted: o }) });
+    assert.equal(stolen.status, 402, `the other offer opened the route on the victim's payment: ${stolen.body}`);
+    const own = await httpsRequest(ca, `${origin}/a/x`, { 'payment-signature': b64({ x402Version: 2, scheme: v.scheme, network: v.network, payload: { invoice: v.extra.invoice }, accepted: v }) });
+    assert.equal(own.status, 200, own.body);
+  }
+  assert.equal(up.hits, 2);
+});
