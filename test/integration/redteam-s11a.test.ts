@@ -8,13 +8,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as connectH2 } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
-import { Cleanup, freePort, requireTool, startCountingUpstream, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
+import { startGateProcess, withUpstream } from './gate-process.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
-import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
@@ -22,6 +24,8 @@ import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { sleep } from '../../src/util/timeout.js';
 
 const opensslBin = requireTool('openssl');
+const nginxBin = requireTool('nginx');
+const redisBin = requireTool('redis-server');
 const cleanup = new Cleanup();
 let stack: Standalone;
 let upstream: CountingUpstream;
@@ -389,4 +393,99 @@ routes:
     assert.equal(own.status, 200, own.body);
   }
   assert.equal(up.hits, 2);
+});
+
+// --- Through real nginx (TLS, HTTP/1.1 and HTTP/2) in front of two l402d on one Redis ---
+
+test('through nginx over TLS, two l402d on one Redis: one payment carried as L402, MPP and x402 at once over HTTP/1.1 and HTTP/2 is served once per invoice; replayed on another path, route or method it opens nothing', { skip: !nginxBin || !redisBin || !opensslBin ? 'nginx, redis-server or openssl not installed' : false, timeout: 180_000 }, async (t) => {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-nginx-'));
+  c.add(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(opensslBin!, dir);
+  const ca = readFileSync(cert);
+  const redis = c.use(await startRedis());
+  const up = c.use(await startCountingUpstream());
+  const routes = `lightning: { type: dev }
+routes:
+  - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+  - { match: /b/, amount_msat: 10000, schemes: [l402, mpp, x402] }
+`;
+  const ports = [await freePort(), await freePort()];
+  for (const [i, port] of ports.entries()) {
+    const file = join(dir, `gate-${i}.yaml`);
+    // Both share the dev wallet dir (the "Lightning node") and Redis (the claim store).
+    writeFileSync(file, `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: \${ROOT_KEY}\nstore: { type: redis, url: ${redis.url} }\nlog: { level: error }\n${routes}`);
+    c.use(await startGateProcess(file, port, { ROOT_KEY: TEST_ROOT_KEY }));
+  }
+  const snippets = join(dir, 'snippets');
+  writeSnippets(parseConfig(`lightning: { type: dev }\nroutes: [{ match: /x, amount_msat: 1 }]\n`, { env: {} }), snippets);
+  const tlsPort = await freePort();
+  const locations = ['/a/', '/b/'].map((p) => `location ${p} { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; }`).join('\n');
+  c.use(
+    await startNginx({
+      workers: 2,
+      http: `${withUpstream(snippets, `server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16;`)}
+      server { listen 127.0.0.1:${tlsPort} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
+        include ${snippets}/server.conf;
+        ${locations} }`,
+    }),
+  );
+  const w = DevWallet.open(dir);
+  c.add(() => w.close());
+  const origin = `https://127.0.0.1:${tlsPort}`;
+  const h2 = connectH2(origin, { ca });
+  c.add(() => h2.destroy());
+  const viaH2 = (path: string, headers: Record<string, string> = {}, method = 'GET') =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const r = h2.request({ ':path': path, ':method': method, accept: 'application/json', ...headers }, { endStream: true });
+      let status = 0;
+      let body = '';
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.on('data', (b: Buffer) => (body += b.toString()));
+      r.on('end', () => resolve({ status, body }));
+      r.on('error', reject);
+      r.setTimeout(20_000, () => r.close());
+    });
+  const viaH1 = (path: string, headers: Record<string, string> = {}, method = 'GET') => httpsRequest(ca, origin + path, headers, { method });
+
+  async function buyAll(path: string): Promise<Offers> {
+    const offer = await viaH1(path);
+    assert.equal(offer.status, 402, offer.body);
+    const www = headerLines(offer, 'www-authenticate');
+    const pp = paymentParams(www.find((l) => l.startsWith('Payment '))!);
+    const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
+    const preimage = w.pay(inv).toString('hex');
+    const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
+    const mac = /^L402 macaroon="([^"]+)"/.exec(www.find((l) => l.startsWith('L402 '))!)![1]!;
+    const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
+    w.pay(a.extra.invoice);
+    return { mpp: `Payment ${b64url({ challenge, payload: { preimage } })}`, x402: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }), l402: `L402 ${mac}:${preimage}` };
+  }
+  const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
+
+  for (let round = 0; round < 3; round++) {
+    const o = await buyAll('/a/race');
+    up.reset();
+    const tries: Array<Promise<{ status: number }>> = [];
+    for (let i = 0; i < 4; i++) for (const s of ['mpp', 'l402', 'x402'] as const) tries.push(viaH1('/a/race', carry(o, s)), viaH2('/a/race', carry(o, s)));
+    const got = (await Promise.all(tries)).map((r) => r.status);
+    assert.ok(got.every((s) => s === 200 || s === 401 || s === 402), got.join(','));
+    assert.equal(got.filter((s) => s === 200).length, 2, `one for the invoice L402 and MPP share, one for x402's: ${got.join(',')}`);
+    assert.equal(up.hits, 2);
+  }
+  for (const s of ['mpp', 'x402', 'l402'] as const) {
+    const o = await buyAll('/a/x');
+    up.reset();
+    for (const [path, method] of [['/a/y', 'GET'], ['/b/x', 'GET'], ['/a/x', 'POST'], ['/a/x', 'HEAD']] as const) {
+      for (const send of [viaH1, viaH2]) {
+        const r = await send(path, carry(o, s), method);
+        assert.ok(r.status === 401 || r.status === 402 || r.status === 403, `${s} on ${method} ${path}: ${r.status}`);
+      }
+    }
+    assert.equal(up.hits, 0, `${s}: ${JSON.stringify(up.requests.map((q) => `${q.method} ${q.url}`))}`);
+    assert.equal((await viaH2('/a/x', carry(o, s))).status, 200, `${s} on its own request`);
+    assert.ok([401, 402].includes((await viaH1('/a/x', carry(o, s))).status), `${s} replayed`);
+    assert.equal(up.hits, 1);
+  }
 });
