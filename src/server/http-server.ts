@@ -712,6 +712,13 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     req.headers['x-l402-scheme'] = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
     req.headers['x-l402-host'] = one(req.headers.host) ?? '';
     const path = normalizePath(url);
+    // A "\" in the path (raw or %5C) is refused before anything, as behind nginx (pathAmbiguity): l402d reads it
+    // as part of a segment and forwards it as %5C, but IIS and other Windows servers decode it to a "/", so
+    // /cheap/..%5Cexpensive/x, priced under /cheap/, would be served as /expensive/x.
+    if (path !== undefined && path.includes('\\')) {
+      req.resume();
+      return send(res, ambiguousPath(req.method ?? 'GET', 'a "\\" in the path'));
+    }
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.

@@ -489,3 +489,21 @@ routes:
     assert.equal(up.hits, 1);
   }
 });
+
+// --- Found: a "\" in a paid path was forwarded (as %5C) to an upstream that may read it as "/" ---
+
+test('standalone: a "\\" in the path, raw or encoded, is refused (400 ambiguous_path) before any decision, as behind nginx: IIS and other Windows servers read it as "/", so /cheap/..%5Cexpensive/x would serve /expensive/x on a cheap credential', async () => {
+  const cheap = await buyStandalone(stack, '/cheap/x');
+  upstream.reset();
+  for (const target of ['/cheap/..\\expensive/x', '/cheap/..%5Cexpensive/x', '/cheap/..%5cexpensive%5cx', '/cheap/%2e%2e%5cexpensive', '/cheap/a\\b', '/expensive\\x']) {
+    for (const auth of [cheap, undefined]) {
+      const raw = await exchange(`GET ${target} HTTP/1.1\r\nHost: a\r\n${auth ? `Authorization: ${auth}\r\n` : ''}Connection: close\r\n\r\n`);
+      assert.equal(statuses(raw)[0], 400, `${target}: ${raw.slice(0, 300)}`);
+      assert.match(raw, /"reason":"ambiguous_path"/, target);
+    }
+  }
+  await settle();
+  assert.deepEqual(upstream.requests.map((q) => q.url), []);
+  const own = await exchange(`GET /cheap/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${cheap}\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(statuses(own), [200], own.slice(0, 300));
+});
