@@ -507,3 +507,59 @@ test('standalone: a "\\" in the path, raw or encoded, is refused (400 ambiguous_
   const own = await exchange(`GET /cheap/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${cheap}\r\nConnection: close\r\n\r\n`);
   assert.deepEqual(statuses(own), [200], own.slice(0, 300));
 });
+
+// --- Prepaid balances, standalone, two l402d on one SQLite store and a restart ---
+
+test('standalone balances: a top-up presented concurrently to two l402d, again after a restart, and the first payment again are each credited once; a balance credential opens no other route', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-balance-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const up = await startCountingUpstream();
+  t.after(() => up.stop());
+  const gates: Array<{ close(): Promise<void> }> = [];
+  t.after(async () => {
+    for (const g of gates) await g.close();
+  });
+  const start = async (): Promise<number> => {
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: silent }\nlightning: { type: dev }
+routes:
+  - { match: /m/, amount_msat: 1000, access: balance, balance_msat: 3000 }
+  - { match: /n/, amount_msat: 1000, access: balance, balance_msat: 3000 }
+  - { match: /p/, amount_msat: 1000 }
+`,
+      { env: {} },
+    );
+    const g = await startGate(cfg, { log: createLogger('silent') });
+    gates.push(g);
+    return port;
+  };
+  const a = await start();
+  const b = await start();
+  const w = DevWallet.open(dir);
+  t.after(() => w.close());
+  const get = (port: number, path: string, auth?: string) => sendTo(port, 'GET', path, auth ? { authorization: auth } : {});
+  const offer = JSON.parse((await get(a, '/m/x')).body) as { macaroon: string; invoice: string };
+  const first = `L402 ${offer.macaroon}:${w.pay(offer.invoice).toString('hex')}`;
+  // The first payment, presented concurrently to both: 3000 msat, three requests, credited once.
+  up.reset();
+  const burst = await Promise.all([...Array(8)].map((_, i) => get(i % 2 ? a : b, '/m/x', first)));
+  assert.equal(burst.filter((r) => r.status === 200).length, 3, burst.map((r) => r.status).join(','));
+  const empty = burst.find((r) => r.status === 402)!;
+  const topup = JSON.parse(empty.body) as { macaroon: string; invoice: string };
+  assert.equal(topup.macaroon, offer.macaroon, 'the top-up keeps the credential');
+  // Another balance route, and a single-use route: the balance credential opens neither.
+  for (const path of ['/n/x', '/p/x']) assert.equal((await get(a, path, first)).status, 401, path);
+  const topped = `L402 ${offer.macaroon}:${w.pay(topup.invoice).toString('hex')}`;
+  const again = await Promise.all([...Array(8)].map((_, i) => get(i % 2 ? a : b, '/m/x', topped)));
+  assert.equal(again.filter((r) => r.status === 200).length, 3, again.map((r) => r.status).join(','));
+  assert.equal(up.hits, 6);
+  // A restart of both (the store is the data_dir's SQLite): neither payment is credited again.
+  for (const g of gates.splice(0)) await g.close();
+  const c = await start();
+  for (const auth of [topped, first]) {
+    const r = await get(c, '/m/x', auth);
+    assert.equal(r.status, 402, `credited again after the restart: ${r.body}`);
+  }
+  assert.equal(up.hits, 6);
+});
