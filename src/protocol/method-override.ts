@@ -13,6 +13,16 @@ const PATH_HEADERS = new Set(['x-original-url', 'x-rewrite-url']);
 const OVERRIDE_HEADER_LENGTHS = new Set([...OVERRIDE_HEADERS, ...PATH_HEADERS].map((n) => n.length));
 
 /**
+ * Whether a header (any case, "_" for "-") names a method or path for the upstream to use: standalone mode never
+ * forwards one, as protect.conf empties them behind nginx (a request naming another one is refused before).
+ */
+export function isOverrideHeader(name: string): boolean {
+  if (!OVERRIDE_HEADER_LENGTHS.has(name.length)) return false;
+  const n = name.toLowerCase().replaceAll('_', '-');
+  return OVERRIDE_HEADERS.has(n) || PATH_HEADERS.has(n);
+}
+
+/**
  * The header or query parameter of this request that names a method other than `method` (or a path other than
  * `target`), if any. `rawHeaders`:
  * Node's list (name, value, name, value...); `target`: the request-target as the client sent it.

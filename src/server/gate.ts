@@ -112,7 +112,7 @@ class RecentChallenges<T extends { validUntil?: number } = Challenge> {
    * Only the same client (address bucket) shares: a refused credential's text is not a secret (clients send
    * the same stale or garbage value), and a challenge is a credential to whoever pays it. Never on auto-detect
    * routes, where the macaroon alone opens the route once its invoice is paid: whoever else got it would
-   * spend the payer's payment.
+   * spend the payer's payment. For the same reason x402's offers (paid invoice alone) are never kept at all.
    */
   key(route: RouteConfig, req: GateRequest, sold: { amountMsat: number; pathPriced: boolean; payee: string | undefined }): string | undefined {
     const c = req.credentials;
@@ -170,8 +170,6 @@ export class Gate {
    * none is a secret, so it skips the redaction pass every other line gets (half the cost of a line).
    */
   private readonly decisionLog: Logger;
-  /** The same for x402's offers (an invoice of their own): a storm of refused payments mints one. */
-  private readonly recentX402 = new RecentChallenges();
   /** The same for MPP session offers (a deposit invoice of their own); validUntil: the offer's expiry. */
   private readonly recentSessionOffers = new RecentChallenges<{ offer?: string; validUntil?: number }>();
   /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
@@ -649,13 +647,11 @@ export class Gate {
     // payee's Lightning address would issue (a store override of the route's payee), which nobody could check.
     if (schemes.includes('x402') && (await this.payeeFor(route, req.path!)) === undefined) {
       progress.waitingOn = 'backend_unavailable';
-      // A refused payment presented again gets the same offer for a few seconds (as L402's challenge).
-      let minted = again === undefined ? undefined : this.recentX402.get(again);
-      if (!minted) {
-        minted = this.mintChallenge(route, req.path!, req.method);
-        if (again !== undefined) this.recentX402.set(again, minted);
-      }
-      const inv = await minted;
+      // An offer of its own for every answer, never one kept for a refused payment sent again (as L402's challenge
+      // is): x402 proves payment by the invoice being paid, so whoever holds an offer is served once its invoice
+      // is paid, and two clients behind one address sending the same stale or garbage payment would share it,
+      // one spending the other's payment (as auto-detect's macaroons, which RecentChallenges never shares).
+      const inv = await this.mintChallenge(route, req.path!, req.method);
       progress.waitingOn = 'store_unavailable';
       const now = Math.floor(Date.now() / 1000);
       const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);

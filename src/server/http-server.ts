@@ -19,7 +19,7 @@ import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyF
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
-import { methodOverride } from '../protocol/method-override.js';
+import { isOverrideHeader, methodOverride } from '../protocol/method-override.js';
 import { errorShape } from './process-policy.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
@@ -327,6 +327,11 @@ function proxy(
   const headers: Record<string, string | string[]> = {};
   // Every spelling of an identity header: CGI, WSGI and Rack read "X_L402_Token_Id" as "X-L402-Token-Id".
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k) && !k.replace(/_/g, '-').startsWith(IDENTITY_PREFIX)) headers[k] = v;
+  // A method or path named for the upstream to use instead of the request's own (X-HTTP-Method-Override,
+  // X-Original-URL, any spelling): never forwarded, as protect.conf empties them behind nginx. One naming another
+  // was refused before; one naming the same raw target would still hand an upstream that reads it the raw form
+  // ("/expensive/../cheap/x", decided and forwarded as /cheap/x).
+  for (const k of Object.keys(headers)) if (isOverrideHeader(k)) delete headers[k];
   // Forward identity, not secrets: the credential the gate consumed stays here unless the operator opts in.
   // (Standalone mode speaks HTTP/1.1 only, so gRPC's token/macaroon metadata are never read nor stripped.)
   if (!identity.forwardCredentials) {
@@ -345,8 +350,8 @@ function proxy(
   // the header Node's client sends a GET, HEAD, DELETE or OPTIONS body with neither Content-Length nor chunked
   // framing, and the upstream would read that body as further requests that were never decided on (smuggling).
   // Node's strict parser refuses Transfer-Encoding with Content-Length, and any coding not ending in chunked.
-  const te = req.headers['transfer-encoding'];
-  if (te !== undefined) headers['transfer-encoding'] = te;
+  // Only plain "chunked" gets here (createGateServer refuses any other transfer coding).
+  if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
   headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   headers.host = upstream.host;
   const base = upstream.pathname.replace(/\/$/, '');
@@ -485,6 +490,12 @@ export function sentAtMs(v: string | undefined): number | undefined {
 /** The decision deadline nginx's snippets were generated for (they wait that plus a margin). */
 function deadlineMs(v: string | undefined): number | undefined {
   return v !== undefined && /^\d{1,6}$/.test(v) && Number(v) > 0 ? Number(v) : undefined;
+}
+
+/** Standalone mode's answer to a request framed with a transfer coding other than chunked alone (see handleOn). */
+function unsupportedTransferCoding(): Rendered {
+  const body = `${JSON.stringify({ type: 'urn:l402:problem:bad-request', title: 'Bad Request', status: 400, reason: 'bad_request', detail: 'Transfer-Encoding must be "chunked" alone.' })}\n`;
+  return { status: 400, headers: [['Content-Type', 'application/problem+json'], ['Cache-Control', 'no-store']], body };
 }
 
 /** A whole HTTP/1.1 problem answer written on a raw socket (before or instead of Node's request handling). */
@@ -684,17 +695,42 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       res.end('{"error":"not found: l402d serves nginx auth_request here (no upstream configured)"}\n');
       return;
     }
-    // Standalone reverse-proxy mode. The protocol is this connection's, never a client's header.
+    // Standalone reverse-proxy mode. A transfer coding other than chunked alone ("identity, chunked", "gzip,
+    // chunked": Node's parser accepts any list ending in chunked) is refused before anything, as nginx refuses it:
+    // forwarded as sent, an upstream that reads such a list as no body would run the body as a request nobody
+    // decided on. Only "chunked" is forwarded (proxy() frames the body again).
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      res.shouldKeepAlive = false;
+      req.resume();
+      return send(res, unsupportedTransferCoding());
+    }
+    // The protocol is this connection's, never a client's header.
     req.headers['x-original-protocol'] = `HTTP/${req.httpVersion}`;
     // Likewise the scheme (from this very connection: a credential cookie set over plain HTTP is never Secure,
     // and MPP and x402 are offered over HTTPS only), and the host (x402's resource URL).
     req.headers['x-l402-scheme'] = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
     req.headers['x-l402-host'] = one(req.headers.host) ?? '';
     const path = normalizePath(url);
+    // A "\" in the path (raw or %5C) is refused before anything, as behind nginx (pathAmbiguity): l402d reads it
+    // as part of a segment and forwards it as %5C, but IIS and other Windows servers decode it to a "/", so
+    // /cheap/..%5Cexpensive/x, priced under /cheap/, would be served as /expensive/x.
+    if (path !== undefined && path.includes('\\')) {
+      req.resume();
+      return send(res, ambiguousPath(req.method ?? 'GET', 'a "\\" in the path'));
+    }
     // Node's parser accepts only the methods it knows (see clientError below); decided on exactly. This
     // request's own identity (never a client's header): a single-use claim made for it can be given back if
     // the upstream fails before answering.
     const methodOk = req.method !== undefined && METHOD.test(req.method);
+    // A request naming another method or path for the upstream (X-HTTP-Method-Override, X-Original-URL, `_method`)
+    // is refused before anything else, free paths included: an upstream that reads X-Original-URL as its path
+    // would serve a priced path through a free one.
+    const overridden = methodOk ? methodOverride(req.method!, req.rawHeaders, url) : undefined;
+    if (overridden !== undefined) {
+      req.resume();
+      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
+    }
     // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
     // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
     if (methodOk && path !== undefined && gate.freePaths.isFree(url.split('?')[0]!, path)) {
@@ -718,11 +754,6 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       req.resume();
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
       return;
-    }
-    const overridden = methodOverride(req.method!, req.rawHeaders, url);
-    if (overridden !== undefined) {
-      req.resume();
-      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
     }
     const d = await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.

@@ -60,6 +60,12 @@ test('standalone: a chunked body on a paid GET/DELETE/OPTIONS is forwarded as th
         `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
       const reply = await rawExchange(req);
       await settle();
+      // A coding before chunked is refused before any decision, as nginx refuses it (redteam-s11a.test.ts).
+      if (te !== 'chunked' && te !== 'CHUNKED') {
+        assert.match(reply, /^HTTP\/1\.1 400 /, `${method} ${te}: ${reply}`);
+        assert.deepEqual(upstream.requests, [], `${method} (${te}): nothing reaches the upstream`);
+        continue;
+      }
       assert.match(reply, /^HTTP\/1\.1 200 /, `${method} ${te}: ${reply}`);
       assert.deepEqual(
         upstream.requests.map((r) => `${r.method} ${r.url}`),
