@@ -263,6 +263,12 @@ map $l402_uri $l402_uri_refused {
     default "";
 }
 
+# A request naming a path in a header some apps serve instead of its own (server.conf refuses it).
+map "$http_x_original_url$http_x_rewrite_url" $l402_path_header {
+    "" "";
+    default 1;
+}
+
 # A gRPC call (HTTP/2 and a gRPC content type, as l402d reads it) that server.conf refuses itself gets a gRPC
 # answer (grpc-status), not a problem document its client would report as INTERNAL, the "payment required" code.
 map "$server_protocol|$content_type" $l402_grpc_refusal {
@@ -308,6 +314,12 @@ if ($request_uri ~ "^[^?]*#") {
 if ($request_uri ~* "^[^?#]*(;|%3b)") {
     rewrite ^ /_l402/ambiguous-path$l402_grpc_refusal last;
 }
+# A path named in a header (X-Original-URL, X-Rewrite-URL, any "_" spelling): IIS modules, Zend/Laminas and older
+# Symfony serve it instead of the request's own, so through a free location "/public/x" with X-Original-URL:
+# /premium/x would reach such an upstream unpaid. No client needs to send one.
+if ($l402_path_header) {
+    rewrite ^ /_l402/path-override$l402_grpc_refusal last;
+}
 location = /_l402/ambiguous-path {
     internal;
     default_type application/problem+json;
@@ -321,6 +333,21 @@ location = /_l402/ambiguous-path-grpc {
     add_header Cache-Control no-store always;
     add_header grpc-status 3 always;
     add_header grpc-message "ambiguous request path" always;
+    return 200 "";
+}
+location = /_l402/path-override {
+    internal;
+    default_type application/problem+json;
+    add_header Cache-Control no-store always;
+    return 400 '{"type":"urn:l402:problem:method-override","title":"Method override refused","status":400,"reason":"method_override","detail":"refused: X-Original-URL or X-Rewrite-URL names a path for the upstream to serve instead of the request target; send the request to that path instead"}\\n';
+}
+location = /_l402/path-override-grpc {
+    internal;
+    default_type application/grpc;
+    expires off;
+    add_header Cache-Control no-store always;
+    add_header grpc-status 3 always;
+    add_header grpc-message "method override" always;
     return 200 "";
 }
 

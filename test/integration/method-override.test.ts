@@ -50,6 +50,18 @@ test('through nginx: a paid POST never runs as another method, and is not spent 
   assert.equal(s.upstream.requests.at(-1)!.headers['x-http-method-override'], undefined);
 });
 
+test('through nginx: a path named in X-Original-URL or X-Rewrite-URL is refused in any location, free ones too (an app that serves it instead would open a paid path unpaid)', { skip }, async () => {
+  const before = s.upstream.hits;
+  for (const name of ['X-Original-URL', 'X-Rewrite-URL']) {
+    const r = await http1(s.origin + '/public/x', { headers: { [name]: '/premium/x', accept: 'application/json' } });
+    assert.equal(r.status, 400, `${name}: ${r.body}`);
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'method_override', r.body);
+  }
+  assert.equal(s.upstream.hits, before, 'the upstream was never reached');
+  const plain = await http1(s.origin + '/public/x');
+  assert.equal(plain.status, 200, plain.body);
+});
+
 test('through nginx: a method-restricted route refuses the override on its own method too (a GET route, a DELETE named)', { skip }, async () => {
   const r = await http1(s.origin + '/getonly/x', { headers: { 'x-http-method-override': 'DELETE', accept: 'application/json' } });
   assert.equal(r.status, 400, r.body);
