@@ -1,0 +1,102 @@
+// Round 11b: a client that paid always gets what it paid for. Honest flows through real nginx that must never
+// end refused, in a 5xx, or with money taken and nothing served.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import lightBolt11 from 'light-bolt11-decoder';
+import { Cleanup, http1, requireTool } from './harness.js';
+import { startStack } from './gate-fixture.js';
+import { sleep } from '../../src/util/timeout.js';
+
+const skip = requireTool('nginx') ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const JSON_ACCEPT = { accept: 'application/json' };
+
+/** The invoice's expiry (unix seconds), read by an independent BOLT11 decoder. */
+function invoiceExpiresAt(bolt11: string): number {
+  const d = lightBolt11.decode(bolt11);
+  const ts = d.sections.find((s) => s.name === 'timestamp');
+  return Number(ts && 'value' in ts ? ts.value : NaN) + Number(d.expiry);
+}
+
+test('a credential with a macaroon_timeout under a minute still opens after its invoice is paid at the last moment', { skip }, async () => {
+  const extraRoutes = '  - { match: /timed/short, amount_msat: 500, access: timed, macaroon_timeout: 2 }\n  - { match: /premium-short, amount_msat: 600, macaroon_timeout: 2 }\n';
+  const s = await startStack(cleanup, { extraRoutes });
+  for (const path of ['/timed/short', '/premium-short']) {
+    const r = await http1(s.origin + path, { headers: JSON_ACCEPT });
+    assert.equal(r.status, 402, r.body);
+    const body = JSON.parse(r.body) as { macaroon: string; invoice: string; valid_until: string; expires_at: string };
+    const invoiceEnd = invoiceExpiresAt(body.invoice);
+    const validUntil = Math.floor(Date.parse(body.valid_until) / 1000);
+    assert.equal(Math.floor(Date.parse(body.expires_at) / 1000), invoiceEnd, `${path}: expires_at is the invoice's expiry`);
+    // The rule: whenever the invoice is paid, the payer still gets the whole macaroon_timeout after it.
+    assert.ok(validUntil >= invoiceEnd + 2, `${path}: the credential (${validUntil}) outlives its invoice (${invoiceEnd}) by macaroon_timeout`);
+    // Paid later than macaroon_timeout after the challenge, well before the invoice expires.
+    await sleep(3_000);
+    const preimage = s.wallet.pay(body.invoice).toString('hex');
+    s.upstream.reset();
+    const paid = await http1(s.origin + path, { headers: { ...JSON_ACCEPT, authorization: `L402 ${body.macaroon}:${preimage}` } });
+    assert.equal(paid.status, 200, `${path}: paid, then refused: ${paid.body}`);
+    assert.equal(s.upstream.hits, 1);
+  }
+});
+
+test('a balance top-up paid at its invoice\'s last second still leaves time to draw on the balance', { skip }, async () => {
+  // /premium-meter is under nginx's /premium location; one payment buys one request's credit.
+  const s = await startStack(cleanup, { extraRoutes: '  - { match: /premium-meter, amount_msat: 1000, access: balance, balance_msat: 1000, macaroon_timeout: 70 }\n' });
+  const get = (auth?: string) => http1(s.origin + '/premium-meter', { headers: { ...JSON_ACCEPT, ...(auth ? { authorization: auth } : {}) } });
+  const { auth, macaroon } = await s.buy('/premium-meter');
+  assert.equal((await get(auth)).status, 200);
+  const empty = await get(auth);
+  assert.equal(empty.status, 402, empty.body);
+  const p = JSON.parse(empty.body) as { reason: string; macaroon: string; invoice: string; valid_until: string };
+  assert.deepEqual([p.reason, p.macaroon], ['balance_empty', macaroon], 'a top-up for the same credential');
+  const validUntil = Math.floor(Date.parse(p.valid_until) / 1000);
+  const invoiceEnd = invoiceExpiresAt(p.invoice);
+  assert.ok(validUntil - invoiceEnd >= 60, `the top-up invoice (until ${invoiceEnd}) leaves at least a minute of the credential (until ${validUntil})`);
+  assert.ok(validUntil - invoiceEnd >= invoiceEnd - Math.floor(Date.now() / 1000), 'and at least as long as the invoice itself lives');
+  // Paid: the credit is drawn.
+  const topup = s.wallet.pay(p.invoice).toString('hex');
+  const drawn = await get(`L402 ${macaroon}:${topup}`);
+  assert.equal(drawn.status, 200, drawn.body);
+});
+
+/** curl, bounded (asynchronous: l402d runs in this process); its status and body. */
+function curl(args: string[]): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '--max-time', '20', '-o', '-', '-w', '\n%{http_code}', ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`curl: ${err.message} ${stderr}`));
+      const at = stdout.lastIndexOf('\n');
+      resolve({ status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) });
+    });
+  });
+}
+
+test('honest spellings of a paid credential through nginx: LSAT, any case, extra blanks, a header file with CRLF, HTTP/1.0, HTTP/2 with many large headers', { skip: skip || (requireTool('curl') ? false : 'curl not installed') }, async () => {
+  const s = await startStack(cleanup);
+  const file = join(s.dataDir, 'auth-header.txt');
+  const variants: Array<[string, (mac: string, pre: string) => string[]]> = [
+    ['LSAT scheme', (m, p) => ['-H', `Authorization: LSAT ${m}:${p}`, `${s.origin}/premium`]],
+    ['lower-case scheme', (m, p) => ['-H', `Authorization: l402 ${m}:${p}`, `${s.origin}/premium`]],
+    ['mixed-case LSAT, blanks around', (m, p) => ['-H', `Authorization:    LsAt   ${m}:${p}   `, `${s.origin}/premium`]],
+    ['tab after the scheme', (m, p) => ['-H', `Authorization: L402\t${m}:${p}`, `${s.origin}/premium`]],
+    ['-H @file with a CRLF line end', (m, p) => (writeFileSync(file, `Authorization: L402 ${m}:${p}\r\n`), ['-H', `@${file}`, `${s.origin}/premium`])],
+    ['HTTP/1.0', (m, p) => ['--http1.0', '-H', `Authorization: L402 ${m}:${p}`, `${s.origin}/premium`]],
+    ['HTTP/2 (prior knowledge), 40 large headers', (m, p) => ['--http2-prior-knowledge', ...Array.from({ length: 40 }, (_, i) => ['-H', `X-Big-${i}: ${'v'.repeat(300)}`]).flat(), '-H', `Authorization: L402 ${m}:${p}`, `http://127.0.0.1:${s.h2Port}/premium`]],
+  ];
+  for (const [name, args] of variants) {
+    const { macaroon, preimage } = await s.buy('/premium');
+    s.upstream.reset();
+    const r = await curl(args(macaroon, preimage));
+    assert.equal(r.status, 200, `${name}: ${r.body}`);
+    assert.equal(s.upstream.hits, 1, name);
+    // Spent: the same credential again is a clear refusal, never a 5xx.
+    const again = await curl(['-H', 'Accept: application/json', ...args(macaroon, preimage)]);
+    assert.equal(again.status, 401, `${name}, again: ${again.body}`);
+    assert.equal(JSON.parse(again.body).reason, 'already_used', name);
+  }
+});
