@@ -6,7 +6,8 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
-import { Cleanup, http1, requireTool } from './harness.js';
+import { Cleanup, http1, requireTool, waitFor } from './harness.js';
+import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
 import { startStack } from './gate-fixture.js';
 import { sleep } from '../../src/util/timeout.js';
 
@@ -99,4 +100,31 @@ test('honest spellings of a paid credential through nginx: LSAT, any case, extra
     assert.equal(again.status, 401, `${name}, again: ${again.body}`);
     assert.equal(JSON.parse(again.body).reason, 'already_used', name);
   }
+});
+
+test('402 page, auto-detect: an invoice paid after the last poll, just before it expires, still opens the content (never "reload for a new invoice")', { skip: skip || (chromiumBin ? false : NO_CHROMIUM) }, async () => {
+  const s = await startStack(cleanup);
+  const browser = await launchChromium(cleanup, 15_000);
+  // The page's own clock, driven by the test (the invoice's real expiry is an hour away).
+  await browser.clock.install({ time: Date.now() });
+  const page = await browser.newPage();
+  const statuses: Array<{ status: number; body: string }> = [];
+  page.on('response', (r) => {
+    if (new URL(r.url()).pathname === '/_l402/page/status') void r.text().then((body) => statuses.push({ status: r.status(), body }), () => {});
+  });
+  const first = await page.goto(s.origin + '/auto', { waitUntil: 'load' });
+  assert.equal(first?.status(), 402);
+  const invoice = await page.inputValue('#invoice');
+  const expiresAt = invoiceExpiresAt(invoice);
+  // Just before the expiry: the poll due then finds nothing (unpaid), and the next one would come after it.
+  await page.clock.pauseAt((expiresAt - 1.5) * 1000);
+  await waitFor('a poll answered "not settled"', () => statuses.some((r) => r.status === 200 && JSON.parse(r.body).settled === false), { timeoutMs: 15_000 });
+  s.wallet.pay(invoice);
+  s.upstream.reset();
+  const landed = page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().method() === 'GET' && new URL(r.url()).pathname === '/auto', { timeout: 15_000 });
+  // The invoice's expiry passes on the page.
+  await page.clock.resume();
+  assert.equal((await landed).status(), 200, `the page: ${await page.locator('body').textContent().catch(() => '')}`);
+  // (Chromium also asks the free site for its favicon once it shows a page.)
+  assert.deepEqual(s.upstream.requests.filter((r) => !r.url.startsWith('/favicon')).map((r) => r.url), ['/auto']);
 });
