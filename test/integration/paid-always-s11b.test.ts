@@ -3,12 +3,17 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
-import { startStack } from './gate-fixture.js';
+import { PassThrough } from 'node:stream';
+import { ROUTES_YAML, TEST_ROOT_KEY, startStack } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
 import { sleep } from '../../src/util/timeout.js';
 
 const skip = requireTool('nginx') ? false : 'nginx not installed';
@@ -127,4 +132,49 @@ test('402 page, auto-detect: an invoice paid after the last poll, just before it
   assert.equal((await landed).status(), 200, `the page: ${await page.locator('body').textContent().catch(() => '')}`);
   // (Chromium also asks the free site for its favicon once it shows a page.)
   assert.deepEqual(s.upstream.requests.filter((r) => !r.url.startsWith('/favicon')).map((r) => r.url), ['/auto']);
+});
+
+test('challenges taken before a reload (new price, access mode) or a restart with a rotated root key are paid afterwards and served on the terms they were minted with', { skip }, async () => {
+  const s = await startStack(cleanup, { extraYaml: 'store: { type: sqlite }\n' });
+  const challenge = async (path: string) => {
+    const r = await http1(s.origin + path, { headers: JSON_ACCEPT });
+    assert.equal(r.status, 402, r.body);
+    return JSON.parse(r.body) as { macaroon: string; invoice: string };
+  };
+  const get = (path: string, auth: string) => http1(s.origin + path, { headers: { ...JSON_ACCEPT, authorization: auth } });
+  const before = { premium: await challenge('/premium'), timed: await challenge('/timed/a'), forever: await challenge('/forever') };
+  const yaml = (routes: string, extra = '') => `listen: ${s.cfg.listen}\ndata_dir: ${s.dataDir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: debug }\n${extra}${routes}`;
+  const changed = ROUTES_YAML.replace('{ match: /premium, amount_msat: 10000 }', '{ match: /premium, amount_msat: 20000, access: timed, macaroon_timeout: 600 }')
+    .replace('{ match: /timed/, amount_msat: 5000, access: timed, macaroon_timeout: 120 }', '{ match: /timed/, amount_msat: 9000, access: indefinite }')
+    .replace('{ match: /forever, amount_msat: 2000, access: indefinite }', '{ match: /forever, amount_msat: 3000 }');
+  assert.notEqual(changed, ROUTES_YAML);
+  s.gate.reload(parseConfig(yaml(changed), { env: {} }), 'l402.yaml');
+  assert.equal(JSON.parse((await http1(s.origin + '/premium', { headers: JSON_ACCEPT })).body).amount_msat, 20000, 'the new price applies to new challenges');
+  const paid = (c: { macaroon: string; invoice: string }) => `L402 ${c.macaroon}:${s.wallet.pay(c.invoice).toString('hex')}`;
+  s.upstream.reset();
+  // Sold single-use at the old price: one request, also on a route now timed and dearer.
+  const premium = paid(before.premium);
+  assert.equal((await get('/premium', premium)).status, 200);
+  assert.equal(JSON.parse((await get('/premium', premium)).body).reason, 'already_used');
+  // Sold timed, on a route now indefinite: reusable (until its minted expiry).
+  const timed = paid(before.timed);
+  for (const p of ['/timed/a', '/timed/b']) assert.equal((await get(p, timed)).status, 200, p);
+  // Sold indefinite, on a route now single-use: served once (what a route sells now only narrows).
+  const forever = paid(before.forever);
+  assert.equal((await get('/forever', forever)).status, 200);
+  assert.equal(s.upstream.hits, 4);
+
+  // A restart with a new root key, the old one kept in previous_root_keys: a challenge from before is paid after.
+  const old = await challenge('/premium');
+  await s.gate.close();
+  const newKey = randomBytes(32).toString('hex');
+  const restarted = await startGate(parseConfig(yaml(changed, `previous_root_keys: [${TEST_ROOT_KEY}]\n`).replace(`root_key: ${TEST_ROOT_KEY}`, `root_key: ${newKey}`), { env: {} }), { log: createLogger('warn', new PassThrough().resume()) });
+  cleanup.add(() => restarted.close(), 'l402d restarted');
+  s.upstream.reset();
+  const rotated = paid(old);
+  // (/premium is timed since the reload: reusable.)
+  for (const p of ['/premium', '/premium/x']) assert.equal((await get(p, rotated)).status, 200, `${p}: a credential minted under the previous key`);
+  // The single-use one spent before the restart stays spent.
+  assert.equal(JSON.parse((await get('/premium', premium)).body).reason, 'already_used');
+  assert.equal(s.upstream.hits, 2);
 });
