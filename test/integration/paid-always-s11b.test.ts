@@ -4,6 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
@@ -177,4 +178,31 @@ test('challenges taken before a reload (new price, access mode) or a restart wit
   // The single-use one spent before the restart stays spent.
   assert.equal(JSON.parse((await get('/premium', premium)).body).reason, 'already_used');
   assert.equal(s.upstream.hits, 2);
+});
+
+test('a client that drops its connection right after sending a paid request: the request reaches the upstream, or the payment is not spent (never spent and not served)', { skip }, async () => {
+  const s = await startStack(cleanup);
+  const port = Number(new URL(s.origin).port);
+  const outcomes: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const b = await s.buy('/premium');
+    s.upstream.reset();
+    await new Promise<void>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => {
+        c.write(`GET /premium HTTP/1.1\r\nHost: x\r\nAuthorization: ${b.auth}\r\n\r\n`);
+        // Dropped at once, or a moment later: before, during or after the gate's decision.
+        if (i % 4 === 0) c.destroy();
+        setTimeout(() => c.destroy(), i % 4);
+      });
+      c.on('close', () => resolve());
+      c.on('error', () => {});
+    });
+    // Whatever nginx still does for the dropped request settles: the upstream saw it, or the claim is given up.
+    const reached = await waitFor('the dropped request to settle', async () => {
+      const r = await http1(s.origin + '/premium', { headers: { authorization: b.auth, accept: 'application/json' } });
+      return r.status === 200 ? 'retry served' : s.upstream.hits > 0 && JSON.parse(r.body).reason === 'already_used' ? 'reached the upstream' : undefined;
+    }, { timeoutMs: 5_000, intervalMs: 100 }).catch(() => `spent, not served (upstream hits ${s.upstream.hits})`);
+    outcomes.push(reached);
+  }
+  assert.deepEqual(outcomes.filter((o) => o.startsWith('spent')), [], outcomes.join(', '));
 });
