@@ -466,7 +466,8 @@ proxy_intercept_errors off;
 grpc_intercept_errors off;
 # A client that drops its connection after the gate spent its single-use payment: the request still goes to the
 # upstream (it counts as used, as when the answer is lost on the way back), never spent and not sent at all.
-# (grpc_pass has no such switch: a gRPC call cancelled in that moment is spent without reaching the upstream.)
+# (Not over HTTP/2, gRPC included: nginx ends a stream whose client cancelled it or closed its connection, whatever
+# this says, so one cancelled in that moment is spent without reaching the upstream.)
 proxy_ignore_client_abort on;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
 # replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route,

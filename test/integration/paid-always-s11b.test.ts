@@ -5,13 +5,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import http2 from 'node:http2';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
 import { Cleanup, http1, requireTool, waitFor } from './harness.js';
 import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
 import { PassThrough } from 'node:stream';
-import { ROUTES_YAML, TEST_ROOT_KEY, startStack } from './gate-fixture.js';
+import { ROUTES_YAML, TEST_ROOT_KEY, startStack, type Stack } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
@@ -180,29 +181,62 @@ test('challenges taken before a reload (new price, access mode) or a restart wit
   assert.equal(s.upstream.hits, 2);
 });
 
-test('a client that drops its connection right after sending a paid request: the request reaches the upstream, or the payment is not spent (never spent and not served)', { skip }, async () => {
-  const s = await startStack(cleanup);
+/**
+ * Sends a paid GET /premium and drops it at once or a moment later (before, during or after the gate's decision):
+ * 'close' (an HTTP/1.1 connection closed), 'h2-close' (the HTTP/2 connection closed) or 'h2-cancel' (RST_STREAM).
+ * Then retries until the outcome is settled: the upstream saw the request (the retry is already_used), or the
+ * retry is served; anything else is a payment spent and not served.
+ */
+async function dropPaidRequests(s: Stack, how: Array<'close' | 'h2-close' | 'h2-cancel'>, rounds: number): Promise<string[]> {
   const port = Number(new URL(s.origin).port);
   const outcomes: string[] = [];
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < rounds; i++) {
+    const kind = how[i % how.length]!;
+    const delayMs = Math.floor(i / how.length) % 3;
     const b = await s.buy('/premium');
     s.upstream.reset();
     await new Promise<void>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => {
-        c.write(`GET /premium HTTP/1.1\r\nHost: x\r\nAuthorization: ${b.auth}\r\n\r\n`);
-        // Dropped at once, or a moment later: before, during or after the gate's decision.
-        if (i % 4 === 0) c.destroy();
-        setTimeout(() => c.destroy(), i % 4);
-      });
-      c.on('close', () => resolve());
-      c.on('error', () => {});
+      if (kind === 'close') {
+        const c = net.connect(port, '127.0.0.1', () => {
+          c.write(`GET /premium HTTP/1.1\r\nHost: x\r\nAuthorization: ${b.auth}\r\n\r\n`);
+          if (delayMs === 0) c.destroy();
+          else setTimeout(() => c.destroy(), delayMs);
+        });
+        c.on('close', () => resolve());
+        c.on('error', () => {});
+        return;
+      }
+      const session = http2.connect(`http://127.0.0.1:${s.h2Port}`);
+      session.on('error', () => {});
+      // Bounded: a cancelled stream leaves the session open until it is destroyed here.
+      const bound = setTimeout(() => session.destroy(), 2_000);
+      session.on('close', () => (clearTimeout(bound), resolve()));
+      const st = session.request({ ':path': '/premium', authorization: b.auth });
+      st.on('error', () => {});
+      st.on('close', () => session.destroy());
+      st.end();
+      setTimeout(() => (kind === 'h2-cancel' ? st.close(http2.constants.NGHTTP2_CANCEL) : session.destroy()), delayMs);
     });
-    // Whatever nginx still does for the dropped request settles: the upstream saw it, or the claim is given up.
-    const reached = await waitFor('the dropped request to settle', async () => {
+    const outcome = await waitFor('the dropped request to settle', async () => {
       const r = await http1(s.origin + '/premium', { headers: { authorization: b.auth, accept: 'application/json' } });
       return r.status === 200 ? 'retry served' : s.upstream.hits > 0 && JSON.parse(r.body).reason === 'already_used' ? 'reached the upstream' : undefined;
-    }, { timeoutMs: 5_000, intervalMs: 100 }).catch(() => `spent, not served (upstream hits ${s.upstream.hits})`);
-    outcomes.push(reached);
+    }, { timeoutMs: 3_000, intervalMs: 100 }).catch(() => `${kind} after ${delayMs} ms: spent, not served`);
+    outcomes.push(outcome);
   }
-  assert.deepEqual(outcomes.filter((o) => o.startsWith('spent')), [], outcomes.join(', '));
+  return outcomes;
+}
+
+test('a client that drops its HTTP/1.1 connection right after sending a paid request: the request reaches the upstream, or the payment is not spent (never spent and not served)', { skip, timeout: 180_000 }, async () => {
+  const s = await startStack(cleanup);
+  const outcomes = await dropPaidRequests(s, ['close'], 40);
+  assert.deepEqual(outcomes.filter((o) => o.includes('spent')), [], outcomes.join(', '));
+});
+
+// Found, not fixed: nginx (1.22) ends an HTTP/2 stream whose client cancelled it (RST_STREAM) or closed its
+// connection, whatever proxy_ignore_client_abort says; when that lands after l402d spent the payment and before
+// nginx sent the request to the upstream, the payment is spent and not served.
+test('an HTTP/2 client that cancels its stream or closes its connection right after sending a paid request: reaches the upstream or not spent', { skip, todo: 'nginx ends a cancelled HTTP/2 stream whatever proxy_ignore_client_abort says', timeout: 120_000 }, async () => {
+  const s = await startStack(cleanup);
+  const outcomes = await dropPaidRequests(s, ['h2-cancel', 'h2-close'], 24);
+  assert.deepEqual(outcomes.filter((o) => o.includes('spent')), [], outcomes.join(', '));
 });
