@@ -240,3 +240,16 @@ test('an HTTP/2 client that cancels its stream or closes its connection right af
   const outcomes = await dropPaidRequests(s, ['h2-cancel', 'h2-close'], 24);
   assert.deepEqual(outcomes.filter((o) => o.includes('spent')), [], outcomes.join(', '));
 });
+
+test('a paid request retried after it was served, on a route whose invoice rate limit is used up: the answer still says the credential was used', { skip }, async () => {
+  const s = await startStack(cleanup);
+  const b = await s.buy('/limited');
+  const get = (auth?: string) => http1(s.origin + '/limited', { headers: { ...JSON_ACCEPT, ...(auth ? { authorization: auth } : {}) } });
+  assert.equal((await get(b.auth)).status, 200);
+  assert.equal((await get()).status, 402, 'the second invoice of the minute (2r/m)');
+  const again = await get(b.auth);
+  assert.equal(again.status, 429, again.body);
+  const p = JSON.parse(again.body) as { reason: string; detail: string };
+  assert.equal(p.reason, 'invoice_rate_limited');
+  assert.match(p.detail, /already_used/, 'why the credential was refused, not only that no new invoice is offered');
+});
