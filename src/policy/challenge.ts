@@ -67,7 +67,7 @@ export async function createChallenge(
   }
   // ...and the credential's expiry is counted from the invoice's: one paid at its last second still buys the
   // whole macaroon_timeout, never a credential that has expired already (money taken for nothing). An invoice
-  // that a backend made to live longer than asked is counted as asked plus the config's maximum at most.
+  // that a backend made to live longer than asked counts up to the longest invoice life the config allows.
   const validUntil = route.macaroonTimeout > 0 ? Math.min(invoice.expiresAt, now + MAX_INVOICE_LIFE_SECS) + route.macaroonTimeout : undefined;
   // A single-use credential pays for this one request; reusable ones cover the route, or only the path
   // when that path is priced on its own.
