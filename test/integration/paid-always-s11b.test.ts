@@ -10,7 +10,8 @@ import http2 from 'node:http2';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lightBolt11 from 'light-bolt11-decoder';
-import { Cleanup, http1, requireTool, waitFor } from './harness.js';
+import { Cleanup, grpcClient, http1, requireTool, waitFor } from './harness.js';
+import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
 import { chromiumBin, launchChromium, NO_CHROMIUM } from '../support/chromium.js';
 import { PassThrough } from 'node:stream';
 import { ROUTES_YAML, TEST_ROOT_KEY, startStack, type Stack } from './gate-fixture.js';
@@ -283,4 +284,27 @@ test('a paid request whose chunked body outgrows client_max_body_size: 413, and 
   const declared = await http1(s.origin + '/premium', { method: 'POST', body: 'x'.repeat(100 * 1024), headers: { ...JSON_ACCEPT, authorization: b.auth } });
   assert.equal(declared.status, 413);
   assert.equal(s.upstream.hits, 1);
+});
+
+test('gRPC through nginx: a paid call with the spec\'s `token` metadata, lnd\'s `macaroon` metadata, or an L402 `authorization`, each served once', { skip }, async () => {
+  const s = await startStack(cleanup);
+  const client = grpcClient(s.h2Port);
+  try {
+    for (const form of ['token', 'macaroon', 'authorization'] as const) {
+      s.grpcUp.reset();
+      const e = (await client.getContent({ id: form }).then(() => assert.fail('unpaid call passed'), (err: unknown) => err)) as { code: number; metadata: { get(k: string): unknown[] } };
+      assert.equal(e.code, 13, form);
+      const m = /macaroon="([^"]+)", invoice="([^"]+)"/.exec(String(e.metadata.get('www-authenticate')[0]))!;
+      const pre = s.wallet.pay(m[2]!).toString('hex');
+      const meta = form === 'authorization' ? { authorization: `L402 ${m[1]}:${pre}` } : { [form]: encodeMacaroon(attenuate(decodeMacaroonBase64(m[1]!), `preimage=${pre}`)).toString('hex') };
+      const res = await client.getContent({ id: form }, meta);
+      assert.equal(res.id, form);
+      assert.equal(s.grpcUp.calls, 1, form);
+      const replay = (await client.getContent({ id: form }, meta).then(() => assert.fail('replayed call passed'), (err: unknown) => err)) as { code: number };
+      assert.equal(replay.code, 16, `${form}: a replay is refused (unauthenticated), not served`);
+      assert.equal(s.grpcUp.calls, 1, form);
+    }
+  } finally {
+    client.close();
+  }
 });
