@@ -50,6 +50,9 @@ export function balanceCredentialOf(credentials: CredentialHeaders, route: Route
   }
 }
 
+/** The shortest top-up invoice offered (a payer needs about a minute), and the least time left after it. */
+const MIN_TOPUP_INVOICE_SECS = 60;
+
 /**
  * Mints a top-up for the balance credential this request carries: an invoice for the route's balance_msat,
  * recorded as crediting that token. Undefined when the request carries no valid balance credential for this
@@ -59,10 +62,13 @@ export async function createTopup(credentials: CredentialHeaders, route: RouteCo
   const c = balanceCredentialOf(credentials, route, path, method, deps);
   if (!c || route.balanceMsat === undefined) return undefined;
   const amountMsat = route.balanceMsat;
-  // Never an invoice that outlives the credential it credits.
+  // Never an invoice that outlives the credential it credits, nor one that, paid at its last second, leaves
+  // the balance no time to be drawn: it expires halfway through what is left of the credential at the latest,
+  // and a credential with less than two minutes left (a one-minute invoice, a minute after it) gets none
+  // (the client is sold a new credential instead).
   const lifetime = c.validUntil === undefined ? undefined : c.validUntil - c.now;
-  if (lifetime !== undefined && lifetime < 60) return undefined;
-  const expirySecs = lifetime === undefined ? deps.invoiceExpirySecs : Math.min(deps.invoiceExpirySecs, lifetime);
+  if (lifetime !== undefined && lifetime < 2 * MIN_TOPUP_INVOICE_SECS) return undefined;
+  const expirySecs = lifetime === undefined ? deps.invoiceExpirySecs : Math.min(deps.invoiceExpirySecs, Math.floor(lifetime / 2));
   let invoice;
   try {
     invoice = await withTimeout(deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)), deps.backendTimeoutMs, 'createInvoice');

@@ -31,6 +31,9 @@ export interface ChallengeDeps {
 
 export class BackendError extends Error {}
 
+/** The longest invoice expiry the config allows (invoice.expiry_secs): a bound on what a backend's answer adds. */
+const MAX_INVOICE_LIFE_SECS = 7 * 86400;
+
 export async function createChallenge(
   route: RouteConfig,
   req: { path: string; method: string; amountMsat: number; /** The path has its own price: bind a reusable credential to it. */ pathPriced?: boolean },
@@ -39,9 +42,8 @@ export async function createChallenge(
   const now = (deps.now ?? (() => Math.floor(Date.now() / 1000)))();
   // A balance route sells its balance_msat of credit; requests then draw the price.
   const amountMsat = route.access === 'balance' && route.balanceMsat !== undefined ? route.balanceMsat : req.amountMsat;
-  const validUntil = route.macaroonTimeout > 0 ? now + route.macaroonTimeout : undefined;
-  // An invoice that outlives its credential would take money for nothing; one shorter than a minute cannot be paid.
-  const expirySecs = validUntil === undefined ? deps.invoiceExpirySecs : Math.max(60, Math.min(deps.invoiceExpirySecs, route.macaroonTimeout));
+  // The invoice lives no longer than the time sold (and at least a minute, which a payer needs)...
+  const expirySecs = route.macaroonTimeout > 0 ? Math.max(60, Math.min(deps.invoiceExpirySecs, route.macaroonTimeout)) : deps.invoiceExpirySecs;
   let invoice;
   try {
     invoice = await withTimeout(
@@ -63,6 +65,10 @@ export async function createChallenge(
   ) {
     throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
   }
+  // ...and the credential's expiry is counted from the invoice's: one paid at its last second still buys the
+  // whole macaroon_timeout, never a credential that has expired already (money taken for nothing). An invoice
+  // that a backend made to live longer than asked counts up to the longest invoice life the config allows.
+  const validUntil = route.macaroonTimeout > 0 ? Math.min(invoice.expiresAt, now + MAX_INVOICE_LIFE_SECS) + route.macaroonTimeout : undefined;
   // A single-use credential pays for this one request; reusable ones cover the route, or only the path
   // when that path is priced on its own.
   // A balance covers its plan (or route): never bound to a path, each request draws that path's price.

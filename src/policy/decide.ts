@@ -92,7 +92,7 @@ export type Decision =
   | { outcome: 'unavailable'; route?: RouteConfig; reason: 'store_unavailable' | 'backend_unavailable' | 'cashu_unavailable' }
   | { outcome: 'forbidden'; reason: 'no_route' | 'bad_path' }
   | { outcome: 'method_not_allowed'; route: RouteConfig; reason: 'method_not_sold' }
-  | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number }
+  | { outcome: 'rate_limited'; route: RouteConfig; reason: 'invoice_rate_limited'; retryAfterSecs: number; /** A refused credential's reason (no fresh challenge to carry it). */ detail?: string }
   /** An MPP session's topUp or close, verified: answered by l402d itself (the render performs it), never by the upstream. */
   | { outcome: 'management'; route: RouteConfig; reason: SessionManagement };
 
@@ -286,7 +286,9 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
   const { max, windowSecs } = d.route.rateLimit;
   try {
     const w = await withTimeout(deps.store.incrWindow(storeKeys.rateLimit(d.route.id, req.clientAddr), windowSecs), deps.storeTimeoutMs, 'rate limit');
-    return w.count > max ? { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs } : d;
+    if (w.count <= max) return d;
+    // A refused credential (a paid request retried after it was served: already_used) still says why.
+    return { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs, ...(d.outcome === 'invalid' ? { detail: `credential refused: ${d.reason}` } : {}) };
   } catch {
     return deps.rateLimitOnStoreError === 'open' ? d : { outcome: 'unavailable', route: d.route, reason: 'store_unavailable' };
   }

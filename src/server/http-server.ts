@@ -673,7 +673,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         res.setHeader('X-L402-Outcome', d.outcome);
         res.setHeader('X-L402-Reason', d.reason);
         if (d.outcome === 'rate_limited' && 'retryAfterSecs' in d) res.setHeader('X-L402-Retry-After', String(d.retryAfterSecs));
-        if (d.outcome === 'cashu_rejected' && 'detail' in d) res.setHeader('X-L402-Detail', d.detail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300));
+        if ((d.outcome === 'cashu_rejected' || d.outcome === 'rate_limited') && 'detail' in d && d.detail) res.setHeader('X-L402-Detail', d.detail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300));
         res.end();
         return;
       }

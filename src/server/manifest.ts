@@ -24,7 +24,7 @@ function caveats(r: RouteConfig, service: string): string[] {
   const out = [`services=${service}:0`, `route=${soldScope(r)}`];
   if (r.access === 'per-request') out.push('path=<request path>', 'method=<request method>', 'uses=1');
   else if (r.methods) out.push(`method=${r.methods.join(',')}`);
-  if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<issued + ${r.macaroonTimeout}s>`);
+  if (r.macaroonTimeout > 0) out.push(`${service}_valid_until=<invoice expiry + ${r.macaroonTimeout}s>`);
   if (r.capabilities) out.push(`${service}_capabilities=${r.capabilities.join(',')}`);
   if (r.balanceMsat !== undefined) out.push(`balance_msat=${r.balanceMsat}`);
   return out;

@@ -111,7 +111,7 @@ const SCRIPT = `(function () {
   document.documentElement.className = 'js';
   function $(id) { return document.getElementById(id); }
   // paid: the invoice is known to be paid, so polling again could only repeat a failed unlock.
-  var busy = false, done = false, paid = false, polls = 0, timer = null, MAX_POLLS = 120;
+  var busy = false, done = false, paid = false, polls = 0, timer = null;
 
   function say(id, text, cls) { var el = $(id); if (!el) return; el.textContent = text; el.className = cls || ''; el.hidden = !text; }
   function fail(text) { say('error', text, 'error'); }
@@ -289,13 +289,14 @@ const SCRIPT = `(function () {
     exclusive(function () { return unlock({ 'X-Cashu': token }, null); });
   });
 
-  // Auto-detect: ask the status endpoint (it never mints an invoice); every 2 s for a minute, then
-  // slower, and never past the invoice's expiry.
+  // Auto-detect: ask the status endpoint (it never mints an invoice); every 2 s for a minute, then slower
+  // (every 30 s at most), for as long as the invoice can be paid, and once more when it expires: a payment
+  // made after one check and before the expiry is still found (never a page that gave up on a paid invoice).
   function delay(n) { return n < 30 ? 2000 : Math.min(30000, Math.round(2000 * Math.pow(1.2, n - 30))); }
   function stopPolling() { if (timer) clearTimeout(timer); timer = null; }
   function schedule() {
     if (done || paid || !D.autoDetect) return;
-    if (polls >= MAX_POLLS || Date.now() / 1000 >= D.expiresAt) { say('poll-status', 'Stopped checking for the payment.', 'status'); $('check-now').hidden = false; return; }
+    if (Date.now() / 1000 >= D.expiresAt) { say('poll-status', 'Stopped checking for the payment.', 'status'); $('check-now').hidden = false; return; }
     timer = setTimeout(poll, delay(polls));
   }
   async function poll() {
@@ -321,12 +322,18 @@ const SCRIPT = `(function () {
   if (again) again.addEventListener('click', function () { again.hidden = true; polls = 0; say('poll-status', 'Waiting for the payment\\u2026', 'status'); stopPolling(); poll(); });
   if (D.autoDetect) schedule();
 
-  // Expiry countdown; an expired invoice can only be replaced by a fresh challenge (a reload).
+  // Expiry countdown; an expired invoice can only be replaced by a fresh challenge (a reload), which would lose
+  // a payment made just before the expiry: auto-detect checks once more, and the page says so.
   var exp = $('expiry');
   function tick() {
     if (!exp || done) return;
     var left = Math.floor(D.expiresAt - Date.now() / 1000);
-    if (left <= 0) { exp.textContent = 'The invoice has expired. Reload the page for a new one.'; exp.className = 'error'; stopPolling(); return; }
+    if (left <= 0) {
+      exp.textContent = 'The invoice has expired. If you paid it, ' + (D.autoDetect ? 'check again' : 'enter its preimage below') + '; otherwise reload the page for a new one.';
+      exp.className = 'error';
+      if (D.autoDetect && !paid) { stopPolling(); poll(); }
+      return;
+    }
     exp.textContent = 'The invoice expires in ' + (left >= 120 ? Math.floor(left / 60) + ' minutes.' : left + ' seconds.');
     setTimeout(tick, left > 120 ? 30000 : 1000);
   }

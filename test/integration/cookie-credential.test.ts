@@ -356,17 +356,20 @@ test('huge Cookie headers: the site cookies pass at any size nginx allows; with 
 });
 
 test('the cookie endpoint: same-origin form posts only, checks the credential, 303 to the page with the cookie', { skip }, async () => {
-  const { auth } = await s.buy('/timed/page');
+  const { auth, macaroon } = await s.buy('/timed/page');
   const form = (credential: string, uri: string) => new URLSearchParams({ credential, uri }).toString();
   const post = (body: string, headers: Record<string, string>) => http1(s.origin + '/_l402/page/cookie', { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
   const host = new URL(s.origin).host;
+  const postedAt = Math.floor(Date.now() / 1000);
   const ok = await post(form(auth, '/timed/page?x=1'), { 'sec-fetch-site': 'same-origin' });
   assert.equal(ok.status, 303, ok.body);
   assert.equal(ok.headers.location, '/timed/page?x=1');
   assert.equal(ok.headers['cache-control'], 'no-store');
   const set = String(ok.headers['set-cookie']);
   assert.match(set, new RegExp(`^${cookieScope(routeOf('/timed/')).name}=[A-Za-z0-9_-]+:[0-9a-f]{64}; Path=/timed/; Max-Age=(\\d+); HttpOnly; SameSite=Lax$`));
-  assert.ok(Number(/Max-Age=(\d+)/.exec(set)![1]) <= 120, 'no longer than the credential (macaroon_timeout 120)');
+  // The credential's minted expiry: its invoice's plus macaroon_timeout (120).
+  const mintedUntil = Number(/l402_valid_until=(\d+)/.exec(decodeMacaroonBase64(macaroon).caveats.map((c) => c.id.toString()).join('\n'))![1]);
+  assert.ok(Number(/Max-Age=(\d+)/.exec(set)![1]) <= mintedUntil - postedAt, 'no longer than the credential');
   assert.ok(!/Secure/.test(set), 'plain HTTP: not Secure');
   // The cookie it set opens the page.
   assert.equal((await get('/timed/page', set.split(';')[0])).status, 200);

@@ -166,7 +166,10 @@ test('timed credentials are reusable until expiry; indefinite ones forever', asy
   assert.equal((await decide(req('/timed/a', auth), d)).outcome, 'allow');
   assert.equal((await decide(req('/timed/b', auth), d)).outcome, 'allow', 'covers the whole route');
   assert.equal((await decide(req('/timed/b', auth, 'POST'), d)).outcome, 'allow');
-  now += 61;
+  // Expiry: the invoice's (a minute) plus macaroon_timeout (60 s), so a payment at the invoice's last second buys the whole time.
+  now += 60 + 59;
+  assert.equal((await decide(req('/timed/a', auth), d)).outcome, 'allow', 'still valid until the invoice\'s expiry plus macaroon_timeout');
+  now += 2;
   assert.equal((await decide(req('/timed/a', auth), d)).reason, 'expired');
   const f = await buy('/forever', '/forever');
   for (let i = 0; i < 3; i++) assert.equal((await decide(req('/forever', `L402 ${f.c.macaroon}:${f.preimage}`), d)).outcome, 'allow');
