@@ -21,9 +21,6 @@ export function nginxServerAddress(listen: string): string {
 // could change what is cached, reused, retried or answered. A location-level value replaces the inherited one.
 const PINNED = `    proxy_intercept_errors off;
     proxy_buffering on;
-    # A client that leaves does not cut l402d off mid-decision: a paid request it allowed goes on to the
-    # upstream (protect.conf), and a release after nginx's 502/504 still gives the payment back.
-    proxy_ignore_client_abort on;
     proxy_store off;
     proxy_hide_header X-Powered-By;
     proxy_pass_header X-L402-None;
@@ -506,11 +503,6 @@ recursive_error_pages on;
 # would render it as a fresh 402 challenge, outside the invoice rate limit, or give a served payment back).
 proxy_intercept_errors off;
 grpc_intercept_errors off;
-# A client that drops its connection after the gate spent its single-use payment: the request still goes to the
-# upstream (it counts as used, as when the answer is lost on the way back), never spent and not sent at all.
-# (Not over HTTP/2, gRPC included: nginx ends a stream whose client cancelled it or closed its connection, whatever
-# this says, so one cancelled in that moment is spent without reaching the upstream.)
-proxy_ignore_client_abort on;
 # What the gate decided, for the upstream: set by l402d's answer only (a client's header of the same name is
 # replaced, and dropped when the request was not paid). Values: token id (Lightning), rail, msat paid (Cashu), route,
 # capabilities granted (the route's capability set, narrowed by the holder's caveats).

@@ -283,13 +283,13 @@ test('two Authorization headers (HTTP/1.1 and HTTP/2) and a credential folded ov
   assert.equal(s.upstream.hits, 2);
 });
 
-test('nginx\'s auth cache never passes a timed credential past its expiry: minted (a 3-second route) or appended by the holder', { skip: oracles() }, async () => {
-  const s = await startStack(cleanup, { extraRoutes: '  - { match: /timed/short/, amount_msat: 5000, access: timed, macaroon_timeout: 3 }\n' });
-  const minted = await s.buy('/timed/short/x');
-  const mintedUntil = Number(/l402_valid_until=(\d+)/.exec(decodeMacaroonBase64(minted.macaroon).caveats.map((c) => c.id.toString()).join('\n'))![1]);
+// Through nginx with the holder's appended expiry only: a minted one now counts from its invoice's expiry (at least
+// a minute away), and test/unit/auth-cache-lifetime.test.ts covers both at the second's boundary.
+test('nginx\'s auth cache never passes a timed credential past its expiry (one appended by the holder)', { skip: oracles() }, async () => {
+  const s = await startStack(cleanup);
   const long = await s.buy('/timed/a');
   const narrowed = (until: number) => `L402 ${goAttenuate(long.macaroon, [`l402_valid_until=${until}`])}:${long.preimage}`;
-  for (const [path, credential] of [['/timed/short/x', () => [minted.auth, mintedUntil] as const], ['/timed/a', () => { const u = nowSecs() + 3; return [narrowed(u), u] as const; }]] as const) {
+  for (const [path, credential] of [['/timed/a', () => { const u = nowSecs() + 3; return [narrowed(u), u] as const; }]] as const) {
     const [auth, until] = credential();
     let served = 0;
     let lateServed: string[] = [];
