@@ -49,11 +49,17 @@ process.on('SIGWINCH', () => {
   const stats = gcProfiler.stop()?.statistics ?? [];
   gcProfiler = new GCProfiler();
   gcProfiler.start();
-  const oldSpace = (h: { heapSpaceStatistics: Array<{ spaceName: string; spaceUsedSize: number }> }) => h.heapSpaceStatistics.find((x) => x.spaceName === 'old_space')?.spaceUsedSize ?? 0;
+  type Heap = { heapSpaceStatistics: Array<{ spaceName: string; spaceUsedSize: number }> };
+  const space = (h: Heap, name: string) => h.heapSpaceStatistics.find((x) => x.spaceName === name)?.spaceUsedSize ?? 0;
+  const oldSpace = (h: Heap) => space(h, 'old_space');
   const young = stats.filter((g) => g.gcType === 'Scavenge');
   const pauses = young.map((g) => g.cost / 1000).sort((a, b) => a - b);
   const promoted = young.reduce((n, g) => n + oldSpace(g.afterGC) - oldSpace(g.beforeGC), 0);
-  process.stderr.write(`YOUNGGC ${JSON.stringify({ scavenges: young.length, promoted, p50Ms: pauses[pauses.length >> 1] ?? 0, maxMs: pauses.at(-1) ?? 0 })}\n`);
+  // What the young generation held when each scavenge began (about what was allocated since the last one) and
+  // what it still held after (the survivors it copied: a scavenge's pause grows with them).
+  const allocated = young.reduce((n, g) => n + space(g.beforeGC, 'new_space'), 0);
+  const survived = young.reduce((n, g) => n + space(g.afterGC, 'new_space'), 0);
+  process.stderr.write(`YOUNGGC ${JSON.stringify({ scavenges: young.length, promoted, allocated, survived, p50Ms: pauses[pauses.length >> 1] ?? 0, maxMs: pauses.at(-1) ?? 0 })}\n`);
 });
 const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));
 process.once('SIGTERM', stop);

@@ -61,6 +61,10 @@ export interface YoungGc {
   scavenges: number;
   /** Bytes that survived into the old generation. */
   promoted: number;
+  /** Bytes the young generation held when the scavenges began, summed (about what was allocated). */
+  allocated: number;
+  /** Bytes still in the young generation after them, summed (the survivors they copied). */
+  survived: number;
   /** Pause of each scavenge, ms: median and longest. */
   p50Ms: number;
   maxMs: number;
@@ -72,9 +76,11 @@ process.on('exit', () => {
 });
 
 function spawnNode(args: string[], port: number): Proc {
-  // BENCH_CPU_PROF=<dir>: each spawned Node process writes a V8 CPU profile there when it exits.
+  // BENCH_CPU_PROF=<dir>: each spawned Node process writes a V8 CPU profile there when it exits. BENCH_NODE_FLAGS:
+  // more node/V8 flags for each of them (e.g. a young-generation size, to compare its pauses in the same run).
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-interval=${process.env.BENCH_CPU_PROF_INTERVAL ?? 1000}`] : [];
-  const child = spawn(process.execPath, [...prof, '--expose-gc', '--import', 'tsx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const extra = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...prof, ...extra, '--expose-gc', '--import', 'tsx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   let err = '';
   let pending = '';

@@ -208,6 +208,8 @@ export async function runPaid(): Promise<string[]> {
         'l402d scavenges': gc ? gc.scavenges : '-',
         'promoted B/req': gc ? Math.round(gc.promoted / Math.max(1, r.rps * (MODERATE_SECS + WARMUP_SECS))) : '-',
         'scavenge p50/max ms': gc ? `${gc.p50Ms.toFixed(1)}/${gc.maxMs.toFixed(1)}` : '-',
+        'young KB/req': gc ? (gc.allocated / 1024 / Math.max(1, r.rps * (MODERATE_SECS + WARMUP_SECS))).toFixed(1) : '-',
+        'survivors KB/scavenge': gc ? Math.round(gc.survived / 1024 / Math.max(1, gc.scavenges)) : '-',
       });
       moderate.push(
         mrow('(a) no gate', [ma]),
