@@ -94,7 +94,11 @@ function identityHeaders(d: Decision): Array<[string, string]> {
     out.push(['X-L402-Token-Id', d.tokenId]);
     // The capabilities granted (sold, narrowed by the holder's caveats); absent when none were.
     if (d.capabilities && d.capabilities.length > 0) out.push(['X-L402-Capabilities', d.capabilities.join(',')]);
-  } else out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+  } else {
+    out.push(['X-L402-Amount-Msat', String(d.amountMsat)]);
+    // Ecash pays for the route as it is sold now (no credential to narrow it): its whole set, as MPP and x402 payers get.
+    if (d.route.capabilities && d.route.capabilities.length > 0) out.push(['X-L402-Capabilities', d.route.capabilities.join(',')]);
+  }
   return out;
 }
 

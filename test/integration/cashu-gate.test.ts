@@ -23,7 +23,11 @@ before(async () => {
   cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
   mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
   cleanup.add(() => mint.close());
-  s = await startStack(cleanup, { extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"], p2pk: { private_key: ${gateKey} } }\n` });
+  s = await startStack(cleanup, {
+    extraYaml: `cashu: { mode: standard, mints: ["${mint.url}"], p2pk: { private_key: ${gateKey} } }\n`,
+    // Served by the paid `location /premium` of the stack (the longer route match decides).
+    extraRoutes: '  - { match: /premium/capsold/, amount_msat: 2000, capabilities: [read, write] }\n',
+  });
 });
 after(() => cleanup.run());
 
@@ -73,6 +77,14 @@ test('a token pays for exactly one request; rejections are 400 with a fresh X-Ca
   // ngx_l402 clients: Authorization: Cashu <token>.
   assert.equal((await get('/premium', { authorization: `Cashu ${await token(10)}` })).status, 200);
   assert.equal(s.upstream.hits, 2);
+});
+
+test('a Cashu payment on a route that sells capabilities hands the upstream the whole set, as an L402 payer of the route gets', { skip }, async () => {
+  const ok = await get('/premium/capsold/x', { 'x-cashu': await token(2) });
+  assert.equal(ok.status, 200, ok.body);
+  const h = s.upstream.requests.at(-1)!.headers;
+  assert.equal(h['x-l402-rail'], 'cashu');
+  assert.equal(h['x-l402-capabilities'], 'read,write');
 });
 
 test('two concurrent requests with one token: exactly one passes', { skip }, async () => {
