@@ -160,6 +160,30 @@ function identitySpellings(names: readonly string[] = IDENTITY_HEADERS, withCano
   return out;
 }
 
+/**
+ * A 400 that server.conf answers itself (before any location), as a problem document and, to a gRPC call
+ * (`$l402_grpc_refusal`), as grpc-status 3.
+ */
+function serverRefusal(name: string, p: { type: string; title: string; reason: string; detail: string }, grpcMessage: string): string {
+  const body = JSON.stringify({ type: `urn:l402:problem:${p.type}`, title: p.title, status: 400, reason: p.reason, detail: p.detail });
+  return `location = /_l402/${name} {
+    internal;
+    default_type application/problem+json;
+    add_header Cache-Control no-store always;
+    return 400 '${body}\\n';
+}
+location = /_l402/${name}-grpc {
+    internal;
+    default_type application/grpc;
+    expires off;
+    add_header Cache-Control no-store always;
+    add_header grpc-status 3 always;
+    add_header grpc-message "${grpcMessage}" always;
+    return 200 "";
+}
+`;
+}
+
 /** A public document l402d serves from the routes (manifest, discovery): never behind the paywall. */
 function publicDocument(path: string): string {
   return `location = ${path} {
@@ -320,37 +344,7 @@ if ($request_uri ~* "^[^?#]*(;|%3b)") {
 if ($l402_path_header) {
     rewrite ^ /_l402/path-override$l402_grpc_refusal last;
 }
-location = /_l402/ambiguous-path {
-    internal;
-    default_type application/problem+json;
-    add_header Cache-Control no-store always;
-    return 400 '{"type":"urn:l402:problem:ambiguous-path","title":"Ambiguous request path","status":400,"reason":"ambiguous_path","detail":"refused: a dot segment, an empty segment or a semicolon in the request target, which nginx and an upstream could read as different paths; send the path without it"}\\n';
-}
-location = /_l402/ambiguous-path-grpc {
-    internal;
-    default_type application/grpc;
-    expires off;
-    add_header Cache-Control no-store always;
-    add_header grpc-status 3 always;
-    add_header grpc-message "ambiguous request path" always;
-    return 200 "";
-}
-location = /_l402/path-override {
-    internal;
-    default_type application/problem+json;
-    add_header Cache-Control no-store always;
-    return 400 '{"type":"urn:l402:problem:method-override","title":"Method override refused","status":400,"reason":"method_override","detail":"refused: X-Original-URL or X-Rewrite-URL names a path for the upstream to serve instead of the request target; send the request to that path instead"}\\n';
-}
-location = /_l402/path-override-grpc {
-    internal;
-    default_type application/grpc;
-    expires off;
-    add_header Cache-Control no-store always;
-    add_header grpc-status 3 always;
-    add_header grpc-message "method override" always;
-    return 200 "";
-}
-
+${serverRefusal('ambiguous-path', { type: 'ambiguous-path', title: 'Ambiguous request path', reason: 'ambiguous_path', detail: 'refused: a dot segment, an empty segment or a semicolon in the request target, which nginx and an upstream could read as different paths; send the path without it' }, 'ambiguous request path')}${serverRefusal('path-override', { type: 'method-override', title: 'Method override refused', reason: 'method_override', detail: 'refused: X-Original-URL or X-Rewrite-URL names a path for the upstream to serve instead of the request target; send the request to that path instead' }, 'method override')}
 # The auth_request subrequest: l402d answers 200 (paid) or 401 with the outcome in headers.
 location = /_l402/auth {
     internal;
