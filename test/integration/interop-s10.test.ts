@@ -11,10 +11,17 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fetchWithL402 } from '@getalby/lightning-tools/402/l402';
 import { decode as decodeBolt11 } from 'light-bolt11-decoder';
-import { Cleanup, grpcClient, http1, http2, requireTool } from './harness.js';
+import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const run = promisify(execFile);
 const nginxBin = requireTool('nginx');
@@ -34,11 +41,13 @@ before(async () => {
     extraRoutes: [
       '  - { match: /postonly, amount_msat: 3000, methods: [POST] }',
       '  - { match: /tmeter/, amount_msat: 1000, access: balance, balance_msat: 2000, macaroon_timeout: 600 }',
+      '  - { match: /dryov, amount_msat: 1000, dry_run: true }',
       '',
     ].join('\n'),
     extra: (d) => `
         location /postonly { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }
-        location /tmeter/ { include ${d}/protect.conf; include ${d}/balance.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
+        location /tmeter/ { include ${d}/protect.conf; include ${d}/balance.conf; proxy_pass http://127.0.0.1:${s0port}; }
+        location /dryov { include ${d}/protect.conf; include ${d}/dry-run.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
     extraH2: (d) => `
         location /postonly { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
   });
@@ -181,4 +190,63 @@ test('h2c: the same look-alike headers on a paid GET (node client) pass', { skip
   const { auth } = await s.buy('/premium/n');
   const r = await http2(h2, '/premium/n?payment_method=card&method=x', { headers: { authorization: auth, 'x-http-method-override': 'get', 'x-original-uri': '/x' } });
   assert.equal(r.status, 200, r.body);
+});
+
+// A dry-run route always passes and reports what enforcement would have answered. Clients that tunnel a method
+// (Backbone's emulateHTTP and other older JS clients: POST with X-HTTP-Method-Override: PUT; Rails-style
+// `?_method=`) were answered 400 there, breaking the app of an operator only observing. Nothing is opened by
+// passing them: the route passes any method unpaid, and the override headers never reach the upstream.
+const overrides: Array<[string, Record<string, string>]> = [
+  ['', { 'X-HTTP-Method-Override': 'PUT' }],
+  ['', { 'X-HTTP-Method': 'DELETE' }],
+  ['?_method=PATCH', {}],
+];
+
+test('through nginx: a dry-run route passes a request naming another method, flagged as the 400 it would get, the header never forwarded', { skip }, async () => {
+  for (const [suffix, headers] of overrides) {
+    const before = st.upstream.hits;
+    const r = await http1(s.origin + '/dryov/x' + suffix, { method: 'POST', body: 'a', headers: { ...headers, accept: 'application/json' } });
+    assert.equal(r.status, 200, `${suffix} ${JSON.stringify(headers)}: ${r.body}`);
+    assert.equal(r.headers['x-l402-dry-run'], '1');
+    assert.equal(st.upstream.hits, before + 1);
+    const sent = st.upstream.requests.at(-1)!.headers;
+    for (const k of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(sent[k], undefined, k);
+  }
+  // A path named in X-Original-URL stays refused server-wide (it could name another location).
+  const path = await http1(s.origin + '/dryov/x', { headers: { 'X-Original-URL': '/premium/x', accept: 'application/json' } });
+  assert.equal(path.status, 400, path.body);
+  // An enforced route still refuses the same requests.
+  const enforced = await http1(s.origin + '/premium/x', { method: 'POST', body: 'a', headers: { 'X-HTTP-Method-Override': 'PUT', accept: 'application/json' } });
+  assert.equal(enforced.status, 400, enforced.body);
+});
+
+test('standalone: a dry-run route passes a request naming another method (header or _method), the header never forwarded; a path header stays refused', async () => {
+  const c = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-interop-s10-dry-'));
+    c.add(() => rmSync(dir, { recursive: true, force: true }));
+    const up = c.use(await startCountingUpstream());
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /shadow/, amount_msat: 1000, dry_run: true }\n  - { match: /paid/, amount_msat: 1000 }\n`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('warn') });
+    c.add(() => gate.close());
+    for (const [suffix, headers] of overrides) {
+      const before = up.hits;
+      const r = await sendTo(port, 'POST', '/shadow/x' + suffix, headers);
+      assert.equal(r.status, 200, `${suffix} ${JSON.stringify(headers)}: ${r.body}`);
+      assert.equal(r.headers['x-l402-dry-run'], '1');
+      assert.equal(up.hits, before + 1);
+      const sent = up.requests.at(-1)!.headers;
+      for (const k of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(sent[k], undefined, k);
+    }
+    const path = await sendTo(port, 'GET', '/shadow/x', { 'X-HTTP-Method-Override': 'PUT', 'X-Original-URL': '/paid/x' });
+    assert.equal(path.status, 400, path.body);
+    const enforced = await sendTo(port, 'POST', '/paid/x', { 'X-HTTP-Method-Override': 'PUT' });
+    assert.equal(enforced.status, 400, enforced.body);
+  } finally {
+    await c.run();
+  }
 });
