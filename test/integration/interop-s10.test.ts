@@ -250,3 +250,13 @@ test('standalone: a dry-run route passes a request naming another method (header
     await c.run();
   }
 });
+
+test('curl through nginx: paid paths with percent-encoded UTF-8, a space and a "+" (and such a query) pass once each (the control-character map refuses controls only)', { skip: skipCurl }, async () => {
+  for (const path of ['/premium/caf%C3%A9', '/premium/a%20b', '/premium/a+b', '/premium/q?name=%E2%9C%93&x=a%2Bb']) {
+    const { auth } = await s.buy(path);
+    const before = s.upstream.hits;
+    const r = await curl(['--http1.1', '-H', `Authorization: ${auth}`, s.origin + path]);
+    assert.equal(r.status, 200, `${path}: ${r.body}`);
+    assert.equal(s.upstream.hits, before + 1, path);
+  }
+});
