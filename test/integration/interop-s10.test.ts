@@ -42,11 +42,13 @@ before(async () => {
       '  - { match: /postonly, amount_msat: 3000, methods: [POST] }',
       '  - { match: /tmeter/, amount_msat: 1000, access: balance, balance_msat: 2000, macaroon_timeout: 600 }',
       '  - { match: /dryov, amount_msat: 1000, dry_run: true }',
+      '  - { match: /tshort/, amount_msat: 1000, access: timed, macaroon_timeout: 30 }',
       '',
     ].join('\n'),
     extra: (d) => `
         location /postonly { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }
         location /tmeter/ { include ${d}/protect.conf; include ${d}/balance.conf; proxy_pass http://127.0.0.1:${s0port}; }
+        location /tshort/ { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }
         location /dryov { include ${d}/protect.conf; include ${d}/dry-run.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
     extraH2: (d) => `
         location /postonly { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
@@ -258,5 +260,42 @@ test('curl through nginx: paid paths with percent-encoded UTF-8, a space and a "
     const r = await curl(['--http1.1', '-H', `Authorization: ${auth}`, s.origin + path]);
     assert.equal(r.status, 200, `${path}: ${r.body}`);
     assert.equal(s.upstream.hits, before + 1, path);
+  }
+});
+
+test('curl with a large form body (Expect: 100-continue over HTTP/1.1; h2c; standalone): a paid POST is served once with its whole body', { skip: skipCurl }, async () => {
+  const big = 'field=' + 'x'.repeat(64 * 1024);
+  for (const [name, base, flags] of [
+    ['http1.1', s.origin, ['--http1.1']],
+    ['h2c', `http://127.0.0.1:${s.h2Port}`, ['--http2-prior-knowledge']],
+  ] as const) {
+    const unpaid = await curl([...flags, '-X', 'POST', '--data-binary', big, '-H', 'Accept: application/json', base + '/postonly/big']);
+    assert.equal(unpaid.status, 402, `${name}: ${unpaid.body}`);
+    const ch = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
+    const auth = `L402 ${ch.macaroon}:${s.wallet.pay(ch.invoice).toString('hex')}`;
+    const before = st.upstream.hits;
+    const paid = await curl([...flags, '--data-binary', big, '-H', `Authorization: ${auth}`, base + '/postonly/big']);
+    assert.equal(paid.status, 200, `${name}: ${paid.body}`);
+    assert.equal(st.upstream.hits, before + 1, name);
+    assert.equal(st.upstream.requests.at(-1)!.body.length, big.length, `${name}: the whole body reached the upstream`);
+  }
+  const offer = await sendTo(st.port, 'POST', '/expensive/big');
+  assert.equal(offer.status, 402, offer.body);
+  const o = JSON.parse(offer.body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${o.macaroon}:${st.wallet.pay(o.invoice).toString('hex')}`;
+  const before = st.upstream.hits;
+  const paid = await curl(['--http1.1', '--data-binary', big, '-H', `Authorization: ${auth}`, `http://127.0.0.1:${st.port}/expensive/big`]);
+  assert.equal(paid.status, 200, paid.body);
+  assert.equal(st.upstream.hits, before + 1);
+  assert.equal(st.upstream.requests.at(-1)!.body.length, big.length);
+});
+
+test('a timed credential with a short macaroon_timeout (30 s, under the 60 s invoice floor): paid right away, it opens its route again and again', { skip }, async () => {
+  const { auth, invoice } = await s.buy('/tshort/a');
+  const x = decodeBolt11(invoice).sections.find((v: { name: string }) => v.name === 'expiry') as { value: number } | undefined;
+  assert.ok(x && x.value >= 60, 'the invoice stays payable at least a minute');
+  for (const p of ['/tshort/a', '/tshort/b', '/tshort/a']) {
+    const r = await http1(s.origin + p, { headers: { authorization: auth } });
+    assert.equal(r.status, 200, `${p}: ${r.body}`);
   }
 });
