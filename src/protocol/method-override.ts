@@ -69,3 +69,12 @@ function decode(s: string): string | undefined {
     return undefined;
   }
 }
+
+/** Whether the request carries X-Original-URL or X-Rewrite-URL (any case, "_" for "-"), whatever it names. */
+export function namesPathHeader(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const sent = rawHeaders[i]!;
+    if (OVERRIDE_HEADER_LENGTHS.has(sent.length) && PATH_HEADERS.has(sent.toLowerCase().replaceAll('_', '-'))) return true;
+  }
+  return false;
+}

@@ -21,6 +21,7 @@ import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
 import { isOverrideHeader, methodOverride } from '../protocol/method-override.js';
 import { errorShape } from './process-policy.js';
+import { dryRunOverridePass } from './dry-run-override.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -616,11 +617,13 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       }
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
       const overridden = methodOk ? methodOverride(method as string, req.rawHeaders, rawUri) : undefined;
+      // On a dry-run route it passes, reported as the refusal it would get (dry-run-override.ts).
+      const dryOverride = overridden !== undefined && path !== undefined ? dryRunOverridePass(gate.routes.lookup(path, routePin), req.rawHeaders) : undefined;
       const early: [Rendered, string] | undefined = target.ambiguous
         ? [ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'ambiguous_path']
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
           ? [cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'cookie_too_large']
-          : overridden !== undefined
+          : overridden !== undefined && !dryOverride
           ? [methodOverridden(method as string, overridden, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'method_override']
           : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
           ? [preflight(gate.routes.lookup(path, routePin)!.methods, req.headers), 'cors_preflight']
@@ -642,7 +645,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
             ? { outcome: 'invalid', reason: 'malformed_credential' }
-            : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
+            : dryOverride ?? await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
         // Never kept for a request with cookies: the answer hands the site's cookies back (below), and the cache
@@ -731,7 +734,9 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // is refused before anything else, free paths included: an upstream that reads X-Original-URL as its path
     // would serve a priced path through a free one.
     const overridden = methodOk ? methodOverride(req.method!, req.rawHeaders, url) : undefined;
-    if (overridden !== undefined) {
+    // On a dry-run route it passes, reported as the refusal it would get (dry-run-override.ts).
+    const dryOverride = overridden !== undefined && path !== undefined ? dryRunOverridePass(gate.routes.lookup(path), req.rawHeaders) : undefined;
+    if (overridden !== undefined && !dryOverride) {
       req.resume();
       return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
     }
@@ -759,7 +764,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
       return;
     }
-    const d = await gate.decide(gr);
+    const d = dryOverride ?? (await gate.decide(gr));
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [...receiptHeaders(d), ...balanceHeaders(d)];
