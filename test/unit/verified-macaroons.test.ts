@@ -57,7 +57,8 @@ test('a remembered signature still gets every per-request check: expiry, route, 
   assert.equal((await decide(req('/timed/b', auth), deps)).outcome, 'allow');
   assert.equal((await decide(req('/premium', auth), deps)).reason, 'wrong_route');
   assert.equal((await decide(req('/timed/a', `L402 ${macaroon}:${'00'.repeat(32)}`), deps)).reason, 'wrong_preimage');
-  clock += 61;
+  // Past its minted expiry: the invoice's (a minute, the least one lives) plus macaroon_timeout (60 s).
+  clock += 121;
   assert.equal((await decide(req('/timed/a', auth), deps)).reason, 'expired');
   assert.equal(verified.size(), 1);
 });
@@ -126,7 +127,8 @@ test('a kept caveat verdict answers only the same input, and only before the ear
   clock += 5;
   assert.equal((await decide(req('/timed/a', narrow), deps)).reason, 'expired');
   assert.equal((await decide(req('/timed/a', auth), deps)).outcome, 'allow');
-  clock += 56;
+  // Past the original's minted expiry (its invoice's minute plus macaroon_timeout).
+  clock += 116;
   assert.equal((await decide(req('/timed/a', auth), deps)).reason, 'expired');
 });
 
