@@ -1,0 +1,60 @@
+// Red team, session 12b: today's fixes attacked (method/path overrides, the auth cache's lifetime, x402's fresh
+// offers, the all-or-nothing Redis scripts), through real nginx and in standalone mode.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cleanup, http1, requireTool } from './harness.js';
+import { startStack, type Stack } from './gate-fixture.js';
+import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let s: Stack;
+let st: Standalone;
+
+before(async () => {
+  st = await startStandalone(cleanup, 'redteam-s12b');
+  if (skip) return;
+  s = await startStack(cleanup);
+});
+
+after(() => cleanup.run());
+
+// `_method` as PHP (Laravel, Symfony), qs (Express's method-override with a query getter) read it: percent-encoded
+// letters, an invalid escape left as it is before a NUL that ends PHP's name, IIS's %u escapes.
+const SPELLED = [
+  '?%5f%6dethod=DELETE',
+  '?_m%65thod=DELETE',
+  '?_%4D%45%54%48%4F%44=DELETE',
+  '?x-http-m%65thod-override=DELETE',
+  '?a=1&_%6Dethod%00%zz=DELETE',
+  '?_%u006dethod=DELETE',
+];
+
+test('through nginx: a _method spelled with percent-encoded letters is refused, and the payment kept', { skip }, async () => {
+  const { auth } = await s.buy('/premium/s12b', 'POST');
+  const before = s.upstream.hits;
+  for (const q of SPELLED) {
+    const r = await http1(s.origin + '/premium/s12b' + q, { method: 'POST', body: 'x', headers: { authorization: auth, accept: 'application/json' } });
+    assert.equal(r.status, 400, `${q}: ${r.body}`);
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'method_override', r.body);
+    assert.equal(s.upstream.hits, before, `${q}: the upstream was never reached`);
+  }
+  // Honest queries naming no method pass, and the payment was not spent by the refusals.
+  const ok = await http1(s.origin + '/premium/s12b?payment_method=card&q=100%25', { method: 'POST', body: 'x', headers: { authorization: auth } });
+  assert.equal(ok.status, 200, ok.body);
+});
+
+test('standalone: a _method spelled with percent-encoded letters is refused, free paths too, the payment kept', async () => {
+  const auth = await buyStandalone(st, '/expensive/s12b');
+  const before = st.upstream.hits;
+  for (const q of SPELLED) {
+    for (const path of ['/expensive/s12b', '/public/s12b']) {
+      const r = await sendTo(st.port, 'GET', path + q, { authorization: auth });
+      assert.equal(r.status, 400, `${path}${q}: ${r.body}`);
+      assert.equal(st.upstream.hits, before, `${path}${q}: the upstream was never reached`);
+    }
+  }
+  const ok = await sendTo(st.port, 'GET', '/expensive/s12b?payment_method=card', { authorization: auth });
+  assert.equal(ok.status, 200, ok.body);
+});
