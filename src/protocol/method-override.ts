@@ -42,9 +42,10 @@ export function methodOverride(method: string, rawHeaders: readonly string[], ta
   if (q < 0) return undefined;
   for (const part of target!.slice(q + 1).split(/[&;]/)) {
     const eq = part.indexOf('=');
-    const name = paramName(eq < 0 ? part : part.slice(0, eq));
+    const rawName = eq < 0 ? part : part.slice(0, eq);
+    const name = paramName(rawName);
     // A name with an escape no decoder agrees on (`%ZZmethod`) may still be read as an override elsewhere.
-    if (name.includes('%') && name.includes('method')) return '_method';
+    if (/%(?![0-9a-f]{2}|u[0-9a-f]{4})/i.test(rawName) && name.includes('method')) return '_method';
     // PHP reads `.method`, `_method[...]` and `_method%00...` as `_method` too.
     const overrides = name.startsWith('_method[') || name === '_method' || OVERRIDE_HEADERS.has(name.replaceAll('_', '-'));
     if (!overrides) continue;
