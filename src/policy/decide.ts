@@ -281,6 +281,20 @@ async function decideNow(req: GateRequest, deps: DecideDeps, clock: Clock): Prom
   };
 }
 
+/**
+ * The refusal of a request whose credential could not be told apart (two different values of one credential
+ * header), decided before any credential is read. It offers a fresh payment like any refused credential, so
+ * it passes the route's method check and its invoice rate limit as every decision that mints does (found: it
+ * was rendered straight away, one invoice per request past the limit, and for a method the route does not sell).
+ */
+export function refuseAmbiguous(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+  if (req.path === undefined) return Promise.resolve({ outcome: 'forbidden', reason: 'bad_path' });
+  const route = deps.routes.lookup(req.path, req.routePin);
+  if (!route) return Promise.resolve({ outcome: 'forbidden', reason: 'no_route' });
+  if (route.methods && !route.methods.includes(req.method as never)) return Promise.resolve({ outcome: 'method_not_allowed', route, reason: 'method_not_sold' });
+  return limit(req, deps, { outcome: 'invalid', route, reason: 'malformed_credential' });
+}
+
 async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<Decision> {
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;

@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { claimKey, decide, pendingInvoiceKey, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, refuseAmbiguous, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -330,6 +330,19 @@ export class Gate {
     if (d.outcome === 'allow' && d.reason === 'paid' && req.path !== undefined) this.recordSale(d, req.path);
     this.decisionLog.info({ event: 'decision', route, method: req.method, path: req.path, outcome: d.outcome, reason: d.reason, ms: Math.round(ms * 1000) / 1000 }, 'decision');
     return d;
+  }
+
+  /**
+   * A request with two different values of one credential header: refused (malformed_credential) without
+   * reading either, through the route's method check and invoice rate limit, as the render offers a payment.
+   */
+  async refuseAmbiguous(req: GateRequest): Promise<Decision> {
+    const deps: DecideDeps = Object.create(this.decideDeps);
+    try {
+      return await refuseAmbiguous(req, deps);
+    } catch {
+      return { outcome: 'unavailable', reason: 'store_unavailable' };
+    }
   }
 
   /** Notes a sale (in the background; a credential already recorded costs nothing). */

@@ -5,6 +5,15 @@ import assert from 'node:assert/strict';
 import { Cleanup, http1, requireTool } from './harness.js';
 import { startStack, type Stack } from './gate-fixture.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { freePort, startCountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY } from './gate-fixture.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -77,6 +86,46 @@ test('through nginx with ignore_invalid_headers off (http level): a header spelt
       const got = h.upstream.requests.at(-1)!.headers;
       for (const name of ['x_http_method_override', 'x_http_method', 'x_l402_token_id', 'x_cashu']) assert.equal(got[name], undefined, `${name} reached the upstream: ${JSON.stringify(got)}`);
     } else assert.equal(r.status, 400, r.body);
+  } finally {
+    await c.run();
+  }
+});
+
+test('standalone: two different credentials in one request mint no invoice past the route\'s invoice_rate_limit', async () => {
+  // The refusal of an ambiguous credential (two different Authorization or X-Cashu values) was rendered
+  // straight away, never through the decision's rate limit: each such request minted a fresh invoice (and an x402
+  // offer), without bound, on a route limited to one a minute.
+  const c = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-rate-'));
+    c.add(() => rmSync(dir, { recursive: true, force: true }));
+    const upstream = c.use(await startCountingUpstream());
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: error }
+lightning: { type: dev }
+routes:
+  - { match: /limited/, amount_msat: 1000, invoice_rate_limit: 1r/m }
+`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('error') });
+    c.add(() => gate.close());
+    const first = await sendTo(port, 'GET', '/limited/x');
+    assert.equal(first.status, 402, first.body);
+    const plain = await sendTo(port, 'GET', '/limited/x');
+    assert.equal(plain.status, 429, plain.body);
+    const invoices = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const two = { authorization: [`L402 ${randomBytes(40).toString('base64')}:${randomBytes(32).toString('hex')}`, `L402 ${randomBytes(40).toString('base64')}:${randomBytes(32).toString('hex')}`] };
+      const r = await sendTo(port, 'GET', '/limited/x', two);
+      assert.equal(r.status, 429, `ambiguous credential #${i}: ${r.status} ${r.body.slice(0, 200)}`);
+      const inv = /invoice="([^"]+)"/.exec(String(r.headers['www-authenticate'] ?? ''))?.[1];
+      if (inv) invoices.add(inv);
+    }
+    assert.equal(invoices.size, 0, 'no invoice minted past the limit');
+    const cashu = await sendTo(port, 'GET', '/limited/x', { 'x-cashu': ['cashuAone', 'cashuAtwo'] });
+    assert.equal(cashu.status, 429, cashu.body);
   } finally {
     await c.run();
   }
