@@ -183,9 +183,13 @@ export const claimKey = storeKeys.claim;
 /** Keep single-use claims at least as long as the credential could verify; forever when it never expires. */
 const CLAIM_GRACE_SECS = 300;
 
-/** Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). */
+/**
+ * Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). A refused Cashu
+ * token's 402 carries an x402 offer (and on a balance route an MPP session offer) of its own, each a backend
+ * invoice: limited too (found: garbage in X-Cashu minted one per request past the limit).
+ */
 function mintsInvoice(d: Decision): boolean {
-  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid';
+  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid' || d.outcome === 'cashu_rejected';
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
@@ -302,7 +306,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
     const w = await withTimeout(deps.store.incrWindow(storeKeys.rateLimit(d.route.id, req.clientAddr), windowSecs), deps.storeTimeoutMs, 'rate limit');
     if (w.count <= max) return d;
     // A refused credential (a paid request retried after it was served: already_used) still says why.
-    return { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs, ...(d.outcome === 'invalid' ? { detail: `credential refused: ${d.reason}` } : {}) };
+    return { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs, ...(d.outcome === 'invalid' ? { detail: `credential refused: ${d.reason}` } : d.outcome === 'cashu_rejected' ? { detail: `credential refused: cashu_rejected (${d.detail})`.slice(0, 300) } : {}) };
   } catch {
     return deps.rateLimitOnStoreError === 'open' ? d : { outcome: 'unavailable', route: d.route, reason: 'store_unavailable' };
   }

@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePort, startCountingUpstream } from './harness.js';
+import { httpsRequest, makeCert } from '../support/https-client.js';
+import { readFileSync } from 'node:fs';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -126,6 +129,49 @@ routes:
     assert.equal(invoices.size, 0, 'no invoice minted past the limit');
     const cashu = await sendTo(port, 'GET', '/limited/x', { 'x-cashu': ['cashuAone', 'cashuAtwo'] });
     assert.equal(cashu.status, 429, cashu.body);
+  } finally {
+    await c.run();
+  }
+});
+
+const opensslBin = requireTool('openssl');
+
+test('standalone with tls: a refused Cashu token mints no x402 offer past the route\'s invoice_rate_limit', { skip: opensslBin ? false : 'openssl not installed', timeout: 120_000 }, async () => {
+  // cashu_rejected was never rate limited (it minted nothing), but its 402 now carries a fresh x402 offer, a
+  // backend invoice each: garbage in X-Cashu minted one per request, without bound, on a limited route.
+  const c = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-cashu-'));
+    c.add(() => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = makeCert(opensslBin!, dir);
+    const ca = readFileSync(cert);
+    const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
+    c.add(() => mint.close());
+    const upstream = c.use(await startCountingUpstream());
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: error }
+lightning: { type: dev }
+cashu: { mode: standard, mints: ["${mint.url}"] }
+routes:
+  - { match: /limited/, amount_msat: 10000, schemes: [l402, x402, cashu], invoice_rate_limit: 1r/m }
+`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('error') });
+    c.add(() => gate.close());
+    const origin = `https://127.0.0.1:${port}`;
+    const first = await httpsRequest(ca, origin + '/limited/x', { accept: 'application/json' });
+    assert.equal(first.status, 402, first.body);
+    assert.ok(first.headers['payment-required'], 'an x402 offer');
+    const offers = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const r = await httpsRequest(ca, origin + '/limited/x', { accept: 'application/json', 'x-cashu': `cashuB${randomBytes(30).toString('base64url')}` });
+      assert.notEqual(r.status, 200, r.body);
+      const pr = r.headers['payment-required'];
+      if (pr) offers.add(String(pr));
+    }
+    assert.equal(offers.size, 0, 'no x402 offer (no invoice) minted past the limit');
   } finally {
     await c.run();
   }
