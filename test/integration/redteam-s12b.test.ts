@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePort, startCountingUpstream } from './harness.js';
-import { httpsRequest, makeCert } from '../support/https-client.js';
+import { headerLines, httpsRequest, makeCert, paymentParams } from '../support/https-client.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { readFileSync } from 'node:fs';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { TEST_ROOT_KEY } from './gate-fixture.js';
@@ -172,6 +173,55 @@ routes:
       if (pr) offers.add(String(pr));
     }
     assert.equal(offers.size, 0, 'no x402 offer (no invoice) minted past the limit');
+  } finally {
+    await c.run();
+  }
+});
+
+test('standalone with tls: an MPP session topUp with an unpaid deposit mints nothing past the route\'s invoice_rate_limit (held)', { skip: opensslBin ? false : 'openssl not installed', timeout: 120_000 }, async () => {
+  // A session's topUp is decided as `management` (never rate limited: it mints nothing when it works) and
+  // performed by the render, whose failure falls back to a refusal carrying fresh offers. Held: a topUp whose
+  // deposit was not paid is refused by the decision (invalid, so limited), never reaching that fallback.
+  const c = new Cleanup();
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-sess-'));
+    c.add(() => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = makeCert(opensslBin!, dir);
+    const ca = readFileSync(cert);
+    const upstream = c.use(await startCountingUpstream());
+    const port = await freePort();
+    const cfg = parseConfig(
+      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: error }
+lightning: { type: dev }
+routes:
+  - { match: /sess, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], invoice_rate_limit: 1r/m }
+`,
+      { env: {} },
+    );
+    const gate = await startGate(cfg, { log: createLogger('error') });
+    c.add(() => gate.close());
+    const wallet = DevWallet.open(dir);
+    c.add(() => wallet.close());
+    const origin = `https://127.0.0.1:${port}`;
+    const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const offer = await httpsRequest(ca, origin + '/sess');
+    assert.equal(offer.status, 402, offer.body);
+    const p = paymentParams(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('Payment '))!);
+    const req = JSON.parse(Buffer.from(p.request!, 'base64url').toString()) as { depositInvoice: string; paymentHash: string };
+    const preimage = wallet.pay(req.depositInvoice).toString('hex');
+    const ret = wallet.createAmountlessInvoice({ memo: 'refund', expirySecs: 86_400 });
+    const cred = (payload: Record<string, string>) => `Payment ${b64url({ challenge: { id: p.id, realm: p.realm, method: p.method, intent: p.intent, request: p.request, ...(p.expires ? { expires: p.expires } : {}) }, payload })}`;
+    const opened = await httpsRequest(ca, origin + '/sess', { authorization: cred({ action: 'open', preimage, returnInvoice: ret.bolt11 }) });
+    assert.equal(opened.status, 200, opened.body);
+    const invoices = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      // The open deposit's challenge, a topUp preimage nobody paid: refused (invalid-preimage) in the render.
+      const r = await httpsRequest(ca, origin + '/sess', { authorization: cred({ action: 'topUp', sessionId: req.paymentHash, topUpPreimage: randomBytes(32).toString('hex') }) });
+      assert.notEqual(r.status, 200, r.body);
+      assert.ok(r.status < 500, `${r.status} ${r.body}`);
+      for (const l of headerLines(r, 'www-authenticate')) invoices.add(l);
+    }
+    assert.equal(invoices.size, 0, `no challenge minted past the limit: ${[...invoices].length}`);
   } finally {
     await c.run();
   }
