@@ -299,6 +299,15 @@ export function refuseAmbiguous(req: GateRequest, deps: DecideDeps): Promise<Dec
   return limit(req, deps, { outcome: 'invalid', route, reason: 'malformed_credential' });
 }
 
+/**
+ * An auto-detect poll decided as payment_pending whose remembered invoice is gone by the time its answer is
+ * rendered (it expired in between): the answer is then a new challenge, `expired`, and passes the invoice rate
+ * limit as the decision would have made it (found: the render minted it unlimited, one per poll at the edge).
+ */
+export function refuseExpiredPending(req: GateRequest, route: RouteConfig, deps: DecideDeps): Promise<Decision> {
+  return limit(req, deps, { outcome: 'invalid', route, reason: 'expired' });
+}
+
 async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<Decision> {
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cleanup, http1, requireTool } from './harness.js';
-import { startStack, type Stack } from './gate-fixture.js';
+import { mintLocalCredential, startStack, type Stack } from './gate-fixture.js';
 import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -222,6 +222,33 @@ routes:
       for (const l of headerLines(r, 'www-authenticate')) invoices.add(l);
     }
     assert.equal(invoices.size, 0, `no challenge minted past the limit: ${[...invoices].length}`);
+  } finally {
+    await c.run();
+  }
+});
+
+test('an auto-detect poll whose invoice is gone by its render mints a new one only within invoice_rate_limit', { skip }, async () => {
+  // The decision said payment_pending (its invoice still remembered); by the time nginx asked for the answer
+  // the invoice had expired, and the render minted a fresh challenge outside the decision's rate limit, one per
+  // poll. Here the render is asked as nginx asks it, for a macaroon whose invoice is not remembered (the state the
+  // render sees after that expiry).
+  const c = new Cleanup();
+  try {
+    const h = await startStack(c, { extraRoutes: '  - { match: /pollim/, amount_msat: 1000, auto_detect_payment: true, invoice_rate_limit: 1r/m }\n' });
+    const route = h.cfg.routes.find((r) => r.match === '/pollim/')!;
+    const { macaroon } = await mintLocalCredential(route, '/pollim/x');
+    const render = () =>
+      http1(`http://${h.gate.address}/_l402/render`, {
+        headers: { 'x-original-uri': '/pollim/x', 'x-l402-uri': '/pollim/x', 'x-original-method': 'GET', 'x-l402-outcome': 'challenge', 'x-l402-reason': 'payment_pending', authorization: `L402 ${macaroon}`, accept: 'application/json' },
+      });
+    const first = await render();
+    assert.equal(first.status, 401, first.body);
+    assert.equal((JSON.parse(first.body) as { reason: string }).reason, 'expired', first.body);
+    for (let i = 0; i < 3; i++) {
+      const r = await render();
+      assert.equal(r.status, 429, `poll #${i}: ${r.status} ${r.body.slice(0, 200)}`);
+      assert.equal(r.headers['www-authenticate'], undefined);
+    }
   } finally {
     await c.run();
   }
