@@ -303,6 +303,14 @@ map "$server_protocol|$content_type" $l402_grpc_refusal {
     'server.conf': `# l402-nginx: include once in each server {} block that has protected locations.
 # Internal endpoints only: clients cannot reach them.
 
+# A header name with "_" is dropped by nginx unless underscores_in_headers is on. An operator's
+# \`ignore_invalid_headers off\` (http level, or this server's) would keep it under a lookup hash without its "_"s,
+# which no proxy_set_header in protect.conf matches: X_HTTP_Method_Override, X_L402_Token_Id or X_Cashu would reach
+# the upstream as sent, and CGI-style apps read them as the "-" spelling. Set here, so a server that also sets it
+# fails nginx -t ("is duplicate") rather than run open. For headers before Host nginx may apply the setting of
+# the address:port's default server: include server.conf there too (docs/nginx.md).
+ignore_invalid_headers on;
+
 # The path a protected location serves is set by protect.conf in that location. It starts empty for every
 # request and again on each internal redirect (try_files, index, error_page to a URI run the server's rewrite
 # directives again), so a location that did not run protect.conf's \`set\` (a location nested in a paid one, a

@@ -183,9 +183,13 @@ export const claimKey = storeKeys.claim;
 /** Keep single-use claims at least as long as the credential could verify; forever when it never expires. */
 const CLAIM_GRACE_SECS = 300;
 
-/** Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). */
+/**
+ * Outcomes whose answer mints a fresh invoice (a pending auto-detect poll repeats its invoice). A refused Cashu
+ * token's 402 carries an x402 offer (and on a balance route an MPP session offer) of its own, each a backend
+ * invoice: limited too (found: garbage in X-Cashu minted one per request past the limit).
+ */
 function mintsInvoice(d: Decision): boolean {
-  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid';
+  return (d.outcome === 'challenge' && (d.reason === 'no_credential' || d.reason === 'balance_empty')) || d.outcome === 'invalid' || d.outcome === 'cashu_rejected';
 }
 
 /** The decision's deadline as the steps that wait on something see it. */
@@ -281,6 +285,29 @@ async function decideNow(req: GateRequest, deps: DecideDeps, clock: Clock): Prom
   };
 }
 
+/**
+ * The refusal of a request whose credential could not be told apart (two different values of one credential
+ * header), decided before any credential is read. It offers a fresh payment like any refused credential, so
+ * it passes the route's method check and its invoice rate limit as every decision that mints does (found: it
+ * was rendered straight away, one invoice per request past the limit, and for a method the route does not sell).
+ */
+export function refuseAmbiguous(req: GateRequest, deps: DecideDeps): Promise<Decision> {
+  if (req.path === undefined) return Promise.resolve({ outcome: 'forbidden', reason: 'bad_path' });
+  const route = deps.routes.lookup(req.path, req.routePin);
+  if (!route) return Promise.resolve({ outcome: 'forbidden', reason: 'no_route' });
+  if (route.methods && !route.methods.includes(req.method as never)) return Promise.resolve({ outcome: 'method_not_allowed', route, reason: 'method_not_sold' });
+  return limit(req, deps, { outcome: 'invalid', route, reason: 'malformed_credential' });
+}
+
+/**
+ * An auto-detect poll decided as payment_pending whose remembered invoice is gone by the time its answer is
+ * rendered (it expired in between): the answer is then a new challenge, `expired`, and passes the invoice rate
+ * limit as the decision would have made it (found: the render minted it unlimited, one per poll at the edge).
+ */
+export function refuseExpiredPending(req: GateRequest, route: RouteConfig, deps: DecideDeps): Promise<Decision> {
+  return limit(req, deps, { outcome: 'invalid', route, reason: 'expired' });
+}
+
 async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<Decision> {
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;
@@ -288,7 +315,7 @@ async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<D
     const w = await withTimeout(deps.store.incrWindow(storeKeys.rateLimit(d.route.id, req.clientAddr), windowSecs), deps.storeTimeoutMs, 'rate limit');
     if (w.count <= max) return d;
     // A refused credential (a paid request retried after it was served: already_used) still says why.
-    return { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs, ...(d.outcome === 'invalid' ? { detail: `credential refused: ${d.reason}` } : {}) };
+    return { outcome: 'rate_limited', route: d.route, reason: 'invoice_rate_limited', retryAfterSecs: w.resetInSecs, ...(d.outcome === 'invalid' ? { detail: `credential refused: ${d.reason}` } : d.outcome === 'cashu_rejected' ? { detail: `credential refused: cashu_rejected (${d.detail})`.slice(0, 300) } : {}) };
   } catch {
     return deps.rateLimitOnStoreError === 'open' ? d : { outcome: 'unavailable', route: d.route, reason: 'store_unavailable' };
   }

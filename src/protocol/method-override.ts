@@ -36,38 +36,44 @@ export function methodOverride(method: string, rawHeaders: readonly string[], ta
     if (OVERRIDE_HEADERS.has(name) && rawHeaders[i + 1]!.trim().toUpperCase() !== own) return name;
     if (PATH_HEADERS.has(name) && rawHeaders[i + 1]!.trim() !== target) return name;
   }
+  // Every query is read: a name can spell "method" in percent-encoded letters (`%5f%6dethod`), so no literal
+  // pre-check of the raw query can tell that none is there.
   const q = target?.indexOf('?') ?? -1;
-  if (q < 0 || !/method/i.test(target!.slice(q))) return undefined;
+  if (q < 0) return undefined;
   for (const part of target!.slice(q + 1).split(/[&;]/)) {
     const eq = part.indexOf('=');
     const rawName = eq < 0 ? part : part.slice(0, eq);
     const name = paramName(rawName);
-    // A name that cannot be decoded here may still be read as an override elsewhere: refused where it could be.
-    if (name === undefined) {
-      if (/method/i.test(rawName)) return '_method';
-      continue;
-    }
-    // PHP reads `.method`, ` method` and `_method[...]` as `_method` too.
+    // A name with an escape no decoder agrees on (`%ZZmethod`) may still be read as an override elsewhere.
+    if (/%(?![0-9a-f]{2}|u[0-9a-f]{4})/i.test(rawName) && name.includes('method')) return '_method';
+    // PHP reads `.method`, `_method[...]` and `_method%00...` as `_method` too.
     const overrides = name.startsWith('_method[') || name === '_method' || OVERRIDE_HEADERS.has(name.replaceAll('_', '-'));
     if (!overrides) continue;
     const value = eq < 0 ? '' : decode(part.slice(eq + 1));
-    if (name.startsWith('_method[') || value === undefined || value.trim().toUpperCase() !== own) return name;
+    if (name.startsWith('_method[') || value.trim().toUpperCase() !== own) return name;
   }
   return undefined;
 }
 
-/** A parameter's name as frameworks read it (decoded, lower case, PHP's `.`/space as `_`); undefined: undecodable. */
-function paramName(raw: string): string | undefined {
+/**
+ * A parameter's name as frameworks read it: decoded, lower case, PHP's leading `.`/space as `_`, cut at a NUL
+ * (PHP registers a name as a C string, so `_method%00x` is its `_method`).
+ */
+function paramName(raw: string): string {
   const d = decode(raw);
-  return d === undefined ? undefined : d.trim().toLowerCase().replace(/^[. ]/, '_');
+  const nul = d.indexOf('\0');
+  return (nul < 0 ? d : d.slice(0, nul)).trim().toLowerCase().replace(/^[. ]/, '_');
 }
 
-function decode(s: string): string | undefined {
-  try {
-    return decodeURIComponent(s.replaceAll('+', ' '));
-  } catch {
-    return undefined;
-  }
+/**
+ * Percent-decoding as lenient as the frameworks': every valid `%XX` (and IIS's `%uXXXX`) decoded, an invalid
+ * sequence kept as it is (PHP, qs), never a reason to skip the rest. Bytes are read one character each: the names
+ * compared are ASCII, and a value with any other byte is not its own method anyway.
+ */
+function decode(s: string): string {
+  return s
+    .replaceAll('+', ' ')
+    .replace(/%u([0-9a-f]{4})|%([0-9a-f]{2})/gi, (_m, u: string | undefined, b: string | undefined) => String.fromCharCode(parseInt(u ?? b!, 16)));
 }
 
 /** Whether the request carries X-Original-URL or X-Rewrite-URL (any case, "_" for "-"), whatever it names. */

@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { claimKey, decide, pendingInvoiceKey, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, refuseAmbiguous, refuseExpiredPending, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -332,6 +332,19 @@ export class Gate {
     return d;
   }
 
+  /**
+   * A request with two different values of one credential header: refused (malformed_credential) without
+   * reading either, through the route's method check and invoice rate limit, as the render offers a payment.
+   */
+  async refuseAmbiguous(req: GateRequest): Promise<Decision> {
+    const deps: DecideDeps = Object.create(this.decideDeps);
+    try {
+      return await refuseAmbiguous(req, deps);
+    } catch {
+      return { outcome: 'unavailable', reason: 'store_unavailable' };
+    }
+  }
+
   /** Notes a sale (in the background; a credential already recorded costs nothing). */
   private recordSale(d: Extract<Decision, { reason: 'paid' }>, path: string): void {
     const sales = this.parts.sales!;
@@ -479,7 +492,16 @@ export class Gate {
     }
     // L402 and MPP share one invoice (both need its preimage); x402 gets one of its own (below).
     const lightning = schemes.includes('l402') || schemes.includes('mpp');
-    if (lightning && o === 'challenge' && why === 'payment_pending' && route) challenge = await this.pendingChallenge(req, route);
+    if (lightning && o === 'challenge' && why === 'payment_pending' && route) {
+      challenge = await this.pendingChallenge(req, route);
+      // Its invoice gone since the decision: what follows mints a new one, within the invoice rate limit.
+      if (!challenge) {
+        const l = await refuseExpiredPending(req, route, Object.create(this.decideDeps) as DecideDeps).catch((): Decision => ({ outcome: 'unavailable', route, reason: 'store_unavailable' }));
+        o = l.outcome === 'rate_limited' || l.outcome === 'unavailable' ? l.outcome : 'invalid';
+        why = l.reason;
+        if (l.outcome === 'rate_limited') base.retryAfterSecs = l.retryAfterSecs;
+      }
+    }
     // An empty prepaid balance: a top-up for the same credential (its own macaroon, a new invoice bound to its
     // token id). A request without a valid balance credential for this route is offered a new balance instead.
     let balanceMsat: number | undefined;

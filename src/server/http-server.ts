@@ -644,7 +644,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         const d: Decision | { outcome: 'method_not_allowed' | 'invalid'; reason: string } = !methodOk
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
-            ? { outcome: 'invalid', reason: 'malformed_credential' }
+            ? await gate.refuseAmbiguous(gr)
             : dryOverride ?? await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
@@ -759,9 +759,16 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       return send(res, preflight(route.methods, req.headers));
     }
     const gr = gate.requestFrom(path, methodOk ? req.method! : 'GET', req.socket.remoteAddress, req.headers, { uri: url, requestId: randomBytes(16).toString('hex') });
-    if (!methodOk || ambiguousCredential(req)) {
+    if (!methodOk) {
       req.resume();
-      send(res, await gate.render(methodOk ? 'invalid' : 'method_not_allowed', methodOk ? 'malformed_credential' : 'bad_method', gr, req.headers));
+      send(res, await gate.render('method_not_allowed', 'bad_method', gr, req.headers));
+      return;
+    }
+    if (ambiguousCredential(req)) {
+      req.resume();
+      // Through the route's invoice rate limit: the refusal offers a fresh payment.
+      const d = await gate.refuseAmbiguous(gr);
+      send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
       return;
     }
     const d = dryOverride ?? (await gate.decide(gr));

@@ -36,3 +36,10 @@ test('a header naming another path (X-Original-URL, X-Rewrite-URL) is found; nam
   assert.equal(methodOverride('GET', ['x_rewrite_url', '/admin'], '/cheap/x'), 'x-rewrite-url');
   assert.equal(methodOverride('GET', ['X-Original-URL', '/cheap/x'], '/cheap/x'), undefined);
 });
+
+test('a _method name spelled with percent-encoded letters, a NUL or IIS %u escapes is found (redteam-s12b)', () => {
+  for (const q of ['%5f%6dethod=DELETE', '_m%65thod=DELETE', '_%4D%45%54%48%4F%44=PUT', 'x-http-m%65thod-override=PATCH', '_%6Dethod%00%zz=DELETE', '_method%00x=DELETE', '_%u006dethod=DELETE']) {
+    assert.notEqual(methodOverride('POST', [], `/api/x?${q}`), undefined, q);
+  }
+  for (const q of ['_m%65thod=POST', 'q=100%25', 'q=%zz', 'sort=method', 'by%25method=1']) assert.equal(methodOverride('POST', [], `/api/x?${q}`), undefined, q);
+});
