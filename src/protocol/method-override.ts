@@ -76,6 +76,11 @@ function decode(s: string): string {
     .replace(/%u([0-9a-f]{4})|%([0-9a-f]{2})/gi, (_m, u: string | undefined, b: string | undefined) => String.fromCharCode(parseInt(u ?? b!, 16)));
 }
 
+/** Whether a name methodOverride returned is a path header (X-Original-URL, X-Rewrite-URL), not a method's. */
+export function isPathHeaderName(name: string): boolean {
+  return PATH_HEADERS.has(name);
+}
+
 /** Whether the request carries X-Original-URL or X-Rewrite-URL (any case, "_" for "-"), whatever it names. */
 export function namesPathHeader(rawHeaders: readonly string[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2) {

@@ -19,9 +19,9 @@ import { bodyClientError, clientBodyFailure, unwatchBody, watchBody, type ProxyF
 import { isGrpc } from './negotiate.js';
 import { nginxHostHeader } from './host-header.js';
 import { MAX_COOKIE_HEADER, noGateCookie, siteCookies } from '../protocol/cookie.js';
-import { isOverrideHeader, methodOverride } from '../protocol/method-override.js';
+import { isOverrideHeader } from '../protocol/method-override.js';
 import { errorShape } from './process-policy.js';
-import { dryRunOverridePass } from './dry-run-override.js';
+import { overrideCheck } from './override-check.js';
 
 // A method token as nginx accepts it (A-Z, '_' and '-'; nginx has no length limit of its own): decided on
 // exactly as received, never mapped to another. Longer than any method a route can name is refused.
@@ -67,9 +67,8 @@ function one(v: string | string[] | undefined): string | undefined {
  * A credential header sent more than once with different values: the gate would have to pick one (Node keeps
  * the first Authorization and drops the rest), so it refuses instead. Identical repeats are one credential.
  */
-function ambiguousCredential(req: IncomingMessage): string | undefined {
+function ambiguousCredential(req: IncomingMessage, grpc: boolean): string | undefined {
   // token/macaroon are credentials only on gRPC calls (Gate.requestFrom); elsewhere they are the app's.
-  const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
   // Read from the raw list (names as sent, in order): Node's headersDistinct builds a map of every header per request.
   const raw = req.rawHeaders;
   let first: Map<string, string> | undefined;
@@ -272,12 +271,6 @@ function cookieTooLarge(method: string, grpc = false): Rendered {
 }
 
 /** A request naming another method for the upstream to run (see protocol/method-override.ts): never decided. */
-function methodOverridden(method: string, name: string, grpc = false): Rendered {
-  if (grpc) return grpcRefusal(3, 'method override');
-  const body = JSON.stringify({ type: 'urn:l402:problem:method-override', title: 'Method override refused', status: 400, reason: 'method_override', detail: `refused: ${name} names a method other than ${method}; send the request with that method instead` }) + '\n';
-  return { status: 400, headers: [['Cache-Control', 'no-store'], ['Content-Type', 'application/problem+json']], body: method === 'HEAD' ? '' : body };
-}
-
 /** A 401 that nginx renders but the gate did not decide (another access check refused first). */
 function notDecided(method: string, grpc = false): Rendered {
   if (grpc) return grpcRefusal(16, 'access denied');
@@ -591,7 +584,9 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       if (!matched && endpoint === '/_l402/auth') warnNoPath(log);
       else if (routePin === NO_PIN && endpoint === '/_l402/auth') warnNoPin(log);
       const gr = gate.requestFrom(path, methodOk ? method : 'GET', one(req.headers['x-l402-client-addr']), req.headers, { uri: rawUri, requestId: ownRequestId(requestId), routePin });
-      const ambiguous = ambiguousCredential(req);
+      // A gRPC call (by its content type and protocol) gets its refusals as gRPC statuses.
+      const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
+      const ambiguous = ambiguousCredential(req, grpc);
       if (endpoint === '/_l402/release') {
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
         // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
@@ -602,13 +597,12 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         // a failure before any response byte releases.
         // A gRPC upstream (grpc_pass) sends HTTP/2 settings on connecting, before any answer: for a gRPC call a
         // response header ($upstream_header_time: a time, not "-") is what counts.
-        const grpcCall = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
         // The content type is the client's, though: on a proxy_pass location a client calling itself gRPC must
         // not turn the bytes rule off, so for a gRPC call more bytes than an HTTP/2 upstream sends before any
         // answer (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM: well under GRPC_PREAMBLE_BYTES) count too; an answer
         // too big for nginx is at least proxy_buffer_size (4 KiB by default).
         const bytes = one(req.headers['x-l402-upstream-bytes']) ?? '';
-        const answered = grpcCall
+        const answered = grpc
           ? /\d/.test(one(req.headers['x-l402-upstream-header-time']) ?? '') || (bytes.match(/\d+/g) ?? []).some((n) => Number(n) >= GRPC_PREAMBLE_BYTES)
           : /[1-9]/.test(bytes);
         req.resume();
@@ -616,15 +610,14 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
         return;
       }
       // Refusals nginx turns into @l402_render, which recomputes them from the same headers.
-      const overridden = methodOk ? methodOverride(method as string, req.rawHeaders, rawUri) : undefined;
-      // On a dry-run route it passes, reported as the refusal it would get (dry-run-override.ts).
-      const dryOverride = overridden !== undefined && path !== undefined ? dryRunOverridePass(gate.routes.lookup(path, routePin), req.rawHeaders) : undefined;
+      // On a dry-run route an override passes, reported as the refusal it would get (override-check.ts).
+      const override = methodOk ? overrideCheck(method, req.rawHeaders, rawUri, () => (path === undefined ? undefined : gate.routes.lookup(path, routePin)), grpc) : undefined;
       const early: [Rendered, string] | undefined = target.ambiguous
-        ? [ambiguousPath(methodOk ? method : 'GET', target.ambiguous, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'ambiguous_path']
+        ? [ambiguousPath(methodOk ? method : 'GET', target.ambiguous, grpc), 'ambiguous_path']
         : (one(req.headers.cookie)?.length ?? 0) > MAX_COOKIE_HEADER && !noGateCookie(one(req.headers.cookie)!)
-          ? [cookieTooLarge(methodOk ? method : 'GET', isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'cookie_too_large']
-          : overridden !== undefined && !dryOverride
-          ? [methodOverridden(method as string, overridden, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))), 'method_override']
+          ? [cookieTooLarge(methodOk ? method : 'GET', grpc), 'cookie_too_large']
+          : override && 'refuse' in override
+          ? [override.refuse, 'method_override']
           : methodOk && path !== undefined && isPreflight(method, req.headers) && gate.routes.lookup(path, routePin)
           ? [preflight(gate.routes.lookup(path, routePin)!.methods, req.headers), 'cors_preflight']
           : undefined;
@@ -645,7 +638,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
           ? { outcome: 'method_not_allowed', reason: 'bad_method' }
           : ambiguous
             ? await gate.refuseAmbiguous(gr)
-            : dryOverride ?? await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
+            : override && 'pass' in override ? override.pass : await gate.decide(gr, { sentAt: sentAtMs(one(req.headers['x-l402-sent-at'])), deadlineMs: deadlineMs(one(req.headers['x-l402-deadline-ms'])), signal: gone });
         if (!methodOk) log.info({ event: 'bad_method', path }, 'refused a request whose method cannot be represented');
         if (ambiguous) log.info({ event: 'ambiguous_credential', header: ambiguous, path }, 'refused a request with two different credentials');
         // Never kept for a request with cookies: the answer hands the site's cookies back (below), and the cache
@@ -688,7 +681,7 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       // No outcome: the 401 nginx is rendering is not the gate's decision (auth_basic before auth_request in
       // the same location, an intercepted upstream 401). Nothing was decided, so nothing is sold here: no
       // invoice outside the decision and its rate limit, and nginx's own WWW-Authenticate stays the challenge.
-      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method, isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']))));
+      if (methodOk && (outcome === undefined || outcome.trim() === '')) return send(res, notDecided(method, grpc));
       const retry = Number(one(req.headers['x-l402-retry-after']));
       const detail = one(req.headers['x-l402-detail']);
       // The render never sells what the auth answer could not decide on.
@@ -733,12 +726,12 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
     // A request naming another method or path for the upstream (X-HTTP-Method-Override, X-Original-URL, `_method`)
     // is refused before anything else, free paths included: an upstream that reads X-Original-URL as its path
     // would serve a priced path through a free one.
-    const overridden = methodOk ? methodOverride(req.method!, req.rawHeaders, url) : undefined;
-    // On a dry-run route it passes, reported as the refusal it would get (dry-run-override.ts).
-    const dryOverride = overridden !== undefined && path !== undefined ? dryRunOverridePass(gate.routes.lookup(path), req.rawHeaders) : undefined;
-    if (overridden !== undefined && !dryOverride) {
+    // On a dry-run route it passes, reported as the refusal it would get (override-check.ts).
+    const grpc = isGrpc(one(req.headers['content-type']), req.headers['x-original-protocol']);
+    const override = methodOk ? overrideCheck(req.method!, req.rawHeaders, url, () => (path === undefined ? undefined : gate.routes.lookup(path)), grpc) : undefined;
+    if (override && 'refuse' in override) {
       req.resume();
-      return send(res, methodOverridden(req.method!, overridden, isGrpc(one(req.headers['content-type']), `HTTP/${req.httpVersion}`)));
+      return send(res, override.refuse);
     }
     // A free path (free_paths): proxied without payment, exactly as a paid request is (the normalised path,
     // re-encoded; credentials and identity headers stripped), only when nothing about it is ambiguous.
@@ -764,14 +757,14 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       send(res, await gate.render('method_not_allowed', 'bad_method', gr, req.headers));
       return;
     }
-    if (ambiguousCredential(req)) {
+    if (ambiguousCredential(req, grpc)) {
       req.resume();
       // Through the route's invoice rate limit: the refusal offers a fresh payment.
       const d = await gate.refuseAmbiguous(gr);
       send(res, await gate.render(d.outcome, d.reason, gr, req.headers, { detail: 'detail' in d ? d.detail : undefined, retryAfterSecs: d.outcome === 'rate_limited' ? d.retryAfterSecs : undefined }));
       return;
     }
-    const d = dryOverride ?? (await gate.decide(gr));
+    const d = override && 'pass' in override ? override.pass : await gate.decide(gr);
     // Only a usable path can be allowed (decide refuses the rest); what is forwarded is what was decided on.
     if (d.outcome === 'allow' && path !== undefined) {
       const extra = d.reason === 'dry_run' ? await gate.dryRunHeaders(d, gr) : [...receiptHeaders(d), ...balanceHeaders(d)];

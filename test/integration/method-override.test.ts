@@ -75,6 +75,8 @@ test('standalone: an override header or parameter is refused before any decision
   for (const [path, headers] of [['/expensive/ov', { 'X-HTTP-Method-Override': 'DELETE' }], ['/expensive/ov?_method=PUT', {}], ['/expensive/ov', { 'X-Original-URL': '/cheap/x' }]] as const) {
     const r = await sendTo(st.port, 'GET', path, { ...headers, authorization: auth });
     assert.equal(r.status, 400, r.body);
+    // The answer says what was refused: a method, or (X-Original-URL) a path.
+    assert.match((JSON.parse(r.body) as { detail: string }).detail, 'X-Original-URL' in headers ? /x-original-url names a path other than the request's own/ : /names a method other than GET/);
     assert.equal(st.upstream.hits, before);
   }
   const ok = await sendTo(st.port, 'GET', '/expensive/ov', { authorization: auth });
