@@ -120,9 +120,10 @@ function spawnNode(args: string[], port: number): Proc {
   };
 }
 
-export async function startUpstream(cleanup: Cleanup): Promise<Proc> {
+/** The bench app; `{ empty: true }`: a 200 with no body, the (f) floor's auth server (see upstream.ts). */
+export async function startUpstream(cleanup: Cleanup, o: { empty?: boolean } = {}): Promise<Proc> {
   const port = await freePort();
-  const p = spawnNode([join(HERE, 'upstream.ts'), String(port)], port);
+  const p = spawnNode([join(HERE, 'upstream.ts'), String(port), ...(o.empty ? ['--empty'] : [])], port);
   cleanup.add(() => p.stop(), 'app');
   await waitFor('bench upstream', async () => (await http1(`http://127.0.0.1:${port}/`)).status === 200, { details: () => p.stderr() });
   return p;

@@ -57,8 +57,8 @@ export async function runPaid(): Promise<string[]> {
     const dir = tmp(cleanup, 'l402-bench-paid-');
     const app = await startUpstream(cleanup);
     // The floor of any gate in a Node process: nginx's auth_request to a second Node server that answers 200
-    // without deciding anything (the same keep-alive server as the app).
-    const authApp = await startUpstream(cleanup);
+    // without deciding anything (the app's keep-alive server, answering with no body as l402d's auth answer does).
+    const authApp = await startUpstream(cleanup, { empty: true });
     const redis = tools.redis ? cleanup.use(await startRedis()) : undefined;
     // A: SQLite (the default store), nginx auth cache on (the default). B: Redis, nginx auth cache off.
     const gateA = await startGateProc(cleanup, `log: { level: info }\n${ROUTES}`, { name: 'l402d sqlite' });
