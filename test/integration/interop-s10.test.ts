@@ -5,39 +5,24 @@
 // headers and query parameters here are ones real clients send that only look like overrides: a method override
 // naming the request's own method, `?method=`, `?payment_method=`, `X-Original-URI`, `X-Forwarded-Uri`, a form
 // body with `_method` in a field's value.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fetchWithL402 } from '@getalby/lightning-tools/402/l402';
 import { decode as decodeBolt11 } from 'light-bolt11-decoder';
-import { Cleanup, freePort, grpcClient, http1, http2, requireTool, startCountingUpstream } from './harness.js';
-import { startStack, type Stack } from './gate-fixture.js';
+import { Cleanup, grpcClient, http1, http2, requireTool } from './harness.js';
+import { type Stack } from './gate-fixture.js';
 import { attenuate, decodeMacaroonBase64, encodeMacaroon } from '../../src/protocol/macaroon.js';
-import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
-import { TEST_ROOT_KEY } from './gate-fixture.js';
-import { parseConfig } from '../../src/config/config.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { bothModes, buyStandalone, payChallenge, sendTo, startStandaloneGate, type Standalone } from './standalone-fixture.js';
 
 const run = promisify(execFile);
-const nginxBin = requireTool('nginx');
 const curlBin = requireTool('curl');
-const skip = nginxBin ? false : 'nginx not installed';
-const skipCurl = skip || (curlBin ? false : 'curl not installed');
-const cleanup = new Cleanup();
 let s: Stack;
 let st: Standalone;
-
-before(async () => {
-  st = await startStandalone(cleanup, 'interop-s10');
-  if (skip) return;
-  // The extra locations proxy to the standalone fixture's counting upstream (startStack starts its own inside).
-  const s0port = st.upstream.port;
-  s = await startStack(cleanup, {
+// The extra locations proxy to the standalone fixture's counting upstream (startStack starts its own inside).
+const { skip } = bothModes('interop-s10', (started) => ({ s, st } = started), {
+  stack: ({ upstream: { port: s0port } }) => ({
     extraRoutes: [
       '  - { match: /postonly, amount_msat: 3000, methods: [POST] }',
       '  - { match: /tmeter/, amount_msat: 1000, access: balance, balance_msat: 2000, macaroon_timeout: 600 }',
@@ -54,9 +39,9 @@ before(async () => {
         location /dryov { include ${d}/protect.conf; include ${d}/dry-run.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
     extraH2: (d) => `
         location /postonly { include ${d}/protect.conf; proxy_pass http://127.0.0.1:${s0port}; }`,
-  });
+  }),
 });
-after(() => cleanup.run());
+const skipCurl = skip || (curlBin ? false : 'curl not installed');
 
 /** Variants an honest client sends: [label, method, path suffix, extra headers]. None names another method or path. */
 function benign(method: 'GET' | 'POST'): Array<[string, string, Record<string, string>]> {
@@ -93,8 +78,7 @@ for (const proto of ['http1.1', 'h2c'] as const) {
         const body = method === 'POST' ? ['-X', 'POST', '-d', 'name=x&note=_method%3DDELETE&payment_method=card'] : [];
         const unpaid = await curl([...flags, ...body, ...hdrs, '-H', 'Accept: application/json', base + path + suffix]);
         assert.equal(unpaid.status, 402, `${what}: ${unpaid.body}`);
-        const ch = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
-        const auth = `L402 ${ch.macaroon}:${s.wallet.pay(ch.invoice).toString('hex')}`;
+        const auth = payChallenge(s.wallet, unpaid.body);
         const hitsBefore = s.upstream.hits + st.upstream.hits;
         const paid = await curl([...flags, ...body, ...hdrs, '-H', `Authorization: ${auth}`, base + path + suffix]);
         assert.equal(paid.status, 200, `${what}: ${paid.body}`);
@@ -129,8 +113,7 @@ test('standalone: a paid GET and POST pass with every look-alike header and para
       const path = `/expensive/s${suffix}`;
       const unpaid = await sendTo(st.port, method, path, headers);
       assert.equal(unpaid.status, 402, `${method} ${label}: ${unpaid.body}`);
-      const ch = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
-      const auth = `L402 ${ch.macaroon}:${st.wallet.pay(ch.invoice).toString('hex')}`;
+      const auth = payChallenge(st.wallet, unpaid.body);
       const before = st.upstream.hits;
       const paid = await sendTo(st.port, method, path, { ...headers, authorization: auth });
       assert.equal(paid.status, 200, `${method} ${label}: ${paid.body}`);
@@ -227,16 +210,10 @@ test('through nginx: a dry-run route passes a request naming another method, fla
 test('standalone: a dry-run route passes a request naming another method (header or _method), the header never forwarded; a path header stays refused', async () => {
   const c = new Cleanup();
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'l402-interop-s10-dry-'));
-    c.add(() => rmSync(dir, { recursive: true, force: true }));
-    const up = c.use(await startCountingUpstream());
-    const port = await freePort();
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /shadow/, amount_msat: 1000, dry_run: true }\n  - { match: /paid/, amount_msat: 1000 }\n`,
-      { env: {} },
-    );
-    const gate = await startGate(cfg, { log: createLogger('warn') });
-    c.add(() => gate.close());
+    const { port, upstream: up } = await startStandaloneGate(c, {
+      name: 'interop-s10-dry',
+      config: 'lightning: { type: dev }\nroutes:\n  - { match: /shadow/, amount_msat: 1000, dry_run: true }\n  - { match: /paid/, amount_msat: 1000 }\n',
+    });
     for (const [suffix, headers] of overrides) {
       const before = up.hits;
       const r = await sendTo(port, 'POST', '/shadow/x' + suffix, headers);
@@ -273,18 +250,14 @@ test('curl with a large form body (Expect: 100-continue over HTTP/1.1; h2c; stan
   ] as const) {
     const unpaid = await curl([...flags, '-X', 'POST', '--data-binary', big, '-H', 'Accept: application/json', base + '/postonly/big']);
     assert.equal(unpaid.status, 402, `${name}: ${unpaid.body}`);
-    const ch = JSON.parse(unpaid.body) as { macaroon: string; invoice: string };
-    const auth = `L402 ${ch.macaroon}:${s.wallet.pay(ch.invoice).toString('hex')}`;
+    const auth = payChallenge(s.wallet, unpaid.body);
     const before = st.upstream.hits;
     const paid = await curl([...flags, '--data-binary', big, '-H', `Authorization: ${auth}`, base + '/postonly/big']);
     assert.equal(paid.status, 200, `${name}: ${paid.body}`);
     assert.equal(st.upstream.hits, before + 1, name);
     assert.equal(st.upstream.requests.at(-1)!.body.length, big.length, `${name}: the whole body reached the upstream`);
   }
-  const offer = await sendTo(st.port, 'POST', '/expensive/big');
-  assert.equal(offer.status, 402, offer.body);
-  const o = JSON.parse(offer.body) as { macaroon: string; invoice: string };
-  const auth = `L402 ${o.macaroon}:${st.wallet.pay(o.invoice).toString('hex')}`;
+  const auth = await buyStandalone(st, '/expensive/big', 'POST');
   const before = st.upstream.hits;
   const paid = await curl(['--http1.1', '--data-binary', big, '-H', `Authorization: ${auth}`, `http://127.0.0.1:${st.port}/expensive/big`]);
   assert.equal(paid.status, 200, paid.body);

@@ -1,25 +1,15 @@
 // A request that names another method for the upstream to run (X-HTTP-Method-Override and its kin, a `_method`
 // parameter), or another path (X-Original-URL, X-Rewrite-URL), is refused before any decision, through real nginx and in standalone mode: an upstream framework
 // that honours the name would run a method the route does not sell, or that a holder's caveat ruled out.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cleanup, http1, requireTool } from './harness.js';
-import { startStack, type Stack } from './gate-fixture.js';
-import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+import { http1 } from './harness.js';
+import { type Stack } from './gate-fixture.js';
+import { bothModes, buyStandalone, sendTo, type Standalone } from './standalone-fixture.js';
 
-const nginxBin = requireTool('nginx');
-const skip = nginxBin ? false : 'nginx not installed';
-const cleanup = new Cleanup();
 let s: Stack;
 let st: Standalone;
-
-before(async () => {
-  st = await startStandalone(cleanup, 'method-override');
-  if (skip) return;
-  s = await startStack(cleanup);
-});
-
-after(() => cleanup.run());
+const { skip } = bothModes('method-override', (started) => ({ s, st } = started));
 
 test('through nginx: a paid POST never runs as another method, and is not spent by the refusal', { skip }, async () => {
   const { auth } = await s.buy('/premium/ov', 'POST');

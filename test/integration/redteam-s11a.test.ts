@@ -8,14 +8,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as connectH2 } from 'node:http2';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
 import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
-import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
+import { buyStandalone, sendTo, STANDALONE_ROUTES, standaloneConfig, startStandalone, startStandaloneGate, startStandaloneTls, tempDir, type Standalone } from './standalone-fixture.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -67,10 +66,7 @@ test('standalone: on one connection, a paid request followed by unpaid or replay
   ];
   for (const [name, bytes, want] of cases) {
     const method = name.includes('POST') ? 'POST' : 'GET';
-    const r = await sendTo(stack.port, method, '/expensive/p1');
-    assert.equal(r.status, 402, r.body);
-    const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-    const auth = `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
+    const auth = await buyStandalone(stack, '/expensive/p1', method);
     upstream.reset();
     const raw = await exchange(bytes(auth));
     await settle();
@@ -134,11 +130,7 @@ test('standalone: absolute-form and asterisk targets, HEAD on a GET credential, 
 });
 
 test('standalone: chunk extensions and trailers on a paid POST reach the upstream as one request with its body; ambiguous framing is a 400', async () => {
-  const post = async (): Promise<string> => {
-    const r = await sendTo(stack.port, 'POST', '/expensive/body');
-    const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-    return `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
-  };
+  const post = (): Promise<string> => buyStandalone(stack, '/expensive/body', 'POST');
   const inner = 'GET /expensive/inner HTTP/1.1\r\nHost: a\r\n\r\n';
   const hex = inner.length.toString(16);
   for (const [name, framing, body] of [
@@ -197,49 +189,43 @@ interface Offers {
   l402: string;
 }
 
+/** Every offer in one 402 paid with the dev wallet: an MPP credential, an x402 payload, an L402 credential. */
+function payEveryOffer(offer: HttpsResult, w: DevWallet): Offers {
+  assert.equal(offer.status, 402, offer.body);
+  const www = headerLines(offer, 'www-authenticate');
+  const pp = paymentParams(www.find((l) => l.startsWith('Payment '))!);
+  const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
+  const preimage = w.pay(inv).toString('hex');
+  const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
+  const mac = /^L402 macaroon="([^"]+)"/.exec(www.find((l) => l.startsWith('L402 '))!)![1]!;
+  const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
+  w.pay(a.extra.invoice);
+  return {
+    mpp: `Payment ${b64url({ challenge, payload: { preimage } })}`,
+    x402: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }),
+    l402: `L402 ${mac}:${preimage}`,
+  };
+}
+
+/** The header carrying scheme `s`'s credential. */
+const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
+
 test('standalone with tls: an MPP or x402 charge opens only the route, path and method it was offered for, once, whichever scheme carries the payment', { skip: opensslBin ? false : 'openssl not installed', timeout: 120_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = makeCert(opensslBin!, dir);
-  const ca = readFileSync(cert);
-  const up = await startCountingUpstream();
-  t.after(() => up.stop());
-  const p = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: silent }
-lightning: { type: dev }
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const { ca, origin, upstream: up, wallet: w } = await startStandaloneTls(c, opensslBin!, {
+    name: 'redteam-s11a-tls',
+    level: 'silent',
+    config: `lightning: { type: dev }
 routes:
   - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
   - { match: /b/, amount_msat: 10000, schemes: [l402, mpp, x402] }
   - { match: /dear/, amount_msat: 50000, schemes: [l402, mpp, x402] }
 `,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('silent') });
-  t.after(() => gate.close());
-  const w = DevWallet.open(dir);
-  t.after(() => w.close());
-  const origin = `https://127.0.0.1:${p}`;
+  });
   const req = (path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<HttpsResult> => httpsRequest(ca, origin + path, headers, { method, ...(method === 'POST' ? { body: '' } : {}) });
 
-  /** One 402 for `path`, every offer in it paid with the dev wallet: an MPP credential, an x402 payload, an L402 credential. */
-  async function buyAll(path: string, method = 'GET'): Promise<Offers> {
-    const offer = await req(path, {}, method);
-    assert.equal(offer.status, 402, offer.body);
-    const pp = paymentParams(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('Payment '))!);
-    const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
-    const preimage = w.pay(inv).toString('hex');
-    const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
-    const mac = /^L402 macaroon="([^"]+)"/.exec(headerLines(offer, 'www-authenticate').find((l) => l.startsWith('L402 '))!)![1]!;
-    const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
-    w.pay(a.extra.invoice);
-    return {
-      mpp: `Payment ${b64url({ challenge, payload: { preimage } })}`,
-      x402: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }),
-      l402: `L402 ${mac}:${preimage}`,
-    };
-  }
-  const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
+  const buyAll = async (path: string, method = 'GET'): Promise<Offers> => payEveryOffer(await req(path, {}, method), w);
 
   // Replayed elsewhere: another path of its route, another route at the same price, a dearer route, another
   // method. Refused each time (a fresh offer), nothing reaches the upstream, and it still pays for its own.
@@ -277,23 +263,10 @@ routes:
 test('standalone: no request reaches the upstream naming another path or method in a header (X-Original-URL, X-Rewrite-URL, method overrides, any spelling): refused on a free path, dropped on a paid one', async (t) => {
   // An upstream that reads X-Original-URL or X-Rewrite-URL as the request's path (Zend/Laminas, older Symfony,
   // IIS modules) would serve /expensive/ through a free path, or the raw target's `..` unresolved on a paid one.
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-free-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const up = await startCountingUpstream();
-  t.after(() => up.stop());
-  const port = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: silent }\nlightning: { type: dev }\nfree_paths: ["/public/"]
-routes:
-  - { match: /cheap/, amount_msat: 1000, access: indefinite }
-  - { match: /expensive/, amount_msat: 900000 }
-`,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('silent') });
-  t.after(() => gate.close());
-  const w = DevWallet.open(dir);
-  t.after(() => w.close());
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const free = await startStandaloneGate(c, { name: 'redteam-s11a-free', level: 'silent', config: `free_paths: ["/public/"]\n${STANDALONE_ROUTES}` });
+  const { port, upstream: up } = free;
   const named = ['X-Original-URL', 'X-Rewrite-URL', 'X_Original_URL', 'x-rewrite_url'];
   const overrides = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X_HTTP_Method_Override'];
   for (const name of named) {
@@ -310,9 +283,7 @@ routes:
   assert.equal(own.status, 200, own.body);
   // A paid request whose header names its own raw target (so it is decided) never hands that raw form to the
   // upstream: the cheap credential, on /expensive/../cheap/x (decided, and forwarded, as /cheap/x).
-  const offer = await sendTo(port, 'GET', '/cheap/x');
-  const b = JSON.parse(offer.body) as { macaroon: string; invoice: string };
-  const auth = `L402 ${b.macaroon}:${w.pay(b.invoice).toString('hex')}`;
+  const auth = await buyStandalone(free, '/cheap/x');
   up.reset();
   for (const name of [...named, ...overrides]) {
     const value = overrides.includes(name) ? 'GET' : '/expensive/../cheap/x';
@@ -332,9 +303,7 @@ routes:
 test('standalone: a Transfer-Encoding other than exactly "chunked" is refused (400) before any decision, as nginx refuses it: an upstream that reads "identity, chunked" as no body would run the body as a request', async () => {
   const inner = 'GET /expensive/inner HTTP/1.1\r\nHost: a\r\n\r\n';
   const chunked = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
-  const r = await sendTo(stack.port, 'POST', '/expensive/te');
-  const b = JSON.parse(r.body) as { macaroon: string; invoice: string };
-  const auth = `L402 ${b.macaroon}:${stack.wallet.pay(b.invoice).toString('hex')}`;
+  const auth = await buyStandalone(stack, '/expensive/te', 'POST');
   upstream.reset();
   for (const te of ['identity, chunked', 'gzip, chunked', 'x, chunked', 'identity,chunked', 'foo;a=b, chunked']) {
     for (const who of ['paid', 'unpaid']) {
@@ -355,26 +324,16 @@ test('standalone: a Transfer-Encoding other than exactly "chunked" is refused (4
 // --- Found: an x402 offer, a bearer credential once paid, was handed to several requests ---
 
 test('standalone with tls: an x402 offer is never handed to two requests (its invoice paid, the offer alone opens the route): the same refused payment sent twice gets two offers, and one paid opens nothing for the other', { skip: opensslBin ? false : 'openssl not installed', timeout: 60_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-x402-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = makeCert(opensslBin!, dir);
-  const ca = readFileSync(cert);
-  const up = await startCountingUpstream();
-  t.after(() => up.stop());
-  const p = await freePort();
-  const cfg = parseConfig(
-    `listen: 127.0.0.1:${p}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: silent }
-lightning: { type: dev }
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const { ca, origin, upstream: up, wallet: w } = await startStandaloneTls(c, opensslBin!, {
+    name: 'redteam-s11a-x402',
+    level: 'silent',
+    config: `lightning: { type: dev }
 routes:
   - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
 `,
-    { env: {} },
-  );
-  const gate = await startGate(cfg, { log: createLogger('silent') });
-  t.after(() => gate.close());
-  const w = DevWallet.open(dir);
-  t.after(() => w.close());
-  const origin = `https://127.0.0.1:${p}`;
+  });
   const offerOf = (r: HttpsResult) => (JSON.parse(Buffer.from(String(r.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
   // Two clients behind one address (a NAT, or a CDN in front of l402d) send the same stale or garbage payment
   // (a client library's default, an expired offer): each 402 is an offer of its own.
@@ -400,8 +359,7 @@ routes:
 test('through nginx over TLS, two l402d on one Redis: one payment carried as L402, MPP and x402 at once over HTTP/1.1 and HTTP/2 is served once per invoice; replayed on another path, route or method it opens nothing', { skip: !nginxBin || !redisBin || !opensslBin ? 'nginx, redis-server or openssl not installed' : false, timeout: 180_000 }, async (t) => {
   const c = new Cleanup();
   t.after(() => c.run());
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-nginx-'));
-  c.add(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(c, 'redteam-s11a-nginx');
   const { cert, key } = makeCert(opensslBin!, dir);
   const ca = readFileSync(cert);
   const redis = c.use(await startRedis());
@@ -449,20 +407,7 @@ routes:
     });
   const viaH1 = (path: string, headers: Record<string, string> = {}, method = 'GET') => httpsRequest(ca, origin + path, headers, { method });
 
-  async function buyAll(path: string): Promise<Offers> {
-    const offer = await viaH1(path);
-    assert.equal(offer.status, 402, offer.body);
-    const www = headerLines(offer, 'www-authenticate');
-    const pp = paymentParams(www.find((l) => l.startsWith('Payment '))!);
-    const inv = (JSON.parse(Buffer.from(pp.request!, 'base64url').toString()) as { methodDetails: { invoice: string } }).methodDetails.invoice;
-    const preimage = w.pay(inv).toString('hex');
-    const challenge = { id: pp.id, realm: pp.realm, method: pp.method, intent: pp.intent, request: pp.request, expires: pp.expires };
-    const mac = /^L402 macaroon="([^"]+)"/.exec(www.find((l) => l.startsWith('L402 '))!)![1]!;
-    const a = (JSON.parse(Buffer.from(String(offer.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
-    w.pay(a.extra.invoice);
-    return { mpp: `Payment ${b64url({ challenge, payload: { preimage } })}`, x402: b64({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a }), l402: `L402 ${mac}:${preimage}` };
-  }
-  const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
+  const buyAll = async (path: string): Promise<Offers> => payEveryOffer(await viaH1(path), w);
 
   for (let round = 0; round < 3; round++) {
     const o = await buyAll('/a/race');
@@ -511,8 +456,9 @@ test('standalone: a "\\" in the path, raw or encoded, is refused (400 ambiguous_
 // --- Prepaid balances, standalone, two l402d on one SQLite store and a restart ---
 
 test('standalone balances: a top-up presented concurrently to two l402d, again after a restart, and the first payment again are each credited once; a balance credential opens no other route', { timeout: 120_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-redteam-s11a-balance-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const stop = new Cleanup();
+  t.after(() => stop.run());
+  const dir = tempDir(stop, 'redteam-s11a-balance');
   const up = await startCountingUpstream();
   t.after(() => up.stop());
   const gates: Array<{ close(): Promise<void> }> = [];
@@ -521,15 +467,18 @@ test('standalone balances: a top-up presented concurrently to two l402d, again a
   });
   const start = async (): Promise<number> => {
     const port = await freePort();
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${up.port}\nlog: { level: silent }\nlightning: { type: dev }
+    const cfg = standaloneConfig({
+      port,
+      dir,
+      upstreamPort: up.port,
+      level: 'silent',
+      body: `lightning: { type: dev }
 routes:
   - { match: /m/, amount_msat: 1000, access: balance, balance_msat: 3000 }
   - { match: /n/, amount_msat: 1000, access: balance, balance_msat: 3000 }
   - { match: /p/, amount_msat: 1000 }
 `,
-      { env: {} },
-    );
+    });
     const g = await startGate(cfg, { log: createLogger('silent') });
     gates.push(g);
     return port;

@@ -1,37 +1,18 @@
 // Red team, session 12b: today's fixes attacked (method/path overrides, the auth cache's lifetime, x402's fresh
 // offers, the all-or-nothing Redis scripts), through real nginx and in standalone mode.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cleanup, http1, requireTool } from './harness.js';
-import { mintLocalCredential, startStack, type Stack } from './gate-fixture.js';
-import { buyStandalone, sendTo, startStandalone, type Standalone } from './standalone-fixture.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { freePort, startCountingUpstream } from './harness.js';
-import { headerLines, httpsRequest, makeCert, paymentParams } from '../support/https-client.js';
-import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
-import { readFileSync } from 'node:fs';
+import { Cleanup, http1, requireTool } from './harness.js';
+import { mintLocalCredential, startStack, type Stack } from './gate-fixture.js';
+import { bothModes, buyStandalone, sendTo, startStandaloneGate, startStandaloneTls, tempDir, type Standalone } from './standalone-fixture.js';
+import { headerLines, httpsRequest, paymentParams } from '../support/https-client.js';
 import { CashuMintPeer } from '../peers/cashu-mint.js';
-import { TEST_ROOT_KEY } from './gate-fixture.js';
-import { parseConfig } from '../../src/config/config.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
 
-const nginxBin = requireTool('nginx');
-const skip = nginxBin ? false : 'nginx not installed';
-const cleanup = new Cleanup();
 let s: Stack;
 let st: Standalone;
-
-before(async () => {
-  st = await startStandalone(cleanup, 'redteam-s12b');
-  if (skip) return;
-  s = await startStack(cleanup);
-});
-
-after(() => cleanup.run());
+const { skip } = bothModes('redteam-s12b', (started) => ({ s, st } = started));
 
 // `_method` as PHP (Laravel, Symfony), qs (Express's method-override with a query getter) read it: percent-encoded
 // letters, an invalid escape left as it is before a NUL that ends PHP's name, IIS's %u escapes.
@@ -101,20 +82,14 @@ test('standalone: two different credentials in one request mint no invoice past 
   // offer), without bound, on a route limited to one a minute.
   const c = new Cleanup();
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-rate-'));
-    c.add(() => rmSync(dir, { recursive: true, force: true }));
-    const upstream = c.use(await startCountingUpstream());
-    const port = await freePort();
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\nlog: { level: error }
-lightning: { type: dev }
+    const { port } = await startStandaloneGate(c, {
+      name: 's12b-rate',
+      level: 'error',
+      config: `lightning: { type: dev }
 routes:
   - { match: /limited/, amount_msat: 1000, invoice_rate_limit: 1r/m }
 `,
-      { env: {} },
-    );
-    const gate = await startGate(cfg, { log: createLogger('error') });
-    c.add(() => gate.close());
+    });
     const first = await sendTo(port, 'GET', '/limited/x');
     assert.equal(first.status, 402, first.body);
     const plain = await sendTo(port, 'GET', '/limited/x');
@@ -142,26 +117,19 @@ test('standalone with tls: a refused Cashu token mints no x402 offer past the ro
   // backend invoice each: garbage in X-Cashu minted one per request, without bound, on a limited route.
   const c = new Cleanup();
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-cashu-'));
-    c.add(() => rmSync(dir, { recursive: true, force: true }));
-    const { cert, key } = makeCert(opensslBin!, dir);
-    const ca = readFileSync(cert);
+    const dir = tempDir(c, 's12b-cashu');
     const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint') });
     c.add(() => mint.close());
-    const upstream = c.use(await startCountingUpstream());
-    const port = await freePort();
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: error }
-lightning: { type: dev }
+    const { ca, origin } = await startStandaloneTls(c, opensslBin!, {
+      name: 's12b-cashu',
+      dir,
+      level: 'error',
+      config: `lightning: { type: dev }
 cashu: { mode: standard, mints: ["${mint.url}"] }
 routes:
   - { match: /limited/, amount_msat: 10000, schemes: [l402, x402, cashu], invoice_rate_limit: 1r/m }
 `,
-      { env: {} },
-    );
-    const gate = await startGate(cfg, { log: createLogger('error') });
-    c.add(() => gate.close());
-    const origin = `https://127.0.0.1:${port}`;
+    });
     const first = await httpsRequest(ca, origin + '/limited/x', { accept: 'application/json' });
     assert.equal(first.status, 402, first.body);
     assert.ok(first.headers['payment-required'], 'an x402 offer');
@@ -184,25 +152,14 @@ test('standalone with tls: an MPP session topUp with an unpaid deposit mints not
   // deposit was not paid is refused by the decision (invalid, so limited), never reaching that fallback.
   const c = new Cleanup();
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'l402-s12b-sess-'));
-    c.add(() => rmSync(dir, { recursive: true, force: true }));
-    const { cert, key } = makeCert(opensslBin!, dir);
-    const ca = readFileSync(cert);
-    const upstream = c.use(await startCountingUpstream());
-    const port = await freePort();
-    const cfg = parseConfig(
-      `listen: 127.0.0.1:${port}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nupstream: http://127.0.0.1:${upstream.port}\ntls: { cert_file: ${cert}, key_file: ${key} }\nlog: { level: error }
-lightning: { type: dev }
+    const { ca, origin, wallet } = await startStandaloneTls(c, opensslBin!, {
+      name: 's12b-sess',
+      level: 'error',
+      config: `lightning: { type: dev }
 routes:
   - { match: /sess, amount_msat: 2000, access: balance, balance_msat: 10000, schemes: [l402, mpp], invoice_rate_limit: 1r/m }
 `,
-      { env: {} },
-    );
-    const gate = await startGate(cfg, { log: createLogger('error') });
-    c.add(() => gate.close());
-    const wallet = DevWallet.open(dir);
-    c.add(() => wallet.close());
-    const origin = `https://127.0.0.1:${port}`;
+    });
     const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const offer = await httpsRequest(ca, origin + '/sess');
     assert.equal(offer.status, 402, offer.body);
