@@ -6,8 +6,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { Cleanup, requireTool, startRedis } from './harness.js';
-import { RedisStore } from '../../src/store/redis-store.js';
+import { Cleanup, requireTool } from './harness.js';
+import { startRedisStore } from '../support/redis-store.js';
 import { bucketOf, PartialSalesError, type Sale } from '../../src/store/ledger.js';
 import { hex } from '../unit/ledger-contract.js';
 
@@ -18,16 +18,6 @@ after(() => cleanup.run());
 
 const P = 'l402:{ledger}:';
 const field = (s: Sale) => JSON.stringify([s.route, s.rail]);
-
-async function setup() {
-  const redis = cleanup.use(await startRedis());
-  const store = new RedisStore(redis.url, 'l402:', 1000);
-  cleanup.add(() => store.close());
-  await store.ping();
-  const raw = new Redis(redis.url);
-  cleanup.add(() => raw.quit());
-  return { ledger: store.ledger(), raw };
-}
 
 /** Nothing of `s` is stored: no record, no time entry, no payment-hash entry. */
 async function nothingOf(raw: Redis, s: Sale): Promise<void> {
@@ -43,7 +33,8 @@ async function refused(p: Promise<unknown>): Promise<PartialSalesError> {
 }
 
 test('a sale whose earnings cannot be counted is not recorded at all, and is recorded in full once they can', { skip }, async () => {
-  const { ledger, raw } = await setup();
+  const { store, raw } = await startRedisStore(cleanup);
+  const ledger = store.ledger();
   const at = Date.now();
   const sale: Sale = { id: hex('1'), rail: 'lightning', route: '/premium', amountMsat: 1000, at, paymentHash: hex('2') };
   const earn = `${P}earnings:${bucketOf(at)}`;
@@ -61,7 +52,8 @@ test('a sale whose earnings cannot be counted is not recorded at all, and is rec
 });
 
 test('each way a recording can fail after its first write leaves nothing behind; the sales beside it in the batch are recorded', { skip }, async () => {
-  const { ledger, raw } = await setup();
+  const { store, raw } = await startRedisStore(cleanup);
+  const ledger = store.ledger();
   const at = Date.now();
   const earn = `${P}earnings:${bucketOf(at)}`;
   let n = 0;

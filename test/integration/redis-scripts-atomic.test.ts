@@ -5,9 +5,8 @@
 // drops its mark without crediting. Each case leaves the keys as they were.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Redis } from 'ioredis';
-import { Cleanup, requireTool, startRedis } from './harness.js';
-import { RedisStore } from '../../src/store/redis-store.js';
+import { Cleanup, requireTool } from './harness.js';
+import { startRedisStore } from '../support/redis-store.js';
 import { creditMark, drawMark } from '../../src/store/balance-ledger.js';
 
 const redisBin = requireTool('redis-server');
@@ -15,20 +14,10 @@ const skip = !redisBin ? 'redis-server not installed' : false;
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-async function setup() {
-  const redis = cleanup.use(await startRedis());
-  const store = new RedisStore(redis.url, 'l402:', 1000);
-  cleanup.add(() => store.close());
-  await store.ping();
-  const raw = new Redis(redis.url);
-  cleanup.add(() => raw.quit());
-  return { store, raw };
-}
-
 const fails = async (p: Promise<unknown>, what: string) => assert.equal(await p.then(() => 'resolved', () => 'rejected'), 'rejected', what);
 
 test('a revocation whose generation cannot move on is not stored', { skip }, async () => {
-  const { store, raw } = await setup();
+  const { store, raw } = await startRedisStore(cleanup);
   const ledger = store.ledger();
   const value = 'a'.repeat(64);
   await raw.set('l402:{ledger}:revoked:generation', 'not a number');
@@ -42,7 +31,7 @@ test('a revocation whose generation cannot move on is not stored', { skip }, asy
 });
 
 test('a credit or a draw whose mark cannot be written changes no balance; a refund whose mark is unreadable keeps it', { skip }, async () => {
-  const { store, raw } = await setup();
+  const { store, raw } = await startRedisStore(cleanup);
   const key = '{bal:k}';
   assert.deepEqual(await store.creditBalance(key, 5000, 'c1'), { credited: true, balanceMsat: 5000 });
   // A lifetime that is not a whole number of ms (NaN, Infinity): nothing credited, so a retry cannot credit twice.
