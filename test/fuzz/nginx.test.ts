@@ -8,16 +8,11 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from '../integration/harness.js';
-import { TEST_ROOT_KEY, writeSnippets } from '../integration/gate-fixture.js';
-import { parseConfig, type GateConfig, type RouteConfig } from '../../src/config/config.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, type CountingUpstream } from '../integration/harness.js';
+import { TEST_ROOT_KEY } from '../integration/gate-fixture.js';
+import { startSnippetStack } from '../integration/snippet-stack.js';
+import { type GateConfig, type RouteConfig } from '../../src/config/config.js';
 import { normalizePath, pathAmbiguity, RouteTable } from '../../src/policy/routes.js';
-import { startGate } from '../../src/server/app.js';
-import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { attenuate, decodeMacaroon, encodeMacaroon } from '../../src/protocol/macaroon.js';
 import { FUZZ_SEED, Rng } from './rng.js';
@@ -53,28 +48,15 @@ interface FuzzStack {
 
 /** l402d in-process, nginx from the generated snippets with every location protected, a counting upstream. */
 async function startFuzzStack(cleanup: Cleanup, routesYaml = ROUTES): Promise<FuzzStack> {
-  const dir = mkdtempSync(join(tmpdir(), 'l402-fuzz-nginx-'));
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
-  const gatePort = await freePort();
-  const cfg = parseConfig(`listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: info }\n${routesYaml}`, { env: {} });
-  const logs: string[] = [];
-  const sink = new PassThrough();
-  sink.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
-  const gate = await startGate(cfg, { log: createLogger('info', sink) });
-  cleanup.add(() => gate.close());
-  const wallet = DevWallet.open(dir);
-  cleanup.add(() => wallet.close());
   const upstream = cleanup.use(await startCountingUpstream());
-  const snippets = join(dir, 'snippets');
-  writeSnippets(cfg, snippets);
   const port = await freePort();
-  cleanup.use(
-    await startNginx({
-      http: `include ${snippets}/upstream.conf;
+  const { cfg, wallet, logs } = await startSnippetStack(cleanup, {
+    name: 'fuzz-nginx',
+    config: routesYaml,
+    http: ({ snippets }) => `include ${snippets}/upstream.conf;
       server { listen 127.0.0.1:${port}; include ${snippets}/server.conf;
         location / { include ${snippets}/protect.conf; proxy_pass http://127.0.0.1:${upstream.port}; } }`,
-    }),
-  );
+  });
   return { cfg, port, upstream, wallet, logs, routes: new RouteTable(cfg.routes) };
 }
 
