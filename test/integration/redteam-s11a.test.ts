@@ -4,7 +4,7 @@
 // keep-alive, Upgrade, absolute-form and asterisk targets, Expect, chunk extensions and trailers, HEAD for a
 // GET credential), and MPP and x402 charges replayed on another path, method or route, or carried by two
 // schemes at once.
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
 import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, startRedis, type CountingUpstream } from './harness.js';
 import { startGateProcess, withUpstream } from './gate-process.js';
-import { buyStandalone, sendTo, STANDALONE_ROUTES, standaloneConfig, startStandalone, startStandaloneGate, startStandaloneTls, tempDir, type Standalone } from './standalone-fixture.js';
+import { buyStandalone, sendTo, STANDALONE_ROUTES, standaloneConfig, startStandalone, startStandaloneGate, startStandaloneTls, tempDir, type Standalone, type StandaloneTlsGate } from './standalone-fixture.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -207,22 +207,19 @@ function payEveryOffer(offer: HttpsResult, w: DevWallet): Offers {
   };
 }
 
+/** A silent standalone l402d over its own TLS, each route (a match and its price) sold through L402, MPP and x402; stopped after test `t`. */
+async function startAllSchemes(t: TestContext, name: string, routes: Array<[string, number]>): Promise<StandaloneTlsGate> {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const config = `lightning: { type: dev }\nroutes:\n${routes.map(([match, msat]) => `  - { match: ${match}, amount_msat: ${msat}, schemes: [l402, mpp, x402] }\n`).join('')}`;
+  return startStandaloneTls(c, opensslBin!, { name, level: 'silent', config });
+}
+
 /** The header carrying scheme `s`'s credential. */
 const carry = (o: Offers, s: 'mpp' | 'x402' | 'l402'): Record<string, string> => (s === 'x402' ? { 'payment-signature': o.x402 } : { authorization: o[s] });
 
 test('standalone with tls: an MPP or x402 charge opens only the route, path and method it was offered for, once, whichever scheme carries the payment', { skip: opensslBin ? false : 'openssl not installed', timeout: 120_000 }, async (t) => {
-  const c = new Cleanup();
-  t.after(() => c.run());
-  const { ca, origin, upstream: up, wallet: w } = await startStandaloneTls(c, opensslBin!, {
-    name: 'redteam-s11a-tls',
-    level: 'silent',
-    config: `lightning: { type: dev }
-routes:
-  - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
-  - { match: /b/, amount_msat: 10000, schemes: [l402, mpp, x402] }
-  - { match: /dear/, amount_msat: 50000, schemes: [l402, mpp, x402] }
-`,
-  });
+  const { ca, origin, upstream: up, wallet: w } = await startAllSchemes(t, 'redteam-s11a-tls', [['/a/', 10000], ['/b/', 10000], ['/dear/', 50000]]);
   const req = (path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<HttpsResult> => httpsRequest(ca, origin + path, headers, { method, ...(method === 'POST' ? { body: '' } : {}) });
 
   const buyAll = async (path: string, method = 'GET'): Promise<Offers> => payEveryOffer(await req(path, {}, method), w);
@@ -324,16 +321,7 @@ test('standalone: a Transfer-Encoding other than exactly "chunked" is refused (4
 // --- Found: an x402 offer, a bearer credential once paid, was handed to several requests ---
 
 test('standalone with tls: an x402 offer is never handed to two requests (its invoice paid, the offer alone opens the route): the same refused payment sent twice gets two offers, and one paid opens nothing for the other', { skip: opensslBin ? false : 'openssl not installed', timeout: 60_000 }, async (t) => {
-  const c = new Cleanup();
-  t.after(() => c.run());
-  const { ca, origin, upstream: up, wallet: w } = await startStandaloneTls(c, opensslBin!, {
-    name: 'redteam-s11a-x402',
-    level: 'silent',
-    config: `lightning: { type: dev }
-routes:
-  - { match: /a/, amount_msat: 10000, schemes: [l402, mpp, x402] }
-`,
-  });
+  const { ca, origin, upstream: up, wallet: w } = await startAllSchemes(t, 'redteam-s11a-x402', [['/a/', 10000]]);
   const offerOf = (r: HttpsResult) => (JSON.parse(Buffer.from(String(r.headers['payment-required']), 'base64').toString()) as { accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }> }).accepts[0]!;
   // Two clients behind one address (a NAT, or a CDN in front of l402d) send the same stale or garbage payment
   // (a client library's default, an expired offer): each 402 is an offer of its own.
