@@ -64,12 +64,15 @@ test('each way a recording can fail after its first write leaves nothing behind;
   const cases: Array<[string, Sale, () => Promise<unknown>]> = [];
   // An amount that is not an integer.
   cases.push(['a fractional amount', sale({ amountMsat: 1.5 }), async () => {}]);
-  // The sales count of the route at the largest integer Redis holds.
+  // A sales count too long for the script to read exactly (past 2^53, where Lua's numbers stop being exact).
   const full = sale();
-  cases.push(['a count at its limit', full, () => raw.hset(earn, `n${field(full)}`, '9223372036854775807')]);
-  // An amount sum past the largest integer Redis holds.
+  cases.push(['a count past 2^53', full, () => raw.hset(earn, `n${field(full)}`, '9223372036854775807')]);
+  // An amount sum past 2^53 (a 19-digit value, refused as unreadable).
   const big = sale();
-  cases.push(['an amount sum past its limit', big, () => raw.hset(earn, `m${field(big)}`, '9223372036854775000')]);
+  cases.push(['an amount sum past 2^53', big, () => raw.hset(earn, `m${field(big)}`, '9223372036854775000')]);
+  // An amount sum just under 2^53 that this sale would carry past it: readable, but the sum would no longer be exact.
+  const edge = sale();
+  cases.push(['an amount sum the sale would carry past 2^53', edge, () => raw.hset(earn, `m${field(edge)}`, String(2 ** 53 - 100))]);
   for (const [what, s, prepare] of cases) {
     await prepare();
     const ok = sale();
