@@ -32,6 +32,8 @@ test('through nginx: a paid POST never runs as another method, and is not spent 
   // Unpaid, the same refusal: no invoice is minted for a request that cannot be decided.
   const unpaid = await http1(s.origin + '/premium/ov', { method: 'POST', headers: { 'x-http-method-override': 'DELETE', accept: 'application/json' } });
   assert.equal(unpaid.status, 400, unpaid.body);
+  assert.equal(unpaid.headers['www-authenticate'], undefined, 'no challenge offered');
+  assert.doesNotMatch(unpaid.body, /lnbc|macaroon|invoice/i, 'no invoice in the refusal');
   // Naming its own method is no override; the single-use credential was not spent by the refusals above.
   const ok = await http1(s.origin + '/premium/ov?_method=POST', { method: 'POST', body: 'x', headers: { 'x-http-method-override': 'post', authorization: auth } });
   assert.equal(ok.status, 200, ok.body);
