@@ -1,0 +1,92 @@
+// Red team, session 13a: what l402d's answers carry back to nginx, HTTP/2 specifics and the edges of a paid
+// request, through real nginx under a surrounding config that lets long request lines and headers through.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
+import { headerLines, httpsRequest, makeCert } from '../support/https-client.js';
+import { parseConfig } from '../../src/config/config.js';
+import { startGate } from '../../src/server/app.js';
+import { createLogger } from '../../src/util/log.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+
+const nginxBin = requireTool('nginx');
+const opensslBin = requireTool('openssl');
+const skip = !nginxBin ? 'nginx not installed' : !opensslBin ? 'openssl not installed' : false;
+const cleanup = new Cleanup();
+let ca: Buffer;
+let origin: string;
+let up: CountingUpstream;
+let wallet: DevWallet;
+
+before(async () => {
+  if (skip) return;
+  const dir = mkdtempSync(join(tmpdir(), 'l402-s13a-'));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }), 'rm dir');
+  const { cert, key } = makeCert(opensslBin!, dir);
+  ca = readFileSync(cert);
+  const cfg = parseConfig(
+    `listen: 127.0.0.1:${await freePort()}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\nlightning: { type: dev }\nroutes:\n  - { match: /s13a, amount_msat: 10000, schemes: [l402, mpp, x402] }\n`,
+    { env: {} },
+  );
+  const gate = await startGate(cfg, { log: createLogger('warn', new PassThrough().resume()) });
+  cleanup.add(() => gate.close(), 'l402d');
+  wallet = DevWallet.open(dir);
+  cleanup.add(() => wallet.close(), 'wallet');
+  up = cleanup.use(await startCountingUpstream(), 'upstream');
+  const snippets = join(dir, 'snippets');
+  writeSnippets(cfg, snippets);
+  const port = await freePort();
+  // The surrounding config lets request lines and header fields of up to 64 KiB through (sites with large cookies
+  // or tokens raise it).
+  cleanup.use(
+    await startNginx({
+      http: `include ${snippets}/upstream.conf;
+    large_client_header_buffers 4 64k;
+    server { listen 127.0.0.1:${port} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key};
+      include ${snippets}/server.conf;
+      location /s13a { include ${snippets}/protect.conf; include ${snippets}/payment-receipts.conf; proxy_pass http://127.0.0.1:${up.port}; } }`,
+    }),
+    'nginx',
+  );
+  origin = `https://127.0.0.1:${port}`;
+});
+after(() => cleanup.run());
+
+interface X402Offer {
+  resource: { url: string };
+  accepts: Array<{ scheme: string; network: string; extra: { invoice: string } }>;
+}
+
+test('a request target as long as the surrounding config allows (query or path) gets its 402 with every offer, never a 503; the x402 offer pays', { skip }, async () => {
+  // Found: x402's resource URL named the whole raw target, so a 40 KB query made the rendered answer's headers
+  // larger than nginx reads of l402d's answer (proxy_buffer_size 32k): nginx answered 503 gate_unavailable.
+  for (const target of [`/s13a/q?x=${'a'.repeat(40_000)}`, `/s13a/${'p'.repeat(30_000)}`, `/s13a/${'%41'.repeat(9_000)}?y=1`, `/s13a/q?x=${'b'.repeat(10_000)}`]) {
+    up.reset();
+    const r = await httpsRequest(ca, origin + target);
+    assert.equal(r.status, 402, `${target.slice(0, 20)}: ${r.body.slice(0, 300)}`);
+    assert.equal(headerLines(r, 'www-authenticate').length, 2, 'L402 and MPP offered');
+    const offer = JSON.parse(Buffer.from(String(r.headers['payment-required']), 'base64').toString()) as X402Offer;
+    const url = new URL(offer.resource.url);
+    assert.equal(url.origin, origin);
+    assert.ok(target.startsWith(url.pathname + url.search) || target.startsWith(url.pathname), offer.resource.url.slice(0, 80));
+    assert.ok(offer.resource.url.length < 4096, String(offer.resource.url.length));
+    assert.equal(up.hits, 0);
+    if (!target.includes('?x=b')) continue;
+    // An offer whose URL was cut pays for that request, once (the test's upstream reads up to 16 KiB of headers).
+    const a = offer.accepts[0]!;
+    wallet.pay(a.extra.invoice);
+    const sig = Buffer.from(JSON.stringify({ x402Version: 2, scheme: a.scheme, network: a.network, payload: { invoice: a.extra.invoice }, accepted: a })).toString('base64');
+    const paid = await httpsRequest(ca, origin + target, { 'payment-signature': sig });
+    assert.equal(paid.status, 200, paid.body.slice(0, 300));
+    assert.ok(paid.headers['payment-response'], 'PAYMENT-RESPONSE');
+    assert.equal(up.hits, 1);
+    const again = await httpsRequest(ca, origin + target, { 'payment-signature': sig });
+    assert.equal(again.status, 402, again.body.slice(0, 300));
+    assert.equal(up.hits, 1);
+  }
+});
