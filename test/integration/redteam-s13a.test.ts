@@ -13,6 +13,7 @@ import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
 import { createLogger } from '../../src/util/log.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { connect as connectH2 } from 'node:http2';
 
 const nginxBin = requireTool('nginx');
 const opensslBin = requireTool('openssl');
@@ -113,4 +114,44 @@ test('the payment page\'s cookie endpoint answers a paid credential for a long U
     assert.equal(up.hits, 1);
     assert.equal(up.requests[0]!.headers.cookie, undefined, 'the credential cookie never reaches the upstream');
   }
+});
+
+/** One HTTP/2 request over TLS on a connection of its own; `trailers` are sent after the body. */
+function h2(path: string, headers: Record<string, string>, o: { body?: string; trailers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const session = connectH2(origin, { ca });
+    const finish = (v: { status: number; body: string }) => {
+      clearTimeout(timer);
+      session.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish({ status: -1, body: 'timeout' }), 15_000);
+    session.on('error', (e: Error) => finish({ status: 0, body: e.message }));
+    const req = session.request({ ':path': path, accept: 'application/json', ...headers }, { endStream: o.body === undefined, waitForTrailers: o.trailers !== undefined });
+    if (o.trailers) req.on('wantTrailers', () => req.sendTrailers(o.trailers!));
+    if (o.body !== undefined) req.end(o.body);
+    let status = 0;
+    let body = '';
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (b: Buffer) => (body += b.toString()));
+    req.on('end', () => finish({ status, body }));
+    req.on('error', (e: Error) => finish({ status: 0, body: e.message }));
+  });
+}
+
+// Found, not fixed: nginx 1.22 takes a HEADERS frame after a request's DATA (request trailers, which HTTP/2 allows)
+// for a new stream with a stale id and closes the whole connection (PROTOCOL_ERROR). By then the auth subrequest
+// has run: a single-use payment is spent and the request never reaches the upstream. The same end as a client that
+// cancels its stream after the decision (paid-always-s11b.test.ts), but from an honest request.
+test('an HTTP/2 paid POST whose body ends with request trailers is served, or its payment still pays', { skip, todo: 'nginx 1.22 closes the connection on request trailers after the gate spent the payment' }, async () => {
+  const r = await httpsRequest(ca, origin + '/s13a/trailers', {}, { method: 'POST', body: 'x' });
+  assert.equal(r.status, 402, r.body.slice(0, 200));
+  const offer = JSON.parse(r.body) as { macaroon: string; invoice: string };
+  const auth = `L402 ${offer.macaroon}:${wallet.pay(offer.invoice).toString('hex')}`;
+  up.reset();
+  const first = await h2('/s13a/trailers', { ':method': 'POST', authorization: auth }, { body: 'x', trailers: { 'x-checksum': 'sha256=0' } });
+  if (up.hits === 1) return;
+  const again = await h2('/s13a/trailers', { ':method': 'POST', authorization: auth }, { body: 'x' });
+  assert.equal(again.status, 200, `first: ${first.status} ${first.body.slice(0, 80)}; again: ${again.body.slice(0, 200)}`);
+  assert.equal(up.hits, 1);
 });
