@@ -467,7 +467,8 @@ location = /_l402/page/cookie {
     proxy_set_header X-L402-Scheme $scheme;
     proxy_set_header X-L402-Host $http_host;
     proxy_set_header Cookie "";
-    client_max_body_size 16k;
+    # The form carries the page's URL (up to 8 KiB, "/" and "&" escaped to three bytes each) and the credential.
+    client_max_body_size 32k;
 ${PINNED}
     proxy_cache off;
     error_page 502 503 504 = @l402_unavailable;

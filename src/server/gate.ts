@@ -29,7 +29,7 @@ import { TenantBackends } from './wiring/tenant-backends.js';
 import { authCacheSeconds } from './auth-cache-lifetime.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
-import { devPayEnabled } from './page-endpoints.js';
+import { devPayEnabled, pageCookieTakes } from './page-endpoints.js';
 import { FreePaths } from '../policy/free-paths.js';
 import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
@@ -568,7 +568,7 @@ export class Gate {
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     // The page sets the credential cookie only where the browser will send it back for this very page.
-    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
+    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri) && pageCookieTakes(page.originalUri);
     const out = render({
       ...base,
       outcome: o,
