@@ -26,7 +26,16 @@ const PINNED = `    proxy_intercept_errors off;
     proxy_pass_header X-L402-None;
     auth_request off;
     # An inherited \`expires\` would replace l402d's Cache-Control (no-store) on a 200 or 303 it answers.
-    expires off;`;
+    expires off;
+    # l402d's answer header is read whole, whatever buffers the surrounding config sets (a larger one is nginx's 502):
+    # a challenge's macaroon, invoice and offers, a paid answer with the site's cookies (up to 16 KiB), the cookie
+    # endpoint's credential cookie and Location (up to 4 KiB). The sizes that nginx -t checks against these are set
+    # too, so an operator's smaller ones neither shrink them nor fail the config.
+    proxy_buffer_size 32k;
+    proxy_buffers 8 16k;
+    proxy_busy_buffers_size 64k;
+    proxy_temp_file_write_size 64k;
+    proxy_max_temp_file_size 1024m;`;
 
 // The auth and render subrequests carry only what l402d reads (the real method travels in X-Original-Method):
 // no client can crowd out Authorization with hundreds of headers, and no operator header reaches l402d.
@@ -76,10 +85,7 @@ ${PINNED}
     # This client request's identity (also on nginx's retries of it): a single-use claim belongs to it.
     proxy_set_header X-L402-Request-Id $request_id;
     proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    # Challenges carry a macaroon and an invoice in headers, and a paid answer the site's cookies (up to 16 KiB).
-    proxy_buffer_size 32k;
-    proxy_buffers 8 16k;`;
+    proxy_set_header Connection "";`;
 
 // The render and release subrequests: the path the auth subrequest of this location was told, kept by protect.conf
 // (auth_request_set) when its answer came. $l402_uri itself may be emptied by then: nginx runs the server's
@@ -461,7 +467,8 @@ location = /_l402/page/cookie {
     proxy_set_header X-L402-Scheme $scheme;
     proxy_set_header X-L402-Host $http_host;
     proxy_set_header Cookie "";
-    client_max_body_size 16k;
+    # The form carries the page's URL (up to 8 KiB, "/" and "&" escaped to three bytes each) and the credential.
+    client_max_body_size 32k;
 ${PINNED}
     proxy_cache off;
     error_page 502 503 504 = @l402_unavailable;

@@ -29,7 +29,7 @@ import { TenantBackends } from './wiring/tenant-backends.js';
 import { authCacheSeconds } from './auth-cache-lifetime.js';
 import { isGrpc, prefersHtml } from './negotiate.js';
 import { render, type RenderOutcome, type Rendered } from './render.js';
-import { devPayEnabled } from './page-endpoints.js';
+import { devPayEnabled, pageCookieTakes } from './page-endpoints.js';
 import { FreePaths } from '../policy/free-paths.js';
 import { clearingSetCookie, cookieCovers, cookieCredential, routeCookieText } from '../policy/credential-cookie.js';
 import { parseCashuCredential } from '../protocol/cashu-credential.js';
@@ -39,6 +39,7 @@ import { otherSchemeOf } from '../policy/pay-schemes.js';
 import { offeredNow, type PaymentScheme } from '../policy/schemes.js';
 import { buildChallenge as buildMppChallenge, formatChallenge as formatMppChallenge, mppPayable } from '../protocol/mpp.js';
 import { buildRequirements as buildX402Requirements, paymentRequired } from '../protocol/x402.js';
+import { x402ResourceUrl } from './x402-resource.js';
 import { closedSessionOf, decodeInvoiceFacts, manageSession, mintSessionOffer } from './mpp-session-render.js';
 import { sessionLedgerDeps, sessionScope } from '../policy/mpp-session-decide.js';
 import { expireSession, type SessionLedgerDeps } from '../policy/mpp-session-ledger.js';
@@ -567,7 +568,7 @@ export class Gate {
     if (challenge && !shared) this.parts.metrics?.inc('l402_challenges_issued_total', { route: route!.id });
     if (o === 'unavailable' && why === 'backend_unavailable') this.parts.metrics?.inc('l402_unavailable_total', { route: route?.id ?? 'none', reason: why });
     // The page sets the credential cookie only where the browser will send it back for this very page.
-    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri);
+    const cookie = page.cookie && route !== undefined && cookieCovers(route, page.originalUri) && pageCookieTakes(page.originalUri);
     const out = render({
       ...base,
       outcome: o,
@@ -677,9 +678,7 @@ export class Gate {
       progress.waitingOn = 'store_unavailable';
       const now = Math.floor(Date.now() / 1000);
       const reqs = buildX402Requirements(master, scope, { invoice: inv.invoice, paymentHash: inv.paymentHash, amountMsat: inv.amountMsat, expiresAt: inv.invoiceExpiresAt }, now);
-      const host = req.host !== undefined && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(req.host) ? req.host : undefined;
-      const target = req.uri ?? req.path!;
-      const url = host ? `https://${host}${target.startsWith('/') ? target : '/'}` : target;
+      const url = x402ResourceUrl(req.host, req.uri ?? req.path!);
       out.x402 = { header: paymentRequired(url, [reqs], X402_ERROR[why] ?? 'PAYMENT-SIGNATURE header is required'), amountMsat: inv.amountMsat };
     }
     return out;

@@ -97,7 +97,7 @@ class BodyError extends Error {
   }
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -107,7 +107,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     }, BODY_TIMEOUT_MS);
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
+      if (size > limit) {
         clearTimeout(timer);
         req.removeAllListeners('data');
         req.resume();
@@ -176,8 +176,20 @@ async function devPay(gate: Gate, req: IncomingMessage, res: ServerResponse): Pr
   }
 }
 
-/** Where the browser is sent after the cookie is set: a path of this origin, printable ASCII, bounded. */
-const SAME_ORIGIN_URI = /^\/(?![/\\])[\x21-\x7e]{0,4095}$/;
+/**
+ * Where the browser is sent after the cookie is set: a path of this origin, printable ASCII, as long as a request
+ * line nginx takes by default (8 KiB; the 303 carries it back as Location). The payment page offers the cookie
+ * only for a URL this takes (pageCookieTakes): a longer one would be refused after the browser paid.
+ */
+const SAME_ORIGIN_URI = /^\/(?![/\\])[\x21-\x7e]{0,8191}$/;
+
+/** The cookie form's body: the URL, each byte escaped at worst ("/" is "%2F"), and the credential. */
+export const COOKIE_FORM_MAX_BYTES = 32 * 1024;
+
+/** /_l402/page/cookie takes this raw request target (the page it redirects to once the cookie is set). */
+export function pageCookieTakes(uri: string): boolean {
+  return SAME_ORIGIN_URI.test(uri);
+}
 
 /**
  * The payment page posts the paid credential here (a form, so the answer is a navigation): the credential is
@@ -208,7 +220,7 @@ async function setCookie(gate: Gate, req: IncomingMessage, res: ServerResponse):
   }
   let form: URLSearchParams;
   try {
-    form = new URLSearchParams(await readBody(req));
+    form = new URLSearchParams(await readBody(req, COOKIE_FORM_MAX_BYTES));
   } catch (e) {
     if (e instanceof BodyError) return json(res, e.status, { error: e.code });
     return json(res, 400, { error: 'malformed' });
