@@ -139,7 +139,7 @@ const IDENTITY_HEADERS = ['X-L402-Token-Id', 'X-L402-Rail', 'X-L402-Amount-Msat'
 export const GATE_ONLY_HEADERS = [
   'X-L402-Balance-Msat', 'X-L402-Scheme', 'X-L402-Host', 'X-L402-Client-Addr', 'X-L402-Request-Id', 'X-L402-Uri',
   'X-L402-Route-Pin', 'X-L402-Outcome', 'X-L402-Reason', 'X-L402-Detail', 'X-L402-Retry-After', 'X-L402-Sent-At',
-  'X-L402-Deadline-Ms', 'X-L402-Nginx-Secret', 'X-L402-Upstream-Status', 'X-L402-Upstream-Bytes',
+  'X-L402-Deadline-Ms', 'X-L402-Nginx-Secret', 'X-L402-Upstream-Status', 'X-L402-Upstream-Bytes', 'X-L402-Abandoned',
   'X-L402-Upstream-Header-Time', 'X-L402-Cookie-Mode', 'X-L402-Upstream-Cookie', 'X-L402-Receipt-Cache',
   'X-L402-Receipt-Expose', 'X-L402-Dry-Run', 'X-L402-Dry-Run-Price-Msat', 'X-L402-Dry-Run-Challenge',
   'X-L402-Dry-Run-Rate-Limited', 'X-L402-Dry-Run-Retry-After', 'X-L402-None',
@@ -293,6 +293,18 @@ map $l402_uri $l402_uri_refused {
     default "";
 }
 
+# A request of a paid location that nginx ended with nothing served: no byte sent to any upstream
+# ($upstream_bytes_sent empty or zeros) and nginx's own refusal of the request's body (400 malformed, 408 too slow,
+# 413 too large: read only after the decision) or no status at all (the client left before any answer, maybe while
+# the auth answer was on its way; post_action reads that as "009"). protect.conf's post_action asks l402d to give
+# back what this request spent, if anything (only a claim made under this very $request_id is). A static, cached or
+# returned answer (200, 206, 304...) is never one of these, upstream or not.
+map "$status:$upstream_bytes_sent" $l402_abandoned {
+    volatile;
+    "~^(400|408|413|499|009):[0, :]*$" 1;
+    default "";
+}
+
 # A request naming a path in a header some apps serve instead of its own (server.conf refuses it).
 map "$http_x_original_url$http_x_rewrite_url" $l402_path_header {
     "" "";
@@ -364,6 +376,9 @@ location = /_l402/auth {
     internal;
     proxy_pass http://l402d;
 ${COMMON}
+    # A client that leaves while l402d decides: its answer is still read (l402d may have spent the payment), so
+    # the request ends in protect.conf's post_action with the auth answer known, and what it spent is given back.
+    proxy_ignore_client_abort on;
     # nginx's own failure here (l402d down) must never meet a server-level error_page that answers 200: the
     # location's list replaces the inherited one, and auth_request turns the 503 into protect.conf's 500.
     error_page 500 502 503 504 = @l402_unavailable;
@@ -431,6 +446,23 @@ ${AFTER_AUTH}
     proxy_set_header X-L402-Upstream-Bytes $upstream_bytes_received;
     proxy_set_header X-L402-Upstream-Header-Time $upstream_header_time;${secret}
     # l402d's own 502/504 is the answer: never replaced or cached (PINNED keeps errors uncaught).
+    proxy_cache off;
+${timeoutLines(t.renderReadMs, t)}
+}
+
+# After every request of a paid location (protect.conf's post_action; its answer is never sent to the client): when
+# nginx ended a paid request with nothing served and no byte sent to the upstream ($l402_abandoned), l402d gives
+# back the single-use claim or draw THIS request made ($request_id), as @l402_release does for an upstream failure.
+location @l402_abandoned {
+    if ($l402_abandoned = "") {
+        return 204;
+    }
+    rewrite ^ /_l402/release break;
+    proxy_pass http://l402d;
+    # The client may be gone already (that is one of the reasons to be here).
+    proxy_ignore_client_abort on;
+${AFTER_AUTH}
+    proxy_set_header X-L402-Abandoned $status;${secret}
     proxy_cache off;
 ${timeoutLines(t.renderReadMs, t)}
 }
@@ -505,6 +537,9 @@ error_page 401 = @l402_render;
 error_page 500 = @l402_unavailable;
 # The upstream failed before answering (nginx's own 502/504): not served, so the payment is given back.
 error_page 502 504 = @l402_release;
+# nginx ended this paid request after the decision with nothing served (a body it then refused, a client that left
+# before the upstream got a byte): the single-use payment is given back (see $l402_abandoned in upstream.conf).
+post_action @l402_abandoned;
 # Lets @l402_render turn its own upstream failure into the 503 above (nginx allows one error page otherwise).
 recursive_error_pages on;
 # These error pages are for the gate's answers and nginx's own failures only: the upstream's own 401, 500, 502

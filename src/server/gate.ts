@@ -11,7 +11,7 @@ import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
 import { claimKey, decide, pendingInvoiceKey, refuseAmbiguous, refuseExpiredPending, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
-import { releaseClaim, type ReleaseResult } from '../policy/release.js';
+import { releaseClaim, type ReleaseDeps, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
 import { createTopup } from '../policy/balance-topup.js';
 import { BackendError, createChallenge } from '../policy/challenge.js';
@@ -173,6 +173,8 @@ export class Gate {
   private readonly decisionLog: Logger;
   /** The same for MPP session offers (a deposit invoice of their own); validUntil: the offer's expiry. */
   private readonly recentSessionOffers = new RecentChallenges<{ offer?: string; validUntil?: number }>();
+  /** Decisions running now, by nginx's request id (releaseAbandoned waits for the one it gives back). */
+  private readonly deciding = new Map<string, Promise<Decision>>();
   /** Closes idle MPP sessions this process served (routes with session_idle_secs), with their refund. */
   private readonly sessionSweeper?: SessionSweeper;
 
@@ -316,13 +318,18 @@ export class Gate {
       revocationsAt = r.confirmedAt;
       return r.revoked;
     };
+    // Known while it runs, by nginx's request id: a release for this request waits for its claim (releaseAbandoned).
+    const running = decide(req, deps);
+    const id = req.requestId;
+    if (id !== undefined) this.deciding.set(id, running);
     try {
-      d = await decide(req, deps);
+      d = await running;
     } catch (e) {
       // Fail closed: an unexpected error never lets a request through.
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'decision failed');
       d = { outcome: 'unavailable', reason: 'store_unavailable' };
     }
+    if (id !== undefined && this.deciding.get(id) === running) this.deciding.delete(id);
     const ms = performance.now() - started;
     const route = 'route' in d ? d.route?.id : undefined;
     this.parts.metrics?.countDecision(d, ms / 1000);
@@ -836,21 +843,25 @@ export class Gate {
    * this request owns (see policy/release.ts) and renders the gateway answer, saying whether the payment
    * still pays. Never throws.
    */
+  private releaseDeps(): ReleaseDeps {
+    return {
+      routes: this.routes,
+      rootKeys: this.parts.rootKeys,
+      store: this.parts.store,
+      storeTimeoutMs: this.parts.config.timeouts.storeMs,
+      cashu: this.parts.cashu !== undefined,
+      ngxL402RootKey: this.parts.config.ngxL402RootKey,
+      realm: this.parts.config.service,
+    };
+  }
+
   async releaseAfterUpstreamFailure(req: GateRequest, status: 502 | 504, o: { answered?: boolean; incomplete?: boolean } = {}): Promise<Rendered> {
     let result: ReleaseResult | 'answered' | 'incomplete';
     try {
       // The upstream sent (part of) an answer: it received and handled the request, so nothing is given back.
       // Nor when it failed while the client's request was still arriving (standalone): it may have worked on
       // the part it got, and a client could stall its body on purpose to have the upstream give up.
-      result = o.answered ? 'answered' : o.incomplete ? 'incomplete' : await releaseClaim(req, {
-        routes: this.routes,
-        rootKeys: this.parts.rootKeys,
-        store: this.parts.store,
-        storeTimeoutMs: this.parts.config.timeouts.storeMs,
-        cashu: this.parts.cashu !== undefined,
-        ngxL402RootKey: this.parts.config.ngxL402RootKey,
-        realm: this.parts.config.service,
-      });
+      result = o.answered ? 'answered' : o.incomplete ? 'incomplete' : await releaseClaim(req, this.releaseDeps());
     } catch (e) {
       this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');
       result = 'store_unavailable';
@@ -858,6 +869,28 @@ export class Gate {
     const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin)?.id;
     this.parts.log.warn({ event: 'upstream_failure', route, method: req.method, path: req.path, status, release: result }, 'upstream failed before answering a paid request');
     return upstreamFailure(status, result, this.parts.config.retryAfterSecs, req.method);
+  }
+
+  /**
+   * nginx ended a paid request after the decision with nothing served and no byte sent to any upstream
+   * (protect.conf's post_action, `status`: nginx's 400/408/413 for the body, 499, or none): what this request
+   * spent (its single-use claim or draw, by its request id) is given back, so the client can send it again.
+   * Nobody reads the answer.
+   */
+  async releaseAbandoned(req: GateRequest, status: string): Promise<void> {
+    let result: ReleaseResult;
+    try {
+      // nginx may have dropped the auth subrequest while l402d was deciding it (the client left): its claim
+      // lands after this call arrives unless this waits for it (decided in this process; see decide()).
+      const deciding = req.requestId === undefined ? undefined : this.deciding.get(req.requestId);
+      if (deciding) await deciding.catch(() => undefined);
+      result = await releaseClaim(req, this.releaseDeps());
+    } catch (e) {
+      this.parts.log.error({ err: (e as Error).message, path: req.path }, 'claim release failed');
+      result = 'store_unavailable';
+    }
+    const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin)?.id;
+    this.parts.log.info({ event: 'abandoned', route, method: req.method, path: req.path, status, release: result }, 'nginx ended a paid request before anything reached the upstream');
   }
 
   /** The same challenge again while its invoice can still be paid; undefined means "mint a new one". */

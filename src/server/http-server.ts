@@ -588,6 +588,17 @@ export function createGateServer(gate: Gate, current: () => Gate = () => gate): 
       const grpc = isGrpc(one(req.headers['content-type']), one(req.headers['x-original-protocol']));
       const ambiguous = ambiguousCredential(req, grpc);
       if (endpoint === '/_l402/release') {
+        // protect.conf's post_action: nginx ended this paid request with nothing served and nothing sent upstream
+        // (upstream.conf's $l402_abandoned says when). Its answer goes nowhere.
+        const abandoned = one(req.headers['x-l402-abandoned']);
+        if (abandoned !== undefined) {
+          req.resume();
+          if (/^(400|408|413|499|009)$/.test(abandoned)) await gate.releaseAbandoned(gr, abandoned);
+          res.statusCode = 204;
+          res.setHeader('Cache-Control', 'no-store');
+          res.end();
+          return;
+        }
         // nginx's error_page for its own 502/504 from the protected upstream (protect.conf): this request
         // was allowed but not served. $upstream_status lists every try ("502, 504" or "502 : 504"): the last counts.
         const last = (one(req.headers['x-l402-upstream-status']) ?? '').split(/[\s,:]+/).filter(Boolean).pop();
