@@ -137,7 +137,7 @@ after(() => cleanup.run());
 // money and served nothing; L402's credential for the same kind of invoice is served (its expiry counts from the
 // invoice's). A payment proven after its challenge expired is honoured for a grace period, once.
 test('MPP and x402 payments made in their invoice\'s last second are served once when presented after it expired', { skip, timeout: 60_000 }, async () => {
-  invoiceLife = 2;
+  invoiceLife = 3;
   try {
     const t = await get('/paid');
     const mpp = paymentChallenge(t);
@@ -170,7 +170,7 @@ test('MPP and x402 payments made in their invoice\'s last second are served once
 // The same for a session's deposit: an open whose deposit was paid in the invoice's last second was refused as
 // `challenge-expired`, and the deposit credited nothing.
 test('an MPP session deposit paid in its invoice\'s last second opens the session when presented after it expired', { skip, timeout: 60_000 }, async () => {
-  invoiceLife = 2;
+  invoiceLife = 3;
   let offer;
   try {
     offer = paymentChallenge(await get('/sess'));
