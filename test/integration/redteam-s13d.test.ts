@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import http2 from 'node:http2';
 import { Challenge } from 'mppx';
 import { headerLines, httpsRequest, makeCert, paymentParams, type HttpsResult } from '../support/https-client.js';
-import { Cleanup, freePort, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
+import { Cleanup, freePort, http1, requireTool, startCountingUpstream, startNginx, type CountingUpstream } from './harness.js';
 import { TEST_ROOT_KEY, writeSnippets } from './gate-fixture.js';
 import { parseConfig } from '../../src/config/config.js';
 import { startGate } from '../../src/server/app.js';
@@ -37,6 +37,8 @@ const cleanup = new Cleanup();
 let ca: Buffer;
 let up: CountingUpstream;
 let origin: string;
+/** l402d's own listener (as nginx reaches it). */
+let gateOrigin: string;
 let wallet: DevWallet;
 /** Seconds the backend's next invoices live (undefined: as asked). */
 let invoiceLife: number | undefined;
@@ -102,6 +104,7 @@ before(async () => {
   const { cert, key } = makeCert(opensslBin!, dir);
   ca = readFileSync(cert);
   const gatePort = await freePort();
+  gateOrigin = `http://127.0.0.1:${gatePort}`;
   const cfg = parseConfig(`listen: 127.0.0.1:${gatePort}\ndata_dir: ${dir}\nroot_key: ${TEST_ROOT_KEY}\nlog: { level: warn }\n${ROUTES}`, { env: {} });
   wallet = DevWallet.open(dir);
   cleanup.add(() => wallet.close());
@@ -212,4 +215,25 @@ test('concurrent closes of one session: the refused ones mint nothing past invoi
     assert.equal(www.length, 0, `a refused close (${r.status}) offers no new invoice past the limit: ${www.join(' | ')}`);
     assert.doesNotMatch(r.body, /lnbcrt/, 'no invoice in the body');
   }
+  // The render's side of that race, without depending on the timing: nginx asks for the render of a close that
+  // the auth answer passed as `management`, and the session is closed by then.
+  const render = await http1(gateOrigin + '/_l402/render', {
+    headers: {
+      accept: 'application/json',
+      authorization: close,
+      'x-original-uri': '/limited',
+      'x-l402-uri': '/limited',
+      'x-original-method': 'GET',
+      'x-original-protocol': 'HTTP/2.0',
+      'x-l402-scheme': 'https',
+      'x-l402-host': origin.slice('https://'.length),
+      'x-l402-client-addr': '127.0.0.1',
+      'x-l402-request-id': '0123456789abcdef0123456789abcdef',
+      'x-l402-outcome': 'management',
+      'x-l402-reason': 'mpp_session_close',
+    },
+  });
+  assert.equal(render.status, 429, render.body);
+  assert.equal(render.headers['www-authenticate'], undefined);
+  assert.doesNotMatch(render.body, /lnbcrt/);
 });
