@@ -308,6 +308,16 @@ export function refuseExpiredPending(req: GateRequest, route: RouteConfig, deps:
   return limit(req, deps, { outcome: 'invalid', route, reason: 'expired' });
 }
 
+/**
+ * An MPP session's topUp or close, decided `management` (it mints nothing, so it was not counted), that the render
+ * then refuses (a close that lost a race to another close of the session, a deposit another session took
+ * meanwhile): the refusal offers a fresh payment, so it passes the invoice rate limit as a refusal decided
+ * earlier would (found: the render minted an L402 challenge and a session offer per refused close, unlimited).
+ */
+export function refuseManaged(req: GateRequest, route: RouteConfig, reason: SessionReason, deps: DecideDeps): Promise<Decision> {
+  return limit(req, deps, { outcome: 'invalid', route, reason });
+}
+
 async function limit(req: GateRequest, deps: DecideDeps, d: Decision): Promise<Decision> {
   if (!('route' in d) || !d.route?.rateLimit || !mintsInvoice(d)) return d;
   const { max, windowSecs } = d.route.rateLimit;

@@ -8,6 +8,7 @@
 // server/mpp-session-render.ts answers topUp and close; docs/protocol.md "MPP: Lightning `session`").
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { base64url, challengeId, jcs, paymentCredentialObject, rfc3339, type MppChallenge, type MppScope } from './mpp.js';
+import { proofStillHonoured } from './late-proof.js';
 
 /** Problem type URIs of draft-lightning-session-00 ("Error Responses"): every one is a 402 with a fresh challenge. */
 export const SESSION_PROBLEM = {
@@ -174,7 +175,8 @@ export function verifySessionCredential(authorization: string, o: { masters: rea
   if (!issued) return unknown('challenge id does not match this request');
   // Ours from here on: the request JSON and the expiry are what we minted.
   const expiresAt = Date.parse(p.expires) / 1000;
-  if (!Number.isFinite(expiresAt) || expiresAt <= o.now) return { ok: false, failure: 'challenge_expired', detail: 'challenge expired' };
+  // The deposit's preimage proves it was paid before the invoice expired: honoured a while after (late-proof.ts).
+  if (!proofStillHonoured(expiresAt, o.now)) return { ok: false, failure: 'challenge_expired', detail: 'challenge expired' };
   let req: Record<string, unknown>;
   try {
     req = JSON.parse(Buffer.from(p.request, 'base64url').toString('utf8')) as Record<string, unknown>;

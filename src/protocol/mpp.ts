@@ -2,6 +2,7 @@
 // Lightning `charge` intent (draft-lightning-charge-00). Pure codec: challenge parameters, the challenge id's
 // stateless binding, the credential's parse, the receipt. No HTTP, no store.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { proofStillHonoured } from './late-proof.js';
 
 /** Problem type URIs of draft-lightning-charge-00 (section "Error Responses"). */
 export const MPP_PROBLEM = {
@@ -216,7 +217,8 @@ export function verifyCredential(
   if (!issued) return unknown('challenge id does not match this request');
   // Ours from here on: the request JSON and expiry are what we minted.
   const expiresAt = Date.parse(p.expires) / 1000;
-  if (!Number.isFinite(expiresAt) || expiresAt <= o.now) return { ok: false, failure: 'expired', detail: 'challenge expired' };
+  // A preimage proves the invoice was paid before it expired: honoured a while after (late-proof.ts).
+  if (!proofStillHonoured(expiresAt, o.now)) return { ok: false, failure: 'expired', detail: 'challenge expired' };
   let req: { amount?: unknown; methodDetails?: { paymentHash?: unknown } };
   try {
     req = JSON.parse(Buffer.from(p.request, 'base64url').toString('utf8')) as typeof req;

@@ -3,6 +3,7 @@
 // Pure codec: the PAYMENT-REQUIRED offer, the PAYMENT-SIGNATURE payload's parse and binding, PAYMENT-RESPONSE.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { decodeBase64Loose } from './base64.js';
+import { proofStillHonoured } from './late-proof.js';
 
 /** Longest PAYMENT-SIGNATURE value read (an invoice twice plus the offer fit in well under 8 KiB). */
 export const MAX_X402_SIGNATURE_LENGTH = 16384;
@@ -123,7 +124,8 @@ export function verifyPaymentSignature(
     return want.length === given.length && timingSafeEqual(want, given);
   });
   if (!issued) return unknown('offer was not issued for this request');
-  if (extra.expiresAt <= o.now) return { ok: false, failure: 'expired', detail: 'invoice expired' };
+  // Paid (our node says so, checked next) before the invoice expired: honoured a while after (late-proof.ts).
+  if (!proofStillHonoured(extra.expiresAt, o.now)) return { ok: false, failure: 'expired', detail: 'invoice expired' };
   return { ok: true, v: { paymentHash: Buffer.from(extra.paymentHash, 'hex'), invoice: extra.invoice, network: a.network, amountMsat: Number(a.amount), expiresAt: extra.expiresAt } };
 }
 

@@ -9,7 +9,7 @@ import { decodeMacaroon, encodeMacaroonBase64 } from '../protocol/macaroon.js';
 import { formatChallenges, parseCredential } from '../protocol/l402-header.js';
 import { signedByTokenKey } from '../protocol/root-key.js';
 import type { Challenge } from '../policy/challenge.js';
-import { claimKey, decide, pendingInvoiceKey, refuseAmbiguous, refuseExpiredPending, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
+import { claimKey, decide, pendingInvoiceKey, refuseAmbiguous, refuseExpiredPending, refuseManaged, type Decision, type DecideDeps, type GateRequest, type GoneSignal } from '../policy/decide.js';
 import { RouteTable } from '../policy/routes.js';
 import { releaseClaim, type ReleaseDeps, type ReleaseResult } from '../policy/release.js';
 import type { BalanceCredit } from '../policy/balance.js';
@@ -450,6 +450,16 @@ export class Gate {
       outcome = m.reason === 'store_unavailable' ? 'unavailable' : 'invalid';
       reason = m.reason;
       sessionClosed = m.closed;
+      // The refusal offers a fresh payment: within the invoice rate limit, as a refusal the decision made.
+      const route = req.path === undefined ? undefined : this.routes.lookup(req.path, req.routePin);
+      if (m.reason !== 'store_unavailable' && route) {
+        const l = await refuseManaged(req, route, m.reason, Object.create(this.decideDeps) as DecideDeps).catch((): Decision => ({ outcome: 'unavailable', route, reason: 'store_unavailable' }));
+        if (l.outcome === 'rate_limited' || l.outcome === 'unavailable') {
+          outcome = l.outcome;
+          reason = l.reason;
+          extra = { retryAfterSecs: l.outcome === 'rate_limited' ? l.retryAfterSecs : undefined, detail: l.outcome === 'rate_limited' ? l.detail : undefined };
+        }
+      }
     }
     // A close of a session closed already: the refusal says what its close paid (the client's answer may have been lost).
     if (outcome === 'invalid' && reason === 'mpp_session_closed' && !sessionClosed && req.path !== undefined) {

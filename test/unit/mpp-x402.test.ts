@@ -6,6 +6,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { buildChallenge, decodeBase64url, formatChallenge, jcs, verifyCredential } from '../../src/protocol/mpp.js';
 import { buildRequirements, verifyPaymentSignature } from '../../src/protocol/x402.js';
+import { LATE_PROOF_GRACE_SECS } from '../../src/protocol/late-proof.js';
 
 const KEY = 'b5d1a0c3e8f7a6d9c2b4e1f0a3d6c9b8e7f2a1d4c5b6e9f8a7d0c3b2e5f4a1d6';
 
@@ -74,7 +75,10 @@ test('an MPP challenge id is the spec\'s seven-slot HMAC, narrowed to route, met
   assert.equal(fail(cred(c), { ...o, masters: [randomBytes(32)] }), 'unknown_challenge');
   assert.equal(fail(cred({ ...c, opaque: 'e30' })), 'unknown_challenge');
   assert.equal(fail(cred({ ...c, extra: 'x' })), 'unknown_challenge');
-  assert.equal(fail(cred(c), { ...o, now: 2_000_000_000 }), 'expired');
+  // A preimage proven after the challenge expired was paid before: honoured for the grace period only (late-proof.ts).
+  assert.equal(fail(cred(c), { ...o, now: 2_000_000_000 }), 'ok');
+  assert.equal(fail(cred(c), { ...o, now: 2_000_000_000 + LATE_PROOF_GRACE_SECS - 1 }), 'ok');
+  assert.equal(fail(cred(c), { ...o, now: 2_000_000_000 + LATE_PROOF_GRACE_SECS }), 'expired');
   assert.equal(fail(cred(c, randomBytes(32).toString('hex'))), 'invalid_preimage');
   assert.equal(fail(cred(c, 'ab')), 'malformed');
   assert.equal(fail('Payment ' + 'A'.repeat(9000)), 'malformed');
@@ -101,7 +105,8 @@ test('an x402 offer is bound to route, method, path, invoice, amount and expiry'
   assert.equal(fail(sig({ ...reqs, amount: '999' })), 'unknown_offer');
   assert.equal(fail(sig({ ...reqs, network: 'bip122:000000000019d6689c085ae165831e93' })), 'unknown_offer');
   assert.equal(fail(sig(reqs), { ...o, scope: { ...scope, path: '/r/2' } }), 'unknown_offer');
-  assert.equal(fail(sig(reqs), { ...o, now: 2_000_000_000 }), 'expired');
+  assert.equal(fail(sig(reqs), { ...o, now: 2_000_000_000 + LATE_PROOF_GRACE_SECS - 1 }), 'ok');
+  assert.equal(fail(sig(reqs), { ...o, now: 2_000_000_000 + LATE_PROOF_GRACE_SECS }), 'expired');
   assert.equal(fail('not base64!'), 'malformed');
   assert.equal(fail(Buffer.from('{"x402Version":1}').toString('base64')), 'malformed');
 });
