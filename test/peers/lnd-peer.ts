@@ -30,9 +30,9 @@ export interface LndPeerKnobs {
    * Inconsistent answers: `hash` (r_hash is not the invoice's hash), `amount` (invoice for another
    * amount), `undecodable` (payment_request is not BOLT11), `bad-preimage` (SETTLED with a preimage that
    * does not hash to r_hash), `open-with-preimage` (OPEN plus some r_preimage, as lnd shows the preimage
-   * of its own unpaid invoices).
+   * of its own unpaid invoices), `underpaid` (SETTLED with amt_paid_msat one satoshi below value_msat).
    */
-  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage';
+  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage' | 'underpaid';
   /**
    * How a bad macaroon is refused: `unauthenticated` (gRPC UNAUTHENTICATED) or `lnd` (what lnd really
    * does: its macaroon service returns plain errors, so gRPC reports UNKNOWN / HTTP 500).
@@ -264,7 +264,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
         add_index: String(inv.addIndex),
         settle_index: settled ? String(inv.addIndex) : '0',
         amt_paid_sat: settled ? String(Math.floor(inv.amountMsat / 1000)) : '0',
-        amt_paid_msat: settled ? String(inv.amountMsat) : '0',
+        amt_paid_msat: settled ? String(inv.amountMsat - (knobs.garbage === 'underpaid' ? 1000 : 0)) : '0',
         state,
         payment_addr: inv.paymentAddr,
       };

@@ -156,6 +156,15 @@ export function invoiceStateFromList(result: unknown, paymentHash: Buffer, what 
   if (paid) {
     const preimage = hex32(paid.payment_preimage, `${what}: payment_preimage of a paid invoice`);
     if (!sha256(preimage).equals(paymentHash)) throw new BackendCallError(`${what}: payment_preimage does not hash to the payment hash`, false);
+    // CLN refuses an HTLC set below the invoice's amount, so "paid" with less received is a node that lies (or
+    // answers about something else): never a settlement. The amount was checked against the price at creation.
+    const asked = parseMsat(paid.amount_msat);
+    if (asked !== undefined) {
+      const received = parseMsat(paid.amount_received_msat);
+      if (received === undefined || received < asked) {
+        throw new BackendCallError(`${what}: a paid invoice of ${asked} msat reports ${received === undefined ? 'no amount' : `${received} msat`} received; refusing it`, false);
+      }
+    }
     return { state: 'settled', preimage };
   }
   const status = entries[0]!.status;

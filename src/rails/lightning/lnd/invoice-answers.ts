@@ -35,6 +35,8 @@ export function lndInvoiceOf(res: Record<string, unknown>): LndInvoice {
     state: asString(res.state),
     creationDate: asInt(res.creation_date),
     expiry: asInt(res.expiry),
+    valueMsat: asInt(res.value_msat),
+    amtPaidMsat: asInt(res.amt_paid_msat),
   };
 }
 
@@ -51,6 +53,11 @@ export function invoiceStateOf(inv: LndInvoice, paymentHash: Buffer, source: str
       // Only a preimage that hashes to the payment hash proves payment; never trust the state alone.
       if (inv.rPreimage.length !== 32 || !safeEqual(createHash('sha256').update(inv.rPreimage).digest(), paymentHash)) {
         throw bad('state SETTLED without a preimage that hashes to the payment hash');
+      }
+      // lnd settles an invoice only once the HTLCs pay at least its value (checked against the price when it
+      // was added): SETTLED with less paid is a node that lies, never a settlement.
+      if (inv.valueMsat > 0 && inv.amtPaidMsat < inv.valueMsat) {
+        throw bad(`state SETTLED with ${inv.amtPaidMsat} msat paid of the ${inv.valueMsat} msat asked`);
       }
       return { state: 'settled', preimage: Buffer.from(inv.rPreimage) };
     }

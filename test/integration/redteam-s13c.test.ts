@@ -1,0 +1,136 @@
+// Red team, session 13c: a Lightning backend that lies or answers oddly, through real nginx. The gate trusts
+// its node only for what the node alone can know (the invoice it issued, whether that invoice is paid), checks
+// the rest, and answers a backend failure with a bounded 503 and Retry-After: never a crash, a 5xx without
+// Retry-After, or an unpaid request let through. One CLN peer and one stack for the file; each test sets the
+// peer's fault and clears it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import { Cleanup, http1, requireTool } from './harness.js';
+import { startStack, type Stack } from './gate-fixture.js';
+import type { BackendContext, LightningBackend } from '../../src/rails/lightning/backend.js';
+import { clnConfigSchema, createClnBackend } from '../../src/rails/lightning/cln/cln.js';
+import { createLndBackend, lndConfigSchema } from '../../src/rails/lightning/lnd/lnd.js';
+import { createLogger } from '../../src/util/log.js';
+import { startClnPeer, type ClnPeer, type Tamper } from '../peers/cln-peer.js';
+import { startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
+
+const nginxBin = requireTool('nginx');
+const skip = nginxBin ? false : 'nginx not installed';
+const cleanup = new Cleanup();
+let s: Stack;
+let peer: ClnPeer;
+let lnd: LndPeer;
+const backends: Record<'cln' | 'lnd-grpc' | 'lnd-rest', LightningBackend> = {} as never;
+let current: LightningBackend;
+
+/**
+ * The gate's one backend, answering through whichever real backend a test picks (each talks to its peer over
+ * that node's own protocol): one stack for the file, several nodes behind it.
+ */
+const switchable: LightningBackend = {
+  get kind() {
+    return current.kind;
+  },
+  createInvoice: (req, signal) => current.createInvoice(req, signal),
+  lookupInvoice: (hash, signal) => current.lookupInvoice!(hash, signal),
+  describe: () => current.describe(),
+  close: async () => {},
+};
+
+before(async () => {
+  if (!nginxBin) return;
+  const ctx = (): BackendContext => ({ configDir: tmpdir(), dataDir: tmpdir(), log: createLogger('silent'), timeoutMs: 2000 });
+  peer = await startClnPeer();
+  cleanup.add(() => peer.stop(), 'cln peer');
+  lnd = cleanup.use(await startLndPeer(), 'lnd peer');
+  backends.cln = createClnBackend(clnConfigSchema.parse({ type: 'cln', rpc_path: peer.socketPath }), ctx());
+  for (const transport of ['grpc', 'rest'] as const) {
+    backends[`lnd-${transport}`] = createLndBackend(
+      lndConfigSchema.parse({ type: 'lnd', address: lnd.grpcAddress, rest_address: lnd.restAddress, transport, tls_cert_path: lnd.certPath, macaroon_path: lnd.macaroonPath }),
+      ctx(),
+    );
+  }
+  for (const b of Object.values(backends)) cleanup.add(() => b.close(), `close ${b.kind}`);
+  current = backends.cln;
+  s = await startStack(cleanup, { backend: switchable });
+});
+after(() => cleanup.run());
+
+async function withTamper<T>(tamper: Tamper, fn: () => Promise<T>): Promise<T> {
+  peer.faults.tamper = tamper;
+  try {
+    return await fn();
+  } finally {
+    peer.faults.tamper = undefined;
+  }
+}
+
+async function get(path: string, auth?: string) {
+  const r = await http1(s.origin + path, { headers: { accept: 'application/json', ...(auth ? { authorization: auth } : {}) } });
+  return { status: r.status, headers: r.headers, body: r.body ? (JSON.parse(r.body) as Record<string, unknown>) : undefined, raw: r.body };
+}
+
+const WEEK = 7 * 86400;
+
+test('a node reporting an invoice expiry beyond any Date (year 300,000): a bounded answer, never a crash; the gate counts at most the longest invoice life', { skip }, async () => {
+  current = backends.cln;
+  for (const path of ['/premium', '/timed/s13c', '/auto']) {
+    const r = await withTamper('expires_at_far', () => get(path));
+    assert.equal(r.status, 402, `${path}: ${r.raw}`);
+    const until = Date.parse(String(r.body!.expires_at));
+    assert.ok(Number.isFinite(until) && until <= Date.now() + (WEEK + 60) * 1000, `${path}: expires_at ${String(r.body!.expires_at)}`);
+    assert.ok(String(r.body!.invoice).startsWith('lnbcrt'), r.raw);
+    // The node's real invoice pays, and buys the request (its own expiry is what the payer's wallet reads).
+    if (path === '/premium') {
+      const preimage = peer.settle(String(r.body!.invoice)).toString('hex');
+      const paid = await get(path, `L402 ${String(r.body!.macaroon)}:${preimage}`);
+      assert.equal(paid.status, 200, paid.raw);
+    }
+  }
+  // The payment page renders it too.
+  const page = await withTamper('expires_at_far', () => http1(s.origin + '/premium', { headers: { accept: 'text/html' } }));
+  assert.equal(page.status, 402, page.body);
+});
+
+test('auto-detect, CLN: a node answering "paid" with less received than the invoice asked passes nothing (503 with Retry-After); the full payment then passes once', { skip }, async () => {
+  current = backends.cln;
+  s.upstream.reset();
+  const first = await get('/auto');
+  assert.equal(first.status, 402, first.raw);
+  const mac = String(first.body!.macaroon);
+  peer.settle(String(first.body!.invoice));
+  const lied = await withTamper('underpaid', () => get('/auto', `L402 ${mac}`));
+  assert.equal(lied.status, 503, lied.raw);
+  assert.ok(Number(lied.headers['retry-after']) > 0, 'Retry-After');
+  assert.equal(s.upstream.hits, 0, 'nothing reached the upstream');
+  assert.ok(!s.logs.some((l) => l.includes(peer.rune ?? '\u0000')), 'no secret in the logs');
+  const paid = await get('/auto', `L402 ${mac}`);
+  assert.equal(paid.status, 200, paid.raw);
+  assert.equal((await get('/auto', `L402 ${mac}`)).status, 401);
+  assert.equal(s.upstream.hits, 1);
+});
+
+for (const which of ['lnd-grpc', 'lnd-rest'] as const) {
+  test(`auto-detect, ${which}: SETTLED with amt_paid_msat below value_msat passes nothing (503 with Retry-After); the full payment then passes once`, { skip }, async () => {
+    current = backends[which];
+    s.upstream.reset();
+    const first = await get('/auto');
+    assert.equal(first.status, 402, first.raw);
+    const mac = String(first.body!.macaroon);
+    lnd.settle(String(first.body!.invoice));
+    lnd.knobs.garbage = 'underpaid';
+    try {
+      const lied = await get('/auto', `L402 ${mac}`);
+      assert.equal(lied.status, 503, lied.raw);
+      assert.ok(Number(lied.headers['retry-after']) > 0, 'Retry-After');
+    } finally {
+      lnd.knobs.garbage = false;
+    }
+    assert.equal(s.upstream.hits, 0, 'nothing reached the upstream');
+    const paid = await get('/auto', `L402 ${mac}`);
+    assert.equal(paid.status, 200, paid.raw);
+    assert.equal((await get('/auto', `L402 ${mac}`)).status, 401);
+    assert.equal(s.upstream.hits, 1);
+  });
+}
