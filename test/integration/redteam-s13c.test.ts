@@ -134,3 +134,42 @@ for (const which of ['lnd-grpc', 'lnd-rest'] as const) {
     assert.equal(s.upstream.hits, 1);
   });
 }
+
+test('CLN dying mid-flight (silent, socket closed on the request, an 8 MiB reply, bytes that are not JSON): every challenge, auto-detect poll and page status is a bounded 503 with Retry-After, nothing passes or is spent; then it recovers', { skip, timeout: 60_000 }, async () => {
+  current = backends.cln;
+  s.upstream.reset();
+  const first = await get('/auto');
+  assert.equal(first.status, 402, first.raw);
+  const mac = String(first.body!.macaroon);
+  peer.settle(String(first.body!.invoice));
+  const faults: Array<[string, () => void]> = [
+    ['silent', () => (peer.faults.silent = true)],
+    ['closed on the request', () => (peer.faults.closeOnRequest = true)],
+    ['8 MiB reply', () => (peer.faults.hugeReplyBytes = 8 * 1024 * 1024)],
+    ['not JSON', () => (peer.faults.garbage = true)],
+  ];
+  for (const [name, set] of faults) {
+    set();
+    try {
+      const answers = await Promise.all([
+        get('/premium'),
+        get('/auto', `L402 ${mac}`),
+        http1(s.origin + '/_l402/page/status', { headers: { authorization: `L402 ${mac}` } }).then((r) => ({ status: r.status, headers: r.headers, raw: r.body })),
+      ]);
+      for (const [i, r] of answers.entries()) {
+        assert.equal(r.status, 503, `${name} #${i}: ${r.raw}`);
+        assert.ok(Number(r.headers['retry-after']) > 0, `${name} #${i}: Retry-After`);
+        assert.ok(!/lnbcrt/.test(r.raw), `${name} #${i}: no invoice`);
+      }
+    } finally {
+      peer.resetFaults();
+    }
+    assert.equal(s.upstream.hits, 0, `${name}: nothing reached the upstream`);
+  }
+  const again = await get('/premium');
+  assert.equal(again.status, 402, 'challenges again');
+  const paid = await get('/auto', `L402 ${mac}`);
+  assert.equal(paid.status, 200, paid.raw);
+  assert.equal((await get('/auto', `L402 ${mac}`)).status, 401);
+  assert.equal(s.upstream.hits, 1);
+});

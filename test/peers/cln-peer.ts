@@ -266,7 +266,8 @@ export interface Faults {
 }
 
 function defaultFaults(): Faults {
-  return { delayMs: 0, silent: false, garbage: false, errorFor: {}, framing: 'cln', closeOnRequest: false };
+  // Every optional fault named too, so resetFaults() clears it (Object.assign skips a key that is absent).
+  return { delayMs: 0, silent: false, garbage: false, error: undefined, errorFor: {}, framing: 'cln', hugeReplyBytes: undefined, closeOnRequest: false, tamper: undefined };
 }
 
 class RpcFailure extends Error {
