@@ -14,6 +14,13 @@ import { createLndBackend, lndConfigSchema } from '../../src/rails/lightning/lnd
 import { createLogger } from '../../src/util/log.js';
 import { startClnPeer, type ClnPeer, type Tamper } from '../peers/cln-peer.js';
 import { startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import { CashuMintPeer } from '../peers/cashu-mint.js';
+import { cashuConfigSchema, createCashuRail, type CashuRail } from '../../src/rails/cashu/index.js';
+import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -172,4 +179,69 @@ test('CLN dying mid-flight (silent, socket closed on the request, an 8 MiB reply
   assert.equal(paid.status, 200, paid.raw);
   assert.equal((await get('/auto', `L402 ${mac}`)).status, 401);
   assert.equal(s.upstream.hits, 1);
+});
+
+// The Cashu rail in-process against the mint peer (real BDHKE and DLEQ): the mint's answers are checked too.
+type T = { after: (fn: () => unknown) => void };
+
+async function cashuEnv(t: T) {
+  const dir = mkdtempSync(join(tmpdir(), 'redteam-s13c-cashu-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const operator = DevWallet.open(join(dir, 'ln-operator'));
+  t.after(() => operator.close());
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint'), payees: [operator], feeReserve: () => 2, feePaid: 1 });
+  t.after(() => mint.close());
+  // A fee reserve of 10 sat: room for a quote 5 sat above the invoice to fit what the proofs hold.
+  const rail = async (sub: string): Promise<CashuRail> => {
+    const cfg = cashuConfigSchema.parse({ mints: [mint.url], redeem: { min_balance_sat: 1, min_fee_reserve_sat: 10, fee_reserve_percent: 0, melt_timeout_ms: 2000 } });
+    const r = await createCashuRail(cfg, { store: new MemoryStore(), dataDir: join(dir, sub), log: createLogger('silent'), lightning: operator });
+    t.after(() => r.close());
+    return r;
+  };
+  const token = async (amount: number): Promise<string> => {
+    const { wallet, proofs } = await mint.fundedWallet(amount + 16);
+    const { send } = await wallet.ops.send(amount, proofs).run();
+    return getEncodedToken({ mint: mint.url, unit: 'sat', proofs: send });
+  };
+  return { mint, rail, token };
+}
+
+test('Cashu: a swap answered with one signature fewer or more, a doubled amount, a DLEQ that fails or another C_: 503, never a pass; the outputs are restored from the seed once and the retry passes once', async (t) => {
+  const { mint, rail, token } = await cashuEnv(t);
+  const r = await rail('gate');
+  assert.equal((await r.accept(await token(1), 1000, { routeId: 'warm' })).ok, true);
+  let expected = 1;
+  for (const how of ['drop-one', 'extra', 'amounts', 'bad-dleq', 'bad-C'] as const) {
+    const tok = await token(7);
+    mint.knobs.tamperSwapAnswer = how;
+    const first = await r.accept(tok, 7000, { routeId: 'x' });
+    assert.deepEqual([first.ok, (first as { status?: number }).status], [false, 503], `${how}: ${JSON.stringify(first)}`);
+    const waiting = await r.accept(tok, 7000, { routeId: 'x' });
+    assert.equal(waiting.ok, false, `${how}: not before recovery`);
+    assert.equal(await r.recoverNow(undefined, 0), 1, how);
+    expected += 7;
+    assert.equal(r.balances().reduce((a, b) => a + b.amount, 0), expected, `${how}: the swap's real outputs, restored once`);
+    assert.equal((await r.accept(tok, 7000, { routeId: 'x' })).ok, true, `${how}: the payer's retry passes`);
+    assert.equal((await r.accept(tok, 7000, { routeId: 'x' })).ok, false, `${how}: once`);
+  }
+});
+
+test('Cashu redemption: a melt quote for more than the invoice, or for another invoice, is never melted; the proofs stay; an honest quote then melts them', async (t) => {
+  const { mint, rail, token } = await cashuEnv(t);
+  const r = await rail('gate');
+  assert.equal((await r.accept(await token(20), 20_000, { routeId: 'x' })).ok, true);
+  const melts = () => mint.knobs.requests.get('/v1/melt/bolt11') ?? 0;
+  for (const how of ['amount', 'request'] as const) {
+    mint.knobs.tamperMeltQuote = how;
+    try {
+      const out = await r.redeemNow();
+      assert.ok(out.every((m) => m.state !== 'paid'), `${how}: ${JSON.stringify(out)}`);
+    } finally {
+      mint.knobs.tamperMeltQuote = undefined;
+    }
+    assert.equal(melts(), 0, `${how}: no melt was sent`);
+    assert.equal(r.balances().find((b) => b.state === 'unspent')?.amount, 20, `${how}: the proofs stay unspent`);
+  }
+  const [m] = await r.redeemNow();
+  assert.equal(m?.state, 'paid', JSON.stringify(m));
 });
