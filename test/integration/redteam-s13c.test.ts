@@ -184,12 +184,12 @@ test('CLN dying mid-flight (silent, socket closed on the request, an 8 MiB reply
 // The Cashu rail in-process against the mint peer (real BDHKE and DLEQ): the mint's answers are checked too.
 type T = { after: (fn: () => unknown) => void };
 
-async function cashuEnv(t: T) {
+async function cashuEnv(t: T, keysetVersion: 0 | 1 = 1) {
   const dir = mkdtempSync(join(tmpdir(), 'redteam-s13c-cashu-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const operator = DevWallet.open(join(dir, 'ln-operator'));
   t.after(() => operator.close());
-  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint'), payees: [operator], feeReserve: () => 2, feePaid: 1 });
+  const mint = await CashuMintPeer.start({ dataDir: join(dir, 'mint'), payees: [operator], feeReserve: () => 2, feePaid: 1, keysetVersion });
   t.after(() => mint.close());
   // A fee reserve of 10 sat: room for a quote 5 sat above the invoice to fit what the proofs hold.
   const rail = async (sub: string): Promise<CashuRail> => {
@@ -244,4 +244,20 @@ test('Cashu redemption: a melt quote for more than the invoice, or for another i
   }
   const [m] = await r.redeemNow();
   assert.equal(m?.state, 'paid', JSON.stringify(m));
+});
+
+test('Cashu: a mint that changes the input fee of a keyset with a legacy id (the keysets answer differently between calls): a 503 to retry, never a 400 blaming the token; the retry pays with the new fee, also after a restart', async (t) => {
+  const { mint, rail, token } = await cashuEnv(t, 0);
+  const r = await rail('gate');
+  assert.equal((await r.accept(await token(1), 1000, { routeId: 'warm' })).ok, true);
+  mint.setInputFee(1000); // 1 sat per input proof
+  const tok = await token(7); // 4 + 2 + 1: 3 sat of fees
+  const first = await r.accept(tok, 4000, { routeId: 'x' });
+  assert.deepEqual([first.ok, (first as { status?: number }).status], [false, 503], JSON.stringify(first));
+  const retry = await r.accept(tok, 4000, { routeId: 'x' });
+  assert.deepEqual(retry, { ok: true, amountMsat: 4000, mint: mint.url, proofs: 3 }, JSON.stringify(retry));
+  await r.close();
+  // The fee the gate learnt is the one it keeps: a restart reads it from the wallet database.
+  const again = await rail('gate');
+  assert.deepEqual(await again.accept(await token(7), 4000, { routeId: 'x' }), { ok: true, amountMsat: 4000, mint: mint.url, proofs: 3 });
 });

@@ -216,6 +216,14 @@ export class CashuMintPeer {
     return ks;
   }
 
+  /**
+   * Changes the input fee of every keyset of a unit in place, as a mint operator can for keysets with legacy
+   * ("00") ids, which do not commit to the fee (a v2 id does: its keys would no longer match it).
+   */
+  setInputFee(inputFeePpk: number, unit = this.unit): void {
+    for (const k of this.keysets.values()) if (k.unit === unit) k.fee = inputFeePpk;
+  }
+
   activeKeyset(unit = this.unit): MintKeyset {
     return [...this.keysets.values()].find((k) => k.active && k.unit === unit)!;
   }
