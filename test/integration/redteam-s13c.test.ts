@@ -21,6 +21,7 @@ import { CashuMintPeer } from '../peers/cashu-mint.js';
 import { cashuConfigSchema, createCashuRail, type CashuRail } from '../../src/rails/cashu/index.js';
 import { DevWallet } from '../../src/rails/lightning/dev/dev-wallet.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { sleep } from '../../src/util/timeout.js';
 
 const nginxBin = requireTool('nginx');
 const skip = nginxBin ? false : 'nginx not installed';
@@ -251,6 +252,7 @@ test('Cashu: a mint that changes the input fee of a keyset with a legacy id (the
   const r = await rail('gate');
   assert.equal((await r.accept(await token(1), 1000, { routeId: 'warm' })).ok, true);
   mint.setInputFee(1000); // 1 sat per input proof
+  await sleep(1100); // keysets are read again at most once a second per mint
   const tok = await token(7); // 4 + 2 + 1: 3 sat of fees
   const first = await r.accept(tok, 4000, { routeId: 'x' });
   assert.deepEqual([first.ok, (first as { status?: number }).status], [false, 503], JSON.stringify(first));

@@ -226,7 +226,8 @@ export function createAcceptor(d: AcceptorDeps) {
       // (the proofs are released): the keysets are read again, and the payer's retry pays with the fee listed now.
       if (err instanceof MintOperationError && err.code === NUT_CODE.unbalanced) {
         log.warn({ mint }, 'cashu: the mint found our swap unbalanced (its input fees changed?); reading its keysets again');
-        await directory.ensure(mint, { signal, force: true }).catch(() => undefined);
+        // At most one reload a second per mint (as for an unknown keyset id), whoever sends such swaps.
+        await directory.ensure(mint, { signal, unknownId: '\u0000unbalanced' }).catch(() => undefined);
         return unavailable("the mint's input fees changed; retry");
       }
       return failed;
