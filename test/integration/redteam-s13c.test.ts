@@ -14,6 +14,8 @@ import { createLndBackend, lndConfigSchema } from '../../src/rails/lightning/lnd
 import { createLogger } from '../../src/util/log.js';
 import { startClnPeer, type ClnPeer, type Tamper } from '../peers/cln-peer.js';
 import { startLndPeer, type LndPeer } from '../peers/lnd-peer.js';
+import { startNwcPeer, type NwcPeer } from '../peers/nwc-peer.js';
+import { createNwcBackend, nwcConfigSchema } from '../../src/rails/lightning/nwc/nwc.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { getEncodedToken } from '@cashu/cashu-ts';
@@ -29,7 +31,8 @@ const cleanup = new Cleanup();
 let s: Stack;
 let peer: ClnPeer;
 let lnd: LndPeer;
-const backends: Record<'cln' | 'lnd-grpc' | 'lnd-rest', LightningBackend> = {} as never;
+let nwc: NwcPeer;
+const backends: Record<'cln' | 'lnd-grpc' | 'lnd-rest' | 'nwc', LightningBackend> = {} as never;
 let current: LightningBackend;
 
 /**
@@ -59,6 +62,9 @@ before(async () => {
       ctx(),
     );
   }
+  nwc = await startNwcPeer();
+  cleanup.add(() => nwc.close(), 'nwc peer');
+  backends.nwc = await createNwcBackend(nwcConfigSchema.parse({ type: 'nwc', uri: nwc.uri }), ctx());
   for (const b of Object.values(backends)) cleanup.add(() => b.close(), `close ${b.kind}`);
   current = backends.cln;
   s = await startStack(cleanup, { backend: switchable });
@@ -262,4 +268,29 @@ test('Cashu: a mint that changes the input fee of a keyset with a legacy id (the
   // The fee the gate learnt is the one it keeps: a restart reads it from the wallet database.
   const again = await rail('gate');
   assert.deepEqual(await again.accept(await token(7), 4000, { routeId: 'x' }), { ok: true, amountMsat: 4000, mint: mint.url, proofs: 3 });
+});
+
+test('NWC: an impostor on the relay answering every request first (its own invoice, "settled" lookups) is ignored: the 402 carries the wallet\'s invoice, auto-detect stays pending until the real payment, which passes once', { skip, timeout: 30_000 }, async () => {
+  current = backends.nwc;
+  s.upstream.reset();
+  nwc.faults.impostorReplies = true;
+  nwc.faults.delayMs = 300;
+  try {
+    const first = await get('/auto');
+    assert.equal(first.status, 402, first.raw);
+    const invoice = String(first.body!.invoice);
+    const mac = String(first.body!.macaroon);
+    const pending = await get('/auto', `L402 ${mac}`);
+    assert.equal(pending.status, 402, pending.raw);
+    assert.equal(pending.body!.reason, 'payment_pending');
+    // The wallet's own invoice (the impostor's would not be the wallet's to settle).
+    nwc.settle(invoice);
+    const paid = await get('/auto', `L402 ${mac}`);
+    assert.equal(paid.status, 200, paid.raw);
+    assert.equal((await get('/auto', `L402 ${mac}`)).status, 401);
+    assert.equal(s.upstream.hits, 1);
+  } finally {
+    nwc.faults.impostorReplies = false;
+    nwc.faults.delayMs = 0;
+  }
 });
