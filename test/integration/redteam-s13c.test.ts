@@ -107,6 +107,16 @@ test('a node reporting an invoice expiry beyond any Date (year 300,000): a bound
   assert.equal(page.status, 402, page.body);
 });
 
+test('a CLN node reporting an expires_at later than its bolt11 says: the credential counts from the invoice the payer pays, not from the node\'s word', { skip }, async () => {
+  current = backends.cln;
+  // /timed/ sells 120 s (macaroon_timeout 120): its invoice is asked to live 120 s.
+  const r = await withTamper('expires_at_late', () => get('/timed/s13c-late'));
+  assert.equal(r.status, 402, r.raw);
+  const now = Date.now();
+  assert.ok(Date.parse(String(r.body!.expires_at)) <= now + 130_000, `expires_at ${String(r.body!.expires_at)}`);
+  assert.ok(Date.parse(String(r.body!.valid_until)) <= now + 250_000, `valid_until ${String(r.body!.valid_until)}`);
+});
+
 test('auto-detect, CLN: a node answering "paid" with less received than the invoice asked passes nothing (503 with Retry-After); the full payment then passes once', { skip }, async () => {
   current = backends.cln;
   s.upstream.reset();

@@ -239,6 +239,8 @@ export type Tamper =
   | 'payment_hash' | 'amount' | 'bolt11' | 'preimage' | 'status' | 'expires_at'
   /** `invoice` reports an expires_at in the year 300,000 (past what a JavaScript Date can hold). */
   | 'expires_at_far'
+  /** `invoice` reports an expires_at 6 days away, whatever expiry its bolt11 carries. */
+  | 'expires_at_late'
   /** A paid entry received less than its amount_msat (amount_received_msat is one satoshi short). */
   | 'underpaid'
   | 'invoice_offer' | 'invoice_amount' | 'invoice_signature' | 'invoice_expired' | 'invoice_not_string'
@@ -728,6 +730,7 @@ export class ClnPeer {
     if (this.faults.tamper === 'bolt11') result.bolt11 = 'lnbcrt1notaninvoice';
     if (this.faults.tamper === 'expires_at') result.expires_at = 'soon';
     if (this.faults.tamper === 'expires_at_far') result.expires_at = 2 ** 43 + 1e12;
+    if (this.faults.tamper === 'expires_at_late') result.expires_at = Math.floor(Date.now() / 1000) + 6 * 86400;
     return result;
   }
 

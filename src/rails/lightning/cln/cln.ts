@@ -181,8 +181,9 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
   const paymentHash = hex32(r.payment_hash, 'CLN invoice: payment_hash');
   const expiresAt = r.expires_at;
   if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt)) throw new BackendCallError('CLN invoice: expires_at is not an integer');
-  // CLN's own expires_at is the expiry we report; a mismatch is a node fault (not retryable), an expired one maybe its clock.
-  checkReturnedInvoice(bolt11, {
+  // CLN's own expires_at is the expiry we report, never later than its bolt11's; a mismatch is a node fault (not
+  // retryable), an expired one maybe its clock.
+  const inv = checkReturnedInvoice(bolt11, {
     backend: 'CLN invoice',
     amountMsat: req.amountMsat,
     paymentHash,
@@ -196,7 +197,7 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
       return undefined;
     },
   });
-  return { bolt11, paymentHash, expiresAt };
+  return { bolt11, paymentHash, expiresAt: inv.expiresAt };
 }
 
 /** One-line summary of `getinfo` for `l402d doctor`. */

@@ -133,7 +133,10 @@ export interface InvoiceExpectation {
   descriptionHash?: { hex: string; of: string };
   /** When the invoice carries a `d`, it must be this. */
   description?: string;
-  /** Expiry the node reports (Unix seconds), checked and used instead of the invoice's timestamp + expiry. */
+  /**
+   * Expiry the node reports (Unix seconds), checked and used when it comes before the invoice's own timestamp +
+   * expiry: never after it (what a payer's wallet enforces is the invoice's; a node cannot lengthen it by saying so).
+   */
   expiresAt?: number;
   /** Unix seconds; defaults to the clock. */
   now?: number;
@@ -198,7 +201,9 @@ export function checkReturnedInvoice(bolt11: string, expect: InvoiceExpectation)
   if (expect.description !== undefined && inv.description !== undefined && inv.description !== expect.description) {
     throw refuse({ kind: 'description' }, expect);
   }
-  const expiresAt = expect.expiresAt ?? inv.expiresAt;
+  // The invoice's own expiry bounds what a node reports (found: a CLN node's later expires_at made a credential
+  // sold for 120 s valid for days, as that is counted from its invoice's expiry).
+  const expiresAt = expect.expiresAt === undefined ? inv.expiresAt : Math.min(expect.expiresAt, inv.expiresAt);
   if (expiresAt <= (expect.now ?? Math.floor(Date.now() / 1000))) throw refuse({ kind: 'expired', expiresAt }, expect);
-  return inv;
+  return { ...inv, expiresAt };
 }
