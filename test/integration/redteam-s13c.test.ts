@@ -117,6 +117,25 @@ test('a CLN node reporting an expires_at later than its bolt11 says: the credent
   assert.ok(Date.parse(String(r.body!.valid_until)) <= now + 250_000, `valid_until ${String(r.body!.valid_until)}`);
 });
 
+test('lnd ignoring the expiry asked (an invoice living 6 days for a route that sells 120 s): refused, a 503 with Retry-After, never a credential valid for days', { skip }, async () => {
+  for (const which of ['lnd-grpc', 'lnd-rest'] as const) {
+    current = backends[which];
+    lnd.knobs.garbage = 'long-expiry';
+    try {
+      const r = await get('/timed/s13c-long');
+      assert.equal(r.status, 503, `${which}: ${r.raw}`);
+      assert.ok(Number(r.headers['retry-after']) > 0, 'Retry-After');
+      assert.ok(!/lnbcrt/.test(r.raw), 'no invoice');
+    } finally {
+      lnd.knobs.garbage = false;
+    }
+    const ok = await get('/timed/s13c-long');
+    assert.equal(ok.status, 402, ok.raw);
+    assert.ok(Date.parse(String(ok.body!.valid_until)) <= Date.now() + 250_000, String(ok.body!.valid_until));
+  }
+  assert.ok(s.logs.some((l) => l.includes('later than the expiry asked for allows')), 'the operator is told why');
+});
+
 test('auto-detect, CLN: a node answering "paid" with less received than the invoice asked passes nothing (503 with Retry-After); the full payment then passes once', { skip }, async () => {
   current = backends.cln;
   s.upstream.reset();

@@ -189,6 +189,7 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
     paymentHash,
     paymentHashField: 'payment_hash',
     expiresAt,
+    expirySecs: req.expirySecs,
     now: nowSecs,
     retryable: { payment_hash: false, amount: false },
     wording: (p) => {

@@ -8,7 +8,8 @@ import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
 import type { LndAddedInvoice, LndInvoice } from './lnd-rest.js';
 
 /** The invoice AddInvoice returned, checked against what was asked (`source` names the node in errors). */
-export function createdInvoiceOf(added: LndAddedInvoice, amountMsat: number, source: string): CreatedInvoice {
+export function createdInvoiceOf(added: LndAddedInvoice, req: { amountMsat: number; expirySecs: number }, source: string): CreatedInvoice {
+  const { amountMsat } = req;
   const backend = `${source} AddInvoice returned an unusable invoice`;
   if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
   const pr = added.paymentRequest.trim();
@@ -17,6 +18,7 @@ export function createdInvoiceOf(added: LndAddedInvoice, amountMsat: number, sou
     amountMsat,
     paymentHash: added.rHash,
     paymentHashField: 'r_hash',
+    expirySecs: req.expirySecs,
     retryable: false,
     wording: (p) => {
       if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
