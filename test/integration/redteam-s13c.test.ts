@@ -136,6 +136,20 @@ test('lnd ignoring the expiry asked (an invoice living 6 days for a route that s
   assert.ok(s.logs.some((l) => l.includes('later than the expiry asked for allows')), 'the operator is told why');
 });
 
+test('lnd over gRPC answering AddInvoice with a 4 MiB payment_request: refused by its length before any decoding, a 503 with Retry-After', { skip }, async () => {
+  current = backends['lnd-grpc'];
+  lnd.knobs.garbage = 'huge';
+  try {
+    const r = await get('/premium');
+    assert.equal(r.status, 503, r.raw);
+    assert.ok(Number(r.headers['retry-after']) > 0, 'Retry-After');
+  } finally {
+    lnd.knobs.garbage = false;
+  }
+  assert.ok(s.logs.some((l) => /longer than 7089/.test(l)), 'refused for its length');
+  assert.equal((await get('/premium')).status, 402);
+});
+
 test('auto-detect, CLN: a node answering "paid" with less received than the invoice asked passes nothing (503 with Retry-After); the full payment then passes once', { skip }, async () => {
   current = backends.cln;
   s.upstream.reset();

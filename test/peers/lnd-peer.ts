@@ -31,9 +31,10 @@ export interface LndPeerKnobs {
    * amount), `undecodable` (payment_request is not BOLT11), `bad-preimage` (SETTLED with a preimage that
    * does not hash to r_hash), `open-with-preimage` (OPEN plus some r_preimage, as lnd shows the preimage
    * of its own unpaid invoices), `underpaid` (SETTLED with amt_paid_msat one satoshi below value_msat),
-   * `long-expiry` (AddInvoice ignores the expiry asked and makes the invoice live 6 days).
+   * `long-expiry` (AddInvoice ignores the expiry asked and makes the invoice live 6 days), `huge`
+   * (payment_request is the invoice followed by 4 MiB of bech32 letters).
    */
-  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage' | 'underpaid' | 'long-expiry';
+  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage' | 'underpaid' | 'long-expiry' | 'huge';
   /**
    * How a bad macaroon is refused: `unauthenticated` (gRPC UNAUTHENTICATED) or `lnd` (what lnd really
    * does: its macaroon service returns plain errors, so gRPC reports UNKNOWN / HTTP 500).
@@ -299,7 +300,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
         issued.set(hashHex, inv);
         return {
           r_hash: knobs.garbage === 'hash' ? randomBytes(32) : created.paymentHash,
-          payment_request: knobs.garbage === 'undecodable' ? 'lnbcrt1notaninvoice' : created.bolt11,
+          payment_request: knobs.garbage === 'undecodable' ? 'lnbcrt1notaninvoice' : knobs.garbage === 'huge' ? created.bolt11 + 'q'.repeat(4 << 20) : created.bolt11,
           add_index: String(inv.addIndex),
           payment_addr: inv.paymentAddr,
         };

@@ -9,6 +9,12 @@ import { BackendCallError } from '../backend.js';
 /** BOLT11: expiry when the invoice carries no `x` field. */
 export const DEFAULT_EXPIRY_SECS = 3600;
 
+/**
+ * The longest invoice taken from a node: a challenge carries at most 7,000 characters of it in a header, and a
+ * node's reply may be megabytes (lnd's gRPC takes up to 16 MiB), which would otherwise be decoded whole first.
+ */
+export const MAX_RETURNED_INVOICE_CHARS = 7089;
+
 /** How much later than asked an invoice may expire (the node's clock ahead of ours). */
 export const EXPIRY_SLACK_SECS = 600;
 
@@ -198,6 +204,9 @@ function sameHash(named: unknown, hash: Buffer): boolean {
  * backend and what did not match (never a credential: only amounts, field names and the decoder's reason).
  */
 export function checkReturnedInvoice(bolt11: string, expect: InvoiceExpectation): Bolt11Invoice {
+  if (typeof bolt11 === 'string' && bolt11.length > MAX_RETURNED_INVOICE_CHARS) {
+    throw refuse({ kind: 'undecodable', reason: `${bolt11.length} characters, longer than ${MAX_RETURNED_INVOICE_CHARS}` }, expect);
+  }
   let inv: Bolt11Invoice;
   try {
     inv = decodeBolt11(bolt11);
