@@ -15,6 +15,7 @@ import type { ClaimStore, InvoiceMinter } from './ports.js';
 import { BackendError, type Challenge } from './challenge.js';
 import type { CredentialHeaders } from '../protocol/l402-header.js';
 import { withTimeout } from '../util/timeout.js';
+import { mintedInvoice } from './minted-invoice.js';
 
 /** A top-up record lives this long when its credential never expires (a payer may present the preimage late). */
 export const TOPUP_RECORD_SECS = 30 * 86_400;
@@ -69,12 +70,15 @@ export async function createTopup(credentials: CredentialHeaders, route: RouteCo
   const lifetime = c.validUntil === undefined ? undefined : c.validUntil - c.now;
   if (lifetime !== undefined && lifetime < 2 * MIN_TOPUP_INVOICE_SECS) return undefined;
   const expirySecs = lifetime === undefined ? deps.invoiceExpirySecs : Math.min(deps.invoiceExpirySecs, Math.floor(lifetime / 2));
-  let invoice;
+  let returned;
   try {
-    invoice = await withTimeout(deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)), deps.backendTimeoutMs, 'createInvoice');
+    returned = await withTimeout(deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)), deps.backendTimeoutMs, 'createInvoice');
   } catch (e) {
     throw new BackendError(`${deps.backend.kind}: createInvoice failed: ${(e as Error).message}`);
   }
+  // Checked as a challenge's invoice is (policy/minted-invoice.ts): it goes into the same headers and records.
+  const invoice = mintedInvoice(returned, Math.floor(Date.now() / 1000));
+  if (!invoice) throw new BackendError(`${deps.backend.kind}: returned a malformed invoice`);
   const ttl = balanceTtlSecs(c.mintedValidUntil, c.now) ?? TOPUP_RECORD_SECS;
   // Recorded before the invoice is shown: a top-up that was paid is always one the store can credit.
   const recorded = await withTimeout(deps.store.claimOnce(storeKeys.balanceTopup(invoice.paymentHash), ttl, topupRecord(c.tokenId, amountMsat)), deps.storeTimeoutMs, 'store set');

@@ -6,6 +6,7 @@ import { mintCaveats } from '../protocol/caveats.js';
 import { tokenRootKey } from '../protocol/root-key.js';
 import { soldScope, type RouteConfig } from './route-config.js';
 import { withTimeout } from '../util/timeout.js';
+import { mintedInvoice } from './minted-invoice.js';
 
 export interface Challenge {
   macaroon: string;
@@ -31,9 +32,6 @@ export interface ChallengeDeps {
 
 export class BackendError extends Error {}
 
-/** The longest invoice expiry the config allows (invoice.expiry_secs): a bound on what a backend's answer adds. */
-const MAX_INVOICE_LIFE_SECS = 7 * 86400;
-
 export async function createChallenge(
   route: RouteConfig,
   req: { path: string; method: string; amountMsat: number; /** The path has its own price: bind a reusable credential to it. */ pathPriced?: boolean },
@@ -44,9 +42,9 @@ export async function createChallenge(
   const amountMsat = route.access === 'balance' && route.balanceMsat !== undefined ? route.balanceMsat : req.amountMsat;
   // The invoice lives no longer than the time sold (and at least a minute, which a payer needs)...
   const expirySecs = route.macaroonTimeout > 0 ? Math.max(60, Math.min(deps.invoiceExpirySecs, route.macaroonTimeout)) : deps.invoiceExpirySecs;
-  let invoice;
+  let returned;
   try {
-    invoice = await withTimeout(
+    returned = await withTimeout(
       deps.backend.createInvoice({ amountMsat, memo: deps.memo, expirySecs }, AbortSignal.timeout(deps.backendTimeoutMs)),
       deps.backendTimeoutMs,
       'createInvoice',
@@ -55,20 +53,12 @@ export async function createChallenge(
     throw new BackendError(`${deps.backend.kind} createInvoice failed: ${(e as Error).message}`);
   }
   // Whatever a backend returns goes into a response header: refuse anything malformed (a 503, not a bad 402).
-  if (
-    typeof invoice?.bolt11 !== 'string' ||
-    !/^ln[a-z0-9]{10,7000}$/i.test(invoice.bolt11) ||
-    !Buffer.isBuffer(invoice.paymentHash) ||
-    invoice.paymentHash.length !== 32 ||
-    !Number.isFinite(invoice.expiresAt) ||
-    invoice.expiresAt <= now
-  ) {
-    throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
-  }
+  // An invoice that a backend made to live longer than asked counts up to the longest invoice life the config allows.
+  const invoice = mintedInvoice(returned, now);
+  if (!invoice) throw new BackendError(`${deps.backend.kind} returned a malformed invoice`);
   // ...and the credential's expiry is counted from the invoice's: one paid at its last second still buys the
-  // whole macaroon_timeout, never a credential that has expired already (money taken for nothing). An invoice
-  // that a backend made to live longer than asked counts up to the longest invoice life the config allows.
-  const validUntil = route.macaroonTimeout > 0 ? Math.min(invoice.expiresAt, now + MAX_INVOICE_LIFE_SECS) + route.macaroonTimeout : undefined;
+  // whole macaroon_timeout, never a credential that has expired already (money taken for nothing).
+  const validUntil = route.macaroonTimeout > 0 ? invoice.expiresAt + route.macaroonTimeout : undefined;
   // A single-use credential pays for this one request; reusable ones cover the route, or only the path
   // when that path is priced on its own.
   // A balance covers its plan (or route): never bound to a path, each request draws that path's price.

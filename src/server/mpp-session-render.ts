@@ -12,6 +12,7 @@ import { SESSION_REASON, type SessionReason } from '../policy/mpp-session-decide
 import { soldScope, type RouteConfig } from '../policy/route-config.js';
 import type { InvoiceMinter } from '../policy/ports.js';
 import { BackendError } from '../policy/challenge.js';
+import { mintedInvoice } from '../policy/minted-invoice.js';
 import { decodeBolt11 } from '../rails/lightning/codecs/bolt11.js';
 import type { Rendered } from './render.js';
 import { withTimeout } from '../util/timeout.js';
@@ -45,16 +46,14 @@ export interface SessionOfferDeps {
 export async function mintSessionOffer(route: RouteConfig, scope: MppScope, unitMsat: number, d: SessionOfferDeps): Promise<string | undefined> {
   const depositMsat = route.balanceMsat;
   if (depositMsat === undefined || !mppPayable(unitMsat) || !mppPayable(depositMsat) || depositMsat < unitMsat) return undefined;
-  let inv;
+  let returned;
   try {
-    inv = await withTimeout(d.backend.createInvoice({ amountMsat: depositMsat, memo: d.memo, expirySecs: d.invoiceExpirySecs }, AbortSignal.timeout(d.backendTimeoutMs)), d.backendTimeoutMs, 'createInvoice');
+    returned = await withTimeout(d.backend.createInvoice({ amountMsat: depositMsat, memo: d.memo, expirySecs: d.invoiceExpirySecs }, AbortSignal.timeout(d.backendTimeoutMs)), d.backendTimeoutMs, 'createInvoice');
   } catch (e) {
     throw new BackendError(`${d.backend.kind} createInvoice failed: ${(e as Error).message}`);
   }
-  const now = Math.floor(Date.now() / 1000);
-  if (typeof inv?.bolt11 !== 'string' || !/^ln[a-z0-9]{10,7000}$/i.test(inv.bolt11) || !Buffer.isBuffer(inv.paymentHash) || inv.paymentHash.length !== 32 || !Number.isFinite(inv.expiresAt) || inv.expiresAt <= now) {
-    throw new BackendError(`${d.backend.kind} returned a malformed invoice`);
-  }
+  const inv = mintedInvoice(returned, Math.floor(Date.now() / 1000));
+  if (!inv) throw new BackendError(`${d.backend.kind} returned a malformed invoice`);
   const c = buildSessionChallenge(d.master, d.realm, scope, { invoice: inv.bolt11, paymentHash: inv.paymentHash.toString('hex'), unitMsat, depositMsat, expiresAt: inv.expiresAt, unitType: 'request', idleTimeoutSecs: d.idleTimeoutSecs });
   return formatChallenge(c);
 }

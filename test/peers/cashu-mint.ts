@@ -87,6 +87,19 @@ class MintError extends Error {
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const now = () => Math.floor(Date.now() / 1000);
 
+/** A swap answer's signatures, rewritten the way a faulty or lying mint would (knobs.tamperSwapAnswer). */
+function tamperSignatures(sigs: Sig[], how: 'drop-one' | 'extra' | 'amounts' | 'bad-dleq' | 'bad-C'): Sig[] {
+  const out = sigs.map((x) => ({ ...x, dleq: { ...x.dleq } }));
+  const first = out[0]!;
+  if (how === 'drop-one') return out.slice(1);
+  if (how === 'extra') return [...out, { ...first, dleq: { ...first.dleq } }];
+  if (how === 'amounts') first.amount *= 2;
+  if (how === 'bad-dleq') first.dleq.s = (first.dleq.s[0] === '0' ? '1' : '0') + first.dleq.s.slice(1);
+  // Another point on the curve (the generator's double): a signature that does not unblind to the mint's.
+  if (how === 'bad-C') first.C_ = '02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5';
+  return out;
+}
+
 function num(v: unknown, what: string): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new MintError(11006, `${what} is not a valid amount`);
@@ -134,6 +147,17 @@ export class CashuMintPeer {
      * committed, or a body the wallet cannot use). Resets itself.
      */
     replaceSwapAnswer: undefined as { status: number; body: unknown } | undefined,
+    /**
+     * Do the next swap, then answer it with its real signatures rewritten (resets itself): `drop-one` (one
+     * signature fewer), `extra` (one more, a copy), `amounts` (the first signature claims twice its amount),
+     * `bad-dleq` (the first DLEQ proof's `s` changed), `bad-C` (the first C_ is another valid point).
+     */
+    tamperSwapAnswer: undefined as 'drop-one' | 'extra' | 'amounts' | 'bad-dleq' | 'bad-C' | undefined,
+    /**
+     * Melt quotes that lie (until cleared): `amount` quotes 5 sat more than the invoice is for (the melt then keeps
+     * them out of the change), `request` quotes another invoice of the same amount (one of the mint's own node).
+     */
+    tamperMeltQuote: undefined as 'amount' | 'request' | undefined,
     /** Answer every request with HTTP 500. */
     broken: false,
     /** Count of requests per path. */
@@ -190,6 +214,14 @@ export class CashuMintPeer {
     };
     this.keysets.set(ks.id, ks);
     return ks;
+  }
+
+  /**
+   * Changes the input fee of every keyset of a unit in place, as a mint operator can for keysets with legacy
+   * ("00") ids, which do not commit to the fee (a v2 id does: its keys would no longer match it).
+   */
+  setInputFee(inputFeePpk: number, unit = this.unit): void {
+    for (const k of this.keysets.values()) if (k.unit === unit) k.fee = inputFeePpk;
   }
 
   activeKeyset(unit = this.unit): MintKeyset {
@@ -268,14 +300,18 @@ export class CashuMintPeer {
           this.swap(body);
           return send(replaced.status, replaced.body);
         }
-        return send(200, this.swap(body));
+        const tamper = this.knobs.tamperSwapAnswer;
+        this.knobs.tamperSwapAnswer = undefined;
+        const answer = this.swap(body) as { signatures: Sig[] };
+        if (tamper) answer.signatures = tamperSignatures(answer.signatures, tamper);
+        return send(200, answer);
       }
       if (route === 'POST /v1/checkstate') return send(200, this.checkState(body));
       if (route === 'POST /v1/restore') return send(200, this.restore(body));
       if (route === 'POST /v1/mint/quote/bolt11') return send(200, await this.createMintQuote(body));
       if ((m = /^GET \/v1\/mint\/quote\/bolt11\/([\w-]+)$/.exec(route))) return send(200, await this.mintQuoteState(m[1]!));
       if (route === 'POST /v1/mint/bolt11') return send(200, await this.mint(body));
-      if (route === 'POST /v1/melt/quote/bolt11') return send(200, this.createMeltQuote(body));
+      if (route === 'POST /v1/melt/quote/bolt11') return send(200, await this.createMeltQuote(body));
       if ((m = /^GET \/v1\/melt\/quote\/bolt11\/([\w-]+)$/.exec(route))) {
         const q = this.meltQuotes.get(m[1]!);
         if (!q) throw new MintError(20003, 'quote not found');
@@ -502,7 +538,7 @@ export class CashuMintPeer {
   }
 
   /** NUT-05 quote for a BOLT11 invoice (amount taken from the invoice). */
-  private createMeltQuote(body: Record<string, unknown>) {
+  private async createMeltQuote(body: Record<string, unknown>) {
     const request = String(body.request ?? '');
     const unit = String(body.unit ?? 'sat');
     if (unit !== this.unit) throw new MintError(11005, 'unit not supported');
@@ -515,10 +551,10 @@ export class CashuMintPeer {
       throw new MintError(20008, 'invalid invoice');
     }
     if (!Number.isSafeInteger(msat) || msat <= 0) throw new MintError(20008, 'invoice has no amount');
-    const amount = Math.ceil(msat / 1000);
+    const amount = Math.ceil(msat / 1000) + (this.knobs.tamperMeltQuote === 'amount' ? 5 : 0);
     const q: MeltQuote = {
       quote: randomBytes(16).toString('hex'),
-      request,
+      request: this.knobs.tamperMeltQuote === 'request' ? (await this.node.createInvoice({ amountMsat: msat, memo: 'not yours', expirySecs: 600 })).bolt11 : request,
       amount,
       fee_reserve: this.feeReserve(amount),
       unit,

@@ -237,6 +237,12 @@ export function buildInvoice(spec: InvoiceSpec): string {
 export type Framing = 'cln' | 'bare' | 'split' | 'coalesce';
 export type Tamper =
   | 'payment_hash' | 'amount' | 'bolt11' | 'preimage' | 'status' | 'expires_at'
+  /** `invoice` reports an expires_at in the year 300,000 (past what a JavaScript Date can hold). */
+  | 'expires_at_far'
+  /** `invoice` reports an expires_at 6 days away, whatever expiry its bolt11 carries. */
+  | 'expires_at_late'
+  /** A paid entry received less than its amount_msat (amount_received_msat is one satoshi short). */
+  | 'underpaid'
   | 'invoice_offer' | 'invoice_amount' | 'invoice_signature' | 'invoice_expired' | 'invoice_not_string'
   /** The invoice names signet as its chain (the offer must list signet too). */
   | 'invoice_chain';
@@ -262,7 +268,8 @@ export interface Faults {
 }
 
 function defaultFaults(): Faults {
-  return { delayMs: 0, silent: false, garbage: false, errorFor: {}, framing: 'cln', closeOnRequest: false };
+  // Every optional fault named too, so resetFaults() clears it (Object.assign skips a key that is absent).
+  return { delayMs: 0, silent: false, garbage: false, error: undefined, errorFor: {}, framing: 'cln', hugeReplyBytes: undefined, closeOnRequest: false, tamper: undefined };
 }
 
 class RpcFailure extends Error {
@@ -722,6 +729,8 @@ export class ClnPeer {
     if (this.faults.tamper === 'payment_hash') result.payment_hash = randomBytes(32).toString('hex');
     if (this.faults.tamper === 'bolt11') result.bolt11 = 'lnbcrt1notaninvoice';
     if (this.faults.tamper === 'expires_at') result.expires_at = 'soon';
+    if (this.faults.tamper === 'expires_at_far') result.expires_at = 2 ** 43 + 1e12;
+    if (this.faults.tamper === 'expires_at_late') result.expires_at = Math.floor(Date.now() / 1000) + 6 * 86400;
     return result;
   }
 
@@ -749,6 +758,7 @@ export class ClnPeer {
       });
     }
     if (this.faults.tamper === 'preimage' && state.state === 'settled') e.payment_preimage = randomBytes(32).toString('hex');
+    if (this.faults.tamper === 'underpaid' && state.state === 'settled') e.amount_received_msat = inv.amountMsat - 1000;
     if (this.faults.tamper === 'status') e.status = 'confused';
     return e;
   }

@@ -30,9 +30,11 @@ export interface LndPeerKnobs {
    * Inconsistent answers: `hash` (r_hash is not the invoice's hash), `amount` (invoice for another
    * amount), `undecodable` (payment_request is not BOLT11), `bad-preimage` (SETTLED with a preimage that
    * does not hash to r_hash), `open-with-preimage` (OPEN plus some r_preimage, as lnd shows the preimage
-   * of its own unpaid invoices).
+   * of its own unpaid invoices), `underpaid` (SETTLED with amt_paid_msat one satoshi below value_msat),
+   * `long-expiry` (AddInvoice ignores the expiry asked and makes the invoice live 6 days), `huge`
+   * (payment_request is the invoice followed by 4 MiB of bech32 letters).
    */
-  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage';
+  garbage: false | 'hash' | 'amount' | 'undecodable' | 'bad-preimage' | 'open-with-preimage' | 'underpaid' | 'long-expiry' | 'huge';
   /**
    * How a bad macaroon is refused: `unauthenticated` (gRPC UNAUTHENTICATED) or `lnd` (what lnd really
    * does: its macaroon service returns plain errors, so gRPC reports UNKNOWN / HTTP 500).
@@ -264,7 +266,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
         add_index: String(inv.addIndex),
         settle_index: settled ? String(inv.addIndex) : '0',
         amt_paid_sat: settled ? String(Math.floor(inv.amountMsat / 1000)) : '0',
-        amt_paid_msat: settled ? String(inv.amountMsat) : '0',
+        amt_paid_msat: settled ? String(inv.amountMsat - (knobs.garbage === 'underpaid' ? 1000 : 0)) : '0',
         state,
         payment_addr: inv.paymentAddr,
       };
@@ -280,7 +282,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
         if (amountMsat === 0) throw new RpcFailure(grpc.status.UNKNOWN, 'this test peer issues no zero-amount invoices');
         const memo = String(req.memo ?? '');
         if (Buffer.byteLength(memo) > 1024) throw new RpcFailure(grpc.status.UNKNOWN, 'memo too large: 1025 bytes (maxsize=1024)');
-        const expiry = int(req.expiry) || 86400;
+        const expiry = knobs.garbage === 'long-expiry' ? 6 * 86400 : int(req.expiry) || 86400;
         if (knobs.garbage === 'amount') amountMsat += 1000;
         const created = await w.createInvoice({ amountMsat, memo, expirySecs: expiry });
         const hashHex = created.paymentHash.toString('hex');
@@ -298,7 +300,7 @@ export async function startLndPeer(opts: LndPeerOptions = {}): Promise<LndPeer> 
         issued.set(hashHex, inv);
         return {
           r_hash: knobs.garbage === 'hash' ? randomBytes(32) : created.paymentHash,
-          payment_request: knobs.garbage === 'undecodable' ? 'lnbcrt1notaninvoice' : created.bolt11,
+          payment_request: knobs.garbage === 'undecodable' ? 'lnbcrt1notaninvoice' : knobs.garbage === 'huge' ? created.bolt11 + 'q'.repeat(4 << 20) : created.bolt11,
           add_index: String(inv.addIndex),
           payment_addr: inv.paymentAddr,
         };

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { NostrRelay } from 'snstr/utils/ephemeral-relay';
 import { finalizeEvent, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
+import * as nip44 from 'nostr-tools/nip44';
 import {
   NWCWalletService,
   NWCWalletServiceKeyPair,
@@ -63,6 +64,13 @@ export interface NwcPeerFaults {
   preimageWhenOpen: boolean;
   /** lookup_invoice reports settled invoices with a preimage that does not match. */
   wrongPreimage: boolean;
+  /**
+   * Anyone on the relay can read a request's id and the client's key: an impostor (its own key, not the wallet's)
+   * answers every request first, tagged with its id and encrypted to the client, with an invoice of its own for
+   * make_invoice and "settled" (with a preimage of its choosing) for lookup_invoice. Set delayMs so the wallet's
+   * real reply comes second.
+   */
+  impostorReplies: boolean;
 }
 
 export interface NwcPeer {
@@ -146,6 +154,7 @@ export async function startNwcPeer(opts: NwcPeerOptions = {}): Promise<NwcPeer> 
     garbleReplies: false,
     preimageWhenOpen: false,
     wrongPreimage: false,
+    impostorReplies: false,
   };
   const seen: NwcPeer['seen'] = [];
   const issued = new Map<string, IssuedInvoice>();
@@ -261,6 +270,31 @@ export async function startNwcPeer(opts: NwcPeerOptions = {}): Promise<NwcPeer> 
 
   const unsubscribe = await service.subscribe(keypair, handler);
   await waitListening();
+  // The impostor reads requests off the relay like anyone can, and answers them with its own key.
+  const impostorSecret = generateSecretKey();
+  const impostorDir = mkdtempSync(join(tmpdir(), 'l402-nwc-impostor-'));
+  const impostorWallet = DevWallet.open(impostorDir);
+  const clientPubkey = getPublicKey(clientSecret);
+  const impostor = async (ev: { id: string; content: string }): Promise<void> => {
+    const req = JSON.parse(nip44.v2.decrypt(ev.content, nip44.v2.utils.getConversationKey(Buffer.from(walletSecret, 'hex'), clientPubkey))) as { method: string; params: Record<string, unknown> };
+    let reply: Record<string, unknown>;
+    if (req.method === 'make_invoice') {
+      const inv = await impostorWallet.createInvoice({ amountMsat: Number(req.params.amount), memo: String(req.params.description ?? ''), expirySecs: 600 });
+      reply = { result_type: 'make_invoice', result: { type: 'incoming', state: 'pending', invoice: inv.bolt11, payment_hash: inv.paymentHash.toString('hex'), amount: Number(req.params.amount), created_at: Math.floor(Date.now() / 1000), expires_at: inv.expiresAt } };
+    } else if (req.method === 'lookup_invoice') {
+      reply = { result_type: 'lookup_invoice', result: { type: 'incoming', state: 'settled', preimage: hex(generateSecretKey()), payment_hash: req.params.payment_hash, settled_at: Math.floor(Date.now() / 1000) } };
+    } else {
+      return;
+    }
+    const content = nip44.v2.encrypt(JSON.stringify(reply), nip44.v2.utils.getConversationKey(impostorSecret, clientPubkey));
+    const forged = finalizeEvent({ kind: 23195, created_at: Math.floor(Date.now() / 1000), tags: [['p', clientPubkey], ['e', ev.id], ['encryption', 'nip44_v2']], content }, impostorSecret);
+    await service.relay.publish(forged);
+  };
+  service.relay.subscribe([{ kinds: [23194], '#p': [walletPubkey] }], {
+    onevent: (ev: { id: string; content: string }) => {
+      if (faults.impostorReplies) impostor(ev).catch(() => undefined);
+    },
+  });
   await publishInfo();
 
   let relayRunning = true;
@@ -304,7 +338,9 @@ export async function startNwcPeer(opts: NwcPeerOptions = {}): Promise<NwcPeer> 
       if (relayRunning) await relay.close();
       relayRunning = false;
       await wallet.close();
+      await impostorWallet.close();
       rmSync(dir, { recursive: true, force: true });
+      rmSync(impostorDir, { recursive: true, force: true });
     },
   };
 }

@@ -220,7 +220,17 @@ export function createAcceptor(d: AcceptorDeps) {
         outcome = await race(attempt.op.result, cfg.swapTimeoutMs, signal);
       }
     } catch (err) {
-      return journal.failed(err, { id: attempt.swapId, sent: attempt.op.sent(), reserved: attempt.reserved }, t, mint);
+      const failed = await journal.failed(err, { id: attempt.swapId, sent: attempt.op.sent(), reserved: attempt.reserved }, t, mint);
+      // The mint found our swap unbalanced: the input fee we counted is not the one it charges (a mint may change
+      // a legacy keyset's fee, which its id does not commit to). Our fault, not the payer's, and nothing was spent
+      // (the proofs are released): the keysets are read again, and the payer's retry pays with the fee listed now.
+      if (err instanceof MintOperationError && err.code === NUT_CODE.unbalanced) {
+        log.warn({ mint }, 'cashu: the mint found our swap unbalanced (its input fees changed?); reading its keysets again');
+        // At most one reload a second per mint (as for an unknown keyset id), whoever sends such swaps.
+        await directory.ensure(mint, { signal, unknownId: '\u0000unbalanced' }).catch(() => undefined);
+        return unavailable("the mint's input fees changed; retry");
+      }
+      return failed;
     }
     const final = attempt;
     const { swapId, op } = final;

@@ -32,7 +32,7 @@ export class MintRejectedError extends Error {
 }
 
 /** NUT error codes we act on. */
-export const NUT_CODE = { tokenAlreadySpent: 11001, tokenPending: 11002, outputsAlreadySigned: 10002, keysetInactive: 12002 } as const;
+export const NUT_CODE = { tokenAlreadySpent: 11001, unbalanced: 11002, outputsAlreadySigned: 10002, keysetInactive: 12002 } as const;
 
 const MAX_BODY = 4 * 1024 * 1024;
 /** Spacing of keyset reloads triggered by unknown keyset ids (made-up ids cannot make us hammer a mint). */
@@ -47,6 +47,15 @@ function detailOf(text: string): { code?: number; detail?: string } {
     };
   } catch {
     return {};
+  }
+}
+
+/** Whether a keyset's keys (with its unit, fee and final expiry) hash to its id (NUT-02). */
+function keysetIdVerifies(k: KnownKeyset): boolean {
+  try {
+    return Keyset.verifyKeysetId({ id: k.id, unit: k.unit, keys: k.keys, input_fee_ppk: k.inputFeePpk, final_expiry: k.finalExpiry, active: k.active } as MintKeys);
+  } catch {
+    return false;
   }
 }
 
@@ -265,6 +274,14 @@ export class MintDirectory {
       const known = s.keysets.get(id);
       if (known) {
         known.active = active;
+        // A keyset with a legacy ("00") id does not commit to its input fee, and a mint may change it: the fee
+        // it lists now is the one its swaps charge (a stale one made every swap unbalanced, refused). A v2 id
+        // commits to the fee, so a different one there never verifies and is ignored.
+        const fee = typeof raw.input_fee_ppk === 'number' ? raw.input_fee_ppk : 0;
+        if (fee !== known.inputFeePpk && Number.isSafeInteger(fee) && fee >= 0 && keysetIdVerifies({ ...known, active, inputFeePpk: fee })) {
+          known.inputFeePpk = fee;
+          this.db.putKeyset({ mint: base, ...known });
+        }
         continue;
       }
       const resp = await mintFetch<{ keysets?: MintKeys[] }>(`${base}/v1/keys/${encodeURIComponent(id)}`, { timeoutMs: this.timeoutMs, signal });
@@ -276,12 +293,7 @@ export class MintDirectory {
       for (const [amt, hex] of Object.entries(mk.keys)) {
         if (/^\d{1,19}$/.test(amt) && typeof hex === 'string' && parsePoint(hex)) keys[amt] = hex.toLowerCase();
       }
-      let verified = false;
-      try {
-        verified = Keyset.verifyKeysetId({ id, unit: raw.unit, keys, input_fee_ppk: fee, final_expiry: finalExpiry, active } as MintKeys);
-      } catch {
-        verified = false;
-      }
+      const verified = keysetIdVerifies({ id, unit: raw.unit, keys, inputFeePpk: fee, finalExpiry, active });
       if (!verified || !Number.isSafeInteger(fee) || fee < 0) continue; // keys that do not hash to their id are never used
       const ks: KnownKeyset = { id, unit: raw.unit, active, inputFeePpk: fee, finalExpiry, keys };
       s.keysets.set(id, ks);

@@ -143,6 +143,23 @@ export class Redeemer {
     return this.payout(tenant, amount * MSAT_PER_UNIT[this.cfg.unit as CashuUnit], MEMO, signal);
   }
 
+  /**
+   * The mint's quote must be for the invoice we asked it to pay, for exactly its amount, in our unit: a melt pays
+   * whatever invoice its quote names and keeps what the quote's amount says, so a quote for another invoice (found:
+   * it was melted) or for more than ours would hand the operator's ecash to someone else. Throws (the cycle logs
+   * the melt as failed; the proofs stay unspent).
+   */
+  private checkedQuote(quote: MeltQuoteBolt11Response, invoice: string, amount: number): MeltQuoteBolt11Response {
+    const request = (quote as { request?: unknown }).request;
+    if (typeof request === 'string' && request.trim().toLowerCase() !== invoice.toLowerCase()) {
+      throw new Error('the mint quoted another invoice than the one it was asked to pay; not melting');
+    }
+    if (quote.amount.toNumber() !== amount) throw new Error(`the mint quoted ${quote.amount.toNumber()} for an invoice of ${amount}; not melting`);
+    const unit = (quote as { unit?: unknown }).unit;
+    if (typeof unit === 'string' && unit !== this.cfg.unit) throw new Error('the mint quoted in another unit; not melting');
+    return quote;
+  }
+
   private async meltGroup(mint: string, tenant: string | undefined, all: StoredProof[], outer?: AbortSignal): Promise<string | undefined> {
     const r = this.cfg.redeem;
     const cap = r.maxProofsPerMelt > 0 ? r.maxProofsPerMelt : all.length;
@@ -164,7 +181,7 @@ export class Redeemer {
     }
     const wallet = await this.wallets.get(mint, signal);
     let invoice = await this.invoiceFor(tenant, amount, signal);
-    let quote: MeltQuoteBolt11Response = await wallet.createMeltQuoteBolt11(invoice);
+    let quote: MeltQuoteBolt11Response = this.checkedQuote(await wallet.createMeltQuoteBolt11(invoice), invoice, amount);
     let need = quote.amount.toNumber() + quote.fee_reserve.toNumber() + fee;
     if (need > total) {
       // The mint wants a larger reserve than ours: ask for less, once.
@@ -174,7 +191,7 @@ export class Redeemer {
         return undefined;
       }
       invoice = await this.invoiceFor(tenant, amount, signal);
-      quote = await wallet.createMeltQuoteBolt11(invoice);
+      quote = this.checkedQuote(await wallet.createMeltQuoteBolt11(invoice), invoice, amount);
       need = quote.amount.toNumber() + quote.fee_reserve.toNumber() + fee;
       if (need > total) return undefined;
     }

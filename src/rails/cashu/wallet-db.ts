@@ -164,7 +164,7 @@ export class WalletDb {
       ),
       putKeyset: d.prepare(
         `INSERT INTO keysets (mint, id, unit, input_fee_ppk, final_expiry, active, keys) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(mint, id) DO UPDATE SET active = excluded.active`,
+         ON CONFLICT(mint, id) DO UPDATE SET active = excluded.active, input_fee_ppk = excluded.input_fee_ppk`,
       ),
       keysetsOf: d.prepare<[string], { mint: string; id: string; unit: string; input_fee_ppk: number; final_expiry: number | null; active: number; keys: string }>(
         'SELECT * FROM keysets WHERE mint = ?',

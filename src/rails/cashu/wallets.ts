@@ -42,7 +42,7 @@ export class WalletPool {
     const keysets = await this.directory.ensure(mint, { signal });
     const info = this.directory.info(mint) ?? (await this.directory.loadInfo(mint, signal));
     // Rebuilt when keysets appear or change state: outputs must go to a currently active keyset.
-    const version = [...keysets.values()].map((k) => `${k.id}:${k.active ? 1 : 0}`).join(',');
+    const version = [...keysets.values()].map((k) => `${k.id}:${k.active ? 1 : 0}:${k.inputFeePpk}`).join(',');
     const cached = this.wallets.get(mint);
     if (cached && cached.version === version) return cached.wallet;
     const transport = cashuRequestFn(this.timeoutMs);

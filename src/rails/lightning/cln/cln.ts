@@ -156,6 +156,15 @@ export function invoiceStateFromList(result: unknown, paymentHash: Buffer, what 
   if (paid) {
     const preimage = hex32(paid.payment_preimage, `${what}: payment_preimage of a paid invoice`);
     if (!sha256(preimage).equals(paymentHash)) throw new BackendCallError(`${what}: payment_preimage does not hash to the payment hash`, false);
+    // CLN refuses an HTLC set below the invoice's amount, so "paid" with less received is a node that lies (or
+    // answers about something else): never a settlement. The amount was checked against the price at creation.
+    const asked = parseMsat(paid.amount_msat);
+    if (asked !== undefined) {
+      const received = parseMsat(paid.amount_received_msat);
+      if (received === undefined || received < asked) {
+        throw new BackendCallError(`${what}: a paid invoice of ${asked} msat reports ${received === undefined ? 'no amount' : `${received} msat`} received; refusing it`, false);
+      }
+    }
     return { state: 'settled', preimage };
   }
   const status = entries[0]!.status;
@@ -172,13 +181,15 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
   const paymentHash = hex32(r.payment_hash, 'CLN invoice: payment_hash');
   const expiresAt = r.expires_at;
   if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt)) throw new BackendCallError('CLN invoice: expires_at is not an integer');
-  // CLN's own expires_at is the expiry we report; a mismatch is a node fault (not retryable), an expired one maybe its clock.
-  checkReturnedInvoice(bolt11, {
+  // CLN's own expires_at is the expiry we report, never later than its bolt11's; a mismatch is a node fault (not
+  // retryable), an expired one maybe its clock.
+  const inv = checkReturnedInvoice(bolt11, {
     backend: 'CLN invoice',
     amountMsat: req.amountMsat,
     paymentHash,
     paymentHashField: 'payment_hash',
     expiresAt,
+    expirySecs: req.expirySecs,
     now: nowSecs,
     retryable: { payment_hash: false, amount: false },
     wording: (p) => {
@@ -187,7 +198,7 @@ export function createdInvoiceFrom(result: unknown, req: InvoiceRequest, nowSecs
       return undefined;
     },
   });
-  return { bolt11, paymentHash, expiresAt };
+  return { bolt11, paymentHash, expiresAt: inv.expiresAt };
 }
 
 /** One-line summary of `getinfo` for `l402d doctor`. */

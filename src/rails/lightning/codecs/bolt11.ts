@@ -9,6 +9,15 @@ import { BackendCallError } from '../backend.js';
 /** BOLT11: expiry when the invoice carries no `x` field. */
 export const DEFAULT_EXPIRY_SECS = 3600;
 
+/**
+ * The longest invoice taken from a node: a challenge carries at most 7,000 characters of it in a header, and a
+ * node's reply may be megabytes (lnd's gRPC takes up to 16 MiB), which would otherwise be decoded whole first.
+ */
+export const MAX_RETURNED_INVOICE_CHARS = 7089;
+
+/** How much later than asked an invoice may expire (the node's clock ahead of ours). */
+export const EXPIRY_SLACK_SECS = 600;
+
 /** The fields of a BOLT11 invoice the gate uses. */
 export interface Bolt11Invoice {
   /** 32 bytes (`p`). */
@@ -111,7 +120,8 @@ export type InvoiceProblem =
   | { kind: 'amount'; invoiceMsat: number | undefined; requestedMsat: number }
   | { kind: 'description_hash' }
   | { kind: 'description' }
-  | { kind: 'expired'; expiresAt: number };
+  | { kind: 'expired'; expiresAt: number }
+  | { kind: 'expiry'; expiresAt: number; latest: number };
 
 export type InvoiceProblemKind = InvoiceProblem['kind'];
 
@@ -133,8 +143,17 @@ export interface InvoiceExpectation {
   descriptionHash?: { hex: string; of: string };
   /** When the invoice carries a `d`, it must be this. */
   description?: string;
-  /** Expiry the node reports (Unix seconds), checked and used instead of the invoice's timestamp + expiry. */
+  /**
+   * Expiry the node reports (Unix seconds), checked and used when it comes before the invoice's own timestamp +
+   * expiry: never after it (what a payer's wallet enforces is the invoice's; a node cannot lengthen it by saying so).
+   */
   expiresAt?: number;
+  /**
+   * The expiry asked of a node that honours it (lnd, CLN, eclair), in seconds: an invoice living longer (beyond
+   * EXPIRY_SLACK_SECS for clocks) is refused, since a credential's expiry counts from its invoice's. Unset for a
+   * backend that cannot be asked (LNURL) or may ignore it (NWC): its invoice's life is bounded by the core instead.
+   */
+  expirySecs?: number;
   /** Unix seconds; defaults to the clock. */
   now?: number;
   /** BackendCallError.retryable for a refusal: one value, or per problem (unlisted: true). Default true. */
@@ -162,6 +181,8 @@ function defaultWording(p: InvoiceProblem, e: InvoiceExpectation): string {
       return 'the invoice description differs from the one requested; refusing it';
     case 'expired':
       return `the invoice already expired at ${unixText(p.expiresAt)} (check the issuing node's clock); refusing it`;
+    case 'expiry':
+      return `the invoice expires at ${unixText(p.expiresAt)}, later than the expiry asked for allows (${unixText(p.latest)}; check the issuing node's clock); refusing it`;
   }
 }
 
@@ -183,6 +204,9 @@ function sameHash(named: unknown, hash: Buffer): boolean {
  * backend and what did not match (never a credential: only amounts, field names and the decoder's reason).
  */
 export function checkReturnedInvoice(bolt11: string, expect: InvoiceExpectation): Bolt11Invoice {
+  if (typeof bolt11 === 'string' && bolt11.length > MAX_RETURNED_INVOICE_CHARS) {
+    throw refuse({ kind: 'undecodable', reason: `${bolt11.length} characters, longer than ${MAX_RETURNED_INVOICE_CHARS}` }, expect);
+  }
   let inv: Bolt11Invoice;
   try {
     inv = decodeBolt11(bolt11);
@@ -198,7 +222,13 @@ export function checkReturnedInvoice(bolt11: string, expect: InvoiceExpectation)
   if (expect.description !== undefined && inv.description !== undefined && inv.description !== expect.description) {
     throw refuse({ kind: 'description' }, expect);
   }
-  const expiresAt = expect.expiresAt ?? inv.expiresAt;
-  if (expiresAt <= (expect.now ?? Math.floor(Date.now() / 1000))) throw refuse({ kind: 'expired', expiresAt }, expect);
-  return inv;
+  // The invoice's own expiry bounds what a node reports (found: a CLN node's later expires_at made a credential
+  // sold for 120 s valid for days, as that is counted from its invoice's expiry).
+  const expiresAt = expect.expiresAt === undefined ? inv.expiresAt : Math.min(expect.expiresAt, inv.expiresAt);
+  const now = expect.now ?? Math.floor(Date.now() / 1000);
+  if (expiresAt <= now) throw refuse({ kind: 'expired', expiresAt }, expect);
+  if (expect.expirySecs !== undefined && expiresAt > now + expect.expirySecs + EXPIRY_SLACK_SECS) {
+    throw refuse({ kind: 'expiry', expiresAt, latest: now + expect.expirySecs + EXPIRY_SLACK_SECS }, expect);
+  }
+  return { ...inv, expiresAt };
 }

@@ -111,6 +111,7 @@ class EclairBackend implements LightningBackend {
       // Eclair always names the hash: a missing one is a mismatch (null is compared, undefined would not be).
       paymentHash: o!.paymentHash ?? null,
       description: req.memo,
+      expirySecs: req.expirySecs,
       wording: (p) => {
         if (p.kind === 'payment_hash') return '`paymentHash` does not match the invoice; refusing it';
         if (p.kind === 'amount') return `invoice is for ${p.invoiceMsat ?? 'any'} msat, asked for ${p.requestedMsat}; refusing it`;

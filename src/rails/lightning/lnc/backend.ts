@@ -292,7 +292,7 @@ export class LncBackend implements LightningBackend {
     } catch (err) {
       throw this.wrap(err);
     }
-    return createdInvoiceOf({ rHash: asBuffer(res.r_hash), paymentRequest: asString(res.payment_request) }, req.amountMsat, 'lnd over LNC');
+    return createdInvoiceOf({ rHash: asBuffer(res.r_hash), paymentRequest: asString(res.payment_request) }, req, 'lnd over LNC');
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {

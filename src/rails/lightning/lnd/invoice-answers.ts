@@ -8,7 +8,8 @@ import { asBuffer, asInt, asString } from '../codecs/proto-fields.js';
 import type { LndAddedInvoice, LndInvoice } from './lnd-rest.js';
 
 /** The invoice AddInvoice returned, checked against what was asked (`source` names the node in errors). */
-export function createdInvoiceOf(added: LndAddedInvoice, amountMsat: number, source: string): CreatedInvoice {
+export function createdInvoiceOf(added: LndAddedInvoice, req: { amountMsat: number; expirySecs: number }, source: string): CreatedInvoice {
+  const { amountMsat } = req;
   const backend = `${source} AddInvoice returned an unusable invoice`;
   if (added.rHash.length !== 32) throw new BackendCallError(`${backend}: r_hash is ${added.rHash.length} bytes, expected 32; refusing it`, false);
   const pr = added.paymentRequest.trim();
@@ -17,6 +18,7 @@ export function createdInvoiceOf(added: LndAddedInvoice, amountMsat: number, sou
     amountMsat,
     paymentHash: added.rHash,
     paymentHashField: 'r_hash',
+    expirySecs: req.expirySecs,
     retryable: false,
     wording: (p) => {
       if (p.kind === 'undecodable') return `payment_request is not a decodable BOLT11 invoice; refusing it (${p.reason})`;
@@ -35,6 +37,8 @@ export function lndInvoiceOf(res: Record<string, unknown>): LndInvoice {
     state: asString(res.state),
     creationDate: asInt(res.creation_date),
     expiry: asInt(res.expiry),
+    valueMsat: asInt(res.value_msat),
+    amtPaidMsat: asInt(res.amt_paid_msat),
   };
 }
 
@@ -51,6 +55,11 @@ export function invoiceStateOf(inv: LndInvoice, paymentHash: Buffer, source: str
       // Only a preimage that hashes to the payment hash proves payment; never trust the state alone.
       if (inv.rPreimage.length !== 32 || !safeEqual(createHash('sha256').update(inv.rPreimage).digest(), paymentHash)) {
         throw bad('state SETTLED without a preimage that hashes to the payment hash');
+      }
+      // lnd settles an invoice only once the HTLCs pay at least its value (checked against the price when it
+      // was added): SETTLED with less paid is a node that lies, never a settlement.
+      if (inv.valueMsat > 0 && inv.amtPaidMsat < inv.valueMsat) {
+        throw bad(`state SETTLED with ${inv.amtPaidMsat} msat paid of the ${inv.valueMsat} msat asked`);
       }
       return { state: 'settled', preimage: Buffer.from(inv.rPreimage) };
     }

@@ -23,6 +23,10 @@ export interface LndInvoice {
   creationDate: number;
   /** Seconds after creationDate. */
   expiry: number;
+  /** What the invoice asks (value_msat; 0 for an "any amount" invoice or when the reply omits it). */
+  valueMsat: number;
+  /** What it was paid (amt_paid_msat; 0 when the reply omits it). */
+  amtPaidMsat: number;
 }
 
 /** The fields of lnrpc.GetInfoResponse the backend reads. */
@@ -190,6 +194,8 @@ export class LndRestTransport implements LndTransport {
       state: stringField(res.state, method, 'state'),
       creationDate: intField(res.creation_date, method, 'creation_date'),
       expiry: intField(res.expiry, method, 'expiry'),
+      valueMsat: intField(res.value_msat, method, 'value_msat'),
+      amtPaidMsat: intField(res.amt_paid_msat, method, 'amt_paid_msat'),
     };
   }
 

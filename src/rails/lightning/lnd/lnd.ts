@@ -359,7 +359,7 @@ class LndBackend implements LightningBackend {
       throw new BackendCallError(`lnd: expirySecs must be a positive integer, got ${req.expirySecs}`, false);
     }
     const added = await this.call(() => this.transport.addInvoice({ valueMsat: req.amountMsat, memo: req.memo, expiry: req.expirySecs }, signal, this.ctx.timeoutMs));
-    return createdInvoiceOf(added, req.amountMsat, `lnd ${this.transport.name}`);
+    return createdInvoiceOf(added, req, `lnd ${this.transport.name}`);
   }
 
   async lookupInvoice(paymentHash: Buffer, signal?: AbortSignal): Promise<InvoiceState> {
